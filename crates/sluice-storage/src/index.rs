@@ -1,0 +1,202 @@
+//! Sparse indexes beside each segment, as Kafka keeps them:
+//! - the offset index maps a batch's offset (relative to the segment base) to its file position;
+//! - the time index maps the largest timestamp seen so far to the offset where it was reached.
+//!
+//! One entry is added every `index.interval.bytes` of log. Entries live in memory (a segment of
+//! 1 GiB with the default 4 KiB interval holds at most 262,144 of them) and are appended to the
+//! index file as they are made, so a clean restart loads them instead of rescanning the log.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// One fixed-size index entry.
+pub trait IndexEntry: Copy {
+    const SIZE: usize;
+    fn encode(&self, out: &mut [u8]);
+    fn decode(buf: &[u8]) -> Self;
+}
+
+/// Offset index entry: (offset - base, byte position in the segment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetEntry {
+    pub relative_offset: u32,
+    pub position: u32,
+}
+
+impl IndexEntry for OffsetEntry {
+    const SIZE: usize = 8;
+    fn encode(&self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&self.relative_offset.to_be_bytes());
+        out[4..8].copy_from_slice(&self.position.to_be_bytes());
+    }
+    fn decode(buf: &[u8]) -> Self {
+        OffsetEntry {
+            relative_offset: u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]),
+            position: u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
+        }
+    }
+}
+
+/// Time index entry: (largest timestamp so far, offset - base of the batch that carried it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeEntry {
+    pub timestamp: i64,
+    pub relative_offset: u32,
+}
+
+impl IndexEntry for TimeEntry {
+    const SIZE: usize = 12;
+    fn encode(&self, out: &mut [u8]) {
+        out[..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        out[8..12].copy_from_slice(&self.relative_offset.to_be_bytes());
+    }
+    fn decode(buf: &[u8]) -> Self {
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&buf[..8]);
+        TimeEntry {
+            timestamp: i64::from_be_bytes(ts),
+            relative_offset: u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
+        }
+    }
+}
+
+/// An index file and its entries in memory.
+pub struct IndexFile<E: IndexEntry> {
+    path: PathBuf,
+    file: File,
+    entries: Vec<E>,
+}
+
+impl<E: IndexEntry> IndexFile<E> {
+    /// Creates (or empties) the file.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(true)
+            .open(path)?;
+        Ok(IndexFile {
+            path: path.to_path_buf(),
+            file,
+            entries: Vec::new(),
+        })
+    }
+
+    /// Loads the entries of an existing file. A trailing partial entry (torn write) is dropped.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)?;
+        let mut raw = Vec::new();
+        file.read_to_end(&mut raw)?;
+        let whole = raw.len() / E::SIZE * E::SIZE;
+        if whole != raw.len() {
+            file.set_len(whole as u64)?;
+        }
+        let entries = raw[..whole].chunks_exact(E::SIZE).map(E::decode).collect();
+        Ok(IndexFile {
+            path: path.to_path_buf(),
+            file,
+            entries,
+        })
+    }
+
+    pub fn entries(&self) -> &[E] {
+        &self.entries
+    }
+
+    pub fn last(&self) -> Option<&E> {
+        self.entries.last()
+    }
+
+    pub fn append(&mut self, entry: E) -> io::Result<()> {
+        let mut buf = [0u8; 16];
+        entry.encode(&mut buf[..E::SIZE]);
+        self.file.write_all(&buf[..E::SIZE])?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// Keeps the first `len` entries (used when recovery finds them past the valid log).
+    pub fn truncate(&mut self, len: usize) -> io::Result<()> {
+        if len < self.entries.len() {
+            self.entries.truncate(len);
+            self.file.set_len((len * E::SIZE) as u64)?;
+        }
+        Ok(())
+    }
+
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl IndexFile<OffsetEntry> {
+    /// The last entry whose offset is at most `relative_offset`.
+    pub fn floor(&self, relative_offset: u32) -> Option<OffsetEntry> {
+        let i = self
+            .entries
+            .partition_point(|e| e.relative_offset <= relative_offset);
+        i.checked_sub(1).map(|i| self.entries[i])
+    }
+}
+
+impl IndexFile<TimeEntry> {
+    /// The last entry whose timestamp is below `timestamp`: a scan for the first batch at or
+    /// after `timestamp` can start at its offset.
+    pub fn floor_before(&self, timestamp: i64) -> Option<TimeEntry> {
+        let i = self.entries.partition_point(|e| e.timestamp < timestamp);
+        i.checked_sub(1).map(|i| self.entries[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_drops_torn_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.index");
+        let mut idx = IndexFile::<OffsetEntry>::create(&path).unwrap();
+        for i in 0..10u32 {
+            idx.append(OffsetEntry {
+                relative_offset: i * 10,
+                position: i * 4096,
+            })
+            .unwrap();
+        }
+        drop(idx);
+        let mut raw = std::fs::read(&path).unwrap();
+        raw.extend([1, 2, 3]);
+        std::fs::write(&path, raw).unwrap();
+        let idx = IndexFile::<OffsetEntry>::open(&path).unwrap();
+        assert_eq!(idx.entries().len(), 10);
+        assert_eq!(idx.floor(25).unwrap().position, 2 * 4096);
+        assert_eq!(idx.floor(0).unwrap().position, 0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 80);
+    }
+
+    #[test]
+    fn time_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = IndexFile::<TimeEntry>::create(&dir.path().join("t")).unwrap();
+        for (ts, off) in [(100, 0), (200, 5), (300, 9)] {
+            idx.append(TimeEntry {
+                timestamp: ts,
+                relative_offset: off,
+            })
+            .unwrap();
+        }
+        assert_eq!(idx.floor_before(100), None);
+        assert_eq!(idx.floor_before(250).unwrap().relative_offset, 5);
+    }
+}

@@ -1,1 +1,28 @@
+//! The Kafka-protocol broker: connections and request handlers, topic metadata, committed
+//! offsets, consumer groups' IO edge, the HTTP endpoints, and the broker's lifetime.
+//!
+//! Architecture invariants:
+//! - storage (`sluice-storage`) knows nothing of the protocol; this crate maps its errors onto
+//!   Kafka codes (`error.rs`) and serves its bytes unchanged;
+//! - the group coordinator (`sluice-group`) is a pure state machine; `groups.rs` is its only
+//!   caller and owns its clock and timers;
+//! - every change to durable broker state (topics, configs, offsets, producer ids) is written
+//!   to an internal log before it takes effect.
 
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod groups;
+pub mod handlers;
+pub mod http;
+pub mod internal_log;
+pub mod metadata;
+pub mod metrics;
+pub mod offsets;
+pub mod partition;
+pub mod producer_state;
+pub mod server;
+pub mod topic_config;
+
+pub use broker::{run, Broker};
+pub use config::{BrokerConfig, FlushPolicy};

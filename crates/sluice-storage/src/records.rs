@@ -292,7 +292,7 @@ pub(crate) mod tests {
             put_varint(&mut rec, i64::from(i)); // offset delta
             put_varint(&mut rec, -1); // null key
             put_varint(&mut rec, value_len as i64);
-            rec.extend(std::iter::repeat(b'v').take(value_len));
+            rec.extend(std::iter::repeat_n(b'v', value_len));
             put_varint(&mut rec, 0); // headers
             put_varint(&mut records, rec.len() as i64);
             records.extend(rec);
@@ -344,7 +344,10 @@ pub(crate) mod tests {
             },
         );
         let h = BatchHeader::parse(&b).unwrap();
-        assert_eq!((h.base_offset, h.last_offset(), h.partition_leader_epoch), (42, 44, 7));
+        assert_eq!(
+            (h.base_offset, h.last_offset(), h.partition_leader_epoch),
+            (42, 44, 7)
+        );
         assert!(crc_matches(&b), "epoch and offset are outside the CRC");
         stamp_batch(
             &mut b,

@@ -143,7 +143,9 @@ impl LogSegment {
         let sorted = offsets
             .windows(2)
             .all(|w| w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position);
-        let in_file = offsets.last().map_or(true, |e| u64::from(e.position) < file_len);
+        let in_file = offsets
+            .last()
+            .is_none_or(|e| u64::from(e.position) < file_len);
         sorted && in_file
     }
 
@@ -210,7 +212,7 @@ impl LogSegment {
                 position: position as u32,
             })?;
             let ts = header.max_timestamp.max(self.max_timestamp);
-            if self.time_index.last().map_or(true, |t| ts > t.timestamp) {
+            if self.time_index.last().is_none_or(|t| ts > t.timestamp) {
                 let ts_offset = if header.max_timestamp >= self.max_timestamp {
                     header.base_offset
                 } else {

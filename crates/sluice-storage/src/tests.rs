@@ -93,7 +93,11 @@ fn rolls_segments_and_indexes_across_them() {
     assert!(log.segment_count() > 10);
     for offset in [0, 1, 37, 100, 150, 199] {
         let got = read_offsets(&log, offset, 1);
-        assert_eq!(got, vec![(offset / 2 * 2, offset / 2 * 2 + 1)], "offset {offset}");
+        assert_eq!(
+            got,
+            vec![(offset / 2 * 2, offset / 2 * 2 + 1)],
+            "offset {offset}"
+        );
     }
     drop(log);
     let log = open(dir.path(), config);

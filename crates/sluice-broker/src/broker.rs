@@ -1,0 +1,227 @@
+//! The broker's shared state and its lifetime: open the data directory, serve the Kafka and
+//! HTTP listeners, run background work (retention, interval flushes, group timers), and shut
+//! down cleanly.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+use crate::config::{BrokerConfig, FlushPolicy};
+use crate::error::KafkaError;
+use crate::groups::GroupService;
+use crate::metadata::Metadata;
+use crate::metrics::Metrics;
+use crate::offsets::OffsetStore;
+use crate::server;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    /// host and port put in Metadata and FindCoordinator.
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub cluster_id: String,
+    pub metadata: Metadata,
+    pub offsets: OffsetStore,
+    pub groups: GroupService,
+    pub metrics: Metrics,
+    /// Woken on every append, so long-polling fetches re-check their partitions.
+    pub data_appended: Notify,
+}
+
+/// Reads `meta.properties` (Kafka's file of the same name) or writes a new cluster id.
+fn load_cluster_id(data_dir: &Path, node_id: i32) -> anyhow::Result<String> {
+    let path = data_dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
+            return Ok(id.trim().to_string());
+        }
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
+    let tmp = data_dir.join("meta.properties.tmp");
+    std::fs::write(
+        &tmp,
+        format!("version=1\ncluster.id={id}\nnode.id={node_id}\n"),
+    )?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
+}
+
+impl Broker {
+    /// Opens the data directory: replays metadata and offsets, recovers every partition.
+    pub fn open(
+        config: BrokerConfig,
+        local_kafka_addr: std::net::SocketAddr,
+    ) -> anyhow::Result<Arc<Broker>> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        let cluster_id = load_cluster_id(&config.data_dir, config.node_id)?;
+        let now = now_ms();
+        let metadata = Metadata::open(&config.data_dir, now).map_err(anyhow_from)?;
+        let offsets =
+            OffsetStore::open(&config.data_dir, config.flush, now).map_err(anyhow_from)?;
+        let (advertised_host, advertised_port) = match &config.advertised_kafka_addr {
+            Some(addr) => parse_host_port(addr)?,
+            None => (
+                local_kafka_addr.ip().to_string(),
+                i32::from(local_kafka_addr.port()),
+            ),
+        };
+        let metrics = Metrics::default();
+        metrics.partitions.set(metadata.partition_count() as i64);
+        let groups = GroupService::new(&config);
+        Ok(Arc::new(Broker {
+            config,
+            advertised_host,
+            advertised_port,
+            cluster_id,
+            metadata,
+            offsets,
+            groups,
+            metrics,
+            data_appended: Notify::new(),
+        }))
+    }
+
+    /// fsyncs every partition with unflushed appends.
+    pub async fn flush_dirty(&self) {
+        for topic in self.metadata.topics() {
+            for p in &topic.partitions {
+                if p.is_dirty() {
+                    if let Err(e) = p.sync_now().await {
+                        tracing::error!(topic = %topic.name, partition = p.index, error = %e, "flush failed");
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_retention(&self) {
+        let now = now_ms();
+        for topic in self.metadata.topics() {
+            for p in &topic.partitions {
+                match p.apply_retention(now) {
+                    Ok(o) if o.segments_deleted > 0 => tracing::info!(
+                        topic = %topic.name,
+                        partition = p.index,
+                        segments = o.segments_deleted,
+                        bytes = o.bytes_deleted,
+                        "retention deleted segments"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(topic = %topic.name, partition = p.index, error = %e, "retention failed")
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn anyhow_from(e: KafkaError) -> anyhow::Error {
+    anyhow::anyhow!(e.message)
+}
+
+/// Splits "host:port" (IPv6 hosts in brackets).
+pub fn parse_host_port(addr: &str) -> anyhow::Result<(String, i32)> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .with_context(|| format!("address {addr:?} must be host:port"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("address {addr:?} has an invalid port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        anyhow::bail!("address {addr:?} has an empty host");
+    }
+    Ok((host.to_string(), i32::from(port)))
+}
+
+/// Runs the broker until `shutdown` resolves: binds both listeners, serves, then stops
+/// accepting, lets in-flight requests finish (bounded), flushes, and returns.
+pub async fn run(
+    config: BrokerConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let kafka_listener = TcpListener::bind(config.kafka_addr)
+        .await
+        .with_context(|| format!("cannot listen for Kafka clients on {}", config.kafka_addr))?;
+    let http_listener = TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http_addr))?;
+    let local = kafka_listener.local_addr()?;
+    let http_local = http_listener.local_addr()?;
+    let broker = Broker::open(config, local)?;
+    tracing::info!(
+        kafka = %local,
+        http = %http_local,
+        data_dir = %broker.config.data_dir.display(),
+        flush = %broker.config.flush,
+        cluster_id = %broker.cluster_id,
+        "sluice is serving"
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(server::serve_kafka(
+        broker.clone(),
+        kafka_listener,
+        stop_rx.clone(),
+    ));
+    tasks.spawn(crate::http::serve(
+        broker.clone(),
+        http_listener,
+        stop_rx.clone(),
+    ));
+    tasks.spawn(background(broker.clone(), stop_rx.clone()));
+    tasks.spawn(crate::groups::run_timers(broker.clone(), stop_rx.clone()));
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not finish within 10 s; closing them");
+    }
+    broker.flush_dirty().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn background(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let flush_every = match broker.config.flush {
+        FlushPolicy::Interval(d) => d,
+        _ => Duration::from_secs(3600),
+    };
+    let mut flush_tick = tokio::time::interval(flush_every);
+    let mut retention_tick = tokio::time::interval(broker.config.retention_check_interval);
+    flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    retention_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = flush_tick.tick() => {
+                if matches!(broker.config.flush, FlushPolicy::Interval(_)) {
+                    broker.flush_dirty().await;
+                }
+            }
+            _ = retention_tick.tick() => {
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.apply_retention()).await;
+            }
+        }
+    }
+}

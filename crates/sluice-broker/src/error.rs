@@ -1,0 +1,52 @@
+//! Mapping of internal errors onto Kafka error codes, at the protocol edge.
+
+use kafka_protocol::error::ResponseError;
+use sluice_storage::StorageError;
+
+/// A Kafka error code with the message that goes with it (ErrorMessage fields, logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl KafkaError {
+    pub fn new(error: ResponseError, message: impl Into<String>) -> Self {
+        KafkaError {
+            code: error.code(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for KafkaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (error code {})", self.message, self.code)
+    }
+}
+
+impl From<StorageError> for KafkaError {
+    fn from(e: StorageError) -> Self {
+        let kind = match &e {
+            StorageError::Io(_) => ResponseError::KafkaStorageError,
+            StorageError::CorruptMessage(_) => ResponseError::CorruptMessage,
+            StorageError::InvalidRecord(_) => ResponseError::InvalidRecord,
+            StorageError::MessageTooLarge(_) => ResponseError::MessageTooLarge,
+            StorageError::UnsupportedMessageFormat(_) => ResponseError::UnsupportedForMessageFormat,
+            StorageError::UnsupportedCompression(_) => ResponseError::UnsupportedCompressionType,
+            StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            StorageError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        };
+        KafkaError::new(kind, e.to_string())
+    }
+}
+
+impl From<std::io::Error> for KafkaError {
+    fn from(e: std::io::Error) -> Self {
+        KafkaError::new(ResponseError::KafkaStorageError, e.to_string())
+    }
+}
+
+pub fn code(e: ResponseError) -> i16 {
+    e.code()
+}

@@ -1,0 +1,132 @@
+//! The IO edge of the group coordinator: the state machine from `sluice-group` behind a lock,
+//! a token per parked request (JoinGroup and SyncGroup wait for other members) mapped to a
+//! oneshot channel, and a timer task that calls `tick` at the coordinator's next deadline.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use sluice_group::{CoordinatorConfig, GroupCoordinator, Output, TopicInfo, TopicsSnapshot};
+use tokio::sync::{oneshot, watch, Notify};
+
+use crate::broker::{now_ms, Broker};
+use crate::config::BrokerConfig;
+use crate::metadata::Metadata;
+
+pub struct GroupService {
+    coordinator: Mutex<GroupCoordinator>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Output>>>,
+    next_token: AtomicU64,
+    /// Woken after every call that may have moved the next deadline.
+    timer_wake: Notify,
+}
+
+pub fn now_u64() -> u64 {
+    now_ms().max(0) as u64
+}
+
+/// The topics as the KIP-848 assignors see them.
+pub fn topics_snapshot(metadata: &Metadata) -> TopicsSnapshot {
+    let topics: BTreeMap<String, TopicInfo> = metadata
+        .topics()
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                TopicInfo {
+                    id: *t.id.as_bytes(),
+                    partitions: t.partitions.len() as i32,
+                },
+            )
+        })
+        .collect();
+    TopicsSnapshot { topics }
+}
+
+impl GroupService {
+    pub fn new(config: &BrokerConfig) -> Self {
+        let coordinator = GroupCoordinator::new(CoordinatorConfig {
+            initial_rebalance_delay_ms: config.initial_rebalance_delay_ms,
+            ..CoordinatorConfig::default()
+        });
+        GroupService {
+            coordinator: Mutex::new(coordinator),
+            pending: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(1),
+            timer_wake: Notify::new(),
+        }
+    }
+
+    fn deliver(&self, outputs: Vec<Output>) {
+        if outputs.is_empty() {
+            return;
+        }
+        let mut pending = self.pending.lock();
+        for out in outputs {
+            if let Some(tx) = pending.remove(&out.token()) {
+                // The requester may have gone away (connection closed); nothing to do then.
+                let _ = tx.send(out);
+            }
+        }
+    }
+
+    /// Runs a call that may park the request; resolves when the coordinator answers it.
+    pub async fn parked(
+        &self,
+        call: impl FnOnce(&mut GroupCoordinator, u64) -> Vec<Output>,
+    ) -> Option<Output> {
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().insert(token, tx);
+        let outputs = {
+            let mut c = self.coordinator.lock();
+            call(&mut c, token)
+        };
+        self.deliver(outputs);
+        self.timer_wake.notify_one();
+        let answer = rx.await.ok();
+        answer
+    }
+
+    /// Runs an immediate call, delivering whatever parked answers it produced.
+    pub fn with<T>(&self, call: impl FnOnce(&mut GroupCoordinator) -> (T, Vec<Output>)) -> T {
+        let (value, outputs) = {
+            let mut c = self.coordinator.lock();
+            call(&mut c)
+        };
+        self.deliver(outputs);
+        self.timer_wake.notify_one();
+        value
+    }
+
+    /// Read-only access.
+    pub fn read<T>(&self, f: impl FnOnce(&GroupCoordinator) -> T) -> T {
+        f(&self.coordinator.lock())
+    }
+}
+
+/// Ticks the coordinator at its next deadline (session expiry, rebalance timeouts, the initial
+/// rebalance delay), at least once a second.
+pub async fn run_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let groups = &broker.groups;
+    loop {
+        let now = now_u64();
+        let next = groups.read(|c| c.next_deadline_ms()).unwrap_or(now + 1000);
+        let wait = Duration::from_millis(next.saturating_sub(now).min(1000));
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = groups.timer_wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let now = now_u64();
+        let due = groups
+            .read(|c| c.next_deadline_ms())
+            .is_some_and(|d| d <= now);
+        if due {
+            let snapshot = topics_snapshot(&broker.metadata);
+            groups.with(|c| ((), c.tick(now, &snapshot)));
+        }
+    }
+}

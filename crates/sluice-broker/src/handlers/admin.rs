@@ -1,0 +1,456 @@
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
+//! AlterConfigs, IncrementalAlterConfigs.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, TopicName,
+};
+use uuid::Uuid;
+
+use super::s;
+use crate::broker::{now_ms, Broker};
+use crate::error::KafkaError;
+use crate::topic_config::{self, TopicConfigs};
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+fn invalid_config(message: String) -> KafkaError {
+    KafkaError::new(ResponseError::InvalidConfig, message)
+}
+
+pub async fn create_topics(
+    broker: &Broker,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let outcome = async {
+            if t.replication_factor > 1 {
+                return Err(KafkaError::new(
+                    ResponseError::InvalidReplicationFactor,
+                    format!(
+                        "replication factor {} is larger than the 1 broker available",
+                        t.replication_factor
+                    ),
+                ));
+            }
+            let partitions = if !t.assignments.is_empty() {
+                if t.num_partitions != -1 || t.replication_factor != -1 {
+                    return Err(KafkaError::new(
+                        ResponseError::InvalidRequest,
+                        "give either assignments or partitions and replication factor, not both",
+                    ));
+                }
+                if t.assignments
+                    .iter()
+                    .any(|a| a.broker_ids.iter().any(|b| b.0 != broker.config.node_id))
+                {
+                    return Err(KafkaError::new(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!("only broker {} exists", broker.config.node_id),
+                    ));
+                }
+                t.assignments.len() as i32
+            } else if t.num_partitions == -1 {
+                broker.config.default_partitions
+            } else {
+                t.num_partitions
+            };
+            let configs = TopicConfigs::from_pairs(
+                t.configs
+                    .iter()
+                    .map(|c| (c.name.as_str(), c.value.as_ref().map_or("", |v| v.as_str()))),
+            )
+            .map_err(invalid_config)?;
+            broker
+                .metadata
+                .create_topic(&name, partitions, configs, req.validate_only, now_ms())
+                .await
+        }
+        .await;
+        let result = CreatableTopicResult::default().with_name(t.name.clone());
+        results.push(match outcome {
+            Ok(topic) => {
+                let configs = (version >= 5).then(|| {
+                    topic
+                        .configs
+                        .describe()
+                        .into_iter()
+                        .map(|c| {
+                            CreatableTopicConfigs::default()
+                                .with_name(s(c.name))
+                                .with_value(Some(s(c.value)))
+                                .with_config_source(if c.is_default {
+                                    SOURCE_DEFAULT
+                                } else {
+                                    SOURCE_TOPIC
+                                })
+                        })
+                        .collect()
+                });
+                let count = if req.validate_only {
+                    -1
+                } else {
+                    topic.partitions.len() as i32
+                };
+                broker
+                    .metrics
+                    .partitions
+                    .set(broker.metadata.partition_count() as i64);
+                result
+                    .with_topic_id(topic.id)
+                    .with_num_partitions(count)
+                    .with_replication_factor(1)
+                    .with_configs(configs)
+            }
+            Err(e) => result
+                .with_error_code(e.code)
+                .with_error_message(Some(s(e.message)))
+                .with_num_partitions(-1)
+                .with_replication_factor(-1),
+        });
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+pub async fn delete_topics(
+    broker: &Broker,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
+    // v6 names topics by name or id in `topics`; earlier versions list names.
+    let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
+        req.topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    } else {
+        req.topic_names
+            .iter()
+            .map(|n| (Some(n.0.to_string()), Uuid::nil()))
+            .collect()
+    };
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let name = match name {
+            Some(n) => Some(n),
+            None => broker.metadata.topic_by_id(id).map(|t| t.name.clone()),
+        };
+        let result = DeletableTopicResult::default()
+            .with_name(name.clone().map(|n| TopicName(s(n))))
+            .with_topic_id(id);
+        let Some(name) = name else {
+            responses.push(result.with_error_code(ResponseError::UnknownTopicId.code()));
+            continue;
+        };
+        let now = now_ms();
+        match broker.metadata.delete_topic(&name, now).await {
+            Ok(topic_id) => {
+                if let Err(e) = broker.offsets.delete_topic(&name, now).await {
+                    tracing::error!(topic = %name, error = %e, "could not delete committed offsets of deleted topic");
+                }
+                broker
+                    .metrics
+                    .partitions
+                    .set(broker.metadata.partition_count() as i64);
+                responses.push(result.with_topic_id(topic_id));
+            }
+            Err(e) => responses.push(
+                result
+                    .with_error_code(e.code)
+                    .with_error_message(Some(s(e.message))),
+            ),
+        }
+    }
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+pub async fn create_partitions(
+    broker: &Broker,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        let outcome = match &t.assignments {
+            Some(a)
+                if a.iter()
+                    .any(|a| a.broker_ids.iter().any(|b| b.0 != broker.config.node_id)) =>
+            {
+                Err(KafkaError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!("only broker {} exists", broker.config.node_id),
+                ))
+            }
+            _ => {
+                broker
+                    .metadata
+                    .create_partitions(&name, t.count, req.validate_only, now_ms())
+                    .await
+            }
+        };
+        results.push(match outcome {
+            Ok(()) => result,
+            Err(e) => result
+                .with_error_code(e.code)
+                .with_error_message(Some(s(e.message))),
+        });
+    }
+    broker
+        .metrics
+        .partitions
+        .set(broker.metadata.partition_count() as i64);
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+/// Broker-level settings, read-only, as DescribeConfigs on the BROKER resource shows them.
+fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
+    let c = &broker.config;
+    vec![
+        (
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+        ),
+        ("broker.id", c.node_id.to_string()),
+        (
+            "connections.max.idle.ms",
+            c.idle_timeout.as_millis().to_string(),
+        ),
+        (
+            "group.initial.rebalance.delay.ms",
+            c.initial_rebalance_delay_ms.to_string(),
+        ),
+        ("log.dirs", c.data_dir.display().to_string()),
+        (
+            "log.retention.check.interval.ms",
+            c.retention_check_interval.as_millis().to_string(),
+        ),
+        ("max.connections", c.max_connections.to_string()),
+        ("num.partitions", c.default_partitions.to_string()),
+        ("sluice.flush", c.flush.to_string()),
+        ("socket.request.max.bytes", c.max_request_bytes.to_string()),
+    ]
+}
+
+pub fn describe_configs(
+    broker: &Broker,
+    req: DescribeConfigsRequest,
+    _version: i16,
+) -> DescribeConfigsResponse {
+    let results = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let name = r.resource_name.to_string();
+            let keys: Option<Vec<String>> = r
+                .configuration_keys
+                .as_ref()
+                .map(|k| k.iter().map(|s| s.to_string()).collect());
+            let wanted = |n: &str| keys.as_ref().is_none_or(|k| k.iter().any(|x| x == n));
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            match r.resource_type {
+                RESOURCE_TOPIC => match broker.metadata.topic(&name) {
+                    Some(topic) => result.with_configs(
+                        topic
+                            .configs
+                            .describe()
+                            .into_iter()
+                            .filter(|c| wanted(c.name))
+                            .map(|c| {
+                                DescribeConfigsResourceResult::default()
+                                    .with_name(s(c.name))
+                                    .with_value(Some(s(c.value)))
+                                    .with_config_source(if c.is_default {
+                                        SOURCE_DEFAULT
+                                    } else {
+                                        SOURCE_TOPIC
+                                    })
+                            })
+                            .collect(),
+                    ),
+                    None => result
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_error_message(Some(s(format!("topic {name:?} does not exist")))),
+                },
+                RESOURCE_BROKER if name.is_empty() || name == broker.config.node_id.to_string() => {
+                    result.with_configs(
+                        broker_configs(broker)
+                            .into_iter()
+                            .filter(|(n, _)| wanted(n))
+                            .map(|(n, v)| {
+                                DescribeConfigsResourceResult::default()
+                                    .with_name(s(n))
+                                    .with_value(Some(s(v)))
+                                    .with_read_only(true)
+                                    .with_config_source(SOURCE_STATIC_BROKER)
+                            })
+                            .collect(),
+                    )
+                }
+                RESOURCE_BROKER => result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(s(format!(
+                        "broker {name:?} is not this broker ({})",
+                        broker.config.node_id
+                    )))),
+                other => result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(s(format!(
+                        "config resource type {other} is not supported"
+                    )))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Applies a full replacement (AlterConfigs) or a computed one (IncrementalAlterConfigs) to a
+/// topic resource; other resource types are refused.
+async fn alter_topic(
+    broker: &Broker,
+    resource_type: i8,
+    name: &str,
+    compute: impl FnOnce(&TopicConfigs) -> Result<TopicConfigs, KafkaError>,
+    validate_only: bool,
+) -> Result<(), KafkaError> {
+    if resource_type != RESOURCE_TOPIC {
+        return Err(KafkaError::new(
+            ResponseError::InvalidRequest,
+            format!("altering config resource type {resource_type} is not supported; broker settings are static"),
+        ));
+    }
+    let topic = broker
+        .metadata
+        .topic(name)
+        .ok_or_else(|| crate::metadata::unknown_topic(name))?;
+    let configs = compute(&topic.configs)?;
+    broker
+        .metadata
+        .replace_configs(name, configs, validate_only, now_ms())
+        .await
+}
+
+pub async fn alter_configs(broker: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+    let mut responses = Vec::new();
+    for r in req.resources {
+        let name = r.resource_name.to_string();
+        let outcome = alter_topic(
+            broker,
+            r.resource_type,
+            &name,
+            |_| {
+                TopicConfigs::from_pairs(
+                    r.configs
+                        .iter()
+                        .filter_map(|c| c.value.as_ref().map(|v| (c.name.as_str(), v.as_str()))),
+                )
+                .map_err(invalid_config)
+            },
+            req.validate_only,
+        )
+        .await;
+        let resp = AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name);
+        responses.push(match outcome {
+            Ok(()) => resp,
+            Err(e) => resp
+                .with_error_code(e.code)
+                .with_error_message(Some(s(e.message))),
+        });
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+pub async fn incremental_alter_configs(
+    broker: &Broker,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+    let mut responses = Vec::new();
+    for r in req.resources {
+        let name = r.resource_name.to_string();
+        let outcome = alter_topic(
+            broker,
+            r.resource_type,
+            &name,
+            |current| {
+                let mut map = current.0.clone();
+                for c in &r.configs {
+                    let key = c.name.to_string();
+                    let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                    match c.config_operation {
+                        0 => {
+                            topic_config::validate(&key, &value).map_err(invalid_config)?;
+                            map.insert(key, value);
+                        }
+                        1 => {
+                            map.remove(&key);
+                        }
+                        // APPEND / SUBTRACT on list values.
+                        2 | 3 => {
+                            let existing = current.get(&key).ok_or_else(|| {
+                                invalid_config(format!("unknown topic config {key:?}"))
+                            })?;
+                            let mut items: Vec<String> = existing
+                                .split(',')
+                                .filter(|x| !x.is_empty())
+                                .map(str::to_string)
+                                .collect();
+                            for v in value.split(',').filter(|x| !x.is_empty()) {
+                                if c.config_operation == 2 && !items.iter().any(|i| i == v) {
+                                    items.push(v.to_string());
+                                } else if c.config_operation == 3 {
+                                    items.retain(|i| i != v);
+                                }
+                            }
+                            let joined = items.join(",");
+                            topic_config::validate(&key, &joined).map_err(invalid_config)?;
+                            map.insert(key, joined);
+                        }
+                        op => {
+                            return Err(KafkaError::new(
+                                ResponseError::InvalidRequest,
+                                format!("unknown config operation {op}"),
+                            ))
+                        }
+                    }
+                }
+                Ok(TopicConfigs(map))
+            },
+            req.validate_only,
+        )
+        .await;
+        let resp = AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name);
+        responses.push(match outcome {
+            Ok(()) => resp,
+            Err(e) => resp
+                .with_error_code(e.code)
+                .with_error_message(Some(s(e.message))),
+        });
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,540 @@
+//! Consumer groups on the wire: FindCoordinator, the classic protocol (JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup), DescribeGroups, ListGroups, DeleteGroups, and committed offsets
+//! (OffsetCommit, OffsetFetch, OffsetDelete). The state machine lives in `sluice-group`.
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+};
+use sluice_group as group;
+
+use super::{s, RequestContext};
+use crate::broker::{now_ms, Broker};
+use crate::groups::now_u64;
+use crate::offsets::CommittedOffset;
+
+const KEY_TYPE_GROUP: i8 = 0;
+
+fn opt_s(v: Option<String>) -> Option<kafka_protocol::protocol::StrBytes> {
+    v.map(s)
+}
+
+pub fn find_coordinator(
+    broker: &Broker,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let answer = |key: &str| -> Coordinator {
+        let c = Coordinator::default().with_key(s(key));
+        if req.key_type != KEY_TYPE_GROUP {
+            return c
+                .with_node_id(BrokerId(-1))
+                .with_port(-1)
+                .with_error_code(ResponseError::InvalidRequest.code())
+                .with_error_message(Some(s(format!(
+                    "coordinator key type {} is not supported yet (transactions and share groups come later)",
+                    req.key_type
+                ))));
+        }
+        c.with_node_id(BrokerId(broker.config.node_id))
+            .with_host(s(broker.advertised_host.clone()))
+            .with_port(broker.advertised_port)
+    };
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .iter()
+            .map(|k| answer(k.as_str()))
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let c = answer(req.key.as_str());
+    FindCoordinatorResponse::default()
+        .with_error_code(c.error_code)
+        .with_error_message(c.error_message)
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port)
+}
+
+pub async fn join_group(
+    broker: &Broker,
+    req: JoinGroupRequest,
+    ctx: &RequestContext,
+) -> JoinGroupResponse {
+    let request = group::JoinRequest {
+        group_id: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        group_instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+        client_id: ctx.client_id.clone(),
+        client_host: ctx.client_host.clone(),
+        session_timeout_ms: req.session_timeout_ms,
+        rebalance_timeout_ms: if ctx.version == 0 {
+            req.session_timeout_ms
+        } else {
+            req.rebalance_timeout_ms
+        },
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.to_vec()))
+            .collect(),
+        require_known_member_id: ctx.version >= 4,
+    };
+    let now = now_u64();
+    let out = broker
+        .groups
+        .parked(|c, token| c.join(now, token, request))
+        .await;
+    let Some(group::Output::Join { response: r, .. }) = out else {
+        return JoinGroupResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+            .with_generation_id(-1);
+    };
+    JoinGroupResponse::default()
+        .with_error_code(r.error)
+        .with_generation_id(r.generation_id)
+        .with_protocol_type(opt_s(r.protocol_type))
+        .with_protocol_name(opt_s(r.protocol_name))
+        .with_leader(s(r.leader))
+        .with_skip_assignment(r.skip_assignment && ctx.version >= 9)
+        .with_member_id(s(r.member_id))
+        .with_members(
+            r.members
+                .into_iter()
+                .map(|m| {
+                    JoinGroupResponseMember::default()
+                        .with_member_id(s(m.member_id))
+                        .with_group_instance_id(opt_s(m.group_instance_id))
+                        .with_metadata(Bytes::from(m.metadata))
+                })
+                .collect(),
+        )
+}
+
+pub async fn sync_group(broker: &Broker, req: SyncGroupRequest) -> SyncGroupResponse {
+    let request = group::SyncRequest {
+        group_id: req.group_id.0.to_string(),
+        generation_id: req.generation_id,
+        member_id: req.member_id.to_string(),
+        group_instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+        protocol_type: req.protocol_type.as_ref().map(|s| s.to_string()),
+        protocol_name: req.protocol_name.as_ref().map(|s| s.to_string()),
+        assignments: req
+            .assignments
+            .iter()
+            .map(|a| (a.member_id.to_string(), a.assignment.to_vec()))
+            .collect(),
+    };
+    let now = now_u64();
+    let out = broker
+        .groups
+        .parked(|c, token| c.sync(now, token, request))
+        .await;
+    let Some(group::Output::Sync { response: r, .. }) = out else {
+        return SyncGroupResponse::default()
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+    };
+    SyncGroupResponse::default()
+        .with_error_code(r.error)
+        .with_protocol_type(opt_s(r.protocol_type))
+        .with_protocol_name(opt_s(r.protocol_name))
+        .with_assignment(Bytes::from(r.assignment))
+}
+
+pub fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
+    let request = group::HeartbeatRequest {
+        group_id: req.group_id.0.to_string(),
+        generation_id: req.generation_id,
+        member_id: req.member_id.to_string(),
+        group_instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+    };
+    let now = now_u64();
+    let code = broker
+        .groups
+        .with(|c| (c.heartbeat(now, request), Vec::new()));
+    HeartbeatResponse::default().with_error_code(code)
+}
+
+pub fn leave_group(broker: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let members: Vec<group::LeavingMember> = if version >= 3 {
+        req.members
+            .iter()
+            .map(|m| group::LeavingMember {
+                member_id: m.member_id.to_string(),
+                group_instance_id: m.group_instance_id.as_ref().map(|s| s.to_string()),
+            })
+            .collect()
+    } else {
+        vec![group::LeavingMember {
+            member_id: req.member_id.to_string(),
+            group_instance_id: None,
+        }]
+    };
+    let group_id = req.group_id.0.to_string();
+    let now = now_u64();
+    let result = broker.groups.with(|c| {
+        let mut r = c.leave(now, &group_id, &members);
+        let outputs = std::mem::take(&mut r.outputs);
+        (r, outputs)
+    });
+    // Before v3 the single member's error is the top-level error.
+    let error = if version < 3 {
+        result.members.first().map_or(result.error, |(_, e)| {
+            if result.error != 0 {
+                result.error
+            } else {
+                *e
+            }
+        })
+    } else {
+        result.error
+    };
+    // Per-member results exist on the wire from v3.
+    let members = if version >= 3 {
+        result.members
+    } else {
+        Vec::new()
+    };
+    LeaveGroupResponse::default()
+        .with_error_code(error)
+        .with_members(
+            members
+                .into_iter()
+                .map(|(m, e)| {
+                    MemberResponse::default()
+                        .with_member_id(s(m.member_id))
+                        .with_group_instance_id(opt_s(m.group_instance_id))
+                        .with_error_code(e)
+                })
+                .collect(),
+        )
+}
+
+pub fn describe_groups(broker: &Broker, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|gid| {
+            let id = gid.0.to_string();
+            let described = DescribedGroup::default()
+                .with_group_id(gid)
+                .with_authorized_operations(i32::MIN);
+            match broker.groups.read(|c| c.describe(&id)) {
+                Some(d) => described
+                    .with_group_state(s(d.state.as_str()))
+                    .with_protocol_type(s(d.protocol_type))
+                    .with_protocol_data(s(d.protocol_name))
+                    .with_members(
+                        d.members
+                            .into_iter()
+                            .map(|m| {
+                                DescribedGroupMember::default()
+                                    .with_member_id(s(m.member_id))
+                                    .with_group_instance_id(opt_s(m.group_instance_id))
+                                    .with_client_id(s(m.client_id))
+                                    .with_client_host(s(m.client_host))
+                                    .with_member_metadata(Bytes::from(m.metadata))
+                                    .with_member_assignment(Bytes::from(m.assignment))
+                            })
+                            .collect(),
+                    ),
+                // A group known only by its committed offsets is Empty, as in Kafka.
+                None if broker.offsets.has_group(&id) => described
+                    .with_group_state(s("Empty"))
+                    .with_protocol_type(s("consumer")),
+                None => described.with_group_state(s("Dead")),
+            }
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+pub fn list_groups(broker: &Broker, req: ListGroupsRequest) -> ListGroupsResponse {
+    let mut listed: Vec<(String, String, String, String)> = broker.groups.read(|c| {
+        c.list()
+            .into_iter()
+            .map(|g| {
+                (
+                    g.group_id,
+                    g.protocol_type,
+                    g.state.as_str().to_string(),
+                    g.group_type.as_str().to_string(),
+                )
+            })
+            .collect()
+    });
+    for id in broker.offsets.group_ids() {
+        if !listed.iter().any(|(g, ..)| *g == id) {
+            listed.push((id, "consumer".into(), "Empty".into(), "classic".into()));
+        }
+    }
+    let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
+    let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
+    let groups = listed
+        .into_iter()
+        .filter(|(_, _, state, _)| states.is_empty() || states.contains(&state.to_lowercase()))
+        .filter(|(_, _, _, ty)| types.is_empty() || types.contains(&ty.to_lowercase()))
+        .map(|(id, pt, state, ty)| {
+            ListedGroup::default()
+                .with_group_id(GroupId(s(id)))
+                .with_protocol_type(s(pt))
+                .with_group_state(s(state))
+                .with_group_type(s(ty))
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}
+
+pub async fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut results = Vec::new();
+    for gid in req.groups_names {
+        let id = gid.0.to_string();
+        let mut code = broker.groups.with(|c| (c.delete(&id), Vec::new()));
+        if code == ResponseError::GroupIdNotFound.code() && broker.offsets.has_group(&id) {
+            code = 0;
+        }
+        if code == 0 {
+            if let Err(e) = broker.offsets.delete_group(&id, now_ms()).await {
+                code = e.code;
+            }
+        }
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(gid)
+                .with_error_code(code),
+        );
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}
+
+pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let group_id = req.group_id.0.to_string();
+    let now = now_ms();
+    let check = broker.groups.with(|c| {
+        (
+            c.validate_offset_commit(
+                now.max(0) as u64,
+                &group_id,
+                req.generation_id_or_member_epoch,
+                req.member_id.as_str(),
+                req.group_instance_id.as_deref(),
+            ),
+            Vec::new(),
+        )
+    });
+    let mut changes = Vec::new();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let name = t.name.0.to_string();
+        let exists = broker.metadata.topic(&name);
+        let partitions = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let code = if check != 0 {
+                    check
+                } else if exists.as_ref().is_none_or(|t| {
+                    p.partition_index < 0 || p.partition_index as usize >= t.partitions.len()
+                }) {
+                    ResponseError::UnknownTopicOrPartition.code()
+                } else if p
+                    .committed_metadata
+                    .as_ref()
+                    .is_some_and(|m| m.len() > 4096)
+                {
+                    ResponseError::OffsetMetadataTooLarge.code()
+                } else {
+                    changes.push((
+                        name.clone(),
+                        p.partition_index,
+                        Some(CommittedOffset {
+                            offset: p.committed_offset,
+                            leader_epoch: p.committed_leader_epoch,
+                            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                            commit_timestamp_ms: now,
+                        }),
+                    ));
+                    0
+                };
+                OffsetCommitResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(code)
+            })
+            .collect::<Vec<_>>();
+        topics.push(
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_topic_id(t.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    if let Err(e) = broker.offsets.write(&group_id, changes, now).await {
+        for t in &mut topics {
+            for p in &mut t.partitions {
+                if p.error_code == 0 {
+                    p.error_code = e.code;
+                }
+            }
+        }
+    }
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+fn committed(
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> (i64, i32, Option<String>) {
+    match broker.offsets.get(group, topic, partition) {
+        Some(c) => (c.offset, c.leader_epoch, c.metadata),
+        None => (-1, -1, Some(String::new())),
+    }
+}
+
+pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = req
+            .groups
+            .iter()
+            .map(|g| {
+                let id = g.group_id.0.to_string();
+                let wanted: Vec<(String, Vec<i32>)> = match &g.topics {
+                    Some(ts) => ts
+                        .iter()
+                        .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+                        .collect(),
+                    None => all_committed(broker, &id),
+                };
+                let topics = wanted
+                    .into_iter()
+                    .map(|(topic, parts)| {
+                        let partitions = parts
+                            .iter()
+                            .map(|&p| {
+                                let (offset, epoch, meta) = committed(broker, &id, &topic, p);
+                                OffsetFetchResponsePartitions::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(offset)
+                                    .with_committed_leader_epoch(epoch)
+                                    .with_metadata(opt_s(meta))
+                            })
+                            .collect();
+                        OffsetFetchResponseTopics::default()
+                            .with_name(TopicName(s(topic)))
+                            .with_partitions(partitions)
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id.clone())
+                    .with_topics(topics)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let id = req.group_id.0.to_string();
+    let wanted: Vec<(String, Vec<i32>)> = match &req.topics {
+        Some(ts) => ts
+            .iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+            .collect(),
+        None => all_committed(broker, &id),
+    };
+    let topics = wanted
+        .into_iter()
+        .map(|(topic, parts)| {
+            let partitions = parts
+                .iter()
+                .map(|&p| {
+                    let (offset, epoch, meta) = committed(broker, &id, &topic, p);
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(opt_s(meta))
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}
+
+/// Every (topic, partitions) a group has committed, for "fetch all" requests.
+fn all_committed(broker: &Broker, group: &str) -> Vec<(String, Vec<i32>)> {
+    let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+    for (t, p, _) in broker.offsets.group(group) {
+        by_topic.entry(t).or_default().push(p);
+    }
+    by_topic.into_iter().collect()
+}
+
+pub async fn offset_delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let id = req.group_id.0.to_string();
+    let known = broker.groups.read(|c| c.describe(&id).is_some()) || broker.offsets.has_group(&id);
+    if !known {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::GroupIdNotFound.code());
+    }
+    let subscribed = broker.groups.read(|c| c.subscribed_topics(&id));
+    let mut changes = Vec::new();
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let busy = subscribed.contains(&name);
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = if busy {
+                        ResponseError::GroupSubscribedToTopic.code()
+                    } else {
+                        changes.push((name.clone(), p.partition_index, None));
+                        0
+                    };
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    let code = match broker.offsets.write(&id, changes, now_ms()).await {
+        Ok(()) => 0,
+        Err(e) => e.code,
+    };
+    OffsetDeleteResponse::default()
+        .with_error_code(code)
+        .with_topics(topics)
+}

@@ -1,0 +1,258 @@
+//! Metadata (with auto topic creation), DescribeCluster and DescribeTopicPartitions.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_topic_partitions_response::{
+    DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicPartitionsRequest,
+    DescribeTopicPartitionsResponse, MetadataRequest, MetadataResponse, TopicName,
+};
+use uuid::Uuid;
+
+use super::s;
+use crate::broker::{now_ms, Broker};
+use crate::metadata::Topic;
+use crate::partition::LEADER_EPOCH;
+use crate::topic_config::TopicConfigs;
+
+/// Kafka's "authorized operations not requested" marker.
+const OPS_NOT_REQUESTED: i32 = i32::MIN;
+/// Without ACLs every client may do everything: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS (bits as in Kafka's AclOperation codes).
+const ALL_TOPIC_OPS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+const ALL_CLUSTER_OPS: i32 =
+    (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+fn node(broker: &Broker) -> BrokerId {
+    BrokerId(broker.config.node_id)
+}
+
+fn describe_topic(broker: &Broker, topic: &Topic, with_ops: bool) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p.index)
+                .with_leader_id(node(broker))
+                .with_leader_epoch(LEADER_EPOCH)
+                .with_replica_nodes(vec![node(broker)])
+                .with_isr_nodes(vec![node(broker)])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(s(topic.name.clone()))))
+        .with_topic_id(topic.id)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(if with_ops {
+            ALL_TOPIC_OPS
+        } else {
+            OPS_NOT_REQUESTED
+        })
+}
+
+fn error_topic(name: Option<String>, id: Uuid, code: i16) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(code)
+        .with_name(name.map(|n| TopicName(s(n))))
+        .with_topic_id(id)
+        .with_topic_authorized_operations(OPS_NOT_REQUESTED)
+}
+
+pub async fn metadata(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let with_ops = req.include_topic_authorized_operations;
+    // v0 asks for all topics with an empty list; v1+ with null.
+    let requested = match req.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(t),
+    };
+    // Before v4 there is no flag and Kafka auto-creates when the broker allows it.
+    let may_create =
+        broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let topics = match requested {
+        None => broker
+            .metadata
+            .topics()
+            .iter()
+            .map(|t| describe_topic(broker, t, with_ops))
+            .collect(),
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for t in list {
+                let Some(name) = t.name.map(|n| n.0.to_string()) else {
+                    // By topic id (v10+).
+                    out.push(match broker.metadata.topic_by_id(t.topic_id) {
+                        Some(topic) => describe_topic(broker, &topic, with_ops),
+                        None => error_topic(None, t.topic_id, ResponseError::UnknownTopicId.code()),
+                    });
+                    continue;
+                };
+                if let Some(topic) = broker.metadata.topic(&name) {
+                    out.push(describe_topic(broker, &topic, with_ops));
+                    continue;
+                }
+                if let Err(e) = crate::metadata::validate_topic_name(&name) {
+                    out.push(error_topic(Some(name), Uuid::nil(), e.code));
+                    continue;
+                }
+                if !may_create {
+                    out.push(error_topic(
+                        Some(name),
+                        Uuid::nil(),
+                        ResponseError::UnknownTopicOrPartition.code(),
+                    ));
+                    continue;
+                }
+                let created = broker
+                    .metadata
+                    .create_topic(
+                        &name,
+                        broker.config.default_partitions,
+                        TopicConfigs::default(),
+                        false,
+                        now_ms(),
+                    )
+                    .await;
+                match created {
+                    Ok(topic) => {
+                        broker
+                            .metrics
+                            .partitions
+                            .set(broker.metadata.partition_count() as i64);
+                        out.push(describe_topic(broker, &topic, with_ops));
+                    }
+                    // Lost a race with another creator: describe the winner's topic.
+                    Err(e) if e.code == ResponseError::TopicAlreadyExists.code() => {
+                        match broker.metadata.topic(&name) {
+                            Some(topic) => out.push(describe_topic(broker, &topic, with_ops)),
+                            None => out.push(error_topic(
+                                Some(name),
+                                Uuid::nil(),
+                                ResponseError::LeaderNotAvailable.code(),
+                            )),
+                        }
+                    }
+                    Err(e) => out.push(error_topic(Some(name), Uuid::nil(), e.code)),
+                }
+            }
+            out
+        }
+    };
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(node(broker))
+            .with_host(s(broker.advertised_host.clone()))
+            .with_port(broker.advertised_port)])
+        .with_cluster_id(Some(s(broker.cluster_id.clone())))
+        .with_controller_id(node(broker))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+            ALL_CLUSTER_OPS
+        } else {
+            OPS_NOT_REQUESTED
+        })
+}
+
+pub fn describe_cluster(broker: &Broker, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    DescribeClusterResponse::default()
+        .with_cluster_id(s(broker.cluster_id.clone()))
+        .with_controller_id(node(broker))
+        .with_endpoint_type(req.endpoint_type)
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(node(broker))
+            .with_host(s(broker.advertised_host.clone()))
+            .with_port(broker.advertised_port)])
+        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+            ALL_CLUSTER_OPS
+        } else {
+            OPS_NOT_REQUESTED
+        })
+}
+
+pub fn describe_topic_partitions(
+    broker: &Broker,
+    req: DescribeTopicPartitionsRequest,
+) -> DescribeTopicPartitionsResponse {
+    let limit = req.response_partition_limit.clamp(1, 2000) as usize;
+    let mut names: Vec<String> = if req.topics.is_empty() {
+        broker
+            .metadata
+            .topics()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect()
+    } else {
+        req.topics.iter().map(|t| t.name.0.to_string()).collect()
+    };
+    names.sort();
+    let (start_topic, start_partition) = match &req.cursor {
+        Some(c) => (Some(c.topic_name.0.to_string()), c.partition_index.max(0)),
+        None => (None, 0),
+    };
+    let mut budget = limit;
+    let mut topics = Vec::new();
+    let mut next_cursor = None;
+    for name in names {
+        if let Some(start) = &start_topic {
+            if &name < start {
+                continue;
+            }
+        }
+        let Some(topic) = broker.metadata.topic(&name) else {
+            topics.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                    .with_name(Some(TopicName(s(name))))
+                    .with_topic_authorized_operations(OPS_NOT_REQUESTED),
+            );
+            continue;
+        };
+        let first = if start_topic.as_deref() == Some(name.as_str()) {
+            start_partition
+        } else {
+            0
+        };
+        let mut partitions = Vec::new();
+        for p in topic.partitions.iter().skip(first as usize) {
+            if budget == 0 {
+                next_cursor = Some(
+                    kafka_protocol::messages::describe_topic_partitions_response::Cursor::default()
+                        .with_topic_name(TopicName(s(name.clone())))
+                        .with_partition_index(p.index),
+                );
+                break;
+            }
+            budget -= 1;
+            partitions.push(
+                DescribeTopicPartitionsResponsePartition::default()
+                    .with_partition_index(p.index)
+                    .with_leader_id(node(broker))
+                    .with_leader_epoch(LEADER_EPOCH)
+                    .with_replica_nodes(vec![node(broker)])
+                    .with_isr_nodes(vec![node(broker)])
+                    .with_eligible_leader_replicas(Some(vec![]))
+                    .with_last_known_elr(Some(vec![])),
+            );
+        }
+        topics.push(
+            DescribeTopicPartitionsResponseTopic::default()
+                .with_name(Some(TopicName(s(name))))
+                .with_topic_id(topic.id)
+                .with_partitions(partitions)
+                .with_topic_authorized_operations(ALL_TOPIC_OPS),
+        );
+        if next_cursor.is_some() {
+            break;
+        }
+    }
+    DescribeTopicPartitionsResponse::default()
+        .with_topics(topics)
+        .with_next_cursor(next_cursor)
+}

@@ -1,0 +1,266 @@
+//! Request dispatch: header parsing, version checks, decoding, the handler per API, and
+//! response encoding. The table in [`SUPPORTED`] is what ApiVersions advertises: only APIs
+//! implemented end to end, each with the version range its handler understands.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use crate::broker::Broker;
+
+mod admin;
+mod api_versions;
+mod fetch;
+mod groups;
+mod metadata;
+mod offsets;
+mod produce;
+
+/// What the connection does with a request.
+pub enum Handled {
+    Respond(BytesMut),
+    /// Produce with acks=0.
+    NoResponse,
+    /// Kafka closes the connection on these (unknown API or version, undecodable request).
+    Close(String),
+}
+
+/// Who sent a request.
+pub struct RequestContext {
+    pub version: i16,
+    pub client_id: String,
+    pub client_host: String,
+}
+
+/// The APIs and versions Sluice implements end to end.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
+];
+
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+fn api_name(key: ApiKey) -> &'static str {
+    // Debug names of the enum are the Kafka API names; keep a static str for metric labels.
+    macro_rules! names {
+        ($($k:ident),*) => { match key { $(ApiKey::$k => stringify!($k),)* _ => "Other" } };
+    }
+    names!(
+        Produce,
+        Fetch,
+        ListOffsets,
+        Metadata,
+        OffsetCommit,
+        OffsetFetch,
+        FindCoordinator,
+        JoinGroup,
+        Heartbeat,
+        LeaveGroup,
+        SyncGroup,
+        DescribeGroups,
+        ListGroups,
+        ApiVersions,
+        CreateTopics,
+        DeleteTopics,
+        DeleteRecords,
+        InitProducerId,
+        OffsetForLeaderEpoch,
+        DescribeConfigs,
+        AlterConfigs,
+        CreatePartitions,
+        DeleteGroups,
+        IncrementalAlterConfigs,
+        OffsetDelete,
+        DescribeCluster,
+        DescribeTopicPartitions,
+        ConsumerGroupHeartbeat,
+        ConsumerGroupDescribe
+    )
+}
+
+/// Decodes with the protocol crate, turning a panic inside it into an error: bytes from the
+/// network must never take the broker down.
+fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> Result<T, String> {
+    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("decoder panicked".to_string()),
+    }
+}
+
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+
+pub async fn handle(broker: &Broker, mut frame: Bytes, peer: SocketAddr) -> Handled {
+    let started = Instant::now();
+    if frame.len() < 8 {
+        return Handled::Close(format!(
+            "request of {} bytes is shorter than a header",
+            frame.len()
+        ));
+    }
+    let api_key = be_i16(&frame, 0);
+    let version = be_i16(&frame, 2);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(key) = ApiKey::try_from(api_key) else {
+        return Handled::Close(format!("unknown API key {api_key}"));
+    };
+    let range = supported_range(key);
+    let in_range = range.is_some_and(|(min, max)| (min..=max).contains(&version));
+    if key == ApiKey::ApiVersions && !in_range {
+        // KIP-511: answer with v0 framing, UNSUPPORTED_VERSION and our versions.
+        return respond(
+            correlation_id,
+            0,
+            0,
+            &ResponseKind::ApiVersions(api_versions::unsupported()),
+        );
+    }
+    if !in_range {
+        return Handled::Close(format!(
+            "{} v{version} is not supported (supported: {})",
+            api_name(key),
+            range.map_or("none".to_string(), |(a, b)| format!("v{a}-v{b}"))
+        ));
+    }
+    let header_version = key.request_header_version(version);
+    let header = match guarded(|| RequestHeader::decode(&mut frame, header_version)) {
+        Ok(h) => h,
+        Err(e) => return Handled::Close(format!("bad request header: {e}")),
+    };
+    let request = match guarded(|| RequestKind::decode(key, &mut frame, version)) {
+        Ok(r) => r,
+        Err(e) => {
+            return Handled::Close(format!("cannot decode {} v{version}: {e}", api_name(key)))
+        }
+    };
+    let ctx = RequestContext {
+        version,
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        client_host: format!("/{}", peer.ip()),
+    };
+    let response = match dispatch(broker, request, &ctx).await {
+        Ok(r) => r,
+        Err(reason) => return Handled::Close(reason),
+    };
+    let labels = crate::metrics::ApiLabels { api: api_name(key) };
+    broker.metrics.requests.get_or_create(&labels).inc();
+    let handled = match response {
+        Some(r) => respond(
+            correlation_id,
+            key.response_header_version(version),
+            version,
+            &r,
+        ),
+        None => Handled::NoResponse,
+    };
+    broker
+        .metrics
+        .request_seconds
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    handled
+}
+
+fn respond(correlation_id: i32, header_version: i16, version: i16, body: &ResponseKind) -> Handled {
+    let mut buf = BytesMut::new();
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    if let Err(e) = header.encode(&mut buf, header_version) {
+        return Handled::Close(format!("cannot encode response header: {e}"));
+    }
+    if let Err(e) = body.encode(&mut buf, version) {
+        return Handled::Close(format!("cannot encode response: {e}"));
+    }
+    Handled::Respond(buf)
+}
+
+async fn dispatch(
+    broker: &Broker,
+    request: RequestKind,
+    ctx: &RequestContext,
+) -> Result<Option<ResponseKind>, String> {
+    use RequestKind as Rq;
+    use ResponseKind as Rs;
+    let v = ctx.version;
+    Ok(Some(match request {
+        Rq::ApiVersions(_) => Rs::ApiVersions(api_versions::handle(broker)),
+        Rq::Metadata(r) => Rs::Metadata(metadata::metadata(broker, r, v).await),
+        Rq::DescribeCluster(r) => Rs::DescribeCluster(metadata::describe_cluster(broker, r)),
+        Rq::DescribeTopicPartitions(r) => {
+            Rs::DescribeTopicPartitions(metadata::describe_topic_partitions(broker, r))
+        }
+        Rq::Produce(r) => return Ok(produce::handle(broker, r, v).await.map(Rs::Produce)),
+        Rq::Fetch(r) => Rs::Fetch(fetch::handle(broker, r, v).await),
+        Rq::ListOffsets(r) => Rs::ListOffsets(offsets::list_offsets(broker, r, v)),
+        Rq::OffsetForLeaderEpoch(r) => {
+            Rs::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(broker, r))
+        }
+        Rq::DeleteRecords(r) => Rs::DeleteRecords(offsets::delete_records(broker, r)),
+        Rq::CreateTopics(r) => Rs::CreateTopics(admin::create_topics(broker, r, v).await),
+        Rq::DeleteTopics(r) => Rs::DeleteTopics(admin::delete_topics(broker, r, v).await),
+        Rq::CreatePartitions(r) => Rs::CreatePartitions(admin::create_partitions(broker, r).await),
+        Rq::DescribeConfigs(r) => Rs::DescribeConfigs(admin::describe_configs(broker, r, v)),
+        Rq::AlterConfigs(r) => Rs::AlterConfigs(admin::alter_configs(broker, r).await),
+        Rq::IncrementalAlterConfigs(r) => {
+            Rs::IncrementalAlterConfigs(admin::incremental_alter_configs(broker, r).await)
+        }
+        Rq::InitProducerId(r) => Rs::InitProducerId(produce::init_producer_id(broker, r).await),
+        Rq::FindCoordinator(r) => Rs::FindCoordinator(groups::find_coordinator(broker, r, v)),
+        Rq::OffsetCommit(r) => Rs::OffsetCommit(groups::offset_commit(broker, r).await),
+        Rq::OffsetFetch(r) => Rs::OffsetFetch(groups::offset_fetch(broker, r, v)),
+        Rq::OffsetDelete(r) => Rs::OffsetDelete(groups::offset_delete(broker, r).await),
+        Rq::JoinGroup(r) => Rs::JoinGroup(groups::join_group(broker, r, ctx).await),
+        Rq::SyncGroup(r) => Rs::SyncGroup(groups::sync_group(broker, r).await),
+        Rq::Heartbeat(r) => Rs::Heartbeat(groups::heartbeat(broker, r)),
+        Rq::LeaveGroup(r) => Rs::LeaveGroup(groups::leave_group(broker, r, v)),
+        Rq::DescribeGroups(r) => Rs::DescribeGroups(groups::describe_groups(broker, r)),
+        Rq::ListGroups(r) => Rs::ListGroups(groups::list_groups(broker, r)),
+        Rq::DeleteGroups(r) => Rs::DeleteGroups(groups::delete_groups(broker, r).await),
+        // The version check above only lets through what SUPPORTED lists.
+        _ => return Err("request has no handler".to_string()),
+    }))
+}
+
+/// A StrBytes from anything displayable.
+pub fn s(text: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(text.into())
+}

@@ -1,0 +1,204 @@
+//! ListOffsets (earliest, latest, by time, max timestamp), OffsetForLeaderEpoch, DeleteRecords.
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+};
+use kafka_protocol::records::RecordBatchDecoder;
+use sluice_storage::{BatchHeader, SegmentSlice};
+
+use crate::broker::Broker;
+use crate::error::KafkaError;
+use crate::partition::{Partition, LEADER_EPOCH};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+/// Attribute bit: the batch's timestamps are the broker's append time.
+const LOG_APPEND_TIME_BIT: i16 = 0x08;
+
+/// Within one stored batch, the first record at or after `target` (or, for `None`, the record
+/// with the largest timestamp): its (offset, timestamp). Decompresses the batch.
+fn locate_in_batch(
+    slice: &SegmentSlice,
+    target: Option<i64>,
+) -> Result<Option<(i64, i64)>, KafkaError> {
+    let bytes = slice.load()?;
+    let Some(header) = BatchHeader::parse(&bytes) else {
+        return Ok(None);
+    };
+    if header.attributes & LOG_APPEND_TIME_BIT != 0 {
+        // Every record carries the batch's append time.
+        return Ok(Some((header.base_offset, header.max_timestamp)));
+    }
+    let mut buf = Bytes::from(bytes);
+    let Ok(set) = RecordBatchDecoder::decode(&mut buf) else {
+        // Undecodable here (an odd codec frame): the batch start is still a safe answer.
+        return Ok(Some((header.base_offset, header.max_timestamp)));
+    };
+    let found = match target {
+        Some(t) => set.records.iter().find(|r| r.timestamp >= t),
+        None => set
+            .records
+            .iter()
+            .max_by_key(|r| (r.timestamp, std::cmp::Reverse(r.offset))),
+    };
+    Ok(found.map(|r| (r.offset, r.timestamp)))
+}
+
+fn list_one(partition: &Partition, timestamp: i64) -> Result<(i64, i64), KafkaError> {
+    let marks = partition.watermarks();
+    Ok(match timestamp {
+        LATEST | LATEST_TIERED => (marks.high_watermark, -1),
+        EARLIEST | EARLIEST_LOCAL => (marks.log_start_offset, -1),
+        MAX_TIMESTAMP => match partition.max_timestamp_batch()? {
+            Some((_, slice)) => locate_in_batch(&slice, None)?.unwrap_or((-1, -1)),
+            None => (-1, -1),
+        },
+        t if t >= 0 => match partition.find_by_timestamp(t)? {
+            Some(slice) => {
+                let (offset, ts) = locate_in_batch(&slice, Some(t))?.unwrap_or((-1, -1));
+                // A batch straddling the log start: never answer below it.
+                if offset >= 0 && offset < marks.log_start_offset {
+                    (marks.log_start_offset, ts)
+                } else {
+                    (offset, ts)
+                }
+            }
+            None => (-1, -1),
+        },
+        other => {
+            return Err(KafkaError::new(
+                ResponseError::InvalidRequest,
+                format!("unknown ListOffsets timestamp {other}"),
+            ))
+        }
+    })
+}
+
+pub fn list_offsets(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // Leader epochs are on the wire from v4.
+    let epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let resp = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1)
+                        .with_leader_epoch(-1);
+                    let Some(partition) = broker.metadata.partition(&name, p.partition_index)
+                    else {
+                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    match list_one(&partition, p.timestamp) {
+                        Ok((offset, ts)) => resp
+                            .with_offset(offset)
+                            .with_timestamp(ts)
+                            .with_leader_epoch(epoch),
+                        Err(e) => resp.with_error_code(e.code),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// With one leader epoch (0) per partition, every epoch at or below it ends at the log end.
+pub fn offset_for_leader_epoch(
+    broker: &Broker,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.topic.0.to_string();
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let resp = EpochEndOffset::default()
+                        .with_partition(p.partition)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1);
+                    let Some(partition) = broker.metadata.partition(&name, p.partition) else {
+                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    if p.current_leader_epoch > LEADER_EPOCH {
+                        return resp.with_error_code(ResponseError::UnknownLeaderEpoch.code());
+                    }
+                    if p.leader_epoch > LEADER_EPOCH || p.leader_epoch < 0 {
+                        return resp;
+                    }
+                    resp.with_leader_epoch(LEADER_EPOCH)
+                        .with_end_offset(partition.watermarks().high_watermark)
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+pub fn delete_records(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let resp = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_low_watermark(-1);
+                    let Some(partition) = broker.metadata.partition(&name, p.partition_index)
+                    else {
+                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    // -1 means "up to the high watermark", as in Kafka.
+                    let target = if p.offset == -1 {
+                        partition.watermarks().high_watermark
+                    } else {
+                        p.offset
+                    };
+                    match partition.delete_records_before(target) {
+                        Ok(low) => resp.with_low_watermark(low),
+                        Err(e) => resp.with_error_code(e.code),
+                    }
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
+}

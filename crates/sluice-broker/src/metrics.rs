@@ -1,0 +1,103 @@
+//! Broker metrics, exported in Prometheus text format on `/metrics`.
+//!
+//! Names follow what Kafka dashboards expect, in Prometheus style: request counts and latency
+//! by API, bytes in/out per topic, partition count.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub api: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<ApiLabels, Counter>,
+    pub request_seconds: Family<ApiLabels, Histogram>,
+    pub bytes_in: Family<TopicLabels, Counter>,
+    pub bytes_out: Family<TopicLabels, Counter>,
+    pub messages_in: Family<TopicLabels, Counter>,
+    pub partitions: Gauge,
+    pub connections: Gauge,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    // 50 µs .. ~52 s, doubling.
+    prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.0, 21)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let requests = Family::<ApiLabels, Counter>::default();
+        let request_seconds = Family::<ApiLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        let bytes_in = Family::<TopicLabels, Counter>::default();
+        let bytes_out = Family::<TopicLabels, Counter>::default();
+        let messages_in = Family::<TopicLabels, Counter>::default();
+        let partitions = Gauge::default();
+        let connections = Gauge::default();
+        let mut registry = Registry::with_prefix("sluice");
+        registry.register(
+            "requests",
+            "Kafka requests handled, by API",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from a request's arrival to its response, by API",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "topic_bytes_in",
+            "Record-batch bytes produced, by topic",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "topic_bytes_out",
+            "Record-batch bytes fetched, by topic",
+            bytes_out.clone(),
+        );
+        registry.register(
+            "topic_messages_in",
+            "Records produced, by topic",
+            messages_in.clone(),
+        );
+        registry.register(
+            "partitions",
+            "Partitions hosted by this broker",
+            partitions.clone(),
+        );
+        registry.register("connections", "Open Kafka connections", connections.clone());
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            bytes_in,
+            bytes_out,
+            messages_in,
+            partitions,
+            connections,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

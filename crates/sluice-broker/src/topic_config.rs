@@ -1,0 +1,273 @@
+//! Topic configs: Kafka's names, defaults and validation, and how they map onto the log.
+//!
+//! A topic stores only the values set on it; everything else reads as the default. Unknown
+//! names and bad values are refused with a message (INVALID_CONFIG at the protocol edge).
+
+use std::collections::BTreeMap;
+
+use sluice_storage::LogConfig;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    /// An integer with an inclusive minimum.
+    Long(i64),
+    /// One of a fixed set of words.
+    Choice(&'static [&'static str]),
+    Bool,
+    /// A ratio in [0, 1].
+    Ratio,
+}
+
+struct Spec {
+    name: &'static str,
+    default: &'static str,
+    kind: Kind,
+}
+
+/// Every topic config Sluice accepts. Ones the log does not act on yet are accepted and
+/// described (so tools that set them keep working) and documented in docs/CONFIG.md.
+const SPECS: &[Spec] = &[
+    Spec {
+        name: "cleanup.policy",
+        default: "delete",
+        kind: Kind::Choice(&["delete"]),
+    },
+    Spec {
+        name: "compression.type",
+        default: "producer",
+        kind: Kind::Choice(&["producer"]),
+    },
+    Spec {
+        name: "delete.retention.ms",
+        default: "86400000",
+        kind: Kind::Long(0),
+    },
+    Spec {
+        name: "file.delete.delay.ms",
+        default: "60000",
+        kind: Kind::Long(0),
+    },
+    Spec {
+        name: "flush.messages",
+        default: "9223372036854775807",
+        kind: Kind::Long(1),
+    },
+    Spec {
+        name: "flush.ms",
+        default: "9223372036854775807",
+        kind: Kind::Long(0),
+    },
+    Spec {
+        name: "index.interval.bytes",
+        default: "4096",
+        kind: Kind::Long(0),
+    },
+    Spec {
+        name: "max.compaction.lag.ms",
+        default: "9223372036854775807",
+        kind: Kind::Long(1),
+    },
+    Spec {
+        name: "max.message.bytes",
+        default: "1048588",
+        kind: Kind::Long(0),
+    },
+    Spec {
+        name: "message.timestamp.after.max.ms",
+        default: "3600000",
+        kind: Kind::Long(0),
+    },
+    Spec {
+        name: "message.timestamp.before.max.ms",
+        default: "9223372036854775807",
+        kind: Kind::Long(0),
+    },
+    Spec {
+        name: "message.timestamp.type",
+        default: "CreateTime",
+        kind: Kind::Choice(&["CreateTime", "LogAppendTime"]),
+    },
+    Spec {
+        name: "min.cleanable.dirty.ratio",
+        default: "0.5",
+        kind: Kind::Ratio,
+    },
+    Spec {
+        name: "min.compaction.lag.ms",
+        default: "0",
+        kind: Kind::Long(0),
+    },
+    Spec {
+        name: "min.insync.replicas",
+        default: "1",
+        kind: Kind::Long(1),
+    },
+    Spec {
+        name: "preallocate",
+        default: "false",
+        kind: Kind::Bool,
+    },
+    Spec {
+        name: "retention.bytes",
+        default: "-1",
+        kind: Kind::Long(-1),
+    },
+    Spec {
+        name: "retention.ms",
+        default: "604800000",
+        kind: Kind::Long(-1),
+    },
+    Spec {
+        name: "segment.bytes",
+        default: "1073741824",
+        kind: Kind::Long(14),
+    },
+    Spec {
+        name: "segment.index.bytes",
+        default: "10485760",
+        kind: Kind::Long(4),
+    },
+    Spec {
+        name: "segment.jitter.ms",
+        default: "0",
+        kind: Kind::Long(0),
+    },
+    Spec {
+        name: "segment.ms",
+        default: "604800000",
+        kind: Kind::Long(1),
+    },
+    Spec {
+        name: "unclean.leader.election.enable",
+        default: "false",
+        kind: Kind::Bool,
+    },
+];
+
+fn spec(name: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|s| s.name == name)
+}
+
+/// Checks one name/value pair.
+pub fn validate(name: &str, value: &str) -> Result<(), String> {
+    let spec = spec(name).ok_or_else(|| format!("unknown topic config {name:?}"))?;
+    let ok = match spec.kind {
+        Kind::Long(min) => value.parse::<i64>().is_ok_and(|v| v >= min),
+        Kind::Choice(words) => words.contains(&value),
+        Kind::Bool => value == "true" || value == "false",
+        Kind::Ratio => value.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v)),
+    };
+    if ok {
+        return Ok(());
+    }
+    let expected = match spec.kind {
+        Kind::Long(min) => format!("an integer >= {min}"),
+        Kind::Choice(words) => format!("one of {}", words.join(", ")),
+        Kind::Bool => "true or false".to_string(),
+        Kind::Ratio => "a number between 0 and 1".to_string(),
+    };
+    let hint = match name {
+        "cleanup.policy" => " (log compaction is not supported yet)",
+        "compression.type" => " (Sluice stores batches as producers compressed them)",
+        _ => "",
+    };
+    Err(format!(
+        "invalid value {value:?} for {name}: expected {expected}{hint}"
+    ))
+}
+
+/// The configs set on one topic (overrides of the defaults).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TopicConfigs(pub BTreeMap<String, String>);
+
+/// One config as DescribeConfigs reports it.
+pub struct DescribedConfig {
+    pub name: &'static str,
+    pub value: String,
+    pub is_default: bool,
+}
+
+impl TopicConfigs {
+    /// Builds from name/value pairs, validating each.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
+        let mut map = BTreeMap::new();
+        for (name, value) in pairs {
+            validate(name, value)?;
+            map.insert(name.to_string(), value.to_string());
+        }
+        Ok(TopicConfigs(map))
+    }
+
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .get(name)
+            .cloned()
+            .or_else(|| spec(name).map(|s| s.default.to_string()))
+    }
+
+    fn get_i64(&self, name: &str) -> i64 {
+        self.get(name).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
+    /// Every config with its effective value, in name order.
+    pub fn describe(&self) -> Vec<DescribedConfig> {
+        SPECS
+            .iter()
+            .map(|s| match self.0.get(s.name) {
+                Some(v) => DescribedConfig {
+                    name: s.name,
+                    value: v.clone(),
+                    is_default: false,
+                },
+                None => DescribedConfig {
+                    name: s.name,
+                    value: s.default.to_string(),
+                    is_default: true,
+                },
+            })
+            .collect()
+    }
+
+    /// What the log needs to know.
+    pub fn log_config(&self) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.get_i64("segment.bytes").max(14) as u64,
+            segment_ms: self.get_i64("segment.ms").max(1),
+            retention_ms: self.get_i64("retention.ms"),
+            retention_bytes: self.get_i64("retention.bytes"),
+            max_message_bytes: self
+                .get_i64("max.message.bytes")
+                .clamp(0, i64::from(i32::MAX)) as usize,
+            index_interval_bytes: self.get_i64("index.interval.bytes").max(0) as u64,
+            log_append_time: self.get("message.timestamp.type").as_deref() == Some("LogAppendTime"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_and_maps() {
+        assert!(validate("retention.ms", "-1").is_ok());
+        assert!(validate("retention.ms", "-2").is_err());
+        assert!(validate("no.such.config", "1").is_err());
+        assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
+        assert!(validate("cleanup.policy", "compact")
+            .unwrap_err()
+            .contains("compaction"));
+        let c = TopicConfigs::from_pairs([
+            ("segment.bytes", "1000"),
+            ("message.timestamp.type", "LogAppendTime"),
+        ])
+        .unwrap();
+        let log = c.log_config();
+        assert_eq!(log.segment_bytes, 1000);
+        assert!(log.log_append_time);
+        assert_eq!(log.retention_ms, 604_800_000);
+        assert_eq!(c.describe().iter().filter(|d| !d.is_default).count(), 2);
+    }
+}

@@ -12,6 +12,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::config::{BrokerConfig, FlushPolicy};
 use crate::error::KafkaError;
+use crate::fetch_session::FetchSessions;
 use crate::groups::GroupService;
 use crate::metadata::Metadata;
 use crate::metrics::Metrics;
@@ -37,6 +38,7 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Woken on every append, so long-polling fetches re-check their partitions.
     pub data_appended: Notify,
+    pub fetch_sessions: parking_lot::Mutex<FetchSessions>,
 }
 
 /// Reads `meta.properties` (Kafka's file of the same name) or writes a new cluster id.
@@ -90,6 +92,7 @@ impl Broker {
             groups,
             metrics,
             data_appended: Notify::new(),
+            fetch_sessions: parking_lot::Mutex::new(FetchSessions::default()),
         }))
     }
 

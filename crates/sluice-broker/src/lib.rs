@@ -12,6 +12,7 @@
 pub mod broker;
 pub mod config;
 pub mod error;
+pub mod fetch_session;
 pub mod groups;
 pub mod handlers;
 pub mod http;

@@ -1,8 +1,11 @@
 //! ApiVersions: the truthful list of what this broker implements (see `SUPPORTED`).
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::ApiVersionsResponse;
+use kafka_protocol::protocol::StrBytes;
 
 use super::SUPPORTED;
 use crate::broker::Broker;
@@ -19,11 +22,39 @@ fn api_keys() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub fn handle(_broker: &Broker) -> ApiVersionsResponse {
-    // No finalized features yet: KIP-848 (group.version) is advertised when its APIs are.
-    ApiVersionsResponse::default()
-        .with_api_keys(api_keys())
-        .with_finalized_features_epoch(-1)
+/// Feature levels, as a KRaft cluster finalizes them: `group.version` 1 turns on the KIP-848
+/// consumer group protocol for clients that check it.
+const FEATURES: &[(&str, i16, i16)] = &[("group.version", 1, 1)];
+
+pub fn handle(_broker: &Broker, version: i16) -> ApiVersionsResponse {
+    let response = ApiVersionsResponse::default().with_api_keys(api_keys());
+    if version < 3 {
+        return response;
+    }
+    response
+        .with_supported_features(
+            FEATURES
+                .iter()
+                .map(|(name, min, max)| {
+                    SupportedFeatureKey::default()
+                        .with_name(StrBytes::from_static_str(name))
+                        .with_min_version(*min)
+                        .with_max_version(*max)
+                })
+                .collect(),
+        )
+        .with_finalized_features_epoch(1)
+        .with_finalized_features(
+            FEATURES
+                .iter()
+                .map(|(name, _, max)| {
+                    FinalizedFeatureKey::default()
+                        .with_name(StrBytes::from_static_str(name))
+                        .with_min_version_level(*max)
+                        .with_max_version_level(*max)
+                })
+                .collect(),
+        )
 }
 
 /// The KIP-511 answer to an ApiVersions version we do not know.

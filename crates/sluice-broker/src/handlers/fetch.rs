@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::s;
 use crate::broker::Broker;
+use crate::fetch_session::{Answered, Plan, RequestedPartition};
 use crate::metrics::TopicLabels;
 
 /// Cap on a fetch's wait, whatever the client asks.
@@ -33,33 +34,85 @@ fn partition_data(index: i32, code: i16) -> PartitionData {
         .with_preferred_read_replica(BrokerId(-1))
 }
 
+/// Groups session partitions by topic, keeping first-seen order.
+fn group_by_topic(broker: &Broker, partitions: Vec<RequestedPartition>) -> Vec<Wanted> {
+    let mut out: Vec<Wanted> = Vec::new();
+    for p in partitions {
+        let entry = (p.partition, p.fetch_offset, p.partition_max_bytes);
+        match out.iter_mut().find(|w| w.topic == p.topic) {
+            Some(w) => w.partitions.push(entry),
+            None => {
+                let topic_id = broker
+                    .metadata
+                    .topic(&p.topic)
+                    .map_or(Uuid::nil(), |t| t.id);
+                out.push(Wanted {
+                    topic: p.topic,
+                    topic_id,
+                    partitions: vec![entry],
+                });
+            }
+        }
+    }
+    out
+}
+
 pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
     let by_id = version >= 13;
     let read_committed = req.isolation_level == 1;
-    let wanted: Vec<Wanted> = req
+    let topic_name = |name: &TopicName, id: Uuid| {
+        if by_id {
+            broker
+                .metadata
+                .topic_by_id(id)
+                .map(|t| t.name.clone())
+                .unwrap_or_default()
+        } else {
+            name.0.to_string()
+        }
+    };
+    let requested: Vec<RequestedPartition> = req
         .topics
         .iter()
-        .map(|t| {
-            let topic = if by_id {
-                broker
-                    .metadata
-                    .topic_by_id(t.topic_id)
-                    .map(|t| t.name.clone())
-                    .unwrap_or_default()
-            } else {
-                t.topic.0.to_string()
-            };
-            Wanted {
-                topic,
-                topic_id: t.topic_id,
-                partitions: t
-                    .partitions
-                    .iter()
-                    .map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes))
-                    .collect(),
-            }
+        .flat_map(|t| {
+            let topic = topic_name(&t.topic, t.topic_id);
+            t.partitions.iter().map(move |p| RequestedPartition {
+                topic: topic.clone(),
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                partition_max_bytes: p.partition_max_bytes,
+            })
         })
         .collect();
+    let forgotten: Vec<(String, i32)> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            let topic = topic_name(&t.topic, t.topic_id);
+            t.partitions.iter().map(move |p| (topic.clone(), *p))
+        })
+        .collect();
+    let plan = if version >= 7 {
+        match broker.fetch_sessions.lock().plan(
+            req.session_id,
+            req.session_epoch,
+            &requested,
+            &forgotten,
+        ) {
+            Ok(plan) => plan,
+            Err(e) => return FetchResponse::default().with_error_code(e.code()),
+        }
+    } else {
+        Plan::Sessionless
+    };
+    let (session, wanted) = match plan {
+        Plan::Sessionless => (None, group_by_topic(broker, requested)),
+        Plan::Session {
+            id,
+            incremental,
+            partitions,
+        } => (Some((id, incremental)), group_by_topic(broker, partitions)),
+    };
     let max_bytes = if req.max_bytes <= 0 {
         i32::MAX
     } else {
@@ -68,33 +121,55 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
     let min_bytes = req.min_bytes.max(0) as usize;
     let wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS) as u64);
     let deadline = tokio::time::Instant::now() + wait;
-    loop {
+    let mut responses = loop {
         // Register for wake-ups before reading, so an append in between is not missed.
         let appended = broker.data_appended.notified();
         let (responses, bytes, any_error) =
             read_once(broker, &wanted, max_bytes, by_id, read_committed);
-        let done = bytes >= min_bytes || any_error || tokio::time::Instant::now() >= deadline;
-        if done {
-            for (t, topic) in responses.iter().zip(&wanted) {
-                let n: usize = t
-                    .partitions
-                    .iter()
-                    .map(|p| p.records.as_ref().map_or(0, Bytes::len))
-                    .sum();
-                if n > 0 {
-                    broker
-                        .metrics
-                        .bytes_out
-                        .get_or_create(&TopicLabels {
-                            topic: topic.topic.clone(),
-                        })
-                        .inc_by(n as u64);
-                }
-            }
-            return FetchResponse::default().with_responses(responses);
+        if bytes >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
+            break responses;
         }
         let _ = tokio::time::timeout_at(deadline, appended).await;
+    };
+    for (t, topic) in responses.iter().zip(&wanted) {
+        let n: usize = t
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+            .sum();
+        if n > 0 {
+            broker
+                .metrics
+                .bytes_out
+                .get_or_create(&TopicLabels {
+                    topic: topic.topic.clone(),
+                })
+                .inc_by(n as u64);
+        }
     }
+    let mut response = FetchResponse::default();
+    if let Some((id, incremental)) = session {
+        let mut sessions = broker.fetch_sessions.lock();
+        for (t, w) in responses.iter_mut().zip(&wanted) {
+            t.partitions.retain(|p| {
+                let changed = sessions.note_response(
+                    id,
+                    &w.topic,
+                    p.partition_index,
+                    Answered {
+                        high_watermark: p.high_watermark,
+                        log_start_offset: p.log_start_offset,
+                        has_records: p.records.as_ref().is_some_and(|r| !r.is_empty()),
+                        has_error: p.error_code != 0,
+                    },
+                );
+                changed || !incremental
+            });
+        }
+        responses.retain(|t| !t.partitions.is_empty() || !incremental);
+        response = response.with_session_id(id);
+    }
+    response.with_responses(responses)
 }
 
 /// One pass over the requested partitions. Returns the topics, the record bytes gathered and

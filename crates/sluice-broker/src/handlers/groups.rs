@@ -21,12 +21,14 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{
-    BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
-    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
-    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    BrokerId, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DeleteGroupsRequest,
+    DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest,
+    OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
+    SyncGroupResponse, TopicName,
 };
 use sluice_group as group;
 
@@ -537,4 +539,148 @@ pub async fn offset_delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetD
     OffsetDeleteResponse::default()
         .with_error_code(code)
         .with_topics(topics)
+}
+
+fn topic_partitions_out(
+    assignment: Vec<([u8; 16], Vec<i32>)>,
+) -> Vec<kafka_protocol::messages::consumer_group_heartbeat_response::TopicPartitions> {
+    assignment
+        .into_iter()
+        .map(|(id, partitions)| {
+            kafka_protocol::messages::consumer_group_heartbeat_response::TopicPartitions::default()
+                .with_topic_id(uuid::Uuid::from_bytes(id))
+                .with_partitions(partitions)
+        })
+        .collect()
+}
+
+/// KIP-848: the member's heartbeat carries its subscription and owned partitions; the
+/// coordinator answers with its epoch and, when it changed, its assignment.
+pub fn consumer_group_heartbeat(
+    broker: &Broker,
+    req: ConsumerGroupHeartbeatRequest,
+    ctx: &RequestContext,
+) -> ConsumerGroupHeartbeatResponse {
+    let request = group::ConsumerHeartbeat {
+        group_id: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        member_epoch: req.member_epoch,
+        instance_id: req.instance_id.as_ref().map(|s| s.to_string()),
+        rack_id: req.rack_id.as_ref().map(|s| s.to_string()),
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        subscribed_topic_names: req
+            .subscribed_topic_names
+            .as_ref()
+            .map(|names| names.iter().map(|n| n.0.to_string()).collect()),
+        // librdkafka sends an empty regex alongside topic names; it means "no regex".
+        subscribed_topic_regex: req
+            .subscribed_topic_regex
+            .as_ref()
+            .filter(|r| !r.is_empty())
+            .map(|s| s.to_string()),
+        server_assignor: req.server_assignor.as_ref().map(|s| s.to_string()),
+        owned_partitions: req.topic_partitions.as_ref().map(|tps| {
+            tps.iter()
+                .map(|tp| (*tp.topic_id.as_bytes(), tp.partitions.clone()))
+                .collect()
+        }),
+        client_id: ctx.client_id.clone(),
+        client_host: ctx.client_host.clone(),
+    };
+    let snapshot = crate::groups::topics_snapshot(&broker.metadata);
+    let now = now_u64();
+    let result = broker
+        .groups
+        .with(|c| (c.consumer_heartbeat(now, request, &snapshot), Vec::new()));
+    match result {
+        Ok(r) => ConsumerGroupHeartbeatResponse::default()
+            .with_member_id(Some(s(r.member_id)))
+            .with_member_epoch(r.member_epoch)
+            .with_heartbeat_interval_ms(r.heartbeat_interval_ms)
+            .with_assignment(r.assignment.map(|a| {
+                kafka_protocol::messages::consumer_group_heartbeat_response::Assignment::default()
+                    .with_topic_partitions(topic_partitions_out(a))
+            })),
+        Err((code, message)) => {
+            tracing::debug!(group = %req.group_id.0, code, %message, "consumer group heartbeat refused");
+            ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(code)
+                .with_error_message(Some(s(message)))
+                .with_member_epoch(-1)
+        }
+    }
+}
+
+pub fn consumer_group_describe(
+    broker: &Broker,
+    req: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
+    use kafka_protocol::messages::consumer_group_describe_response::{
+        Assignment, DescribedGroup as Described, Member, TopicPartitions,
+    };
+    let names: std::collections::HashMap<[u8; 16], String> = broker
+        .metadata
+        .topics()
+        .iter()
+        .map(|t| (*t.id.as_bytes(), t.name.clone()))
+        .collect();
+    let assignment = |parts: Vec<([u8; 16], Vec<i32>)>| {
+        Assignment::default().with_topic_partitions(
+            parts
+                .into_iter()
+                .map(|(id, partitions)| {
+                    TopicPartitions::default()
+                        .with_topic_id(uuid::Uuid::from_bytes(id))
+                        .with_topic_name(TopicName(s(names.get(&id).cloned().unwrap_or_default())))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        )
+    };
+    let groups = req
+        .group_ids
+        .into_iter()
+        .map(|gid| {
+            let id = gid.0.to_string();
+            let out = Described::default()
+                .with_group_id(gid)
+                .with_authorized_operations(i32::MIN);
+            match broker.groups.read(|c| c.describe(&id)) {
+                Some(d) if d.group_type == group::GroupType::Consumer => out
+                    .with_group_state(s(d.state.as_str()))
+                    .with_group_epoch(d.group_epoch)
+                    .with_assignment_epoch(d.assignment_epoch)
+                    .with_assignor_name(s(d.assignor_name))
+                    .with_members(
+                        d.members
+                            .into_iter()
+                            .map(|m| {
+                                Member::default()
+                                    .with_member_id(s(m.member_id))
+                                    .with_instance_id(opt_s(m.group_instance_id))
+                                    .with_rack_id(opt_s(m.rack_id))
+                                    .with_member_epoch(m.member_epoch)
+                                    .with_client_id(s(m.client_id))
+                                    .with_client_host(s(m.client_host))
+                                    .with_subscribed_topic_names(
+                                        m.subscribed_topic_names
+                                            .into_iter()
+                                            .map(|n| TopicName(s(n)))
+                                            .collect(),
+                                    )
+                                    .with_assignment(assignment(m.assigned))
+                                    .with_target_assignment(assignment(m.target))
+                            })
+                            .collect(),
+                    ),
+                Some(_) => out
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(s(format!("group {id} is not a consumer group")))),
+                None => out
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(s(format!("group {id} not found")))),
+            }
+        })
+        .collect();
+    ConsumerGroupDescribeResponse::default().with_groups(groups)
 }

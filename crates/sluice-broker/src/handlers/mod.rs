@@ -65,6 +65,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -222,7 +224,7 @@ async fn dispatch(
     use ResponseKind as Rs;
     let v = ctx.version;
     Ok(Some(match request {
-        Rq::ApiVersions(_) => Rs::ApiVersions(api_versions::handle(broker)),
+        Rq::ApiVersions(_) => Rs::ApiVersions(api_versions::handle(broker, v)),
         Rq::Metadata(r) => Rs::Metadata(metadata::metadata(broker, r, v).await),
         Rq::DescribeCluster(r) => Rs::DescribeCluster(metadata::describe_cluster(broker, r)),
         Rq::DescribeTopicPartitions(r) => {
@@ -254,6 +256,12 @@ async fn dispatch(
         Rq::LeaveGroup(r) => Rs::LeaveGroup(groups::leave_group(broker, r, v)),
         Rq::DescribeGroups(r) => Rs::DescribeGroups(groups::describe_groups(broker, r)),
         Rq::ListGroups(r) => Rs::ListGroups(groups::list_groups(broker, r)),
+        Rq::ConsumerGroupHeartbeat(r) => {
+            Rs::ConsumerGroupHeartbeat(groups::consumer_group_heartbeat(broker, r, ctx))
+        }
+        Rq::ConsumerGroupDescribe(r) => {
+            Rs::ConsumerGroupDescribe(groups::consumer_group_describe(broker, r))
+        }
         Rq::DeleteGroups(r) => Rs::DeleteGroups(groups::delete_groups(broker, r).await),
         // The version check above only lets through what SUPPORTED lists.
         _ => return Err("request has no handler".to_string()),

@@ -35,6 +35,7 @@ impl From<StorageError> for KafkaError {
             StorageError::UnsupportedMessageFormat(_) => ResponseError::UnsupportedForMessageFormat,
             StorageError::UnsupportedCompression(_) => ResponseError::UnsupportedCompressionType,
             StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            StorageError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
             StorageError::InvalidConfig(_) => ResponseError::InvalidConfig,
         };
         KafkaError::new(kind, e.to_string())

@@ -72,7 +72,7 @@ impl Partition {
     /// Validates and appends a producer's record set (bytes are patched in place).
     pub fn append(&self, buf: &mut [u8], now_ms: i64) -> Result<Appended, KafkaError> {
         let mut state = self.state.lock();
-        let batches = state.log.validate(buf)?;
+        let batches = state.log.validate(buf, now_ms)?;
         // Idempotence: Kafka sends one batch per partition; check each against producer state.
         for b in &batches {
             if !b.header.has_producer_id() {

@@ -242,6 +242,8 @@ impl TopicConfigs {
                 .clamp(0, i64::from(i32::MAX)) as usize,
             index_interval_bytes: self.get_i64("index.interval.bytes").max(0) as u64,
             log_append_time: self.get("message.timestamp.type").as_deref() == Some("LogAppendTime"),
+            timestamp_after_max_ms: self.get_i64("message.timestamp.after.max.ms"),
+            timestamp_before_max_ms: self.get_i64("message.timestamp.before.max.ms"),
         }
     }
 }

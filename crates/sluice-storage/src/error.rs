@@ -21,6 +21,9 @@ pub enum StorageError {
     /// An unknown codec id in the attributes (Kafka: UNSUPPORTED_COMPRESSION_TYPE).
     #[error("{0}")]
     UnsupportedCompression(String),
+    /// A CreateTime timestamp outside the topic's allowed window (Kafka: INVALID_TIMESTAMP).
+    #[error("{0}")]
+    InvalidTimestamp(String),
     /// An offset outside [log start, log end] (Kafka: OFFSET_OUT_OF_RANGE).
     #[error("offset {offset} is out of range [{log_start_offset}, {log_end_offset}]")]
     OffsetOutOfRange {

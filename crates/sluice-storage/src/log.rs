@@ -39,6 +39,12 @@ pub struct LogConfig {
     pub index_interval_bytes: u64,
     /// `message.timestamp.type=LogAppendTime`.
     pub log_append_time: bool,
+    /// `message.timestamp.after.max.ms` (default 1 hour): CreateTime batches whose newest
+    /// timestamp is further in the future are refused.
+    pub timestamp_after_max_ms: i64,
+    /// `message.timestamp.before.max.ms` (default unbounded): CreateTime batches whose first
+    /// timestamp is further in the past are refused.
+    pub timestamp_before_max_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -51,6 +57,8 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             index_interval_bytes: 4096,
             log_append_time: false,
+            timestamp_after_max_ms: 3_600_000,
+            timestamp_before_max_ms: i64::MAX,
         }
     }
 }
@@ -171,11 +179,30 @@ impl Log {
         &mut self.segments[last]
     }
 
-    /// Validates a produced record set (header, CRC, size; records are not decoded).
-    pub fn validate(&self, buf: &[u8]) -> Result<Vec<ProducedBatch>> {
+    /// Validates a produced record set (header, CRC, size, timestamps; records are not
+    /// decoded, so timestamps are checked on the batch header's first and newest values).
+    pub fn validate(&self, buf: &[u8], now_ms: i64) -> Result<Vec<ProducedBatch>> {
         let batches = records::validate_produced(buf, self.config.max_message_bytes)?;
         if batches.is_empty() {
             return Err(StorageError::CorruptMessage("empty record set".into()));
+        }
+        if !self.config.log_append_time {
+            for b in &batches {
+                let (first, newest) = (b.header.base_timestamp, b.header.max_timestamp);
+                if newest.saturating_sub(now_ms) > self.config.timestamp_after_max_ms {
+                    return Err(StorageError::InvalidTimestamp(format!(
+                        "timestamp {newest} is more than message.timestamp.after.max.ms ({}) ahead of the broker's clock ({now_ms})",
+                        self.config.timestamp_after_max_ms
+                    )));
+                }
+                if first >= 0 && now_ms.saturating_sub(first) > self.config.timestamp_before_max_ms
+                {
+                    return Err(StorageError::InvalidTimestamp(format!(
+                        "timestamp {first} is more than message.timestamp.before.max.ms ({}) behind the broker's clock ({now_ms})",
+                        self.config.timestamp_before_max_ms
+                    )));
+                }
+            }
         }
         Ok(batches)
     }

@@ -10,7 +10,7 @@ fn open(dir: &std::path::Path, config: LogConfig) -> Log {
 
 fn append(log: &mut Log, count: i32, ts: i64) -> (i64, i64) {
     let mut b = make_batch(count, 100, ts);
-    let batches = log.validate(&b).unwrap();
+    let batches = log.validate(&b, ts).unwrap();
     let info = log.append(&mut b, &batches, 0, ts).unwrap();
     (info.first_offset, info.last_offset)
 }
@@ -166,4 +166,25 @@ fn retention_by_size_keeps_the_newest() {
     assert!(log.size_bytes() <= 2500 + 1000, "{}", log.size_bytes());
     assert!(log.size_bytes() >= 2500 - 1000);
     assert_eq!(log.log_end_offset(), 40);
+}
+
+#[test]
+fn refuses_timestamps_outside_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        timestamp_before_max_ms: 1000,
+        ..LogConfig::default()
+    };
+    let log = open(dir.path(), config);
+    let future = make_batch(1, 10, 10_000_000);
+    assert!(matches!(
+        log.validate(&future, 0),
+        Err(StorageError::InvalidTimestamp(_))
+    ));
+    assert!(log.validate(&future, 9_000_000).is_ok());
+    let past = make_batch(1, 10, 1);
+    assert!(matches!(
+        log.validate(&past, 5000),
+        Err(StorageError::InvalidTimestamp(_))
+    ));
 }

@@ -128,10 +128,27 @@ fn be_i16(b: &[u8], at: usize) -> i16 {
     i16::from_be_bytes([b[at], b[at + 1]])
 }
 
-pub async fn handle(broker: &Broker, mut frame: Bytes, peer: SocketAddr) -> Handled {
-    let started = Instant::now();
+/// A request frame, decoded as far as the broker accepts it.
+pub enum Decoded {
+    Request {
+        key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        header: RequestHeader,
+        /// Boxed: request bodies are large and most rejections carry only a message.
+        request: Box<RequestKind>,
+    },
+    /// ApiVersions at a version we do not know: answered per KIP-511.
+    ApiVersionsFallback { correlation_id: i32 },
+    /// Kafka closes the connection for these.
+    Reject(String),
+}
+
+/// Parses a frame (without its size prefix): header, version check, body. Pure and total:
+/// any byte string gives a `Decoded`, never a panic (the fuzz target drives this).
+pub fn decode_request(mut frame: Bytes) -> Decoded {
     if frame.len() < 8 {
-        return Handled::Close(format!(
+        return Decoded::Reject(format!(
             "request of {} bytes is shorter than a header",
             frame.len()
         ));
@@ -140,21 +157,15 @@ pub async fn handle(broker: &Broker, mut frame: Bytes, peer: SocketAddr) -> Hand
     let version = be_i16(&frame, 2);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let Ok(key) = ApiKey::try_from(api_key) else {
-        return Handled::Close(format!("unknown API key {api_key}"));
+        return Decoded::Reject(format!("unknown API key {api_key}"));
     };
     let range = supported_range(key);
     let in_range = range.is_some_and(|(min, max)| (min..=max).contains(&version));
     if key == ApiKey::ApiVersions && !in_range {
-        // KIP-511: answer with v0 framing, UNSUPPORTED_VERSION and our versions.
-        return respond(
-            correlation_id,
-            0,
-            0,
-            &ResponseKind::ApiVersions(api_versions::unsupported()),
-        );
+        return Decoded::ApiVersionsFallback { correlation_id };
     }
     if !in_range {
-        return Handled::Close(format!(
+        return Decoded::Reject(format!(
             "{} v{version} is not supported (supported: {})",
             api_name(key),
             range.map_or("none".to_string(), |(a, b)| format!("v{a}-v{b}"))
@@ -163,13 +174,40 @@ pub async fn handle(broker: &Broker, mut frame: Bytes, peer: SocketAddr) -> Hand
     let header_version = key.request_header_version(version);
     let header = match guarded(|| RequestHeader::decode(&mut frame, header_version)) {
         Ok(h) => h,
-        Err(e) => return Handled::Close(format!("bad request header: {e}")),
+        Err(e) => return Decoded::Reject(format!("bad request header: {e}")),
     };
-    let request = match guarded(|| RequestKind::decode(key, &mut frame, version)) {
-        Ok(r) => r,
-        Err(e) => {
-            return Handled::Close(format!("cannot decode {} v{version}: {e}", api_name(key)))
+    match guarded(|| RequestKind::decode(key, &mut frame, version)) {
+        Ok(request) => Decoded::Request {
+            key,
+            version,
+            correlation_id,
+            header,
+            request: Box::new(request),
+        },
+        Err(e) => Decoded::Reject(format!("cannot decode {} v{version}: {e}", api_name(key))),
+    }
+}
+
+pub async fn handle(broker: &Broker, frame: Bytes, peer: SocketAddr) -> Handled {
+    let started = Instant::now();
+    let (key, version, correlation_id, header, request) = match decode_request(frame) {
+        Decoded::Request {
+            key,
+            version,
+            correlation_id,
+            header,
+            request,
+        } => (key, version, correlation_id, header, request),
+        Decoded::ApiVersionsFallback { correlation_id } => {
+            // KIP-511: answer with v0 framing, UNSUPPORTED_VERSION and our versions.
+            return respond(
+                correlation_id,
+                0,
+                0,
+                &ResponseKind::ApiVersions(api_versions::unsupported()),
+            );
         }
+        Decoded::Reject(reason) => return Handled::Close(reason),
     };
     let ctx = RequestContext {
         version,
@@ -180,7 +218,7 @@ pub async fn handle(broker: &Broker, mut frame: Bytes, peer: SocketAddr) -> Hand
             .unwrap_or_default(),
         client_host: format!("/{}", peer.ip()),
     };
-    let response = match dispatch(broker, request, &ctx).await {
+    let response = match dispatch(broker, *request, &ctx).await {
         Ok(r) => r,
         Err(reason) => return Handled::Close(reason),
     };

@@ -27,6 +27,8 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
+/// Largest record count ListOffsets decodes to find an exact record.
+const MAX_RECORDS_DECODED: i32 = 100_000;
 /// Attribute bit: the batch's timestamps are the broker's append time.
 const LOG_APPEND_TIME_BIT: i16 = 0x08;
 
@@ -40,6 +42,11 @@ fn locate_in_batch(
     let Some(header) = BatchHeader::parse(&bytes) else {
         return Ok(None);
     };
+    // Bound the work a crafted batch can cause (a compressed batch may claim millions of
+    // records); past this the batch start is the answer, which consumers handle by skipping.
+    if header.records_count > MAX_RECORDS_DECODED {
+        return Ok(Some((header.base_offset, header.max_timestamp)));
+    }
     if header.attributes & LOG_APPEND_TIME_BIT != 0 {
         // Every record carries the batch's append time.
         return Ok(Some((header.base_offset, header.max_timestamp)));

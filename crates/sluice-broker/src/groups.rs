@@ -2,7 +2,7 @@
 //! a token per parked request (JoinGroup and SyncGroup wait for other members) mapped to a
 //! oneshot channel, and a timer task that calls `tick` at the coordinator's next deadline.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +27,15 @@ pub fn now_u64() -> u64 {
     now_ms().max(0) as u64
 }
 
-/// The topics as the KIP-848 assignors see them.
-pub fn topics_snapshot(metadata: &Metadata) -> TopicsSnapshot {
+/// Compiles a KIP-848 subscription regex. Kafka matches the whole topic name (RE2/J
+/// `matches()`), so the pattern is anchored at both ends.
+pub fn compile_subscription_regex(pattern: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| e.to_string())
+}
+
+/// The topics as the KIP-848 assignors see them, with the matches of every subscription regex
+/// in `regexes`.
+pub fn topics_snapshot(metadata: &Metadata, regexes: &BTreeSet<String>) -> TopicsSnapshot {
     let topics: BTreeMap<String, TopicInfo> = metadata
         .topics()
         .iter()
@@ -42,7 +49,18 @@ pub fn topics_snapshot(metadata: &Metadata) -> TopicsSnapshot {
             )
         })
         .collect();
-    TopicsSnapshot { topics }
+    let regex_matches = regexes
+        .iter()
+        .filter_map(|pattern| {
+            let re = compile_subscription_regex(pattern).ok()?;
+            let matched = topics.keys().filter(|t| re.is_match(t)).cloned().collect();
+            Some((pattern.clone(), matched))
+        })
+        .collect();
+    TopicsSnapshot {
+        topics,
+        regex_matches,
+    }
 }
 
 impl GroupService {
@@ -125,7 +143,8 @@ pub async fn run_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             .read(|c| c.next_deadline_ms())
             .is_some_and(|d| d <= now);
         if due {
-            let snapshot = topics_snapshot(&broker.metadata);
+            let regexes = groups.read(|c| c.regexes_in_use());
+            let snapshot = topics_snapshot(&broker.metadata, &regexes);
             groups.with(|c| ((), c.tick(now, &snapshot)));
         }
     }

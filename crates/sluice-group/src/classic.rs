@@ -1013,6 +1013,7 @@ impl ClassicGroup {
                     } else {
                         Vec::new()
                     },
+                    subscribed_topic_regex: None,
                     metadata: if stable { metadata } else { Vec::new() },
                     assignment: if stable {
                         m.assignment.clone()

@@ -42,6 +42,10 @@ pub(crate) struct ConsumerMember {
     pub client_host: String,
     pub rebalance_timeout_ms: i32,
     pub subscribed_topic_names: BTreeSet<String>,
+    /// A regular expression over topic names (KIP-848); the broker matches it.
+    pub subscribed_topic_regex: Option<String>,
+    /// The topics `subscribed_topic_regex` matched in the latest snapshot.
+    pub regex_topics: BTreeSet<String>,
     pub server_assignor: Option<String>,
     pub state: MemberState,
     pub member_epoch: i32,
@@ -217,9 +221,22 @@ impl ConsumerGroup {
 
     /// Re-reads the subscribed topics from the snapshot; true if changed.
     fn refresh_subscription_metadata(&mut self, topics: &TopicsSnapshot) -> bool {
+        let mut regex_changed = false;
+        for m in self.members.values_mut() {
+            let matched = m
+                .subscribed_topic_regex
+                .as_ref()
+                .and_then(|r| topics.regex_matches.get(r))
+                .cloned()
+                .unwrap_or_default();
+            if matched != m.regex_topics {
+                m.regex_topics = matched;
+                regex_changed = true;
+            }
+        }
         let mut meta = BTreeMap::new();
         for m in self.members.values() {
-            for name in &m.subscribed_topic_names {
+            for name in m.subscribed_topic_names.iter().chain(&m.regex_topics) {
                 if let Some(info) = topics.topics.get(name) {
                     meta.insert(name.clone(), *info);
                 }
@@ -229,7 +246,7 @@ impl ConsumerGroup {
             self.subscription_metadata = meta;
             true
         } else {
-            false
+            regex_changed
         }
     }
 
@@ -271,6 +288,7 @@ impl ConsumerGroup {
                 topics: m
                     .subscribed_topic_names
                     .iter()
+                    .chain(&m.regex_topics)
                     .filter_map(|n| self.subscription_metadata.get(n).map(|i| i.id))
                     .collect(),
             })
@@ -401,6 +419,8 @@ impl ConsumerGroup {
             client_host: String::new(),
             rebalance_timeout_ms: req.rebalance_timeout_ms,
             subscribed_topic_names: BTreeSet::new(),
+            subscribed_topic_regex: None,
+            regex_topics: BTreeSet::new(),
             server_assignor: None,
             state: MemberState::Stable,
             member_epoch: 0,
@@ -583,6 +603,14 @@ impl ConsumerGroup {
                 bump = true;
             }
         }
+        if let Some(regex) = &req.subscribed_topic_regex {
+            // librdkafka sends an empty regex to say it has none.
+            let regex = Some(regex.clone()).filter(|r| !r.is_empty());
+            if regex != m.subscribed_topic_regex {
+                m.subscribed_topic_regex = regex;
+                bump = true;
+            }
+        }
         if let Some(a) = &req.server_assignor {
             if m.server_assignor.as_ref() != Some(a) {
                 m.server_assignor = Some(a.clone());
@@ -740,6 +768,7 @@ impl ConsumerGroup {
                     metadata: Vec::new(),
                     assignment: Vec::new(),
                     subscribed_topic_names: m.subscribed_topic_names.iter().cloned().collect(),
+                    subscribed_topic_regex: m.subscribed_topic_regex.clone(),
                     assigned: to_vec(&m.assigned),
                     target: to_vec(self.target.get(&m.member_id).unwrap_or(&empty)),
                 })
@@ -751,8 +780,15 @@ impl ConsumerGroup {
         let set: BTreeSet<&String> = self
             .members
             .values()
-            .flat_map(|m| m.subscribed_topic_names.iter())
+            .flat_map(|m| m.subscribed_topic_names.iter().chain(&m.regex_topics))
             .collect();
         set.into_iter().cloned().collect()
+    }
+
+    /// The regular expressions members subscribe with.
+    pub fn regexes(&self) -> impl Iterator<Item = &String> {
+        self.members
+            .values()
+            .filter_map(|m| m.subscribed_topic_regex.as_ref())
     }
 }

@@ -39,8 +39,8 @@
 //!   GROUP_ID_NOT_FOUND) so they simply rejoin.
 //! - Mixed groups / online migration between the classic and consumer
 //!   protocols (KIP-848 upgrade path): only an *empty* group changes type.
-//! - Regular-expression subscriptions (`subscribed_topic_regex`): rejected
-//!   with INVALID_REQUEST ("regex subscriptions are not supported yet").
+//! - Regular-expression subscriptions (`subscribed_topic_regex`) are stored per member; the
+//!   broker validates and matches them and passes the matches in `TopicsSnapshot`.
 //! - Rack-aware assignment, client-side assignors for the consumer protocol,
 //!   assignment batching (`group.consumer.assignment.interval.ms`),
 //!   streams/share groups, transactional offset-commit validation.
@@ -335,11 +335,6 @@ impl GroupCoordinator {
             }
             _ => return Err(invalid("MemberEpoch is invalid.")),
         }
-        if req.subscribed_topic_regex.is_some() {
-            return Err(invalid(
-                "SubscribedTopicRegex: regex subscriptions are not supported yet.",
-            ));
-        }
         if let Some(a) = &req.server_assignor {
             if !SUPPORTED_ASSIGNORS.contains(&a.as_str()) {
                 return Err((
@@ -466,6 +461,19 @@ impl GroupCoordinator {
     /// GROUP_SUBSCRIBED_TO_TOPIC). Classic groups: decoded from the chosen
     /// protocol's `ConsumerProtocolSubscription` metadata when the protocol
     /// type is "consumer"; undecodable bytes are ignored.
+    /// Every subscription regex of every KIP-848 group: the broker matches these against its
+    /// topics to build `TopicsSnapshot::regex_matches`.
+    pub fn regexes_in_use(&self) -> std::collections::BTreeSet<String> {
+        self.groups
+            .values()
+            .filter_map(|g| match g {
+                Group::Consumer(c) => Some(c.regexes().cloned().collect::<Vec<_>>()),
+                Group::Classic(_) => None,
+            })
+            .flatten()
+            .collect()
+    }
+
     pub fn subscribed_topics(&self, group_id: &str) -> Vec<String> {
         match self.groups.get(group_id) {
             Some(Group::Classic(g)) => g.subscribed_topics(),

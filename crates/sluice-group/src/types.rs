@@ -1,6 +1,6 @@
 //! Request, response and description types shared by both protocols.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A topic id (Kafka `Uuid`, 16 raw bytes).
 pub type TopicId = [u8; 16];
@@ -229,6 +229,8 @@ pub struct MemberDescription {
     /// Classic: the synced assignment bytes (only while Stable, as Kafka).
     pub assignment: Vec<u8>,
     pub subscribed_topic_names: Vec<String>,
+    /// KIP-848: the member's subscription regex, if any.
+    pub subscribed_topic_regex: Option<String>,
     /// KIP-848: the partitions the member currently has.
     pub assigned: Vec<(TopicId, Vec<i32>)>,
     /// KIP-848: the member's target assignment.
@@ -246,6 +248,10 @@ pub struct TopicInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TopicsSnapshot {
     pub topics: BTreeMap<String, TopicInfo>,
+    /// For every subscription regex in use (see `GroupCoordinator::regexes_in_use`), the
+    /// topic names it matches. The broker does the matching; this crate stays free of a regex
+    /// engine.
+    pub regex_matches: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// KIP-848 ConsumerGroupHeartbeat request.
@@ -260,7 +266,8 @@ pub struct ConsumerHeartbeat {
     /// -1 when not sent.
     pub rebalance_timeout_ms: i32,
     pub subscribed_topic_names: Option<Vec<String>>,
-    /// Not supported yet: any `Some` value is rejected with INVALID_REQUEST.
+    /// `Some("")` clears the member's regex; `None` leaves it unchanged. The broker validates
+    /// the syntax and puts its matches in the `TopicsSnapshot`.
     pub subscribed_topic_regex: Option<String>,
     pub server_assignor: Option<String>,
     pub owned_partitions: Option<Vec<(TopicId, Vec<i32>)>>,

@@ -572,12 +572,8 @@ pub fn consumer_group_heartbeat(
             .subscribed_topic_names
             .as_ref()
             .map(|names| names.iter().map(|n| n.0.to_string()).collect()),
-        // librdkafka sends an empty regex alongside topic names; it means "no regex".
-        subscribed_topic_regex: req
-            .subscribed_topic_regex
-            .as_ref()
-            .filter(|r| !r.is_empty())
-            .map(|s| s.to_string()),
+        // An empty regex (librdkafka sends one beside topic names) means "no regex".
+        subscribed_topic_regex: req.subscribed_topic_regex.as_ref().map(|s| s.to_string()),
         server_assignor: req.server_assignor.as_ref().map(|s| s.to_string()),
         owned_partitions: req.topic_partitions.as_ref().map(|tps| {
             tps.iter()
@@ -587,7 +583,23 @@ pub fn consumer_group_heartbeat(
         client_id: ctx.client_id.clone(),
         client_host: ctx.client_host.clone(),
     };
-    let snapshot = crate::groups::topics_snapshot(&broker.metadata);
+    let mut regexes = broker.groups.read(|c| c.regexes_in_use());
+    if let Some(pattern) = request
+        .subscribed_topic_regex
+        .as_ref()
+        .filter(|p| !p.is_empty())
+    {
+        if let Err(e) = crate::groups::compile_subscription_regex(pattern) {
+            return ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(ResponseError::InvalidRegularExpression.code())
+                .with_error_message(Some(s(format!(
+                    "invalid subscription regex {pattern:?}: {e}"
+                ))))
+                .with_member_epoch(-1);
+        }
+        regexes.insert(pattern.clone());
+    }
+    let snapshot = crate::groups::topics_snapshot(&broker.metadata, &regexes);
     let now = now_u64();
     let result = broker
         .groups

@@ -25,6 +25,7 @@ fn snapshot(a_parts: i32, b_parts: i32) -> TopicsSnapshot {
                 },
             ),
         ]),
+        regex_matches: BTreeMap::new(),
     }
 }
 
@@ -250,12 +251,6 @@ fn epoch_validation_and_errors() {
         .unwrap_err();
     assert_eq!(err.0, UNSUPPORTED_ASSIGNOR);
     assert!(err.1.contains("sticky"));
-    let mut regex = Client::new(&[]).request(true);
-    regex.subscribed_topic_names = None;
-    regex.subscribed_topic_regex = Some("a.*".into());
-    let err = c.consumer_heartbeat(6, regex, &topics).unwrap_err();
-    assert_eq!(err.0, INVALID_REQUEST);
-    assert!(err.1.contains("not supported"));
     // A heartbeat for a group that does not exist asks the member to rejoin.
     let mut orphan = a.request(true);
     orphan.group_id = "missing".into();
@@ -606,4 +601,32 @@ fn no_partition_is_owned_twice_under_random_heartbeats() {
         revocations > 20,
         "the sequence exercised revocation ({revocations})"
     );
+}
+
+#[test]
+fn regex_subscriptions_follow_the_brokers_matches() {
+    let mut c = GroupCoordinator::new(CoordinatorConfig::default());
+    let mut topics = snapshot(2, 3);
+    let mut join = Client::new(&[]).request(true);
+    join.subscribed_topic_names = None;
+    join.subscribed_topic_regex = Some("a.*".into());
+    // The broker has not matched the regex yet: nothing to assign.
+    let r = c.consumer_heartbeat(1, join.clone(), &topics).unwrap();
+    assert_eq!(r.assignment.as_deref().map(<[_]>::len), Some(0));
+    assert!(c.regexes_in_use().contains("a.*"));
+    topics
+        .regex_matches
+        .insert("a.*".into(), BTreeSet::from(["a".to_string()]));
+    let mut next = join.clone();
+    next.member_id = r.member_id.clone();
+    next.member_epoch = r.member_epoch;
+    next.rebalance_timeout_ms = -1;
+    next.subscribed_topic_regex = None;
+    next.owned_partitions = Some(vec![]);
+    let r = c.consumer_heartbeat(2, next, &topics).unwrap();
+    let assigned = r.assignment.expect("the match changes the assignment");
+    assert_eq!(assigned, vec![(TA, vec![0, 1])]);
+    let d = c.describe(G).unwrap();
+    assert_eq!(d.members[0].subscribed_topic_regex.as_deref(), Some("a.*"));
+    assert_eq!(c.subscribed_topics(G), vec!["a".to_string()]);
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cli;
 mod serve;
 
 #[derive(Parser)]
@@ -22,6 +23,14 @@ struct Cli {
 enum Command {
     /// Run the broker (Kafka protocol and HTTP listeners).
     Serve(Box<serve::ServeArgs>),
+    /// Create, list, describe, alter and delete topics.
+    Topic(cli::topic::TopicArgs),
+    /// Write lines from stdin or a file to a topic.
+    Produce(Box<cli::produce::ProduceArgs>),
+    /// Print records from a topic, optionally as a member of a consumer group.
+    Consume(Box<cli::consume::ConsumeArgs>),
+    /// List, describe and delete consumer groups; reset their offsets.
+    Group(cli::group::GroupArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,11 +44,19 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
+        Command::Topic(args) => cli::topic::run(args),
+        Command::Produce(args) => cli::produce::run(*args),
+        Command::Consume(args) => cli::consume::run(*args),
+        Command::Group(args) => cli::group::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // One line: what went wrong, then (for the common cases) how to fix it.
+            match cli::hint(&e) {
+                Some(hint) => eprintln!("error: {e:#} — {hint}"),
+                None => eprintln!("error: {e:#}"),
+            }
             ExitCode::from(1)
         }
     }

@@ -165,6 +165,15 @@ async fn shutdown_signal() {
     }
 }
 
+/// Each partition keeps three files open (log, offset index, time index): raise the soft limit
+/// on open files to the hard limit so thousands of partitions fit, as Kafka's docs advise.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = resolve(args)?;
     tracing_subscriber::fmt()
@@ -174,6 +183,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice")

@@ -1,0 +1,15 @@
+//! A small async Kafka client for the `sluice` command-line tools: one TCP connection per
+//! broker, ApiVersions negotiation, and typed wrappers for the admin, produce, fetch and
+//! classic consumer-group APIs. It talks plain Kafka, so the tools work against any broker.
+
+pub mod assignment;
+pub mod client;
+pub mod connection;
+pub mod error;
+pub mod group_member;
+pub mod records;
+pub mod versions;
+
+pub use client::{Client, ClientConfig};
+pub use error::{Error, Result};
+pub use kafka_protocol::records::{Compression, Record};

@@ -1,0 +1,415 @@
+//! `sluice group list|describe|delete|reset-offsets`: consumer group administration, shaped
+//! after Kafka's kafka-consumer-groups tool (same columns; reset-offsets is a dry run that
+//! prints the plan unless `--execute`).
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use clap::{ArgGroup, Args, Subcommand};
+use serde_json::json;
+
+use super::table::Table;
+use super::{block_on, ClientArgs};
+
+#[derive(Args, Debug)]
+pub struct GroupArgs {
+    #[command(subcommand)]
+    command: GroupCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupCommand {
+    /// List consumer groups
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a group's state, members, and per partition its committed offset, log end and lag
+    Describe {
+        group: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a group and its committed offsets (the group must have no members)
+    Delete {
+        group: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Move a group's committed offsets on a topic; prints the plan unless --execute
+    ResetOffsets(ResetArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(
+    ArgGroup::new("strategy")
+        .required(true)
+        .args(["to_earliest", "to_latest", "to_offset", "to_datetime", "shift_by"])
+))]
+struct ResetArgs {
+    /// The group whose offsets move (it must have no active members)
+    #[arg(short, long)]
+    group: String,
+    /// The topic whose partitions move (all of its partitions)
+    #[arg(short, long)]
+    topic: String,
+    /// Move to each partition's log start offset
+    #[arg(long)]
+    to_earliest: bool,
+    /// Move to each partition's log end offset
+    #[arg(long)]
+    to_latest: bool,
+    /// Move to this offset (clamped to the partition's start and end)
+    #[arg(long, value_name = "N")]
+    to_offset: Option<i64>,
+    /// Move to the first record at or after this time (ISO 8601, e.g. 2026-01-02T03:04:05Z)
+    #[arg(long, value_name = "ISO8601", value_parser = parse_datetime)]
+    to_datetime: Option<i64>,
+    /// Move each committed offset by N (negative: back), clamped to start and end
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    shift_by: Option<i64>,
+    /// Apply the plan (without it, only print it)
+    #[arg(long)]
+    execute: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub fn run(args: GroupArgs) -> anyhow::Result<()> {
+    block_on(async move {
+        match args.command {
+            GroupCommand::List { client } => list(&client).await,
+            GroupCommand::Describe { group, client } => describe(&client, &group).await,
+            GroupCommand::Delete { group, client } => {
+                let mut c = client.connect().await?;
+                let coordinator = c.find_coordinator(&group).await?;
+                c.delete_group(&coordinator, &group).await?;
+                if client.json() {
+                    println!("{}", json!({ "group": group, "status": "deleted" }));
+                } else {
+                    println!("deleted group {group}");
+                }
+                Ok(())
+            }
+            GroupCommand::ResetOffsets(args) => reset_offsets(args).await,
+        }
+    })
+}
+
+async fn list(client: &ClientArgs) -> anyhow::Result<()> {
+    let mut c = client.connect().await?;
+    let groups = c.list_groups().await?;
+    if client.json() {
+        let v: Vec<_> = groups
+            .iter()
+            .map(|g| json!({ "group": g.group_id, "state": g.state, "protocol_type": g.protocol_type }))
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        let mut t = Table::new(&["GROUP", "STATE", "PROTOCOL-TYPE"]);
+        for g in &groups {
+            t.row(vec![
+                g.group_id.clone(),
+                g.state.clone().unwrap_or_else(|| "-".into()),
+                g.protocol_type.clone(),
+            ]);
+        }
+        t.print();
+    }
+    Ok(())
+}
+
+/// One row of `group describe`.
+struct OffsetRow {
+    topic: String,
+    partition: i32,
+    committed: Option<i64>,
+    log_end: i64,
+    member: Option<usize>,
+}
+
+async fn describe(client: &ClientArgs, group: &str) -> anyhow::Result<()> {
+    let mut c = client.connect().await?;
+    let coordinator = c.find_coordinator(group).await?;
+    let desc = c.describe_group(&coordinator, group).await?;
+    let committed = c.fetch_offsets(&coordinator, group, None).await?;
+    if desc.state == "Dead" && committed.is_empty() && desc.members.is_empty() {
+        anyhow::bail!(
+            "consumer group {group} does not exist (`sluice group list` shows the groups)"
+        );
+    }
+    // Every partition that is committed or assigned, keyed for a stable order.
+    let mut rows: BTreeMap<(String, i32), OffsetRow> = BTreeMap::new();
+    for o in committed.iter().filter(|o| o.offset >= 0) {
+        rows.insert(
+            (o.topic.clone(), o.partition),
+            OffsetRow {
+                topic: o.topic.clone(),
+                partition: o.partition,
+                committed: Some(o.offset),
+                log_end: -1,
+                member: None,
+            },
+        );
+    }
+    for (i, m) in desc.members.iter().enumerate() {
+        for (t, ps) in &m.assignment {
+            for p in ps {
+                rows.entry((t.clone(), *p))
+                    .or_insert_with(|| OffsetRow {
+                        topic: t.clone(),
+                        partition: *p,
+                        committed: None,
+                        log_end: -1,
+                        member: None,
+                    })
+                    .member = Some(i);
+            }
+        }
+    }
+    let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for (t, p) in rows.keys() {
+        by_topic.entry(t.clone()).or_default().push(*p);
+    }
+    for (t, ps) in by_topic {
+        // A deleted topic can still have committed offsets: show them without a log end.
+        match c.list_offsets(&t, &ps, sluice_client::client::LATEST).await {
+            Ok(ends) => {
+                for (p, (end, _)) in ends {
+                    if let Some(r) = rows.get_mut(&(t.clone(), p)) {
+                        r.log_end = end;
+                    }
+                }
+            }
+            Err(e) => eprintln!("warning: cannot read log end offsets of {t}: {e}"),
+        }
+    }
+    let lag = |r: &OffsetRow| match r.committed {
+        Some(c) if r.log_end >= 0 => Some((r.log_end - c).max(0)),
+        _ => None,
+    };
+    if client.json() {
+        let offsets: Vec<_> = rows
+            .values()
+            .map(|r| {
+                json!({
+                    "topic": r.topic,
+                    "partition": r.partition,
+                    "committed_offset": r.committed,
+                    "log_end_offset": (r.log_end >= 0).then_some(r.log_end),
+                    "lag": lag(r),
+                    "member_id": r.member.map(|i| desc.members[i].member_id.clone()),
+                })
+            })
+            .collect();
+        let members: Vec<_> = desc
+            .members
+            .iter()
+            .map(|m| {
+                json!({
+                    "member_id": m.member_id,
+                    "group_instance_id": m.group_instance_id,
+                    "client_id": m.client_id,
+                    "host": m.client_host,
+                    "assignment": m.assignment,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "group": group,
+                "state": desc.state,
+                "protocol_type": desc.protocol_type,
+                "protocol": desc.protocol,
+                "coordinator": coordinator,
+                "members": members,
+                "offsets": offsets,
+            })
+        );
+        return Ok(());
+    }
+    println!("GROUP        {group}");
+    println!("STATE        {}", desc.state);
+    println!("COORDINATOR  {coordinator}");
+    println!("MEMBERS      {}", desc.members.len());
+    println!();
+    let dash = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let mut t = Table::new(&[
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
+    ]);
+    for r in rows.values() {
+        let m = r.member.map(|i| &desc.members[i]);
+        t.row(vec![
+            r.topic.clone(),
+            r.partition.to_string(),
+            dash(r.committed),
+            dash((r.log_end >= 0).then_some(r.log_end)),
+            dash(lag(r)),
+            m.map_or("-".into(), |m| m.member_id.clone()),
+            m.map_or("-".into(), |m| m.client_host.clone()),
+            m.map_or("-".into(), |m| m.client_id.clone()),
+        ]);
+    }
+    t.print();
+    Ok(())
+}
+
+async fn reset_offsets(args: ResetArgs) -> anyhow::Result<()> {
+    let group = &args.group;
+    let topic = &args.topic;
+    let mut c = args.client.connect().await?;
+    let coordinator = c.find_coordinator(group).await?;
+    let desc = c.describe_group(&coordinator, group).await?;
+    if !desc.members.is_empty() {
+        anyhow::bail!(
+            "cannot reset offsets of group {group}: it has {} active member(s) (state {}); \
+             offsets can only be reset while the group is inactive, so stop its consumers first",
+            desc.members.len(),
+            desc.state
+        );
+    }
+    let info = c.topic(topic).await?;
+    let partitions: Vec<i32> = info.partitions.iter().map(|p| p.partition).collect();
+    let bounds = c.offset_bounds(topic, &partitions).await?;
+    let committed: BTreeMap<i32, i64> = c
+        .fetch_offsets(&coordinator, group, Some((topic, &partitions)))
+        .await?
+        .into_iter()
+        .filter(|o| o.offset >= 0)
+        .map(|o| (o.partition, o.offset))
+        .collect();
+    let by_time = match args.to_datetime {
+        Some(ts) => Some(c.list_offsets(topic, &partitions, ts).await?),
+        None => None,
+    };
+    let mut plan: Vec<(i32, Option<i64>, i64)> = Vec::new();
+    for &p in &partitions {
+        let (start, end) = bounds.get(&p).copied().unwrap_or((0, 0));
+        let current = committed.get(&p).copied();
+        let clamp = |o: i64| o.clamp(start, end.max(start));
+        let new = if args.to_earliest {
+            start
+        } else if args.to_latest {
+            end
+        } else if let Some(n) = args.to_offset {
+            clamp(n)
+        } else if let Some(n) = args.shift_by {
+            // Kafka's tool shifts from the committed offset; with none, from the log end
+            // (where a new consumer with auto.offset.reset=latest would start).
+            clamp(current.unwrap_or(end).saturating_add(n))
+        } else {
+            // --to-datetime: -1 means no record at or after that time, so the end.
+            let found = by_time.as_ref().and_then(|m| m.get(&p)).map_or(-1, |x| x.0);
+            if found < 0 {
+                end
+            } else {
+                clamp(found)
+            }
+        };
+        plan.push((p, current, new));
+    }
+    if args.execute {
+        let offsets: Vec<(String, i32, i64)> = plan
+            .iter()
+            .map(|(p, _, n)| (topic.clone(), *p, *n))
+            .collect();
+        c.commit_offsets(&coordinator, group, -1, "", &offsets)
+            .await
+            .context("applying the new offsets")?;
+    }
+    if args.client.json() {
+        let rows: Vec<_> = plan
+            .iter()
+            .map(|(p, cur, new)| json!({ "topic": topic, "partition": p, "current_offset": cur, "new_offset": new }))
+            .collect();
+        println!(
+            "{}",
+            json!({ "group": group, "executed": args.execute, "offsets": rows })
+        );
+    } else {
+        let mut t = Table::new(&[
+            "GROUP",
+            "TOPIC",
+            "PARTITION",
+            "CURRENT-OFFSET",
+            "NEW-OFFSET",
+        ]);
+        for (p, cur, new) in &plan {
+            t.row(vec![
+                group.clone(),
+                topic.clone(),
+                p.to_string(),
+                cur.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                new.to_string(),
+            ]);
+        }
+        t.print();
+        if !args.execute {
+            eprintln!("dry run: nothing changed; add --execute to apply this plan");
+        }
+    }
+    Ok(())
+}
+
+/// ISO 8601 / RFC 3339 to Unix milliseconds. Without a zone the time is taken as UTC; a bare
+/// date means its midnight UTC.
+pub fn parse_datetime(s: &str) -> Result<i64, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%dT%H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M%:z",
+    ] {
+        if let Ok(t) = DateTime::parse_from_str(s, f) {
+            return Ok(t.timestamp_millis());
+        }
+    }
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Ok(t.and_utc().timestamp_millis());
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if let Some(t) = d.and_hms_opt(0, 0, 0) {
+            return Ok(t.and_utc().timestamp_millis());
+        }
+    }
+    Err(format!(
+        "`{s}` is not an ISO 8601 date-time; use e.g. 2026-01-02T03:04:05Z or 2026-01-02T03:04:05+01:00"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_iso8601() {
+        let z = parse_datetime("2026-01-02T03:04:05Z").unwrap();
+        assert_eq!(z, 1_767_323_045_000);
+        assert_eq!(parse_datetime("2026-01-02T04:04:05+01:00").unwrap(), z);
+        assert_eq!(parse_datetime("2026-01-02T04:04:05+0100").unwrap(), z);
+        assert_eq!(parse_datetime("2026-01-02T03:04:05").unwrap(), z);
+        assert_eq!(parse_datetime("2026-01-02T03:04:05.250Z").unwrap(), z + 250);
+        assert_eq!(
+            parse_datetime("2026-01-02").unwrap(),
+            z - 3 * 3_600_000 - 4 * 60_000 - 5_000
+        );
+        assert!(parse_datetime("yesterday").is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! The admin and data tools (`sluice topic|produce|consume|group`): each talks the Kafka
+//! protocol to `--bootstrap-server` through `sluice-client`. Output is a table for people by
+//! default and JSON with `--output json` for scripts.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use sluice_client::{Client, ClientConfig};
+
+pub mod consume;
+pub mod group;
+pub mod produce;
+pub mod record_format;
+pub mod table;
+pub mod topic;
+
+/// Connection and output flags shared by every tool.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Broker to bootstrap from (host:port)
+    #[arg(
+        long,
+        env = "SLUICE_BOOTSTRAP_SERVER",
+        default_value = "127.0.0.1:9092",
+        value_name = "HOST:PORT"
+    )]
+    pub bootstrap_server: String,
+    /// Output format: text (tables for people) or json (for scripts)
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Bound on each request to the broker, in milliseconds
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub request_timeout_ms: u64,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+impl ClientArgs {
+    pub fn json(&self) -> bool {
+        self.output == Output::Json
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        let mut config = ClientConfig::new(self.bootstrap_server.clone());
+        config.request_timeout = Duration::from_millis(self.request_timeout_ms.max(1));
+        Ok(Client::connect(config).await?)
+    }
+}
+
+/// Runs one tool's future on a single-threaded runtime: the tools do one thing at a time.
+pub fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(f)
+}
+
+/// Adds what to do about the common failures to the one line printed on error.
+pub fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    use sluice_client::Error;
+    let client_error = e.chain().find_map(|c| c.downcast_ref::<Error>())?;
+    match client_error {
+        Error::Connect { .. } => {
+            Some("is `sluice serve` running? (set --bootstrap-server or SLUICE_BOOTSTRAP_SERVER)")
+        }
+        Error::Timeout { what, .. } if what == "connecting" => {
+            Some("is the broker reachable? (set --bootstrap-server or SLUICE_BOOTSTRAP_SERVER)")
+        }
+        Error::Kafka { code: 3, .. } => Some("`sluice topic list` shows the topics that exist"),
+        Error::Kafka { code: 36, .. } => Some("pick another name, or delete the topic first"),
+        Error::Kafka { code: 68, .. } => {
+            Some("stop the group's consumers first (`sluice group describe` lists them)")
+        }
+        Error::Kafka { code: 69, .. } => Some("`sluice group list` shows the groups that exist"),
+        _ => None,
+    }
+}
+
+/// Parses `key=value` (the value may contain '=').
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected key=value, got `{s}`")),
+    }
+}
+
+/// Current wall-clock time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,268 @@
+//! `sluice topic create|list|describe|alter|add-partitions|delete`: topic administration
+//! through CreateTopics, Metadata, ListOffsets, DescribeConfigs, IncrementalAlterConfigs,
+//! CreatePartitions and DeleteTopics.
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::table::Table;
+use super::{block_on, parse_key_value, ClientArgs};
+
+#[derive(Args, Debug)]
+pub struct TopicArgs {
+    #[command(subcommand)]
+    command: TopicCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum TopicCommand {
+    /// Create a topic
+    Create {
+        name: String,
+        /// Number of partitions
+        #[arg(short, long, default_value_t = 1)]
+        partitions: i32,
+        /// Replication factor (-1: the broker's default)
+        #[arg(short, long, default_value_t = -1, allow_negative_numbers = true)]
+        replication_factor: i16,
+        /// Topic config, e.g. retention.ms=86400000 (repeatable)
+        #[arg(short, long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        configs: Vec<(String, String)>,
+        /// Succeed if the topic already exists
+        #[arg(long)]
+        if_not_exists: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List topics with their partition counts
+    List {
+        /// Include internal topics (such as __consumer_offsets)
+        #[arg(long)]
+        internal: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a topic's partitions (leader, log start and end offsets) and configs
+    Describe {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change topic configs, and optionally grow the partition count
+    Alter {
+        name: String,
+        /// Set a config (repeatable)
+        #[arg(short, long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+        configs: Vec<(String, String)>,
+        /// Remove a config so the default applies again (repeatable)
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete_configs: Vec<String>,
+        /// Grow the topic to this many partitions in total (as Kafka's --alter --partitions)
+        #[arg(short, long)]
+        partitions: Option<i32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Grow a topic to a new total number of partitions (partitions are never removed)
+    AddPartitions {
+        name: String,
+        /// The new total number of partitions
+        #[arg(short, long)]
+        partitions: i32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a topic and its data
+    Delete {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub fn run(args: TopicArgs) -> anyhow::Result<()> {
+    block_on(async move {
+        match args.command {
+            TopicCommand::Create {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+                if_not_exists,
+                client,
+            } => {
+                if partitions < 1 {
+                    anyhow::bail!("--partitions must be at least 1, got {partitions}");
+                }
+                let mut c = client.connect().await?;
+                match c
+                    .create_topic(&name, partitions, replication_factor, &configs)
+                    .await
+                {
+                    Err(e) if if_not_exists && e.kafka_code() == Some(36) => {
+                        report(&client, &name, "exists", "topic already exists")
+                    }
+                    Err(e) => Err(e.into()),
+                    Ok(()) => report(
+                        &client,
+                        &name,
+                        "created",
+                        &format!("created topic {name} with {partitions} partition(s)"),
+                    ),
+                }
+            }
+            TopicCommand::List { internal, client } => list(&client, internal).await,
+            TopicCommand::Describe { name, client } => describe(&client, &name).await,
+            TopicCommand::Alter {
+                name,
+                configs,
+                delete_configs,
+                partitions,
+                client,
+            } => {
+                if configs.is_empty() && delete_configs.is_empty() && partitions.is_none() {
+                    anyhow::bail!(
+                        "nothing to change: give --config KEY=VALUE, --delete-config KEY or --partitions N"
+                    );
+                }
+                let mut c = client.connect().await?;
+                if let Some(n) = partitions {
+                    c.create_partitions(&name, n).await?;
+                }
+                if !configs.is_empty() || !delete_configs.is_empty() {
+                    c.alter_topic_configs(&name, &configs, &delete_configs)
+                        .await?;
+                }
+                report(&client, &name, "altered", &format!("altered topic {name}"))
+            }
+            TopicCommand::AddPartitions {
+                name,
+                partitions,
+                client,
+            } => {
+                let mut c = client.connect().await?;
+                c.create_partitions(&name, partitions).await?;
+                report(
+                    &client,
+                    &name,
+                    "altered",
+                    &format!("topic {name} now has {partitions} partition(s)"),
+                )
+            }
+            TopicCommand::Delete { names, client } => {
+                let mut c = client.connect().await?;
+                for name in &names {
+                    c.delete_topic(name).await?;
+                    report(&client, name, "deleted", &format!("deleted topic {name}"))?;
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
+fn report(client: &ClientArgs, topic: &str, status: &str, text: &str) -> anyhow::Result<()> {
+    if client.json() {
+        println!("{}", json!({ "topic": topic, "status": status }));
+    } else {
+        println!("{text}");
+    }
+    Ok(())
+}
+
+async fn list(client: &ClientArgs, internal: bool) -> anyhow::Result<()> {
+    let mut c = client.connect().await?;
+    let md = c.metadata(None, false).await?;
+    let mut topics: Vec<_> = md
+        .topics
+        .into_iter()
+        .filter(|t| internal || !(t.is_internal || t.name.starts_with("__")))
+        .collect();
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    if client.json() {
+        let v: Vec<_> = topics
+            .iter()
+            .map(|t| json!({ "name": t.name, "partitions": t.partitions.len(), "internal": t.is_internal }))
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        let mut t = Table::new(&["NAME", "PARTITIONS"]);
+        for topic in &topics {
+            t.row(vec![topic.name.clone(), topic.partitions.len().to_string()]);
+        }
+        t.print();
+    }
+    Ok(())
+}
+
+async fn describe(client: &ClientArgs, name: &str) -> anyhow::Result<()> {
+    let mut c = client.connect().await?;
+    let topic = c.topic(name).await?;
+    let parts: Vec<i32> = topic.partitions.iter().map(|p| p.partition).collect();
+    let bounds = c.offset_bounds(name, &parts).await?;
+    let configs = c.describe_topic_configs(name).await?;
+    let bound = |p: i32| bounds.get(&p).copied().unwrap_or((-1, -1));
+    if client.json() {
+        let partitions: Vec<_> = topic
+            .partitions
+            .iter()
+            .map(|p| {
+                let (start, end) = bound(p.partition);
+                json!({
+                    "partition": p.partition,
+                    "leader": p.leader,
+                    "replicas": p.replicas,
+                    "isr": p.isr,
+                    "log_start_offset": start,
+                    "log_end_offset": end,
+                })
+            })
+            .collect();
+        let configs: serde_json::Map<String, serde_json::Value> = configs
+            .iter()
+            .map(|c| (c.name.clone(), json!({ "value": c.value, "source": c.source_name(), "read_only": c.read_only })))
+            .collect();
+        println!(
+            "{}",
+            json!({ "name": name, "internal": topic.is_internal, "partitions": partitions, "configs": configs })
+        );
+        return Ok(());
+    }
+    println!("NAME        {name}");
+    println!("PARTITIONS  {}", topic.partitions.len());
+    println!("INTERNAL    {}", topic.is_internal);
+    println!();
+    let mut t = Table::new(&[
+        "PARTITION",
+        "LEADER",
+        "REPLICAS",
+        "ISR",
+        "LOG-START-OFFSET",
+        "LOG-END-OFFSET",
+    ]);
+    for p in &topic.partitions {
+        let (start, end) = bound(p.partition);
+        t.row(vec![
+            p.partition.to_string(),
+            p.leader.to_string(),
+            format!("{:?}", p.replicas),
+            format!("{:?}", p.isr),
+            start.to_string(),
+            end.to_string(),
+        ]);
+    }
+    t.print();
+    println!();
+    let mut t = Table::new(&["CONFIG", "VALUE", "SOURCE"]);
+    for cfg in &configs {
+        let value = if cfg.is_sensitive {
+            "(sensitive)".to_owned()
+        } else {
+            cfg.value.clone().unwrap_or_else(|| "-".into())
+        };
+        t.row(vec![cfg.name.clone(), value, cfg.source_name().to_owned()]);
+    }
+    t.print();
+    Ok(())
+}

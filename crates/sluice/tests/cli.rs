@@ -1,0 +1,704 @@
+//! End-to-end tests of the command-line tools: each test starts the real `sluice serve` on
+//! free ports with a temporary data directory, runs the tools as subprocesses against it, and
+//! checks what they print and how they exit.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// A broker process, stopped by PID when dropped (SIGTERM, then SIGKILL after 5 s).
+struct Broker {
+    child: Child,
+    addr: String,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Polls `cond` until it holds or `limit` passes; panics naming `what` on timeout.
+fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let http = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(dir.path().join("broker.log")).expect("log file");
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--kafka-addr",
+                &addr,
+                "--http-addr",
+                &http,
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .args(["--initial-rebalance-delay-ms", "200"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sluice serve");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if TcpStream::connect(&addr).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("broker exited with {status}: {}", read_log(dir.path()));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker did not listen on {addr}: {}",
+                read_log(dir.path())
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker { child, addr, dir }
+    }
+
+    /// Runs `sluice ARGS` against this broker.
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, "")
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run sluice");
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(stdin.as_bytes()).expect("write stdin");
+        drop(input);
+        wait_output(child, Duration::from_secs(60))
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args).env("SLUICE_BOOTSTRAP_SERVER", &self.addr);
+        c
+    }
+
+    /// Runs and asserts success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_with_stdin(args, "")
+    }
+
+    fn ok_with_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.run_with_stdin(args, stdin);
+        assert!(
+            out.status.success(),
+            "sluice {args:?} failed with {}:\nstdout: {}\nstderr: {}\nbroker log: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            read_log(self.dir.path())
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["--output", "json"]);
+        let out = self.ok(&a);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("sluice {args:?} printed non-JSON ({e}): {out}"))
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("broker.log")).unwrap_or_default()
+}
+
+/// Waits for a child with a bound, killing it if the bound passes.
+fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().expect("collect output"),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("collect output");
+                panic!(
+                    "command did not finish in {limit:?}; stdout: {} stderr: {}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().collect()
+}
+
+/// The group's committed offsets and lags from `group describe --output json`.
+fn group_offsets(b: &Broker, group: &str) -> Vec<(String, i64, Option<i64>, Option<i64>)> {
+    let v = b.json(&["group", "describe", group]);
+    v["offsets"]
+        .as_array()
+        .expect("offsets array")
+        .iter()
+        .map(|o| {
+            (
+                o["topic"].as_str().unwrap_or_default().to_owned(),
+                o["partition"].as_i64().unwrap_or(-1),
+                o["committed_offset"].as_i64(),
+                o["lag"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+fn total_committed(b: &Broker, group: &str) -> i64 {
+    group_offsets(b, group)
+        .iter()
+        .map(|o| o.2.unwrap_or(0))
+        .sum()
+}
+
+fn total_lag(b: &Broker, group: &str) -> i64 {
+    group_offsets(b, group)
+        .iter()
+        .map(|o| o.3.unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn topic_create_list_describe_alter_delete() {
+    let b = Broker::start();
+    let out = b.ok(&[
+        "topic",
+        "create",
+        "orders",
+        "--partitions",
+        "3",
+        "--config",
+        "retention.ms=86400000",
+    ]);
+    assert!(out.contains("created topic orders"), "{out}");
+
+    let again = b.run(&["topic", "create", "orders"]);
+    assert_eq!(again.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("TOPIC_ALREADY_EXISTS"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    b.ok(&["topic", "create", "orders", "--if-not-exists"]);
+
+    let list = b.ok(&["topic", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["orders", "3"]),
+        "{list}"
+    );
+    let list = b.json(&["topic", "list"]);
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "orders" && t["partitions"] == 3));
+
+    let text = b.ok(&["topic", "describe", "orders"]);
+    assert!(text.contains("LOG-END-OFFSET"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("retention.ms") && l.contains("86400000")),
+        "{text}"
+    );
+    let d = b.json(&["topic", "describe", "orders"]);
+    assert_eq!(d["partitions"].as_array().unwrap().len(), 3);
+    assert_eq!(d["partitions"][0]["log_start_offset"], 0);
+    assert_eq!(d["partitions"][0]["log_end_offset"], 0);
+    assert_eq!(d["configs"]["retention.ms"]["value"], "86400000");
+
+    b.ok(&[
+        "topic",
+        "alter",
+        "orders",
+        "--config",
+        "retention.ms=1000",
+        "--config",
+        "max.message.bytes=2000000",
+    ]);
+    let d = b.json(&["topic", "describe", "orders"]);
+    assert_eq!(d["configs"]["retention.ms"]["value"], "1000");
+    assert_eq!(d["configs"]["max.message.bytes"]["value"], "2000000");
+    b.ok(&[
+        "topic",
+        "alter",
+        "orders",
+        "--delete-config",
+        "retention.ms",
+    ]);
+    let d = b.json(&["topic", "describe", "orders"]);
+    assert_ne!(d["configs"]["retention.ms"]["value"], "1000", "{d}");
+
+    b.ok(&["topic", "add-partitions", "orders", "--partitions", "5"]);
+    assert_eq!(
+        b.json(&["topic", "describe", "orders"])["partitions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    b.ok(&["topic", "alter", "orders", "--partitions", "6"]);
+    assert_eq!(
+        b.json(&["topic", "describe", "orders"])["partitions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+
+    b.ok(&["topic", "delete", "orders"]);
+    wait_until("orders to disappear", Duration::from_secs(10), || {
+        !b.ok(&["topic", "list"]).contains("orders")
+    });
+    let missing = b.run(&["topic", "describe", "orders"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("UNKNOWN_TOPIC_OR_PARTITION"));
+}
+
+#[test]
+fn produce_then_consume_back() {
+    let b = Broker::start();
+    b.ok(&["topic", "create", "events"]);
+    let produced = b.run_with_stdin(
+        &["produce", "events", "--key-separator", ":"],
+        "k1:v1\nk2:v2\nv3\n",
+    );
+    assert!(produced.status.success());
+    let summary = String::from_utf8_lossy(&produced.stderr);
+    assert!(summary.contains("produced 3 records"), "{summary}");
+
+    let out = b.ok(&[
+        "consume",
+        "events",
+        "--from-beginning",
+        "--count",
+        "3",
+        "--format",
+        "%k=%v@%o",
+    ]);
+    assert_eq!(lines(&out), ["k1=v1@0", "k2=v2@1", "=v3@2"]);
+    let out = b.ok(&["consume", "events", "--from-beginning", "--count", "3"]);
+    assert_eq!(lines(&out), ["v1", "v2", "v3"]);
+    let out = b.ok(&[
+        "consume",
+        "events",
+        "--offset",
+        "1",
+        "--count",
+        "2",
+        "--partition",
+        "0",
+    ]);
+    assert_eq!(lines(&out), ["v2", "v3"]);
+
+    let out = b.ok(&[
+        "consume",
+        "events",
+        "--from-beginning",
+        "--count",
+        "3",
+        "--output",
+        "json",
+    ]);
+    let records: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON record"))
+        .collect();
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[0]["key"], "k1");
+    assert_eq!(records[0]["value"], "v1");
+    assert_eq!(records[2]["key"], Value::Null);
+    assert_eq!(records[2]["offset"], 2);
+
+    // A file, compressed, into a topic that the broker auto-creates, spread over partitions.
+    let path = b.dir.path().join("input.txt");
+    let body: String = (0..1000).map(|i| format!("key{i}|value {i}\n")).collect();
+    std::fs::write(&path, body).unwrap();
+    b.ok(&["topic", "create", "bulk", "--partitions", "4"]);
+    b.ok(&[
+        "produce",
+        "bulk",
+        "--file",
+        path.to_str().unwrap(),
+        "--key-separator",
+        "|",
+        "--compression",
+        "lz4",
+    ]);
+    let d = b.json(&["topic", "describe", "bulk"]);
+    let ends: Vec<i64> = d["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["log_end_offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ends.iter().sum::<i64>(), 1000);
+    assert!(
+        ends.iter().filter(|e| **e > 0).count() > 1,
+        "keys spread over partitions: {ends:?}"
+    );
+    let out = b.ok(&[
+        "consume",
+        "bulk",
+        "--from-beginning",
+        "--count",
+        "1000",
+        "--format",
+        "%k",
+    ]);
+    let mut keys: Vec<&str> = out.lines().collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 1000);
+
+    // Waits for new records from the end when no start is given.
+    let consumer = b
+        .command(&["consume", "events", "--count", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Produce until the consumer (which starts at the end) has seen one record.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut consumer = Some(consumer);
+    let mut seen = None;
+    while seen.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "consumer from latest saw nothing"
+        );
+        b.ok_with_stdin(&["produce", "events"], "late\n");
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some(c) = consumer.as_mut() {
+            if let Ok(Some(_)) = c.try_wait() {
+                seen = consumer.take().map(|c| c.wait_with_output().unwrap());
+            }
+        }
+    }
+    let out = seen.unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "late\n");
+}
+
+#[test]
+fn groups_commit_describe_lag_and_reset() {
+    let b = Broker::start();
+    b.ok(&["topic", "create", "jobs", "--partitions", "2"]);
+    let input: String = (0..10).map(|i| format!("k{i}:job{i}\n")).collect();
+    b.ok_with_stdin(&["produce", "jobs", "-K", ":"], &input);
+
+    let out = b.ok(&[
+        "consume",
+        "jobs",
+        "--group",
+        "workers",
+        "--from-beginning",
+        "--count",
+        "10",
+    ]);
+    assert_eq!(out.lines().count(), 10);
+    assert_eq!(total_committed(&b, "workers"), 10);
+    assert_eq!(total_lag(&b, "workers"), 0);
+    let text = b.ok(&["group", "describe", "workers"]);
+    assert!(
+        text.contains("CURRENT-OFFSET") && text.contains("LAG"),
+        "{text}"
+    );
+    assert!(b.ok(&["group", "list"]).contains("workers"));
+    let groups = b.json(&["group", "list"]);
+    assert!(groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["group"] == "workers"));
+
+    // More records: lag grows, and a consumer resumes from the committed offsets.
+    b.ok_with_stdin(&["produce", "jobs", "-K", ":"], "a:x1\nb:x2\nc:x3\nd:x4\n");
+    assert_eq!(total_lag(&b, "workers"), 4);
+    let out = b.ok(&["consume", "jobs", "--group", "workers", "--count", "4"]);
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort();
+    assert_eq!(got, ["x1", "x2", "x3", "x4"]);
+    assert_eq!(total_lag(&b, "workers"), 0);
+    assert_eq!(total_committed(&b, "workers"), 14);
+
+    // Dry run: prints the plan, changes nothing.
+    let plan = b.ok(&[
+        "group",
+        "reset-offsets",
+        "--group",
+        "workers",
+        "--topic",
+        "jobs",
+        "--to-earliest",
+    ]);
+    assert!(plan.contains("NEW-OFFSET"), "{plan}");
+    let rows: Vec<Vec<&str>> = plan
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r[0] == "workers" && r[1] == "jobs" && r[4] == "0"),
+        "{plan}"
+    );
+    assert_eq!(total_committed(&b, "workers"), 14);
+
+    // Execute: a consumer replays everything.
+    b.ok(&[
+        "group",
+        "reset-offsets",
+        "--group",
+        "workers",
+        "--topic",
+        "jobs",
+        "--to-earliest",
+        "--execute",
+    ]);
+    assert_eq!(total_committed(&b, "workers"), 0);
+    assert_eq!(total_lag(&b, "workers"), 14);
+    let out = b.ok(&["consume", "jobs", "--group", "workers", "--count", "14"]);
+    assert_eq!(out.lines().count(), 14);
+    assert_eq!(total_lag(&b, "workers"), 0);
+
+    // --to-offset clamps to each partition's end; --shift-by moves from the committed offset.
+    let ends: Vec<i64> = group_offsets(&b, "workers")
+        .iter()
+        .map(|o| o.2.unwrap())
+        .collect();
+    b.ok(&[
+        "group",
+        "reset-offsets",
+        "-g",
+        "workers",
+        "-t",
+        "jobs",
+        "--to-offset",
+        "1",
+        "--execute",
+    ]);
+    assert!(group_offsets(&b, "workers").iter().all(|o| o.2 == Some(1)));
+    b.ok(&[
+        "group",
+        "reset-offsets",
+        "-g",
+        "workers",
+        "-t",
+        "jobs",
+        "--shift-by",
+        "2",
+        "--execute",
+    ]);
+    let shifted: Vec<i64> = group_offsets(&b, "workers")
+        .iter()
+        .map(|o| o.2.unwrap())
+        .collect();
+    let expect: Vec<i64> = ends.iter().map(|e| (*e).min(3)).collect();
+    assert_eq!(shifted, expect);
+    b.ok(&[
+        "group",
+        "reset-offsets",
+        "-g",
+        "workers",
+        "-t",
+        "jobs",
+        "--shift-by",
+        "-100",
+        "--execute",
+    ]);
+    assert_eq!(total_committed(&b, "workers"), 0);
+
+    // --to-datetime: a time before every record is the start; after every record, the end.
+    let v = b.json(&[
+        "group",
+        "reset-offsets",
+        "-g",
+        "workers",
+        "-t",
+        "jobs",
+        "--to-datetime",
+        "2999-01-01T00:00:00Z",
+        "--execute",
+    ]);
+    assert_eq!(v["executed"], true);
+    assert_eq!(total_lag(&b, "workers"), 0);
+    b.ok(&[
+        "group",
+        "reset-offsets",
+        "-g",
+        "workers",
+        "-t",
+        "jobs",
+        "--to-datetime",
+        "2000-01-01T00:00:00+02:00",
+        "--execute",
+    ]);
+    assert_eq!(total_committed(&b, "workers"), 0);
+    b.ok(&[
+        "group",
+        "reset-offsets",
+        "-g",
+        "workers",
+        "-t",
+        "jobs",
+        "--to-latest",
+        "--execute",
+    ]);
+    assert_eq!(total_lag(&b, "workers"), 0);
+
+    let bad = b.run(&[
+        "group",
+        "reset-offsets",
+        "-g",
+        "workers",
+        "-t",
+        "jobs",
+        "--to-datetime",
+        "yesterday",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    b.ok(&["group", "delete", "workers"]);
+    assert!(!b.ok(&["group", "list"]).contains("workers"));
+}
+
+#[test]
+fn reset_is_refused_while_the_group_has_members_and_sigterm_commits() {
+    let b = Broker::start();
+    b.ok(&["topic", "create", "live"]);
+    b.ok_with_stdin(&["produce", "live"], "a\nb\nc\n");
+    let printed = b.dir.path().join("consumer.out");
+    let consumer = b
+        .command(&["consume", "live", "--group", "busy", "--from-beginning"])
+        .stdout(std::fs::File::create(&printed).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the consumer to join and print",
+        Duration::from_secs(20),
+        || {
+            // Until the consumer has joined, the group does not exist and describe fails.
+            let out = b.run(&["group", "describe", "busy", "--output", "json"]);
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            v["members"].as_array().is_some_and(|m| m.len() == 1)
+                && v["state"] == "Stable"
+                && std::fs::read_to_string(&printed).unwrap_or_default() == "a\nb\nc\n"
+        },
+    );
+    let refused = b.run(&[
+        "group",
+        "reset-offsets",
+        "-g",
+        "busy",
+        "-t",
+        "live",
+        "--to-earliest",
+        "--execute",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("active member"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let del = b.run(&["group", "delete", "busy"]);
+    assert_eq!(del.status.code(), Some(1));
+
+    // SIGTERM: the consumer commits what it printed and leaves.
+    let pid = consumer.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let out = wait_output(consumer, Duration::from_secs(20));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&printed).unwrap(), "a\nb\nc\n");
+    assert_eq!(total_committed(&b, "busy"), 3);
+    let v = b.json(&["group", "describe", "busy"]);
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(0), "{v}");
+}
+
+#[test]
+fn errors_are_one_line_with_the_right_exit_code() {
+    let port = free_port();
+    let out = Command::new(BIN)
+        .args([
+            "topic",
+            "list",
+            "--bootstrap-server",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: cannot connect to 127.0.0.1:"),
+        "{err}"
+    );
+    assert!(
+        err.contains("connection refused") && err.contains("sluice serve"),
+        "{err}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["topic", "list", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN)
+        .args(["group", "reset-offsets", "-g", "g", "-t", "t"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a reset strategy is required");
+    let out = Command::new(BIN)
+        .args(["consume", "t", "--group", "g", "--partition", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

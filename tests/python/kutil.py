@@ -1,0 +1,127 @@
+"""Small helpers around confluent-kafka (librdkafka) used by several test modules."""
+
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+OP_TIMEOUT_S = 15
+
+
+def admin(bootstrap):
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def create_topic(bootstrap, name, partitions=1, config=None):
+    a = admin(bootstrap)  # keep the handle alive until the future resolves
+    fs = a.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
+        operation_timeout=OP_TIMEOUT_S, request_timeout=OP_TIMEOUT_S)
+    fs[name].result(OP_TIMEOUT_S)
+    return name
+
+
+def kafka_error(exc_info_value) -> KafkaError:
+    """The KafkaError inside a KafkaException (as raised by futures and client calls)."""
+    assert isinstance(exc_info_value, KafkaException), repr(exc_info_value)
+    return exc_info_value.args[0]
+
+
+def producer(bootstrap, **conf):
+    c = {"bootstrap.servers": bootstrap, "linger.ms": 5}
+    c.update({k.replace("_", "."): v for k, v in conf.items()})
+    return Producer(c)
+
+
+def produce_all(p, topic, records, timeout=OP_TIMEOUT_S, partition=None):
+    """Produces `records` (iterable of (key, value) or (key, value, timestamp_ms)) and waits for
+    every delivery report. Returns [(partition, offset, key, value)] in send order; fails on any
+    delivery error."""
+    results = []
+    errors = []
+
+    def make_cb(i):
+        def cb(err, msg):
+            if err is not None:
+                errors.append((i, err))
+            else:
+                results.append((i, msg.partition(), msg.offset(), msg.key(), msg.value()))
+        return cb
+
+    n = 0
+    for i, rec in enumerate(records):
+        kw = {"key": rec[0], "value": rec[1], "on_delivery": make_cb(i)}
+        if len(rec) > 2 and rec[2] is not None:
+            kw["timestamp"] = rec[2]
+        if partition is not None:
+            kw["partition"] = partition
+        while True:
+            try:
+                p.produce(topic, **kw)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+        n += 1
+    remaining = p.flush(timeout)
+    assert remaining == 0, f"{remaining} messages not delivered within {timeout}s"
+    assert not errors, f"delivery errors: {errors[:5]}"
+    assert len(results) == n
+    results.sort()
+    return [r[1:] for r in results]
+
+
+def consumer(bootstrap, group=None, **conf):
+    c = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group or "unused-group",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        "fetch.wait.max.ms": 100,
+        "check.crcs": True,  # every consume also verifies the stored batches' CRC-32C
+    }
+    c.update({k.replace("_", "."): v for k, v in conf.items()})
+    return Consumer(c)
+
+
+def consume_n(c, n, timeout=20.0, idle_after=None):
+    """Polls until `n` messages arrived (fails on timeout or on a consumer error). If `idle_after`
+    is given, keeps polling that long after reaching n to catch unexpected extra messages."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n:
+        assert time.monotonic() < deadline, f"got {len(out)} of {n} messages within {timeout}s"
+        m = c.poll(0.2)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                continue
+            raise AssertionError(f"consumer error: {m.error()}")
+        out.append(m)
+    if idle_after:
+        end = time.monotonic() + idle_after
+        while time.monotonic() < end:
+            m = c.poll(0.1)
+            if m is not None and not m.error():
+                out.append(m)
+    return out
+
+
+def wait_assignment(c, timeout=20.0, min_partitions=1):
+    """Polls (delivering no messages is fine) until the group assigned partitions."""
+    deadline = time.monotonic() + timeout
+    buffered = []
+    while time.monotonic() < deadline:
+        m = c.poll(0.1)
+        if m is not None and not m.error():
+            buffered.append(m)
+        if len(c.assignment()) >= min_partitions:
+            return buffered
+    raise AssertionError(f"no assignment within {timeout}s")
+
+
+def tp_key(tp: TopicPartition):
+    return (tp.topic, tp.partition)

@@ -1,0 +1,238 @@
+"""Classic consumer groups with librdkafka (confluent-kafka): membership, assignment, commits,
+lag, offset admin, group admin."""
+
+import time
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions
+
+from conftest import wait_until
+from kutil import (OP_TIMEOUT_S, admin, consume_n, consumer, create_topic, kafka_error, produce_all,
+                   producer, wait_assignment)
+
+
+def fill(broker, t, n, partitions=None, prefix=b"m"):
+    p = producer(broker.bootstrap)
+    recs = [(b"k%d" % i, prefix + b"-%d" % i) for i in range(n)]
+    if partitions is None:
+        return produce_all(p, t, recs)
+    out = []
+    for part in range(partitions):
+        out += produce_all(p, t, [r for i, r in enumerate(recs) if i % partitions == part], partition=part)
+    return out
+
+
+def check_partition_order(msgs):
+    per = {}
+    for m in msgs:
+        per.setdefault(m.partition(), []).append(m.offset())
+    for part, offs in per.items():
+        assert offs == list(range(len(offs))), f"partition {part}: {offs[:20]}"
+    return per
+
+
+def test_one_group_consumes_everything_in_order(broker, unique):
+    t = create_topic(broker.bootstrap, unique(), partitions=3)
+    sent = fill(broker, t, 150, partitions=3)
+    c = consumer(broker.bootstrap, unique("g"))
+    try:
+        c.subscribe([t])
+        msgs = consume_n(c, 150, idle_after=0.5)
+        assert len(msgs) == 150
+        check_partition_order(msgs)
+        assert sorted((m.partition(), m.offset(), m.value()) for m in msgs) == \
+            sorted((p, o, v) for p, o, _, v in sent)
+        assert sorted(tp.partition for tp in c.assignment()) == [0, 1, 2]
+    finally:
+        c.close()
+
+
+def test_commit_and_resume(broker, unique):
+    t = create_topic(broker.bootstrap, unique(), partitions=1)
+    fill(broker, t, 50)
+    g = unique("g")
+    c = consumer(broker.bootstrap, g)
+    c.subscribe([t])
+    msgs = consume_n(c, 30)
+    assert [m.offset() for m in msgs] == list(range(30))
+    res = c.commit(message=msgs[-1], asynchronous=False)
+    assert [(tp.partition, tp.offset, tp.error) for tp in res] == [(0, 30, None)]
+    assert c.committed([TopicPartition(t, 0)], timeout=OP_TIMEOUT_S)[0].offset == 30
+    c.close()
+
+    c2 = consumer(broker.bootstrap, g)
+    try:
+        c2.subscribe([t])
+        msgs = consume_n(c2, 20, idle_after=0.5)
+        assert [m.offset() for m in msgs] == list(range(30, 50))
+        assert [m.value() for m in msgs] == [b"m-%d" % i for i in range(30, 50)]
+    finally:
+        c2.close()
+
+
+def test_two_members_split_partitions(broker, unique):
+    t = create_topic(broker.bootstrap, unique(), partitions=4)
+    g = unique("g")
+    c1 = consumer(broker.bootstrap, g)
+    c2 = consumer(broker.bootstrap, g)
+    try:
+        c1.subscribe([t])
+        wait_assignment(c1)
+        c2.subscribe([t])
+        got = {1: [], 2: []}
+
+        def poll_both():
+            for i, c in ((1, c1), (2, c2)):
+                m = c.poll(0.05)
+                if m is not None and not m.error():
+                    got[i].append(m)
+
+        def balanced():
+            poll_both()
+            a1 = {tp.partition for tp in c1.assignment()}
+            a2 = {tp.partition for tp in c2.assignment()}
+            return a1 and a2 and not (a1 & a2) and (a1 | a2) == {0, 1, 2, 3}
+
+        wait_until(balanced, 25, "both members to share the 4 partitions", interval=0)
+        a1 = {tp.partition for tp in c1.assignment()}
+        a2 = {tp.partition for tp in c2.assignment()}
+        assert len(a1) == len(a2) == 2
+
+        sent = fill(broker, t, 200, partitions=4)
+        deadline = time.monotonic() + 20
+        while len(got[1]) + len(got[2]) < 200 and time.monotonic() < deadline:
+            poll_both()
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            poll_both()
+        keys1 = {(m.partition(), m.offset()) for m in got[1]}
+        keys2 = {(m.partition(), m.offset()) for m in got[2]}
+        assert not (keys1 & keys2), "both members received the same records"
+        assert keys1 | keys2 == {(p, o) for p, o, _, _ in sent}
+        assert len(got[1]) + len(got[2]) == 200
+        assert {m.partition() for m in got[1]} == a1
+        assert {m.partition() for m in got[2]} == a2
+    finally:
+        c1.close()
+        c2.close()
+
+
+def test_two_groups_each_read_everything(broker, unique):
+    t = create_topic(broker.bootstrap, unique(), partitions=2)
+    sent = fill(broker, t, 80, partitions=2)
+    want = sorted((p, o, v) for p, o, _, v in sent)
+    for g in (unique("ga"), unique("gb")):
+        c = consumer(broker.bootstrap, g)
+        try:
+            c.subscribe([t])
+            msgs = consume_n(c, 80, idle_after=0.3)
+            assert sorted((m.partition(), m.offset(), m.value()) for m in msgs) == want
+        finally:
+            c.close()
+
+
+def test_lag_from_committed_and_watermarks(broker, unique):
+    t = create_topic(broker.bootstrap, unique(), partitions=1)
+    fill(broker, t, 40)
+    g = unique("g")
+    c = consumer(broker.bootstrap, g)
+    try:
+        c.subscribe([t])
+        msgs = consume_n(c, 25)
+        c.commit(offsets=[TopicPartition(t, 0, 25)], asynchronous=False)
+        committed = c.committed([TopicPartition(t, 0)], timeout=OP_TIMEOUT_S)[0].offset
+        lo, hi = c.get_watermark_offsets(TopicPartition(t, 0), timeout=OP_TIMEOUT_S)
+        assert (committed, lo, hi) == (25, 0, 40)
+        assert hi - committed == 15
+        assert msgs[-1].offset() == 24
+
+        a = admin(broker.bootstrap)
+        fs = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g, [TopicPartition(t, 0)])],
+                                           request_timeout=OP_TIMEOUT_S)
+        res = fs[g].result(OP_TIMEOUT_S)
+        assert [(tp.topic, tp.partition, tp.offset) for tp in res.topic_partitions] == [(t, 0, 25)]
+        # Without a partition list: every committed partition of the group.
+        fs = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g)], request_timeout=OP_TIMEOUT_S)
+        res = fs[g].result(OP_TIMEOUT_S)
+        assert [(tp.topic, tp.partition, tp.offset) for tp in res.topic_partitions] == [(t, 0, 25)]
+    finally:
+        c.close()
+
+
+def test_reset_to_earliest_and_replay(broker, unique):
+    t = create_topic(broker.bootstrap, unique(), partitions=2)
+    fill(broker, t, 60, partitions=2)
+    g = unique("g")
+    c = consumer(broker.bootstrap, g)
+    c.subscribe([t])
+    consume_n(c, 60)
+    c.commit(asynchronous=False)
+    assert sorted((tp.partition, tp.offset) for tp in c.committed(
+        [TopicPartition(t, 0), TopicPartition(t, 1)], timeout=OP_TIMEOUT_S)) == [(0, 30), (1, 30)]
+    c.close()  # the group is empty now
+
+    a = admin(broker.bootstrap)
+    req = ConsumerGroupTopicPartitions(g, [TopicPartition(t, 0, 0), TopicPartition(t, 1, 0)])
+    res = a.alter_consumer_group_offsets([req], request_timeout=OP_TIMEOUT_S)[g].result(OP_TIMEOUT_S)
+    assert sorted((tp.partition, tp.offset, tp.error) for tp in res.topic_partitions) == \
+        [(0, 0, None), (1, 0, None)]
+
+    c2 = consumer(broker.bootstrap, g, **{"auto.offset.reset": "latest"})
+    try:
+        c2.subscribe([t])
+        msgs = consume_n(c2, 60, idle_after=0.3)
+        assert len(msgs) == 60
+        check_partition_order(msgs)
+    finally:
+        c2.close()
+
+
+def test_list_describe_delete_groups(broker, unique):
+    t = create_topic(broker.bootstrap, unique(), partitions=2)
+    fill(broker, t, 10, partitions=2)
+    g = unique("g")
+    c = consumer(broker.bootstrap, g, **{"partition.assignment.strategy": "roundrobin"})
+    a = admin(broker.bootstrap)
+    try:
+        c.subscribe([t])
+        consume_n(c, 10)
+        c.commit(asynchronous=False)
+
+        listing = a.list_consumer_groups(request_timeout=OP_TIMEOUT_S).result(OP_TIMEOUT_S)
+        assert not listing.errors
+        ours = [x for x in listing.valid if x.group_id == g]
+        assert len(ours) == 1
+        assert not ours[0].is_simple_consumer_group
+        assert ours[0].state.name == "STABLE"
+
+        d = a.describe_consumer_groups([g], request_timeout=OP_TIMEOUT_S)[g].result(OP_TIMEOUT_S)
+        assert d.group_id == g
+        assert d.state.name == "STABLE"
+        assert d.partition_assignor == "roundrobin"
+        assert len(d.members) == 1
+        m = d.members[0]
+        assert sorted(tp.partition for tp in m.assignment.topic_partitions) == [0, 1]
+        assert {tp.topic for tp in m.assignment.topic_partitions} == {t}
+
+        # A group with a member cannot be deleted.
+        with pytest.raises(KafkaException) as ei:
+            a.delete_consumer_groups([g], request_timeout=OP_TIMEOUT_S)[g].result(OP_TIMEOUT_S)
+        assert kafka_error(ei.value).code() == KafkaError.NON_EMPTY_GROUP
+    finally:
+        c.close()
+
+    d = a.describe_consumer_groups([g], request_timeout=OP_TIMEOUT_S)[g].result(OP_TIMEOUT_S)
+    assert d.state.name == "EMPTY"
+    assert d.members == []
+    a.delete_consumer_groups([g], request_timeout=OP_TIMEOUT_S)[g].result(OP_TIMEOUT_S)
+    listing = a.list_consumer_groups(request_timeout=OP_TIMEOUT_S).result(OP_TIMEOUT_S)
+    assert g not in [x.group_id for x in listing.valid]
+    # Its committed offsets are gone with it.
+    fs = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g, [TopicPartition(t, 0)])],
+                                       request_timeout=OP_TIMEOUT_S)
+    res = fs[g].result(OP_TIMEOUT_S)
+    assert [tp.offset for tp in res.topic_partitions] == [-1001]  # OFFSET_INVALID: nothing committed
+    with pytest.raises(KafkaException) as ei:
+        a.delete_consumer_groups([g], request_timeout=OP_TIMEOUT_S)[g].result(OP_TIMEOUT_S)
+    assert kafka_error(ei.value).code() == KafkaError.GROUP_ID_NOT_FOUND

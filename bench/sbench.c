@@ -1,0 +1,415 @@
+/*
+ * sbench: tiny librdkafka client for the Sluice benchmark harness.
+ *
+ *   sbench produce <brokers> <topic> <size> <count> <acks> <rate|0> [k=v ...]
+ *   sbench consume <brokers> <topic> <count> [k=v ...]
+ *   sbench join    <brokers> <topic> <group> <classic|consumer> [k=v ...]
+ *   sbench create  <brokers> <topic> <partitions>
+ *   sbench probe   <brokers> <topic>
+ *
+ * produce: sends <count> messages of <size> bytes (null key, so librdkafka
+ *   spreads them over all partitions), flat out (rate 0) or paced at <rate>
+ *   msg/s, stopping early after $SBENCH_SECONDS seconds if that is set, records each message's delivery latency (produce() call -> delivery
+ *   report) and prints one JSON line: msgs/s, MB/s, p50/p99/p999/max in ms.
+ * consume: reads <count> messages from the beginning of every partition
+ *   (assign(), no group) and prints msgs/s and MB/s as JSON.
+ * join: subscribes with a new group id and times the first assignment; then
+ *   changes its subscription (a rejoin of a member of a stable group) and
+ *   times the new assignment; then closes and a second consumer joins the now
+ *   empty group (a restart). Prints JSON.
+ * create: CreateTopics with the admin API (an existing topic is fine).
+ * probe: Metadata, then fetch the last record of partition 0; prints ms.
+ * Extra k=v pairs are passed to librdkafka's configuration.
+ */
+#include <librdkafka/rdkafka.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static void die(const char *m) {
+        fprintf(stderr, "sbench: %s\n", m);
+        exit(1);
+}
+
+static void set(rd_kafka_conf_t *c, const char *k, const char *v) {
+        char err[512];
+        if (rd_kafka_conf_set(c, k, v, err, sizeof err) != RD_KAFKA_CONF_OK) {
+                fprintf(stderr, "sbench: %s=%s: %s\n", k, v, err);
+                exit(1);
+        }
+}
+
+static void extra(rd_kafka_conf_t *c, int argc, char **argv, int from) {
+        for (int i = from; i < argc; i++) {
+                char *eq = strchr(argv[i], '=');
+                if (!eq) die("extra args must be k=v");
+                *eq = 0;
+                set(c, argv[i], eq + 1);
+                *eq = '=';
+        }
+}
+
+/* Latency histogram: 1 us buckets below 100 ms, then 1 ms buckets to 100 s. */
+#define FINE 100000
+#define COARSE 100000
+static uint64_t hist[FINE + COARSE + 1];
+static uint64_t delivered, failed, lat_max_us;
+static rd_kafka_resp_err_t first_err;
+
+static void record_us(uint64_t us) {
+        if (us > lat_max_us) lat_max_us = us;
+        if (us < FINE) hist[us]++;
+        else if (us / 1000 < COARSE + 100) {
+                uint64_t b = FINE + (us - FINE) / 1000;
+                hist[b > FINE + COARSE ? FINE + COARSE : b]++;
+        } else hist[FINE + COARSE]++;
+}
+
+static double pct_ms(double p) {
+        uint64_t total = 0, acc = 0;
+        for (size_t i = 0; i <= FINE + COARSE; i++) total += hist[i];
+        if (!total) return -1;
+        uint64_t want = (uint64_t)(p * (double)total);
+        if (want >= total) want = total - 1;
+        for (size_t i = 0; i <= FINE + COARSE; i++) {
+                acc += hist[i];
+                if (acc > want) {
+                        if (i < FINE) return (double)i / 1000.0;
+                        return (double)(FINE + (i - FINE) * 1000) / 1000.0;
+                }
+        }
+        return -1;
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+        (void)rk;
+        (void)opaque;
+        if (m->err) {
+                if (!failed) first_err = m->err;
+                failed++;
+                return;
+        }
+        uint64_t sent = (uint64_t)(uintptr_t)m->_private;
+        record_us((now_ns() - sent) / 1000);
+        delivered++;
+}
+
+static int produce(int argc, char **argv) {
+        if (argc < 8) die("produce <brokers> <topic> <size> <count> <acks> <rate>");
+        const char *brokers = argv[2], *topic = argv[3];
+        size_t size = strtoull(argv[4], 0, 10);
+        uint64_t count = strtoull(argv[5], 0, 10);
+        const char *acks = argv[6];
+        double rate = atof(argv[7]);
+        char err[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        set(c, "bootstrap.servers", brokers);
+        set(c, "acks", acks);
+        set(c, "queue.buffering.max.messages", "1000000");
+        set(c, "queue.buffering.max.kbytes", "1048576");
+        extra(c, argc, argv, 8);
+        rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+        if (!rk) die(err);
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        char *payload = malloc(size ? size : 1);
+        for (size_t i = 0; i < size; i++) payload[i] = 'a' + (i % 26);
+        /* Wait for metadata so the first messages do not carry connect time. */
+        const rd_kafka_metadata_t *md;
+        if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                die("metadata");
+        int parts = md->topic_cnt ? md->topics[0].partition_cnt : -1;
+        rd_kafka_metadata_destroy(md);
+
+        const char *dur = getenv("SBENCH_SECONDS");
+        uint64_t limit_ns = dur ? (uint64_t)(atof(dur) * 1e9) : UINT64_MAX;
+        uint64_t t0 = now_ns(), sent_n = 0;
+        for (uint64_t i = 0; i < count; i++, sent_n++) {
+                if ((i & 1023) == 0 && now_ns() - t0 > limit_ns) break;
+                if (rate > 0) {
+                        uint64_t due = t0 + (uint64_t)((double)i * 1e9 / rate);
+                        uint64_t n;
+                        while ((n = now_ns()) < due) {
+                                rd_kafka_poll(rk, 0);
+                                if (due - n > 200000) usleep((due - n) / 1000 - 100);
+                        }
+                }
+                uint64_t ts = now_ns();
+                while (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+                                        payload, size, NULL, 0,
+                                        (void *)(uintptr_t)ts) == -1) {
+                        if (rd_kafka_last_error() != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                                die(rd_kafka_err2str(rd_kafka_last_error()));
+                        rd_kafka_poll(rk, 1);
+                        ts = now_ns();
+                }
+                if ((i & 1023) == 0) rd_kafka_poll(rk, 0);
+        }
+        uint64_t tp = now_ns();
+        while (rd_kafka_outq_len(rk) > 0 && now_ns() - tp < 60ull * 1000000000ull)
+                rd_kafka_poll(rk, 10);
+        uint64_t t1 = now_ns();
+        double secs = (double)(t1 - t0) / 1e9;
+        printf("{\"mode\":\"produce\",\"topic\":\"%s\",\"partitions\":%d,\"size\":%zu,"
+               "\"acks\":\"%s\",\"rate\":%.0f,\"count\":%llu,\"delivered\":%llu,"
+               "\"failed\":%llu,\"first_error\":\"%s\",\"seconds\":%.3f,"
+               "\"msgs_per_s\":%.0f,\"mb_per_s\":%.2f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
+               "\"p999_ms\":%.3f,\"max_ms\":%.3f}\n",
+               topic, parts, size, acks, rate, (unsigned long long)sent_n,
+               (unsigned long long)delivered, (unsigned long long)failed,
+               failed ? rd_kafka_err2name(first_err) : "", secs,
+               (double)delivered / secs, (double)delivered * size / secs / 1e6,
+               pct_ms(0.50), pct_ms(0.99), pct_ms(0.999), lat_max_us / 1000.0);
+        rd_kafka_topic_destroy(rkt);
+        rd_kafka_destroy(rk);
+        free(payload);
+        return failed ? 2 : 0;
+}
+
+static int consume(int argc, char **argv) {
+        if (argc < 5) die("consume <brokers> <topic> <count>");
+        const char *brokers = argv[2], *topic = argv[3];
+        uint64_t count = strtoull(argv[4], 0, 10);
+        char err[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        set(c, "bootstrap.servers", brokers);
+        set(c, "group.id", "sbench-assign");
+        set(c, "enable.auto.commit", "false");
+        set(c, "auto.offset.reset", "earliest");
+        set(c, "enable.partition.eof", "false");
+        extra(c, argc, argv, 5);
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err);
+        if (!rk) die(err);
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        const rd_kafka_metadata_t *md;
+        if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                die("metadata");
+        int parts = md->topics[0].partition_cnt;
+        rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+        for (int p = 0; p < parts; p++)
+                rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        uint64_t t0 = now_ns();
+        if (rd_kafka_assign(rk, l)) die("assign");
+        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
+        rd_kafka_message_t *msgs[10000];
+        uint64_t got = 0, bytes = 0, errs = 0, tfirst = 0, tlast = t0;
+        while (got < count) {
+                ssize_t n = rd_kafka_consume_batch_queue(q, 1000, msgs, 10000);
+                if (n <= 0) {
+                        if (now_ns() - tlast > 10ull * 1000000000ull) break; /* stalled */
+                        continue;
+                }
+                for (ssize_t i = 0; i < n; i++) {
+                        if (msgs[i]->err) errs++;
+                        else {
+                                got++;
+                                bytes += msgs[i]->len;
+                        }
+                        rd_kafka_message_destroy(msgs[i]);
+                }
+                tlast = now_ns();
+                if (!tfirst) tfirst = tlast;
+        }
+        double secs = (double)(tlast - t0) / 1e9;
+        printf("{\"mode\":\"consume\",\"topic\":\"%s\",\"partitions\":%d,\"count\":%llu,"
+               "\"received\":%llu,\"errors\":%llu,\"seconds\":%.3f,\"first_msg_ms\":%.1f,"
+               "\"msgs_per_s\":%.0f,\"mb_per_s\":%.2f}\n",
+               topic, parts, (unsigned long long)count, (unsigned long long)got,
+               (unsigned long long)errs, secs, tfirst ? (tfirst - t0) / 1e6 : -1.0,
+               got / secs, bytes / secs / 1e6);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        return got < count ? 2 : 0;
+}
+
+static int assigned_events;
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+        (void)opaque;
+        int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+        if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                if (coop) rd_kafka_incremental_assign(rk, parts);
+                else rd_kafka_assign(rk, parts);
+                assigned_events++;
+        } else {
+                if (coop) rd_kafka_incremental_unassign(rk, parts);
+                else rd_kafka_assign(rk, NULL);
+        }
+}
+
+static rd_kafka_t *group_consumer(const char *brokers, const char *group,
+                                  const char *proto, int argc, char **argv) {
+        char err[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        set(c, "bootstrap.servers", brokers);
+        set(c, "group.id", group);
+        set(c, "group.protocol", proto);
+        set(c, "enable.auto.commit", "false");
+        set(c, "auto.offset.reset", "earliest");
+        extra(c, argc, argv, 6);
+        rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err);
+        if (!rk) die(err);
+        return rk;
+}
+
+static void subscribe(rd_kafka_t *rk, const char *t1, const char *t2) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(2);
+        rd_kafka_topic_partition_list_add(l, t1, RD_KAFKA_PARTITION_UA);
+        if (t2) rd_kafka_topic_partition_list_add(l, t2, RD_KAFKA_PARTITION_UA);
+        if (rd_kafka_subscribe(rk, l)) die("subscribe");
+        rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Poll until the number of assignment events exceeds `before`; seconds or -1. */
+static double wait_assign(rd_kafka_t *rk, int before, uint64_t t0) {
+        while (assigned_events <= before) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 20);
+                if (m) rd_kafka_message_destroy(m);
+                if (now_ns() - t0 > 60ull * 1000000000ull) return -1;
+        }
+        return (now_ns() - t0) / 1e9;
+}
+
+static int join(int argc, char **argv) {
+        if (argc < 6) die("join <brokers> <topic> <group> <classic|consumer>");
+        const char *brokers = argv[2], *topic = argv[3], *group = argv[4], *proto = argv[5];
+        char topic2[512];
+        snprintf(topic2, sizeof topic2, "%s-b", topic);
+        /* make sure both topics exist before timing (auto-create via metadata) */
+        {
+                char err[512];
+                rd_kafka_conf_t *c = rd_kafka_conf_new();
+                set(c, "bootstrap.servers", brokers);
+                rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+                const char *ts[2] = {topic, topic2};
+                for (int i = 0; i < 2; i++) {
+                        rd_kafka_topic_t *t = rd_kafka_topic_new(p, ts[i], NULL);
+                        const rd_kafka_metadata_t *md;
+                        if (rd_kafka_metadata(p, 0, t, &md, 10000) == 0) rd_kafka_metadata_destroy(md);
+                        rd_kafka_topic_destroy(t);
+                }
+                rd_kafka_destroy(p);
+        }
+        rd_kafka_t *rk = group_consumer(brokers, group, proto, argc, argv);
+        uint64_t t0 = now_ns();
+        subscribe(rk, topic, NULL);
+        double first = wait_assign(rk, 0, t0);
+        /* rejoin: an existing member of the stable group changes its subscription */
+        int before = assigned_events;
+        uint64_t t1 = now_ns();
+        subscribe(rk, topic, topic2);
+        double rejoin = wait_assign(rk, before, t1);
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        /* restart: a new consumer joins the same, now empty, group */
+        rk = group_consumer(brokers, group, proto, argc, argv);
+        before = assigned_events;
+        uint64_t t2 = now_ns();
+        subscribe(rk, topic, NULL);
+        double restart = wait_assign(rk, before, t2);
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        printf("{\"mode\":\"join\",\"protocol\":\"%s\",\"first_join_s\":%.3f,"
+               "\"rejoin_s\":%.3f,\"restart_join_s\":%.3f}\n",
+               proto, first, rejoin, restart);
+        return first < 0 ? 2 : 0;
+}
+
+static int create(int argc, char **argv) {
+        if (argc < 5) die("create <brokers> <topic> <partitions>");
+        char err[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        set(c, "bootstrap.servers", argv[2]);
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+        if (!rk) die(err);
+        rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(argv[3], atoi(argv[4]), 1, err, sizeof err);
+        if (!nt) die(err);
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);
+        int rc = 1;
+        if (ev) {
+                const rd_kafka_CreateTopics_result_t *r = rd_kafka_event_CreateTopics_result(ev);
+                size_t n;
+                const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(r, &n);
+                rd_kafka_resp_err_t e = n ? rd_kafka_topic_result_error(tr[0]) : rd_kafka_event_error(ev);
+                if (e == 0 || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                        rc = 0;
+                        printf("{\"mode\":\"create\",\"topic\":\"%s\",\"result\":\"%s\"}\n",
+                               argv[3], rd_kafka_err2name(e));
+                }
+                else fprintf(stderr, "sbench: create %s: %s\n", argv[3], rd_kafka_err2str(e));
+                rd_kafka_event_destroy(ev);
+        } else fprintf(stderr, "sbench: create %s: timed out\n", argv[3]);
+        rd_kafka_NewTopic_destroy(nt);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_destroy(rk);
+        return rc;
+}
+
+static int probe(int argc, char **argv) {
+        if (argc < 4) die("probe <brokers> <topic>");
+        char err[512];
+        uint64_t t0 = now_ns();
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        set(c, "bootstrap.servers", argv[2]);
+        set(c, "group.id", "sbench-probe");
+        set(c, "enable.auto.commit", "false");
+        set(c, "reconnect.backoff.ms", "10");
+        set(c, "reconnect.backoff.max.ms", "50");
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err);
+        if (!rk) die(err);
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, argv[3], NULL);
+        const rd_kafka_metadata_t *md = NULL;
+        while (rd_kafka_metadata(rk, 0, rkt, &md, 500) != 0)
+                if (now_ns() - t0 > 120ull * 1000000000ull) die("probe: no metadata");
+        rd_kafka_metadata_destroy(md);
+        double t_md = (now_ns() - t0) / 1e6;
+        rd_kafka_topic_destroy(rkt);
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, argv[3], 0)->offset = RD_KAFKA_OFFSET_TAIL(1);
+        rd_kafka_assign(rk, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        int64_t off = -1;
+        while (off < 0) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+                if (m) {
+                        if (!m->err) off = m->offset;
+                        rd_kafka_message_destroy(m);
+                }
+                if (now_ns() - t0 > 120ull * 1000000000ull) die("probe: no fetch");
+        }
+        printf("{\"mode\":\"probe\",\"metadata_ms\":%.1f,\"fetch_ms\":%.1f,\"last_offset\":%lld}\n",
+               t_md, (now_ns() - t0) / 1e6, (long long)off);
+        rd_kafka_destroy(rk);
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        if (argc < 2) die("usage: sbench produce|consume|join ...");
+        if (!strcmp(argv[1], "produce")) return produce(argc, argv);
+        if (!strcmp(argv[1], "consume")) return consume(argc, argv);
+        if (!strcmp(argv[1], "join")) return join(argc, argv);
+        if (!strcmp(argv[1], "create")) return create(argc, argv);
+        if (!strcmp(argv[1], "probe")) return probe(argc, argv);
+        if (!strcmp(argv[1], "version")) {
+                printf("%s\n", rd_kafka_version_str());
+                return 0;
+        }
+        die("unknown mode");
+        return 1;
+}

@@ -63,8 +63,8 @@ pub async fn append_durably(
     records: &[KeyValue],
     now_ms: i64,
 ) -> Result<i64, KafkaError> {
-    let mut buf = encode_batch(records, now_ms)?;
-    let appended = log.append(&mut buf, now_ms)?;
+    let buf = encode_batch(records, now_ms)?;
+    let appended = log.append(&buf, now_ms)?;
     log.make_durable(appended.last_offset + 1).await?;
     Ok(appended.last_offset)
 }

@@ -100,8 +100,8 @@ impl OffsetStore {
                 )
             })
             .collect();
-        let mut buf = internal_log::encode_batch(&records, now_ms)?;
-        let appended = self.log.append(&mut buf, now_ms)?;
+        let buf = internal_log::encode_batch(&records, now_ms)?;
+        let appended = self.log.append(&buf, now_ms)?;
         if self.flush == FlushPolicy::Always {
             self.log.make_durable(appended.last_offset + 1).await?;
         }

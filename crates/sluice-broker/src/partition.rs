@@ -69,8 +69,8 @@ impl Partition {
         })
     }
 
-    /// Validates and appends a producer's record set (bytes are patched in place).
-    pub fn append(&self, buf: &mut [u8], now_ms: i64) -> Result<Appended, KafkaError> {
+    /// Validates and appends a producer's record set, written from the request's own buffer.
+    pub fn append(&self, buf: &[u8], now_ms: i64) -> Result<Appended, KafkaError> {
         let mut state = self.state.lock();
         let batches = state.log.validate(buf, now_ms)?;
         // Idempotence: Kafka sends one batch per partition; check each against producer state.

@@ -75,8 +75,20 @@ async fn connection(
             tracing::warn!(%peer, size, max, "closing connection: request size exceeds socket.request.max.bytes");
             break;
         }
-        let mut frame = BytesMut::zeroed(size as usize);
-        if rd.read_exact(&mut frame).await.is_err() {
+        // Read into uninitialised capacity: zero-filling every request cost ~12% of produce CPU.
+        let mut frame = BytesMut::with_capacity(size as usize);
+        let mut body = (&mut rd).take(size as u64);
+        let mut complete = true;
+        while frame.len() < size as usize {
+            match body.read_buf(&mut frame).await {
+                Ok(0) | Err(_) => {
+                    complete = false;
+                    break;
+                }
+                Ok(_) => {}
+            }
+        }
+        if !complete {
             break;
         }
         match handlers::handle(&broker, frame.freeze(), peer).await {

@@ -207,10 +207,12 @@ impl Log {
         Ok(batches)
     }
 
-    /// Stamps and appends batches that [`Log::validate`] accepted for this same buffer.
+    /// Stamps and appends batches that [`Log::validate`] accepted for this same buffer. The
+    /// client's bytes are written from where they are: only each batch's 61-byte header is
+    /// copied (and patched), and the whole request goes out in one vectored write.
     pub fn append(
         &mut self,
-        buf: &mut [u8],
+        src: &[u8],
         batches: &[ProducedBatch],
         leader_epoch: i32,
         now_ms: i64,
@@ -218,27 +220,37 @@ impl Log {
         let first_offset = self.log_end_offset();
         let log_append_time_ms = self.config.log_append_time.then_some(now_ms);
         let mut next = first_offset;
+        let mut headers = Vec::with_capacity(batches.len());
+        let mut bodies = Vec::with_capacity(batches.len());
+        let mut total = 0u64;
         for batch in batches {
             let len = batch.header.total_len();
-            let Some(bytes) = buf.get_mut(batch.position..batch.position + len) else {
+            let Some(bytes) = src.get(batch.position..batch.position + len) else {
                 return Err(StorageError::CorruptMessage(
                     "batch positions do not match the buffer".into(),
                 ));
             };
-            records::stamp_batch(
-                bytes,
+            let (head, rest) = bytes.split_at(records::BATCH_HEADER_LEN.min(bytes.len()));
+            let mut header = [0u8; records::BATCH_HEADER_LEN];
+            header[..head.len()].copy_from_slice(head);
+            records::stamp_header(
+                &mut header,
+                rest,
                 Stamp {
                     base_offset: next,
                     leader_epoch,
                     log_append_time_ms,
                 },
             );
+            headers.push(header);
+            bodies.push(rest);
+            total += len as u64;
             next += i64::from(batch.header.last_offset_delta) + 1;
         }
-        if self.should_roll(buf.len() as u64, now_ms) {
+        if self.should_roll(total, now_ms) {
             self.roll()?;
         }
-        self.active_mut().append(buf, now_ms)?;
+        self.active_mut().append(&headers, &bodies, now_ms)?;
         Ok(AppendInfo {
             first_offset,
             last_offset: next - 1,

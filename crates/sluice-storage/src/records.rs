@@ -251,21 +251,20 @@ pub struct Stamp {
     pub log_append_time_ms: Option<i64>,
 }
 
-/// Patches one batch in place. The leader epoch sits outside the CRC; LogAppendTime changes
-/// covered fields, so the CRC is recomputed only then.
-pub fn stamp_batch(batch: &mut [u8], stamp: Stamp) {
-    if batch.len() < BATCH_HEADER_LEN {
-        return;
-    }
-    batch[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&stamp.base_offset.to_be_bytes());
-    batch[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4]
+/// Patches a copy of one batch's 61-byte header; the rest of the batch stays where the client's
+/// request put it and is written from there. The leader epoch sits outside the CRC;
+/// LogAppendTime changes covered fields, so only then is the CRC recomputed, over the patched
+/// header and `rest` (the batch after its header).
+pub fn stamp_header(header: &mut [u8; BATCH_HEADER_LEN], rest: &[u8], stamp: Stamp) {
+    header[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&stamp.base_offset.to_be_bytes());
+    header[PARTITION_LEADER_EPOCH..PARTITION_LEADER_EPOCH + 4]
         .copy_from_slice(&stamp.leader_epoch.to_be_bytes());
     if let Some(now) = stamp.log_append_time_ms {
-        let attributes = be_i16(batch, ATTRIBUTES) | ATTR_LOG_APPEND_TIME;
-        batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
-        batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&now.to_be_bytes());
-        let crc = compute_crc(batch);
-        batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        let attributes = be_i16(header, ATTRIBUTES) | ATTR_LOG_APPEND_TIME;
+        header[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        header[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&now.to_be_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&header[ATTRIBUTES..]), rest);
+        header[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
     }
 }
 
@@ -329,37 +328,45 @@ pub(crate) mod tests {
         }
     }
 
+    /// Stamps a copy of the header and reassembles the batch, as the log writes it.
+    fn stamped(b: &[u8], stamp: Stamp) -> Vec<u8> {
+        let mut header = [0u8; BATCH_HEADER_LEN];
+        header.copy_from_slice(&b[..BATCH_HEADER_LEN]);
+        stamp_header(&mut header, &b[BATCH_HEADER_LEN..], stamp);
+        let mut out = header.to_vec();
+        out.extend_from_slice(&b[BATCH_HEADER_LEN..]);
+        out
+    }
+
     #[test]
     fn validates_and_stamps() {
-        let mut b = make_batch(3, 10, 1000);
+        let b = make_batch(3, 10, 1000);
         let batches = validate_produced(&b, 1 << 20).unwrap();
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].header.records_count, 3);
-        stamp_batch(
-            &mut b,
-            Stamp {
-                base_offset: 42,
-                leader_epoch: 7,
-                log_append_time_ms: None,
-            },
-        );
-        let h = BatchHeader::parse(&b).unwrap();
+        let plain = Stamp {
+            base_offset: 42,
+            leader_epoch: 7,
+            log_append_time_ms: None,
+        };
+        let s = stamped(&b, plain);
+        let h = BatchHeader::parse(&s).unwrap();
         assert_eq!(
             (h.base_offset, h.last_offset(), h.partition_leader_epoch),
             (42, 44, 7)
         );
-        assert!(crc_matches(&b), "epoch and offset are outside the CRC");
-        stamp_batch(
-            &mut b,
+        assert!(crc_matches(&s), "epoch and offset are outside the CRC");
+        assert_eq!(h.crc, BatchHeader::parse(&b).unwrap().crc);
+        let s = stamped(
+            &b,
             Stamp {
-                base_offset: 42,
-                leader_epoch: 7,
                 log_append_time_ms: Some(5555),
+                ..plain
             },
         );
-        let h = BatchHeader::parse(&b).unwrap();
+        let h = BatchHeader::parse(&s).unwrap();
         assert_eq!(h.max_timestamp, 5555);
-        assert!(crc_matches(&b));
+        assert!(crc_matches(&s), "LogAppendTime recomputes the CRC");
     }
 
     #[test]

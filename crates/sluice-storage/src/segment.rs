@@ -2,13 +2,35 @@
 //! by the base offset of its first batch, with its `.index` and `.timeindex` beside it.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::index::{IndexFile, OffsetEntry, TimeEntry};
 use crate::records::{crc_matches, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
+
+/// Writes every slice at `position`. Only the log's writer (under the partition lock) moves
+/// the file cursor; readers use positional reads, so seeking here disturbs no one.
+fn write_all_vectored_at(file: &File, slices: &mut [IoSlice<'_>], position: u64) -> io::Result<()> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(position))?;
+    let mut slices = slices;
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "failed to write a batch",
+                ))
+            }
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 /// File name stem of the segment with this base offset: 20 zero-padded digits, as Kafka.
 pub fn file_stem(base_offset: i64) -> String {
@@ -229,18 +251,35 @@ impl LogSegment {
         Ok(())
     }
 
-    /// Appends stamped batches (already validated) and indexes them.
-    pub fn append(&mut self, buf: &[u8], now_ms: i64) -> io::Result<()> {
+    /// Appends validated batches given as (stamped header, rest of batch) pairs, in one
+    /// vectored write at the end of the file, and indexes them.
+    pub fn append(
+        &mut self,
+        headers: &[[u8; BATCH_HEADER_LEN]],
+        bodies: &[&[u8]],
+        now_ms: i64,
+    ) -> io::Result<()> {
         let position = self.size;
-        if let Err(e) = self.file.write_all_at(buf, position) {
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(headers.len() * 2);
+        for (h, b) in headers.iter().zip(bodies) {
+            slices.push(IoSlice::new(h));
+            slices.push(IoSlice::new(b));
+        }
+        let len: u64 = slices.iter().map(|s| s.len() as u64).sum();
+        if let Err(e) = write_all_vectored_at(&self.file, &mut slices, position) {
             // Leave no partial batch behind: the next append starts at the old size.
             let _ = self.file.set_len(position);
             return Err(e);
         }
-        for (at, header) in crate::records::BatchIter::new(buf) {
-            self.track_batch(&header, position + at as u64, header.total_len() as u64)?;
+        let mut at = position;
+        for h in headers {
+            if let Some(header) = BatchHeader::parse(h) {
+                let batch_len = header.total_len() as u64;
+                self.track_batch(&header, at, batch_len)?;
+                at += batch_len;
+            }
         }
-        self.size = position + buf.len() as u64;
+        self.size = position + len;
         self.first_append_ms.get_or_insert(now_ms);
         Ok(())
     }

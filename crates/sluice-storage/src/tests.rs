@@ -9,9 +9,9 @@ fn open(dir: &std::path::Path, config: LogConfig) -> Log {
 }
 
 fn append(log: &mut Log, count: i32, ts: i64) -> (i64, i64) {
-    let mut b = make_batch(count, 100, ts);
+    let b = make_batch(count, 100, ts);
     let batches = log.validate(&b, ts).unwrap();
-    let info = log.append(&mut b, &batches, 0, ts).unwrap();
+    let info = log.append(&b, &batches, 0, ts).unwrap();
     (info.first_offset, info.last_offset)
 }
 

@@ -1,10 +1,10 @@
 //! Produce and InitProducerId.
 //!
-//! The produce path: copy each partition's record set once into a writable buffer, validate
-//! the batch headers and CRC (records are not decoded), stamp offsets, write; then, under
+//! The produce path: validate each partition's record set where it lies in the request buffer
+//! (headers and CRC; records are not decoded), stamp offsets into copies of the 61-byte batch
+//! headers, and write headers and client bytes in one vectored write; then, under
 //! `flush=always` with acks != 0, wait for the partitions' group-commit fsyncs in parallel.
 
-use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
@@ -80,8 +80,7 @@ pub async fn handle(
                 continue;
             };
             let len = records.len() as u64;
-            let mut buf = BytesMut::from(&records[..]);
-            match partition.append(&mut buf, now) {
+            match partition.append(&records, now) {
                 Ok(a) => {
                     if !a.duplicate {
                         let labels = TopicLabels {

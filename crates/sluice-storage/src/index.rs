@@ -3,11 +3,14 @@
 //! - the time index maps the largest timestamp seen so far to the offset where it was reached.
 //!
 //! One entry is added every `index.interval.bytes` of log. Entries live in memory (a segment of
-//! 1 GiB with the default 4 KiB interval holds at most 262,144 of them) and are appended to the
-//! index file as they are made, so a clean restart loads them instead of rescanning the log.
+//! 1 GiB with the default 4 KiB interval holds at most 262,144 of them). The file is written
+//! whole, and fsynced, when the segment stops being active (roll) or after an index was rebuilt;
+//! the active segment's index is always rebuilt by recovery, so it is never written while it
+//! grows. No index file stays open: a partition holds one file descriptor (its active log),
+//! which is what lets thousands of partitions live on one node.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// One fixed-size index entry.
@@ -61,46 +64,36 @@ impl IndexEntry for TimeEntry {
     }
 }
 
-/// An index file and its entries in memory.
+/// An index file's entries in memory, and where the file lives.
 pub struct IndexFile<E: IndexEntry> {
     path: PathBuf,
-    file: File,
     entries: Vec<E>,
 }
 
 impl<E: IndexEntry> IndexFile<E> {
-    /// Creates (or empties) the file.
+    /// A new, empty index (a stale file of the same name is removed).
     pub fn create(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(true)
-            .open(path)?;
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         Ok(IndexFile {
             path: path.to_path_buf(),
-            file,
             entries: Vec::new(),
         })
     }
 
-    /// Loads the entries of an existing file. A trailing partial entry (torn write) is dropped.
+    /// Loads the entries of an existing file (none if it is missing). A trailing partial entry
+    /// is ignored.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)?;
-        let mut raw = Vec::new();
-        file.read_to_end(&mut raw)?;
-        let whole = raw.len() / E::SIZE * E::SIZE;
-        if whole != raw.len() {
-            file.set_len(whole as u64)?;
-        }
-        let entries = raw[..whole].chunks_exact(E::SIZE).map(E::decode).collect();
+        let raw = match fs::read(path) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let entries = raw.chunks_exact(E::SIZE).map(E::decode).collect();
         Ok(IndexFile {
             path: path.to_path_buf(),
-            file,
             entries,
         })
     }
@@ -113,25 +106,27 @@ impl<E: IndexEntry> IndexFile<E> {
         self.entries.last()
     }
 
-    pub fn append(&mut self, entry: E) -> io::Result<()> {
-        let mut buf = [0u8; 16];
-        entry.encode(&mut buf[..E::SIZE]);
-        self.file.write_all(&buf[..E::SIZE])?;
+    pub fn append(&mut self, entry: E) {
         self.entries.push(entry);
-        Ok(())
     }
 
-    /// Keeps the first `len` entries (used when recovery finds them past the valid log).
-    pub fn truncate(&mut self, len: usize) -> io::Result<()> {
-        if len < self.entries.len() {
-            self.entries.truncate(len);
-            self.file.set_len((len * E::SIZE) as u64)?;
+    /// Keeps the first `len` entries (recovery rebuilds from scratch).
+    pub fn truncate(&mut self, len: usize) {
+        self.entries.truncate(len);
+    }
+
+    /// Writes every entry to the file and fsyncs it: written to a temporary name and renamed,
+    /// so a crash leaves the old file or the new one, never a torn mix.
+    pub fn persist(&self) -> io::Result<()> {
+        let mut raw = vec![0u8; self.entries.len() * E::SIZE];
+        for (chunk, e) in raw.chunks_exact_mut(E::SIZE).zip(&self.entries) {
+            e.encode(chunk);
         }
-        Ok(())
-    }
-
-    pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        let tmp = self.path.with_extension("tmp-index");
+        let mut file = File::create(&tmp)?;
+        file.write_all(&raw)?;
+        file.sync_data()?;
+        fs::rename(&tmp, &self.path)
     }
 
     pub fn path(&self) -> &Path {
@@ -171,18 +166,19 @@ mod tests {
             idx.append(OffsetEntry {
                 relative_offset: i * 10,
                 position: i * 4096,
-            })
-            .unwrap();
+            });
         }
-        drop(idx);
+        idx.persist().unwrap();
         let mut raw = std::fs::read(&path).unwrap();
+        assert_eq!(raw.len(), 80);
         raw.extend([1, 2, 3]);
         std::fs::write(&path, raw).unwrap();
         let idx = IndexFile::<OffsetEntry>::open(&path).unwrap();
         assert_eq!(idx.entries().len(), 10);
         assert_eq!(idx.floor(25).unwrap().position, 2 * 4096);
         assert_eq!(idx.floor(0).unwrap().position, 0);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 80);
+        let missing = IndexFile::<OffsetEntry>::open(&dir.path().join("none")).unwrap();
+        assert!(missing.entries().is_empty());
     }
 
     #[test]
@@ -193,8 +189,7 @@ mod tests {
             idx.append(TimeEntry {
                 timestamp: ts,
                 relative_offset: off,
-            })
-            .unwrap();
+            });
         }
         assert_eq!(idx.floor_before(100), None);
         assert_eq!(idx.floor_before(250).unwrap().relative_offset, 5);

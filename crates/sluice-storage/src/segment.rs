@@ -143,11 +143,16 @@ impl LogSegment {
             }
             last.map(|e| u64::from(e.position)).unwrap_or(0)
         } else {
-            seg.offset_index.truncate(0)?;
-            seg.time_index.truncate(0)?;
+            seg.offset_index.truncate(0);
+            seg.time_index.truncate(0);
             0
         };
         let end = seg.walk(start, file_len, !trusted, on_batch)?;
+        if !trusted && !recover {
+            // An older segment whose index was missing or wrong: keep the rebuilt one.
+            seg.offset_index.persist()?;
+            seg.time_index.persist()?;
+        }
         if end < file_len {
             tracing::warn!(
                 segment = %seg.log_path.display(),
@@ -168,7 +173,9 @@ impl LogSegment {
         let in_file = offsets
             .last()
             .is_none_or(|e| u64::from(e.position) < file_len);
-        sorted && in_file
+        // A non-empty segment always has an entry for its first batch.
+        let present = file_len == 0 || !offsets.is_empty();
+        sorted && in_file && present
     }
 
     /// Walks batches from `start`, extending size/next_offset and (when `index`) the indexes.
@@ -232,7 +239,7 @@ impl LogSegment {
             self.offset_index.append(OffsetEntry {
                 relative_offset,
                 position: position as u32,
-            })?;
+            });
             let ts = header.max_timestamp.max(self.max_timestamp);
             if self.time_index.last().is_none_or(|t| ts > t.timestamp) {
                 let ts_offset = if header.max_timestamp >= self.max_timestamp {
@@ -243,7 +250,7 @@ impl LogSegment {
                 self.time_index.append(TimeEntry {
                     timestamp: ts,
                     relative_offset: (ts_offset - self.base_offset) as u32,
-                })?;
+                });
             }
             self.bytes_since_last_index_entry = 0;
         }
@@ -362,10 +369,12 @@ impl LogSegment {
         }
     }
 
+    /// Makes the segment durable as it stands: fsyncs the log and writes its indexes (called
+    /// when it stops being active).
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()?;
-        self.offset_index.sync()?;
-        self.time_index.sync()
+        self.offset_index.persist()?;
+        self.time_index.persist()
     }
 
     /// Removes the segment's files.

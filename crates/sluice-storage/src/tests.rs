@@ -188,3 +188,29 @@ fn refuses_timestamps_outside_the_window() {
         Err(StorageError::InvalidTimestamp(_))
     ));
 }
+
+#[test]
+fn rebuilds_a_missing_index_of_an_older_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 2000,
+        index_interval_bytes: 300,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config.clone());
+    for i in 0..40 {
+        append(&mut log, 2, 1000 + i);
+    }
+    assert!(log.segment_count() > 3);
+    drop(log);
+    let first_index = dir.path().join(format!("{:020}.index", 0));
+    assert!(
+        std::fs::metadata(&first_index).unwrap().len() > 0,
+        "rolled segments persist their index"
+    );
+    std::fs::remove_file(&first_index).unwrap();
+    let log = open(dir.path(), config);
+    assert!(first_index.exists(), "the rebuilt index is written back");
+    assert_eq!(read_offsets(&log, 5, 1), vec![(4, 5)]);
+    assert_eq!(log.log_end_offset(), 80);
+}

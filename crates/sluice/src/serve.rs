@@ -165,9 +165,19 @@ async fn shutdown_signal() {
     }
 }
 
-/// Each partition keeps three files open (log, offset index, time index): raise the soft limit
-/// on open files to the hard limit so thousands of partitions fit, as Kafka's docs advise.
+/// Every segment keeps its log file open: raise the open-files limit so thousands of
+/// partitions fit, as Kafka's docs advise. With the privilege to (root), the hard limit goes up
+/// to the kernel's `fs.nr_open`; otherwise the soft limit goes up to the hard one.
 fn raise_open_files_limit() {
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if let Some(max) = nr_open {
+        if rlimit::Resource::NOFILE.set(max, max).is_ok() {
+            tracing::debug!(limit = max, "open files limit");
+            return;
+        }
+    }
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::debug!(limit = n, "open files limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),

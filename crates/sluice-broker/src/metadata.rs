@@ -218,6 +218,24 @@ impl Metadata {
             .sum()
     }
 
+    /// Opens empty partitions `range` of a topic, clearing any directory a crash left behind
+    /// (directories are made before the event that names them is logged).
+    fn open_new_partitions(
+        &self,
+        name: &str,
+        range: std::ops::Range<i32>,
+        log_config: &sluice_storage::LogConfig,
+        now_ms: i64,
+    ) -> Result<Vec<Arc<Partition>>, KafkaError> {
+        range
+            .map(|p| {
+                let dir = partition_dir(&self.data_dir, name, p);
+                let _ = std::fs::remove_dir_all(&dir);
+                Partition::open(&dir, p, log_config.clone(), now_ms).map(Arc::new)
+            })
+            .collect()
+    }
+
     /// Creates a topic (validated first; `validate_only` stops there).
     pub async fn create_topic(
         &self,
@@ -253,17 +271,7 @@ impl Metadata {
         }
         // Directories first, event second: a crash in between leaves orphan directories that
         // are emptied when the name is created again.
-        let mut opened = Vec::with_capacity(partitions as usize);
-        for p in 0..partitions {
-            let dir = partition_dir(&self.data_dir, name, p);
-            let _ = std::fs::remove_dir_all(&dir);
-            opened.push(Arc::new(Partition::open(
-                &dir,
-                p,
-                log_config.clone(),
-                now_ms,
-            )?));
-        }
+        let opened = self.open_new_partitions(name, 0..partitions, &log_config, now_ms)?;
         self.record(
             &Event::TopicCreated {
                 name: name.to_string(),
@@ -329,16 +337,7 @@ impl Metadata {
         }
         let log_config = topic.configs.log_config();
         let mut partitions = topic.partitions.clone();
-        for p in current..count {
-            let dir = partition_dir(&self.data_dir, name, p);
-            let _ = std::fs::remove_dir_all(&dir);
-            partitions.push(Arc::new(Partition::open(
-                &dir,
-                p,
-                log_config.clone(),
-                now_ms,
-            )?));
-        }
+        partitions.extend(self.open_new_partitions(name, current..count, &log_config, now_ms)?);
         self.record(
             &Event::PartitionsCreated {
                 name: name.to_string(),

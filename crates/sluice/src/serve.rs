@@ -150,7 +150,8 @@ fn resolve(args: ServeArgs) -> anyhow::Result<BrokerConfig> {
     args.or(file).into_config()
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT (Ctrl-C); the broker and the consumer tool both stop on it.
+pub(crate) async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -406,39 +406,50 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-fn committed(
+/// A committed offset as OffsetFetch reports it: (partition, offset, leader epoch, metadata).
+type CommittedRow = (i32, i64, i32, Option<String>);
+
+/// The committed offsets of `wanted` (None = everything the group committed), by topic; a
+/// partition without a commit reads offset -1, as in Kafka.
+fn committed_rows(
     broker: &Broker,
     group: &str,
-    topic: &str,
-    partition: i32,
-) -> (i64, i32, Option<String>) {
-    match broker.offsets.get(group, topic, partition) {
-        Some(c) => (c.offset, c.leader_epoch, c.metadata),
-        None => (-1, -1, Some(String::new())),
-    }
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Vec<(String, Vec<CommittedRow>)> {
+    wanted
+        .unwrap_or_else(|| all_committed(broker, group))
+        .into_iter()
+        .map(|(topic, parts)| {
+            let rows = parts
+                .iter()
+                .map(|&p| match broker.offsets.get(group, &topic, p) {
+                    Some(c) => (p, c.offset, c.leader_epoch, c.metadata),
+                    None => (p, -1, -1, Some(String::new())),
+                })
+                .collect();
+            (topic, rows)
+        })
+        .collect()
 }
 
 pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    // v8+ batches groups; earlier versions ask for one group at top level.
     if version >= 8 {
         let groups = req
             .groups
             .iter()
             .map(|g| {
-                let id = g.group_id.0.to_string();
-                let wanted: Vec<(String, Vec<i32>)> = match &g.topics {
-                    Some(ts) => ts
-                        .iter()
+                let wanted = g.topics.as_ref().map(|ts| {
+                    ts.iter()
                         .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
-                        .collect(),
-                    None => all_committed(broker, &id),
-                };
-                let topics = wanted
+                        .collect()
+                });
+                let topics = committed_rows(broker, &g.group_id.0, wanted)
                     .into_iter()
-                    .map(|(topic, parts)| {
-                        let partitions = parts
-                            .iter()
-                            .map(|&p| {
-                                let (offset, epoch, meta) = committed(broker, &id, &topic, p);
+                    .map(|(topic, rows)| {
+                        let partitions = rows
+                            .into_iter()
+                            .map(|(p, offset, epoch, meta)| {
                                 OffsetFetchResponsePartitions::default()
                                     .with_partition_index(p)
                                     .with_committed_offset(offset)
@@ -458,21 +469,17 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let id = req.group_id.0.to_string();
-    let wanted: Vec<(String, Vec<i32>)> = match &req.topics {
-        Some(ts) => ts
-            .iter()
+    let wanted = req.topics.as_ref().map(|ts| {
+        ts.iter()
             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
-            .collect(),
-        None => all_committed(broker, &id),
-    };
-    let topics = wanted
+            .collect()
+    });
+    let topics = committed_rows(broker, &req.group_id.0, wanted)
         .into_iter()
-        .map(|(topic, parts)| {
-            let partitions = parts
-                .iter()
-                .map(|&p| {
-                    let (offset, epoch, meta) = committed(broker, &id, &topic, p);
+        .map(|(topic, rows)| {
+            let partitions = rows
+                .into_iter()
+                .map(|(p, offset, epoch, meta)| {
                     OffsetFetchResponsePartition::default()
                         .with_partition_index(p)
                         .with_committed_offset(offset)

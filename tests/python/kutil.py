@@ -125,3 +125,44 @@ def wait_assignment(c, timeout=20.0, min_partitions=1):
 
 def tp_key(tp: TopicPartition):
     return (tp.topic, tp.partition)
+
+
+def assert_split_between(c1, c2, partitions, produce, timeout=30.0):
+    """With c1 and c2 subscribed to one topic of `partitions` partitions: waits until they own
+    disjoint halves covering every partition, calls `produce()` (returning the sent
+    (partition, offset, key, value) tuples), and checks each record reached exactly one member:
+    the one that owns its partition."""
+    from conftest import wait_until
+
+    got = {1: [], 2: []}
+
+    def poll_both():
+        for i, c in ((1, c1), (2, c2)):
+            m = c.poll(0.05)
+            if m is not None and not m.error():
+                got[i].append(m)
+
+    def balanced():
+        poll_both()
+        a1 = {tp.partition for tp in c1.assignment()}
+        a2 = {tp.partition for tp in c2.assignment()}
+        return a1 and a2 and not (a1 & a2) and (a1 | a2) == set(range(partitions))
+
+    wait_until(balanced, timeout, f"both members to share the {partitions} partitions", interval=0)
+    a1 = {tp.partition for tp in c1.assignment()}
+    a2 = {tp.partition for tp in c2.assignment()}
+    assert len(a1) == len(a2) == partitions // 2
+    sent = produce()
+    deadline = time.monotonic() + 20
+    while len(got[1]) + len(got[2]) < len(sent) and time.monotonic() < deadline:
+        poll_both()
+    end = time.monotonic() + 0.5
+    while time.monotonic() < end:
+        poll_both()
+    keys1 = {(m.partition(), m.offset()) for m in got[1]}
+    keys2 = {(m.partition(), m.offset()) for m in got[2]}
+    assert not (keys1 & keys2), "both members received the same records"
+    assert keys1 | keys2 == {(p, o) for p, o, _, _ in sent}
+    assert len(got[1]) + len(got[2]) == len(sent)
+    assert {m.partition() for m in got[1]} == a1
+    assert {m.partition() for m in got[2]} == a2

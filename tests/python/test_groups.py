@@ -8,8 +8,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka import ConsumerGroupTopicPartitions
 
 from conftest import wait_until
-from kutil import (OP_TIMEOUT_S, admin, consume_n, consumer, create_topic, kafka_error, produce_all,
-                   producer, wait_assignment)
+from kutil import (OP_TIMEOUT_S, admin, assert_split_between, consume_n, consumer, create_topic,
+                   kafka_error, produce_all, producer, wait_assignment)
 
 
 def fill(broker, t, n, partitions=None, prefix=b"m"):
@@ -80,39 +80,7 @@ def test_two_members_split_partitions(broker, unique):
         c1.subscribe([t])
         wait_assignment(c1)
         c2.subscribe([t])
-        got = {1: [], 2: []}
-
-        def poll_both():
-            for i, c in ((1, c1), (2, c2)):
-                m = c.poll(0.05)
-                if m is not None and not m.error():
-                    got[i].append(m)
-
-        def balanced():
-            poll_both()
-            a1 = {tp.partition for tp in c1.assignment()}
-            a2 = {tp.partition for tp in c2.assignment()}
-            return a1 and a2 and not (a1 & a2) and (a1 | a2) == {0, 1, 2, 3}
-
-        wait_until(balanced, 25, "both members to share the 4 partitions", interval=0)
-        a1 = {tp.partition for tp in c1.assignment()}
-        a2 = {tp.partition for tp in c2.assignment()}
-        assert len(a1) == len(a2) == 2
-
-        sent = fill(broker, t, 200, partitions=4)
-        deadline = time.monotonic() + 20
-        while len(got[1]) + len(got[2]) < 200 and time.monotonic() < deadline:
-            poll_both()
-        end = time.monotonic() + 0.5
-        while time.monotonic() < end:
-            poll_both()
-        keys1 = {(m.partition(), m.offset()) for m in got[1]}
-        keys2 = {(m.partition(), m.offset()) for m in got[2]}
-        assert not (keys1 & keys2), "both members received the same records"
-        assert keys1 | keys2 == {(p, o) for p, o, _, _ in sent}
-        assert len(got[1]) + len(got[2]) == 200
-        assert {m.partition() for m in got[1]} == a1
-        assert {m.partition() for m in got[2]} == a2
+        assert_split_between(c1, c2, 4, lambda: fill(broker, t, 200, partitions=4), timeout=25)
     finally:
         c1.close()
         c2.close()

@@ -1,12 +1,10 @@
 """KIP-848 consumer groups (`group.protocol=consumer`) with librdkafka: server-side assignment,
 revoke-then-assign when a member joins, commits, and regex subscriptions matched by the broker."""
 
-import time
-
 from confluent_kafka import Consumer, TopicPartition
 
-from conftest import wait_until
-from kutil import OP_TIMEOUT_S, consume_n, create_topic, produce_all, producer
+from kutil import (OP_TIMEOUT_S, assert_split_between, consume_n, create_topic, produce_all, producer,
+                   wait_assignment)
 
 
 def kip848_consumer(bootstrap, group, **conf):
@@ -39,44 +37,13 @@ def test_two_members_split_partitions_without_overlap(broker, unique):
     g = unique("g")
     c1 = kip848_consumer(broker.bootstrap, g)
     c2 = kip848_consumer(broker.bootstrap, g)
-    got = {1: [], 2: []}
-
-    def poll_both():
-        for i, c in ((1, c1), (2, c2)):
-            m = c.poll(0.05)
-            if m is not None and not m.error():
-                got[i].append(m)
-
     try:
         c1.subscribe([t])
-        wait_until(lambda: (poll_both(), len(c1.assignment()) == 4)[1], 20, "the first member to own all 4 partitions", interval=0)
+        wait_assignment(c1, min_partitions=4)
         c2.subscribe([t])
-
-        def balanced():
-            poll_both()
-            a1 = {tp.partition for tp in c1.assignment()}
-            a2 = {tp.partition for tp in c2.assignment()}
-            return a1 and a2 and not (a1 & a2) and (a1 | a2) == {0, 1, 2, 3}
-
-        # The first member learns of the new epoch at its next heartbeat (5 s server-side).
-        wait_until(balanced, 30, "both members to share the 4 partitions", interval=0)
-        a1 = {tp.partition for tp in c1.assignment()}
-        a2 = {tp.partition for tp in c2.assignment()}
-        assert len(a1) == len(a2) == 2
-
-        sent = fill(broker.bootstrap, t, 200, 4)
-        deadline = time.monotonic() + 20
-        while len(got[1]) + len(got[2]) < 200 and time.monotonic() < deadline:
-            poll_both()
-        end = time.monotonic() + 0.5
-        while time.monotonic() < end:
-            poll_both()
-        keys1 = {(m.partition(), m.offset()) for m in got[1]}
-        keys2 = {(m.partition(), m.offset()) for m in got[2]}
-        assert not (keys1 & keys2), "both members received the same records"
-        assert keys1 | keys2 == {(p, o) for p, o, _, _ in sent}
-        assert {m.partition() for m in got[1]} == a1
-        assert {m.partition() for m in got[2]} == a2
+        # Revoke-then-assign: the first member learns of the new epoch at its next heartbeat
+        # (5 s server-side), gives up two partitions, and only then does the second get them.
+        assert_split_between(c1, c2, 4, lambda: fill(broker.bootstrap, t, 200, 4))
     finally:
         c1.close()
         c2.close()

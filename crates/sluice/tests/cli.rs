@@ -202,6 +202,13 @@ fn total_lag(b: &Broker, group: &str) -> i64 {
         .sum()
 }
 
+/// `sluice group reset-offsets -g workers -t jobs` followed by `extra`.
+fn reset_offsets<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["group", "reset-offsets", "-g", "workers", "-t", "jobs"];
+    args.extend_from_slice(extra);
+    args
+}
+
 #[test]
 fn topic_create_list_describe_alter_delete() {
     let b = Broker::start();
@@ -510,96 +517,36 @@ fn groups_commit_describe_lag_and_reset() {
         .iter()
         .map(|o| o.2.unwrap())
         .collect();
-    b.ok(&[
-        "group",
-        "reset-offsets",
-        "-g",
-        "workers",
-        "-t",
-        "jobs",
-        "--to-offset",
-        "1",
-        "--execute",
-    ]);
+    b.ok(&reset_offsets(&["--to-offset", "1", "--execute"]));
     assert!(group_offsets(&b, "workers").iter().all(|o| o.2 == Some(1)));
-    b.ok(&[
-        "group",
-        "reset-offsets",
-        "-g",
-        "workers",
-        "-t",
-        "jobs",
-        "--shift-by",
-        "2",
-        "--execute",
-    ]);
+    b.ok(&reset_offsets(&["--shift-by", "2", "--execute"]));
     let shifted: Vec<i64> = group_offsets(&b, "workers")
         .iter()
         .map(|o| o.2.unwrap())
         .collect();
     let expect: Vec<i64> = ends.iter().map(|e| (*e).min(3)).collect();
     assert_eq!(shifted, expect);
-    b.ok(&[
-        "group",
-        "reset-offsets",
-        "-g",
-        "workers",
-        "-t",
-        "jobs",
-        "--shift-by",
-        "-100",
-        "--execute",
-    ]);
+    b.ok(&reset_offsets(&["--shift-by", "-100", "--execute"]));
     assert_eq!(total_committed(&b, "workers"), 0);
 
     // --to-datetime: a time before every record is the start; after every record, the end.
-    let v = b.json(&[
-        "group",
-        "reset-offsets",
-        "-g",
-        "workers",
-        "-t",
-        "jobs",
+    let v = b.json(&reset_offsets(&[
         "--to-datetime",
         "2999-01-01T00:00:00Z",
         "--execute",
-    ]);
+    ]));
     assert_eq!(v["executed"], true);
     assert_eq!(total_lag(&b, "workers"), 0);
-    b.ok(&[
-        "group",
-        "reset-offsets",
-        "-g",
-        "workers",
-        "-t",
-        "jobs",
+    b.ok(&reset_offsets(&[
         "--to-datetime",
         "2000-01-01T00:00:00+02:00",
         "--execute",
-    ]);
+    ]));
     assert_eq!(total_committed(&b, "workers"), 0);
-    b.ok(&[
-        "group",
-        "reset-offsets",
-        "-g",
-        "workers",
-        "-t",
-        "jobs",
-        "--to-latest",
-        "--execute",
-    ]);
+    b.ok(&reset_offsets(&["--to-latest", "--execute"]));
     assert_eq!(total_lag(&b, "workers"), 0);
 
-    let bad = b.run(&[
-        "group",
-        "reset-offsets",
-        "-g",
-        "workers",
-        "-t",
-        "jobs",
-        "--to-datetime",
-        "yesterday",
-    ]);
+    let bad = b.run(&reset_offsets(&["--to-datetime", "yesterday"]));
     assert_eq!(bad.status.code(), Some(2));
 
     b.ok(&["group", "delete", "workers"]);

@@ -1,13 +1,10 @@
 """Classic consumer groups with librdkafka (confluent-kafka): membership, assignment, commits,
 lag, offset admin, group admin."""
 
-import time
-
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka import ConsumerGroupTopicPartitions
 
-from conftest import wait_until
 from kutil import (OP_TIMEOUT_S, admin, assert_split_between, consume_n, consumer, create_topic,
                    kafka_error, produce_all, producer, wait_assignment)
 

@@ -93,6 +93,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Drops a deleted topic's series, so topic churn does not grow the registry without bound.
+    pub fn forget_topic(&self, topic: &str) {
+        let labels = TopicLabels {
+            topic: topic.to_string(),
+        };
+        self.bytes_in.remove(&labels);
+        self.bytes_out.remove(&labels);
+        self.messages_in.remove(&labels);
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {

@@ -166,6 +166,7 @@ pub async fn delete_topics(
                 if let Err(e) = broker.offsets.delete_topic(&name, now).await {
                     tracing::error!(topic = %name, error = %e, "could not delete committed offsets of deleted topic");
                 }
+                broker.metrics.forget_topic(&name);
                 broker
                     .metrics
                     .partitions

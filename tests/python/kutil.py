@@ -166,3 +166,112 @@ def assert_split_between(c1, c2, partitions, produce, timeout=30.0):
     assert len(got[1]) + len(got[2]) == len(sent)
     assert {m.partition() for m in got[1]} == a1
     assert {m.partition() for m in got[2]} == a2
+
+
+# ---- Share groups (KIP-932) -------------------------------------------------------------------
+
+def share_consumer(bootstrap, group, explicit=True, **conf):
+    """A librdkafka ShareConsumer. Explicit acknowledgement unless `explicit=False`: every record
+    a poll returns must then be passed to `acknowledge` before the next poll."""
+    from confluent_kafka import ShareConsumer
+
+    c = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "share.acknowledgement.mode": "explicit" if explicit else "implicit",
+        "log_level": 3,  # no "share consumer is in Preview" warning on every consumer
+    }
+    c.update({k.replace("_", "."): v for k, v in conf.items()})
+    return ShareConsumer(c)
+
+
+def share_poll(c, timeout=0.2):
+    """One ShareConsumer poll; returns the records as a list and fails on an error message."""
+    out = []
+    for m in c.poll(timeout):
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                continue
+            raise AssertionError(f"share consumer error: {m.error()}")
+        out.append(m)
+    return out
+
+
+def share_consume(c, n, timeout=20.0, ack=None, idle_after=None, commit=True):
+    """Polls until `n` records arrived (fails on timeout). In explicit mode every polled record
+    is acknowledged with `ack(msg)` (an AcknowledgeType; ACCEPT when `ack` is None) and, with
+    `commit`, the acknowledgements are committed (commit_sync) after each poll. With
+    `idle_after`, keeps polling that long after reaching n to catch unexpected extra records.
+    `ack=False` acknowledges nothing (implicit-mode consumers). Returns the records."""
+    from confluent_kafka import AcknowledgeType
+
+    out = []
+
+    def one_poll(t):
+        ms = share_poll(c, t)
+        for m in ms:
+            if ack is not False:
+                c.acknowledge(m, ack(m) if ack else AcknowledgeType.ACCEPT)
+        if ms and commit and ack is not False:
+            res = c.commit_sync(OP_TIMEOUT_S)
+            bad = {tp: e for tp, e in (res or {}).items() if e is not None}
+            assert not bad, f"commit_sync failed: {bad}"
+        out.extend(ms)
+
+    deadline = time.monotonic() + timeout
+    while len(out) < n:
+        assert time.monotonic() < deadline, f"got {len(out)} of {n} records within {timeout}s"
+        one_poll(0.2)
+    if idle_after:
+        end = time.monotonic() + idle_after
+        while time.monotonic() < end:
+            one_poll(0.1)
+    return out
+
+
+def set_group_configs(bootstrap, group, configs, op=None):
+    """IncrementalAlterConfigs on the GROUP resource: `configs` is {name: value} (SET unless `op`
+    is another AlterConfigOpType). Raises the KafkaException of a failed resource."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    op = op or AlterConfigOpType.SET
+    res = ConfigResource(ResourceType.GROUP, group, incremental_configs=[
+        ConfigEntry(k, v, incremental_operation=op) for k, v in configs.items()])
+    a = admin(bootstrap)
+    for f in a.incremental_alter_configs([res], request_timeout=OP_TIMEOUT_S).values():
+        f.result(OP_TIMEOUT_S)
+
+
+def group_configs(bootstrap, group):
+    """DescribeConfigs on the GROUP resource: {name: ConfigEntry}."""
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    a = admin(bootstrap)
+    fs = a.describe_configs([ConfigResource(ResourceType.GROUP, group)], request_timeout=OP_TIMEOUT_S)
+    (f,) = fs.values()
+    return f.result(OP_TIMEOUT_S)
+
+
+def scrape_metrics(http_base):
+    """The broker's /metrics as {(name, frozenset(labels.items())): value} (samples only)."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(http_base + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    pat = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$')
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = pat.match(line)
+        if not m:
+            continue
+        labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        out[(m.group(1), frozenset(labels.items()))] = float(m.group(3))
+    return out
+
+
+def metric(samples, name, **labels):
+    """The value of one sample from `scrape_metrics` (None when absent)."""
+    return samples.get((name, frozenset(labels.items())))

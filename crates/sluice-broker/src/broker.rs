@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::offsets::OffsetStore;
 use crate::partition::Partition;
 use crate::server;
+use crate::share::ShareService;
 
 /// fsyncs in flight at once when flushing many partitions (each runs on the blocking pool).
 const FLUSH_CONCURRENCY: usize = 64;
@@ -43,6 +44,10 @@ pub struct Broker {
     /// Woken on every append, so long-polling fetches re-check their partitions.
     pub data_appended: Notify,
     pub fetch_sessions: parking_lot::Mutex<FetchSessions>,
+    /// Share groups (KIP-932): share-partitions, share sessions, queue state, dead letters.
+    pub share: ShareService,
+    /// The built-in schema registry (Confluent's REST API on the HTTP port).
+    pub registry: Arc<sluice_registry::Registry>,
 }
 
 /// Reads `meta.properties` (Kafka's file of the same name) or writes a new cluster id.
@@ -86,6 +91,9 @@ impl Broker {
         let metrics = Metrics::default();
         metrics.partitions.set(metadata.partition_count() as i64);
         let groups = GroupService::new(&config);
+        let share = ShareService::open(&config.data_dir, config.flush, &metadata, now)
+            .map_err(anyhow_from)?;
+        let registry = crate::schemas::open(&config.data_dir, now).map_err(anyhow_from)?;
         Ok(Arc::new(Broker {
             config,
             advertised_host,
@@ -97,6 +105,8 @@ impl Broker {
             metrics,
             data_appended: Notify::new(),
             fetch_sessions: parking_lot::Mutex::new(FetchSessions::default()),
+            share,
+            registry,
         }))
     }
 
@@ -200,6 +210,11 @@ pub async fn run(
     ));
     tasks.spawn(background(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::groups::run_timers(broker.clone(), stop_rx.clone()));
+    tasks.spawn(crate::share::run_timers(broker.clone(), stop_rx.clone()));
+    tasks.spawn(crate::share::dlq::run_writer(
+        broker.clone(),
+        stop_rx.clone(),
+    ));
 
     shutdown.await;
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
@@ -212,6 +227,9 @@ pub async fn run(
         tracing::warn!("some connections did not finish within 10 s; closing them");
     }
     broker.flush_dirty().await;
+    if let Err(e) = broker.share.store.sync().await {
+        tracing::error!(error = %e, "could not flush share-group state");
+    }
     tracing::info!("stopped");
     Ok(())
 }

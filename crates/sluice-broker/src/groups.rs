@@ -146,6 +146,7 @@ pub async fn run_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             let regexes = groups.read(|c| c.regexes_in_use());
             let snapshot = topics_snapshot(&broker.metadata, &regexes);
             groups.with(|c| ((), c.tick(now, &snapshot)));
+            crate::handlers::release_departed_share_members(&broker);
         }
     }
 }

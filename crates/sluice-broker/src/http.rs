@@ -1,5 +1,6 @@
-//! The HTTP listener: `/health` and `/metrics` (Prometheus text). The schema registry, the
-//! native REST API and the console will be mounted here.
+//! The HTTP listener: `/health`, `/metrics` (Prometheus text) and the schema registry
+//! (Confluent Schema Registry's REST API, from `sluice-registry`). The native REST API and the
+//! console will be mounted here too.
 
 use std::sync::Arc;
 
@@ -34,10 +35,12 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
 }
 
 pub fn router(broker: Arc<Broker>) -> Router {
+    let registry = sluice_registry::router(broker.registry.clone());
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(broker)
+        .merge(registry)
 }
 
 pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut stop: watch::Receiver<bool>) {

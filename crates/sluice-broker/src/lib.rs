@@ -13,6 +13,7 @@ pub mod broker;
 pub mod config;
 pub mod error;
 pub mod fetch_session;
+pub mod group_config;
 pub mod groups;
 pub mod handlers;
 pub mod http;
@@ -22,7 +23,10 @@ pub mod metrics;
 pub mod offsets;
 pub mod partition;
 pub mod producer_state;
+pub mod record_codec;
+pub mod schemas;
 pub mod server;
+pub mod share;
 pub mod topic_config;
 
 pub use broker::{run, Broker};

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::KafkaError;
+use crate::group_config::GroupConfigs;
 use crate::internal_log;
 use crate::partition::Partition;
 use crate::topic_config::TopicConfigs;
@@ -55,6 +56,11 @@ enum Event {
     ProducerIdBlock {
         next_block_start: i64,
     },
+    /// A group's configs (the GROUP config resource); empty when the group is deleted.
+    GroupConfigsReplaced {
+        group: String,
+        configs: GroupConfigs,
+    },
 }
 
 struct ProducerIds {
@@ -68,6 +74,7 @@ pub struct Metadata {
     log: Partition,
     change_lock: tokio::sync::Mutex<()>,
     producer_ids: parking_lot::Mutex<ProducerIds>,
+    group_configs: RwLock<BTreeMap<String, GroupConfigs>>,
 }
 
 /// Kafka's rule: 1..=249 characters of [a-zA-Z0-9._-], not "." or "..".
@@ -81,7 +88,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), KafkaError> {
             format!("invalid topic name {name:?}: use 1-249 characters of a-z, A-Z, 0-9, '.', '_' and '-'"),
         ));
     }
-    if name == "__cluster_metadata" || name == "__consumer_offsets" {
+    if matches!(
+        name,
+        "__cluster_metadata" | "__consumer_offsets" | "__share_group_state" | "_schemas"
+    ) {
         return Err(KafkaError::new(
             ResponseError::InvalidTopicException,
             format!("topic name {name:?} is reserved for the broker's internal state"),
@@ -113,6 +123,7 @@ impl Metadata {
         })?;
         let mut specs: BTreeMap<String, (Uuid, i32, TopicConfigs)> = BTreeMap::new();
         let mut next_block_start = 0;
+        let mut group_configs = BTreeMap::new();
         for event in events {
             match event {
                 Event::TopicCreated {
@@ -144,6 +155,13 @@ impl Metadata {
                 Event::ProducerIdBlock {
                     next_block_start: n,
                 } => next_block_start = n,
+                Event::GroupConfigsReplaced { group, configs } => {
+                    if configs.0.is_empty() {
+                        group_configs.remove(&group);
+                    } else {
+                        group_configs.insert(group, configs);
+                    }
+                }
             }
         }
         let mut topics = BTreeMap::new();
@@ -179,6 +197,7 @@ impl Metadata {
                 next: next_block_start,
                 block_end: next_block_start,
             }),
+            group_configs: RwLock::new(group_configs),
         })
     }
 
@@ -391,6 +410,49 @@ impl Metadata {
             configs,
         });
         self.topics.write().insert(name.to_string(), updated);
+        Ok(())
+    }
+
+    /// The configs set on a group (empty if none).
+    pub fn group_configs(&self, group: &str) -> GroupConfigs {
+        self.group_configs
+            .read()
+            .get(group)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every group with configs set on it.
+    pub fn groups_with_configs(&self) -> Vec<(String, GroupConfigs)> {
+        self.group_configs
+            .read()
+            .iter()
+            .map(|(g, c)| (g.clone(), c.clone()))
+            .collect()
+    }
+
+    /// Replaces a group's configs (validated by the caller).
+    pub async fn replace_group_configs(
+        &self,
+        group: &str,
+        configs: GroupConfigs,
+        now_ms: i64,
+    ) -> Result<(), KafkaError> {
+        let _change = self.change_lock.lock().await;
+        self.record(
+            &Event::GroupConfigsReplaced {
+                group: group.to_string(),
+                configs: configs.clone(),
+            },
+            now_ms,
+        )
+        .await?;
+        let mut all = self.group_configs.write();
+        if configs.0.is_empty() {
+            all.remove(group);
+        } else {
+            all.insert(group.to_string(), configs);
+        }
         Ok(())
     }
 

@@ -20,6 +20,19 @@ pub struct TopicLabels {
     pub topic: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupTopicLabels {
+    pub group: String,
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AckLabels {
+    pub group: String,
+    /// accept, release, reject, renew, gap
+    pub kind: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<ApiLabels, Counter>,
@@ -29,6 +42,18 @@ pub struct Metrics {
     pub messages_in: Family<TopicLabels, Counter>,
     pub partitions: Gauge,
     pub connections: Gauge,
+    /// Records of a topic not yet acknowledged by a share group (KIP-932 lag).
+    pub share_lag: Family<GroupTopicLabels, Gauge>,
+    /// Records acquired by share consumers.
+    pub share_acquired: Family<GroupTopicLabels, Counter>,
+    /// Acknowledged records, by type.
+    pub share_acks: Family<AckLabels, Counter>,
+    /// Dead letters written, by group and DLQ topic.
+    pub dlq_written: Family<GroupTopicLabels, Counter>,
+    /// Dead letters not yet requeued or discarded, by DLQ topic.
+    pub dlq_depth: Family<TopicLabels, Gauge>,
+    /// Dead letters the DLQ topic refused for good (archived without a copy).
+    pub dlq_failed: Counter,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -47,6 +72,12 @@ impl Default for Metrics {
         let messages_in = Family::<TopicLabels, Counter>::default();
         let partitions = Gauge::default();
         let connections = Gauge::default();
+        let share_lag = Family::<GroupTopicLabels, Gauge>::default();
+        let share_acquired = Family::<GroupTopicLabels, Counter>::default();
+        let share_acks = Family::<AckLabels, Counter>::default();
+        let dlq_written = Family::<GroupTopicLabels, Counter>::default();
+        let dlq_depth = Family::<TopicLabels, Gauge>::default();
+        let dlq_failed = Counter::default();
         let mut registry = Registry::with_prefix("sluice");
         registry.register(
             "requests",
@@ -79,6 +110,36 @@ impl Default for Metrics {
             partitions.clone(),
         );
         registry.register("connections", "Open Kafka connections", connections.clone());
+        registry.register(
+            "share_group_lag",
+            "Records not yet acknowledged by a share group, by group and topic",
+            share_lag.clone(),
+        );
+        registry.register(
+            "share_group_acquired_records",
+            "Records handed to share consumers under a lock, by group and topic",
+            share_acquired.clone(),
+        );
+        registry.register(
+            "share_group_acknowledgements",
+            "Records acknowledged by share consumers, by group and type",
+            share_acks.clone(),
+        );
+        registry.register(
+            "dlq_records_written",
+            "Dead letters written, by share group and DLQ topic",
+            dlq_written.clone(),
+        );
+        registry.register(
+            "dlq_depth",
+            "Dead letters not yet requeued or discarded, by DLQ topic",
+            dlq_depth.clone(),
+        );
+        registry.register(
+            "dlq_write_failures",
+            "Dead letters the DLQ topic refused for good (too large for it, say): archived without a copy",
+            dlq_failed.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -88,6 +149,12 @@ impl Default for Metrics {
             messages_in,
             partitions,
             connections,
+            share_lag,
+            share_acquired,
+            share_acks,
+            dlq_written,
+            dlq_depth,
+            dlq_failed,
         }
     }
 }
@@ -101,6 +168,7 @@ impl Metrics {
         self.bytes_in.remove(&labels);
         self.bytes_out.remove(&labels);
         self.messages_in.remove(&labels);
+        self.dlq_depth.remove(&labels);
     }
 
     pub fn encode(&self) -> String {

@@ -24,6 +24,15 @@ struct Spec {
     kind: Kind,
 }
 
+const SUBJECT_STRATEGIES: &[&str] = &[
+    "io.confluent.kafka.serializers.subject.TopicNameStrategy",
+    "io.confluent.kafka.serializers.subject.RecordNameStrategy",
+    "io.confluent.kafka.serializers.subject.TopicRecordNameStrategy",
+    "TopicNameStrategy",
+    "RecordNameStrategy",
+    "TopicRecordNameStrategy",
+];
+
 /// Every topic config Sluice accepts. Ones the log does not act on yet are accepted and
 /// described (so tools that set them keep working) and documented in docs/CONFIG.md.
 const SPECS: &[Spec] = &[
@@ -101,6 +110,42 @@ const SPECS: &[Spec] = &[
         name: "min.insync.replicas",
         default: "1",
         kind: Kind::Long(1),
+    },
+    // Broker-side schema validation (docs/SCHEMAS.md): Confluent's names, Redpanda's aliases.
+    Spec {
+        name: "confluent.key.schema.validation",
+        default: "false",
+        kind: Kind::Bool,
+    },
+    Spec {
+        name: "confluent.key.subject.name.strategy",
+        default: "io.confluent.kafka.serializers.subject.TopicNameStrategy",
+        kind: Kind::Choice(SUBJECT_STRATEGIES),
+    },
+    Spec {
+        name: "confluent.value.schema.validation",
+        default: "false",
+        kind: Kind::Bool,
+    },
+    Spec {
+        name: "confluent.value.subject.name.strategy",
+        default: "io.confluent.kafka.serializers.subject.TopicNameStrategy",
+        kind: Kind::Choice(SUBJECT_STRATEGIES),
+    },
+    Spec {
+        name: "redpanda.key.schema.id.validation",
+        default: "false",
+        kind: Kind::Bool,
+    },
+    Spec {
+        name: "redpanda.value.schema.id.validation",
+        default: "false",
+        kind: Kind::Bool,
+    },
+    Spec {
+        name: "sluice.schema.validation.parse",
+        default: "false",
+        kind: Kind::Bool,
     },
     Spec {
         name: "preallocate",

@@ -43,7 +43,7 @@
 //!   broker validates and matches them and passes the matches in `TopicsSnapshot`.
 //! - Rack-aware assignment, client-side assignors for the consumer protocol,
 //!   assignment batching (`group.consumer.assignment.interval.ms`),
-//!   streams/share groups, transactional offset-commit validation.
+//!   streams groups, transactional offset-commit validation.
 //! - Classic: the 5-minute "new member join timeout", shrinking an
 //!   over-sized group after a rebalance (joins beyond the limit are simply
 //!   refused), and the leave/join `reason` strings.
@@ -54,6 +54,7 @@ mod classic;
 mod consumer;
 pub mod error;
 mod ids;
+mod share;
 mod types;
 mod util;
 
@@ -63,16 +64,19 @@ mod tests;
 use std::collections::BTreeMap;
 
 pub use assignor::SUPPORTED_ASSIGNORS;
+pub use share::ShareGroupTimeouts;
 pub use types::*;
 
 use classic::ClassicGroup;
 use consumer::ConsumerGroup;
 use ids::IdGen;
+use share::ShareGroup;
 
 #[derive(Debug, Clone)]
 enum Group {
     Classic(ClassicGroup),
     Consumer(ConsumerGroup),
+    Share(ShareGroup),
 }
 
 /// Every consumer group of the broker, both protocol types.
@@ -81,6 +85,9 @@ pub struct GroupCoordinator {
     config: CoordinatorConfig,
     groups: BTreeMap<String, Group>,
     ids: IdGen,
+    /// Share-group members that left or timed out since the last
+    /// [`GroupCoordinator::take_departed_share_members`]: the broker releases their records.
+    departed_share_members: Vec<(String, String)>,
 }
 
 fn join_error(token: u64, member_id: &str, error: i16) -> Output {
@@ -115,6 +122,7 @@ impl GroupCoordinator {
             config,
             groups: BTreeMap::new(),
             ids: IdGen::default(),
+            departed_share_members: Vec::new(),
         }
     }
 
@@ -150,6 +158,15 @@ impl GroupCoordinator {
             Some(Group::Classic(g)) => (g, None, true),
             Some(Group::Consumer(g)) if !g.is_empty() => {
                 self.groups.insert(req.group_id.clone(), Group::Consumer(g));
+                out.push(join_error(
+                    token,
+                    &req.member_id,
+                    error::INCONSISTENT_GROUP_PROTOCOL,
+                ));
+                return out;
+            }
+            Some(Group::Share(g)) => {
+                self.groups.insert(req.group_id.clone(), Group::Share(g));
                 out.push(join_error(
                     token,
                     &req.member_id,
@@ -249,6 +266,11 @@ impl GroupCoordinator {
         let created = !matches!(existing, Some(Group::Consumer(_)));
         let (mut group, previous) = match existing {
             Some(Group::Consumer(g)) => (g, None),
+            Some(Group::Share(g)) => {
+                let msg = format!("Group {} is not a consumer group.", req.group_id);
+                self.groups.insert(req.group_id.clone(), Group::Share(g));
+                return Err((error::GROUP_ID_NOT_FOUND, msg));
+            }
             Some(Group::Classic(c)) => {
                 if !c.is_empty() {
                     let msg = format!("Group {} is not a consumer group.", req.group_id);
@@ -351,6 +373,94 @@ impl GroupCoordinator {
     }
 
     // ------------------------------------------------------------------
+    // KIP-932 share groups
+    // ------------------------------------------------------------------
+
+    /// ShareGroupHeartbeat. A share group can only take over the id of an empty group of
+    /// another type, as Kafka does.
+    pub fn share_heartbeat(
+        &mut self,
+        now_ms: u64,
+        req: ShareHeartbeat,
+        topics: &TopicsSnapshot,
+        timeouts: ShareGroupTimeouts,
+    ) -> Result<ShareHeartbeatResponse, (i16, String)> {
+        if req.group_id.is_empty() {
+            return Err(invalid("GroupId can't be empty."));
+        }
+        if req.member_id.is_empty() {
+            return Err(invalid("MemberId can't be empty."));
+        }
+        if req.rack_id.as_deref() == Some("") {
+            return Err(invalid("RackId can't be empty."));
+        }
+        if req.member_epoch < share::LEAVE_EPOCH {
+            return Err(invalid("MemberEpoch is invalid."));
+        }
+        if req.member_epoch == 0
+            && req
+                .subscribed_topic_names
+                .as_ref()
+                .is_none_or(|t| t.is_empty())
+        {
+            return Err(invalid(
+                "SubscribedTopicNames must be set in first request.",
+            ));
+        }
+        let group = match self.groups.get(&req.group_id) {
+            Some(Group::Share(_)) => self.groups.get_mut(&req.group_id),
+            Some(Group::Classic(g)) if !g.is_empty() => None,
+            Some(Group::Consumer(g)) if !g.is_empty() => None,
+            _ if req.member_epoch != 0 => {
+                return Err((
+                    error::UNKNOWN_MEMBER_ID,
+                    format!(
+                        "Member {} is not a member of share group {}.",
+                        req.member_id, req.group_id
+                    ),
+                ))
+            }
+            _ => {
+                self.groups.insert(
+                    req.group_id.clone(),
+                    Group::Share(ShareGroup::new(&req.group_id)),
+                );
+                self.groups.get_mut(&req.group_id)
+            }
+        };
+        let Some(Group::Share(group)) = group else {
+            return Err((
+                error::GROUP_ID_NOT_FOUND,
+                format!("Group {} is not a share group.", req.group_id),
+            ));
+        };
+        let result = group.heartbeat(now_ms, &req, topics, timeouts, self.config.max_group_size);
+        if result
+            .as_ref()
+            .is_ok_and(|r| r.member_epoch == share::LEAVE_EPOCH)
+        {
+            self.departed_share_members
+                .push((req.group_id.clone(), req.member_id.clone()));
+        }
+        result
+    }
+
+    /// Is `member_id` a current member of share group `group_id`?
+    pub fn is_share_member(&self, group_id: &str, member_id: &str) -> bool {
+        matches!(self.groups.get(group_id), Some(Group::Share(g)) if g.members.contains_key(member_id))
+    }
+
+    /// Is `group_id` a share group (or free to become one)?
+    pub fn is_share_group_or_unused(&self, group_id: &str) -> bool {
+        matches!(self.groups.get(group_id), None | Some(Group::Share(_)))
+    }
+
+    /// Share-group members that left or expired since the last call, as (group, member).
+    pub fn take_departed_share_members(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.departed_share_members)
+    }
+
+    // ------------------------------------------------------------------
     // Shared
     // ------------------------------------------------------------------
 
@@ -363,6 +473,12 @@ impl GroupCoordinator {
             match group {
                 Group::Classic(g) => g.tick(now_ms, &self.config, &mut out),
                 Group::Consumer(g) => g.tick(now_ms, topics, &self.config),
+                Group::Share(g) => {
+                    for member in g.tick(now_ms, topics) {
+                        self.departed_share_members
+                            .push((g.group_id.clone(), member));
+                    }
+                }
             }
         }
         out
@@ -375,6 +491,7 @@ impl GroupCoordinator {
             .filter_map(|g| match g {
                 Group::Classic(g) => g.next_deadline_ms(),
                 Group::Consumer(g) => g.next_deadline_ms(),
+                Group::Share(g) => g.next_deadline_ms(),
             })
             .min()
     }
@@ -405,6 +522,7 @@ impl GroupCoordinator {
             Some(Group::Consumer(g)) => {
                 g.validate_offset_commit(generation_or_member_epoch, member_id)
             }
+            Some(Group::Share(_)) => error::GROUP_ID_NOT_FOUND,
             None if generation_or_member_epoch < 0 => {
                 self.groups.insert(
                     group_id.to_string(),
@@ -420,6 +538,7 @@ impl GroupCoordinator {
         match self.groups.get(group_id)? {
             Group::Classic(g) => Some(g.describe()),
             Group::Consumer(g) => Some(g.describe(&self.config)),
+            Group::Share(g) => Some(g.describe()),
         }
     }
 
@@ -439,6 +558,12 @@ impl GroupCoordinator {
                     state: g.state(),
                     group_type: GroupType::Consumer,
                 },
+                Group::Share(g) => GroupListing {
+                    group_id: g.group_id.clone(),
+                    protocol_type: "share".to_string(),
+                    state: g.state(),
+                    group_type: GroupType::Share,
+                },
             })
             .collect()
     }
@@ -449,6 +574,7 @@ impl GroupCoordinator {
             None => return error::GROUP_ID_NOT_FOUND,
             Some(Group::Classic(g)) => g.is_empty() && g.state == GroupState::Empty,
             Some(Group::Consumer(g)) => g.is_empty(),
+            Some(Group::Share(g)) => g.is_empty(),
         };
         if !empty {
             return error::NON_EMPTY_GROUP;
@@ -468,7 +594,7 @@ impl GroupCoordinator {
             .values()
             .filter_map(|g| match g {
                 Group::Consumer(c) => Some(c.regexes().cloned().collect::<Vec<_>>()),
-                Group::Classic(_) => None,
+                Group::Classic(_) | Group::Share(_) => None,
             })
             .flatten()
             .collect()
@@ -478,6 +604,7 @@ impl GroupCoordinator {
         match self.groups.get(group_id) {
             Some(Group::Classic(g)) => g.subscribed_topics(),
             Some(Group::Consumer(g)) => g.subscribed_topics(),
+            Some(Group::Share(g)) => g.subscribed_topics(),
             None => Vec::new(),
         }
     }

@@ -1,5 +1,5 @@
 //! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
-//! AlterConfigs, IncrementalAlterConfigs.
+//! AlterConfigs, IncrementalAlterConfigs (topics, and groups: the share-group settings).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -16,15 +16,23 @@ use kafka_protocol::messages::{
     DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse, TopicName,
 };
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig;
 use uuid::Uuid;
 
 use super::s;
 use crate::broker::{now_ms, Broker};
 use crate::error::KafkaError;
+use crate::group_config::{self, GroupConfigs};
 use crate::topic_config::{self, TopicConfigs};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = 32;
+/// librdkafka sends its own ResourceType enum value for GROUP (3) in config requests.
+const RESOURCE_GROUP_LIBRDKAFKA: i8 = 3;
+const SOURCE_GROUP: i8 = 8;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
@@ -163,6 +171,16 @@ pub async fn delete_topics(
         let now = now_ms();
         match broker.metadata.delete_topic(&name, now).await {
             Ok(topic_id) => {
+                let share_keys: Vec<_> = broker
+                    .share
+                    .handles(None)
+                    .iter()
+                    .filter(|h| h.key.topic_id == topic_id)
+                    .map(|h| h.key.clone())
+                    .collect();
+                if let Err(e) = broker.share.remove(&share_keys).await {
+                    tracing::error!(topic = %name, error = %e, "could not delete share-group state of deleted topic");
+                }
                 if let Err(e) = broker.offsets.delete_topic(&name, now).await {
                     tracing::error!(topic = %name, error = %e, "could not delete committed offsets of deleted topic");
                 }
@@ -308,6 +326,25 @@ pub fn describe_configs(
                             .collect(),
                     )
                 }
+                RESOURCE_GROUP | RESOURCE_GROUP_LIBRDKAFKA => result.with_configs(
+                    broker
+                        .metadata
+                        .group_configs(&name)
+                        .describe(&name)
+                        .into_iter()
+                        .filter(|(n, _, _)| wanted(n))
+                        .map(|(n, v, is_default)| {
+                            DescribeConfigsResourceResult::default()
+                                .with_name(s(n))
+                                .with_value(Some(s(v)))
+                                .with_config_source(if is_default {
+                                    SOURCE_DEFAULT
+                                } else {
+                                    SOURCE_GROUP
+                                })
+                        })
+                        .collect(),
+                ),
                 RESOURCE_BROKER => result
                     .with_error_code(ResponseError::InvalidRequest.code())
                     .with_error_message(Some(s(format!(
@@ -384,6 +421,83 @@ pub async fn alter_configs(broker: &Broker, req: AlterConfigsRequest) -> AlterCo
     AlterConfigsResponse::default().with_responses(responses)
 }
 
+/// IncrementalAlterConfigs on one resource: SET, DELETE, APPEND and SUBTRACT applied to the
+/// values set on it (`effective` gives a value with its default, for APPEND/SUBTRACT).
+fn incremental(
+    current: &BTreeMap<String, String>,
+    configs: &[AlterableConfig],
+    validate: impl Fn(&str, &str) -> Result<(), String>,
+    effective: impl Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, String>, KafkaError> {
+    let mut map = current.clone();
+    for c in configs {
+        let key = c.name.to_string();
+        let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+        match c.config_operation {
+            0 => {
+                validate(&key, &value).map_err(invalid_config)?;
+                map.insert(key, value);
+            }
+            1 => {
+                map.remove(&key);
+            }
+            // APPEND / SUBTRACT on list values.
+            2 | 3 => {
+                let existing = effective(&key)
+                    .ok_or_else(|| invalid_config(format!("unknown config {key:?}")))?;
+                let mut items: Vec<String> = existing
+                    .split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                for v in value.split(',').filter(|x| !x.is_empty()) {
+                    if c.config_operation == 2 && !items.iter().any(|i| i == v) {
+                        items.push(v.to_string());
+                    } else if c.config_operation == 3 {
+                        items.retain(|i| i != v);
+                    }
+                }
+                let joined = items.join(",");
+                validate(&key, &joined).map_err(invalid_config)?;
+                map.insert(key, joined);
+            }
+            op => {
+                return Err(KafkaError::new(
+                    ResponseError::InvalidRequest,
+                    format!("unknown config operation {op}"),
+                ))
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// IncrementalAlterConfigs on a GROUP resource (share-group settings).
+async fn alter_group(
+    broker: &Broker,
+    group: &str,
+    configs: &[AlterableConfig],
+    validate_only: bool,
+) -> Result<(), KafkaError> {
+    if group.is_empty() {
+        return Err(KafkaError::new(
+            ResponseError::InvalidRequest,
+            "group name is empty",
+        ));
+    }
+    let current = broker.metadata.group_configs(group);
+    let map = incremental(&current.0, configs, group_config::validate, |k| {
+        current.get(group, k)
+    })?;
+    if validate_only {
+        return Ok(());
+    }
+    broker
+        .metadata
+        .replace_group_configs(group, GroupConfigs(map), now_ms())
+        .await
+}
+
 pub async fn incremental_alter_configs(
     broker: &Broker,
     req: IncrementalAlterConfigsRequest,
@@ -392,57 +506,23 @@ pub async fn incremental_alter_configs(
     let mut responses = Vec::new();
     for r in req.resources {
         let name = r.resource_name.to_string();
-        let outcome = alter_topic(
-            broker,
-            r.resource_type,
-            &name,
-            |current| {
-                let mut map = current.0.clone();
-                for c in &r.configs {
-                    let key = c.name.to_string();
-                    let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
-                    match c.config_operation {
-                        0 => {
-                            topic_config::validate(&key, &value).map_err(invalid_config)?;
-                            map.insert(key, value);
-                        }
-                        1 => {
-                            map.remove(&key);
-                        }
-                        // APPEND / SUBTRACT on list values.
-                        2 | 3 => {
-                            let existing = current.get(&key).ok_or_else(|| {
-                                invalid_config(format!("unknown topic config {key:?}"))
-                            })?;
-                            let mut items: Vec<String> = existing
-                                .split(',')
-                                .filter(|x| !x.is_empty())
-                                .map(str::to_string)
-                                .collect();
-                            for v in value.split(',').filter(|x| !x.is_empty()) {
-                                if c.config_operation == 2 && !items.iter().any(|i| i == v) {
-                                    items.push(v.to_string());
-                                } else if c.config_operation == 3 {
-                                    items.retain(|i| i != v);
-                                }
-                            }
-                            let joined = items.join(",");
-                            topic_config::validate(&key, &joined).map_err(invalid_config)?;
-                            map.insert(key, joined);
-                        }
-                        op => {
-                            return Err(KafkaError::new(
-                                ResponseError::InvalidRequest,
-                                format!("unknown config operation {op}"),
-                            ))
-                        }
-                    }
-                }
-                Ok(TopicConfigs(map))
-            },
-            req.validate_only,
-        )
-        .await;
+        let outcome = if matches!(r.resource_type, RESOURCE_GROUP | RESOURCE_GROUP_LIBRDKAFKA) {
+            alter_group(broker, &name, &r.configs, req.validate_only).await
+        } else {
+            alter_topic(
+                broker,
+                r.resource_type,
+                &name,
+                |current| {
+                    incremental(&current.0, &r.configs, topic_config::validate, |k| {
+                        current.get(k)
+                    })
+                    .map(TopicConfigs)
+                },
+                req.validate_only,
+            )
+            .await
+        };
         let resp = AlterConfigsResourceResponse::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name);

@@ -23,8 +23,9 @@ fn api_keys() -> Vec<ApiVersion> {
 }
 
 /// Feature levels, as a KRaft cluster finalizes them: `group.version` 1 turns on the KIP-848
-/// consumer group protocol for clients that check it.
-const FEATURES: &[(&str, i16, i16)] = &[("group.version", 1, 1)];
+/// consumer group protocol for clients that check it; `share.version` 1 turns on KIP-932 share
+/// groups.
+const FEATURES: &[(&str, i16, i16)] = &[("group.version", 1, 1), ("share.version", 1, 1)];
 
 pub fn handle(_broker: &Broker, version: i16) -> ApiVersionsResponse {
     let response = ApiVersionsResponse::default().with_api_keys(api_keys());

@@ -294,6 +294,11 @@ pub fn list_groups(broker: &Broker, req: ListGroupsRequest) -> ListGroupsRespons
             listed.push((id, "consumer".into(), "Empty".into(), "classic".into()));
         }
     }
+    for id in super::share::share_groups_with_state(broker) {
+        if !listed.iter().any(|(g, ..)| *g == id) {
+            listed.push((id, "share".into(), "Empty".into(), "share".into()));
+        }
+    }
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
     let groups = listed
@@ -316,11 +321,19 @@ pub async fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteG
     for gid in req.groups_names {
         let id = gid.0.to_string();
         let mut code = broker.groups.with(|c| (c.delete(&id), Vec::new()));
-        if code == ResponseError::GroupIdNotFound.code() && broker.offsets.has_group(&id) {
+        let has_share_state = !broker.share.handles(Some(&id)).is_empty();
+        if code == ResponseError::GroupIdNotFound.code()
+            && (broker.offsets.has_group(&id) || has_share_state)
+        {
             code = 0;
         }
         if code == 0 {
             if let Err(e) = broker.offsets.delete_group(&id, now_ms()).await {
+                code = e.code;
+            }
+        }
+        if code == 0 {
+            if let Err(e) = super::share::delete_share_state(broker, &gid).await {
                 code = e.code;
             }
         }

@@ -19,6 +19,7 @@ mod groups;
 mod metadata;
 mod offsets;
 mod produce;
+mod share;
 
 /// What the connection does with a request.
 pub enum Handled {
@@ -67,6 +68,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::ShareGroupHeartbeat, 1, 1),
+    (ApiKey::ShareGroupDescribe, 1, 1),
+    (ApiKey::ShareFetch, 1, 1),
+    (ApiKey::ShareAcknowledge, 1, 1),
+    (ApiKey::DescribeShareGroupOffsets, 0, 0),
+    (ApiKey::AlterShareGroupOffsets, 0, 0),
+    (ApiKey::DeleteShareGroupOffsets, 0, 0),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -110,7 +118,14 @@ fn api_name(key: ApiKey) -> &'static str {
         DescribeCluster,
         DescribeTopicPartitions,
         ConsumerGroupHeartbeat,
-        ConsumerGroupDescribe
+        ConsumerGroupDescribe,
+        ShareGroupHeartbeat,
+        ShareGroupDescribe,
+        ShareFetch,
+        ShareAcknowledge,
+        DescribeShareGroupOffsets,
+        AlterShareGroupOffsets,
+        DeleteShareGroupOffsets
     )
 }
 
@@ -301,6 +316,21 @@ async fn dispatch(
             Rs::ConsumerGroupDescribe(groups::consumer_group_describe(broker, r))
         }
         Rq::DeleteGroups(r) => Rs::DeleteGroups(groups::delete_groups(broker, r).await),
+        Rq::ShareGroupHeartbeat(r) => {
+            Rs::ShareGroupHeartbeat(share::share_group_heartbeat(broker, r, ctx))
+        }
+        Rq::ShareGroupDescribe(r) => Rs::ShareGroupDescribe(share::share_group_describe(broker, r)),
+        Rq::ShareFetch(r) => Rs::ShareFetch(share::share_fetch(broker, r).await),
+        Rq::ShareAcknowledge(r) => Rs::ShareAcknowledge(share::share_acknowledge(broker, r).await),
+        Rq::DescribeShareGroupOffsets(r) => {
+            Rs::DescribeShareGroupOffsets(share::describe_share_group_offsets(broker, r))
+        }
+        Rq::AlterShareGroupOffsets(r) => {
+            Rs::AlterShareGroupOffsets(share::alter_share_group_offsets(broker, r).await)
+        }
+        Rq::DeleteShareGroupOffsets(r) => {
+            Rs::DeleteShareGroupOffsets(share::delete_share_group_offsets(broker, r).await)
+        }
         // The version check above only lets through what SUPPORTED lists.
         _ => return Err("request has no handler".to_string()),
     }))
@@ -309,4 +339,9 @@ async fn dispatch(
 /// A StrBytes from anything displayable.
 pub fn s(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
+}
+
+/// Releases the records of share-group members the coordinator dropped (timer path).
+pub fn release_departed_share_members(broker: &Broker) {
+    share::release_departed(broker);
 }

@@ -27,11 +27,7 @@ fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionP
 }
 
 /// Returns `None` for acks=0 (no response is sent).
-pub async fn handle(
-    broker: &Broker,
-    req: ProduceRequest,
-    _version: i16,
-) -> Option<ProduceResponse> {
+pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
     let bad_acks = !matches!(acks, -1..=1);
     let now = now_ms();
@@ -79,6 +75,26 @@ pub async fn handle(
                 ));
                 continue;
             };
+            if let Some(spec) = topic
+                .as_ref()
+                .and_then(|t| crate::schemas::Validation::of(&t.configs))
+            {
+                if let Err((index, e)) =
+                    crate::schemas::validate_records(&broker.registry, &name, &spec, &records)
+                {
+                    tracing::debug!(topic = %name, partition = pd.index, error = %e, "record refused by schema validation");
+                    let mut resp = partition_error(pd.index, e.code, Some(e.message.clone()));
+                    if version >= 8 {
+                        resp = resp.with_record_errors(vec![
+                            kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default()
+                                .with_batch_index(index)
+                                .with_batch_index_error_message(Some(s(e.message))),
+                        ]);
+                    }
+                    partitions.push(resp);
+                    continue;
+                }
+            }
             let len = records.len() as u64;
             match partition.append(&records, now) {
                 Ok(a) => {

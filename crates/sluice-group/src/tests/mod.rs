@@ -3,6 +3,7 @@
 mod assignors;
 mod classic;
 mod consumer;
+mod share;
 
 use std::collections::BTreeMap;
 

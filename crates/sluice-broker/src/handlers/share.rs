@@ -1,0 +1,944 @@
+//! Share groups on the wire (KIP-932): ShareGroupHeartbeat, ShareGroupDescribe, ShareFetch,
+//! ShareAcknowledge and the share-group offset admin APIs.
+//!
+//! ShareFetch: first the piggy-backed acknowledgements are applied (and made durable), then
+//! records are acquired from the session's partitions in turn, up to `max_records`; the
+//! response carries the stored batches that hold them plus the acquired offset ranges (the
+//! client drops records of a batch outside them). With nothing to acquire the request waits
+//! up to `max_wait_ms` for new records or for records to come back (release, lock expiry).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse, BrokerId,
+    DeleteShareGroupOffsetsRequest, DeleteShareGroupOffsetsResponse,
+    DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsResponse, GroupId,
+    ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest, ShareFetchResponse,
+    ShareGroupDescribeRequest, ShareGroupDescribeResponse, ShareGroupHeartbeatRequest,
+    ShareGroupHeartbeatResponse, TopicName,
+};
+use sluice_share::{AckType, AcquiredRange, MemberId};
+use uuid::Uuid;
+
+use super::{s, RequestContext};
+use crate::broker::Broker;
+use crate::error::KafkaError;
+use crate::group_config::ShareSettings;
+use crate::groups::now_u64;
+use crate::metrics::{AckLabels, GroupTopicLabels, TopicLabels};
+use crate::share::{ack_error_code, SessionStep, ShareHandle, SpKey};
+
+/// Cap on a share fetch's wait, whatever the client asks.
+const MAX_WAIT_MS: i32 = 30_000;
+/// `max_records` when the client sends none (Kafka's `max.poll.records` default).
+const DEFAULT_MAX_RECORDS: i32 = 500;
+
+fn settings(broker: &Broker, group: &str) -> ShareSettings {
+    broker.metadata.group_configs(group).share_settings(group)
+}
+
+/// Tells the share service about members the coordinator dropped (left or timed out).
+pub fn release_departed(broker: &Broker) {
+    let departed = broker
+        .groups
+        .with(|c| (c.take_departed_share_members(), Vec::new()));
+    for (group, member) in departed {
+        broker.share.member_departed(broker, &group, &member);
+    }
+}
+
+pub fn share_group_heartbeat(
+    broker: &Broker,
+    req: ShareGroupHeartbeatRequest,
+    ctx: &RequestContext,
+) -> ShareGroupHeartbeatResponse {
+    let group = req.group_id.0.to_string();
+    let settings = settings(broker, &group);
+    let request = sluice_group::ShareHeartbeat {
+        group_id: group,
+        member_id: req.member_id.to_string(),
+        member_epoch: req.member_epoch,
+        rack_id: req.rack_id.as_ref().map(|r| r.to_string()),
+        subscribed_topic_names: req
+            .subscribed_topic_names
+            .as_ref()
+            .map(|names| names.iter().map(|n| n.0.to_string()).collect()),
+        client_id: ctx.client_id.clone(),
+        client_host: ctx.client_host.clone(),
+    };
+    let snapshot = crate::groups::topics_snapshot(&broker.metadata, &Default::default());
+    let timeouts = sluice_group::ShareGroupTimeouts {
+        heartbeat_interval_ms: settings.heartbeat_interval_ms,
+        session_timeout_ms: settings.session_timeout_ms,
+    };
+    let now = now_u64();
+    let result = broker.groups.with(|c| {
+        (
+            c.share_heartbeat(now, request, &snapshot, timeouts),
+            Vec::new(),
+        )
+    });
+    release_departed(broker);
+    match result {
+        Ok(r) => ShareGroupHeartbeatResponse::default()
+            .with_member_id(Some(s(r.member_id)))
+            .with_member_epoch(r.member_epoch)
+            .with_heartbeat_interval_ms(r.heartbeat_interval_ms)
+            .with_assignment(r.assignment.map(|a| {
+                use kafka_protocol::messages::share_group_heartbeat_response::{
+                    Assignment, TopicPartitions,
+                };
+                Assignment::default().with_topic_partitions(
+                    a.into_iter()
+                        .map(|(id, ps)| {
+                            TopicPartitions::default()
+                                .with_topic_id(Uuid::from_bytes(id))
+                                .with_partitions(ps)
+                        })
+                        .collect(),
+                )
+            })),
+        Err((code, message)) => {
+            tracing::debug!(group = %req.group_id.0, code, %message, "share group heartbeat refused");
+            ShareGroupHeartbeatResponse::default()
+                .with_error_code(code)
+                .with_error_message(Some(s(message)))
+                .with_member_epoch(-1)
+        }
+    }
+}
+
+pub fn share_group_describe(
+    broker: &Broker,
+    req: ShareGroupDescribeRequest,
+) -> ShareGroupDescribeResponse {
+    use kafka_protocol::messages::share_group_describe_response::{
+        Assignment, DescribedGroup, Member, TopicPartitions,
+    };
+    let topic_name = |id: [u8; 16]| {
+        broker
+            .metadata
+            .topic_by_id(Uuid::from_bytes(id))
+            .map(|t| t.name.clone())
+            .unwrap_or_default()
+    };
+    let groups = req
+        .group_ids
+        .into_iter()
+        .map(|gid| {
+            let described = broker.groups.read(|c| c.describe(&gid.0));
+            let has_state = !broker.share.handles(Some(&gid.0)).is_empty();
+            match described {
+                Some(d) if d.group_type == sluice_group::GroupType::Share => {
+                    DescribedGroup::default()
+                        .with_group_id(gid)
+                        .with_group_state(s(d.state.as_str()))
+                        .with_group_epoch(d.group_epoch)
+                        .with_assignment_epoch(d.assignment_epoch)
+                        .with_assignor_name(s(d.assignor_name))
+                        .with_authorized_operations(i32::MIN)
+                        .with_members(
+                            d.members
+                                .into_iter()
+                                .map(|m| {
+                                    Member::default()
+                                        .with_member_id(s(m.member_id))
+                                        .with_rack_id(m.rack_id.map(s))
+                                        .with_member_epoch(m.member_epoch)
+                                        .with_client_id(s(m.client_id))
+                                        .with_client_host(s(m.client_host))
+                                        .with_subscribed_topic_names(
+                                            m.subscribed_topic_names
+                                                .into_iter()
+                                                .map(|t| TopicName(s(t)))
+                                                .collect(),
+                                        )
+                                        .with_assignment(
+                                            Assignment::default().with_topic_partitions(
+                                                m.assigned
+                                                    .into_iter()
+                                                    .map(|(id, ps)| {
+                                                        TopicPartitions::default()
+                                                            .with_topic_id(Uuid::from_bytes(id))
+                                                            .with_topic_name(TopicName(s(
+                                                                topic_name(id),
+                                                            )))
+                                                            .with_partitions(ps)
+                                                    })
+                                                    .collect(),
+                                            ),
+                                        )
+                                })
+                                .collect(),
+                        )
+                }
+                // Known only by its durable state (after a restart): an empty share group.
+                None if has_state => DescribedGroup::default()
+                    .with_group_id(gid)
+                    .with_group_state(s("Empty"))
+                    .with_assignor_name(s("simple"))
+                    .with_authorized_operations(i32::MIN),
+                Some(_) => DescribedGroup::default()
+                    .with_error_code(ResponseError::InvalidGroupId.code())
+                    .with_error_message(Some(s(format!("Group {} is not a share group.", gid.0))))
+                    .with_group_id(gid)
+                    .with_group_state(s("Dead")),
+                None => DescribedGroup::default()
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(s(format!("Group {} not found.", gid.0))))
+                    .with_group_id(gid)
+                    .with_group_state(s("Dead")),
+            }
+        })
+        .collect();
+    ShareGroupDescribeResponse::default().with_groups(groups)
+}
+
+/// One partition's acknowledgement batches, as (first, last, types).
+type AckBatches = Vec<(i64, i64, Vec<i8>)>;
+
+/// Applies acknowledgements to the share-partitions; returns per (topic id, partition) the
+/// error code and message (0 = all applied). Waits until the new state is durable.
+async fn apply_acks(
+    broker: &Broker,
+    group: &str,
+    member: &MemberId,
+    acks: Vec<((Uuid, i32), AckBatches)>,
+    settings: &ShareSettings,
+    allow_renew: bool,
+) -> BTreeMap<(Uuid, i32), (i16, Option<String>)> {
+    let mut results = BTreeMap::new();
+    let mut wait_for = None::<i64>;
+    let now = now_u64();
+    let mut any_released = false;
+    for ((topic_id, partition), batches) in acks {
+        let key = SpKey {
+            group: Arc::from(group),
+            topic_id,
+            partition,
+        };
+        let outcome = match broker.share.get(&key) {
+            None if broker.metadata.topic_by_id(topic_id).is_none() => Err(KafkaError::new(
+                ResponseError::UnknownTopicId,
+                format!("no topic with id {topic_id}"),
+            )),
+            None => Err(KafkaError::new(
+                ResponseError::InvalidRecordState,
+                "no records of this partition were acquired by the group",
+            )),
+            Some(h) => {
+                let changed = h.change(&broker.share.store, |sp| {
+                    let mut first_error = None;
+                    let mut counts = [0u64; 5];
+                    for (first, last, types) in &batches {
+                        if !allow_renew && types.contains(&(AckType::Renew as i8)) {
+                            first_error.get_or_insert((
+                                ResponseError::InvalidRequest.code(),
+                                "acknowledge type 4 (renew) needs ShareFetch v2".to_string(),
+                            ));
+                            continue;
+                        }
+                        match sp.acknowledge(member, *first, *last, types, now, &settings.share) {
+                            Ok(()) => {
+                                let kind = |t: i8| usize::try_from(t).unwrap_or(0).min(4);
+                                if let [t] = types.as_slice() {
+                                    counts[kind(*t)] += (last - first + 1).max(0) as u64;
+                                } else {
+                                    for t in types {
+                                        counts[kind(*t)] += 1;
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                first_error.get_or_insert(ack_error_code(&e));
+                            }
+                        }
+                    }
+                    let letters = sp.take_dead_letters();
+                    ((first_error, counts, letters), true)
+                });
+                match changed {
+                    Ok(((first_error, counts, letters), end)) => {
+                        if let Some(end) = end {
+                            wait_for = Some(wait_for.map_or(end, |w| w.max(end)));
+                        }
+                        for (kind, n) in ["gap", "accept", "release", "reject", "renew"]
+                            .into_iter()
+                            .zip(counts)
+                        {
+                            if n > 0 {
+                                any_released |= kind == "release";
+                                broker
+                                    .metrics
+                                    .share_acks
+                                    .get_or_create(&AckLabels {
+                                        group: group.to_string(),
+                                        kind,
+                                    })
+                                    .inc_by(n);
+                            }
+                        }
+                        broker.share.dispatch_dead_letters(&h, letters, settings);
+                        Ok(first_error)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        results.insert(
+            (topic_id, partition),
+            match outcome {
+                Ok(None) => (0, None),
+                Ok(Some((code, msg))) => (code, Some(msg)),
+                Err(e) => (e.code, Some(e.message)),
+            },
+        );
+    }
+    if let Some(end) = wait_for {
+        if let Err(e) = broker.share.store.durable(end).await {
+            for r in results.values_mut() {
+                *r = (e.code, Some(e.message.clone()));
+            }
+        }
+    }
+    if any_released {
+        broker.share.available.notify_waiters();
+    }
+    results
+}
+
+fn node_endpoints_fetch(
+    broker: &Broker,
+) -> Vec<kafka_protocol::messages::share_fetch_response::NodeEndpoint> {
+    vec![
+        kafka_protocol::messages::share_fetch_response::NodeEndpoint::default()
+            .with_node_id(BrokerId(broker.config.node_id))
+            .with_host(s(broker.advertised_host.clone()))
+            .with_port(broker.advertised_port),
+    ]
+}
+
+/// First read of a share fetch: enough for a few small batches; later reads are sized from
+/// the bytes per offset seen so far.
+const FIRST_READ_BYTES: usize = 16 << 10;
+const MAX_READ_BYTES: usize = 8 << 20;
+
+/// Reads the stored batches holding offsets `first..=last`, sizing each read by what is left
+/// (a fixed large read would load and copy far more than a `max_records` fetch needs).
+fn read_covering(handle: &ShareHandle, first: i64, last: i64) -> Result<Vec<u8>, KafkaError> {
+    let mut out: Vec<u8> = Vec::new();
+    let mut next = first;
+    let mut limit = FIRST_READ_BYTES;
+    while next <= last {
+        let (slice, _) = handle.log.read(next, limit);
+        let Some(slice) = slice? else { break };
+        let mut bytes = slice.load()?;
+        let mut used = 0;
+        let mut end = next;
+        for (at, h) in sluice_storage::BatchIter::new(&bytes) {
+            if h.base_offset > last {
+                break;
+            }
+            used = at + h.total_len();
+            end = h.next_offset();
+        }
+        if used == 0 || end <= next {
+            break;
+        }
+        let per_offset = used / usize::try_from(end - next).unwrap_or(1).max(1);
+        bytes.truncate(used);
+        if out.is_empty() {
+            out = bytes;
+        } else {
+            out.extend_from_slice(&bytes);
+        }
+        let remaining = usize::try_from(last + 1 - end).unwrap_or(0);
+        limit = (remaining.saturating_mul(per_offset.max(1)) + per_offset)
+            .clamp(FIRST_READ_BYTES, MAX_READ_BYTES);
+        next = end;
+    }
+    Ok(out)
+}
+
+/// A member's request must come from a member of the group (a fetch opening a session) or
+/// from a session it opened.
+fn check_member(broker: &Broker, group: &str, member: &str) -> Result<(), KafkaError> {
+    if group.is_empty() || member.is_empty() {
+        return Err(KafkaError::new(
+            ResponseError::InvalidRequest,
+            "GroupId and MemberId must be set",
+        ));
+    }
+    if broker.groups.read(|c| c.is_share_member(group, member)) {
+        Ok(())
+    } else {
+        Err(KafkaError::new(
+            ResponseError::UnknownMemberId,
+            format!("{member} is not a member of share group {group}"),
+        ))
+    }
+}
+
+pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchResponse {
+    use kafka_protocol::messages::share_fetch_response::{
+        AcquiredRecords, LeaderIdAndEpoch, PartitionData, ShareFetchableTopicResponse,
+    };
+    let group = req
+        .group_id
+        .as_ref()
+        .map(|g| g.0.to_string())
+        .unwrap_or_default();
+    let member = req
+        .member_id
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    let fail = |e: KafkaError| {
+        ShareFetchResponse::default()
+            .with_error_code(e.code)
+            .with_error_message(Some(s(e.message)))
+    };
+    if req.share_session_epoch == 0 {
+        if let Err(e) = check_member(broker, &group, &member) {
+            return fail(e);
+        }
+    } else if group.is_empty() || member.is_empty() {
+        return fail(KafkaError::new(
+            ResponseError::InvalidRequest,
+            "GroupId and MemberId must be set",
+        ));
+    }
+    let requested: Vec<(Uuid, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.topic_id, p.partition_index))
+        })
+        .collect();
+    let forgotten: Vec<(Uuid, i32)> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p)))
+        .collect();
+    let acks: Vec<((Uuid, i32), AckBatches)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter(|p| !p.acknowledgement_batches.is_empty())
+                .map(move |p| {
+                    (
+                        (t.topic_id, p.partition_index),
+                        p.acknowledgement_batches
+                            .iter()
+                            .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
+                            .collect(),
+                    )
+                })
+        })
+        .collect();
+    if req.share_session_epoch == 0 && !acks.is_empty() {
+        return fail(KafkaError::new(
+            ResponseError::InvalidRequest,
+            "acknowledgements cannot be sent when opening a share session",
+        ));
+    }
+    let step = match broker.share.session_step(
+        &group,
+        &member,
+        req.share_session_epoch,
+        &requested,
+        &forgotten,
+        true,
+    ) {
+        Ok(step) => step,
+        Err(e) => return fail(e),
+    };
+    let settings = settings(broker, &group);
+    let member_id: MemberId = Arc::from(member.as_str());
+    let ack_results = apply_acks(broker, &group, &member_id, acks, &settings, false).await;
+
+    // Acquire.
+    let mut acquired: Vec<(Arc<ShareHandle>, Vec<AcquiredRange>)> = Vec::new();
+    let mut partition_errors: BTreeMap<(Uuid, i32), KafkaError> = BTreeMap::new();
+    match step {
+        SessionStep::Closed => {
+            broker.share.release_member(broker, &group, &member);
+        }
+        SessionStep::Open(partitions) => {
+            let max_records = if req.max_records > 0 {
+                req.max_records
+            } else {
+                DEFAULT_MAX_RECORDS
+            } as u32;
+            let wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS) as u64);
+            let deadline = tokio::time::Instant::now() + wait;
+            let mut handles = Vec::with_capacity(partitions.len());
+            for (topic_id, partition) in &partitions {
+                let key = SpKey {
+                    group: Arc::from(group.as_str()),
+                    topic_id: *topic_id,
+                    partition: *partition,
+                };
+                match broker.share.get_or_create(broker, &key, &settings).await {
+                    Ok(h) => handles.push(h),
+                    Err(e) => {
+                        partition_errors.insert((*topic_id, *partition), e);
+                    }
+                }
+            }
+            loop {
+                // Register for wake-ups before looking, so nothing in between is missed.
+                let appended = broker.data_appended.notified();
+                let available = broker.share.available.notified();
+                let mut left = max_records;
+                for h in &handles {
+                    if left == 0 {
+                        break;
+                    }
+                    let ranges = broker.share.acquire(h, &member_id, left, &settings);
+                    let n: i64 = ranges
+                        .iter()
+                        .map(|r| r.last_offset - r.first_offset + 1)
+                        .sum();
+                    if n > 0 {
+                        left = left.saturating_sub(n as u32);
+                        broker
+                            .metrics
+                            .share_acquired
+                            .get_or_create(&GroupTopicLabels {
+                                group: group.clone(),
+                                topic: h.topic.clone(),
+                            })
+                            .inc_by(n as u64);
+                        acquired.push((h.clone(), ranges));
+                    }
+                }
+                if !acquired.is_empty()
+                    || !partition_errors.is_empty()
+                    || tokio::time::Instant::now() >= deadline
+                    || handles.is_empty()
+                {
+                    break;
+                }
+                tokio::select! {
+                    _ = appended => {}
+                    _ = available => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
+                }
+            }
+        }
+    }
+
+    // Build the response: partitions with records, acknowledgement results or errors.
+    let mut by_topic: BTreeMap<Uuid, Vec<PartitionData>> = BTreeMap::new();
+    let leader = LeaderIdAndEpoch::default()
+        .with_leader_id(broker.config.node_id)
+        .with_leader_epoch(crate::partition::LEADER_EPOCH);
+    let mut ack_results = ack_results;
+    for (h, ranges) in acquired {
+        let first = ranges.iter().map(|r| r.first_offset).min().unwrap_or(0);
+        let last = ranges.iter().map(|r| r.last_offset).max().unwrap_or(-1);
+        let tp = (h.key.topic_id, h.key.partition);
+        let (ack_code, ack_msg) = ack_results.remove(&tp).unwrap_or((0, None));
+        let mut data = PartitionData::default()
+            .with_partition_index(h.key.partition)
+            .with_acknowledge_error_code(ack_code)
+            .with_acknowledge_error_message(ack_msg.map(s))
+            .with_current_leader(leader.clone());
+        match read_covering(&h, first, last) {
+            Ok(bytes) => {
+                broker
+                    .metrics
+                    .bytes_out
+                    .get_or_create(&TopicLabels {
+                        topic: h.topic.clone(),
+                    })
+                    .inc_by(bytes.len() as u64);
+                data = data
+                    .with_records(Some(Bytes::from(bytes)))
+                    .with_acquired_records(
+                        ranges
+                            .iter()
+                            .map(|r| {
+                                AcquiredRecords::default()
+                                    .with_first_offset(r.first_offset)
+                                    .with_last_offset(r.last_offset)
+                                    .with_delivery_count(r.delivery_count as i16)
+                            })
+                            .collect(),
+                    );
+            }
+            Err(e) => {
+                // The records stay acquired and come back when the lock expires.
+                tracing::error!(topic = %h.topic, partition = h.key.partition, error = %e, "share fetch read failed");
+                data = data
+                    .with_error_code(e.code)
+                    .with_error_message(Some(s(e.message)));
+            }
+        }
+        by_topic.entry(h.key.topic_id).or_default().push(data);
+    }
+    for ((topic_id, partition), e) in partition_errors {
+        let (ack_code, ack_msg) = ack_results
+            .remove(&(topic_id, partition))
+            .unwrap_or((0, None));
+        by_topic.entry(topic_id).or_default().push(
+            PartitionData::default()
+                .with_partition_index(partition)
+                .with_error_code(e.code)
+                .with_error_message(Some(s(e.message)))
+                .with_acknowledge_error_code(ack_code)
+                .with_acknowledge_error_message(ack_msg.map(s))
+                .with_current_leader(leader.clone()),
+        );
+    }
+    for ((topic_id, partition), (code, msg)) in ack_results {
+        by_topic.entry(topic_id).or_default().push(
+            PartitionData::default()
+                .with_partition_index(partition)
+                .with_acknowledge_error_code(code)
+                .with_acknowledge_error_message(msg.map(s))
+                .with_current_leader(leader.clone()),
+        );
+    }
+    ShareFetchResponse::default()
+        .with_acquisition_lock_timeout_ms(
+            settings.share.lock_duration_ms.min(i32::MAX as u64) as i32
+        )
+        .with_responses(
+            by_topic
+                .into_iter()
+                .map(|(topic_id, partitions)| {
+                    ShareFetchableTopicResponse::default()
+                        .with_topic_id(topic_id)
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        )
+        .with_node_endpoints(node_endpoints_fetch(broker))
+}
+
+pub async fn share_acknowledge(
+    broker: &Broker,
+    req: ShareAcknowledgeRequest,
+) -> ShareAcknowledgeResponse {
+    use kafka_protocol::messages::share_acknowledge_response::{
+        LeaderIdAndEpoch, NodeEndpoint, PartitionData, ShareAcknowledgeTopicResponse,
+    };
+    let group = req
+        .group_id
+        .as_ref()
+        .map(|g| g.0.to_string())
+        .unwrap_or_default();
+    let member = req
+        .member_id
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    let fail = |e: KafkaError| {
+        ShareAcknowledgeResponse::default()
+            .with_error_code(e.code)
+            .with_error_message(Some(s(e.message)))
+    };
+    if group.is_empty() || member.is_empty() {
+        return fail(KafkaError::new(
+            ResponseError::InvalidRequest,
+            "GroupId and MemberId must be set",
+        ));
+    }
+    let acks: Vec<((Uuid, i32), AckBatches)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    (t.topic_id, p.partition_index),
+                    p.acknowledgement_batches
+                        .iter()
+                        .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
+                        .collect(),
+                )
+            })
+        })
+        .collect();
+    let step =
+        match broker
+            .share
+            .session_step(&group, &member, req.share_session_epoch, &[], &[], false)
+        {
+            Ok(step) => step,
+            Err(e) => return fail(e),
+        };
+    let settings = settings(broker, &group);
+    let member_id: MemberId = Arc::from(member.as_str());
+    let results = apply_acks(broker, &group, &member_id, acks, &settings, false).await;
+    if matches!(step, SessionStep::Closed) {
+        broker.share.release_member(broker, &group, &member);
+    }
+    let leader = LeaderIdAndEpoch::default()
+        .with_leader_id(broker.config.node_id)
+        .with_leader_epoch(crate::partition::LEADER_EPOCH);
+    let mut by_topic: BTreeMap<Uuid, Vec<PartitionData>> = BTreeMap::new();
+    for ((topic_id, partition), (code, msg)) in results {
+        by_topic.entry(topic_id).or_default().push(
+            PartitionData::default()
+                .with_partition_index(partition)
+                .with_error_code(code)
+                .with_error_message(msg.map(s))
+                .with_current_leader(leader.clone()),
+        );
+    }
+    ShareAcknowledgeResponse::default()
+        .with_responses(
+            by_topic
+                .into_iter()
+                .map(|(topic_id, partitions)| {
+                    ShareAcknowledgeTopicResponse::default()
+                        .with_topic_id(topic_id)
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        )
+        .with_node_endpoints(vec![NodeEndpoint::default()
+            .with_node_id(BrokerId(broker.config.node_id))
+            .with_host(s(broker.advertised_host.clone()))
+            .with_port(broker.advertised_port)])
+}
+
+/// Offset admin on a share group requires it to be empty (as Kafka: GROUP_NOT_EMPTY /
+/// NON_EMPTY_GROUP while members are active) and not another type.
+fn check_admin_group(broker: &Broker, group: &str, must_be_empty: bool) -> Result<(), KafkaError> {
+    if group.is_empty() {
+        return Err(KafkaError::new(
+            ResponseError::InvalidGroupId,
+            "group id is empty",
+        ));
+    }
+    match broker.groups.read(|c| c.describe(group)) {
+        Some(d) if d.group_type != sluice_group::GroupType::Share => Err(KafkaError::new(
+            ResponseError::GroupIdNotFound,
+            format!("Group {group} is not a share group."),
+        )),
+        Some(d) if must_be_empty && !d.members.is_empty() => Err(KafkaError::new(
+            ResponseError::NonEmptyGroup,
+            format!("share group {group} has active members; stop them first"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub fn describe_share_group_offsets(
+    broker: &Broker,
+    req: DescribeShareGroupOffsetsRequest,
+) -> DescribeShareGroupOffsetsResponse {
+    use kafka_protocol::messages::describe_share_group_offsets_response::{
+        DescribeShareGroupOffsetsResponseGroup as G,
+        DescribeShareGroupOffsetsResponsePartition as P,
+        DescribeShareGroupOffsetsResponseTopic as T,
+    };
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|g| {
+            let group = g.group_id.0.to_string();
+            if let Err(e) = check_admin_group(broker, &group, false) {
+                return G::default()
+                    .with_group_id(g.group_id)
+                    .with_error_code(e.code)
+                    .with_error_message(Some(s(e.message)));
+            }
+            let handles = broker.share.handles(Some(&group));
+            // Null topics: every topic-partition the group has state for.
+            let wanted: Vec<(String, Vec<i32>)> = match g.topics {
+                Some(topics) => topics
+                    .into_iter()
+                    .map(|t| (t.topic_name.0.to_string(), t.partitions))
+                    .collect(),
+                None => {
+                    let mut m: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                    for h in &handles {
+                        m.entry(h.topic.clone()).or_default().push(h.key.partition);
+                    }
+                    m.into_iter()
+                        .map(|(t, mut ps)| {
+                            ps.sort_unstable();
+                            (t, ps)
+                        })
+                        .collect()
+                }
+            };
+            let topics = wanted
+                .into_iter()
+                .map(|(name, partitions)| {
+                    let topic = broker.metadata.topic(&name);
+                    T::default()
+                        .with_topic_name(TopicName(s(name.clone())))
+                        .with_topic_id(topic.as_ref().map_or(Uuid::nil(), |t| t.id))
+                        .with_partitions(
+                            partitions
+                                .into_iter()
+                                .map(|p| {
+                                    let Some(t) = &topic else {
+                                        return P::default()
+                                            .with_partition_index(p)
+                                            .with_start_offset(-1)
+                                            .with_error_code(
+                                                ResponseError::UnknownTopicOrPartition.code(),
+                                            );
+                                    };
+                                    let key = SpKey {
+                                        group: Arc::from(group.as_str()),
+                                        topic_id: t.id,
+                                        partition: p,
+                                    };
+                                    // -1: the group has not read this partition yet.
+                                    let start = broker
+                                        .share
+                                        .get(&key)
+                                        .map_or(-1, |h| h.read(|sp| sp.start_offset()));
+                                    P::default()
+                                        .with_partition_index(p)
+                                        .with_start_offset(start)
+                                        .with_leader_epoch(crate::partition::LEADER_EPOCH)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            G::default().with_group_id(g.group_id).with_topics(topics)
+        })
+        .collect();
+    DescribeShareGroupOffsetsResponse::default().with_groups(groups)
+}
+
+pub async fn alter_share_group_offsets(
+    broker: &Broker,
+    req: AlterShareGroupOffsetsRequest,
+) -> AlterShareGroupOffsetsResponse {
+    use kafka_protocol::messages::alter_share_group_offsets_response::{
+        AlterShareGroupOffsetsResponsePartition as P, AlterShareGroupOffsetsResponseTopic as T,
+    };
+    let group = req.group_id.0.to_string();
+    if let Err(e) = check_admin_group(broker, &group, true) {
+        return AlterShareGroupOffsetsResponse::default()
+            .with_error_code(e.code)
+            .with_error_message(Some(s(e.message)));
+    }
+    let settings = settings(broker, &group);
+    let mut responses = Vec::new();
+    for t in req.topics {
+        let name = t.topic_name.0.to_string();
+        let topic = broker.metadata.topic(&name);
+        let mut partitions = Vec::new();
+        for p in t.partitions {
+            let outcome = match &topic {
+                None => Err(crate::metadata::unknown_topic(&name)),
+                Some(topic) => {
+                    let key = SpKey {
+                        group: Arc::from(group.as_str()),
+                        topic_id: topic.id,
+                        partition: p.partition_index,
+                    };
+                    broker
+                        .share
+                        .reset(broker, &key, p.start_offset, &settings)
+                        .await
+                }
+            };
+            partitions.push(match outcome {
+                Ok(()) => P::default().with_partition_index(p.partition_index),
+                Err(e) => P::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(e.code)
+                    .with_error_message(Some(s(e.message))),
+            });
+        }
+        responses.push(
+            T::default()
+                .with_topic_name(t.topic_name)
+                .with_topic_id(topic.map_or(Uuid::nil(), |t| t.id))
+                .with_partitions(partitions),
+        );
+    }
+    AlterShareGroupOffsetsResponse::default().with_responses(responses)
+}
+
+pub async fn delete_share_group_offsets(
+    broker: &Broker,
+    req: DeleteShareGroupOffsetsRequest,
+) -> DeleteShareGroupOffsetsResponse {
+    use kafka_protocol::messages::delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic as T;
+    let group = req.group_id.0.to_string();
+    if let Err(e) = check_admin_group(broker, &group, true) {
+        return DeleteShareGroupOffsetsResponse::default()
+            .with_error_code(e.code)
+            .with_error_message(Some(s(e.message)));
+    }
+    let mut responses = Vec::new();
+    for t in req.topics {
+        let name = t.topic_name.0.to_string();
+        let resp = T::default().with_topic_name(t.topic_name);
+        let Some(topic) = broker.metadata.topic(&name) else {
+            let e = crate::metadata::unknown_topic(&name);
+            responses.push(
+                resp.with_error_code(e.code)
+                    .with_error_message(Some(s(e.message))),
+            );
+            continue;
+        };
+        let keys: Vec<SpKey> = broker
+            .share
+            .handles(Some(&group))
+            .iter()
+            .filter(|h| h.key.topic_id == topic.id)
+            .map(|h| h.key.clone())
+            .collect();
+        let resp = resp.with_topic_id(topic.id);
+        responses.push(match broker.share.remove(&keys).await {
+            Ok(()) => resp,
+            Err(e) => resp
+                .with_error_code(e.code)
+                .with_error_message(Some(s(e.message))),
+        });
+    }
+    DeleteShareGroupOffsetsResponse::default().with_responses(responses)
+}
+
+/// The group ids of share groups known only by durable state (after a restart).
+pub fn share_groups_with_state(broker: &Broker) -> Vec<String> {
+    let mut ids: Vec<String> = broker
+        .share
+        .handles(None)
+        .iter()
+        .map(|h| h.key.group.to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Removes a share group's durable state and configs (DeleteGroups).
+pub async fn delete_share_state(broker: &Broker, group: &GroupId) -> Result<(), KafkaError> {
+    let keys: Vec<SpKey> = broker
+        .share
+        .handles(Some(&group.0))
+        .iter()
+        .map(|h| h.key.clone())
+        .collect();
+    broker.share.remove(&keys).await?;
+    if !broker.metadata.group_configs(&group.0).0.is_empty() {
+        broker
+            .metadata
+            .replace_group_configs(&group.0, Default::default(), crate::broker::now_ms())
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! The built-in schema registry's broker side: its durable log, and broker-side validation of
+//! produced records.
+//!
+//! Registry events (`sluice-registry`'s `RegistryEvent`s) are appended to the internal log
+//! `_schemas-0` (Confluent keeps them in the `_schemas` topic) and fsynced before they take
+//! effect; on start the log is replayed. The REST API is mounted on the HTTP port (`http.rs`).
+//!
+//! Validation is per topic: `confluent.value.schema.validation` / `confluent.key.schema.validation`
+//! (Redpanda's `redpanda.value.schema.id.validation` / `redpanda.key.schema.id.validation` mean
+//! the same) make Produce decode each batch and check every record's Confluent framing: magic
+//! byte, a registered schema id — under the subject the topic's subject name strategy gives,
+//! for the default `TopicNameStrategy` — and for Protobuf the message indexes. With
+//! `sluice.schema.validation.parse=true` the payload must also decode against the schema. A bad
+//! batch is refused whole with INVALID_RECORD naming the record. Topics without these configs
+//! take the usual path: nothing is decoded.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::RecordBatchDecoder;
+use sluice_registry::{Journal, Registry};
+
+use crate::error::KafkaError;
+use crate::internal_log;
+use crate::partition::Partition;
+use crate::topic_config::TopicConfigs;
+
+pub const SCHEMAS_LOG_DIR: &str = "_schemas-0";
+
+const TOPIC_NAME_STRATEGY: &str = "io.confluent.kafka.serializers.subject.TopicNameStrategy";
+
+/// The registry's journal: the internal log, always fsynced.
+struct SchemaLog {
+    log: Arc<Partition>,
+}
+
+impl Journal for SchemaLog {
+    fn append(&self, event: Vec<u8>) -> BoxFuture<'static, Result<(), String>> {
+        let log = self.log.clone();
+        Box::pin(async move {
+            internal_log::append_durably(&log, &[(None, Some(event))], crate::broker::now_ms())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.message)
+        })
+    }
+}
+
+/// Opens `_schemas-0` and rebuilds the registry from it.
+pub fn open(data_dir: &std::path::Path, now_ms: i64) -> Result<Arc<Registry>, KafkaError> {
+    let log = Arc::new(Partition::open(
+        &data_dir.join(SCHEMAS_LOG_DIR),
+        0,
+        Default::default(),
+        now_ms,
+    )?);
+    let registry = Registry::new(Arc::new(SchemaLog { log: log.clone() }));
+    internal_log::replay(&log, |_, value| {
+        if let Some(v) = value {
+            if let Err(e) = registry.replay(v) {
+                tracing::error!(error = %e, "skipping unreadable schema registry event");
+            }
+        }
+    })?;
+    Ok(Arc::new(registry))
+}
+
+/// What a topic asks of produced records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validation {
+    pub key: bool,
+    pub value: bool,
+    pub parse: bool,
+    /// Check the id is registered under `<topic>-key` / `<topic>-value`.
+    pub key_topic_subject: bool,
+    pub value_topic_subject: bool,
+}
+
+fn flag(configs: &TopicConfigs, name: &str) -> bool {
+    configs.0.get(name).is_some_and(|v| v == "true")
+}
+
+impl Validation {
+    /// `None` for topics that validate nothing (the common, free case).
+    pub fn of(configs: &TopicConfigs) -> Option<Validation> {
+        let key = flag(configs, "confluent.key.schema.validation")
+            || flag(configs, "redpanda.key.schema.id.validation");
+        let value = flag(configs, "confluent.value.schema.validation")
+            || flag(configs, "redpanda.value.schema.id.validation");
+        if !key && !value {
+            return None;
+        }
+        let topic_strategy = |name: &str| {
+            configs
+                .0
+                .get(name)
+                .is_none_or(|s| s == TOPIC_NAME_STRATEGY || s == "TopicNameStrategy")
+        };
+        Some(Validation {
+            key,
+            value,
+            parse: flag(configs, "sluice.schema.validation.parse"),
+            key_topic_subject: topic_strategy("confluent.key.subject.name.strategy"),
+            value_topic_subject: topic_strategy("confluent.value.subject.name.strategy"),
+        })
+    }
+}
+
+fn invalid(message: String) -> KafkaError {
+    KafkaError::new(ResponseError::InvalidRecord, message)
+}
+
+/// Checks every record of a produced record set; the error names the first bad record by its
+/// index in the set (Kafka's `RecordErrors.BatchIndex`) and says what is wrong.
+pub fn validate_records(
+    registry: &Registry,
+    topic: &str,
+    spec: &Validation,
+    records: &Bytes,
+) -> Result<(), (i32, KafkaError)> {
+    let mut buf = records.clone();
+    let sets = RecordBatchDecoder::decode_all(&mut buf)
+        .map_err(|e| (0, invalid(format!("record batch cannot be decoded: {e}"))))?;
+    // Ids already checked against the topic's subject in this request.
+    let mut subject_ok: Vec<(bool, i32)> = Vec::new();
+    let mut index = 0i32;
+    for set in sets {
+        for r in &set.records {
+            for (is_key, on, bytes, by_topic) in [
+                (true, spec.key, &r.key, spec.key_topic_subject),
+                (false, spec.value, &r.value, spec.value_topic_subject),
+            ] {
+                if !on {
+                    continue;
+                }
+                let part = if is_key { "key" } else { "value" };
+                let fail = |why: String| {
+                    (
+                        index,
+                        invalid(format!(
+                            "record {index} (offset delta {}) of {topic}: {part} {why}",
+                            r.offset
+                        )),
+                    )
+                };
+                let Some(bytes) = bytes else {
+                    return Err(fail(
+                        "is null; this topic requires schema-framed records".into(),
+                    ));
+                };
+                registry
+                    .validate(bytes, spec.parse)
+                    .map_err(|e| fail(format!("is invalid: {e}")))?;
+                if by_topic {
+                    let id = sluice_registry::wire::parse_header(bytes)
+                        .map(|(id, _)| id)
+                        .map_err(|e| fail(format!("is invalid: {e}")))?;
+                    if !subject_ok.contains(&(is_key, id)) {
+                        let subject = format!("{topic}-{part}");
+                        let registered = registry
+                            .versions_for_id(id, true)
+                            .map(|v| v.iter().any(|(s, _)| *s == subject))
+                            .unwrap_or(false);
+                        if !registered {
+                            return Err(fail(format!(
+                                "uses schema id {id}, which is not registered under subject {subject}"
+                            )));
+                        }
+                        subject_ok.push((is_key, id));
+                    }
+                }
+            }
+            index += 1;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,375 @@
+//! Dead letters (KIP-1191, on by default in Sluice): a record that is rejected, or reaches the
+//! delivery-count limit, is copied to its group's DLQ topic *before* it is archived.
+//!
+//! The share-partition keeps such records in a pending state (not available, window start
+//! held) and hands them out once; [`run_writer`] copies them — key, value, headers and
+//! timestamp, plus headers naming the origin — appends them to the DLQ topic (created on
+//! demand, one partition), and only then marks them archived, durably. The queue to the
+//! writer is bounded and filled with `try_send`: when it is full the records stay pending and
+//! the timer offers them again, so a slow DLQ never blocks acknowledgements.
+//!
+//! Redrive state (`sluice dlq requeue|discard`) is kept as the committed offset of the
+//! consumer group [`DLQ_TOOL_GROUP`] on each DLQ partition, with the handled offsets above it
+//! in the commit's metadata ([`sluice_share::HandledOffsets`]); the depth metric reads it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sluice_share::{DeadLetter, DeadLetterReason, HandledOffsets, DLQ_TOOL_GROUP};
+use tokio::sync::watch;
+
+use super::DlqJob;
+use crate::broker::{now_ms, Broker};
+use crate::config::FlushPolicy;
+use crate::error::KafkaError;
+use crate::group_config::DLQ_PREFIX;
+use crate::metrics::GroupTopicLabels;
+use crate::partition::Partition;
+use crate::record_codec::{self, RawRecord};
+use crate::topic_config::TopicConfigs;
+use kafka_protocol::error::ResponseError;
+
+/// Headers added to every dead letter (Kafka Connect's `__connect.errors.*` style).
+pub const H_TOPIC: &str = "__dlq.errors.topic";
+pub const H_PARTITION: &str = "__dlq.errors.partition";
+pub const H_OFFSET: &str = "__dlq.errors.offset";
+pub const H_GROUP: &str = "__dlq.errors.group";
+pub const H_DELIVERY_COUNT: &str = "__dlq.errors.delivery.count";
+pub const H_REASON: &str = "__dlq.errors.reason";
+pub const H_TIMESTAMP: &str = "__dlq.errors.timestamp";
+
+fn reason_text(r: DeadLetterReason) -> &'static str {
+    match r {
+        DeadLetterReason::Rejected => "rejected",
+        DeadLetterReason::DeliveryLimit => "delivery_limit",
+    }
+}
+
+/// Reads the stored records from `first` to `last` (inclusive), decoded with every header.
+/// Records retention already removed are simply absent.
+pub fn read_records(log: &Partition, first: i64, last: i64) -> Result<Vec<RawRecord>, KafkaError> {
+    let mut out = Vec::new();
+    let mut next = first.max(log.watermarks().log_start_offset);
+    while next <= last {
+        let (slice, _) = log.read(next, 1 << 20);
+        let Some(slice) = slice? else { break };
+        let bytes = slice.load()?;
+        let records = record_codec::decode(&bytes).map_err(|e| {
+            KafkaError::new(
+                ResponseError::CorruptMessage,
+                format!("stored batch unreadable: {e}"),
+            )
+        })?;
+        let before = next;
+        for (_, h) in sluice_storage::BatchIter::new(&bytes) {
+            next = next.max(h.next_offset());
+        }
+        out.extend(
+            records
+                .into_iter()
+                .filter(|r| (first..=last).contains(&r.offset)),
+        );
+        if next == before {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn text(v: impl ToString) -> Option<Bytes> {
+    Some(Bytes::from(v.to_string()))
+}
+
+/// The dead-letter copy of `record`: its key, value, timestamp and headers (an earlier
+/// dead-lettering's `__dlq.errors.*` headers give way to this one's), plus the origin headers.
+fn dead_letter_record(
+    record: &RawRecord,
+    letter: &DeadLetter,
+    topic: &str,
+    partition: i32,
+    group: &str,
+    now: i64,
+) -> RawRecord {
+    let mut headers: Vec<(Bytes, Option<Bytes>)> = record
+        .headers
+        .iter()
+        .filter(|(k, _)| !k.starts_with(b"__dlq.errors."))
+        .cloned()
+        .collect();
+    for (k, v) in [
+        (H_TOPIC, text(topic)),
+        (H_PARTITION, text(partition)),
+        (H_OFFSET, text(letter.offset)),
+        (H_GROUP, text(group)),
+        (H_DELIVERY_COUNT, text(letter.delivery_count)),
+        (H_REASON, text(reason_text(letter.reason))),
+        (H_TIMESTAMP, text(now)),
+    ] {
+        headers.push((Bytes::from_static(k.as_bytes()), v));
+    }
+    RawRecord {
+        offset: 0,
+        timestamp: record.timestamp,
+        key: record.key.clone(),
+        value: record.value.clone(),
+        headers,
+    }
+}
+
+/// The DLQ topic's partition for dead letters from `origin_partition`.
+async fn dlq_partition(
+    broker: &Broker,
+    topic: &str,
+    origin_partition: i32,
+) -> Result<Arc<Partition>, KafkaError> {
+    let t = match broker.metadata.topic(topic) {
+        Some(t) => t,
+        None => match broker
+            .metadata
+            .create_topic(topic, 1, TopicConfigs::default(), false, now_ms())
+            .await
+        {
+            Ok(t) => {
+                tracing::info!(topic, "created dead-letter topic");
+                broker
+                    .metrics
+                    .partitions
+                    .set(broker.metadata.partition_count() as i64);
+                t
+            }
+            // Created by someone else meanwhile.
+            Err(e) if e.code == ResponseError::TopicAlreadyExists.code() => {
+                broker.metadata.topic(topic).ok_or(e)?
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    let n = t.partitions.len().max(1);
+    let i = usize::try_from(origin_partition).unwrap_or(0) % n;
+    t.partitions.get(i).cloned().ok_or_else(|| {
+        KafkaError::new(
+            ResponseError::UnknownTopicOrPartition,
+            "DLQ topic has no partitions",
+        )
+    })
+}
+
+/// Errors a retry cannot cure: the DLQ topic refuses this record for good.
+fn is_permanent(e: &KafkaError) -> bool {
+    [
+        ResponseError::MessageTooLarge,
+        ResponseError::RecordListTooLarge,
+        ResponseError::InvalidRecord,
+        ResponseError::InvalidTopicException,
+        ResponseError::InvalidTimestamp,
+        ResponseError::CorruptMessage,
+    ]
+    .iter()
+    .any(|r| r.code() == e.code)
+}
+
+async fn append(
+    broker: &Broker,
+    target: &Partition,
+    records: &[RawRecord],
+) -> Result<(), KafkaError> {
+    let batch = record_codec::encode(records);
+    let appended = target.append(&batch, now_ms())?;
+    if broker.config.flush == FlushPolicy::Always {
+        target.make_durable(appended.last_offset + 1).await?;
+    }
+    Ok(())
+}
+
+/// What became of one job's dead letters.
+struct Outcome {
+    /// Written (or impossible to write: archived with an error logged).
+    done: Vec<i64>,
+    /// To be offered again later.
+    retry: Vec<i64>,
+}
+
+/// Copies one job's records to the DLQ topic: all in one batch, and if that fails, one by one,
+/// so one record the DLQ topic refuses for good (too large for it, say) neither blocks the
+/// others nor the queue: it is archived without a copy, logged and counted.
+async fn write(broker: &Broker, job: &DlqJob) -> Outcome {
+    let h = &job.handle;
+    let all: Vec<i64> = job.letters.iter().map(|l| l.offset).collect();
+    if job.dlq_topic == h.topic {
+        tracing::warn!(topic = %h.topic, group = %h.key.group, "a group's DLQ topic is the topic it reads; archiving without a copy");
+        return Outcome {
+            done: all,
+            retry: Vec::new(),
+        };
+    }
+    let first = all.iter().copied().min().unwrap_or(0);
+    let last = all.iter().copied().max().unwrap_or(-1);
+    let records = match read_records(&h.log, first, last) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(topic = %h.topic, error = %e, "cannot read records to dead-letter; will retry");
+            return Outcome {
+                done: Vec::new(),
+                retry: all,
+            };
+        }
+    };
+    let now = now_ms();
+    let mut copies: Vec<(i64, RawRecord)> = Vec::new();
+    let mut done = Vec::new();
+    for l in &job.letters {
+        match records.iter().find(|r| r.offset == l.offset) {
+            Some(r) => copies.push((
+                l.offset,
+                dead_letter_record(r, l, &h.topic, h.key.partition, &h.key.group, now),
+            )),
+            // Deleted by retention meanwhile: nothing to copy.
+            None => done.push(l.offset),
+        }
+    }
+    if copies.is_empty() {
+        return Outcome {
+            done,
+            retry: Vec::new(),
+        };
+    }
+    let target = match dlq_partition(broker, &job.dlq_topic, h.key.partition).await {
+        Ok(t) => t,
+        Err(e) if is_permanent(&e) => {
+            tracing::error!(topic = %job.dlq_topic, group = %h.key.group, error = %e, "dead-letter topic cannot exist; archiving records without a copy");
+            broker.metrics.dlq_failed.inc_by(copies.len() as u64);
+            done.extend(copies.iter().map(|(o, _)| *o));
+            return Outcome {
+                done,
+                retry: Vec::new(),
+            };
+        }
+        Err(e) => {
+            tracing::warn!(topic = %job.dlq_topic, error = %e, "dead-letter topic unavailable; will retry");
+            return Outcome {
+                done,
+                retry: copies.iter().map(|(o, _)| *o).collect(),
+            };
+        }
+    };
+    let labels = GroupTopicLabels {
+        group: h.key.group.to_string(),
+        topic: job.dlq_topic.clone(),
+    };
+    let batch: Vec<RawRecord> = copies.iter().map(|(_, r)| r.clone()).collect();
+    if append(broker, &target, &batch).await.is_ok() {
+        broker
+            .metrics
+            .dlq_written
+            .get_or_create(&labels)
+            .inc_by(batch.len() as u64);
+        done.extend(copies.iter().map(|(o, _)| *o));
+        broker.data_appended.notify_waiters();
+        return Outcome {
+            done,
+            retry: Vec::new(),
+        };
+    }
+    let mut retry = Vec::new();
+    for (offset, record) in copies {
+        match append(broker, &target, std::slice::from_ref(&record)).await {
+            Ok(()) => {
+                broker.metrics.dlq_written.get_or_create(&labels).inc();
+                done.push(offset);
+            }
+            Err(e) if is_permanent(&e) => {
+                tracing::error!(topic = %job.dlq_topic, origin = %h.topic, offset, error = %e, "the DLQ topic refuses this dead letter; archiving it without a copy");
+                broker.metrics.dlq_failed.inc();
+                done.push(offset);
+            }
+            Err(e) => {
+                tracing::warn!(topic = %job.dlq_topic, offset, error = %e, "dead-letter write failed; will retry");
+                retry.push(offset);
+            }
+        }
+    }
+    broker.data_appended.notify_waiters();
+    Outcome { done, retry }
+}
+
+/// The writer task: one job at a time. Written records are archived (durably); the rest go
+/// back to pending and are offered again by the next timer pass.
+pub async fn run_writer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let Some(mut rx) = broker.share.take_dlq_receiver() else {
+        return;
+    };
+    loop {
+        let job = tokio::select! {
+            _ = stop.changed() => return,
+            job = rx.recv() => match job { Some(j) => j, None => return },
+        };
+        let outcome = write(&broker, &job).await;
+        let recorded = job.handle.change(&broker.share.store, |sp| {
+            if !outcome.retry.is_empty() {
+                sp.retry_dead_letters(&outcome.retry);
+            }
+            sp.dead_lettered(&outcome.done);
+            ((), !outcome.done.is_empty())
+        });
+        match recorded {
+            Ok(((), Some(end))) => {
+                if let Err(e) = broker.share.store.durable(end).await {
+                    tracing::error!(error = %e, "cannot record share state");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot record share state"),
+        }
+        if !outcome.done.is_empty() {
+            broker.share.available.notify_waiters();
+        }
+        if !outcome.retry.is_empty() {
+            // Back off a little so a broken DLQ does not spin.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Every DLQ topic: topics named `dlq.*` and the topics groups configured.
+pub fn dlq_topics(broker: &Broker) -> Vec<String> {
+    let mut names: Vec<String> = broker
+        .metadata
+        .topics()
+        .iter()
+        .map(|t| t.name.clone())
+        .filter(|n| n.starts_with(DLQ_PREFIX))
+        .collect();
+    for (group, configs) in broker.metadata.groups_with_configs() {
+        if let Some(t) = configs.share_settings(&group).dlq_topic {
+            if broker.metadata.topic(&t).is_some() && !names.contains(&t) {
+                names.push(t);
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+/// Dead letters not yet requeued or discarded, per DLQ topic.
+pub fn depths(broker: &Broker) -> Vec<(String, i64)> {
+    dlq_topics(broker)
+        .into_iter()
+        .filter_map(|name| {
+            let topic = broker.metadata.topic(&name)?;
+            let depth = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let marks = p.watermarks();
+                    let handled = broker
+                        .offsets
+                        .get(DLQ_TOOL_GROUP, &name, p.index)
+                        .map(|c| HandledOffsets::decode(c.offset, c.metadata.as_deref()))
+                        .unwrap_or_default();
+                    handled.unhandled_between(marks.log_start_offset, marks.high_watermark)
+                })
+                .sum();
+            Some((name, depth))
+        })
+        .collect()
+}

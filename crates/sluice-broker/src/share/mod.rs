@@ -1,0 +1,582 @@
+//! The IO edge of share groups (KIP-932 queues): the share-partitions (state machines from
+//! `sluice-share`, one per group and topic-partition, each behind its own lock), the share
+//! sessions of ShareFetch/ShareAcknowledge, durable state, dead-lettering and the timer that
+//! expires acquisition locks.
+//!
+//! Membership and assignment live in `sluice-group` (ShareGroupHeartbeat); this module is told
+//! when a member departs and releases what it held.
+
+pub mod dlq;
+pub mod state_store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use parking_lot::{Mutex, RwLock};
+use sluice_share::{AckError, AcquiredRange, DeadLetter, MemberId, SharePartition};
+use tokio::sync::{mpsc, watch, Notify};
+use uuid::Uuid;
+
+use crate::broker::{now_ms, Broker};
+use crate::error::KafkaError;
+use crate::group_config::{AutoOffsetReset, ShareSettings};
+use crate::groups::now_u64;
+use crate::metrics::{GroupTopicLabels, TopicLabels};
+use crate::partition::Partition;
+use state_store::{StateKey, StateStore};
+
+/// Dead-letter jobs waiting for the writer; when full, records stay pending in their
+/// share-partition and are offered again on the next timer pass (the coordinator never waits).
+const DLQ_QUEUE: usize = 1024;
+/// Share sessions per broker (Kafka's `group.share.max.share.sessions` is 2000 per broker).
+pub const MAX_SESSIONS: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SpKey {
+    pub group: Arc<str>,
+    pub topic_id: Uuid,
+    pub partition: i32,
+}
+
+impl SpKey {
+    fn state_key(&self) -> StateKey {
+        StateKey {
+            group: self.group.to_string(),
+            topic_id: self.topic_id,
+            partition: self.partition,
+        }
+    }
+}
+
+/// One share-partition: a group's view of one topic-partition.
+pub struct ShareHandle {
+    pub key: SpKey,
+    pub topic: String,
+    pub log: Arc<Partition>,
+    state: Mutex<SharePartition>,
+}
+
+impl ShareHandle {
+    /// Runs `f` on the state machine with the lock held; if it returns `true` the new state is
+    /// appended to the state log (still under the lock, so records stay in change order) and
+    /// the offset to wait on is returned.
+    pub fn change<T>(
+        &self,
+        store: &StateStore,
+        f: impl FnOnce(&mut SharePartition) -> (T, bool),
+    ) -> Result<(T, Option<i64>), KafkaError> {
+        let mut sp = self.state.lock();
+        let (value, persist) = f(&mut sp);
+        let end = if persist {
+            // What is written now covers every change so far.
+            sp.take_dirty();
+            Some(store.append(&self.key.state_key(), Some(&sp.snapshot()), now_ms())?)
+        } else {
+            None
+        };
+        Ok((value, end))
+    }
+
+    pub fn read<T>(&self, f: impl FnOnce(&SharePartition) -> T) -> T {
+        f(&self.state.lock())
+    }
+}
+
+/// A member's share session (KIP-932): the partitions it fetches and the epoch the next
+/// request must carry.
+struct ShareSession {
+    next_epoch: i32,
+    partitions: Vec<(Uuid, i32)>,
+    /// Where the next fetch starts, so partitions take turns filling `max_records`.
+    rotate: usize,
+}
+
+pub struct DlqJob {
+    pub handle: Arc<ShareHandle>,
+    pub letters: Vec<DeadLetter>,
+    pub dlq_topic: String,
+}
+
+pub struct ShareService {
+    partitions: RwLock<HashMap<SpKey, Arc<ShareHandle>>>,
+    sessions: Mutex<HashMap<(Arc<str>, Arc<str>), ShareSession>>,
+    pub store: StateStore,
+    /// Woken when records become available again (release, lock expiry, redelivery backoff).
+    pub available: Notify,
+    timer_wake: Notify,
+    dlq_tx: mpsc::Sender<DlqJob>,
+    dlq_rx: Mutex<Option<mpsc::Receiver<DlqJob>>>,
+    /// Serialises creation of share-partitions (first fetch of a group from a partition).
+    create_lock: tokio::sync::Mutex<()>,
+}
+
+/// Kafka's error for a failed acknowledgement.
+pub fn ack_error_code(e: &AckError) -> (i16, String) {
+    match e {
+        AckError::InvalidRecordState(m) => (ResponseError::InvalidRecordState.code(), m.clone()),
+        AckError::InvalidRequest(m) => (ResponseError::InvalidRequest.code(), m.clone()),
+    }
+}
+
+/// The session epoch after `epoch`, wrapping to 1.
+fn next_epoch(epoch: i32) -> i32 {
+    match epoch.checked_add(1) {
+        Some(n) if n > 0 => n,
+        _ => 1,
+    }
+}
+
+/// What a request does to its share session.
+pub enum SessionStep {
+    /// Fetch these partitions (in this order).
+    Open(Vec<(Uuid, i32)>),
+    /// The session was closed (epoch -1): acknowledge, release, do not fetch.
+    Closed,
+}
+
+impl ShareService {
+    /// Opens the state log. Share-partitions of topics that still exist are rebuilt from it.
+    pub fn open(
+        data_dir: &std::path::Path,
+        flush: crate::config::FlushPolicy,
+        metadata: &crate::metadata::Metadata,
+        now_ms: i64,
+    ) -> Result<Self, KafkaError> {
+        let (store, live) = StateStore::open(data_dir, flush, now_ms)?;
+        let mut partitions = HashMap::new();
+        for (key, snapshot) in live {
+            let Some(topic) = metadata.topic_by_id(key.topic_id) else {
+                continue;
+            };
+            let Some(log) = usize::try_from(key.partition)
+                .ok()
+                .and_then(|i| topic.partitions.get(i))
+            else {
+                continue;
+            };
+            let k = SpKey {
+                group: Arc::from(key.group.as_str()),
+                topic_id: key.topic_id,
+                partition: key.partition,
+            };
+            partitions.insert(
+                k.clone(),
+                Arc::new(ShareHandle {
+                    key: k,
+                    topic: topic.name.clone(),
+                    log: log.clone(),
+                    state: Mutex::new(SharePartition::from_snapshot(&snapshot)),
+                }),
+            );
+        }
+        let (dlq_tx, dlq_rx) = mpsc::channel(DLQ_QUEUE);
+        Ok(ShareService {
+            partitions: RwLock::new(partitions),
+            sessions: Mutex::new(HashMap::new()),
+            store,
+            available: Notify::new(),
+            timer_wake: Notify::new(),
+            dlq_tx,
+            dlq_rx: Mutex::new(Some(dlq_rx)),
+            create_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn get(&self, key: &SpKey) -> Option<Arc<ShareHandle>> {
+        self.partitions.read().get(key).cloned()
+    }
+
+    /// Every share-partition of `group` (all groups when `None`).
+    pub fn handles(&self, group: Option<&str>) -> Vec<Arc<ShareHandle>> {
+        self.partitions
+            .read()
+            .values()
+            .filter(|h| group.is_none_or(|g| &*h.key.group == g))
+            .cloned()
+            .collect()
+    }
+
+    /// The share-partition, created on first use at the position `share.auto.offset.reset`
+    /// gives (and recorded durably, so a restart does not move it).
+    pub async fn get_or_create(
+        &self,
+        broker: &Broker,
+        key: &SpKey,
+        settings: &ShareSettings,
+    ) -> Result<Arc<ShareHandle>, KafkaError> {
+        if let Some(h) = self.get(key) {
+            return Ok(h);
+        }
+        let _creating = self.create_lock.lock().await;
+        if let Some(h) = self.get(key) {
+            return Ok(h);
+        }
+        let topic = broker.metadata.topic_by_id(key.topic_id).ok_or_else(|| {
+            KafkaError::new(
+                ResponseError::UnknownTopicId,
+                format!("no topic with id {}", key.topic_id),
+            )
+        })?;
+        let log = usize::try_from(key.partition)
+            .ok()
+            .and_then(|i| topic.partitions.get(i))
+            .cloned()
+            .ok_or_else(|| {
+                KafkaError::new(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic {} has no partition {}", topic.name, key.partition),
+                )
+            })?;
+        let start = start_offset(&log, settings.auto_offset_reset, now_ms())?;
+        let handle = Arc::new(ShareHandle {
+            key: key.clone(),
+            topic: topic.name.clone(),
+            log,
+            state: Mutex::new(SharePartition::new(start)),
+        });
+        let ((), end) = handle.change(&self.store, |_| ((), true))?;
+        self.partitions.write().insert(key.clone(), handle.clone());
+        if let Some(end) = end {
+            self.store.durable(end).await?;
+        }
+        Ok(handle)
+    }
+
+    /// Advances the member's share session for a request with `epoch` that names `add` and
+    /// forgets `forget`. Errors are Kafka codes for the whole request.
+    pub fn session_step(
+        &self,
+        group: &str,
+        member: &str,
+        epoch: i32,
+        add: &[(Uuid, i32)],
+        forget: &[(Uuid, i32)],
+        is_fetch: bool,
+    ) -> Result<SessionStep, KafkaError> {
+        let key = (Arc::<str>::from(group), Arc::<str>::from(member));
+        let mut sessions = self.sessions.lock();
+        match epoch {
+            0 if is_fetch => {
+                if !sessions.contains_key(&key) && sessions.len() >= MAX_SESSIONS {
+                    return Err(KafkaError::new(
+                        ResponseError::ShareSessionLimitReached,
+                        format!("this broker already has {MAX_SESSIONS} share sessions"),
+                    ));
+                }
+                let mut partitions = Vec::new();
+                for p in add {
+                    if !partitions.contains(p) {
+                        partitions.push(*p);
+                    }
+                }
+                sessions.insert(
+                    key,
+                    ShareSession {
+                        next_epoch: 1,
+                        partitions: partitions.clone(),
+                        rotate: 0,
+                    },
+                );
+                Ok(SessionStep::Open(partitions))
+            }
+            0 => Err(KafkaError::new(
+                ResponseError::InvalidShareSessionEpoch,
+                "ShareAcknowledge cannot open a share session (epoch 0)",
+            )),
+            // Closing is idempotent: the client sends its final acknowledgement (epoch -1) and
+            // its leave heartbeat at once, on different connections, and the leave may win.
+            -1 => {
+                sessions.remove(&key);
+                Ok(SessionStep::Closed)
+            }
+            e => {
+                let Some(s) = sessions.get_mut(&key) else {
+                    return Err(session_not_found(group, member));
+                };
+                if e != s.next_epoch {
+                    return Err(KafkaError::new(
+                        ResponseError::InvalidShareSessionEpoch,
+                        format!(
+                            "share session epoch {e} is not the expected {}",
+                            s.next_epoch
+                        ),
+                    ));
+                }
+                s.next_epoch = next_epoch(e);
+                for p in add {
+                    if !s.partitions.contains(p) {
+                        s.partitions.push(*p);
+                    }
+                }
+                s.partitions.retain(|p| !forget.contains(p));
+                let n = s.partitions.len();
+                let mut order = s.partitions.clone();
+                if n > 0 {
+                    order.rotate_left(s.rotate % n);
+                    s.rotate = (s.rotate + 1) % n;
+                }
+                Ok(SessionStep::Open(order))
+            }
+        }
+    }
+
+    /// Acquires records for `member`; wakes the timer so it sees the new lock deadlines.
+    pub fn acquire(
+        &self,
+        handle: &ShareHandle,
+        member: &MemberId,
+        max_records: u32,
+        settings: &ShareSettings,
+    ) -> Vec<AcquiredRange> {
+        let marks = handle.log.watermarks();
+        let ranges = handle.state.lock().acquire(
+            member,
+            max_records,
+            marks.log_start_offset,
+            marks.high_watermark,
+            now_u64(),
+            &settings.share,
+        );
+        if !ranges.is_empty() {
+            self.timer_wake.notify_one();
+        }
+        ranges
+    }
+
+    /// Hands new dead letters to the writer; if its queue is full they stay pending.
+    pub fn dispatch_dead_letters(
+        &self,
+        handle: &Arc<ShareHandle>,
+        letters: Vec<DeadLetter>,
+        settings: &ShareSettings,
+    ) {
+        if letters.is_empty() {
+            return;
+        }
+        let Some(dlq_topic) = settings.dlq_topic.clone() else {
+            // Dead-lettering was turned off after these were marked: archive them.
+            let offsets: Vec<i64> = letters.iter().map(|l| l.offset).collect();
+            let _ = handle.change(&self.store, |sp| {
+                sp.dead_lettered(&offsets);
+                ((), true)
+            });
+            return;
+        };
+        let job = DlqJob {
+            handle: handle.clone(),
+            letters,
+            dlq_topic,
+        };
+        if let Err(e) = self.dlq_tx.try_send(job) {
+            let job = match e {
+                mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
+            };
+            let offsets: Vec<i64> = job.letters.iter().map(|l| l.offset).collect();
+            handle.state.lock().retry_dead_letters(&offsets);
+        }
+    }
+
+    /// A member left its group or timed out: its session ends and its records are released.
+    pub fn member_departed(&self, broker: &Broker, group: &str, member: &str) {
+        self.sessions
+            .lock()
+            .remove(&(Arc::<str>::from(group), Arc::<str>::from(member)));
+        self.release_member(broker, group, member);
+    }
+
+    /// Releases everything `member` holds in `group` (session closed or member gone).
+    pub fn release_member(&self, broker: &Broker, group: &str, member: &str) {
+        let settings = broker.metadata.group_configs(group).share_settings(group);
+        let member: MemberId = Arc::from(member);
+        let now = now_u64();
+        for h in self.handles(Some(group)) {
+            let letters = h.change(&self.store, |sp| {
+                sp.release_member(&member, now, &settings.share);
+                let letters = sp.take_dead_letters();
+                let persist = !letters.is_empty();
+                (letters, persist)
+            });
+            match letters {
+                Ok((letters, _)) => self.dispatch_dead_letters(&h, letters, &settings),
+                Err(e) => tracing::error!(group, error = %e, "cannot record share state"),
+            }
+        }
+        self.available.notify_waiters();
+        self.timer_wake.notify_one();
+    }
+
+    /// Forgets share-partitions (DeleteShareGroupOffsets, group deletion, topic deletion),
+    /// durably.
+    pub async fn remove(&self, keys: &[SpKey]) -> Result<(), KafkaError> {
+        let mut end = None;
+        for key in keys {
+            if self.partitions.write().remove(key).is_some() {
+                end = Some(self.store.append(&key.state_key(), None, now_ms())?);
+            }
+        }
+        if let Some(end) = end {
+            self.store.durable(end).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets a share-partition's start offset (AlterShareGroupOffsets), creating it if needed.
+    pub async fn reset(
+        &self,
+        broker: &Broker,
+        key: &SpKey,
+        offset: i64,
+        settings: &ShareSettings,
+    ) -> Result<(), KafkaError> {
+        let h = self.get_or_create(broker, key, settings).await?;
+        let marks = h.log.watermarks();
+        let offset = offset.clamp(marks.log_start_offset, marks.high_watermark);
+        let ((), end) = h.change(&self.store, |sp| {
+            sp.reset(offset);
+            ((), true)
+        })?;
+        if let Some(end) = end {
+            self.store.durable(end).await?;
+        }
+        Ok(())
+    }
+
+    pub fn take_dlq_receiver(&self) -> Option<mpsc::Receiver<DlqJob>> {
+        self.dlq_rx.lock().take()
+    }
+
+    /// One timer pass: expire locks, end backoffs, re-offer pending dead letters.
+    fn tick(&self, broker: &Broker) {
+        let now = now_u64();
+        let mut settings_of: HashMap<Arc<str>, ShareSettings> = HashMap::new();
+        let mut woke = false;
+        for h in self.handles(None) {
+            let settings = settings_of
+                .entry(h.key.group.clone())
+                .or_insert_with(|| {
+                    broker
+                        .metadata
+                        .group_configs(&h.key.group)
+                        .share_settings(&h.key.group)
+                })
+                .clone();
+            let result = h.change(&self.store, |sp| {
+                let changed = sp.tick(now, &settings.share);
+                let letters = sp.take_dead_letters();
+                // Record what changed since the last write: delivery counts of new
+                // acquisitions, records archived at the delivery limit. Locks themselves are
+                // never recorded (they do not survive a restart).
+                let dirty = sp.take_dirty();
+                ((changed, letters), dirty)
+            });
+            match result {
+                Ok(((changed, letters), _)) => {
+                    woke |= changed;
+                    self.dispatch_dead_letters(&h, letters, &settings);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot record share state"),
+            }
+        }
+        if woke {
+            self.available.notify_waiters();
+        }
+    }
+
+    fn next_deadline_ms(&self) -> Option<u64> {
+        self.handles(None)
+            .iter()
+            .filter_map(|h| h.read(|sp| sp.next_deadline_ms()))
+            .min()
+    }
+
+    /// Rewrites every live snapshot and drops the state log before it.
+    async fn checkpoint(&self) -> Result<(), KafkaError> {
+        let start = self.store.end_offset();
+        let mut end = start;
+        for h in self.handles(None) {
+            let ((), e) = h.change(&self.store, |_| ((), true))?;
+            end = end.max(e.unwrap_or(end));
+        }
+        self.store.durable(end).await?;
+        self.store.finish_checkpoint(start)
+    }
+
+    /// Share-group lag and DLQ depth, for `/metrics`.
+    fn update_metrics(&self, broker: &Broker) {
+        let mut lag: HashMap<(Arc<str>, String), i64> = HashMap::new();
+        for h in self.handles(None) {
+            let end = h.log.watermarks().high_watermark;
+            *lag.entry((h.key.group.clone(), h.topic.clone()))
+                .or_default() += h.read(|sp| sp.lag(end));
+        }
+        for ((group, topic), n) in lag {
+            broker
+                .metrics
+                .share_lag
+                .get_or_create(&GroupTopicLabels {
+                    group: group.to_string(),
+                    topic,
+                })
+                .set(n);
+        }
+        for (topic, depth) in dlq::depths(broker) {
+            broker
+                .metrics
+                .dlq_depth
+                .get_or_create(&TopicLabels { topic })
+                .set(depth);
+        }
+    }
+}
+
+fn session_not_found(group: &str, member: &str) -> KafkaError {
+    KafkaError::new(
+        ResponseError::ShareSessionNotFound,
+        format!("member {member} of share group {group} has no share session"),
+    )
+}
+
+/// Where a new share-partition starts.
+fn start_offset(log: &Partition, reset: AutoOffsetReset, now: i64) -> Result<i64, KafkaError> {
+    let marks = log.watermarks();
+    Ok(match reset {
+        AutoOffsetReset::Latest => marks.high_watermark,
+        AutoOffsetReset::Earliest => marks.log_start_offset,
+        AutoOffsetReset::ByDuration(ms) => match log.find_by_timestamp(now.saturating_sub(ms))? {
+            Some(slice) => sluice_storage::BatchIter::new(&slice.load()?)
+                .next()
+                .map_or(marks.high_watermark, |(_, h)| h.base_offset),
+            None => marks.high_watermark,
+        },
+    })
+}
+
+/// Expires locks at their deadlines (at least once a second), writes checkpoints and
+/// refreshes the share metrics.
+pub async fn run_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let share = &broker.share;
+    let mut last_metrics = 0u64;
+    loop {
+        let now = now_u64();
+        let next = share.next_deadline_ms().unwrap_or(now + 1000);
+        let wait = Duration::from_millis(next.saturating_sub(now).clamp(1, 1000));
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = share.timer_wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+        share.tick(&broker);
+        if share.store.needs_checkpoint() {
+            if let Err(e) = share.checkpoint().await {
+                tracing::error!(error = %e, "share-group state checkpoint failed");
+            }
+        }
+        let now = now_u64();
+        if now >= last_metrics + 1000 {
+            last_metrics = now;
+            share.update_metrics(&broker);
+        }
+    }
+}

@@ -1,0 +1,584 @@
+//! AVRO: parsed by `apache-avro`; compatibility by Avro's schema-resolution rules as Avro
+//! Java's `SchemaCompatibility` (which Confluent runs) applies them.
+//!
+//! Why our own walker rather than `apache_avro::schema_compatibility::SchemaCompatibility`:
+//! that checker compares `Schema::Ref`s by name only, so it neither follows references into
+//! types defined in another registered schema nor handles a type defined inline in one schema
+//! and referenced in the other; and its errors carry no path. The walker below resolves names
+//! through both schemas' name tables, reports every incompatibility with its location, and
+//! treats what Avro calls partial compatibility (a writer enum symbol the reader lacks without
+//! a default, a writer union branch the reader cannot take) as incompatible, as Avro Java and
+//! Confluent do. The tests cross-check it against `SchemaCompatibility::can_read`.
+//! Logical types are compared by their underlying types, as Avro Java does.
+
+use std::collections::{HashMap, HashSet};
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::{
+    DecimalSchema, EnumSchema, FixedSchema, InnerDecimalSchema, RecordSchema, UuidSchema,
+};
+use apache_avro::types::Value;
+use apache_avro::Schema;
+
+use super::{minify_json, Dependency};
+
+/// A parsed Avro schema with the named schemas its references brought in.
+pub struct AvroSchema {
+    schema: Schema,
+    deps: Vec<Schema>,
+    canonical: String,
+}
+
+impl AvroSchema {
+    pub fn parse(text: &str, deps: &[Dependency]) -> Result<Self, String> {
+        // serde_json bounds nesting (128 levels), so a hostile schema fails here, not later.
+        serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|e| format!("Invalid JSON: {e}"))?;
+        let (schema, deps) = if deps.is_empty() {
+            (
+                Schema::parse_str(text).map_err(|e| e.to_string())?,
+                Vec::new(),
+            )
+        } else {
+            Schema::parse_str_with_list(text, deps.iter().map(|d| d.schema.as_str()))
+                .map_err(|e| e.to_string())?
+        };
+        // Every name must resolve: apache-avro leaves unknown names as `Ref`s on some paths.
+        let mut names = HashMap::new();
+        for s in std::iter::once(&schema).chain(deps.iter()) {
+            collect_names(s, &mut names, 0)?;
+        }
+        check_refs(&schema, &names, 0)?;
+        for s in names.values() {
+            if let Some(size) = fixed_size(s) {
+                if size > MAX_FIXED_SIZE {
+                    return Err(format!("fixed size {size} is larger than {MAX_FIXED_SIZE}"));
+                }
+            }
+        }
+        Ok(Self {
+            schema,
+            deps,
+            canonical: minify_json(text.trim()),
+        })
+    }
+
+    /// The schema text without insignificant whitespace, key order kept.
+    pub fn canonical(&self) -> String {
+        self.canonical.clone()
+    }
+
+    /// apache-avro's own serialisation: full names, fixed key order, defaults and docs kept.
+    pub fn normalized(&self) -> String {
+        serde_json::to_string(&self.schema).unwrap_or_else(|_| self.canonical.clone())
+    }
+
+    fn names(&self) -> Result<HashMap<String, &Schema>, String> {
+        let mut names = HashMap::new();
+        for s in std::iter::once(&self.schema).chain(self.deps.iter()) {
+            collect_names(s, &mut names, 0)?;
+        }
+        Ok(names)
+    }
+
+    /// Can `self` read data written with `writer`?
+    pub fn can_read(&self, writer: &AvroSchema) -> Vec<String> {
+        let (r_names, w_names) = match (self.names(), writer.names()) {
+            (Ok(r), Ok(w)) => (r, w),
+            (Err(e), _) | (_, Err(e)) => return vec![e],
+        };
+        let mut checker = Checker {
+            r_names,
+            w_names,
+            in_progress: HashSet::new(),
+            depth: 0,
+        };
+        checker.check(&self.schema, &writer.schema, "")
+    }
+
+    /// Decodes an Avro binary datum (no container header) and requires every byte be used,
+    /// and no more.
+    pub fn decode(&self, payload: &[u8]) -> Result<(), String> {
+        // A length prefix in a record must not make us allocate more than this (first call
+        // sets apache-avro's process-wide limit; its default is 512 MiB).
+        apache_avro::util::max_allocation_bytes(MAX_ALLOCATION);
+        // apache-avro resolves references only to schemas earlier in the list.
+        let mut schemata: Vec<&Schema> = self.deps.iter().collect();
+        schemata.push(&self.schema);
+        let reader = GenericDatumReader::builder(&self.schema)
+            .writer_schemata(schemata)
+            .map_err(|e| e.to_string())?
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut input = Input {
+            rest: payload,
+            ran_out: false,
+        };
+        let decoded: Result<Value, _> = reader.read_value(&mut input);
+        decoded.map_err(|e| format!("not valid Avro for the schema: {e}"))?;
+        // apache-avro turns a string cut short into a null instead of an error; the reader
+        // notices instead.
+        if input.ran_out {
+            return Err("the Avro datum is truncated".to_string());
+        }
+        if !input.rest.is_empty() {
+            return Err(format!(
+                "{} trailing bytes after the Avro datum",
+                input.rest.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A payload reader that remembers being asked for bytes it did not have.
+struct Input<'a> {
+    rest: &'a [u8],
+    ran_out: bool,
+}
+
+impl std::io::Read for Input<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !buf.is_empty() && self.rest.is_empty() {
+            self.ran_out = true;
+            return Ok(0);
+        }
+        let n = buf.len().min(self.rest.len());
+        buf[..n].copy_from_slice(&self.rest[..n]);
+        self.rest = &self.rest[n..];
+        Ok(n)
+    }
+}
+
+/// apache-avro allocates a `fixed` value's size up front: keep sizes sane.
+const MAX_FIXED_SIZE: usize = 1 << 20;
+/// The largest single string, bytes or collection a validated payload may declare.
+const MAX_ALLOCATION: usize = 64 << 20;
+
+fn fixed_size(s: &Schema) -> Option<usize> {
+    match s {
+        Schema::Fixed(f)
+        | Schema::Duration(f)
+        | Schema::Uuid(UuidSchema::Fixed(f))
+        | Schema::Decimal(DecimalSchema {
+            inner: InnerDecimalSchema::Fixed(f),
+            ..
+        }) => Some(f.size),
+        _ => None,
+    }
+}
+
+/// Deep enough for any real schema; the JSON parser already stops hostile nesting.
+const MAX_DEPTH: usize = 256;
+
+/// Full name → definition of every named type (records, enums, fixed) in a schema.
+fn collect_names<'a>(
+    s: &'a Schema,
+    out: &mut HashMap<String, &'a Schema>,
+    depth: usize,
+) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err("schema nested too deeply".to_string());
+    }
+    match s {
+        Schema::Record(r) => {
+            out.insert(r.name.fullname(None), s);
+            for f in &r.fields {
+                collect_names(&f.schema, out, depth + 1)?;
+            }
+        }
+        Schema::Enum(e) => {
+            out.insert(e.name.fullname(None), s);
+        }
+        Schema::Fixed(f)
+        | Schema::Duration(f)
+        | Schema::Uuid(UuidSchema::Fixed(f))
+        | Schema::Decimal(DecimalSchema {
+            inner: InnerDecimalSchema::Fixed(f),
+            ..
+        }) => {
+            out.insert(f.name.fullname(None), s);
+        }
+        Schema::Array(a) => collect_names(&a.items, out, depth + 1)?,
+        Schema::Map(m) => collect_names(&m.types, out, depth + 1)?,
+        Schema::Union(u) => {
+            for v in u.variants() {
+                collect_names(v, out, depth + 1)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn check_refs(s: &Schema, names: &HashMap<String, &Schema>, depth: usize) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err("schema nested too deeply".to_string());
+    }
+    match s {
+        Schema::Ref { name } => {
+            let full = name.fullname(None);
+            if !names.contains_key(&full) {
+                return Err(format!("Unknown type: {full}"));
+            }
+        }
+        Schema::Record(r) => {
+            for f in &r.fields {
+                check_refs(&f.schema, names, depth + 1)?;
+            }
+        }
+        Schema::Array(a) => check_refs(&a.items, names, depth + 1)?,
+        Schema::Map(m) => check_refs(&m.types, names, depth + 1)?,
+        Schema::Union(u) => {
+            for v in u.variants() {
+                check_refs(v, names, depth + 1)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A schema reduced to what resolution looks at: logical types become their underlying
+/// types, references are followed.
+#[derive(Clone, Copy)]
+enum Kind<'a> {
+    Null,
+    Boolean,
+    Int,
+    Long,
+    Float,
+    Double,
+    Bytes,
+    String,
+    Array(&'a Schema),
+    Map(&'a Schema),
+    Union(&'a [Schema]),
+    Record(&'a RecordSchema),
+    Enum(&'a EnumSchema),
+    Fixed(&'a FixedSchema),
+}
+
+impl Kind<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Kind::Null => "null",
+            Kind::Boolean => "boolean",
+            Kind::Int => "int",
+            Kind::Long => "long",
+            Kind::Float => "float",
+            Kind::Double => "double",
+            Kind::Bytes => "bytes",
+            Kind::String => "string",
+            Kind::Array(_) => "array",
+            Kind::Map(_) => "map",
+            Kind::Union(_) => "union",
+            Kind::Record(_) => "record",
+            Kind::Enum(_) => "enum",
+            Kind::Fixed(_) => "fixed",
+        }
+    }
+
+    /// Describes a type for messages: named types by their full name.
+    fn describe(&self) -> String {
+        match self {
+            Kind::Record(r) => format!("record {}", r.name.fullname(None)),
+            Kind::Enum(e) => format!("enum {}", e.name.fullname(None)),
+            Kind::Fixed(f) => format!("fixed {}", f.name.fullname(None)),
+            other => other.name().to_string(),
+        }
+    }
+
+    fn same_type(&self, other: &Kind<'_>) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+}
+
+fn kind<'a>(s: &'a Schema, names: &HashMap<String, &'a Schema>, hops: usize) -> Option<Kind<'a>> {
+    Some(match s {
+        Schema::Null => Kind::Null,
+        Schema::Boolean => Kind::Boolean,
+        Schema::Int | Schema::Date | Schema::TimeMillis => Kind::Int,
+        Schema::Long
+        | Schema::TimeMicros
+        | Schema::TimestampMillis
+        | Schema::TimestampMicros
+        | Schema::TimestampNanos
+        | Schema::LocalTimestampMillis
+        | Schema::LocalTimestampMicros
+        | Schema::LocalTimestampNanos => Kind::Long,
+        Schema::Float => Kind::Float,
+        Schema::Double => Kind::Double,
+        Schema::Bytes
+        | Schema::BigDecimal
+        | Schema::Uuid(UuidSchema::Bytes)
+        | Schema::Decimal(DecimalSchema {
+            inner: InnerDecimalSchema::Bytes,
+            ..
+        }) => Kind::Bytes,
+        Schema::String | Schema::Uuid(UuidSchema::String) => Kind::String,
+        Schema::Array(a) => Kind::Array(&a.items),
+        Schema::Map(m) => Kind::Map(&m.types),
+        Schema::Union(u) => Kind::Union(u.variants()),
+        Schema::Record(r) => Kind::Record(r),
+        Schema::Enum(e) => Kind::Enum(e),
+        Schema::Fixed(f)
+        | Schema::Duration(f)
+        | Schema::Uuid(UuidSchema::Fixed(f))
+        | Schema::Decimal(DecimalSchema {
+            inner: InnerDecimalSchema::Fixed(f),
+            ..
+        }) => Kind::Fixed(f),
+        Schema::Ref { name } => {
+            if hops > 8 {
+                return None;
+            }
+            return kind(names.get(&name.fullname(None))?, names, hops + 1);
+        }
+    })
+}
+
+struct Checker<'a> {
+    r_names: HashMap<String, &'a Schema>,
+    w_names: HashMap<String, &'a Schema>,
+    /// Named pairs being compared; meeting one again means recursion, assumed compatible
+    /// (Avro Java does the same).
+    in_progress: HashSet<(String, String)>,
+    depth: usize,
+}
+
+impl<'a> Checker<'a> {
+    fn check(&mut self, reader: &'a Schema, writer: &'a Schema, path: &str) -> Vec<String> {
+        let (Some(r), Some(w)) = (
+            kind(reader, &self.r_names, 0),
+            kind(writer, &self.w_names, 0),
+        ) else {
+            return vec![format!(
+                "UNRESOLVED_TYPE at {}: a named type could not be resolved",
+                at(path)
+            )];
+        };
+        if self.depth > MAX_DEPTH {
+            return vec![format!(
+                "TOO_DEEP at {}: schemas nested too deeply to compare",
+                at(path)
+            )];
+        }
+        let key = match (&r, &w) {
+            (Kind::Record(rr), Kind::Record(wr)) => {
+                Some((rr.name.fullname(None), wr.name.fullname(None)))
+            }
+            _ => None,
+        };
+        if let Some(k) = &key {
+            if !self.in_progress.insert(k.clone()) {
+                return Vec::new();
+            }
+        }
+        self.depth += 1;
+        let out = self.check_kinds(r, w, path);
+        self.depth -= 1;
+        if let Some(k) = &key {
+            self.in_progress.remove(k);
+        }
+        out
+    }
+
+    fn check_kinds(&mut self, r: Kind<'a>, w: Kind<'a>, path: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if r.same_type(&w) {
+            match (r, w) {
+                (Kind::Array(ri), Kind::Array(wi)) => {
+                    out.extend(self.check(ri, wi, &format!("{path}/items")))
+                }
+                (Kind::Map(rv), Kind::Map(wv)) => {
+                    out.extend(self.check(rv, wv, &format!("{path}/values")))
+                }
+                (Kind::Fixed(rf), Kind::Fixed(wf)) => {
+                    if !names_match(&rf.name, rf.aliases.as_deref(), &wf.name) {
+                        out.push(name_mismatch(path, &r, &w));
+                    }
+                    if rf.size != wf.size {
+                        out.push(format!(
+                            "FIXED_SIZE_MISMATCH at {path}/size: expected {}, found {}",
+                            wf.size, rf.size
+                        ));
+                    }
+                }
+                (Kind::Enum(re), Kind::Enum(we)) => {
+                    if !names_match(&re.name, re.aliases.as_deref(), &we.name) {
+                        out.push(name_mismatch(path, &r, &w));
+                    }
+                    let has_default = re.default.as_ref().is_some_and(|d| re.symbols.contains(d));
+                    let missing: Vec<&String> = we
+                        .symbols
+                        .iter()
+                        .filter(|s| !re.symbols.contains(s))
+                        .collect();
+                    if !missing.is_empty() && !has_default {
+                        out.push(format!(
+                            "MISSING_ENUM_SYMBOLS at {path}/symbols: reader enum '{}' lacks writer symbols {:?} and has no default",
+                            re.name.fullname(None),
+                            missing
+                        ));
+                    }
+                }
+                (Kind::Record(rr), Kind::Record(wr)) => {
+                    if !names_match(&rr.name, rr.aliases.as_deref(), &wr.name) {
+                        out.push(name_mismatch(path, &r, &w));
+                    }
+                    for (i, rf) in rr.fields.iter().enumerate() {
+                        let wf = std::iter::once(&rf.name)
+                            .chain(rf.aliases.iter())
+                            .find_map(|n| wr.fields.iter().find(|wf| &wf.name == n));
+                        match wf {
+                            Some(wf) => out.extend(self.check(
+                                &rf.schema,
+                                &wf.schema,
+                                &format!("{path}/fields/{i}/type"),
+                            )),
+                            None if rf.default.is_none() => out.push(format!(
+                                "READER_FIELD_MISSING_DEFAULT_VALUE at {path}/fields/{i}: reader field '{}' has no default value and is missing from the writer schema",
+                                rf.name
+                            )),
+                            None => {}
+                        }
+                    }
+                }
+                (Kind::Union(rb), Kind::Union(wb)) => {
+                    // Every writer branch must resolve against the reader union.
+                    for (i, wbranch) in wb.iter().enumerate() {
+                        if !self.compatible(rb, wbranch) {
+                            let desc = kind(wbranch, &self.w_names, 0)
+                                .map(|k| k.describe())
+                                .unwrap_or_default();
+                            out.push(format!(
+                                "MISSING_UNION_BRANCH at {path}/{i}: reader union lacks writer type {desc}"
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            return out;
+        }
+        // Types differ.
+        if let Kind::Union(wb) = w {
+            for (i, wbranch) in wb.iter().enumerate() {
+                let sub = self.check_against_kind(r, wbranch, &format!("{path}/{i}"));
+                out.extend(sub);
+            }
+            return out;
+        }
+        let promotable = matches!(
+            (r, w),
+            (Kind::Long, Kind::Int)
+                | (Kind::Float, Kind::Int | Kind::Long)
+                | (Kind::Double, Kind::Int | Kind::Long | Kind::Float)
+                | (Kind::Bytes, Kind::String)
+                | (Kind::String, Kind::Bytes)
+        );
+        if promotable {
+            return out;
+        }
+        if let Kind::Union(rb) = r {
+            // Some reader branch must take the writer's type.
+            for rbranch in rb {
+                if self.check_reader_branch(rbranch, w, path).is_empty() {
+                    return out;
+                }
+            }
+            out.push(format!(
+                "MISSING_UNION_BRANCH at {}: reader union lacks writer type {}",
+                at(path),
+                w.describe()
+            ));
+            return out;
+        }
+        out.push(format!(
+            "TYPE_MISMATCH at {}: reader type {} is not compatible with writer type {}",
+            at(path),
+            r.describe(),
+            w.describe()
+        ));
+        out
+    }
+
+    /// Reader (already reduced) against one writer branch.
+    fn check_against_kind(&mut self, r: Kind<'a>, writer: &'a Schema, path: &str) -> Vec<String> {
+        match kind(writer, &self.w_names, 0) {
+            Some(w) => {
+                self.depth += 1;
+                let out = if self.depth > MAX_DEPTH {
+                    vec![format!(
+                        "TOO_DEEP at {}: schemas nested too deeply to compare",
+                        at(path)
+                    )]
+                } else {
+                    self.check_kinds(r, w, path)
+                };
+                self.depth -= 1;
+                out
+            }
+            None => vec![format!(
+                "UNRESOLVED_TYPE at {}: a named type could not be resolved",
+                at(path)
+            )],
+        }
+    }
+
+    fn check_reader_branch(&mut self, reader: &'a Schema, w: Kind<'a>, path: &str) -> Vec<String> {
+        match kind(reader, &self.r_names, 0) {
+            Some(r) => {
+                self.depth += 1;
+                let out = if self.depth > MAX_DEPTH {
+                    vec!["TOO_DEEP".to_string()]
+                } else {
+                    self.check_kinds(r, w, path)
+                };
+                self.depth -= 1;
+                out
+            }
+            None => vec!["UNRESOLVED_TYPE".to_string()],
+        }
+    }
+
+    /// Can a reader union take this writer schema?
+    fn compatible(&mut self, reader_branches: &'a [Schema], writer: &'a Schema) -> bool {
+        reader_branches
+            .iter()
+            .any(|rb| self.check(rb, writer, "").is_empty())
+    }
+}
+
+fn at(path: &str) -> &str {
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
+/// Avro Java's rule: unqualified names equal, or a reader alias names the writer.
+fn names_match(
+    reader: &apache_avro::schema::Name,
+    reader_aliases: Option<&[apache_avro::schema::Alias]>,
+    writer: &apache_avro::schema::Name,
+) -> bool {
+    if reader.name() == writer.name() {
+        return true;
+    }
+    let writer_full = writer.fullname(None);
+    reader_aliases
+        .unwrap_or_default()
+        .iter()
+        .any(|a| a.fullname(reader.namespace()) == writer_full || a.name() == writer.name())
+}
+
+fn name_mismatch(path: &str, r: &Kind<'_>, w: &Kind<'_>) -> String {
+    format!(
+        "NAME_MISMATCH at {path}/name: reader {} does not match writer {}",
+        r.describe(),
+        w.describe()
+    )
+}

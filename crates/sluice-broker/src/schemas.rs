@@ -79,7 +79,10 @@ pub struct Validation {
 }
 
 fn flag(configs: &TopicConfigs, name: &str) -> bool {
-    configs.0.get(name).is_some_and(|v| v == "true")
+    configs
+        .0
+        .get(name)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 impl Validation {

@@ -199,7 +199,8 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
     let ok = match spec.kind {
         Kind::Long(min) => value.parse::<i64>().is_ok_and(|v| v >= min),
         Kind::Choice(words) => words.contains(&value),
-        Kind::Bool => value == "true" || value == "false",
+        // Kafka reads booleans without regard to case.
+        Kind::Bool => value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false"),
         Kind::Ratio => value.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v)),
     };
     if ok {

@@ -32,7 +32,12 @@ use kafka_protocol::records::{Compression, Record};
 
 use crate::connection::Connection;
 use crate::error::{check, Error, Result};
-use crate::records::{build_batch, decode_fetched, ProduceRecord};
+use crate::records::{build_batch, build_batch_timed, decode_fetched, ProduceRecord};
+
+/// DescribeConfigs resource types (Kafka's `ConfigResource.Type`).
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+pub const RESOURCE_GROUP: i8 = 32;
 
 /// ListOffsets timestamps with special meaning.
 pub const EARLIEST: i64 = -2;
@@ -151,6 +156,8 @@ pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
     pub state: Option<String>,
+    /// `classic`, `consumer` or `share` (ListGroups v5+; `None` from older brokers).
+    pub group_type: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -444,10 +451,26 @@ impl Client {
 
     /// The topic's configs (resource type 2 = TOPIC).
     pub async fn describe_topic_configs(&mut self, name: &str) -> Result<Vec<ConfigEntry>> {
+        self.describe_configs(RESOURCE_TOPIC, name).await
+    }
+
+    /// A group's configs (resource type 32 = GROUP): the share-group settings with their
+    /// effective values, defaults included.
+    pub async fn describe_group_configs(&mut self, group: &str) -> Result<Vec<ConfigEntry>> {
+        self.describe_configs(RESOURCE_GROUP, group).await
+    }
+
+    /// DescribeConfigs of one resource (Kafka's ConfigResource.Type codes: [`RESOURCE_TOPIC`],
+    /// [`RESOURCE_BROKER`], [`RESOURCE_GROUP`]), every key.
+    pub async fn describe_configs(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+    ) -> Result<Vec<ConfigEntry>> {
         let addr = self.bootstrap();
         let req = DescribeConfigsRequest::default().with_resources(vec![
             DescribeConfigsResource::default()
-                .with_resource_type(2)
+                .with_resource_type(resource_type)
                 .with_resource_name(s(name))
                 .with_configuration_keys(None),
         ]);
@@ -584,6 +607,23 @@ impl Client {
         timestamp_ms: i64,
     ) -> Result<i64> {
         let batch = build_batch(records, compression, timestamp_ms)?;
+        self.produce_batch(topic, partition, batch).await
+    }
+
+    /// Produces one batch in which every record keeps its own CreateTime (ms), with acks=all;
+    /// returns the base offset.
+    pub async fn produce_timed(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: &[(i64, ProduceRecord)],
+        compression: Compression,
+    ) -> Result<i64> {
+        let batch = build_batch_timed(records, compression)?;
+        self.produce_batch(topic, partition, batch).await
+    }
+
+    async fn produce_batch(&mut self, topic: &str, partition: i32, batch: Bytes) -> Result<i64> {
         let addr = self.leader_addr(topic, partition).await?;
         let req = ProduceRequest::default()
             .with_acks(-1)
@@ -757,12 +797,31 @@ impl Client {
         member_id: &str,
         offsets: &[(String, i32, i64)],
     ) -> Result<()> {
+        let offsets: Vec<(String, i32, i64, Option<String>)> = offsets
+            .iter()
+            .map(|(t, p, o)| (t.clone(), *p, *o, None))
+            .collect();
+        self.commit_offsets_with_metadata(coordinator, group, generation, member_id, &offsets)
+            .await
+    }
+
+    /// Commits offsets, each with its metadata string (`None`: no metadata). Same rules as
+    /// [`Client::commit_offsets`].
+    pub async fn commit_offsets_with_metadata(
+        &mut self,
+        coordinator: &str,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        offsets: &[(String, i32, i64, Option<String>)],
+    ) -> Result<()> {
         let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for (t, p, o) in offsets {
+        for (t, p, o, m) in offsets {
             topics.entry(t.as_str()).or_default().push(
                 OffsetCommitRequestPartition::default()
                     .with_partition_index(*p)
-                    .with_committed_offset(*o),
+                    .with_committed_offset(*o)
+                    .with_committed_metadata(m.clone().map(s)),
             );
         }
         let req = OffsetCommitRequest::default()
@@ -861,6 +920,13 @@ impl Client {
 
     /// Every group on every broker.
     pub async fn list_groups(&mut self) -> Result<Vec<GroupListing>> {
+        self.list_groups_of_types(&[]).await
+    }
+
+    /// The groups of the given types (`share`, `consumer`, `classic`; empty: all) on every
+    /// broker. Brokers older than ListGroups v5 cannot filter by type: then every group is
+    /// returned, without a `group_type`.
+    pub async fn list_groups_of_types(&mut self, types: &[&str]) -> Result<Vec<GroupListing>> {
         self.metadata(Some(&[]), false).await?;
         let mut addrs: Vec<String> = self.brokers.values().cloned().collect();
         if addrs.is_empty() {
@@ -872,12 +938,17 @@ impl Client {
             let version = self
                 .version_at(&addr, kafka_protocol::messages::ApiKey::ListGroups)
                 .await?;
-            let resp = self.send_to(&addr, &ListGroupsRequest::default()).await?;
+            let mut req = ListGroupsRequest::default();
+            if version >= 5 {
+                req.types_filter = types.iter().map(|t| s(*t)).collect();
+            }
+            let resp = self.send_to(&addr, &req).await?;
             check(resp.error_code, None, || format!("list groups on {addr}"))?;
             out.extend(resp.groups.into_iter().map(|g| GroupListing {
                 group_id: g.group_id.0.to_string(),
                 protocol_type: g.protocol_type.to_string(),
                 state: (version >= 4).then(|| g.group_state.to_string()),
+                group_type: (version >= 5).then(|| g.group_type.to_string()),
             }));
         }
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));

@@ -31,10 +31,25 @@ pub fn build_batch(
     compression: Compression,
     timestamp_ms: i64,
 ) -> Result<Bytes> {
+    encode_batch(records.iter().map(|r| (timestamp_ms, r)), compression)
+}
+
+/// Encodes one v2 record batch in which each record keeps its own CreateTime (ms), as when
+/// records are copied back to a topic with their original timestamps.
+pub fn build_batch_timed(
+    records: &[(i64, ProduceRecord)],
+    compression: Compression,
+) -> Result<Bytes> {
+    encode_batch(records.iter().map(|(t, r)| (*t, r)), compression)
+}
+
+fn encode_batch<'a>(
+    records: impl Iterator<Item = (i64, &'a ProduceRecord)>,
+    compression: Compression,
+) -> Result<Bytes> {
     let records: Vec<Record> = records
-        .iter()
         .enumerate()
-        .map(|(i, r)| Record {
+        .map(|(i, (timestamp, r))| Record {
             transactional: false,
             control: false,
             delete_horizon: false,
@@ -45,7 +60,7 @@ pub fn build_batch(
             // Offsets in a produced batch are relative; the broker assigns the real ones.
             offset: i as i64,
             sequence: NO_SEQUENCE,
-            timestamp: timestamp_ms,
+            timestamp,
             key: r.key.clone(),
             value: r.value.clone(),
             headers: r
@@ -177,6 +192,22 @@ mod tests {
             assert_eq!(out[0].timestamp, 1_700_000_000_000);
             assert_eq!(out[0].headers.len(), 1);
         }
+    }
+
+    #[test]
+    fn timed_batches_keep_each_timestamp() {
+        let input = vec![
+            (1_700_000_000_500, rec(Some("a"), "1")),
+            (1_700_000_000_000, rec(None, "2")),
+            (1_700_000_009_000, rec(Some("c"), "3")),
+        ];
+        let out = decode_fetched(build_batch_timed(&input, Compression::None).unwrap()).unwrap();
+        let ts: Vec<i64> = out.iter().map(|r| r.timestamp).collect();
+        assert_eq!(
+            ts,
+            [1_700_000_000_500, 1_700_000_000_000, 1_700_000_009_000]
+        );
+        assert_eq!(out[2].headers.len(), 1);
     }
 
     #[test]

@@ -31,6 +31,10 @@ enum Command {
     Consume(Box<cli::consume::ConsumeArgs>),
     /// List, describe and delete consumer groups; reset their offsets.
     Group(cli::group::GroupArgs),
+    /// Inspect share groups' dead letters; requeue them to their origin or discard them.
+    Dlq(cli::dlq::DlqArgs),
+    /// Register, fetch, list, check and delete schemas in the schema registry; set compatibility.
+    Schema(cli::schema::SchemaArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,8 @@ fn main() -> ExitCode {
         Command::Produce(args) => cli::produce::run(*args),
         Command::Consume(args) => cli::consume::run(*args),
         Command::Group(args) => cli::group::run(args),
+        Command::Dlq(args) => cli::dlq::run(args),
+        Command::Schema(args) => cli::schema::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

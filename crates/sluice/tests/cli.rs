@@ -649,3 +649,265 @@ fn errors_are_one_line_with_the_right_exit_code() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A record to write with [`produce_with_headers`]: key, value, CreateTime, headers.
+type TestRecord<'a> = (&'a str, &'a str, i64, Vec<(&'a str, String)>);
+
+/// Writes records to `topic` partition 0 as the broker writes dead letters: `(key, value,
+/// CreateTime, headers)` each.
+fn produce_with_headers(b: &Broker, topic: &str, records: Vec<TestRecord<'_>>) {
+    use sluice_client::records::ProduceRecord;
+    let records: Vec<(i64, ProduceRecord)> = records
+        .into_iter()
+        .map(|(k, v, ts, hs)| {
+            (
+                ts,
+                ProduceRecord {
+                    key: Some(bytes::Bytes::from(k.to_owned())),
+                    value: Some(bytes::Bytes::from(v.to_owned())),
+                    headers: hs
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), Some(bytes::Bytes::from(v))))
+                        .collect(),
+                },
+            )
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut c = sluice_client::Client::connect(sluice_client::ClientConfig::new(&b.addr))
+            .await
+            .expect("connect");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // The topic was just created: its leader may take a moment to be known.
+            match c
+                .produce_timed(topic, 0, &records, sluice_client::Compression::None)
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("produce to {topic}: {e}"),
+            }
+        }
+    });
+}
+
+/// The dead-letter headers of a record from `origin` partition/offset, dead-lettered at `at`.
+fn dlq_headers(origin: &str, partition: i32, offset: i64, at: i64) -> Vec<(&'static str, String)> {
+    vec![
+        ("trace", format!("t{offset}")),
+        ("__dlq.errors.topic", origin.to_owned()),
+        ("__dlq.errors.partition", partition.to_string()),
+        ("__dlq.errors.offset", offset.to_string()),
+        ("__dlq.errors.group", "workers".into()),
+        ("__dlq.errors.delivery.count", "5".into()),
+        ("__dlq.errors.reason", "delivery_limit".into()),
+        ("__dlq.errors.timestamp", at.to_string()),
+    ]
+}
+
+fn dlq_depth(b: &Broker, topic: &str) -> i64 {
+    let v = b.json(&["dlq", "list"]);
+    v.as_array()
+        .expect("list is an array")
+        .iter()
+        .find(|t| t["topic"] == topic)
+        .unwrap_or_else(|| panic!("{topic} is not listed: {v}"))["depth"]
+        .as_i64()
+        .expect("depth")
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[test]
+fn dlq_list_show_requeue_discard() {
+    let b = Broker::start();
+    b.ok(&["topic", "create", "orders", "--partitions", "2"]);
+    b.ok(&["topic", "create", "dlq.workers"]);
+    let now = now_ms();
+    let created = now - 3_600_000;
+    let dead_at = now - 90_000;
+    // Offsets 0..=3: dead letters from orders (partition 0 or 1); offset 4: no origin headers.
+    let mut records: Vec<TestRecord> = (0..4)
+        .map(|i| {
+            (
+                ["k0", "k1", "k2", "k3"][i as usize],
+                ["v0", "v1\nsecond line", "v2", "v3"][i as usize],
+                created + i,
+                dlq_headers("orders", (i % 2) as i32, 10 + i, dead_at + i),
+            )
+        })
+        .collect();
+    records.push(("stray", "no origin", created, Vec::new()));
+    produce_with_headers(&b, "dlq.workers", records);
+
+    // list: the topic, its group (from the name), depth and the oldest age.
+    let v = b.json(&["dlq", "list"]);
+    let row = &v.as_array().expect("array")[0];
+    assert_eq!(row["topic"], "dlq.workers", "{v}");
+    assert_eq!(row["group"], "workers", "{v}");
+    assert_eq!(row["depth"], 5, "{v}");
+    assert!(row["oldest_age_ms"].as_i64().unwrap_or(0) >= 90_000, "{v}");
+    let text = b.ok(&["dlq", "list"]);
+    assert_eq!(
+        lines(&text)[0].split_whitespace().collect::<Vec<_>>(),
+        ["TOPIC", "GROUP", "DEPTH", "HANDLED", "OLDEST-AGE"]
+    );
+    let cells: Vec<&str> = lines(&text)[1].split_whitespace().collect();
+    assert_eq!(cells[..4], ["dlq.workers", "workers", "5", "0"], "{text}");
+    assert!(cells[4].starts_with("1m"), "age of 90 s: {text}");
+
+    // show: origins, reasons, printable values.
+    let v = b.json(&["dlq", "show", "--group", "workers"]);
+    let letters = v["dead_letters"].as_array().expect("dead_letters");
+    assert_eq!(letters.len(), 5, "{v}");
+    assert_eq!(letters[1]["origin"]["topic"], "orders");
+    assert_eq!(letters[1]["origin"]["partition"], 1);
+    assert_eq!(letters[1]["origin"]["offset"], 11);
+    assert_eq!(letters[1]["reason"], "delivery_limit");
+    assert_eq!(letters[1]["delivery_count"], 5);
+    assert_eq!(letters[1]["value"], "v1\nsecond line", "full in JSON");
+    assert_eq!(letters[1]["headers"]["trace"], "t11");
+    assert!(letters[4]["origin"].is_null());
+    let text = b.ok(&["dlq", "show", "-g", "workers", "--limit", "2"]);
+    assert_eq!(lines(&text).len(), 3, "{text}");
+    assert!(
+        text.contains("orders:1:11") && text.contains("v1\\nsecond line"),
+        "{text}"
+    );
+
+    // requeue one: back to orders-1 with key, value, timestamp and headers, once only.
+    let v = b.json(&["dlq", "requeue", "-g", "workers", "--offset", "1"]);
+    assert_eq!(v["requeued"], 1, "{v}");
+    let out = b.ok(&[
+        "consume",
+        "orders",
+        "-p",
+        "1",
+        "--from-beginning",
+        "-c",
+        "1",
+        "--output",
+        "json",
+    ]);
+    let r: Value = serde_json::from_str(out.trim()).expect("json record");
+    assert_eq!(r["key"], "k1");
+    assert_eq!(r["value"], "v1\nsecond line");
+    assert_eq!(r["timestamp"], created + 1, "the original CreateTime");
+    assert_eq!(r["headers"]["trace"], "t11");
+    assert_eq!(r["headers"]["__dlq.requeued.from"], "dlq.workers:0:1");
+    assert!(r["headers"]["__dlq.errors.topic"].is_null(), "{r}");
+    let text = b.ok(&["dlq", "requeue", "-g", "workers", "--offset", "1"]);
+    assert!(
+        text.contains("nothing to requeue") && text.contains("already handled"),
+        "{text}"
+    );
+    assert_eq!(dlq_depth(&b, "dlq.workers"), 4);
+
+    // An offset that is not in the DLQ, or has no origin: an error naming it, nothing written.
+    let out = b.run(&["dlq", "requeue", "-g", "workers", "--offset", "0,9"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("offset 9 is not in dlq.workers-0"), "{err}");
+    let out = b.run(&["dlq", "requeue", "-g", "workers", "--offset", "4"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dead letter 4 has no origin headers"), "{err}");
+    assert_eq!(dlq_depth(&b, "dlq.workers"), 4);
+
+    // discard the stray one; show --all marks the handled ones.
+    let v = b.json(&["dlq", "discard", "-g", "workers", "--offset", "4"]);
+    assert_eq!(v["discarded"], 1, "{v}");
+    let v = b.json(&["dlq", "show", "-g", "workers", "--all"]);
+    let handled: Vec<bool> = v["dead_letters"]
+        .as_array()
+        .expect("dead_letters")
+        .iter()
+        .map(|l| l["handled"].as_bool().unwrap_or(false))
+        .collect();
+    assert_eq!(handled, [false, true, false, false, true], "{v}");
+    assert_eq!(
+        b.json(&["dlq", "show", "-g", "workers"])["dead_letters"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+
+    // requeue --all: the other three, then nothing.
+    let text = b.ok(&["dlq", "requeue", "-g", "workers", "--all"]);
+    assert!(
+        text.starts_with(
+            "requeued 3 dead letters from dlq.workers to orders (3); skipped 2 already handled"
+        ),
+        "{text}"
+    );
+    let v = b.json(&["dlq", "requeue", "-g", "workers", "--all"]);
+    assert_eq!(v["requeued"], 0, "{v}");
+    assert_eq!(v["skipped_already_handled"], 5, "{v}");
+    assert_eq!(dlq_depth(&b, "dlq.workers"), 0);
+    let out = b.ok(&[
+        "consume",
+        "orders",
+        "--from-beginning",
+        "-c",
+        "4",
+        "-f",
+        "%p %k %h",
+    ]);
+    let mut got: Vec<&str> = lines(&out);
+    got.sort();
+    assert_eq!(got.len(), 4, "{out}");
+    assert!(
+        got[0].starts_with("0 k0 trace=t10,__dlq.requeued.from=dlq.workers:0:0"),
+        "{out}"
+    );
+    // The bookkeeping is an ordinary consumer group: no lag left.
+    assert_eq!(total_lag(&b, "sluice-dlq"), 0);
+}
+
+#[test]
+fn dlq_argument_errors() {
+    let run = |args: &[&str]| Command::new(BIN).args(args).output().expect("run sluice");
+    for args in [
+        &["dlq", "show"][..],
+        &["dlq", "show", "--group", "g", "--topic", "t"],
+        &["dlq", "requeue", "--group", "g"],
+        &["dlq", "requeue", "--group", "g", "--all", "--offset", "1"],
+        &["dlq", "discard", "--topic", "t"],
+        &["dlq", "discard", "--topic", "t", "--offset", "x"],
+        &["dlq", "discard", "--topic", "t", "--offset", "5-3"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+    }
+    let port = free_port();
+    let out = run(&[
+        "dlq",
+        "list",
+        "--bootstrap-server",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+    let b = Broker::start();
+    let out = b.run(&["dlq", "show", "--group", "nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("DLQ topic dlq.nobody does not exist"), "{err}");
+}

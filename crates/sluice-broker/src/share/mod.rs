@@ -84,6 +84,9 @@ impl ShareHandle {
     }
 }
 
+/// (group, member): whose share session.
+type SessionKey = (Arc<str>, Arc<str>);
+
 /// A member's share session (KIP-932): the partitions it fetches and the epoch the next
 /// request must carry.
 struct ShareSession {
@@ -101,7 +104,7 @@ pub struct DlqJob {
 
 pub struct ShareService {
     partitions: RwLock<HashMap<SpKey, Arc<ShareHandle>>>,
-    sessions: Mutex<HashMap<(Arc<str>, Arc<str>), ShareSession>>,
+    sessions: Mutex<HashMap<SessionKey, ShareSession>>,
     pub store: StateStore,
     /// Woken when records become available again (release, lock expiry, redelivery backoff).
     pub available: Notify,

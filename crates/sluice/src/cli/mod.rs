@@ -1,4 +1,4 @@
-//! The admin and data tools (`sluice topic|produce|consume|group`): each talks the Kafka
+//! The admin and data tools (`sluice topic|produce|consume|group|dlq`): each talks the Kafka
 //! protocol to `--bootstrap-server` through `sluice-client`. Output is a table for people by
 //! default and JSON with `--output json` for scripts.
 
@@ -9,9 +9,11 @@ use clap::{Args, ValueEnum};
 use sluice_client::{Client, ClientConfig};
 
 pub mod consume;
+pub mod dlq;
 pub mod group;
 pub mod produce;
 pub mod record_format;
+pub mod schema;
 pub mod table;
 pub mod topic;
 

@@ -911,3 +911,227 @@ fn dlq_argument_errors() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("DLQ topic dlq.nobody does not exist"), "{err}");
 }
+
+/// The share-group admin APIs that no installed client library exposes (confluent-kafka 2.16
+/// has no ShareGroupDescribe or share-group offset admin), driven over the Kafka protocol:
+/// a member joins and fetches (creating the share-partition), then ShareGroupDescribe,
+/// DescribeShareGroupOffsets, AlterShareGroupOffsets and DeleteShareGroupOffsets, including
+/// their refusals while the group has members.
+#[test]
+fn share_group_admin_apis_over_the_protocol() {
+    use kafka_protocol::messages::alter_share_group_offsets_request::{
+        AlterShareGroupOffsetsRequestPartition, AlterShareGroupOffsetsRequestTopic,
+    };
+    use kafka_protocol::messages::delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic;
+    use kafka_protocol::messages::describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup;
+    use kafka_protocol::messages::share_fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+
+    let b = Broker::start();
+    let topic = "share-admin";
+    let group = "share-admin-g";
+    b.ok(&["topic", "create", topic]);
+    produce_with_headers(
+        &b,
+        topic,
+        (0..5).map(|_| ("k", "job", now_ms(), vec![])).collect(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut c = sluice_client::Client::connect(sluice_client::ClientConfig::new(&b.addr))
+            .await
+            .expect("connect");
+        let s = |t: &str| StrBytes::from_string(t.to_string());
+        let member = "m-1";
+        let offsets_of = |resp: &DescribeShareGroupOffsetsResponse| -> Vec<(i32, i64, i16)> {
+            resp.groups[0]
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (p.partition_index, p.start_offset, p.error_code))
+                })
+                .collect()
+        };
+        // Earliest, so the fetch below acquires the five records.
+        let alter_cfg = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(32)
+                .with_resource_name(s(group))
+                .with_configs(vec![
+                    incremental_alter_configs_request::AlterableConfig::default()
+                        .with_name(s("share.auto.offset.reset"))
+                        .with_config_operation(0)
+                        .with_value(Some(s("earliest"))),
+                ]),
+        ]);
+        let r = c.send(&b.addr, &alter_cfg).await.expect("alter configs");
+        assert_eq!(
+            r.responses[0].error_code, 0,
+            "{:?}",
+            r.responses[0].error_message
+        );
+
+        let hb = ShareGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_member_id(s(member))
+            .with_member_epoch(0)
+            .with_subscribed_topic_names(Some(vec![TopicName(s(topic))]));
+        let r = c.send(&b.addr, &hb).await.expect("heartbeat");
+        assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+        let epoch = r.member_epoch;
+        let assigned = r.assignment.expect("assignment").topic_partitions;
+        assert_eq!(assigned[0].partitions, vec![0]);
+        let topic_id = assigned[0].topic_id;
+
+        let fetch = ShareFetchRequest::default()
+            .with_group_id(Some(GroupId(s(group))))
+            .with_member_id(Some(s(member)))
+            .with_share_session_epoch(0)
+            .with_max_wait_ms(2000)
+            .with_max_bytes(1 << 20)
+            .with_max_records(2)
+            .with_batch_size(2)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic_id(topic_id)
+                .with_partitions(vec![
+                    FetchPartition::default().with_partition_index(0)
+                ])]);
+        let r = c.send(&b.addr, &fetch).await.expect("share fetch");
+        assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+        let acquired = &r.responses[0].partitions[0].acquired_records;
+        assert_eq!(
+            (
+                acquired[0].first_offset,
+                acquired[0].last_offset,
+                acquired[0].delivery_count
+            ),
+            (0, 1, 1)
+        );
+
+        // A wrong session epoch is refused; then accept both records (epoch 1).
+        let ack = |epoch: i32, types: Vec<i8>| {
+            ShareAcknowledgeRequest::default()
+                .with_group_id(Some(GroupId(s(group))))
+                .with_member_id(Some(s(member)))
+                .with_share_session_epoch(epoch)
+                .with_topics(vec![share_acknowledge_request::AcknowledgeTopic::default()
+                    .with_topic_id(topic_id)
+                    .with_partitions(vec![
+                        share_acknowledge_request::AcknowledgePartition::default()
+                            .with_partition_index(0)
+                            .with_acknowledgement_batches(vec![
+                                share_acknowledge_request::AcknowledgementBatch::default()
+                                    .with_first_offset(0)
+                                    .with_last_offset(1)
+                                    .with_acknowledge_types(types),
+                            ]),
+                    ])])
+        };
+        let r = c.send(&b.addr, &ack(7, vec![1])).await.expect("ack");
+        assert_eq!(r.error_code, 123, "INVALID_SHARE_SESSION_EPOCH");
+        let r = c.send(&b.addr, &ack(1, vec![1])).await.expect("ack");
+        assert_eq!(r.error_code, 0);
+        assert_eq!(r.responses[0].partitions[0].error_code, 0);
+        // Acknowledging again: the records are no longer acquired.
+        let r = c.send(&b.addr, &ack(2, vec![1])).await.expect("ack");
+        assert_eq!(
+            r.responses[0].partitions[0].error_code, 121,
+            "INVALID_RECORD_STATE"
+        );
+
+        let describe = ShareGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]);
+        let r = c.send(&b.addr, &describe).await.expect("describe");
+        let g = &r.groups[0];
+        assert_eq!(g.error_code, 0);
+        assert_eq!(g.group_state.as_str(), "Stable");
+        assert_eq!(g.members.len(), 1);
+        assert_eq!(g.members[0].member_id.as_str(), member);
+        assert_eq!(
+            g.members[0].assignment.topic_partitions[0]
+                .topic_name
+                .0
+                .as_str(),
+            topic
+        );
+
+        let describe_offsets = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+            DescribeShareGroupOffsetsRequestGroup::default()
+                .with_group_id(GroupId(s(group)))
+                // null: every topic-partition the group has state for
+                .with_topics(None),
+        ]);
+        let r = c
+            .send(&b.addr, &describe_offsets)
+            .await
+            .expect("describe offsets");
+        assert_eq!(
+            offsets_of(&r),
+            vec![(0, 2, 0)],
+            "records 0 and 1 are done: {r:?}"
+        );
+
+        let alter = AlterShareGroupOffsetsRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_topics(vec![AlterShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(TopicName(s(topic)))
+                .with_partitions(vec![
+                    AlterShareGroupOffsetsRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_start_offset(4),
+                ])]);
+        let r = c.send(&b.addr, &alter).await.expect("alter offsets");
+        assert_eq!(
+            r.error_code, 68,
+            "NON_EMPTY_GROUP while a member is in the group"
+        );
+
+        let leave = hb
+            .clone()
+            .with_member_epoch(-1)
+            .with_subscribed_topic_names(None);
+        let r = c.send(&b.addr, &leave).await.expect("leave");
+        assert_eq!((r.error_code, r.member_epoch), (0, -1));
+        assert!(epoch > 0);
+
+        let r = c.send(&b.addr, &alter).await.expect("alter offsets");
+        assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+        assert_eq!(r.responses[0].partitions[0].error_code, 0);
+        let r = c
+            .send(&b.addr, &describe_offsets)
+            .await
+            .expect("describe offsets");
+        assert_eq!(offsets_of(&r), vec![(0, 4, 0)]);
+
+        let delete = DeleteShareGroupOffsetsRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_topics(vec![
+                DeleteShareGroupOffsetsRequestTopic::default().with_topic_name(TopicName(s(topic)))
+            ]);
+        let r = c.send(&b.addr, &delete).await.expect("delete offsets");
+        assert_eq!((r.error_code, r.responses[0].error_code), (0, 0));
+        let r = c
+            .send(&b.addr, &describe_offsets)
+            .await
+            .expect("describe offsets");
+        assert_eq!(
+            offsets_of(&r),
+            Vec::<(i32, i64, i16)>::new(),
+            "no state left"
+        );
+
+        let r = c
+            .send(
+                &b.addr,
+                &ShareGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("nobody"))]),
+            )
+            .await
+            .expect("describe");
+        assert_eq!(r.groups[0].error_code, 69, "GROUP_ID_NOT_FOUND");
+    });
+}

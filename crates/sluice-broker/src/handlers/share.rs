@@ -383,20 +383,22 @@ fn check_member(broker: &Broker, group: &str, member: &str) -> Result<(), KafkaE
     }
 }
 
+/// The nullable GroupId and MemberId of ShareFetch / ShareAcknowledge ("" when null).
+fn group_and_member(
+    group: &Option<GroupId>,
+    member: &Option<kafka_protocol::protocol::StrBytes>,
+) -> (String, String) {
+    (
+        group.as_ref().map(|g| g.0.to_string()).unwrap_or_default(),
+        member.as_ref().map(|m| m.to_string()).unwrap_or_default(),
+    )
+}
+
 pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchResponse {
     use kafka_protocol::messages::share_fetch_response::{
         AcquiredRecords, LeaderIdAndEpoch, PartitionData, ShareFetchableTopicResponse,
     };
-    let group = req
-        .group_id
-        .as_ref()
-        .map(|g| g.0.to_string())
-        .unwrap_or_default();
-    let member = req
-        .member_id
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
+    let (group, member) = group_and_member(&req.group_id, &req.member_id);
     let fail = |e: KafkaError| {
         ShareFetchResponse::default()
             .with_error_code(e.code)
@@ -633,16 +635,7 @@ pub async fn share_acknowledge(
     use kafka_protocol::messages::share_acknowledge_response::{
         LeaderIdAndEpoch, NodeEndpoint, PartitionData, ShareAcknowledgeTopicResponse,
     };
-    let group = req
-        .group_id
-        .as_ref()
-        .map(|g| g.0.to_string())
-        .unwrap_or_default();
-    let member = req
-        .member_id
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
+    let (group, member) = group_and_member(&req.group_id, &req.member_id);
     let fail = |e: KafkaError| {
         ShareAcknowledgeResponse::default()
             .with_error_code(e.code)

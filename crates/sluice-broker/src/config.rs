@@ -77,9 +77,9 @@ impl Default for BrokerConfig {
             flush: FlushPolicy::Always,
             auto_create_topics: true,
             default_partitions: 1,
-            max_request_bytes: 100 * 1024 * 1024,
-            max_connections: 10_000,
-            idle_timeout: Duration::from_secs(600),
+            max_request_bytes: crate::limits::MAX_REQUEST_BYTES,
+            max_connections: crate::limits::MAX_CONNECTIONS,
+            idle_timeout: Duration::from_millis(crate::limits::IDLE_TIMEOUT_MS),
             retention_check_interval: Duration::from_secs(300),
             initial_rebalance_delay_ms: 3000,
         }

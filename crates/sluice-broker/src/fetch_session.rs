@@ -12,8 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use kafka_protocol::error::ResponseError;
 
-/// `max.incremental.fetch.session.cache.slots` (Kafka's default).
-pub const MAX_SESSIONS: usize = 1000;
+pub use crate::limits::MAX_FETCH_SESSIONS as MAX_SESSIONS;
 const INITIAL_EPOCH: i32 = 0;
 const FINAL_EPOCH: i32 = -1;
 

@@ -18,6 +18,7 @@ pub mod groups;
 pub mod handlers;
 pub mod http;
 pub mod internal_log;
+pub mod limits;
 pub mod metadata;
 pub mod metrics;
 pub mod offsets;

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::error::KafkaError;
 use crate::group_config::GroupConfigs;
 use crate::internal_log;
+use crate::limits::MAX_PARTITIONS_PER_TOPIC;
 use crate::partition::Partition;
 use crate::topic_config::TopicConfigs;
 
@@ -23,8 +24,6 @@ pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
 /// Producer ids are handed out from blocks recorded in the metadata log, as Kafka does, so a
 /// restart never reuses one.
 const PRODUCER_ID_BLOCK: i64 = 1000;
-/// Kafka's limit on partitions per topic is practical, not fixed; ours protects the node.
-pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
 pub struct Topic {
     pub name: String,

@@ -15,9 +15,6 @@ use crate::broker::Broker;
 use crate::fetch_session::{Answered, Plan, RequestedPartition};
 use crate::metrics::TopicLabels;
 
-/// Cap on a fetch's wait, whatever the client asks.
-const MAX_WAIT_MS: i32 = 30_000;
-
 struct Wanted {
     topic: String,
     topic_id: Uuid,
@@ -119,7 +116,8 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         req.max_bytes
     } as usize;
     let min_bytes = req.min_bytes.max(0) as usize;
-    let wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS) as u64);
+    let wait =
+        Duration::from_millis(req.max_wait_ms.clamp(0, crate::limits::MAX_FETCH_WAIT_MS) as u64);
     let deadline = tokio::time::Instant::now() + wait;
     let mut responses = loop {
         // Register for wake-ups before reading, so an append in between is not missed.

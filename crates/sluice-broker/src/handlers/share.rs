@@ -32,8 +32,6 @@ use crate::groups::now_u64;
 use crate::metrics::{AckLabels, GroupTopicLabels, TopicLabels};
 use crate::share::{ack_error_code, SessionStep, ShareHandle, SpKey};
 
-/// Cap on a share fetch's wait, whatever the client asks.
-const MAX_WAIT_MS: i32 = 30_000;
 /// `max_records` when the client sends none (Kafka's `max.poll.records` default).
 const DEFAULT_MAX_RECORDS: i32 = 500;
 
@@ -480,7 +478,9 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
             } else {
                 DEFAULT_MAX_RECORDS
             } as u32;
-            let wait = Duration::from_millis(req.max_wait_ms.clamp(0, MAX_WAIT_MS) as u64);
+            let wait = Duration::from_millis(
+                req.max_wait_ms.clamp(0, crate::limits::MAX_FETCH_WAIT_MS) as u64,
+            );
             let deadline = tokio::time::Instant::now() + wait;
             let mut handles = Vec::with_capacity(partitions.len());
             for (topic_id, partition) in &partitions {

@@ -23,15 +23,10 @@ use crate::broker::{now_ms, Broker};
 use crate::error::KafkaError;
 use crate::group_config::{AutoOffsetReset, ShareSettings};
 use crate::groups::now_u64;
+use crate::limits::MAX_SHARE_SESSIONS;
 use crate::metrics::{GroupTopicLabels, TopicLabels};
 use crate::partition::Partition;
 use state_store::{StateKey, StateStore};
-
-/// Dead-letter jobs waiting for the writer; when full, records stay pending in their
-/// share-partition and are offered again on the next timer pass (the coordinator never waits).
-const DLQ_QUEUE: usize = 1024;
-/// Share sessions per broker (Kafka's `group.share.max.share.sessions` is 2000 per broker).
-pub const MAX_SESSIONS: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SpKey {
@@ -174,7 +169,7 @@ impl ShareService {
                 }),
             );
         }
-        let (dlq_tx, dlq_rx) = mpsc::channel(DLQ_QUEUE);
+        let (dlq_tx, dlq_rx) = mpsc::channel(crate::limits::DLQ_WRITER_QUEUE);
         Ok(ShareService {
             partitions: RwLock::new(partitions),
             sessions: Mutex::new(HashMap::new()),
@@ -262,10 +257,10 @@ impl ShareService {
         let mut sessions = self.sessions.lock();
         match epoch {
             0 if is_fetch => {
-                if !sessions.contains_key(&key) && sessions.len() >= MAX_SESSIONS {
+                if !sessions.contains_key(&key) && sessions.len() >= MAX_SHARE_SESSIONS {
                     return Err(KafkaError::new(
                         ResponseError::ShareSessionLimitReached,
-                        format!("this broker already has {MAX_SESSIONS} share sessions"),
+                        format!("this broker already has {MAX_SHARE_SESSIONS} share sessions"),
                     ));
                 }
                 let mut partitions = Vec::new();

@@ -78,9 +78,9 @@ impl Broker {
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let cluster_id = load_cluster_id(&config.data_dir, config.node_id)?;
         let now = now_ms();
-        let metadata = Metadata::open(&config.data_dir, now).map_err(anyhow_from)?;
-        let offsets =
-            OffsetStore::open(&config.data_dir, config.flush, now).map_err(anyhow_from)?;
+        let metadata =
+            Metadata::open(&config.data_dir, config.max_partitions, now).map_err(anyhow_from)?;
+        let offsets = OffsetStore::open(&config.data_dir, now).map_err(anyhow_from)?;
         let (advertised_host, advertised_port) = match &config.advertised_kafka_addr {
             Some(addr) => parse_host_port(addr)?,
             None => (
@@ -129,6 +129,26 @@ impl Broker {
                 }
             })
             .await;
+    }
+
+    /// Expires the committed offsets of groups without members (Kafka's
+    /// `offsets.retention.minutes`). The DLQ redrive bookkeeping group is exempt: its offsets
+    /// are the record of which dead letters were handled, and losing them would requeue twice.
+    async fn expire_offsets(&self) {
+        let retention =
+            i64::try_from(self.config.offsets_retention.as_millis()).unwrap_or(i64::MAX);
+        let result = self
+            .offsets
+            .expire(now_ms(), retention, |group| {
+                group != sluice_share::DLQ_TOOL_GROUP
+                    && self
+                        .groups
+                        .read(|c| c.describe(group).is_none_or(|d| d.members.is_empty()))
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not expire committed offsets");
+        }
     }
 
     fn apply_retention(&self) {
@@ -241,6 +261,8 @@ async fn background(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     };
     let mut flush_tick = tokio::time::interval(flush_every);
     let mut retention_tick = tokio::time::interval(broker.config.retention_check_interval);
+    let mut offsets_tick = tokio::time::interval(broker.config.offsets_retention_check_interval);
+    offsets_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     retention_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -255,6 +277,7 @@ async fn background(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
                 let b = broker.clone();
                 let _ = tokio::task::spawn_blocking(move || b.apply_retention()).await;
             }
+            _ = offsets_tick.tick() => broker.expire_offsets().await,
         }
     }
 }

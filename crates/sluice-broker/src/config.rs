@@ -64,6 +64,13 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// `group.initial.rebalance.delay.ms` (default 3000).
     pub initial_rebalance_delay_ms: u64,
+    /// `--max-partitions`: user partitions this broker holds at most (each keeps files open).
+    pub max_partitions: usize,
+    /// `offsets.retention.minutes`, in ms: committed offsets of a group without members expire
+    /// this long after their commit.
+    pub offsets_retention: Duration,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -82,6 +89,11 @@ impl Default for BrokerConfig {
             idle_timeout: Duration::from_millis(crate::limits::IDLE_TIMEOUT_MS),
             retention_check_interval: Duration::from_secs(300),
             initial_rebalance_delay_ms: 3000,
+            max_partitions: crate::limits::MAX_PARTITIONS_DEFAULT,
+            offsets_retention: Duration::from_millis(crate::limits::OFFSETS_RETENTION_MS),
+            offsets_retention_check_interval: Duration::from_millis(
+                crate::limits::OFFSETS_RETENTION_CHECK_INTERVAL_MS,
+            ),
         }
     }
 }

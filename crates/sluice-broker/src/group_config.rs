@@ -206,6 +206,19 @@ pub struct ShareSettings {
 }
 
 impl GroupConfigs {
+    /// The configs with every value that no longer validates dropped (it reads as the
+    /// default), each with a warning: replay must never refuse to start over a stored value.
+    pub fn sanitized(mut self, group: &str) -> Self {
+        self.0.retain(|name, value| match validate(name, value) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(group, error = %e, "ignoring a stored group config; the default applies");
+                false
+            }
+        });
+        self
+    }
+
     /// The effective value of `name` for group `group`.
     pub fn get(&self, group: &str, name: &str) -> Option<String> {
         if let Some(v) = self.0.get(name) {

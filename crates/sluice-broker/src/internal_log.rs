@@ -1,6 +1,14 @@
-//! Internal logs (cluster metadata, committed offsets): JSON events written as ordinary record
-//! batches to a partition log of their own, replayed in order on start. They share the
+//! Internal logs (cluster metadata, committed offsets, schemas): JSON events written as ordinary
+//! record batches to a partition log of their own, replayed in order on start. They share the
 //! storage engine, recovery and group commit with user data, so they will replicate the same way.
+//!
+//! Each log stays proportional to its live state: once enough has been appended since the last
+//! snapshot, the owner appends its whole live state as records ([`append_snapshot`]) and the
+//! segments before the snapshot are dropped ([`finish_snapshot`]). Replaying any suffix of the
+//! log that starts at or before the newest snapshot gives the current state, because every
+//! record is an upsert or a deletion of one key and the snapshot re-states every live key.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
@@ -9,6 +17,12 @@ use kafka_protocol::records::{
 };
 
 use crate::error::KafkaError;
+use crate::limits;
+
+/// Bytes read at a time when replaying.
+const REPLAY_CHUNK_BYTES: usize = 1 << 20;
+/// Target size of one snapshot batch.
+const SNAPSHOT_BATCH_BYTES: usize = 256 << 10;
 
 /// One internal record: an optional key and an optional value (None = tombstone).
 pub type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
@@ -56,6 +70,19 @@ pub fn encode_batch(records: &[KeyValue], now_ms: i64) -> Result<BytesMut, Kafka
     Ok(buf)
 }
 
+/// How every internal log is stored: small segments, so a snapshot can drop what came before it
+/// soon; no retention (internal state is removed by snapshots only); batches as large as a
+/// request can carry.
+pub fn log_config() -> sluice_storage::LogConfig {
+    sluice_storage::LogConfig {
+        segment_bytes: limits::INTERNAL_SEGMENT_BYTES,
+        retention_ms: -1,
+        retention_bytes: -1,
+        max_message_bytes: limits::MAX_REQUEST_BYTES,
+        ..Default::default()
+    }
+}
+
 /// Appends records to an internal log and waits until they are on disk: internal state is
 /// always fsynced, whatever the flush policy for user data.
 pub async fn append_durably(
@@ -69,23 +96,157 @@ pub async fn append_durably(
     Ok(appended.last_offset)
 }
 
-/// Calls `apply` with every record of the log, in order.
+/// Calls `apply` with every record of the log, in order. The log is read a chunk at a time, so
+/// replay needs memory for one chunk, not for the whole history. A batch that does not decode
+/// (it passed its CRC, so it was written that way) is skipped with an error: no single record
+/// may keep the broker from starting.
 pub fn replay(
     log: &Partition,
     mut apply: impl FnMut(Option<&[u8]>, Option<&[u8]>),
 ) -> Result<(), KafkaError> {
-    let bytes = log.read_all(0)?;
-    let mut buf = Bytes::from(bytes);
-    let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| {
-        KafkaError::new(
-            ResponseError::CorruptMessage,
-            format!("internal log unreadable: {e}"),
-        )
-    })?;
-    for set in sets {
-        for r in set.records {
-            apply(r.key.as_deref(), r.value.as_deref());
+    let mut offset = log.watermarks().log_start_offset;
+    loop {
+        let (slice, marks) = log.read(offset, REPLAY_CHUNK_BYTES);
+        let Some(slice) = slice? else { break };
+        let bytes = slice.load()?;
+        let mut next = None;
+        for (at, header) in sluice_storage::BatchIter::new(&bytes) {
+            next = Some(header.next_offset());
+            let Some(stored) = bytes.get(at..at + header.total_len()) else {
+                break;
+            };
+            let mut batch = Bytes::copy_from_slice(stored);
+            match RecordBatchDecoder::decode(&mut batch) {
+                Ok(set) => {
+                    for r in set.records {
+                        apply(r.key.as_deref(), r.value.as_deref());
+                    }
+                }
+                Err(e) => tracing::error!(
+                    offset = header.base_offset,
+                    error = %e,
+                    "skipping an undecodable internal batch"
+                ),
+            }
+        }
+        match next {
+            Some(n) if n < marks.high_watermark => offset = n,
+            _ => break,
         }
     }
     Ok(())
+}
+
+/// When an internal log is rewritten as a snapshot of its live state: once the bytes appended
+/// since the last snapshot reach the larger of [`limits::INTERNAL_COMPACT_MIN_BYTES`] and the
+/// last snapshot's size. The log on disk therefore stays within a small multiple of the live
+/// state (plus one segment), however long the history.
+pub struct Compaction {
+    since_snapshot: AtomicU64,
+    snapshot_bytes: AtomicU64,
+    running: AtomicBool,
+}
+
+impl Compaction {
+    /// `log_bytes`: the log's size at open (all of it counts as written since a snapshot).
+    pub fn new(log_bytes: u64) -> Self {
+        Compaction {
+            since_snapshot: AtomicU64::new(log_bytes),
+            snapshot_bytes: AtomicU64::new(0),
+            running: AtomicBool::new(false),
+        }
+    }
+
+    pub fn appended(&self, bytes: usize) {
+        self.since_snapshot
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub fn due(&self) -> bool {
+        let threshold = self
+            .snapshot_bytes
+            .load(Ordering::Relaxed)
+            .max(limits::INTERNAL_COMPACT_MIN_BYTES);
+        self.since_snapshot.load(Ordering::Relaxed) >= threshold
+            && !self.running.load(Ordering::Relaxed)
+    }
+
+    /// Claims the right to write the next snapshot (one at a time); false if one is running.
+    pub fn start(&self) -> bool {
+        !self.running.swap(true, Ordering::AcqRel)
+    }
+
+    fn finish(&self, snapshot_bytes: Option<u64>) {
+        if let Some(b) = snapshot_bytes {
+            self.snapshot_bytes.store(b, Ordering::Relaxed);
+            self.since_snapshot.store(0, Ordering::Relaxed);
+        }
+        self.running.store(false, Ordering::Release);
+    }
+}
+
+/// Appends `records` (the live state, as records that rebuild it from nothing when replayed
+/// over any suffix of the log that starts at or before them) in batches of bounded size.
+/// Returns the offset the snapshot starts at and the offset after it. The caller holds
+/// whatever lock orders its writes, so no change lands between the state it read and this
+/// append.
+pub fn append_snapshot(
+    log: &Partition,
+    records: &[KeyValue],
+    now_ms: i64,
+) -> Result<(i64, i64, u64), KafkaError> {
+    let start = log.watermarks().high_watermark;
+    let mut end = start;
+    let mut bytes = 0u64;
+    let mut batch_start = 0;
+    let mut batch_bytes = 0usize;
+    for (i, (k, v)) in records.iter().enumerate() {
+        batch_bytes += k.as_ref().map_or(0, Vec::len) + v.as_ref().map_or(0, Vec::len) + 32;
+        let last = i + 1 == records.len();
+        if batch_bytes >= SNAPSHOT_BATCH_BYTES || last {
+            let buf = encode_batch(&records[batch_start..=i], now_ms)?;
+            bytes += buf.len() as u64;
+            end = log.append(&buf, now_ms)?.last_offset + 1;
+            batch_start = i + 1;
+            batch_bytes = 0;
+        }
+    }
+    Ok((start, end, bytes))
+}
+
+/// Ends a compaction whose snapshot could not be appended.
+pub fn finish_snapshot_failed(compaction: &Compaction, error: &KafkaError) {
+    compaction.finish(None);
+    tracing::error!(error = %error, "internal log compaction failed");
+}
+
+/// Waits for a snapshot appended by [`append_snapshot`] to be durable, then drops the segments
+/// wholly before it. Always ends the compaction claimed with [`Compaction::start`].
+pub async fn finish_snapshot(
+    log: &Partition,
+    compaction: &Compaction,
+    (start, end, bytes): (i64, i64, u64),
+) -> Result<(), KafkaError> {
+    let result = async {
+        log.make_durable(end).await?;
+        log.delete_records_before(start)?;
+        Ok::<_, KafkaError>(())
+    }
+    .await;
+    match &result {
+        Ok(()) => {
+            compaction.finish(Some(bytes));
+            tracing::info!(
+                start,
+                snapshot_bytes = bytes,
+                log_bytes = log.size_bytes(),
+                "internal log compacted"
+            );
+        }
+        Err(e) => {
+            compaction.finish(None);
+            tracing::error!(error = %e, "internal log compaction failed");
+        }
+    }
+    result
 }

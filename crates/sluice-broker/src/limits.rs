@@ -19,6 +19,14 @@ pub const IDLE_TIMEOUT_MS: u64 = 600_000;
 
 /// Partitions in one topic.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+/// Kafka's floor for `segment.bytes` (1 MiB): a segment keeps a file descriptor open.
+pub const SEGMENT_BYTES_MIN: i32 = 1024 * 1024;
+/// File descriptors kept back from `--max-partitions`' default for connections, internal logs
+/// and the process itself; the rest is shared at two per partition (a segment and a spare for
+/// its roll).
+pub const FDS_RESERVED: u64 = 2048;
+/// `--max-partitions`' default when the open-files limit cannot be read.
+pub const MAX_PARTITIONS_DEFAULT: usize = 10_000;
 
 // ---- Produce, records and compression (handlers/produce.rs, record_codec.rs, compression) ----
 
@@ -39,3 +47,14 @@ pub const MAX_SHARE_SESSIONS: usize = 10_000;
 pub const DLQ_WRITER_QUEUE: usize = 1024;
 
 // ---- Internal logs (offsets, share state, metadata, schemas) ----
+
+/// Segment size of the internal logs: small, so a snapshot frees the history before it soon.
+pub const INTERNAL_SEGMENT_BYTES: u64 = 4 << 20;
+/// An internal log is rewritten as a snapshot of its live state once this much (or the last
+/// snapshot's size, if larger) was appended since the previous snapshot.
+pub const INTERNAL_COMPACT_MIN_BYTES: u64 = 4 << 20;
+/// `offsets.retention.minutes` (Kafka: 7 days): committed offsets of a group with no members
+/// expire this long after their commit.
+pub const OFFSETS_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
+/// `offsets.retention.check.interval.ms` (Kafka: 10 minutes).
+pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS: u64 = 600_000;

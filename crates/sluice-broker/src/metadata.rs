@@ -4,7 +4,7 @@
 //! `__cluster_metadata-0` before it takes effect in memory; on start the log is replayed.
 //! Readers take a cheap snapshot (`Arc<Topic>`); writers are serialised by `change_lock`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,8 +49,12 @@ enum Event {
         name: String,
         configs: TopicConfigs,
     },
+    /// The incarnation `id` of `name` was deleted (`id` is absent in logs written before
+    /// incarnations were tracked: then the name's current incarnation is meant).
     TopicDeleted {
         name: String,
+        #[serde(default)]
+        id: Option<Uuid>,
     },
     ProducerIdBlock {
         next_block_start: i64,
@@ -67,10 +71,35 @@ struct ProducerIds {
     block_end: i64,
 }
 
+/// Live topics, by name and by id (Fetch v13+ names topics by id).
+#[derive(Default)]
+struct Topics {
+    by_name: BTreeMap<String, Arc<Topic>>,
+    by_id: HashMap<Uuid, Arc<Topic>>,
+}
+
+impl Topics {
+    fn insert(&mut self, topic: Arc<Topic>) {
+        if let Some(old) = self.by_name.insert(topic.name.clone(), topic.clone()) {
+            self.by_id.remove(&old.id);
+        }
+        self.by_id.insert(topic.id, topic);
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Arc<Topic>> {
+        let topic = self.by_name.remove(name)?;
+        self.by_id.remove(&topic.id);
+        Some(topic)
+    }
+}
+
 pub struct Metadata {
     data_dir: PathBuf,
-    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    topics: RwLock<Topics>,
     log: Partition,
+    compaction: internal_log::Compaction,
+    /// `--max-partitions`: user partitions this broker will hold.
+    max_partitions: usize,
     change_lock: tokio::sync::Mutex<()>,
     producer_ids: parking_lot::Mutex<ProducerIds>,
     group_configs: RwLock<BTreeMap<String, GroupConfigs>>,
@@ -105,11 +134,11 @@ fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
 
 impl Metadata {
     /// Opens the metadata log, replays it and opens every topic's partitions.
-    pub fn open(data_dir: &Path, now_ms: i64) -> Result<Self, KafkaError> {
+    pub fn open(data_dir: &Path, max_partitions: usize, now_ms: i64) -> Result<Self, KafkaError> {
         let log = Partition::open(
             &data_dir.join(METADATA_LOG_DIR),
             0,
-            Default::default(),
+            internal_log::log_config(),
             now_ms,
         )?;
         let mut events = Vec::new();
@@ -121,6 +150,9 @@ impl Metadata {
             }
         })?;
         let mut specs: BTreeMap<String, (Uuid, i32, TopicConfigs)> = BTreeMap::new();
+        // Names whose incarnations were deleted: directories left under them by a deletion a
+        // crash cut short are removed after replay, unless the name lives again.
+        let mut deleted: BTreeSet<String> = BTreeSet::new();
         let mut next_block_start = 0;
         let mut group_configs = BTreeMap::new();
         for event in events {
@@ -143,18 +175,22 @@ impl Metadata {
                         s.2 = configs;
                     }
                 }
-                Event::TopicDeleted { name } => {
-                    if let Some((_, count, _)) = specs.remove(&name) {
-                        // The deletion may have been cut short by a crash: finish it.
-                        for p in 0..count {
-                            let _ = std::fs::remove_dir_all(partition_dir(data_dir, &name, p));
-                        }
+                Event::TopicDeleted { name, id } => {
+                    // Deletion addresses an incarnation: a later topic of the same name is
+                    // never touched by it. Replay never removes files (see `sweep`).
+                    if specs
+                        .get(&name)
+                        .is_some_and(|s| id.is_none_or(|id| id == s.0))
+                    {
+                        specs.remove(&name);
                     }
+                    deleted.insert(name);
                 }
                 Event::ProducerIdBlock {
                     next_block_start: n,
                 } => next_block_start = n,
                 Event::GroupConfigsReplaced { group, configs } => {
+                    let configs = configs.sanitized(&group);
                     if configs.0.is_empty() {
                         group_configs.remove(&group);
                     } else {
@@ -163,8 +199,10 @@ impl Metadata {
                 }
             }
         }
-        let mut topics = BTreeMap::new();
+        sweep(data_dir, &specs, &deleted);
+        let mut topics = Topics::default();
         for (name, (id, count, configs)) in specs {
+            let configs = configs.sanitized(&name);
             let log_config = configs.log_config();
             let partitions = (0..count)
                 .map(|p| {
@@ -177,20 +215,20 @@ impl Metadata {
                     .map(Arc::new)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            topics.insert(
-                name.clone(),
-                Arc::new(Topic {
-                    name,
-                    id,
-                    partitions,
-                    configs,
-                }),
-            );
+            topics.insert(Arc::new(Topic {
+                name,
+                id,
+                partitions,
+                configs,
+            }));
         }
+        let compaction = internal_log::Compaction::new(log.size_bytes());
         Ok(Metadata {
             data_dir: data_dir.to_path_buf(),
             topics: RwLock::new(topics),
             log,
+            compaction,
+            max_partitions,
             change_lock: tokio::sync::Mutex::new(()),
             producer_ids: parking_lot::Mutex::new(ProducerIds {
                 next: next_block_start,
@@ -200,28 +238,73 @@ impl Metadata {
         })
     }
 
+    /// Logs an event and waits until it is fsynced. Callers hold `change_lock`, have validated
+    /// everything the event carries (so replaying it cannot fail), and apply it after this.
     async fn record(&self, event: &Event, now_ms: i64) -> Result<(), KafkaError> {
         let value = serde_json::to_vec(event)
             .map_err(|e| KafkaError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        self.compaction.appended(value.len());
         internal_log::append_durably(&self.log, &[(None, Some(value))], now_ms).await?;
         Ok(())
     }
 
+    /// Rewrites the metadata log as a snapshot of the live state when enough has been
+    /// appended since the last one. Callers hold `change_lock` and have applied their change.
+    async fn maybe_compact(&self, now_ms: i64) {
+        if !self.compaction.due() || !self.compaction.start() {
+            return;
+        }
+        let mut events: Vec<Event> = Vec::new();
+        for t in self.topics.read().by_name.values() {
+            events.push(Event::TopicCreated {
+                name: t.name.clone(),
+                id: t.id,
+                partitions: t.partitions.len() as i32,
+                configs: t.configs.clone(),
+            });
+        }
+        for (group, configs) in self.group_configs.read().iter() {
+            events.push(Event::GroupConfigsReplaced {
+                group: group.clone(),
+                configs: configs.clone(),
+            });
+        }
+        events.push(Event::ProducerIdBlock {
+            next_block_start: self.producer_ids.lock().block_end,
+        });
+        let records: Vec<internal_log::KeyValue> = events
+            .iter()
+            .filter_map(|e| serde_json::to_vec(e).ok())
+            .map(|v| (None, Some(v)))
+            .collect();
+        match internal_log::append_snapshot(&self.log, &records, now_ms) {
+            Ok(snapshot) => {
+                let _ = internal_log::finish_snapshot(&self.log, &self.compaction, snapshot).await;
+            }
+            Err(e) => internal_log::finish_snapshot_failed(&self.compaction, &e),
+        }
+    }
+
+    /// Bytes the metadata log holds on disk.
+    pub fn log_bytes(&self) -> u64 {
+        self.log.size_bytes()
+    }
+
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics.read().get(name).cloned()
+        self.topics.read().by_name.get(name).cloned()
     }
 
     pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
-        self.topics.read().values().find(|t| t.id == id).cloned()
+        self.topics.read().by_id.get(&id).cloned()
     }
 
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        self.topics.read().values().cloned().collect()
+        self.topics.read().by_name.values().cloned().collect()
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         let topics = self.topics.read();
-        let t = topics.get(topic)?;
+        let t = topics.by_name.get(topic)?;
         usize::try_from(index)
             .ok()
             .and_then(|i| t.partitions.get(i))
@@ -231,9 +314,27 @@ impl Metadata {
     pub fn partition_count(&self) -> usize {
         self.topics
             .read()
+            .by_name
             .values()
             .map(|t| t.partitions.len())
             .sum()
+    }
+
+    /// Refuses `adding` partitions when the broker would then hold more than
+    /// `--max-partitions` (each partition holds at least one open file).
+    fn check_partition_budget(&self, adding: i32) -> Result<(), KafkaError> {
+        let now = self.partition_count();
+        let adding = usize::try_from(adding).unwrap_or(usize::MAX);
+        if now.saturating_add(adding) > self.max_partitions {
+            return Err(KafkaError::new(
+                ResponseError::PolicyViolation,
+                format!(
+                    "this broker holds {now} partitions and allows at most {} (--max-partitions); {adding} more would exceed it",
+                    self.max_partitions
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Opens empty partitions `range` of a topic, clearing any directory a crash left behind
@@ -251,7 +352,12 @@ impl Metadata {
                 let _ = std::fs::remove_dir_all(&dir);
                 Partition::open(&dir, p, log_config.clone(), now_ms).map(Arc::new)
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|opened| {
+                // The new directories' names must be on disk before the event that names them.
+                fsync_dir(&self.data_dir)?;
+                Ok(opened)
+            })
     }
 
     /// Creates a topic (validated first; `validate_only` stops there).
@@ -271,12 +377,13 @@ impl Metadata {
             ));
         }
         let _change = self.change_lock.lock().await;
-        if self.topics.read().contains_key(name) {
+        if self.topics.read().by_name.contains_key(name) {
             return Err(KafkaError::new(
                 ResponseError::TopicAlreadyExists,
                 format!("topic {name:?} already exists"),
             ));
         }
+        self.check_partition_budget(partitions)?;
         let id = Uuid::new_v4();
         let log_config = configs.log_config();
         if validate_only {
@@ -306,8 +413,9 @@ impl Metadata {
             partitions: opened,
             configs,
         });
-        self.topics.write().insert(name.to_string(), topic.clone());
+        self.topics.write().insert(topic.clone());
         tracing::info!(topic = name, partitions, "created topic");
+        self.maybe_compact(now_ms).await;
         Ok(topic)
     }
 
@@ -319,15 +427,21 @@ impl Metadata {
         self.record(
             &Event::TopicDeleted {
                 name: name.to_string(),
+                id: Some(topic.id),
             },
             now_ms,
         )
         .await?;
         self.topics.write().remove(name);
+        // The deletion is durable; its files go now, once. A crash before they are gone
+        // leaves directories that the next start sweeps (unless the name was created again,
+        // which clears them first).
         for p in &topic.partitions {
             p.delete_files()?;
         }
+        fsync_dir(&self.data_dir)?;
         tracing::info!(topic = name, "deleted topic");
+        self.maybe_compact(now_ms).await;
         Ok(topic.id)
     }
 
@@ -350,6 +464,7 @@ impl Metadata {
                 format!("topic {name:?} has {current} partitions; the new count must be larger (and at most {MAX_PARTITIONS_PER_TOPIC}), got {count}"),
             ));
         }
+        self.check_partition_budget(count - current)?;
         if validate_only {
             return Ok(());
         }
@@ -370,7 +485,8 @@ impl Metadata {
             partitions,
             configs: topic.configs.clone(),
         });
-        self.topics.write().insert(name.to_string(), updated);
+        self.topics.write().insert(updated);
+        self.maybe_compact(now_ms).await;
         Ok(())
     }
 
@@ -387,7 +503,13 @@ impl Metadata {
         let Some(topic) = self.topic(name) else {
             return Err(unknown_topic(name));
         };
+        // Every value was validated by `TopicConfigs::from_pairs`; the log's own checks run
+        // here too, before the event is logged, so nothing refused is ever written.
         let log_config = configs.log_config();
+        for (n, v) in &configs.0 {
+            crate::topic_config::validate(n, v)
+                .map_err(|e| KafkaError::new(ResponseError::InvalidConfig, e))?;
+        }
         if validate_only {
             return Ok(());
         }
@@ -408,7 +530,8 @@ impl Metadata {
             partitions: topic.partitions.clone(),
             configs,
         });
-        self.topics.write().insert(name.to_string(), updated);
+        self.topics.write().insert(updated);
+        self.maybe_compact(now_ms).await;
         Ok(())
     }
 
@@ -446,12 +569,15 @@ impl Metadata {
             now_ms,
         )
         .await?;
-        let mut all = self.group_configs.write();
-        if configs.0.is_empty() {
-            all.remove(group);
-        } else {
-            all.insert(group.to_string(), configs);
+        {
+            let mut all = self.group_configs.write();
+            if configs.0.is_empty() {
+                all.remove(group);
+            } else {
+                all.insert(group.to_string(), configs);
+            }
         }
+        self.maybe_compact(now_ms).await;
         Ok(())
     }
 
@@ -489,6 +615,52 @@ impl Metadata {
         ids.next += 1;
         Ok(ids.next - 1)
     }
+}
+
+/// Removes partition directories that no live topic owns: those of deleted names that were
+/// not created again (a deletion a crash cut short), and those past a live topic's partition
+/// count (a CreatePartitions a crash cut short). Names never seen in the log are left alone.
+fn sweep(
+    data_dir: &Path,
+    live: &BTreeMap<String, (Uuid, i32, TopicConfigs)>,
+    deleted: &BTreeSet<String>,
+) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    let mut removed = false;
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some((name, index)) = file_name
+            .to_str()
+            .and_then(|n| n.rsplit_once('-'))
+            .and_then(|(n, i)| Some((n, i.parse::<i32>().ok()?)))
+        else {
+            continue;
+        };
+        let orphan = match live.get(name) {
+            Some((_, count, _)) => index >= *count,
+            None => deleted.contains(name),
+        };
+        if orphan && entry.path().is_dir() {
+            tracing::info!(dir = %entry.path().display(), "removing the directory of a deleted partition");
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => removed = true,
+                Err(e) => {
+                    tracing::warn!(dir = %entry.path().display(), error = %e, "could not remove")
+                }
+            }
+        }
+    }
+    if removed {
+        let _ = fsync_dir(data_dir);
+    }
+}
+
+/// fsyncs a directory, so the names created or removed in it survive a power loss.
+fn fsync_dir(dir: &Path) -> Result<(), KafkaError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all())?;
+    Ok(())
 }
 
 pub fn unknown_topic(name: &str) -> KafkaError {

@@ -9,8 +9,10 @@ use sluice_storage::LogConfig;
 
 #[derive(Clone, Copy)]
 enum Kind {
-    /// An integer with an inclusive minimum.
+    /// A 64-bit integer with an inclusive minimum.
     Long(i64),
+    /// A 32-bit integer (Kafka's INT configs) in an inclusive range.
+    Int(i32, i32),
     /// One of a fixed set of words.
     Choice(&'static [&'static str]),
     Bool,
@@ -69,7 +71,7 @@ const SPECS: &[Spec] = &[
     Spec {
         name: "index.interval.bytes",
         default: "4096",
-        kind: Kind::Long(0),
+        kind: Kind::Int(0, i32::MAX),
     },
     Spec {
         name: "max.compaction.lag.ms",
@@ -79,7 +81,7 @@ const SPECS: &[Spec] = &[
     Spec {
         name: "max.message.bytes",
         default: "1048588",
-        kind: Kind::Long(0),
+        kind: Kind::Int(0, i32::MAX),
     },
     Spec {
         name: "message.timestamp.after.max.ms",
@@ -109,7 +111,7 @@ const SPECS: &[Spec] = &[
     Spec {
         name: "min.insync.replicas",
         default: "1",
-        kind: Kind::Long(1),
+        kind: Kind::Int(1, i32::MAX),
     },
     // Broker-side schema validation (docs/SCHEMAS.md): Confluent's names, Redpanda's aliases.
     Spec {
@@ -165,12 +167,12 @@ const SPECS: &[Spec] = &[
     Spec {
         name: "segment.bytes",
         default: "1073741824",
-        kind: Kind::Long(14),
+        kind: Kind::Int(SEGMENT_BYTES_MIN, i32::MAX),
     },
     Spec {
         name: "segment.index.bytes",
         default: "10485760",
-        kind: Kind::Long(4),
+        kind: Kind::Int(4, i32::MAX),
     },
     Spec {
         name: "segment.jitter.ms",
@@ -189,6 +191,10 @@ const SPECS: &[Spec] = &[
     },
 ];
 
+/// Kafka's floor for `segment.bytes` (1 MiB since Kafka 4.0): each segment holds a file open,
+/// so tiny segments would let one client exhaust the broker's file descriptors.
+pub const SEGMENT_BYTES_MIN: i32 = crate::limits::SEGMENT_BYTES_MIN;
+
 fn spec(name: &str) -> Option<&'static Spec> {
     SPECS.iter().find(|s| s.name == name)
 }
@@ -198,6 +204,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
     let spec = spec(name).ok_or_else(|| format!("unknown topic config {name:?}"))?;
     let ok = match spec.kind {
         Kind::Long(min) => value.parse::<i64>().is_ok_and(|v| v >= min),
+        Kind::Int(min, max) => value.parse::<i32>().is_ok_and(|v| (min..=max).contains(&v)),
         Kind::Choice(words) => words.contains(&value),
         // Kafka reads booleans without regard to case.
         Kind::Bool => value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false"),
@@ -208,6 +215,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
     }
     let expected = match spec.kind {
         Kind::Long(min) => format!("an integer >= {min}"),
+        Kind::Int(min, max) => format!("an integer between {min} and {max}"),
         Kind::Choice(words) => format!("one of {}", words.join(", ")),
         Kind::Bool => "true or false".to_string(),
         Kind::Ratio => "a number between 0 and 1".to_string(),
@@ -244,6 +252,20 @@ impl TopicConfigs {
             map.insert(name.to_string(), value.to_string());
         }
         Ok(TopicConfigs(map))
+    }
+
+    /// The configs with every value that no longer validates dropped (so it reads as the
+    /// default), each with a warning. Replay uses this: a value accepted once (perhaps by an
+    /// older, looser version) must never keep the broker from starting.
+    pub fn sanitized(mut self, topic: &str) -> Self {
+        self.0.retain(|name, value| match validate(name, value) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "ignoring a stored topic config; the default applies");
+                false
+            }
+        });
+        self
     }
 
     pub fn get(&self, name: &str) -> Option<String> {
@@ -308,12 +330,24 @@ mod tests {
             .unwrap_err()
             .contains("compaction"));
         let c = TopicConfigs::from_pairs([
-            ("segment.bytes", "1000"),
+            ("segment.bytes", "1048576"),
             ("message.timestamp.type", "LogAppendTime"),
         ])
         .unwrap();
         let log = c.log_config();
-        assert_eq!(log.segment_bytes, 1000);
+        assert_eq!(log.segment_bytes, 1 << 20);
+        assert!(validate("segment.bytes", "1048575").is_err());
+        assert!(validate("segment.bytes", "3000000000").is_err());
+        let stored = TopicConfigs(
+            [("segment.bytes", "14"), ("retention.ms", "1000")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        assert_eq!(
+            stored.sanitized("t").0.keys().collect::<Vec<_>>(),
+            vec!["retention.ms"]
+        );
         assert!(log.log_append_time);
         assert_eq!(log.retention_ms, 604_800_000);
         assert_eq!(c.describe().iter().filter(|d| !d.is_default).count(), 2);

@@ -61,6 +61,18 @@ pub struct ServeArgs {
     /// [default: 3000]
     #[arg(long, env = "SLUICE_INITIAL_REBALANCE_DELAY_MS")]
     initial_rebalance_delay_ms: Option<u64>,
+    /// Most partitions this broker holds, all topics together; creations past it are refused
+    /// with POLICY_VIOLATION [default: sized to the open-files limit]
+    #[arg(long, env = "SLUICE_MAX_PARTITIONS")]
+    max_partitions: Option<usize>,
+    /// Committed offsets of a group with no members expire this long after their commit
+    /// (Kafka's offsets.retention.minutes, in ms) [default: 604800000, 7 days]
+    #[arg(long, env = "SLUICE_OFFSETS_RETENTION_MS")]
+    offsets_retention_ms: Option<u64>,
+    /// How often expired offsets are looked for (offsets.retention.check.interval.ms)
+    /// [default: 600000]
+    #[arg(long, env = "SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS")]
+    offsets_retention_check_interval_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -85,6 +97,11 @@ impl ServeArgs {
             initial_rebalance_delay_ms: self
                 .initial_rebalance_delay_ms
                 .or(file.initial_rebalance_delay_ms),
+            max_partitions: self.max_partitions.or(file.max_partitions),
+            offsets_retention_ms: self.offsets_retention_ms.or(file.offsets_retention_ms),
+            offsets_retention_check_interval_ms: self
+                .offsets_retention_check_interval_ms
+                .or(file.offsets_retention_check_interval_ms),
         }
     }
 
@@ -111,6 +128,9 @@ impl ServeArgs {
                 i32::MAX
             );
         }
+        if self.max_partitions == Some(0) {
+            anyhow::bail!("--max-partitions must be at least 1");
+        }
         Ok(BrokerConfig {
             node_id: self.node_id.unwrap_or(d.node_id),
             kafka_addr: self.kafka_addr.unwrap_or(d.kafka_addr),
@@ -133,6 +153,16 @@ impl ServeArgs {
             initial_rebalance_delay_ms: self
                 .initial_rebalance_delay_ms
                 .unwrap_or(d.initial_rebalance_delay_ms),
+            // 0 until `run` knows the open-files limit (see `max_partitions_for`).
+            max_partitions: self.max_partitions.unwrap_or(0),
+            offsets_retention: self
+                .offsets_retention_ms
+                .map_or(d.offsets_retention, Duration::from_millis),
+            offsets_retention_check_interval: self
+                .offsets_retention_check_interval_ms
+                .map_or(d.offsets_retention_check_interval, |ms| {
+                    Duration::from_millis(ms.max(1))
+                }),
         })
     }
 }
@@ -169,24 +199,46 @@ pub(crate) async fn shutdown_signal() {
 /// Every segment keeps its log file open: raise the open-files limit so thousands of
 /// partitions fit, as Kafka's docs advise. With the privilege to (root), the hard limit goes up
 /// to the kernel's `fs.nr_open`; otherwise the soft limit goes up to the hard one.
-fn raise_open_files_limit() {
+/// Returns the limit in force afterwards, if it can be read.
+fn raise_open_files_limit() -> Option<u64> {
     let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok());
     if let Some(max) = nr_open {
         if rlimit::Resource::NOFILE.set(max, max).is_ok() {
             tracing::debug!(limit = max, "open files limit");
-            return;
+            return Some(max);
         }
     }
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::debug!(limit = n, "open files limit"),
-        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+        Ok(n) => {
+            tracing::debug!(limit = n, "open files limit");
+            Some(n)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open files limit");
+            rlimit::Resource::NOFILE.get().ok().map(|(soft, _)| soft)
+        }
+    }
+}
+
+/// `--max-partitions`' default: what the open-files limit leaves after connections and the
+/// broker's own files, at two descriptors per partition.
+fn max_partitions_for(open_files: Option<u64>, max_connections: usize) -> usize {
+    match open_files {
+        Some(limit) => {
+            let reserved =
+                sluice_broker::limits::FDS_RESERVED.saturating_add(max_connections as u64);
+            usize::try_from(limit.saturating_sub(reserved) / 2)
+                .unwrap_or(usize::MAX)
+                .max(1)
+        }
+        None => sluice_broker::limits::MAX_PARTITIONS_DEFAULT,
     }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = resolve(args)?;
+    let mut config = resolve(args)?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -196,7 +248,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         // Colour only for people: logs written to files and pipes stay plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    raise_open_files_limit();
+    let open_files = raise_open_files_limit();
+    if config.max_partitions == 0 {
+        config.max_partitions = max_partitions_for(open_files, config.max_connections);
+    }
+    tracing::info!(max_partitions = config.max_partitions, "partition limit");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice")

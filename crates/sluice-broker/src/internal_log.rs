@@ -142,6 +142,7 @@ pub fn replay(
 /// last snapshot's size. The log on disk therefore stays within a small multiple of the live
 /// state (plus one segment), however long the history.
 pub struct Compaction {
+    min_bytes: AtomicU64,
     since_snapshot: AtomicU64,
     snapshot_bytes: AtomicU64,
     running: AtomicBool,
@@ -151,6 +152,7 @@ impl Compaction {
     /// `log_bytes`: the log's size at open (all of it counts as written since a snapshot).
     pub fn new(log_bytes: u64) -> Self {
         Compaction {
+            min_bytes: AtomicU64::new(limits::INTERNAL_COMPACT_MIN_BYTES),
             since_snapshot: AtomicU64::new(log_bytes),
             snapshot_bytes: AtomicU64::new(0),
             running: AtomicBool::new(false),
@@ -166,9 +168,15 @@ impl Compaction {
         let threshold = self
             .snapshot_bytes
             .load(Ordering::Relaxed)
-            .max(limits::INTERNAL_COMPACT_MIN_BYTES);
+            .max(self.min_bytes.load(Ordering::Relaxed));
         self.since_snapshot.load(Ordering::Relaxed) >= threshold
             && !self.running.load(Ordering::Relaxed)
+    }
+
+    /// Lowers the threshold, so tests reach a snapshot with little data.
+    #[cfg(test)]
+    pub fn set_min_bytes(&self, bytes: u64) {
+        self.min_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Claims the right to write the next snapshot (one at a time); false if one is running.

@@ -669,3 +669,140 @@ pub fn unknown_topic(name: &str) -> KafkaError {
         format!("topic {name:?} does not exist"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A value stored by an older, looser version (or by hand) must not keep the broker down:
+    /// replay drops it with a warning and the default applies.
+    #[test]
+    fn replay_survives_a_stored_config_that_no_longer_validates() {
+        let dir = tempfile::tempdir().unwrap();
+        runtime().block_on(async {
+            let m = Metadata::open(dir.path(), 100, 0).unwrap();
+            let bad = TopicConfigs(
+                [("segment.bytes", "14"), ("retention.ms", "5000")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+            m.record(
+                &Event::TopicCreated {
+                    name: "t".into(),
+                    id: Uuid::new_v4(),
+                    partitions: 1,
+                    configs: bad,
+                },
+                0,
+            )
+            .await
+            .unwrap();
+            m.record(
+                &Event::GroupConfigsReplaced {
+                    group: "g".into(),
+                    configs: GroupConfigs(
+                        [(
+                            "share.record.lock.duration.ms".to_string(),
+                            "-5".to_string(),
+                        )]
+                        .into_iter()
+                        .collect(),
+                    ),
+                },
+                0,
+            )
+            .await
+            .unwrap();
+        });
+        let m = Metadata::open(dir.path(), 100, 0).unwrap();
+        let t = m.topic("t").unwrap();
+        assert_eq!(t.configs.0.get("segment.bytes"), None);
+        assert_eq!(t.configs.get("retention.ms").as_deref(), Some("5000"));
+        assert!(m.group_configs("g").0.is_empty());
+    }
+
+    /// The deletion of one incarnation never touches a later topic of the same name, on replay
+    /// or otherwise; a snapshot keeps every live topic and drops the history before it.
+    #[test]
+    fn deletion_addresses_an_incarnation_and_snapshots_keep_live_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let first_id = runtime().block_on(async {
+            let m = Metadata::open(dir.path(), 100, 0).unwrap();
+            let first = m
+                .create_topic("t", 2, TopicConfigs::default(), false, 0)
+                .await
+                .unwrap();
+            m.delete_topic("t", 0).await.unwrap();
+            m.create_topic("t", 1, TopicConfigs::default(), false, 0)
+                .await
+                .unwrap();
+            std::fs::write(partition_dir(dir.path(), "t", 0).join("marker"), b"x").unwrap();
+            first.id
+        });
+        let m = Metadata::open(dir.path(), 100, 0).unwrap();
+        let t = m.topic("t").unwrap();
+        assert_ne!(t.id, first_id);
+        assert_eq!(t.partitions.len(), 1);
+        assert!(partition_dir(dir.path(), "t", 0).join("marker").exists());
+        assert!(!partition_dir(dir.path(), "t", 1).exists());
+        assert!(m.topic_by_id(t.id).is_some() && m.topic_by_id(first_id).is_none());
+
+        // Churn until snapshots were written, then reopen.
+        m.compaction.set_min_bytes(4096);
+        m.log
+            .set_config(sluice_storage::LogConfig {
+                segment_bytes: 4096,
+                ..internal_log::log_config()
+            })
+            .unwrap();
+        runtime().block_on(async {
+            let pad = "x".repeat(64 << 10);
+            for i in 0..200 {
+                let configs = TopicConfigs::from_pairs([(
+                    "retention.ms",
+                    format!("{}", 1_000_000 + i).as_str(),
+                )])
+                .unwrap();
+                m.replace_configs("t", configs, false, 0).await.unwrap();
+                m.replace_group_configs(
+                    "g",
+                    GroupConfigs(
+                        [(
+                            "errors.deadletterqueue.topic.name".to_string(),
+                            format!("d{}", &pad[..8]),
+                        )]
+                        .into_iter()
+                        .collect(),
+                    ),
+                    0,
+                )
+                .await
+                .unwrap();
+                // Large events, so the log passes the compaction threshold quickly.
+                let _ = m
+                    .create_topic(&format!("p{i}"), 1, TopicConfigs::default(), false, 0)
+                    .await;
+                m.delete_topic(&format!("p{i}"), 0).await.unwrap();
+            }
+        });
+        // 800 events of ~150 bytes, against snapshots every 4 KiB: far less than the history.
+        let before = m.log_bytes();
+        assert!(before < 64 << 10, "{before}");
+        drop(m);
+        let m = Metadata::open(dir.path(), 100, 0).unwrap();
+        assert_eq!(
+            m.topic("t").unwrap().configs.get("retention.ms").as_deref(),
+            Some("1000199")
+        );
+        assert_eq!(m.topics().len(), 1);
+        assert!(m.log_bytes() <= before);
+    }
+}

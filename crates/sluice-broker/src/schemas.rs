@@ -31,19 +31,45 @@ pub const SCHEMAS_LOG_DIR: &str = "_schemas-0";
 
 const TOPIC_NAME_STRATEGY: &str = "io.confluent.kafka.serializers.subject.TopicNameStrategy";
 
-/// The registry's journal: the internal log, always fsynced.
+/// The registry's journal: the internal log, always fsynced, compacted by the registry's
+/// snapshots (`RegistryEvent::Snapshot` replaces the whole state on replay).
 struct SchemaLog {
     log: Arc<Partition>,
+    compaction: Arc<internal_log::Compaction>,
 }
 
 impl Journal for SchemaLog {
     fn append(&self, event: Vec<u8>) -> BoxFuture<'static, Result<(), String>> {
         let log = self.log.clone();
+        self.compaction.appended(event.len());
         Box::pin(async move {
             internal_log::append_durably(&log, &[(None, Some(event))], crate::broker::now_ms())
                 .await
                 .map(|_| ())
                 .map_err(|e| e.message)
+        })
+    }
+
+    fn wants_snapshot(&self) -> bool {
+        self.compaction.due()
+    }
+
+    fn snapshot(&self, event: Vec<u8>) -> BoxFuture<'static, Result<(), String>> {
+        let (log, compaction) = (self.log.clone(), self.compaction.clone());
+        Box::pin(async move {
+            if !compaction.start() {
+                return Ok(());
+            }
+            let records = [(None, Some(event))];
+            match internal_log::append_snapshot(&log, &records, crate::broker::now_ms()) {
+                Ok(snapshot) => internal_log::finish_snapshot(&log, &compaction, snapshot)
+                    .await
+                    .map_err(|e| e.message),
+                Err(e) => {
+                    internal_log::finish_snapshot_failed(&compaction, &e);
+                    Err(e.message)
+                }
+            }
         })
     }
 }
@@ -53,10 +79,14 @@ pub fn open(data_dir: &std::path::Path, now_ms: i64) -> Result<Arc<Registry>, Ka
     let log = Arc::new(Partition::open(
         &data_dir.join(SCHEMAS_LOG_DIR),
         0,
-        Default::default(),
+        internal_log::log_config(),
         now_ms,
     )?);
-    let registry = Registry::new(Arc::new(SchemaLog { log: log.clone() }));
+    let compaction = Arc::new(internal_log::Compaction::new(log.size_bytes()));
+    let registry = Registry::new(Arc::new(SchemaLog {
+        log: log.clone(),
+        compaction,
+    }));
     internal_log::replay(&log, |_, value| {
         if let Some(v) = value {
             if let Err(e) = registry.replay(v) {

@@ -11,6 +11,18 @@ use parking_lot::Mutex;
 pub trait Journal: Send + Sync + 'static {
     /// Durably appends one event; resolves once it is on disk.
     fn append(&self, event: Vec<u8>) -> BoxFuture<'static, Result<(), String>>;
+
+    /// True when the journal would like a snapshot of the whole state (it has grown well past
+    /// the last one). The registry then calls [`Journal::snapshot`] after its next change.
+    fn wants_snapshot(&self) -> bool {
+        false
+    }
+
+    /// Durably appends a snapshot event (the whole state), after which the journal may drop
+    /// every event before it.
+    fn snapshot(&self, event: Vec<u8>) -> BoxFuture<'static, Result<(), String>> {
+        self.append(event)
+    }
 }
 
 /// Keeps events in memory; can be told to fail, to test the store-error path.

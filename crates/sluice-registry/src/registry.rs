@@ -70,6 +70,16 @@ impl Registry {
             .await
             .map_err(RegistryError::Store)?;
         self.store.write().apply(&event);
+        if self.journal.wants_snapshot() {
+            // Under the write lock (callers hold it), so no change lands between the state
+            // read here and the snapshot's place in the journal. The change itself is done:
+            // a failed snapshot is only logged by the journal.
+            let image = self.store.read().image();
+            let snapshot = RegistryEvent::Snapshot {
+                image: Box::new(image),
+            };
+            let _ = self.journal.snapshot(snapshot.encode()).await;
+        }
         Ok(())
     }
 

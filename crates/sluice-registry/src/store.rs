@@ -68,9 +68,75 @@ pub enum RegistryEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         subject: Option<String>,
     },
+    /// The whole state at once. Replaces everything applied before it, so the journal can
+    /// drop what came before a snapshot (the broker keeps `_schemas-0` proportional to the
+    /// live state this way).
+    Snapshot {
+        image: Box<StoreImage>,
+    },
     /// An event type this binary does not know; skipped on replay.
     #[serde(other)]
     Unknown,
+}
+
+/// The durable form of a whole [`Store`] (the [`RegistryEvent::Snapshot`] event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreImage {
+    /// Every schema ever registered, by id (kept after hard deletes: ids are never reused).
+    schemas: Vec<ImageSchema>,
+    /// The ids that identify their schema text for id assignment (the first id each got).
+    key_ids: Vec<i32>,
+    subjects: Vec<ImageSubject>,
+    max_id: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    global_config: Option<ImageConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    subject_config: Vec<(String, ImageConfig)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    global_mode: Option<Mode>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    subject_mode: Vec<(String, Mode)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ImageSchema {
+    id: i32,
+    schema_type: SchemaType,
+    schema: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    references: Vec<SchemaReference>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ImageSubject {
+    subject: String,
+    /// (version, id, soft-deleted)
+    versions: Vec<(i32, i32, bool)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct ImageConfig {
+    compatibility: CompatibilityLevel,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    normalize: Option<bool>,
+}
+
+impl From<Config> for ImageConfig {
+    fn from(c: Config) -> Self {
+        ImageConfig {
+            compatibility: c.compatibility,
+            normalize: c.normalize,
+        }
+    }
+}
+
+impl From<ImageConfig> for Config {
+    fn from(c: ImageConfig) -> Self {
+        Config {
+            compatibility: c.compatibility,
+            normalize: c.normalize,
+        }
+    }
 }
 
 impl RegistryEvent {
@@ -229,8 +295,100 @@ impl Store {
                 }
                 None => self.global_mode = None,
             },
+            RegistryEvent::Snapshot { image } => *self = Store::from_image(image),
             RegistryEvent::Unknown => {}
         }
+    }
+
+    /// The whole state as one value ([`RegistryEvent::Snapshot`]).
+    pub fn image(&self) -> StoreImage {
+        StoreImage {
+            schemas: self
+                .schemas
+                .iter()
+                .map(|(id, s)| ImageSchema {
+                    id: *id,
+                    schema_type: s.schema_type,
+                    schema: s.schema.clone(),
+                    references: s.references.clone(),
+                })
+                .collect(),
+            key_ids: self.ids_by_key.values().copied().collect(),
+            subjects: self
+                .subjects
+                .iter()
+                .map(|(subject, vs)| ImageSubject {
+                    subject: subject.clone(),
+                    versions: vs.iter().map(|(v, e)| (*v, e.id, e.deleted)).collect(),
+                })
+                .collect(),
+            max_id: self.max_id,
+            global_config: self.global_config.map(Into::into),
+            subject_config: self
+                .subject_config
+                .iter()
+                .map(|(s, c)| (s.clone(), (*c).into()))
+                .collect(),
+            global_mode: self.global_mode,
+            subject_mode: self
+                .subject_mode
+                .iter()
+                .map(|(s, m)| (s.clone(), *m))
+                .collect(),
+        }
+    }
+
+    /// Rebuilds a store from [`Store::image`]; what does not fit (a version naming an id with
+    /// no schema, a key id with none) is dropped rather than refused.
+    fn from_image(image: &StoreImage) -> Store {
+        let mut store = Store::new();
+        for s in &image.schemas {
+            store.schemas.insert(
+                s.id,
+                Arc::new(StoredSchema {
+                    schema_type: s.schema_type,
+                    schema: s.schema.clone(),
+                    references: s.references.clone(),
+                }),
+            );
+        }
+        for id in &image.key_ids {
+            if let Some(s) = store.schemas.get(id) {
+                store
+                    .ids_by_key
+                    .insert((s.schema_type, s.schema.clone(), s.references.clone()), *id);
+            }
+        }
+        for subject in &image.subjects {
+            let mut versions = BTreeMap::new();
+            for (version, id, deleted) in &subject.versions {
+                if !store.schemas.contains_key(id) {
+                    continue;
+                }
+                let entry = VersionEntry {
+                    id: *id,
+                    deleted: *deleted,
+                };
+                if versions.insert(*version, entry).is_none() {
+                    *store.id_uses.entry(*id).or_default() += 1;
+                }
+            }
+            if !versions.is_empty() {
+                store.subjects.insert(subject.subject.clone(), versions);
+            }
+        }
+        store.max_id = image
+            .max_id
+            .max(store.schemas.keys().next_back().copied().unwrap_or(0));
+        store.global_config = image.global_config.map(Into::into);
+        store.subject_config = image
+            .subject_config
+            .iter()
+            .map(|(s, c)| (s.clone(), (*c).into()))
+            .collect();
+        store.global_mode = image.global_mode;
+        store.subject_mode = image.subject_mode.iter().cloned().collect();
+        store
     }
 
     fn release(&mut self, id: i32) {

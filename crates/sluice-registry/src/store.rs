@@ -369,9 +369,10 @@ impl Store {
                     id: *id,
                     deleted: *deleted,
                 };
-                if versions.insert(*version, entry).is_none() {
-                    *store.id_uses.entry(*id).or_default() += 1;
+                if let Some(prev) = versions.insert(*version, entry) {
+                    store.release(prev.id);
                 }
+                *store.id_uses.entry(*id).or_default() += 1;
             }
             if !versions.is_empty() {
                 store.subjects.insert(subject.subject.clone(), versions);

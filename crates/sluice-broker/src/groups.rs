@@ -67,6 +67,9 @@ impl GroupService {
     pub fn new(config: &BrokerConfig) -> Self {
         let coordinator = GroupCoordinator::new(CoordinatorConfig {
             initial_rebalance_delay_ms: config.initial_rebalance_delay_ms,
+            max_group_size: crate::limits::MAX_GROUP_SIZE,
+            min_session_timeout_ms: crate::limits::GROUP_MIN_SESSION_TIMEOUT_MS,
+            max_session_timeout_ms: crate::limits::GROUP_MAX_SESSION_TIMEOUT_MS,
             ..CoordinatorConfig::default()
         });
         GroupService {

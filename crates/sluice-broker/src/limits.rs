@@ -40,6 +40,14 @@ pub const MAX_FETCH_SESSIONS: usize = 1000;
 
 // ---- Groups, share groups and queues (groups.rs, share/) ----
 
+/// Members in one group, every protocol (Kafka's `group.max.size` is unbounded by default;
+/// `group.consumer.max.size` and `group.share.max.size` are 200 and 200 in Kafka 4).
+pub const MAX_GROUP_SIZE: usize = 1000;
+/// `group.min.session.timeout.ms`: shorter session timeouts are refused.
+pub const GROUP_MIN_SESSION_TIMEOUT_MS: i32 = 6000;
+/// `group.max.session.timeout.ms`: longer session timeouts are refused.
+pub const GROUP_MAX_SESSION_TIMEOUT_MS: i32 = 1_800_000;
+
 /// Share sessions open at once, broker-wide (Kafka's `group.share.max.share.sessions` is 2000).
 pub const MAX_SHARE_SESSIONS: usize = 10_000;
 /// Dead letters waiting for the DLQ writer; when full, records stay pending in their

@@ -4,6 +4,15 @@
 //! responses go out in request order, as Kafka requires; pipelined requests wait in the socket
 //! buffer), and writes each response. A frame over `socket.request.max.bytes`, an unknown API or
 //! version, or an undecodable request closes that connection only, as Kafka does.
+//!
+//! Memory a client can make the broker hold for its requests is bounded three ways (limits.rs):
+//! - one frame per connection (`socket.request.max.bytes`), since requests are read one at a time;
+//! - `queued.max.request.bytes` across connections: a frame's bytes are reserved from a
+//!   broker-wide pool when its size prefix arrives and returned when its request has been
+//!   handled; while the pool is short the connection is muted (nothing more is read from it, it
+//!   is not closed), as Kafka's memory pool does;
+//! - time: once the prefix arrived (and its bytes were granted), the whole frame must arrive
+//!   within the request read timeout, else the connection is closed and the bytes freed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +20,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::broker::Broker;
 use crate::handlers::{self, Handled};
@@ -22,6 +31,14 @@ pub async fn serve_kafka(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
+    // The broker-wide pool of request bytes (queued.max.request.bytes), one permit per byte.
+    // Tokio's semaphore is fair: a large frame waiting for memory is not starved by small ones.
+    let memory = Arc::new(Semaphore::new(
+        broker
+            .config
+            .queued_max_request_bytes
+            .min(Semaphore::MAX_PERMITS),
+    ));
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -33,7 +50,7 @@ pub async fn serve_kafka(
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection(broker.clone(), stream, peer, stop.clone()));
+                    connections.spawn(connection(broker.clone(), stream, peer, memory.clone(), stop.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -51,6 +68,7 @@ async fn connection(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: SocketAddr,
+    memory: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
     broker.metrics.connections.inc();
@@ -59,6 +77,7 @@ async fn connection(
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     let max = broker.config.max_request_bytes;
     let idle = broker.config.idle_timeout;
+    let read_timeout = broker.config.request_read_timeout;
     loop {
         let size = tokio::select! {
             _ = stop.changed() => break,
@@ -71,27 +90,37 @@ async fn connection(
                 Ok(Ok(size)) => size,
             },
         };
-        if size < 0 || size as usize > max {
+        let (Ok(size), Ok(permits)) = (usize::try_from(size), u32::try_from(size)) else {
+            tracing::warn!(%peer, size, "closing connection: negative request size");
+            break;
+        };
+        if size > max {
             tracing::warn!(%peer, size, max, "closing connection: request size exceeds socket.request.max.bytes");
             break;
         }
-        // Read into uninitialised capacity: zero-filling every request cost ~12% of produce CPU.
-        let mut frame = BytesMut::with_capacity(size as usize);
-        let mut body = (&mut rd).take(size as u64);
-        let mut complete = true;
-        while frame.len() < size as usize {
-            match body.read_buf(&mut frame).await {
-                Ok(0) | Err(_) => {
-                    complete = false;
-                    break;
-                }
-                Ok(_) => {}
+        // Reserve the frame's bytes before reading them. Waiting here mutes the connection: its
+        // bytes stay in the socket buffer and TCP flow control holds the client back.
+        let reserved = tokio::select! {
+            _ = stop.changed() => break,
+            r = memory.clone().acquire_many_owned(permits) => match r {
+                Ok(r) => r,
+                Err(_) => break,
+            },
+        };
+        let frame = match tokio::time::timeout(read_timeout, read_frame(&mut rd, size)).await {
+            Err(_) => {
+                tracing::warn!(%peer, size, timeout_ms = read_timeout.as_millis() as u64,
+                    "closing connection: request not received within the request read timeout");
+                break;
             }
-        }
-        if !complete {
-            break;
-        }
-        match handlers::handle(&broker, frame.freeze(), peer).await {
+            Ok(None) => break,
+            Ok(Some(frame)) => frame,
+        };
+        let handled = handlers::handle(&broker, frame, peer).await;
+        // The request's bytes go back to the pool once it has been handled (Kafka releases its
+        // buffer at the same point).
+        drop(reserved);
+        match handled {
             Handled::Respond(body) => {
                 let len = body.len() as i32;
                 if wr.write_i32(len).await.is_err() || wr.write_all(&body).await.is_err() {
@@ -111,4 +140,39 @@ async fn connection(
     }
     let _ = wr.flush().await;
     broker.metrics.connections.dec();
+}
+
+/// Reads one frame body of `size` bytes; `None` if the connection ends first.
+async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+    size: usize,
+) -> Option<bytes::Bytes> {
+    // Read into uninitialised capacity: zero-filling every request cost ~12% of produce CPU.
+    let mut frame = BytesMut::with_capacity(size);
+    let mut body = rd.take(size as u64);
+    while frame.len() < size {
+        match body.read_buf(&mut frame).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+    Some(frame.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn read_frame_needs_every_byte() {
+        let mut whole: &[u8] = b"abcdef";
+        assert_eq!(
+            read_frame(&mut whole, 4).await.as_deref(),
+            Some(&b"abcd"[..])
+        );
+        let mut short: &[u8] = b"abc";
+        assert_eq!(read_frame(&mut short, 4).await, None);
+        let mut empty: &[u8] = b"";
+        assert_eq!(read_frame(&mut empty, 0).await.as_deref(), Some(&b""[..]));
+    }
 }

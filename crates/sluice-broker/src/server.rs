@@ -10,7 +10,7 @@
 //! - `queued.max.request.bytes` across connections: a frame's bytes are reserved from a
 //!   broker-wide pool when its size prefix arrives and returned when its request has been
 //!   handled; while the pool is short the connection is muted (nothing more is read from it, it
-//!   is not closed), as Kafka's memory pool does;
+//!   is not closed), as Kafka's memory pool does ([`RequestMemory`]);
 //! - time: once the prefix arrived (and its bytes were granted), the whole frame must arrive
 //!   within the request read timeout, else the connection is closed and the bytes freed.
 
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore, TryAcquireError};
 
 use crate::broker::Broker;
 use crate::handlers::{self, Handled};
@@ -31,14 +31,7 @@ pub async fn serve_kafka(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
-    // The broker-wide pool of request bytes (queued.max.request.bytes), one permit per byte.
-    // Tokio's semaphore is fair: a large frame waiting for memory is not starved by small ones.
-    let memory = Arc::new(Semaphore::new(
-        broker
-            .config
-            .queued_max_request_bytes
-            .min(Semaphore::MAX_PERMITS),
-    ));
+    let memory = RequestMemory::new(broker.config.queued_max_request_bytes);
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -68,7 +61,7 @@ async fn connection(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: SocketAddr,
-    memory: Arc<Semaphore>,
+    memory: Arc<RequestMemory>,
     mut stop: watch::Receiver<bool>,
 ) {
     broker.metrics.connections.inc();
@@ -102,9 +95,9 @@ async fn connection(
         // bytes stay in the socket buffer and TCP flow control holds the client back.
         let reserved = tokio::select! {
             _ = stop.changed() => break,
-            r = memory.clone().acquire_many_owned(permits) => match r {
-                Ok(r) => r,
-                Err(_) => break,
+            r = memory.reserve(permits) => match r {
+                Some(r) => r,
+                None => break,
             },
         };
         let frame = match tokio::time::timeout(read_timeout, read_frame(&mut rd, size)).await {
@@ -142,6 +135,62 @@ async fn connection(
     broker.metrics.connections.dec();
 }
 
+/// The broker-wide pool of request bytes (`queued.max.request.bytes`).
+///
+/// Not first come, first served, as Kafka's pool is not: a request waits only while fewer bytes
+/// are free than it needs. Frames that claim a lot and arrive slowly (or never, until the read
+/// timeout) then hold back only requests that do not fit beside them, and small requests — fetches,
+/// heartbeats, metadata — keep flowing; a fair queue would put every request behind the first
+/// large waiter. The cost: under a steady stream of smaller requests a large one can wait long.
+pub struct RequestMemory {
+    free: Semaphore,
+    /// Woken whenever bytes return, so every waiting connection tries again.
+    freed: Notify,
+}
+
+impl RequestMemory {
+    pub fn new(bytes: usize) -> Arc<RequestMemory> {
+        Arc::new(RequestMemory {
+            free: Semaphore::new(bytes.min(Semaphore::MAX_PERMITS)),
+            freed: Notify::new(),
+        })
+    }
+
+    /// Waits until `bytes` are free and takes them; `None` if the pool was closed.
+    pub async fn reserve(self: &Arc<Self>, bytes: u32) -> Option<Reservation> {
+        loop {
+            // Registered before trying, so a release between the try and the wait is not missed.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.free.try_acquire_many(bytes) {
+                Ok(permit) => {
+                    permit.forget();
+                    return Some(Reservation {
+                        pool: self.clone(),
+                        bytes,
+                    });
+                }
+                Err(TryAcquireError::NoPermits) => freed.await,
+                Err(TryAcquireError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// Bytes taken from a [`RequestMemory`]; returned (and waiters woken) on drop.
+pub struct Reservation {
+    pool: Arc<RequestMemory>,
+    bytes: u32,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.pool.free.add_permits(self.bytes as usize);
+        self.pool.freed.notify_waiters();
+    }
+}
+
 /// Reads one frame body of `size` bytes; `None` if the connection ends first.
 async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     rd: &mut R,
@@ -174,5 +223,25 @@ mod tests {
         assert_eq!(read_frame(&mut short, 4).await, None);
         let mut empty: &[u8] = b"";
         assert_eq!(read_frame(&mut empty, 0).await.as_deref(), Some(&b""[..]));
+    }
+
+    #[tokio::test]
+    async fn request_memory_mutes_what_does_not_fit_and_lets_small_requests_pass() {
+        let pool = RequestMemory::new(100);
+        let big = pool.reserve(80).await.unwrap();
+        // 20 bytes free: a 50-byte request waits, a 10-byte one passes it.
+        let waiting = pool.reserve(50);
+        tokio::pin!(waiting);
+        assert!(futures::poll!(waiting.as_mut()).is_pending());
+        let small = pool.reserve(10).await.unwrap();
+        assert!(futures::poll!(waiting.as_mut()).is_pending());
+        drop(big);
+        let mid = waiting.await.unwrap();
+        // 100 - 10 - 50 = 40 free.
+        assert!(futures::FutureExt::now_or_never(pool.reserve(41)).is_none());
+        let rest = pool.reserve(40).await.unwrap();
+        drop((small, mid, rest));
+        let all = pool.reserve(100).await.unwrap();
+        assert_eq!(all.bytes, 100);
     }
 }

@@ -225,6 +225,36 @@ mod tests {
     }
 
     #[test]
+    fn odd_host_headers_never_match_or_panic() {
+        let p = HostPattern::parse("localhost").unwrap();
+        for h in [
+            "",
+            "[",
+            "]",
+            "[]",
+            "[]:",
+            "[::1",
+            "::1]",
+            ":",
+            "::",
+            ":80",
+            "[a]x",
+            "[a]:",
+            "[a]:x",
+            "localhost:",
+            "localhost:-1",
+            "localhost:65536",
+            "ä:1",
+            "\u{0}",
+            "local host",
+            "localhost:1:2",
+        ] {
+            assert!(!p.matches(h), "{h:?}");
+            let _ = HostPattern::parse(h);
+        }
+    }
+
+    #[test]
     fn default_hosts_follow_the_bind_address() {
         let local = HostPattern::defaults_for("127.0.0.1:8081".parse().unwrap());
         assert!(local.iter().any(|p| p.matches("localhost:8081")));

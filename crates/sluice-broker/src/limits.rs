@@ -19,9 +19,10 @@ pub const IDLE_TIMEOUT_MS: u64 = 600_000;
 /// lives until `connections.max.idle.ms`); 30 s is Kafka's `request.timeout.ms`.
 pub const REQUEST_READ_TIMEOUT_MS: u64 = 30_000;
 /// `queued.max.request.bytes`: bytes of requests read or being read, across all connections.
-/// A connection whose next frame would exceed it is muted (not read, not closed) until memory
-/// frees, as Kafka does. Per connection the bound is one frame (`socket.request.max.bytes`):
-/// requests are read one at a time. Kafka's default is -1 (unbounded); Sluice bounds it, and
+/// A connection whose next frame does not fit in the free bytes is muted (not read, not closed)
+/// until memory frees, as Kafka does; smaller frames that fit pass it (`server::RequestMemory`).
+/// Per connection the bound is one frame (`socket.request.max.bytes`): requests are read one at
+/// a time. Kafka's default is -1 (unbounded); Sluice bounds it, and
 /// refuses to start with a value below `socket.request.max.bytes` (as Kafka refuses), so every
 /// frame that passes the size check can eventually be read.
 pub const QUEUED_MAX_REQUEST_BYTES: usize = 512 * 1024 * 1024;

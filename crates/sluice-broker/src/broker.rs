@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
 use crate::config::{BrokerConfig, FlushPolicy};
@@ -192,20 +191,41 @@ pub fn parse_host_port(addr: &str) -> anyhow::Result<(String, i32)> {
     Ok((host.to_string(), i32::from(port)))
 }
 
-/// Runs the broker until `shutdown` resolves: binds both listeners, serves, then stops
-/// accepting, lets in-flight requests finish (bounded), flushes, and returns.
+/// Binds a TCP socket to `addr` without listening on it. Binding first makes "address in use"
+/// fail the start at once; not listening yet means the kernel refuses connections (RST) rather
+/// than completing handshakes into a backlog nobody accepts from while the broker recovers.
+fn bind_only(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std and tokio's `TcpListener::bind` do on Unix: a restart may rebind at once although
+    // connections of the previous process are in TIME_WAIT. Still fails if another socket
+    // listens on the address.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
+}
+
+/// Connections the kernel queues before accept (std's and tokio's `TcpListener::bind` use 128;
+/// Kafka's acceptor uses the OS default, which Linux caps at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Runs the broker until `shutdown` resolves: binds both ports, recovers the data directory,
+/// and only then listens and serves (a client never connects to a broker that cannot answer
+/// yet: until it is ready its connections are refused). On `shutdown` it stops accepting, lets
+/// in-flight requests finish (bounded), flushes, and returns.
 pub async fn run(
     config: BrokerConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let kafka_listener = TcpListener::bind(config.kafka_addr)
-        .await
+    let kafka_socket = bind_only(config.kafka_addr)
         .with_context(|| format!("cannot listen for Kafka clients on {}", config.kafka_addr))?;
-    let http_listener = TcpListener::bind(config.http_addr)
-        .await
+    let http_socket = bind_only(config.http_addr)
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_addr))?;
-    let local = kafka_listener.local_addr()?;
-    let http_local = http_listener.local_addr()?;
+    let local = kafka_socket.local_addr()?;
+    let http_local = http_socket.local_addr()?;
     let broker = Broker::open(config, local)?;
     tracing::info!(
         kafka = %local,
@@ -215,6 +235,12 @@ pub async fn run(
         cluster_id = %broker.cluster_id,
         "sluice is serving"
     );
+    let kafka_listener = kafka_socket
+        .listen(LISTEN_BACKLOG)
+        .with_context(|| format!("cannot listen for Kafka clients on {local}"))?;
+    let http_listener = http_socket
+        .listen(LISTEN_BACKLOG)
+        .with_context(|| format!("cannot listen for HTTP on {http_local}"))?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();

@@ -60,6 +60,17 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// `connections.max.idle.ms` (default 10 minutes).
     pub idle_timeout: Duration,
+    /// Time to read a whole request once its size prefix arrived (`limits::REQUEST_READ_TIMEOUT_MS`).
+    pub request_read_timeout: Duration,
+    /// `queued.max.request.bytes`: request bytes in flight across all connections; at least
+    /// `max_request_bytes`.
+    pub queued_max_request_bytes: usize,
+    /// HTTP: time to send the headers, and again the body, of a request.
+    pub http_read_timeout: Duration,
+    /// HTTP: concurrent connections.
+    pub http_max_connections: usize,
+    /// HTTP: `Host` values accepted (DNS-rebinding guard). `None`: the check is off.
+    pub http_allowed_hosts: Option<Vec<HostPattern>>,
     /// `log.retention.check.interval.ms` (default 5 minutes).
     pub retention_check_interval: Duration,
     /// `group.initial.rebalance.delay.ms` (default 3000).
@@ -87,6 +98,14 @@ impl Default for BrokerConfig {
             max_request_bytes: crate::limits::MAX_REQUEST_BYTES,
             max_connections: crate::limits::MAX_CONNECTIONS,
             idle_timeout: Duration::from_millis(crate::limits::IDLE_TIMEOUT_MS),
+            request_read_timeout: Duration::from_millis(crate::limits::REQUEST_READ_TIMEOUT_MS),
+            queued_max_request_bytes: crate::limits::QUEUED_MAX_REQUEST_BYTES,
+            http_read_timeout: Duration::from_millis(crate::limits::HTTP_READ_TIMEOUT_MS),
+            http_max_connections: crate::limits::HTTP_MAX_CONNECTIONS,
+            http_allowed_hosts: Some(HostPattern::defaults_for(
+                "127.0.0.1:8081".parse().expect("literal address"),
+            ))
+            .filter(|v| !v.is_empty()),
             retention_check_interval: Duration::from_secs(300),
             initial_rebalance_delay_ms: 3000,
             max_partitions: crate::limits::MAX_PARTITIONS_DEFAULT,
@@ -98,9 +117,166 @@ impl Default for BrokerConfig {
     }
 }
 
+/// One entry of `--http-allowed-hosts`: a host name or IP literal (IPv6 in brackets), with a
+/// port or without (then any port matches). Compared case-insensitively with the `Host` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    host: String,
+    port: Option<u16>,
+}
+
+impl HostPattern {
+    /// Parses `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 literal.
+    pub fn parse(s: &str) -> Result<HostPattern, String> {
+        let (host, port) = split_host(s.trim()).ok_or_else(|| format!("invalid host {s:?}"))?;
+        if host.is_empty()
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+        {
+            return Err(format!("invalid host {s:?}"));
+        }
+        Ok(HostPattern {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// The default allow-list for an HTTP listener bound to `addr`: the bound IP and the
+    /// localhost names, any port. Empty for a wildcard address (0.0.0.0, ::): the broker cannot
+    /// know which names reach it, so the check is off unless `--http-allowed-hosts` is given.
+    pub fn defaults_for(addr: SocketAddr) -> Vec<HostPattern> {
+        if addr.ip().is_unspecified() {
+            return Vec::new();
+        }
+        let mut out: Vec<HostPattern> = ["localhost", "127.0.0.1", "::1"]
+            .iter()
+            .map(|h| HostPattern {
+                host: (*h).to_string(),
+                port: None,
+            })
+            .collect();
+        let ip = addr.ip().to_string();
+        if !out.iter().any(|p| p.host == ip) {
+            out.push(HostPattern {
+                host: ip,
+                port: None,
+            });
+        }
+        out
+    }
+
+    /// Whether a `Host` header value matches this pattern.
+    pub fn matches(&self, host_header: &str) -> bool {
+        match split_host(host_header.trim()) {
+            Some((host, port)) => {
+                host.eq_ignore_ascii_case(&self.host) && (self.port.is_none() || self.port == port)
+            }
+            None => false,
+        }
+    }
+}
+
+impl std::fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        match self.port {
+            Some(p) => write!(f, "{host}:{p}"),
+            None => write!(f, "{host}"),
+        }
+    }
+}
+
+/// Splits `host[:port]` (IPv6 in brackets, or a bare IPv6 literal without a port) into the
+/// host without brackets and the port. `None` when the port is not a number.
+fn split_host(s: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return match after {
+            "" => Some((host, None)),
+            _ => Some((host, Some(after.strip_prefix(':')?.parse().ok()?))),
+        };
+    }
+    match s.matches(':').count() {
+        0 => Some((s, None)),
+        1 => {
+            let (host, port) = s.split_once(':')?;
+            Some((host, Some(port.parse().ok()?)))
+        }
+        _ => Some((s, None)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_patterns() {
+        let any_port = HostPattern::parse("LocalHost").unwrap();
+        assert!(any_port.matches("localhost"));
+        assert!(any_port.matches("localhost:8081"));
+        assert!(!any_port.matches("localhost.evil.example"));
+        assert!(!any_port.matches("evil.example"));
+        assert!(!any_port.matches("localhost:notaport"));
+        let with_port = HostPattern::parse("reg.example:8081").unwrap();
+        assert!(with_port.matches("REG.example:8081"));
+        assert!(!with_port.matches("reg.example:8082"));
+        assert!(!with_port.matches("reg.example"));
+        let v6 = HostPattern::parse("[::1]").unwrap();
+        assert!(v6.matches("[::1]:8081"));
+        assert!(v6.matches("[::1]"));
+        assert_eq!(HostPattern::parse("::1").unwrap(), v6);
+        assert!(HostPattern::parse("").is_err());
+        assert!(HostPattern::parse("a b").is_err());
+        assert!(HostPattern::parse("x:99999").is_err());
+    }
+
+    #[test]
+    fn odd_host_headers_never_match_or_panic() {
+        let p = HostPattern::parse("localhost").unwrap();
+        for h in [
+            "",
+            "[",
+            "]",
+            "[]",
+            "[]:",
+            "[::1",
+            "::1]",
+            ":",
+            "::",
+            ":80",
+            "[a]x",
+            "[a]:",
+            "[a]:x",
+            "localhost:",
+            "localhost:-1",
+            "localhost:65536",
+            "ä:1",
+            "\u{0}",
+            "local host",
+            "localhost:1:2",
+        ] {
+            assert!(!p.matches(h), "{h:?}");
+            let _ = HostPattern::parse(h);
+        }
+    }
+
+    #[test]
+    fn default_hosts_follow_the_bind_address() {
+        let local = HostPattern::defaults_for("127.0.0.1:8081".parse().unwrap());
+        assert!(local.iter().any(|p| p.matches("localhost:8081")));
+        assert!(local.iter().any(|p| p.matches("127.0.0.1:1")));
+        assert!(!local.iter().any(|p| p.matches("evil.example")));
+        let lan = HostPattern::defaults_for("10.1.2.3:8081".parse().unwrap());
+        assert!(lan.iter().any(|p| p.matches("10.1.2.3:8081")));
+        assert!(HostPattern::defaults_for("0.0.0.0:8081".parse().unwrap()).is_empty());
+        assert!(HostPattern::defaults_for("[::]:8081".parse().unwrap()).is_empty());
+    }
 
     #[test]
     fn parses_flush_policies() {

@@ -1,18 +1,35 @@
 //! The HTTP listener: `/health`, `/metrics` (Prometheus text) and the schema registry
 //! (Confluent Schema Registry's REST API, from `sluice-registry`). The native REST API and the
 //! console will be mounted here too.
+//!
+//! The listener is its own accept loop over hyper rather than `axum::serve`, for the bounds a
+//! slow or hostile client must not get around (limits.rs):
+//! - a connection cap: further connections are closed at accept;
+//! - a header-read timeout (hyper's, which needs a timer `axum::serve` does not set): headers
+//!   not complete in time close the connection, and an idle keep-alive connection closes after
+//!   the same time;
+//! - a body-read timeout and size bound: the body is read in full before any handler runs.
+//!
+//! Every request's `Host` is checked against an allow-list (DNS rebinding: a web page on
+//! `evil.example` that re-resolves its name to 127.0.0.1 still sends `Host: evil.example`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::broker::Broker;
+use crate::config::HostPattern;
 
 async fn health(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
     axum::Json(serde_json::json!({
@@ -34,24 +51,151 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
     )
 }
 
+/// What every request passes before routing.
+struct Guard {
+    allowed_hosts: Option<Vec<HostPattern>>,
+    read_timeout: Duration,
+    max_body: usize,
+}
+
 pub fn router(broker: Arc<Broker>) -> Router {
+    let guard = Arc::new(Guard {
+        allowed_hosts: broker.config.http_allowed_hosts.clone(),
+        read_timeout: broker.config.http_read_timeout,
+        max_body: crate::limits::HTTP_MAX_BODY_BYTES,
+    });
     let registry = sluice_registry::router(broker.registry.clone());
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(broker)
         .merge(registry)
+        .layer(axum::middleware::from_fn_with_state(guard, guard_request))
+}
+
+fn refuse(status: StatusCode, message: String) -> Response {
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({"error_code": status.as_u16(), "message": message}).to_string(),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// The Host check, then the body read in full under the read timeout and the size bound.
+async fn guard_request(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    if let Some(allowed) = &guard.allowed_hosts {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        if !host.is_some_and(|h| allowed.iter().any(|p| p.matches(h))) {
+            let list: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+            return refuse(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Host {:?} is not allowed (allowed: {}); set --http-allowed-hosts to the \
+                     names clients use",
+                    host.unwrap_or(""),
+                    list.join(", ")
+                ),
+            );
+        }
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > guard.max_body as u64) {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over {} bytes", guard.max_body),
+        );
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match tokio::time::timeout(
+        guard.read_timeout,
+        axum::body::to_bytes(body, guard.max_body),
+    )
+    .await
+    {
+        Err(_) => {
+            return refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {} ms",
+                    guard.read_timeout.as_millis()
+                ),
+            )
+        }
+        Ok(Err(e)) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "cannot read the request body (at most {} bytes): {e}",
+                    guard.max_body
+                ),
+            )
+        }
+        Ok(Ok(bytes)) => bytes,
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let max_connections = broker.config.http_max_connections;
+    let read_timeout = broker.config.http_read_timeout;
     let app = router(broker);
-    let shutdown = async move {
-        let _ = stop.changed().await;
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "HTTP server failed");
+    let slots = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, limit = max_connections, "refusing HTTP connection: too many connections");
+                        drop(stream);
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let service = TowerToHyperService::new(app.clone());
+                    let mut stop = stop.clone();
+                    connections.spawn(async move {
+                        let _slot = slot;
+                        let mut builder = hyper::server::conn::http1::Builder::new();
+                        builder
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(read_timeout);
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        tokio::pin!(conn);
+                        let result = tokio::select! {
+                            r = conn.as_mut() => r,
+                            _ = stop.changed() => {
+                                // Finish the request in flight, then close.
+                                conn.as_mut().graceful_shutdown();
+                                conn.await
+                            }
+                        };
+                        if let Err(e) = result {
+                            tracing::debug!(%peer, error = %e, "HTTP connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
     }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }

@@ -14,6 +14,27 @@ pub const MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
 pub const MAX_CONNECTIONS: usize = 10_000;
 /// `connections.max.idle.ms`.
 pub const IDLE_TIMEOUT_MS: u64 = 600_000;
+/// Time to read a whole request once its 4-byte size prefix arrived; a client that stalls
+/// mid-frame is closed and the frame's memory freed. Kafka has no such bound (a partial frame
+/// lives until `connections.max.idle.ms`); 30 s is Kafka's `request.timeout.ms`.
+pub const REQUEST_READ_TIMEOUT_MS: u64 = 30_000;
+/// `queued.max.request.bytes`: bytes of requests read or being read, across all connections.
+/// A connection whose next frame does not fit in the free bytes is muted (not read, not closed)
+/// until memory frees, as Kafka does; smaller frames that fit pass it (`server::RequestMemory`).
+/// Per connection the bound is one frame (`socket.request.max.bytes`): requests are read one at
+/// a time. Kafka's default is -1 (unbounded); Sluice bounds it, and
+/// refuses to start with a value below `socket.request.max.bytes` (as Kafka refuses), so every
+/// frame that passes the size check can eventually be read.
+pub const QUEUED_MAX_REQUEST_BYTES: usize = 512 * 1024 * 1024;
+
+/// HTTP: time for a client to send a request's headers (also how long an idle keep-alive
+/// connection stays open), and again to send its body. Not a Kafka setting; hyper's default
+/// header timeout.
+pub const HTTP_READ_TIMEOUT_MS: u64 = 30_000;
+/// HTTP: largest request body (axum's default); larger bodies get 413.
+pub const HTTP_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// HTTP: concurrent connections; further connections are closed at accept.
+pub const HTTP_MAX_CONNECTIONS: usize = 1024;
 
 // ---- Topics and partitions (metadata.rs, topic_config.rs) ----
 

@@ -1,9 +1,10 @@
 //! Confluent Schema Registry's REST API over [`Registry`], as an axum [`Router`] the broker
 //! mounts on its HTTP port.
 //!
-//! Responses carry `application/vnd.schemaregistry.v1+json`; request bodies are read as JSON
-//! whatever their content type (clients send the vendor type, `application/json` or
-//! `application/octet-stream`). Errors are `{"error_code": N, "message": "..."}` with
+//! Responses carry `application/vnd.schemaregistry.v1+json`. Writes (POST, PUT) must carry one
+//! of [`WRITE_CONTENT_TYPES`] or get 415, as Confluent answers: a web page can POST `text/plain`,
+//! form data or no content type cross-site without a CORS preflight, so accepting those would
+//! let any page a developer visits register schemas on their local registry. Errors are `{"error_code": N, "message": "..."}` with
 //! Confluent's codes and HTTP statuses. Boolean query parameters accept any case, because
 //! confluent-kafka-python sends Python's `True`/`False`.
 
@@ -11,8 +12,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -28,6 +30,17 @@ use crate::registry::Registry;
 
 /// The content type of every answer.
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// Content types a POST or PUT may carry (parameters such as `charset` are ignored): the ones
+/// Confluent's server consumes. confluent-kafka's clients send the first; Confluent's server
+/// also takes `application/octet-stream` (its "generic request" type), which a browser cannot
+/// send cross-site without a preflight either.
+pub const WRITE_CONTENT_TYPES: &[&str] = &[
+    "application/vnd.schemaregistry.v1+json",
+    "application/vnd.schemaregistry+json",
+    "application/json",
+    "application/octet-stream",
+];
 
 type Reg = State<Arc<Registry>>;
 
@@ -93,6 +106,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
             "/compatibility/subjects/{subject}/versions/{version}",
             post(check_version),
         )
+        .route_layer(axum::middleware::from_fn(require_json_writes))
         .fallback(|| async {
             error_response(StatusCode::NOT_FOUND, 404, "HTTP 404 Not Found".to_string())
         })
@@ -100,6 +114,34 @@ pub fn router(registry: Arc<Registry>) -> Router {
 }
 
 // ---- plumbing ------------------------------------------------------------------------------
+
+/// Whether a `Content-Type` value names one of [`WRITE_CONTENT_TYPES`].
+pub fn is_write_content_type(value: &str) -> bool {
+    let media = value.split(';').next().unwrap_or("").trim();
+    WRITE_CONTENT_TYPES
+        .iter()
+        .any(|t| media.eq_ignore_ascii_case(t))
+}
+
+/// Refuses a POST or PUT without a JSON (or Confluent's generic) content type, before its body
+/// is looked at: 415 with Confluent's error body.
+async fn require_json_writes(req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::POST | Method::PUT) {
+        let ok = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_write_content_type);
+        if !ok {
+            return error_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                415,
+                "HTTP 415 Unsupported Media Type".to_string(),
+            );
+        }
+    }
+    next.run(req).await
+}
 
 fn reply(result: Result<Value, RegistryError>) -> Response {
     match result {

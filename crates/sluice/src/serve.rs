@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
+use sluice_broker::config::HostPattern;
 use sluice_broker::{BrokerConfig, FlushPolicy};
 
 /// Every setting is optional here so that a missing flag falls through to the file, then to
@@ -54,6 +55,25 @@ pub struct ServeArgs {
     /// Close connections idle this long (connections.max.idle.ms) [default: 600000]
     #[arg(long, env = "SLUICE_IDLE_TIMEOUT_MS")]
     idle_timeout_ms: Option<u64>,
+    /// Close a connection that has not sent a whole request this long after its size prefix
+    /// [default: 30000]
+    #[arg(long, env = "SLUICE_REQUEST_READ_TIMEOUT_MS")]
+    request_read_timeout_ms: Option<u64>,
+    /// Request bytes in flight across all connections; at least --max-request-bytes
+    /// (queued.max.request.bytes) [default: 536870912]
+    #[arg(long, env = "SLUICE_QUEUED_MAX_REQUEST_BYTES")]
+    queued_max_request_bytes: Option<usize>,
+    /// HTTP: time to send a request's headers, and again its body [default: 30000]
+    #[arg(long, env = "SLUICE_HTTP_READ_TIMEOUT_MS")]
+    http_read_timeout_ms: Option<u64>,
+    /// HTTP: most concurrent connections [default: 1024]
+    #[arg(long, env = "SLUICE_HTTP_MAX_CONNECTIONS")]
+    http_max_connections: Option<usize>,
+    /// HTTP: comma-separated Host values accepted (host or host:port; `*` accepts any)
+    /// [default: the HTTP bind address and localhost, 127.0.0.1, [::1] with any port; any host
+    /// when bound to 0.0.0.0 or ::]
+    #[arg(long, env = "SLUICE_HTTP_ALLOWED_HOSTS")]
+    http_allowed_hosts: Option<String>,
     /// How often retention runs (log.retention.check.interval.ms) [default: 300000]
     #[arg(long, env = "SLUICE_RETENTION_CHECK_INTERVAL_MS")]
     retention_check_interval_ms: Option<u64>,
@@ -91,6 +111,15 @@ impl ServeArgs {
             max_request_bytes: self.max_request_bytes.or(file.max_request_bytes),
             max_connections: self.max_connections.or(file.max_connections),
             idle_timeout_ms: self.idle_timeout_ms.or(file.idle_timeout_ms),
+            request_read_timeout_ms: self
+                .request_read_timeout_ms
+                .or(file.request_read_timeout_ms),
+            queued_max_request_bytes: self
+                .queued_max_request_bytes
+                .or(file.queued_max_request_bytes),
+            http_read_timeout_ms: self.http_read_timeout_ms.or(file.http_read_timeout_ms),
+            http_max_connections: self.http_max_connections.or(file.http_max_connections),
+            http_allowed_hosts: self.http_allowed_hosts.or(file.http_allowed_hosts),
             retention_check_interval_ms: self
                 .retention_check_interval_ms
                 .or(file.retention_check_interval_ms),
@@ -131,11 +160,35 @@ impl ServeArgs {
         if self.max_partitions == Some(0) {
             anyhow::bail!("--max-partitions must be at least 1");
         }
+        let queued_max_request_bytes = self
+            .queued_max_request_bytes
+            .unwrap_or(d.queued_max_request_bytes.max(max_request_bytes));
+        if queued_max_request_bytes < max_request_bytes {
+            anyhow::bail!(
+                "--queued-max-request-bytes ({queued_max_request_bytes}) must be at least \
+                 --max-request-bytes ({max_request_bytes}): a request that passes the size \
+                 check must fit"
+            );
+        }
+        let http_addr = self.http_addr.unwrap_or(d.http_addr);
+        let http_allowed_hosts = match self.http_allowed_hosts.as_deref().map(str::trim) {
+            Some("*") => None,
+            Some(list) => Some(
+                list.split(',')
+                    .filter(|h| !h.trim().is_empty())
+                    .map(HostPattern::parse)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(anyhow::Error::msg)
+                    .context("--http-allowed-hosts")?,
+            )
+            .filter(|v| !v.is_empty()),
+            None => Some(HostPattern::defaults_for(http_addr)).filter(|v| !v.is_empty()),
+        };
         Ok(BrokerConfig {
             node_id: self.node_id.unwrap_or(d.node_id),
             kafka_addr: self.kafka_addr.unwrap_or(d.kafka_addr),
             advertised_kafka_addr: self.advertised_kafka_addr,
-            http_addr: self.http_addr.unwrap_or(d.http_addr),
+            http_addr,
             data_dir: self.data_dir.unwrap_or(d.data_dir),
             flush,
             auto_create_topics: self.auto_create_topics.unwrap_or(d.auto_create_topics),
@@ -145,6 +198,20 @@ impl ServeArgs {
             idle_timeout: self
                 .idle_timeout_ms
                 .map_or(d.idle_timeout, Duration::from_millis),
+            request_read_timeout: self
+                .request_read_timeout_ms
+                .map_or(d.request_read_timeout, |ms| {
+                    Duration::from_millis(ms.max(1))
+                }),
+            queued_max_request_bytes,
+            http_read_timeout: self
+                .http_read_timeout_ms
+                .map_or(d.http_read_timeout, |ms| Duration::from_millis(ms.max(1))),
+            http_max_connections: self
+                .http_max_connections
+                .unwrap_or(d.http_max_connections)
+                .max(1),
+            http_allowed_hosts,
             retention_check_interval: self
                 .retention_check_interval_ms
                 .map_or(d.retention_check_interval, |ms| {
@@ -290,5 +357,42 @@ mod tests {
         };
         assert!(bad.into_config().is_err());
         assert!(toml::from_str::<ServeArgs>("no-such-key = 1").is_err());
+        let small_pool = ServeArgs {
+            max_request_bytes: Some(4096),
+            queued_max_request_bytes: Some(2048),
+            ..ServeArgs::default()
+        };
+        assert!(small_pool.into_config().is_err());
+        let bad_host = ServeArgs {
+            http_allowed_hosts: Some("ok.example,bad host".into()),
+            ..ServeArgs::default()
+        };
+        assert!(bad_host.into_config().is_err());
+    }
+
+    #[test]
+    fn allowed_hosts_default_to_the_bind_address_and_off_for_wildcards() {
+        let c = ServeArgs::default().into_config().unwrap();
+        let hosts = c.http_allowed_hosts.unwrap();
+        assert!(hosts.iter().any(|h| h.matches("localhost:8081")));
+        assert!(!hosts.iter().any(|h| h.matches("evil.example")));
+        let wild = ServeArgs {
+            http_addr: Some("0.0.0.0:8081".parse().unwrap()),
+            ..ServeArgs::default()
+        };
+        assert!(wild.into_config().unwrap().http_allowed_hosts.is_none());
+        let listed = ServeArgs {
+            http_addr: Some("0.0.0.0:8081".parse().unwrap()),
+            http_allowed_hosts: Some("reg.example, localhost".into()),
+            ..ServeArgs::default()
+        };
+        let hosts = listed.into_config().unwrap().http_allowed_hosts.unwrap();
+        assert!(hosts.iter().any(|h| h.matches("reg.example:8081")));
+        assert!(!hosts.iter().any(|h| h.matches("127.0.0.1:8081")));
+        let star = ServeArgs {
+            http_allowed_hosts: Some("*".into()),
+            ..ServeArgs::default()
+        };
+        assert!(star.into_config().unwrap().http_allowed_hosts.is_none());
     }
 }

@@ -477,3 +477,67 @@ async fn protobuf_and_json_shapes() {
         .await;
     assert_eq!(v, json!([jid + 1]));
 }
+
+/// A write is refused with 415 unless it carries a JSON content type (a web page can POST
+/// `text/plain`, form data or no content type cross-site without a preflight); nothing is
+/// registered or changed.
+#[tokio::test]
+async fn writes_need_a_json_content_type() {
+    let api = Api::new();
+    let schema = json!({"schema": "\"string\""}).to_string();
+    let send = |method: &'static str, uri: &'static str, ct: Option<&'static str>| {
+        let app = api.app.clone();
+        let body = schema.clone();
+        async move {
+            let mut req = Request::builder().method(method).uri(uri);
+            if let Some(ct) = ct {
+                req = req.header("content-type", ct);
+            }
+            let resp = app
+                .oneshot(req.body(Body::from(body)).unwrap())
+                .await
+                .unwrap();
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+    for ct in [
+        Some("text/plain"),
+        Some("text/plain;charset=UTF-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let (status, v) = send("POST", "/subjects/x/versions", ct).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
+        assert_eq!(
+            v,
+            json!({"error_code": 415, "message": "HTTP 415 Unsupported Media Type"})
+        );
+        let (status, _) = send("PUT", "/config", ct).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
+    }
+    let (_, subjects) = api.call("GET", "/subjects", None).await;
+    assert_eq!(subjects, json!([]));
+
+    for ct in [
+        "application/vnd.schemaregistry.v1+json",
+        "application/vnd.schemaregistry+json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/octet-stream",
+    ] {
+        let (status, v) = send("POST", "/subjects/x/versions", Some(ct)).await;
+        assert_eq!(status, StatusCode::OK, "{ct}: {v}");
+    }
+    let (_, subjects) = api.call("GET", "/subjects", None).await;
+    assert_eq!(subjects, json!(["x"]));
+    // Reads need no content type; unknown paths still answer 404.
+    let (status, _) = send("GET", "/subjects", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send("POST", "/no/such/path", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

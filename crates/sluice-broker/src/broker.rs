@@ -75,8 +75,11 @@ impl Broker {
         config: BrokerConfig,
         local_kafka_addr: std::net::SocketAddr,
     ) -> anyhow::Result<Arc<Broker>> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        if !config.data_dir.is_dir() {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+            sluice_storage::durability::fsync_parent(&config.data_dir)?;
+        }
         let cluster_id = load_cluster_id(&config.data_dir, config.node_id)?;
         let now = now_ms();
         let metadata = Metadata::open(&config.data_dir, now).map_err(anyhow_from)?;

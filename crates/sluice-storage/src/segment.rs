@@ -225,8 +225,8 @@ impl LogSegment {
     }
 
     /// An older segment with an index that passes every check: the entries are whole, in
-    /// order and inside the file; the first entry is the first batch; the batch at the last
-    /// entry is a batch with that offset; the batches after it (headers only) end exactly at
+    /// order and inside the file; the first entry is at byte 0; the batches at the first and
+    /// last entries are batches with those offsets; the batches after it (headers only) end exactly at
     /// the end of the file; and the last time-index entry names a batch carrying that
     /// timestamp. Anything else returns false and the caller rebuilds from the segment. A
     /// middle entry is not read here (that would read the whole file); readers check the
@@ -235,16 +235,21 @@ impl LogSegment {
         if !self.index_structure_is_sane(file_len) {
             return Ok(false);
         }
-        let Some(last) = self.offset_index.last().copied() else {
+        let (Some(first), Some(last)) = (
+            self.offset_index.entries().first().copied(),
+            self.offset_index.last().copied(),
+        ) else {
             // A sane index of an empty file.
             return Ok(true);
         };
-        let expected = self
-            .base_offset
-            .checked_add(i64::from(last.relative_offset));
-        match self.header_at(u64::from(last.position), file_len)? {
-            Some(h) if Some(h.base_offset) == expected => {}
-            _ => return Ok(false),
+        for entry in [first, last] {
+            let expected = self
+                .base_offset
+                .checked_add(i64::from(entry.relative_offset));
+            match self.header_at(u64::from(entry.position), file_len)? {
+                Some(h) if Some(h.base_offset) == expected => {}
+                _ => return Ok(false),
+            }
         }
         if let Some(t) = self.time_index.last().copied() {
             self.max_timestamp = t.timestamp;
@@ -287,9 +292,7 @@ impl LogSegment {
             return offsets.is_empty() && times.is_empty();
         }
         // A non-empty segment has an entry for its first batch, and a time entry with it.
-        let first_ok = offsets
-            .first()
-            .is_some_and(|e| e.position == 0 && e.relative_offset == 0);
+        let first_ok = offsets.first().is_some_and(|e| e.position == 0);
         let sorted = offsets
             .windows(2)
             .all(|w| w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position);

@@ -511,3 +511,22 @@ fn rolls_before_a_relative_offset_overflows() {
     assert_eq!(read_offsets(&log, 2 * g + 5, 1), vec![(2 * g, 3 * g - 1)]);
     assert_eq!(read_offsets(&log, g + 5, 1), vec![(g, 2 * g - 1)]);
 }
+
+#[test]
+fn good_indexes_of_older_segments_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = multi_segment_log(dir.path());
+    let before = std::fs::read(segment_path(dir.path(), 0, "index")).unwrap();
+    crate::durability::take_synced_dirs();
+    let log = open(dir.path(), config);
+    // Nothing rebuilt, so nothing written (a rebuild writes the index and fsyncs the dir).
+    assert_eq!(
+        crate::durability::take_synced_dirs(),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert_eq!(
+        std::fs::read(segment_path(dir.path(), 0, "index")).unwrap(),
+        before
+    );
+    assert_eq!(all_offsets(&log), 80);
+}

@@ -226,9 +226,9 @@ impl LogSegment {
 
     /// An older segment with an index that passes every check: the entries are whole, in
     /// order and inside the file; the first entry is at byte 0; the batches at the first and
-    /// last entries are batches with those offsets; the batches after it (headers only) end exactly at
-    /// the end of the file; and the last time-index entry names a batch carrying that
-    /// timestamp. Anything else returns false and the caller rebuilds from the segment. A
+    /// last entries are batches with those offsets; the batches after the last entry (headers
+    /// only) end exactly at the end of the file; and the last time-index entry names a batch
+    /// carrying that timestamp. Anything else returns false and the caller rebuilds from the segment. A
     /// middle entry is not read here (that would read the whole file); readers check the
     /// batch an entry points to before using it ([`LogSegment::position_of`]).
     fn open_with_index(&mut self, file_len: u64) -> io::Result<bool> {

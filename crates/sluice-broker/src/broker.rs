@@ -64,6 +64,7 @@ fn load_cluster_id(data_dir: &Path, node_id: i32) -> anyhow::Result<String> {
         format!("version=1\ncluster.id={id}\nnode.id={node_id}\n"),
     )?;
     std::fs::rename(&tmp, &path)?;
+    sluice_storage::fsync_dir(data_dir)?;
     Ok(id)
 }
 
@@ -73,8 +74,11 @@ impl Broker {
         config: BrokerConfig,
         local_kafka_addr: std::net::SocketAddr,
     ) -> anyhow::Result<Arc<Broker>> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        if !config.data_dir.is_dir() {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+            sluice_storage::durability::fsync_parent(&config.data_dir)?;
+        }
         let cluster_id = load_cluster_id(&config.data_dir, config.node_id)?;
         let now = now_ms();
         let metadata =
@@ -93,6 +97,19 @@ impl Broker {
         let share = ShareService::open(&config.data_dir, config.flush, &metadata, now)
             .map_err(anyhow_from)?;
         let registry = crate::schemas::open(&config.data_dir, now).map_err(anyhow_from)?;
+        // Every log is open: from here on writes may come, so the last run's clean-shutdown
+        // marker (which let the opens above skip the CRC pass) must go first, durably.
+        let clean = sluice_storage::durability::remove_clean_shutdown_marker(&config.data_dir)
+            .with_context(|| "cannot remove the clean-shutdown marker")?;
+        tracing::info!(
+            clean_shutdown = clean,
+            "{}",
+            if clean {
+                "the last run shut down cleanly: active segments were opened without a CRC pass"
+            } else {
+                "no clean-shutdown marker: active segments were recovered batch by batch"
+            }
+        );
         Ok(Arc::new(Broker {
             config,
             advertised_host,
@@ -266,18 +283,41 @@ pub async fn run(
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(10), drain)
+    let drained = tokio::time::timeout(Duration::from_secs(10), drain)
         .await
-        .is_err()
-    {
+        .is_ok();
+    if !drained {
         tracing::warn!("some connections did not finish within 10 s; closing them");
     }
     broker.flush_dirty().await;
+    let mut flushed = true;
     if let Err(e) = broker.share.store.sync().await {
         tracing::error!(error = %e, "could not flush share-group state");
+        flushed = false;
+    }
+    if drained && flushed {
+        mark_clean_shutdown(&broker).await;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The last step of a graceful shutdown, once nothing writes any more: fsync every log under
+/// the data directory (internal ones too, whatever the flush policy), then write the
+/// clean-shutdown marker so the next start skips the CRC pass. Any failure leaves no marker,
+/// and the next start recovers as after a crash.
+async fn mark_clean_shutdown(broker: &Broker) {
+    let data_dir = broker.config.data_dir.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        sluice_storage::durability::sync_logs_under(&data_dir)?;
+        sluice_storage::durability::write_clean_shutdown_marker(&data_dir)
+    })
+    .await;
+    match done {
+        Ok(Ok(())) => tracing::info!("all logs fsynced; clean-shutdown marker written"),
+        Ok(Err(e)) => tracing::error!(error = %e, "could not mark a clean shutdown"),
+        Err(e) => tracing::error!(error = %e, "could not mark a clean shutdown"),
+    }
 }
 
 async fn background(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {

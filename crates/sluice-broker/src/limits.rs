@@ -51,6 +51,17 @@ pub const MAX_PARTITIONS_DEFAULT: usize = 10_000;
 
 // ---- Produce, records and compression (handlers/produce.rs, record_codec.rs, compression) ----
 
+/// Records one produced batch may claim (sluice-storage `records::max_records_in`, which the
+/// produce path applies; listed here as the one table): a v2 record takes at least
+/// `MIN_RECORD_BYTES` (7) bytes, so an uncompressed batch holds at most (bytes − 61) / 7 and a
+/// compressed one at most `max.message.bytes` / 7 (decompression is bounded by
+/// `max.message.bytes`). A larger count, or one that disagrees with the last offset delta, is
+/// INVALID_RECORD as in Kafka's LogValidator.
+pub const MIN_RECORD_BYTES: usize = sluice_storage::records::MIN_RECORD_BYTES;
+/// Offsets one segment holds past its base (its indexes store 32-bit relative offsets); the
+/// log rolls before an append would exceed it (Kafka's `LogSegment.canConvertToRelativeOffset`).
+pub const MAX_SEGMENT_RELATIVE_OFFSET: i64 = sluice_storage::log::MAX_RELATIVE_OFFSET;
+
 // ---- Fetch and share fetch (handlers/fetch.rs, handlers/share.rs, fetch_session.rs) ----
 
 /// Longest a Fetch or ShareFetch may wait for data (`max_wait_ms` is capped here).

@@ -659,8 +659,7 @@ fn sweep(
 
 /// fsyncs a directory, so the names created or removed in it survive a power loss.
 fn fsync_dir(dir: &Path) -> Result<(), KafkaError> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all())?;
-    Ok(())
+    Ok(sluice_storage::fsync_dir(dir)?)
 }
 
 pub fn unknown_topic(name: &str) -> KafkaError {

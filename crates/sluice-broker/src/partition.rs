@@ -232,13 +232,11 @@ impl Partition {
         Ok(out)
     }
 
-    /// Removes the partition's files (topic deletion). Readers holding a segment keep reading
-    /// the unlinked file until they finish.
+    /// Removes the partition's files (topic deletion), durably: the data directory is fsynced
+    /// after the removal. Readers holding a segment keep reading the unlinked file until they
+    /// finish.
     pub fn delete_files(&self) -> Result<(), KafkaError> {
         let state = self.state.lock();
-        match std::fs::remove_dir_all(state.log.dir()) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
+        Ok(sluice_storage::log::remove_log_dir(state.log.dir())?)
     }
 }

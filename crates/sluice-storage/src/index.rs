@@ -68,6 +68,9 @@ impl IndexEntry for TimeEntry {
 pub struct IndexFile<E: IndexEntry> {
     path: PathBuf,
     entries: Vec<E>,
+    /// False when the file read by [`IndexFile::open`] ended in a partial entry: it was not
+    /// written by `persist` (which writes whole files), so it is not trusted.
+    whole: bool,
 }
 
 impl<E: IndexEntry> IndexFile<E> {
@@ -80,22 +83,39 @@ impl<E: IndexEntry> IndexFile<E> {
         Ok(IndexFile {
             path: path.to_path_buf(),
             entries: Vec::new(),
+            whole: true,
         })
     }
 
     /// Loads the entries of an existing file (none if it is missing). A trailing partial entry
-    /// is ignored.
-    pub fn open(path: &Path) -> io::Result<Self> {
-        let raw = match fs::read(path) {
-            Ok(raw) => raw,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+    /// is ignored and marks the file as not whole. An index is a hint: the segment checks the
+    /// entries before it trusts them (`LogSegment::open`). A file larger than `max_bytes` (more
+    /// entries than the segment could need) is not read at all and counts as not whole.
+    pub fn open(path: &Path, max_bytes: u64) -> io::Result<Self> {
+        let raw = match fs::metadata(path) {
+            Ok(meta) if meta.len() > max_bytes => None,
+            Ok(_) => Some(fs::read(path)?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Some(Vec::new()),
             Err(e) => return Err(e),
+        };
+        let Some(raw) = raw else {
+            return Ok(IndexFile {
+                path: path.to_path_buf(),
+                entries: Vec::new(),
+                whole: false,
+            });
         };
         let entries = raw.chunks_exact(E::SIZE).map(E::decode).collect();
         Ok(IndexFile {
             path: path.to_path_buf(),
             entries,
+            whole: raw.len() % E::SIZE == 0,
         })
+    }
+
+    /// False if the file ended in a partial entry or was too large to be this segment's.
+    pub fn file_was_whole(&self) -> bool {
+        self.whole
     }
 
     pub fn entries(&self) -> &[E] {
@@ -113,10 +133,14 @@ impl<E: IndexEntry> IndexFile<E> {
     /// Keeps the first `len` entries (recovery rebuilds from scratch).
     pub fn truncate(&mut self, len: usize) {
         self.entries.truncate(len);
+        if len == 0 {
+            self.whole = true;
+        }
     }
 
     /// Writes every entry to the file and fsyncs it: written to a temporary name and renamed,
-    /// so a crash leaves the old file or the new one, never a torn mix.
+    /// so a crash leaves the old file or the new one, never a torn mix; the directory is
+    /// fsynced after the rename so the new name survives a power loss.
     pub fn persist(&self) -> io::Result<()> {
         let mut raw = vec![0u8; self.entries.len() * E::SIZE];
         for (chunk, e) in raw.chunks_exact_mut(E::SIZE).zip(&self.entries) {
@@ -126,7 +150,8 @@ impl<E: IndexEntry> IndexFile<E> {
         let mut file = File::create(&tmp)?;
         file.write_all(&raw)?;
         file.sync_data()?;
-        fs::rename(&tmp, &self.path)
+        fs::rename(&tmp, &self.path)?;
+        crate::durability::fsync_parent(&self.path)
     }
 
     pub fn path(&self) -> &Path {
@@ -173,12 +198,16 @@ mod tests {
         assert_eq!(raw.len(), 80);
         raw.extend([1, 2, 3]);
         std::fs::write(&path, raw).unwrap();
-        let idx = IndexFile::<OffsetEntry>::open(&path).unwrap();
+        let idx = IndexFile::<OffsetEntry>::open(&path, 1 << 20).unwrap();
         assert_eq!(idx.entries().len(), 10);
+        assert!(!idx.file_was_whole());
+        assert!(!IndexFile::<OffsetEntry>::open(&path, 64)
+            .unwrap()
+            .file_was_whole());
         assert_eq!(idx.floor(25).unwrap().position, 2 * 4096);
         assert_eq!(idx.floor(0).unwrap().position, 0);
-        let missing = IndexFile::<OffsetEntry>::open(&dir.path().join("none")).unwrap();
-        assert!(missing.entries().is_empty());
+        let missing = IndexFile::<OffsetEntry>::open(&dir.path().join("none"), 64).unwrap();
+        assert!(missing.entries().is_empty() && missing.file_was_whole());
     }
 
     #[test]

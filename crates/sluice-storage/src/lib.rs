@@ -3,18 +3,23 @@
 //! A partition is a directory of segments named by base offset. Each segment holds record
 //! batches exactly as clients sent them (base offset and leader epoch patched in), with a
 //! sparse offset index and time index beside it. Opening a log recovers its active segment by
-//! CRC and truncates a torn write.
+//! CRC and truncates a torn write (unless the last run shut down cleanly, see [`durability`]);
+//! indexes are hints, checked before use and rebuilt from the segment when wrong. Every
+//! creation, rename and removal of a file or directory is followed by an fsync of its parent
+//! directory ([`fsync_dir`]).
 //!
 //! Architecture invariant: this crate knows nothing of the network, of Kafka requests or of
 //! topics; it never decodes records (no decompression). It does no locking and no background
 //! work: callers serialise access and decide when to fsync and when to apply retention.
 
+pub mod durability;
 pub mod error;
 pub mod index;
 pub mod log;
 pub mod records;
 pub mod segment;
 
+pub use durability::{fsync_dir, CLEAN_SHUTDOWN_FILE};
 pub use error::{Result, StorageError};
 pub use log::{AppendInfo, Log, LogConfig, RetentionOutcome};
 pub use records::{BatchHeader, BatchIter, ProducedBatch};

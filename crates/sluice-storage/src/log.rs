@@ -16,11 +16,17 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::durability;
 use crate::error::{Result, StorageError};
 use crate::records::{self, BatchHeader, ProducedBatch, Stamp};
-use crate::segment::{LogSegment, SegmentSlice};
+use crate::segment::{LogSegment, OpenMode, SegmentSlice};
 
 const LOG_START_OFFSET_FILE: &str = "log-start-offset";
+
+/// Largest offset a segment holds relative to its base offset. The indexes store relative
+/// offsets in 32 bits; as Kafka (`LogSegment.canConvertToRelativeOffset`) the log keeps them
+/// within `i32::MAX` and rolls a new segment before an append would go past it.
+pub const MAX_RELATIVE_OFFSET: i64 = i32::MAX as i64;
 
 /// The per-topic settings the log obeys, with Kafka's names and defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,9 +93,12 @@ pub struct Log {
 }
 
 impl Log {
-    /// Opens (or creates) the log in `dir`. The active segment is always recovered: every batch
-    /// is CRC-checked and a torn tail is truncated. `on_batch` sees the header of every batch
-    /// that recovery walked (the broker rebuilds idempotent-producer state from them).
+    /// Opens (or creates) the log in `dir`. The active segment is recovered (every batch
+    /// CRC-checked, a torn tail truncated) unless the data directory holding `dir` has the
+    /// clean-shutdown marker, in which case only its headers are read. Older segments keep
+    /// their index files if those pass every check, else are recovered the same way.
+    /// `on_batch` sees the header of every batch of the active segment (the broker rebuilds
+    /// idempotent-producer state from them).
     pub fn open(
         dir: &Path,
         config: LogConfig,
@@ -97,15 +106,25 @@ impl Log {
         on_batch: &mut dyn FnMut(&BatchHeader),
     ) -> Result<Log> {
         validate_config(&config)?;
-        fs::create_dir_all(dir)?;
+        if !dir.is_dir() {
+            fs::create_dir_all(dir)?;
+            // The new partition directory's name must survive a power loss.
+            durability::fsync_parent(dir)?;
+        }
+        let clean = durability::parent_shut_down_cleanly(dir);
         let mut bases = Vec::new();
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if let Some(stem) = name.strip_suffix(".log") {
-                if let Ok(base) = stem.parse::<i64>() {
-                    bases.push(base);
+                match stem.parse::<i64>() {
+                    Ok(base) if base >= 0 => bases.push(base),
+                    _ => tracing::warn!(
+                        dir = %dir.display(),
+                        file = name,
+                        "ignoring a .log file whose name is not a base offset"
+                    ),
                 }
             }
         }
@@ -113,18 +132,28 @@ impl Log {
         let mut segments = Vec::with_capacity(bases.len().max(1));
         let last = bases.len().saturating_sub(1);
         for (i, base) in bases.iter().enumerate() {
-            let recover = i == last;
-            let mut ignore = |_: &BatchHeader| {};
-            let seg = if recover {
-                LogSegment::open(dir, *base, config.index_interval_bytes, true, on_batch)?
-            } else {
-                LogSegment::open(dir, *base, config.index_interval_bytes, false, &mut ignore)?
+            let mode = match (i == last, clean) {
+                (true, true) => OpenMode::Clean,
+                (true, false) => OpenMode::Recover,
+                (false, _) => OpenMode::Older,
             };
-            segments.push(seg);
+            let mut ignore = |_: &BatchHeader| {};
+            let observer: &mut dyn FnMut(&BatchHeader) = if i == last {
+                &mut *on_batch
+            } else {
+                &mut ignore
+            };
+            segments.push(LogSegment::open(
+                dir,
+                *base,
+                config.index_interval_bytes,
+                mode,
+                observer,
+            )?);
         }
         let stored_start = read_log_start_offset(dir)?;
         if segments.is_empty() {
-            let base = stored_start.unwrap_or(0);
+            let base = stored_start.unwrap_or(0).max(0);
             segments.push(LogSegment::create(dir, base, config.index_interval_bytes)?);
         }
         let first_base = segments.first().map_or(0, |s| s.base_offset());
@@ -219,13 +248,35 @@ impl Log {
     ) -> Result<AppendInfo> {
         let first_offset = self.log_end_offset();
         let log_append_time_ms = self.config.log_append_time.then_some(now_ms);
+        // Offsets this append takes; `validate` bounded each batch's count, so only a log end
+        // near i64::MAX can overflow, and that is refused rather than wrapped.
+        let span = batches.iter().try_fold(0i64, |acc, b| {
+            acc.checked_add(i64::from(b.header.last_offset_delta))?
+                .checked_add(1)
+        });
+        let next_end = span.and_then(|span| first_offset.checked_add(span));
+        let (Some(span), Some(_)) = (span, next_end) else {
+            return Err(StorageError::InvalidRecord(format!(
+                "the record set's offsets would overflow the log end offset {first_offset}"
+            )));
+        };
+        if span - 1 > MAX_RELATIVE_OFFSET {
+            return Err(StorageError::InvalidRecord(format!(
+                "the record set spans {span} offsets; one segment indexes at most {}",
+                MAX_RELATIVE_OFFSET + 1
+            )));
+        }
         let mut next = first_offset;
         let mut headers = Vec::with_capacity(batches.len());
         let mut bodies = Vec::with_capacity(batches.len());
         let mut total = 0u64;
         for batch in batches {
             let len = batch.header.total_len();
-            let Some(bytes) = src.get(batch.position..batch.position + len) else {
+            let Some(bytes) = batch
+                .position
+                .checked_add(len)
+                .and_then(|end| src.get(batch.position..end))
+            else {
                 return Err(StorageError::CorruptMessage(
                     "batch positions do not match the buffer".into(),
                 ));
@@ -245,9 +296,10 @@ impl Log {
             headers.push(header);
             bodies.push(rest);
             total += len as u64;
+            // Cannot overflow: the sum is `span`, checked above.
             next += i64::from(batch.header.last_offset_delta) + 1;
         }
-        if self.should_roll(total, now_ms) {
+        if self.should_roll(total, next - 1, now_ms) {
             self.roll()?;
         }
         self.active_mut().append(&headers, &bodies, now_ms)?;
@@ -258,16 +310,20 @@ impl Log {
         })
     }
 
-    fn should_roll(&self, incoming: u64, now_ms: i64) -> bool {
+    /// Whether to start a new segment before appending `incoming` bytes whose last offset is
+    /// `last_offset`: the active one is full, too old, or (as Kafka) could not index the
+    /// offset relative to its base in its 32-bit index entries.
+    fn should_roll(&self, incoming: u64, last_offset: i64, now_ms: i64) -> bool {
         let active = self.active();
         if active.is_empty() {
             return false;
         }
-        let full = active.size() + incoming > self.config.segment_bytes;
+        let full = active.size().saturating_add(incoming) > self.config.segment_bytes;
         let old = active
             .first_append_ms()
-            .is_some_and(|t| now_ms - t >= self.config.segment_ms);
-        full || old
+            .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms);
+        let unindexable = last_offset.saturating_sub(active.base_offset()) > MAX_RELATIVE_OFFSET;
+        full || old || unindexable
     }
 
     /// Starts a new active segment at the log end offset. The old one is fsynced first, so a
@@ -375,13 +431,16 @@ impl Log {
             outcome.bytes_deleted += seg.size();
             seg.delete_files()?;
         }
+        if outcome.segments_deleted > 0 {
+            durability::fsync_dir(&self.dir)?;
+        }
         Ok(outcome)
     }
 
     /// Time- and size-based retention, and `segment.ms` rolling. Whole segments only; the
     /// active segment is rolled first when everything in it has expired, as Kafka does.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome> {
-        if self.should_roll(0, now_ms) {
+        if self.should_roll(0, self.log_end_offset().saturating_sub(1), now_ms) {
             self.roll()?;
         }
         let mut new_start = self.log_start_offset;
@@ -421,10 +480,7 @@ impl Log {
 
     /// Removes the whole partition directory (topic deletion).
     pub fn delete(self) -> Result<()> {
-        match fs::remove_dir_all(&self.dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
+        remove_log_dir(&self.dir)
     }
 }
 
@@ -458,5 +514,19 @@ fn write_log_start_offset(dir: &Path, offset: i64) -> Result<()> {
     fs::write(&tmp, offset.to_string())?;
     fs::File::open(&tmp)?.sync_all()?;
     fs::rename(&tmp, dir.join(LOG_START_OFFSET_FILE))?;
+    durability::fsync_dir(dir)?;
     Ok(())
+}
+
+/// Removes a log's directory and makes the removal durable (topic deletion). A directory
+/// already gone is fine.
+pub fn remove_log_dir(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    match durability::fsync_parent(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
 }

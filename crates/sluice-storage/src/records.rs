@@ -91,11 +91,20 @@ impl BatchHeader {
     pub fn total_len(&self) -> usize {
         self.batch_length.max(0) as usize + LOG_OVERHEAD
     }
+    /// Saturating: a header read from disk may carry any base offset; the log refuses a batch
+    /// whose offsets overflow (see [`BatchHeader::checked_next_offset`]) before using them.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
+    }
+    /// The offset after the batch, if it is representable.
+    pub fn checked_next_offset(&self) -> Option<i64> {
+        self.base_offset
+            .checked_add(i64::from(self.last_offset_delta))?
+            .checked_add(1)
     }
     /// 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
     pub fn compression(&self) -> i16 {
@@ -164,6 +173,34 @@ impl<'a> Iterator for BatchIter<'a> {
     }
 }
 
+/// The smallest record a v2 batch can hold: length, attributes, timestamp delta, offset delta,
+/// key length (-1), value length (-1) and header count, one byte each.
+pub const MIN_RECORD_BYTES: usize = 7;
+
+/// The most records a produced batch can hold, without decoding it (records are never
+/// decoded on the produce path; Kafka decodes them and refuses a batch whose records run
+/// out before its count with INVALID_RECORD).
+/// - Uncompressed: its records section (the bytes after the 61-byte header) holds at most
+///   one record per [`MIN_RECORD_BYTES`]. Exact: no valid batch is refused.
+/// - Compressed: a few bytes can inflate to many records, so the compressed size bounds
+///   nothing. The broker bounds decompression by `max.message.bytes` (a batch that inflates
+///   past it is refused wherever the broker decompresses), so a batch whose records could not
+///   fit in `max.message.bytes` once decompressed is refused here too. With Kafka's default
+///   (1,048,588) that is 149,798 records, far above what producers put in one batch
+///   (librdkafka and the Java client cap a batch's uncompressed size near `batch.size`).
+///
+/// Either way a batch moves the log end by at most `max.message.bytes / 7` offsets (the
+/// 2^31-offset jump of a lying header is refused).
+pub fn max_records_in(header: &BatchHeader, max_message_bytes: usize) -> i64 {
+    let records_bytes = header.total_len().saturating_sub(BATCH_HEADER_LEN);
+    let bound = if header.compression() == 0 {
+        records_bytes
+    } else {
+        max_message_bytes.max(records_bytes)
+    };
+    i64::try_from(bound / MIN_RECORD_BYTES).unwrap_or(i64::MAX)
+}
+
 /// CRC-32C over attributes..end, as stored in the batch's `crc` field.
 pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(batch.get(ATTRIBUTES..).unwrap_or(&[]))
@@ -227,6 +264,8 @@ pub fn validate_produced(
                 header.compression()
             )));
         }
+        // Kafka (LogValidator.validateBatch): INVALID_RECORD for a count that is not positive
+        // or disagrees with the offset range.
         if header.records_count <= 0
             || header.last_offset_delta < 0
             || i64::from(header.records_count) != i64::from(header.last_offset_delta) + 1
@@ -234,6 +273,16 @@ pub fn validate_produced(
             return Err(StorageError::InvalidRecord(format!(
                 "invalid batch record count {} for last offset delta {}",
                 header.records_count, header.last_offset_delta
+            )));
+        }
+        // The count decides how far the log end moves, so it must be one the batch can hold.
+        let max_records = max_records_in(&header, max_message_bytes);
+        if i64::from(header.records_count) > max_records {
+            return Err(StorageError::InvalidRecord(format!(
+                "record batch claims {} records but a {} batch of {len} bytes can hold at most {max_records} (each record takes at least {MIN_RECORD_BYTES} bytes{})",
+                header.records_count,
+                if header.compression() == 0 { "uncompressed" } else { "compressed" },
+                if header.compression() == 0 { "" } else { " once decompressed, and decompression is bounded by max.message.bytes" },
             )));
         }
         batches.push(ProducedBatch { position, header });

@@ -7,7 +7,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::index::{IndexFile, OffsetEntry, TimeEntry};
+use crate::durability::fsync_dir;
+use crate::index::{IndexEntry, IndexFile, OffsetEntry, TimeEntry};
 use crate::records::{crc_matches, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
 
 /// Writes every slice at `position`. Only the log's writer (under the partition lock) moves
@@ -30,6 +31,33 @@ fn write_all_vectored_at(file: &File, slices: &mut [IoSlice<'_>], position: u64)
         }
     }
     Ok(())
+}
+
+/// How [`LogSegment::open`] reads an existing segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The active segment after a crash: every batch is read and its CRC checked; the file is
+    /// cut at the first torn or corrupt batch; the indexes are rebuilt in memory.
+    Recover,
+    /// The active segment after a clean shutdown (the marker was there): the files are what
+    /// the last run fsynced, so only headers are read (to rebuild the indexes and producer
+    /// state); a batch that is not whole and well framed still ends the segment.
+    Clean,
+    /// A segment that stopped being active: its index files are used if they pass every check
+    /// (`open_with_index`); otherwise it is recovered as [`OpenMode::Recover`] and the rebuilt
+    /// indexes are written.
+    Older,
+}
+
+/// What a walk over batches checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// Framing and CRC; rebuilds the indexes.
+    Crc,
+    /// Framing only; rebuilds the indexes.
+    Headers,
+    /// Framing only, after a checked index whose entries are kept.
+    Trusted,
 }
 
 /// File name stem of the segment with this base offset: 20 zero-padded digits, as Kafka.
@@ -88,7 +116,7 @@ impl LogSegment {
             .write(true)
             .truncate(true)
             .open(&log_path)?;
-        Ok(LogSegment {
+        let seg = LogSegment {
             base_offset,
             log_path,
             file: Arc::new(file),
@@ -101,58 +129,77 @@ impl LogSegment {
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             first_append_ms: None,
-        })
+        };
+        // The new file's name must survive a power loss: appends to it are fsynced (under
+        // `flush=always` before they are acknowledged), but that covers its bytes, not its name.
+        fsync_dir(dir)?;
+        Ok(seg)
     }
 
-    /// Opens an existing segment. With `recover` every batch is read and its CRC checked, and
-    /// the file is truncated at the first torn or corrupt batch; the indexes are rebuilt.
-    /// Without it the indexes are trusted and only the batches after the last index entry are
-    /// walked (headers only) to find the end.
+    /// Opens an existing segment, in one of three ways ([`OpenMode`]). Indexes are hints: an
+    /// index never decides where a segment ends. Only a batch that fails its checks (framing,
+    /// and the CRC where the mode reads bodies) makes the file shorter, so a segment is never
+    /// cut below its valid batches because of a bad index.
     pub fn open(
         dir: &Path,
         base_offset: i64,
         index_interval_bytes: u64,
-        recover: bool,
+        mode: OpenMode,
         on_batch: &mut dyn FnMut(&BatchHeader),
     ) -> io::Result<Self> {
         let stem = file_stem(base_offset);
         let log_path = dir.join(format!("{stem}.log"));
         let file = OpenOptions::new().read(true).write(true).open(&log_path)?;
         let file_len = file.metadata()?.len();
+        // At most one entry per batch, and a batch has at least a header.
+        let max_entries = file_len / BATCH_HEADER_LEN as u64 + 1;
+        let offset_index = IndexFile::open(
+            &dir.join(format!("{stem}.index")),
+            max_entries.saturating_mul(OffsetEntry::SIZE as u64),
+        )?;
+        let time_index = IndexFile::open(
+            &dir.join(format!("{stem}.timeindex")),
+            max_entries.saturating_mul(TimeEntry::SIZE as u64),
+        )?;
         let mut seg = LogSegment {
             base_offset,
             log_path,
             file: Arc::new(file),
             size: 0,
             next_offset: base_offset,
-            offset_index: IndexFile::open(&dir.join(format!("{stem}.index")))?,
-            time_index: IndexFile::open(&dir.join(format!("{stem}.timeindex")))?,
+            offset_index,
+            time_index,
             index_interval_bytes,
             bytes_since_last_index_entry: 0,
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             first_append_ms: None,
         };
-        let trusted = !recover && seg.indexes_look_sane(file_len);
-        let start = if trusted {
-            // Resume the walk at the last indexed batch.
-            let last = seg.offset_index.last().copied();
-            if let Some(t) = seg.time_index.last() {
-                seg.max_timestamp = t.timestamp;
-                seg.offset_of_max_timestamp = base_offset + i64::from(t.relative_offset);
+        let end = match mode {
+            OpenMode::Recover => {
+                seg.reset();
+                seg.walk(0, file_len, Walk::Crc, on_batch)?
             }
-            last.map(|e| u64::from(e.position)).unwrap_or(0)
-        } else {
-            seg.offset_index.truncate(0);
-            seg.time_index.truncate(0);
-            0
+            OpenMode::Clean => {
+                seg.reset();
+                seg.walk(0, file_len, Walk::Headers, on_batch)?
+            }
+            OpenMode::Older => {
+                if seg.open_with_index(file_len)? {
+                    file_len
+                } else {
+                    tracing::warn!(
+                        segment = %seg.log_path.display(),
+                        "index missing or inconsistent with its segment: rebuilding it"
+                    );
+                    seg.reset();
+                    let end = seg.walk(0, file_len, Walk::Crc, &mut |_| {})?;
+                    seg.offset_index.persist()?;
+                    seg.time_index.persist()?;
+                    end
+                }
+            }
         };
-        let end = seg.walk(start, file_len, !trusted, on_batch)?;
-        if !trusted && !recover {
-            // An older segment whose index was missing or wrong: keep the rebuilt one.
-            seg.offset_index.persist()?;
-            seg.time_index.persist()?;
-        }
         if end < file_len {
             tracing::warn!(
                 segment = %seg.log_path.display(),
@@ -161,101 +208,214 @@ impl LogSegment {
                 "truncating torn or corrupt tail of segment"
             );
             seg.file.set_len(end)?;
+            seg.file.sync_all()?;
         }
         Ok(seg)
     }
 
-    fn indexes_look_sane(&self, file_len: u64) -> bool {
+    /// Forgets everything learned from the file and its indexes (before a walk from byte 0).
+    fn reset(&mut self) {
+        self.offset_index.truncate(0);
+        self.time_index.truncate(0);
+        self.size = 0;
+        self.next_offset = self.base_offset;
+        self.bytes_since_last_index_entry = 0;
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = self.base_offset;
+    }
+
+    /// An older segment with an index that passes every check: the entries are whole, in
+    /// order and inside the file; the first entry is at byte 0; the batches at the first and
+    /// last entries are batches with those offsets; the batches after the last entry (headers
+    /// only) end exactly at the end of the file; and the last time-index entry names a batch
+    /// carrying that timestamp. Anything else returns false and the caller rebuilds from the segment. A
+    /// middle entry is not read here (that would read the whole file); readers check the
+    /// batch an entry points to before using it ([`LogSegment::position_of`]).
+    fn open_with_index(&mut self, file_len: u64) -> io::Result<bool> {
+        if !self.index_structure_is_sane(file_len) {
+            return Ok(false);
+        }
+        let (Some(first), Some(last)) = (
+            self.offset_index.entries().first().copied(),
+            self.offset_index.last().copied(),
+        ) else {
+            // A sane index of an empty file.
+            return Ok(true);
+        };
+        for entry in [first, last] {
+            let expected = self
+                .base_offset
+                .checked_add(i64::from(entry.relative_offset));
+            match self.header_at(u64::from(entry.position), file_len)? {
+                Some(h) if Some(h.base_offset) == expected => {}
+                _ => return Ok(false),
+            }
+        }
+        if let Some(t) = self.time_index.last().copied() {
+            self.max_timestamp = t.timestamp;
+            self.offset_of_max_timestamp = self
+                .base_offset
+                .saturating_add(i64::from(t.relative_offset));
+        }
+        let end = self.walk(
+            u64::from(last.position),
+            file_len,
+            Walk::Trusted,
+            &mut |_| {},
+        )?;
+        if end != file_len {
+            return Ok(false);
+        }
+        if let Some(t) = self.time_index.last().copied() {
+            let offset = self
+                .base_offset
+                .saturating_add(i64::from(t.relative_offset));
+            let header = match self.position_of(offset)? {
+                Some(position) => self.header_at(position, file_len)?,
+                None => None,
+            };
+            if !header.is_some_and(|h| h.base_offset == offset && h.max_timestamp == t.timestamp) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The checks on the index files alone (no segment bytes read).
+    fn index_structure_is_sane(&self, file_len: u64) -> bool {
         let offsets = self.offset_index.entries();
+        let times = self.time_index.entries();
+        if !self.offset_index.file_was_whole() || !self.time_index.file_was_whole() {
+            return false;
+        }
+        if file_len == 0 {
+            return offsets.is_empty() && times.is_empty();
+        }
+        // A non-empty segment has an entry for its first batch, and a time entry with it.
+        let first_ok = offsets.first().is_some_and(|e| e.position == 0);
         let sorted = offsets
             .windows(2)
             .all(|w| w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position);
         let in_file = offsets
             .last()
-            .is_none_or(|e| u64::from(e.position) < file_len);
-        // A non-empty segment always has an entry for its first batch.
-        let present = file_len == 0 || !offsets.is_empty();
-        sorted && in_file && present
+            .is_some_and(|e| u64::from(e.position) + (BATCH_HEADER_LEN as u64) <= file_len);
+        let last_offset = offsets.last().map_or(0, |e| e.relative_offset);
+        let times_ok = !times.is_empty()
+            && times.windows(2).all(|w| {
+                w[0].timestamp < w[1].timestamp && w[0].relative_offset <= w[1].relative_offset
+            })
+            && times.iter().all(|t| t.relative_offset <= last_offset);
+        first_ok && sorted && in_file && times_ok
     }
 
-    /// Walks batches from `start`, extending size/next_offset and (when `index`) the indexes.
-    /// Returns the end of the last valid batch.
+    /// The header of a batch at `position` that could be whole inside `file_len` bytes.
+    fn header_at(&self, position: u64, file_len: u64) -> io::Result<Option<BatchHeader>> {
+        let mut header_buf = [0u8; BATCH_HEADER_LEN];
+        let Some(header_end) = position.checked_add(BATCH_HEADER_LEN as u64) else {
+            return Ok(None);
+        };
+        if header_end > file_len {
+            return Ok(None);
+        }
+        self.file.read_exact_at(&mut header_buf, position)?;
+        Ok(BatchHeader::parse(&header_buf).filter(|h| {
+            h.magic == 2
+                && h.batch_length >= (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32
+                && h.last_offset_delta >= 0
+                && h.checked_next_offset().is_some()
+                && position
+                    .checked_add(h.total_len() as u64)
+                    .is_some_and(|end| end <= file_len)
+        }))
+    }
+
+    /// Walks batches from `start`, extending size/next_offset and (unless [`Walk::Trusted`])
+    /// rebuilding the indexes. Stops at the first batch that is not whole and well framed (or,
+    /// with [`Walk::Crc`], fails its CRC). Returns the end of the last good batch.
     fn walk(
         &mut self,
         start: u64,
         file_len: u64,
-        index: bool,
+        how: Walk,
         on_batch: &mut dyn FnMut(&BatchHeader),
     ) -> io::Result<u64> {
         let mut position = start;
-        let mut header_buf = [0u8; BATCH_HEADER_LEN];
         let mut batch_buf = Vec::new();
-        while position + BATCH_HEADER_LEN as u64 <= file_len {
-            self.file.read_exact_at(&mut header_buf, position)?;
-            let Some(header) = BatchHeader::parse(&header_buf) else {
-                break;
-            };
-            let len = header.total_len() as u64;
-            let sane = header.magic == 2
-                && header.batch_length >= (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32
-                && header.last_offset_delta >= 0
-                && header.base_offset >= self.next_offset
-                && position + len <= file_len;
-            if !sane {
+        while let Some(header) = self.header_at(position, file_len)? {
+            if header.base_offset < self.next_offset {
                 break;
             }
-            if index {
-                // Full CRC check of everything we could not trust.
-                batch_buf.resize(len as usize, 0);
+            let len = header.total_len() as u64;
+            if how == Walk::Crc {
+                // Full CRC check of everything we could not trust. `len` fits in memory: it
+                // is at most 2 GiB + 12 (an i32 length) and inside the file.
+                batch_buf.resize(header.total_len(), 0);
                 self.file.read_exact_at(&mut batch_buf, position)?;
                 if !crc_matches(&batch_buf) {
                     break;
                 }
-                self.track_batch(&header, position, len)?;
-            } else {
+            }
+            if how == Walk::Trusted {
                 self.note_batch(&header, len);
+            } else {
+                self.track_batch(&header, position, len);
             }
             on_batch(&header);
             position += len;
+            self.size = position;
         }
         self.size = position;
         Ok(position)
     }
 
     fn note_batch(&mut self, header: &BatchHeader, len: u64) {
-        self.next_offset = header.next_offset();
+        // Callers only pass headers whose next offset exists (`header_at`, validated appends).
+        self.next_offset = header.checked_next_offset().unwrap_or(i64::MAX);
         if header.max_timestamp > self.max_timestamp {
             self.max_timestamp = header.max_timestamp;
             self.offset_of_max_timestamp = header.base_offset;
         }
-        self.bytes_since_last_index_entry += len;
+        self.bytes_since_last_index_entry = self.bytes_since_last_index_entry.saturating_add(len);
     }
 
     /// Records a batch just placed at `position` in the indexes and the segment's counters.
-    fn track_batch(&mut self, header: &BatchHeader, position: u64, len: u64) -> io::Result<()> {
+    /// A batch whose offset (relative to the segment's base) or position does not fit an index
+    /// entry is not indexed; the log rolls before that can happen on append, so only a file
+    /// written otherwise has one, and readers then walk to it from the entry before.
+    fn track_batch(&mut self, header: &BatchHeader, position: u64, len: u64) {
         let first = self.offset_index.entries().is_empty();
-        if first || self.bytes_since_last_index_entry >= self.index_interval_bytes {
-            let relative_offset = (header.base_offset - self.base_offset) as u32;
-            self.offset_index.append(OffsetEntry {
-                relative_offset,
-                position: position as u32,
-            });
-            let ts = header.max_timestamp.max(self.max_timestamp);
-            if self.time_index.last().is_none_or(|t| ts > t.timestamp) {
-                let ts_offset = if header.max_timestamp >= self.max_timestamp {
-                    header.base_offset
-                } else {
-                    self.offset_of_max_timestamp
-                };
-                self.time_index.append(TimeEntry {
-                    timestamp: ts,
-                    relative_offset: (ts_offset - self.base_offset) as u32,
+        let relative = header
+            .base_offset
+            .checked_sub(self.base_offset)
+            .and_then(|r| u32::try_from(r).ok());
+        let position32 = u32::try_from(position).ok();
+        if let (Some(relative_offset), Some(position32)) = (relative, position32) {
+            if first || self.bytes_since_last_index_entry >= self.index_interval_bytes {
+                self.offset_index.append(OffsetEntry {
+                    relative_offset,
+                    position: position32,
                 });
+                let ts = header.max_timestamp.max(self.max_timestamp);
+                if self.time_index.last().is_none_or(|t| ts > t.timestamp) {
+                    let ts_offset = if header.max_timestamp >= self.max_timestamp {
+                        header.base_offset
+                    } else {
+                        self.offset_of_max_timestamp
+                    };
+                    // `ts_offset` is a batch base in [segment base, header.base_offset].
+                    let ts_relative = ts_offset
+                        .checked_sub(self.base_offset)
+                        .and_then(|r| u32::try_from(r).ok())
+                        .unwrap_or(relative_offset);
+                    self.time_index.append(TimeEntry {
+                        timestamp: ts,
+                        relative_offset: ts_relative,
+                    });
+                }
+                self.bytes_since_last_index_entry = 0;
             }
-            self.bytes_since_last_index_entry = 0;
         }
         self.note_batch(header, len);
-        Ok(())
     }
 
     /// Appends validated batches given as (stamped header, rest of batch) pairs, in one
@@ -282,7 +442,7 @@ impl LogSegment {
         for h in headers {
             if let Some(header) = BatchHeader::parse(h) {
                 let batch_len = header.total_len() as u64;
-                self.track_batch(&header, at, batch_len)?;
+                self.track_batch(&header, at, batch_len);
                 at += batch_len;
             }
         }
@@ -297,17 +457,31 @@ impl LogSegment {
         if offset >= self.next_offset {
             return Ok(None);
         }
-        let relative = (offset - self.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
-        let mut position = self
-            .offset_index
-            .floor(relative)
-            .map_or(0, |e| u64::from(e.position));
-        let mut header_buf = [0u8; BATCH_HEADER_LEN];
-        while position + BATCH_HEADER_LEN as u64 <= self.size {
-            self.file.read_exact_at(&mut header_buf, position)?;
-            let Some(header) = BatchHeader::parse(&header_buf) else {
-                return Ok(None);
-            };
+        let relative = offset
+            .saturating_sub(self.base_offset)
+            .clamp(0, i64::from(u32::MAX)) as u32;
+        // An index entry is a hint: it is used only if a batch with its offset starts there.
+        let mut position = match self.offset_index.floor(relative) {
+            Some(e) => {
+                let expected = self
+                    .base_offset
+                    .saturating_add(i64::from(e.relative_offset));
+                match self.header_at(u64::from(e.position), self.size)? {
+                    Some(h) if h.base_offset == expected => u64::from(e.position),
+                    _ => {
+                        tracing::warn!(
+                            segment = %self.log_path.display(),
+                            relative_offset = e.relative_offset,
+                            position = e.position,
+                            "index entry does not point at its batch: scanning the segment"
+                        );
+                        0
+                    }
+                }
+            }
+            None => 0,
+        };
+        while let Some(header) = self.header_at(position, self.size)? {
             if header.last_offset() >= offset {
                 return Ok(Some(position));
             }
@@ -330,12 +504,7 @@ impl LogSegment {
         let Some(mut position) = self.position_of(start_offset)? else {
             return Ok(None);
         };
-        let mut header_buf = [0u8; BATCH_HEADER_LEN];
-        while position + BATCH_HEADER_LEN as u64 <= self.size {
-            self.file.read_exact_at(&mut header_buf, position)?;
-            let Some(header) = BatchHeader::parse(&header_buf) else {
-                return Ok(None);
-            };
+        while let Some(header) = self.header_at(position, self.size)? {
             if header.max_timestamp >= timestamp {
                 return Ok(Some(self.slice(position, header.total_len())));
             }
@@ -346,12 +515,9 @@ impl LogSegment {
 
     /// A slice of the single batch starting at `position`.
     pub fn batch_at(&self, position: u64) -> io::Result<Option<SegmentSlice>> {
-        let mut header_buf = [0u8; BATCH_HEADER_LEN];
-        if position + BATCH_HEADER_LEN as u64 > self.size {
-            return Ok(None);
-        }
-        self.file.read_exact_at(&mut header_buf, position)?;
-        Ok(BatchHeader::parse(&header_buf).map(|h| self.slice(position, h.total_len())))
+        Ok(self
+            .header_at(position, self.size)?
+            .map(|h| self.slice(position, h.total_len())))
     }
 
     pub fn slice(&self, position: u64, len: usize) -> SegmentSlice {
@@ -377,7 +543,7 @@ impl LogSegment {
         self.time_index.persist()
     }
 
-    /// Removes the segment's files.
+    /// Removes the segment's files (the caller fsyncs the directory once for all it removes).
     pub fn delete_files(&self) -> io::Result<()> {
         for path in [
             self.log_path.as_path(),

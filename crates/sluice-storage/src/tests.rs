@@ -214,3 +214,319 @@ fn rebuilds_a_missing_index_of_an_older_segment() {
     assert_eq!(read_offsets(&log, 5, 1), vec![(4, 5)]);
     assert_eq!(log.log_end_offset(), 80);
 }
+
+/// A log of several segments (small segments, an index entry every batch or so).
+fn multi_segment_log(dir: &std::path::Path) -> LogConfig {
+    let config = LogConfig {
+        segment_bytes: 2000,
+        index_interval_bytes: 300,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir, config.clone());
+    for i in 0..40 {
+        append(&mut log, 2, 1000 + i);
+    }
+    assert!(log.segment_count() > 3);
+    config
+}
+
+fn segment_path(dir: &std::path::Path, base: i64, ext: &str) -> std::path::PathBuf {
+    dir.join(format!("{base:020}.{ext}"))
+}
+
+/// Reads every offset of the log one batch at a time; returns how many were found.
+fn all_offsets(log: &Log) -> usize {
+    let mut found = 0;
+    for o in log.log_start_offset()..log.log_end_offset() {
+        let got = read_offsets(log, o, 1);
+        assert_eq!(got.len(), 1, "offset {o}");
+        assert!(got[0].0 <= o && o <= got[0].1, "offset {o} read {got:?}");
+        found += 1;
+    }
+    found
+}
+
+#[test]
+fn a_bogus_index_never_shortens_an_older_segment() {
+    let entry = |rel: u32, pos: u32| {
+        let mut b = rel.to_be_bytes().to_vec();
+        b.extend(pos.to_be_bytes());
+        b
+    };
+    let bogus: Vec<(&str, Vec<u8>)> = vec![
+        // The reported case: one entry pointing 30 bytes in.
+        ("one entry mid-batch", entry(0, 30)),
+        (
+            "first entry not at 0",
+            [entry(0, 0), entry(1, 30)].concat()[8..].to_vec(),
+        ),
+        ("last entry mid-batch", [entry(0, 0), entry(3, 30)].concat()),
+        (
+            "last entry wrong offset",
+            [entry(0, 0), entry(7, 0)].concat(),
+        ),
+        (
+            "not monotonic",
+            [entry(0, 0), entry(4, 200), entry(2, 100)].concat(),
+        ),
+        (
+            "beyond the file",
+            [entry(0, 0), entry(2, 1_000_000)].concat(),
+        ),
+        ("torn entry", [entry(0, 0), vec![1, 2, 3]].concat()),
+        ("empty", vec![]),
+        ("garbage", vec![0xff; 64]),
+    ];
+    for (what, index) in bogus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = multi_segment_log(dir.path());
+        let seg = segment_path(dir.path(), 0, "log");
+        let size = std::fs::metadata(&seg).unwrap().len();
+        std::fs::write(segment_path(dir.path(), 0, "index"), &index).unwrap();
+        let log = open(dir.path(), config);
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), size, "{what}");
+        assert_eq!(log.log_end_offset(), 80, "{what}");
+        assert_eq!(all_offsets(&log), 80, "{what}");
+        let rebuilt = std::fs::read(segment_path(dir.path(), 0, "index")).unwrap();
+        assert_eq!(
+            &rebuilt[..8],
+            &entry(0, 0)[..],
+            "{what}: the index was rebuilt"
+        );
+    }
+}
+
+#[test]
+fn a_bogus_time_index_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = multi_segment_log(dir.path());
+    let good = std::fs::read(segment_path(dir.path(), 0, "timeindex")).unwrap();
+    // A last entry claiming an older timestamp than the segment holds would let retention
+    // delete the segment early: it does not match its batch, so the index is rebuilt.
+    let mut bogus = good.clone();
+    let n = bogus.len();
+    bogus[n - 12..n - 4].copy_from_slice(&5i64.to_be_bytes());
+    for (what, bytes) in [
+        ("decreasing", bogus),
+        ("torn", good[..good.len() - 1].to_vec()),
+    ] {
+        std::fs::write(segment_path(dir.path(), 0, "timeindex"), &bytes).unwrap();
+        let log = open(dir.path(), config.clone());
+        assert_eq!(
+            std::fs::read(segment_path(dir.path(), 0, "timeindex")).unwrap(),
+            good,
+            "{what}"
+        );
+        let slice = log.find_by_timestamp(1001).unwrap().unwrap();
+        let (_, h) = BatchIter::new(&slice.load().unwrap()).next().unwrap();
+        assert_eq!(h.base_offset, 2, "{what}");
+    }
+}
+
+#[test]
+fn a_wrong_middle_index_entry_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = multi_segment_log(dir.path());
+    let path = segment_path(dir.path(), 0, "index");
+    let mut index = std::fs::read(&path).unwrap();
+    assert!(index.len() >= 24, "needs three entries");
+    // Move the second entry's position 5 bytes forward: still sorted, first and last intact.
+    let pos = u32::from_be_bytes(index[12..16].try_into().unwrap()) + 5;
+    index[12..16].copy_from_slice(&pos.to_be_bytes());
+    std::fs::write(&path, &index).unwrap();
+    let log = open(dir.path(), config);
+    assert_eq!(all_offsets(&log), 80);
+}
+
+#[test]
+fn a_crc_valid_older_segment_with_a_corrupt_batch_is_cut_there_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = multi_segment_log(dir.path());
+    let seg = segment_path(dir.path(), 0, "log");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let first_len = BatchIter::new(&bytes).next().unwrap().1.total_len();
+    // Corrupt the second batch and drop the index: the rebuild keeps the first batch.
+    bytes[first_len + 70] ^= 0x55;
+    std::fs::write(&seg, &bytes).unwrap();
+    std::fs::remove_file(segment_path(dir.path(), 0, "index")).unwrap();
+    let log = open(dir.path(), config);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), first_len as u64);
+    assert_eq!(read_offsets(&log, 0, 1), vec![(0, 1)]);
+    assert_eq!(log.log_end_offset(), 80);
+}
+
+#[test]
+fn directories_are_fsynced_at_each_change() {
+    use crate::durability::take_synced_dirs;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("t-0");
+    take_synced_dirs();
+    let config = LogConfig {
+        segment_bytes: 1000,
+        ..LogConfig::default()
+    };
+    let mut log = open(&dir, config);
+    let synced = take_synced_dirs();
+    assert!(
+        synced.contains(&root.path().to_path_buf()),
+        "partition dir created: {synced:?}"
+    );
+    assert!(synced.contains(&dir), "first segment created: {synced:?}");
+    append(&mut log, 1, 0);
+    assert!(
+        take_synced_dirs().is_empty(),
+        "a plain append changes no directory"
+    );
+    while log.segment_count() < 3 {
+        append(&mut log, 1, 0);
+    }
+    // Each roll: the old segment's index files are renamed into place, the new one created.
+    let synced = take_synced_dirs();
+    assert!(
+        synced.len() >= 2 * 3 && synced.iter().all(|d| d == &dir),
+        "{synced:?}"
+    );
+    let end = log.log_end_offset();
+    log.delete_records_before(end).unwrap();
+    let synced = take_synced_dirs();
+    // log-start-offset renamed, then segments removed.
+    assert!(
+        synced.len() >= 2 && synced.iter().all(|d| d == &dir),
+        "{synced:?}"
+    );
+    log.delete().unwrap();
+    assert_eq!(take_synced_dirs(), vec![root.path().to_path_buf()]);
+    assert!(!dir.exists());
+}
+
+#[test]
+fn clean_shutdown_marker_skips_the_crc_pass_only() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("t-0");
+    let mut log = open(&dir, LogConfig::default());
+    append(&mut log, 3, 10);
+    append(&mut log, 3, 10);
+    drop(log);
+    let seg = segment_path(&dir, 0, "log");
+    let good = std::fs::metadata(&seg).unwrap().len();
+    // A flipped payload byte (framing intact): only a CRC pass sees it.
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x55;
+    std::fs::write(&seg, &bytes).unwrap();
+    crate::durability::write_clean_shutdown_marker(root.path()).unwrap();
+    let mut seen = 0;
+    let log = Log::open(&dir, LogConfig::default(), 0, &mut |_| seen += 1).unwrap();
+    assert_eq!(
+        (log.log_end_offset(), seen),
+        (6, 2),
+        "headers walked, CRC not checked"
+    );
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), good);
+    drop(log);
+    // A torn tail (framing broken) is cut even with the marker.
+    let mut torn = bytes.clone();
+    torn.extend(&make_batch(2, 50, 10)[..40]);
+    std::fs::write(&seg, &torn).unwrap();
+    let log = open(&dir, LogConfig::default());
+    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), good);
+    drop(log);
+    // Without the marker the CRC pass runs and cuts the corrupt batch.
+    assert!(crate::durability::remove_clean_shutdown_marker(root.path()).unwrap());
+    let log = open(&dir, LogConfig::default());
+    assert_eq!(log.log_end_offset(), 3);
+}
+
+/// A batch flagged as gzip-compressed (its records are not decoded by the log).
+fn compressed_batch(count: i32) -> Vec<u8> {
+    let mut b = make_batch(1, 10, 0);
+    b[21..23].copy_from_slice(&1i16.to_be_bytes());
+    b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+    b[57..61].copy_from_slice(&count.to_be_bytes());
+    let crc = crate::records::compute_crc(&b);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+#[test]
+fn record_counts_must_fit_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    // Uncompressed: 3 records of 10-byte values are 3 * 17 bytes; 7 bytes per record at least.
+    let mut b = make_batch(3, 10, 0);
+    let records_bytes = (b.len() - 61) as i32;
+    for (count, ok) in [
+        (3, true),
+        (records_bytes / 7, true),
+        (records_bytes / 7 + 1, false),
+        (i32::MAX, false),
+    ] {
+        b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+        b[57..61].copy_from_slice(&count.to_be_bytes());
+        let crc = crate::records::compute_crc(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let got = log.validate(&b, 0);
+        assert_eq!(got.is_ok(), ok, "count {count}: {got:?}");
+        if !ok {
+            assert!(matches!(got, Err(StorageError::InvalidRecord(_))));
+        }
+    }
+    // Compressed: bounded by max.message.bytes / 7 decompressed.
+    let max = (LogConfig::default().max_message_bytes / 7) as i32;
+    assert!(log.validate(&compressed_batch(max), 0).is_ok());
+    for count in [max + 1, i32::MAX] {
+        assert!(matches!(
+            log.validate(&compressed_batch(count), 0),
+            Err(StorageError::InvalidRecord(_))
+        ));
+    }
+}
+
+#[test]
+fn rolls_before_a_relative_offset_overflows() {
+    let dir = tempfile::tempdir().unwrap();
+    // A huge max.message.bytes lets one compressed batch claim 2^30 records.
+    let config = LogConfig {
+        max_message_bytes: 1 << 40,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config.clone());
+    let mut info = Vec::new();
+    for _ in 0..3 {
+        let b = compressed_batch(1 << 30);
+        let batches = log.validate(&b, 0).unwrap();
+        let got = log.append(&b, &batches, 0, 0).unwrap();
+        info.push((got.first_offset, got.last_offset, log.segment_count()));
+    }
+    let g = 1i64 << 30;
+    // The second batch ends at relative offset 2^31 - 1: still indexable. The third rolls.
+    assert_eq!(
+        info,
+        vec![(0, g - 1, 1), (g, 2 * g - 1, 1), (2 * g, 3 * g - 1, 2)]
+    );
+    drop(log);
+    let log = open(dir.path(), config);
+    assert_eq!(log.log_end_offset(), 3 * g);
+    assert_eq!(read_offsets(&log, 2 * g + 5, 1), vec![(2 * g, 3 * g - 1)]);
+    assert_eq!(read_offsets(&log, g + 5, 1), vec![(g, 2 * g - 1)]);
+}
+
+#[test]
+fn good_indexes_of_older_segments_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = multi_segment_log(dir.path());
+    let before = std::fs::read(segment_path(dir.path(), 0, "index")).unwrap();
+    crate::durability::take_synced_dirs();
+    let log = open(dir.path(), config);
+    // Nothing rebuilt, so nothing written (a rebuild writes the index and fsyncs the dir).
+    assert_eq!(
+        crate::durability::take_synced_dirs(),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert_eq!(
+        std::fs::read(segment_path(dir.path(), 0, "index")).unwrap(),
+        before
+    );
+    assert_eq!(all_offsets(&log), 80);
+}

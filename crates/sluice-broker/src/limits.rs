@@ -22,6 +22,16 @@ pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
 // ---- Produce, records and compression (handlers/produce.rs, record_codec.rs, compression) ----
 
+// Decompressed size: every decompression of a batch (schema validation and recompression on
+// produce, ListOffsets by time, dead-letter copies) stops once the records pass the topic's
+// `max.message.bytes` (Kafka applies it to the compressed batch; Sluice also to what it
+// inflates, so a small bomb cannot take more memory than a large plain batch). Produce sees
+// INVALID_RECORD; ListOffsets answers the batch start; a dead letter is archived without a copy.
+
+/// zstd's decoder window limit, log2 bytes (zstd's own default `ZSTD_WINDOWLOG_LIMIT_DEFAULT`,
+/// what Kafka's Java decoder allows): a frame asking for more is refused, never allocated.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
 // ---- Fetch and share fetch (handlers/fetch.rs, handlers/share.rs, fetch_session.rs) ----
 
 /// Longest a Fetch or ShareFetch may wait for data (`max_wait_ms` is capped here).

@@ -47,8 +47,16 @@ fuzz_target!(|data: &[u8]| {
         let _ = record_codec::decode_batch(batch, &h, cap, &mut decoded);
 
         let mut out = Vec::new();
-        if record_codec::recompress(batch, &h, target, Levels::DEFAULT, cap, &mut scratch, &mut out)
-            .is_ok()
+        if record_codec::recompress(
+            batch,
+            &h,
+            target,
+            Levels::DEFAULT,
+            cap,
+            &mut scratch,
+            &mut out,
+        )
+        .is_ok()
         {
             // A well-formed batch in the target codec with a valid CRC, holding the same records.
             let new = BatchHeader::parse(&out).expect("recompressed batch has a header");

@@ -166,6 +166,17 @@ def test_bombs_to_a_schema_validated_topic_are_refused_with_flat_memory(broker, 
     assert_still_serves(broker, unique)
 
 
+def test_reading_topics_check_framing_before_decoding(broker, unique):
+    """On topics whose records the broker reads, a batch with a bad CRC is refused as the
+    append would refuse it (CORRUPT_MESSAGE), before anything is decompressed."""
+    for config in ({"confluent.value.schema.validation": "true"}, {"compression.type": "zstd"}):
+        t = create_topic(broker.bootstrap, unique(), config=config)
+        bad = bytearray(batch(gzip_zeros(800), 800, GZIP))
+        bad[-1] ^= 0xFF
+        assert produce_raw(broker, t, bytes(bad))[0] == 2, config
+    assert status_kb(broker, "VmHWM") < RSS_LIMIT_KB
+
+
 @pytest.mark.parametrize("codec", [GZIP, ZSTD])
 def test_list_offsets_over_a_stored_bomb_does_not_inflate_it(broker, unique, codec):
     # Under the default compression.type=producer the bomb is stored as sent (nothing decoded).

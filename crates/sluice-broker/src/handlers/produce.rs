@@ -176,45 +176,51 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
             // client's bytes untouched.
             if validation.is_some() || codec.is_some_and(|(c, _)| !all_batches_use(&records, c)) {
                 let cap = configs.map_or(0, |c| c.log_config().max_message_bytes);
-                // A set with broken framing or CRCs goes on to the append, which refuses it
-                // with its usual error.
-                if let Ok(batches) = sluice_storage::records::validate_produced(&records, cap) {
-                    if let Some(spec) = &validation {
-                        if let Err((index, e)) = crate::schemas::validate_records(
-                            &broker.registry,
-                            &name,
-                            spec,
-                            &records,
-                            &batches,
-                            cap,
-                        ) {
-                            tracing::debug!(topic = %name, partition = pd.index, error = %e, "record refused by schema validation");
-                            let mut resp =
-                                partition_error(pd.index, e.code, Some(e.message.clone()));
-                            if version >= 8 {
-                                resp = resp.with_record_errors(vec![
-                                    kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default()
-                                        .with_batch_index(index)
-                                        .with_batch_index_error_message(Some(s(e.message))),
-                                ]);
-                            }
-                            partitions.push(resp);
-                            continue;
-                        }
+                // Framing and CRCs first (the append's own checks); refused here, fail-closed,
+                // so no record reaches the log unread on a topic that must read it.
+                let batches = match sluice_storage::records::validate_produced(&records, cap) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let e = crate::error::KafkaError::from(e);
+                        tracing::debug!(topic = %name, partition = pd.index, error = %e, "produce refused");
+                        partitions.push(partition_error(pd.index, e.code, Some(e.message)));
+                        continue;
                     }
-                    if let Some((target, levels)) = codec {
-                        match to_codec(&records, &batches, target, levels, cap) {
-                            Ok(Some(rewritten)) => records = rewritten.into(),
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::debug!(topic = %name, partition = pd.index, error = %e, "batch refused by recompression");
-                                partitions.push(partition_error(
-                                    pd.index,
-                                    ResponseError::InvalidRecord.code(),
-                                    Some(format!("record batch of {name}: {e}")),
-                                ));
-                                continue;
-                            }
+                };
+                if let Some(spec) = &validation {
+                    if let Err((index, e)) = crate::schemas::validate_records(
+                        &broker.registry,
+                        &name,
+                        spec,
+                        &records,
+                        &batches,
+                        cap,
+                    ) {
+                        tracing::debug!(topic = %name, partition = pd.index, error = %e, "record refused by schema validation");
+                        let mut resp = partition_error(pd.index, e.code, Some(e.message.clone()));
+                        if version >= 8 {
+                            resp = resp.with_record_errors(vec![
+                                kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default()
+                                    .with_batch_index(index)
+                                    .with_batch_index_error_message(Some(s(e.message))),
+                            ]);
+                        }
+                        partitions.push(resp);
+                        continue;
+                    }
+                }
+                if let Some((target, levels)) = codec {
+                    match to_codec(&records, &batches, target, levels, cap) {
+                        Ok(Some(rewritten)) => records = rewritten.into(),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::debug!(topic = %name, partition = pd.index, error = %e, "batch refused by recompression");
+                            partitions.push(partition_error(
+                                pd.index,
+                                ResponseError::InvalidRecord.code(),
+                                Some(format!("record batch of {name}: {e}")),
+                            ));
+                            continue;
                         }
                     }
                 }

@@ -61,6 +61,15 @@ pub const MIN_RECORD_BYTES: usize = sluice_storage::records::MIN_RECORD_BYTES;
 /// Offsets one segment holds past its base (its indexes store 32-bit relative offsets); the
 /// log rolls before an append would exceed it (Kafka's `LogSegment.canConvertToRelativeOffset`).
 pub const MAX_SEGMENT_RELATIVE_OFFSET: i64 = sluice_storage::log::MAX_RELATIVE_OFFSET;
+// Decompressed size: every decompression of a batch (schema validation and recompression on
+// produce, ListOffsets by time, dead-letter copies) stops once the records pass the topic's
+// `max.message.bytes` (Kafka applies it to the compressed batch; Sluice also to what it
+// inflates, so a small bomb cannot take more memory than a large plain batch). Produce sees
+// INVALID_RECORD; ListOffsets answers the batch start; a dead letter is archived without a copy.
+
+/// zstd's decoder window limit, log2 bytes (zstd's own default `ZSTD_WINDOWLOG_LIMIT_DEFAULT`,
+/// what Kafka's Java decoder allows): a frame asking for more is refused, never allocated.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 // ---- Fetch and share fetch (handlers/fetch.rs, handlers/share.rs, fetch_session.rs) ----
 

@@ -11,20 +11,21 @@
 //! byte, a registered schema id — under the subject the topic's subject name strategy gives,
 //! for the default `TopicNameStrategy` — and for Protobuf the message indexes. With
 //! `sluice.schema.validation.parse=true` the payload must also decode against the schema. A bad
-//! batch is refused whole with INVALID_RECORD naming the record. Topics without these configs
-//! take the usual path: nothing is decoded.
+//! batch is refused whole with INVALID_RECORD naming the record; so is a compressed batch whose
+//! records inflate past the topic's `max.message.bytes` (decompression is bounded by it).
+//! Topics without these configs take the usual path: nothing is decoded.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::RecordBatchDecoder;
 use sluice_registry::{Journal, Registry};
+use sluice_storage::ProducedBatch;
 
 use crate::error::KafkaError;
 use crate::internal_log;
 use crate::partition::Partition;
+use crate::record_codec;
 use crate::topic_config::TopicConfigs;
 
 pub const SCHEMAS_LOG_DIR: &str = "_schemas-0";
@@ -145,25 +146,37 @@ fn invalid(message: String) -> KafkaError {
     KafkaError::new(ResponseError::InvalidRecord, message)
 }
 
-/// Checks every record of a produced record set; the error names the first bad record by its
-/// index in the set (Kafka's `RecordErrors.BatchIndex`) and says what is wrong.
+/// Checks every record of a produced record set whose batches `batches` (from
+/// `validate_produced`: framing and CRCs already checked) are in `records`; the error names the
+/// first bad record by its index in the set (Kafka's `RecordErrors.BatchIndex`) and says what
+/// is wrong. A compressed batch is decompressed under `cap` (the topic's `max.message.bytes`)
+/// into one buffer reused for every batch; records are read in place, never copied.
 pub fn validate_records(
     registry: &Registry,
     topic: &str,
     spec: &Validation,
-    records: &Bytes,
+    records: &[u8],
+    batches: &[ProducedBatch],
+    cap: usize,
 ) -> Result<(), (i32, KafkaError)> {
-    let mut buf = records.clone();
-    let sets = RecordBatchDecoder::decode_all(&mut buf)
-        .map_err(|e| (0, invalid(format!("record batch cannot be decoded: {e}"))))?;
     // Ids already checked against the topic's subject in this request.
     let mut subject_ok: Vec<(bool, i32)> = Vec::new();
     let mut index = 0i32;
-    for set in sets {
-        for r in &set.records {
+    let mut scratch = Vec::new();
+    for b in batches {
+        let batch = records.get(b.position..).unwrap_or_default();
+        let section = record_codec::records_section(batch, &b.header, cap, &mut scratch)
+            .map_err(|e| (index, invalid(format!("record batch of {topic}: {e}"))))?;
+        for r in record_codec::records(section, b.header.records_count) {
+            let r = r.map_err(|e| {
+                (
+                    index,
+                    invalid(format!("record batch cannot be decoded: {e}")),
+                )
+            })?;
             for (is_key, on, bytes, by_topic) in [
-                (true, spec.key, &r.key, spec.key_topic_subject),
-                (false, spec.value, &r.value, spec.value_topic_subject),
+                (true, spec.key, r.key, spec.key_topic_subject),
+                (false, spec.value, r.value, spec.value_topic_subject),
             ] {
                 if !on {
                     continue;
@@ -174,7 +187,7 @@ pub fn validate_records(
                         index,
                         invalid(format!(
                             "record {index} (offset delta {}) of {topic}: {part} {why}",
-                            r.offset
+                            r.offset_delta
                         )),
                     )
                 };
@@ -205,7 +218,7 @@ pub fn validate_records(
                     }
                 }
             }
-            index += 1;
+            index = index.saturating_add(1);
         }
     }
     Ok(())

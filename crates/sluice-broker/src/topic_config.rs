@@ -18,6 +18,8 @@ enum Kind {
     Bool,
     /// A ratio in [0, 1].
     Ratio,
+    /// An integer in one of these inclusive ranges.
+    Range(&'static [std::ops::RangeInclusive<i64>]),
 }
 
 struct Spec {
@@ -46,7 +48,23 @@ const SPECS: &[Spec] = &[
     Spec {
         name: "compression.type",
         default: "producer",
-        kind: Kind::Choice(&["producer"]),
+        kind: Kind::Choice(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
+    },
+    // KIP-390's levels (used when the topic's codec recompresses a batch).
+    Spec {
+        name: "compression.gzip.level",
+        default: "-1",
+        kind: Kind::Range(&[-1..=-1, 1..=9]),
+    },
+    Spec {
+        name: "compression.lz4.level",
+        default: "9",
+        kind: Kind::Range(&[1..=17]),
+    },
+    Spec {
+        name: "compression.zstd.level",
+        default: "3",
+        kind: Kind::Range(&[-131_072..=22]),
     },
     Spec {
         name: "delete.retention.ms",
@@ -209,6 +227,9 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
         // Kafka reads booleans without regard to case.
         Kind::Bool => value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false"),
         Kind::Ratio => value.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v)),
+        Kind::Range(ranges) => value
+            .parse::<i64>()
+            .is_ok_and(|v| ranges.iter().any(|r| r.contains(&v))),
     };
     if ok {
         return Ok(());
@@ -219,10 +240,17 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
         Kind::Choice(words) => format!("one of {}", words.join(", ")),
         Kind::Bool => "true or false".to_string(),
         Kind::Ratio => "a number between 0 and 1".to_string(),
+        Kind::Range(ranges) => ranges
+            .iter()
+            .map(|r| match r.start() == r.end() {
+                true => r.start().to_string(),
+                false => format!("{}..{}", r.start(), r.end()),
+            })
+            .collect::<Vec<_>>()
+            .join(" or "),
     };
     let hint = match name {
         "cleanup.policy" => " (log compaction is not supported yet)",
-        "compression.type" => " (Sluice stores batches as producers compressed them)",
         _ => "",
     };
     Err(format!(

@@ -1,6 +1,5 @@
 //! ListOffsets (earliest, latest, by time, max timestamp), OffsetForLeaderEpoch, DeleteRecords.
 
-use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -15,69 +14,91 @@ use kafka_protocol::messages::{
     DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse,
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
-use kafka_protocol::records::RecordBatchDecoder;
 use sluice_storage::{BatchHeader, SegmentSlice};
 
 use crate::broker::Broker;
 use crate::error::KafkaError;
 use crate::partition::{Partition, LEADER_EPOCH};
+use crate::record_codec;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
-/// Largest record count ListOffsets decodes to find an exact record.
-const MAX_RECORDS_DECODED: i32 = 100_000;
 /// Attribute bit: the batch's timestamps are the broker's append time.
 const LOG_APPEND_TIME_BIT: i16 = 0x08;
 
-/// Within one stored batch, the first record at or after `target` (or, for `None`, the record
-/// with the largest timestamp): its (offset, timestamp). Decompresses the batch.
+/// Within one stored batch, the first record at or after `target` (or, for `None`, the first
+/// record with the batch's largest timestamp, as Kafka's `offsetOfMaxTimestamp`): its
+/// (offset, timestamp).
+///
+/// The header answers without decoding when it can: with LogAppendTime every record has the
+/// batch's time; a single record is the answer; Kafka's producers set `baseTimestamp` to the
+/// first record's timestamp, so a batch starting at or after `target` (or whose first record
+/// has the maximum) answers with its base offset. Otherwise the records are walked — in
+/// place if uncompressed, else decompressed under `cap` (the topic's `max.message.bytes`).
+/// A batch that cannot be decoded within the cap (a decompression bomb, a broken frame)
+/// answers with its start, which is safe: a consumer seeking there skips what it does not want.
 fn locate_in_batch(
     slice: &SegmentSlice,
     target: Option<i64>,
+    cap: usize,
 ) -> Result<Option<(i64, i64)>, KafkaError> {
     let bytes = slice.load()?;
     let Some(header) = BatchHeader::parse(&bytes) else {
         return Ok(None);
     };
-    // Bound the work a crafted batch can cause (a compressed batch may claim millions of
-    // records); past this the batch start is the answer, which consumers handle by skipping.
-    if header.records_count > MAX_RECORDS_DECODED {
-        return Ok(Some((header.base_offset, header.max_timestamp)));
+    let start = Some((header.base_offset, header.max_timestamp));
+    let compressed = header.compression() != 0;
+    if header.attributes & LOG_APPEND_TIME_BIT != 0 || header.records_count == 1 {
+        return Ok(start);
     }
-    if header.attributes & LOG_APPEND_TIME_BIT != 0 {
-        // Every record carries the batch's append time.
-        return Ok(Some((header.base_offset, header.max_timestamp)));
+    if compressed {
+        match target {
+            Some(t) if header.base_timestamp >= t => {
+                return Ok(Some((header.base_offset, header.base_timestamp)))
+            }
+            None if header.base_timestamp == header.max_timestamp => return Ok(start),
+            _ => {}
+        }
     }
-    let mut buf = Bytes::from(bytes);
-    let Ok(set) = RecordBatchDecoder::decode(&mut buf) else {
-        // Undecodable here (an odd codec frame): the batch start is still a safe answer.
-        return Ok(Some((header.base_offset, header.max_timestamp)));
+    let mut scratch = Vec::new();
+    let Ok(section) = record_codec::records_section(&bytes, &header, cap, &mut scratch) else {
+        return Ok(start);
     };
-    let found = match target {
-        Some(t) => set.records.iter().find(|r| r.timestamp >= t),
-        None => set
-            .records
-            .iter()
-            .max_by_key(|r| (r.timestamp, std::cmp::Reverse(r.offset))),
-    };
-    Ok(found.map(|r| (r.offset, r.timestamp)))
+    let mut best: Option<(i64, i64)> = None;
+    for r in record_codec::records(section, header.records_count) {
+        let Ok(r) = r else { return Ok(start) };
+        let found = (
+            header.base_offset.saturating_add(r.offset_delta),
+            header.base_timestamp.saturating_add(r.timestamp_delta),
+        );
+        match target {
+            Some(t) if found.1 >= t => return Ok(Some(found)),
+            Some(_) => {}
+            None => {
+                if best.is_none_or(|b| found.1 > b.1) {
+                    best = Some(found);
+                }
+            }
+        }
+    }
+    Ok(best)
 }
 
-fn list_one(partition: &Partition, timestamp: i64) -> Result<(i64, i64), KafkaError> {
+fn list_one(partition: &Partition, timestamp: i64, cap: usize) -> Result<(i64, i64), KafkaError> {
     let marks = partition.watermarks();
     Ok(match timestamp {
         LATEST | LATEST_TIERED => (marks.high_watermark, -1),
         EARLIEST | EARLIEST_LOCAL => (marks.log_start_offset, -1),
         MAX_TIMESTAMP => match partition.max_timestamp_batch()? {
-            Some((_, slice)) => locate_in_batch(&slice, None)?.unwrap_or((-1, -1)),
+            Some((_, slice)) => locate_in_batch(&slice, None, cap)?.unwrap_or((-1, -1)),
             None => (-1, -1),
         },
         t if t >= 0 => match partition.find_by_timestamp(t)? {
             Some(slice) => {
-                let (offset, ts) = locate_in_batch(&slice, Some(t))?.unwrap_or((-1, -1));
+                let (offset, ts) = locate_in_batch(&slice, Some(t), cap)?.unwrap_or((-1, -1));
                 // A batch straddling the log start: never answer below it.
                 if offset >= 0 && offset < marks.log_start_offset {
                     (marks.log_start_offset, ts)
@@ -104,6 +125,12 @@ pub fn list_offsets(broker: &Broker, req: ListOffsetsRequest, version: i16) -> L
         .into_iter()
         .map(|t| {
             let name = t.name.0.to_string();
+            // Decompression inside a batch stops at the topic's max.message.bytes.
+            let cap = broker
+                .metadata
+                .topic(&name)
+                .map(|t| t.configs.log_config().max_message_bytes)
+                .unwrap_or(0);
             let partitions = t
                 .partitions
                 .iter()
@@ -117,7 +144,7 @@ pub fn list_offsets(broker: &Broker, req: ListOffsetsRequest, version: i16) -> L
                     else {
                         return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    match list_one(&partition, p.timestamp) {
+                    match list_one(&partition, p.timestamp, cap) {
                         Ok((offset, ts)) => resp
                             .with_offset(offset)
                             .with_timestamp(ts)

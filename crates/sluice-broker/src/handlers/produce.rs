@@ -4,6 +4,12 @@
 //! (headers and CRC; records are not decoded), stamp offsets into copies of the 61-byte batch
 //! headers, and write headers and client bytes in one vectored write; then, under
 //! `flush=always` with acks != 0, wait for the partitions' group-commit fsyncs in parallel.
+//!
+//! Two topic configs make the broker read records first: schema validation (`schemas.rs`) and
+//! a `compression.type` other than `producer`, under which a batch in another codec is
+//! recompressed before the append (as Kafka does). Both decompress under the topic's
+//! `max.message.bytes`; a batch that inflates past it is refused with INVALID_RECORD (the
+//! non-retriable code Kafka gives a batch whose records it cannot read).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -11,10 +17,95 @@ use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
 
+use sluice_storage::{BatchIter, ProducedBatch};
+
 use super::s;
 use crate::broker::{now_ms, Broker};
+use crate::compression::{self, Codec, DecompressError, Levels};
 use crate::config::FlushPolicy;
 use crate::metrics::TopicLabels;
+use crate::record_codec;
+use crate::topic_config::TopicConfigs;
+
+/// The codec a topic stores its batches in (`compression.type`) with its level configs, or
+/// `None` for `producer` (the default): batches are kept as the producer compressed them.
+fn topic_codec(configs: &TopicConfigs) -> Option<(Codec, Levels)> {
+    let codec = match configs.0.get("compression.type").map(String::as_str) {
+        Some("uncompressed") => Codec::None,
+        Some("gzip") => Codec::Gzip,
+        Some("snappy") => Codec::Snappy,
+        Some("lz4") => Codec::Lz4,
+        Some("zstd") => Codec::Zstd,
+        _ => return None,
+    };
+    let level = |name: &str, default: i32| {
+        configs
+            .0
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let levels = Levels {
+        gzip: level("compression.gzip.level", compression::GZIP_DEFAULT_LEVEL),
+        lz4: level("compression.lz4.level", compression::LZ4_DEFAULT_LEVEL),
+        zstd: level("compression.zstd.level", compression::ZSTD_DEFAULT_LEVEL),
+    };
+    Some((codec, levels))
+}
+
+/// True if `records` is whole batches, all compressed with `codec` (a header walk, nothing
+/// decoded): such a set is appended as sent.
+fn all_batches_use(records: &[u8], codec: Codec) -> bool {
+    let mut it = BatchIter::new(records);
+    let mut any = false;
+    for (_, h) in it.by_ref() {
+        if h.compression() != codec.id() {
+            return false;
+        }
+        any = true;
+    }
+    any && it.position() == records.len()
+}
+
+/// Kafka's recompression on append (`LogValidator`): every batch not already in the topic's
+/// codec is rewritten in it — records unchanged, header fields kept, length and CRC new —
+/// its records decompressed under `cap` (`max.message.bytes`) first. `None` if no batch needed
+/// it. One scratch buffer serves every batch; nothing is allocated per record.
+fn to_codec(
+    records: &[u8],
+    batches: &[ProducedBatch],
+    target: Codec,
+    levels: Levels,
+    cap: usize,
+) -> Result<Option<Vec<u8>>, DecompressError> {
+    if batches
+        .iter()
+        .all(|b| b.header.compression() == target.id())
+    {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(records.len());
+    let mut scratch = Vec::new();
+    for b in batches {
+        let batch = records
+            .get(b.position..b.position.saturating_add(b.header.total_len()))
+            .unwrap_or_default();
+        if b.header.compression() == target.id() {
+            out.extend_from_slice(batch);
+        } else {
+            record_codec::recompress(
+                batch,
+                &b.header,
+                target,
+                levels,
+                cap,
+                &mut scratch,
+                &mut out,
+            )?;
+        }
+    }
+    Ok(Some(out))
+}
 
 fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
@@ -75,27 +166,65 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                 ));
                 continue;
             };
-            if let Some(spec) = topic
-                .as_ref()
-                .and_then(|t| crate::schemas::Validation::of(&t.configs))
-            {
-                if let Err((index, e)) =
-                    crate::schemas::validate_records(&broker.registry, &name, &spec, &records)
-                {
-                    tracing::debug!(topic = %name, partition = pd.index, error = %e, "record refused by schema validation");
-                    let mut resp = partition_error(pd.index, e.code, Some(e.message.clone()));
-                    if version >= 8 {
-                        resp = resp.with_record_errors(vec![
-                            kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default()
-                                .with_batch_index(index)
-                                .with_batch_index_error_message(Some(s(e.message))),
-                        ]);
+            let len = records.len() as u64;
+            let configs = topic.as_ref().map(|t| &t.configs);
+            let validation = configs.and_then(crate::schemas::Validation::of);
+            let codec = configs.and_then(topic_codec);
+            let mut records = records;
+            // Only topics that validate schemas or store a codec other than the producer's
+            // decode anything; the rest (and batches already in the topic's codec) append the
+            // client's bytes untouched.
+            if validation.is_some() || codec.is_some_and(|(c, _)| !all_batches_use(&records, c)) {
+                let cap = configs.map_or(0, |c| c.log_config().max_message_bytes);
+                // Framing and CRCs first (the append's own checks); refused here, fail-closed,
+                // so no record reaches the log unread on a topic that must read it.
+                let batches = match sluice_storage::records::validate_produced(&records, cap) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let e = crate::error::KafkaError::from(e);
+                        tracing::debug!(topic = %name, partition = pd.index, error = %e, "produce refused");
+                        partitions.push(partition_error(pd.index, e.code, Some(e.message)));
+                        continue;
                     }
-                    partitions.push(resp);
-                    continue;
+                };
+                if let Some(spec) = &validation {
+                    if let Err((index, e)) = crate::schemas::validate_records(
+                        &broker.registry,
+                        &name,
+                        spec,
+                        &records,
+                        &batches,
+                        cap,
+                    ) {
+                        tracing::debug!(topic = %name, partition = pd.index, error = %e, "record refused by schema validation");
+                        let mut resp = partition_error(pd.index, e.code, Some(e.message.clone()));
+                        if version >= 8 {
+                            resp = resp.with_record_errors(vec![
+                                kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default()
+                                    .with_batch_index(index)
+                                    .with_batch_index_error_message(Some(s(e.message))),
+                            ]);
+                        }
+                        partitions.push(resp);
+                        continue;
+                    }
+                }
+                if let Some((target, levels)) = codec {
+                    match to_codec(&records, &batches, target, levels, cap) {
+                        Ok(Some(rewritten)) => records = rewritten.into(),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::debug!(topic = %name, partition = pd.index, error = %e, "batch refused by recompression");
+                            partitions.push(partition_error(
+                                pd.index,
+                                ResponseError::InvalidRecord.code(),
+                                Some(format!("record batch of {name}: {e}")),
+                            ));
+                            continue;
+                        }
+                    }
                 }
             }
-            let len = records.len() as u64;
             match partition.append(&records, now) {
                 Ok(a) => {
                     if !a.duplicate {

@@ -46,29 +46,40 @@ fn reason_text(r: DeadLetterReason) -> &'static str {
 }
 
 /// Reads the stored records from `first` to `last` (inclusive), decoded with every header.
-/// Records retention already removed are simply absent.
-pub fn read_records(log: &Partition, first: i64, last: i64) -> Result<Vec<RawRecord>, KafkaError> {
+/// Records retention already removed are simply absent. Each batch is decompressed under `cap`
+/// (the origin topic's `max.message.bytes`); a batch that cannot be read within it (a
+/// decompression bomb, a broken frame) is skipped with an error logged: its records are
+/// absent too, so they are archived without a copy instead of being retried forever.
+pub fn read_records(
+    log: &Partition,
+    first: i64,
+    last: i64,
+    cap: usize,
+) -> Result<Vec<RawRecord>, KafkaError> {
     let mut out = Vec::new();
     let mut next = first.max(log.watermarks().log_start_offset);
     while next <= last {
         let (slice, _) = log.read(next, 1 << 20);
         let Some(slice) = slice? else { break };
         let bytes = slice.load()?;
-        let records = record_codec::decode(&bytes).map_err(|e| {
-            KafkaError::new(
-                ResponseError::CorruptMessage,
-                format!("stored batch unreadable: {e}"),
-            )
-        })?;
         let before = next;
-        for (_, h) in sluice_storage::BatchIter::new(&bytes) {
+        for (at, h) in sluice_storage::BatchIter::new(&bytes) {
             next = next.max(h.next_offset());
+            if h.next_offset() <= first || h.base_offset > last {
+                continue;
+            }
+            let batch = bytes.get(at..).unwrap_or_default();
+            let mut records = Vec::new();
+            if let Err(e) = record_codec::decode_batch(batch, &h, cap, &mut records) {
+                tracing::error!(base_offset = h.base_offset, error = %e, "stored batch cannot be read for dead-lettering; its records are archived without a copy");
+                continue;
+            }
+            out.extend(
+                records
+                    .into_iter()
+                    .filter(|r| (first..=last).contains(&r.offset)),
+            );
         }
-        out.extend(
-            records
-                .into_iter()
-                .filter(|r| (first..=last).contains(&r.offset)),
-        );
         if next == before {
             break;
         }
@@ -204,7 +215,11 @@ async fn write(broker: &Broker, job: &DlqJob) -> Outcome {
     }
     let first = all.iter().copied().min().unwrap_or(0);
     let last = all.iter().copied().max().unwrap_or(-1);
-    let records = match read_records(&h.log, first, last) {
+    let cap = broker
+        .metadata
+        .topic(&h.topic)
+        .map_or(0, |t| t.configs.log_config().max_message_bytes);
+    let records = match read_records(&h.log, first, last, cap) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(topic = %h.topic, error = %e, "cannot read records to dead-letter; will retry");

@@ -189,6 +189,15 @@ def test_offsets_of_empty_groups_expire(broker_factory, unique):
     while committed(idle) != -1001:  # OFFSET_INVALID: nothing committed
         assert time.monotonic() < deadline, "the idle group's offsets did not expire"
         member.poll(0.2)
+    # With neither members nor offsets, the group itself is forgotten (Kafka's Dead groups).
+    a = admin(b.bootstrap)
+
+    def listed():
+        return {g.group_id for g in a.list_consumer_groups(request_timeout=OP_TIMEOUT_S)
+                .result(OP_TIMEOUT_S).valid}
+
+    wait_until(lambda: idle not in listed(), 10, "the idle group to be forgotten")
+    assert active in listed()
     # Well past the retention, the member's group keeps its offsets.
     for _ in range(10):
         member.poll(0.2)

@@ -148,7 +148,7 @@ impl Broker {
     }
 
     /// Expires the committed offsets of groups without members (Kafka's
-    /// `offsets.retention.minutes`). The DLQ redrive bookkeeping group is exempt: its offsets
+    /// `offsets.retention.minutes`), then forgets empty groups without offsets. The DLQ redrive bookkeeping group is exempt: its offsets
     /// are the record of which dead letters were handled, and losing them would requeue twice.
     async fn expire_offsets(&self) {
         let retention =
@@ -164,6 +164,15 @@ impl Broker {
             .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "could not expire committed offsets");
+        }
+        // Then forget groups left with neither members nor offsets (Kafka's Dead groups), so
+        // group ids that clients make up cannot pile up in memory.
+        let removed = self.groups.with(|c| {
+            let n = c.remove_empty_groups(|group| self.offsets.has_group(group));
+            (n, Vec::new())
+        });
+        if removed > 0 {
+            tracing::debug!(groups = removed, "forgot empty groups without offsets");
         }
     }
 

@@ -570,17 +570,32 @@ impl GroupCoordinator {
 
     /// DeleteGroups for one group: NONE, NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND.
     pub fn delete(&mut self, group_id: &str) -> i16 {
-        let empty = match self.groups.get(group_id) {
+        match self.groups.get(group_id) {
             None => return error::GROUP_ID_NOT_FOUND,
-            Some(Group::Classic(g)) => g.is_empty() && g.state == GroupState::Empty,
-            Some(Group::Consumer(g)) => g.is_empty(),
-            Some(Group::Share(g)) => g.is_empty(),
-        };
-        if !empty {
-            return error::NON_EMPTY_GROUP;
+            Some(g) if !Self::deletable(g) => return error::NON_EMPTY_GROUP,
+            Some(_) => {}
         }
         self.groups.remove(group_id);
         error::NONE
+    }
+
+    fn deletable(group: &Group) -> bool {
+        match group {
+            Group::Classic(g) => g.is_empty() && g.state == GroupState::Empty,
+            Group::Consumer(g) => g.is_empty(),
+            Group::Share(g) => g.is_empty(),
+        }
+    }
+
+    /// Forgets classic and consumer groups that have no members, unless `keep` claims them
+    /// (the broker keeps groups with committed offsets). Kafka does the same: an empty group
+    /// without offsets becomes Dead and is removed, so group ids a client makes up cannot pile
+    /// up. Share groups are kept (their queue state lives on). Returns how many were removed.
+    pub fn remove_empty_groups(&mut self, keep: impl Fn(&str) -> bool) -> usize {
+        let before = self.groups.len();
+        self.groups
+            .retain(|id, g| matches!(g, Group::Share(_)) || !Self::deletable(g) || keep(id));
+        before - self.groups.len()
     }
 
     /// Topics the group is subscribed to (for OffsetDelete's

@@ -745,3 +745,17 @@ fn subscription_decoding_ignores_garbage() {
     assert_eq!(decode_subscription_topics(&truncated), vec!["abc"]);
     assert!(decode_subscription_topics(&[0, 1, 0x7f, 0, 0, 0, 0x7f, 0xff]).is_empty());
 }
+
+#[test]
+fn empty_groups_without_offsets_are_forgotten() {
+    let mut c = GroupCoordinator::new(CoordinatorConfig::default());
+    // Simple commits create empty classic groups, as in Kafka.
+    assert_eq!(c.validate_offset_commit(0, "kept", -1, "", None), NONE);
+    assert_eq!(c.validate_offset_commit(0, "gone", -1, "", None), NONE);
+    let _ = stable_pair(&mut c);
+    assert_eq!(c.remove_empty_groups(|g| g == "kept"), 1);
+    assert!(c.describe("gone").is_none());
+    assert!(c.describe("kept").is_some());
+    // A group with members stays whatever `keep` says.
+    assert!(c.describe(G).is_some());
+}

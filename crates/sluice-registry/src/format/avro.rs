@@ -91,7 +91,9 @@ impl AvroSchema {
             r_names,
             w_names,
             in_progress: HashSet::new(),
+            compatible_pairs: HashSet::new(),
             depth: 0,
+            spent: 0,
         };
         checker.check(&self.schema, &writer.schema, "")
     }
@@ -344,8 +346,19 @@ struct Checker<'a> {
     /// Named pairs being compared; meeting one again means recursion, assumed compatible
     /// (Avro Java does the same).
     in_progress: HashSet<(String, String)>,
+    /// Record pairs (by address) found compatible. A named type can be used any number of
+    /// times, so without this a type used twice by a type used twice... is compared once
+    /// per path, 2^depth times (Avro Java memoises every pair for the same reason).
+    compatible_pairs: HashSet<(usize, usize)>,
     depth: usize,
+    /// Schema pairs compared so far; past [`MAX_CHECKS`] the answer is "too complex".
+    spent: usize,
 }
+
+/// Schema pairs one compatibility check may compare: far above any real schema (memoised
+/// compatible pairs cost once), low enough that a hostile pair of schemas whose shared
+/// types differ (each difference reported on every path) stays quick.
+const MAX_CHECKS: usize = 100_000;
 
 impl<'a> Checker<'a> {
     fn check(&mut self, reader: &'a Schema, writer: &'a Schema, path: &str) -> Vec<String> {
@@ -364,11 +377,28 @@ impl<'a> Checker<'a> {
                 at(path)
             )];
         }
-        let key = match (&r, &w) {
+        self.spent += 1;
+        if self.spent > MAX_CHECKS {
+            return vec![format!(
+                "TOO_COMPLEX at {}: schemas too complex to compare",
+                at(path)
+            )];
+        }
+        let (key, pair) = match (&r, &w) {
             (Kind::Record(rr), Kind::Record(wr)) => {
-                Some((rr.name.fullname(None), wr.name.fullname(None)))
+                let pair = (
+                    *rr as *const RecordSchema as usize,
+                    *wr as *const RecordSchema as usize,
+                );
+                if self.compatible_pairs.contains(&pair) {
+                    return Vec::new();
+                }
+                (
+                    Some((rr.name.fullname(None), wr.name.fullname(None))),
+                    Some(pair),
+                )
             }
-            _ => None,
+            _ => (None, None),
         };
         if let Some(k) = &key {
             if !self.in_progress.insert(k.clone()) {
@@ -380,6 +410,11 @@ impl<'a> Checker<'a> {
         self.depth -= 1;
         if let Some(k) = &key {
             self.in_progress.remove(k);
+        }
+        if let Some(pair) = pair {
+            if out.is_empty() {
+                self.compatible_pairs.insert(pair);
+            }
         }
         out
     }

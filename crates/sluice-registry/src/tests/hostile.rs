@@ -117,3 +117,127 @@ async fn random_records_never_panic() {
         let _ = r.validate(&record, true);
     }
 }
+
+/// Runs `f` on a thread with tokio's 2 MiB worker stack (where the registry runs) and fails
+/// if it takes longer than `secs`: a hang or a stack overflow is the bug these tests catch.
+fn bounded(secs: u64, f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            f();
+            let _ = tx.send(());
+        })
+        .unwrap();
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_secs(secs))
+            .is_ok(),
+        "did not finish in {secs} s"
+    );
+}
+
+/// Parses, compares each schema with itself and with the others, and validates a few
+/// payloads.
+fn compare_all(t: SchemaType, schemas: Vec<String>) {
+    bounded(20, move || {
+        let parsed: Vec<ParsedSchema> = schemas.iter().map(|s| super::parse(t, s)).collect();
+        for r in &parsed {
+            for w in &parsed {
+                let _ = r.can_read(w);
+            }
+        }
+        for p in &parsed {
+            for payload in [&b"{}"[..], b"1", b"\"x\"", b"[1]", b"\x00\x02"] {
+                let _ = p.validate_payload(&[0], payload);
+            }
+        }
+    });
+}
+
+#[test]
+fn json_combinator_cycles_terminate() {
+    compare_all(
+        SchemaType::Json,
+        vec![
+            r##"{"allOf":[{"$ref":"#"}]}"##.to_string(),
+            r##"{"anyOf":[{"type":"null"},{"$ref":"#"}]}"##.to_string(),
+            r##"{"$defs":{"a":{"oneOf":[{"$ref":"#/$defs/b"}]},"b":{"allOf":[{"$ref":"#/$defs/a"}]}},"anyOf":[{"$ref":"#/$defs/a"}]}"##.to_string(),
+        ],
+    );
+}
+
+/// Types used many times (by name in Avro, by message type in protobuf) are compared once
+/// per pair, not once per path: a chain of N types each using the next twice is 2^N paths.
+#[test]
+fn shared_types_compare_once_per_pair() {
+    // A top-level union defines the chain flat (JSON nesting stays shallow).
+    let avro = |leaf: &str| {
+        let mut types = vec![format!(
+            r#"{{"type":"record","name":"T40","fields":[{{"name":"x","type":"{leaf}"}}]}}"#
+        )];
+        for i in (0..40).rev() {
+            types.push(format!(
+                r#"{{"type":"record","name":"T{i}","fields":[{{"name":"a","type":"T{n}"}},{{"name":"b","type":"T{n}"}}]}}"#,
+                n = i + 1
+            ));
+        }
+        format!("[{}]", types.join(","))
+    };
+    compare_all(SchemaType::Avro, vec![avro("int"), avro("string")]);
+
+    let proto = |leaf: &str| {
+        let mut s = String::from("syntax = \"proto3\";\n");
+        for i in 0..40 {
+            s.push_str(&format!(
+                "message T{i} {{ T{n} a = 1; T{n} b = 2; }}\n",
+                n = i + 1
+            ));
+        }
+        s.push_str(&format!("message T40 {{ {leaf} x = 1; }}\n"));
+        s
+    };
+    compare_all(SchemaType::Protobuf, vec![proto("int32"), proto("string")]);
+}
+
+/// One combinator with thousands of distinct branches on both sides: refused as too
+/// complex to compare, without a pairwise table of millions of entries.
+#[test]
+fn wide_combinators_are_bounded() {
+    let wide = |n: usize, t: &str| {
+        let branches: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"type":"{t}","title":"b{i}"}}"#))
+            .collect();
+        format!(r#"{{"anyOf":[{}]}}"#, branches.join(","))
+    };
+    compare_all(
+        SchemaType::Json,
+        vec![wide(20_000, "string"), wide(20_000, "integer")],
+    );
+}
+
+/// `$ref` chains through thousands of definitions nest without bound in a flat document.
+#[test]
+fn long_reference_chains_are_bounded() {
+    let chain = |hop: &dyn Fn(usize) -> String, leaf: &str| {
+        let defs: Vec<String> = (0..5000)
+            .map(|i| format!(r#""d{i}":{}"#, hop(i + 1)))
+            .chain(std::iter::once(format!(r#""d5000":{leaf}"#)))
+            .collect();
+        format!(
+            r##"{{"$defs":{{{}}},"$ref":"#/$defs/d0"}}"##,
+            defs.join(",")
+        )
+    };
+    let through_properties = |n: usize| {
+        format!(r##"{{"type":"object","properties":{{"a":{{"$ref":"#/$defs/d{n}"}}}}}}"##)
+    };
+    let through_all_of = |n: usize| format!(r##"{{"allOf":[{{"$ref":"#/$defs/d{n}"}}]}}"##);
+    compare_all(
+        SchemaType::Json,
+        vec![
+            chain(&through_properties, r#"{"type":"string"}"#),
+            chain(&through_properties, r#"{"type":"integer"}"#),
+            chain(&through_all_of, r#"{"type":"string"}"#),
+        ],
+    );
+}

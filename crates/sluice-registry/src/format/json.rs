@@ -42,6 +42,7 @@ impl JsonSchema {
         }
         let deps = Arc::new(map);
         jsonschema::meta::validate(&value).map_err(|e| format!("not a valid JSON Schema: {e}"))?;
+        check_in_place_expansion(&value, &deps)?;
         let validator = jsonschema::options()
             .with_retriever(DepRetriever(deps.clone()))
             .build(&value)
@@ -103,6 +104,97 @@ impl JsonSchema {
         };
         ctx.compare_values(&original.value, o, &self.value, u)
     }
+}
+
+/// Subschemas a validator may apply at one instance location (through `allOf`/`anyOf`/
+/// `oneOf`/`not`/`if`/`then`/`else`/`dependentSchemas` and `$ref`s), for any subschema.
+/// `$ref`s make the schema a graph: 40 definitions each using the next twice in an `allOf`
+/// are 2^40 subschemas, and validating one record against them never ended.
+const MAX_IN_PLACE_SUBSCHEMAS: usize = 10_000;
+/// In-place applicators nested (through `$ref`s) deeper than this are refused.
+const MAX_IN_PLACE_DEPTH: usize = 64;
+
+/// Refuses schemas whose in-place expansion exceeds [`MAX_IN_PLACE_SUBSCHEMAS`] (counted on
+/// the graph, each node once) or [`MAX_IN_PLACE_DEPTH`]. A cycle counts once: the validator
+/// stops those itself.
+fn check_in_place_expansion(root: &Value, deps: &Deps) -> Result<(), String> {
+    struct Count {
+        memo: HashMap<usize, usize>,
+        on_path: HashSet<usize>,
+    }
+    impl Count {
+        /// Every object below `v` (any of them may be a subschema), each counted.
+        fn walk(&mut self, v: &Value, doc: Doc<'_>, depth: usize) -> Result<(), String> {
+            if depth > 256 {
+                return Ok(()); // serde_json's nesting bound is lower; never reached.
+            }
+            match v {
+                Value::Object(m) => {
+                    self.expansion(v, doc, 0)?;
+                    for child in m.values() {
+                        self.walk(child, doc, depth + 1)?;
+                    }
+                }
+                Value::Array(a) => {
+                    for child in a {
+                        self.walk(child, doc, depth + 1)?;
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+
+        fn expansion(&mut self, v: &Value, doc: Doc<'_>, depth: usize) -> Result<usize, String> {
+            let Ok((v, doc)) = resolve(v, doc) else {
+                return Ok(1); // The validator reports unresolvable references.
+            };
+            let key = v as *const Value as usize;
+            if let Some(n) = self.memo.get(&key) {
+                return Ok(*n);
+            }
+            if depth > MAX_IN_PLACE_DEPTH {
+                return Err(format!(
+                    "the schema nests allOf/anyOf/oneOf/not/if/$ref more than {MAX_IN_PLACE_DEPTH} levels deep"
+                ));
+            }
+            if !self.on_path.insert(key) {
+                return Ok(1);
+            }
+            let mut children: Vec<&Value> = Vec::new();
+            if let Value::Object(m) = v {
+                for kw in ["allOf", "anyOf", "oneOf"] {
+                    if let Some(Value::Array(items)) = m.get(kw) {
+                        children.extend(items);
+                    }
+                }
+                for kw in ["not", "if", "then", "else"] {
+                    children.extend(m.get(kw));
+                }
+                if let Some(Value::Object(d)) = m.get("dependentSchemas") {
+                    children.extend(d.values());
+                }
+            }
+            let mut n: usize = 1;
+            for c in children {
+                n = n.saturating_add(self.expansion(c, doc, depth + 1)?);
+                if n > MAX_IN_PLACE_SUBSCHEMAS {
+                    return Err(format!(
+                        "the schema applies more than {MAX_IN_PLACE_SUBSCHEMAS} subschemas at one place (allOf/anyOf/oneOf/$ref expand too much)"
+                    ));
+                }
+            }
+            self.on_path.remove(&key);
+            self.memo.insert(key, n);
+            Ok(n)
+        }
+    }
+    let mut count = Count {
+        memo: HashMap::new(),
+        on_path: HashSet::new(),
+    };
+    let doc = Doc { root, deps };
+    count.walk(root, doc, 0)
 }
 
 /// Serves referenced schemas to the validator by reference name (also matched as the last

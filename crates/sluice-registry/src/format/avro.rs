@@ -91,7 +91,9 @@ impl AvroSchema {
             r_names,
             w_names,
             in_progress: HashSet::new(),
+            compatible_pairs: HashSet::new(),
             depth: 0,
+            spent: 0,
         };
         checker.check(&self.schema, &writer.schema, "")
     }
@@ -99,6 +101,15 @@ impl AvroSchema {
     /// Decodes an Avro binary datum (no container header) and requires every byte be used,
     /// and no more.
     pub fn decode(&self, payload: &[u8]) -> Result<(), String> {
+        // Walk the datum first: apache-avro's decoder is recursive and unbounded (see
+        // `Walker`), so only a datum whose shape is known to be sane reaches it.
+        let names = self.names()?;
+        let mut walker = Walker {
+            names: &names,
+            rest: payload,
+            values: payload.len().saturating_mul(8).saturating_add(65_536),
+        };
+        walker.skip(&self.schema, 0)?;
         // A length prefix in a record must not make us allocate more than this (first call
         // sets apache-avro's process-wide limit; its default is 512 MiB).
         apache_avro::util::max_allocation_bytes(MAX_ALLOCATION);
@@ -147,6 +158,133 @@ impl std::io::Read for Input<'_> {
         buf[..n].copy_from_slice(&self.rest[..n]);
         self.rest = &self.rest[n..];
         Ok(n)
+    }
+}
+
+/// Nesting (records, arrays, maps) a validated payload may have. apache-avro decodes
+/// recursively with several KiB of stack per level, and a recursive schema (a linked list, a
+/// tree) lets a 2 KB payload nest a thousand levels: that overflowed a 2 MiB worker stack and
+/// aborted the broker. Protobuf payloads have the same kind of bound (prost: 100 messages).
+pub const MAX_PAYLOAD_DEPTH: usize = 128;
+
+/// Walks an Avro binary datum without building it, to bound what apache-avro would do
+/// with it: its nesting ([`MAX_PAYLOAD_DEPTH`]), and how many values it holds (`values`,
+/// a multiple of its size: a 3-byte block count can otherwise declare 2^60 `null`s or empty
+/// records, which take no bytes each but a `Value` each once decoded).
+struct Walker<'n, 'a, 'p> {
+    names: &'n HashMap<String, &'a Schema>,
+    rest: &'p [u8],
+    values: usize,
+}
+
+impl<'a> Walker<'_, 'a, '_> {
+    fn skip(&mut self, s: &'a Schema, depth: usize) -> Result<(), String> {
+        self.values = self
+            .values
+            .checked_sub(1)
+            .ok_or("the Avro datum declares more values than its size allows")?;
+        let k = kind(s, self.names, 0).ok_or("a named type could not be resolved")?;
+        let nested = || {
+            if depth >= MAX_PAYLOAD_DEPTH {
+                Err(format!(
+                    "the Avro datum is nested more than {MAX_PAYLOAD_DEPTH} levels deep"
+                ))
+            } else {
+                Ok(depth + 1)
+            }
+        };
+        match k {
+            Kind::Null => {}
+            Kind::Boolean => self.take(1).map(drop)?,
+            Kind::Int | Kind::Long => self.long().map(drop)?,
+            Kind::Float => self.take(4).map(drop)?,
+            Kind::Double => self.take(8).map(drop)?,
+            Kind::Bytes | Kind::String => {
+                let len = self.length()?;
+                self.take(len).map(drop)?
+            }
+            Kind::Fixed(f) => self.take(f.size).map(drop)?,
+            Kind::Enum(e) => {
+                let i = self.long()?;
+                if usize::try_from(i).map_or(true, |i| i >= e.symbols.len()) {
+                    return Err(format!("enum index {i} is out of range"));
+                }
+            }
+            Kind::Union(branches) => {
+                let i = self.long()?;
+                let branch = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| branches.get(i))
+                    .ok_or_else(|| format!("union index {i} is out of range"))?;
+                // Unions do not nest directly: the branch's own level bounds this one.
+                self.skip(branch, depth)?
+            }
+            Kind::Record(r) => {
+                let depth = nested()?;
+                for f in &r.fields {
+                    self.skip(&f.schema, depth)?;
+                }
+            }
+            Kind::Array(items) => {
+                let depth = nested()?;
+                while let Some(count) = self.block()? {
+                    for _ in 0..count {
+                        self.skip(items, depth)?;
+                    }
+                }
+            }
+            Kind::Map(values) => {
+                let depth = nested()?;
+                while let Some(count) = self.block()? {
+                    for _ in 0..count {
+                        let len = self.length()?;
+                        self.take(len)?;
+                        self.skip(values, depth)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        if n > self.rest.len() {
+            return Err("the Avro datum is truncated".to_string());
+        }
+        let (taken, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(taken)
+    }
+
+    /// A zigzag varint long.
+    fn long(&mut self) -> Result<i64, String> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = *self.take(1)?.first().ok_or("the Avro datum is truncated")?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok((v >> 1) as i64 ^ -((v & 1) as i64));
+            }
+        }
+        Err("an Avro varint is longer than 10 bytes".to_string())
+    }
+
+    fn length(&mut self) -> Result<usize, String> {
+        let n = self.long()?;
+        usize::try_from(n).map_err(|_| format!("negative length {n}"))
+    }
+
+    /// The item count of the next array or map block (a negative count is followed by the
+    /// block's size in bytes); None at the end.
+    fn block(&mut self) -> Result<Option<u64>, String> {
+        let count = self.long()?;
+        if count == 0 {
+            return Ok(None);
+        }
+        if count < 0 {
+            self.long()?;
+        }
+        Ok(Some(count.unsigned_abs()))
     }
 }
 
@@ -344,8 +482,19 @@ struct Checker<'a> {
     /// Named pairs being compared; meeting one again means recursion, assumed compatible
     /// (Avro Java does the same).
     in_progress: HashSet<(String, String)>,
+    /// Record pairs (by address) found compatible. A named type can be used any number of
+    /// times, so without this a type used twice by a type used twice... is compared once
+    /// per path, 2^depth times (Avro Java memoises every pair for the same reason).
+    compatible_pairs: HashSet<(usize, usize)>,
     depth: usize,
+    /// Schema pairs compared so far; past [`MAX_CHECKS`] the answer is "too complex".
+    spent: usize,
 }
+
+/// Schema pairs one compatibility check may compare: far above any real schema (memoised
+/// compatible pairs cost once), low enough that a hostile pair of schemas whose shared
+/// types differ (each difference reported on every path) stays quick.
+const MAX_CHECKS: usize = 100_000;
 
 impl<'a> Checker<'a> {
     fn check(&mut self, reader: &'a Schema, writer: &'a Schema, path: &str) -> Vec<String> {
@@ -364,11 +513,28 @@ impl<'a> Checker<'a> {
                 at(path)
             )];
         }
-        let key = match (&r, &w) {
+        self.spent += 1;
+        if self.spent > MAX_CHECKS {
+            return vec![format!(
+                "TOO_COMPLEX at {}: schemas too complex to compare",
+                at(path)
+            )];
+        }
+        let (key, pair) = match (&r, &w) {
             (Kind::Record(rr), Kind::Record(wr)) => {
-                Some((rr.name.fullname(None), wr.name.fullname(None)))
+                let pair = (
+                    *rr as *const RecordSchema as usize,
+                    *wr as *const RecordSchema as usize,
+                );
+                if self.compatible_pairs.contains(&pair) {
+                    return Vec::new();
+                }
+                (
+                    Some((rr.name.fullname(None), wr.name.fullname(None))),
+                    Some(pair),
+                )
             }
-            _ => None,
+            _ => (None, None),
         };
         if let Some(k) = &key {
             if !self.in_progress.insert(k.clone()) {
@@ -380,6 +546,11 @@ impl<'a> Checker<'a> {
         self.depth -= 1;
         if let Some(k) = &key {
             self.in_progress.remove(k);
+        }
+        if let Some(pair) = pair {
+            if out.is_empty() {
+                self.compatible_pairs.insert(pair);
+            }
         }
         out
     }

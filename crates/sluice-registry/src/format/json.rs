@@ -42,6 +42,7 @@ impl JsonSchema {
         }
         let deps = Arc::new(map);
         jsonschema::meta::validate(&value).map_err(|e| format!("not a valid JSON Schema: {e}"))?;
+        check_in_place_expansion(&value, &deps)?;
         let validator = jsonschema::options()
             .with_retriever(DepRetriever(deps.clone()))
             .build(&value)
@@ -76,11 +77,13 @@ impl JsonSchema {
     /// Can `self` read data written with `writer`? (Confluent: `SchemaDiff.compare(writer,
     /// self)`, incompatible changes reported.)
     pub fn can_read(&self, writer: &JsonSchema) -> Vec<String> {
+        // Hashed: a hostile pair can yield tens of thousands of changes.
+        let mut seen = HashSet::new();
         let mut out: Vec<String> = Vec::new();
         for d in self.changes_from(writer) {
             if !d.kind.compatible() {
                 let s = d.to_string();
-                if !out.contains(&s) {
+                if seen.insert(s.clone()) {
                     out.push(s);
                 }
             }
@@ -101,6 +104,97 @@ impl JsonSchema {
         };
         ctx.compare_values(&original.value, o, &self.value, u)
     }
+}
+
+/// Subschemas a validator may apply at one instance location (through `allOf`/`anyOf`/
+/// `oneOf`/`not`/`if`/`then`/`else`/`dependentSchemas` and `$ref`s), for any subschema.
+/// `$ref`s make the schema a graph: 40 definitions each using the next twice in an `allOf`
+/// are 2^40 subschemas, and validating one record against them never ended.
+const MAX_IN_PLACE_SUBSCHEMAS: usize = 10_000;
+/// In-place applicators nested (through `$ref`s) deeper than this are refused.
+const MAX_IN_PLACE_DEPTH: usize = 64;
+
+/// Refuses schemas whose in-place expansion exceeds [`MAX_IN_PLACE_SUBSCHEMAS`] (counted on
+/// the graph, each node once) or [`MAX_IN_PLACE_DEPTH`]. A cycle counts once: the validator
+/// stops those itself.
+fn check_in_place_expansion(root: &Value, deps: &Deps) -> Result<(), String> {
+    struct Count {
+        memo: HashMap<usize, usize>,
+        on_path: HashSet<usize>,
+    }
+    impl Count {
+        /// Every object below `v` (any of them may be a subschema), each counted.
+        fn walk(&mut self, v: &Value, doc: Doc<'_>, depth: usize) -> Result<(), String> {
+            if depth > 256 {
+                return Ok(()); // serde_json's nesting bound is lower; never reached.
+            }
+            match v {
+                Value::Object(m) => {
+                    self.expansion(v, doc, 0)?;
+                    for child in m.values() {
+                        self.walk(child, doc, depth + 1)?;
+                    }
+                }
+                Value::Array(a) => {
+                    for child in a {
+                        self.walk(child, doc, depth + 1)?;
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+
+        fn expansion(&mut self, v: &Value, doc: Doc<'_>, depth: usize) -> Result<usize, String> {
+            let Ok((v, doc)) = resolve(v, doc) else {
+                return Ok(1); // The validator reports unresolvable references.
+            };
+            let key = v as *const Value as usize;
+            if let Some(n) = self.memo.get(&key) {
+                return Ok(*n);
+            }
+            if depth > MAX_IN_PLACE_DEPTH {
+                return Err(format!(
+                    "the schema nests allOf/anyOf/oneOf/not/if/$ref more than {MAX_IN_PLACE_DEPTH} levels deep"
+                ));
+            }
+            if !self.on_path.insert(key) {
+                return Ok(1);
+            }
+            let mut children: Vec<&Value> = Vec::new();
+            if let Value::Object(m) = v {
+                for kw in ["allOf", "anyOf", "oneOf"] {
+                    if let Some(Value::Array(items)) = m.get(kw) {
+                        children.extend(items);
+                    }
+                }
+                for kw in ["not", "if", "then", "else"] {
+                    children.extend(m.get(kw));
+                }
+                if let Some(Value::Object(d)) = m.get("dependentSchemas") {
+                    children.extend(d.values());
+                }
+            }
+            let mut n: usize = 1;
+            for c in children {
+                n = n.saturating_add(self.expansion(c, doc, depth + 1)?);
+                if n > MAX_IN_PLACE_SUBSCHEMAS {
+                    return Err(format!(
+                        "the schema applies more than {MAX_IN_PLACE_SUBSCHEMAS} subschemas at one place (allOf/anyOf/oneOf/$ref expand too much)"
+                    ));
+                }
+            }
+            self.on_path.remove(&key);
+            self.memo.insert(key, n);
+            Ok(n)
+        }
+    }
+    let mut count = Count {
+        memo: HashMap::new(),
+        on_path: HashSet::new(),
+    };
+    let doc = Doc { root, deps };
+    count.walk(root, doc, 0)
 }
 
 /// Serves referenced schemas to the validator by reference name (also matched as the last
@@ -369,7 +463,7 @@ struct Doc<'a> {
     deps: &'a Deps,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Criterion {
     All,
     Any,
@@ -387,7 +481,7 @@ impl Criterion {
 }
 
 /// The everit schema class a facet stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Facet {
     Empty,
     False,
@@ -470,12 +564,27 @@ const NUMBER_KEYWORDS: &[&str] = &[
 const BUDGET: usize = 50_000;
 /// `$ref` hops followed before giving up.
 const MAX_REF_HOPS: usize = 32;
+/// Schemas nested (through properties, items, `$ref`s...) deeper than this are not compared.
+const MAX_COMPARE_DEPTH: usize = 128;
+/// `allOf`/`anyOf`/`oneOf` nested (through `$ref`s) deeper than this are not compared.
+const MAX_COMBINATOR_DEPTH: usize = 32;
+
+/// Why a schema could not be turned into a [`Node`].
+enum Refused {
+    /// A `$ref` resolves nowhere.
+    Unresolved,
+    /// Combinators nested too deeply, cyclic, or expanding past the budget.
+    TooComplex,
+}
 
 #[derive(Default)]
 struct Ctx {
     memo: HashMap<(usize, usize), Vec<JsonChange>>,
     in_progress: HashSet<(usize, usize)>,
     spent: usize,
+    /// Nested `compare_values` calls: `$ref`s to ever other definitions nest without bound
+    /// in a flat document, and the registry runs on 2 MiB worker stacks.
+    depth: usize,
 }
 
 impl Ctx {
@@ -503,19 +612,150 @@ impl Ctx {
             return Vec::new();
         }
         self.spent += 1;
-        let out = if self.spent > BUDGET {
+        self.depth += 1;
+        let out = if self.spent > BUDGET || self.depth > MAX_COMPARE_DEPTH {
             vec![change(JsonChangeKind::TOO_COMPLEX, "")]
         } else {
-            let on = build(o, od);
-            let un = build(u, ud);
-            match (on, un) {
-                (Ok(on), Ok(un)) => self.compare_nodes(&on, &un),
-                _ => vec![change(JsonChangeKind::UNRESOLVED_REFERENCE, "")],
+            let built = self
+                .build(o, od, 0)
+                .and_then(|on| Ok((on, self.build(u, ud, 0)?)));
+            match built {
+                Ok((on, un)) => self.compare_nodes(&on, &un),
+                Err(Refused::TooComplex) => vec![change(JsonChangeKind::TOO_COMPLEX, "")],
+                Err(Refused::Unresolved) => {
+                    vec![change(JsonChangeKind::UNRESOLVED_REFERENCE, "")]
+                }
             }
         };
+        self.depth -= 1;
         self.in_progress.remove(&key);
         self.memo.insert(key, out.clone());
         out
+    }
+
+    /// Builds the node for an already-resolved raw schema.
+    ///
+    /// Combinator subschemas are built eagerly, following their `$ref`s, so the recursion is
+    /// bounded twice: in depth (a `$ref` cycle through combinators alone, `{"allOf":[{"$ref":
+    /// "#"}]}`, never reaches a leaf; a long chain would exhaust a 2 MiB worker stack) and in
+    /// the nodes built, charged to the comparison budget (`$ref`s make a DAG that can expand
+    /// to exponentially many nodes).
+    fn build<'a>(
+        &mut self,
+        raw: &'a Value,
+        doc: Doc<'a>,
+        depth: usize,
+    ) -> Result<Node<'a>, Refused> {
+        let leaf = |facet| Node {
+            raw,
+            doc,
+            facet,
+            subs: Vec::new(),
+        };
+        let obj = match raw {
+            Value::Bool(true) => return Ok(leaf(Facet::Empty)),
+            Value::Bool(false) => return Ok(leaf(Facet::False)),
+            Value::Object(o) => o,
+            _ => return Ok(leaf(Facet::Empty)),
+        };
+        let typed = |t: &str| -> Option<Facet> {
+            Some(match t {
+                "object" => Facet::Object,
+                "array" => Facet::Array,
+                "string" => Facet::String,
+                "number" => Facet::Number { integer: false },
+                "integer" => Facet::Number { integer: true },
+                "boolean" => Facet::Boolean,
+                "null" => Facet::Null,
+                _ => return None,
+            })
+        };
+        let mut facets = Vec::new();
+        match obj.get("type") {
+            Some(Value::String(t)) => {
+                if let Some(f) = typed(t) {
+                    facets.push(leaf(f));
+                }
+            }
+            Some(Value::Array(ts)) => {
+                let subs: Vec<Node> = ts
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(typed)
+                    .map(leaf)
+                    .collect();
+                if subs.len() == 1 {
+                    facets.extend(subs);
+                } else if !subs.is_empty() {
+                    facets.push(Node {
+                        raw,
+                        doc,
+                        facet: Facet::Combined(Criterion::Any),
+                        subs,
+                    });
+                }
+            }
+            _ => {
+                let has = |kws: &[&str]| kws.iter().any(|k| obj.contains_key(*k));
+                if has(OBJECT_KEYWORDS) {
+                    facets.push(leaf(Facet::Object));
+                }
+                if has(ARRAY_KEYWORDS) {
+                    facets.push(leaf(Facet::Array));
+                }
+                if has(STRING_KEYWORDS) {
+                    facets.push(leaf(Facet::String));
+                }
+                if has(NUMBER_KEYWORDS) {
+                    facets.push(leaf(Facet::Number { integer: false }));
+                }
+            }
+        }
+        if obj.contains_key("enum") {
+            facets.push(leaf(Facet::Enum));
+        }
+        if obj.contains_key("const") {
+            facets.push(leaf(Facet::Const));
+        }
+        if obj.contains_key("not") {
+            facets.push(leaf(Facet::Not));
+        }
+        for (kw, c) in [
+            ("allOf", Criterion::All),
+            ("anyOf", Criterion::Any),
+            ("oneOf", Criterion::One),
+        ] {
+            if let Some(Value::Array(items)) = obj.get(kw) {
+                if depth >= MAX_COMBINATOR_DEPTH {
+                    return Err(Refused::TooComplex);
+                }
+                self.spent = self.spent.saturating_add(items.len());
+                if self.spent > BUDGET {
+                    return Err(Refused::TooComplex);
+                }
+                let mut subs = Vec::with_capacity(items.len());
+                for item in items {
+                    let (v, d) = resolve(item, doc).map_err(|_| Refused::Unresolved)?;
+                    subs.push(self.build(v, d, depth + 1)?);
+                }
+                facets.push(Node {
+                    raw,
+                    doc,
+                    facet: Facet::Combined(c),
+                    subs,
+                });
+            }
+        }
+        Ok(match facets.len() {
+            0 => leaf(Facet::Empty),
+            1 => facets.remove(0),
+            _ => Node {
+                raw,
+                doc,
+                facet: Facet::Combined(Criterion::All),
+                subs: facets,
+            },
+        })
     }
 
     fn compare_opt<'a>(
@@ -754,6 +994,17 @@ impl Ctx {
                 out.push(change(COMBINED_TYPE_CHANGED, ""));
                 return;
             }
+        }
+        // Every pair below is compared and charged to the budget: refuse a table the budget
+        // cannot pay for before it is allocated (thousands of branches on both sides would
+        // be a table of millions of cells).
+        if self
+            .spent
+            .saturating_add(o.subs.len().saturating_mul(u.subs.len()))
+            > BUDGET
+        {
+            out.push(change(TOO_COMPLEX, ""));
+            return;
         }
         let os = dedup(&o.subs);
         let us = dedup(&u.subs);
@@ -1353,123 +1604,28 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Builds the node for an already-resolved raw schema.
-fn build<'a>(raw: &'a Value, doc: Doc<'a>) -> Result<Node<'a>, String> {
-    let leaf = |facet| Node {
-        raw,
-        doc,
-        facet,
-        subs: Vec::new(),
-    };
-    let obj = match raw {
-        Value::Bool(true) => return Ok(leaf(Facet::Empty)),
-        Value::Bool(false) => return Ok(leaf(Facet::False)),
-        Value::Object(o) => o,
-        _ => return Ok(leaf(Facet::Empty)),
-    };
-    let typed = |t: &str| -> Option<Facet> {
-        Some(match t {
-            "object" => Facet::Object,
-            "array" => Facet::Array,
-            "string" => Facet::String,
-            "number" => Facet::Number { integer: false },
-            "integer" => Facet::Number { integer: true },
-            "boolean" => Facet::Boolean,
-            "null" => Facet::Null,
-            _ => return None,
-        })
-    };
-    let mut facets = Vec::new();
-    match obj.get("type") {
-        Some(Value::String(t)) => {
-            if let Some(f) = typed(t) {
-                facets.push(leaf(f));
-            }
-        }
-        Some(Value::Array(ts)) => {
-            let subs: Vec<Node> = ts
-                .iter()
-                .filter_map(Value::as_str)
-                .filter_map(typed)
-                .map(leaf)
-                .collect();
-            if subs.len() == 1 {
-                facets.extend(subs);
-            } else if !subs.is_empty() {
-                facets.push(Node {
-                    raw,
-                    doc,
-                    facet: Facet::Combined(Criterion::Any),
-                    subs,
-                });
-            }
-        }
-        _ => {
-            let has = |kws: &[&str]| kws.iter().any(|k| obj.contains_key(*k));
-            if has(OBJECT_KEYWORDS) {
-                facets.push(leaf(Facet::Object));
-            }
-            if has(ARRAY_KEYWORDS) {
-                facets.push(leaf(Facet::Array));
-            }
-            if has(STRING_KEYWORDS) {
-                facets.push(leaf(Facet::String));
-            }
-            if has(NUMBER_KEYWORDS) {
-                facets.push(leaf(Facet::Number { integer: false }));
-            }
-        }
-    }
-    if obj.contains_key("enum") {
-        facets.push(leaf(Facet::Enum));
-    }
-    if obj.contains_key("const") {
-        facets.push(leaf(Facet::Const));
-    }
-    if obj.contains_key("not") {
-        facets.push(leaf(Facet::Not));
-    }
-    for (kw, c) in [
-        ("allOf", Criterion::All),
-        ("anyOf", Criterion::Any),
-        ("oneOf", Criterion::One),
-    ] {
-        if let Some(Value::Array(items)) = obj.get(kw) {
-            let mut subs = Vec::with_capacity(items.len());
-            for item in items {
-                let (v, d) = resolve(item, doc)?;
-                subs.push(build(v, d)?);
-            }
-            facets.push(Node {
-                raw,
-                doc,
-                facet: Facet::Combined(c),
-                subs,
-            });
-        }
-    }
-    Ok(match facets.len() {
-        0 => leaf(Facet::Empty),
-        1 => facets.remove(0),
-        _ => Node {
-            raw,
-            doc,
-            facet: Facet::Combined(Criterion::All),
-            subs: facets,
-        },
-    })
-}
-
 /// Subschemas with duplicates (same JSON, same facet) removed, as Confluent's set does.
+/// Pairwise for the usual few branches; hashed (by sorted text) for many, which would be
+/// quadratic.
 fn dedup<'a>(subs: &[Node<'a>]) -> Vec<Node<'a>> {
     let mut out: Vec<Node<'a>> = Vec::new();
-    for s in subs {
-        let duplicate = out.iter().any(|o| {
-            o.facet == s.facet && o.raw == s.raw && o.subs.is_empty() && s.subs.is_empty()
-        });
-        if !duplicate {
-            out.push(s.clone());
+    if subs.len() <= 64 {
+        for s in subs {
+            let duplicate = out.iter().any(|o| {
+                o.facet == s.facet && o.raw == s.raw && o.subs.is_empty() && s.subs.is_empty()
+            });
+            if !duplicate {
+                out.push(s.clone());
+            }
         }
+        return out;
+    }
+    let mut seen: HashSet<(Facet, String)> = HashSet::new();
+    for s in subs {
+        if s.subs.is_empty() && !seen.insert((s.facet, sorted_json(s.raw))) {
+            continue;
+        }
+        out.push(s.clone());
     }
     out
 }

@@ -81,9 +81,11 @@ impl ParsedSchema {
                 _ => vec!["Incompatible because of different schema type".to_string()],
             })
         });
+        // Hashed: a hostile pair can yield tens of thousands of messages.
+        let mut seen = std::collections::HashSet::new();
         let mut out: Vec<String> = Vec::new();
         for m in found.unwrap_or_else(|e| vec![e]) {
-            if !out.contains(&m) {
+            if seen.insert(m.clone()) {
                 out.push(m);
             }
         }

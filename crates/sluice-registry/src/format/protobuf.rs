@@ -371,6 +371,11 @@ struct Diff {
     /// Original messages being compared (Confluent's `enterSchema`): meeting one again is
     /// recursion and compares nothing more.
     in_progress: HashSet<String>,
+    /// Message-type pairs already compared for a field, and whether they changed
+    /// incompatibly. Their changes are reported once (at `#/<type>`, whichever field met
+    /// them first): a type used by two fields of a type used by two fields... would
+    /// otherwise be compared once per path, 2^depth times.
+    compared: HashMap<(String, String), bool>,
 }
 
 impl Diff {
@@ -745,14 +750,31 @@ impl Diff {
             return;
         }
         // Same local name: compare the message types themselves (Confluent's subcontext).
-        let mut sub = Diff {
-            changes: Vec::new(),
-            in_progress: std::mem::take(&mut self.in_progress),
+        let pair = (
+            original.full_name().to_string(),
+            update.full_name().to_string(),
+        );
+        let incompatible = match self.compared.get(&pair) {
+            Some(incompatible) => *incompatible,
+            None => {
+                let mut sub = Diff {
+                    changes: Vec::new(),
+                    in_progress: std::mem::take(&mut self.in_progress),
+                    compared: std::mem::take(&mut self.compared),
+                };
+                sub.compare_message(original, update, &format!("#/{}", local(original)));
+                self.in_progress = std::mem::take(&mut sub.in_progress);
+                self.compared = std::mem::take(&mut sub.compared);
+                let incompatible = sub.changes.iter().any(|c| !c.kind.compatible());
+                self.changes.extend(sub.changes);
+                // A pair met again while it is still being compared (recursion) compares
+                // nothing; only a finished comparison is remembered.
+                if !self.in_progress.contains(original.full_name()) {
+                    self.compared.insert(pair, incompatible);
+                }
+                incompatible
+            }
         };
-        sub.compare_message(original, update, &format!("#/{}", local(original)));
-        self.in_progress = std::mem::take(&mut sub.in_progress);
-        let incompatible = sub.changes.iter().any(|c| !c.kind.compatible());
-        self.changes.extend(sub.changes);
         if incompatible {
             self.add(
                 ChangeKind::FIELD_NAMED_TYPE_CHANGED,

@@ -107,3 +107,9 @@ pub const INTERNAL_COMPACT_MIN_BYTES: u64 = 4 << 20;
 pub const OFFSETS_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
 /// `offsets.retention.check.interval.ms` (Kafka: 10 minutes).
 pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS: u64 = 600_000;
+
+// ---- Schema registry ----
+// The registry's own bounds (payload nesting, values per byte, subschema expansion, the work of
+// one compatibility check) live beside the parsers in `crates/sluice-registry/src/format/`
+// (`avro.rs`, `json.rs`, `protobuf.rs`), since that crate does not depend on the broker; they are
+// rows of the same table in `docs/CONFIG.md`. HTTP bounds are above (connections and requests).

@@ -64,6 +64,9 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// `group.initial.rebalance.delay.ms` (default 3000).
     pub initial_rebalance_delay_ms: u64,
+    /// `fetch.max.bytes` (default 55 MiB): the most record bytes one Fetch or ShareFetch
+    /// response carries, whatever the request asks (one batch more than this may go out, KIP-74).
+    pub fetch_max_bytes: i32,
 }
 
 impl Default for BrokerConfig {
@@ -82,6 +85,7 @@ impl Default for BrokerConfig {
             idle_timeout: Duration::from_millis(crate::limits::IDLE_TIMEOUT_MS),
             retention_check_interval: Duration::from_secs(300),
             initial_rebalance_delay_ms: 3000,
+            fetch_max_bytes: crate::limits::FETCH_MAX_BYTES,
         }
     }
 }

@@ -61,6 +61,9 @@ pub struct ServeArgs {
     /// [default: 3000]
     #[arg(long, env = "SLUICE_INITIAL_REBALANCE_DELAY_MS")]
     initial_rebalance_delay_ms: Option<u64>,
+    /// Most record bytes in one Fetch or ShareFetch response (fetch.max.bytes) [default: 57671680]
+    #[arg(long, env = "SLUICE_FETCH_MAX_BYTES")]
+    fetch_max_bytes: Option<i32>,
 }
 
 impl ServeArgs {
@@ -85,6 +88,7 @@ impl ServeArgs {
             initial_rebalance_delay_ms: self
                 .initial_rebalance_delay_ms
                 .or(file.initial_rebalance_delay_ms),
+            fetch_max_bytes: self.fetch_max_bytes.or(file.fetch_max_bytes),
         }
     }
 
@@ -111,6 +115,10 @@ impl ServeArgs {
                 i32::MAX
             );
         }
+        let fetch_max_bytes = self.fetch_max_bytes.unwrap_or(d.fetch_max_bytes);
+        if fetch_max_bytes < 1 {
+            anyhow::bail!("--fetch-max-bytes must be at least 1, got {fetch_max_bytes}");
+        }
         Ok(BrokerConfig {
             node_id: self.node_id.unwrap_or(d.node_id),
             kafka_addr: self.kafka_addr.unwrap_or(d.kafka_addr),
@@ -133,6 +141,7 @@ impl ServeArgs {
             initial_rebalance_delay_ms: self
                 .initial_rebalance_delay_ms
                 .unwrap_or(d.initial_rebalance_delay_ms),
+            fetch_max_bytes,
         })
     }
 }

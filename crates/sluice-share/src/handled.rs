@@ -45,7 +45,9 @@ impl HandledOffsets {
             below: offset.max(0),
             above: BTreeMap::new(),
         };
+        // librdkafka (confluent-kafka) commits metadata with a trailing NUL byte.
         if let Some(Ok(m)) = metadata
+            .map(|m| m.trim_end_matches('\0'))
             .filter(|m| !m.is_empty())
             .map(serde_json::from_str::<Metadata>)
         {
@@ -250,6 +252,8 @@ mod tests {
         assert!(h.is_handled(7) && !h.is_handled(6));
         assert_eq!(h.unhandled_between(0, 10), 4);
         assert_eq!(HandledOffsets::decode(2, Some("garbage")).below, 2);
+        let nul = HandledOffsets::decode(0, Some("{\"handled\":[[3,4],[7,7]]}\0"));
+        assert_eq!(nul, back, "librdkafka's trailing NUL");
         model_check(&h, 0, 12);
     }
 

@@ -45,6 +45,9 @@ pub const MAX_FETCH_PARTITIONS: usize = 50_000;
 
 /// Share sessions open at once, broker-wide (Kafka's `group.share.max.share.sessions` is 2000).
 pub const MAX_SHARE_SESSIONS: usize = 10_000;
+/// Ranges read from one `sluice-dlq` bookkeeping commit's metadata (the rest are ignored); the
+/// DLQ depth costs O(ranges) per DLQ partition, whatever offsets they name.
+pub use sluice_share::MAX_DECODED_RANGES as MAX_DLQ_HANDLED_RANGES;
 /// Dead letters waiting for the DLQ writer; when full, records stay pending in their
 /// share-partition and are offered again on the next timer pass (the coordinator never waits).
 pub const DLQ_WRITER_QUEUE: usize = 1024;

@@ -311,4 +311,4 @@ impl std::error::Error for SnapshotError {}
 
 // Added by the broker side: the redrive bookkeeping shared with the CLI.
 mod handled;
-pub use handled::{HandledOffsets, DLQ_TOOL_GROUP};
+pub use handled::{HandledOffsets, DLQ_TOOL_GROUP, MAX_DECODED_RANGES};

@@ -136,3 +136,35 @@ impl StateStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the data flush policy: `durable` returns only once the appended state is
+    /// fsynced (the broker opens the store the same way under `--flush os`).
+    #[tokio::test]
+    async fn durable_always_fsyncs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, live) = StateStore::open(dir.path(), 1).expect("open");
+        assert!(live.is_empty());
+        let key = StateKey {
+            group: "g".into(),
+            topic_id: Uuid::nil(),
+            partition: 0,
+        };
+        let end = store
+            .append(
+                &key,
+                Some(&sluice_share::SharePartition::new(3).snapshot()),
+                2,
+            )
+            .expect("append");
+        assert!(store.log.is_dirty(), "appended, not yet synced");
+        store.durable(end).await.expect("durable");
+        assert!(!store.log.is_dirty(), "durable() fsynced the state log");
+        drop(store);
+        let (_, live) = StateStore::open(dir.path(), 3).expect("reopen");
+        assert_eq!(live.get(&key).map(|s| s.start_offset), Some(3));
+    }
+}

@@ -203,11 +203,14 @@ type AckBatches = Vec<(i64, i64, Vec<i8>)>;
 /// Per (topic id, partition): error code and message.
 type AckResults = BTreeMap<(Uuid, i32), (i16, Option<String>)>;
 
+/// Each partition's acknowledgement batches, in request order.
+type AckLists = Vec<((Uuid, i32), AckBatches)>;
+
 /// The acknowledgements of the first [`MAX_FETCH_PARTITIONS`] partitions, and INVALID_REQUEST
 /// for the rest (not applied). Batches are copied only for the partitions kept.
 fn ack_lists<B>(
     partitions: impl Iterator<Item = ((Uuid, i32), B)>,
-) -> (Vec<((Uuid, i32), AckBatches)>, AckResults)
+) -> (AckLists, AckResults)
 where
     B: Iterator<Item = (i64, i64, Vec<i8>)>,
 {
@@ -416,7 +419,8 @@ fn read_covering(
                     break;
                 };
                 let fits = out.len().saturating_add(batch.len()) <= budget;
-                if !fits && !(out.is_empty() && first_in_response) {
+                let must_send = out.is_empty() && first_in_response;
+                if !fits && !must_send {
                     return Ok((out, next));
                 }
                 out.extend_from_slice(batch);

@@ -208,9 +208,7 @@ type AckLists = Vec<((Uuid, i32), AckBatches)>;
 
 /// The acknowledgements of the first [`MAX_FETCH_PARTITIONS`] partitions, and INVALID_REQUEST
 /// for the rest (not applied). Batches are copied only for the partitions kept.
-fn ack_lists<B>(
-    partitions: impl Iterator<Item = ((Uuid, i32), B)>,
-) -> (AckLists, AckResults)
+fn ack_lists<B>(partitions: impl Iterator<Item = ((Uuid, i32), B)>) -> (AckLists, AckResults)
 where
     B: Iterator<Item = (i64, i64, Vec<i8>)>,
 {

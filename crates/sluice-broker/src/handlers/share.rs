@@ -591,12 +591,21 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
                     topic_id: *topic_id,
                     partition: *partition,
                 };
-                match broker.share.get_or_create(broker, &key, &settings).await {
+                match broker
+                    .share
+                    .get_or_start_creating(broker, &key, &settings)
+                    .await
+                {
                     Ok(h) => handles.push(h),
                     Err(e) => {
                         partition_errors.insert((*topic_id, *partition), e);
                     }
                 }
+            }
+            // New share-partitions are durable before they are used: one fsync for all.
+            let logged = handles.iter().map(|h| h.logged_end()).max().unwrap_or(0);
+            if let Err(e) = broker.share.store.durable(logged).await {
+                return fail(e);
             }
             loop {
                 // Register for wake-ups before looking, so nothing in between is missed.

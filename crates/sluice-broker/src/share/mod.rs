@@ -234,6 +234,20 @@ impl ShareService {
         key: &SpKey,
         settings: &ShareSettings,
     ) -> Result<Arc<ShareHandle>, KafkaError> {
+        let h = self.get_or_start_creating(broker, key, settings).await?;
+        self.settled(&h).await?;
+        Ok(h)
+    }
+
+    /// [`ShareService::get_or_create`] without waiting for the new state to be durable: the
+    /// caller waits ([`ShareService::settled`]) before acting on it, once for many partitions
+    /// (one fsync instead of one per partition), and the creation lock is not held over it.
+    pub async fn get_or_start_creating(
+        &self,
+        broker: &Broker,
+        key: &SpKey,
+        settings: &ShareSettings,
+    ) -> Result<Arc<ShareHandle>, KafkaError> {
         if let Some(h) = self.get(key) {
             return Ok(h);
         }
@@ -264,11 +278,8 @@ impl ShareService {
             log,
             SharePartition::new(start),
         ));
-        let ((), end) = handle.change(&self.store, |_| ((), true))?;
+        handle.change(&self.store, |_| ((), true))?;
         self.partitions.write().insert(key.clone(), handle.clone());
-        if let Some(end) = end {
-            self.store.durable(end).await?;
-        }
         Ok(handle)
     }
 

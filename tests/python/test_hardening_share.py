@@ -154,6 +154,39 @@ def test_share_fetch_honours_max_bytes(broker, unique):
     conn.close()
 
 
+def test_share_fetch_max_bytes_spans_partitions(broker, unique):
+    """max_bytes bounds the whole response: partitions take turns, none gets records acquired
+    that the response does not carry, and nothing is lost or counted twice."""
+    topic, group, member = unique("t"), unique("g"), uuid.uuid4().hex
+    create_topic(broker.bootstrap, topic, partitions=2)
+    p = producer(broker.bootstrap, linger_ms=0, batch_num_messages=1)
+    for i in range(6):
+        for part in (0, 1):
+            produce_all(p, topic, [(None, b"w" * 10_000)], partition=part)
+    set_earliest(broker.bootstrap, group)
+    tid = topic_id(broker.bootstrap, topic)
+    conn = Conn(broker.kafka_port)
+    join(conn, group, topic, member)
+    seen = {0: [], 1: []}
+    for epoch in range(12):
+        code, parts = share_fetch(conn, group, member, epoch, tid, [0, 1], max_bytes=25_000,
+                                  max_wait_ms=500)
+        assert code == 0
+        total = sum(len(x["records"]) for x in parts.values())
+        assert total <= 25_000, total
+        for part, x in parts.items():
+            sent = [(b0, b1) for b0, b1, _ in batches(x["records"])]
+            acquired = [(a, b) for a, b, _ in x["acquired"]]
+            assert [o for a, b in acquired for o in range(a, b + 1)] == \
+                [o for a, b in sent for o in range(a, b + 1)], (part, sent, acquired)
+            assert all(c == 1 for _, _, c in x["acquired"])
+            seen[part] += [o for a, b in acquired for o in range(a, b + 1)]
+        if len(seen[0]) + len(seen[1]) == 12:
+            break
+    assert seen == {0: list(range(6)), 1: list(range(6))}
+    conn.close()
+
+
 def test_share_ack_batches_must_ascend_and_not_overlap(broker, unique):
     """Kafka refuses a partition's acknowledgement list whose batches overlap or go backwards
     (INVALID_REQUEST, nothing applied), which also bounds the work one request can cause."""

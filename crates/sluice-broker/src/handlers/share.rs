@@ -612,8 +612,9 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
                 let appended = broker.data_appended.notified();
                 let available = broker.share.available.notified();
                 let mut left = max_records;
+                let mut full = false;
                 for h in &handles {
-                    if left == 0 || sent_bytes >= budget {
+                    if left == 0 || full || sent_bytes >= budget {
                         break;
                     }
                     let (ranges, deadline) = broker.share.acquire(h, &member_id, left, &settings);
@@ -628,6 +629,9 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
                         Ok((bytes, end)) => {
                             if end <= last {
                                 broker.share.unacquire(h, &member_id, end, last, deadline);
+                                // The response is full: later partitions would only acquire
+                                // and give back.
+                                full = true;
                             }
                             sent_bytes = sent_bytes.saturating_add(bytes.len());
                             (ranges_below(ranges, end), Ok(bytes))

@@ -82,6 +82,9 @@ pub struct BrokerConfig {
     pub offsets_retention: Duration,
     /// `offsets.retention.check.interval.ms`.
     pub offsets_retention_check_interval: Duration,
+    /// `fetch.max.bytes` (default 55 MiB): the most record bytes one Fetch or ShareFetch
+    /// response carries, whatever the request asks (one batch more than this may go out, KIP-74).
+    pub fetch_max_bytes: i32,
 }
 
 impl Default for BrokerConfig {
@@ -113,6 +116,7 @@ impl Default for BrokerConfig {
             offsets_retention_check_interval: Duration::from_millis(
                 crate::limits::OFFSETS_RETENTION_CHECK_INTERVAL_MS,
             ),
+            fetch_max_bytes: crate::limits::FETCH_MAX_BYTES,
         }
     }
 }

@@ -7,11 +7,19 @@
 //!
 //! Plain code, no IO: the fetch handler asks it which partitions to read and tells it what it
 //! answered.
+//!
+//! A partition is identified as the request named it: by topic id (Fetch v13+, name empty) or
+//! by name (older versions, id nil). A session holds at most [`MAX_FETCH_PARTITIONS`]
+//! partitions; partitions a request would add past that are refused (the handler answers them
+//! with an error) and not remembered. Every call costs O(partitions named + session size), with
+//! map lookups, never a scan per partition.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use kafka_protocol::error::ResponseError;
+use uuid::Uuid;
 
+pub use crate::limits::MAX_FETCH_PARTITIONS;
 pub use crate::limits::MAX_FETCH_SESSIONS as MAX_SESSIONS;
 const INITIAL_EPOCH: i32 = 0;
 const FINAL_EPOCH: i32 = -1;
@@ -38,16 +46,26 @@ pub struct Answered {
 /// A partition as a request names it.
 #[derive(Debug, Clone)]
 pub struct RequestedPartition {
+    /// The topic id (Fetch v13+), else nil.
+    pub topic_id: Uuid,
+    /// The topic name (before Fetch v13), else empty.
     pub topic: String,
     pub partition: i32,
     pub fetch_offset: i64,
     pub partition_max_bytes: i32,
 }
 
+/// (topic id, topic name, partition), as the request named it.
+pub type PartitionKey = (Uuid, String, i32);
+
+fn key_of(p: &RequestedPartition) -> PartitionKey {
+    (p.topic_id, p.topic.clone(), p.partition)
+}
+
 #[derive(Debug)]
 struct Session {
     epoch: i32,
-    partitions: BTreeMap<(String, i32), SessionPartition>,
+    partitions: BTreeMap<PartitionKey, SessionPartition>,
     last_used: u64,
 }
 
@@ -56,11 +74,13 @@ struct Session {
 pub enum Plan {
     /// No session: read exactly what the request lists, answer everything.
     Sessionless,
-    /// Read these partitions; when `incremental`, answer only the changed ones.
+    /// Read these partitions; when `incremental`, answer only the changed ones. `refused`:
+    /// partitions the request would have added past [`MAX_FETCH_PARTITIONS`].
     Session {
         id: i32,
         incremental: bool,
         partitions: Vec<RequestedPartition>,
+        refused: Vec<RequestedPartition>,
     },
 }
 
@@ -72,13 +92,14 @@ pub struct FetchSessions {
 }
 
 impl FetchSessions {
-    /// Resolves a request's session fields. `forgotten` lists (topic, partition) to drop.
+    /// Resolves a request's session fields. `forgotten` lists partitions to drop. The caller
+    /// bounds `requested` by [`MAX_FETCH_PARTITIONS`].
     pub fn plan(
         &mut self,
         session_id: i32,
         epoch: i32,
         requested: &[RequestedPartition],
-        forgotten: &[(String, i32)],
+        forgotten: &[PartitionKey],
     ) -> Result<Plan, ResponseError> {
         self.clock += 1;
         if epoch == FINAL_EPOCH {
@@ -92,9 +113,10 @@ impl FetchSessions {
             let id = self.new_id();
             let partitions = requested
                 .iter()
+                .take(MAX_FETCH_PARTITIONS)
                 .map(|p| {
                     (
-                        (p.topic.clone(), p.partition),
+                        key_of(p),
                         SessionPartition {
                             fetch_offset: p.fetch_offset,
                             partition_max_bytes: p.partition_max_bytes,
@@ -123,10 +145,13 @@ impl FetchSessions {
                     last_used: self.clock,
                 },
             );
+            let mut partitions = requested.to_vec();
+            let refused = partitions.split_off(partitions.len().min(MAX_FETCH_PARTITIONS));
             return Ok(Plan::Session {
                 id,
                 incremental: false,
-                partitions: requested.to_vec(),
+                partitions,
+                refused,
             });
         }
         let clock = self.clock;
@@ -139,26 +164,40 @@ impl FetchSessions {
         }
         session.epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
         session.last_used = clock;
-        for p in requested {
-            let entry = session
-                .partitions
-                .entry((p.topic.clone(), p.partition))
-                .or_insert(SessionPartition {
-                    fetch_offset: p.fetch_offset,
-                    partition_max_bytes: p.partition_max_bytes,
-                    last_high_watermark: -1,
-                    last_log_start_offset: -1,
-                });
-            entry.fetch_offset = p.fetch_offset;
-            entry.partition_max_bytes = p.partition_max_bytes;
-        }
+        // Forgotten first, so they make room; a partition both sent and forgotten ends up
+        // forgotten, as in Kafka (which applies the forgotten list last).
         for key in forgotten {
             session.partitions.remove(key);
+        }
+        let forgotten: HashSet<&PartitionKey> = forgotten.iter().collect();
+        let mut refused = Vec::new();
+        for p in requested {
+            let key = key_of(p);
+            if forgotten.contains(&key) {
+                continue;
+            }
+            if let Some(entry) = session.partitions.get_mut(&key) {
+                entry.fetch_offset = p.fetch_offset;
+                entry.partition_max_bytes = p.partition_max_bytes;
+            } else if session.partitions.len() < MAX_FETCH_PARTITIONS {
+                session.partitions.insert(
+                    key,
+                    SessionPartition {
+                        fetch_offset: p.fetch_offset,
+                        partition_max_bytes: p.partition_max_bytes,
+                        last_high_watermark: -1,
+                        last_log_start_offset: -1,
+                    },
+                );
+            } else {
+                refused.push(p.clone());
+            }
         }
         let partitions = session
             .partitions
             .iter()
-            .map(|((topic, partition), p)| RequestedPartition {
+            .map(|((topic_id, topic, partition), p)| RequestedPartition {
+                topic_id: *topic_id,
                 topic: topic.clone(),
                 partition: *partition,
                 fetch_offset: p.fetch_offset,
@@ -169,6 +208,7 @@ impl FetchSessions {
             id: session_id,
             incremental: true,
             partitions,
+            refused,
         })
     }
 
@@ -178,14 +218,13 @@ impl FetchSessions {
     pub fn note_response(
         &mut self,
         session_id: i32,
-        topic: &str,
-        partition: i32,
+        key: &PartitionKey,
         answered: Answered,
     ) -> bool {
         let Some(session) = self.sessions.get_mut(&session_id) else {
             return true;
         };
-        let Some(p) = session.partitions.get_mut(&(topic.to_string(), partition)) else {
+        let Some(p) = session.partitions.get_mut(key) else {
             return true;
         };
         let changed = answered.has_error
@@ -225,6 +264,7 @@ mod tests {
 
     fn req(topic: &str, partition: i32, offset: i64) -> RequestedPartition {
         RequestedPartition {
+            topic_id: Uuid::nil(),
             topic: topic.into(),
             partition,
             fetch_offset: offset,
@@ -249,8 +289,7 @@ mod tests {
         };
         assert!(s.note_response(
             id,
-            "a",
-            0,
+            &(Uuid::nil(), "a".into(), 0),
             Answered {
                 high_watermark: 10,
                 log_start_offset: 0,
@@ -260,8 +299,7 @@ mod tests {
         ));
         assert!(s.note_response(
             id,
-            "a",
-            1,
+            &(Uuid::nil(), "a".into(), 1),
             Answered {
                 high_watermark: 5,
                 log_start_offset: 0,
@@ -288,8 +326,7 @@ mod tests {
         // Nothing new on partition 1: not mentioned.
         assert!(!s.note_response(
             id,
-            "a",
-            1,
+            &(Uuid::nil(), "a".into(), 1),
             Answered {
                 high_watermark: 5,
                 log_start_offset: 0,
@@ -301,7 +338,9 @@ mod tests {
             s.plan(id, 1, &[], &[]).unwrap_err(),
             ResponseError::InvalidFetchSessionEpoch
         );
-        let Ok(Plan::Session { partitions, .. }) = s.plan(id, 2, &[], &[("a".into(), 0)]) else {
+        let Ok(Plan::Session { partitions, .. }) =
+            s.plan(id, 2, &[], &[(Uuid::nil(), "a".into(), 0)])
+        else {
             panic!("expected incremental");
         };
         assert_eq!(partitions.len(), 1);
@@ -311,5 +350,52 @@ mod tests {
         );
         assert!(matches!(s.plan(id, -1, &[], &[]), Ok(Plan::Sessionless)));
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn session_size_is_bounded() {
+        let mut s = FetchSessions::default();
+        let many: Vec<RequestedPartition> = (0..MAX_FETCH_PARTITIONS as i32 + 5)
+            .map(|p| req("big", p, 0))
+            .collect();
+        let Ok(Plan::Session {
+            id,
+            partitions,
+            refused,
+            ..
+        }) = s.plan(0, 0, &many, &[])
+        else {
+            panic!("expected a new session");
+        };
+        assert_eq!((partitions.len(), refused.len()), (MAX_FETCH_PARTITIONS, 5));
+        // Full: a new partition is refused, a known one updated, a forgotten one makes room.
+        let Ok(Plan::Session { refused, .. }) =
+            s.plan(id, 1, &[req("other", 0, 0), req("big", 0, 7)], &[])
+        else {
+            panic!("expected incremental");
+        };
+        assert_eq!(refused.len(), 1);
+        let Ok(Plan::Session {
+            refused,
+            partitions,
+            ..
+        }) = s.plan(
+            id,
+            2,
+            &[req("other", 0, 0)],
+            &[(Uuid::nil(), "big".into(), 1)],
+        )
+        else {
+            panic!("expected incremental");
+        };
+        assert!(refused.is_empty());
+        assert_eq!(partitions.len(), MAX_FETCH_PARTITIONS);
+        assert_eq!(
+            partitions
+                .iter()
+                .find(|p| p.topic == "big" && p.partition == 0)
+                .map(|p| p.fetch_offset),
+            Some(7)
+        );
     }
 }

@@ -79,6 +79,17 @@ pub const MAX_FETCH_WAIT_MS: i32 = 30_000;
 /// `max.incremental.fetch.session.cache.slots` (Kafka's default): incremental fetch sessions.
 pub const MAX_FETCH_SESSIONS: usize = 1000;
 
+/// `fetch.max.bytes` (Kafka's default, 55 MiB; flag `--fetch-max-bytes`): record bytes in one
+/// Fetch or ShareFetch response, whatever the request's `max_bytes`. As in Kafka (KIP-74) the
+/// first batch of the first partition with data goes out whole even when larger.
+pub const FETCH_MAX_BYTES: i32 = 55 * 1024 * 1024;
+
+/// Partitions one Fetch request (and one fetch session) may name; Kafka bounds them only by
+/// the request size. Partitions past the bound are answered with INVALID_REQUEST and not
+/// read (nor added to the session); the rest of the request is served. The same bound holds
+/// for the partitions of a ShareFetch or ShareAcknowledge and of a share session.
+pub const MAX_FETCH_PARTITIONS: usize = 50_000;
+
 // ---- Groups, share groups and queues (groups.rs, share/) ----
 
 /// Members in one group, every protocol (Kafka's `group.max.size` is unbounded by default;
@@ -91,6 +102,9 @@ pub const GROUP_MAX_SESSION_TIMEOUT_MS: i32 = 1_800_000;
 
 /// Share sessions open at once, broker-wide (Kafka's `group.share.max.share.sessions` is 2000).
 pub const MAX_SHARE_SESSIONS: usize = 10_000;
+/// Ranges read from one `sluice-dlq` bookkeeping commit's metadata (the rest are ignored); the
+/// DLQ depth costs O(ranges) per DLQ partition, whatever offsets they name.
+pub use sluice_share::MAX_DECODED_RANGES as MAX_DLQ_HANDLED_RANGES;
 /// Dead letters waiting for the DLQ writer; when full, records stay pending in their
 /// share-partition and are offered again on the next timer pass (the coordinator never waits).
 pub const DLQ_WRITER_QUEUE: usize = 1024;

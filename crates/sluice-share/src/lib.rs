@@ -73,6 +73,10 @@ mod tests;
 
 pub use partition::SharePartition;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use partition::check;
+
 use std::fmt;
 
 /// A share-group member id, shared with the membership code without copying.
@@ -162,6 +166,44 @@ pub struct AcquiredRange {
     pub first_offset: i64,
     pub last_offset: i64,
     pub delivery_count: u16,
+}
+
+/// Kafka's checks on one partition's acknowledgement batches in a request
+/// (`KafkaApis.validateAcknowledgementBatches`), before any is applied: each
+/// batch has `first <= last` and one type or one per offset, and the batches
+/// are ascending and do not overlap. The last rule also bounds the work a
+/// request can cause: applying the batches touches each in-flight offset at
+/// most once, however many batches a hostile client sends.
+///
+/// Types are not checked here ([`SharePartition::acknowledge`] does, per
+/// batch, as Kafka does it per batch).
+pub fn validate_ack_batches<'a>(
+    batches: impl IntoIterator<Item = (i64, i64, &'a [i8])>,
+) -> Result<(), AckError> {
+    // The lowest offset the next batch may start at (None: past i64::MAX).
+    let mut next = Some(i64::MIN);
+    for (first, last, types) in batches {
+        if last < first {
+            return Err(AckError::InvalidRequest(format!(
+                "acknowledgement batch {first}..={last}: last offset below first"
+            )));
+        }
+        if next.is_none_or(|n| first < n) {
+            return Err(AckError::InvalidRequest(format!(
+                "acknowledgement batch {first}..={last} overlaps or precedes the previous one"
+            )));
+        }
+        // i128: a batch from i64::MIN to i64::MAX must not overflow.
+        let len = i128::from(last) - i128::from(first) + 1;
+        if types.is_empty() || (types.len() != 1 && types.len() as i128 != len) {
+            return Err(AckError::InvalidRequest(format!(
+                "acknowledgement batch {first}..={last} has {} types (need 1 or {len})",
+                types.len()
+            )));
+        }
+        next = last.checked_add(1);
+    }
+    Ok(())
 }
 
 /// Why a record goes to the dead-letter topic (written as an origin header).
@@ -269,4 +311,4 @@ impl std::error::Error for SnapshotError {}
 
 // Added by the broker side: the redrive bookkeeping shared with the CLI.
 mod handled;
-pub use handled::{HandledOffsets, DLQ_TOOL_GROUP};
+pub use handled::{HandledOffsets, DLQ_TOOL_GROUP, MAX_DECODED_RANGES};

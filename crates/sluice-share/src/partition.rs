@@ -312,6 +312,54 @@ impl SharePartition {
         out
     }
 
+    /// Gives back records `acquire` handed to `member` with lock deadline `deadline_ms` that
+    /// the caller could not send (ShareFetch's `max_bytes` cut the response short): as if
+    /// never acquired by that call — Available again with the delivery count it had before,
+    /// and records taken from the log at the window's end leave the window. Offsets outside
+    /// the window, or no longer acquired by `member` under that deadline (expired, or acquired
+    /// again since), are left alone. O(window) at most (the range is clipped to it). Returns
+    /// how many records were given back.
+    pub fn unacquire(
+        &mut self,
+        member: &MemberId,
+        first_offset: i64,
+        last_offset: i64,
+        deadline_ms: u64,
+    ) -> u64 {
+        let Some(m) = self.members.lookup(member) else {
+            return 0;
+        };
+        let lo = first_offset.max(self.start);
+        let hi = last_offset.min(self.end_offset().saturating_sub(1));
+        let (Some(lo), Some(hi)) = (self.index(lo), self.index(hi)) else {
+            return 0;
+        };
+        let mut n = 0;
+        for i in lo..=hi {
+            let s = self.slots[i];
+            if s.state == SlotState::Acquired && s.member == m && s.time == deadline_ms {
+                self.leave_acquired(i);
+                self.slots[i].delivery_count = s.delivery_count.saturating_sub(1);
+                self.make_available(i);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.dirty = true;
+            // Never-delivered records at the end leave the window, so the in-flight bound
+            // and the lag count them as the log's again.
+            while self
+                .slots
+                .back()
+                .is_some_and(|s| s.state == SlotState::Available && s.delivery_count == 0)
+            {
+                self.slots.pop_back();
+            }
+            self.scan_from = self.scan_from.min(self.end_offset());
+        }
+        n
+    }
+
     /// One acknowledgement batch (Kafka's AcknowledgementBatch): `types` has
     /// one entry (for every offset) or one per offset. All-or-nothing: the
     /// whole batch is validated before anything is applied.
@@ -846,15 +894,15 @@ fn push_range(out: &mut Vec<AcquiredRange>, offset: i64, count: u16) {
     });
 }
 
-#[cfg(test)]
-pub(crate) mod check {
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod check {
     //! Internal consistency checks used by the tests (sorted vectors rather
     //! than hash sets: these run after every step of the random test).
     use super::*;
 
     impl SharePartition {
         /// Offsets in state Acquired, ascending.
-        pub(crate) fn acquired_offsets(&self) -> Vec<i64> {
+        pub fn acquired_offsets(&self) -> Vec<i64> {
             (0..self.slots.len())
                 .filter(|&i| self.slots[i].state == SlotState::Acquired)
                 .map(|i| self.start + i as i64)
@@ -862,7 +910,7 @@ pub(crate) mod check {
         }
 
         /// Panics (tests only) if cached counters or cursor invariants are off.
-        pub(crate) fn assert_consistent(&self) {
+        pub fn assert_consistent(&self) {
             let acquired = self
                 .slots
                 .iter()

@@ -1169,3 +1169,69 @@ fn random_operations_keep_invariants() {
         }
     }
 }
+
+#[test]
+fn ack_batches_must_ascend_without_overlap() {
+    let ok: Vec<(i64, i64, Vec<i8>)> = vec![
+        (0, 2, vec![ACCEPT]),
+        (3, 4, vec![ACCEPT, RELEASE]),
+        (9, 9, vec![GAP]),
+    ];
+    assert!(validate_ack_batches(ok.iter().map(|(f, l, t)| (*f, *l, t.as_slice()))).is_ok());
+    let bad: [&[(i64, i64, &[i8])]; 6] = [
+        &[(0, 2, &[ACCEPT]), (2, 3, &[ACCEPT])],
+        &[(5, 6, &[ACCEPT]), (0, 1, &[ACCEPT])],
+        &[(3, 2, &[ACCEPT])],
+        &[(0, 2, &[])],
+        &[(0, 2, &[ACCEPT, ACCEPT])],
+        &[
+            (i64::MAX, i64::MAX, &[ACCEPT]),
+            (i64::MAX, i64::MAX, &[ACCEPT]),
+        ],
+    ];
+    for b in bad {
+        let e = validate_ack_batches(b.iter().copied()).unwrap_err();
+        assert!(is_request(&e), "{b:?}: {e}");
+    }
+    assert!(validate_ack_batches([(i64::MIN, i64::MAX, &[RENEW][..])]).is_ok());
+    assert!(validate_ack_batches(std::iter::empty()).is_ok());
+}
+
+#[test]
+fn unacquire_gives_back_as_if_never_acquired() {
+    let c = cfg();
+    let (a, b) = (mid("a"), mid("b"));
+    let mut p = SharePartition::new(0);
+    // Delivered once, released: count 1.
+    assert_eq!(p.acquire(&a, 2, 0, 10, 0, &c), vec![r(0, 1, 1)]);
+    p.acknowledge(&a, 0, 1, &[RELEASE], 1, &c).unwrap();
+    let deadline = 2 + c.lock_duration_ms;
+    assert_eq!(p.acquire(&a, 6, 0, 10, 2, &c), vec![r(0, 1, 2), r(2, 5, 1)]);
+    p.assert_consistent();
+    // The response had room for offsets 0..=2 only.
+    assert_eq!(p.unacquire(&a, 3, 5, deadline), 3);
+    p.assert_consistent();
+    assert_eq!(
+        p.end_offset(),
+        3,
+        "fresh records at the end leave the window"
+    );
+    assert_eq!(p.in_flight(), 3);
+    // Another deadline, another member, outside the window: untouched.
+    assert_eq!(p.unacquire(&a, 0, 2, deadline + 1), 0);
+    assert_eq!(p.unacquire(&b, 0, 2, deadline), 0);
+    assert_eq!(p.unacquire(&a, i64::MIN, i64::MAX, 0), 0);
+    // Giving back a middle record keeps its earlier delivery count.
+    assert_eq!(p.unacquire(&a, 0, 0, deadline), 1);
+    p.assert_consistent();
+    assert_eq!(
+        p.acquire(&b, 10, 0, 10, 3, &c),
+        vec![r(0, 0, 2), r(3, 9, 1)]
+    );
+    p.assert_consistent();
+    let snap = p.snapshot();
+    assert_eq!(
+        snap.runs.first().map(|r| (r.first, r.delivery_count)),
+        Some((0, 2))
+    );
+}

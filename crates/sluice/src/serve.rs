@@ -93,6 +93,9 @@ pub struct ServeArgs {
     /// [default: 600000]
     #[arg(long, env = "SLUICE_OFFSETS_RETENTION_CHECK_INTERVAL_MS")]
     offsets_retention_check_interval_ms: Option<u64>,
+    /// Most record bytes in one Fetch or ShareFetch response (fetch.max.bytes) [default: 57671680]
+    #[arg(long, env = "SLUICE_FETCH_MAX_BYTES")]
+    fetch_max_bytes: Option<i32>,
 }
 
 impl ServeArgs {
@@ -131,6 +134,7 @@ impl ServeArgs {
             offsets_retention_check_interval_ms: self
                 .offsets_retention_check_interval_ms
                 .or(file.offsets_retention_check_interval_ms),
+            fetch_max_bytes: self.fetch_max_bytes.or(file.fetch_max_bytes),
         }
     }
 
@@ -184,6 +188,10 @@ impl ServeArgs {
             .filter(|v| !v.is_empty()),
             None => Some(HostPattern::defaults_for(http_addr)).filter(|v| !v.is_empty()),
         };
+        let fetch_max_bytes = self.fetch_max_bytes.unwrap_or(d.fetch_max_bytes);
+        if fetch_max_bytes < 1 {
+            anyhow::bail!("--fetch-max-bytes must be at least 1, got {fetch_max_bytes}");
+        }
         Ok(BrokerConfig {
             node_id: self.node_id.unwrap_or(d.node_id),
             kafka_addr: self.kafka_addr.unwrap_or(d.kafka_addr),
@@ -230,6 +238,7 @@ impl ServeArgs {
                 .map_or(d.offsets_retention_check_interval, |ms| {
                     Duration::from_millis(ms.max(1))
                 }),
+            fetch_max_bytes,
         })
     }
 }

@@ -2,6 +2,9 @@
 //! `max_wait_ms`/`min_bytes` and the `max_bytes`/`partition_max_bytes` limits (KIP-74: the
 //! first batch of the response is always whole, even over the limit).
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,13 +15,33 @@ use uuid::Uuid;
 
 use super::s;
 use crate::broker::Broker;
-use crate::fetch_session::{Answered, Plan, RequestedPartition};
+use crate::fetch_session::{
+    Answered, PartitionKey, Plan, RequestedPartition, MAX_FETCH_PARTITIONS,
+};
+use crate::metadata::Topic;
 use crate::metrics::TopicLabels;
 
+/// One topic of the request, resolved once per request.
 struct Wanted {
-    topic: String,
-    topic_id: Uuid,
+    /// As the request named it: the id (v13+) or the name (older), the other empty.
+    key_id: Uuid,
+    key_name: String,
+    topic: Option<Arc<Topic>>,
     partitions: Vec<(i32, i64, i32)>,
+}
+
+impl Wanted {
+    fn name(&self) -> &str {
+        self.topic.as_ref().map_or(&self.key_name, |t| &t.name)
+    }
+
+    fn id(&self) -> Uuid {
+        self.topic.as_ref().map_or(self.key_id, |t| t.id)
+    }
+
+    fn key(&self, partition: i32) -> PartitionKey {
+        (self.key_id, self.key_name.clone(), partition)
+    }
 }
 
 fn partition_data(index: i32, code: i16) -> PartitionData {
@@ -31,21 +54,32 @@ fn partition_data(index: i32, code: i16) -> PartitionData {
         .with_preferred_read_replica(BrokerId(-1))
 }
 
-/// Groups session partitions by topic, keeping first-seen order.
+/// Groups partitions by topic, keeping first-seen order; each topic is looked up once. O(n)
+/// (a map from topic to its entry: a request naming 40,000 topics must not compare each with
+/// every other).
 fn group_by_topic(broker: &Broker, partitions: Vec<RequestedPartition>) -> Vec<Wanted> {
     let mut out: Vec<Wanted> = Vec::new();
+    let mut index: HashMap<(Uuid, String), usize> = HashMap::new();
     for p in partitions {
         let entry = (p.partition, p.fetch_offset, p.partition_max_bytes);
-        match out.iter_mut().find(|w| w.topic == p.topic) {
-            Some(w) => w.partitions.push(entry),
-            None => {
-                let topic_id = broker
-                    .metadata
-                    .topic(&p.topic)
-                    .map_or(Uuid::nil(), |t| t.id);
+        match index.entry((p.topic_id, p.topic)) {
+            Entry::Occupied(e) => {
+                if let Some(w) = out.get_mut(*e.get()) {
+                    w.partitions.push(entry);
+                }
+            }
+            Entry::Vacant(e) => {
+                let (key_id, key_name) = e.key().clone();
+                let topic = if key_id.is_nil() {
+                    broker.metadata.topic(&key_name)
+                } else {
+                    broker.metadata.topic_by_id(key_id)
+                };
+                e.insert(out.len());
                 out.push(Wanted {
-                    topic: p.topic,
-                    topic_id,
+                    key_id,
+                    key_name,
+                    topic,
                     partitions: vec![entry],
                 });
             }
@@ -54,41 +88,75 @@ fn group_by_topic(broker: &Broker, partitions: Vec<RequestedPartition>) -> Vec<W
     out
 }
 
+/// Partitions past [`MAX_FETCH_PARTITIONS`], answered with INVALID_REQUEST and not read.
+fn refused_topics(
+    broker: &Broker,
+    refused: Vec<RequestedPartition>,
+) -> Vec<FetchableTopicResponse> {
+    group_by_topic(broker, refused)
+        .into_iter()
+        .map(|w| {
+            FetchableTopicResponse::default()
+                .with_topic(TopicName(s(w.name().to_string())))
+                .with_topic_id(w.id())
+                .with_partitions(
+                    w.partitions
+                        .iter()
+                        .map(|&(index, _, _)| {
+                            partition_data(index, ResponseError::InvalidRequest.code())
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
+}
+
 pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
     let by_id = version >= 13;
     let read_committed = req.isolation_level == 1;
-    let topic_name = |name: &TopicName, id: Uuid| {
+    let topic_key = |name: &TopicName, id: Uuid| {
         if by_id {
-            broker
-                .metadata
-                .topic_by_id(id)
-                .map(|t| t.name.clone())
-                .unwrap_or_default()
+            (id, String::new())
         } else {
-            name.0.to_string()
+            (Uuid::nil(), name.0.to_string())
         }
     };
-    let requested: Vec<RequestedPartition> = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            let topic = topic_name(&t.topic, t.topic_id);
-            t.partitions.iter().map(move |p| RequestedPartition {
+    // At most MAX_FETCH_PARTITIONS are served; the rest are answered with an error.
+    let mut requested: Vec<RequestedPartition> = Vec::new();
+    let mut refused: Vec<RequestedPartition> = Vec::new();
+    for t in &req.topics {
+        let (topic_id, topic) = topic_key(&t.topic, t.topic_id);
+        for p in &t.partitions {
+            let r = RequestedPartition {
+                topic_id,
                 topic: topic.clone(),
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
-            })
-        })
-        .collect();
-    let forgotten: Vec<(String, i32)> = req
+            };
+            if requested.len() < MAX_FETCH_PARTITIONS {
+                requested.push(r);
+            } else {
+                refused.push(r);
+            }
+        }
+    }
+    // Forgetting more partitions than a session can hold does nothing more.
+    let forgotten: Vec<PartitionKey> = req
         .forgotten_topics_data
         .iter()
         .flat_map(|t| {
-            let topic = topic_name(&t.topic, t.topic_id);
-            t.partitions.iter().map(move |p| (topic.clone(), *p))
+            let (id, topic) = topic_key(&t.topic, t.topic_id);
+            t.partitions.iter().map(move |p| (id, topic.clone(), *p))
         })
+        .take(MAX_FETCH_PARTITIONS)
         .collect();
+    if !refused.is_empty() {
+        tracing::debug!(
+            refused = refused.len(),
+            "fetch names more than {MAX_FETCH_PARTITIONS} partitions"
+        );
+    }
     let plan = if version >= 7 {
         match broker.fetch_sessions.lock().plan(
             req.session_id,
@@ -108,13 +176,19 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
             id,
             incremental,
             partitions,
-        } => (Some((id, incremental)), group_by_topic(broker, partitions)),
+            refused: more,
+        } => {
+            refused.extend(more);
+            (Some((id, incremental)), group_by_topic(broker, partitions))
+        }
     };
+    // The broker's fetch.max.bytes caps what the request asks for.
     let max_bytes = if req.max_bytes <= 0 {
         i32::MAX
     } else {
         req.max_bytes
-    } as usize;
+    }
+    .min(broker.config.fetch_max_bytes.max(1)) as usize;
     let min_bytes = req.min_bytes.max(0) as usize;
     let wait =
         Duration::from_millis(req.max_wait_ms.clamp(0, crate::limits::MAX_FETCH_WAIT_MS) as u64);
@@ -124,7 +198,11 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         let appended = broker.data_appended.notified();
         let (responses, bytes, any_error) =
             read_once(broker, &wanted, max_bytes, by_id, read_committed);
-        if bytes >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
+        if bytes >= min_bytes
+            || any_error
+            || !refused.is_empty()
+            || tokio::time::Instant::now() >= deadline
+        {
             break responses;
         }
         let _ = tokio::time::timeout_at(deadline, appended).await;
@@ -140,7 +218,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
                 .metrics
                 .bytes_out
                 .get_or_create(&TopicLabels {
-                    topic: topic.topic.clone(),
+                    topic: topic.name().to_string(),
                 })
                 .inc_by(n as u64);
         }
@@ -152,8 +230,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
             t.partitions.retain(|p| {
                 let changed = sessions.note_response(
                     id,
-                    &w.topic,
-                    p.partition_index,
+                    &w.key(p.partition_index),
                     Answered {
                         high_watermark: p.high_watermark,
                         log_start_offset: p.log_start_offset,
@@ -167,6 +244,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         responses.retain(|t| !t.partitions.is_empty() || !incremental);
         response = response.with_session_id(id);
     }
+    responses.extend(refused_topics(broker, refused));
     response.with_responses(responses)
 }
 
@@ -183,7 +261,13 @@ fn read_once(
     let mut any_error = false;
     let mut responses = Vec::with_capacity(wanted.len());
     for w in wanted {
-        let topic = broker.metadata.topic(&w.topic);
+        // Deleted (or deleted and recreated) while this request waited: unknown now.
+        let topic = w.topic.as_ref().filter(|t| {
+            broker
+                .metadata
+                .topic(&t.name)
+                .is_some_and(|now| now.id == t.id)
+        });
         let mut partitions = Vec::with_capacity(w.partitions.len());
         for &(index, offset, partition_max) in &w.partitions {
             let Some(partition) = topic.as_ref().and_then(|t| {
@@ -221,7 +305,7 @@ fn read_once(
                     }
                     Err(e) => {
                         any_error = true;
-                        tracing::error!(topic = %w.topic, partition = index, error = %e, "read failed");
+                        tracing::error!(topic = %w.name(), partition = index, error = %e, "read failed");
                         data = data.with_error_code(ResponseError::KafkaStorageError.code());
                     }
                 },
@@ -235,8 +319,8 @@ fn read_once(
         }
         responses.push(
             FetchableTopicResponse::default()
-                .with_topic(TopicName(s(w.topic.clone())))
-                .with_topic_id(w.topic_id)
+                .with_topic(TopicName(s(w.name().to_string())))
+                .with_topic_id(w.id())
                 .with_partitions(partitions),
         );
     }

@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
     ShareGroupDescribeRequest, ShareGroupDescribeResponse, ShareGroupHeartbeatRequest,
     ShareGroupHeartbeatResponse, TopicName,
 };
-use sluice_share::{AckType, AcquiredRange, MemberId};
+use sluice_share::{validate_ack_batches, AckType, AcquiredRange, MemberId};
 use uuid::Uuid;
 
 use super::{s, RequestContext};
@@ -29,6 +29,7 @@ use crate::broker::Broker;
 use crate::error::KafkaError;
 use crate::group_config::ShareSettings;
 use crate::groups::now_u64;
+use crate::limits::MAX_FETCH_PARTITIONS;
 use crate::metrics::{AckLabels, GroupTopicLabels, TopicLabels};
 use crate::share::{ack_error_code, SessionStep, ShareHandle, SpKey};
 
@@ -199,6 +200,46 @@ pub fn share_group_describe(
 /// One partition's acknowledgement batches, as (first, last, types).
 type AckBatches = Vec<(i64, i64, Vec<i8>)>;
 
+/// Per (topic id, partition): error code and message.
+type AckResults = BTreeMap<(Uuid, i32), (i16, Option<String>)>;
+
+/// Each partition's acknowledgement batches, in request order.
+type AckLists = Vec<((Uuid, i32), AckBatches)>;
+
+/// The acknowledgements of the first [`MAX_FETCH_PARTITIONS`] partitions, and INVALID_REQUEST
+/// for the rest (not applied). Batches are copied only for the partitions kept.
+fn ack_lists<B>(partitions: impl Iterator<Item = ((Uuid, i32), B)>) -> (AckLists, AckResults)
+where
+    B: Iterator<Item = (i64, i64, Vec<i8>)>,
+{
+    let mut kept = Vec::new();
+    let mut refused = BTreeMap::new();
+    for (tp, batches) in partitions {
+        if kept.len() < MAX_FETCH_PARTITIONS {
+            kept.push((tp, batches.collect()));
+        } else {
+            refused.insert(
+                tp,
+                (
+                    ResponseError::InvalidRequest.code(),
+                    Some(format!(
+                        "acknowledgements for at most {MAX_FETCH_PARTITIONS} partitions per request"
+                    )),
+                ),
+            );
+        }
+    }
+    (kept, refused)
+}
+
+/// One partition's records in a ShareFetch response: what was acquired, and the stored
+/// batches that hold it (already read, within `max_bytes`).
+struct Acquired {
+    handle: Arc<ShareHandle>,
+    ranges: Vec<AcquiredRange>,
+    read: Result<Vec<u8>, KafkaError>,
+}
+
 /// Applies acknowledgements to the share-partitions; returns per (topic id, partition) the
 /// error code and message (0 = all applied). Waits until the new state is durable.
 async fn apply_acks(
@@ -208,7 +249,7 @@ async fn apply_acks(
     acks: Vec<((Uuid, i32), AckBatches)>,
     settings: &ShareSettings,
     allow_renew: bool,
-) -> BTreeMap<(Uuid, i32), (i16, Option<String>)> {
+) -> AckResults {
     let mut results = BTreeMap::new();
     let mut wait_for = None::<i64>;
     let now = now_u64();
@@ -219,16 +260,23 @@ async fn apply_acks(
             topic_id,
             partition,
         };
-        let outcome = match broker.share.get(&key) {
-            None if broker.metadata.topic_by_id(topic_id).is_none() => Err(KafkaError::new(
+        // Kafka's checks on the whole list first (ascending, no overlap): a refused list
+        // applies nothing, and an accepted one touches each in-flight offset at most once.
+        let valid = validate_ack_batches(batches.iter().map(|(f, l, t)| (*f, *l, t.as_slice())));
+        let outcome = match (broker.share.get(&key), valid) {
+            (None, _) if broker.metadata.topic_by_id(topic_id).is_none() => Err(KafkaError::new(
                 ResponseError::UnknownTopicId,
                 format!("no topic with id {topic_id}"),
             )),
-            None => Err(KafkaError::new(
+            (_, Err(e)) => Err(KafkaError::new(
+                ResponseError::InvalidRequest,
+                e.message().to_string(),
+            )),
+            (None, Ok(())) => Err(KafkaError::new(
                 ResponseError::InvalidRecordState,
                 "no records of this partition were acquired by the group",
             )),
-            Some(h) => {
+            (Some(h), Ok(())) => {
                 let changed = h.change(&broker.share.store, |sp| {
                     let mut first_error = None;
                     let mut counts = [0u64; 5];
@@ -325,41 +373,82 @@ fn node_endpoints_fetch(
 const FIRST_READ_BYTES: usize = 16 << 10;
 const MAX_READ_BYTES: usize = 8 << 20;
 
-/// Reads the stored batches holding offsets `first..=last`, sizing each read by what is left
-/// (a fixed large read would load and copy far more than a `max_records` fetch needs).
-fn read_covering(handle: &ShareHandle, first: i64, last: i64) -> Result<Vec<u8>, KafkaError> {
+/// The record bytes a response may carry: the request's `max_bytes` (none or <= 0: no
+/// limit of its own), capped by the broker's `fetch.max.bytes`.
+fn response_cap(requested: i32, broker_cap: i32) -> usize {
+    let requested = if requested <= 0 { i32::MAX } else { requested };
+    usize::try_from(requested.min(broker_cap.max(1))).unwrap_or(usize::MAX)
+}
+
+/// Reads the stored batches holding the acquired `ranges` (ascending), skipping batches that
+/// hold none of them, until `budget` bytes. When `first_in_response`, the first batch goes out
+/// whole even over the budget (KIP-74), so a large record never stalls a consumer. Returns
+/// the bytes and the first acquired offset they do not cover (`i64::MAX`: all covered); the
+/// caller gives back the acquired records from there. Each read is sized by what is left (a
+/// fixed large read would load and copy far more than a `max_records` fetch needs).
+fn read_covering(
+    handle: &ShareHandle,
+    ranges: &[AcquiredRange],
+    budget: usize,
+    first_in_response: bool,
+) -> Result<(Vec<u8>, i64), KafkaError> {
     let mut out: Vec<u8> = Vec::new();
-    let mut next = first;
+    let mut next = i64::MIN;
     let mut limit = FIRST_READ_BYTES;
-    while next <= last {
-        let (slice, _) = handle.log.read(next, limit);
-        let Some(slice) = slice? else { break };
-        let mut bytes = slice.load()?;
-        let mut used = 0;
-        let mut end = next;
-        for (at, h) in sluice_storage::BatchIter::new(&bytes) {
-            if h.base_offset > last {
-                break;
+    for r in ranges {
+        next = next.max(r.first_offset);
+        while next <= r.last_offset {
+            let room = budget.saturating_sub(out.len());
+            let (slice, _) = handle.log.read(next, limit.min(room).max(1));
+            let Some(slice) = slice? else {
+                return Ok((out, next));
+            };
+            let bytes = slice.load()?;
+            let before = next;
+            let mut used = 0usize;
+            for (at, h) in sluice_storage::BatchIter::new(&bytes) {
+                if h.base_offset > r.last_offset {
+                    break;
+                }
+                let Some(batch) = at
+                    .checked_add(h.total_len())
+                    .and_then(|end| bytes.get(at..end))
+                else {
+                    break;
+                };
+                let fits = out.len().saturating_add(batch.len()) <= budget;
+                let must_send = out.is_empty() && first_in_response;
+                if !fits && !must_send {
+                    return Ok((out, next));
+                }
+                out.extend_from_slice(batch);
+                used += batch.len();
+                next = h.next_offset();
             }
-            used = at + h.total_len();
-            end = h.next_offset();
+            if next <= before {
+                // Nothing usable at `next` (cannot happen with a sound log): stop here.
+                return Ok((out, next));
+            }
+            let per_offset = used / usize::try_from(next - before).unwrap_or(1).max(1);
+            let remaining =
+                usize::try_from(r.last_offset.saturating_add(1).saturating_sub(next)).unwrap_or(0);
+            limit = (remaining.saturating_mul(per_offset.max(1)) + per_offset)
+                .clamp(FIRST_READ_BYTES, MAX_READ_BYTES);
         }
-        if used == 0 || end <= next {
-            break;
-        }
-        let per_offset = used / usize::try_from(end - next).unwrap_or(1).max(1);
-        bytes.truncate(used);
-        if out.is_empty() {
-            out = bytes;
-        } else {
-            out.extend_from_slice(&bytes);
-        }
-        let remaining = usize::try_from(last + 1 - end).unwrap_or(0);
-        limit = (remaining.saturating_mul(per_offset.max(1)) + per_offset)
-            .clamp(FIRST_READ_BYTES, MAX_READ_BYTES);
-        next = end;
     }
-    Ok(out)
+    Ok((out, i64::MAX))
+}
+
+/// `ranges` without the offsets at or above `end`.
+fn ranges_below(ranges: Vec<AcquiredRange>, end: i64) -> Vec<AcquiredRange> {
+    ranges
+        .into_iter()
+        .filter(|r| r.first_offset < end)
+        .map(|mut r| {
+            r.last_offset = r.last_offset.min(end - 1);
+            r
+        })
+        .collect()
 }
 
 /// A member's request must come from a member of the group (a fetch opening a session) or
@@ -412,7 +501,9 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
             "GroupId and MemberId must be set",
         ));
     }
-    let requested: Vec<(Uuid, i32)> = req
+    // At most MAX_FETCH_PARTITIONS partitions are served (and acknowledged); the rest are
+    // answered with INVALID_REQUEST.
+    let mut requested: Vec<(Uuid, i32)> = req
         .topics
         .iter()
         .flat_map(|t| {
@@ -421,29 +512,26 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
                 .map(move |p| (t.topic_id, p.partition_index))
         })
         .collect();
+    let refused = requested.split_off(requested.len().min(MAX_FETCH_PARTITIONS));
     let forgotten: Vec<(Uuid, i32)> = req
         .forgotten_topics_data
         .iter()
         .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p)))
+        .take(MAX_FETCH_PARTITIONS)
         .collect();
-    let acks: Vec<((Uuid, i32), AckBatches)> = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .filter(|p| !p.acknowledgement_batches.is_empty())
-                .map(move |p| {
-                    (
-                        (t.topic_id, p.partition_index),
-                        p.acknowledgement_batches
-                            .iter()
-                            .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
-                            .collect(),
-                    )
-                })
-        })
-        .collect();
+    let (acks, mut acks_refused) = ack_lists(req.topics.iter().flat_map(|t| {
+        t.partitions
+            .iter()
+            .filter(|p| !p.acknowledgement_batches.is_empty())
+            .map(move |p| {
+                (
+                    (t.topic_id, p.partition_index),
+                    p.acknowledgement_batches
+                        .iter()
+                        .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone())),
+                )
+            })
+    }));
     if req.share_session_epoch == 0 && !acks.is_empty() {
         return fail(KafkaError::new(
             ResponseError::InvalidRequest,
@@ -463,11 +551,25 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
     };
     let settings = settings(broker, &group);
     let member_id: MemberId = Arc::from(member.as_str());
-    let ack_results = apply_acks(broker, &group, &member_id, acks, &settings, false).await;
+    let mut ack_results = apply_acks(broker, &group, &member_id, acks, &settings, false).await;
+    ack_results.append(&mut acks_refused);
 
     // Acquire.
-    let mut acquired: Vec<(Arc<ShareHandle>, Vec<AcquiredRange>)> = Vec::new();
-    let mut partition_errors: BTreeMap<(Uuid, i32), KafkaError> = BTreeMap::new();
+    let mut acquired: Vec<Acquired> = Vec::new();
+    let mut partition_errors: BTreeMap<(Uuid, i32), KafkaError> = refused
+        .into_iter()
+        .map(|tp| {
+            (
+                tp,
+                KafkaError::new(
+                    ResponseError::InvalidRequest,
+                    format!("a share fetch serves at most {MAX_FETCH_PARTITIONS} partitions"),
+                ),
+            )
+        })
+        .collect();
+    let budget = response_cap(req.max_bytes, broker.config.fetch_max_bytes);
+    let mut sent_bytes = 0usize;
     match step {
         SessionStep::Closed => {
             broker.share.release_member(broker, &group, &member);
@@ -489,29 +591,59 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
                     topic_id: *topic_id,
                     partition: *partition,
                 };
-                match broker.share.get_or_create(broker, &key, &settings).await {
+                match broker
+                    .share
+                    .get_or_start_creating(broker, &key, &settings)
+                    .await
+                {
                     Ok(h) => handles.push(h),
                     Err(e) => {
                         partition_errors.insert((*topic_id, *partition), e);
                     }
                 }
             }
+            // New share-partitions are durable before they are used: one fsync for all.
+            let logged = handles.iter().map(|h| h.logged_end()).max().unwrap_or(0);
+            if let Err(e) = broker.share.store.durable(logged).await {
+                return fail(e);
+            }
             loop {
                 // Register for wake-ups before looking, so nothing in between is missed.
                 let appended = broker.data_appended.notified();
                 let available = broker.share.available.notified();
                 let mut left = max_records;
+                let mut full = false;
                 for h in &handles {
-                    if left == 0 {
+                    if left == 0 || full || sent_bytes >= budget {
                         break;
                     }
-                    let ranges = broker.share.acquire(h, &member_id, left, &settings);
+                    let (ranges, deadline) = broker.share.acquire(h, &member_id, left, &settings);
+                    let Some(last) = ranges.last().map(|r| r.last_offset) else {
+                        continue;
+                    };
+                    // Read now, within what is left of max_bytes; records that did not fit
+                    // are given back at once, as if never acquired.
+                    let first_in_response = acquired.is_empty();
+                    let room = budget.saturating_sub(sent_bytes);
+                    let (ranges, read) = match read_covering(h, &ranges, room, first_in_response) {
+                        Ok((bytes, end)) => {
+                            if end <= last {
+                                broker.share.unacquire(h, &member_id, end, last, deadline);
+                                // The response is full: later partitions would only acquire
+                                // and give back.
+                                full = true;
+                            }
+                            sent_bytes = sent_bytes.saturating_add(bytes.len());
+                            (ranges_below(ranges, end), Ok(bytes))
+                        }
+                        Err(e) => (ranges, Err(e)),
+                    };
                     let n: i64 = ranges
                         .iter()
                         .map(|r| r.last_offset - r.first_offset + 1)
                         .sum();
                     if n > 0 {
-                        left = left.saturating_sub(n as u32);
+                        left = left.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
                         broker
                             .metrics
                             .share_acquired
@@ -520,7 +652,11 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
                                 topic: h.topic.clone(),
                             })
                             .inc_by(n as u64);
-                        acquired.push((h.clone(), ranges));
+                        acquired.push(Acquired {
+                            handle: h.clone(),
+                            ranges,
+                            read,
+                        });
                     }
                 }
                 if !acquired.is_empty()
@@ -544,18 +680,26 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
     let leader = LeaderIdAndEpoch::default()
         .with_leader_id(broker.config.node_id)
         .with_leader_epoch(crate::partition::LEADER_EPOCH);
-    let mut ack_results = ack_results;
-    for (h, ranges) in acquired {
-        let first = ranges.iter().map(|r| r.first_offset).min().unwrap_or(0);
-        let last = ranges.iter().map(|r| r.last_offset).max().unwrap_or(-1);
+    for Acquired {
+        handle: h,
+        ranges,
+        read,
+    } in acquired
+    {
         let tp = (h.key.topic_id, h.key.partition);
+        // Records handed out may exist only because of a state change not yet durable (a
+        // release by another member, say): nothing leaves before it is.
+        let read = match broker.share.settled(&h).await {
+            Ok(()) => read,
+            Err(e) => Err(e),
+        };
         let (ack_code, ack_msg) = ack_results.remove(&tp).unwrap_or((0, None));
         let mut data = PartitionData::default()
             .with_partition_index(h.key.partition)
             .with_acknowledge_error_code(ack_code)
             .with_acknowledge_error_message(ack_msg.map(s))
             .with_current_leader(leader.clone());
-        match read_covering(&h, first, last) {
+        match read {
             Ok(bytes) => {
                 broker
                     .metrics
@@ -647,21 +791,16 @@ pub async fn share_acknowledge(
             "GroupId and MemberId must be set",
         ));
     }
-    let acks: Vec<((Uuid, i32), AckBatches)> = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(move |p| {
-                (
-                    (t.topic_id, p.partition_index),
-                    p.acknowledgement_batches
-                        .iter()
-                        .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
-                        .collect(),
-                )
-            })
+    let (acks, mut acks_refused) = ack_lists(req.topics.iter().flat_map(|t| {
+        t.partitions.iter().map(move |p| {
+            (
+                (t.topic_id, p.partition_index),
+                p.acknowledgement_batches
+                    .iter()
+                    .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone())),
+            )
         })
-        .collect();
+    }));
     let step =
         match broker
             .share
@@ -672,7 +811,8 @@ pub async fn share_acknowledge(
         };
     let settings = settings(broker, &group);
     let member_id: MemberId = Arc::from(member.as_str());
-    let results = apply_acks(broker, &group, &member_id, acks, &settings, false).await;
+    let mut results = apply_acks(broker, &group, &member_id, acks, &settings, false).await;
+    results.append(&mut acks_refused);
     if matches!(step, SessionStep::Closed) {
         broker.share.release_member(broker, &group, &member);
     }

@@ -20,7 +20,6 @@ use tokio::sync::watch;
 
 use super::DlqJob;
 use crate::broker::{now_ms, Broker};
-use crate::config::FlushPolicy;
 use crate::error::KafkaError;
 use crate::group_config::DLQ_PREFIX;
 use crate::metrics::GroupTopicLabels;
@@ -179,16 +178,12 @@ fn is_permanent(e: &KafkaError) -> bool {
     .any(|r| r.code() == e.code)
 }
 
-async fn append(
-    broker: &Broker,
-    target: &Partition,
-    records: &[RawRecord],
-) -> Result<(), KafkaError> {
+async fn append(target: &Partition, records: &[RawRecord]) -> Result<(), KafkaError> {
     let batch = record_codec::encode(records);
     let appended = target.append(&batch, now_ms())?;
-    if broker.config.flush == FlushPolicy::Always {
-        target.make_durable(appended.last_offset + 1).await?;
-    }
+    // Whatever the flush policy: the original is archived (durably) once this returns, so a
+    // copy lost in a crash would lose the record.
+    target.make_durable(appended.last_offset + 1).await?;
     Ok(())
 }
 
@@ -272,7 +267,7 @@ async fn write(broker: &Broker, job: &DlqJob) -> Outcome {
         topic: job.dlq_topic.clone(),
     };
     let batch: Vec<RawRecord> = copies.iter().map(|(_, r)| r.clone()).collect();
-    if append(broker, &target, &batch).await.is_ok() {
+    if append(&target, &batch).await.is_ok() {
         broker
             .metrics
             .dlq_written
@@ -287,7 +282,7 @@ async fn write(broker: &Broker, job: &DlqJob) -> Outcome {
     }
     let mut retry = Vec::new();
     for (offset, record) in copies {
-        match append(broker, &target, std::slice::from_ref(&record)).await {
+        match append(&target, std::slice::from_ref(&record)).await {
             Ok(()) => {
                 broker.metrics.dlq_written.get_or_create(&labels).inc();
                 done.push(offset);
@@ -318,6 +313,17 @@ pub async fn run_writer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
             job = rx.recv() => match job { Some(j) => j, None => return },
         };
+        // The change that dead-lettered these records is durable before they are copied.
+        if let Err(e) = broker.share.settled(&job.handle).await {
+            tracing::error!(error = %e, "cannot record share state; dead letters wait");
+            let offsets: Vec<i64> = job.letters.iter().map(|l| l.offset).collect();
+            let _ = job.handle.change(&broker.share.store, |sp| {
+                sp.retry_dead_letters(&offsets);
+                ((), false)
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            continue;
+        }
         let outcome = write(&broker, &job).await;
         let recorded = job.handle.change(&broker.share.store, |sp| {
             if !outcome.retry.is_empty() {

@@ -10,6 +10,8 @@ pub mod dlq;
 pub mod state_store;
 
 use std::collections::HashMap;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +25,7 @@ use crate::broker::{now_ms, Broker};
 use crate::error::KafkaError;
 use crate::group_config::{AutoOffsetReset, ShareSettings};
 use crate::groups::now_u64;
-use crate::limits::MAX_SHARE_SESSIONS;
+use crate::limits::{MAX_FETCH_PARTITIONS, MAX_SHARE_SESSIONS};
 use crate::metrics::{GroupTopicLabels, TopicLabels};
 use crate::partition::Partition;
 use state_store::{StateKey, StateStore};
@@ -51,12 +53,32 @@ pub struct ShareHandle {
     pub topic: String,
     pub log: Arc<Partition>,
     state: Mutex<SharePartition>,
+    /// The state log's end after this share-partition's last appended record: whoever acts
+    /// on its state (answers a client, hands out records, copies dead letters) first waits
+    /// until the log is durable up to here ([`ShareService::settled`]).
+    logged_end: AtomicI64,
 }
 
 impl ShareHandle {
+    fn new(key: SpKey, topic: String, log: Arc<Partition>, state: SharePartition) -> Self {
+        ShareHandle {
+            key,
+            topic,
+            log,
+            state: Mutex::new(state),
+            logged_end: AtomicI64::new(0),
+        }
+    }
+
     /// Runs `f` on the state machine with the lock held; if it returns `true` the new state is
     /// appended to the state log (still under the lock, so records stay in change order) and
     /// the offset to wait on is returned.
+    ///
+    /// Durability (docs/QUEUES.md#durability): the lock is not held over the fsync. The
+    /// change is in memory once `f` returns, but nothing leaves the broker because of it
+    /// before the log is fsynced up to the returned offset: the caller waits for it with
+    /// [`StateStore::durable`] before answering, and everyone else who acts on this state
+    /// waits for [`ShareService::settled`], which covers every record appended so far.
     pub fn change<T>(
         &self,
         store: &StateStore,
@@ -67,11 +89,18 @@ impl ShareHandle {
         let end = if persist {
             // What is written now covers every change so far.
             sp.take_dirty();
-            Some(store.append(&self.key.state_key(), Some(&sp.snapshot()), now_ms())?)
+            let end = store.append(&self.key.state_key(), Some(&sp.snapshot()), now_ms())?;
+            self.logged_end.fetch_max(end, Ordering::AcqRel);
+            Some(end)
         } else {
             None
         };
         Ok((value, end))
+    }
+
+    /// See [`ShareHandle::logged_end`].
+    pub fn logged_end(&self) -> i64 {
+        self.logged_end.load(Ordering::Acquire)
     }
 
     pub fn read<T>(&self, f: impl FnOnce(&SharePartition) -> T) -> T {
@@ -136,13 +165,14 @@ pub enum SessionStep {
 
 impl ShareService {
     /// Opens the state log. Share-partitions of topics that still exist are rebuilt from it.
+    /// The flush policy is not used: share state is always fsynced before it takes effect.
     pub fn open(
         data_dir: &std::path::Path,
-        flush: crate::config::FlushPolicy,
+        _flush: crate::config::FlushPolicy,
         metadata: &crate::metadata::Metadata,
         now_ms: i64,
     ) -> Result<Self, KafkaError> {
-        let (store, live) = StateStore::open(data_dir, flush, now_ms)?;
+        let (store, live) = StateStore::open(data_dir, now_ms)?;
         let mut partitions = HashMap::new();
         for (key, snapshot) in live {
             let Some(topic) = metadata.topic_by_id(key.topic_id) else {
@@ -161,12 +191,12 @@ impl ShareService {
             };
             partitions.insert(
                 k.clone(),
-                Arc::new(ShareHandle {
-                    key: k,
-                    topic: topic.name.clone(),
-                    log: log.clone(),
-                    state: Mutex::new(SharePartition::from_snapshot(&snapshot)),
-                }),
+                Arc::new(ShareHandle::new(
+                    k,
+                    topic.name.clone(),
+                    log.clone(),
+                    SharePartition::from_snapshot(&snapshot),
+                )),
             );
         }
         let (dlq_tx, dlq_rx) = mpsc::channel(crate::limits::DLQ_WRITER_QUEUE);
@@ -204,6 +234,20 @@ impl ShareService {
         key: &SpKey,
         settings: &ShareSettings,
     ) -> Result<Arc<ShareHandle>, KafkaError> {
+        let h = self.get_or_start_creating(broker, key, settings).await?;
+        self.settled(&h).await?;
+        Ok(h)
+    }
+
+    /// [`ShareService::get_or_create`] without waiting for the new state to be durable: the
+    /// caller waits ([`ShareService::settled`]) before acting on it, once for many partitions
+    /// (one fsync instead of one per partition), and the creation lock is not held over it.
+    pub async fn get_or_start_creating(
+        &self,
+        broker: &Broker,
+        key: &SpKey,
+        settings: &ShareSettings,
+    ) -> Result<Arc<ShareHandle>, KafkaError> {
         if let Some(h) = self.get(key) {
             return Ok(h);
         }
@@ -228,17 +272,14 @@ impl ShareService {
                 )
             })?;
         let start = start_offset(&log, settings.auto_offset_reset, now_ms())?;
-        let handle = Arc::new(ShareHandle {
-            key: key.clone(),
-            topic: topic.name.clone(),
+        let handle = Arc::new(ShareHandle::new(
+            key.clone(),
+            topic.name.clone(),
             log,
-            state: Mutex::new(SharePartition::new(start)),
-        });
-        let ((), end) = handle.change(&self.store, |_| ((), true))?;
+            SharePartition::new(start),
+        ));
+        handle.change(&self.store, |_| ((), true))?;
         self.partitions.write().insert(key.clone(), handle.clone());
-        if let Some(end) = end {
-            self.store.durable(end).await?;
-        }
         Ok(handle)
     }
 
@@ -263,12 +304,13 @@ impl ShareService {
                         format!("this broker already has {MAX_SHARE_SESSIONS} share sessions"),
                     ));
                 }
-                let mut partitions = Vec::new();
-                for p in add {
-                    if !partitions.contains(p) {
-                        partitions.push(*p);
-                    }
-                }
+                let mut seen = HashSet::new();
+                let partitions: Vec<(Uuid, i32)> = add
+                    .iter()
+                    .filter(|p| seen.insert(**p))
+                    .take(MAX_FETCH_PARTITIONS)
+                    .copied()
+                    .collect();
                 sessions.insert(
                     key,
                     ShareSession {
@@ -303,12 +345,18 @@ impl ShareService {
                     ));
                 }
                 s.next_epoch = next_epoch(e);
+                // Sets, not scans: O(session + request), whatever their sizes.
+                let forget: HashSet<&(Uuid, i32)> = forget.iter().collect();
+                s.partitions.retain(|p| !forget.contains(p));
+                let mut known: HashSet<(Uuid, i32)> = s.partitions.iter().copied().collect();
                 for p in add {
-                    if !s.partitions.contains(p) {
+                    if known.len() >= MAX_FETCH_PARTITIONS {
+                        break;
+                    }
+                    if !forget.contains(p) && known.insert(*p) {
                         s.partitions.push(*p);
                     }
                 }
-                s.partitions.retain(|p| !forget.contains(p));
                 let n = s.partitions.len();
                 let mut order = s.partitions.clone();
                 if n > 0 {
@@ -321,26 +369,50 @@ impl ShareService {
     }
 
     /// Acquires records for `member`; wakes the timer so it sees the new lock deadlines.
+    /// Returns the ranges and their lock deadline (for [`ShareService::unacquire`]).
     pub fn acquire(
         &self,
         handle: &ShareHandle,
         member: &MemberId,
         max_records: u32,
         settings: &ShareSettings,
-    ) -> Vec<AcquiredRange> {
+    ) -> (Vec<AcquiredRange>, u64) {
         let marks = handle.log.watermarks();
+        let now = now_u64();
         let ranges = handle.state.lock().acquire(
             member,
             max_records,
             marks.log_start_offset,
             marks.high_watermark,
-            now_u64(),
+            now,
             &settings.share,
         );
         if !ranges.is_empty() {
             self.timer_wake.notify_one();
         }
-        ranges
+        (ranges, now.saturating_add(settings.share.lock_duration_ms))
+    }
+
+    /// Gives back acquired records a response had no room for (`max_bytes`): they were never
+    /// delivered, so their delivery counts are restored.
+    pub fn unacquire(
+        &self,
+        handle: &ShareHandle,
+        member: &MemberId,
+        first: i64,
+        last: i64,
+        deadline: u64,
+    ) {
+        if handle.state.lock().unacquire(member, first, last, deadline) > 0 {
+            self.available.notify_waiters();
+        }
+    }
+
+    /// Waits until every state change of `handle` logged so far is durable; call before
+    /// anything derived from its state leaves the broker (records handed out, dead letters
+    /// copied). Free when already durable.
+    pub async fn settled(&self, handle: &ShareHandle) -> Result<(), KafkaError> {
+        self.store.durable(handle.logged_end()).await
     }
 
     /// Hands new dead letters to the writer; if its queue is full they stay pending.

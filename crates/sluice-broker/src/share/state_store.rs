@@ -11,6 +11,10 @@
 //! Ordering: callers append while holding the share-partition's lock, so the log order of a
 //! key's records is the order of its changes; waiting for the fsync happens after the lock is
 //! released (group commit with the other writers).
+//!
+//! Durability: internal state is fsynced before it takes effect, whatever the data flush
+//! policy (`--flush os` and `interval` only relax topic data): [`StateStore::durable`] always
+//! waits for the fsync, and nothing derived from a change leaves the broker before it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,7 +25,6 @@ use sluice_share::Snapshot;
 use sluice_storage::LogConfig;
 use uuid::Uuid;
 
-use crate::config::FlushPolicy;
 use crate::error::KafkaError;
 use crate::internal_log;
 use crate::partition::Partition;
@@ -43,7 +46,6 @@ pub struct StateKey {
 
 pub struct StateStore {
     log: Partition,
-    flush: FlushPolicy,
     since_checkpoint: AtomicU64,
 }
 
@@ -51,7 +53,6 @@ impl StateStore {
     /// Opens the log and returns the live snapshots in it.
     pub fn open(
         data_dir: &Path,
-        flush: FlushPolicy,
         now_ms: i64,
     ) -> Result<(Self, HashMap<StateKey, Snapshot>), KafkaError> {
         let config = LogConfig {
@@ -82,7 +83,6 @@ impl StateStore {
         Ok((
             StateStore {
                 log,
-                flush,
                 since_checkpoint: AtomicU64::new(records),
             },
             live,
@@ -105,13 +105,11 @@ impl StateStore {
         Ok(appended.last_offset + 1)
     }
 
-    /// Waits until everything below `end` is on disk, under `flush=always` (as committed
-    /// offsets: the flush policy says what a crash may lose, for queue state too).
+    /// Waits until everything below `end` is on disk, whatever the flush policy (internal
+    /// state is logged and fsynced before it takes effect). Concurrent waiters share one
+    /// fsync (group commit); free when already durable.
     pub async fn durable(&self, end: i64) -> Result<(), KafkaError> {
-        if self.flush == FlushPolicy::Always {
-            self.log.make_durable(end).await?;
-        }
-        Ok(())
+        self.log.make_durable(end).await
     }
 
     pub fn needs_checkpoint(&self) -> bool {
@@ -136,5 +134,37 @@ impl StateStore {
             self.log.sync_now().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the data flush policy: `durable` returns only once the appended state is
+    /// fsynced (the broker opens the store the same way under `--flush os`).
+    #[tokio::test]
+    async fn durable_always_fsyncs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, live) = StateStore::open(dir.path(), 1).expect("open");
+        assert!(live.is_empty());
+        let key = StateKey {
+            group: "g".into(),
+            topic_id: Uuid::nil(),
+            partition: 0,
+        };
+        let end = store
+            .append(
+                &key,
+                Some(&sluice_share::SharePartition::new(3).snapshot()),
+                2,
+            )
+            .expect("append");
+        assert!(store.log.is_dirty(), "appended, not yet synced");
+        store.durable(end).await.expect("durable");
+        assert!(!store.log.is_dirty(), "durable() fsynced the state log");
+        drop(store);
+        let (_, live) = StateStore::open(dir.path(), 3).expect("reopen");
+        assert_eq!(live.get(&key).map(|s| s.start_offset), Some(3));
     }
 }

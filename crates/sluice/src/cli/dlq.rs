@@ -315,20 +315,13 @@ impl PartState {
 
     /// The lowest offset at or after the log start that is not handled.
     fn first_unhandled(&self) -> i64 {
-        let mut o = self.start.max(self.handled.below);
-        while self.handled.is_handled(o) && o < self.end {
-            o += 1;
-        }
-        o
+        self.handled.next_unhandled(self.start).min(self.end)
     }
 }
 
 /// Adds `other`'s handled offsets to `into` (a commit made by someone else meanwhile).
 fn merge(into: &mut HandledOffsets, other: &HandledOffsets) {
-    into.mark_below(other.below);
-    for &o in &other.above {
-        into.mark(o);
-    }
+    into.merge(other);
 }
 
 /// The handled offsets committed for `topic`'s `partitions` (none committed: nothing handled).

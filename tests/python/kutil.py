@@ -1,5 +1,6 @@
 """Small helpers around confluent-kafka (librdkafka) used by several test modules."""
 
+import socket
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -275,3 +276,20 @@ def scrape_metrics(http_base):
 def metric(samples, name, **labels):
     """The value of one sample from `scrape_metrics` (None when absent)."""
     return samples.get((name, frozenset(labels.items())))
+
+
+def kafka_conn(broker, timeout=10):
+    """A raw TCP connection to the broker's Kafka port (for requests no client can send)."""
+    s = socket.create_connection(("127.0.0.1", broker.kafka_port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return buf

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
 from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions,
-                                   NewTopic, ResourceType)
+                                   ResourceType)
 
 from conftest import wait_until
 from kutil import OP_TIMEOUT_S, admin, consume_n, consumer, create_topic, kafka_error, produce_all, producer

@@ -21,31 +21,13 @@ import time
 import urllib.error
 import urllib.request
 
-import pytest
-
 from conftest import DEFAULT_EXTRA_ARGS, sluice_bin, wait_until
-from kutil import admin, create_topic, produce_all, producer
+from kutil import create_topic, kafka_conn, produce_all, producer, recv_exact
 
 MIB = 1024 * 1024
 
 
 # ---------------------------------------------------------------- helpers
-
-def kafka_conn(broker, timeout=10):
-    s = socket.create_connection(("127.0.0.1", broker.kafka_port), timeout=timeout)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError(f"closed after {len(buf)} of {n} bytes")
-        buf += chunk
-    return buf
-
 
 def api_versions_request(corr):
     payload = struct.pack(">hhi", 18, 0, corr) + struct.pack(">h", 4) + b"test"

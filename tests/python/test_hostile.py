@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from conftest import _new_broker
-from kutil import OP_TIMEOUT_S, consumer, create_topic
+from kutil import OP_TIMEOUT_S, consumer, create_topic, kafka_conn, recv_exact
 
 
 @pytest.fixture
@@ -108,19 +108,7 @@ def parse_produce_v7(resp: bytes):
 # ---------------------------------------------------------------- socket helpers
 
 def connect(broker):
-    s = socket.create_connection(("127.0.0.1", broker.kafka_port), timeout=10)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError(f"closed after {len(buf)} of {n} bytes")
-        buf += chunk
-    return buf
+    return kafka_conn(broker)
 
 
 def read_response(s) -> bytes:

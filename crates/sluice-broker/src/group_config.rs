@@ -209,13 +209,7 @@ impl GroupConfigs {
     /// The configs with every value that no longer validates dropped (it reads as the
     /// default), each with a warning: replay must never refuse to start over a stored value.
     pub fn sanitized(mut self, group: &str) -> Self {
-        self.0.retain(|name, value| match validate(name, value) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(group, error = %e, "ignoring a stored group config; the default applies");
-                false
-            }
-        });
+        crate::topic_config::retain_valid(&mut self.0, validate, "group", group);
         self
     }
 

@@ -258,6 +258,23 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
     ))
 }
 
+/// Drops every stored value that `validate` refuses, with a warning naming its owner (a topic
+/// or a group): replay must never refuse to start over a value stored once.
+pub(crate) fn retain_valid(
+    configs: &mut BTreeMap<String, String>,
+    validate: fn(&str, &str) -> Result<(), String>,
+    kind: &str,
+    owner: &str,
+) {
+    configs.retain(|name, value| match validate(name, value) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(kind, owner, error = %e, "ignoring a stored config; the default applies");
+            false
+        }
+    });
+}
+
 /// The configs set on one topic (overrides of the defaults).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TopicConfigs(pub BTreeMap<String, String>);
@@ -286,13 +303,7 @@ impl TopicConfigs {
     /// default), each with a warning. Replay uses this: a value accepted once (perhaps by an
     /// older, looser version) must never keep the broker from starting.
     pub fn sanitized(mut self, topic: &str) -> Self {
-        self.0.retain(|name, value| match validate(name, value) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(topic, error = %e, "ignoring a stored topic config; the default applies");
-                false
-            }
-        });
+        retain_valid(&mut self.0, validate, "topic", topic);
         self
     }
 

@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let config = BrokerConfig {
         data_dir: dir.path().to_path_buf(),
-        max_partitions: 64,
+        max_partitions: Some(64),
         ..BrokerConfig::default()
     };
     let addr = "127.0.0.1:9092".parse().expect("literal address");

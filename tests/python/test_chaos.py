@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, TopicPartition
 from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions,
                                    NewTopic, ResourceType)
 
-from kutil import OP_TIMEOUT_S, admin, consume_n, consumer, kafka_error, producer
+from kutil import OP_TIMEOUT_S, admin, consume_n, consumer, kafka_error, produce_all, producer
 
 
 def seeds():
@@ -144,18 +144,15 @@ class Chaos:
         name = self.rng.choice(sorted(self.model.topics))
         parts = self.model.topics[name]
         p = producer(self.b.bootstrap, acks="all", linger_ms=0)
-        acked = []
-
-        def cb(err, msg):
-            if err is None:
-                acked.append((msg.partition(), msg.offset(), msg.value()))
-
+        batch = []
         for _ in range(self.rng.randint(1, 30)):
             self.counter += 1
-            partition = self.rng.randrange(len(parts))
-            p.produce(name, value=b"%d-%d" % (self.seed, self.counter), partition=partition,
-                      on_delivery=cb)
-        assert p.flush(OP_TIMEOUT_S) == 0, "produce did not finish"
+            batch.append((self.rng.randrange(len(parts)), b"%d-%d" % (self.seed, self.counter)))
+        # One record per call keeps each on its chosen partition; any delivery error fails.
+        acked = []
+        for partition, value in batch:
+            for _, off, _, v in produce_all(p, name, [(None, value)], partition=partition):
+                acked.append((partition, off, v))
         for partition, offset, value in acked:
             part = parts[partition]
             part["records"][offset] = value

@@ -163,7 +163,7 @@ def test_offsets_log_stays_proportional_to_live_offsets(broker_factory, unique):
 
 
 def test_offsets_of_empty_groups_expire(broker_factory, unique):
-    b = broker_factory(["--initial-rebalance-delay-ms", "300", "--offsets-retention-ms", "1500",
+    b = broker_factory(["--initial-rebalance-delay-ms", "300", "--offsets-retention-ms", "6000",
                         "--offsets-retention-check-interval-ms", "200"])
     t = create_topic(b.bootstrap, unique("exp"))
     produce_all(producer(b.bootstrap), t, [(None, b"v%d" % i) for i in range(3)])
@@ -185,7 +185,7 @@ def test_offsets_of_empty_groups_expire(broker_factory, unique):
             k.close()
 
     assert committed(idle) == 2
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while committed(idle) != -1001:  # OFFSET_INVALID: nothing committed
         assert time.monotonic() < deadline, "the idle group's offsets did not expire"
         member.poll(0.2)

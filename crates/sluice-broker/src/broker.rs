@@ -81,8 +81,14 @@ impl Broker {
         }
         let cluster_id = load_cluster_id(&config.data_dir, config.node_id)?;
         let now = now_ms();
-        let metadata =
-            Metadata::open(&config.data_dir, config.max_partitions, now).map_err(anyhow_from)?;
+        let metadata = Metadata::open(
+            &config.data_dir,
+            config
+                .max_partitions
+                .unwrap_or(crate::limits::MAX_PARTITIONS_DEFAULT),
+            now,
+        )
+        .map_err(anyhow_from)?;
         let offsets = OffsetStore::open(&config.data_dir, now).map_err(anyhow_from)?;
         let (advertised_host, advertised_port) = match &config.advertised_kafka_addr {
             Some(addr) => parse_host_port(addr)?,
@@ -94,8 +100,7 @@ impl Broker {
         let metrics = Metrics::default();
         metrics.partitions.set(metadata.partition_count() as i64);
         let groups = GroupService::new(&config);
-        let share = ShareService::open(&config.data_dir, config.flush, &metadata, now)
-            .map_err(anyhow_from)?;
+        let share = ShareService::open(&config.data_dir, &metadata, now).map_err(anyhow_from)?;
         let registry = crate::schemas::open(&config.data_dir, now).map_err(anyhow_from)?;
         // Every log is open: from here on writes may come, so the last run's clean-shutdown
         // marker (which let the opens above skip the CRC pass) must go first, durably.
@@ -148,8 +153,9 @@ impl Broker {
     }
 
     /// Expires the committed offsets of groups without members (Kafka's
-    /// `offsets.retention.minutes`), then forgets empty groups without offsets. The DLQ redrive bookkeeping group is exempt: its offsets
-    /// are the record of which dead letters were handled, and losing them would requeue twice.
+    /// `offsets.retention.minutes`), then forgets empty groups without offsets. The DLQ redrive
+    /// bookkeeping group is exempt: its offsets are the record of which dead letters were
+    /// handled, and losing them would requeue twice.
     async fn expire_offsets(&self) {
         let retention =
             i64::try_from(self.config.offsets_retention.as_millis()).unwrap_or(i64::MAX);

@@ -76,7 +76,9 @@ pub struct BrokerConfig {
     /// `group.initial.rebalance.delay.ms` (default 3000).
     pub initial_rebalance_delay_ms: u64,
     /// `--max-partitions`: user partitions this broker holds at most (each keeps files open).
-    pub max_partitions: usize,
+    /// `None`: [`crate::limits::MAX_PARTITIONS_DEFAULT`] (`sluice serve` sizes it to the
+    /// open-files limit instead).
+    pub max_partitions: Option<usize>,
     /// `offsets.retention.minutes`, in ms: committed offsets of a group without members expire
     /// this long after their commit.
     pub offsets_retention: Duration,
@@ -111,7 +113,7 @@ impl Default for BrokerConfig {
             .filter(|v| !v.is_empty()),
             retention_check_interval: Duration::from_secs(300),
             initial_rebalance_delay_ms: 3000,
-            max_partitions: crate::limits::MAX_PARTITIONS_DEFAULT,
+            max_partitions: None,
             offsets_retention: Duration::from_millis(crate::limits::OFFSETS_RETENTION_MS),
             offsets_retention_check_interval: Duration::from_millis(
                 crate::limits::OFFSETS_RETENTION_CHECK_INTERVAL_MS,

@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 use crate::error::KafkaError;
-use crate::limits;
+use crate::{limits, record_codec};
 
 /// Bytes read at a time when replaying.
 const REPLAY_CHUNK_BYTES: usize = 1 << 20;
@@ -97,14 +97,15 @@ pub async fn append_durably(
 }
 
 /// Calls `apply` with every record of the log, in order. The log is read a chunk at a time, so
-/// replay needs memory for one chunk, not for the whole history. A batch that does not decode
-/// (it passed its CRC, so it was written that way) is skipped with an error: no single record
-/// may keep the broker from starting.
+/// replay needs memory for one chunk, not for the whole history; records are read in place
+/// (`record_codec`). A batch that does not decode (it passed its CRC, so it was written that
+/// way) is skipped with an error: no single record may keep the broker from starting.
 pub fn replay(
     log: &Partition,
     mut apply: impl FnMut(Option<&[u8]>, Option<&[u8]>),
 ) -> Result<(), KafkaError> {
     let mut offset = log.watermarks().log_start_offset;
+    let mut scratch = Vec::new();
     loop {
         let (slice, marks) = log.read(offset, REPLAY_CHUNK_BYTES);
         let Some(slice) = slice? else { break };
@@ -112,25 +113,36 @@ pub fn replay(
         let mut next = None;
         for (at, header) in sluice_storage::BatchIter::new(&bytes) {
             next = Some(header.next_offset());
-            let Some(stored) = bytes.get(at..at + header.total_len()) else {
-                break;
-            };
-            let mut batch = Bytes::copy_from_slice(stored);
-            match RecordBatchDecoder::decode(&mut batch) {
-                Ok(set) => {
-                    for r in set.records {
-                        apply(r.key.as_deref(), r.value.as_deref());
+            let decoded = bytes
+                .get(at..)
+                .ok_or_else(|| "batch outside its chunk".to_string())
+                .and_then(|batch| {
+                    record_codec::records_section(
+                        batch,
+                        &header,
+                        limits::MAX_REQUEST_BYTES,
+                        &mut scratch,
+                    )
+                    .map_err(|e| e.to_string())
+                })
+                .and_then(|section| {
+                    record_codec::check_records(section, header.records_count)?;
+                    for r in record_codec::records(section, header.records_count).flatten() {
+                        apply(r.key, r.value);
                     }
-                }
-                Err(e) => tracing::error!(
+                    Ok(())
+                });
+            if let Err(e) = decoded {
+                tracing::error!(
                     offset = header.base_offset,
                     error = %e,
                     "skipping an undecodable internal batch"
-                ),
+                );
             }
         }
+        // Only forward: a header that does not move the offset ends the replay.
         match next {
-            Some(n) if n < marks.high_watermark => offset = n,
+            Some(n) if n > offset && n < marks.high_watermark => offset = n,
             _ => break,
         }
     }
@@ -222,27 +234,23 @@ pub fn append_snapshot(
     Ok((start, end, bytes))
 }
 
-/// Ends a compaction whose snapshot could not be appended.
-pub fn finish_snapshot_failed(compaction: &Compaction, error: &KafkaError) {
-    compaction.finish(None);
-    tracing::error!(error = %error, "internal log compaction failed");
-}
-
-/// Waits for a snapshot appended by [`append_snapshot`] to be durable, then drops the segments
-/// wholly before it. Always ends the compaction claimed with [`Compaction::start`].
+/// Waits for a snapshot appended by [`append_snapshot`] (passed with its result) to be
+/// durable, then drops the segments wholly before it. Always ends the compaction claimed with
+/// [`Compaction::start`]; a failure is logged (the log keeps its history and replays the same).
 pub async fn finish_snapshot(
     log: &Partition,
     compaction: &Compaction,
-    (start, end, bytes): (i64, i64, u64),
+    appended: Result<(i64, i64, u64), KafkaError>,
 ) -> Result<(), KafkaError> {
     let result = async {
+        let (start, end, bytes) = appended?;
         log.make_durable(end).await?;
         log.delete_records_before(start)?;
-        Ok::<_, KafkaError>(())
+        Ok::<_, KafkaError>((start, bytes))
     }
     .await;
-    match &result {
-        Ok(()) => {
+    match result {
+        Ok((start, bytes)) => {
             compaction.finish(Some(bytes));
             tracing::info!(
                 start,
@@ -250,11 +258,12 @@ pub async fn finish_snapshot(
                 log_bytes = log.size_bytes(),
                 "internal log compacted"
             );
+            Ok(())
         }
         Err(e) => {
             compaction.finish(None);
             tracing::error!(error = %e, "internal log compaction failed");
+            Err(e)
         }
     }
-    result
 }

@@ -67,6 +67,11 @@ pub const MAX_SEGMENT_RELATIVE_OFFSET: i64 = sluice_storage::log::MAX_RELATIVE_O
 // inflates, so a small bomb cannot take more memory than a large plain batch). Produce sees
 // INVALID_RECORD; ListOffsets answers the batch start; a dead letter is archived without a copy.
 
+/// Decompressed bytes of one batch, whatever `max.message.bytes` says: the cap on each
+/// decompression is the smaller of the two, so a topic configured for huge messages cannot
+/// make one request hold gigabytes of inflated records.
+pub const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
+
 /// zstd's decoder window limit, log2 bytes (zstd's own default `ZSTD_WINDOWLOG_LIMIT_DEFAULT`,
 /// what Kafka's Java decoder allows): a frame asking for more is refused, never allocated.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;

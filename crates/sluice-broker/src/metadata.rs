@@ -277,12 +277,9 @@ impl Metadata {
             .filter_map(|e| serde_json::to_vec(e).ok())
             .map(|v| (None, Some(v)))
             .collect();
-        match internal_log::append_snapshot(&self.log, &records, now_ms) {
-            Ok(snapshot) => {
-                let _ = internal_log::finish_snapshot(&self.log, &self.compaction, snapshot).await;
-            }
-            Err(e) => internal_log::finish_snapshot_failed(&self.compaction, &e),
-        }
+        let appended = internal_log::append_snapshot(&self.log, &records, now_ms);
+        // A failure is logged there; the change itself is done.
+        let _ = internal_log::finish_snapshot(&self.log, &self.compaction, appended).await;
     }
 
     /// Bytes the metadata log holds on disk.

@@ -182,27 +182,10 @@ impl OffsetStore {
             for (_, group, changes) in &pending.queue {
                 records.extend(changes.iter().map(|c| encode(group, c)));
             }
-            if records.is_empty() {
-                // Nothing live: a tombstone-free empty snapshot still needs one record so the
-                // log has an offset to start from; an empty key is ignored on replay.
-                records.push((None, None));
-            }
+            // Nothing live is an empty snapshot: everything before it goes.
             internal_log::append_snapshot(&self.log, &records, now_ms)
         };
-        match appended {
-            Ok(snapshot) => {
-                internal_log::finish_snapshot(&self.log, &self.compaction, snapshot).await
-            }
-            Err(e) => {
-                internal_log::finish_snapshot_failed(&self.compaction, &e);
-                Err(e)
-            }
-        }
-    }
-
-    /// Bytes the offsets log holds on disk.
-    pub fn log_bytes(&self) -> u64 {
-        self.log.size_bytes()
+        internal_log::finish_snapshot(&self.log, &self.compaction, appended).await
     }
 
     /// Deletes the committed offsets of groups that have no members (`is_empty`) once

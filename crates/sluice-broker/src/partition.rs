@@ -211,27 +211,6 @@ impl Partition {
         self.state.lock().log.size_bytes()
     }
 
-    /// Reads every batch from `from` to the end (internal logs, replayed on start).
-    pub fn read_all(&self, from: i64) -> Result<Vec<u8>, KafkaError> {
-        let mut out = Vec::new();
-        let mut offset = from.max(self.watermarks().log_start_offset);
-        loop {
-            let (slice, marks) = self.read(offset, 1 << 20);
-            let Some(slice) = slice? else { break };
-            let bytes = slice.load()?;
-            let mut last = None;
-            for (_, h) in sluice_storage::BatchIter::new(&bytes) {
-                last = Some(h.next_offset());
-            }
-            out.extend_from_slice(&bytes);
-            match last {
-                Some(next) if next < marks.high_watermark => offset = next,
-                _ => break,
-            }
-        }
-        Ok(out)
-    }
-
     /// Removes the partition's files (topic deletion), durably: the data directory is fsynced
     /// after the removal. Readers holding a segment keep reading the unlinked file until they
     /// finish.

@@ -62,15 +62,10 @@ impl Journal for SchemaLog {
                 return Ok(());
             }
             let records = [(None, Some(event))];
-            match internal_log::append_snapshot(&log, &records, crate::broker::now_ms()) {
-                Ok(snapshot) => internal_log::finish_snapshot(&log, &compaction, snapshot)
-                    .await
-                    .map_err(|e| e.message),
-                Err(e) => {
-                    internal_log::finish_snapshot_failed(&compaction, &e);
-                    Err(e.message)
-                }
-            }
+            let appended = internal_log::append_snapshot(&log, &records, crate::broker::now_ms());
+            internal_log::finish_snapshot(&log, &compaction, appended)
+                .await
+                .map_err(|e| e.message)
         })
     }
 }

@@ -318,6 +318,15 @@ impl TopicConfigs {
         self.get(name).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
 
+    /// How far the broker inflates one batch of this topic where it must read records (schema
+    /// validation, recompression, ListOffsets inside a batch, dead letters): the topic's
+    /// `max.message.bytes`, at most [`crate::limits::MAX_DECOMPRESSED_BYTES`].
+    pub fn decompression_cap(&self) -> usize {
+        usize::try_from(self.get_i64("max.message.bytes"))
+            .unwrap_or(0)
+            .min(crate::limits::MAX_DECOMPRESSED_BYTES)
+    }
+
     /// Every config with its effective value, in name order.
     pub fn describe(&self) -> Vec<DescribedConfig> {
         SPECS

@@ -228,8 +228,8 @@ impl ServeArgs {
             initial_rebalance_delay_ms: self
                 .initial_rebalance_delay_ms
                 .unwrap_or(d.initial_rebalance_delay_ms),
-            // 0 until `run` knows the open-files limit (see `max_partitions_for`).
-            max_partitions: self.max_partitions.unwrap_or(0),
+            // Unset until `run` knows the open-files limit (see `max_partitions_for`).
+            max_partitions: self.max_partitions,
             offsets_retention: self
                 .offsets_retention_ms
                 .map_or(d.offsets_retention, Duration::from_millis),
@@ -325,10 +325,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let open_files = raise_open_files_limit();
-    if config.max_partitions == 0 {
-        config.max_partitions = max_partitions_for(open_files, config.max_connections);
-    }
-    tracing::info!(max_partitions = config.max_partitions, "partition limit");
+    let max_partitions = config
+        .max_partitions
+        .unwrap_or_else(|| max_partitions_for(open_files, config.max_connections));
+    config.max_partitions = Some(max_partitions);
+    tracing::info!(max_partitions, "partition limit");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice")

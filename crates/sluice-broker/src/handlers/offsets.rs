@@ -129,7 +129,7 @@ pub fn list_offsets(broker: &Broker, req: ListOffsetsRequest, version: i16) -> L
             let cap = broker
                 .metadata
                 .topic(&name)
-                .map(|t| t.configs.log_config().max_message_bytes)
+                .map(|t| t.configs.decompression_cap())
                 .unwrap_or(0);
             let partitions = t
                 .partitions

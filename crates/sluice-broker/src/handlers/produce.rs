@@ -175,10 +175,14 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
             // decode anything; the rest (and batches already in the topic's codec) append the
             // client's bytes untouched.
             if validation.is_some() || codec.is_some_and(|(c, _)| !all_batches_use(&records, c)) {
-                let cap = configs.map_or(0, |c| c.log_config().max_message_bytes);
+                let max_message_bytes = configs.map_or(0, |c| c.log_config().max_message_bytes);
+                let cap = configs.map_or(0, TopicConfigs::decompression_cap);
                 // Framing and CRCs first (the append's own checks); refused here, fail-closed,
                 // so no record reaches the log unread on a topic that must read it.
-                let batches = match sluice_storage::records::validate_produced(&records, cap) {
+                let batches = match sluice_storage::records::validate_produced(
+                    &records,
+                    max_message_bytes,
+                ) {
                     Ok(b) => b,
                     Err(e) => {
                         let e = crate::error::KafkaError::from(e);

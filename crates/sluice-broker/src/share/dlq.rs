@@ -210,10 +210,13 @@ async fn write(broker: &Broker, job: &DlqJob) -> Outcome {
     }
     let first = all.iter().copied().min().unwrap_or(0);
     let last = all.iter().copied().max().unwrap_or(-1);
+    // A topic gone (or renamed away) still has its records read: the broker-wide bound applies.
     let cap = broker
         .metadata
         .topic(&h.topic)
-        .map_or(0, |t| t.configs.log_config().max_message_bytes);
+        .map_or(crate::limits::MAX_DECOMPRESSED_BYTES, |t| {
+            t.configs.decompression_cap()
+        });
     let records = match read_records(&h.log, first, last, cap) {
         Ok(r) => r,
         Err(e) => {

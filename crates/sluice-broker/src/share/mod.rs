@@ -165,10 +165,8 @@ pub enum SessionStep {
 
 impl ShareService {
     /// Opens the state log. Share-partitions of topics that still exist are rebuilt from it.
-    /// The flush policy is not used: share state is always fsynced before it takes effect.
     pub fn open(
         data_dir: &std::path::Path,
-        _flush: crate::config::FlushPolicy,
         metadata: &crate::metadata::Metadata,
         now_ms: i64,
     ) -> Result<Self, KafkaError> {

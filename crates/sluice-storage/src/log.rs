@@ -366,12 +366,9 @@ impl Log {
             .partition_point(|s| s.base_offset() <= offset)
             .saturating_sub(1);
         for seg in &self.segments[first..] {
-            if let Some(position) = seg.position_of(offset)? {
-                let Some(batch) = seg.batch_at(position)? else {
-                    continue;
-                };
+            if let Some((position, header)) = seg.locate(offset)? {
                 let available = (seg.size() - position) as usize;
-                let len = available.min(max_bytes).max(batch.len);
+                let len = available.min(max_bytes).max(header.total_len());
                 return Ok(Some(seg.slice(position, len)));
             }
         }
@@ -398,10 +395,13 @@ impl Log {
             .filter(|s| !s.is_empty())
             .max_by_key(|s| s.max_timestamp());
         let Some(seg) = best else { return Ok(None) };
-        let Some(position) = seg.position_of(seg.offset_of_max_timestamp())? else {
+        let Some((position, header)) = seg.locate(seg.offset_of_max_timestamp())? else {
             return Ok(None);
         };
-        Ok(seg.batch_at(position)?.map(|s| (seg.max_timestamp(), s)))
+        Ok(Some((
+            seg.max_timestamp(),
+            seg.slice(position, header.total_len()),
+        )))
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (at most the log end) and drops

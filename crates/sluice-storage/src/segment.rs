@@ -270,10 +270,7 @@ impl LogSegment {
             let offset = self
                 .base_offset
                 .saturating_add(i64::from(t.relative_offset));
-            let header = match self.position_of(offset)? {
-                Some(position) => self.header_at(position, file_len)?,
-                None => None,
-            };
+            let header = self.locate(offset)?.map(|(_, h)| h);
             if !header.is_some_and(|h| h.base_offset == offset && h.max_timestamp == t.timestamp) {
                 return Ok(false);
             }
@@ -454,6 +451,12 @@ impl LogSegment {
     /// The byte position of the batch containing `offset` (or the first one after it), found by
     /// the offset index then a header walk. `None` when no batch here holds or follows it.
     pub fn position_of(&self, offset: i64) -> io::Result<Option<u64>> {
+        Ok(self.locate(offset)?.map(|(position, _)| position))
+    }
+
+    /// [`LogSegment::position_of`] with the header found there, so callers need not read it
+    /// again (each header is one read on the fetch path).
+    pub fn locate(&self, offset: i64) -> io::Result<Option<(u64, BatchHeader)>> {
         if offset >= self.next_offset {
             return Ok(None);
         }
@@ -461,33 +464,36 @@ impl LogSegment {
             .saturating_sub(self.base_offset)
             .clamp(0, i64::from(u32::MAX)) as u32;
         // An index entry is a hint: it is used only if a batch with its offset starts there.
-        let mut position = match self.offset_index.floor(relative) {
-            Some(e) => {
-                let expected = self
-                    .base_offset
-                    .saturating_add(i64::from(e.relative_offset));
-                match self.header_at(u64::from(e.position), self.size)? {
-                    Some(h) if h.base_offset == expected => u64::from(e.position),
-                    _ => {
-                        tracing::warn!(
-                            segment = %self.log_path.display(),
-                            relative_offset = e.relative_offset,
-                            position = e.position,
-                            "index entry does not point at its batch: scanning the segment"
-                        );
-                        0
-                    }
+        // The walk checks it with the header it reads anyway.
+        let mut hint = self.offset_index.floor(relative).map(|e| {
+            let expected = self
+                .base_offset
+                .saturating_add(i64::from(e.relative_offset));
+            (e, expected)
+        });
+        let mut position = hint.map_or(0, |(e, _)| u64::from(e.position));
+        loop {
+            let header = self.header_at(position, self.size)?;
+            if let Some((e, expected)) = hint.take() {
+                if header.as_ref().is_none_or(|h| h.base_offset != expected) {
+                    tracing::warn!(
+                        segment = %self.log_path.display(),
+                        relative_offset = e.relative_offset,
+                        position = e.position,
+                        "index entry does not point at its batch: scanning the segment"
+                    );
+                    position = 0;
+                    continue;
                 }
             }
-            None => 0,
-        };
-        while let Some(header) = self.header_at(position, self.size)? {
+            let Some(header) = header else {
+                return Ok(None);
+            };
             if header.last_offset() >= offset {
-                return Ok(Some(position));
+                return Ok(Some((position, header)));
             }
             position += header.total_len() as u64;
         }
-        Ok(None)
     }
 
     /// The first batch whose max timestamp is at or after `timestamp`, as a slice of one batch.
@@ -511,13 +517,6 @@ impl LogSegment {
             position += header.total_len() as u64;
         }
         Ok(None)
-    }
-
-    /// A slice of the single batch starting at `position`.
-    pub fn batch_at(&self, position: u64) -> io::Result<Option<SegmentSlice>> {
-        Ok(self
-            .header_at(position, self.size)?
-            .map(|h| self.slice(position, h.total_len())))
     }
 
     pub fn slice(&self, position: u64, len: usize) -> SegmentSlice {

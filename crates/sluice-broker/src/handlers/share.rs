@@ -570,6 +570,9 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
         .collect();
     let budget = response_cap(req.max_bytes, broker.config.fetch_max_bytes);
     let mut sent_bytes = 0usize;
+    // Where the session's share-partitions' state was logged when they were looked up (a new
+    // one logs its first state): made durable, with what is handed out, by one wait below.
+    let mut logged_end = 0i64;
     match step {
         SessionStep::Closed => {
             broker.share.release_member(broker, &group, &member);
@@ -602,11 +605,10 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
                     }
                 }
             }
-            // New share-partitions are durable before they are used: one fsync for all.
-            let logged = handles.iter().map(|h| h.logged_end()).max().unwrap_or(0);
-            if let Err(e) = broker.share.store.durable(logged).await {
-                return fail(e);
-            }
+            logged_end = handles
+                .iter()
+                .map(|h| h.logged_end())
+                .fold(logged_end, i64::max);
             loop {
                 // Register for wake-ups before looking, so nothing in between is missed.
                 let appended = broker.data_appended.notified();
@@ -680,6 +682,14 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
     let leader = LeaderIdAndEpoch::default()
         .with_leader_id(broker.config.node_id)
         .with_leader_epoch(crate::partition::LEADER_EPOCH);
+    // Records handed out may exist only because of a state change not yet durable (a new
+    // share-partition, a release by another member): nothing leaves before it is. One wait
+    // covers every partition of the response.
+    let end = acquired
+        .iter()
+        .map(|a| a.handle.logged_end())
+        .fold(logged_end, i64::max);
+    let settled = broker.share.store.durable(end).await;
     for Acquired {
         handle: h,
         ranges,
@@ -687,11 +697,9 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
     } in acquired
     {
         let tp = (h.key.topic_id, h.key.partition);
-        // Records handed out may exist only because of a state change not yet durable (a
-        // release by another member, say): nothing leaves before it is.
-        let read = match broker.share.settled(&h).await {
+        let read = match &settled {
             Ok(()) => read,
-            Err(e) => Err(e),
+            Err(e) => Err(e.clone()),
         };
         let (ack_code, ack_msg) = ack_results.remove(&tp).unwrap_or((0, None));
         let mut data = PartitionData::default()

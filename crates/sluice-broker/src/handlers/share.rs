@@ -403,27 +403,34 @@ fn read_covering(
             let Some(slice) = slice? else {
                 return Ok((out, next));
             };
-            let bytes = slice.load()?;
+            let mut bytes = slice.load()?;
             let before = next;
+            // The batches taken are a prefix of what was read (BatchIter walks whole batches
+            // from the start), so they are kept without copying them batch by batch.
             let mut used = 0usize;
-            for (at, h) in sluice_storage::BatchIter::new(&bytes) {
+            let mut full = false;
+            for (_, h) in sluice_storage::BatchIter::new(&bytes) {
                 if h.base_offset > r.last_offset {
                     break;
                 }
-                let Some(batch) = at
-                    .checked_add(h.total_len())
-                    .and_then(|end| bytes.get(at..end))
-                else {
-                    break;
-                };
-                let fits = out.len().saturating_add(batch.len()) <= budget;
-                let must_send = out.is_empty() && first_in_response;
+                let len = h.total_len();
+                let fits = out.len().saturating_add(used).saturating_add(len) <= budget;
+                let must_send = out.is_empty() && used == 0 && first_in_response;
                 if !fits && !must_send {
-                    return Ok((out, next));
+                    full = true;
+                    break;
                 }
-                out.extend_from_slice(batch);
-                used += batch.len();
+                used += len;
                 next = h.next_offset();
+            }
+            bytes.truncate(used);
+            if out.is_empty() {
+                out = bytes;
+            } else {
+                out.extend_from_slice(&bytes);
+            }
+            if full {
+                return Ok((out, next));
             }
             if next <= before {
                 // Nothing usable at `next` (cannot happen with a sound log): stop here.

@@ -47,6 +47,8 @@ pub struct Broker {
     pub share: ShareService,
     /// The built-in schema registry (Confluent's REST API on the HTTP port).
     pub registry: Arc<sluice_registry::Registry>,
+    /// The transaction coordinator (`__transaction_state`).
+    pub txn: crate::txn::TxnCoordinator,
 }
 
 /// Reads `meta.properties` (Kafka's file of the same name) or writes a new cluster id.
@@ -102,6 +104,7 @@ impl Broker {
         let groups = GroupService::new(&config);
         let share = ShareService::open(&config.data_dir, &metadata, now).map_err(anyhow_from)?;
         let registry = crate::schemas::open(&config.data_dir, now).map_err(anyhow_from)?;
+        let txn = crate::txn::TxnCoordinator::open(&config.data_dir, now).map_err(anyhow_from)?;
         // Every log is open: from here on writes may come, so the last run's clean-shutdown
         // marker (which let the opens above skip the CRC pass) must go first, durably.
         let clean = sluice_storage::durability::remove_clean_shutdown_marker(&config.data_dir)
@@ -128,6 +131,7 @@ impl Broker {
             fetch_sessions: parking_lot::Mutex::new(FetchSessions::default()),
             share,
             registry,
+            txn,
         }))
     }
 

@@ -30,6 +30,7 @@ pub mod schemas;
 pub mod server;
 pub mod share;
 pub mod topic_config;
+pub mod txn;
 
 pub use broker::{run, Broker};
 pub use config::{BrokerConfig, FlushPolicy};

@@ -221,6 +221,23 @@ impl OffsetStore {
         Ok(count)
     }
 
+    /// Transactional offset commits (TxnOffsetCommit) wait, durably, until the transaction
+    /// ends: `commit` makes them the group's committed offsets, an abort drops them. Called by
+    /// the transaction coordinator for every group the transaction added (AddOffsetsToTxn),
+    /// after the decision is durable; idempotent, since markers are re-sent after a restart.
+    pub async fn complete_txn(
+        &self,
+        group: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        now_ms: i64,
+    ) -> Result<(), KafkaError> {
+        // SKELETON: implemented by the group-transactions work.
+        let _ = (group, producer_id, producer_epoch, commit, now_ms);
+        Ok(())
+    }
+
     pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<CommittedOffset> {
         self.groups
             .read()

@@ -40,6 +40,27 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// A transaction marker (Kafka's `EndTransactionMarker`) the coordinator writes to every
+/// partition of a transaction: a control batch of the producer's id and epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnMarker {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// COMMIT (true) or ABORT (false).
+    pub commit: bool,
+    pub coordinator_epoch: i32,
+}
+
+/// One aborted transaction as Fetch returns it (`AbortedTransactions`) and the cleaner uses it:
+/// the producer and the offsets its aborted data spans on this partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The offset of the ABORT marker.
+    pub last_offset: i64,
+}
+
 /// Offsets that bound what can be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watermarks {
@@ -185,6 +206,35 @@ impl Partition {
             high_watermark: state.log.log_end_offset(),
         };
         (state.log.read(offset, max_bytes).map_err(Into::into), marks)
+    }
+
+    /// Appends a transaction marker (a control batch) for the producer's open transaction on
+    /// this partition, and closes it: the last stable offset moves past it, and an ABORT is
+    /// entered in the aborted-transaction index. Retried markers are appended again harmlessly
+    /// (Kafka does the same); a marker whose coordinator epoch is older than the last one seen
+    /// is refused with TRANSACTION_COORDINATOR_FENCED.
+    pub fn append_marker(&self, marker: TxnMarker, now_ms: i64) -> Result<Appended, KafkaError> {
+        // SKELETON: implemented by the partition-transactions work.
+        let _ = (marker, now_ms);
+        Err(KafkaError::new(
+            ResponseError::UnsupportedVersion,
+            "transaction markers are not implemented yet",
+        ))
+    }
+
+    /// The last stable offset: the first offset of the oldest open transaction, or the high
+    /// watermark when none is open. read_committed readers never read at or past it.
+    pub fn last_stable_offset(&self) -> i64 {
+        // SKELETON: implemented by the partition-transactions work.
+        self.watermarks().high_watermark
+    }
+
+    /// The aborted transactions whose data overlaps `[from, to)`, ordered by first offset
+    /// (what Fetch with isolation_level=1 returns, and what the cleaner drops).
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        // SKELETON: implemented by the partition-transactions work.
+        let _ = (from, to);
+        Vec::new()
     }
 
     pub fn find_by_timestamp(&self, ts: i64) -> Result<Option<SegmentSlice>, KafkaError> {

@@ -48,4 +48,28 @@ impl TxnCoordinator {
         );
         Err(ResponseError::TransactionalIdAuthorizationFailed)
     }
+
+    /// The group-side twin of [`Self::verify_partition`], called by TxnOffsetCommit: `Ok` if
+    /// `group` was added to the open transaction (AddOffsetsToTxn); with `add` (TxnOffsetCommit
+    /// v5+, TV2) it is added first. Same errors as `verify_partition`.
+    pub async fn verify_group(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        group: &str,
+        add: bool,
+        now_ms: i64,
+    ) -> Result<(), ResponseError> {
+        // SKELETON: implemented by the coordinator work.
+        let _ = (
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            group,
+            add,
+            now_ms,
+        );
+        Err(ResponseError::TransactionalIdAuthorizationFailed)
+    }
 }

@@ -47,9 +47,10 @@ def build(quiet: bool = True) -> Path:
     cmd = ["mvn", "-B", "-f", str(JAVA_DIR / "pom.xml"), "package", f"-Dsluice.java.out={out}"]
     if quiet:
         cmd.insert(1, "-q")
-    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=quiet, text=True, timeout=BUILD_TIMEOUT_S)
     if r.returncode != 0:
-        raise AssertionError(f"mvn package of tests/java failed ({r.returncode}):\n{r.stdout[-6000:]}\n{r.stderr[-3000:]}")
+        raise AssertionError(f"mvn package of tests/java failed ({r.returncode}):\n"
+                             f"{(r.stdout or '')[-6000:]}\n{(r.stderr or '')[-3000:]}")
     stamp.write_text(want)
     return out
 

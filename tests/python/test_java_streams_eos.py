@@ -53,21 +53,30 @@ def test_streams_eos_v2_kill9_app_and_broker(broker_factory, unique, java_cp, tm
         procs.append(p)
         return p
 
-    gen = jvm.JavaProc(java_cp, tmp_path / "generator.log", "streams-generate", b.bootstrap,
-                       topic_in, RECORDS, RATE, KEYS)
-    procs.append(gen)
+    def phase(what):
+        print(f"{time.monotonic() - t0:6.1f}s {what}", flush=True)
+
+    phase("broker up, topics made")
+    gen = None
     try:
         app = start_app(1)
-        wait_until(lambda: app.last_int("processed") >= 600, 60, "first Streams instance processing")
+        wait_until(lambda: "STATE RUNNING" in app.text(), 90, "first Streams instance RUNNING")
+        phase("Streams RUNNING; generator starts")
+        gen = jvm.JavaProc(java_cp, tmp_path / "generator.log", "streams-generate", b.bootstrap,
+                           topic_in, RECORDS, RATE, KEYS)
+        procs.append(gen)
+        wait_until(lambda: app.last_int("processed") >= 500, 60, "first Streams instance processing")
         app.kill9()
-        print(f"kill -9 Streams at {time.monotonic() - t0:.1f}s")
+        phase("kill -9 Streams")
         app = start_app(2)
         wait_until(lambda: app.last_int("processed") >= 300, 60, "restarted Streams instance processing")
         assert gen.proc.poll() is None, "the generator finished before the broker kill: raise RECORDS"
         b.kill9()
-        print(f"kill -9 broker at {time.monotonic() - t0:.1f}s")
+        phase("kill -9 broker")
         b.start()
+        phase("broker restarted")
         assert gen.wait(timeout=150) == 0, gen.tail()
+        phase("generator done")
         assert f"generated={RECORDS} failed=0" in gen.text(), gen.tail()
 
         last = {}
@@ -77,9 +86,10 @@ def test_streams_eos_v2_kill9_app_and_broker(broker_factory, unique, java_cp, tm
             return last["complete"]
 
         wait_until(complete, 120, "Streams output to catch up with the input", interval=1.0)
+        phase("output complete")
         assert app.stop() in (0, 143), app.tail()
         final = verify(java_cp, b.bootstrap, topic_in, topic_out)
-        print(f"final: {final} after {time.monotonic() - t0:.1f}s")
+        phase(f"final: {final}")
         assert final["input"] == RECORDS and final["input_dups"] == 0, final
         assert final["keys"] == KEYS, final
         assert final["exact"], final

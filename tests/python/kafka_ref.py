@@ -26,6 +26,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -281,6 +282,19 @@ class KafkaRef:
         return "\n".join(out)
 
 
+def data_dir_of(pid: int):
+    """The data dir of a running kafka-ref broker (its server.properties is the last argument)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    args = [a.decode(errors="replace") for a in args if a]
+    if "kafka.Kafka" not in args or not args[-1].endswith("server.properties"):
+        return None
+    d = Path(args[-1]).parent
+    return d if (d / "kafka-ref.json").exists() else None
+
+
 def stop_pid(pid: int, timeout: float = STOP_TIMEOUT_S) -> bool:
     """Stops a broker started detached (by the CLI): SIGTERM, bounded wait, then SIGKILL."""
     try:
@@ -320,6 +334,8 @@ def main(argv=None):
                         help="extra broker config (repeatable)")
     sp = sub.add_parser("stop", help="stop a broker by PID (SIGTERM, then SIGKILL after 30 s)")
     sp.add_argument("pid", type=int)
+    sp.add_argument("--delete-data", action="store_true",
+                    help="then delete its data dir (only a dir kafka-ref made: it holds kafka-ref.json)")
     sp = sub.add_parser("fetch", help="only fetch the jars into the cache; prints the libs dir")
     sp.add_argument("--version")
     args = ap.parse_args(argv)
@@ -328,7 +344,13 @@ def main(argv=None):
         print(ensure_jars(args.version, quiet=False))
         return 0
     if args.cmd == "stop":
-        return 0 if stop_pid(args.pid) else 1
+        data = data_dir_of(args.pid)
+        if args.delete_data and data is None:
+            print(f"pid {args.pid} is not a running kafka-ref broker: nothing deleted", file=sys.stderr)
+        ok = stop_pid(args.pid)
+        if ok and args.delete_data and data is not None:
+            shutil.rmtree(data, ignore_errors=True)
+        return 0 if ok else 1
     data = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="kafka-ref-"))
     config = dict(kv.split("=", 1) for kv in args.config)
     k = KafkaRef(data, port=args.port, heap=args.heap, version=args.version, config=config)

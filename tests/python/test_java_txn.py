@@ -29,8 +29,10 @@ def test_java_transaction_version_reported(broker, java_cp):
     "txn-commit-abort",   # commit/abort across partitions of 2 topics; read_committed vs read_uncommitted; LSO
     "txn-fencing",        # same transactional.id fences the first producer: ProducerFencedException
     "txn-send-offsets",   # consume-transform-produce with sendOffsetsToTransaction(groupMetadata)
+    "txn-send-offsets-kip848",  # the same with group.protocol=consumer (KIP-848 member epochs)
     "txn-timeout",        # transaction.timeout.ms exceeded: the coordinator aborts it
 ])
 def test_java_transactions(broker, unique, java_cp, scenario):
     r = jvm.run(java_cp, scenario, broker.bootstrap, unique("j"), timeout=100)
+    print("\n".join(line for line in r.stdout.splitlines() if line.startswith("INFO ")))
     assert r.returncode == 0 and f"PASSED {scenario}" in r.stdout, r.stdout[-8000:]

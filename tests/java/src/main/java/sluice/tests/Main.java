@@ -27,7 +27,8 @@ public final class Main {
             switch (scenario) {
                 case "txn-commit-abort" -> TxnScenarios.commitAbort(bootstrap, rest[0]);
                 case "txn-fencing" -> TxnScenarios.fencing(bootstrap, rest[0]);
-                case "txn-send-offsets" -> TxnScenarios.sendOffsets(bootstrap, rest[0]);
+                case "txn-send-offsets" -> TxnScenarios.sendOffsets(bootstrap, rest[0], "classic");
+                case "txn-send-offsets-kip848" -> TxnScenarios.sendOffsets(bootstrap, rest[0], "consumer");
                 case "txn-timeout" -> TxnScenarios.timeout(bootstrap, rest[0]);
                 case "streams-app" -> StreamsEos.app(bootstrap, rest);
                 case "streams-generate" -> StreamsEos.generate(bootstrap, rest);

@@ -39,9 +39,10 @@ import org.apache.kafka.streams.kstream.Produced;
  *   the app re-keys by word (a repartition topic), counts in a state store (a compacted changelog)
  *   with caching off, and writes every new count to OUTPUT (key word, value Long). Prints
  *   "STATE <state>" on each state change and "processed=N" twice a second.
- * - streams-generate BOOTSTRAP INPUT COUNT RATE_PER_S KEYS: an idempotent producer writing COUNT
- *   records "w<i % KEYS>:<i>", paced; survives a broker restart (long delivery timeout). Prints
- *   "generated=N failed=F".
+ * - streams-generate BOOTSTRAP INPUT COUNT RATE_PER_S KEYS [STOP_FILE]: an idempotent producer
+ *   writing records "w<i % KEYS>:<i>", paced, at least COUNT of them and, given STOP_FILE, on until
+ *   that file exists (at most 10 * COUNT); survives a broker restart (long delivery timeout).
+ *   Prints "generated=N failed=F" at the end.
  * - streams-verify BOOTSTRAP INPUT OUTPUT: reads both topics read_committed and prints one line of
  *   JSON: input records, duplicated input seqs, keys, output records, complete (every key's last
  *   count equals its number of input records) and exact (every key's counts in the output are
@@ -113,13 +114,18 @@ final class StreamsEos {
         int count = Integer.parseInt(a[1]);
         int rate = Integer.parseInt(a[2]);
         int keys = Integer.parseInt(a[3]);
+        java.nio.file.Path stopFile = a.length > 4 ? java.nio.file.Path.of(a[4]) : null;
         Properties p = Util.producerProps(bootstrap);
         p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, 120000);
         p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, 120000);
         AtomicLong failed = new AtomicLong();
         long start = System.nanoTime();
         try (KafkaProducer<String, String> prod = new KafkaProducer<>(p)) {
-            for (int i = 0; i < count; i++) {
+            int i = 0;
+            for (; i < 10 * count; i++) {
+                if (i >= count && (stopFile == null || java.nio.file.Files.exists(stopFile))) {
+                    break;
+                }
                 long due = start + (long) i * 1_000_000_000L / rate;
                 long wait = due - System.nanoTime();
                 if (wait > 0) {
@@ -137,8 +143,8 @@ final class StreamsEos {
                 }
             }
             prod.flush();
+            System.out.println("generated=" + i + " failed=" + failed.get());
         }
-        System.out.println("generated=" + count + " failed=" + failed.get());
         if (failed.get() != 0) {
             throw new AssertionError(failed.get() + " sends failed");
         }

@@ -207,8 +207,10 @@ final class TxnScenarios {
      * Consume-transform-produce: offsets sent with sendOffsetsToTransaction(offsets,
      * consumer.groupMetadata()) are committed with the transaction: invisible while it is open,
      * dropped when it aborts, visible when it commits; the output holds every input record once.
+     * groupProtocol: "classic" (JoinGroup/SyncGroup: generation id) or "consumer" (KIP-848: the
+     * member epoch stands in for the generation in TxnOffsetCommit).
      */
-    static void sendOffsets(String bootstrap, String prefix) throws Exception {
+    static void sendOffsets(String bootstrap, String prefix, String groupProtocol) throws Exception {
         String in = prefix + "-in";
         String out = prefix + "-out";
         String group = prefix + "-g";
@@ -225,6 +227,7 @@ final class TxnScenarios {
         }
         java.util.Properties cp = Util.consumerProps(bootstrap, group, RC);
         cp.put("max.poll.records", 7);
+        cp.put("group.protocol", groupProtocol);
         try (Admin admin = Util.admin(bootstrap);
              KafkaConsumer<String, String> c = new KafkaConsumer<>(cp);
              KafkaProducer<String, String> p = Util.txProducer(bootstrap, prefix + "-txn", null)) {
@@ -293,7 +296,9 @@ final class TxnScenarios {
             }
         }
         // A new member of the group resumes from the committed offsets: nothing left to read.
-        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(Util.consumerProps(bootstrap, group, RC))) {
+        java.util.Properties cp2 = Util.consumerProps(bootstrap, group, RC);
+        cp2.put("group.protocol", groupProtocol);
+        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(cp2)) {
             c.subscribe(List.of(in));
             int extra = 0;
             long until = System.nanoTime() + Duration.ofSeconds(5).toNanos();

@@ -61,7 +61,13 @@ def test_streams_eos_v2_kill9_app_and_broker(broker_factory, unique, java_cp, tm
     gen = None
     try:
         app = start_app(1)
-        wait_until(lambda: "STATE RUNNING" in app.text(), 90, "first Streams instance RUNNING")
+        deadline = time.monotonic() + 90
+        while "STATE RUNNING" not in app.text():
+            # Fail fast when the app cannot start at all (its stream thread dies again and again).
+            assert app.text().count("THREAD-ERROR") < 3, "Streams cannot start:\n" + app.tail()
+            assert app.proc.poll() is None, "Streams exited:\n" + app.tail()
+            assert time.monotonic() < deadline, "Streams not RUNNING within 90 s:\n" + app.tail()
+            time.sleep(0.2)
         phase("Streams RUNNING; generator starts")
         stop_file = tmp_path / "generator.stop"
         gen = jvm.JavaProc(java_cp, tmp_path / "generator.log", "streams-generate", b.bootstrap,

@@ -4,7 +4,9 @@ A word count (re-key by word -> repartition topic; count in a state store -> com
 caching off, so every input record makes one output record) runs from tests/java
 (sluice.tests.StreamsEos) while a paced idempotent generator writes the input. Mid-run the Streams
 process is killed with SIGKILL and restarted (same state dir), then the broker is killed with SIGKILL
-and restarted (same data dir and port). Afterwards a read_committed reader checks that for every word
+and restarted (same data dir and port); each kill waits for a moment when a transaction holding
+output records is open (output's last stable offset below its high watermark), so the kills do cut
+transactions off and the check below sees their records only through read_uncommitted. Afterwards a read_committed reader checks that for every word
 the output holds exactly the counts 1, 2, ..., n, where n is the word's number of input records:
 nothing missing, nothing twice. The generator writes all along (both kills land mid-run) and stops
 only once the restarted broker has served the restarted app for a while.
@@ -16,8 +18,10 @@ import time
 import pytest
 
 import jvm
+from confluent_kafka import TopicPartition
+
 from conftest import wait_until
-from kutil import create_topic
+from kutil import consumer, create_topic
 
 MIN_RECORDS = 3000  # the generator writes at least this many, and on until the broker is back
 RATE = 250          # records/s
@@ -54,6 +58,19 @@ def test_streams_eos_v2_kill9_app_and_broker(broker_factory, unique, java_cp, tm
         procs.append(p)
         return p
 
+    probes = {iso: consumer(b.bootstrap, group=unique("probe"), **{"isolation.level": iso})
+              for iso in ("read_committed", "read_uncommitted")}
+
+    def open_txn_with_output():
+        """True when some output partition has records of an open transaction (LSO < HW)."""
+        for p in range(PARTITIONS):
+            tp = TopicPartition(topic_out, p)
+            lso = probes["read_committed"].get_watermark_offsets(tp, timeout=5)[1]
+            hw = probes["read_uncommitted"].get_watermark_offsets(tp, timeout=5)[1]
+            if lso < hw:
+                return True
+        return False
+
     def phase(what):
         print(f"{time.monotonic() - t0:6.1f}s {what}", flush=True)
 
@@ -74,11 +91,13 @@ def test_streams_eos_v2_kill9_app_and_broker(broker_factory, unique, java_cp, tm
                            topic_in, MIN_RECORDS, RATE, KEYS, stop_file)
         procs.append(gen)
         wait_until(lambda: app.last_int("processed") >= 500, 60, "first Streams instance processing")
+        wait_until(open_txn_with_output, 30, "an open transaction with output records", interval=0.01)
         app.kill9()
         phase("kill -9 Streams")
         app = start_app(2)
         wait_until(lambda: app.last_int("processed") >= 300, 60, "restarted Streams instance processing")
         assert gen.proc.poll() is None, gen.tail()
+        wait_until(open_txn_with_output, 30, "an open transaction with output records", interval=0.01)
         b.kill9()
         phase("kill -9 broker")
         b.start()
@@ -107,10 +126,14 @@ def test_streams_eos_v2_kill9_app_and_broker(broker_factory, unique, java_cp, tm
         assert final["keys"] == KEYS, final
         assert final["exact"], final
         assert final["output"] == records, final
+        phase(f"aborted output records (read_uncommitted only): {final['output_uncommitted'] - final['output']}")
+        assert final["output_uncommitted"] > final["output"], "no transaction with output was aborted"
     except BaseException:
         print("\n".join(p.tail() for p in procs))
         raise
     finally:
+        for c in probes.values():
+            c.close()
         for p in procs:
             if p.proc.poll() is None:
                 p.kill9()

@@ -44,7 +44,8 @@ import org.apache.kafka.streams.kstream.Produced;
  *   that file exists (at most 10 * COUNT); survives a broker restart (long delivery timeout).
  *   Prints "generated=N failed=F" at the end.
  * - streams-verify BOOTSTRAP INPUT OUTPUT: reads both topics read_committed and prints one line of
- *   JSON: input records, duplicated input seqs, keys, output records, complete (every key's last
+ *   JSON: input records, duplicated input seqs, keys, output records (and as read_uncommitted sees
+ *   them: more when transactions were aborted), complete (every key's last
  *   count equals its number of input records) and exact (every key's counts in the output are
  *   exactly 1, 2, ..., n: nothing missing, nothing twice), and the first problems found.
  */
@@ -151,8 +152,8 @@ final class StreamsEos {
     }
 
     private static <V> Map<TopicPartition, List<ConsumerRecord<String, V>>> readAll(String bootstrap, String topic,
-            Class<?> valueDeser) {
-        Properties p = Util.consumerProps(bootstrap, null, "read_committed");
+            Class<?> valueDeser, String isolation) {
+        Properties p = Util.consumerProps(bootstrap, null, isolation);
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, valueDeser.getName());
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 5000);
@@ -192,7 +193,8 @@ final class StreamsEos {
         Set<String> seqs = new HashSet<>();
         long inputs = 0;
         long dups = 0;
-        Map<TopicPartition, List<ConsumerRecord<String, String>>> in = readAll(bootstrap, input, StringDeserializer.class);
+        Map<TopicPartition, List<ConsumerRecord<String, String>>> in = readAll(bootstrap, input, StringDeserializer.class,
+                "read_committed");
         for (List<ConsumerRecord<String, String>> l : in.values()) {
             for (ConsumerRecord<String, String> r : l) {
                 inputs++;
@@ -204,7 +206,14 @@ final class StreamsEos {
                 }
             }
         }
-        Map<TopicPartition, List<ConsumerRecord<String, Long>>> out = readAll(bootstrap, output, LongDeserializer.class);
+        Map<TopicPartition, List<ConsumerRecord<String, Long>>> out = readAll(bootstrap, output, LongDeserializer.class,
+                "read_committed");
+        // Records of aborted transactions (what the kills cut off) show only to read_uncommitted.
+        long uncommitted = 0;
+        for (List<ConsumerRecord<String, Long>> l : StreamsEos.<Long>readAll(bootstrap, output, LongDeserializer.class,
+                "read_uncommitted").values()) {
+            uncommitted += l.size();
+        }
         Map<String, List<Long>> got = new TreeMap<>();
         long outputs = 0;
         for (List<ConsumerRecord<String, Long>> l : out.values()) {
@@ -244,7 +253,7 @@ final class StreamsEos {
         }
         StringBuilder sb = new StringBuilder();
         sb.append("{\"input\":").append(inputs).append(",\"input_dups\":").append(dups)
-                .append(",\"keys\":").append(want.size()).append(",\"output\":").append(outputs)
+                .append(",\"keys\":").append(want.size()).append(",\"output\":").append(outputs).append(",\"output_uncommitted\":").append(uncommitted)
                 .append(",\"complete\":").append(complete).append(",\"exact\":").append(exact && complete)
                 .append(",\"problems\":[");
         for (int i = 0; i < problems.size(); i++) {

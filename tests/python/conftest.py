@@ -7,6 +7,10 @@ Fixtures
 - `broker_factory` makes brokers owned by one test (restart and `kill -9` tests).
 - `unique`        a function returning unique names ("t-<test>-<n>-<rand>").
 
+With SLUICE_TEST_TARGET=kafka, `broker` and `broker_factory` hand out Apache Kafka 4.x
+(tests/python/kafka_ref.py, one KRaft node from Maven jars) instead, to check that a test
+encodes Kafka's behaviour; tests that need Sluice itself skip with `sluice_only`.
+
 A broker's stderr goes to a log file; when a test fails, the tail of every broker log
 the test used is attached to the report.
 """
@@ -165,10 +169,20 @@ class Broker:
 _ALL_BROKERS = []
 
 
+TARGET = os.environ.get("SLUICE_TEST_TARGET", "sluice")
+# Marks a test that checks Sluice-only behaviour (skipped when the target is Apache Kafka).
+sluice_only = pytest.mark.skipif(TARGET != "sluice", reason=f"Sluice-only (SLUICE_TEST_TARGET={TARGET})")
+
+
 def _new_broker(tmp_root: Path, extra_args=None) -> Broker:
     data = tmp_root / f"data-{uuid.uuid4().hex[:8]}"
     data.mkdir(parents=True)
-    b = Broker(data, tmp_root, extra_args)
+    if TARGET == "kafka":
+        from kafka_ref import KafkaRef
+
+        b = KafkaRef(data, tmp_root)
+    else:
+        b = Broker(data, tmp_root, extra_args)
     _ALL_BROKERS.append(b)
     return b
 
@@ -220,7 +234,7 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     if rep.failed:
-        used = [v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Broker)]
+        used = [v for v in getattr(item, "funcargs", {}).values() if hasattr(v, "log_tail")]
         used += [b for b in getattr(item, "_sluice_brokers", []) if b not in used]
         for b in used:
             rep.sections.append((f"sluice log ({b.bootstrap})", b.log_tail()))

@@ -250,6 +250,7 @@ impl<R> Step<R> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // short-lived, returned once per request
 pub enum Decision<R> {
     Step(Step<R>),
     /// Call again with a freshly allocated producer id.
@@ -586,6 +587,7 @@ impl Coordinator {
 
     /// EndTxn. `tv2` for EndTxn v5+ (epoch bump per transaction; the reply is the producer
     /// id and epoch the client uses next). The TV1 reply is the unchanged id and epoch.
+    #[allow(clippy::too_many_arguments)]
     pub fn end_txn(
         &self,
         transactional_id: &str,

@@ -455,6 +455,9 @@ impl TxnCoordinator {
     }
 }
 
+/// INVALID_PRODUCER_EPOCH, TRANSACTION_COORDINATOR_FENCED, UNKNOWN_TOPIC_OR_PARTITION.
+const PERMANENT_MARKER_ERRORS: [i16; 3] = [47, 52, 3];
+
 /// Writes one transaction's markers until every partition and group has them, then persists
 /// `Complete*`. A partition whose topic no longer exists is skipped (as Kafka does).
 async fn write_markers(broker: &Broker, m: Markers, mut stop: watch::Receiver<bool>) {
@@ -483,6 +486,16 @@ async fn write_markers(broker: &Broker, m: Markers, mut stop: watch::Receiver<bo
             match result {
                 Ok(()) => {
                     wrote_any = true;
+                    partitions.remove(&(topic, index));
+                }
+                // Refusals a retry cannot change (Kafka stops sending these too): the
+                // partition already saw a newer epoch of this producer or a newer coordinator,
+                // or it is gone. Retrying would hold the transaction in Prepare* forever.
+                Err(e) if PERMANENT_MARKER_ERRORS.contains(&e.code) => {
+                    tracing::error!(
+                        topic = %topic, partition = index, transactional_id = %m.transactional_id,
+                        code = e.code, error = %e.message, "transaction marker refused; not retried"
+                    );
                     partitions.remove(&(topic, index));
                 }
                 Err(e) => tracing::warn!(

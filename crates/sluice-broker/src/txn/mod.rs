@@ -582,3 +582,71 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     }
     while writers.join_next().await.is_some() {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decisions survive a reopen; the coordinator epoch goes up per open; a compacted log
+    /// replays to the same state.
+    #[tokio::test]
+    async fn durable_replay_and_compaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let metadata = Metadata::open(dir.path(), 100, 1).expect("metadata");
+        let c = TxnCoordinator::open(dir.path(), 1).expect("open");
+        let epoch1 = c.coordinator_epoch().await;
+        let (pid, epoch) = c
+            .init_producer_id(&metadata, "a", 60_000, None, 1)
+            .await
+            .expect("init");
+        c.add(
+            "a",
+            pid,
+            epoch,
+            &[Member::Partition("t".into(), 0), Member::Group("g".into())],
+            2,
+        )
+        .await
+        .expect("add");
+        c.end_txn(&metadata, "a", pid, epoch, true, false, 3)
+            .await
+            .expect("end");
+        // Decided but the markers are not written (no marker task here): PrepareCommit.
+        let before = c.describe("a").await.expect("described");
+        assert_eq!(before.state, sluice_txn::TxnState::PrepareCommit);
+        for i in 0..50 {
+            c.init_producer_id(&metadata, &format!("id-{i}"), 60_000, None, 4)
+                .await
+                .expect("init");
+        }
+        drop(c);
+        let c = TxnCoordinator::open(dir.path(), 5).expect("reopen");
+        assert_eq!(c.coordinator_epoch().await, epoch1 + 1);
+        assert_eq!(c.describe("a").await, Some(before.clone()));
+        assert_eq!(c.state.lock().await.pending_markers().len(), 1);
+        // Compact, then reopen: the same state.
+        c.compaction.set_min_bytes(1);
+        c.log
+            .make_durable(c.epoch_end)
+            .await
+            .expect("epoch durable");
+        {
+            let state = c.state.lock().await;
+            c.compact(&state, 6).await.expect("compact");
+        }
+        let live = c.list().await;
+        drop(c);
+        let c = TxnCoordinator::open(dir.path(), 7).expect("reopen after compaction");
+        assert_eq!(c.list().await, live);
+        assert_eq!(c.coordinator_epoch().await, epoch1 + 2);
+        // Expiry writes tombstones that replay.
+        let (aborted, expired) = c
+            .tick(7 + sluice_txn::DEFAULT_ID_EXPIRATION_MS + 10)
+            .await
+            .expect("tick");
+        assert_eq!((aborted, expired), (0, 50));
+        drop(c);
+        let c = TxnCoordinator::open(dir.path(), 8).expect("reopen after expiry");
+        assert_eq!(c.list().await.len(), 1);
+    }
+}

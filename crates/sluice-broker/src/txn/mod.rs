@@ -89,8 +89,6 @@ pub struct TxnCoordinator {
     log: Partition,
     /// Held from a decision until it is written and applied.
     state: tokio::sync::Mutex<Coordinator>,
-    /// The offset after the start's coordinator-epoch record (made durable before any marker).
-    epoch_end: i64,
     markers_tx: mpsc::UnboundedSender<Markers>,
     markers_rx: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<Markers>>>,
     compaction: internal_log::Compaction,
@@ -102,8 +100,8 @@ impl TxnCoordinator {
         Self::open_with(data_dir, TxnSettings::default(), now_ms)
     }
 
-    /// [`Self::open`] with settings. The coordinator epoch is bumped and appended here; it is
-    /// made durable before any marker carries it ([`run`]) and by any later write.
+    /// [`Self::open`] with settings. The coordinator epoch is bumped here and persisted by
+    /// [`run`] before any marker carries it.
     pub fn open_with(
         data_dir: &Path,
         settings: TxnSettings,
@@ -142,10 +140,10 @@ impl TxnCoordinator {
                 },
             }
         })?;
+        // This start's epoch; it is written by `run` (no write may happen before the broker
+        // removes the clean-shutdown marker) and durable before any marker carries it.
         let epoch = epoch.saturating_add(1);
         coordinator.set_coordinator_epoch(epoch);
-        let buf = internal_log::encode_batch(&[epoch_record(epoch)], now_ms)?;
-        let epoch_end = log.append(&buf, now_ms)?.last_offset + 1;
         let compaction = internal_log::Compaction::new(log.size_bytes());
         tracing::info!(
             coordinator_epoch = epoch,
@@ -156,7 +154,6 @@ impl TxnCoordinator {
         Ok(TxnCoordinator {
             log,
             state: tokio::sync::Mutex::new(coordinator),
-            epoch_end,
             markers_tx,
             markers_rx: parking_lot::Mutex::new(Some(markers_rx)),
             compaction,
@@ -409,6 +406,15 @@ impl TxnCoordinator {
         self.state.lock().await.coordinator_epoch()
     }
 
+    /// Writes this start's coordinator epoch and waits until it is durable.
+    async fn persist_epoch(&self, now_ms: i64) -> Result<(), KafkaError> {
+        let state = self.state.lock().await;
+        let buf = internal_log::encode_batch(&[epoch_record(state.coordinator_epoch())], now_ms)?;
+        let end = self.log.append(&buf, now_ms)?.last_offset + 1;
+        self.compaction.appended(buf.len());
+        self.log.make_durable(end).await
+    }
+
     /// Markers are written: persist `Complete*`.
     async fn complete(&self, m: &Markers, now_ms: i64) -> Result<(), KafkaError> {
         let mut state = self.state.lock().await;
@@ -549,7 +555,7 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let Some(mut rx) = txn.markers_rx.lock().take() else {
         return;
     };
-    while let Err(e) = txn.log.make_durable(txn.epoch_end).await {
+    while let Err(e) = txn.persist_epoch(now_ms()).await {
         tracing::error!(error = %e.message, "cannot persist the coordinator epoch; retrying");
         tokio::select! {
             _ = stop.changed() => return,
@@ -594,6 +600,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let metadata = Metadata::open(dir.path(), 100, 1).expect("metadata");
         let c = TxnCoordinator::open(dir.path(), 1).expect("open");
+        c.persist_epoch(1).await.expect("epoch");
         let epoch1 = c.coordinator_epoch().await;
         let (pid, epoch) = c
             .init_producer_id(&metadata, "a", 60_000, None, 1)
@@ -621,15 +628,12 @@ mod tests {
         }
         drop(c);
         let c = TxnCoordinator::open(dir.path(), 5).expect("reopen");
+        c.persist_epoch(5).await.expect("epoch");
         assert_eq!(c.coordinator_epoch().await, epoch1 + 1);
         assert_eq!(c.describe("a").await, Some(before.clone()));
         assert_eq!(c.state.lock().await.pending_markers().len(), 1);
         // Compact, then reopen: the same state.
         c.compaction.set_min_bytes(1);
-        c.log
-            .make_durable(c.epoch_end)
-            .await
-            .expect("epoch durable");
         {
             let state = c.state.lock().await;
             c.compact(&state, 6).await.expect("compact");
@@ -638,6 +642,7 @@ mod tests {
         drop(c);
         let c = TxnCoordinator::open(dir.path(), 7).expect("reopen after compaction");
         assert_eq!(c.list().await, live);
+        // The compacted log kept the epoch: the next start goes past it.
         assert_eq!(c.coordinator_epoch().await, epoch1 + 2);
         // Expiry writes tombstones that replay.
         let (aborted, expired) = c

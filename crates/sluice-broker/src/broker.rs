@@ -104,7 +104,15 @@ impl Broker {
         let groups = GroupService::new(&config);
         let share = ShareService::open(&config.data_dir, &metadata, now).map_err(anyhow_from)?;
         let registry = crate::schemas::open(&config.data_dir, now).map_err(anyhow_from)?;
-        let txn = crate::txn::TxnCoordinator::open(&config.data_dir, now).map_err(anyhow_from)?;
+        let txn = crate::txn::TxnCoordinator::open_with(
+            &config.data_dir,
+            crate::txn::TxnSettings {
+                max_timeout_ms: config.transaction_max_timeout_ms,
+                id_expiration_ms: config.transactional_id_expiration_ms,
+            },
+            now,
+        )
+        .map_err(anyhow_from)?;
         // Every log is open: from here on writes may come, so the last run's clean-shutdown
         // marker (which let the opens above skip the CRC pass) must go first, durably.
         let clean = sluice_storage::durability::remove_clean_shutdown_marker(&config.data_dir)
@@ -293,6 +301,7 @@ pub async fn run(
     tasks.spawn(background(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::groups::run_timers(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::share::run_timers(broker.clone(), stop_rx.clone()));
+    tasks.spawn(crate::txn::run(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::share::dlq::run_writer(
         broker.clone(),
         stop_rx.clone(),

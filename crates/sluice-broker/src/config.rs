@@ -87,6 +87,12 @@ pub struct BrokerConfig {
     /// `fetch.max.bytes` (default 55 MiB): the most record bytes one Fetch or ShareFetch
     /// response carries, whatever the request asks (one batch more than this may go out, KIP-74).
     pub fetch_max_bytes: i32,
+    /// `transaction.max.timeout.ms` (default 900000).
+    pub transaction_max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms` (default 10 s).
+    pub transaction_abort_interval: Duration,
+    /// `transactional.id.expiration.ms` (default 7 days).
+    pub transactional_id_expiration_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -119,6 +125,11 @@ impl Default for BrokerConfig {
                 crate::limits::OFFSETS_RETENTION_CHECK_INTERVAL_MS,
             ),
             fetch_max_bytes: crate::limits::FETCH_MAX_BYTES,
+            transaction_max_timeout_ms: crate::limits::TRANSACTION_MAX_TIMEOUT_MS,
+            transaction_abort_interval: Duration::from_millis(
+                crate::limits::TRANSACTION_ABORT_INTERVAL_MS,
+            ),
+            transactional_id_expiration_ms: crate::limits::TRANSACTIONAL_ID_EXPIRATION_MS,
         }
     }
 }

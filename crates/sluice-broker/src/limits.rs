@@ -132,3 +132,17 @@ pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS: u64 = 600_000;
 // one compatibility check) live beside the parsers in `crates/sluice-registry/src/format/`
 // (`avro.rs`, `json.rs`, `protobuf.rs`), since that crate does not depend on the broker; they are
 // rows of the same table in `docs/CONFIG.md`. HTTP bounds are above (connections and requests).
+
+// ---- Transactions ----
+
+/// `transaction.max.timeout.ms` (Kafka: 15 minutes): the longest `transaction.timeout.ms` a
+/// producer may ask for; longer gets INVALID_TRANSACTION_TIMEOUT.
+pub const TRANSACTION_MAX_TIMEOUT_MS: i32 = 900_000;
+/// `transaction.abort.timed.out.transaction.cleanup.interval.ms` (Kafka: 10 s).
+pub const TRANSACTION_ABORT_INTERVAL_MS: u64 = 10_000;
+/// `transactional.id.expiration.ms` (Kafka: 7 days): an idle transactional id is forgotten.
+pub const TRANSACTIONAL_ID_EXPIRATION_MS: i64 = 7 * 24 * 3600 * 1000;
+/// First wait before a failed transaction marker is written again, doubled up to the max
+/// (Kafka's marker channel retries on `retry.backoff.ms` = 100).
+pub const TXN_MARKER_RETRY_BACKOFF_MS: u64 = 100;
+pub const TXN_MARKER_RETRY_BACKOFF_MAX_MS: u64 = 5_000;

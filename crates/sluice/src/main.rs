@@ -35,6 +35,8 @@ enum Command {
     Dlq(cli::dlq::DlqArgs),
     /// Register, fetch, list, check and delete schemas in the schema registry; set compatibility.
     Schema(cli::schema::SchemaArgs),
+    /// List and describe transactions; find and abort hanging ones.
+    Txn(cli::txn::TxnArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Group(args) => cli::group::run(args),
         Command::Dlq(args) => cli::dlq::run(args),
         Command::Schema(args) => cli::schema::run(args),
+        Command::Txn(args) => cli::txn::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

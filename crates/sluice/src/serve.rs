@@ -96,6 +96,18 @@ pub struct ServeArgs {
     /// Most record bytes in one Fetch or ShareFetch response (fetch.max.bytes) [default: 57671680]
     #[arg(long, env = "SLUICE_FETCH_MAX_BYTES")]
     fetch_max_bytes: Option<i32>,
+    /// Longest transaction timeout a producer may ask for (transaction.max.timeout.ms)
+    /// [default: 900000]
+    #[arg(long, env = "SLUICE_TRANSACTION_MAX_TIMEOUT_MS")]
+    transaction_max_timeout_ms: Option<i32>,
+    /// How often transactions past their timeout are aborted
+    /// (transaction.abort.timed.out.transaction.cleanup.interval.ms) [default: 10000]
+    #[arg(long, env = "SLUICE_TRANSACTION_ABORT_INTERVAL_MS")]
+    transaction_abort_interval_ms: Option<u64>,
+    /// An idle transactional id is forgotten after this long (transactional.id.expiration.ms)
+    /// [default: 604800000, 7 days]
+    #[arg(long, env = "SLUICE_TRANSACTIONAL_ID_EXPIRATION_MS")]
+    transactional_id_expiration_ms: Option<i64>,
 }
 
 impl ServeArgs {
@@ -135,6 +147,15 @@ impl ServeArgs {
                 .offsets_retention_check_interval_ms
                 .or(file.offsets_retention_check_interval_ms),
             fetch_max_bytes: self.fetch_max_bytes.or(file.fetch_max_bytes),
+            transaction_max_timeout_ms: self
+                .transaction_max_timeout_ms
+                .or(file.transaction_max_timeout_ms),
+            transaction_abort_interval_ms: self
+                .transaction_abort_interval_ms
+                .or(file.transaction_abort_interval_ms),
+            transactional_id_expiration_ms: self
+                .transactional_id_expiration_ms
+                .or(file.transactional_id_expiration_ms),
         }
     }
 
@@ -188,6 +209,14 @@ impl ServeArgs {
             .filter(|v| !v.is_empty()),
             None => Some(HostPattern::defaults_for(http_addr)).filter(|v| !v.is_empty()),
         };
+        let transaction_max_timeout_ms = self
+            .transaction_max_timeout_ms
+            .unwrap_or(d.transaction_max_timeout_ms);
+        if transaction_max_timeout_ms < 1 {
+            anyhow::bail!(
+                "--transaction-max-timeout-ms must be at least 1, got {transaction_max_timeout_ms}"
+            );
+        }
         let fetch_max_bytes = self.fetch_max_bytes.unwrap_or(d.fetch_max_bytes);
         if fetch_max_bytes < 1 {
             anyhow::bail!("--fetch-max-bytes must be at least 1, got {fetch_max_bytes}");
@@ -239,6 +268,16 @@ impl ServeArgs {
                     Duration::from_millis(ms.max(1))
                 }),
             fetch_max_bytes,
+            transaction_max_timeout_ms,
+            transaction_abort_interval: self
+                .transaction_abort_interval_ms
+                .map_or(d.transaction_abort_interval, |ms| {
+                    Duration::from_millis(ms.max(1))
+                }),
+            transactional_id_expiration_ms: self
+                .transactional_id_expiration_ms
+                .unwrap_or(d.transactional_id_expiration_ms)
+                .max(1),
         })
     }
 }

@@ -38,6 +38,8 @@ use crate::groups::now_u64;
 use crate::offsets::CommittedOffset;
 
 const KEY_TYPE_GROUP: i8 = 0;
+/// Transactional ids: this node is the transaction coordinator too.
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 fn opt_s(v: Option<String>) -> Option<kafka_protocol::protocol::StrBytes> {
     v.map(s)
@@ -50,13 +52,13 @@ pub fn find_coordinator(
 ) -> FindCoordinatorResponse {
     let answer = |key: &str| -> Coordinator {
         let c = Coordinator::default().with_key(s(key));
-        if req.key_type != KEY_TYPE_GROUP {
+        if req.key_type != KEY_TYPE_GROUP && req.key_type != KEY_TYPE_TRANSACTION {
             return c
                 .with_node_id(BrokerId(-1))
                 .with_port(-1)
                 .with_error_code(ResponseError::InvalidRequest.code())
                 .with_error_message(Some(s(format!(
-                    "coordinator key type {} is not supported yet (transactions and share groups come later)",
+                    "coordinator key type {} is not supported yet (share groups use key type 0 here)",
                     req.key_type
                 ))));
         }

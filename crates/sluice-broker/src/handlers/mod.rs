@@ -20,6 +20,7 @@ mod metadata;
 mod offsets;
 mod produce;
 mod share;
+mod txn;
 
 /// What the connection does with a request.
 pub enum Handled {
@@ -56,7 +57,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
-    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
@@ -108,6 +115,12 @@ fn api_name(key: ApiKey) -> &'static str {
         DeleteTopics,
         DeleteRecords,
         InitProducerId,
+        AddPartitionsToTxn,
+        AddOffsetsToTxn,
+        EndTxn,
+        WriteTxnMarkers,
+        DescribeTransactions,
+        ListTransactions,
         OffsetForLeaderEpoch,
         DescribeConfigs,
         AlterConfigs,
@@ -298,7 +311,17 @@ async fn dispatch(
         Rq::IncrementalAlterConfigs(r) => {
             Rs::IncrementalAlterConfigs(admin::incremental_alter_configs(broker, r).await)
         }
-        Rq::InitProducerId(r) => Rs::InitProducerId(produce::init_producer_id(broker, r).await),
+        Rq::InitProducerId(r) => Rs::InitProducerId(txn::init_producer_id(broker, r, v).await),
+        Rq::AddPartitionsToTxn(r) => {
+            Rs::AddPartitionsToTxn(txn::add_partitions_to_txn(broker, r, v).await)
+        }
+        Rq::AddOffsetsToTxn(r) => Rs::AddOffsetsToTxn(txn::add_offsets_to_txn(broker, r, v).await),
+        Rq::EndTxn(r) => Rs::EndTxn(txn::end_txn(broker, r, v).await),
+        Rq::WriteTxnMarkers(r) => Rs::WriteTxnMarkers(txn::write_txn_markers(broker, r).await),
+        Rq::DescribeTransactions(r) => {
+            Rs::DescribeTransactions(txn::describe_transactions(broker, r).await)
+        }
+        Rq::ListTransactions(r) => Rs::ListTransactions(txn::list_transactions(broker, r, v).await),
         Rq::FindCoordinator(r) => Rs::FindCoordinator(groups::find_coordinator(broker, r, v)),
         Rq::OffsetCommit(r) => Rs::OffsetCommit(groups::offset_commit(broker, r).await),
         Rq::OffsetFetch(r) => Rs::OffsetFetch(groups::offset_fetch(broker, r, v)),

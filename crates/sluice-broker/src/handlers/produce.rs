@@ -1,4 +1,4 @@
-//! Produce and InitProducerId.
+//! Produce (InitProducerId is in `txn.rs`).
 //!
 //! The produce path: validate each partition's record set where it lies in the request buffer
 //! (headers and CRC; records are not decoded), stamp offsets into copies of the 61-byte batch
@@ -13,9 +13,7 @@
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
-};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use sluice_storage::{BatchIter, ProducedBatch};
 
@@ -298,32 +296,4 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
         }
     }
     Some(ProduceResponse::default().with_responses(responses))
-}
-
-pub async fn init_producer_id(
-    broker: &Broker,
-    req: InitProducerIdRequest,
-) -> InitProducerIdResponse {
-    let fail = |code: i16| {
-        InitProducerIdResponse::default()
-            .with_error_code(code)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1)
-    };
-    if req.transactional_id.is_some() {
-        // Transactions come with their coordinator (a later issue); refuse clearly.
-        return fail(ResponseError::TransactionalIdAuthorizationFailed.code());
-    }
-    // KIP-360: an idempotent producer may ask to bump its epoch after an error.
-    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
-        return InitProducerIdResponse::default()
-            .with_producer_id(req.producer_id)
-            .with_producer_epoch(req.producer_epoch + 1);
-    }
-    match broker.metadata.allocate_producer_id(now_ms()).await {
-        Ok(id) => InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(id))
-            .with_producer_epoch(0),
-        Err(e) => fail(e.code),
-    }
 }

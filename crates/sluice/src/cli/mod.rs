@@ -16,6 +16,7 @@ pub mod record_format;
 pub mod schema;
 pub mod table;
 pub mod topic;
+pub mod txn;
 
 /// Connection and output flags shared by every tool.
 #[derive(Args, Debug, Clone)]

@@ -485,10 +485,16 @@ impl Partition {
 impl State {
     fn marks(&self) -> Watermarks {
         let high_watermark = self.log.log_end_offset();
+        let log_start_offset = self.log.log_start_offset();
         Watermarks {
-            log_start_offset: self.log.log_start_offset(),
+            log_start_offset,
             high_watermark,
-            last_stable_offset: self.producers.last_stable_offset(high_watermark),
+            // As Kafka (`UnifiedLog.updateFirstUnstableOffset`): an open transaction whose
+            // start retention or DeleteRecords removed holds the LSO at the log start.
+            last_stable_offset: self
+                .producers
+                .last_stable_offset(high_watermark)
+                .max(log_start_offset.min(high_watermark)),
         }
     }
 }

@@ -381,3 +381,42 @@ fn read_once(
     }
     (responses, total, any_error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_storage::records::{build_control_batch, BATCH_HEADER_LEN};
+    use sluice_storage::ControlRecord;
+
+    /// Three one-offset batches at offsets 10, 11, 12.
+    fn three_batches() -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..3i64 {
+            let mut b = build_control_batch(
+                1,
+                0,
+                ControlRecord {
+                    kind: 1,
+                    coordinator_epoch: 0,
+                },
+                0,
+            );
+            b[..8].copy_from_slice(&(10 + i).to_be_bytes());
+            out.extend(b);
+        }
+        out
+    }
+
+    #[test]
+    fn read_committed_serves_only_batches_below_the_lso() {
+        let all = three_batches();
+        let one = all.len() / 3;
+        assert!(one > BATCH_HEADER_LEN);
+        let (b, next) = below_lso(all.clone(), 12);
+        assert_eq!((b.len(), next), (2 * one, Some(12)));
+        let (b, next) = below_lso(all.clone(), 10);
+        assert_eq!((b.len(), next), (0, None));
+        let (b, next) = below_lso(all.clone(), 100);
+        assert_eq!((b.len(), next), (3 * one, Some(13)));
+    }
+}

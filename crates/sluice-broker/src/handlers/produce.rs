@@ -387,3 +387,43 @@ pub async fn init_producer_id(
         Err(e) => fail(e.code),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verification_errors_per_produce_version() {
+        use ResponseError as E;
+        for v in [3, 10, 11, 12] {
+            assert_eq!(
+                verification_error(E::ProducerFenced, v),
+                E::InvalidProducerEpoch
+            );
+            assert_eq!(
+                verification_error(E::InvalidProducerIdMapping, v),
+                E::InvalidProducerIdMapping
+            );
+        }
+        assert_eq!(
+            verification_error(E::TransactionAbortable, 10),
+            E::InvalidTxnState
+        );
+        assert_eq!(
+            verification_error(E::TransactionAbortable, 11),
+            E::TransactionAbortable
+        );
+        assert_eq!(
+            verification_error(E::ConcurrentTransactions, 10),
+            E::NotEnoughReplicas
+        );
+        assert_eq!(
+            verification_error(E::NotCoordinator, 9),
+            E::NotEnoughReplicas
+        );
+        assert_eq!(
+            verification_error(E::ConcurrentTransactions, 11),
+            E::ConcurrentTransactions
+        );
+    }
+}

@@ -336,7 +336,17 @@ pub async fn run(
 /// and the next start recovers as after a crash.
 async fn mark_clean_shutdown(broker: &Broker) {
     let data_dir = broker.config.data_dir.clone();
+    // Producer-state snapshots at each log end, so the next start replays nothing.
+    let partitions: Vec<Arc<Partition>> = broker
+        .metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions.iter().cloned())
+        .collect();
     let done = tokio::task::spawn_blocking(move || {
+        for p in &partitions {
+            p.snapshot_producer_state();
+        }
         sluice_storage::durability::sync_logs_under(&data_dir)?;
         sluice_storage::durability::write_clean_shutdown_marker(&data_dir)
     })

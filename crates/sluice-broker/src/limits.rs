@@ -76,6 +76,19 @@ pub const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
 /// what Kafka's Java decoder allows): a frame asking for more is refused, never allocated.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
+// ---- Producer state and transactions on a partition (producer_state.rs, partition.rs) ----
+
+/// Producers tracked per partition (idempotence and transaction state). A new producer evicts
+/// the least recently used one that has no open transaction; when every tracked producer has
+/// an open transaction, a new producer's batch is refused with NOT_ENOUGH_REPLICAS (retriable)
+/// until one ends. Kafka bounds it only by `producer.id.expiration.ms`.
+pub const MAX_PRODUCERS_PER_PARTITION: usize = 100_000;
+/// `producer.id.expiration.ms` (Kafka's default, 1 day): a producer idle this long (by its
+/// last batch's timestamp) is forgotten, never while its transaction is open.
+pub const PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
+/// `producer.id.expiration.check.interval.ms` (Kafka's default, 10 minutes).
+pub const PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS: i64 = 600_000;
+
 // ---- Fetch and share fetch (handlers/fetch.rs, handlers/share.rs, fetch_session.rs) ----
 
 /// Longest a Fetch or ShareFetch may wait for data (`max_wait_ms` is capped here).

@@ -1,15 +1,30 @@
-//! One partition: its log behind a lock, its idempotent-producer state, and the group commit
-//! that makes appends durable under the flush policy.
+//! One partition: its log behind a lock, its producer state (idempotence and transactions),
+//! and the group commit that makes appends durable under the flush policy.
+//!
+//! Transactions on the partition (Kafka's `UnifiedLog` + `ProducerStateManager`): a
+//! transactional batch opens its producer's transaction at its offset, a marker
+//! ([`Partition::append_marker`]) closes it; the last stable offset is the first offset of the
+//! oldest open transaction (else the high watermark); an ABORT enters the segment's
+//! aborted-transaction index. Producer state is snapshotted (`<offset>.snapshot`) at each
+//! segment roll and at clean shutdown, and on open the newest usable snapshot is loaded and the
+//! log after it replayed (rebuilding the transaction index entries of what is replayed).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
-use sluice_storage::{BatchHeader, Log, LogConfig, RetentionOutcome, SegmentSlice};
+use sluice_storage::records::build_control_batch;
+use sluice_storage::{
+    producer_snapshot, AbortedTxnEntry, BatchHeader, ControlRecord, Log, LogConfig,
+    RetentionOutcome, SegmentSlice,
+};
 
 use crate::error::KafkaError;
-use crate::producer_state::{ProducerStateTable, SequenceCheck};
+use crate::limits::{PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS, PRODUCER_ID_EXPIRATION_MS};
+use crate::producer_state::{
+    CompletedTxn, MarkerCheck, ProducerStateTable, ProducerView, SequenceCheck,
+};
 
 /// The leader epoch of every partition on a single node; replication will bump it.
 pub const LEADER_EPOCH: i32 = 0;
@@ -17,6 +32,32 @@ pub const LEADER_EPOCH: i32 = 0;
 struct State {
     log: Log,
     producers: ProducerStateTable,
+    /// When producer expiry last ran (`producer.id.expiration.check.interval.ms`).
+    last_expiry_check_ms: i64,
+}
+
+impl State {
+    /// Writes a producer-state snapshot at `offset` (the log end, or the base of a segment
+    /// just rolled, before anything past it is recorded). A failure is logged: the next open
+    /// replays from an older snapshot.
+    fn snapshot_at(&self, offset: i64) {
+        if let Err(e) = producer_snapshot::write(self.log.dir(), offset, &self.producers.encode()) {
+            tracing::warn!(dir = %self.log.dir().display(), offset, error = %e, "could not write a producer-state snapshot");
+        }
+    }
+
+    /// Enters a completed transaction in the index if it was aborted.
+    fn index_completed(&mut self, done: Option<CompletedTxn>) -> Result<(), KafkaError> {
+        if let Some(d) = done.filter(|d| d.aborted) {
+            self.log.add_aborted_txn(AbortedTxnEntry {
+                producer_id: d.producer_id,
+                first_offset: d.first_offset,
+                last_offset: d.last_offset,
+                last_stable_offset: d.last_stable_offset,
+            })?;
+        }
+        Ok(())
+    }
 }
 
 pub struct Partition {
@@ -67,6 +108,8 @@ pub struct Watermarks {
     pub log_start_offset: i64,
     /// On a single node the high watermark is the log end offset.
     pub high_watermark: i64,
+    /// The first offset of the oldest open transaction, else the high watermark.
+    pub last_stable_offset: i64,
 }
 
 impl Partition {
@@ -76,14 +119,16 @@ impl Partition {
         config: LogConfig,
         now_ms: i64,
     ) -> Result<Self, KafkaError> {
-        let mut producers = ProducerStateTable::default();
-        let log = Log::open(dir, config, now_ms, &mut |h: &BatchHeader| {
-            producers.record(h)
-        })?;
+        let mut log = Log::open(dir, config, now_ms, &mut |_: &BatchHeader| {})?;
+        let producers = load_producer_state(&mut log)?;
         let end = log.log_end_offset();
         Ok(Partition {
             index,
-            state: Mutex::new(State { log, producers }),
+            state: Mutex::new(State {
+                log,
+                producers,
+                last_expiry_check_ms: now_ms,
+            }),
             synced_offset: AtomicI64::new(end),
             sync_lock: tokio::sync::Mutex::new(()),
             dirty: AtomicBool::new(false),
@@ -91,16 +136,82 @@ impl Partition {
     }
 
     /// Validates and appends a producer's record set, written from the request's own buffer.
+    /// A transactional batch that would open a transaction is refused here: it must come
+    /// through [`Partition::append_verified`].
     pub fn append(&self, buf: &[u8], now_ms: i64) -> Result<Appended, KafkaError> {
+        self.append_verified(buf, now_ms, None)
+    }
+
+    /// KIP-890 part 1: whether a transactional batch of this producer needs the coordinator's
+    /// verification (its transaction is not open here yet). If so, returns the guard to pass
+    /// to [`Partition::append_verified`] once verified; a marker written meanwhile voids it,
+    /// so a late batch cannot reopen a transaction that just ended.
+    pub fn start_txn_verification(&self, producer_id: i64) -> Option<u64> {
+        let mut state = self.state.lock();
+        if state.producers.has_open_txn(producer_id) {
+            return None;
+        }
+        Some(state.producers.start_verification(producer_id))
+    }
+
+    /// [`Partition::append`] for a record set whose transactional batches were verified with
+    /// `guard` (from [`Partition::start_txn_verification`]).
+    pub fn append_verified(
+        &self,
+        buf: &[u8],
+        now_ms: i64,
+        guard: Option<u64>,
+    ) -> Result<Appended, KafkaError> {
         let mut state = self.state.lock();
         let batches = state.log.validate(buf, now_ms)?;
         // Idempotence: Kafka sends one batch per partition; check each against producer state.
         for b in &batches {
-            if !b.header.has_producer_id() {
+            let h = &b.header;
+            if h.is_control() {
+                return Err(KafkaError::new(
+                    ResponseError::InvalidRecord,
+                    "control batches are written by the transaction coordinator, not by clients",
+                ));
+            }
+            if !h.has_producer_id() {
+                if h.is_transactional() {
+                    return Err(KafkaError::new(
+                        ResponseError::InvalidRecord,
+                        "a transactional batch must carry a producer id",
+                    ));
+                }
                 continue;
             }
-            match state.producers.check(&b.header) {
-                SequenceCheck::Append => {}
+            match state.producers.check(h) {
+                SequenceCheck::Append => {
+                    if h.is_transactional()
+                        && !state.producers.has_open_txn(h.producer_id)
+                        && !guard.is_some_and(|g| state.producers.guard_holds(h.producer_id, g))
+                    {
+                        return Err(KafkaError::new(
+                            ResponseError::InvalidTxnState,
+                            format!(
+                                "producer {}: the batch is not part of a verified ongoing transaction",
+                                h.producer_id
+                            ),
+                        ));
+                    }
+                }
+                SequenceCheck::NonTransactionalInTxn { txn_first_offset } => {
+                    return Err(KafkaError::new(
+                        ResponseError::InvalidTxnState,
+                        format!(
+                            "producer {} sent a non-transactional batch while its transaction (from offset {txn_first_offset}) is open",
+                            h.producer_id
+                        ),
+                    ));
+                }
+                SequenceCheck::TooManyProducers => {
+                    return Err(KafkaError::new(
+                        ResponseError::NotEnoughReplicas,
+                        "every producer tracked on this partition has an open transaction; retry later",
+                    ));
+                }
                 SequenceCheck::Duplicate {
                     first_offset,
                     last_offset,
@@ -139,7 +250,13 @@ impl Partition {
                 }
             }
         }
+        let active_base = state.log.active_base_offset();
         let info = state.log.append(buf, &batches, LEADER_EPOCH, now_ms)?;
+        if state.log.active_base_offset() != active_base {
+            // Rolled: snapshot the state as of the new segment's base, before this append.
+            let base = state.log.active_base_offset();
+            state.snapshot_at(base);
+        }
         let mut next = info.first_offset;
         for b in &batches {
             let mut h = b.header;
@@ -187,11 +304,7 @@ impl Partition {
     }
 
     pub fn watermarks(&self) -> Watermarks {
-        let state = self.state.lock();
-        Watermarks {
-            log_start_offset: state.log.log_start_offset(),
-            high_watermark: state.log.log_end_offset(),
-        }
+        self.state.lock().marks()
     }
 
     /// Locates the bytes for a fetch; the caller loads them outside the lock.
@@ -201,10 +314,7 @@ impl Partition {
         max_bytes: usize,
     ) -> (Result<Option<SegmentSlice>, KafkaError>, Watermarks) {
         let state = self.state.lock();
-        let marks = Watermarks {
-            log_start_offset: state.log.log_start_offset(),
-            high_watermark: state.log.log_end_offset(),
-        };
+        let marks = state.marks();
         (state.log.read(offset, max_bytes).map_err(Into::into), marks)
     }
 
@@ -212,29 +322,116 @@ impl Partition {
     /// this partition, and closes it: the last stable offset moves past it, and an ABORT is
     /// entered in the aborted-transaction index. Retried markers are appended again harmlessly
     /// (Kafka does the same); a marker whose coordinator epoch is older than the last one seen
-    /// is refused with TRANSACTION_COORDINATOR_FENCED.
+    /// is refused with TRANSACTION_COORDINATOR_FENCED, one with an older producer epoch with
+    /// INVALID_PRODUCER_EPOCH. A marker for a producer with no open transaction here is
+    /// appended and changes neither the LSO nor the index.
+    ///
+    /// The caller (the coordinator's marker writer, or WriteTxnMarkers) must then
+    /// (1) wake long-polling fetches with `broker.data_appended.notify_waiters()` — the LSO
+    /// moved, so read_committed fetches may now have data — and (2) under `flush=always`,
+    /// `make_durable(appended.last_offset + 1)` before counting the marker as written.
     pub fn append_marker(&self, marker: TxnMarker, now_ms: i64) -> Result<Appended, KafkaError> {
-        // SKELETON: implemented by the partition-transactions work.
-        let _ = (marker, now_ms);
-        Err(KafkaError::new(
-            ResponseError::UnsupportedVersion,
-            "transaction markers are not implemented yet",
-        ))
+        let mut state = self.state.lock();
+        match state.producers.check_marker(
+            marker.producer_id,
+            marker.producer_epoch,
+            marker.coordinator_epoch,
+        ) {
+            MarkerCheck::Ok => {}
+            MarkerCheck::StaleEpoch { current, got } => {
+                return Err(KafkaError::new(
+                    ResponseError::InvalidProducerEpoch,
+                    format!(
+                        "marker for producer {} has epoch {got}, older than the current epoch {current}",
+                        marker.producer_id
+                    ),
+                ))
+            }
+            MarkerCheck::CoordinatorFenced { current, got } => {
+                return Err(KafkaError::new(
+                    ResponseError::TransactionCoordinatorFenced,
+                    format!(
+                        "marker for producer {} has coordinator epoch {got}, older than {current}",
+                        marker.producer_id
+                    ),
+                ))
+            }
+        }
+        let control = ControlRecord {
+            kind: if marker.commit {
+                ControlRecord::COMMIT
+            } else {
+                ControlRecord::ABORT
+            },
+            coordinator_epoch: marker.coordinator_epoch,
+        };
+        let buf = build_control_batch(marker.producer_id, marker.producer_epoch, control, now_ms);
+        let batches = state.log.validate(&buf, now_ms)?;
+        let Some(first) = batches.first() else {
+            return Err(KafkaError::new(
+                ResponseError::UnknownServerError,
+                "the marker batch did not validate",
+            ));
+        };
+        let mut header = first.header;
+        let active_base = state.log.active_base_offset();
+        let info = state.log.append(&buf, &batches, LEADER_EPOCH, now_ms)?;
+        if state.log.active_base_offset() != active_base {
+            let base = state.log.active_base_offset();
+            state.snapshot_at(base);
+        }
+        header.base_offset = info.first_offset;
+        let done = state.producers.record_marker(&header, control);
+        self.dirty.store(true, Ordering::Release);
+        state.index_completed(done)?;
+        Ok(Appended {
+            base_offset: info.first_offset,
+            last_offset: info.last_offset,
+            log_append_time_ms: info.log_append_time_ms,
+            log_start_offset: state.log.log_start_offset(),
+            duplicate: false,
+        })
     }
 
     /// The last stable offset: the first offset of the oldest open transaction, or the high
     /// watermark when none is open. read_committed readers never read at or past it.
     pub fn last_stable_offset(&self) -> i64 {
-        // SKELETON: implemented by the partition-transactions work.
-        self.watermarks().high_watermark
+        self.state.lock().marks().last_stable_offset
     }
 
     /// The aborted transactions whose data overlaps `[from, to)`, ordered by first offset
-    /// (what Fetch with isolation_level=1 returns, and what the cleaner drops).
+    /// (what Fetch with isolation_level=1 returns, and what the cleaner drops). Kafka's lookup:
+    /// the transaction indexes from the segment holding `from` on, until an entry's last
+    /// stable offset reaches `to`.
     pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
-        // SKELETON: implemented by the partition-transactions work.
-        let _ = (from, to);
-        Vec::new()
+        let entries = self.state.lock().log.aborted_txns(from, to);
+        let mut out: Vec<AbortedTxn> = entries
+            .into_iter()
+            .map(|e| AbortedTxn {
+                producer_id: e.producer_id,
+                first_offset: e.first_offset,
+                last_offset: e.last_offset,
+            })
+            .collect();
+        out.sort_by_key(|a| (a.first_offset, a.last_offset));
+        out
+    }
+
+    /// The producers tracked here (DescribeProducers).
+    pub fn describe_producers(&self) -> Vec<ProducerView> {
+        self.state.lock().producers.describe()
+    }
+
+    /// Writes a producer-state snapshot at the log end (graceful shutdown, before the logs are
+    /// fsynced), so the next start replays nothing.
+    pub fn snapshot_producer_state(&self) {
+        let state = self.state.lock();
+        let end = state.log.log_end_offset();
+        let dir = state.log.dir();
+        if producer_snapshot::list(dir).is_ok_and(|l| l.last() == Some(&end)) {
+            return;
+        }
+        state.snapshot_at(end);
     }
 
     pub fn find_by_timestamp(&self, ts: i64) -> Result<Option<SegmentSlice>, KafkaError> {
@@ -249,8 +446,23 @@ impl Partition {
         Ok(self.state.lock().log.delete_records_before(offset)?)
     }
 
+    /// Retention and `segment.ms` rolling (a roll writes a producer-state snapshot), and
+    /// producer-id expiry every `producer.id.expiration.check.interval.ms`.
     pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, KafkaError> {
-        Ok(self.state.lock().log.apply_retention(now_ms)?)
+        let mut state = self.state.lock();
+        if now_ms.saturating_sub(state.last_expiry_check_ms)
+            >= PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS
+        {
+            state.last_expiry_check_ms = now_ms;
+            state.producers.expire(now_ms, PRODUCER_ID_EXPIRATION_MS);
+        }
+        let active_base = state.log.active_base_offset();
+        let outcome = state.log.apply_retention(now_ms)?;
+        if state.log.active_base_offset() != active_base {
+            let base = state.log.active_base_offset();
+            state.snapshot_at(base);
+        }
+        Ok(outcome)
     }
 
     pub fn set_config(&self, config: LogConfig) -> Result<(), KafkaError> {
@@ -267,5 +479,236 @@ impl Partition {
     pub fn delete_files(&self) -> Result<(), KafkaError> {
         let state = self.state.lock();
         Ok(sluice_storage::log::remove_log_dir(state.log.dir())?)
+    }
+}
+
+impl State {
+    fn marks(&self) -> Watermarks {
+        let high_watermark = self.log.log_end_offset();
+        let log_start_offset = self.log.log_start_offset();
+        Watermarks {
+            log_start_offset,
+            high_watermark,
+            // As Kafka (`UnifiedLog.updateFirstUnstableOffset`): an open transaction whose
+            // start retention or DeleteRecords removed holds the LSO at the log start.
+            last_stable_offset: self
+                .producers
+                .last_stable_offset(high_watermark)
+                .max(log_start_offset.min(high_watermark)),
+        }
+    }
+}
+
+/// Rebuilds producer state on open: the newest snapshot not past the log end that reads back
+/// whole, then the log after it replayed (every batch header, and the control record of each
+/// marker). The aborted-transaction index entries of the replayed range are dropped and
+/// entered again as the replay meets their markers, so an index torn by a crash is rebuilt.
+/// With no usable snapshot (a log written before snapshots existed) the whole log is replayed.
+fn load_producer_state(log: &mut Log) -> Result<ProducerStateTable, KafkaError> {
+    let end = log.log_end_offset();
+    let dir = log.dir().to_path_buf();
+    producer_snapshot::remove_after(&dir, end)?;
+    let mut loaded = None;
+    for offset in producer_snapshot::list(&dir)?.into_iter().rev() {
+        match producer_snapshot::read(&dir, offset)?.and_then(|b| ProducerStateTable::decode(&b)) {
+            Some(table) => {
+                loaded = Some((table, offset));
+                break;
+            }
+            None => {
+                tracing::warn!(dir = %dir.display(), offset, "ignoring an unreadable producer-state snapshot")
+            }
+        }
+    }
+    let (mut table, from) = loaded.unwrap_or_default();
+    log.truncate_txn_indexes_from(from)?;
+    let mut completed = Vec::new();
+    if from < end {
+        log.scan_from(from, &mut |h, control| {
+            if h.base_offset >= from {
+                if let Some(done) = table.replay(h, control) {
+                    completed.push(done);
+                }
+            }
+        })?;
+    }
+    for d in completed.into_iter().filter(|d| d.aborted) {
+        log.add_aborted_txn(AbortedTxnEntry {
+            producer_id: d.producer_id,
+            first_offset: d.first_offset,
+            last_offset: d.last_offset,
+            last_stable_offset: d.last_stable_offset,
+        })?;
+    }
+    Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_storage::records::compute_crc;
+
+    /// An uncompressed batch of `count` one-byte records.
+    fn batch(pid: i64, epoch: i16, seq: i32, count: i32, transactional: bool) -> Vec<u8> {
+        let mut records = Vec::new();
+        for i in 0..count {
+            // length 8: attributes, ts delta, offset delta, key -1, value len 1, value, headers 0
+            records.extend([8u8, 0, 0, (i as u8) << 1, 1, 2, b'v', 0]);
+        }
+        let mut b = Vec::new();
+        b.extend(0i64.to_be_bytes());
+        b.extend((49 + records.len() as i32).to_be_bytes());
+        b.extend(0i32.to_be_bytes());
+        b.push(2);
+        b.extend(0u32.to_be_bytes());
+        b.extend((if transactional { 0x10i16 } else { 0 }).to_be_bytes());
+        b.extend((count - 1).to_be_bytes());
+        b.extend(1000i64.to_be_bytes());
+        b.extend(1000i64.to_be_bytes());
+        b.extend(pid.to_be_bytes());
+        b.extend(epoch.to_be_bytes());
+        b.extend(seq.to_be_bytes());
+        b.extend(count.to_be_bytes());
+        b.extend(records);
+        let crc = compute_crc(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    fn txn_append(p: &Partition, pid: i64, seq: i32, count: i32) -> Appended {
+        let guard = p.start_txn_verification(pid);
+        p.append_verified(&batch(pid, 0, seq, count, true), 1000, guard)
+            .unwrap()
+    }
+
+    fn marker(pid: i64, commit: bool, coordinator_epoch: i32) -> TxnMarker {
+        TxnMarker {
+            producer_id: pid,
+            producer_epoch: 0,
+            commit,
+            coordinator_epoch,
+        }
+    }
+
+    #[test]
+    fn transactions_lso_markers_index_and_recovery() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("t-0");
+        let config = LogConfig::default;
+        let p = Partition::open(&dir, 0, config(), 1000).unwrap();
+        p.append(&batch(-1, -1, -1, 2, false), 1000).unwrap(); // 0..1
+        assert_eq!(txn_append(&p, 7, 0, 2).base_offset, 2); // 2..3, txn of 7
+        assert_eq!(p.last_stable_offset(), 2);
+        // Unverified transactional batches and client control batches are refused.
+        let e = p.append(&batch(8, 0, 0, 1, true), 1000).unwrap_err();
+        assert_eq!(e.code, ResponseError::InvalidTxnState.code());
+        let mut ctl = batch(9, 0, 0, 1, true);
+        ctl[22] |= 0x20;
+        let crc = compute_crc(&ctl);
+        ctl[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(
+            p.append(&ctl, 1000).unwrap_err().code,
+            ResponseError::InvalidRecord.code()
+        );
+        // Non-transactional write of producer 7 mid-transaction.
+        assert_eq!(
+            p.append(&batch(7, 0, 2, 1, false), 1000).unwrap_err().code,
+            ResponseError::InvalidTxnState.code()
+        );
+        // A verification voided by a marker cannot open a transaction.
+        let stale = p.start_txn_verification(8);
+        assert!(stale.is_some());
+        p.append_marker(marker(8, false, 0), 1000).unwrap(); // 4, no open txn
+        assert_eq!(
+            p.append_verified(&batch(8, 0, 0, 1, true), 1000, stale)
+                .unwrap_err()
+                .code,
+            ResponseError::InvalidTxnState.code()
+        );
+        assert_eq!(p.last_stable_offset(), 2);
+        assert!(p.aborted_transactions(0, 100).is_empty());
+        assert_eq!(txn_append(&p, 8, 0, 1).base_offset, 5); // txn of 8 at 5
+        p.append(&batch(-1, -1, -1, 1, false), 1000).unwrap(); // 6
+                                                               // Abort 7: LSO moves to 8's first offset; the index has 7's abort.
+        let a = p.append_marker(marker(7, false, 3), 1000).unwrap();
+        assert_eq!(a.base_offset, 7);
+        assert_eq!(p.last_stable_offset(), 5);
+        let aborted = vec![AbortedTxn {
+            producer_id: 7,
+            first_offset: 2,
+            last_offset: 7,
+        }];
+        assert_eq!(p.aborted_transactions(0, 8), aborted);
+        assert!(p.aborted_transactions(0, 2).is_empty());
+        // Fenced coordinator.
+        assert_eq!(
+            p.append_marker(marker(7, true, 2), 1000).unwrap_err().code,
+            ResponseError::TransactionCoordinatorFenced.code()
+        );
+        // A retried batch of 8 is a duplicate with its original offset.
+        let dup = p
+            .append_verified(&batch(8, 0, 0, 1, true), 1000, None)
+            .unwrap();
+        assert!(dup.duplicate && dup.base_offset == 5);
+        let views = p.describe_producers();
+        let v8 = views.iter().find(|v| v.producer_id == 8).unwrap();
+        assert_eq!(v8.current_txn_start_offset, 5);
+        drop(p);
+
+        // Unclean reopen with no snapshot: the whole log is replayed, the index rebuilt.
+        std::fs::remove_file(dir.join("00000000000000000000.txnindex")).unwrap();
+        let p = Partition::open(&dir, 0, config(), 1000).unwrap();
+        assert_eq!(p.last_stable_offset(), 5);
+        assert_eq!(p.aborted_transactions(0, 8), aborted);
+        assert!(
+            p.append(&batch(8, 0, 1, 1, true), 1000).is_ok(),
+            "txn still open"
+        );
+        p.append_marker(marker(8, true, 3), 1000).unwrap(); // 9
+        assert_eq!(p.last_stable_offset(), 10);
+        // Clean shutdown snapshot; then more data, a torn index entry, and a crash.
+        p.snapshot_producer_state();
+        assert_eq!(txn_append(&p, 7, 2, 1).base_offset, 10);
+        p.append_marker(marker(7, false, 3), 1000).unwrap(); // 11
+        drop(p);
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("00000000000000000000.txnindex"))
+            .unwrap();
+        f.write_all(&[0u8; 10]).unwrap();
+        drop(f);
+        let p = Partition::open(&dir, 0, config(), 1000).unwrap();
+        assert_eq!(p.last_stable_offset(), 12);
+        let all = p.aborted_transactions(0, 12);
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all[1].first_offset, 10);
+        assert_eq!(all[1].last_offset, 11);
+        // Duplicate detection survives the restart (from the snapshot + replay).
+        let dup = p
+            .append_verified(&batch(8, 0, 1, 1, true), 1000, None)
+            .unwrap();
+        assert!(dup.duplicate && dup.base_offset == 8);
+    }
+
+    #[test]
+    fn snapshots_at_roll_keep_producers_of_older_segments() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("t-0");
+        let config = || LogConfig {
+            segment_bytes: 200,
+            ..LogConfig::default()
+        };
+        let p = Partition::open(&dir, 0, config(), 1000).unwrap();
+        p.append(&batch(5, 0, 0, 1, false), 1000).unwrap();
+        for i in 0..5 {
+            p.append(&batch(6, 0, 2 * i, 2, false), 1000).unwrap();
+        }
+        assert!(p.state.lock().log.segment_count() > 2);
+        drop(p);
+        // Kill the active segment's chance to know producer 5: its batch is two segments back.
+        let p = Partition::open(&dir, 0, config(), 1000).unwrap();
+        let dup = p.append(&batch(5, 0, 0, 1, false), 1000).unwrap();
+        assert!(dup.duplicate && dup.base_offset == 0);
     }
 }

@@ -16,14 +16,17 @@ pub mod durability;
 pub mod error;
 pub mod index;
 pub mod log;
+pub mod producer_snapshot;
 pub mod records;
 pub mod segment;
+pub mod txn_index;
 
 pub use durability::{fsync_dir, CLEAN_SHUTDOWN_FILE};
 pub use error::{Result, StorageError};
 pub use log::{AppendInfo, Log, LogConfig, RetentionOutcome};
-pub use records::{BatchHeader, BatchIter, ProducedBatch};
+pub use records::{BatchHeader, BatchIter, ControlRecord, ProducedBatch};
 pub use segment::SegmentSlice;
+pub use txn_index::AbortedTxnEntry;
 
 #[cfg(test)]
 mod tests;

@@ -18,8 +18,9 @@ use std::sync::Arc;
 
 use crate::durability;
 use crate::error::{Result, StorageError};
-use crate::records::{self, BatchHeader, ProducedBatch, Stamp};
+use crate::records::{self, BatchHeader, ControlRecord, ProducedBatch, Stamp};
 use crate::segment::{LogSegment, OpenMode, SegmentSlice};
+use crate::txn_index::AbortedTxnEntry;
 
 const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 
@@ -476,6 +477,67 @@ impl Log {
             return self.delete_segments_below_start();
         }
         Ok(RetentionOutcome::default())
+    }
+
+    /// The base offset of the active segment (a change after an append means it rolled).
+    pub fn active_base_offset(&self) -> i64 {
+        self.active().base_offset()
+    }
+
+    /// Index of the segment that holds `offset` (the first one if it is below them all).
+    fn segment_index_of(&self, offset: i64) -> usize {
+        self.segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1)
+    }
+
+    /// Walks every batch header from the batch holding `from` to the log end, with the control
+    /// record of each control batch (producer-state replay after a snapshot).
+    pub fn scan_from(
+        &self,
+        from: i64,
+        on_batch: &mut dyn FnMut(&BatchHeader, Option<ControlRecord>),
+    ) -> Result<()> {
+        let first = self.segment_index_of(from);
+        for seg in &self.segments[first..] {
+            seg.scan(from, on_batch)?;
+        }
+        Ok(())
+    }
+
+    /// Enters an aborted transaction in the index of the segment holding its ABORT marker.
+    pub fn add_aborted_txn(&mut self, entry: AbortedTxnEntry) -> Result<()> {
+        let i = self.segment_index_of(entry.last_offset);
+        self.segments[i].txn_index_mut().append(entry)?;
+        Ok(())
+    }
+
+    /// Drops the index entries of markers at or after `offset` in every segment (recovery
+    /// re-enters them while it replays the log from there).
+    pub fn truncate_txn_indexes_from(&mut self, offset: i64) -> Result<()> {
+        for seg in &mut self.segments {
+            if seg.next_offset() > offset || seg.base_offset() >= offset {
+                seg.txn_index_mut().truncate_from(offset)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Kafka's `LocalLog.collectAbortedTransactions`: the aborted transactions overlapping
+    /// `[from, upper_bound)`, walking the transaction indexes from the segment holding `from`
+    /// until an entry's last stable offset reaches the bound.
+    pub fn aborted_txns(&self, from: i64, upper_bound: i64) -> Vec<AbortedTxnEntry> {
+        let mut out = Vec::new();
+        if upper_bound <= from {
+            return out;
+        }
+        let first = self.segment_index_of(from);
+        for seg in &self.segments[first..] {
+            if seg.txn_index().collect(from, upper_bound, &mut out) {
+                break;
+            }
+        }
+        out
     }
 
     /// Removes the whole partition directory (topic deletion).

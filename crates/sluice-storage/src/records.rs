@@ -317,6 +317,131 @@ pub fn stamp_header(header: &mut [u8; BATCH_HEADER_LEN], rest: &[u8], stamp: Sta
     }
 }
 
+/// A transaction marker's control record (Kafka's `EndTransactionMarker`): the key is
+/// `version i16 = 0, type i16` (0 ABORT, 1 COMMIT), the value `version i16 = 0,
+/// coordinator_epoch i32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlRecord {
+    /// 0 ABORT, 1 COMMIT; other types (Kafka has a few for KRaft) are passed through.
+    pub kind: i16,
+    /// The coordinator epoch of a transaction marker, -1 when the value is absent or short.
+    pub coordinator_epoch: i32,
+}
+
+impl ControlRecord {
+    pub const ABORT: i16 = 0;
+    pub const COMMIT: i16 = 1;
+    pub fn is_abort(&self) -> bool {
+        self.kind == Self::ABORT
+    }
+    pub fn is_commit(&self) -> bool {
+        self.kind == Self::COMMIT
+    }
+}
+
+fn read_varint(buf: &[u8], at: &mut usize) -> Option<i64> {
+    let mut z: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*at)?;
+        *at += 1;
+        z |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    None
+}
+
+fn write_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        if z < 0x80 {
+            out.push(z as u8);
+            return;
+        }
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+}
+
+/// The control record of a whole control batch (`batch` starts at its base offset). Control
+/// batches are never compressed (Kafka writes them uncompressed); `None` for anything that is
+/// not an uncompressed control batch whose first record has a 4-byte key.
+pub fn parse_control_record(batch: &[u8]) -> Option<ControlRecord> {
+    let header = BatchHeader::parse(batch)?;
+    if !header.is_control() || header.compression() != 0 {
+        return None;
+    }
+    let body = batch.get(BATCH_HEADER_LEN..header.total_len().min(batch.len()))?;
+    let mut at = 0usize;
+    let _len = read_varint(body, &mut at)?;
+    at += 1; // attributes
+    read_varint(body, &mut at)?; // timestamp delta
+    read_varint(body, &mut at)?; // offset delta
+    let key_len = usize::try_from(read_varint(body, &mut at)?).ok()?;
+    let key = body.get(at..at.checked_add(key_len)?)?;
+    at += key_len;
+    if key.len() < 4 {
+        return None;
+    }
+    let kind = be_i16(key, 2);
+    let mut coordinator_epoch = -1;
+    if let Some(value_len) = read_varint(body, &mut at).and_then(|l| usize::try_from(l).ok()) {
+        if let Some(value) = body.get(at..at.saturating_add(value_len)) {
+            if value.len() >= 6 {
+                coordinator_epoch = be_i32(value, 2);
+            }
+        }
+    }
+    Some(ControlRecord {
+        kind,
+        coordinator_epoch,
+    })
+}
+
+/// Builds a transaction marker batch (Kafka's `MemoryRecords.withEndTransactionMarker`): magic
+/// 2, uncompressed, attributes transactional|control, the producer's id and epoch, base
+/// sequence -1, one control record. The base offset is 0 (the log stamps it).
+pub fn build_control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    record: ControlRecord,
+    timestamp: i64,
+) -> Vec<u8> {
+    let mut rec = Vec::with_capacity(24);
+    rec.push(0u8); // attributes
+    write_varint(&mut rec, 0); // timestamp delta
+    write_varint(&mut rec, 0); // offset delta
+    write_varint(&mut rec, 4);
+    rec.extend(0i16.to_be_bytes());
+    rec.extend(record.kind.to_be_bytes());
+    write_varint(&mut rec, 6);
+    rec.extend(0i16.to_be_bytes());
+    rec.extend(record.coordinator_epoch.to_be_bytes());
+    write_varint(&mut rec, 0); // headers
+    let mut records = Vec::with_capacity(rec.len() + 2);
+    write_varint(&mut records, rec.len() as i64);
+    records.extend(rec);
+    let mut b = Vec::with_capacity(BATCH_HEADER_LEN + records.len());
+    b.extend(0i64.to_be_bytes());
+    b.extend(((BATCH_HEADER_LEN - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+    b.extend((-1i32).to_be_bytes());
+    b.push(2);
+    b.extend(0u32.to_be_bytes());
+    b.extend((ATTR_TRANSACTIONAL | ATTR_CONTROL).to_be_bytes());
+    b.extend(0i32.to_be_bytes()); // last offset delta
+    b.extend(timestamp.to_be_bytes());
+    b.extend(timestamp.to_be_bytes());
+    b.extend(producer_id.to_be_bytes());
+    b.extend(producer_epoch.to_be_bytes());
+    b.extend((-1i32).to_be_bytes());
+    b.extend(1i32.to_be_bytes());
+    b.extend(records);
+    let crc = compute_crc(&b);
+    b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
 /// Checks a stored batch's CRC (recovery).
 pub fn crc_matches(batch: &[u8]) -> bool {
     match BatchHeader::parse(batch) {
@@ -457,6 +582,30 @@ pub(crate) mod tests {
         let mut it = BatchIter::new(&buf);
         assert_eq!(it.by_ref().count(), 2);
         assert_eq!(it.position(), full);
+    }
+
+    #[test]
+    fn control_batch_round_trip() {
+        for (kind, epoch) in [(ControlRecord::ABORT, 7), (ControlRecord::COMMIT, -1)] {
+            let rec = ControlRecord {
+                kind,
+                coordinator_epoch: epoch,
+            };
+            let b = build_control_batch(42, 3, rec, 1234);
+            let batches = validate_produced(&b, 1 << 20).unwrap();
+            let h = batches[0].header;
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (42, 3, -1)
+            );
+            assert_eq!(h.records_count, 1);
+            assert_eq!(parse_control_record(&b), Some(rec));
+            for cut in 0..b.len() {
+                let _ = parse_control_record(&b[..cut]);
+            }
+        }
+        assert_eq!(parse_control_record(&make_batch(1, 3, 0)), None);
     }
 
     #[test]

@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use crate::durability::fsync_dir;
 use crate::index::{IndexEntry, IndexFile, OffsetEntry, TimeEntry};
-use crate::records::{crc_matches, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use crate::records::{
+    crc_matches, parse_control_record, BatchHeader, ControlRecord, BATCH_HEADER_LEN, LOG_OVERHEAD,
+};
+use crate::txn_index::TxnIndex;
 
 /// Writes every slice at `position`. Only the log's writer (under the partition lock) moves
 /// the file cursor; readers use positional reads, so seeking here disturbs no one.
@@ -76,6 +79,8 @@ pub struct LogSegment {
     next_offset: i64,
     offset_index: IndexFile<OffsetEntry>,
     time_index: IndexFile<TimeEntry>,
+    /// Aborted transactions whose ABORT marker is in this segment (`.txnindex`).
+    txn_index: TxnIndex,
     index_interval_bytes: u64,
     bytes_since_last_index_entry: u64,
     /// Largest batch max-timestamp in the segment, -1 while empty.
@@ -124,6 +129,7 @@ impl LogSegment {
             next_offset: base_offset,
             offset_index: IndexFile::create(&dir.join(format!("{stem}.index")))?,
             time_index: IndexFile::create(&dir.join(format!("{stem}.timeindex")))?,
+            txn_index: TxnIndex::create(TxnIndex::path_for(dir, &stem))?,
             index_interval_bytes,
             bytes_since_last_index_entry: 0,
             max_timestamp: -1,
@@ -169,6 +175,7 @@ impl LogSegment {
             next_offset: base_offset,
             offset_index,
             time_index,
+            txn_index: TxnIndex::open(TxnIndex::path_for(dir, &stem))?,
             index_interval_bytes,
             bytes_since_last_index_entry: 0,
             max_timestamp: -1,
@@ -539,7 +546,44 @@ impl LogSegment {
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()?;
         self.offset_index.persist()?;
-        self.time_index.persist()
+        self.time_index.persist()?;
+        self.txn_index.sync()
+    }
+
+    pub fn txn_index(&self) -> &TxnIndex {
+        &self.txn_index
+    }
+
+    pub fn txn_index_mut(&mut self) -> &mut TxnIndex {
+        &mut self.txn_index
+    }
+
+    /// Walks the batch headers from the batch holding `from` (or the first after it) to the end
+    /// of the segment, with the control record of each control batch (the only bodies read:
+    /// a marker is a few dozen bytes). Used to replay producer state after a snapshot.
+    pub fn scan(
+        &self,
+        from: i64,
+        on_batch: &mut dyn FnMut(&BatchHeader, Option<ControlRecord>),
+    ) -> io::Result<()> {
+        let Some((mut position, _)) = self.locate(from)? else {
+            return Ok(());
+        };
+        let mut buf = Vec::new();
+        while let Some(header) = self.header_at(position, self.size)? {
+            let control = if header.is_control() {
+                // Bounded by `header_at` to lie inside the file; markers are tiny, and a
+                // control batch Sluice did not write is read only up to 64 KiB.
+                buf.resize(header.total_len().min(64 * 1024), 0);
+                self.file.read_exact_at(&mut buf, position)?;
+                parse_control_record(&buf)
+            } else {
+                None
+            };
+            on_batch(&header, control);
+            position += header.total_len() as u64;
+        }
+        Ok(())
     }
 
     /// Removes the segment's files (the caller fsyncs the directory once for all it removes).
@@ -548,6 +592,7 @@ impl LogSegment {
             self.log_path.as_path(),
             self.offset_index.path(),
             self.time_index.path(),
+            self.txn_index.path(),
         ] {
             match fs::remove_file(path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),

@@ -1,6 +1,12 @@
 //! Fetch: serves stored batch bytes as they are on disk, with long polling on
 //! `max_wait_ms`/`min_bytes` and the `max_bytes`/`partition_max_bytes` limits (KIP-74: the
 //! first batch of the response is always whole, even over the limit).
+//!
+//! Isolation (Kafka's FetchRequest v4+): with `isolation_level = 1` (read_committed, the
+//! default of librdkafka and kafkajs) only batches that end below the partition's last stable
+//! offset are served, and the response lists the aborted transactions overlapping what it
+//! returns; the broker does not filter aborted batches (clients do, with that list). Both
+//! levels get the real `last_stable_offset`; read_uncommitted gets a null aborted list.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -20,6 +26,42 @@ use crate::fetch_session::{
 };
 use crate::metadata::Topic;
 use crate::metrics::TopicLabels;
+use crate::partition::Partition;
+use kafka_protocol::messages::fetch_response::AbortedTransaction;
+use kafka_protocol::messages::ProducerId;
+use sluice_storage::BatchIter;
+
+/// Cuts loaded batches at the first one that does not end below `lso` (read_committed serves
+/// a batch only whole and only if decided). Returns the bytes kept and the offset after them.
+fn below_lso(mut bytes: Vec<u8>, lso: i64) -> (Vec<u8>, Option<i64>) {
+    let mut keep = 0usize;
+    let mut next = None;
+    for (at, h) in BatchIter::new(&bytes) {
+        if h.last_offset() >= lso {
+            break;
+        }
+        keep = at + h.total_len();
+        next = Some(h.next_offset());
+    }
+    bytes.truncate(keep);
+    (bytes, next)
+}
+
+/// The aborted transactions a read_committed response carries for data `[from, upper)`.
+fn aborted_list(partition: &Partition, from: i64, upper: Option<i64>) -> Vec<AbortedTransaction> {
+    let Some(upper) = upper else {
+        return Vec::new();
+    };
+    partition
+        .aborted_transactions(from, upper)
+        .into_iter()
+        .map(|a| {
+            AbortedTransaction::default()
+                .with_producer_id(ProducerId(a.producer_id))
+                .with_first_offset(a.first_offset)
+        })
+        .collect()
+}
 
 /// One topic of the request, resolved once per request.
 struct Wanted {
@@ -289,12 +331,25 @@ fn read_once(
             let (slice, marks) = partition.read(offset, limit.max(1));
             let mut data = partition_data(index, 0)
                 .with_high_watermark(marks.high_watermark)
-                .with_last_stable_offset(marks.high_watermark)
+                .with_last_stable_offset(marks.last_stable_offset)
                 .with_log_start_offset(marks.log_start_offset)
                 .with_aborted_transactions(read_committed.then(Vec::new));
+            // read_committed: nothing at or past the LSO (the offset is still checked for
+            // range by the read above).
+            let undecided = read_committed && offset >= marks.last_stable_offset;
             match slice {
+                Ok(Some(_)) if undecided => data = data.with_records(Some(Bytes::new())),
                 Ok(Some(slice)) if limit > 0 || total == 0 => match slice.load() {
                     Ok(bytes) => {
+                        let bytes = if read_committed {
+                            let (bytes, upper) = below_lso(bytes, marks.last_stable_offset);
+                            data = data.with_aborted_transactions(Some(aborted_list(
+                                partition, offset, upper,
+                            )));
+                            bytes
+                        } else {
+                            bytes
+                        };
                         // Only the response's first batch may exceed the limit (KIP-74).
                         if bytes.len() <= limit || total == 0 {
                             total += bytes.len();
@@ -325,4 +380,43 @@ fn read_once(
         );
     }
     (responses, total, any_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_storage::records::{build_control_batch, BATCH_HEADER_LEN};
+    use sluice_storage::ControlRecord;
+
+    /// Three one-offset batches at offsets 10, 11, 12.
+    fn three_batches() -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..3i64 {
+            let mut b = build_control_batch(
+                1,
+                0,
+                ControlRecord {
+                    kind: 1,
+                    coordinator_epoch: 0,
+                },
+                0,
+            );
+            b[..8].copy_from_slice(&(10 + i).to_be_bytes());
+            out.extend(b);
+        }
+        out
+    }
+
+    #[test]
+    fn read_committed_serves_only_batches_below_the_lso() {
+        let all = three_batches();
+        let one = all.len() / 3;
+        assert!(one > BATCH_HEADER_LEN);
+        let (b, next) = below_lso(all.clone(), 12);
+        assert_eq!((b.len(), next), (2 * one, Some(12)));
+        let (b, next) = below_lso(all.clone(), 10);
+        assert_eq!((b.len(), next), (0, None));
+        let (b, next) = below_lso(all.clone(), 100);
+        assert_eq!((b.len(), next), (3 * one, Some(13)));
+    }
 }

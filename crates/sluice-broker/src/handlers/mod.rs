@@ -19,6 +19,7 @@ mod groups;
 mod metadata;
 mod offsets;
 mod produce;
+mod producers;
 mod share;
 mod txn;
 
@@ -82,6 +83,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeShareGroupOffsets, 0, 0),
     (ApiKey::AlterShareGroupOffsets, 0, 0),
     (ApiKey::DeleteShareGroupOffsets, 0, 0),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -138,7 +140,8 @@ fn api_name(key: ApiKey) -> &'static str {
         ShareAcknowledge,
         DescribeShareGroupOffsets,
         AlterShareGroupOffsets,
-        DeleteShareGroupOffsets
+        DeleteShareGroupOffsets,
+        DescribeProducers
     )
 }
 
@@ -354,6 +357,7 @@ async fn dispatch(
         Rq::DeleteShareGroupOffsets(r) => {
             Rs::DeleteShareGroupOffsets(share::delete_share_group_offsets(broker, r).await)
         }
+        Rq::DescribeProducers(r) => Rs::DescribeProducers(producers::describe_producers(broker, r)),
         // The version check above only lets through what SUPPORTED lists.
         _ => return Err("request has no handler".to_string()),
     }))

@@ -87,8 +87,34 @@ fn locate_in_batch(
     Ok(best)
 }
 
-fn list_one(partition: &Partition, timestamp: i64, cap: usize) -> Result<(i64, i64), KafkaError> {
+/// One partition's answer. With `read_committed` (ListOffsets v2+, isolation_level 1) the
+/// latest offset is the last stable offset, and a lookup by time (or max timestamp) that lands
+/// at or past it answers "none" (-1), as Kafka does: undecided offsets are never returned.
+fn list_one(
+    partition: &Partition,
+    timestamp: i64,
+    cap: usize,
+    read_committed: bool,
+) -> Result<(i64, i64), KafkaError> {
     let marks = partition.watermarks();
+    let (offset, ts) = list_uncommitted(partition, timestamp, cap, marks)?;
+    if !read_committed {
+        return Ok((offset, ts));
+    }
+    Ok(match timestamp {
+        LATEST | LATEST_TIERED => (marks.last_stable_offset, -1),
+        EARLIEST | EARLIEST_LOCAL => (offset, ts),
+        _ if offset >= marks.last_stable_offset => (-1, -1),
+        _ => (offset, ts),
+    })
+}
+
+fn list_uncommitted(
+    partition: &Partition,
+    timestamp: i64,
+    cap: usize,
+    marks: crate::partition::Watermarks,
+) -> Result<(i64, i64), KafkaError> {
     Ok(match timestamp {
         LATEST | LATEST_TIERED => (marks.high_watermark, -1),
         EARLIEST | EARLIEST_LOCAL => (marks.log_start_offset, -1),
@@ -120,6 +146,8 @@ fn list_one(partition: &Partition, timestamp: i64, cap: usize) -> Result<(i64, i
 pub fn list_offsets(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // Leader epochs are on the wire from v4.
     let epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
+    // isolation_level is on the wire from v2.
+    let read_committed = version >= 2 && req.isolation_level == 1;
     let topics = req
         .topics
         .into_iter()
@@ -144,7 +172,7 @@ pub fn list_offsets(broker: &Broker, req: ListOffsetsRequest, version: i16) -> L
                     else {
                         return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
-                    match list_one(&partition, p.timestamp, cap) {
+                    match list_one(&partition, p.timestamp, cap, read_committed) {
                         Ok((offset, ts)) => resp
                             .with_offset(offset)
                             .with_timestamp(ts)

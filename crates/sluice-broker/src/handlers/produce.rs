@@ -105,6 +105,29 @@ fn to_codec(
     Ok(Some(out))
 }
 
+/// A verification error as this Produce version's client understands it (Kafka's
+/// `AddPartitionsToTxnManager` and `ReplicaManager`): PRODUCER_FENCED is always
+/// INVALID_PRODUCER_EPOCH ("producers expect to handle" it); before v11, TRANSACTION_ABORTABLE
+/// is INVALID_TXN_STATE and the retriable coordinator errors are NOT_ENOUGH_REPLICAS, which
+/// old producers retry without a metadata refresh.
+fn verification_error(e: ResponseError, version: i16) -> ResponseError {
+    match e {
+        ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+        ResponseError::TransactionAbortable if version < 11 => ResponseError::InvalidTxnState,
+        ResponseError::ConcurrentTransactions
+        | ResponseError::CoordinatorLoadInProgress
+        | ResponseError::CoordinatorNotAvailable
+        | ResponseError::NotCoordinator
+        | ResponseError::NetworkException
+        | ResponseError::RequestTimedOut
+            if version < 11 =>
+        {
+            ResponseError::NotEnoughReplicas
+        }
+        other => other,
+    }
+}
+
 fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
         .with_index(index)
@@ -133,14 +156,6 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                     pd.index,
                     ResponseError::InvalidRequiredAcks.code(),
                     Some(format!("acks must be -1, 0 or 1, got {acks}")),
-                ));
-                continue;
-            }
-            if req.transactional_id.is_some() {
-                partitions.push(partition_error(
-                    pd.index,
-                    ResponseError::TransactionalIdAuthorizationFailed.code(),
-                    Some("transactions are not supported yet".into()),
                 ));
                 continue;
             }
@@ -227,7 +242,52 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                     }
                 }
             }
-            match partition.append(&records, now) {
+            // Transactions (a look at the first batch header; records are not decoded): a
+            // transactional batch that would open its producer's transaction here is verified
+            // with the coordinator first (KIP-890 part 1). Control batches and the other
+            // transaction rules are the partition's (`Partition::append_verified`).
+            let mut guard = None;
+            if let Some(h) = sluice_storage::BatchHeader::parse(&records)
+                .filter(|h| h.is_transactional() && !h.is_control() && h.has_producer_id())
+            {
+                let Some(txn_id) = req.transactional_id.as_ref() else {
+                    partitions.push(partition_error(
+                        pd.index,
+                        ResponseError::InvalidTxnState.code(),
+                        Some("a transactional batch needs the request's transactional_id".into()),
+                    ));
+                    continue;
+                };
+                if let Some(g) = partition.start_txn_verification(h.producer_id) {
+                    if let Err(e) = broker
+                        .txn
+                        .verify_partition(
+                            txn_id.as_str(),
+                            h.producer_id,
+                            h.producer_epoch,
+                            &name,
+                            pd.index,
+                            version >= 12,
+                            now,
+                        )
+                        .await
+                    {
+                        let e = verification_error(e, version);
+                        tracing::debug!(topic = %name, partition = pd.index, error = ?e, "transactional produce not verified");
+                        partitions.push(partition_error(
+                            pd.index,
+                            e.code(),
+                            Some(format!(
+                                "{name}-{} is not in the transaction of producer {} epoch {}",
+                                pd.index, h.producer_id, h.producer_epoch
+                            )),
+                        ));
+                        continue;
+                    }
+                    guard = Some(g);
+                }
+            }
+            match partition.append_verified(&records, now, guard) {
                 Ok(a) => {
                     if !a.duplicate {
                         let labels = TopicLabels {
@@ -296,4 +356,44 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
         }
     }
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verification_errors_per_produce_version() {
+        use ResponseError as E;
+        for v in [3, 10, 11, 12] {
+            assert_eq!(
+                verification_error(E::ProducerFenced, v),
+                E::InvalidProducerEpoch
+            );
+            assert_eq!(
+                verification_error(E::InvalidProducerIdMapping, v),
+                E::InvalidProducerIdMapping
+            );
+        }
+        assert_eq!(
+            verification_error(E::TransactionAbortable, 10),
+            E::InvalidTxnState
+        );
+        assert_eq!(
+            verification_error(E::TransactionAbortable, 11),
+            E::TransactionAbortable
+        );
+        assert_eq!(
+            verification_error(E::ConcurrentTransactions, 10),
+            E::NotEnoughReplicas
+        );
+        assert_eq!(
+            verification_error(E::NotCoordinator, 9),
+            E::NotEnoughReplicas
+        );
+        assert_eq!(
+            verification_error(E::ConcurrentTransactions, 11),
+            E::ConcurrentTransactions
+        );
+    }
 }

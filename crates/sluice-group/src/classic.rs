@@ -866,20 +866,9 @@ impl ClassicGroup {
         results
     }
 
-    /// Kafka's `ClassicGroup.validateOffsetCommit`; a valid commit from a
-    /// member also refreshes its session.
-    pub fn validate_offset_commit(
-        &mut self,
-        now_ms: u64,
-        generation_id: i32,
-        member_id: &str,
-        instance_id: Option<&str>,
-    ) -> i16 {
-        self.validate_commit(now_ms, generation_id, member_id, instance_id, false)
-    }
-
     /// OffsetCommit (`transactional` false) and TxnOffsetCommit (KIP-447, true) checks, as
-    /// Kafka's `ClassicGroup.validateOffsetCommit`. A transactional commit without member id,
+    /// Kafka's `ClassicGroup.validateOffsetCommit`; a valid commit from a member also
+    /// refreshes its session. A transactional commit without member id,
     /// generation and instance id (TxnOffsetCommit < v3, kafkajs) is accepted even when the
     /// group has members, and is never refused with REBALANCE_IN_PROGRESS.
     pub fn validate_commit(

@@ -108,7 +108,10 @@ enum Change {
         commit: bool,
     },
     /// A snapshot's re-statement of [`State::ended`]: sets the fence, ends nothing.
-    Fence { producer_id: i64, producer_epoch: i16 },
+    Fence {
+        producer_id: i64,
+        producer_epoch: i16,
+    },
 }
 
 /// A plain change (the public form `write` takes): commit (Some) or deletion (None).
@@ -642,7 +645,11 @@ impl OffsetStore {
                 .txns
                 .get(group)
                 .is_some_and(|t| t.contains_key(&producer_id));
-            queued || open || state.fence(group, producer_id).is_none_or(|f| f < producer_epoch)
+            queued
+                || open
+                || state
+                    .fence(group, producer_id)
+                    .is_none_or(|f| f < producer_epoch)
         };
         if !needed {
             return Ok(());
@@ -652,7 +659,13 @@ impl OffsetStore {
             producer_epoch,
             commit,
         };
-        tracing::debug!(group, producer_id, producer_epoch, commit, "transaction ends for group offsets");
+        tracing::debug!(
+            group,
+            producer_id,
+            producer_epoch,
+            commit,
+            "transaction ends for group offsets"
+        );
         self.write_changes(group, vec![end], now_ms, |_, _| Ok(()))
             .await
     }

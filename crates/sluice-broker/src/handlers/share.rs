@@ -1258,6 +1258,111 @@ mod tests {
         assert_eq!(got(vec![r(5, 5)], &[(0, 1), (7, 9)]), vec![(5, 5)]);
     }
 
+    /// One batch of `n` records (control: one transaction marker) for `producer_id`.
+    fn batch(n: usize, producer_id: i64, transactional: bool, control: bool) -> bytes::BytesMut {
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional,
+                control,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id,
+                producer_epoch: if producer_id >= 0 { 0 } else { -1 },
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: 1,
+                // A COMMIT marker: key (version 0, type 1), value (version 0, epoch 0).
+                key: Some(if control {
+                    Bytes::from_static(&[0, 0, 0, 1])
+                } else {
+                    Bytes::from_static(b"k")
+                }),
+                value: Some(if control {
+                    Bytes::from_static(&[0, 0, 0, 0, 0, 0])
+                } else {
+                    Bytes::from_static(b"v")
+                }),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        buf
+    }
+
+    /// A control batch in the log is left out of what a share fetch sends and reported for
+    /// archiving, today and once transactions write markers.
+    #[test]
+    fn a_marker_in_the_log_is_never_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(
+            crate::partition::Partition::open(dir.path(), 0, Default::default(), 0).unwrap(),
+        );
+        log.append(&batch(3, -1, false, false), 1).unwrap();
+        // Markers come from the coordinator; a client-written control batch may be refused.
+        if log.append(&batch(1, 5, true, true), 1).is_err() {
+            let marker = crate::partition::TxnMarker {
+                producer_id: 5,
+                producer_epoch: 0,
+                commit: true,
+                coordinator_epoch: 0,
+            };
+            log.append_marker(marker, 1).unwrap();
+        }
+        log.append(&batch(2, -1, false, false), 1).unwrap();
+        assert_eq!(log.watermarks().high_watermark, 6);
+        let handle = ShareHandle::new(
+            SpKey {
+                group: Arc::from("g"),
+                topic_id: Uuid::nil(),
+                partition: 0,
+            },
+            "t".into(),
+            log,
+            sluice_share::SharePartition::new(0),
+        );
+        let covering = read_covering(&handle, &[r(0, 5)], 1 << 20, true, &[]).unwrap();
+        assert_eq!(covering.end, i64::MAX);
+        assert_eq!(covering.skipped, vec![(3, 3)]);
+        let sent: Vec<(i64, bool)> = sluice_storage::BatchIter::new(&covering.bytes)
+            .map(|(_, h)| (h.base_offset, h.is_control()))
+            .collect();
+        // (The encoder may write one batch per record.)
+        assert!(sent.iter().all(|(_, control)| !control), "{sent:?}");
+        assert!(sent.iter().all(|(base, _)| *base != 3), "{sent:?}");
+        assert!(sent.iter().any(|(base, _)| *base == 4), "{sent:?}");
+        let ranges = ranges_without(ranges_below(vec![r(0, 5)], covering.end), &covering.skipped);
+        let ranges: Vec<(i64, i64)> = ranges
+            .iter()
+            .map(|r| (r.first_offset, r.last_offset))
+            .collect();
+        assert_eq!(ranges, vec![(0, 2), (4, 5)]);
+        // Under read_committed an aborted transaction's batch is left out as well.
+        let aborted = [AbortedTxn {
+            producer_id: 5,
+            first_offset: 0,
+            last_offset: 3,
+        }];
+        let covering = read_covering(&handle, &[r(0, 5)], 1 << 20, true, &aborted).unwrap();
+        assert_eq!(
+            covering.skipped,
+            vec![(3, 3)],
+            "non-transactional data is never aborted"
+        );
+    }
+
     #[test]
     fn markers_and_aborted_batches_are_never_delivered() {
         let mut h = sluice_storage::BatchHeader {

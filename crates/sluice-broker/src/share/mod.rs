@@ -60,7 +60,12 @@ pub struct ShareHandle {
 }
 
 impl ShareHandle {
-    fn new(key: SpKey, topic: String, log: Arc<Partition>, state: SharePartition) -> Self {
+    pub(crate) fn new(
+        key: SpKey,
+        topic: String,
+        log: Arc<Partition>,
+        state: SharePartition,
+    ) -> Self {
         ShareHandle {
             key,
             topic,

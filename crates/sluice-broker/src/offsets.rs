@@ -255,6 +255,47 @@ impl State {
         }
     }
 
+    /// The live state as changes that rebuild it from nothing, and leave it unchanged when
+    /// replayed over it (a crash between a snapshot and the removal of the history before it
+    /// replays both): fences first, then committed and pending offsets in the order they were
+    /// logged, so "the most recent commit wins" decides the same.
+    fn snapshot(&self) -> Vec<(String, Change)> {
+        let mut out = Vec::new();
+        for (group, ends) in &self.ended {
+            for (producer_id, epoch) in ends {
+                let fence = Change::Fence {
+                    producer_id: *producer_id,
+                    producer_epoch: *epoch,
+                };
+                out.push((group.clone(), fence));
+            }
+        }
+        let mut ordered: Vec<(u64, String, Change)> = Vec::new();
+        for (group, offsets) in &self.groups {
+            for ((topic, partition), (c, at)) in offsets {
+                let change = Change::Offset(topic.clone(), *partition, Some(c.clone()));
+                ordered.push((*at, group.clone(), change));
+            }
+        }
+        for (group, txns) in &self.txns {
+            for (producer_id, txn) in txns {
+                for ((topic, partition), (c, at)) in &txn.offsets {
+                    let change = Change::Pending {
+                        producer_id: *producer_id,
+                        producer_epoch: txn.epoch,
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset: c.clone(),
+                    };
+                    ordered.push((*at, group.clone(), change));
+                }
+            }
+        }
+        ordered.sort_by_key(|(at, _, _)| *at);
+        out.extend(ordered.into_iter().map(|(_, g, c)| (g, c)));
+        out
+    }
+
     /// The highest epoch a transaction of `producer_id` ended with for `group`.
     fn fence(&self, group: &str, producer_id: i64) -> Option<i16> {
         self.ended
@@ -533,39 +574,11 @@ impl OffsetStore {
         let appended = {
             let pending = self.pending.lock();
             let state = self.state.read();
-            let mut records: Vec<internal_log::KeyValue> = Vec::new();
-            for (group, ends) in &state.ended {
-                for (producer_id, epoch) in ends {
-                    let end = Change::Fence {
-                        producer_id: *producer_id,
-                        producer_epoch: *epoch,
-                    };
-                    records.push(encode(group, &end));
-                }
-            }
-            let mut ordered: Vec<(u64, internal_log::KeyValue)> = Vec::new();
-            for (group, offsets) in &state.groups {
-                for ((topic, partition), (c, at)) in offsets {
-                    let change = Change::Offset(topic.clone(), *partition, Some(c.clone()));
-                    ordered.push((*at, encode(group, &change)));
-                }
-            }
-            for (group, txns) in &state.txns {
-                for (producer_id, txn) in txns {
-                    for ((topic, partition), (c, at)) in &txn.offsets {
-                        let change = Change::Pending {
-                            producer_id: *producer_id,
-                            producer_epoch: txn.epoch,
-                            topic: topic.clone(),
-                            partition: *partition,
-                            offset: c.clone(),
-                        };
-                        ordered.push((*at, encode(group, &change)));
-                    }
-                }
-            }
-            ordered.sort_by_key(|(at, _)| *at);
-            records.extend(ordered.into_iter().map(|(_, r)| r));
+            let mut records: Vec<internal_log::KeyValue> = state
+                .snapshot()
+                .iter()
+                .map(|(group, change)| encode(group, change))
+                .collect();
             for (_, group, changes) in &pending.queue {
                 records.extend(changes.iter().map(|c| encode(group, c)));
             }

@@ -148,6 +148,31 @@ def txn_offset_commit_v0(broker, txn_id, group, producer_id, epoch, topic, offse
     return out
 
 
+def txn_offset_commit_v3(broker, txn_id, group, producer_id, epoch, topic, offsets,
+                         generation=-1, member="", instance=None):
+    """TxnOffsetCommit v3 (librdkafka's version, flexible, KIP-447 fields); {partition: error}."""
+    body = (_cstr(txn_id) + _cstr(group) + struct.pack(">qhi", producer_id, epoch, generation)
+            + _cstr(member) + _cstr(instance) + _uvarint(2) + _cstr(topic)
+            + _uvarint(len(offsets) + 1)
+            + b"".join(struct.pack(">iqi", p, o, -1) + _cstr("") + b"\x00"
+                       for p, o in offsets.items())
+            + b"\x00" + b"\x00")
+    resp, pos = _call(broker, TXN_OFFSET_COMMIT, 3, body, flexible=True)
+    pos += 4
+    out = {}
+    ntopics, pos = _read_uvarint(resp, pos)
+    for _ in range(ntopics - 1):
+        _name, pos = _read_cstr(resp, pos)
+        nparts, pos = _read_uvarint(resp, pos)
+        for _ in range(nparts - 1):
+            p, err = struct.unpack_from(">ih", resp, pos)
+            pos += 6
+            pos = _skip_tags(resp, pos)
+            out[p] = err
+        pos = _skip_tags(resp, pos)
+    return out
+
+
 def api_ranges(broker):
     """ApiVersions v0: {api_key: (min, max)}."""
     resp, pos = _call(broker, 18, 0, b"", flexible=False)
@@ -218,11 +243,14 @@ def test_require_stable_without_pending_offsets(broker, unique):
     assert got == {0: (17, 0), 1: (-1, 0)}
 
 
-def test_txn_offset_commit_outside_a_transaction_is_refused(broker, unique):
+@pytest.mark.parametrize("version", [0, 3])
+def test_txn_offset_commit_outside_a_transaction_is_refused(broker, unique, version):
     t = create_topic(broker.bootstrap, unique())
     g = unique("g")
     commit_plain(broker.bootstrap, g, t, 0, 3)
-    errs = txn_offset_commit_v0(broker, unique("txn"), g, 123456, 0, t, {0: 99})
+    send = txn_offset_commit_v0 if version == 0 else txn_offset_commit_v3
+    errs = send(broker, unique("txn"), g, 123456, 0, t, {0: 99})
+    assert set(errs) == {0}
     assert errs[0] != 0, "a TxnOffsetCommit outside any transaction must be refused"
     got, _ = offset_fetch_v7(broker, g, t, [0])
     assert got == {0: (3, 0)}, "nothing pending, nothing changed"

@@ -7,6 +7,8 @@
 //!   configured); an empty value turns dead-lettering off.
 //! - `share.release.backoff.ms` / `share.release.backoff.max.ms` are Sluice's own: delayed
 //!   redelivery, as SQS visibility timeouts and NATS `BackOff` give.
+//! - `share.isolation.level` defaults to `read_committed` (Kafka: `read_uncommitted`): a queue
+//!   must never hand out the work of an aborted transaction.
 //!
 //! Bounds are wider than Kafka's where queue users need them (a 1 s lock for tests and fast
 //! retries, up to 1 h for slow jobs; up to 1000 deliveries as SQS's `maxReceiveCount`).
@@ -24,6 +26,7 @@ pub const RELEASE_BACKOFF_MAX: &str = "share.release.backoff.max.ms";
 pub const HEARTBEAT_INTERVAL: &str = "share.heartbeat.interval.ms";
 pub const SESSION_TIMEOUT: &str = "share.session.timeout.ms";
 pub const MAX_RECORD_LOCKS: &str = "share.partition.max.record.locks";
+pub const ISOLATION_LEVEL: &str = "share.isolation.level";
 
 /// The prefix of default dead-letter topics: `dlq.<group>`.
 pub const DLQ_PREFIX: &str = "dlq.";
@@ -32,6 +35,8 @@ enum Kind {
     Range(i64, i64),
     Reset,
     TopicOrEmpty,
+    /// `read_committed` or `read_uncommitted`.
+    Isolation,
 }
 
 struct Spec {
@@ -66,6 +71,11 @@ const SPECS: &[Spec] = &[
         name: MAX_RECORD_LOCKS,
         default: Some("2000"),
         kind: Kind::Range(100, 100_000),
+    },
+    Spec {
+        name: ISOLATION_LEVEL,
+        default: Some("read_committed"),
+        kind: Kind::Isolation,
     },
     Spec {
         name: LOCK_DURATION,
@@ -185,6 +195,10 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
                  by_duration:<ISO-8601 duration> such as by_duration:PT1H"
             )
         }),
+        Kind::Isolation if matches!(value, "read_committed" | "read_uncommitted") => Ok(()),
+        Kind::Isolation => Err(format!(
+            "invalid value {value:?} for {name}: expected read_committed or read_uncommitted"
+        )),
         Kind::TopicOrEmpty if value.is_empty() => Ok(()),
         Kind::TopicOrEmpty => crate::metadata::validate_topic_name(value).map_err(|e| e.message),
     }
@@ -203,6 +217,9 @@ pub struct ShareSettings {
     pub dlq_topic: Option<String>,
     pub heartbeat_interval_ms: i32,
     pub session_timeout_ms: i32,
+    /// `share.isolation.level` = read_committed: share-partitions acquire only below the last
+    /// stable offset and never deliver records of aborted transactions.
+    pub read_committed: bool,
 }
 
 impl GroupConfigs {
@@ -265,6 +282,7 @@ impl GroupConfigs {
             dlq_topic: Some(dlq).filter(|d| !d.is_empty()),
             heartbeat_interval_ms: self.get_i64(group, HEARTBEAT_INTERVAL) as i32,
             session_timeout_ms: self.get_i64(group, SESSION_TIMEOUT) as i32,
+            read_committed: self.get(group, ISOLATION_LEVEL).as_deref() != Some("read_uncommitted"),
         }
     }
 }
@@ -281,7 +299,9 @@ mod tests {
         assert_eq!(s.share.lock_duration_ms, 30_000);
         assert_eq!(s.share.delivery_count_limit, 5);
         assert_eq!(s.auto_offset_reset, AutoOffsetReset::Latest);
+        assert!(s.read_committed, "queues read committed data by default");
         let c = GroupConfigs(BTreeMap::from([
+            (ISOLATION_LEVEL.to_string(), "read_uncommitted".to_string()),
             (DLQ_TOPIC.to_string(), String::new()),
             (
                 AUTO_OFFSET_RESET.to_string(),
@@ -292,11 +312,15 @@ mod tests {
         assert_eq!(s.dlq_topic, None);
         assert!(!s.share.dead_letter);
         assert_eq!(s.auto_offset_reset, AutoOffsetReset::ByDuration(5_400_000));
+        assert!(!s.read_committed);
     }
 
     #[test]
     fn validation() {
         assert!(validate(LOCK_DURATION, "999").is_err());
+        assert!(validate(ISOLATION_LEVEL, "read_committed").is_ok());
+        assert!(validate(ISOLATION_LEVEL, "read_uncommitted").is_ok());
+        assert!(validate(ISOLATION_LEVEL, "READ_COMMITTED").is_err());
         assert!(validate(LOCK_DURATION, "1000").is_ok());
         assert!(validate(DELIVERY_COUNT_LIMIT, "0").is_err());
         assert!(validate(AUTO_OFFSET_RESET, "earliest").is_ok());

@@ -539,6 +539,20 @@ impl Client {
         partitions: &[i32],
         timestamp: i64,
     ) -> Result<BTreeMap<i32, (i64, i64)>> {
+        self.list_offsets_isolated(topic, partitions, timestamp, 0)
+            .await
+    }
+
+    /// [`Self::list_offsets`] with an isolation level (ListOffsets v2+): with 1
+    /// (read_committed) "latest" is the last stable offset, the end a read_committed
+    /// consumer can reach.
+    pub async fn list_offsets_isolated(
+        &mut self,
+        topic: &str,
+        partitions: &[i32],
+        timestamp: i64,
+        isolation_level: i8,
+    ) -> Result<BTreeMap<i32, (i64, i64)>> {
         let mut by_leader: BTreeMap<String, Vec<i32>> = BTreeMap::new();
         for &p in partitions {
             let addr = self.leader_addr(topic, p).await?;
@@ -551,6 +565,7 @@ impl Client {
                 .await?;
             let mut req = ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
+                .with_isolation_level(if version >= 2 { isolation_level } else { 0 })
                 .with_topics(vec![ListOffsetsTopic::default()
                     .with_name(topic_name(topic))
                     .with_partitions(

@@ -866,14 +866,18 @@ impl ClassicGroup {
         results
     }
 
-    /// Kafka's `ClassicGroup.validateOffsetCommit`; a valid commit from a
-    /// member also refreshes its session.
-    pub fn validate_offset_commit(
+    /// OffsetCommit (`transactional` false) and TxnOffsetCommit (KIP-447, true) checks, as
+    /// Kafka's `ClassicGroup.validateOffsetCommit`; a valid commit from a member also
+    /// refreshes its session. A transactional commit without member id,
+    /// generation and instance id (TxnOffsetCommit < v3, kafkajs) is accepted even when the
+    /// group has members, and is never refused with REBALANCE_IN_PROGRESS.
+    pub fn validate_commit(
         &mut self,
         now_ms: u64,
         generation_id: i32,
         member_id: &str,
         instance_id: Option<&str>,
+        transactional: bool,
     ) -> i16 {
         if generation_id < 0 && self.state == GroupState::Empty {
             return error::NONE;
@@ -885,10 +889,10 @@ impl ClassicGroup {
             if generation_id != self.generation_id {
                 return error::ILLEGAL_GENERATION;
             }
-        } else if self.state != GroupState::Empty {
+        } else if !transactional && self.state != GroupState::Empty {
             return error::UNKNOWN_MEMBER_ID;
         }
-        if self.state == GroupState::CompletingRebalance {
+        if !transactional && self.state == GroupState::CompletingRebalance {
             return error::REBALANCE_IN_PROGRESS;
         }
         if let Some(m) = self.members.get_mut(member_id) {

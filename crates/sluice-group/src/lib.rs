@@ -509,18 +509,45 @@ impl GroupCoordinator {
         member_id: &str,
         group_instance_id: Option<&str>,
     ) -> i16 {
+        self.validate_commit(
+            now_ms,
+            group_id,
+            generation_or_member_epoch,
+            member_id,
+            group_instance_id,
+            false,
+        )
+    }
+
+    /// The checks of OffsetCommit (`transactional` false) and TxnOffsetCommit (true, the
+    /// KIP-447 fields of v3+): one piece of code for both, as Kafka's `validateOffsetCommit`
+    /// with its `isTransactional` flag. For a transactional commit to a KIP-848 group a stale
+    /// member epoch reads ILLEGAL_GENERATION (Kafka's `validateTransactionalOffsetCommit`).
+    pub fn validate_commit(
+        &mut self,
+        now_ms: u64,
+        group_id: &str,
+        generation_or_member_epoch: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        transactional: bool,
+    ) -> i16 {
         if group_id.is_empty() {
             return error::INVALID_GROUP_ID;
         }
         match self.groups.get_mut(group_id) {
-            Some(Group::Classic(g)) => g.validate_offset_commit(
+            Some(Group::Classic(g)) => g.validate_commit(
                 now_ms,
                 generation_or_member_epoch,
                 member_id,
                 group_instance_id,
+                transactional,
             ),
             Some(Group::Consumer(g)) => {
-                g.validate_offset_commit(generation_or_member_epoch, member_id)
+                match g.validate_offset_commit(generation_or_member_epoch, member_id) {
+                    error::STALE_MEMBER_EPOCH if transactional => error::ILLEGAL_GENERATION,
+                    code => code,
+                }
             }
             Some(Group::Share(_)) => error::GROUP_ID_NOT_FOUND,
             None if generation_or_member_epoch < 0 => {

@@ -360,6 +360,42 @@ impl SharePartition {
         n
     }
 
+    /// Archives records `acquire` handed to `member` with lock deadline `deadline_ms` that
+    /// must never reach a consumer: transaction markers (control batches), and records of
+    /// aborted transactions under read_committed (Kafka's
+    /// `SharePartition.filterAbortedTransactionalAcquiredRecords`). The caller finds them
+    /// when it reads the acquired batches. Offsets not acquired by `member` under that
+    /// deadline are left alone. O(range within the window). Returns how many were archived.
+    pub fn archive_acquired(
+        &mut self,
+        member: &MemberId,
+        first_offset: i64,
+        last_offset: i64,
+        deadline_ms: u64,
+    ) -> u64 {
+        let Some(m) = self.members.lookup(member) else {
+            return 0;
+        };
+        let lo = first_offset.max(self.start);
+        let hi = last_offset.min(self.end_offset().saturating_sub(1));
+        let (Some(lo), Some(hi)) = (self.index(lo), self.index(hi)) else {
+            return 0;
+        };
+        let mut n = 0;
+        for i in lo..=hi {
+            let s = self.slots[i];
+            if s.state == SlotState::Acquired && s.member == m && s.time == deadline_ms {
+                self.finish_slot(i, SlotState::Archived);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.members.forget_if_idle(m);
+            self.advance_start();
+        }
+        n
+    }
+
     /// One acknowledgement batch (Kafka's AcknowledgementBatch): `types` has
     /// one entry (for every offset) or one per offset. All-or-nothing: the
     /// whole batch is validated before anything is applied.

@@ -1235,3 +1235,36 @@ fn unacquire_gives_back_as_if_never_acquired() {
         Some((0, 2))
     );
 }
+
+#[test]
+fn archive_acquired_skips_markers_and_aborted_records() {
+    let c = cfg();
+    let (a, b) = (mid("a"), mid("b"));
+    let mut p = SharePartition::new(0);
+    assert_eq!(p.acquire(&a, 10, 0, 10, 0, &c), vec![r(0, 9, 1)]);
+    let deadline = c.lock_duration_ms;
+    // Another member, or another acquisition (deadline), archives nothing.
+    assert_eq!(p.archive_acquired(&b, 3, 3, deadline), 0);
+    assert_eq!(p.archive_acquired(&a, 3, 3, deadline + 1), 0);
+    // A marker at 3 and an aborted batch at 8..=9 (past the window's end is clipped).
+    assert_eq!(p.archive_acquired(&a, 3, 3, deadline), 1);
+    assert_eq!(p.archive_acquired(&a, 8, 20, deadline), 2);
+    p.assert_consistent();
+    assert_eq!(p.in_flight(), 7);
+    // They are done: not acknowledgeable, never offered again, not lag.
+    assert!(p.acknowledge(&a, 3, 3, &[ACCEPT], 1, &c).is_err());
+    assert_eq!(p.lag(10), 7);
+    p.acknowledge(&a, 0, 2, &[ACCEPT], 1, &c).unwrap();
+    assert_eq!(p.start_offset(), 4);
+    p.acknowledge(&a, 4, 7, &[RELEASE], 1, &c).unwrap();
+    assert_eq!(
+        p.acquire(&b, 10, 0, 12, 2, &c),
+        vec![r(4, 7, 2), r(10, 11, 1)]
+    );
+    assert_eq!(p.lag(12), 6);
+    // Archived records survive a restart as archived.
+    let q = SharePartition::from_snapshot(&p.snapshot());
+    assert_eq!(q.start_offset(), 4);
+    assert_eq!(q.lag(12), 6);
+    p.assert_consistent();
+}

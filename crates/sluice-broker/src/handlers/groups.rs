@@ -374,16 +374,15 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
             .map(|p| {
                 let code = if check != 0 {
                     check
-                } else if exists.as_ref().is_none_or(|t| {
-                    p.partition_index < 0 || p.partition_index as usize >= t.partitions.len()
-                }) {
-                    ResponseError::UnknownTopicOrPartition.code()
-                } else if p
-                    .committed_metadata
-                    .as_ref()
-                    .is_some_and(|m| m.len() > 4096)
-                {
-                    ResponseError::OffsetMetadataTooLarge.code()
+                } else {
+                    partition_commit_error(
+                        exists.as_deref(),
+                        p.partition_index,
+                        p.committed_metadata.as_deref(),
+                    )
+                };
+                let code = if code != 0 {
+                    code
                 } else {
                     changes.push((
                         name.clone(),
@@ -421,15 +420,35 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// A committed offset as OffsetFetch reports it: (partition, offset, leader epoch, metadata).
-type CommittedRow = (i32, i64, i32, Option<String>);
+/// The per-partition checks of OffsetCommit and TxnOffsetCommit: the partition exists and the
+/// metadata fits `offset.metadata.max.bytes` (4096). 0 when the commit may be written.
+pub(super) fn partition_commit_error(
+    topic: Option<&crate::metadata::Topic>,
+    partition: i32,
+    metadata: Option<&str>,
+) -> i16 {
+    if topic.is_none_or(|t| partition < 0 || partition as usize >= t.partitions.len()) {
+        ResponseError::UnknownTopicOrPartition.code()
+    } else if metadata.is_some_and(|m| m.len() > 4096) {
+        ResponseError::OffsetMetadataTooLarge.code()
+    } else {
+        0
+    }
+}
+
+/// A committed offset as OffsetFetch reports it: (partition, offset, leader epoch, metadata,
+/// error code).
+type CommittedRow = (i32, i64, i32, Option<String>, i16);
 
 /// The committed offsets of `wanted` (None = everything the group committed), by topic; a
-/// partition without a commit reads offset -1, as in Kafka.
+/// partition without a commit reads offset -1, as in Kafka. With `require_stable` (v7+), a
+/// partition with a pending transactional commit reads UNSTABLE_OFFSET_COMMIT (88) in its
+/// own row (Kafka's `OffsetMetadataManager.fetchOffsets`; clients retry).
 fn committed_rows(
     broker: &Broker,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Vec<(String, Vec<CommittedRow>)> {
     wanted
         .unwrap_or_else(|| all_committed(broker, group))
@@ -437,9 +456,15 @@ fn committed_rows(
         .map(|(topic, parts)| {
             let rows = parts
                 .iter()
-                .map(|&p| match broker.offsets.get(group, &topic, p) {
-                    Some(c) => (p, c.offset, c.leader_epoch, c.metadata),
-                    None => (p, -1, -1, Some(String::new())),
+                .map(|&p| {
+                    if require_stable && broker.offsets.has_pending(group, &topic, p) {
+                        let code = ResponseError::UnstableOffsetCommit.code();
+                        return (p, -1, -1, Some(String::new()), code);
+                    }
+                    match broker.offsets.get(group, &topic, p) {
+                        Some(c) => (p, c.offset, c.leader_epoch, c.metadata, 0),
+                        None => (p, -1, -1, Some(String::new()), 0),
+                    }
                 })
                 .collect();
             (topic, rows)
@@ -459,17 +484,18 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
                         .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
-                let topics = committed_rows(broker, &g.group_id.0, wanted)
+                let topics = committed_rows(broker, &g.group_id.0, wanted, req.require_stable)
                     .into_iter()
                     .map(|(topic, rows)| {
                         let partitions = rows
                             .into_iter()
-                            .map(|(p, offset, epoch, meta)| {
+                            .map(|(p, offset, epoch, meta, code)| {
                                 OffsetFetchResponsePartitions::default()
                                     .with_partition_index(p)
                                     .with_committed_offset(offset)
                                     .with_committed_leader_epoch(epoch)
                                     .with_metadata(opt_s(meta))
+                                    .with_error_code(code)
                             })
                             .collect();
                         OffsetFetchResponseTopics::default()
@@ -489,17 +515,20 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let topics = committed_rows(broker, &req.group_id.0, wanted)
+    // RequireStable exists from v7; the field reads false before.
+    let require_stable = version >= 7 && req.require_stable;
+    let topics = committed_rows(broker, &req.group_id.0, wanted, require_stable)
         .into_iter()
         .map(|(topic, rows)| {
             let partitions = rows
                 .into_iter()
-                .map(|(p, offset, epoch, meta)| {
+                .map(|(p, offset, epoch, meta, code)| {
                     OffsetFetchResponsePartition::default()
                         .with_partition_index(p)
                         .with_committed_offset(offset)
                         .with_committed_leader_epoch(epoch)
                         .with_metadata(opt_s(meta))
+                        .with_error_code(code)
                 })
                 .collect();
             OffsetFetchResponseTopic::default()

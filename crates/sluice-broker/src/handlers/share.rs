@@ -31,6 +31,7 @@ use crate::group_config::ShareSettings;
 use crate::groups::now_u64;
 use crate::limits::MAX_FETCH_PARTITIONS;
 use crate::metrics::{AckLabels, GroupTopicLabels, TopicLabels};
+use crate::partition::AbortedTxn;
 use crate::share::{ack_error_code, SessionStep, ShareHandle, SpKey};
 
 /// `max_records` when the client sends none (Kafka's `max.poll.records` default).
@@ -380,19 +381,46 @@ fn response_cap(requested: i32, broker_cap: i32) -> usize {
     usize::try_from(requested.min(broker_cap.max(1))).unwrap_or(usize::MAX)
 }
 
+/// What a share group must never be handed: transaction markers (control batches) always,
+/// and under read_committed the batches of aborted transactions (`aborted`: the partition's
+/// aborted transactions overlapping the acquired offsets). A producer has at most one open
+/// transaction per partition, so its transactional batch between an aborted transaction's
+/// first offset and its ABORT marker belongs to that transaction.
+fn never_delivered(h: &sluice_storage::BatchHeader, aborted: &[AbortedTxn]) -> bool {
+    h.is_control()
+        || (h.is_transactional()
+            && aborted.iter().any(|a| {
+                a.producer_id == h.producer_id
+                    && a.first_offset <= h.base_offset
+                    && h.base_offset <= a.last_offset
+            }))
+}
+
+/// The stored batches holding acquired records, as [`read_covering`] returns them.
+struct Covering {
+    bytes: Vec<u8>,
+    /// The first acquired offset the bytes do not cover (`i64::MAX`: all covered).
+    end: i64,
+    /// Offset ranges of batches read that must never be delivered ([`never_delivered`]):
+    /// their bytes are left out and the caller archives their acquired records.
+    skipped: Vec<(i64, i64)>,
+}
+
 /// Reads the stored batches holding the acquired `ranges` (ascending), skipping batches that
 /// hold none of them, until `budget` bytes. When `first_in_response`, the first batch goes out
-/// whole even over the budget (KIP-74), so a large record never stalls a consumer. Returns
-/// the bytes and the first acquired offset they do not cover (`i64::MAX`: all covered); the
-/// caller gives back the acquired records from there. Each read is sized by what is left (a
-/// fixed large read would load and copy far more than a `max_records` fetch needs).
+/// whole even over the budget (KIP-74), so a large record never stalls a consumer. Batches
+/// that must never be delivered (markers, aborted transactions) are left out and reported.
+/// The caller gives back the acquired records from `end`. Each read is sized by what is left
+/// (a fixed large read would load and copy far more than a `max_records` fetch needs).
 fn read_covering(
     handle: &ShareHandle,
     ranges: &[AcquiredRange],
     budget: usize,
     first_in_response: bool,
-) -> Result<(Vec<u8>, i64), KafkaError> {
+    aborted: &[AbortedTxn],
+) -> Result<Covering, KafkaError> {
     let mut out: Vec<u8> = Vec::new();
+    let mut skipped: Vec<(i64, i64)> = Vec::new();
     let mut next = i64::MIN;
     let mut limit = FIRST_READ_BYTES;
     for r in ranges {
@@ -401,19 +429,29 @@ fn read_covering(
             let room = budget.saturating_sub(out.len());
             let (slice, _) = handle.log.read(next, limit.min(room).max(1));
             let Some(slice) = slice? else {
-                return Ok((out, next));
+                return Ok(Covering {
+                    bytes: out,
+                    end: next,
+                    skipped,
+                });
             };
             let mut bytes = slice.load()?;
             let before = next;
-            // The batches taken are a prefix of what was read (BatchIter walks whole batches
-            // from the start), so they are kept without copying them batch by batch.
+            // The byte spans kept, in order. Without markers or aborted batches they are one
+            // prefix of what was read, kept without copying.
+            let mut spans: Vec<(usize, usize)> = Vec::new();
             let mut used = 0usize;
             let mut full = false;
-            for (_, h) in sluice_storage::BatchIter::new(&bytes) {
+            for (at, h) in sluice_storage::BatchIter::new(&bytes) {
                 if h.base_offset > r.last_offset {
                     break;
                 }
                 let len = h.total_len();
+                if never_delivered(&h, aborted) {
+                    skipped.push((h.base_offset, h.last_offset()));
+                    next = h.next_offset();
+                    continue;
+                }
                 let fits = out.len().saturating_add(used).saturating_add(len) <= budget;
                 let must_send = out.is_empty() && used == 0 && first_in_response;
                 if !fits && !must_send {
@@ -421,20 +459,43 @@ fn read_covering(
                     break;
                 }
                 used += len;
+                let span_end = at.saturating_add(len);
+                match spans.last_mut() {
+                    Some(last) if last.1 == at => last.1 = span_end,
+                    _ => spans.push((at, span_end)),
+                }
                 next = h.next_offset();
             }
-            bytes.truncate(used);
-            if out.is_empty() {
-                out = bytes;
-            } else {
-                out.extend_from_slice(&bytes);
+            match spans.as_slice() {
+                [] => {}
+                [(0, end)] => {
+                    bytes.truncate(*end);
+                    if out.is_empty() {
+                        out = bytes;
+                    } else {
+                        out.extend_from_slice(&bytes);
+                    }
+                }
+                spans => {
+                    for (from, to) in spans {
+                        out.extend_from_slice(bytes.get(*from..*to).unwrap_or_default());
+                    }
+                }
             }
             if full {
-                return Ok((out, next));
+                return Ok(Covering {
+                    bytes: out,
+                    end: next,
+                    skipped,
+                });
             }
             if next <= before {
                 // Nothing usable at `next` (cannot happen with a sound log): stop here.
-                return Ok((out, next));
+                return Ok(Covering {
+                    bytes: out,
+                    end: next,
+                    skipped,
+                });
             }
             let per_offset = used / usize::try_from(next - before).unwrap_or(1).max(1);
             let remaining =
@@ -443,7 +504,46 @@ fn read_covering(
                 .clamp(FIRST_READ_BYTES, MAX_READ_BYTES);
         }
     }
-    Ok((out, i64::MAX))
+    Ok(Covering {
+        bytes: out,
+        end: i64::MAX,
+        skipped,
+    })
+}
+
+/// `ranges` without the offsets in `skipped` (ascending, non-overlapping ranges).
+fn ranges_without(ranges: Vec<AcquiredRange>, skipped: &[(i64, i64)]) -> Vec<AcquiredRange> {
+    if skipped.is_empty() {
+        return ranges;
+    }
+    let mut out = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        let mut first = r.first_offset;
+        for &(s_first, s_last) in skipped {
+            if s_last < first || s_first > r.last_offset {
+                continue;
+            }
+            if s_first > first {
+                out.push(AcquiredRange {
+                    first_offset: first,
+                    last_offset: s_first - 1,
+                    delivery_count: r.delivery_count,
+                });
+            }
+            first = s_last.saturating_add(1);
+            if first > r.last_offset {
+                break;
+            }
+        }
+        if first <= r.last_offset {
+            out.push(AcquiredRange {
+                first_offset: first,
+                last_offset: r.last_offset,
+                delivery_count: r.delivery_count,
+            });
+        }
+    }
+    out
 }
 
 /// `ranges` without the offsets at or above `end`.
@@ -622,28 +722,62 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
                 let available = broker.share.available.notified();
                 let mut left = max_records;
                 let mut full = false;
+                // Records were archived unseen (markers, aborted): more may be ready at once.
+                let mut skipped_any = false;
                 for h in &handles {
                     if left == 0 || full || sent_bytes >= budget {
                         break;
                     }
                     let (ranges, deadline) = broker.share.acquire(h, &member_id, left, &settings);
-                    let Some(last) = ranges.last().map(|r| r.last_offset) else {
+                    let (Some(first), Some(last)) = (
+                        ranges.first().map(|r| r.first_offset),
+                        ranges.last().map(|r| r.last_offset),
+                    ) else {
                         continue;
+                    };
+                    // Under read_committed everything acquired is below the last stable
+                    // offset, so whether its transaction aborted is decided.
+                    let aborted = if settings.read_committed {
+                        h.log.aborted_transactions(first, last.saturating_add(1))
+                    } else {
+                        Vec::new()
                     };
                     // Read now, within what is left of max_bytes; records that did not fit
                     // are given back at once, as if never acquired.
                     let first_in_response = acquired.is_empty();
                     let room = budget.saturating_sub(sent_bytes);
-                    let (ranges, read) = match read_covering(h, &ranges, room, first_in_response) {
-                        Ok((bytes, end)) => {
+                    let read = read_covering(h, &ranges, room, first_in_response, &aborted);
+                    let (ranges, read) = match read {
+                        Ok(Covering {
+                            bytes,
+                            end,
+                            skipped,
+                        }) => {
                             if end <= last {
                                 broker.share.unacquire(h, &member_id, end, last, deadline);
                                 // The response is full: later partitions would only acquire
                                 // and give back.
                                 full = true;
                             }
+                            // Markers and aborted records: archived, never handed out.
+                            match broker
+                                .share
+                                .archive_acquired(h, &member_id, &skipped, deadline)
+                            {
+                                Ok(Some(e)) => {
+                                    logged_end = logged_end.max(e);
+                                    skipped_any = true;
+                                }
+                                Ok(None) => {}
+                                Err(e) => {
+                                    tracing::error!(topic = %h.topic, error = %e, "cannot record share state")
+                                }
+                            }
                             sent_bytes = sent_bytes.saturating_add(bytes.len());
-                            (ranges_below(ranges, end), Ok(bytes))
+                            (
+                                ranges_without(ranges_below(ranges, end), &skipped),
+                                Ok(bytes),
+                            )
                         }
                         Err(e) => (ranges, Err(e)),
                     };
@@ -674,6 +808,9 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
                     || handles.is_empty()
                 {
                     break;
+                }
+                if skipped_any {
+                    continue;
                 }
                 tokio::select! {
                     _ = appended => {}
@@ -1089,4 +1226,177 @@ pub async fn delete_share_state(broker: &Broker, group: &GroupId) -> Result<(), 
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(first: i64, last: i64) -> AcquiredRange {
+        AcquiredRange {
+            first_offset: first,
+            last_offset: last,
+            delivery_count: 1,
+        }
+    }
+
+    #[test]
+    fn skipped_offsets_leave_the_acquired_ranges() {
+        let got = |ranges: Vec<AcquiredRange>, skipped: &[(i64, i64)]| {
+            ranges_without(ranges, skipped)
+                .into_iter()
+                .map(|r| (r.first_offset, r.last_offset))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(got(vec![r(0, 9)], &[]), vec![(0, 9)]);
+        assert_eq!(got(vec![r(0, 9)], &[(3, 3), (8, 12)]), vec![(0, 2), (4, 7)]);
+        assert_eq!(
+            got(vec![r(0, 4), r(6, 9)], &[(-5, 0), (4, 6)]),
+            vec![(1, 3), (7, 9)]
+        );
+        assert_eq!(got(vec![r(0, 4)], &[(0, 4)]), Vec::<(i64, i64)>::new());
+        assert_eq!(got(vec![r(5, 5)], &[(0, 1), (7, 9)]), vec![(5, 5)]);
+    }
+
+    /// One batch of `n` records (control: one transaction marker) for `producer_id`.
+    fn batch(n: usize, producer_id: i64, transactional: bool, control: bool) -> bytes::BytesMut {
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional,
+                control,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id,
+                producer_epoch: if producer_id >= 0 { 0 } else { -1 },
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: 1,
+                // A COMMIT marker: key (version 0, type 1), value (version 0, epoch 0).
+                key: Some(if control {
+                    Bytes::from_static(&[0, 0, 0, 1])
+                } else {
+                    Bytes::from_static(b"k")
+                }),
+                value: Some(if control {
+                    Bytes::from_static(&[0, 0, 0, 0, 0, 0])
+                } else {
+                    Bytes::from_static(b"v")
+                }),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = bytes::BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        buf
+    }
+
+    /// A control batch in the log is left out of what a share fetch sends and reported for
+    /// archiving, today and once transactions write markers.
+    #[test]
+    fn a_marker_in_the_log_is_never_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(
+            crate::partition::Partition::open(dir.path(), 0, Default::default(), 0).unwrap(),
+        );
+        log.append(&batch(3, -1, false, false), 1).unwrap();
+        // Markers come from the coordinator; a client-written control batch may be refused.
+        if log.append(&batch(1, 5, true, true), 1).is_err() {
+            let marker = crate::partition::TxnMarker {
+                producer_id: 5,
+                producer_epoch: 0,
+                commit: true,
+                coordinator_epoch: 0,
+            };
+            log.append_marker(marker, 1).unwrap();
+        }
+        log.append(&batch(2, -1, false, false), 1).unwrap();
+        assert_eq!(log.watermarks().high_watermark, 6);
+        let handle = ShareHandle::new(
+            SpKey {
+                group: Arc::from("g"),
+                topic_id: Uuid::nil(),
+                partition: 0,
+            },
+            "t".into(),
+            log,
+            sluice_share::SharePartition::new(0),
+        );
+        let covering = read_covering(&handle, &[r(0, 5)], 1 << 20, true, &[]).unwrap();
+        assert_eq!(covering.end, i64::MAX);
+        assert_eq!(covering.skipped, vec![(3, 3)]);
+        let sent: Vec<(i64, bool)> = sluice_storage::BatchIter::new(&covering.bytes)
+            .map(|(_, h)| (h.base_offset, h.is_control()))
+            .collect();
+        // (The encoder may write one batch per record.)
+        assert!(sent.iter().all(|(_, control)| !control), "{sent:?}");
+        assert!(sent.iter().all(|(base, _)| *base != 3), "{sent:?}");
+        assert!(sent.iter().any(|(base, _)| *base == 4), "{sent:?}");
+        let ranges = ranges_without(ranges_below(vec![r(0, 5)], covering.end), &covering.skipped);
+        let ranges: Vec<(i64, i64)> = ranges
+            .iter()
+            .map(|r| (r.first_offset, r.last_offset))
+            .collect();
+        assert_eq!(ranges, vec![(0, 2), (4, 5)]);
+        // Under read_committed an aborted transaction's batch is left out as well.
+        let aborted = [AbortedTxn {
+            producer_id: 5,
+            first_offset: 0,
+            last_offset: 3,
+        }];
+        let covering = read_covering(&handle, &[r(0, 5)], 1 << 20, true, &aborted).unwrap();
+        assert_eq!(
+            covering.skipped,
+            vec![(3, 3)],
+            "non-transactional data is never aborted"
+        );
+    }
+
+    #[test]
+    fn markers_and_aborted_batches_are_never_delivered() {
+        let mut h = sluice_storage::BatchHeader {
+            base_offset: 0,
+            batch_length: 49,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            records_count: 1,
+        };
+        let aborted = [AbortedTxn {
+            producer_id: 7,
+            first_offset: 10,
+            last_offset: 20,
+        }];
+        h.base_offset = 12;
+        h.producer_id = 7;
+        h.attributes = 0;
+        assert!(!never_delivered(&h, &aborted), "not transactional");
+        h.attributes = 0x10;
+        assert!(never_delivered(&h, &aborted));
+        h.producer_id = 8;
+        assert!(!never_delivered(&h, &aborted), "another producer");
+        h.producer_id = 7;
+        h.base_offset = 21;
+        assert!(!never_delivered(&h, &aborted), "after the abort marker");
+        h.attributes = 0x30;
+        assert!(never_delivered(&h, &[]), "a marker");
+    }
 }

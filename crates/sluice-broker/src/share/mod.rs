@@ -60,7 +60,12 @@ pub struct ShareHandle {
 }
 
 impl ShareHandle {
-    fn new(key: SpKey, topic: String, log: Arc<Partition>, state: SharePartition) -> Self {
+    pub(crate) fn new(
+        key: SpKey,
+        topic: String,
+        log: Arc<Partition>,
+        state: SharePartition,
+    ) -> Self {
         ShareHandle {
             key,
             topic,
@@ -269,7 +274,7 @@ impl ShareService {
                     format!("topic {} has no partition {}", topic.name, key.partition),
                 )
             })?;
-        let start = start_offset(&log, settings.auto_offset_reset, now_ms())?;
+        let start = start_offset(&log, settings, now_ms())?;
         let handle = Arc::new(ShareHandle::new(
             key.clone(),
             topic.name.clone(),
@@ -367,7 +372,9 @@ impl ShareService {
     }
 
     /// Acquires records for `member`; wakes the timer so it sees the new lock deadlines.
-    /// Returns the ranges and their lock deadline (for [`ShareService::unacquire`]).
+    /// Returns the ranges and their lock deadline (for [`ShareService::unacquire`]). Under
+    /// `share.isolation.level=read_committed` only records below the last stable offset are
+    /// acquired: an open transaction holds the share group there (as in Kafka).
     pub fn acquire(
         &self,
         handle: &ShareHandle,
@@ -381,7 +388,7 @@ impl ShareService {
             member,
             max_records,
             marks.log_start_offset,
-            marks.high_watermark,
+            readable_end(&handle.log, settings.read_committed),
             now,
             &settings.share,
         );
@@ -389,6 +396,32 @@ impl ShareService {
             self.timer_wake.notify_one();
         }
         (ranges, now.saturating_add(settings.share.lock_duration_ms))
+    }
+
+    /// Archives acquired records that must never reach a consumer (transaction markers;
+    /// records of aborted transactions under read_committed), found when the acquired
+    /// batches were read. Returns the state log offset to wait on, if anything changed.
+    pub fn archive_acquired(
+        &self,
+        handle: &ShareHandle,
+        member: &MemberId,
+        skipped: &[(i64, i64)],
+        deadline: u64,
+    ) -> Result<Option<i64>, KafkaError> {
+        if skipped.is_empty() {
+            return Ok(None);
+        }
+        let (n, end) = handle.change(&self.store, |sp| {
+            let n: u64 = skipped
+                .iter()
+                .map(|(first, last)| sp.archive_acquired(member, *first, *last, deadline))
+                .sum();
+            (n, n > 0)
+        })?;
+        if n > 0 {
+            self.available.notify_waiters();
+        }
+        Ok(end)
     }
 
     /// Gives back acquired records a response had no room for (`max_bytes`): they were never
@@ -571,11 +604,22 @@ impl ShareService {
         self.store.finish_checkpoint(start)
     }
 
-    /// Share-group lag and DLQ depth, for `/metrics`.
+    /// Share-group lag and DLQ depth, for `/metrics`. Lag counts up to what the group can
+    /// read: the last stable offset under read_committed, the high watermark otherwise.
     fn update_metrics(&self, broker: &Broker) {
         let mut lag: HashMap<(Arc<str>, String), i64> = HashMap::new();
+        let mut read_committed: HashMap<Arc<str>, bool> = HashMap::new();
         for h in self.handles(None) {
-            let end = h.log.watermarks().high_watermark;
+            let committed = *read_committed
+                .entry(h.key.group.clone())
+                .or_insert_with(|| {
+                    broker
+                        .metadata
+                        .group_configs(&h.key.group)
+                        .share_settings(&h.key.group)
+                        .read_committed
+                });
+            let end = readable_end(&h.log, committed);
             *lag.entry((h.key.group.clone(), h.topic.clone()))
                 .or_default() += h.read(|sp| sp.lag(end));
         }
@@ -606,17 +650,31 @@ fn session_not_found(group: &str, member: &str) -> KafkaError {
     )
 }
 
-/// Where a new share-partition starts.
-fn start_offset(log: &Partition, reset: AutoOffsetReset, now: i64) -> Result<i64, KafkaError> {
+/// The end of what a share group may acquire: the last stable offset under read_committed
+/// (nothing of an open transaction, nor anything after it), else the high watermark.
+pub fn readable_end(log: &Partition, read_committed: bool) -> i64 {
+    let hw = log.watermarks().high_watermark;
+    if read_committed {
+        log.last_stable_offset().min(hw)
+    } else {
+        hw
+    }
+}
+
+/// Where a new share-partition starts. "latest" is the end the group can read (the last
+/// stable offset under read_committed, as ListOffsets answers a read_committed consumer), so
+/// the committed part of a transaction open at creation is not skipped.
+fn start_offset(log: &Partition, settings: &ShareSettings, now: i64) -> Result<i64, KafkaError> {
     let marks = log.watermarks();
-    Ok(match reset {
-        AutoOffsetReset::Latest => marks.high_watermark,
+    let latest = readable_end(log, settings.read_committed);
+    Ok(match settings.auto_offset_reset {
+        AutoOffsetReset::Latest => latest,
         AutoOffsetReset::Earliest => marks.log_start_offset,
         AutoOffsetReset::ByDuration(ms) => match log.find_by_timestamp(now.saturating_sub(ms))? {
             Some(slice) => sluice_storage::BatchIter::new(&slice.load()?)
                 .next()
-                .map_or(marks.high_watermark, |(_, h)| h.base_offset),
-            None => marks.high_watermark,
+                .map_or(latest, |(_, h)| h.base_offset),
+            None => latest,
         },
     })
 }

@@ -670,6 +670,8 @@ fn offset_commit_validation() {
         c.validate_offset_commit(6001, G, 1, &b, None),
         REBALANCE_IN_PROGRESS
     );
+    // KIP-447: transactional commits are not refused for a rebalance in progress.
+    assert_eq!(c.validate_commit(6001, G, 1, &b, None, true), NONE);
     let (a, b, now) = {
         // Finish the sync.
         let d = c.describe(G).unwrap();
@@ -699,6 +701,22 @@ fn offset_commit_validation() {
     assert_eq!(
         c.validate_offset_commit(now, G, 1, &b, Some("inst")),
         UNKNOWN_MEMBER_ID
+    );
+    // TxnOffsetCommit: without member, generation and instance id (v0-2, kafkajs) it is
+    // accepted though the group has members; with them, they are checked.
+    assert_eq!(c.validate_commit(now, G, -1, "", None, true), NONE);
+    assert_eq!(c.validate_commit(now, G, 1, &b, None, true), NONE);
+    assert_eq!(
+        c.validate_commit(now, G, 2, &b, None, true),
+        ILLEGAL_GENERATION
+    );
+    assert_eq!(
+        c.validate_commit(now, G, 1, "ghost", None, true),
+        UNKNOWN_MEMBER_ID
+    );
+    assert_eq!(
+        c.validate_commit(now, "nogroup", 3, "m", None, true),
+        ILLEGAL_GENERATION
     );
 
     // Commits keep a member alive: b only commits, a only heartbeats.

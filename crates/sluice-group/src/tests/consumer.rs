@@ -484,6 +484,20 @@ fn protocol_type_conflicts_and_conversion() {
         c.validate_offset_commit(5, G, 1, "ghost", None),
         UNKNOWN_MEMBER_ID
     );
+    // TxnOffsetCommit (KIP-447): a stale member epoch is ILLEGAL_GENERATION.
+    assert_eq!(c.validate_commit(5, G, a.epoch, &a.id, None, true), NONE);
+    assert_eq!(
+        c.validate_commit(5, G, a.epoch - 1, &a.id, None, true),
+        ILLEGAL_GENERATION
+    );
+    assert_eq!(
+        c.validate_commit(5, G, a.epoch + 1, &a.id, None, true),
+        FENCED_MEMBER_EPOCH
+    );
+    assert_eq!(
+        c.validate_commit(5, G, -1, "", None, true),
+        UNKNOWN_MEMBER_ID
+    );
     assert_eq!(c.delete(G), NON_EMPTY_GROUP);
 }
 

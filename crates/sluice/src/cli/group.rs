@@ -26,6 +26,7 @@ enum GroupCommand {
         client: ClientArgs,
     },
     /// Show a group's state, members, and per partition its committed offset, log end and lag
+    /// (lag counts up to the last stable offset: what a read_committed consumer can read)
     Describe {
         group: String,
         #[command(flatten)]
@@ -126,6 +127,8 @@ struct OffsetRow {
     partition: i32,
     committed: Option<i64>,
     log_end: i64,
+    /// The last stable offset (= log end when no transaction is open).
+    stable_end: i64,
     member: Option<usize>,
 }
 
@@ -149,6 +152,7 @@ async fn describe(client: &ClientArgs, group: &str) -> anyhow::Result<()> {
                 partition: o.partition,
                 committed: Some(o.offset),
                 log_end: -1,
+                stable_end: -1,
                 member: None,
             },
         );
@@ -162,6 +166,7 @@ async fn describe(client: &ClientArgs, group: &str) -> anyhow::Result<()> {
                         partition: *p,
                         committed: None,
                         log_end: -1,
+                        stable_end: -1,
                         member: None,
                     })
                     .member = Some(i);
@@ -184,10 +189,33 @@ async fn describe(client: &ClientArgs, group: &str) -> anyhow::Result<()> {
             }
             Err(e) => eprintln!("warning: cannot read log end offsets of {t}: {e}"),
         }
+        match c
+            .list_offsets_isolated(&t, &ps, sluice_client::client::LATEST, 1)
+            .await
+        {
+            Ok(ends) => {
+                for (p, (end, _)) in ends {
+                    if let Some(r) = rows.get_mut(&(t.clone(), p)) {
+                        r.stable_end = end;
+                    }
+                }
+            }
+            Err(e) => eprintln!("warning: cannot read last stable offsets of {t}: {e}"),
+        }
     }
-    let lag = |r: &OffsetRow| match r.committed {
-        Some(c) if r.log_end >= 0 => Some((r.log_end - c).max(0)),
-        _ => None,
+    // Lag against the last stable offset (Kafka's consumer lag for read_committed, the
+    // default isolation of librdkafka and kafkajs): records of an open transaction are not
+    // lag yet, a consumer cannot read them. Without transactions it equals log end - offset.
+    let lag = |r: &OffsetRow| {
+        let end = if r.stable_end >= 0 {
+            r.stable_end
+        } else {
+            r.log_end
+        };
+        match r.committed {
+            Some(c) if end >= 0 => Some(end.saturating_sub(c).max(0)),
+            _ => None,
+        }
     };
     if client.json() {
         let offsets: Vec<_> = rows
@@ -198,6 +226,7 @@ async fn describe(client: &ClientArgs, group: &str) -> anyhow::Result<()> {
                     "partition": r.partition,
                     "committed_offset": r.committed,
                     "log_end_offset": (r.log_end >= 0).then_some(r.log_end),
+                    "last_stable_offset": (r.stable_end >= 0).then_some(r.stable_end),
                     "lag": lag(r),
                     "member_id": r.member.map(|i| desc.members[i].member_id.clone()),
                 })

@@ -17,6 +17,8 @@ pub const LEADER_EPOCH: i32 = 0;
 struct State {
     log: Log,
     producers: ProducerStateTable,
+    /// Conditional append (conditional.rs): the key index, on topics that turn it on.
+    conditional: Option<crate::conditional::KeyIndex>,
 }
 
 pub struct Partition {
@@ -83,7 +85,11 @@ impl Partition {
         let end = log.log_end_offset();
         Ok(Partition {
             index,
-            state: Mutex::new(State { log, producers }),
+            state: Mutex::new(State {
+                log,
+                producers,
+                conditional: None,
+            }),
             synced_offset: AtomicI64::new(end),
             sync_lock: tokio::sync::Mutex::new(()),
             dirty: AtomicBool::new(false),
@@ -139,7 +145,19 @@ impl Partition {
                 }
             }
         }
-        let info = state.log.append(buf, &batches, LEADER_EPOCH, now_ms)?;
+        // ---- conditional append (conditional.rs): checked and indexed atomically with the
+        // append, after the duplicate check.
+        let state = &mut *state;
+        let predicted = match state.conditional.as_mut() {
+            Some(c) => Some(c.check_and_apply(&state.log, buf, &batches)?),
+            None => None,
+        };
+        let info = state.log.append(buf, &batches, LEADER_EPOCH, now_ms);
+        if let (Some(c), Some(p)) = (state.conditional.as_mut(), predicted) {
+            c.appended(p, info.as_ref().ok().map(|i| i.first_offset));
+        }
+        let info = info?;
+        // ---- end conditional append
         let mut next = info.first_offset;
         for b in &batches {
             let mut h = b.header;
@@ -251,6 +269,20 @@ impl Partition {
 
     pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, KafkaError> {
         Ok(self.state.lock().log.apply_retention(now_ms)?)
+    }
+
+    /// Turns conditional append on (building the key index from the log, under the lock) or
+    /// off (dropping it); nothing happens if it is already in that state.
+    pub fn set_conditional_append(&self, enabled: bool) {
+        let mut state = self.state.lock();
+        match (enabled, state.conditional.is_some()) {
+            (true, false) => {
+                let index = crate::conditional::KeyIndex::build(&state.log);
+                state.conditional = Some(index);
+            }
+            (false, true) => state.conditional = None,
+            _ => {}
+        }
     }
 
     pub fn set_config(&self, config: LogConfig) -> Result<(), KafkaError> {

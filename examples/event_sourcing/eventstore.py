@@ -24,7 +24,10 @@ class Conflict(Exception):
     """Another writer appended to the stream since we read it."""
 
     def __init__(self, stream_id, expected, actual):
-        super().__init__(f"stream {stream_id}: expected last offset {expected}, actual {actual}")
+        # librdkafka reports only the error code, not the broker's message naming the actual
+        # offset (clients that pass the message on, like the Java producer, give `actual`).
+        got = "another writer appended first" if actual is None else f"actual {actual}"
+        super().__init__(f"stream {stream_id}: expected last offset {expected}, {got}")
         self.expected, self.actual = expected, actual
 
 

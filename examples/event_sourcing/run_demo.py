@@ -91,7 +91,11 @@ def main():
     except Conflict as c:
         stale_refused = c
         log(f"stale write refused: {c}")
-    a2.execute(Account.withdraw(80, "stale-demo-2"))  # re-reads, sees 70 left, refuses
+    try:  # the stale copy catches up, sees 70 left, and refuses the command
+        a2.execute(Account.withdraw(80, "stale-demo-2"))
+        stale_refused = None
+    except Refused as r:
+        log(f"after catching up: {r}")
     setup.close()
 
     # Concurrent tellers.

@@ -286,7 +286,7 @@ impl KeyIndex {
             }
             return Some(prev);
         }
-        let Some(o) = offset else { return None };
+        let o = offset?;
         let cost = key.len().saturating_add(ENTRY_OVERHEAD);
         if !self.fits(cost) {
             self.prune(log_start);

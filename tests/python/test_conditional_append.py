@@ -390,3 +390,23 @@ def test_transactional_batches_with_conditions_are_refused(broker, unique):
             assert "transaction" in (r["message"] or ""), r
     finally:
         s.close()
+
+
+def test_delete_records_makes_a_key_read_as_never_written(broker_factory, unique):
+    b = broker_factory()
+    t = create_topic(b.bootstrap, unique(), config=COND)
+    p = plain_producer(b.bootstrap)
+    assert send(p, t, b"1", key=b"gone") == (0, None)
+    assert send(p, t, b"1", key=b"kept") == (1, None)
+    a = admin(b.bootstrap)
+    for f in a.delete_records([TopicPartition(t, 0, 1)]).values():
+        f.result(OP_TIMEOUT_S)
+    for attempt in ("live", "after restart"):
+        msg = raw_message(b, t, b"kept", EXPK, "-1")
+        assert msg.endswith("actual 1"), (attempt, msg)
+        msg = raw_message(b, t, b"gone", EXPK, "0")
+        assert msg.endswith("actual -1"), (attempt, msg)
+        if attempt == "live":
+            b.restart()
+            p = plain_producer(b.bootstrap)
+    assert send(p, t, b"2", key=b"gone", headers=[(EXPK, b"-1")]) == (2, None)

@@ -410,3 +410,36 @@ def test_delete_records_makes_a_key_read_as_never_written(broker_factory, unique
             b.restart()
             p = plain_producer(b.bootstrap)
     assert send(p, t, b"2", key=b"gone", headers=[(EXPK, b"-1")]) == (2, None)
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_compressed_batches_are_checked_whole(broker, unique, codec):
+    """A compressed batch of many conditional records: all in, or (one condition wrong) none."""
+    t = create_topic(broker.bootstrap, unique(), config=COND)
+    p = producer(broker.bootstrap, enable_idempotence=False, acks="all", retries=0,
+                 linger_ms=200, compression_type=codec)
+    reports = []
+
+    def burst(n, wrong_at=None):
+        reports.clear()
+        for i in range(n):
+            exp = b"5" if i == wrong_at else b"-1"
+            p.produce(t, value=b"x" * 200, key=b"%s-%d" % (codec.encode(), i + len(seen)),
+                      headers=[(EXPK, exp)], partition=0,
+                      on_delivery=lambda e, m: reports.append((e, m.offset())))
+        assert p.flush(OP_TIMEOUT_S) == 0
+        return reports
+
+    seen = []
+    ok = burst(50)
+    assert all(e is None for e, _ in ok), ok[:3]
+    assert sorted(o for _, o in ok) == list(range(50))
+    seen.extend(range(50))
+    bad = burst(50, wrong_at=37)
+    assert all(e is not None and e.code() == KafkaError.INVALID_RECORD for e, _ in bad), bad[:3]
+    c = consumer(broker.bootstrap)
+    try:
+        _, hi = c.get_watermark_offsets(TopicPartition(t, 0), timeout=OP_TIMEOUT_S)
+    finally:
+        c.close()
+    assert hi == 50, "a refused batch appended nothing"

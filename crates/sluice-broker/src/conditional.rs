@@ -96,13 +96,15 @@ impl Conditions {
 }
 
 /// Parses a plain ASCII decimal: an optional `-`, then 1 to 19 digits; no sign `+`, no
-/// spaces, no leading zeros beyond a single `0`. Overflow is `None`.
+/// spaces, no leading zeros beyond a single `0`, no `-0`. Overflow is `None`. Every value has
+/// one spelling: what parses prints back as the same bytes (fuzzed).
 pub fn parse_decimal(v: &[u8]) -> Option<i64> {
     let (negative, digits) = match v.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, v),
     };
-    if digits.is_empty() || digits.len() > 19 || (digits.len() > 1 && digits[0] == b'0') {
+    let leading_zero = digits.first() == Some(&b'0') && (digits.len() > 1 || negative);
+    if digits.is_empty() || digits.len() > 19 || leading_zero {
         return None;
     }
     let mut n: i64 = 0;
@@ -650,6 +652,8 @@ mod tests {
             b" 1",
             b"1 ",
             b"01",
+            b"-0",
+            b"-01",
             b"1e3",
             b"9223372036854775808",
             b"99999999999999999999",

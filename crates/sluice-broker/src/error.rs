@@ -8,6 +8,9 @@ use sluice_storage::StorageError;
 pub struct KafkaError {
     pub code: i16,
     pub message: String,
+    /// The index of the record that made a produce fail, for Produce v8+ `RecordErrors`
+    /// (conditional append); `None` for everything else.
+    pub record_index: Option<i32>,
 }
 
 impl KafkaError {
@@ -15,7 +18,14 @@ impl KafkaError {
         KafkaError {
             code: error.code(),
             message: message.into(),
+            record_index: None,
         }
+    }
+
+    /// The same error, naming the record (in its record set) that caused it.
+    pub fn with_record_index(mut self, index: i32) -> Self {
+        self.record_index = Some(index);
+        self
     }
 }
 

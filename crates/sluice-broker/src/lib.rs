@@ -11,6 +11,7 @@
 
 pub mod broker;
 pub mod compression;
+pub mod conditional;
 pub mod config;
 pub mod error;
 pub mod fetch_session;

@@ -89,6 +89,19 @@ pub const PRODUCER_ID_EXPIRATION_MS: i64 = 86_400_000;
 /// `producer.id.expiration.check.interval.ms` (Kafka's default, 10 minutes).
 pub const PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS: i64 = 600_000;
 
+// ---- Conditional append (conditional.rs) ----
+
+/// Bytes of one partition's key → last offset index on a topic with
+/// `sluice.conditional.append.enable=true` (each key's bytes plus
+/// `conditional::ENTRY_OVERHEAD`). Not a Kafka setting. A key that does not fit is not
+/// indexed and the index becomes incomplete: key conditions on keys absent from it are refused
+/// with POLICY_VIOLATION (never answered wrongly) until a restart rebuilds it; appends without
+/// key conditions, and keys already indexed, are not affected.
+pub const CONDITIONAL_KEY_INDEX_MAX_BYTES: usize = 64 << 20;
+/// Bytes of every partition's key index together; reaching it has the same effect as the
+/// per-partition bound on the partition whose new key does not fit.
+pub const CONDITIONAL_KEY_INDEX_TOTAL_BYTES: usize = 1 << 30;
+
 // ---- Fetch and share fetch (handlers/fetch.rs, handlers/share.rs, fetch_session.rs) ----
 
 /// Longest a Fetch or ShareFetch may wait for data (`max_wait_ms` is capped here).

@@ -215,6 +215,10 @@ impl Metadata {
                     .map(Arc::new)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let conditional = crate::conditional::enabled(&configs); // conditional append
+            partitions
+                .iter()
+                .for_each(|p| p.set_conditional_append(conditional));
             topics.insert(Arc::new(Topic {
                 name,
                 id,
@@ -394,6 +398,10 @@ impl Metadata {
         // Directories first, event second: a crash in between leaves orphan directories that
         // are emptied when the name is created again.
         let opened = self.open_new_partitions(name, 0..partitions, &log_config, now_ms)?;
+        let conditional = crate::conditional::enabled(&configs); // conditional append
+        opened
+            .iter()
+            .for_each(|p| p.set_conditional_append(conditional));
         self.record(
             &Event::TopicCreated {
                 name: name.to_string(),
@@ -468,6 +476,10 @@ impl Metadata {
         let log_config = topic.configs.log_config();
         let mut partitions = topic.partitions.clone();
         partitions.extend(self.open_new_partitions(name, current..count, &log_config, now_ms)?);
+        let conditional = crate::conditional::enabled(&topic.configs); // conditional append
+        partitions
+            .iter()
+            .for_each(|p| p.set_conditional_append(conditional));
         self.record(
             &Event::PartitionsCreated {
                 name: name.to_string(),
@@ -518,8 +530,10 @@ impl Metadata {
             now_ms,
         )
         .await?;
+        let conditional = crate::conditional::enabled(&configs); // conditional append
         for p in &topic.partitions {
             p.set_config(log_config.clone())?;
+            p.set_conditional_append(conditional);
         }
         let updated = Arc::new(Topic {
             name: topic.name.clone(),

@@ -34,6 +34,8 @@ struct State {
     producers: ProducerStateTable,
     /// When producer expiry last ran (`producer.id.expiration.check.interval.ms`).
     last_expiry_check_ms: i64,
+    /// Conditional append (conditional.rs): the key index, on topics that turn it on.
+    conditional: Option<crate::conditional::KeyIndex>,
 }
 
 impl State {
@@ -128,6 +130,7 @@ impl Partition {
                 log,
                 producers,
                 last_expiry_check_ms: now_ms,
+                conditional: None,
             }),
             synced_offset: AtomicI64::new(end),
             sync_lock: tokio::sync::Mutex::new(()),
@@ -251,7 +254,19 @@ impl Partition {
             }
         }
         let active_base = state.log.active_base_offset();
-        let info = state.log.append(buf, &batches, LEADER_EPOCH, now_ms)?;
+        // ---- conditional append (conditional.rs): checked and indexed atomically with the
+        // append, after the duplicate check.
+        let state = &mut *state;
+        let predicted = match state.conditional.as_mut() {
+            Some(c) => Some(c.check_and_apply(&state.log, buf, &batches)?),
+            None => None,
+        };
+        let info = state.log.append(buf, &batches, LEADER_EPOCH, now_ms);
+        if let (Some(c), Some(p)) = (state.conditional.as_mut(), predicted) {
+            c.appended(p, info.as_ref().ok().map(|i| i.first_offset));
+        }
+        let info = info?;
+        // ---- end conditional append
         if state.log.active_base_offset() != active_base {
             // Rolled: snapshot the state as of the new segment's base, before this append.
             let base = state.log.active_base_offset();
@@ -463,6 +478,20 @@ impl Partition {
             state.snapshot_at(base);
         }
         Ok(outcome)
+    }
+
+    /// Turns conditional append on (building the key index from the log, under the lock) or
+    /// off (dropping it); nothing happens if it is already in that state.
+    pub fn set_conditional_append(&self, enabled: bool) {
+        let mut state = self.state.lock();
+        match (enabled, state.conditional.is_some()) {
+            (true, false) => {
+                let index = crate::conditional::KeyIndex::build(&state.log);
+                state.conditional = Some(index);
+            }
+            (false, true) => state.conditional = None,
+            _ => {}
+        }
     }
 
     pub fn set_config(&self, config: LogConfig) -> Result<(), KafkaError> {

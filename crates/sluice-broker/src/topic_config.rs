@@ -162,6 +162,12 @@ const SPECS: &[Spec] = &[
         default: "false",
         kind: Kind::Bool,
     },
+    // Conditional append (conditional.rs, docs/EVENT_SOURCING.md).
+    Spec {
+        name: "sluice.conditional.append.enable",
+        default: "false",
+        kind: Kind::Bool,
+    },
     Spec {
         name: "sluice.schema.validation.parse",
         default: "false",

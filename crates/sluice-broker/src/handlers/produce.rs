@@ -316,7 +316,17 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                 }
                 Err(e) => {
                     tracing::debug!(topic = %name, partition = pd.index, error = %e, "produce refused");
-                    partitions.push(partition_error(pd.index, e.code, Some(e.message)));
+                    // Conditional append names the refused record (Produce v8+ RecordErrors).
+                    let record_errors = e.record_index.filter(|_| version >= 8).map(|i| {
+                        vec![kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default()
+                            .with_batch_index(i)
+                            .with_batch_index_error_message(Some(s(e.message.clone())))]
+                    });
+                    let resp = partition_error(pd.index, e.code, Some(e.message));
+                    partitions.push(match record_errors {
+                        Some(r) => resp.with_record_errors(r),
+                        None => resp,
+                    });
                 }
             }
         }

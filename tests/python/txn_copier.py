@@ -73,7 +73,14 @@ def main():
             end = c.get_watermark_offsets(tp_in, timeout=10, cached=False)[1]
         except KafkaException as e:
             log("watermark-retry", error=str(e))
-    p.init_transactions(60)
+    while True:
+        try:
+            p.init_transactions(60)
+            break
+        except KafkaException as e:
+            if not e.args[0].retriable():
+                raise
+            log("init-retry", error=str(e))
     # The committed position: OffsetFetch with RequireStable (librdkafka sets it when
     # read_committed), so a transaction of a killed predecessor still pending is waited out.
     committed = None

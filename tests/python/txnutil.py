@@ -122,15 +122,21 @@ def header(msg, name):
     return None
 
 
-def start_copier(bootstrap, in_topic, out_topic, partition, group, txn_id, log, **opts):
-    """Starts txn_copier.py; returns the Popen (stdout piped, one line per state)."""
+def start_copier(bootstrap, in_topic, out_topic, partition, group, txn_id, log, output=None, **opts):
+    """Starts txn_copier.py; returns the Popen. Its stdout (one line per state, and librdkafka's
+    log) is piped, or appended to the file `output`."""
     cmd = [sys.executable, str(HERE / "txn_copier.py"), "--bootstrap", bootstrap,
            "--in-topic", in_topic, "--out-topic", out_topic, "--partition", str(partition),
            "--group", group, "--txn-id", txn_id, "--log", str(log)]
     for k, v in opts.items():
         cmd += ["--" + k.replace("_", "-"), str(v)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            stdin=subprocess.DEVNULL)
+    out = subprocess.PIPE if output is None else open(output, "a")
+    try:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                stdin=subprocess.DEVNULL)
+    finally:
+        if output is not None:
+            out.close()
 
 
 def read_line(proc, prefix, timeout):

@@ -50,7 +50,6 @@ def main():
         logf.write(json.dumps(kw) + "\n")
         logf.flush()
 
-    rng = random.Random(f"{a.seed}-{a.txn_id}-{os.getpid()}")
     c = Consumer({
         "bootstrap.servers": a.bootstrap,
         "group.id": a.group,
@@ -93,6 +92,9 @@ def main():
                 log("committed-retry", error=str(got.error))
         except KafkaException as e:
             log("committed-retry", error=str(e))
+    # Seeded by the run's seed, the copier and where it starts: a rerun with the same seed makes
+    # the same abort choices as long as the kills land at the same places.
+    rng = random.Random(f"{a.seed}-{a.txn_id}-{committed}")
     log("start", committed=committed, end=end)
     print(f"START committed={committed} end={end}", flush=True)
     c.assign([TopicPartition(a.in_topic, a.partition, committed)])

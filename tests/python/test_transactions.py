@@ -15,7 +15,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from conftest import wait_until
 from kutil import consumer, create_topic, producer
-from txnutil import (RC, RU, all_values, end_offsets, list_latest, produce, read_line,
+from txnutil import (RC, RU, all_values, describe_producers, describe_transaction, end_offsets,
+                     list_latest, list_transactions, produce, read_line,
                      read_to_end, start_copier, txn_producer, values, watermarks)
 
 pytestmark = pytest.mark.timeout(180)
@@ -84,13 +85,22 @@ def test_open_transaction_blocks_read_committed_at_its_first_offset(broker, uniq
     topic = create_topic(b, unique("txn"), partitions=1)
     plain = producer(b, acks="all", enable_idempotence=True)
     produce(plain, topic, [f"pre-{i}" for i in range(10)], partition=0)
-    a = txn_producer(b, unique("tid"))
+    tid = unique("tid")
+    a = txn_producer(b, tid)
     a.begin_transaction()
     produce(a, topic, [f"a-{i}" for i in range(5)], partition=0)
     produce(plain, topic, [f"b-{i}" for i in range(5)], partition=0)
 
     ends = end_offsets(b, topic, 0)
     assert ends == {"rc": 10, "ru": 20}, ends
+    # The admin view of the open transaction (what kafka-transactions.sh describe shows).
+    d = describe_transaction(b, tid)
+    assert d["error_code"] == 0 and d["state"] == "Ongoing", d
+    assert d["partitions"] == {(topic, 0)}, d
+    code, producers = describe_producers(b, topic, 0)
+    assert code == 0
+    open_txns = [p for p in producers if p["current_txn_start_offset"] >= 0]
+    assert [(p["producer_id"], p["current_txn_start_offset"]) for p in open_txns] == [(d["producer_id"], 10)], producers
     # A read_committed consumer gets the 10 records before A's and nothing else.
     c = consumer(b, isolation_level=RC)
     c.assign([TopicPartition(topic, 0, 0)])
@@ -109,6 +119,7 @@ def test_open_transaction_blocks_read_committed_at_its_first_offset(broker, uniq
         [f"pre-{i}" for i in range(10)] + [f"a-{i}" for i in range(5)] + [f"b-{i}" for i in range(5)])
 
     a.commit_transaction(30)
+    wait_until(lambda: describe_transaction(b, tid)["state"] == "CompleteCommit", 15, "CompleteCommit")
     while len(got) < 20 and time.monotonic() < deadline + 20:
         m = c.poll(0.2)
         if m is not None and not m.error():
@@ -119,8 +130,9 @@ def test_open_transaction_blocks_read_committed_at_its_first_offset(broker, uniq
 
 
 def test_coordinator_aborts_a_timed_out_transaction(broker, unique):
-    """T4: transaction.timeout.ms=2000 and no commit: the coordinator aborts it, the LSO moves, the
-    producer cannot commit it (fenced, or told to abort), and the data stays invisible."""
+    """T4: transaction.timeout.ms=2000 and no commit: the coordinator aborts it (DescribeTransactions
+    and ListTransactions show CompleteAbort), the LSO moves, the producer cannot commit it (fenced,
+    or told to abort), and the data stays invisible."""
     b = broker.bootstrap
     topic = create_topic(b, unique("txn"), partitions=1)
     tid = unique("tid")
@@ -133,6 +145,12 @@ def test_coordinator_aborts_a_timed_out_transaction(broker, unique):
     wait_until(lambda: list_latest(b, topic, 0, RC) == 4, 40, "the coordinator to abort (LSO 0 -> 4)",
                interval=0.2)
     assert list_latest(b, topic, 0, RU) == 4
+    d = describe_transaction(b, tid)
+    assert d["state"] == "CompleteAbort", d
+    code, listed = list_transactions(b)
+    assert code == 0 and listed.get(tid) == "CompleteAbort", listed
+    code, listed = list_transactions(b, ["Ongoing"])
+    assert code == 0 and tid not in listed, listed
     with pytest.raises(KafkaException) as ei:
         p.commit_transaction(30)
     err = ei.value.args[0]
@@ -200,8 +218,8 @@ time.sleep(600)
 
 def test_killed_producer_holds_lso_until_timeout_abort(broker, unique, tmp_path):
     """T9: kill -9 a producer in the middle of a transaction (no restart): the LSO stays at the
-    transaction's first offset, other writes stay invisible to read_committed, and the
-    coordinator's timeout abort releases them."""
+    transaction's first offset (DescribeProducers shows it as CurrentTxnStartOffset), other writes
+    stay invisible to read_committed, and the coordinator's timeout abort releases them."""
     import subprocess
     import sys
 
@@ -220,8 +238,12 @@ def test_killed_producer_holds_lso_until_timeout_abort(broker, unique, tmp_path)
         produce(plain, topic, ["after-0", "after-1"], partition=0)
         # Within the 6 s timeout the transaction is open: LSO = its first offset.
         assert end_offsets(b, topic, 0) == {"rc": 1, "ru": 6}
+        code, producers = describe_producers(b, topic, 0)
+        assert code == 0 and [p["current_txn_start_offset"] for p in producers if p["current_txn_start_offset"] >= 0] == [1], producers
         wait_until(lambda: list_latest(b, topic, 0, RC) == 7, 40,
                    "the timeout abort to release the LSO", interval=0.2)
+        code, producers = describe_producers(b, topic, 0)
+        assert code == 0 and all(p["current_txn_start_offset"] == -1 for p in producers), producers
         assert list_latest(b, topic, 0, RU) == 7
         assert values(read_to_end(b, topic, 1, RC))[0] == ["before", "after-0", "after-1"]
         assert values(read_to_end(b, topic, 1, RU))[0] == [

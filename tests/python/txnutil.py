@@ -158,3 +158,104 @@ def read_line(proc, prefix, timeout):
         if line.startswith(prefix):
             return line.rstrip()
     raise AssertionError(f"no {prefix!r} line within {timeout}s (exit {proc.poll()}); output: {seen[-20:]}")
+
+
+# ---- Transaction admin APIs no installed Python client sends (hand-built flexible frames) -------
+
+def _conn(bootstrap):
+    from kproto_share import Conn
+
+    return Conn(int(bootstrap.rsplit(":", 1)[1]))
+
+
+def describe_producers(bootstrap, topic, partition):
+    """DescribeProducers v0 for one partition: (error_code, [{producer_id, producer_epoch,
+    last_sequence, coordinator_epoch, current_txn_start_offset}])."""
+    import struct
+
+    from kproto_share import TAGS, carr, cstr
+
+    c = _conn(bootstrap)
+    try:
+        body = carr([cstr(topic) + carr([struct.pack(">i", partition)]) + TAGS]) + TAGS
+        r = c.call(61, 0, body)
+    finally:
+        c.close()
+    r.i32()
+    out = None
+
+    def prod():
+        p = {"producer_id": r.i64(), "producer_epoch": r.i32(), "last_sequence": r.i32(),
+             "last_timestamp": r.i64(), "coordinator_epoch": r.i32(),
+             "current_txn_start_offset": r.i64()}
+        r.tags()
+        return p
+
+    def part():
+        nonlocal out
+        idx, code = r.i32(), r.i16()
+        r.cstr()
+        producers = r.carr(prod)
+        r.tags()
+        if idx == partition:
+            out = (code, producers)
+
+    def top():
+        r.cstr()
+        r.carr(part)
+        r.tags()
+
+    r.carr(top)
+    assert out is not None, "partition missing from DescribeProducers response"
+    return out
+
+
+def describe_transaction(bootstrap, txn_id):
+    """DescribeTransactions v0 for one id: {error_code, state, timeout_ms, producer_id,
+    producer_epoch, partitions: {(topic, partition)}}."""
+    from kproto_share import TAGS, carr, cstr
+
+    c = _conn(bootstrap)
+    try:
+        r = c.call(65, 0, carr([cstr(txn_id)]) + TAGS)
+    finally:
+        c.close()
+    r.i32()
+
+    def topic():
+        name = r.cstr()
+        parts = r.carr(r.i32)
+        r.tags()
+        return [(name, p) for p in parts]
+
+    def state():
+        s = {"error_code": r.i16(), "txn_id": r.cstr(), "state": r.cstr(), "timeout_ms": r.i32(),
+             "start_ms": r.i64(), "producer_id": r.i64(), "producer_epoch": r.i16()}
+        s["partitions"] = {tp for t in r.carr(topic) for tp in t}
+        r.tags()
+        return s
+
+    states = r.carr(state)
+    assert len(states) == 1 and states[0]["txn_id"] == txn_id, states
+    return states[0]
+
+
+def list_transactions(bootstrap, states=()):
+    """ListTransactions v0: (error_code, {txn_id: state})."""
+    from kproto_share import TAGS, carr, cstr
+
+    c = _conn(bootstrap)
+    try:
+        r = c.call(66, 0, carr([cstr(s) for s in states]) + carr([]) + TAGS)
+    finally:
+        c.close()
+    r.i32()
+    code = r.i16()
+    r.carr(r.cstr)
+
+    def item():
+        tid, _pid, state = r.cstr(), r.i64(), r.cstr()
+        r.tags()
+        return tid, state
+
+    return code, dict(r.carr(item))

@@ -8,6 +8,7 @@ isolation read_committed, and the read_committed consumer's high watermark) stop
 offset of the oldest open transaction and moves once it is decided.
 """
 
+import os
 import time
 
 import pytest
@@ -20,6 +21,20 @@ from txnutil import (RC, RU, all_values, describe_producers, describe_transactio
                      read_to_end, start_copier, txn_producer, values, watermarks)
 
 pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_timeout_aborts():
+    """Sluice checks for timed-out transactions every second instead of every 10 s (Kafka's
+    transaction.abort.timed.out.transaction.cleanup.interval.ms, which the reference Kafka of
+    tests/kafka-ref also sets to 1 s). Autouse, so set before the brokers of this module start."""
+    old = os.environ.get("SLUICE_TRANSACTION_ABORT_INTERVAL_MS")
+    os.environ["SLUICE_TRANSACTION_ABORT_INTERVAL_MS"] = "1000"
+    yield
+    if old is None:
+        del os.environ["SLUICE_TRANSACTION_ABORT_INTERVAL_MS"]
+    else:
+        os.environ["SLUICE_TRANSACTION_ABORT_INTERVAL_MS"] = old
 
 
 def test_commit_and_abort_across_partitions(broker, unique):

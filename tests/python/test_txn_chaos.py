@@ -51,6 +51,20 @@ BUDGET_S = 1500 if SOAK else 240
 pytestmark = pytest.mark.timeout(BUDGET_S + 120)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fast_timeout_aborts():
+    """Sluice checks for timed-out transactions every second instead of every 10 s (Kafka's
+    transaction.abort.timed.out.transaction.cleanup.interval.ms, which the reference Kafka of
+    tests/kafka-ref also sets to 1 s). Autouse, so set before the brokers of this module start."""
+    old = os.environ.get("SLUICE_TRANSACTION_ABORT_INTERVAL_MS")
+    os.environ["SLUICE_TRANSACTION_ABORT_INTERVAL_MS"] = "1000"
+    yield
+    if old is None:
+        del os.environ["SLUICE_TRANSACTION_ABORT_INTERVAL_MS"]
+    else:
+        os.environ["SLUICE_TRANSACTION_ABORT_INTERVAL_MS"] = old
+
+
 class Watcher(threading.Thread):
     """A read_committed consumer on `out` running throughout the chaos."""
 

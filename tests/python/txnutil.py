@@ -254,7 +254,9 @@ def list_transactions(bootstrap, states=()):
     r.carr(r.cstr)
 
     def item():
-        tid, _pid, state = r.cstr(), r.i64(), r.cstr()
+        tid = r.cstr()
+        r.i64()  # producer id
+        state = r.cstr()
         r.tags()
         return tid, state
 

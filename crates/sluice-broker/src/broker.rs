@@ -291,6 +291,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
     tasks.spawn(background(broker.clone(), stop_rx.clone()));
+    tasks.spawn(crate::cleaner::run(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::groups::run_timers(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::share::run_timers(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::share::dlq::run_writer(

@@ -537,8 +537,8 @@ impl<'f> ChunkReader<'f> {
     /// The next whole batch, as its header and its range in [`ChunkReader::buf`]; `None` at
     /// the end (or at a batch that is not whole, which a closed segment does not have).
     fn next_batch(&mut self, read: &mut u64) -> io::Result<Option<(BatchHeader, usize, usize)>> {
-        let mut refilled = false;
-        loop {
+        // At most two refills: one for the header, one for a batch larger than a chunk.
+        for _ in 0..3 {
             let avail = self.buf.get(self.at..).unwrap_or_default();
             let mut need = BATCH_HEADER_LEN;
             if let Some(h) = BatchHeader::parse(avail) {
@@ -553,22 +553,35 @@ impl<'f> ChunkReader<'f> {
                 }
                 need = len;
             }
-            if refilled {
-                return Ok(None);
-            }
             let pos = self.buf_pos + self.at as u64;
             let left = self.end.saturating_sub(pos);
-            if left == 0 {
+            let want = (need.max(self.chunk) as u64).min(left) as usize;
+            if want < need {
+                // The segment ends inside this batch (a closed segment has no torn tail).
                 return Ok(None);
             }
-            let want = (need.max(self.chunk) as u64).min(left) as usize;
             self.buf.resize(want, 0);
             self.file.read_exact_at(&mut self.buf, pos)?;
             *read += want as u64;
             self.buf_pos = pos;
             self.at = 0;
-            refilled = true;
         }
+        Ok(None)
+    }
+}
+
+impl ChunkReader<'_> {
+    /// Fails unless every byte of the segment was walked as whole batches: the cleaner never
+    /// rewrites a segment it could not read to the end (that would drop its tail).
+    fn check_whole(&self, base: i64) -> Result<()> {
+        let done = self.buf_pos + self.at as u64;
+        if done != self.end {
+            return Err(crate::error::StorageError::CorruptMessage(format!(
+                "segment {base}: the cleaner read {done} of {} bytes as whole batches; not cleaning it",
+                self.end
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -948,6 +961,7 @@ impl CleanPlan {
                     }
                 }
             }
+            reader.check_whole(src.base)?;
         }
         stats.map_keys = map.map.len();
         if map_end <= self.first_dirty && self.first_dirty < range_end {
@@ -1096,6 +1110,7 @@ impl CleanPlan {
                         )?;
                     }
                 }
+                reader.check_whole(src.base)?;
             }
             flush(
                 &mut pending,

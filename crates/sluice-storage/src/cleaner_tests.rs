@@ -382,3 +382,51 @@ fn filter_batch_never_panics_on_garbage() {
         }
     }
 }
+
+#[test]
+fn batches_larger_than_the_io_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default(), 0, &mut |_| {}).unwrap();
+    let value = "x".repeat(3000);
+    let keys: Vec<String> = (0..300).map(|k| format!("k{k}")).collect();
+    for _ in 0..2 {
+        let recs: Vec<Rec<'_>> = keys
+            .iter()
+            .map(|k| (Some(k.as_str()), Some(value.as_str())))
+            .collect();
+        put(&mut log, &recs, 1_000, None);
+    }
+    log.roll().unwrap();
+    let stats = clean(
+        &mut log,
+        2_000,
+        CleanOptions {
+            io_buffer_bytes: 64 << 10,
+            ..CleanOptions::default()
+        },
+    );
+    assert!(stats.bytes_read > 0, "{stats:?}");
+    let seen = read_all(&log, 0);
+    assert_eq!(seen.len(), 300);
+    assert_eq!(seen[0].0, 300);
+}
+
+#[test]
+fn segments_larger_than_the_io_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default(), 0, &mut |_| {}).unwrap();
+    let value = "x".repeat(300);
+    for round in 0..2 {
+        for k in 0..3000 {
+            let key = format!("k{k}");
+            let v = format!("{value}{round}");
+            put(&mut log, &[(Some(&key), Some(&v))], 1_000, None);
+        }
+    }
+    log.roll().unwrap();
+    let stats = clean(&mut log, 2_000, CleanOptions::default());
+    assert!(stats.bytes_read > 0, "{stats:?}");
+    let seen = read_all(&log, 0);
+    assert_eq!(seen.len(), 3000);
+    assert_eq!(seen[0].0, 3000);
+}

@@ -246,3 +246,35 @@ def test_t12_transactions_and_compaction(broker_factory, unique):
     committed = scan(b.bootstrap, topic, isolation="read_committed")
     assert latest(committed)[b"k"] == b"v1"
     open_tp.abort_transaction(15)
+
+
+def test_t14_keyless_message_and_record_error_over_produce_v8(broker_factory, unique):
+    """Produce v8 carries Kafka's message and the record's index (librdkafka hides both)."""
+    import struct
+
+    from kutil import kafka_conn
+    from test_hostile import produce_v7, read_response, record_batch, request
+
+    b = broker_factory(FAST)
+    topic = create_topic(b.bootstrap, unique("compact"), config={"cleanup.policy": "compact"})
+    s = kafka_conn(b)
+    # v8's request is v7's; record_batch writes keyless records.
+    s.sendall(request(0, 8, 7, produce_v7(topic, 0, record_batch([b"a", b"b"]))))
+    resp = read_response(s)
+    pos = 4 + 4  # correlation id, topic count (1)
+    (ln,) = struct.unpack_from(">h", resp, pos)
+    pos += 2 + ln + 4  # topic name, partition count (1)
+    idx, err, base, _lat, _lso = struct.unpack_from(">ihqqq", resp, pos)
+    pos += 30
+    (nerr,) = struct.unpack_from(">i", resp, pos)
+    pos += 4
+    batch_index, mlen = struct.unpack_from(">ih", resp, pos)
+    pos += 6
+    record_message = resp[pos:pos + mlen].decode()
+    pos += mlen
+    (elen,) = struct.unpack_from(">h", resp, pos)
+    message = resp[pos + 2:pos + 2 + elen].decode()
+    expected = f"Compacted topic cannot accept message without key in topic partition {topic}-0."
+    assert (idx, err, base, nerr, batch_index) == (0, 87, -1, 1, 0)
+    assert record_message == expected and message == expected
+    s.close()

@@ -140,7 +140,8 @@ pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS: u64 = 600_000;
 pub const LOG_CLEANER_BACKOFF_MS: u64 = 15_000;
 /// `log.cleaner.dedupe.buffer.size`: memory of the offset map (key -> last offset) of one
 /// cleaning round. When it fills, the round cleans up to the batch where it got and the next
-/// round goes on from there, as Kafka does. Entries are counted as key bytes + 48.
+/// round goes on from there, as Kafka does. Entries are counted as key bytes + 48, and each
+/// producer id whose last batch the round keeps as 40.
 pub const LOG_CLEANER_DEDUPE_BUFFER_SIZE: usize = 128 * 1024 * 1024;
 /// `log.cleaner.io.buffer.size`: bytes the cleaner reads or writes per IO (a batch larger than
 /// it is read whole).

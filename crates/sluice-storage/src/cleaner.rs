@@ -66,6 +66,8 @@ const RECORDS_COUNT_AT: usize = 57;
 /// Memory an offset-map entry costs beyond its key's bytes (hash table slot, vector header,
 /// offset), for the dedupe buffer's accounting.
 const MAP_ENTRY_OVERHEAD: usize = 48;
+/// Memory a producer's last-batch entry costs, counted against the same bound.
+const PRODUCER_ENTRY_BYTES: usize = 40;
 
 /// How the cleaner reads compressed batches; the broker passes its codecs. An error keeps the
 /// batch as it is (the cleaner never loses data it cannot read).
@@ -907,8 +909,17 @@ impl CleanPlan {
             while let Some((h, start, end)) = reader.next_batch(&mut read)? {
                 throttle.account(std::mem::take(&mut read));
                 stats.bytes_read += (end - start) as u64;
-                if h.has_producer_id() && !h.is_control() {
-                    last_batch_of.insert(h.producer_id, h.base_offset);
+                if h.has_producer_id() && !h.is_control() && h.base_offset < map_end {
+                    // Producers count against the same memory bound as keys: when it is
+                    // reached, the round ends at this batch (kept, as everything after it).
+                    if let Some(last) = last_batch_of.get_mut(&h.producer_id) {
+                        *last = h.base_offset;
+                    } else if map.bytes.saturating_add(PRODUCER_ENTRY_BYTES) > map.limit {
+                        map_end = h.base_offset;
+                    } else {
+                        map.bytes += PRODUCER_ENTRY_BYTES;
+                        last_batch_of.insert(h.producer_id, h.base_offset);
+                    }
                 }
                 if h.next_offset() <= self.first_dirty
                     || h.is_control()

@@ -21,7 +21,7 @@ COMPACT = {
     "cleanup.policy": "compact",
     "segment.ms": "300",
     "min.cleanable.dirty.ratio": "0.01",
-    "delete.retention.ms": "5000",
+    "delete.retention.ms": "8000",
 }
 
 

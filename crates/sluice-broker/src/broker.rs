@@ -299,6 +299,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
     tasks.spawn(background(broker.clone(), stop_rx.clone()));
+    tasks.spawn(crate::cleaner::run(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::groups::run_timers(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::share::run_timers(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::txn::run(broker.clone(), stop_rx.clone()));

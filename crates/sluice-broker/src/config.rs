@@ -73,6 +73,8 @@ pub struct BrokerConfig {
     pub http_allowed_hosts: Option<Vec<HostPattern>>,
     /// `log.retention.check.interval.ms` (default 5 minutes).
     pub retention_check_interval: Duration,
+    /// `log.cleaner.backoff.ms` (default 15 s): how often the log cleaner looks for work.
+    pub log_cleaner_backoff: Duration,
     /// `group.initial.rebalance.delay.ms` (default 3000).
     pub initial_rebalance_delay_ms: u64,
     /// `--max-partitions`: user partitions this broker holds at most (each keeps files open).
@@ -118,6 +120,7 @@ impl Default for BrokerConfig {
             ))
             .filter(|v| !v.is_empty()),
             retention_check_interval: Duration::from_secs(300),
+            log_cleaner_backoff: Duration::from_millis(crate::limits::LOG_CLEANER_BACKOFF_MS),
             initial_rebalance_delay_ms: 3000,
             max_partitions: None,
             offsets_retention: Duration::from_millis(crate::limits::OFFSETS_RETENTION_MS),

@@ -10,6 +10,7 @@
 //!   to an internal log before it takes effect.
 
 pub mod broker;
+pub mod cleaner;
 pub mod compression;
 pub mod conditional;
 pub mod config;

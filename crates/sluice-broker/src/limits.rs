@@ -172,3 +172,22 @@ pub const TRANSACTIONAL_ID_EXPIRATION_MS: i64 = 7 * 24 * 3600 * 1000;
 /// (Kafka's marker channel retries on `retry.backoff.ms` = 100).
 pub const TXN_MARKER_RETRY_BACKOFF_MS: u64 = 100;
 pub const TXN_MARKER_RETRY_BACKOFF_MAX_MS: u64 = 5_000;
+
+// ---- Log compaction (cleaner.rs, sluice-storage cleaner.rs) ----
+
+/// `log.cleaner.backoff.ms`: how often the cleaner looks for a log to clean when none needed
+/// it (`--log-cleaner-backoff-ms`).
+pub const LOG_CLEANER_BACKOFF_MS: u64 = 15_000;
+/// `log.cleaner.dedupe.buffer.size`: memory of the offset map (key -> last offset) of one
+/// cleaning round. When it fills, the round cleans up to the batch where it got and the next
+/// round goes on from there, as Kafka does. Entries are counted as key bytes + 48, and each
+/// producer id whose last batch the round keeps as 40.
+pub const LOG_CLEANER_DEDUPE_BUFFER_SIZE: usize = 128 * 1024 * 1024;
+/// `log.cleaner.io.buffer.size`: bytes the cleaner reads or writes per IO (a batch larger than
+/// it is read whole).
+pub const LOG_CLEANER_IO_BUFFER_SIZE: usize = 512 * 1024;
+/// `log.cleaner.io.max.bytes.per.second`: bytes read plus written per second by the cleaner,
+/// so produce and fetch are not starved of disk. Kafka's default is unbounded.
+pub const LOG_CLEANER_IO_MAX_BYTES_PER_SECOND: u64 = 256 * 1024 * 1024;
+/// Cleaning rounds run back to back before the cleaner backs off, even if more logs need it.
+pub const LOG_CLEANER_MAX_ROUNDS_IN_A_ROW: usize = 16;

@@ -519,6 +519,9 @@ impl Metadata {
             crate::topic_config::validate(n, v)
                 .map_err(|e| KafkaError::new(ResponseError::InvalidConfig, e))?;
         }
+        configs
+            .check_combination()
+            .map_err(|e| KafkaError::new(ResponseError::InvalidConfig, e))?;
         if validate_only {
             return Ok(());
         }

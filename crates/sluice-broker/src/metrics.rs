@@ -54,6 +54,14 @@ pub struct Metrics {
     pub dlq_depth: Family<TopicLabels, Gauge>,
     /// Dead letters the DLQ topic refused for good (archived without a copy).
     pub dlq_failed: Counter,
+    /// Log cleaner (compaction) rounds finished.
+    pub cleaner_rounds: Counter,
+    /// Bytes the log cleaner read.
+    pub cleaner_bytes_read: Counter,
+    /// Bytes the log cleaner wrote.
+    pub cleaner_bytes_written: Counter,
+    /// Records the log cleaner removed.
+    pub cleaner_records_removed: Counter,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -78,7 +86,31 @@ impl Default for Metrics {
         let dlq_written = Family::<GroupTopicLabels, Counter>::default();
         let dlq_depth = Family::<TopicLabels, Gauge>::default();
         let dlq_failed = Counter::default();
+        let cleaner_rounds = Counter::default();
+        let cleaner_bytes_read = Counter::default();
+        let cleaner_bytes_written = Counter::default();
+        let cleaner_records_removed = Counter::default();
         let mut registry = Registry::with_prefix("sluice");
+        registry.register(
+            "log_cleaner_rounds",
+            "Log cleaner (compaction) rounds finished",
+            cleaner_rounds.clone(),
+        );
+        registry.register(
+            "log_cleaner_bytes_read",
+            "Bytes read by the log cleaner",
+            cleaner_bytes_read.clone(),
+        );
+        registry.register(
+            "log_cleaner_bytes_written",
+            "Bytes written by the log cleaner",
+            cleaner_bytes_written.clone(),
+        );
+        registry.register(
+            "log_cleaner_records_removed",
+            "Records removed by the log cleaner",
+            cleaner_records_removed.clone(),
+        );
         registry.register(
             "requests",
             "Kafka requests handled, by API",
@@ -155,6 +187,10 @@ impl Default for Metrics {
             dlq_written,
             dlq_depth,
             dlq_failed,
+            cleaner_rounds,
+            cleaner_bytes_read,
+            cleaner_bytes_written,
+            cleaner_records_removed,
         }
     }
 }

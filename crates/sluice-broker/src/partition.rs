@@ -498,6 +498,12 @@ impl Partition {
         Ok(self.state.lock().log.set_config(config)?)
     }
 
+    /// Runs `f` on the log under the partition lock: the log cleaner (`cleaner.rs`) plans and
+    /// installs its rounds this way, and does the long work in between without the lock.
+    pub fn with_log<R>(&self, f: impl FnOnce(&mut Log) -> R) -> R {
+        f(&mut self.state.lock().log)
+    }
+
     pub fn size_bytes(&self) -> u64 {
         self.state.lock().log.size_bytes()
     }

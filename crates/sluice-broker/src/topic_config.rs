@@ -20,6 +20,9 @@ enum Kind {
     Ratio,
     /// An integer in one of these inclusive ranges.
     Range(&'static [std::ops::RangeInclusive<i64>]),
+    /// A comma-separated list of distinct words from a fixed set (Kafka's `ValidList`),
+    /// at least one.
+    List(&'static [&'static str]),
 }
 
 struct Spec {
@@ -43,7 +46,7 @@ const SPECS: &[Spec] = &[
     Spec {
         name: "cleanup.policy",
         default: "delete",
-        kind: Kind::Choice(&["delete"]),
+        kind: Kind::List(&["delete", "compact"]),
     },
     Spec {
         name: "compression.type",
@@ -236,6 +239,14 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
         Kind::Range(ranges) => value
             .parse::<i64>()
             .is_ok_and(|v| ranges.iter().any(|r| r.contains(&v))),
+        Kind::List(words) => {
+            let items: Vec<&str> = value.split(',').map(str::trim).collect();
+            items.iter().all(|i| words.contains(i))
+                && items
+                    .iter()
+                    .enumerate()
+                    .all(|(n, i)| !items[..n].contains(i))
+        }
     };
     if ok {
         return Ok(());
@@ -254,13 +265,10 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
             })
             .collect::<Vec<_>>()
             .join(" or "),
-    };
-    let hint = match name {
-        "cleanup.policy" => " (log compaction is not supported yet)",
-        _ => "",
+        Kind::List(words) => format!("a list of distinct values from {}", words.join(", ")),
     };
     Err(format!(
-        "invalid value {value:?} for {name}: expected {expected}{hint}"
+        "invalid value {value:?} for {name}: expected {expected}"
     ))
 }
 
@@ -279,6 +287,19 @@ pub(crate) fn retain_valid(
             false
         }
     });
+}
+
+/// A compacted topic's cleaner settings (Kafka's names and defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Compaction {
+    /// `min.cleanable.dirty.ratio` (0.5).
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms` (0).
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms` (Long.MAX).
+    pub max_compaction_lag_ms: i64,
+    /// `delete.retention.ms` (1 day).
+    pub delete_retention_ms: i64,
 }
 
 /// The configs set on one topic (overrides of the defaults).
@@ -302,7 +323,23 @@ impl TopicConfigs {
             validate(name, value)?;
             map.insert(name.to_string(), value.to_string());
         }
-        Ok(TopicConfigs(map))
+        let configs = TopicConfigs(map);
+        configs.check_combination()?;
+        Ok(configs)
+    }
+
+    /// The checks across values (Kafka's `LogConfig.validateValues`).
+    pub fn check_combination(&self) -> Result<(), String> {
+        let (min, max) = (
+            self.get_i64("min.compaction.lag.ms"),
+            self.get_i64("max.compaction.lag.ms"),
+        );
+        if min > max {
+            return Err(format!(
+                "conflict topic config setting min.compaction.lag.ms ({min}) > max.compaction.lag.ms ({max})"
+            ));
+        }
+        Ok(())
     }
 
     /// The configs with every value that no longer validates dropped (so it reads as the
@@ -352,13 +389,52 @@ impl TopicConfigs {
             .collect()
     }
 
+    fn policy_has(&self, word: &str) -> bool {
+        self.get("cleanup.policy")
+            .is_some_and(|p| p.split(',').any(|w| w.trim() == word))
+    }
+
+    /// `cleanup.policy` includes `compact`: the cleaner keeps the latest record per key, and
+    /// produce refuses keyless records.
+    pub fn is_compacted(&self) -> bool {
+        self.policy_has("compact")
+    }
+
+    /// `cleanup.policy` includes `delete`: time and size retention apply (a `compact`-only
+    /// topic keeps its segments until the cleaner rewrites them, as Kafka).
+    pub fn has_retention(&self) -> bool {
+        self.policy_has("delete")
+    }
+
+    /// The cleaner's settings of this topic.
+    pub fn compaction(&self) -> Compaction {
+        Compaction {
+            min_cleanable_dirty_ratio: self
+                .get("min.cleanable.dirty.ratio")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.5),
+            min_compaction_lag_ms: self.get_i64("min.compaction.lag.ms"),
+            max_compaction_lag_ms: self.get_i64("max.compaction.lag.ms"),
+            delete_retention_ms: self.get_i64("delete.retention.ms"),
+        }
+    }
+
     /// What the log needs to know.
     pub fn log_config(&self) -> LogConfig {
+        let retention = self.has_retention();
         LogConfig {
             segment_bytes: self.get_i64("segment.bytes").max(14) as u64,
             segment_ms: self.get_i64("segment.ms").max(1),
-            retention_ms: self.get_i64("retention.ms"),
-            retention_bytes: self.get_i64("retention.bytes"),
+            retention_ms: if retention {
+                self.get_i64("retention.ms")
+            } else {
+                -1
+            },
+            retention_bytes: if retention {
+                self.get_i64("retention.bytes")
+            } else {
+                -1
+            },
             max_message_bytes: self
                 .get_i64("max.message.bytes")
                 .clamp(0, i64::from(i32::MAX)) as usize,
@@ -380,9 +456,26 @@ mod tests {
         assert!(validate("retention.ms", "-2").is_err());
         assert!(validate("no.such.config", "1").is_err());
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
-        assert!(validate("cleanup.policy", "compact")
-            .unwrap_err()
-            .contains("compaction"));
+        for ok in [
+            "delete",
+            "compact",
+            "compact,delete",
+            "delete,compact",
+            "compact, delete",
+        ] {
+            assert!(validate("cleanup.policy", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "compact,compact", "Compact", "delete,", "remove"] {
+            assert!(validate("cleanup.policy", bad).is_err(), "{bad:?}");
+        }
+        let compact = TopicConfigs::from_pairs([("cleanup.policy", "compact")]).unwrap();
+        assert!(compact.is_compacted() && !compact.has_retention());
+        assert_eq!(compact.log_config().retention_ms, -1);
+        let both = TopicConfigs::from_pairs([("cleanup.policy", "compact,delete")]).unwrap();
+        assert!(both.is_compacted() && both.has_retention());
+        assert_eq!(both.log_config().retention_ms, 604_800_000);
+        assert_eq!(both.compaction().min_cleanable_dirty_ratio, 0.5);
+        assert_eq!(both.compaction().max_compaction_lag_ms, i64::MAX);
         let c = TopicConfigs::from_pairs([
             ("segment.bytes", "1048576"),
             ("message.timestamp.type", "LogAppendTime"),

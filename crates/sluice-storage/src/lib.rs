@@ -9,9 +9,12 @@
 //! directory ([`fsync_dir`]).
 //!
 //! Architecture invariant: this crate knows nothing of the network, of Kafka requests or of
-//! topics; it never decodes records (no decompression). It does no locking and no background
-//! work: callers serialise access and decide when to fsync and when to apply retention.
+//! topics; it never decodes records (no decompression) except in the cleaner ([`cleaner`]),
+//! which reads keys to compact a log and is handed the codecs by the broker. It does no
+//! locking and no background work: callers serialise access and decide when to fsync, when
+//! to apply retention and when to clean.
 
+pub mod cleaner;
 pub mod durability;
 pub mod error;
 pub mod index;

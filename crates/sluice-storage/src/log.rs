@@ -87,10 +87,13 @@ pub struct RetentionOutcome {
 }
 
 pub struct Log {
-    dir: PathBuf,
-    config: LogConfig,
-    segments: Vec<LogSegment>,
-    log_start_offset: i64,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) segments: Vec<LogSegment>,
+    pub(crate) log_start_offset: i64,
+    /// Compaction's progress (`cleaner.rs`): the first dirty offset and the earliest delete
+    /// horizon the last cleaning left.
+    pub(crate) cleaner: crate::cleaner::CleanerState,
 }
 
 impl Log {
@@ -112,6 +115,9 @@ impl Log {
             // The new partition directory's name must survive a power loss.
             durability::fsync_parent(dir)?;
         }
+        // A cleaning interrupted by a crash is finished or rolled back before the segments
+        // are listed (Kafka's `.cleaned`/`.swap` scheme, see cleaner.rs).
+        crate::cleaner::recover_interrupted(dir)?;
         let clean = durability::parent_shut_down_cleanly(dir);
         let mut bases = Vec::new();
         for entry in fs::read_dir(dir)? {
@@ -160,11 +166,13 @@ impl Log {
         let first_base = segments.first().map_or(0, |s| s.base_offset());
         let end = segments.last().map_or(0, |s| s.next_offset());
         let log_start_offset = stored_start.unwrap_or(first_base).clamp(first_base, end);
+        let cleaner = crate::cleaner::CleanerState::load(dir, log_start_offset);
         let mut log = Log {
             dir: dir.to_path_buf(),
             config,
             segments,
             log_start_offset,
+            cleaner,
         };
         log.opened_at(now_ms);
         Ok(log)

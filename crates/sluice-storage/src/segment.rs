@@ -111,34 +111,66 @@ impl SegmentSlice {
     }
 }
 
+/// `<stem>.txnindex` beside `<stem>.log` (and `<stem>.txnindex.cleaned` beside a cleaner's
+/// `<stem>.log.cleaned`).
+fn txn_index_path(log_path: &Path) -> PathBuf {
+    match log_path.file_name().and_then(|n| n.to_str()) {
+        Some(name) => log_path.with_file_name(name.replacen(".log", ".txnindex", 1)),
+        None => log_path.with_extension("txnindex"),
+    }
+}
+
 impl LogSegment {
     pub fn create(dir: &Path, base_offset: i64, index_interval_bytes: u64) -> io::Result<Self> {
         let stem = file_stem(base_offset);
-        let log_path = dir.join(format!("{stem}.log"));
+        let seg = Self::create_at(
+            [
+                dir.join(format!("{stem}.log")),
+                dir.join(format!("{stem}.index")),
+                dir.join(format!("{stem}.timeindex")),
+            ],
+            base_offset,
+            index_interval_bytes,
+        )?;
+        // The new file's name must survive a power loss: appends to it are fsynced (under
+        // `flush=always` before they are acknowledged), but that covers its bytes, not its name.
+        fsync_dir(dir)?;
+        Ok(seg)
+    }
+
+    /// A new, empty segment whose log, offset index and time index live at these paths (the
+    /// cleaner writes `.cleaned` files this way). The caller fsyncs the directory.
+    pub(crate) fn create_at(
+        paths: [PathBuf; 3],
+        base_offset: i64,
+        index_interval_bytes: u64,
+    ) -> io::Result<Self> {
+        let [log_path, index_path, time_path] = paths;
         let file = OpenOptions::new()
             .create(true)
             .read(true)
             .write(true)
             .truncate(true)
             .open(&log_path)?;
+        // The transaction index follows the log's name (`<stem>.txnindex`, or
+        // `<stem>.txnindex.cleaned` beside a cleaner's `.log.cleaned`); no file until the first
+        // entry.
+        let txn_index = TxnIndex::create(txn_index_path(&log_path))?;
         let seg = LogSegment {
             base_offset,
             log_path,
             file: Arc::new(file),
             size: 0,
             next_offset: base_offset,
-            offset_index: IndexFile::create(&dir.join(format!("{stem}.index")))?,
-            time_index: IndexFile::create(&dir.join(format!("{stem}.timeindex")))?,
-            txn_index: TxnIndex::create(TxnIndex::path_for(dir, &stem))?,
+            offset_index: IndexFile::create(&index_path)?,
+            time_index: IndexFile::create(&time_path)?,
+            txn_index,
             index_interval_bytes,
             bytes_since_last_index_entry: 0,
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             first_append_ms: None,
         };
-        // The new file's name must survive a power loss: appends to it are fsynced (under
-        // `flush=always` before they are acknowledged), but that covers its bytes, not its name.
-        fsync_dir(dir)?;
         Ok(seg)
     }
 
@@ -619,6 +651,14 @@ impl LogSegment {
     }
     pub fn offset_of_max_timestamp(&self) -> i64 {
         self.offset_of_max_timestamp
+    }
+    /// The max timestamp of the segment's first batch (the cleaner's `max.compaction.lag.ms`
+    /// clock, as Kafka's first-batch timestamp), if it has one.
+    pub fn first_batch_timestamp(&self) -> Option<i64> {
+        self.header_at(0, self.size)
+            .ok()
+            .flatten()
+            .map(|h| h.max_timestamp)
     }
     pub fn first_append_ms(&self) -> Option<i64> {
         self.first_append_ms

@@ -77,6 +77,10 @@ pub struct ServeArgs {
     /// How often retention runs (log.retention.check.interval.ms) [default: 300000]
     #[arg(long, env = "SLUICE_RETENTION_CHECK_INTERVAL_MS")]
     retention_check_interval_ms: Option<u64>,
+    /// How often the log cleaner looks for a compacted topic to clean (log.cleaner.backoff.ms)
+    /// [default: 15000]
+    #[arg(long, env = "SLUICE_LOG_CLEANER_BACKOFF_MS")]
+    log_cleaner_backoff_ms: Option<u64>,
     /// How long a new consumer group waits for more members (group.initial.rebalance.delay.ms)
     /// [default: 3000]
     #[arg(long, env = "SLUICE_INITIAL_REBALANCE_DELAY_MS")]
@@ -138,6 +142,7 @@ impl ServeArgs {
             retention_check_interval_ms: self
                 .retention_check_interval_ms
                 .or(file.retention_check_interval_ms),
+            log_cleaner_backoff_ms: self.log_cleaner_backoff_ms.or(file.log_cleaner_backoff_ms),
             initial_rebalance_delay_ms: self
                 .initial_rebalance_delay_ms
                 .or(file.initial_rebalance_delay_ms),
@@ -249,6 +254,9 @@ impl ServeArgs {
                 .unwrap_or(d.http_max_connections)
                 .max(1),
             http_allowed_hosts,
+            log_cleaner_backoff: self
+                .log_cleaner_backoff_ms
+                .map_or(d.log_cleaner_backoff, sluice_broker::cleaner::backoff),
             retention_check_interval: self
                 .retention_check_interval_ms
                 .map_or(d.retention_check_interval, |ms| {

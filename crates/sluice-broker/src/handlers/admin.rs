@@ -259,6 +259,10 @@ fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
         ),
         ("log.dirs", c.data_dir.display().to_string()),
         (
+            "log.cleaner.backoff.ms",
+            c.log_cleaner_backoff.as_millis().to_string(),
+        ),
+        (
             "log.retention.check.interval.ms",
             c.retention_check_interval.as_millis().to_string(),
         ),

@@ -187,7 +187,12 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
             // Only topics that validate schemas or store a codec other than the producer's
             // decode anything; the rest (and batches already in the topic's codec) append the
             // client's bytes untouched.
-            if validation.is_some() || codec.is_some_and(|(c, _)| !all_batches_use(&records, c)) {
+            // Compacted topics refuse keyless records (crate::cleaner::check_keys).
+            let compacted = configs.is_some_and(TopicConfigs::is_compacted);
+            if compacted
+                || validation.is_some()
+                || codec.is_some_and(|(c, _)| !all_batches_use(&records, c))
+            {
                 let max_message_bytes = configs.map_or(0, |c| c.log_config().max_message_bytes);
                 let cap = configs.map_or(0, TopicConfigs::decompression_cap);
                 // Framing and CRCs first (the append's own checks); refused here, fail-closed,
@@ -204,6 +209,14 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                         continue;
                     }
                 };
+                if compacted {
+                    if let Err(e) =
+                        crate::cleaner::check_keys(&name, pd.index, &records, &batches, cap)
+                    {
+                        partitions.push(crate::cleaner::refusal(pd.index, version, e));
+                        continue;
+                    }
+                }
                 if let Some(spec) = &validation {
                     if let Err((index, e)) = crate::schemas::validate_records(
                         &broker.registry,

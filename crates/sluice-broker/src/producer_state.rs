@@ -196,8 +196,13 @@ impl ProducerStateTable {
     }
 
     /// Starts a KIP-890 verification for the producer; the returned guard must still be the
-    /// producer's when the verified batch is appended ([`Self::guard_holds`]).
+    /// producer's when the verified batch is appended ([`Self::guard_holds`]). A verification
+    /// already in flight is shared (Kafka reuses its `VerificationStateEntry`): a producer
+    /// pipelines up to five requests, and a second one must not void the first one's guard.
     pub fn start_verification(&mut self, producer_id: i64) -> u64 {
+        if let Some(&guard) = self.verifying.get(&producer_id) {
+            return guard;
+        }
         if self.verifying.len() >= MAX_PRODUCERS_PER_PARTITION {
             // Bounded: a flood of verifications forgets the oldest; their appends are refused
             // (retriable for the client) rather than the table growing.
@@ -646,6 +651,16 @@ mod tests {
         assert_eq!(t.last_stable_offset(18), 18);
         // After the marker, a non-transactional write is fine again.
         assert_eq!(t.check(&header(2, 0, 1, 1, 0)), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn pipelined_verifications_share_one_guard() {
+        let mut t = ProducerStateTable::default();
+        let first = t.start_verification(4);
+        let second = t.start_verification(4);
+        assert_eq!(first, second, "the second request must not void the first one's guard");
+        assert!(t.guard_holds(4, first));
+        assert_ne!(t.start_verification(5), first, "other producers get their own guard");
     }
 
     #[test]

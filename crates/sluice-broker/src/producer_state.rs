@@ -658,9 +658,16 @@ mod tests {
         let mut t = ProducerStateTable::default();
         let first = t.start_verification(4);
         let second = t.start_verification(4);
-        assert_eq!(first, second, "the second request must not void the first one's guard");
+        assert_eq!(
+            first, second,
+            "the second request must not void the first one's guard"
+        );
         assert!(t.guard_holds(4, first));
-        assert_ne!(t.start_verification(5), first, "other producers get their own guard");
+        assert_ne!(
+            t.start_verification(5),
+            first,
+            "other producers get their own guard"
+        );
     }
 
     #[test]

@@ -1023,9 +1023,9 @@ impl CleanPlan {
                 .iter()
                 .map(|(pid, (offset, _))| (*pid, *offset)),
         );
-        // Producers with a transactional data batch read since their last marker (this
-        // round's input, whatever becomes of the batch): their next marker stays.
-        let mut txn_data_seen: std::collections::HashSet<i64> = std::collections::HashSet::new();
+        // Producers with a transactional data batch kept (in this round's output, even empty)
+        // since their last marker: their next marker stays.
+        let mut txn_data_kept: std::collections::HashSet<i64> = std::collections::HashSet::new();
 
         // Pass 2: recopy, in groups of segments merged up to segment.bytes.
         let mut groups = Vec::new();
@@ -1097,11 +1097,11 @@ impl CleanPlan {
                         || Some(h.next_offset()) == group_last;
                     let at = pending.len();
                     // Kafka's `CleanedTransactionMetadata`: a COMMIT or ABORT marker may go once
-                    // no batch of its transaction is left (none was read before it since the
+                    // no batch of its transaction is left (none kept before it since the
                     // producer's previous marker), after a delete horizon set on it like a
                     // tombstone's. Everything here is below the LSO (the cleanable range).
                     let removable_marker = if h.is_control() {
-                        let had_data = txn_data_seen.remove(&h.producer_id);
+                        let had_data = txn_data_kept.remove(&h.producer_id);
                         !had_data
                             && !must_keep
                             && h.has_producer_id()
@@ -1109,9 +1109,6 @@ impl CleanPlan {
                             && crate::records::parse_control_record(batch)
                                 .is_some_and(|c| c.is_abort() || c.is_commit())
                     } else {
-                        if h.is_transactional() && h.has_producer_id() && h.base_offset < map_end {
-                            txn_data_seen.insert(h.producer_id);
-                        }
                         false
                     };
                     let fate = if h.is_control() {
@@ -1204,6 +1201,13 @@ impl CleanPlan {
                             stats.batches_removed += 1;
                             continue;
                         }
+                    }
+                    if !h.is_control()
+                        && h.is_transactional()
+                        && h.has_producer_id()
+                        && h.base_offset < map_end
+                    {
+                        txn_data_kept.insert(h.producer_id);
                     }
                     pending_batches.push((at, pending.len()));
                     if pending.len() >= opts.io_buffer_bytes {

@@ -557,27 +557,25 @@ fn a_commit_marker_goes_after_its_data_and_the_horizon() {
         delete_retention_ms: retention,
         ..CleanOptions::default()
     };
-    // Round 1: the data of the first transaction is read (and removed): its marker stays,
-    // without a horizon; the second transaction's data stays, and so does its marker.
+    // Round 1: the data of the first transaction is removed; its marker stays, with a
+    // horizon; the second transaction's data stays, and so does its marker.
     clean(&mut log, 2_000, opts.clone());
     assert!(
         !batches_of(&log).iter().any(|b| b.0 == 0),
         "old data removed"
     );
-    assert_eq!(markers(&log), vec![(1, None), (3, None)]);
-    // Round 2: no data of the first transaction is left: its marker gets a horizon.
+    assert_eq!(markers(&log), vec![(1, Some(2_000 + retention)), (3, None)]);
+    // Later rounds before the horizon: still there (the horizon is kept); it makes the log due.
     clean(&mut log, 3_000, opts.clone());
-    assert_eq!(markers(&log), vec![(1, Some(3_000 + retention)), (3, None)]);
-    // Round 3, before the horizon: still there; the horizon makes the log due.
-    clean(&mut log, 3_000 + retention - 1, opts.clone());
-    assert_eq!(markers(&log), vec![(1, Some(3_000 + retention)), (3, None)]);
+    clean(&mut log, 2_000 + retention - 1, opts.clone());
+    assert_eq!(markers(&log), vec![(1, Some(2_000 + retention)), (3, None)]);
     assert!(
-        log.cleanable(log.log_end_offset(), 3_000 + retention, 0, i64::MAX)
+        log.cleanable(log.log_end_offset(), 2_000 + retention, 0, i64::MAX)
             .horizon_due
     );
-    // Round 4, at the horizon: gone. The committed data of the second transaction and its
-    // marker stay (the producer's last batch).
-    clean(&mut log, 3_000 + retention, opts);
+    // At the horizon: gone. The committed data of the second transaction and its marker stay
+    // (the producer's last batch).
+    clean(&mut log, 2_000 + retention, opts);
     assert_eq!(markers(&log), vec![(3, None)]);
     let seen = data_of(&log);
     assert_eq!(
@@ -627,21 +625,21 @@ fn an_abort_marker_goes_after_its_data_and_the_horizon() {
         aborted: aborted.clone(),
         ..CleanOptions::default()
     };
-    // Round 1: the aborted data goes; the ABORT marker stays (its data was read this round).
+    // Round 1: the aborted data goes; the ABORT marker stays, with a horizon.
     clean(&mut log, 2_000, opts.clone());
-    assert_eq!(markers(&log), vec![(3, None), (5, None)]);
+    assert_eq!(markers(&log), vec![(3, Some(7_000)), (5, None)]);
     let seen = data_of(&log);
     assert!(seen.iter().all(|r| r.2.as_deref() != Some("aborted")));
-    // Round 2 (the broker no longer finds the transaction in the index): horizon set.
+    // Later rounds (the broker no longer finds the transaction: the cleaned segment's
+    // transaction index is empty): the marker stays until its horizon.
     let opts = CleanOptions {
         aborted: Vec::new(),
         ..opts
     };
     clean(&mut log, 3_000, opts.clone());
-    assert_eq!(markers(&log), vec![(3, Some(8_000)), (5, None)]);
-    clean(&mut log, 7_999, opts.clone());
-    assert_eq!(markers(&log), vec![(3, Some(8_000)), (5, None)]);
-    clean(&mut log, 8_000, opts);
+    clean(&mut log, 6_999, opts.clone());
+    assert_eq!(markers(&log), vec![(3, Some(7_000)), (5, None)]);
+    clean(&mut log, 7_000, opts);
     assert_eq!(markers(&log), vec![(5, None)]);
     let seen = data_of(&log);
     assert_eq!(

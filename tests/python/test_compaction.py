@@ -248,6 +248,12 @@ def test_t12_transactions_and_compaction(broker_factory, unique):
     open_tp.abort_transaction(15)
 
 
+def skip_varint(data, at):
+    while data[at] & 0x80:
+        at += 1
+    return at + 1
+
+
 def partition_markers(b, topic):
     """(offset, producer id, is COMMIT) of every transaction marker in partition 0's segment
     files, read from disk (batch headers, format v2); None if the cleaner renamed a file while
@@ -266,12 +272,16 @@ def partition_markers(b, topic):
                     break
                 if attributes & 0x20:
                     pid = struct.unpack_from(">q", data, pos + 43)[0]
-                    # The control record's key: version i16, type i16 (after length,
-                    # attributes, timestamp delta, offset delta and key length varints).
-                    kind = struct.unpack_from(">h", data, pos + 61 + 6)[0]
+                    # The control record: length, attributes, timestamp delta, offset delta,
+                    # key length, then the key: version i16, type i16.
+                    at = pos + 61
+                    at = skip_varint(data, at) + 1
+                    for _ in range(3):
+                        at = skip_varint(data, at)
+                    kind = struct.unpack_from(">h", data, at + 2)[0]
                     out.append((base, pid, kind == 1))
                 pos += 12 + length
-    except FileNotFoundError:
+    except (FileNotFoundError, IndexError, struct.error):
         return None
     return out
 

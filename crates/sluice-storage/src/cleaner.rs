@@ -23,9 +23,11 @@
 //! - a record with a key whose offset is at or past the map's entry for that key, unless it is
 //!   a tombstone (null value) whose delete horizon has passed.
 //!
-//! Keyless records are dropped. Control batches (transaction markers) are never deduplicated
-//! and always kept (Redpanda's default; see docs/COMPACTION.md). Batches of aborted
-//! transactions are dropped whole. The last batch of each producer is kept (empty if all its
+//! Keyless records are dropped. Control batches (transaction markers) are never deduplicated.
+//! Batches of aborted transactions are dropped whole. A COMMIT or ABORT marker none of whose
+//! transaction's batches is kept gets a delete horizon (as a tombstone's) and goes once it has
+//! passed (Kafka's `CleanedTransactionMetadata`; docs/COMPACTION.md "Transaction markers"), unless
+//! it ends a group or is its producer's fencing marker (newer epoch than its last data batch). The last batch of each producer is kept (empty if all its
 //! records went) so idempotent state survives, and so is the last batch of each group, so a
 //! cleaned segment ends at the same offset as the segments it replaces.
 //!
@@ -169,7 +171,8 @@ impl Cleanable {
 }
 
 /// One transaction whose data the cleaner drops: `producer_id`'s transactional batches with
-/// offsets in `[first_offset, last_offset]` (the ABORT marker at `last_offset` is kept).
+/// offsets in `[first_offset, last_offset]` (the ABORT marker at `last_offset` is judged by the
+/// marker rule: it goes after its horizon once the data is gone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AbortedRange {
     pub producer_id: i64,
@@ -1149,10 +1152,11 @@ impl CleanPlan {
                             }
                             fate
                         }
-                    } else if h.base_offset >= map_end {
-                        Fate::Verbatim
                     } else if is_aborted(&h, &opts.aborted) {
-                        if must_keep {
+                        // Aborted data goes in the whole range, past the offset map's end too:
+                        // the cleaned segment's transaction index starts empty. Past the map's
+                        // end (where producers' last batches are not tracked) it is emptied.
+                        if must_keep || h.base_offset >= map_end {
                             let ctx = BatchContext {
                                 now_ms: opts.now_ms,
                                 delete_retention_ms: opts.delete_retention_ms,
@@ -1166,6 +1170,8 @@ impl CleanPlan {
                                 records_removed: h.records_count.max(0) as u64,
                             }
                         }
+                    } else if h.base_offset >= map_end {
+                        Fate::Verbatim
                     } else {
                         let ctx = BatchContext {
                             now_ms: opts.now_ms,

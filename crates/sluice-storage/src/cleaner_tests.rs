@@ -702,3 +702,43 @@ fn markers_of_undecided_transactions_and_fencing_markers_stay() {
         ]
     );
 }
+
+#[test]
+fn aborted_data_past_a_full_offset_map_is_emptied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default(), 0, &mut |_| {}).unwrap();
+    put(&mut log, &[(Some("a"), Some("1"))], 1_000, None);
+    put(&mut log, &[(Some("b"), Some("1"))], 1_000, None);
+    put(&mut log, &[(Some("c"), Some("1"))], 1_000, None);
+    put_raw(
+        &mut log,
+        &txn_batch(&[(Some("x"), Some("aborted"))], 1_000, 9, 0),
+        1_000,
+    );
+    assert_eq!(put_marker(&mut log, 9, 0, false, 1_000), 4);
+    put(&mut log, &[(Some("z"), Some("1"))], 1_000, None);
+    log.roll().unwrap();
+    put(&mut log, &[(Some("y"), Some("1"))], 1_000, None);
+    // Room for two keys: the map ends at offset 2, before the aborted transaction.
+    clean(
+        &mut log,
+        2_000,
+        CleanOptions {
+            dedupe_buffer_bytes: 2 * (1 + MAP_ENTRY_OVERHEAD),
+            delete_retention_ms: 0,
+            aborted: vec![AbortedRange {
+                producer_id: 9,
+                first_offset: 3,
+                last_offset: 4,
+            }],
+            ..CleanOptions::default()
+        },
+    );
+    assert_eq!(log.cleaner_state().first_dirty, 2);
+    // The cleaned segment has no transaction index entry: its aborted data must be gone.
+    assert!(data_of(&log)
+        .iter()
+        .all(|r| r.2.as_deref() != Some("aborted")));
+    assert!(batches_of(&log).iter().any(|b| b.0 == 3), "emptied, kept");
+    assert_eq!(markers(&log), vec![(4, None)]);
+}

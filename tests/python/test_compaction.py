@@ -303,6 +303,7 @@ def test_t12_markers_go_after_delete_retention(broker_factory, unique):
     for value, commit in [(b"a1", True), (b"a2", False), (b"a3", True)]:
         tp.begin_transaction()
         tp.produce(topic, key=b"k", value=value)
+        tp.flush(15)  # an abort would purge a message not yet sent
         if commit:
             tp.commit_transaction(15)
         else:

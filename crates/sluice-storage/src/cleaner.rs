@@ -26,10 +26,11 @@
 //! Keyless records are dropped. Control batches (transaction markers) are never deduplicated.
 //! Batches of aborted transactions are dropped whole. A COMMIT or ABORT marker none of whose
 //! transaction's batches is kept gets a delete horizon (as a tombstone's) and goes once it has
-//! passed (Kafka's `CleanedTransactionMetadata`; docs/COMPACTION.md "Transaction markers"), unless
-//! it ends a group or is its producer's fencing marker (newer epoch than its last data batch). The last batch of each producer is kept (empty if all its
-//! records went) so idempotent state survives, and so is the last batch of each group, so a
-//! cleaned segment ends at the same offset as the segments it replaces.
+//! passed (Kafka's `CleanedTransactionMetadata`; docs/COMPACTION.md "Transaction markers"),
+//! unless it ends a group or is its producer's fencing marker (a newer epoch than its last data
+//! batch). The last batch of each producer is kept (empty if all its records went) so
+//! idempotent state survives, and so is the last batch of each group, so a cleaned segment ends
+//! at the same offset as the segments it replaces.
 //!
 //! A rewritten batch keeps its base offset, last offset delta, producer id, epoch, base
 //! sequence, max timestamp and codec; records keep their offset deltas. The first cleaning that

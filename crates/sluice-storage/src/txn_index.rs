@@ -8,6 +8,11 @@
 //! appended to the file as they come; the file is created on the first entry, fsynced with its
 //! segment, and a torn last entry is dropped on open. The broker rebuilds the entries of
 //! whatever it replays at recovery ([`TxnIndex::truncate_from`] then appends).
+//!
+//! A segment written by the log cleaner starts with an empty index, and stays correct: the cleaner
+//! removes all data of every aborted transaction whose marker is in its range (the data precedes
+//! the marker, the range starts at the log start), whether it keeps the marker for a while or
+//! removes it after its delete horizon (docs/COMPACTION.md "Transaction markers").
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};

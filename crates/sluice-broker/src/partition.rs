@@ -149,9 +149,9 @@ impl Partition {
     /// verification (its transaction is not open here yet). If so, returns the guard to pass
     /// to [`Partition::append_verified`] once verified; a marker written meanwhile voids it,
     /// so a late batch cannot reopen a transaction that just ended.
-    pub fn start_txn_verification(&self, producer_id: i64) -> Option<u64> {
+    pub fn start_txn_verification(&self, producer_id: i64, producer_epoch: i16) -> Option<u64> {
         let mut state = self.state.lock();
-        if state.producers.has_open_txn(producer_id) {
+        if state.producers.has_open_txn(producer_id, producer_epoch) {
             return None;
         }
         Some(state.producers.start_verification(producer_id))
@@ -188,7 +188,9 @@ impl Partition {
             match state.producers.check(h) {
                 SequenceCheck::Append => {
                     if h.is_transactional()
-                        && !state.producers.has_open_txn(h.producer_id)
+                        && !state
+                            .producers
+                            .has_open_txn(h.producer_id, h.producer_epoch)
                         && !guard.is_some_and(|g| state.producers.guard_holds(h.producer_id, g))
                     {
                         return Err(KafkaError::new(
@@ -611,7 +613,7 @@ mod tests {
     }
 
     fn txn_append(p: &Partition, pid: i64, seq: i32, count: i32) -> Appended {
-        let guard = p.start_txn_verification(pid);
+        let guard = p.start_txn_verification(pid, 0);
         p.append_verified(&batch(pid, 0, seq, count, true), 1000, guard)
             .unwrap()
     }
@@ -651,7 +653,7 @@ mod tests {
             ResponseError::InvalidTxnState.code()
         );
         // A verification voided by a marker cannot open a transaction.
-        let stale = p.start_txn_verification(8);
+        let stale = p.start_txn_verification(8, 0);
         assert!(stale.is_some());
         p.append_marker(marker(8, false, 0), 1000).unwrap(); // 4, no open txn
         assert_eq!(

@@ -627,6 +627,42 @@ mod tests {
         }
     }
 
+    /// Transaction version 2: the next transaction (epoch + 1) may reach a partition before
+    /// that partition's marker of the previous one; its batch is not part of the open
+    /// transaction and needs the coordinator's verification, and the marker (epoch + 1) then
+    /// closes only the previous transaction.
+    #[test]
+    fn tv2_next_epoch_batch_is_not_part_of_the_open_transaction() {
+        let root = tempfile::tempdir().unwrap();
+        let p = Partition::open(&root.path().join("t-0"), 0, LogConfig::default(), 1000).unwrap();
+        let guard = p.start_txn_verification(7, 0);
+        assert!(guard.is_some());
+        p.append_verified(&batch(7, 0, 0, 2, true), 1000, guard)
+            .unwrap(); // 0..1
+        assert_eq!(p.start_txn_verification(7, 0), None, "open at epoch 0");
+        // The next transaction's batch at epoch 1: verification needed, refused without it.
+        assert_eq!(
+            p.append(&batch(7, 1, 0, 1, true), 1000).unwrap_err().code,
+            ResponseError::InvalidTxnState.code()
+        );
+        assert!(p.start_txn_verification(7, 1).is_some());
+        // The TV2 marker carries epoch 1 and closes offsets 0..1 only.
+        let mut m = marker(7, true, 0);
+        m.producer_epoch = 1;
+        assert_eq!(p.append_marker(m, 1000).unwrap().base_offset, 2);
+        assert_eq!(p.last_stable_offset(), 3);
+        // A late batch of the previous epoch is refused; the next transaction starts at 0.
+        assert_eq!(
+            p.append(&batch(7, 0, 2, 1, true), 1000).unwrap_err().code,
+            ResponseError::InvalidProducerEpoch.code()
+        );
+        let guard = p.start_txn_verification(7, 1);
+        let a = p
+            .append_verified(&batch(7, 1, 0, 1, true), 1000, guard)
+            .unwrap();
+        assert_eq!((a.base_offset, p.last_stable_offset()), (3, 3));
+    }
+
     #[test]
     fn transactions_lso_markers_index_and_recovery() {
         let root = tempfile::tempdir().unwrap();

@@ -210,7 +210,7 @@ def test_restart_and_kill9_mid_clean_lose_nothing(broker_factory, unique):
 def test_t12_transactions_and_compaction(broker_factory, unique):
     """Needs the transaction coordinator and partition-side transactions (txn/ptxn branches):
     commit v1, abort v2 (same key), leave v3 open. The cleaner drops the aborted v2, cleans
-    nothing at or past v3's first offset (the LSO), and keeps the markers."""
+    nothing at or past v3's first offset (the LSO). Markers: test_t12_markers_go_after_delete_retention."""
     from confluent_kafka import Producer
 
     b = broker_factory(FAST)
@@ -246,6 +246,94 @@ def test_t12_transactions_and_compaction(broker_factory, unique):
     committed = scan(b.bootstrap, topic, isolation="read_committed")
     assert latest(committed)[b"k"] == b"v1"
     open_tp.abort_transaction(15)
+
+
+def skip_varint(data, at):
+    while data[at] & 0x80:
+        at += 1
+    return at + 1
+
+
+def partition_markers(b, topic):
+    """(offset, producer id, is COMMIT) of every transaction marker in partition 0's segment
+    files, read from disk (batch headers, format v2); None if the cleaner renamed a file while
+    it was read."""
+    import struct
+
+    out = []
+    try:
+        for path in sorted((b.data_dir / f"{topic}-0").glob("*.log")):
+            data = path.read_bytes()
+            pos = 0
+            while pos + 61 <= len(data):
+                base, length = struct.unpack_from(">qi", data, pos)
+                attributes = struct.unpack_from(">h", data, pos + 21)[0]
+                if length < 49 or pos + 12 + length > len(data):
+                    break
+                if attributes & 0x20:
+                    pid = struct.unpack_from(">q", data, pos + 43)[0]
+                    # The control record: length, attributes, timestamp delta, offset delta,
+                    # key length, then the key: version i16, type i16.
+                    at = pos + 61
+                    at = skip_varint(data, at) + 1
+                    for _ in range(3):
+                        at = skip_varint(data, at)
+                    kind = struct.unpack_from(">h", data, at + 2)[0]
+                    out.append((base, pid, kind == 1))
+                pos += 12 + length
+    except (FileNotFoundError, IndexError, struct.error):
+        return None
+    return out
+
+
+def test_t12_markers_go_after_delete_retention(broker_factory, unique):
+    """Kafka's rule for transaction markers: a COMMIT or ABORT marker goes once no batch of its
+    transaction is left and delete.retention.ms has passed since a cleaning first found it so.
+    One transactional producer: commit k=a1, abort k=a2, commit k=a3, commit j=x. a1 is
+    shadowed by a3 and a2 aborted, so their markers go; a3's and x's stay (x is the producer's
+    last batch, which keeps its transaction's marker, as Kafka keeps an active producer's)."""
+    from confluent_kafka import Producer
+
+    b = broker_factory(FAST)
+    topic = create_topic(b.bootstrap, unique("txnm"),
+                         config={**COMPACT, "delete.retention.ms": "3000"})
+    tp = Producer({"bootstrap.servers": b.bootstrap, "transactional.id": unique("tid"),
+                   "transaction.timeout.ms": 60000})
+    tp.init_transactions(15)
+    for value, commit in [(b"a1", True), (b"a2", False), (b"a3", True)]:
+        tp.begin_transaction()
+        tp.produce(topic, key=b"k", value=value)
+        tp.flush(15)  # an abort would purge a message not yet sent
+        if commit:
+            tp.commit_transaction(15)
+        else:
+            tp.abort_transaction(15)
+    tp.begin_transaction()
+    tp.produce(topic, key=b"j", value=b"x")
+    tp.commit_transaction(15)
+    before = partition_markers(b, topic)
+    assert before is not None
+    assert [c for _, _, c in before] == [True, False, True, True], before
+    commit_a3, commit_x = before[2][0], before[3][0]
+    # A later record so the markers are all in closed (cleanable) segments.
+    p = producer(b.bootstrap)
+    produce_all(p, topic, [(b"z", b"1")])
+
+    def markers_gone():
+        m = partition_markers(b, topic)
+        return m if m is not None and [o for o, _, _ in m] == [commit_a3, commit_x] else None
+
+    wait_until(markers_gone, 60, "the markers of a1 and a2 to go", interval=0.5)
+    expect = {b"k": b"a3", b"j": b"x", b"z": b"1"}
+    for isolation in ("read_committed", "read_uncommitted"):
+        recs = scan(b.bootstrap, topic, isolation=isolation)
+        assert_strictly_increasing(recs)
+        assert all(v not in (b"a1", b"a2") for _, _, v in recs), (isolation, recs)
+        assert latest(recs) == expect, (isolation, recs)
+    # A restart replays the cleaned log: the LSO is not held by a marker-less transaction.
+    b.restart()
+    committed = scan(b.bootstrap, topic, isolation="read_committed")
+    assert latest(committed) == expect
 
 
 def test_t14_keyless_message_and_record_error_over_produce_v8(broker_factory, unique):

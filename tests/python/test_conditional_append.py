@@ -392,6 +392,23 @@ def test_transactional_batches_with_conditions_are_refused(broker, unique):
         s.close()
 
 
+def test_transactional_producers_are_refused_and_leave_the_index_alone(broker, unique):
+    from confluent_kafka import Producer
+    t = create_topic(broker.bootstrap, unique(), config=COND)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": unique("txn")})
+    p.init_transactions(OP_TIMEOUT_S)
+    p.begin_transaction()
+    errs = []
+    p.produce(t, key=b"k", value=b"v", on_delivery=lambda e, m: errs.append(e))
+    p.flush(OP_TIMEOUT_S)
+    assert len(errs) == 1 and errs[0] is not None, errs
+    assert errs[0].code() == KafkaError.INVALID_RECORD, errs[0]
+    p.abort_transaction(OP_TIMEOUT_S)
+    # The refused record never reached the key index: the key is still unwritten.
+    off, err = send(plain_producer(broker.bootstrap), t, b"w", key=b"k", headers=[(EXPK, b"-1")])
+    assert err is None and off >= 0, err
+
+
 def test_delete_records_makes_a_key_read_as_never_written(broker_factory, unique):
     b = broker_factory()
     t = create_topic(b.bootstrap, unique(), config=COND)

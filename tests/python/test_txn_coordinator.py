@@ -347,6 +347,18 @@ def test_cli_abort_hanging_transaction(broker, unique):
     assert p.flush(15) == 0
     hanging = cli(broker, "find-hanging", "--topic", topic, "--max-transaction-timeout", "0")
     assert [h["start_offset"] for h in hanging] == [0]
+    # A coordinator epoch from the future would fence the real coordinator's markers for this
+    # producer: refused, and the transaction is still there to abort properly.
+    future = subprocess.run(
+        [sluice_bin(), "txn", "abort", "--topic", topic, "--partition", "0",
+         "--producer-id", str(hanging[0]["producer_id"]),
+         "--producer-epoch", str(hanging[0]["producer_epoch"]),
+         "--coordinator-epoch", "1000000", "--bootstrap-server", broker.bootstrap],
+        capture_output=True, text=True, timeout=30)
+    assert future.returncode != 0, future.stdout
+    assert "INVALID_REQUEST" in future.stderr.upper().replace(" ", "_") or "invalid" in future.stderr.lower(), future.stderr
+    assert [h["start_offset"] for h in cli(
+        broker, "find-hanging", "--topic", topic, "--max-transaction-timeout", "0")] == [0]
     out = cli(broker, "abort", "--topic", topic, "--partition", "0", "--start-offset", "0")
     assert out["status"] == "aborted"
     assert cli(broker, "find-hanging", "--topic", topic, "--max-transaction-timeout", "0") == []

@@ -4,8 +4,8 @@
 //! Every `--log-cleaner-backoff-ms` it looks for the dirtiest log (Kafka's
 //! `grabFilthiestCompactedLog`): a partition is due when its dirty ratio is above
 //! `min.cleanable.dirty.ratio`, when its oldest dirty batch is older than
-//! `max.compaction.lag.ms`, or when a delete horizon of its last cleaning passed (tombstones to
-//! drop). It cleans logs back to back (at most `LOG_CLEANER_MAX_ROUNDS_IN_A_ROW`) while some are
+//! `max.compaction.lag.ms`, or when a delete horizon of its last cleaning passed (tombstones or
+//! transaction markers to drop). It cleans logs back to back (at most `LOG_CLEANER_MAX_ROUNDS_IN_A_ROW`) while some are
 //! due, then backs off. One round of one partition:
 //! 1. under the partition lock: the cleanable range (bounded by the last stable offset, the
 //!    active segment and `min.compaction.lag.ms`) and the segments to rewrite;

@@ -22,7 +22,7 @@
 //! decimal (digits, an optional leading `-`), `sluice.expected.offset` below 0,
 //! `sluice.expected.key.offset` below -1, a null value, a header repeated on one record (even
 //! with the same value: a repeat is a client bug, never guessed at), a key condition on a
-//! record without a key, and any condition on a transactional batch (not supported yet).
+//! record without a key, and any transactional batch (the index would count records that may abort).
 //!
 //! **The key index.** Per partition, key → offset of the key's last record. It is updated on
 //! every append to the topic (with conditions or without), built by scanning the log when the
@@ -498,11 +498,14 @@ impl KeyIndex {
                 let offset = batch_base.saturating_add(r.offset_delta);
                 let c = record_conditions(&r)
                     .map_err(|e| refuse(ResponseError::InvalidRecord, index, e))?;
-                if c.any() && h.is_transactional() {
+                if h.is_transactional() {
+                    // The key index answers for appended records; a transaction's records may
+                    // still abort (and the cleaner later removes them), so the index would
+                    // disagree with what read_committed readers see and with a rebuild.
                     return Err(refuse(
                         ResponseError::InvalidRecord,
                         index,
-                        "sluice: conditional append is not supported in transactions".into(),
+                        "sluice: a topic with sluice.conditional.append.enable=true takes no transactional batches".into(),
                     ));
                 }
                 if let Some(expected) = c.expected_offset {

@@ -122,6 +122,9 @@ pub struct ProducerStateTable {
     clock: u64,
 }
 
+/// Producers evicted together when the table is full (1% of it).
+const EVICT_AT_ONCE: usize = MAX_PRODUCERS_PER_PARTITION / 100;
+
 impl ProducerStateTable {
     /// Checks a data batch (with a producer id) before it is appended.
     pub fn check(&self, h: &BatchHeader) -> SequenceCheck {
@@ -200,8 +203,13 @@ impl ProducerStateTable {
     }
 
     /// Starts a KIP-890 verification for the producer; the returned guard must still be the
-    /// producer's when the verified batch is appended ([`Self::guard_holds`]).
+    /// producer's when the verified batch is appended ([`Self::guard_holds`]). A verification
+    /// already in flight is shared (Kafka reuses its `VerificationStateEntry`): a producer
+    /// pipelines up to five requests, and a second one must not void the first one's guard.
     pub fn start_verification(&mut self, producer_id: i64) -> u64 {
+        if let Some(&guard) = self.verifying.get(&producer_id) {
+            return guard;
+        }
         if self.verifying.len() >= MAX_PRODUCERS_PER_PARTITION {
             // Bounded: a flood of verifications forgets the oldest; their appends are refused
             // (retriable for the client) rather than the table growing.
@@ -257,14 +265,22 @@ impl ProducerStateTable {
         if !self.producers.contains_key(&producer_id)
             && self.producers.len() >= MAX_PRODUCERS_PER_PARTITION
         {
-            if let Some(oldest) = self
+            // Evict the least recently used producers without an open transaction, a slice
+            // of the table at once: one linear pass per `EVICT_AT_ONCE` new producers, not per
+            // producer (producer ids come from clients; a stream of new ids must not cost a
+            // scan of the whole table each).
+            let mut idle: Vec<(u64, i64)> = self
                 .producers
                 .iter()
                 .filter(|(_, e)| e.txn_first_offset.is_none())
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(pid, _)| *pid)
-            {
-                self.producers.remove(&oldest);
+                .map(|(pid, e)| (e.last_used, *pid))
+                .collect();
+            let n = EVICT_AT_ONCE.min(idle.len());
+            if n > 0 && n < idle.len() {
+                idle.select_nth_unstable(n - 1);
+            }
+            for (_, pid) in idle.iter().take(n) {
+                self.producers.remove(pid);
             }
         }
         let clock = self.clock;
@@ -652,6 +668,51 @@ mod tests {
         assert_eq!(t.last_stable_offset(18), 18);
         // After the marker, a non-transactional write is fine again.
         assert_eq!(t.check(&header(2, 0, 1, 1, 0)), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_least_recently_used_idle_producers_in_a_slice() {
+        let mut t = ProducerStateTable::default();
+        // Producer 0 has an open transaction and is the oldest: it is never evicted.
+        t.record(&txn(0, 0, 0, 1, 0));
+        for pid in 1..MAX_PRODUCERS_PER_PARTITION as i64 {
+            t.record(&header(pid, 0, 0, 1, pid));
+        }
+        assert_eq!(t.len(), MAX_PRODUCERS_PER_PARTITION);
+        let new = MAX_PRODUCERS_PER_PARTITION as i64;
+        t.record(&header(new, 0, 0, 1, new));
+        assert_eq!(t.len(), MAX_PRODUCERS_PER_PARTITION - EVICT_AT_ONCE + 1);
+        assert!(
+            t.has_open_txn(0, 0),
+            "a producer with an open transaction stays"
+        );
+        let evicted = (1..=EVICT_AT_ONCE as i64)
+            .all(|pid| matches!(t.check(&header(pid, 0, 5, 1, 0)), SequenceCheck::Append));
+        assert!(evicted, "the least recently used idle producers went first");
+        assert!(
+            matches!(
+                t.check(&header(new - 1, 0, 5, 1, 0)),
+                SequenceCheck::OutOfOrder { .. }
+            ),
+            "recent producers keep their state"
+        );
+    }
+
+    #[test]
+    fn pipelined_verifications_share_one_guard() {
+        let mut t = ProducerStateTable::default();
+        let first = t.start_verification(4);
+        let second = t.start_verification(4);
+        assert_eq!(
+            first, second,
+            "the second request must not void the first one's guard"
+        );
+        assert!(t.guard_holds(4, first));
+        assert_ne!(
+            t.start_verification(5),
+            first,
+            "other producers get their own guard"
+        );
     }
 
     #[test]

@@ -23,11 +23,14 @@
 //! - a record with a key whose offset is at or past the map's entry for that key, unless it is
 //!   a tombstone (null value) whose delete horizon has passed.
 //!
-//! Keyless records are dropped. Control batches (transaction markers) are never deduplicated
-//! and always kept (Redpanda's default; see docs/COMPACTION.md). Batches of aborted
-//! transactions are dropped whole. The last batch of each producer is kept (empty if all its
-//! records went) so idempotent state survives, and so is the last batch of each group, so a
-//! cleaned segment ends at the same offset as the segments it replaces.
+//! Keyless records are dropped. Control batches (transaction markers) are never deduplicated.
+//! Batches of aborted transactions are dropped whole. A COMMIT or ABORT marker none of whose
+//! transaction's batches is kept gets a delete horizon (as a tombstone's) and goes once it has
+//! passed (Kafka's `CleanedTransactionMetadata`; docs/COMPACTION.md "Transaction markers"),
+//! unless it ends a group or is its producer's fencing marker (a newer epoch than its last data
+//! batch). The last batch of each producer is kept (empty if all its records went) so
+//! idempotent state survives, and so is the last batch of each group, so a cleaned segment ends
+//! at the same offset as the segments it replaces.
 //!
 //! A rewritten batch keeps its base offset, last offset delta, producer id, epoch, base
 //! sequence, max timestamp and codec; records keep their offset deltas. The first cleaning that
@@ -169,7 +172,8 @@ impl Cleanable {
 }
 
 /// One transaction whose data the cleaner drops: `producer_id`'s transactional batches with
-/// offsets in `[first_offset, last_offset]` (the ABORT marker at `last_offset` is kept).
+/// offsets in `[first_offset, last_offset]` (the ABORT marker at `last_offset` is judged by the
+/// marker rule: it goes after its horizon once the data is gone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AbortedRange {
     pub producer_id: i64,
@@ -736,6 +740,20 @@ pub fn filter_batch(
     latest: &mut dyn FnMut(Option<&[u8]>, i64) -> bool,
     out: &mut Vec<u8>,
 ) -> (Fate, Option<i64>) {
+    filter_batch_with(batch, header, ctx, latest, false, out)
+}
+
+/// [`filter_batch`], where `as_tombstones` makes every record count as a tombstone: a
+/// transaction marker whose transaction's data is gone gets its delete horizon this way (its
+/// records are never dropped by it; the caller drops the whole marker once the horizon passed).
+fn filter_batch_with(
+    batch: &[u8],
+    header: &BatchHeader,
+    ctx: &BatchContext<'_>,
+    latest: &mut dyn FnMut(Option<&[u8]>, i64) -> bool,
+    as_tombstones: bool,
+    out: &mut Vec<u8>,
+) -> (Fate, Option<i64>) {
     let Some(body) = batch.get(BATCH_HEADER_LEN..header.total_len()) else {
         return (Fate::Verbatim, None);
     };
@@ -771,8 +789,8 @@ pub fn filter_batch(
         if !latest(r.key, offset) {
             continue;
         }
-        if !r.has_value {
-            if old_horizon.is_some_and(|h| ctx.now_ms >= h) {
+        if !r.has_value || as_tombstones {
+            if !as_tombstones && old_horizon.is_some_and(|h| ctx.now_ms >= h) {
                 continue;
             }
             tombstones = true;
@@ -901,7 +919,9 @@ impl CleanPlan {
             .last()
             .map_or(self.first_dirty, |s| s.next_offset);
         let mut map_end = range_end;
-        let mut last_batch_of: HashMap<i64, i64> = HashMap::new();
+        // Producer id -> (base offset, epoch) of its last data batch, and of its last marker.
+        let mut last_batch_of: HashMap<i64, (i64, i16)> = HashMap::new();
+        let mut last_marker_of: HashMap<i64, (i64, i16)> = HashMap::new();
         let mut scratch = Vec::new();
         for src in &self.sources {
             let mut reader = ChunkReader::new(&src.file, src.size, opts.io_buffer_bytes);
@@ -909,16 +929,21 @@ impl CleanPlan {
             while let Some((h, start, end)) = reader.next_batch(&mut read)? {
                 throttle.account(std::mem::take(&mut read));
                 stats.bytes_read += (end - start) as u64;
-                if h.has_producer_id() && !h.is_control() && h.base_offset < map_end {
+                if h.has_producer_id() && h.base_offset < map_end {
                     // Producers count against the same memory bound as keys: when it is
                     // reached, the round ends at this batch (kept, as everything after it).
-                    if let Some(last) = last_batch_of.get_mut(&h.producer_id) {
-                        *last = h.base_offset;
+                    let last_of = if h.is_control() {
+                        &mut last_marker_of
+                    } else {
+                        &mut last_batch_of
+                    };
+                    if let Some(last) = last_of.get_mut(&h.producer_id) {
+                        *last = (h.base_offset, h.producer_epoch);
                     } else if map.bytes.saturating_add(PRODUCER_ENTRY_BYTES) > map.limit {
                         map_end = h.base_offset;
                     } else {
                         map.bytes += PRODUCER_ENTRY_BYTES;
-                        last_batch_of.insert(h.producer_id, h.base_offset);
+                        last_of.insert(h.producer_id, (h.base_offset, h.producer_epoch));
                     }
                 }
                 if h.next_offset() <= self.first_dirty
@@ -985,8 +1010,26 @@ impl CleanPlan {
                 stats,
             });
         }
-        let producer_last: std::collections::HashSet<(i64, i64)> =
-            last_batch_of.into_iter().collect();
+        // A marker is its producer's fencing record when it is the producer's last entry and
+        // carries a newer epoch than the producer's last data batch (or there is none): kept,
+        // as Kafka keeps it, so the epoch survives in the log.
+        let mut producer_last: std::collections::HashSet<(i64, i64)> = last_marker_of
+            .iter()
+            .filter(|(pid, (offset, epoch))| {
+                last_batch_of
+                    .get(pid)
+                    .is_none_or(|(data, data_epoch)| data < offset && data_epoch < epoch)
+            })
+            .map(|(pid, (offset, _))| (*pid, *offset))
+            .collect();
+        producer_last.extend(
+            last_batch_of
+                .iter()
+                .map(|(pid, (offset, _))| (*pid, *offset)),
+        );
+        // Producers with a transactional data batch kept (in this round's output, even empty)
+        // since their last marker: their next marker stays.
+        let mut txn_data_kept: std::collections::HashSet<i64> = std::collections::HashSet::new();
 
         // Pass 2: recopy, in groups of segments merged up to segment.bytes.
         let mut groups = Vec::new();
@@ -1057,10 +1100,64 @@ impl CleanPlan {
                     let must_keep = producer_last.contains(&(h.producer_id, h.base_offset))
                         || Some(h.next_offset()) == group_last;
                     let at = pending.len();
-                    let fate = if h.is_control() || h.base_offset >= map_end {
-                        Fate::Verbatim
+                    // Kafka's `CleanedTransactionMetadata`: a COMMIT or ABORT marker may go once
+                    // no batch of its transaction is left (none kept before it since the
+                    // producer's previous marker), after a delete horizon set on it like a
+                    // tombstone's. Everything here is below the LSO (the cleanable range).
+                    let removable_marker = if h.is_control() {
+                        let had_data = txn_data_kept.remove(&h.producer_id);
+                        !had_data
+                            && !must_keep
+                            && h.has_producer_id()
+                            && h.base_offset < map_end
+                            && crate::records::parse_control_record(batch)
+                                .is_some_and(|c| c.is_abort() || c.is_commit())
+                    } else {
+                        false
+                    };
+                    let fate = if h.is_control() {
+                        let old_horizon =
+                            (h.attributes & ATTR_DELETE_HORIZON != 0).then_some(h.base_timestamp);
+                        if !removable_marker {
+                            Fate::Verbatim
+                        } else if let Some(hz) = old_horizon {
+                            if opts.now_ms >= hz && !must_keep {
+                                Fate::Dropped {
+                                    records_removed: h.records_count.max(0) as u64,
+                                }
+                            } else {
+                                if opts.now_ms < hz {
+                                    earliest_horizon =
+                                        Some(earliest_horizon.map_or(hz, |e| e.min(hz)));
+                                }
+                                Fate::Verbatim
+                            }
+                        } else {
+                            let ctx = BatchContext {
+                                now_ms: opts.now_ms,
+                                delete_retention_ms: opts.delete_retention_ms,
+                                decompression_cap: opts.decompression_cap,
+                                codec,
+                                must_keep: true,
+                            };
+                            let (fate, horizon) = filter_batch_with(
+                                batch,
+                                &h,
+                                &ctx,
+                                &mut |_, _| true,
+                                true,
+                                &mut pending,
+                            );
+                            if let Some(hz) = horizon {
+                                earliest_horizon = Some(earliest_horizon.map_or(hz, |e| e.min(hz)));
+                            }
+                            fate
+                        }
                     } else if is_aborted(&h, &opts.aborted) {
-                        if must_keep {
+                        // Aborted data goes in the whole range, past the offset map's end too:
+                        // the cleaned segment's transaction index starts empty. Past the map's
+                        // end (where producers' last batches are not tracked) it is emptied.
+                        if must_keep || h.base_offset >= map_end {
                             let ctx = BatchContext {
                                 now_ms: opts.now_ms,
                                 delete_retention_ms: opts.delete_retention_ms,
@@ -1074,6 +1171,8 @@ impl CleanPlan {
                                 records_removed: h.records_count.max(0) as u64,
                             }
                         }
+                    } else if h.base_offset >= map_end {
+                        Fate::Verbatim
                     } else {
                         let ctx = BatchContext {
                             now_ms: opts.now_ms,
@@ -1109,6 +1208,13 @@ impl CleanPlan {
                             stats.batches_removed += 1;
                             continue;
                         }
+                    }
+                    if !h.is_control()
+                        && h.is_transactional()
+                        && h.has_producer_id()
+                        && h.base_offset < map_end
+                    {
+                        txn_data_kept.insert(h.producer_id);
                     }
                     pending_batches.push((at, pending.len()));
                     if pending.len() >= opts.io_buffer_bytes {

@@ -438,3 +438,307 @@ fn segments_larger_than_the_io_buffer() {
     assert_eq!(seen.len(), 3000);
     assert_eq!(seen[0].0, 3000);
 }
+
+// ---- Transaction markers (Kafka's `CleanedTransactionMetadata`) ----
+
+/// A transactional data batch of producer `pid` (epoch 0).
+fn txn_batch(records: &[Rec<'_>], ts: i64, pid: i64, seq: i32) -> Vec<u8> {
+    let mut b = batch(records, ts, Some((pid, seq)));
+    b[ATTRIBUTES_AT + 1] |= 0x10;
+    let crc = compute_crc(&b);
+    b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+fn put_raw(log: &mut Log, b: &[u8], ts: i64) -> i64 {
+    let v = log.validate(b, ts).unwrap();
+    log.append(b, &v, 0, ts).unwrap().first_offset
+}
+
+fn put_marker(log: &mut Log, pid: i64, epoch: i16, commit: bool, ts: i64) -> i64 {
+    let kind = if commit {
+        crate::records::ControlRecord::COMMIT
+    } else {
+        crate::records::ControlRecord::ABORT
+    };
+    let b = crate::records::build_control_batch(
+        pid,
+        epoch,
+        crate::records::ControlRecord {
+            kind,
+            coordinator_epoch: 0,
+        },
+        ts,
+    );
+    put_raw(log, &b, ts)
+}
+
+/// (base offset, is control, producer id, delete horizon if set) of every batch.
+fn batches_of(log: &Log) -> Vec<(i64, bool, i64, Option<i64>)> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let Some(slice) = log.read(offset, 1 << 20).unwrap() else {
+            break;
+        };
+        let bytes = slice.load().unwrap();
+        let mut next = offset;
+        for (at, h) in BatchIter::new(&bytes) {
+            assert!(compute_crc(&bytes[at..at + h.total_len()]) == h.crc);
+            if h.base_offset >= offset {
+                let hz = (h.attributes & ATTR_DELETE_HORIZON != 0).then_some(h.base_timestamp);
+                out.push((h.base_offset, h.is_control(), h.producer_id, hz));
+            }
+            next = h.next_offset();
+        }
+        assert!(next > offset);
+        offset = next;
+    }
+    out
+}
+
+fn markers(log: &Log) -> Vec<(i64, Option<i64>)> {
+    batches_of(log)
+        .into_iter()
+        .filter(|b| b.1)
+        .map(|b| (b.0, b.3))
+        .collect()
+}
+
+/// The data records (control records, whose keys start with a zero version, left out).
+fn data_of(log: &Log) -> Vec<(i64, Option<String>, Option<String>)> {
+    read_all(log, 0)
+        .into_iter()
+        .filter(|r| r.1.as_deref().is_none_or(|k| !k.starts_with('\0')))
+        .collect()
+}
+
+fn clean_below(log: &mut Log, upper: i64, now: i64, opts: CleanOptions) -> CleanStats {
+    let c = log.cleanable(upper, now, 0, i64::MAX);
+    let Some(plan) = log.plan_clean(&c) else {
+        return CleanStats::default();
+    };
+    let done = plan
+        .execute(
+            &CleanOptions {
+                now_ms: now,
+                ..opts
+            },
+            &UncompressedOnly,
+        )
+        .unwrap();
+    log.install_clean(done).unwrap()
+}
+
+#[test]
+fn a_commit_marker_goes_after_its_data_and_the_horizon() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default(), 0, &mut |_| {}).unwrap();
+    // Producer 7 commits "k"=old (0) with its marker (1), then producer 8 (not transactional)
+    // overwrites "k" twice: the committed record goes in the first cleaning.
+    put_raw(
+        &mut log,
+        &txn_batch(&[(Some("k"), Some("old"))], 1_000, 7, 0),
+        1_000,
+    );
+    assert_eq!(put_marker(&mut log, 7, 0, true, 1_000), 1);
+    // Producer 7's last data batch is kept whatever happens: a second committed transaction.
+    put_raw(
+        &mut log,
+        &txn_batch(&[(Some("j"), Some("1"))], 1_000, 7, 1),
+        1_000,
+    );
+    assert_eq!(put_marker(&mut log, 7, 0, true, 1_000), 3);
+    put(&mut log, &[(Some("k"), Some("new"))], 1_000, None);
+    log.roll().unwrap();
+    put(&mut log, &[(Some("z"), Some("1"))], 1_000, None);
+    let retention = 10_000;
+    let opts = CleanOptions {
+        delete_retention_ms: retention,
+        ..CleanOptions::default()
+    };
+    // Round 1: the data of the first transaction is removed; its marker stays, with a
+    // horizon; the second transaction's data stays, and so does its marker.
+    clean(&mut log, 2_000, opts.clone());
+    assert!(
+        !batches_of(&log).iter().any(|b| b.0 == 0),
+        "old data removed"
+    );
+    assert_eq!(markers(&log), vec![(1, Some(2_000 + retention)), (3, None)]);
+    // Later rounds before the horizon: still there (the horizon is kept); it makes the log due.
+    clean(&mut log, 3_000, opts.clone());
+    clean(&mut log, 2_000 + retention - 1, opts.clone());
+    assert_eq!(markers(&log), vec![(1, Some(2_000 + retention)), (3, None)]);
+    assert!(
+        log.cleanable(log.log_end_offset(), 2_000 + retention, 0, i64::MAX)
+            .horizon_due
+    );
+    // At the horizon: gone. The committed data of the second transaction and its marker stay
+    // (the producer's last batch).
+    clean(&mut log, 2_000 + retention, opts);
+    assert_eq!(markers(&log), vec![(3, None)]);
+    let seen = data_of(&log);
+    assert_eq!(
+        seen,
+        vec![
+            (2, Some("j".into()), Some("1".into())),
+            (4, Some("k".into()), Some("new".into())),
+            (5, Some("z".into()), Some("1".into())),
+        ]
+    );
+}
+
+#[test]
+fn an_abort_marker_goes_after_its_data_and_the_horizon() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default(), 0, &mut |_| {}).unwrap();
+    put(&mut log, &[(Some("a"), Some("committed"))], 1_000, None);
+    // Producer 9: aborted data at 1 and 2, ABORT marker at 3; then a committed transaction
+    // (4, marker 5) that stays as the producer's last batch.
+    put_raw(
+        &mut log,
+        &txn_batch(&[(Some("a"), Some("aborted"))], 1_000, 9, 0),
+        1_000,
+    );
+    put_raw(
+        &mut log,
+        &txn_batch(&[(Some("b"), Some("aborted"))], 1_000, 9, 1),
+        1_000,
+    );
+    assert_eq!(put_marker(&mut log, 9, 0, false, 1_000), 3);
+    put_raw(
+        &mut log,
+        &txn_batch(&[(Some("c"), Some("ok"))], 1_000, 9, 2),
+        1_000,
+    );
+    assert_eq!(put_marker(&mut log, 9, 0, true, 1_000), 5);
+    put(&mut log, &[(Some("z"), Some("1"))], 1_000, None);
+    log.roll().unwrap();
+    put(&mut log, &[(Some("y"), Some("1"))], 1_000, None);
+    let aborted = vec![AbortedRange {
+        producer_id: 9,
+        first_offset: 1,
+        last_offset: 3,
+    }];
+    let opts = CleanOptions {
+        delete_retention_ms: 5_000,
+        aborted: aborted.clone(),
+        ..CleanOptions::default()
+    };
+    // Round 1: the aborted data goes; the ABORT marker stays, with a horizon.
+    clean(&mut log, 2_000, opts.clone());
+    assert_eq!(markers(&log), vec![(3, Some(7_000)), (5, None)]);
+    let seen = data_of(&log);
+    assert!(seen.iter().all(|r| r.2.as_deref() != Some("aborted")));
+    // Later rounds (the broker no longer finds the transaction: the cleaned segment's
+    // transaction index is empty): the marker stays until its horizon.
+    let opts = CleanOptions {
+        aborted: Vec::new(),
+        ..opts
+    };
+    clean(&mut log, 3_000, opts.clone());
+    clean(&mut log, 6_999, opts.clone());
+    assert_eq!(markers(&log), vec![(3, Some(7_000)), (5, None)]);
+    clean(&mut log, 7_000, opts);
+    assert_eq!(markers(&log), vec![(5, None)]);
+    let seen = data_of(&log);
+    assert_eq!(
+        seen,
+        vec![
+            (0, Some("a".into()), Some("committed".into())),
+            (4, Some("c".into()), Some("ok".into())),
+            (6, Some("z".into()), Some("1".into())),
+            (7, Some("y".into()), Some("1".into())),
+        ]
+    );
+}
+
+#[test]
+fn markers_of_undecided_transactions_and_fencing_markers_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default(), 0, &mut |_| {}).unwrap();
+    // Producer 3: a committed transaction (0, marker 1) whose data is overwritten (2); its
+    // batch is the producer's last one in the cleaned range, kept empty, so the marker stays.
+    put_raw(
+        &mut log,
+        &txn_batch(&[(Some("k"), Some("1"))], 1_000, 3, 0),
+        1_000,
+    );
+    put_marker(&mut log, 3, 0, true, 1_000);
+    put(&mut log, &[(Some("k"), Some("2"))], 1_000, None);
+    // Producer 4 wrote nothing but an ABORT marker at a bumped epoch (fencing): kept.
+    assert_eq!(put_marker(&mut log, 4, 1, false, 1_000), 3);
+    log.roll().unwrap();
+    // Producer 3's next transaction is open (no marker yet): the LSO is its first offset.
+    let lso = put_raw(
+        &mut log,
+        &txn_batch(&[(Some("k"), Some("3"))], 1_000, 3, 1),
+        1_000,
+    );
+    put(&mut log, &[(Some("w"), Some("1"))], 1_000, None);
+    log.roll().unwrap();
+    put(&mut log, &[(Some("y"), Some("1"))], 1_000, None);
+    let opts = CleanOptions {
+        delete_retention_ms: 0,
+        ..CleanOptions::default()
+    };
+    for now in [2_000, 3_000, 4_000] {
+        clean_below(&mut log, lso, now, opts.clone());
+    }
+    // Both markers stay; the open transaction, at and past the LSO, is untouched.
+    assert_eq!(markers(&log), vec![(1, None), (3, None)]);
+    assert!(
+        batches_of(&log).iter().any(|b| b.0 == 0 && b.2 == 3),
+        "kept empty"
+    );
+    let seen = data_of(&log);
+    assert_eq!(
+        seen,
+        vec![
+            (2, Some("k".into()), Some("2".into())),
+            (4, Some("k".into()), Some("3".into())),
+            (5, Some("w".into()), Some("1".into())),
+            (6, Some("y".into()), Some("1".into())),
+        ]
+    );
+}
+
+#[test]
+fn aborted_data_past_a_full_offset_map_is_emptied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default(), 0, &mut |_| {}).unwrap();
+    put(&mut log, &[(Some("a"), Some("1"))], 1_000, None);
+    put(&mut log, &[(Some("b"), Some("1"))], 1_000, None);
+    put(&mut log, &[(Some("c"), Some("1"))], 1_000, None);
+    put_raw(
+        &mut log,
+        &txn_batch(&[(Some("x"), Some("aborted"))], 1_000, 9, 0),
+        1_000,
+    );
+    assert_eq!(put_marker(&mut log, 9, 0, false, 1_000), 4);
+    put(&mut log, &[(Some("z"), Some("1"))], 1_000, None);
+    log.roll().unwrap();
+    put(&mut log, &[(Some("y"), Some("1"))], 1_000, None);
+    // Room for two keys: the map ends at offset 2, before the aborted transaction.
+    clean(
+        &mut log,
+        2_000,
+        CleanOptions {
+            dedupe_buffer_bytes: 2 * (1 + MAP_ENTRY_OVERHEAD),
+            delete_retention_ms: 0,
+            aborted: vec![AbortedRange {
+                producer_id: 9,
+                first_offset: 3,
+                last_offset: 4,
+            }],
+            ..CleanOptions::default()
+        },
+    );
+    assert_eq!(log.cleaner_state().first_dirty, 2);
+    // The cleaned segment has no transaction index entry: its aborted data must be gone.
+    assert!(data_of(&log)
+        .iter()
+        .all(|r| r.2.as_deref() != Some("aborted")));
+    assert!(batches_of(&log).iter().any(|b| b.0 == 3), "emptied, kept");
+    assert_eq!(markers(&log), vec![(4, None)]);
+}

@@ -8,6 +8,11 @@
 //! appended to the file as they come; the file is created on the first entry, fsynced with its
 //! segment, and a torn last entry is dropped on open. The broker rebuilds the entries of
 //! whatever it replays at recovery ([`TxnIndex::truncate_from`] then appends).
+//!
+//! A segment written by the log cleaner starts with an empty index, and stays correct: the cleaner
+//! removes all data of every aborted transaction whose marker is in its range (the data precedes
+//! the marker, the range starts at the log start), whether it keeps the marker for a while or
+//! removes it after its delete horizon (docs/COMPACTION.md "Transaction markers").
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -60,6 +65,12 @@ pub struct TxnIndex {
     entries: Vec<AbortedTxnEntry>,
     /// Entries written since the last fsync.
     dirty: AtomicBool,
+    /// The file may not hold every entry (a write failed, or only part of it was written):
+    /// the next [`TxnIndex::sync`] rewrites it whole from `entries`. Readers use `entries`, so
+    /// read_committed stays right meanwhile.
+    unwritten: AtomicBool,
+    /// The file was created since the last sync: its directory entry needs an fsync too.
+    created: AtomicBool,
 }
 
 impl TxnIndex {
@@ -77,6 +88,8 @@ impl TxnIndex {
             path,
             entries: Vec::new(),
             dirty: AtomicBool::new(false),
+            unwritten: AtomicBool::new(false),
+            created: AtomicBool::new(false),
         })
     }
 
@@ -105,6 +118,8 @@ impl TxnIndex {
             path,
             entries,
             dirty: AtomicBool::new(false),
+            unwritten: AtomicBool::new(false),
+            created: AtomicBool::new(false),
         };
         if index.entries.len() * ENTRY_LEN != bytes.len() {
             tracing::warn!(
@@ -121,15 +136,31 @@ impl TxnIndex {
         &self.entries
     }
 
-    /// Appends an entry (its marker must come after every entry's).
+    /// Appends an entry (its marker must come after every entry's). The entry is in memory
+    /// (what readers use) whatever happens to the write: the caller has already appended the
+    /// ABORT marker, and a retried marker finds no open transaction to index, so losing the
+    /// entry here would show aborted data to read_committed readers. A failed or partial write
+    /// is repaired by the next [`TxnIndex::sync`], which rewrites the file whole (and reports
+    /// the error if it still cannot).
     pub fn append(&mut self, entry: AbortedTxnEntry) -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        f.write_all(&entry.encode())?;
         self.entries.push(entry);
         self.dirty.store(true, Ordering::Release);
+        if self.unwritten.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let existed = self.path.exists();
+        let written = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut f| f.write_all(&entry.encode()));
+        if !existed {
+            self.created.store(true, Ordering::Release);
+        }
+        if let Err(e) = written {
+            tracing::warn!(index = %self.path.display(), error = %e, "transaction index write failed; it is rewritten at the next sync");
+            self.unwritten.store(true, Ordering::Release);
+        }
         Ok(())
     }
 
@@ -153,14 +184,45 @@ impl TxnIndex {
         Ok(())
     }
 
-    /// Fsyncs the file if entries were written since the last sync.
+    /// Fsyncs the file if entries were written since the last sync (rewriting it whole first if
+    /// a write failed), and its directory if the file is new.
     pub fn sync(&self) -> io::Result<()> {
-        if self.dirty.swap(false, Ordering::AcqRel) {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let result = self.sync_inner();
+        if result.is_err() {
+            self.dirty.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    fn sync_inner(&self) -> io::Result<()> {
+        if self.unwritten.load(Ordering::Acquire) {
+            let mut bytes = Vec::with_capacity(self.entries.len() * ENTRY_LEN);
+            for e in &self.entries {
+                bytes.extend_from_slice(&e.encode());
+            }
+            let mut f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&self.path)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            self.unwritten.store(false, Ordering::Release);
+            self.created.store(true, Ordering::Release);
+        } else {
             match fs::File::open(&self.path) {
                 Ok(f) => f.sync_all()?,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    self.dirty.store(true, Ordering::Release);
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        if self.created.swap(false, Ordering::AcqRel) {
+            if let Some(dir) = self.path.parent() {
+                if let Err(e) = crate::durability::fsync_dir(dir) {
+                    self.created.store(true, Ordering::Release);
                     return Err(e);
                 }
             }
@@ -207,6 +269,27 @@ mod tests {
             last_offset: last,
             last_stable_offset: lso,
         }
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_entry_and_the_next_sync_repairs_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = TxnIndex::path_for(dir.path(), "00000000000000000000");
+        let mut idx = TxnIndex::create(path.clone()).unwrap();
+        idx.append(e(1, 0, 5, 6)).unwrap();
+        // The next write fails: the path is taken by a directory.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        idx.append(e(2, 7, 9, 10)).unwrap();
+        assert_eq!(idx.entries().len(), 2, "readers keep seeing the entry");
+        assert!(
+            idx.sync().is_err(),
+            "the sync reports what it cannot repair"
+        );
+        std::fs::remove_dir(&path).unwrap();
+        idx.sync().unwrap();
+        let reopened = TxnIndex::open(path).unwrap();
+        assert_eq!(reopened.entries(), &[e(1, 0, 5, 6), e(2, 7, 9, 10)]);
     }
 
     #[test]

@@ -137,6 +137,11 @@ impl TxnState {
 }
 
 /// Errors answered to clients, with Kafka's codes.
+/// Consumer groups one transaction may commit offsets for (AddOffsetsToTxn / TxnOffsetCommit
+/// v5); more get INVALID_REQUEST. Kafka has no bound; a consume-transform-produce application
+/// uses one group. Mirrored in the broker's table of limits (`docs/CONFIG.md`).
+pub const MAX_GROUPS_PER_TXN: usize = 100;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnError {
     InvalidRequest,
@@ -558,6 +563,11 @@ impl Coordinator {
                     record.groups.insert(g.clone());
                 }
             }
+        }
+        // Group ids are any strings a client sends, and every add rewrites the whole record:
+        // bounded (partitions are bounded by the topics that exist).
+        if record.groups.len() > MAX_GROUPS_PER_TXN {
+            return Step::err(TxnError::InvalidRequest);
         }
         record.state = TxnState::Ongoing;
         record.last_update_ms = now_ms;

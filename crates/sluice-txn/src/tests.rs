@@ -519,3 +519,28 @@ fn simulation() {
         assert!(h.c.all().all(|t| !t.state.is_prepare()), "seed {seed}");
     }
 }
+
+#[test]
+fn groups_per_transaction_are_bounded() {
+    let mut h = Harness::new();
+    let pe = h.init("g", None, 0).expect("init");
+    for i in 0..MAX_GROUPS_PER_TXN {
+        let step =
+            h.c.add("g", pe.0, pe.1, &[Member::Group(format!("g{i}"))], false, 1);
+        h.commit_step(step).expect("within the bound");
+    }
+    let step = h.c.add(
+        "g",
+        pe.0,
+        pe.1,
+        &[Member::Group("one-more".into())],
+        false,
+        1,
+    );
+    assert_eq!(h.commit_step(step), Err(TxnError::InvalidRequest));
+    assert_eq!(
+        h.c.get("g").map(|t| t.groups.len()),
+        Some(MAX_GROUPS_PER_TXN),
+        "the refused add changed nothing"
+    );
+}

@@ -195,8 +195,13 @@ pub async fn write_txn_markers(
     req: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
     let now = now_ms();
+    let current_epoch = broker.txn.coordinator_epoch().await;
     let mut out = Vec::with_capacity(req.markers.len());
     for m in &req.markers {
+        // A coordinator epoch from the future (a typo in `--coordinator-epoch`) would fence
+        // every later marker of the real coordinator for this producer on these partitions,
+        // leaving its transactions hanging: refused.
+        let bad_epoch = m.coordinator_epoch > current_epoch;
         let marker = TxnMarker {
             producer_id: m.producer_id.0,
             producer_epoch: m.producer_epoch,
@@ -208,6 +213,7 @@ pub async fn write_txn_markers(
             let mut partitions = Vec::with_capacity(t.partition_indexes.len());
             for &index in &t.partition_indexes {
                 let code = match broker.metadata.partition(t.name.as_str(), index) {
+                    _ if bad_epoch => ResponseError::InvalidRequest.code(),
                     None => ResponseError::UnknownTopicOrPartition.code(),
                     Some(p) => {
                         let result = match p.append_marker(marker, now) {

@@ -151,6 +151,15 @@ impl TxnCoordinator {
             "transaction coordinator loaded"
         );
         let (markers_tx, markers_rx) = mpsc::unbounded_channel();
+        // Transactions decided before the restart get their markers again. Queued here, before
+        // any request can decide, so the queue holds each exactly once: queued later (in `run`),
+        // a transaction a request moved to Prepare* meanwhile would be queued twice, and a
+        // late duplicate marker could close the producer's next transaction. `run` writes
+        // nothing from the queue before this start's coordinator epoch is durable.
+        for m in coordinator.pending_markers() {
+            tracing::info!(transactional_id = %m.transactional_id, commit = m.commit, "re-sending the markers of a transaction decided before the restart");
+            let _ = markers_tx.send(m);
+        }
         Ok(TxnCoordinator {
             log,
             state: tokio::sync::Mutex::new(coordinator),
@@ -562,10 +571,6 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
-    for m in txn.state.lock().await.pending_markers() {
-        tracing::info!(transactional_id = %m.transactional_id, commit = m.commit, "re-sending the markers of a transaction decided before the restart");
-        let _ = txn.markers_tx.send(m);
-    }
     let mut tick = tokio::time::interval(broker.config.transaction_abort_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut writers = tokio::task::JoinSet::new();
@@ -632,6 +637,16 @@ mod tests {
         assert_eq!(c.coordinator_epoch().await, epoch1 + 1);
         assert_eq!(c.describe("a").await, Some(before.clone()));
         assert_eq!(c.state.lock().await.pending_markers().len(), 1);
+        // Queued once, at open, before any request could decide.
+        {
+            let mut rx = c.markers_rx.lock();
+            let rx = rx.as_mut().expect("receiver");
+            assert!(
+                rx.try_recv().is_ok(),
+                "the decided transaction's markers are queued"
+            );
+            assert!(rx.try_recv().is_err(), "and only once");
+        }
         // Compact, then reopen: the same state.
         c.compaction.set_min_bytes(1);
         {

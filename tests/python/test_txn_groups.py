@@ -230,8 +230,8 @@ def retry(fn, timeout=30.0):
 
 
 def test_txn_offset_commit_advertised(broker):
-    # v5 (TV2, implicit AddOffsetsToTxn) only once transaction.version=2 works end to end.
-    assert api_ranges(broker)[TXN_OFFSET_COMMIT] == (0, 4)
+    # v5 is transaction.version=2 (the group is added implicitly, no AddOffsetsToTxn): test_txn_tv2.py.
+    assert api_ranges(broker)[TXN_OFFSET_COMMIT] == (0, 5)
 
 
 def test_require_stable_without_pending_offsets(broker, unique):

@@ -149,9 +149,9 @@ impl Partition {
     /// verification (its transaction is not open here yet). If so, returns the guard to pass
     /// to [`Partition::append_verified`] once verified; a marker written meanwhile voids it,
     /// so a late batch cannot reopen a transaction that just ended.
-    pub fn start_txn_verification(&self, producer_id: i64) -> Option<u64> {
+    pub fn start_txn_verification(&self, producer_id: i64, producer_epoch: i16) -> Option<u64> {
         let mut state = self.state.lock();
-        if state.producers.has_open_txn(producer_id) {
+        if state.producers.has_open_txn(producer_id, producer_epoch) {
             return None;
         }
         Some(state.producers.start_verification(producer_id))
@@ -188,7 +188,9 @@ impl Partition {
             match state.producers.check(h) {
                 SequenceCheck::Append => {
                     if h.is_transactional()
-                        && !state.producers.has_open_txn(h.producer_id)
+                        && !state
+                            .producers
+                            .has_open_txn(h.producer_id, h.producer_epoch)
                         && !guard.is_some_and(|g| state.producers.guard_holds(h.producer_id, g))
                     {
                         return Err(KafkaError::new(
@@ -611,7 +613,7 @@ mod tests {
     }
 
     fn txn_append(p: &Partition, pid: i64, seq: i32, count: i32) -> Appended {
-        let guard = p.start_txn_verification(pid);
+        let guard = p.start_txn_verification(pid, 0);
         p.append_verified(&batch(pid, 0, seq, count, true), 1000, guard)
             .unwrap()
     }
@@ -623,6 +625,42 @@ mod tests {
             commit,
             coordinator_epoch,
         }
+    }
+
+    /// Transaction version 2: the next transaction (epoch + 1) may reach a partition before
+    /// that partition's marker of the previous one; its batch is not part of the open
+    /// transaction and needs the coordinator's verification, and the marker (epoch + 1) then
+    /// closes only the previous transaction.
+    #[test]
+    fn tv2_next_epoch_batch_is_not_part_of_the_open_transaction() {
+        let root = tempfile::tempdir().unwrap();
+        let p = Partition::open(&root.path().join("t-0"), 0, LogConfig::default(), 1000).unwrap();
+        let guard = p.start_txn_verification(7, 0);
+        assert!(guard.is_some());
+        p.append_verified(&batch(7, 0, 0, 2, true), 1000, guard)
+            .unwrap(); // 0..1
+        assert_eq!(p.start_txn_verification(7, 0), None, "open at epoch 0");
+        // The next transaction's batch at epoch 1: verification needed, refused without it.
+        assert_eq!(
+            p.append(&batch(7, 1, 0, 1, true), 1000).unwrap_err().code,
+            ResponseError::InvalidTxnState.code()
+        );
+        assert!(p.start_txn_verification(7, 1).is_some());
+        // The TV2 marker carries epoch 1 and closes offsets 0..1 only.
+        let mut m = marker(7, true, 0);
+        m.producer_epoch = 1;
+        assert_eq!(p.append_marker(m, 1000).unwrap().base_offset, 2);
+        assert_eq!(p.last_stable_offset(), 3);
+        // A late batch of the previous epoch is refused; the next transaction starts at 0.
+        assert_eq!(
+            p.append(&batch(7, 0, 2, 1, true), 1000).unwrap_err().code,
+            ResponseError::InvalidProducerEpoch.code()
+        );
+        let guard = p.start_txn_verification(7, 1);
+        let a = p
+            .append_verified(&batch(7, 1, 0, 1, true), 1000, guard)
+            .unwrap();
+        assert_eq!((a.base_offset, p.last_stable_offset()), (3, 3));
     }
 
     #[test]
@@ -651,7 +689,7 @@ mod tests {
             ResponseError::InvalidTxnState.code()
         );
         // A verification voided by a marker cannot open a transaction.
-        let stale = p.start_txn_verification(8);
+        let stale = p.start_txn_verification(8, 0);
         assert!(stale.is_some());
         p.append_marker(marker(8, false, 0), 1000).unwrap(); // 4, no open txn
         assert_eq!(

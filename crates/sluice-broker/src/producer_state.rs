@@ -190,12 +190,16 @@ impl ProducerStateTable {
         SequenceCheck::Append
     }
 
-    /// Whether the producer has an open transaction here at this epoch or older (Kafka's
-    /// `hasOngoingTransaction`): then a transactional batch needs no verification.
-    pub fn has_open_txn(&self, producer_id: i64) -> bool {
+    /// Whether the producer has an open transaction here at exactly this epoch (Kafka's
+    /// `hasOngoingTransaction(producerId, producerEpoch)`): then a transactional batch at that
+    /// epoch needs no verification. Under transaction.version 2 every transaction has its own
+    /// epoch, so a batch of the next transaction (epoch + 1) that arrives before this
+    /// partition's marker of the previous one must be verified (the coordinator answers
+    /// CONCURRENT_TRANSACTIONS until every marker is written); it must not join the open one.
+    pub fn has_open_txn(&self, producer_id: i64, producer_epoch: i16) -> bool {
         self.producers
             .get(&producer_id)
-            .is_some_and(|e| e.txn_first_offset.is_some())
+            .is_some_and(|e| e.txn_first_offset.is_some() && e.epoch == producer_epoch)
     }
 
     /// Starts a KIP-890 verification for the producer; the returned guard must still be the
@@ -629,7 +633,9 @@ mod tests {
                 ..
             }
         ));
-        assert!(t.has_open_txn(1) && !t.has_open_txn(3));
+        assert!(t.has_open_txn(1, 0) && !t.has_open_txn(3, 0));
+        // TV2: the next transaction's epoch is not the open one's.
+        assert!(!t.has_open_txn(1, 1));
         // Abort producer 1's: the LSO moves to producer 2's first offset.
         assert_eq!(t.check_marker(1, 0, 5), MarkerCheck::Ok);
         let done = t.record_marker(&marker(1, 0, 14), ctl(false, 5)).unwrap();
@@ -677,7 +683,7 @@ mod tests {
         t.record(&header(new, 0, 0, 1, new));
         assert_eq!(t.len(), MAX_PRODUCERS_PER_PARTITION - EVICT_AT_ONCE + 1);
         assert!(
-            t.has_open_txn(0),
+            t.has_open_txn(0, 0),
             "a producer with an open transaction stays"
         );
         let evicted = (1..=EVICT_AT_ONCE as i64)
@@ -730,7 +736,7 @@ mod tests {
         t.record(&header(1, 0, 0, 1, 0));
         t.record(&txn(2, 0, 0, 1, 1));
         assert_eq!(t.expire(1_000, 100), 1);
-        assert!(t.has_open_txn(2));
+        assert!(t.has_open_txn(2, 0));
         assert_eq!(t.len(), 1);
     }
 

@@ -24,8 +24,14 @@ fn api_keys() -> Vec<ApiVersion> {
 
 /// Feature levels, as a KRaft cluster finalizes them: `group.version` 1 turns on the KIP-848
 /// consumer group protocol for clients that check it; `share.version` 1 turns on KIP-932 share
-/// groups.
-const FEATURES: &[(&str, i16, i16)] = &[("group.version", 1, 1), ("share.version", 1, 1)];
+/// groups; `transaction.version` 2 turns on KIP-890 part 2 (EndTxn v5 bumps the epoch per
+/// transaction, Produce v12 and TxnOffsetCommit v5 add partitions/groups implicitly). Java 4.x
+/// clients use TV2 only when it is finalized at 2 and EndTxn v5 / TxnOffsetCommit v5 are offered.
+const FEATURES: &[(&str, i16, i16)] = &[
+    ("group.version", 1, 1),
+    ("share.version", 1, 1),
+    ("transaction.version", 0, 2),
+];
 
 pub fn handle(_broker: &Broker, version: i16) -> ApiVersionsResponse {
     let response = ApiVersionsResponse::default().with_api_keys(api_keys());
@@ -37,9 +43,12 @@ pub fn handle(_broker: &Broker, version: i16) -> ApiVersionsResponse {
             FEATURES
                 .iter()
                 .map(|(name, min, max)| {
+                    // KAFKA-17011: clients that send ApiVersions v3 cannot read a supported
+                    // minimum of 0; Kafka reports 1 to them.
+                    let min = if version < 4 && *min == 0 { 1 } else { *min };
                     SupportedFeatureKey::default()
                         .with_name(StrBytes::from_static_str(name))
-                        .with_min_version(*min)
+                        .with_min_version(min)
                         .with_max_version(*max)
                 })
                 .collect(),

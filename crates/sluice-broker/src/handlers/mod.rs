@@ -62,7 +62,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::AddPartitionsToTxn, 0, 3),
     (ApiKey::AddOffsetsToTxn, 0, 4),
-    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
     (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
@@ -85,9 +85,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterShareGroupOffsets, 0, 0),
     (ApiKey::DeleteShareGroupOffsets, 0, 0),
     (ApiKey::DescribeProducers, 0, 0),
-    // v5 (TV2: the group is added implicitly) only once transaction.version=2 works end to
-    // end; the handler already passes `add` for it.
-    (ApiKey::TxnOffsetCommit, 0, 4),
+    // v5 is transaction.version=2: the group is added to the transaction implicitly.
+    (ApiKey::TxnOffsetCommit, 0, 5),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {

@@ -271,7 +271,7 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                     ));
                     continue;
                 };
-                if let Some(g) = partition.start_txn_verification(h.producer_id) {
+                if let Some(g) = partition.start_txn_verification(h.producer_id, h.producer_epoch) {
                     if let Err(e) = broker
                         .txn
                         .verify_partition(

@@ -97,7 +97,9 @@ final class StreamsEos {
             System.out.flush();
             return StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.REPLACE_THREAD;
         });
+        java.util.concurrent.atomic.AtomicBoolean closing = new java.util.concurrent.atomic.AtomicBoolean();
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            closing.set(true);
             streams.close(Duration.ofSeconds(20));
             System.out.println("CLOSED processed=" + processed.get());
             System.out.flush();
@@ -106,6 +108,10 @@ final class StreamsEos {
         while (!stopped.await(500, java.util.concurrent.TimeUnit.MILLISECONDS)) {
             System.out.println("processed=" + processed.get());
             System.out.flush();
+        }
+        if (closing.get()) {
+            // SIGTERM: the shutdown hook closed Streams (NOT_RUNNING); not a failure.
+            return;
         }
         throw new IllegalStateException("streams stopped: " + streams.state());
     }

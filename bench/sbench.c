@@ -151,6 +151,9 @@ static int produce(int argc, char **argv) {
         uint64_t limit_ns = dur ? (uint64_t)(atof(dur) * 1e9) : UINT64_MAX;
         /* SBENCH_TXN_SIZE=N (with transactional.id=... among the k=v settings): every N
          * messages form one transaction; the commit waits for their delivery. */
+        /* SBENCH_KEYS=N: record i gets key i % N (compacted topics need keys). */
+        const char *keys_env = getenv("SBENCH_KEYS");
+        uint64_t keys = keys_env ? strtoull(keys_env, 0, 10) : 0;
         const char *txn_env = getenv("SBENCH_TXN_SIZE");
         uint64_t txn_size = txn_env ? strtoull(txn_env, 0, 10) : 0, txns = 0;
         rd_kafka_error_t *terr;
@@ -178,8 +181,12 @@ static int produce(int argc, char **argv) {
                         }
                 }
                 uint64_t ts = now_ns();
+                char key[24];
+                size_t key_len = 0;
+                if (keys) key_len = (size_t)snprintf(key, sizeof key, "k%010llu",
+                                                     (unsigned long long)(i % keys));
                 while (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
-                                        payload, size, NULL, 0,
+                                        payload, size, keys ? key : NULL, key_len,
                                         (void *)(uintptr_t)ts) == -1) {
                         if (rd_kafka_last_error() != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                                 die(rd_kafka_err2str(rd_kafka_last_error()));
@@ -714,7 +721,7 @@ static int join(int argc, char **argv) {
 }
 
 static int create(int argc, char **argv) {
-        if (argc < 5) die("create <brokers> <topic> <partitions>");
+        if (argc < 5) die("create <brokers> <topic> <partitions> [config=value ...]");
         char err[512];
         rd_kafka_conf_t *c = rd_kafka_conf_new();
         set(c, "bootstrap.servers", argv[2]);
@@ -722,6 +729,13 @@ static int create(int argc, char **argv) {
         if (!rk) die(err);
         rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(argv[3], atoi(argv[4]), 1, err, sizeof err);
         if (!nt) die(err);
+        for (int i = 5; i < argc; i++) { /* topic configs: k=v */
+                char *kv = strdup(argv[i]), *eq = strchr(kv, '=');
+                if (!eq) die("topic config must be k=v");
+                *eq = 0;
+                if (rd_kafka_NewTopic_set_config(nt, kv, eq + 1)) die("topic config");
+                free(kv);
+        }
         rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
         rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
         rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 20000);

@@ -139,6 +139,18 @@ struct State {
 }
 
 impl State {
+    /// The highest epoch a transaction of `producer_id` ended with in `group` (a fence for a
+    /// fenced producer's late TxnOffsetCommit).
+    fn raise_fence(&mut self, group: &str, producer_id: i64, producer_epoch: i16) {
+        let fence = self
+            .ended
+            .entry(group.to_string())
+            .or_default()
+            .entry(producer_id)
+            .or_insert(producer_epoch);
+        *fence = (*fence).max(producer_epoch);
+    }
+
     fn has_offsets(&self, group: &str) -> bool {
         self.groups.contains_key(group) || self.txns.contains_key(group)
     }
@@ -202,27 +214,13 @@ impl State {
                 Change::Fence {
                     producer_id,
                     producer_epoch,
-                } => {
-                    let fence = self
-                        .ended
-                        .entry(group.to_string())
-                        .or_default()
-                        .entry(producer_id)
-                        .or_insert(producer_epoch);
-                    *fence = (*fence).max(producer_epoch);
-                }
+                } => self.raise_fence(group, producer_id, producer_epoch),
                 Change::TxnEnd {
                     producer_id,
                     producer_epoch,
                     commit,
                 } => {
-                    let fence = self
-                        .ended
-                        .entry(group.to_string())
-                        .or_default()
-                        .entry(producer_id)
-                        .or_insert(producer_epoch);
-                    *fence = (*fence).max(producer_epoch);
+                    self.raise_fence(group, producer_id, producer_epoch);
                     let Some(t) = self.txns.get_mut(group) else {
                         continue;
                     };

@@ -312,6 +312,31 @@ impl SharePartition {
         out
     }
 
+    /// The window slots in `[first_offset, last_offset]` acquired by `member` with lock
+    /// deadline `deadline_ms` (what one ShareFetch handed out), with the member's handle; `None`
+    /// if the member is unknown. The range is clipped to the window.
+    fn acquired_by(
+        &self,
+        member: &MemberId,
+        first_offset: i64,
+        last_offset: i64,
+        deadline_ms: u64,
+    ) -> Option<(u32, Vec<usize>)> {
+        let m = self.members.lookup(member)?;
+        let lo = first_offset.max(self.start);
+        let hi = last_offset.min(self.end_offset().saturating_sub(1));
+        let (Some(lo), Some(hi)) = (self.index(lo), self.index(hi)) else {
+            return Some((m, Vec::new()));
+        };
+        let slots = (lo..=hi)
+            .filter(|&i| {
+                let s = self.slots[i];
+                s.state == SlotState::Acquired && s.member == m && s.time == deadline_ms
+            })
+            .collect();
+        Some((m, slots))
+    }
+
     /// Gives back records `acquire` handed to `member` with lock deadline `deadline_ms` that
     /// the caller could not send (ShareFetch's `max_bytes` cut the response short): as if
     /// never acquired by that call — Available again with the delivery count it had before,
@@ -326,23 +351,15 @@ impl SharePartition {
         last_offset: i64,
         deadline_ms: u64,
     ) -> u64 {
-        let Some(m) = self.members.lookup(member) else {
+        let Some((_, slots)) = self.acquired_by(member, first_offset, last_offset, deadline_ms)
+        else {
             return 0;
         };
-        let lo = first_offset.max(self.start);
-        let hi = last_offset.min(self.end_offset().saturating_sub(1));
-        let (Some(lo), Some(hi)) = (self.index(lo), self.index(hi)) else {
-            return 0;
-        };
-        let mut n = 0;
-        for i in lo..=hi {
-            let s = self.slots[i];
-            if s.state == SlotState::Acquired && s.member == m && s.time == deadline_ms {
-                self.leave_acquired(i);
-                self.slots[i].delivery_count = s.delivery_count.saturating_sub(1);
-                self.make_available(i);
-                n += 1;
-            }
+        let n = slots.len() as u64;
+        for i in slots {
+            self.leave_acquired(i);
+            self.slots[i].delivery_count = self.slots[i].delivery_count.saturating_sub(1);
+            self.make_available(i);
         }
         if n > 0 {
             self.dirty = true;
@@ -373,21 +390,13 @@ impl SharePartition {
         last_offset: i64,
         deadline_ms: u64,
     ) -> u64 {
-        let Some(m) = self.members.lookup(member) else {
+        let Some((m, slots)) = self.acquired_by(member, first_offset, last_offset, deadline_ms)
+        else {
             return 0;
         };
-        let lo = first_offset.max(self.start);
-        let hi = last_offset.min(self.end_offset().saturating_sub(1));
-        let (Some(lo), Some(hi)) = (self.index(lo), self.index(hi)) else {
-            return 0;
-        };
-        let mut n = 0;
-        for i in lo..=hi {
-            let s = self.slots[i];
-            if s.state == SlotState::Acquired && s.member == m && s.time == deadline_ms {
-                self.finish_slot(i, SlotState::Archived);
-                n += 1;
-            }
+        let n = slots.len() as u64;
+        for i in slots {
+            self.finish_slot(i, SlotState::Archived);
         }
         if n > 0 {
             self.members.forget_if_idle(m);

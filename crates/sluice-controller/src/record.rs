@@ -1,0 +1,94 @@
+//! The metadata records: the on-disk format of the metadata log (JSON, one tagged object per
+//! record; field names are stable).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A node id (Kafka's broker id).
+pub type NodeId = i32;
+
+/// Kafka's `LeaderConstants.NO_LEADER`.
+pub const NO_LEADER: NodeId = -1;
+
+/// One change to the cluster metadata. The controller decides them; the quorum commits them;
+/// every node applies them in log order with [`crate::ClusterImage::apply`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MetadataRecord {
+    /// A broker (a new incarnation of `node_id`) registers. Its broker epoch is the log index
+    /// the record is applied at; it starts fenced. Replaces any earlier registration of the id.
+    RegisterBroker {
+        node_id: NodeId,
+        incarnation_id: Uuid,
+        kafka_host: String,
+        kafka_port: i32,
+        cluster_addr: String,
+        #[serde(default)]
+        rack: Option<String>,
+    },
+    /// The node id is removed from the cluster.
+    UnregisterBroker { node_id: NodeId },
+    /// The registration with this broker epoch is fenced (session expired, asked to be fenced).
+    FenceBroker { node_id: NodeId, broker_epoch: i64 },
+    /// The registration with this broker epoch is unfenced (caught up with the metadata log).
+    UnfenceBroker { node_id: NodeId, broker_epoch: i64 },
+    /// The registration with this broker epoch began a controlled shutdown: it gets no new
+    /// leaderships and no ISR membership; it ends with the next fence or registration.
+    ControlledShutdown { node_id: NodeId, broker_epoch: i64 },
+    /// (Sluice) The node id is being drained for removal: replica placement skips it. Survives
+    /// re-registration; cleared by `draining: false` or by unregistering.
+    SetDraining { node_id: NodeId, draining: bool },
+    /// A topic is created (its partitions follow as `PartitionCreated`).
+    TopicCreated {
+        name: String,
+        id: Uuid,
+        #[serde(default)]
+        configs: BTreeMap<String, String>,
+    },
+    /// A partition is created (the next partition index of its topic).
+    PartitionCreated {
+        topic_id: Uuid,
+        partition: i32,
+        replicas: Vec<NodeId>,
+        isr: Vec<NodeId>,
+        leader: NodeId,
+        leader_epoch: i32,
+        partition_epoch: i32,
+    },
+    /// A partition changes. `None` fields stay as they are. Applying it bumps the partition
+    /// epoch, and the leader epoch whenever `leader` is present (even when it names the same
+    /// leader: Kafka's way to fence the old epoch when replicas are removed). It applies only
+    /// while the partition epoch is still `expected_partition_epoch` (the epoch it was decided
+    /// against), so a decision made on an out-of-date image can never apply.
+    PartitionChange {
+        topic_id: Uuid,
+        partition: i32,
+        expected_partition_epoch: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        leader: Option<NodeId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        isr: Option<Vec<NodeId>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replicas: Option<Vec<NodeId>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adding_replicas: Option<Vec<NodeId>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        removing_replicas: Option<Vec<NodeId>>,
+    },
+    /// A topic's configs are replaced whole (the broker validated them).
+    TopicConfigsReplaced {
+        topic_id: Uuid,
+        configs: BTreeMap<String, String>,
+    },
+    /// A topic and all its partitions are deleted.
+    TopicDeleted { name: String, id: Uuid },
+    /// A block of producer ids was handed out; the next block starts here.
+    ProducerIdBlock { next_block_start: i64 },
+    /// A group's configs are replaced whole (an empty map removes them).
+    GroupConfigsReplaced {
+        group: String,
+        configs: BTreeMap<String, String>,
+    },
+}

@@ -237,6 +237,13 @@ impl ClusterImage {
                 Some(vec![Change::Broker(*node_id)])
             }
             MetadataRecord::UnregisterBroker { node_id } => {
+                // Never leave replicas on an id that is gone.
+                if self
+                    .partitions()
+                    .any(|(_, _, p)| p.replicas.contains(node_id))
+                {
+                    return None;
+                }
                 self.brokers.remove(node_id)?;
                 Some(vec![Change::BrokerUnregistered(*node_id)])
             }
@@ -302,7 +309,7 @@ impl ClusterImage {
                 leader_epoch,
                 partition_epoch,
             } => {
-                let topic = self.topics.get_mut(topic_id)?;
+                let topic = self.topics.get(topic_id)?;
                 if usize::try_from(*partition).ok()? != topic.partitions.len() {
                     return None;
                 }
@@ -315,9 +322,10 @@ impl ClusterImage {
                     adding_replicas: Vec::new(),
                     removing_replicas: Vec::new(),
                 };
-                if !p.is_well_formed() {
+                if !p.is_well_formed() || !self.may_hold(&p, Some(*leader)) {
                     return None;
                 }
+                let topic = self.topics.get_mut(topic_id)?;
                 topic.partitions.push(p);
                 Some(vec![Change::Partition {
                     topic_id: *topic_id,
@@ -334,10 +342,8 @@ impl ClusterImage {
                 adding_replicas,
                 removing_replicas,
             } => {
-                let topic = self.topics.get_mut(topic_id)?;
-                let p = topic
-                    .partitions
-                    .get_mut(usize::try_from(*partition).ok()?)?;
+                let index = usize::try_from(*partition).ok()?;
+                let p = self.topics.get(topic_id)?.partitions.get(index)?;
                 if p.partition_epoch != *expected_partition_epoch {
                     return None;
                 }
@@ -359,10 +365,11 @@ impl ClusterImage {
                 if let Some(v) = removing_replicas {
                     next.removing_replicas = v.clone();
                 }
-                if !next.is_well_formed() {
+                if !next.is_well_formed() || !self.may_hold(&next, *leader) {
                     return None;
                 }
-                *p = next;
+                let slot = self.topics.get_mut(topic_id)?.partitions.get_mut(index)?;
+                *slot = next;
                 Some(vec![Change::Partition {
                     topic_id: *topic_id,
                     partition: *partition,
@@ -401,6 +408,17 @@ impl ClusterImage {
                 Some(vec![Change::GroupConfigs(group.clone())])
             }
         }
+    }
+
+    /// Every replica of `p` is registered, and a leader being set (`Some`, not -1) is
+    /// registered and unfenced: a decision made on an out-of-date image cannot hand a
+    /// partition to a broker that is gone or fenced.
+    fn may_hold(&self, p: &PartitionInfo, new_leader: Option<NodeId>) -> bool {
+        p.replicas.iter().all(|r| self.brokers.contains_key(r))
+            && match new_leader {
+                None | Some(NO_LEADER) => true,
+                Some(l) => self.brokers.get(&l).is_some_and(|b| !b.fenced),
+            }
     }
 
     fn broker_at_epoch(&mut self, node_id: NodeId, broker_epoch: i64) -> Option<&mut BrokerInfo> {

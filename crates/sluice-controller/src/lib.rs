@@ -73,8 +73,10 @@
 //! `partition_change` whose `expected_partition_epoch` is not the partition's epoch, any
 //! change that would leave a partition malformed (see [`PartitionInfo::is_well_formed`]:
 //! replicas non-empty and distinct; ISR non-empty, distinct, ⊆ replicas; leader ∈ ISR or -1;
-//! adding / removing ⊆ replicas and disjoint), a second topic with the same name or id,
-//! a producer id block that goes backwards.
+//! adding / removing ⊆ replicas and disjoint), a partition record naming an unregistered
+//! replica or setting a leader that is unregistered or fenced, an `unregister_broker` for a
+//! node that still hosts replicas, a second topic with the same name or id, a producer id
+//! block that goes backwards.
 //!
 //! # The rules
 //!

@@ -1180,3 +1180,56 @@ fn new_controller_gives_every_broker_a_fresh_session() {
     h.tick();
     assert!(h.img.broker(1).unwrap().fenced);
 }
+
+#[test]
+fn several_brokers_expiring_together_compose() {
+    let mut h = H::new();
+    for id in 1..=3 {
+        h.broker(id, None);
+    }
+    let t = h.topic("t", vec![vec![1, 2, 3]]);
+    h.now += DEFAULT_SESSION_TIMEOUT_MS + 1;
+    let e3 = h.epoch(3);
+    h.hb(3, e3).unwrap();
+    h.tick(); // 1 and 2 expire in one batch
+    let p = h.p(t, 0);
+    assert_eq!(p.isr, vec![3]);
+    assert_eq!(p.leader, 3);
+    h.now += DEFAULT_SESSION_TIMEOUT_MS + 1;
+    h.tick();
+    let p = h.p(t, 0);
+    assert_eq!(p.isr, vec![3], "the last member stays");
+    assert_eq!(p.leader, NO_LEADER);
+}
+
+#[test]
+fn apply_refuses_dangling_brokers() {
+    let mut h = H::new();
+    h.broker(1, None);
+    h.broker(2, None);
+    h.register(3, 3, None).unwrap(); // fenced
+    let t = h.topic("t", vec![vec![1, 2, 3]]);
+    let next = h.img.last_applied + 1;
+    // Unregistering a node that hosts replicas.
+    assert!(h
+        .img
+        .apply(next, &MetadataRecord::UnregisterBroker { node_id: 1 })
+        .is_empty());
+    let change = |leader, replicas: Option<Vec<NodeId>>| MetadataRecord::PartitionChange {
+        topic_id: t,
+        partition: 0,
+        expected_partition_epoch: 0,
+        leader: Some(leader),
+        isr: Some(vec![1, 2, 3]),
+        replicas,
+        adding_replicas: None,
+        removing_replicas: None,
+    };
+    // A fenced leader; an unregistered replica.
+    assert!(h.img.apply(next, &change(3, None)).is_empty());
+    assert!(h
+        .img
+        .apply(next, &change(1, Some(vec![1, 2, 3, 9])))
+        .is_empty());
+    assert!(!h.img.apply(next, &change(2, None)).is_empty());
+}

@@ -25,6 +25,8 @@ const SIM_SCHEDULES: u64 = 2_000;
 const SIM_STEPS: usize = 250;
 const SIM_SEED: u64 = 1;
 const SESSION_MS: i64 = 9_000;
+/// Old messages kept for replaying as late duplicates.
+const SENT_KEPT: usize = 64;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -97,6 +99,8 @@ struct World {
     ctrl: Controller,
     nodes: Vec<Node>,
     inflight: Vec<(i64, Msg)>,
+    /// The last messages sent, for replays of old duplicates.
+    sent: Vec<Msg>,
     /// (topic, partition, leader epoch) → leader: at most one leader per epoch, ever.
     leaders: BTreeMap<(Uuid, i32, i32), NodeId>,
     /// (topic, partition) → (leader epoch, partition epoch) last seen.
@@ -142,6 +146,7 @@ impl World {
             ctrl,
             nodes,
             inflight: Vec::new(),
+            sent: Vec::new(),
             leaders: BTreeMap::new(),
             epochs: BTreeMap::new(),
             next_uuid: (seed as u128) << 64,
@@ -287,6 +292,10 @@ impl World {
         if self.healing {
             return;
         }
+        if self.sent.len() >= SENT_KEPT {
+            self.sent.remove(0);
+        }
+        self.sent.push(msg.clone());
         if self.rng.pct(10) {
             self.stat("dropped");
             return;
@@ -447,7 +456,7 @@ impl World {
             node_id: n.id,
             broker_epoch: epoch,
             metadata_offset: n.view.last_applied as i64,
-            want_fence: false,
+            want_fence: !n.shutting_down && self.rng.pct(3),
             want_shutdown: n.shutting_down,
         };
         self.send(Msg::Heartbeat(req));
@@ -772,7 +781,7 @@ impl World {
             }
             _ => {
                 // Replay a random old heartbeat or alter (a duplicate from long ago).
-                if let Some((_, m)) = self.rng.pick(&self.inflight).cloned() {
+                if let Some(m) = self.rng.pick(&self.sent).cloned() {
                     self.deliver(m);
                 }
             }

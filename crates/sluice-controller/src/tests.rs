@@ -1233,3 +1233,37 @@ fn apply_refuses_dangling_brokers() {
         .is_empty());
     assert!(!h.img.apply(next, &change(2, None)).is_empty());
 }
+
+#[test]
+fn placement_is_deterministic_from_the_seed() {
+    let place = |seed| {
+        let mut h = H::new();
+        for id in 1..=5 {
+            h.broker(id, Some(if id % 2 == 0 { "x" } else { "y" }));
+        }
+        h.c = Controller::new(cfg(), &h.img, h.now, seed);
+        let req = CreateTopicRequest {
+            name: "t".into(),
+            id: Uuid::from_u128(5),
+            num_partitions: Some(8),
+            replication_factor: Some(3),
+            assignments: None,
+            configs: BTreeMap::new(),
+        };
+        h.c.create_topic(&h.img, 0, &req).unwrap().1
+    };
+    assert_eq!(place(1), place(1));
+    let different = (2..20).any(|s| place(s) != place(1));
+    assert!(different, "the seed moves the start index / shift");
+}
+
+#[test]
+fn idle_tick_decides_nothing() {
+    let mut h = H::with(ControllerConfig::default());
+    for id in 1..=3 {
+        h.broker(id, None);
+    }
+    h.topic("t", vec![vec![1, 2, 3], vec![2, 3, 1]]);
+    h.now += 1_000;
+    assert!(h.c.tick(&h.img, h.now).is_empty());
+}

@@ -417,7 +417,8 @@ impl World {
             kafka_host: format!("h{}", n.id),
             kafka_port: 9092,
             cluster_addr: format!("h{}:9093", n.id),
-            rack: Some(format!("r{}", n.id % 2)),
+            // Racks r0/r1, and node 5 without one (mixed racks).
+            rack: (n.id != 5).then(|| format!("r{}", n.id % 2)),
         };
         if std::env::var("SIM_DEBUG").is_ok() {
             eprintln!(
@@ -532,7 +533,14 @@ impl World {
                             })
                             .collect()
                     }),
-                    configs: BTreeMap::new(),
+                    configs: if self.rng.pct(15) {
+                        BTreeMap::from([(
+                            UNCLEAN_LEADER_ELECTION_ENABLE.to_string(),
+                            "true".to_string(),
+                        )])
+                    } else {
+                        BTreeMap::new()
+                    },
                 };
                 match self.ctrl.create_topic(&self.image, self.now, &req) {
                     Ok((reply, records)) => {
@@ -767,6 +775,11 @@ impl World {
             75..=91 => {
                 let records = self.ctrl.tick(&self.image, self.now);
                 self.commit(records, Ctx::Normal);
+                // A tick is a fixpoint: at the same instant, nothing more to do.
+                let again = self.ctrl.tick(&self.image, self.now);
+                if !again.is_empty() {
+                    self.fail(&format!("a second tick still decided {again:?}"));
+                }
             }
             92..=93 => {
                 self.ctrl =

@@ -232,7 +232,17 @@ impl<'a> Draft<'a> {
     /// Adds a record if it applies (a record `apply` would ignore is a decision bug; it is
     /// dropped rather than committed).
     fn push(&mut self, record: MetadataRecord) -> bool {
-        let img = self.owned.get_or_insert_with(|| self.base.clone());
+        if self.records.is_empty() {
+            self.records.push(MetadataRecord::Guard {
+                based_on: self.base.last_applied,
+            });
+        }
+        let img = self.owned.get_or_insert_with(|| {
+            let mut img = self.base.clone();
+            // The draft applies at the base's own index; a rejection there is not ours.
+            img.rejected_index = None;
+            img
+        });
         let index = img.last_applied;
         let applied = !img.apply(index, &record).is_empty();
         debug_assert!(
@@ -245,8 +255,16 @@ impl<'a> Draft<'a> {
         applied
     }
 
+    /// The records: empty, or a [`MetadataRecord::Guard`] and at least one more.
+    fn into_records(mut self) -> Vec<MetadataRecord> {
+        if self.records.len() == 1 {
+            self.records.clear();
+        }
+        self.records
+    }
+
     fn finish<R>(self, reply: R) -> Decision<R> {
-        Ok((reply, self.records))
+        Ok((reply, self.into_records()))
     }
 }
 
@@ -729,7 +747,7 @@ impl Controller {
                 }
             }
         }
-        draft.records
+        draft.into_records()
     }
 
     /// UnregisterBroker: removes a node id; refused (INVALID_REQUEST) while it still hosts

@@ -170,6 +170,9 @@ pub enum Change {
     },
     ProducerIdBlock,
     GroupConfigs(String),
+    /// The decision in this log entry was made against another image: none of its records
+    /// applied (the controller must not send its reply).
+    DecisionRejected,
 }
 
 /// The cluster metadata as of `last_applied` (serde: the snapshot format).
@@ -183,6 +186,10 @@ pub struct ClusterImage {
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// The log index of the last record applied.
     pub last_applied: u64,
+    /// The log index whose decision was rejected by its [`MetadataRecord::Guard`]: the rest
+    /// of that entry is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_index: Option<u64>,
 }
 
 impl ClusterImage {
@@ -196,16 +203,33 @@ impl ClusterImage {
     /// older partition epoch, a change that would break [`PartitionInfo::is_well_formed`]) or
     /// an index below `last_applied` is ignored and returns no [`Change`] — deterministically,
     /// so every node ends with the same image.
+    ///
+    /// A [`MetadataRecord::Guard`] whose `based_on` is not the `last_applied` before its entry
+    /// rejects the rest of its entry (returning [`Change::DecisionRejected`]); a guard that
+    /// holds returns no change.
     pub fn apply(&mut self, index: u64, record: &MetadataRecord) -> Vec<Change> {
-        if index < self.last_applied {
+        let previous = self.last_applied;
+        if index < previous {
             return Vec::new();
         }
         self.last_applied = index;
+        if let MetadataRecord::Guard { based_on } = record {
+            if *based_on == previous {
+                self.rejected_index = None;
+                return Vec::new();
+            }
+            self.rejected_index = Some(index);
+            return vec![Change::DecisionRejected];
+        }
+        if self.rejected_index == Some(index) {
+            return Vec::new();
+        }
         self.apply_inner(index, record).unwrap_or_default()
     }
 
     fn apply_inner(&mut self, index: u64, record: &MetadataRecord) -> Option<Vec<Change>> {
         match record {
+            MetadataRecord::Guard { .. } => None,
             MetadataRecord::RegisterBroker {
                 node_id,
                 incarnation_id,
@@ -411,13 +435,13 @@ impl ClusterImage {
     }
 
     /// Every replica of `p` is registered, and a leader being set (`Some`, not -1) is
-    /// registered and unfenced: a decision made on an out-of-date image cannot hand a
+    /// registered, unfenced and not shutting down: a decision made on an out-of-date image cannot hand a
     /// partition to a broker that is gone or fenced.
     fn may_hold(&self, p: &PartitionInfo, new_leader: Option<NodeId>) -> bool {
         p.replicas.iter().all(|r| self.brokers.contains_key(r))
             && match new_leader {
                 None | Some(NO_LEADER) => true,
-                Some(l) => self.brokers.get(&l).is_some_and(|b| !b.fenced),
+                Some(l) => self.brokers.get(&l).is_some_and(|b| b.is_active()),
             }
     }
 

@@ -21,9 +21,8 @@
 //! **Decide → propose → apply, one decision at a time, one controller at a time.**
 //!
 //! 1. A request arrives at the controller node (the Raft leader). The broker calls the
-//!    method with its current image. The image must contain every record of every earlier
-//!    decision: the broker serialises decide → commit → apply (one lock / one task), so two
-//!    decisions never race on the same partition epoch.
+//!    method with its current image. That image should contain every earlier decision: the
+//!    broker serialises decide → commit → apply (one lock / one task).
 //! 2. If `records` is non-empty, the broker proposes them as one log entry (JSON
 //!    `Vec<MetadataRecord>`) and waits for the commit. Nothing has changed until then; if the
 //!    proposal fails (leadership lost), the reply is not sent and the client retries against
@@ -32,6 +31,14 @@
 //!    `ClusterImage::apply(index, &record)`; `index` is the entry's log index (all records of
 //!    an entry share it). Then the controller node sends `reply`, which already describes the
 //!    state after the records.
+//!
+//! Every non-empty decision starts with a [`MetadataRecord::Guard`] naming the image it was
+//! decided against (`based_on` = that image's `last_applied`). If another decision was
+//! applied in between — a controller deciding before its image caught up after a failover,
+//! or two decisions proposed concurrently — the whole entry is ignored on every node and
+//! `apply` returns [`Change::DecisionRejected`]: the caller must then not send the reply
+//! (answer NOT_CONTROLLER or decide again). So a decision applies whole or not at all, and
+//! serialising decisions is needed for progress, not for safety.
 //! 4. `tick(image, now_ms)` runs periodically on the controller (every few hundred ms); its
 //!    records go through the same path.
 //! 5. A node that becomes the Raft leader first waits until its image has applied every
@@ -53,6 +60,7 @@
 //!
 //! | record | effect on the image |
 //! |---|---|
+//! | `guard {based_on}` | first of every decision: the rest of the entry applies only if `last_applied` was `based_on` |
 //! | `register_broker {node_id, incarnation_id, kafka_host, kafka_port, cluster_addr, rack}` | replaces the node's registration; broker epoch = index; fenced; keeps `draining` |
 //! | `unregister_broker {node_id}` | removes it |
 //! | `fence_broker {node_id, broker_epoch}` | fenced, controlled shutdown ends (only at that epoch) |
@@ -161,6 +169,8 @@
 //! - No election outside the ISR unless unclean election is enabled (or asked for).
 //! - A stale AlterPartition (older leader / partition / broker epoch) never applies.
 //! - Replaying the committed log from nothing rebuilds the same image; snapshots round-trip.
+//! - A decision made on an older image (a lagging controller) is rejected whole.
+//! - `tick` is a fixpoint: a second tick at the same instant decides nothing.
 //!
 //! # Where Sluice differs from Kafka, and why
 //!
@@ -168,13 +178,13 @@
 //!   ISR member leaderless in the ISR, which is what we do; Sluice fsyncs before
 //!   acknowledging, so that member's log is complete. ELR can come later as new optional
 //!   fields.
-//! - **`partition_change` carries `expected_partition_epoch`.** Kafka's controller applies its
-//!   records to memory speculatively and never decides on a stale state; ours decides against
-//!   the committed image, so the record itself guards against a decision made on an
-//!   out-of-date image (for instance right after a failover): it is ignored rather than
-//!   applied on top of a newer state.
-//! - **One decision per commit.** No speculative in-memory state, so no revert on a failed
-//!   commit; a controller handles one mutating request at a time (batching can come later).
+//! - **Guards instead of speculative state.** Kafka's controller applies its records to
+//!   memory before they commit (and reverts on failure), so it never decides on a stale
+//!   state. Ours decides against the committed image, so each decision carries its
+//!   precondition: the `guard` record (the whole entry is rejected if the image moved on) and,
+//!   per partition, `expected_partition_epoch`; `apply` also refuses a leader that is not
+//!   active and replicas that are not registered. No revert is ever needed; the cost is one
+//!   mutating decision per commit (batching can come later).
 //! - **Placement** uses the rack-aware `AdminUtils` algorithm (as ZooKeeper-era Kafka and its
 //!   tooling did) rather than KRaft's `StripedReplicaPlacer`, seeded rather than random; a
 //!   broker without a rack counts as rack `""` when others have one (Kafka's AdminUtils

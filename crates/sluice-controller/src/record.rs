@@ -17,6 +17,12 @@ pub const NO_LEADER: NodeId = -1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MetadataRecord {
+    /// The first record of every controller decision: the records after it in the same log
+    /// entry were decided against the image whose `last_applied` was `based_on`. If another
+    /// decision was applied since (a stale or concurrent decision), they are all ignored and
+    /// `apply` reports [`crate::Change::DecisionRejected`] — a decision applies whole or not
+    /// at all.
+    Guard { based_on: u64 },
     /// A broker (a new incarnation of `node_id`) registers. Its broker epoch is the log index
     /// the record is applied at; it starts fenced. Replaces any earlier registration of the id.
     RegisterBroker {

@@ -37,10 +37,19 @@ impl H {
     /// Commits a batch at the next index; every record must apply.
     fn commit(&mut self, records: Vec<MetadataRecord>) -> u64 {
         let index = self.img.last_applied + 1;
+        if let Some(first) = records.first() {
+            assert!(matches!(first, MetadataRecord::Guard { .. }), "{first:?}");
+            assert!(records.len() >= 2, "a guard alone");
+        }
         for r in &records {
             let json = serde_json::to_string(r).unwrap();
             let back: MetadataRecord = serde_json::from_str(&json).unwrap();
-            assert!(!self.img.apply(index, &back).is_empty(), "ignored: {r:?}");
+            let changes = self.img.apply(index, &back);
+            if matches!(r, MetadataRecord::Guard { .. }) {
+                assert!(changes.is_empty(), "guard rejected: {r:?}");
+            } else {
+                assert!(!changes.is_empty(), "ignored: {r:?}");
+            }
         }
         index
     }
@@ -438,7 +447,7 @@ fn create_partitions_and_delete() {
             .unwrap();
     assert_eq!(id, t);
     let index = h.img.last_applied + 1;
-    let changes = h.img.apply(index, &recs[0]);
+    let changes: Vec<Change> = recs.iter().flat_map(|r| h.img.apply(index, r)).collect();
     assert_eq!(
         changes,
         vec![Change::TopicDeleted {
@@ -1266,4 +1275,35 @@ fn idle_tick_decides_nothing() {
     h.topic("t", vec![vec![1, 2, 3], vec![2, 3, 1]]);
     h.now += 1_000;
     assert!(h.c.tick(&h.img, h.now).is_empty());
+}
+
+#[test]
+fn a_decision_on_an_old_image_is_rejected_whole() {
+    let mut h = H::new();
+    for id in 1..=3 {
+        h.broker(id, None);
+    }
+    let t = h.topic("t", vec![vec![1, 2, 3]]);
+    let old = h.img.clone();
+    // A decision made on `old`…
+    let (_, stale) = h.alter(1, t, 0, &[1, 2]).unwrap();
+    // …while another one commits first.
+    let (_, recs) =
+        h.c.alter_partition_reassignments(&h.img, 0, &[("t".into(), 0, Some(vec![3, 2, 1]))])
+            .unwrap();
+    h.commit(recs);
+    assert_ne!(h.img.last_applied, old.last_applied);
+    let before = h.img.clone();
+    let index = h.img.last_applied + 1;
+    let changes: Vec<Change> = stale.iter().flat_map(|r| h.img.apply(index, r)).collect();
+    assert_eq!(changes, vec![Change::DecisionRejected]);
+    assert_eq!(h.img.topics, before.topics);
+    assert_eq!(h.img.brokers, before.brokers);
+    // The next entry applies normally.
+    let e = h.epoch(1);
+    let (_, recs) = h.c.allocate_producer_id_block(&h.img, 1, e).unwrap();
+    h.commit(recs);
+    // A snapshot taken after a rejection round-trips.
+    let back: ClusterImage = serde_json::from_str(&serde_json::to_string(&h.img).unwrap()).unwrap();
+    assert_eq!(back, h.img);
 }

@@ -101,6 +101,8 @@ struct World {
     inflight: Vec<(i64, Msg)>,
     /// The last messages sent, for replays of old duplicates.
     sent: Vec<Msg>,
+    /// Older images, for decisions of a lagging controller.
+    old_images: Vec<ClusterImage>,
     /// (topic, partition, leader epoch) → leader: at most one leader per epoch, ever.
     leaders: BTreeMap<(Uuid, i32, i32), NodeId>,
     /// (topic, partition) → (leader epoch, partition epoch) last seen.
@@ -147,6 +149,7 @@ impl World {
             nodes,
             inflight: Vec::new(),
             sent: Vec::new(),
+            old_images: Vec::new(),
             leaders: BTreeMap::new(),
             epochs: BTreeMap::new(),
             next_uuid: (seed as u128) << 64,
@@ -182,9 +185,18 @@ impl World {
         assert_eq!(decoded, records, "records survive JSON");
         self.log.push(json);
         let index = self.image.last_applied + 1;
+        if !matches!(decoded.first(), Some(MetadataRecord::Guard { .. })) || decoded.len() < 2 {
+            self.fail(&format!("a decision without its guard: {decoded:?}"));
+        }
         for rec in &decoded {
             let before = self.image.clone();
             let changes = self.image.apply(index, rec);
+            if matches!(rec, MetadataRecord::Guard { .. }) {
+                if !changes.is_empty() {
+                    self.fail(&format!("a current decision was rejected: {rec:?}"));
+                }
+                continue;
+            }
             if changes.is_empty() {
                 self.fail(&format!("a decided record was ignored: {rec:?}"));
             }
@@ -732,7 +744,71 @@ impl World {
         }
     }
 
+    /// A controller whose image lags (a failover before catching up, or a concurrent
+    /// decision): whatever it decides must be rejected whole when committed.
+    fn stale_decision(&mut self) {
+        let k = self.rng.below(self.old_images.len() as u64) as usize;
+        let old = self.old_images[k].clone();
+        if old.last_applied == self.image.last_applied {
+            return;
+        }
+        let mut c = Controller::new(self.config.clone(), &old, self.now, self.rng.next());
+        let records = match self.rng.below(3) {
+            0 => c.tick(&old, self.now + SESSION_MS * 2),
+            1 => {
+                let kind = if self.rng.pct(50) {
+                    ElectionType::Preferred
+                } else {
+                    ElectionType::Unclean
+                };
+                c.elect_leaders(&old, self.now, kind, None).unwrap().1
+            }
+            _ => {
+                let Some(n) = self.nodes.iter().find(|n| n.up).cloned() else {
+                    return;
+                };
+                let req = RegisterBrokerRequest {
+                    node_id: n.id,
+                    incarnation_id: self.uuid(),
+                    kafka_host: "stale".into(),
+                    kafka_port: 1,
+                    cluster_addr: "stale:1".into(),
+                    rack: None,
+                };
+                match c.register_broker(&old, self.now, &req) {
+                    Ok((_, r)) => r,
+                    Err(_) => return,
+                }
+            }
+        };
+        if records.is_empty() {
+            return;
+        }
+        let before = self.image.clone();
+        let index = self.image.last_applied + 1;
+        let json = serde_json::to_string(&records).unwrap();
+        self.log.push(json);
+        let mut changes = Vec::new();
+        for r in &records {
+            changes.extend(self.image.apply(index, r));
+        }
+        if changes != vec![Change::DecisionRejected] {
+            self.fail(&format!("a stale decision applied: {changes:?}"));
+        }
+        if self.image.brokers != before.brokers || self.image.topics != before.topics {
+            self.fail("a rejected decision changed the image");
+        }
+        self.check_image();
+        self.stat("stale decisions rejected");
+    }
+
     fn step(&mut self) {
+        if self.rng.pct(10) {
+            if self.old_images.len() >= 8 {
+                self.old_images.remove(0);
+            }
+            self.old_images.push(self.image.clone());
+        }
         match self.rng.below(100) {
             0..=19 => {
                 self.now += self.rng.below(3_000) as i64;
@@ -781,6 +857,7 @@ impl World {
                     self.fail(&format!("a second tick still decided {again:?}"));
                 }
             }
+            92 if !self.old_images.is_empty() => self.stale_decision(),
             92..=93 => {
                 self.ctrl =
                     Controller::new(self.config.clone(), &self.image, self.now, self.rng.next());
@@ -906,6 +983,7 @@ fn simulation() {
         "reassignments altered",
         "controller failovers",
         "registrations",
+        "stale decisions rejected",
     ] {
         if schedules >= 200 {
             assert!(

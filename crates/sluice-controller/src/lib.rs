@@ -24,7 +24,7 @@
 //!    method with its current image. That image should contain every earlier decision: the
 //!    broker serialises decide → commit → apply (one lock / one task).
 //! 2. If `records` is non-empty, the broker proposes them as one log entry (JSON
-//!    `Vec<MetadataRecord>`) and waits for the commit. Nothing has changed until then; if the
+//!    `Vec<MetadataRecord>`; one decision per entry) and waits for the commit. Nothing has changed until then; if the
 //!    proposal fails (leadership lost), the reply is not sent and the client retries against
 //!    the new controller.
 //! 3. Every node applies the committed entry's records in order with

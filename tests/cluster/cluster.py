@@ -434,6 +434,7 @@ class Node(Proc):
         self.flush = flush
         self.extra_args = list(DEFAULT_EXTRA_ARGS if extra_args is None else extra_args)
         self.binary = binary or sluice_bin()
+        assert os.access(self.binary, os.X_OK), f"no sluice binary at {self.binary} (set SLUICE_BIN)"
         self.dir = run_dir / f"n{node_id}"
         self.data_dir = self.dir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -581,6 +582,22 @@ class Cluster:
                     return self.node(leader)
             return None
         return wait_until(find, timeout, f"a leader for {topic}/{partition}", interval=0.2)
+
+    def wait_full_isr(self, topic: str, timeout: float = START_TIMEOUT_S):
+        """Waits until Metadata from every running node shows, for every partition of `topic`, a
+        leader and an ISR equal to the replica set (the cluster has healed)."""
+        def full():
+            for node in self.nodes:
+                if not node.alive():
+                    continue
+                t = metadata(node.kafka_addr, timeout=2.0).topics.get(topic)
+                if t is None or t.error is not None or not t.partitions:
+                    return False
+                for p in t.partitions.values():
+                    if p.error is not None or p.leader < 0 or sorted(p.isrs) != sorted(p.replicas):
+                        return False
+            return True
+        wait_until(full, timeout, f"a full ISR for every partition of {topic}", interval=0.2)
 
     def stop(self):
         """SIGTERM every node (bounded)."""

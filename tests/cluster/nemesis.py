@@ -182,6 +182,5 @@ class Nemesis:
             if not node.alive():
                 node.proc = None
                 node.start(wait=False)
-        for node in self.cluster.nodes:
-            node.wait_ready(brokers=1)
+        self.cluster.wait_ready()
         self._record("heal")

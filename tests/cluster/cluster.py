@@ -483,7 +483,10 @@ class Node(Proc):
         """Kafka port answers Metadata listing this node and `brokers` brokers in all."""
         if not tcp_answers(self.host, self.kafka_port, timeout=1.0):
             return False
-        md = metadata(self.kafka_addr, timeout=2.0)
+        try:
+            md = metadata(self.kafka_addr, timeout=2.0)
+        except Exception:  # noqa: BLE001 - no answer (yet)
+            return False
         return self.node_id in md.brokers and len(md.brokers) >= brokers
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S, brokers: int = 1):

@@ -171,6 +171,8 @@ def test_lab_down_removes_everything(lab_factory):
     lab = lab_factory(2)
     assert lab.exists()
     pid_in_ns = subprocess.Popen(lab.exec_argv(1, ["sleep", "600"]))
+    wait_until(lambda: str(pid_in_ns.pid) in sh("ip", "netns", "pids", lab.ns(1)).stdout.split(), 10,
+               "the process inside the namespace")
     lab.down()
     assert not lab.exists()
     assert pid_in_ns.wait(timeout=10) != 0, "the process inside the namespace was killed"

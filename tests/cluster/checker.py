@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,8 +285,23 @@ def check(events: list[dict], idempotent: bool = True, liveness_s: float = LIVEN
     r.stats = {
         "invoked": counts["invoke"], "acked": len(acked), "failed": counts["fail"], "unknown": counts["info"],
         "unknown-but-written": lost_unknown, "polled": counts["poll"], "drained": counts["drain"],
-        "commits": counts["commit"], "faults": counts["nemesis"],
+        "commits": counts["commit"], "faults": counts["nemesis"], "client-errors": counts["client-error"],
     }
     if not idempotent:
         r.stats["duplicates-allowed"] = counts["duplicates-allowed"]
     return r
+
+
+def _main(argv) -> int:
+    """`python3 checker.py HISTORY.jsonl [--no-idempotence] [--liveness S]`: prints the report."""
+    if len(argv) < 2:
+        print(_main.__doc__, file=sys.stderr)
+        return 2
+    liveness = float(argv[argv.index("--liveness") + 1]) if "--liveness" in argv else LIVENESS_S
+    report = check(load(argv[1]), idempotent="--no-idempotence" not in argv, liveness_s=liveness)
+    print(report)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv))

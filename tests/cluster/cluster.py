@@ -14,7 +14,7 @@ Two topologies:
 
 Every lab has a unique id (6 hex digits) and its own /24 (X chosen under a lock among the
 subnets no other lab uses), so parallel runs cannot collide. A lab writes a state file
-`/run/sluice-cluster/<id>.json` naming its owner's PID; `NetLab.up()` first reaps the labs of
+`/run/sluice-cluster/<id>.json` naming its owner's PID and start time; `NetLab.up()` first reaps the labs of
 dead owners (kills the processes inside their namespaces by PID, deletes namespaces and bridge),
 so a run killed by `kill -9` leaves nothing behind for long. `python3 tests/cluster/cluster.py
 cleanup` does the same by hand.
@@ -134,6 +134,28 @@ def _pdeathsig():
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def proc_start_time(pid: int) -> int | None:
+    """The process' start time (clock ticks since boot, /proc/<pid>/stat field 22), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces: split after its closing parenthesis.
+    fields = stat[stat.rfind(")") + 2:].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def owner_alive(pid: int, start_time: int | None) -> bool:
+    """True while the process that created a lab runs (same PID and start time: no PID reuse)."""
+    if not pid_alive(pid):
+        return False
+    return start_time is None or proc_start_time(pid) == start_time
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -182,7 +204,7 @@ def reap_stale_labs() -> list[str]:
             st = json.loads(f.read_text())
         except (OSError, ValueError):
             continue
-        if pid_alive(int(st.get("owner", 0))):
+        if owner_alive(int(st.get("owner", 0)), st.get("owner_start")):
             continue
         _teardown(st.get("namespaces", []), st.get("bridge", ""))
         f.unlink(missing_ok=True)
@@ -242,7 +264,8 @@ class NetLab:
                 raise RuntimeError("no free 10.77.X.0/24 subnet for a lab")
             self.subnet = free[int(self.id, 16) % len(free)]
             self.state_file.write_text(json.dumps({
-                "id": self.id, "owner": self.owner, "subnet": self.subnet,
+                "id": self.id, "owner": self.owner, "owner_start": proc_start_time(self.owner),
+                "subnet": self.subnet,
                 "namespaces": self.namespaces, "bridge": self.bridge, "created": time.time()}))
         self._up = True
         try:

@@ -211,3 +211,16 @@ def test_two_labs_coexist(lab_factory):
     finally:
         sa.close()
         sb.close()
+
+
+def test_a_reused_owner_pid_does_not_keep_a_lab(lab_factory):
+    live = lab_factory(1)
+    stale = lab_factory(1)
+    # Same owner PID as ours, but another start time: the PID was reused, the owner is gone.
+    st = json.loads(stale.state_file.read_text())
+    st["owner_start"] = (st["owner_start"] or 0) + 1
+    stale.state_file.write_text(json.dumps(st))
+    with _state_lock():
+        reaped = reap_stale_labs()
+    assert stale.id in reaped and not stale.exists()
+    assert live.id not in reaped and live.exists()

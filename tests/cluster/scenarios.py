@@ -5,7 +5,9 @@ drain, check.
 runs every fault in `faults` (each a function `fault(nemesis, cluster, topic)` that injects a
 fault, holds it, and heals), waits for progress again after the last heal (bounded by the
 liveness window), stops writers and readers, drains every partition, and returns the checker's
-`Report` (the history is in `run_dir/history.jsonl`).
+`Report` (the history is in `run_dir/history.jsonl`). When the workload made no progress after a
+heal, or readers never read everything acknowledged, it still heals, drains and checks, then
+raises with those problems and the report.
 
 The faults below name their target by role: `leader` is the node Metadata names leader of
 partition 0 when the fault starts (on one node, that node). Those marked *cluster* need several
@@ -122,20 +124,31 @@ def run(cluster: Cluster, run_dir: Path, faults, partitions: int = 3, replicatio
     wl = Workload(cluster.bootstrap, topic, partitions, history, writers=writers, rate=rate,
                   assign_readers=assign_readers, group_readers=group_readers, seek_every=seek_every)
     nemesis = Nemesis(cluster, history)
+    problems = []
     try:
         wl.start()
-        wl.wait_progress(progress, progress, liveness_s, "before the first fault")
-        for fault in faults:
-            fault(nemesis, cluster, topic)
-            # After each heal the workload must move again (no client restarted).
-            wl.wait_progress(progress, progress, liveness_s, f"after {fault.__name__}")
-        wl.stop()
+        try:
+            wl.wait_progress(progress, progress, liveness_s, "before the first fault")
+            for fault in faults:
+                fault(nemesis, cluster, topic)
+                # After each heal the workload must move again (no client restarted).
+                wl.wait_progress(progress, progress, liveness_s, f"after {fault.__name__}")
+        except AssertionError as e:
+            # Stop injecting, heal, and still drain and check: the report says more.
+            problems.append(str(e))
+            nemesis.heal()
+        problems += wl.stop()
     finally:
         for t in wl.writers + wl.readers:
             t.stop_event.set()
-    cluster.wait_full_isr(topic)
+    try:
+        cluster.wait_full_isr(topic)
+    except AssertionError as e:
+        problems.append(str(e))
     wl.drain()
     history.close()
-    fatal = wl.fatal_errors()
-    assert not fatal, f"fatal producer errors: {fatal}"
-    return check(history.events, idempotent=True, liveness_s=liveness_s), history
+    problems += [f"fatal producer error: {f}" for f in wl.fatal_errors()]
+    report = check(history.events, idempotent=True, liveness_s=liveness_s)
+    if problems:
+        raise AssertionError("\n".join(problems) + f"\n{report}\nhistory: {history.path}")
+    return report, history

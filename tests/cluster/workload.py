@@ -396,8 +396,9 @@ class Workload:
             w.join(timeout)
             assert not w.is_alive(), f"{w.name} did not stop within {timeout}s"
 
-    def wait_readers_caught_up(self, timeout: float):
-        """Waits until every acknowledged record was read by some session."""
+    def wait_readers_caught_up(self, timeout: float) -> bool:
+        """Waits until every acknowledged record was read by some session; False after `timeout`
+        (the checker then tells which records are missing and why)."""
         def caught_up():
             with self.history.lock:
                 acked = {e["value"] for e in self.history.events if e["type"] == "ok"}
@@ -407,8 +408,9 @@ class Workload:
         while not caught_up():
             self.raise_errors()
             if time.monotonic() > deadline:
-                raise AssertionError(f"readers did not catch up within {timeout}s")
+                return False
             time.sleep(0.1)
+        return True
 
     def stop_readers(self, timeout: float = 30.0):
         for r in self.readers:
@@ -417,12 +419,16 @@ class Workload:
             r.join(timeout)
             assert not r.is_alive(), f"{r.name} did not stop within {timeout}s"
 
-    def stop(self, catch_up_timeout: float = 60.0):
-        """Stops the writers (last reports), lets readers read everything acked, stops them."""
+    def stop(self, catch_up_timeout: float = 60.0) -> list[str]:
+        """Stops the writers (last reports), lets readers read everything acked, stops them.
+        Returns the problems seen (readers that never caught up)."""
+        problems = []
         self.stop_writers()
-        self.wait_readers_caught_up(catch_up_timeout)
+        if not self.wait_readers_caught_up(catch_up_timeout):
+            problems.append(f"readers did not read every acknowledged record within {catch_up_timeout}s")
         self.stop_readers()
         self.raise_errors()
+        return problems
 
     def drain(self) -> dict:
         return drain(self.bootstrap, self.topic, self.partitions, self.history)

@@ -12,7 +12,9 @@ lock, with `t` = seconds since its start). Each event is a dict with `type`, `t`
 | `poll` | topic, partition, offset, value, group | one record a consumer session read |
 | `seek` | topic, partition, offset | the session moved its position |
 | `rebalance` | group, kind (assign, revoke, lost), partitions [[topic, p], …] | group membership changed |
-| `commit` | group, offsets [[topic, p, offset, hw], …], error | committed offsets and the high watermark read right after |
+| `commit-invoke` | group | a session is about to commit (synchronously) |
+| `commit` | group, offsets [[topic, p, offset], …], error | the commit returned: what was committed |
+| `watermark` | topic, partition, high | the high watermark the committing session read right after its commit |
 | `drain` | topic, partition, offset, value | the final read of every partition, log start to HW |
 | `drain-end` | topic, partition, low, high | that partition's log start offset and high watermark |
 | `nemesis` | action (… `heal`) | a fault; the last `heal` starts the liveness window |
@@ -30,9 +32,10 @@ history, a log factor only for seeks):
    partition strictly increase (`nonmonotonic`) and no record that the drain holds is jumped over
    (`skip`); the drain itself is strictly increasing and gap-free against its own list.
 6. `phantom-read`: a value read that was never sent, or whose send definitely failed.
-7. `group-offsets`: a committed offset is at most the high watermark read right after the commit
-   and at most the final high watermark; it never goes backward in a group without a seek or a
-   rebalance in that group in between.
+7. `group-offsets`: a committed offset is at most the high watermark the session read right after
+   the commit and at most the final high watermark; it never goes backward in a group: a commit
+   below one that had returned before it was invoked, with no seek or rebalance in that group in
+   between, is a violation (commits that overlap in time may be applied in either order).
 8. `liveness`: after the last `heal`, every partition written to gets an acknowledgement within
    `liveness_s`, and every consumer session still open `liveness_s` after it has read a record in
    that window.
@@ -111,8 +114,10 @@ def check(events: list[dict], idempotent: bool = True, liveness_s: float = LIVEN
     polls_to_check = []  # (session, tp, prev, offset, kind) checked once the drain is known
     group_epoch = defaultdict(int)  # group -> rebalances/seeks seen
     session_group = {}
-    last_commit = {}  # (group, tp) -> (offset, epoch)
+    last_commit = defaultdict(dict)  # group -> {tp: (offset, group epoch)} of returned commits
+    commit_snapshot = {}  # session -> (group epoch, {tp: (offset, epoch)}) when it invoked a commit
     commits = []  # (process, group, tp, offset, hw)
+    awaiting_hw = {}  # (session, tp) -> index in commits of its last commit
     heal_t = None
     reads = []  # (value, tp, offset, t)
     counts = defaultdict(int)
@@ -177,17 +182,30 @@ def check(events: list[dict], idempotent: bool = True, liveness_s: float = LIVEN
                 session_group[e["process"]] = g
             for topic, p in e.get("partitions", []):
                 last_poll.pop((e["process"], (topic, p)), None)
+        elif typ == "commit-invoke":
+            g = e["group"]
+            commit_snapshot[e["process"]] = (group_epoch[g], dict(last_commit[g]))
         elif typ == "commit":
+            g = e["group"]
+            # Compare with the commits that had returned when this one was invoked.
+            epoch, before = commit_snapshot.pop(e["process"], None) or (group_epoch[g], dict(last_commit[g]))
             if e.get("error"):
                 continue
-            g = e["group"]
-            for topic, p, off, hw in e["offsets"]:
+            for entry in e["offsets"]:
+                topic, p, off = entry[0], entry[1], entry[2]
+                hw = entry[3] if len(entry) > 3 else None
                 tp = (topic, p)
+                awaiting_hw[(e["process"], tp)] = len(commits)
                 commits.append((e.get("process"), g, tp, off, hw))
-                prev = last_commit.get((g, tp))
-                if prev is not None and off < prev[0] and prev[1] == group_epoch[g]:
+                prev = before.get(tp)
+                if prev is not None and off < prev[0] and prev[1] == epoch:
                     r.add("group-offsets", f"group {g} {topic}/{p}: commit went back {prev[0]} -> {off} without a seek or rebalance")
-                last_commit[(g, tp)] = (off, group_epoch[g])
+                last_commit[g][tp] = (off, group_epoch[g])
+        elif typ == "watermark":
+            i = awaiting_hw.pop((e["process"], _tp(e)), None)
+            if i is not None:
+                process, g, tp, off, _hw = commits[i]
+                commits[i] = (process, g, tp, off, e["high"])
         elif typ == "nemesis":
             if e.get("action") == "heal":
                 heal_t = t

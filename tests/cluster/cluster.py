@@ -73,6 +73,11 @@ NS_CLUSTER_PORT = 9093
 # Group joins would otherwise wait 3 s for more members.
 DEFAULT_EXTRA_ARGS = ["--initial-rebalance-delay-ms", "300"]
 
+# `ip` and `nft` live in /usr/sbin, which a non-login PATH may lack.
+for _d in ("/usr/sbin", "/sbin"):
+    if _d not in os.environ.get("PATH", "").split(":"):
+        os.environ["PATH"] = os.environ.get("PATH", "") + ":" + _d
+
 PR_SET_PDEATHSIG = 1
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -24,6 +24,9 @@ The faults:
 | `cut_clients(a)` | clients↔a, both ways; a's peers still reach it |
 | `heal()` | nothing (deletes every table) |
 
+`Nemesis.heal()` also resumes paused nodes and starts dead ones; a node that exited although no
+fault killed it is recorded as `crashed` (in `Nemesis.crashes` and the history) and restarted.
+
 Process faults (`pause`/`resume`: SIGSTOP/SIGCONT, `kill`: kill -9, `restart`, `stop`) act on a
 Cluster's nodes by PID. Every fault and heal is recorded in the history, when given one, as a
 `nemesis` event (the checker's liveness check measures from the last `heal`).
@@ -118,6 +121,8 @@ class Nemesis:
         self.cluster = cluster
         self.history = history
         self.net = NetFaults(cluster.lab) if cluster.lab else None
+        # Nodes found dead that no fault killed: [(node id, exit code)].
+        self.crashes: list[tuple[int, int]] = []
 
     def _record(self, action: str, **kw):
         if self.history is not None:
@@ -179,8 +184,13 @@ class Nemesis:
             if node.paused and node.alive():
                 node.resume()
         for node in self.cluster.nodes:
-            if not node.alive():
+            if node.proc is not None and node.proc.poll() is not None:
+                # Exited on its own: a crash. Recorded (scenarios fail on it), then restarted.
+                code = node.proc.returncode
+                self.crashes.append((node.node_id, code))
+                self._record("crashed", node=node.node_id, code=code)
                 node.proc = None
+            if node.proc is None:
                 node.start(wait=False)
         self.cluster.wait_ready()
         self._record("heal")

@@ -148,6 +148,9 @@ def run(cluster: Cluster, run_dir: Path, faults, partitions: int = 3, replicatio
     wl.drain()
     history.close()
     problems += [f"fatal producer error: {f}" for f in wl.fatal_errors()]
+    problems += [f"node {n} exited on its own with {code}" for n, code in nemesis.crashes]
+    problems += [f"node {n.node_id} exited on its own with {n.proc.returncode}"
+                 for n in cluster.nodes if n.proc is not None and n.proc.poll() is not None]
     report = check(history.events, idempotent=True, liveness_s=liveness_s)
     if problems:
         raise AssertionError("\n".join(problems) + f"\n{report}\nhistory: {history.path}")

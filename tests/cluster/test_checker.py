@@ -37,7 +37,10 @@ class H:
         return self.add("drain-end", process="drain", topic="t", partition=p, low=low, high=high)
 
     def commit(self, group, off, hw, p=0, proc="c1"):
-        return self.add("commit", process=proc, group=group, offsets=[["t", p, off, hw]], error=None)
+        """A commit that returns before anything else happens, then its watermark read."""
+        self.add("commit-invoke", process=proc, group=group)
+        self.add("commit", process=proc, group=group, offsets=[["t", p, off]], error=None)
+        return self.add("watermark", process=proc, topic="t", partition=p, high=hw)
 
 
 def good():
@@ -243,9 +246,37 @@ def test_commit_backward_after_rebalance_or_seek_is_fine():
     assert check(h.events).ok
 
 
+def test_overlapping_commits_may_apply_in_either_order():
+    # c2 invoked its commit (offset 1) before c1's (offset 2) returned: either order is possible.
+    h = H().write("a", 0).write("b", 1)
+    h.add("commit-invoke", process="c2", group="g")
+    h.commit("g", 2, 2, proc="c1")
+    h.add("commit", process="c2", group="g", offsets=[["t", 0, 1]], error=None)
+    h.add("watermark", process="c2", topic="t", partition=0, high=2)
+    h.drain([(0, "a"), (1, "b")])
+    assert check(h.events).ok
+    # Invoked after c1's returned: backward.
+    h2 = H().write("a", 0).write("b", 1)
+    h2.commit("g", 2, 2, proc="c1").commit("g", 1, 2, proc="c2")
+    h2.drain([(0, "a"), (1, "b")])
+    only(check(h2.events), "group-offsets")
+
+
+def test_the_watermark_read_after_the_commit_bounds_it():
+    h = H().write("a", 0).write("b", 1)
+    h.add("commit-invoke", process="c1", group="g")
+    h.add("commit", process="c1", group="g", offsets=[["t", 0, 2]], error=None)
+    h.add("watermark", process="c1", topic="t", partition=0, high=1)  # HW 1 < committed 2
+    h.drain([(0, "a"), (1, "b")])
+    r = check(h.events)
+    only(r, "group-offsets")
+    assert "above the high watermark 1" in r.examples["group-offsets"][0]
+
+
 def test_failed_commit_is_ignored():
     h = H().write("a", 0)
-    h.add("commit", process="c1", group="g", offsets=[["t", 0, 9, 1]], error="REBALANCE_IN_PROGRESS")
+    h.add("commit-invoke", process="c1", group="g")
+    h.add("commit", process="c1", group="g", offsets=[], error="REBALANCE_IN_PROGRESS")
     h.drain([(0, "a")])
     assert check(h.events).ok
 

@@ -11,8 +11,8 @@ checker.py, and the final drain.
   it stops. No application code handles broker failures: librdkafka retries.
 - `Reader`: one consumer session, `assign` mode (every partition from the beginning; optionally a
   seek back every `seek_every` records) or `group` mode (subscribe; rebalance callbacks recorded;
-  synchronous commits every `commit_every` records, each with the high watermark read right
-  after it). Every record read is a `poll` event; the end is a `close` event.
+  synchronous commits every `commit_every` records: `commit-invoke`, `commit`, then a
+  `watermark` event per partition with the high watermark read right after it). Every record read is a `poll` event; the end is a `close` event.
 - `drain(...)`: after the run, reads every partition from its log start offset to its high
   watermark (`drain` events, then `drain-end` with low and high).
 - `Workload`: writers and readers together (`start`, `wait_progress`, `stop`, `drain`).
@@ -239,27 +239,25 @@ class Reader(threading.Thread):
             self.exc = e
 
     def _commit(self, c: Consumer):
+        # commit-invoke / commit bracket the call: a commit may block across a fault and be
+        # applied long after it was made, so the checker orders commits by both times.
+        self.history.record("commit-invoke", process=self.process, group=self.group)
         try:
             done = c.commit(asynchronous=False)
         except KafkaException as e:
             err = e.args[0]
-            if err.code() != KafkaError._NO_OFFSET:
-                self.history.record("commit", process=self.process, group=self.group, offsets=[],
-                                    error=_err_name(err))
+            self.history.record("commit", process=self.process, group=self.group, offsets=[],
+                                error=_err_name(err))
             return
-        offsets = []
-        for tp in done or []:
-            if tp.error is not None or tp.offset < 0:
-                continue
+        offsets = [[tp.topic, tp.partition, tp.offset] for tp in done or []
+                   if tp.error is None and tp.offset >= 0]
+        self.history.record("commit", process=self.process, group=self.group, offsets=offsets, error=None)
+        for topic, p, _off in offsets:
             try:
-                _low, hw = c.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
-                                                   timeout=OP_TIMEOUT_S, cached=False)
+                _low, hw = c.get_watermark_offsets(TopicPartition(topic, p), timeout=OP_TIMEOUT_S, cached=False)
             except KafkaException:
-                hw = None
-            offsets.append([tp.topic, tp.partition, tp.offset, hw])
-        if offsets:
-            self.history.record("commit", process=self.process, group=self.group, offsets=offsets,
-                                error=None)
+                continue
+            self.history.record("watermark", process=self.process, topic=topic, partition=p, high=hw)
 
     def _run(self):
         c = Consumer(self.conf)

@@ -2,6 +2,7 @@
 binary), and a real node's restart, kill -9, pause/resume, readiness and leader lookup."""
 
 import os
+import signal
 import stat
 import pytest
 
@@ -108,3 +109,19 @@ def test_node_lifecycle(cluster_factory):
     assert all(p.exists() for p in n.log_paths)
     assert "n1-3.log" in n.log_tail()
 
+
+
+def test_heal_reports_a_node_that_died_on_its_own(cluster_factory):
+    from nemesis import Nemesis
+    from workload import History
+
+    c = cluster_factory(1).start()
+    n = c.node(1)
+    history = History()
+    nemesis = Nemesis(c, history)
+    os.kill(n.pid, signal.SIGKILL)  # not through the nemesis: to the harness, a crash
+    wait_until(lambda: not n.alive(), 10, "the node to die")
+    nemesis.heal()
+    assert nemesis.crashes == [(1, -signal.SIGKILL)]
+    assert [e["action"] for e in history.events] == ["crashed", "heal"]
+    assert n.alive() and n.ready()

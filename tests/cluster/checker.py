@@ -200,6 +200,11 @@ def check(events: list[dict], idempotent: bool = True, liveness_s: float = LIVEN
                 prev = before.get(tp)
                 if prev is not None and off < prev[0] and prev[1] == epoch:
                     r.add("group-offsets", f"group {g} {topic}/{p}: commit went back {prev[0]} -> {off} without a seek or rebalance")
+                else:
+                    latest = last_commit[g].get(tp)
+                    if latest is not None and off < latest[0]:
+                        # Below a commit that returned while this one was in flight: allowed.
+                        counts["commits-overlapping-backward"] += 1
                 last_commit[g][tp] = (off, group_epoch[g])
         elif typ == "watermark":
             i = awaiting_hw.pop((e["process"], _tp(e)), None)
@@ -305,6 +310,8 @@ def check(events: list[dict], idempotent: bool = True, liveness_s: float = LIVEN
         "unknown-but-written": lost_unknown, "polled": counts["poll"], "drained": counts["drain"],
         "commits": counts["commit"], "faults": counts["nemesis"], "client-errors": counts["client-error"],
     }
+    if counts["commits-overlapping-backward"]:
+        r.stats["commits-overlapping-backward"] = counts["commits-overlapping-backward"]
     if not idempotent:
         r.stats["duplicates-allowed"] = counts["duplicates-allowed"]
     return r

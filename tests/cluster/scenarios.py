@@ -104,6 +104,23 @@ def one_way_from_leader(nemesis: Nemesis, cluster: Cluster, topic: str, hold_s: 
     nemesis.heal()
 
 
+def rolling_restart(nemesis: Nemesis, cluster: Cluster, topic: str, hold_s: float = 0.0):
+    """Clean restart of every node, one after the other, each back (and the cluster ready)
+    before the next."""
+    for n in cluster.nodes:
+        nemesis.restart(n.node_id)
+        cluster.wait_ready()
+    nemesis.heal()
+
+
+def held(fault, hold_s: float):
+    """`fault` with another hold time (keeps its name for reports)."""
+    def f(nemesis, cluster, topic):
+        return fault(nemesis, cluster, topic, hold_s=hold_s)
+    f.__name__ = f"{fault.__name__}[{hold_s:g}s]"
+    return f
+
+
 def kill_all(nemesis: Nemesis, cluster: Cluster, topic: str, hold_s: float = 1.0):
     """kill -9 every node at once (a power cut of the whole cluster), then restart them all."""
     for n in cluster.nodes:

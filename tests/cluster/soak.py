@@ -28,7 +28,7 @@ import scenarios  # noqa: E402
 from cluster import Cluster  # noqa: E402
 
 # Faults by what they need.
-PROCESS_FAULTS = ["kill_leader", "pause_leader", "restart_leader"]
+PROCESS_FAULTS = ["kill_leader", "pause_leader", "restart_leader", "rolling_restart", "kill_all"]
 NETNS_FAULTS = ["cut_clients_from_leader"]
 CLUSTER_FAULTS = ["kill_follower", "isolate_leader", "cut_leader_from_one_peer", "one_way_from_leader"]
 
@@ -55,6 +55,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=200.0, help="records/s per writer")
     ap.add_argument("--flush", default="always")
     ap.add_argument("--min-insync", type=int, default=None, help="min.insync.replicas of the topic")
+    ap.add_argument("--hold", type=float, default=None,
+                    help="seconds each fault is held before heal (default: each fault's own)")
+    ap.add_argument("--liveness", type=float, default=scenarios.LIVENESS_S,
+                    help="seconds after a heal within which the workload must progress")
     args = ap.parse_args(argv)
 
     seed = args.seed if args.seed is not None else int(time.time())
@@ -78,9 +82,12 @@ def main(argv=None) -> int:
     try:
         cluster.start()
         config = {"min.insync.replicas": str(args.min_insync)} if args.min_insync else None
-        report, _history = scenarios.run(cluster, run_dir, [getattr(scenarios, n) for n in plan],
-                                         partitions=args.partitions, writers=args.writers, rate=args.rate,
-                                         topic_config=config)
+        faults = [getattr(scenarios, n) for n in plan]
+        if args.hold is not None:
+            faults = [scenarios.held(f, args.hold) for f in faults]
+        report, _history = scenarios.run(cluster, run_dir, faults, partitions=args.partitions,
+                                         writers=args.writers, rate=args.rate, topic_config=config,
+                                         liveness_s=args.liveness)
         print(report)
         ok = report.ok
     finally:

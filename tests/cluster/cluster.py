@@ -589,11 +589,13 @@ class Cluster:
         return self
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S):
-        """Every running node answers, and Metadata from each lists all `n` brokers."""
+        """Every running node answers, and Metadata from each lists all `n` brokers (without
+        --voters, `voters=False`, each node is its own one-node cluster and lists itself)."""
         deadline = time.monotonic() + timeout
+        brokers = self.n if self.use_voters else 1
         for node in self.nodes:
             if node.proc is not None:
-                node.wait_ready(max(0.1, deadline - time.monotonic()), brokers=self.n)
+                node.wait_ready(max(0.1, deadline - time.monotonic()), brokers=brokers)
 
     def leader_of(self, topic: str, partition: int = 0, timeout: float = START_TIMEOUT_S) -> Node:
         """The node that Metadata (asked of any running node) names leader of the partition."""

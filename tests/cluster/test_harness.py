@@ -125,3 +125,33 @@ def test_heal_reports_a_node_that_died_on_its_own(cluster_factory):
     assert nemesis.crashes == [(1, -signal.SIGKILL)]
     assert [e["action"] for e in history.events] == ["crashed", "heal"]
     assert n.alive() and n.ready()
+
+
+def test_network_faults_with_real_nodes_in_namespaces(cluster_factory):
+    # Three independent one-node clusters (no --voters yet), each in its own namespace: the
+    # multi-node namespace path with real brokers and Kafka clients in the root namespace.
+    # isolate() leaves clients reaching the node; cut_clients() stops them; heal() restores.
+    from confluent_kafka import Producer
+    from nemesis import Nemesis
+
+    c = cluster_factory(3, netns=True, voters=False).start()
+    assert [sorted(metadata(n.kafka_addr).brokers) for n in c.nodes] == [[1], [2], [3]]
+
+    def produce_ok(node, timeout=10.0):
+        p = Producer({"bootstrap.servers": node.kafka_addr, "acks": "all", "message.timeout.ms": int(timeout * 1000),
+                      "log_level": 0})
+        got = []
+        p.produce("nf", value=b"x", on_delivery=lambda err, msg: got.append(err))
+        p.flush(timeout + 5)
+        return len(got) == 1 and got[0] is None
+
+    nemesis = Nemesis(c)
+    nemesis.isolate(1)
+    assert produce_ok(c.node(1)), "clients must still reach an isolated node"
+    nemesis.heal()
+    nemesis.cut_clients(2)
+    assert not tcp_answers(c.node(2).host, c.node(2).kafka_port, timeout=1.0)
+    assert not produce_ok(c.node(2), timeout=2.0)
+    assert produce_ok(c.node(3))
+    nemesis.heal()
+    assert produce_ok(c.node(2))

@@ -162,6 +162,12 @@ class Nemesis:
         self.cluster.node(a).kill9()
         self._record("kill", node=a)
 
+    def stop(self, a: int):
+        """Clean stop (SIGTERM, must exit 0); `start` or `heal` brings it back."""
+        code = self.cluster.node(a).stop()
+        assert code == 0, f"node {a} exited {code} on SIGTERM"
+        self._record("stop", node=a)
+
     def start(self, a: int, wait: bool = True):
         """Starts a killed or stopped node on its data dir (waits until it answers Metadata)."""
         self._record("start", node=a)

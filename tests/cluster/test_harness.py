@@ -155,3 +155,20 @@ def test_network_faults_with_real_nodes_in_namespaces(cluster_factory):
     assert produce_ok(c.node(3))
     nemesis.heal()
     assert produce_ok(c.node(2))
+
+
+def test_nemesis_stop_and_start(cluster_factory):
+    from nemesis import Nemesis
+    from workload import History
+
+    c = cluster_factory(1).start()
+    history = History()
+    nemesis = Nemesis(c, history)
+    nemesis.stop(1)
+    assert not c.node(1).alive()
+    nemesis.start(1)
+    assert c.node(1).ready()
+    nemesis.stop(1)
+    nemesis.heal()  # a stopped node is started again, and not counted as a crash
+    assert c.node(1).ready() and nemesis.crashes == []
+    assert [e["action"] for e in history.events] == ["stop", "start", "started", "stop", "heal"]

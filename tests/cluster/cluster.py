@@ -345,7 +345,10 @@ def ns_socket(ns: str, family=socket.AF_INET, type=socket.SOCK_STREAM) -> socket
 
 
 class Proc:
-    """A process we start, stop by PID, kill -9, pause, resume and restart (same argv)."""
+    """A process we start, stop by PID, kill -9, pause, resume and restart (same argv).
+
+    The child gets PR_SET_PDEATHSIG=SIGKILL, which fires when the *thread* that started it ends:
+    start processes from a thread that lives as long as they should (the test's main thread)."""
 
     def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict | None = None):
         self.name = name

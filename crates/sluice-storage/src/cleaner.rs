@@ -135,7 +135,7 @@ impl CleanerState {
 }
 
 /// Written by rename, as the log start offset: the old value or the new one survives a crash.
-fn write_checkpoint(dir: &Path, offset: i64) -> io::Result<()> {
+pub(crate) fn write_checkpoint(dir: &Path, offset: i64) -> io::Result<()> {
     let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
     fs::write(&tmp, offset.to_string())?;
     File::open(&tmp)?.sync_all()?;

@@ -18,6 +18,7 @@ pub mod cleaner;
 pub mod durability;
 pub mod error;
 pub mod index;
+pub mod leader_epoch;
 pub mod log;
 pub mod producer_snapshot;
 pub mod records;
@@ -26,10 +27,13 @@ pub mod txn_index;
 
 pub use durability::{fsync_dir, CLEAN_SHUTDOWN_FILE};
 pub use error::{Result, StorageError};
-pub use log::{AppendInfo, Log, LogConfig, RetentionOutcome};
+pub use leader_epoch::{EpochEntry, LeaderEpochCache};
+pub use log::{AppendInfo, FollowerAppend, FollowerBatch, Log, LogConfig, RetentionOutcome};
 pub use records::{BatchHeader, BatchIter, ControlRecord, ProducedBatch};
 pub use segment::SegmentSlice;
 pub use txn_index::AbortedTxnEntry;
 
+#[cfg(test)]
+mod replication_tests;
 #[cfg(test)]
 mod tests;

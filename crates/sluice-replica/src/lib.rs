@@ -44,7 +44,9 @@
 //!   A proposal carries the partition epoch it was based on; the controller rejects it if that
 //!   is stale. A shrink takes effect only when committed ([`LeaderState::on_partition_change`]);
 //!   an expansion counts towards the HW (maximal ISR) from the moment it is proposed, which only
-//!   makes the HW more conservative. [`LeaderState::on_proposal_failed`] drops it.
+//!   makes the HW more conservative, and keeps counting until the controller's answer is
+//!   known: a newer committed partition epoch, or an error saying it was not applied
+//!   ([`LeaderState::on_proposal_failed`]). A lost or timed-out request is sent again as is.
 //! - **acks=all** (Kafka's `appendRecordsToLeader` and `checkEnoughReplicasReachOffset`):
 //!   refused before the append with `NOT_ENOUGH_REPLICAS` (19) while the committed ISR is
 //!   smaller than `min.insync.replicas`; after the append a request waits until the HW reaches
@@ -65,11 +67,24 @@
 //!   (Kafka's `UnifiedLog.updateHighWatermark`): `min(leader HW, own LEO)`, at least its log
 //!   start.
 //!
+//! # What the broker and the controller must guarantee around it
+//!
+//! - A restarted broker never resumes leading an epoch it led before the crash: it lost its
+//!   unflushed tail, and followers may hold records of that epoch it no longer has, so the same
+//!   epoch would name two histories. KRaft guarantees it (a re-registration fences the old
+//!   incarnation, which moves its leaderships to new epochs); the simulation shows what breaks
+//!   without it.
+//! - A `LeaderState` lives for one leader epoch; a new epoch is a new `LeaderState` (after
+//!   [`LeaderState::resign`] on the old one).
+//! - ISR changes go through the controller only, carrying the partition epoch; an AlterPartition
+//!   request is resent as is until answered.
+//!
 //! # Invariants (checked by the seeded simulation in `tests/simulation.rs`)
 //!
 //! 1. A leader's HW never moves back.
 //! 2. The HW is at most the LEO of every replica in the leader's ISR.
-//! 3. Every offset acknowledged to an acks=all producer is durable on at least
+//! 3. Every offset below a leader's HW (committed; every offset acknowledged to an acks=all
+//!    producer is) has one record in every history, and is durable on at least
 //!    `min.insync.replicas` replicas and on every member of the committed ISR, so it survives
 //!    every election from the ISR.
 //! 4. Once a follower has truncated and fetched in the current epoch, its log is a prefix of the
@@ -205,6 +220,28 @@ enum Pending {
     Shrink {
         proposal: IsrProposal,
     },
+}
+
+/// The controller's error answer to an AlterPartition request (Kafka's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlterPartitionError {
+    /// INELIGIBLE_REPLICA (112): a replica to add is fenced, shutting down or a stale
+    /// incarnation; not applied.
+    IneligibleReplica,
+    /// OPERATION_NOT_ATTEMPTED (55): not applied.
+    OperationNotAttempted,
+    /// INVALID_UPDATE_VERSION (95): the partition epoch is stale; newer metadata is coming.
+    InvalidUpdateVersion,
+    /// FENCED_LEADER_EPOCH (74... as sent by the controller): this leader is deposed.
+    FencedLeaderEpoch,
+    /// UNKNOWN_TOPIC_OR_PARTITION / UNKNOWN_TOPIC_ID: the partition is going away.
+    UnknownTopicOrPartition,
+    /// INVALID_REQUEST.
+    InvalidRequest,
+    /// NEW_LEADER_ELECTED: applied, and a reassignment removed this leader.
+    NewLeaderElected,
+    /// Anything else (a transport error, a timeout, NOT_CONTROLLER): send it again.
+    Retriable,
 }
 
 /// Why a follower's fetch is refused.
@@ -621,10 +658,38 @@ impl LeaderState {
         self.maybe_increment_hw(now_ms)
     }
 
-    /// The proposal in flight was rejected or lost; a later call to
-    /// [`LeaderState::isr_change_to_propose`] may propose again.
-    pub fn on_proposal_failed(&mut self) {
-        self.pending = None;
+    /// The controller answered `proposal` with an error (Kafka's `handleAlterPartitionError`).
+    /// Returns whether to send the same proposal again.
+    ///
+    /// Only an answer that says the request was *not applied* and the partition epoch is
+    /// current (INELIGIBLE_REPLICA, OPERATION_NOT_ATTEMPTED) returns the leader to the committed
+    /// ISR. After any other error the proposal stays in flight (and a pending expansion keeps
+    /// counting towards the HW) until the committed partition state moves past it
+    /// ([`LeaderState::on_partition_change`]): the controller may have applied it (a retried
+    /// copy, a controller failover), and forgetting a committed expansion would let the HW
+    /// pass a new ISR member's log end. A lost request or a timeout is not a failure: send the
+    /// same proposal again ([`LeaderState::pending_proposal`]). An answer to a proposal that is
+    /// no longer the one in flight is ignored.
+    pub fn on_proposal_failed(
+        &mut self,
+        proposal: &IsrProposal,
+        error: AlterPartitionError,
+    ) -> bool {
+        if self.pending_proposal() != Some(proposal) {
+            return false;
+        }
+        match error {
+            AlterPartitionError::IneligibleReplica | AlterPartitionError::OperationNotAttempted => {
+                self.pending = None;
+                false
+            }
+            AlterPartitionError::InvalidUpdateVersion
+            | AlterPartitionError::FencedLeaderEpoch
+            | AlterPartitionError::UnknownTopicOrPartition
+            | AlterPartitionError::InvalidRequest
+            | AlterPartitionError::NewLeaderElected => false,
+            AlterPartitionError::Retriable => true,
+        }
     }
 
     /// Before appending an acks=all produce: refused while the committed ISR is below

@@ -187,8 +187,19 @@ fn expansion_needs_the_hw_and_the_epoch_start() {
     l.on_local_append(150, T0);
     fetch(&mut l, 2, 150, T0);
     assert_eq!(l.high_watermark(), 100);
-    // Rejected: back to the committed ISR; proposed again later.
-    l.on_proposal_failed();
+    // A stale-epoch answer keeps it pending (it may have been applied); an answer to another
+    // proposal is ignored; "not applied" returns to the committed ISR, and it is proposed again.
+    assert!(!l.on_proposal_failed(&p, AlterPartitionError::InvalidUpdateVersion));
+    assert_eq!(l.maximal_isr(), vec![1, 2, 3]);
+    let other = IsrProposal {
+        new_isr: vec![1],
+        partition_epoch: 10,
+    };
+    assert!(!l.on_proposal_failed(&other, AlterPartitionError::IneligibleReplica));
+    assert_eq!(l.maximal_isr(), vec![1, 2, 3]);
+    assert!(l.on_proposal_failed(&p, AlterPartitionError::Retriable));
+    assert_eq!(l.pending_proposal(), Some(&p));
+    assert!(!l.on_proposal_failed(&p, AlterPartitionError::IneligibleReplica));
     assert_eq!(l.maximal_isr(), vec![1, 2]);
     assert_eq!(l.isr_change_to_propose(T0).unwrap().new_isr, vec![1, 2, 3]);
     assert!(!l.on_partition_change(vec![1, 2, 3], vec![1, 2, 3], 11, T0));

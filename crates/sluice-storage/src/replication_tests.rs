@@ -757,3 +757,94 @@ fn the_epoch_checkpoint_is_written_durably_and_only_on_change() {
         }]))
     );
 }
+
+/// Random appends (leader and follower style), truncations, DeleteRecords and reopens on small
+/// segments, checked after every operation against a model of the batches, their epochs and
+/// their timestamps: reads at every batch, the epoch cache, and what a reopen finds.
+#[test]
+fn random_truncations_and_appends_match_a_model() {
+    let config = LogConfig {
+        segment_bytes: 900,
+        index_interval_bytes: 150,
+        ..LogConfig::default()
+    };
+    for seed in 0..5u64 {
+        let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n.max(1)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), config.clone());
+        // (base offset, last offset, epoch, max timestamp)
+        let mut model: Vec<(i64, i64, i32, i64)> = Vec::new();
+        let mut epoch = 0;
+        let mut ts = 1000;
+        // DeleteRecords keeps batches below the new start in their segment (readable by time
+        // as in Kafka), which the model does not track: the max-timestamp check stops then.
+        let mut deleted = false;
+        for _ in 0..120 {
+            match next(10) {
+                0..=5 => {
+                    if next(6) == 0 {
+                        epoch += 1;
+                    }
+                    let count = 1 + next(3) as i32;
+                    ts += next(20) as i64 - 5;
+                    let (first, last) = append(&mut log, count, ts, epoch);
+                    model.push((first, last, epoch, ts));
+                }
+                6 | 7 => {
+                    let leo = log.log_end_offset();
+                    let start = log.log_start_offset();
+                    let target = start + next((leo - start + 2) as u64) as i64;
+                    let end = log.truncate_to(target).unwrap();
+                    if target < leo {
+                        model.retain(|b| b.1 < target);
+                        let expected = model.last().map_or(start.min(end), |b| b.1 + 1);
+                        assert_eq!(end, expected.max(end.min(start)), "seed {seed}");
+                    }
+                    assert_eq!(log.log_end_offset(), end);
+                }
+                8 => {
+                    let leo = log.log_end_offset();
+                    let start = log.log_start_offset();
+                    let to = start + next((leo - start + 1) as u64) as i64;
+                    log.delete_records_before(to).unwrap();
+                    deleted = true;
+                }
+                _ => {
+                    drop(log);
+                    log = open(dir.path(), config.clone());
+                }
+            }
+            // The model's batches at or after the log start are exactly the log's.
+            let start = log.log_start_offset();
+            let visible: Vec<(i64, i32)> = model
+                .iter()
+                .filter(|b| b.1 >= start)
+                .map(|b| (b.0, b.2))
+                .collect();
+            assert_eq!(batch_epochs(&log), visible, "seed {seed}");
+            assert_eq!(
+                log.log_end_offset(),
+                model.last().map_or(log.log_end_offset(), |b| b.1 + 1)
+            );
+            // Epoch cache: each epoch starts at its first batch at or after the log start.
+            for &(base, _, e, _) in model.iter().filter(|b| b.1 >= start) {
+                assert!(log
+                    .leader_epoch_cache()
+                    .entries()
+                    .iter()
+                    .any(|x| x.epoch == e && x.start_offset <= base.max(start)));
+            }
+            let max_ts = model.iter().filter(|b| b.1 >= start).map(|b| b.3).max();
+            if let Some(max_ts) = max_ts.filter(|_| !deleted) {
+                assert_eq!(log.max_timestamp_batch().unwrap().unwrap().0, max_ts);
+            }
+        }
+        check_consistent(dir.path(), &log, &config);
+    }
+}

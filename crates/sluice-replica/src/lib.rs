@@ -548,6 +548,13 @@ impl LeaderState {
         FollowerFetch::Serve { hw_advanced }
     }
 
+    /// Recomputes the HW on a timer: a caught-up replica outside the ISR stops holding it back
+    /// once it has lagged for `replica.lag.time.max.ms`, which no event reports. Returns
+    /// whether it advanced.
+    pub fn recheck_high_watermark(&mut self, now_ms: i64) -> bool {
+        self.maybe_increment_hw(now_ms)
+    }
+
     /// Kafka's `maybeIncrementLeaderHW`.
     fn maybe_increment_hw(&mut self, now_ms: i64) -> bool {
         if self.resigned || self.isr.len() < self.min_isr {

@@ -112,7 +112,11 @@ fn a_caught_up_replica_outside_the_isr_holds_the_hw_until_it_lags() {
     assert_eq!(l.high_watermark(), 200);
     fetch(&mut l, 3, 250, T0 + 3);
     assert_eq!(l.high_watermark(), 250);
-    // Once 3 lags longer than replica.lag.time.max.ms, it no longer holds it.
+    // Once 3 lags longer than replica.lag.time.max.ms, it no longer holds it: at the next
+    // event, or at a timer's recheck.
+    assert!(!l.recheck_high_watermark(T0 + LAG));
+    assert!(l.recheck_high_watermark(T0 + LAG + 10));
+    assert_eq!(l.high_watermark(), 300);
     l.on_local_append(301, T0 + LAG + 10);
     fetch(&mut l, 2, 301, T0 + LAG + 10);
     assert_eq!(l.high_watermark(), 301);

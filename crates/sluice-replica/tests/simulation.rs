@@ -855,6 +855,7 @@ impl Sim {
                 for (r, status) in statuses {
                     ls.set_broker_status(r, Some(status));
                 }
+                ls.recheck_high_watermark(now);
             }
             // Group commit: the flushed end moves now and then.
             if self.rng.chance(0.5) {

@@ -523,6 +523,10 @@ impl Log {
             old.delete_files()?;
             let seg = LogSegment::create(&self.dir, base, self.config.index_interval_bytes)?;
             self.segments.push(seg);
+            if self.segments.len() == 1 && self.log_start_offset < base {
+                // Nothing lies below the only segment any more (`open` would say the same).
+                self.log_start_offset = base;
+            }
             return Ok(());
         }
         self.active().sync()?;

@@ -848,3 +848,35 @@ fn random_truncations_and_appends_match_a_model() {
         check_consistent(dir.path(), &log, &config);
     }
 }
+
+#[test]
+fn a_follower_rolls_at_a_gap_too_wide_for_one_segment() {
+    let config = LogConfig::default();
+    let fd = tempfile::tempdir().unwrap();
+    let mut f = open(fd.path(), config.clone());
+    let restamp = |b: &[u8], base: i64| {
+        let mut b = b.to_vec();
+        b[..8].copy_from_slice(&base.to_be_bytes());
+        b
+    };
+    let one = make_batch(2, 10, 5);
+    f.append_as_follower(&restamp(&one, 0), 0).unwrap();
+    // Compaction left a gap of more than 2^31 offsets: 32-bit relative offsets cannot span
+    // it, so the follower rolls at the batch's own base offset.
+    let far = 3_000_000_000i64;
+    let mut two = restamp(&one, far);
+    two.extend(restamp(&one, far + 2));
+    let a = f.append_as_follower(&two, 0).unwrap();
+    assert_eq!((a.first_offset, a.log_end_offset), (far, far + 4));
+    assert_eq!(f.segment_count(), 2);
+    assert_eq!(f.active_base_offset(), far);
+    check_consistent(fd.path(), &f, &config);
+    // An empty log far below the first batch: its empty segment is replaced, not kept.
+    let gd = tempfile::tempdir().unwrap();
+    let mut g = open(gd.path(), config.clone());
+    g.append_as_follower(&restamp(&one, far), 0).unwrap();
+    assert_eq!(g.segment_count(), 1);
+    assert_eq!(g.active_base_offset(), far);
+    assert_eq!(g.log_end_offset(), far + 2);
+    check_consistent(gd.path(), &g, &config);
+}

@@ -880,3 +880,103 @@ fn a_follower_rolls_at_a_gap_too_wide_for_one_segment() {
     assert_eq!(g.log_end_offset(), far + 2);
     check_consistent(gd.path(), &g, &config);
 }
+
+/// A crash at every directory-fsync point of `truncate_to`, `truncate_fully_and_start_at` and
+/// a follower append with a roll: the directory reopens as a valid log that is a prefix of the
+/// log before the operation or the intended result, with an epoch cache that matches it.
+#[test]
+fn a_crash_at_each_durability_point_recovers_a_valid_log() {
+    let config = small();
+    let root = tempfile::tempdir().unwrap();
+    let src = root.path().join("src");
+    let log = leader_log(&src, &config);
+    let before = batch_epochs(&log);
+    let full_epochs = epochs(&log);
+    let leader_bytes = bytes_from(&log, 0);
+    drop(log);
+    let target = before[before.len() / 3].0;
+    type Op = fn(&mut Log, i64) -> crate::Result<()>;
+    let ops: [(&str, Op); 3] = [
+        ("truncate_to", |l, t| l.truncate_to(t).map(|_| ())),
+        ("truncate_fully", |l, t| l.truncate_fully_and_start_at(t)),
+        ("truncate then follow", |l, t| {
+            l.truncate_to(t)?;
+            l.truncate_fully_and_start_at(0)?;
+            Ok(())
+        }),
+    ];
+    for (name, op) in ops {
+        let mut completed = false;
+        for crash_at in 0..64 {
+            let img = root.path().join(format!("{name}-{crash_at}"));
+            copy_dir(&src, &img);
+            producer_snapshot::write(&img, before[before.len() - 1].0, b"s").unwrap();
+            let mut log = open(&img, config.clone());
+            crate::durability::crash_after_dir_syncs(Some(crash_at));
+            let result = op(&mut log, target);
+            crate::durability::crash_after_dir_syncs(None);
+            drop(log);
+            let log = open(&img, config.clone());
+            let got = batch_epochs(&log);
+            let start = log.log_start_offset();
+            // A prefix of the old log (from its start), or the empty log of the result.
+            let old_from_start: Vec<_> = before
+                .iter()
+                .copied()
+                .filter(|b| b.0 >= start || got.first() == Some(b))
+                .collect();
+            assert_eq!(
+                got[..],
+                old_from_start[..got.len()],
+                "{name}, crash after {crash_at} directory syncs"
+            );
+            let expected: Vec<_> = full_epochs
+                .iter()
+                .copied()
+                .filter(|e| e.1 < log.log_end_offset())
+                .map(|e| (e.0, e.1.max(start)))
+                .collect();
+            let cache = epochs(&log);
+            assert!(
+                cache.iter().all(|e| expected.contains(e) || e.1 == start),
+                "{name}, crash after {crash_at}: cache {cache:?}, expected {expected:?}"
+            );
+            assert!(cache.iter().all(|e| e.1 < log.log_end_offset()));
+            check_consistent(&img, &log, &config);
+            if result.is_ok() {
+                // Each operation has several durability points; all of them were crashed at.
+                assert!(crash_at >= 2, "{name} completed after {crash_at} syncs");
+                completed = true;
+                break;
+            }
+        }
+        assert!(completed, "{name} never completed");
+    }
+    // And a follower append that rolls segments, crashed at each point: a prefix of the
+    // leader's bytes.
+    let mut completed = false;
+    for crash_at in 0..64 {
+        let img = root.path().join(format!("follow-{crash_at}"));
+        let mut f = open(&img, config.clone());
+        crate::durability::crash_after_dir_syncs(Some(crash_at));
+        let result = f.append_as_follower(&leader_bytes, 0);
+        crate::durability::crash_after_dir_syncs(None);
+        drop(f);
+        let f = open(&img, config.clone());
+        let got = bytes_from(&f, 0);
+        assert_eq!(
+            got[..],
+            leader_bytes[..got.len()],
+            "follow, crash at {crash_at}"
+        );
+        assert!(epochs(&f).iter().all(|e| e.1 < f.log_end_offset()));
+        check_consistent(&img, &f, &config);
+        if result.is_ok() {
+            assert!(crash_at >= 2, "the append rolls, creating segments");
+            completed = true;
+            assert_eq!(got, leader_bytes);
+            break;
+        }
+    }
+    assert!(completed);
+}

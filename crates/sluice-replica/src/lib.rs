@@ -74,6 +74,10 @@
 //!   epoch would name two histories. KRaft guarantees it (a re-registration fences the old
 //!   incarnation, which moves its leaderships to new epochs); the simulation shows what breaks
 //!   without it.
+//! - A new leader flushes its log before it starts (`--flush always`), assigns
+//!   `(leader_epoch, LEO)` in its epoch cache (`Log::assign_leader_epoch`) and passes that LEO
+//!   as [`LeaderInit::local_leo`], so the epoch start offset the ISR expansion checks is the
+//!   one the epoch cache answers followers with.
 //! - A `LeaderState` lives for one leader epoch; a new epoch is a new `LeaderState` (after
 //!   [`LeaderState::resign`] on the old one).
 //! - ISR changes go through the controller only, carrying the partition epoch; an AlterPartition
@@ -90,6 +94,15 @@
 //! 4. Once a follower has truncated and fetched in the current epoch, its log is a prefix of the
 //!    leader's, compared as (offset, epoch, record) triples.
 //! 5. At most one leader per leader epoch.
+//! 6. Once the faults stop, the partition converges: one leader, every replica in the ISR,
+//!    identical logs, the HW at the log end (this catches stuck states, e.g. a follower that
+//!    never stops diverging).
+//!
+//! The schedules vary message loss (0–25 %), delay (up to 60 ms, so reordering), crash,
+//! isolation and leader-move rates per seed. Mutating a rule (no strict min ISR, expansion
+//! without the epoch-start check, no divergence check, a pending expansion left out of the
+//! maximal ISR, a stale AlterPartition answer resetting the ISR, truncation ignoring the
+//! follower's own epoch end) makes them fail within a few thousand schedules.
 //!
 //! Run more schedules with `SLUICE_REPLICA_SIM_SCHEDULES=200000 cargo test --release -p
 //! sluice-replica --test simulation`; replay one with `SLUICE_REPLICA_SIM_SEED=<seed>`.
@@ -101,6 +114,12 @@
 //!   counts only data on disk on every ISR member: an acknowledged write survives a power loss
 //!   of every replica at once (Kafka does not fsync and relies on re-syncing crashed replicas;
 //!   Jepsen's NATS and Redpanda analyses show what lazy defaults cost).
+//! - **The API.** [`LeaderState::new`] takes a [`LeaderInit`] (named fields instead of nine
+//!   positional arguments) that also carries `replica.lag.time.max.ms` and the log start
+//!   offset, which the HW and the fetch checks need; [`LeaderState::on_local_append`] takes
+//!   `now_ms` (the HW counts caught-up replicas outside the ISR, as Kafka); a fetch can also be
+//!   refused ([`FollowerFetch::Error`]); [`truncation_offset`] returns whether the truncation
+//!   is complete and takes the follower's HW for an undefined answer.
 //! - **Expansion is polled.** Kafka checks for an ISR expansion on every follower fetch; here
 //!   the broker calls [`LeaderState::isr_change_to_propose`] after fetches and on a timer (Kafka
 //!   runs the shrink check every `replica.lag.time.max.ms / 2`), which makes the same decisions.

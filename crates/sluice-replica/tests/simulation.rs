@@ -6,8 +6,9 @@
 //! the leader answering with records, `DivergingEpoch` or errors; the leader proposing ISR
 //! changes to a simulated controller that commits them (or rejects stale ones), fences brokers
 //! whose heartbeats stop (removing them from the ISR, electing a new leader from the ISR), and
-//! now and then moves leadership to another ISR member. Faults: messages dropped, delayed and
-//! reordered; brokers crash (losing what they had not flushed) and come back; brokers are
+//! now and then moves leadership to another ISR member. Faults: messages (fetches, answers,
+//! AlterPartition requests and answers, metadata pushes, which the controller repeats now and
+//! then) dropped, delayed and reordered; brokers crash (losing what they had not flushed) and come back; brokers are
 //! isolated (alive but unheard: zombie leaders). Each replica's leader-epoch cache is the
 //! storage crate's `LeaderEpochCache`.
 //!
@@ -33,8 +34,8 @@ const ALTER_TIMEOUT_MS: i64 = 150;
 const SESSION_TIMEOUT_MS: i64 = 120;
 const STEPS: usize = 300;
 /// Steps of the healing phase that ends each schedule (no faults, no producers).
-const HEAL_STEPS: usize = 200;
-const MAX_FETCH_RECORDS: usize = 4;
+const HEAL_STEPS: usize = 300;
+const MAX_FETCH_RECORDS: usize = 8;
 const T0: i64 = 1_000_000;
 
 struct Rng(u64);
@@ -302,7 +303,7 @@ impl Sim {
     fn broadcast(&mut self) {
         for id in 0..N as i32 {
             let meta = self.ctl.meta.clone();
-            self.send(Msg::Metadata { to: id, meta }, true);
+            self.send(Msg::Metadata { to: id, meta }, false);
         }
     }
 

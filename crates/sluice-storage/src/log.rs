@@ -100,6 +100,9 @@ pub struct Log {
     pub(crate) cleaner: crate::cleaner::CleanerState,
     /// Which leader epoch started at which offset (`leader-epoch-checkpoint`).
     pub(crate) epoch_cache: LeaderEpochCache,
+    /// Truncations since open: a cleaning planned before one is abandoned at install (Kafka
+    /// aborts the partition's cleaning before it truncates).
+    pub(crate) truncations: u64,
 }
 
 /// One batch a follower appended ([`Log::append_as_follower`]): its header, and its control
@@ -214,6 +217,7 @@ impl Log {
             log_start_offset,
             cleaner,
             epoch_cache: LeaderEpochCache::new(),
+            truncations: 0,
         };
         log.load_epoch_cache(&active_epochs)?;
         log.opened_at(now_ms);
@@ -997,6 +1001,7 @@ impl Log {
             self.truncate_fully_and_start_at(offset.max(0))?;
             return Ok(self.log_end_offset());
         }
+        self.truncations += 1;
         let i = self.segment_index_of(offset);
         // Snapshots past the first removed batch's base go first. One at an offset in a
         // compacted gap before it is still exact: no record lies between the new end and it.
@@ -1038,6 +1043,7 @@ impl Log {
                 log_end_offset: self.log_end_offset(),
             });
         }
+        self.truncations += 1;
         producer_snapshot::remove_after(&self.dir, -1)?;
         while let Some(seg) = self.segments.pop() {
             seg.delete_files()?;

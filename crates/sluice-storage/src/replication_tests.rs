@@ -980,3 +980,40 @@ fn a_crash_at_each_durability_point_recovers_a_valid_log() {
     }
     assert!(completed);
 }
+
+#[test]
+fn a_cleaning_planned_before_a_truncation_is_abandoned() {
+    use crate::cleaner::{CleanOptions, UncompressedOnly};
+    let config = small();
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), config.clone());
+    for i in 0..30 {
+        append(&mut log, 2, 100 + i, 1);
+    }
+    assert!(log.segment_count() > 3);
+    let before = bytes_from(&log, 0);
+    let c = log.cleanable(log.log_end_offset(), 10_000, 0, i64::MAX);
+    let plan = log.plan_clean(&c).unwrap();
+    let done = plan
+        .execute(
+            &CleanOptions {
+                now_ms: 10_000,
+                ..CleanOptions::default()
+            },
+            &UncompressedOnly,
+        )
+        .unwrap();
+    // Meanwhile a follower truncates and copies batches that rebuild segments with the same
+    // offsets and sizes (same shapes, other data).
+    log.truncate_to(4).unwrap();
+    for i in 0..28 {
+        append(&mut log, 2, 500 + i, 2);
+    }
+    let after = bytes_from(&log, 0);
+    assert_eq!(after.len(), before.len());
+    assert_ne!(after, before);
+    let stats = log.install_clean(done).unwrap();
+    assert!(stats.abandoned, "the round's output is of the old data");
+    assert_eq!(bytes_from(&log, 0), after);
+    check_consistent(dir.path(), &log, &config);
+}

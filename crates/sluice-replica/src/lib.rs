@@ -110,7 +110,9 @@
 //! # Where Sluice differs from Kafka, and why
 //!
 //! - **Durable LEOs.** Under `--flush always` the leader passes its *flushed* end offset to
-//!   [`LeaderState::on_local_append`], and a follower fetches from its flushed end, so the HW
+//!   [`LeaderState::on_local_append`], and a follower fsyncs what it appended before it sends
+//!   its next fetch, so every fetch offset is durable (the leader still serves followers from
+//!   its whole log, flushed or not). The HW
 //!   counts only data on disk on every ISR member: an acknowledged write survives a power loss
 //!   of every replica at once (Kafka does not fsync and relies on re-syncing crashed replicas;
 //!   Jepsen's NATS and Redpanda analyses show what lazy defaults cost).
@@ -140,8 +142,18 @@ pub const OFFSET_OUT_OF_RANGE: i16 = 1;
 pub const NOT_ENOUGH_REPLICAS: i16 = 19;
 /// Kafka's error code NOT_ENOUGH_REPLICAS_AFTER_APPEND.
 pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+/// Kafka's error code FENCED_LEADER_EPOCH.
+pub const FENCED_LEADER_EPOCH: i16 = 74;
 /// Kafka's error code UNKNOWN_LEADER_EPOCH.
-pub const UNKNOWN_LEADER_EPOCH: i16 = 74;
+pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+/// Kafka's error code OPERATION_NOT_ATTEMPTED.
+pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
+/// Kafka's error code INVALID_UPDATE_VERSION.
+pub const INVALID_UPDATE_VERSION: i16 = 95;
+/// Kafka's error code INELIGIBLE_REPLICA.
+pub const INELIGIBLE_REPLICA: i16 = 107;
+/// Kafka's error code NEW_LEADER_ELECTED.
+pub const NEW_LEADER_ELECTED: i16 = 108;
 /// Kafka's `replica.lag.time.max.ms` default (30 s).
 pub const DEFAULT_REPLICA_LAG_TIME_MAX_MS: i64 = 30_000;
 /// Kafka's `UNDEFINED_EPOCH`.
@@ -244,23 +256,42 @@ enum Pending {
 /// The controller's error answer to an AlterPartition request (Kafka's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlterPartitionError {
-    /// INELIGIBLE_REPLICA (112): a replica to add is fenced, shutting down or a stale
+    /// INELIGIBLE_REPLICA (107): a replica to add is fenced, shutting down or a stale
     /// incarnation; not applied.
     IneligibleReplica,
     /// OPERATION_NOT_ATTEMPTED (55): not applied.
     OperationNotAttempted,
     /// INVALID_UPDATE_VERSION (95): the partition epoch is stale; newer metadata is coming.
     InvalidUpdateVersion,
-    /// FENCED_LEADER_EPOCH (74... as sent by the controller): this leader is deposed.
+    /// FENCED_LEADER_EPOCH (74): this leader is deposed.
     FencedLeaderEpoch,
     /// UNKNOWN_TOPIC_OR_PARTITION / UNKNOWN_TOPIC_ID: the partition is going away.
     UnknownTopicOrPartition,
     /// INVALID_REQUEST.
     InvalidRequest,
-    /// NEW_LEADER_ELECTED: applied, and a reassignment removed this leader.
+    /// NEW_LEADER_ELECTED (108): applied, and a reassignment removed this leader.
     NewLeaderElected,
     /// Anything else (a transport error, a timeout, NOT_CONTROLLER): send it again.
     Retriable,
+}
+
+impl AlterPartitionError {
+    /// The variant for a Kafka error code in an AlterPartition response (anything unknown is
+    /// retried, as Kafka's default branch does).
+    pub fn from_code(code: i16) -> Self {
+        match code {
+            INELIGIBLE_REPLICA => AlterPartitionError::IneligibleReplica,
+            OPERATION_NOT_ATTEMPTED => AlterPartitionError::OperationNotAttempted,
+            INVALID_UPDATE_VERSION => AlterPartitionError::InvalidUpdateVersion,
+            FENCED_LEADER_EPOCH => AlterPartitionError::FencedLeaderEpoch,
+            // UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_ID
+            3 | 100 => AlterPartitionError::UnknownTopicOrPartition,
+            // INVALID_REQUEST
+            42 => AlterPartitionError::InvalidRequest,
+            NEW_LEADER_ELECTED => AlterPartitionError::NewLeaderElected,
+            _ => AlterPartitionError::Retriable,
+        }
+    }
 }
 
 /// Why a follower's fetch is refused.
@@ -269,7 +300,7 @@ pub enum FetchError {
     /// The last fetched epoch has no defined end here, or the fetch offset is below the log
     /// start: OFFSET_OUT_OF_RANGE (1).
     OffsetOutOfRange,
-    /// The fetcher is not a replica of the partition: UNKNOWN_LEADER_EPOCH (74) if the request
+    /// The fetcher is not a replica of the partition: UNKNOWN_LEADER_EPOCH (75) if the request
     /// carried a current leader epoch, else NOT_LEADER_OR_FOLLOWER (6), as Kafka.
     NotAReplica,
     /// The fetch carries an older broker epoch than the broker's registration:

@@ -257,7 +257,19 @@ fn fenced_or_stale_brokers_cannot_join_or_fetch() {
         l.on_follower_fetch(9, -1, 100, Some(3), T0, epochs),
         FollowerFetch::Error(FetchError::NotAReplica)
     );
-    assert_eq!(FetchError::NotAReplica.code(true), 74);
+    assert_eq!(FetchError::NotAReplica.code(true), 75);
+    assert_eq!(
+        AlterPartitionError::from_code(107),
+        AlterPartitionError::IneligibleReplica
+    );
+    assert_eq!(
+        AlterPartitionError::from_code(95),
+        AlterPartitionError::InvalidUpdateVersion
+    );
+    assert_eq!(
+        AlterPartitionError::from_code(-1),
+        AlterPartitionError::Retriable
+    );
     assert_eq!(FetchError::NotAReplica.code(false), 6);
 }
 

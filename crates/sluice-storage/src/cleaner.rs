@@ -135,7 +135,7 @@ impl CleanerState {
 }
 
 /// Written by rename, as the log start offset: the old value or the new one survives a crash.
-fn write_checkpoint(dir: &Path, offset: i64) -> io::Result<()> {
+pub(crate) fn write_checkpoint(dir: &Path, offset: i64) -> io::Result<()> {
     let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
     fs::write(&tmp, offset.to_string())?;
     File::open(&tmp)?.sync_all()?;
@@ -225,6 +225,9 @@ struct SourceSegment {
 /// What one round will clean (from [`Log::plan_clean`]).
 pub struct CleanPlan {
     dir: PathBuf,
+    /// The log's truncation count at planning: a follower's truncation in between voids the
+    /// round (its segments could come back with the same offsets and sizes but other data).
+    truncations: u64,
     sources: Vec<SourceSegment>,
     first_dirty: i64,
     segment_bytes: u64,
@@ -241,6 +244,7 @@ struct CleanedGroup {
 /// A finished recopy, ready for [`Log::install_clean`].
 pub struct CleanedLog {
     dir: PathBuf,
+    truncations: u64,
     groups: Vec<CleanedGroup>,
     /// The end of the offset map: the next round's first dirty offset.
     map_end: i64,
@@ -431,6 +435,7 @@ impl Log {
         }
         Some(CleanPlan {
             dir: self.dir.clone(),
+            truncations: self.truncations,
             sources,
             first_dirty: cleanable.first_dirty,
             segment_bytes: self.config.segment_bytes,
@@ -451,7 +456,7 @@ impl Log {
                 })
             })
         });
-        if !still_there || cleaned.dir != self.dir {
+        if !still_there || cleaned.dir != self.dir || cleaned.truncations != self.truncations {
             for g in &cleaned.groups {
                 for p in paths(&cleaned.dir, g.base, CLEANED) {
                     remove_if_present(&p)?;
@@ -1004,6 +1009,7 @@ impl CleanPlan {
             // Not even one batch fitted: nothing can be cleaned.
             return Ok(CleanedLog {
                 dir: self.dir.clone(),
+                truncations: self.truncations,
                 groups: Vec::new(),
                 map_end: self.first_dirty,
                 earliest_horizon: None,
@@ -1247,6 +1253,7 @@ impl CleanPlan {
         }
         Ok(CleanedLog {
             dir: self.dir.clone(),
+            truncations: self.truncations,
             groups,
             map_end,
             earliest_horizon,

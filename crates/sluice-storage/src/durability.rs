@@ -32,10 +32,33 @@ pub(crate) fn take_synced_dirs() -> Vec<std::path::PathBuf> {
     SYNCED_DIRS.with(|s| std::mem::take(&mut *s.borrow_mut()))
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests only: the number of directory fsyncs still allowed on this thread before one
+    /// fails, simulating a crash at that durability point (the operation stops there; the test
+    /// reopens the directory as a restarted broker would).
+    static CRASH_AFTER_DIR_SYNCS: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Tests only: the next `n` directory fsyncs on this thread succeed and the one after fails
+/// (`None`: never).
+#[cfg(test)]
+pub(crate) fn crash_after_dir_syncs(n: Option<usize>) {
+    CRASH_AFTER_DIR_SYNCS.with(|c| c.set(n));
+}
+
 /// Fsyncs a directory, making the creation, rename or removal of the entries in it durable.
 pub fn fsync_dir(path: &Path) -> io::Result<()> {
     #[cfg(test)]
-    SYNCED_DIRS.with(|s| s.borrow_mut().push(path.to_path_buf()));
+    {
+        if let Some(left) = CRASH_AFTER_DIR_SYNCS.with(|c| c.get()) {
+            if left == 0 {
+                return Err(io::Error::other("injected crash"));
+            }
+            CRASH_AFTER_DIR_SYNCS.with(|c| c.set(Some(left - 1)));
+        }
+        SYNCED_DIRS.with(|s| s.borrow_mut().push(path.to_path_buf()));
+    }
     File::open(path)?.sync_all()
 }
 

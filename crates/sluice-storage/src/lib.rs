@@ -8,6 +8,22 @@
 //! creation, rename and removal of a file or directory is followed by an fsync of its parent
 //! directory ([`fsync_dir`]).
 //!
+//! Replication (issue #10). Each log keeps its leader-epoch cache ([`leader_epoch`], Kafka's
+//! `leader-epoch-checkpoint` file): the leader's [`Log::append`] records the first offset of
+//! each new epoch (and refuses an epoch older than the latest, a stale leader), and a new
+//! leader calls [`Log::assign_leader_epoch`] before it serves; retention and DeleteRecords
+//! truncate the cache from the start, truncation from the end. The checkpoint is written (tmp,
+//! fsync, rename, directory fsync) *before* the data it describes, so it never misses an epoch
+//! the log holds; on open it is truncated to the recovered log, and rebuilt from batch headers
+//! (never records) when missing or unreadable. A follower copies its leader's batches
+//! unchanged with [`Log::append_as_follower`] (framing, magic and CRC checked; offsets must
+//! follow the log end, forward gaps allowed as compaction leaves them; headers returned so the
+//! broker rebuilds producer and transaction state), removes what diverged with
+//! [`Log::truncate_to`] (whole batches: the new log end is the base of the batch holding the
+//! offset), and restarts an empty log with [`Log::truncate_fully_and_start_at`]. Both
+//! truncations order their file changes so a crash at any point recovers a valid log (the
+//! notes on the replication `impl` in `log.rs`).
+//!
 //! Architecture invariant: this crate knows nothing of the network, of Kafka requests or of
 //! topics; it never decodes records (no decompression) except in the cleaner ([`cleaner`]),
 //! which reads keys to compact a log and is handed the codecs by the broker. It does no
@@ -18,6 +34,7 @@ pub mod cleaner;
 pub mod durability;
 pub mod error;
 pub mod index;
+pub mod leader_epoch;
 pub mod log;
 pub mod producer_snapshot;
 pub mod records;
@@ -26,10 +43,13 @@ pub mod txn_index;
 
 pub use durability::{fsync_dir, CLEAN_SHUTDOWN_FILE};
 pub use error::{Result, StorageError};
-pub use log::{AppendInfo, Log, LogConfig, RetentionOutcome};
+pub use leader_epoch::{EpochEntry, LeaderEpochCache};
+pub use log::{AppendInfo, FollowerAppend, FollowerBatch, Log, LogConfig, RetentionOutcome};
 pub use records::{BatchHeader, BatchIter, ControlRecord, ProducedBatch};
 pub use segment::SegmentSlice;
 pub use txn_index::AbortedTxnEntry;
 
+#[cfg(test)]
+mod replication_tests;
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,11 @@ use std::sync::Arc;
 
 use crate::durability;
 use crate::error::{Result, StorageError};
-use crate::records::{self, BatchHeader, ControlRecord, ProducedBatch, Stamp};
+use crate::leader_epoch::{self, Checkpoint, LeaderEpochCache};
+use crate::producer_snapshot;
+use crate::records::{
+    self, BatchHeader, ControlRecord, ProducedBatch, Stamp, BATCH_HEADER_LEN, LOG_OVERHEAD,
+};
 use crate::segment::{LogSegment, OpenMode, SegmentSlice};
 use crate::txn_index::AbortedTxnEntry;
 
@@ -94,6 +98,33 @@ pub struct Log {
     /// Compaction's progress (`cleaner.rs`): the first dirty offset and the earliest delete
     /// horizon the last cleaning left.
     pub(crate) cleaner: crate::cleaner::CleanerState,
+    /// Which leader epoch started at which offset (`leader-epoch-checkpoint`).
+    pub(crate) epoch_cache: LeaderEpochCache,
+    /// Truncations since open: a cleaning planned before one is abandoned at install (Kafka
+    /// aborts the partition's cleaning before it truncates).
+    pub(crate) truncations: u64,
+}
+
+/// One batch a follower appended ([`Log::append_as_follower`]): its header, and its control
+/// record when it is a transaction marker, so the broker can rebuild producer and transaction
+/// state exactly as the leader did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerBatch {
+    pub header: BatchHeader,
+    pub control: Option<ControlRecord>,
+}
+
+/// What [`Log::append_as_follower`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowerAppend {
+    /// Base offset of the first batch.
+    pub first_offset: i64,
+    /// Last offset of the last batch.
+    pub last_offset: i64,
+    /// The log end offset after the append (`last_offset + 1`).
+    pub log_end_offset: i64,
+    /// Every batch appended, in order.
+    pub batches: Vec<FollowerBatch>,
 }
 
 impl Log {
@@ -138,6 +169,8 @@ impl Log {
         bases.sort_unstable();
         let mut segments = Vec::with_capacity(bases.len().max(1));
         let last = bases.len().saturating_sub(1);
+        // (epoch, first offset) of each epoch change among the active segment's batches.
+        let mut active_epochs: Vec<(i32, i64)> = Vec::new();
         for (i, base) in bases.iter().enumerate() {
             let mode = match (i == last, clean) {
                 (true, true) => OpenMode::Clean,
@@ -145,8 +178,18 @@ impl Log {
                 (false, _) => OpenMode::Older,
             };
             let mut ignore = |_: &BatchHeader| {};
+            let mut observe_active = |h: &BatchHeader| {
+                if h.partition_leader_epoch >= 0
+                    && active_epochs
+                        .last()
+                        .is_none_or(|&(e, _)| e != h.partition_leader_epoch)
+                {
+                    active_epochs.push((h.partition_leader_epoch, h.base_offset));
+                }
+                on_batch(h);
+            };
             let observer: &mut dyn FnMut(&BatchHeader) = if i == last {
-                &mut *on_batch
+                &mut observe_active
             } else {
                 &mut ignore
             };
@@ -173,9 +216,130 @@ impl Log {
             segments,
             log_start_offset,
             cleaner,
+            epoch_cache: LeaderEpochCache::new(),
+            truncations: 0,
         };
+        log.load_epoch_cache(&active_epochs)?;
         log.opened_at(now_ms);
         Ok(log)
+    }
+
+    /// Loads the leader-epoch checkpoint, or rebuilds it from the batch headers when it is
+    /// missing or unreadable; then makes it agree with the recovered log: the epochs seen in
+    /// the active segment (recovery read its headers anyway) are assigned, and the cache is
+    /// truncated to the log end and the log start. Written back only if that changed it.
+    fn load_epoch_cache(&mut self, active_epochs: &[(i32, i64)]) -> Result<()> {
+        let (mut cache, stored) = match leader_epoch::read_checkpoint(&self.dir)? {
+            Checkpoint::Loaded(cache) => (cache.clone(), Some(cache)),
+            Checkpoint::Missing => (self.rebuild_epoch_cache()?, None),
+            Checkpoint::Unreadable => {
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    "leader-epoch-checkpoint is unreadable: rebuilding it from the batch headers"
+                );
+                (self.rebuild_epoch_cache()?, None)
+            }
+        };
+        for &(epoch, offset) in active_epochs {
+            // The active segment's batches are the truth; the checkpoint was written before
+            // them, so this normally changes nothing.
+            if cache.epoch_for_offset(offset) != Some(epoch) {
+                cache.assign(epoch, offset);
+            }
+        }
+        // Kafka's order (`LogLoader`): an entry left at the log start by `truncate_from_start`
+        // goes if no batch is there, as does any entry at or past the log end.
+        cache.truncate_from_start(self.log_start_offset);
+        cache.truncate_from_end(self.log_end_offset());
+        let changed = match &stored {
+            Some(old) => *old != cache,
+            None => !cache.is_empty(),
+        };
+        self.epoch_cache = cache;
+        if changed {
+            leader_epoch::write_checkpoint(&self.dir, &self.epoch_cache)?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the cache from batch headers (`PartitionLeaderEpoch`), never decoding records.
+    /// Epochs never decrease along a log, so a segment whose first and last batches carry the
+    /// same epoch holds only that one: it costs two header reads. Only a segment in which the
+    /// epoch changes (one per leader change at most) is walked header by header.
+    fn rebuild_epoch_cache(&self) -> Result<LeaderEpochCache> {
+        let mut cache = LeaderEpochCache::new();
+        for seg in &self.segments {
+            let (Some(first), Some(last)) = (seg.first_header()?, seg.last_header()?) else {
+                continue;
+            };
+            if first.partition_leader_epoch == last.partition_leader_epoch {
+                if first.partition_leader_epoch >= 0
+                    && cache.latest_epoch() != Some(first.partition_leader_epoch)
+                {
+                    cache.assign(first.partition_leader_epoch, first.base_offset);
+                }
+                continue;
+            }
+            seg.for_each_header(&mut |h| {
+                if h.partition_leader_epoch >= 0
+                    && cache.latest_epoch() != Some(h.partition_leader_epoch)
+                {
+                    cache.assign(h.partition_leader_epoch, h.base_offset);
+                }
+            })?;
+        }
+        Ok(cache)
+    }
+
+    /// The partition's leader-epoch cache.
+    pub fn leader_epoch_cache(&self) -> &LeaderEpochCache {
+        &self.epoch_cache
+    }
+
+    /// Kafka's `endOffsetForEpoch` (OffsetForLeaderEpoch, a leader's `DivergingEpoch` check):
+    /// the largest epoch at or below `requested_epoch` and its end offset, `(-1, -1)` when
+    /// undefined. See [`LeaderEpochCache::end_offset_for`].
+    pub fn end_offset_for(&self, requested_epoch: i32) -> (i32, i64) {
+        self.epoch_cache
+            .end_offset_for(requested_epoch, self.log_end_offset())
+    }
+
+    /// The latest leader epoch in the cache, if any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epoch_cache.latest_epoch()
+    }
+
+    /// A replica becoming leader in `epoch` records that the epoch starts at its log end
+    /// offset, before it serves anything (Kafka's `Partition.makeLeader`), so followers that
+    /// fetch before the first append in the epoch are still answered correctly. Persisted.
+    /// An epoch below the latest one is refused (epochs are never reused; a stale leader must
+    /// not rewrite the history of a newer one).
+    pub fn assign_leader_epoch(&mut self, epoch: i32) -> Result<bool> {
+        self.check_epoch_not_stale(epoch)?;
+        let leo = self.log_end_offset();
+        if self.epoch_cache.assign(epoch, leo) {
+            leader_epoch::write_checkpoint(&self.dir, &self.epoch_cache)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn check_epoch_not_stale(&self, epoch: i32) -> Result<()> {
+        match self.epoch_cache.latest_epoch() {
+            Some(latest) if epoch >= 0 && epoch < latest => Err(StorageError::InvalidRecord(
+                format!("leader epoch {epoch} is older than the log's latest epoch {latest}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Persists the cache after a change; on a write error the in-memory cache is still the
+    /// truth (the next change or the next open rewrites the file; open truncates it to the log).
+    fn persist_epoch_cache(&self) -> Result<()> {
+        Ok(leader_epoch::write_checkpoint(
+            &self.dir,
+            &self.epoch_cache,
+        )?)
     }
 
     /// Reopened segments have no first-append time; `segment.ms` counts from the reopening.
@@ -308,10 +472,19 @@ impl Log {
             // Cannot overflow: the sum is `span`, checked above.
             next += i64::from(batch.header.last_offset_delta) + 1;
         }
+        self.check_epoch_not_stale(leader_epoch)?;
         if self.should_roll(total, next - 1, now_ms) {
             self.roll()?;
         }
-        self.active_mut().append(&headers, &bodies, now_ms)?;
+        // The epoch is checkpointed before the data it covers is written: the file never
+        // misses an epoch the log holds (open truncates an entry past the log end).
+        if self.epoch_cache.assign(leader_epoch, first_offset) {
+            self.persist_epoch_cache()?;
+        }
+        if let Err(e) = self.active_mut().append(&headers, &bodies, now_ms) {
+            self.epoch_cache.truncate_from_end(self.log_end_offset());
+            return Err(e.into());
+        }
         Ok(AppendInfo {
             first_offset,
             last_offset: next - 1,
@@ -339,7 +512,25 @@ impl Log {
     /// sync of the active segment always covers everything appended before it.
     pub fn roll(&mut self) -> Result<()> {
         let base = self.log_end_offset();
+        self.roll_to(base)
+    }
+
+    /// [`Log::roll`] with the new segment based at `base` (at least the log end offset; a
+    /// follower rolls at a batch's base offset when a compacted gap follows the log end).
+    fn roll_to(&mut self, base: i64) -> Result<()> {
         if self.active().is_empty() && self.active().base_offset() == base {
+            return Ok(());
+        }
+        if self.active().is_empty() {
+            // An empty active segment below `base` is replaced rather than left behind.
+            let old = self.segments.remove(self.segments.len() - 1);
+            old.delete_files()?;
+            let seg = LogSegment::create(&self.dir, base, self.config.index_interval_bytes)?;
+            self.segments.push(seg);
+            if self.segments.len() == 1 && self.log_start_offset < base {
+                // Nothing lies below the only segment any more (`open` would say the same).
+                self.log_start_offset = base;
+            }
             return Ok(());
         }
         self.active().sync()?;
@@ -427,9 +618,17 @@ impl Log {
         if offset > self.log_start_offset {
             self.log_start_offset = offset;
             write_log_start_offset(&self.dir, offset)?;
+            self.truncate_epoch_cache_from_start()?;
             self.delete_segments_below_start()?;
         }
         Ok(self.log_start_offset)
+    }
+
+    fn truncate_epoch_cache_from_start(&mut self) -> Result<()> {
+        if self.epoch_cache.truncate_from_start(self.log_start_offset) {
+            self.persist_epoch_cache()?;
+        }
+        Ok(())
     }
 
     fn delete_segments_below_start(&mut self) -> Result<RetentionOutcome> {
@@ -482,6 +681,7 @@ impl Log {
         if new_start > self.log_start_offset {
             self.log_start_offset = new_start;
             write_log_start_offset(&self.dir, new_start)?;
+            self.truncate_epoch_cache_from_start()?;
             return self.delete_segments_below_start();
         }
         Ok(RetentionOutcome::default())
@@ -551,6 +751,314 @@ impl Log {
     /// Removes the whole partition directory (topic deletion).
     pub fn delete(self) -> Result<()> {
         remove_log_dir(&self.dir)
+    }
+}
+
+/// Replication: what a follower does to its log (Kafka's `UnifiedLog.appendAsFollower`,
+/// `truncateTo`, `truncateFullyAndStartAt`).
+///
+/// Crash safety. Each operation changes files in an order such that a `kill -9` (or power
+/// loss) at any point leaves a valid log that [`Log::open`] recovers: always a prefix of the
+/// log before the operation, or the intended result.
+/// - `truncate_to`: producer snapshots past the new end are removed first (a missing snapshot
+///   only means a longer replay); then the segments after the cut go one at a time from the
+///   last, each removal made durable before the next (so a crash leaves a prefix of segments,
+///   never a hole); then the segment holding the cut is cut (`set_len`, fsync); only then is
+///   the epoch checkpoint rewritten. A crash before that leaves a checkpoint with entries past
+///   the log end, which `open` truncates. The cut segment becomes the last one, and the last
+///   segment's indexes are always rebuilt by `open` (its stale index files are never trusted).
+/// - `truncate_fully_and_start_at`: snapshots go, then every segment from the last to the
+///   first (a crash leaves a prefix), then the `log-start-offset` file is written, then the new
+///   empty segment is created, then the epoch checkpoint is cleared. A crash after the last
+///   segment is gone and before the new one exists leaves a directory with no segment: `open`
+///   creates an empty one at the stored log start, a valid empty log.
+/// - `append_as_follower`: epochs are checkpointed before the batches are written (as a
+///   leader's append); a torn write is cut by recovery and the checkpoint truncated to the log.
+impl Log {
+    /// Kafka's `UnifiedLog.appendAsFollower`: appends the leader's batches exactly as the
+    /// leader stored them (offsets, leader epochs and CRCs already set; nothing is restamped).
+    ///
+    /// Checks, each failing the whole append before anything is written:
+    /// - framing: every batch whole (a trailing partial batch is an error: our leader serves
+    ///   whole batches only), batch length at least a header, magic 2
+    ///   (UNSUPPORTED_FOR_MESSAGE_FORMAT otherwise), CRC (CORRUPT_MESSAGE);
+    /// - offsets: the first batch's base offset is at or after the log end offset, and each
+    ///   batch starts after the previous one ends (INVALID_RECORD otherwise; a mismatch is
+    ///   never silently fixed). A *forward gap* is accepted, as Kafka does: compaction removes
+    ///   whole batches, so a compacted leader's log has gaps a follower must copy;
+    /// - epochs: never decreasing along the batches and never below the log's latest epoch
+    ///   (a follower that truncated correctly cannot see that; INVALID_RECORD).
+    ///
+    /// Epochs new to the cache are assigned at their first batch's base offset and
+    /// checkpointed before the data is written. Segments roll as for a leader's append
+    /// (`segment.bytes`, `segment.ms`, 32-bit relative offsets), between batches.
+    pub fn append_as_follower(&mut self, buf: &[u8], now_ms: i64) -> Result<FollowerAppend> {
+        let leo = self.log_end_offset();
+        let mut batches: Vec<(usize, FollowerBatch)> = Vec::new();
+        let mut position = 0usize;
+        // An empty log whose end falls inside the leader's first batch (the leader's log start,
+        // moved by DeleteRecords, is not batch aligned) restarts at that batch's base offset,
+        // keeping its log start (Kafka's `Partition.appendRecordsToFollowerOrFutureReplica`).
+        let rebase = match BatchHeader::parse(buf) {
+            Some(h)
+                if self.size_bytes() == 0
+                    && self.segments.len() == 1
+                    && h.base_offset >= 0
+                    && h.base_offset < leo
+                    && h.last_offset() >= leo =>
+            {
+                Some(h.base_offset)
+            }
+            _ => None,
+        };
+        let mut expected_min = rebase.unwrap_or(leo);
+        let mut min_epoch = self.epoch_cache.latest_epoch().unwrap_or(-1);
+        while position < buf.len() {
+            let rest = buf.get(position..).unwrap_or(&[]);
+            let Some(header) = BatchHeader::parse(rest) else {
+                return Err(StorageError::CorruptMessage(format!(
+                    "{} trailing bytes at position {position} are too few for a batch header",
+                    rest.len()
+                )));
+            };
+            if header.magic != 2 {
+                return Err(StorageError::UnsupportedMessageFormat(format!(
+                    "replicated batch at position {position} has magic {}; only magic 2 is supported",
+                    header.magic
+                )));
+            }
+            if header.batch_length < (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32 {
+                return Err(StorageError::CorruptMessage(format!(
+                    "replicated batch length {} is shorter than a batch header",
+                    header.batch_length
+                )));
+            }
+            let len = header.total_len();
+            let Some(batch) = rest.get(..len) else {
+                return Err(StorageError::CorruptMessage(format!(
+                    "replicated batch at position {position} claims {len} bytes but only {} remain",
+                    rest.len()
+                )));
+            };
+            if !records::crc_matches(batch) {
+                return Err(StorageError::CorruptMessage(format!(
+                    "replicated batch at offset {} fails its CRC",
+                    header.base_offset
+                )));
+            }
+            if header.last_offset_delta < 0 || header.checked_next_offset().is_none() {
+                return Err(StorageError::InvalidRecord(format!(
+                    "replicated batch at offset {} has last offset delta {}",
+                    header.base_offset, header.last_offset_delta
+                )));
+            }
+            if header.base_offset < expected_min {
+                return Err(StorageError::InvalidRecord(format!(
+                    "replicated batch at offset {} does not follow offset {} (log end offset {leo})",
+                    header.base_offset,
+                    expected_min.saturating_sub(1)
+                )));
+            }
+            if header.partition_leader_epoch >= 0 {
+                if header.partition_leader_epoch < min_epoch {
+                    return Err(StorageError::InvalidRecord(format!(
+                        "replicated batch at offset {} has leader epoch {} below epoch {min_epoch} already in the log",
+                        header.base_offset, header.partition_leader_epoch
+                    )));
+                }
+                min_epoch = header.partition_leader_epoch;
+            }
+            expected_min = header.next_offset();
+            let control = if header.is_control() {
+                records::parse_control_record(batch)
+            } else {
+                None
+            };
+            batches.push((position, FollowerBatch { header, control }));
+            position += len;
+        }
+        let (Some((_, first)), Some((_, last))) = (batches.first(), batches.last()) else {
+            return Err(StorageError::CorruptMessage(
+                "empty replicated record set".into(),
+            ));
+        };
+        let (first_offset, last_offset) = (first.header.base_offset, last.header.last_offset());
+
+        let mut cache_changed = false;
+        for (_, b) in &batches {
+            let epoch = b.header.partition_leader_epoch;
+            if epoch >= 0 && self.epoch_cache.latest_epoch() != Some(epoch) {
+                cache_changed |= self.epoch_cache.assign(epoch, b.header.base_offset);
+            }
+        }
+        if let Some(base) = rebase {
+            let old = self.segments.remove(self.segments.len() - 1);
+            old.delete_files()?;
+            let seg = LogSegment::create(&self.dir, base, self.config.index_interval_bytes)?;
+            self.segments.push(seg);
+            cache_changed |= self.epoch_cache.truncate_from_start(self.log_start_offset);
+        }
+        if cache_changed {
+            self.persist_epoch_cache()?;
+        }
+        if let Err(e) = self.write_follower_batches(buf, &batches, now_ms) {
+            if self.epoch_cache.truncate_from_end(self.log_end_offset()) {
+                let _ = self.persist_epoch_cache();
+            }
+            return Err(e);
+        }
+        Ok(FollowerAppend {
+            first_offset,
+            last_offset,
+            log_end_offset: self.log_end_offset(),
+            batches: batches.into_iter().map(|(_, b)| b).collect(),
+        })
+    }
+
+    /// Writes validated batches in runs: one vectored write per run of batches that share a
+    /// segment, rolling between runs when the next batch would not fit the active segment.
+    fn write_follower_batches(
+        &mut self,
+        buf: &[u8],
+        batches: &[(usize, FollowerBatch)],
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut i = 0;
+        while i < batches.len() {
+            let Some((_, first)) = batches.get(i) else {
+                break;
+            };
+            let first_len = first.header.total_len() as u64;
+            if self.should_roll(first_len, first.header.last_offset(), now_ms) {
+                let base = first.header.base_offset.max(self.log_end_offset());
+                self.roll_to(base)?;
+            } else if first
+                .header
+                .last_offset()
+                .saturating_sub(self.active().base_offset())
+                > MAX_RELATIVE_OFFSET
+            {
+                // An empty active segment far below a compacted gap.
+                self.roll_to(first.header.base_offset)?;
+            }
+            let active_base = self.active().base_offset();
+            let mut size = self.active().size();
+            let mut headers = Vec::new();
+            let mut bodies = Vec::new();
+            while let Some((position, b)) = batches.get(i) {
+                let len = b.header.total_len();
+                let fits = size.saturating_add(len as u64) <= self.config.segment_bytes
+                    && b.header.last_offset().saturating_sub(active_base) <= MAX_RELATIVE_OFFSET;
+                if !headers.is_empty() && !fits {
+                    break;
+                }
+                let bytes = position
+                    .checked_add(len)
+                    .and_then(|end| buf.get(*position..end))
+                    .ok_or_else(|| {
+                        StorageError::CorruptMessage(
+                            "batch positions do not match the buffer".into(),
+                        )
+                    })?;
+                let (head, body) = bytes.split_at(BATCH_HEADER_LEN.min(bytes.len()));
+                let mut header = [0u8; BATCH_HEADER_LEN];
+                header[..head.len()].copy_from_slice(head);
+                headers.push(header);
+                bodies.push(body);
+                size = size.saturating_add(len as u64);
+                i += 1;
+            }
+            self.active_mut().append(&headers, &bodies, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Kafka's `UnifiedLog.truncateTo` (a follower removing what diverged from its leader):
+    /// removes the batch holding `offset` and every batch after it, and returns the new log end
+    /// offset. A no-op (returning the log end) when `offset` is at or past the log end.
+    ///
+    /// Truncation offsets are batch boundaries in practice (an epoch's start or end offset, a
+    /// high watermark, a follower's log end). Kafka cuts the segment before the batch holding a
+    /// mid-batch offset but then sets its log end offset to the requested offset, which leaves
+    /// it pointing past its data; here the log end is always where the data ends: the base
+    /// offset of the batch holding `offset` (or, after a compacted gap, the end of the last
+    /// batch kept), so the result is at most `offset` and the caller fetches from it.
+    ///
+    /// Below the first segment's base offset the log is emptied and restarted at `offset`
+    /// ([`Log::truncate_fully_and_start_at`]), as Kafka does. Otherwise: later segments are
+    /// deleted, the segment holding the cut is cut (file, offset/time/txn indexes), the epoch
+    /// cache is truncated to the new end, producer snapshots past the new end are deleted (a
+    /// snapshot *at* the new end still describes exactly the records kept), the cleaner's
+    /// checkpoint is lowered to the new end, the log start offset is lowered to the new end if
+    /// it was above it; all durable before it returns (see the crash notes on this `impl`).
+    pub fn truncate_to(&mut self, offset: i64) -> Result<i64> {
+        let leo = self.log_end_offset();
+        if offset >= leo {
+            return Ok(leo);
+        }
+        let first_base = self.segments.first().map_or(0, |s| s.base_offset());
+        if offset < first_base || offset < 0 {
+            self.truncate_fully_and_start_at(offset.max(0))?;
+            return Ok(self.log_end_offset());
+        }
+        self.truncations += 1;
+        let i = self.segment_index_of(offset);
+        // Snapshots past the first removed batch's base go first. One at an offset in a
+        // compacted gap before it is still exact: no record lies between the new end and it.
+        let first_removed = match self.segments.get(i) {
+            Some(seg) => seg.locate(offset)?.map_or(offset, |(_, h)| h.base_offset),
+            None => offset,
+        };
+        producer_snapshot::remove_after(&self.dir, first_removed)?;
+        while self.segments.len() > i + 1 {
+            let seg = self.segments.remove(self.segments.len() - 1);
+            seg.delete_files()?;
+            durability::fsync_dir(&self.dir)?;
+        }
+        self.active_mut().truncate_to(offset)?;
+        let end = self.log_end_offset();
+        if self.epoch_cache.truncate_from_end(end) {
+            self.persist_epoch_cache()?;
+        }
+        if self.cleaner.first_dirty > end {
+            self.cleaner.first_dirty = end;
+            crate::cleaner::write_checkpoint(&self.dir, end)?;
+        }
+        if self.log_start_offset > end {
+            self.log_start_offset = end;
+            write_log_start_offset(&self.dir, end)?;
+        }
+        Ok(end)
+    }
+
+    /// Kafka's `UnifiedLog.truncateFullyAndStartAt` (a follower whose fetch offset fell below
+    /// the leader's log start, or a truncation below every segment): every segment, producer
+    /// snapshot and epoch entry goes, and the log restarts empty at `new_offset` (log start =
+    /// log end = `new_offset`). Durable before it returns (see the crash notes on this `impl`).
+    pub fn truncate_fully_and_start_at(&mut self, new_offset: i64) -> Result<()> {
+        if new_offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: new_offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: self.log_end_offset(),
+            });
+        }
+        self.truncations += 1;
+        producer_snapshot::remove_after(&self.dir, -1)?;
+        while let Some(seg) = self.segments.pop() {
+            seg.delete_files()?;
+            durability::fsync_dir(&self.dir)?;
+        }
+        self.log_start_offset = new_offset;
+        write_log_start_offset(&self.dir, new_offset)?;
+        let seg = LogSegment::create(&self.dir, new_offset, self.config.index_interval_bytes)?;
+        self.segments.push(seg);
+        self.epoch_cache.clear();
+        self.persist_epoch_cache()?;
+        self.cleaner.first_dirty = new_offset;
+        self.cleaner.earliest_horizon = None;
+        crate::cleaner::write_checkpoint(&self.dir, new_offset)?;
+        Ok(())
     }
 }
 

@@ -487,6 +487,85 @@ impl LogSegment {
         Ok(())
     }
 
+    /// The header of the segment's first batch, if any.
+    pub(crate) fn first_header(&self) -> io::Result<Option<BatchHeader>> {
+        self.header_at(0, self.size)
+    }
+
+    /// The header of the segment's last batch, if any (found by the index, then a short walk).
+    pub(crate) fn last_header(&self) -> io::Result<Option<BatchHeader>> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        Ok(self
+            .locate(self.next_offset.saturating_sub(1))?
+            .map(|(_, h)| h))
+    }
+
+    /// Every batch header of the segment, in order (no bodies read).
+    pub(crate) fn for_each_header(&self, on_batch: &mut dyn FnMut(&BatchHeader)) -> io::Result<()> {
+        let mut position = 0u64;
+        while let Some(header) = self.header_at(position, self.size)? {
+            on_batch(&header);
+            position += header.total_len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Kafka's `LogSegment.truncateTo`: removes the batch holding `offset` (or the first batch
+    /// after it) and everything after it, from the file (cut and fsynced), the in-memory offset
+    /// and time indexes and the transaction index. Returns the bytes removed. The segment's
+    /// next offset is then the end of its last remaining batch (its base offset if none is left).
+    pub(crate) fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+        let Some((cut, first_removed)) = self.locate(offset)? else {
+            return Ok(());
+        };
+        let cut_offset = first_removed.base_offset;
+        // The index entries of the kept batches stay; the walk below re-derives the counters
+        // from the last kept offset entry, as `open_with_index` does.
+        let keep = self
+            .offset_index
+            .entries()
+            .partition_point(|e| u64::from(e.position) < cut);
+        self.offset_index.truncate(keep);
+        let base = self.base_offset;
+        // A time entry may name a batch after the last kept offset entry (it was written with
+        // a later offset entry); such entries go too, so the index stays one `open` trusts.
+        let last_kept = self.offset_index.last().map(|e| e.relative_offset);
+        let keep_times = self.time_index.entries().partition_point(|t| {
+            base.saturating_add(i64::from(t.relative_offset)) < cut_offset
+                && last_kept.is_some_and(|l| t.relative_offset <= l)
+        });
+        self.time_index.truncate(keep_times);
+        let end = match self.offset_index.last().copied() {
+            None => {
+                self.reset();
+                0
+            }
+            Some(last) => {
+                self.next_offset = self.base_offset;
+                self.bytes_since_last_index_entry = 0;
+                self.max_timestamp = -1;
+                self.offset_of_max_timestamp = self.base_offset;
+                if let Some(t) = self.time_index.last().copied() {
+                    self.max_timestamp = t.timestamp;
+                    self.offset_of_max_timestamp =
+                        base.saturating_add(i64::from(t.relative_offset));
+                }
+                self.walk(u64::from(last.position), cut, Walk::Trusted, &mut |_| {})?
+            }
+        };
+        self.file.set_len(end)?;
+        self.file.sync_all()?;
+        self.size = end;
+        if self.is_empty() {
+            self.first_append_ms = None;
+        }
+        self.txn_index.truncate_from(cut_offset)?;
+        self.txn_index.sync()?;
+        Ok(())
+    }
+
     /// The byte position of the batch containing `offset` (or the first one after it), found by
     /// the offset index then a header walk. `None` when no batch here holds or follows it.
     pub fn position_of(&self, offset: i64) -> io::Result<Option<u64>> {

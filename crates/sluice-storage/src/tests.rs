@@ -373,6 +373,12 @@ fn directories_are_fsynced_at_each_change() {
     );
     assert!(synced.contains(&dir), "first segment created: {synced:?}");
     append(&mut log, 1, 0);
+    assert_eq!(
+        take_synced_dirs(),
+        vec![dir.clone()],
+        "the first append in a leader epoch checkpoints the epoch"
+    );
+    append(&mut log, 1, 0);
     assert!(
         take_synced_dirs().is_empty(),
         "a plain append changes no directory"

@@ -66,22 +66,35 @@ pub fn encode_entry_body(entry: &Entry) -> Result<Vec<u8>, DecodeError> {
         }
     }
     if out.len() > MAX_RECORD_BYTES {
-        return Err(DecodeError::TooLong { len: out.len(), max: MAX_RECORD_BYTES });
+        return Err(DecodeError::TooLong {
+            len: out.len(),
+            max: MAX_RECORD_BYTES,
+        });
     }
     Ok(out)
 }
 
 fn u64_at(b: &[u8], at: usize) -> Result<u64, DecodeError> {
-    let end = at.checked_add(8).ok_or(DecodeError::Malformed("offset overflow".into()))?;
-    let s = b.get(at..end).ok_or(DecodeError::Truncated { need: end, have: b.len() })?;
+    let end = at
+        .checked_add(8)
+        .ok_or(DecodeError::Malformed("offset overflow".into()))?;
+    let s = b.get(at..end).ok_or(DecodeError::Truncated {
+        need: end,
+        have: b.len(),
+    })?;
     let mut a = [0u8; 8];
     a.copy_from_slice(s);
     Ok(u64::from_le_bytes(a))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32, DecodeError> {
-    let end = at.checked_add(4).ok_or(DecodeError::Malformed("offset overflow".into()))?;
-    let s = b.get(at..end).ok_or(DecodeError::Truncated { need: end, have: b.len() })?;
+    let end = at
+        .checked_add(4)
+        .ok_or(DecodeError::Malformed("offset overflow".into()))?;
+    let s = b.get(at..end).ok_or(DecodeError::Truncated {
+        need: end,
+        have: b.len(),
+    })?;
     let mut a = [0u8; 4];
     a.copy_from_slice(s);
     Ok(u32::from_le_bytes(a))
@@ -90,7 +103,10 @@ fn u32_at(b: &[u8], at: usize) -> Result<u32, DecodeError> {
 /// Decodes a record body back into a log entry.
 pub fn decode_entry_body(body: &[u8]) -> Result<Entry, DecodeError> {
     if body.len() < BODY_HEADER_BYTES {
-        return Err(DecodeError::Truncated { need: BODY_HEADER_BYTES, have: body.len() });
+        return Err(DecodeError::Truncated {
+            need: BODY_HEADER_BYTES,
+            have: body.len(),
+        });
     }
     let term = u64_at(body, 0)?;
     let node = u64_at(body, 8)?;
@@ -101,18 +117,29 @@ pub fn decode_entry_body(body: &[u8]) -> Result<Entry, DecodeError> {
         KIND_BLANK if rest.is_empty() => EntryPayload::Blank,
         KIND_NORMAL => {
             if rest.len() > MAX_COMMAND_BYTES {
-                return Err(DecodeError::TooLong { len: rest.len(), max: MAX_COMMAND_BYTES });
+                return Err(DecodeError::TooLong {
+                    len: rest.len(),
+                    max: MAX_COMMAND_BYTES,
+                });
             }
             EntryPayload::Normal(Command(rest.to_vec()))
         }
         KIND_MEMBERSHIP => {
-            let m: Membership<u64, openraft::BasicNode> =
-                serde_json::from_slice(rest).map_err(|e| DecodeError::Malformed(format!("membership: {e}")))?;
+            let m: Membership<u64, openraft::BasicNode> = serde_json::from_slice(rest)
+                .map_err(|e| DecodeError::Malformed(format!("membership: {e}")))?;
             EntryPayload::Membership(m)
         }
-        k => return Err(DecodeError::Malformed(format!("entry kind {k} with {} payload bytes", rest.len()))),
+        k => {
+            return Err(DecodeError::Malformed(format!(
+                "entry kind {k} with {} payload bytes",
+                rest.len()
+            )))
+        }
     };
-    Ok(Entry { log_id: LogId::new(CommittedLeaderId::new(term, node), index), payload })
+    Ok(Entry {
+        log_id: LogId::new(CommittedLeaderId::new(term, node), index),
+        payload,
+    })
 }
 
 /// Frames a record body: `[u32 len][u32 crc32c(body)][body]`.
@@ -141,26 +168,44 @@ pub fn scan_record(buf: &[u8]) -> Scan<'_> {
         return Scan::End;
     }
     if buf.len() < RECORD_HEADER_BYTES {
-        return Scan::Bad(DecodeError::Truncated { need: RECORD_HEADER_BYTES, have: buf.len() });
+        return Scan::Bad(DecodeError::Truncated {
+            need: RECORD_HEADER_BYTES,
+            have: buf.len(),
+        });
     }
     let (len, crc) = match (u32_at(buf, 0), u32_at(buf, 4)) {
         (Ok(l), Ok(c)) => (l as usize, c),
         (Err(e), _) | (_, Err(e)) => return Scan::Bad(e),
     };
     if len == 0 || len > MAX_RECORD_BYTES {
-        return Scan::Bad(DecodeError::TooLong { len, max: MAX_RECORD_BYTES });
+        return Scan::Bad(DecodeError::TooLong {
+            len,
+            max: MAX_RECORD_BYTES,
+        });
     }
     let Some(end) = RECORD_HEADER_BYTES.checked_add(len) else {
-        return Scan::Bad(DecodeError::TooLong { len, max: MAX_RECORD_BYTES });
+        return Scan::Bad(DecodeError::TooLong {
+            len,
+            max: MAX_RECORD_BYTES,
+        });
     };
     let Some(body) = buf.get(RECORD_HEADER_BYTES..end) else {
-        return Scan::Bad(DecodeError::Truncated { need: end, have: buf.len() });
+        return Scan::Bad(DecodeError::Truncated {
+            need: end,
+            have: buf.len(),
+        });
     };
     let computed = crc32c::crc32c(body);
     if computed != crc {
-        return Scan::Bad(DecodeError::Checksum { stored: crc, computed });
+        return Scan::Bad(DecodeError::Checksum {
+            stored: crc,
+            computed,
+        });
     }
-    Scan::Record { body, frame_len: end }
+    Scan::Record {
+        body,
+        frame_len: end,
+    }
 }
 
 /// The outcome of decoding a whole segment's bytes.
@@ -182,7 +227,13 @@ pub fn scan_segment(data: &[u8]) -> SegmentScan {
     loop {
         let rest = data.get(pos..).unwrap_or(&[]);
         match scan_record(rest) {
-            Scan::End => return SegmentScan { entries, valid_len: pos as u64, bad: None },
+            Scan::End => {
+                return SegmentScan {
+                    entries,
+                    valid_len: pos as u64,
+                    bad: None,
+                }
+            }
             Scan::Record { body, frame_len } => match decode_entry_body(body) {
                 Ok(e) => {
                     entries.push((pos as u64, e));
@@ -190,7 +241,13 @@ pub fn scan_segment(data: &[u8]) -> SegmentScan {
                 }
                 // A record whose checksum matches but whose body is wrong was written that way:
                 // never a torn tail.
-                Err(e) => return SegmentScan { entries, valid_len: pos as u64, bad: Some((e, false)) },
+                Err(e) => {
+                    return SegmentScan {
+                        entries,
+                        valid_len: pos as u64,
+                        bad: Some((e, false)),
+                    }
+                }
             },
             Scan::Bad(e) => {
                 // Appends extend the file; what a crash leaves of an unsynced append is a prefix of
@@ -205,11 +262,16 @@ pub fn scan_segment(data: &[u8]) -> SegmentScan {
                             .ok()
                             .and_then(|l| (l as usize).checked_add(RECORD_HEADER_BYTES))
                             .unwrap_or(usize::MAX);
-                        rest.get(end..).is_none_or(|after| after.iter().all(|b| *b == 0))
+                        rest.get(end..)
+                            .is_none_or(|after| after.iter().all(|b| *b == 0))
                     }
                     _ => rest.iter().all(|b| *b == 0),
                 };
-                return SegmentScan { entries, valid_len: pos as u64, bad: Some((e, torn)) };
+                return SegmentScan {
+                    entries,
+                    valid_len: pos as u64,
+                    bad: Some((e, torn)),
+                };
             }
         }
     }
@@ -228,7 +290,10 @@ pub fn encode_file(payload: &[u8]) -> Vec<u8> {
 /// Checks and unwraps a file written by [`encode_file`]; `max` bounds the payload.
 pub fn decode_file(data: &[u8], max: usize) -> Result<&[u8], DecodeError> {
     if data.len() < 12 {
-        return Err(DecodeError::Truncated { need: 12, have: data.len() });
+        return Err(DecodeError::Truncated {
+            need: 12,
+            have: data.len(),
+        });
     }
     if data.get(0..4) != Some(&FILE_MAGIC[..]) {
         return Err(DecodeError::Magic);
@@ -238,24 +303,43 @@ pub fn decode_file(data: &[u8], max: usize) -> Result<&[u8], DecodeError> {
     if len > max {
         return Err(DecodeError::TooLong { len, max });
     }
-    let end = 12usize.checked_add(len).ok_or(DecodeError::TooLong { len, max })?;
-    let payload = data.get(12..end).ok_or(DecodeError::Truncated { need: end, have: data.len() })?;
+    let end = 12usize
+        .checked_add(len)
+        .ok_or(DecodeError::TooLong { len, max })?;
+    let payload = data.get(12..end).ok_or(DecodeError::Truncated {
+        need: end,
+        have: data.len(),
+    })?;
     if data.len() != end {
-        return Err(DecodeError::Malformed(format!("{} trailing bytes", data.len() - end)));
+        return Err(DecodeError::Malformed(format!(
+            "{} trailing bytes",
+            data.len() - end
+        )));
     }
     let computed = crc32c::crc32c(payload);
     if computed != crc {
-        return Err(DecodeError::Checksum { stored: crc, computed });
+        return Err(DecodeError::Checksum {
+            stored: crc,
+            computed,
+        });
     }
     Ok(payload)
 }
 
 /// The snapshot file's payload: the openraft meta (JSON) and the application's state.
-pub fn encode_snapshot(meta: &openraft::SnapshotMeta<u64, openraft::BasicNode>, state: &[u8]) -> Result<Vec<u8>, DecodeError> {
+pub fn encode_snapshot(
+    meta: &openraft::SnapshotMeta<u64, openraft::BasicNode>,
+    state: &[u8],
+) -> Result<Vec<u8>, DecodeError> {
     let meta = serde_json::to_vec(meta).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    let total = 4usize.saturating_add(meta.len()).saturating_add(state.len());
+    let total = 4usize
+        .saturating_add(meta.len())
+        .saturating_add(state.len());
     if total > MAX_SNAPSHOT_BYTES {
-        return Err(DecodeError::TooLong { len: total, max: MAX_SNAPSHOT_BYTES });
+        return Err(DecodeError::TooLong {
+            len: total,
+            max: MAX_SNAPSHOT_BYTES,
+        });
     }
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
@@ -266,11 +350,20 @@ pub fn encode_snapshot(meta: &openraft::SnapshotMeta<u64, openraft::BasicNode>, 
 
 /// Splits a snapshot payload into its meta and the application's state.
 #[allow(clippy::type_complexity)]
-pub fn decode_snapshot(data: &[u8]) -> Result<(openraft::SnapshotMeta<u64, openraft::BasicNode>, &[u8]), DecodeError> {
+pub fn decode_snapshot(
+    data: &[u8],
+) -> Result<(openraft::SnapshotMeta<u64, openraft::BasicNode>, &[u8]), DecodeError> {
     let len = u32_at(data, 0)? as usize;
-    let end = 4usize.checked_add(len).ok_or(DecodeError::TooLong { len, max: MAX_SMALL_FILE_BYTES })?;
-    let meta = data.get(4..end).ok_or(DecodeError::Truncated { need: end, have: data.len() })?;
-    let meta = serde_json::from_slice(meta).map_err(|e| DecodeError::Malformed(format!("snapshot meta: {e}")))?;
+    let end = 4usize.checked_add(len).ok_or(DecodeError::TooLong {
+        len,
+        max: MAX_SMALL_FILE_BYTES,
+    })?;
+    let meta = data.get(4..end).ok_or(DecodeError::Truncated {
+        need: end,
+        have: data.len(),
+    })?;
+    let meta = serde_json::from_slice(meta)
+        .map_err(|e| DecodeError::Malformed(format!("snapshot meta: {e}")))?;
     Ok((meta, data.get(end..).unwrap_or(&[])))
 }
 
@@ -283,16 +376,24 @@ mod tests {
     use super::*;
 
     fn e(term: u64, index: u64, cmd: &[u8]) -> Entry {
-        Entry { log_id: LogId::new(CommittedLeaderId::new(term, 1), index), payload: EntryPayload::Normal(Command(cmd.to_vec())) }
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Normal(Command(cmd.to_vec())),
+        }
     }
 
     #[test]
     fn entries_round_trip_and_torn_tails_are_detected() {
         let mut seg = Vec::new();
         for i in 1..=3u64 {
-            seg.extend(frame_record(&encode_entry_body(&e(2, i, b"hello")).unwrap()));
+            seg.extend(frame_record(
+                &encode_entry_body(&e(2, i, b"hello")).unwrap(),
+            ));
         }
-        let blank = Entry { log_id: LogId::new(CommittedLeaderId::new(3, 2), 4), payload: EntryPayload::Blank };
+        let blank = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(3, 2), 4),
+            payload: EntryPayload::Blank,
+        };
         seg.extend(frame_record(&encode_entry_body(&blank).unwrap()));
         let s = scan_segment(&seg);
         assert!(s.bad.is_none());
@@ -329,7 +430,13 @@ mod tests {
         }
         let mut g = f.clone();
         g[14] ^= 1;
-        assert!(matches!(decode_file(&g, 100), Err(DecodeError::Checksum { .. })));
-        assert!(matches!(decode_file(&f, 3), Err(DecodeError::TooLong { .. })));
+        assert!(matches!(
+            decode_file(&g, 100),
+            Err(DecodeError::Checksum { .. })
+        ));
+        assert!(matches!(
+            decode_file(&f, 3),
+            Err(DecodeError::TooLong { .. })
+        ));
     }
 }

@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use codec::{
-    decode_entry_body, decode_file, decode_snapshot, scan_record, scan_segment, DecodeError, Scan, SegmentScan, MAX_COMMAND_BYTES,
-    MAX_RECORD_BYTES, MAX_SMALL_FILE_BYTES, MAX_SNAPSHOT_BYTES,
+    decode_entry_body, decode_file, decode_snapshot, scan_record, scan_segment, DecodeError, Scan,
+    SegmentScan, MAX_COMMAND_BYTES, MAX_RECORD_BYTES, MAX_SMALL_FILE_BYTES, MAX_SNAPSHOT_BYTES,
 };
 pub use network::decode_request as decode_quorum_request;
 pub use store::{SEGMENT_MAX_BYTES, SEGMENT_MAX_ENTRIES};
@@ -97,7 +97,11 @@ pub enum QuorumError {
     #[error("invalid quorum configuration: {0}")]
     Config(String),
     #[error("quorum directory {dir} belongs to {found}, but this node was started as {expected}; refusing to start (use the original --node-id/--voters, or a fresh directory)")]
-    IdentityMismatch { dir: String, found: String, expected: String },
+    IdentityMismatch {
+        dir: String,
+        found: String,
+        expected: String,
+    },
     #[error("quorum storage: {0}")]
     Storage(#[from] std::io::Error),
     #[error("raft: {0}")]
@@ -183,27 +187,42 @@ fn validate(config: &mut QuorumConfig) -> Result<(), QuorumError> {
         )));
     }
     if config.voters.len() > 1 && config.voters.values().any(|a| a.is_empty()) {
-        return Err(QuorumError::Config("every voter needs a cluster address".into()));
+        return Err(QuorumError::Config(
+            "every voter needs a cluster address".into(),
+        ));
     }
     let (lo, hi) = config.election_timeout_ms;
-    if lo == 0 || hi <= lo || config.heartbeat_interval_ms == 0 || config.heartbeat_interval_ms >= lo {
+    if lo == 0
+        || hi <= lo
+        || config.heartbeat_interval_ms == 0
+        || config.heartbeat_interval_ms >= lo
+    {
         return Err(QuorumError::Config(format!(
             "need 0 < heartbeat ({}) < election timeout min ({lo}) < max ({hi})",
             config.heartbeat_interval_ms
         )));
     }
     if config.snapshot_interval == 0 || config.propose_timeout_ms == 0 {
-        return Err(QuorumError::Config("snapshot interval and propose timeout must be positive".into()));
+        return Err(QuorumError::Config(
+            "snapshot interval and propose timeout must be positive".into(),
+        ));
     }
     Ok(())
 }
 
 fn check_identity(config: &QuorumConfig) -> Result<(), QuorumError> {
-    let me = Identity { node_id: config.node_id, voters: config.voters.clone() };
+    let me = Identity {
+        node_id: config.node_id,
+        voters: config.voters.clone(),
+    };
     match store::read_atomic(&config.dir, IDENTITY_FILE, MAX_SMALL_FILE_BYTES)? {
         Some(b) => {
-            let found: Identity = serde_json::from_slice(&b)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("quorum identity file: {e}")))?;
+            let found: Identity = serde_json::from_slice(&b).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("quorum identity file: {e}"),
+                )
+            })?;
             if found != me {
                 return Err(QuorumError::IdentityMismatch {
                     dir: config.dir.display().to_string(),
@@ -227,7 +246,11 @@ impl Quorum {
     /// (which re-applies the committed entries after the snapshot at once) and, on a first
     /// start, initializes the cluster (see the module docs). A single voter is leader when this
     /// returns.
-    pub async fn open(config: QuorumConfig, sm: Arc<dyn StateMachine>, rpc: Arc<rpc::RpcClient>) -> Result<Arc<Quorum>, QuorumError> {
+    pub async fn open(
+        config: QuorumConfig,
+        sm: Arc<dyn StateMachine>,
+        rpc: Arc<rpc::RpcClient>,
+    ) -> Result<Arc<Quorum>, QuorumError> {
         let mut config = config;
         validate(&mut config)?;
         std::fs::create_dir_all(&config.dir)?;
@@ -249,7 +272,10 @@ impl Quorum {
             snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
             ..Default::default()
         };
-        let rc = Arc::new(rc.validate().map_err(|e| QuorumError::Config(e.to_string()))?);
+        let rc = Arc::new(
+            rc.validate()
+                .map_err(|e| QuorumError::Config(e.to_string()))?,
+        );
         let net = network::Network { rpc };
         let raft = openraft::Raft::new(config.node_id, rc, net, log.clone(), smstore.clone())
             .await
@@ -286,10 +312,22 @@ impl Quorum {
             shutting_down: AtomicBool::new(false),
         });
 
-        let initialized = q.raft.is_initialized().await.map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let initialized = q
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| QuorumError::Raft(e.to_string()))?;
         if !initialized {
-            let members: BTreeMap<u64, BasicNode> = config.voters.iter().map(|(id, a)| (*id, BasicNode::new(a.clone()))).collect();
-            let rank = config.voters.keys().position(|id| *id == config.node_id).unwrap_or(0) as u64;
+            let members: BTreeMap<u64, BasicNode> = config
+                .voters
+                .iter()
+                .map(|(id, a)| (*id, BasicNode::new(a.clone())))
+                .collect();
+            let rank = config
+                .voters
+                .keys()
+                .position(|id| *id == config.node_id)
+                .unwrap_or(0) as u64;
             if rank == 0 {
                 tracing::info!(node = config.node_id, voters = ?config.voters, "quorum: first start, initializing the cluster");
                 q.initialize(members).await?;
@@ -297,7 +335,8 @@ impl Quorum {
                 // Later voters wait rank × the election timeout, then initialize with the same
                 // membership unless they heard from a candidate or leader meanwhile.
                 let q2 = q.clone();
-                let delay = Duration::from_millis(config.election_timeout_ms.1.saturating_mul(rank));
+                let delay =
+                    Duration::from_millis(config.election_timeout_ms.1.saturating_mul(rank));
                 let t = tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
                     if matches!(q2.raft.is_initialized().await, Ok(false)) {
@@ -314,7 +353,9 @@ impl Quorum {
             let wait = q.raft.wait(Some(SINGLE_VOTER_LEADER_WAIT));
             wait.current_leader(config.node_id, "single voter becomes leader")
                 .await
-                .map_err(|e| QuorumError::Raft(format!("single voter did not become leader: {e}")))?;
+                .map_err(|e| {
+                    QuorumError::Raft(format!("single voter did not become leader: {e}"))
+                })?;
         }
         Ok(q)
     }
@@ -363,8 +404,14 @@ impl Quorum {
         match tokio::time::timeout(t, self.raft.client_write(Command(command))).await {
             Err(_) => Err(ProposeError::Timeout),
             Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data.0)),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(ProposeError::NotLeader { leader: f.leader_id }),
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => Err(ProposeError::Unavailable(e.to_string())),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(ProposeError::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                Err(ProposeError::Unavailable(e.to_string()))
+            }
             Ok(Err(RaftError::Fatal(f))) => Err(self.fatal(f)),
         }
     }
@@ -379,9 +426,18 @@ impl Quorum {
         let t = Duration::from_millis(self.config.propose_timeout_ms);
         match tokio::time::timeout(t, self.raft.ensure_linearizable()).await {
             Err(_) => Err(ProposeError::Timeout),
-            Ok(Ok(read)) => Ok(read.map(|l| l.index).unwrap_or(0).max(self.sm.applied_index())),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => Err(ProposeError::NotLeader { leader: f.leader_id }),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => Err(ProposeError::Unavailable(e.to_string())),
+            Ok(Ok(read)) => Ok(read
+                .map(|l| l.index)
+                .unwrap_or(0)
+                .max(self.sm.applied_index())),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                Err(ProposeError::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
+                Err(ProposeError::Unavailable(e.to_string()))
+            }
             Ok(Err(RaftError::Fatal(f))) => Err(self.fatal(f)),
         }
     }
@@ -400,7 +456,9 @@ impl Quorum {
                 matched: if *id == self.node_id && m.current_leader == Some(self.node_id) {
                     m.last_log_index
                 } else {
-                    matched.as_ref().and_then(|r| r.get(id).cloned().flatten().map(|l| l.index))
+                    matched
+                        .as_ref()
+                        .and_then(|r| r.get(id).cloned().flatten().map(|l| l.index))
                 },
             })
             .collect();
@@ -409,7 +467,11 @@ impl Quorum {
             leader: m.current_leader,
             term: m.current_term,
             committed: self.log.committed_index.load(Ordering::Relaxed),
-            applied: m.last_applied.map(|l| l.index).unwrap_or(0).max(self.sm.applied_index()),
+            applied: m
+                .last_applied
+                .map(|l| l.index)
+                .unwrap_or(0)
+                .max(self.sm.applied_index()),
             last_log_index: m.last_log_index.unwrap_or(0),
             quorum_ack_age_ms: m.millis_since_quorum_ack,
             voters,

@@ -8,10 +8,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::{AnyError, BasicNode};
 use serde::de::DeserializeOwned;
@@ -79,7 +83,9 @@ pub(crate) async fn serve(raft: &Raft, me: u64, request: &[u8]) -> Vec<u8> {
         return refused("malformed quorum request");
     };
     if target != me {
-        return refused(&format!("this is node {me}, not node {target}: check --voters on every node"));
+        return refused(&format!(
+            "this is node {me}, not node {target}: check --voters on every node"
+        ));
     }
     match kind {
         KIND_APPEND => match serde_json::from_slice::<AppendEntriesRequest<TypeConfig>>(json) {
@@ -110,7 +116,11 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
-        Peer { rpc: self.rpc.clone(), target, addr: node.addr.clone() }
+        Peer {
+            rpc: self.rpc.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
     }
 }
 
@@ -130,29 +140,49 @@ impl Peer {
         timeout: Duration,
     ) -> Result<Resp, RPCError<u64, BasicNode, RaftError<u64, E>>> {
         let payload = encode_request(kind, self.target, &json, raw);
-        let bytes = self.rpc.call(&self.addr, SERVICE_QUORUM, &payload, timeout).await.map_err(|e| match e {
-            RpcError::Timeout(_) | RpcError::ConnectionLost { .. } => RPCError::Network(NetworkError::new(&e)),
-            _ => RPCError::Unreachable(Unreachable::new(&e)),
-        })?;
+        let bytes = self
+            .rpc
+            .call(&self.addr, SERVICE_QUORUM, &payload, timeout)
+            .await
+            .map_err(|e| match e {
+                RpcError::Timeout(_) | RpcError::ConnectionLost { .. } => {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+                _ => RPCError::Unreachable(Unreachable::new(&e)),
+            })?;
         let Some((&status, body)) = bytes.split_first() else {
-            return Err(RPCError::Network(NetworkError::new(&AnyError::error("empty quorum reply"))));
+            return Err(RPCError::Network(NetworkError::new(&AnyError::error(
+                "empty quorum reply",
+            ))));
         };
         match status {
-            STATUS_OK => serde_json::from_slice(body).map_err(|e| RPCError::Network(NetworkError::new(&e))),
+            STATUS_OK => {
+                serde_json::from_slice(body).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+            }
             STATUS_RAFT_ERROR => {
-                let err: RaftError<u64, E> = serde_json::from_slice(body).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-                Err(RPCError::RemoteError(RemoteError::new_with_node(self.target, BasicNode::new(self.addr.clone()), err)))
+                let err: RaftError<u64, E> = serde_json::from_slice(body)
+                    .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+                Err(RPCError::RemoteError(RemoteError::new_with_node(
+                    self.target,
+                    BasicNode::new(self.addr.clone()),
+                    err,
+                )))
             }
             _ => {
                 let why = String::from_utf8_lossy(body).to_string();
                 tracing::warn!(target = self.target, addr = %self.addr, %why, "quorum peer refused a request");
-                Err(RPCError::Unreachable(Unreachable::new(&AnyError::error(why))))
+                Err(RPCError::Unreachable(Unreachable::new(&AnyError::error(
+                    why,
+                ))))
             }
         }
     }
 }
 
-fn to_json<T: Serialize, E: std::error::Error>(v: &T) -> Result<Vec<u8>, RPCError<u64, BasicNode, E>> {
+#[allow(clippy::result_large_err)] // openraft's own error type
+fn to_json<T: Serialize, E: std::error::Error>(
+    v: &T,
+) -> Result<Vec<u8>, RPCError<u64, BasicNode, E>> {
     serde_json::to_vec(v).map_err(|e| RPCError::Network(NetworkError::new(&e)))
 }
 
@@ -166,7 +196,9 @@ impl RaftNetwork<TypeConfig> for Peer {
         let json = to_json(&rpc)?;
         if json.len() + FRAME_SLACK > MAX_FRAME_BYTES && n > 1 {
             // openraft resends fewer entries.
-            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint((n / 2).max(1))));
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint((n / 2).max(1)),
+            ));
         }
         self.call(KIND_APPEND, json, &[], option.hard_ttl()).await
     }
@@ -175,10 +207,14 @@ impl RaftNetwork<TypeConfig> for Peer {
         &mut self,
         mut rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
         let data = std::mem::take(&mut rpc.data);
         let json = to_json(&rpc)?;
-        self.call(KIND_SNAPSHOT, json, &data, option.hard_ttl()).await
+        self.call(KIND_SNAPSHOT, json, &data, option.hard_ttl())
+            .await
     }
 
     async fn vote(

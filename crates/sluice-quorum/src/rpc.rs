@@ -106,14 +106,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Reads one frame body (after the length prefix). `Ok(None)` on a clean EOF before a frame.
 /// `idle` bounds the wait for the first byte; the rest must come within [`FRAME_READ_TIMEOUT`].
-pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, idle: Option<Duration>) -> io::Result<Option<Vec<u8>>> {
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    idle: Option<Duration>,
+) -> io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     let first = async {
         let n = r.read(&mut len[..1]).await?;
         io::Result::Ok(n)
     };
     let n = match idle {
-        Some(t) => tokio::time::timeout(t, first).await.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle"))??,
+        Some(t) => tokio::time::timeout(t, first)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle"))??,
         None => first.await?,
     };
     if n == 0 {
@@ -123,13 +128,19 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, idle: Option<Duration>)
         r.read_exact(&mut len[1..]).await?;
         let n = u32::from_be_bytes(len) as usize;
         if n > MAX_FRAME_BYTES {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {n} bytes exceeds {MAX_FRAME_BYTES}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("frame of {n} bytes exceeds {MAX_FRAME_BYTES}"),
+            ));
         }
         // Grows with the data that actually arrives: a lying length allocates nothing up front.
         let mut body = Vec::with_capacity(n.min(64 * 1024));
         let got = (&mut *r).take(n as u64).read_to_end(&mut body).await?;
         if got != n {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "frame cut short"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "frame cut short",
+            ));
         }
         Ok(body)
     };
@@ -164,7 +175,10 @@ pub fn decode_request(body: &[u8]) -> Option<(u8, u64, &[u8])> {
 /// change (the caller's decode then fails) — handlers must respect [`MAX_FRAME_BYTES`].
 pub fn encode_response(id: u64, status: u8, payload: &[u8]) -> Vec<u8> {
     let payload = if RESP_HEADER + payload.len() > MAX_FRAME_BYTES {
-        tracing::error!(bytes = payload.len(), "cluster rpc: reply over the frame cap dropped");
+        tracing::error!(
+            bytes = payload.len(),
+            "cluster rpc: reply over the frame cap dropped"
+        );
         &[][..]
     } else {
         payload
@@ -222,7 +236,12 @@ impl Drop for RpcServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, handlers: Arc<Handlers>, conns: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    handlers: Arc<Handlers>,
+    conns: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -253,7 +272,11 @@ async fn accept_loop(listener: TcpListener, handlers: Arc<Handlers>, conns: Arc<
     }
 }
 
-async fn serve_conn(sock: TcpStream, handlers: Arc<Handlers>, mut stop: watch::Receiver<bool>) -> io::Result<()> {
+async fn serve_conn(
+    sock: TcpStream,
+    handlers: Arc<Handlers>,
+    mut stop: watch::Receiver<bool>,
+) -> io::Result<()> {
     let (mut rd, mut wr) = sock.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     let writer = tokio::spawn(async move {
@@ -276,7 +299,10 @@ async fn serve_conn(sock: TcpStream, handlers: Arc<Handlers>, mut stop: watch::R
             Err(e) => break Err(e),
         };
         let Some((service, id, _)) = decode_request(&body) else {
-            break Err(io::Error::new(io::ErrorKind::InvalidData, "request frame shorter than its header"));
+            break Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request frame shorter than its header",
+            ));
         };
         if writer.is_finished() {
             break Err(io::Error::other("writer stopped"));
@@ -368,23 +394,43 @@ impl RpcClient {
         lock(&self.cut).contains(addr)
     }
 
-    async fn conn(self: &Arc<Self>, addr: &str, service: u8, timeout: Duration) -> Result<Arc<ClientConn>, RpcError> {
+    async fn conn(
+        self: &Arc<Self>,
+        addr: &str,
+        service: u8,
+        timeout: Duration,
+    ) -> Result<Arc<ClientConn>, RpcError> {
         let key = (addr.to_string(), service);
         if let Some(c) = lock(&self.conns).get(&key) {
             if !c.closed.load(Ordering::Acquire) {
                 return Ok(c.clone());
             }
         }
-        let connect = tokio::time::timeout(timeout.min(CONNECT_TIMEOUT), TcpStream::connect(addr)).await;
+        let connect =
+            tokio::time::timeout(timeout.min(CONNECT_TIMEOUT), TcpStream::connect(addr)).await;
         let sock = match connect {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(RpcError::Connect { addr: addr.to_string(), reason: e.to_string() }),
-            Err(_) => return Err(RpcError::Connect { addr: addr.to_string(), reason: "timed out".into() }),
+            Ok(Err(e)) => {
+                return Err(RpcError::Connect {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(RpcError::Connect {
+                    addr: addr.to_string(),
+                    reason: "timed out".into(),
+                })
+            }
         };
         let _ = sock.set_nodelay(true);
         let (mut rd, mut wr) = sock.into_split();
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-        let conn = Arc::new(ClientConn { tx, pending: Mutex::new(HashMap::new()), closed: AtomicBool::new(false) });
+        let conn = Arc::new(ClientConn {
+            tx,
+            pending: Mutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
+        });
         {
             let mut m = lock(&self.conns);
             if let Some(c) = m.get(&key) {
@@ -401,11 +447,17 @@ impl RpcClient {
                 match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&frame)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
-                        wconn.fail_all(RpcError::ConnectionLost { addr: waddr.clone(), reason: e.to_string() });
+                        wconn.fail_all(RpcError::ConnectionLost {
+                            addr: waddr.clone(),
+                            reason: e.to_string(),
+                        });
                         return;
                     }
                     Err(_) => {
-                        wconn.fail_all(RpcError::ConnectionLost { addr: waddr.clone(), reason: "write timed out".into() });
+                        wconn.fail_all(RpcError::ConnectionLost {
+                            addr: waddr.clone(),
+                            reason: "write timed out".into(),
+                        });
                         return;
                     }
                 }
@@ -435,7 +487,10 @@ impl RpcClient {
                     let _ = tx.send(Ok((status, payload.to_vec())));
                 }
             };
-            rconn.fail_all(RpcError::ConnectionLost { addr: raddr.clone(), reason });
+            rconn.fail_all(RpcError::ConnectionLost {
+                addr: raddr.clone(),
+                reason,
+            });
             if let Some(client) = client.upgrade() {
                 let mut m = lock(&client.conns);
                 if m.get(&key).is_some_and(|c| Arc::ptr_eq(c, &rconn)) {
@@ -448,7 +503,13 @@ impl RpcClient {
 
     /// Calls `service` at `addr` with `payload`; fails after `timeout`. Connection failures are
     /// not retried here (the caller decides).
-    pub async fn call(self: &Arc<Self>, addr: &str, service: u8, payload: &[u8], timeout: Duration) -> Result<Vec<u8>, RpcError> {
+    pub async fn call(
+        self: &Arc<Self>,
+        addr: &str,
+        service: u8,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RpcError> {
         if self.is_cut(addr) {
             return Err(RpcError::LinkCut(addr.to_string()));
         }
@@ -460,7 +521,10 @@ impl RpcClient {
         lock(&conn.pending).insert(id, tx);
         if conn.closed.load(Ordering::Acquire) {
             lock(&conn.pending).remove(&id);
-            return Err(RpcError::ConnectionLost { addr: addr.to_string(), reason: "closed".into() });
+            return Err(RpcError::ConnectionLost {
+                addr: addr.to_string(),
+                reason: "closed".into(),
+            });
         }
         let sent = tokio::time::timeout_at(deadline, conn.tx.send(frame)).await;
         if !matches!(sent, Ok(Ok(()))) {
@@ -471,7 +535,12 @@ impl RpcClient {
         lock(&conn.pending).remove(&id);
         let (status, payload) = match res {
             Err(_) => return Err(RpcError::Timeout(addr.to_string())),
-            Ok(Err(_)) => return Err(RpcError::ConnectionLost { addr: addr.to_string(), reason: "dropped".into() }),
+            Ok(Err(_)) => {
+                return Err(RpcError::ConnectionLost {
+                    addr: addr.to_string(),
+                    reason: "dropped".into(),
+                })
+            }
             Ok(Ok(r)) => r?,
         };
         if self.is_cut(addr) {
@@ -479,7 +548,10 @@ impl RpcClient {
         }
         match status {
             STATUS_OK => Ok(payload),
-            STATUS_NO_SERVICE => Err(RpcError::UnknownService { addr: addr.to_string(), service }),
+            STATUS_NO_SERVICE => Err(RpcError::UnknownService {
+                addr: addr.to_string(),
+                service,
+            }),
             _ => Err(RpcError::Malformed(addr.to_string())),
         }
     }
@@ -516,17 +588,24 @@ mod tests {
         let (_s, addr) = server().await;
         let c = RpcClient::new();
         let t = Duration::from_secs(5);
-        assert_eq!(c.call(&addr, SERVICE_QUORUM, b"hi", t).await.unwrap(), b"hi");
+        assert_eq!(
+            c.call(&addr, SERVICE_QUORUM, b"hi", t).await.unwrap(),
+            b"hi"
+        );
         // A slow call on the fetch service and on the quorum service itself; fast calls overtake.
         let c2 = c.clone();
         let a2 = addr.clone();
-        let slow = tokio::spawn(async move { c2.call(&a2, SERVICE_REPLICA_FETCH, b"slow", t).await });
+        let slow =
+            tokio::spawn(async move { c2.call(&a2, SERVICE_REPLICA_FETCH, b"slow", t).await });
         let c3 = c.clone();
         let a3 = addr.clone();
         let slow_q = tokio::spawn(async move { c3.call(&a3, SERVICE_QUORUM, b"slow", t).await });
         tokio::task::yield_now().await;
         for i in 0..20u8 {
-            assert_eq!(c.call(&addr, SERVICE_QUORUM, &[i], t).await.unwrap(), vec![i]);
+            assert_eq!(
+                c.call(&addr, SERVICE_QUORUM, &[i], t).await.unwrap(),
+                vec![i]
+            );
         }
         // Both slow calls are still running: the fast ones did not wait for them.
         assert!(!slow.is_finished() && !slow_q.is_finished());
@@ -534,11 +613,21 @@ mod tests {
         assert_eq!(slow_q.await.unwrap().unwrap(), b"slow");
         assert_eq!(
             c.call(&addr, SERVICE_CONTROLLER, b"x", t).await,
-            Err(RpcError::UnknownService { addr: addr.clone(), service: SERVICE_CONTROLLER })
+            Err(RpcError::UnknownService {
+                addr: addr.clone(),
+                service: SERVICE_CONTROLLER
+            })
         );
-        assert!(matches!(c.call(&addr, SERVICE_QUORUM, b"slow", Duration::from_millis(50)).await, Err(RpcError::Timeout(_))));
+        assert!(matches!(
+            c.call(&addr, SERVICE_QUORUM, b"slow", Duration::from_millis(50))
+                .await,
+            Err(RpcError::Timeout(_))
+        ));
         c.cut_link(&addr);
-        assert!(matches!(c.call(&addr, SERVICE_QUORUM, b"x", t).await, Err(RpcError::LinkCut(_))));
+        assert!(matches!(
+            c.call(&addr, SERVICE_QUORUM, b"x", t).await,
+            Err(RpcError::LinkCut(_))
+        ));
         c.heal_link(&addr);
         assert_eq!(c.call(&addr, SERVICE_QUORUM, b"x", t).await.unwrap(), b"x");
     }
@@ -552,7 +641,11 @@ mod tests {
         let mut bad = TcpStream::connect(&addr).await.unwrap();
         bad.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
         let mut buf = [0u8; 1];
-        assert_eq!(bad.read(&mut buf).await.unwrap(), 0, "server closes the connection");
+        assert_eq!(
+            bad.read(&mut buf).await.unwrap(),
+            0,
+            "server closes the connection"
+        );
         // A frame shorter than its header.
         let mut bad = TcpStream::connect(&addr).await.unwrap();
         bad.write_all(&[0, 0, 0, 2, 0, 0]).await.unwrap();
@@ -560,11 +653,19 @@ mod tests {
         // A peer that starts a frame and stalls keeps only its own connection busy.
         let mut stall = TcpStream::connect(&addr).await.unwrap();
         stall.write_all(&[0, 0, 1]).await.unwrap();
-        assert_eq!(c.call(&addr, SERVICE_QUORUM, b"ok", t).await.unwrap(), b"ok");
+        assert_eq!(
+            c.call(&addr, SERVICE_QUORUM, b"ok", t).await.unwrap(),
+            b"ok"
+        );
         // Garbage bytes.
         let mut g = TcpStream::connect(&addr).await.unwrap();
-        g.write_all(&[0, 0, 0, 9, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0xff, 0xff]).await.unwrap();
-        assert_eq!(c.call(&addr, SERVICE_QUORUM, b"still", t).await.unwrap(), b"still");
+        g.write_all(&[0, 0, 0, 9, 7, 7, 7, 7, 7, 7, 7, 7, 7, 0xff, 0xff])
+            .await
+            .unwrap();
+        assert_eq!(
+            c.call(&addr, SERVICE_QUORUM, b"still", t).await.unwrap(),
+            b"still"
+        );
     }
 
     #[test]

@@ -45,7 +45,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn sto_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
-    StorageError::IO { source: StorageIOError::new(subject, verb, AnyError::error(e.to_string())) }
+    StorageError::IO {
+        source: StorageIOError::new(subject, verb, AnyError::error(e.to_string())),
+    }
 }
 
 /// Writes the snapshot file unless the one on disk is at least as new. Blocking.
@@ -66,12 +68,20 @@ impl SmStore {
     /// Opens the state machine: restores the latest snapshot into `app` (which must be empty),
     /// so openraft re-applies only the committed entries after it.
     pub fn open(dir: &Path, app: Arc<dyn StateMachine>) -> io::Result<SmStore> {
-        let mut state = SmState { last_applied: None, membership: StoredMembership::default() };
+        let mut state = SmState {
+            last_applied: None,
+            membership: StoredMembership::default(),
+        };
         let mut snap_meta = None;
         if let Some(data) = read_atomic(dir, SNAPSHOT_FILE, MAX_SNAPSHOT_BYTES)? {
-            let (meta, app_state) = codec::decode_snapshot(&data)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", dir.join(SNAPSHOT_FILE).display())))?;
-            app.restore(app_state).map_err(|e| io::Error::other(format!("restoring the quorum snapshot: {e}")))?;
+            let (meta, app_state) = codec::decode_snapshot(&data).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", dir.join(SNAPSHOT_FILE).display()),
+                )
+            })?;
+            app.restore(app_state)
+                .map_err(|e| io::Error::other(format!("restoring the quorum snapshot: {e}")))?;
             tracing::info!(last = ?meta.last_log_id, id = %meta.snapshot_id, bytes = app_state.len(), "quorum: restored snapshot");
             state.last_applied = meta.last_log_id;
             state.membership = meta.last_membership.clone();
@@ -96,7 +106,9 @@ impl SmStore {
 
     /// Last log id in the snapshot on disk, if any.
     pub fn snapshot_last(&self) -> Option<LogId> {
-        lock(&self.shared.snapshot).as_ref().and_then(|m| m.last_log_id)
+        lock(&self.shared.snapshot)
+            .as_ref()
+            .and_then(|m| m.last_log_id)
     }
 }
 
@@ -113,14 +125,28 @@ impl RaftSnapshotBuilder<TypeConfig> for Builder {
         let meta = self.meta.clone();
         let state = std::mem::take(&mut self.state);
         let sig = meta.signature();
-        let res = tokio::task::spawn_blocking(move || persist_snapshot(&shared, &meta, &state).map(|_| (meta, state))).await;
+        let res = tokio::task::spawn_blocking(move || {
+            persist_snapshot(&shared, &meta, &state).map(|_| (meta, state))
+        })
+        .await;
         match res {
             Ok(Ok((meta, state))) => {
                 tracing::info!(last = ?meta.last_log_id, bytes = state.len(), "quorum: snapshot written");
-                Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(state)) })
+                Ok(Snapshot {
+                    meta,
+                    snapshot: Box::new(Cursor::new(state)),
+                })
             }
-            Ok(Err(e)) => Err(sto_err(ErrorSubject::Snapshot(Some(sig)), ErrorVerb::Write, e)),
-            Err(e) => Err(sto_err(ErrorSubject::Snapshot(Some(sig)), ErrorVerb::Write, e)),
+            Ok(Err(e)) => Err(sto_err(
+                ErrorSubject::Snapshot(Some(sig)),
+                ErrorVerb::Write,
+                e,
+            )),
+            Err(e) => Err(sto_err(
+                ErrorSubject::Snapshot(Some(sig)),
+                ErrorVerb::Write,
+                e,
+            )),
         }
     }
 }
@@ -150,7 +176,9 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                 }
             };
             st.last_applied = Some(e.log_id);
-            self.shared.applied_index.store(e.log_id.index, Ordering::Relaxed);
+            self.shared
+                .applied_index
+                .store(e.log_id.index, Ordering::Relaxed);
             out.push(Reply(reply));
         }
         Ok(out)
@@ -161,55 +189,101 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         let state = self.shared.app.snapshot();
         let seq = self.shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let id = match st.last_applied {
-            Some(l) => format!("{}-{}-{}-{seq}", l.leader_id.term, l.leader_id.node_id, l.index),
+            Some(l) => format!(
+                "{}-{}-{}-{seq}",
+                l.leader_id.term, l.leader_id.node_id, l.index
+            ),
             None => format!("none-{seq}"),
         };
-        let meta = SnapshotMeta { last_log_id: st.last_applied, last_membership: st.membership.clone(), snapshot_id: id };
-        Builder { shared: self.shared.clone(), meta, state }
+        let meta = SnapshotMeta {
+            last_log_id: st.last_applied,
+            last_membership: st.membership.clone(),
+            snapshot_id: id,
+        };
+        Builder {
+            shared: self.shared.clone(),
+            meta,
+            state,
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         let state = snapshot.into_inner();
         let sig = meta.signature();
         if state.len() > MAX_SNAPSHOT_BYTES {
-            return Err(sto_err(ErrorSubject::Snapshot(Some(sig)), ErrorVerb::Write, "snapshot too large"));
+            return Err(sto_err(
+                ErrorSubject::Snapshot(Some(sig)),
+                ErrorVerb::Write,
+                "snapshot too large",
+            ));
         }
         tracing::info!(last = ?meta.last_log_id, bytes = state.len(), "quorum: installing a snapshot from the leader");
         // Durable first: a crash after this restarts from the new snapshot.
         let shared = self.shared.clone();
         let m = meta.clone();
-        let res = tokio::task::spawn_blocking(move || persist_snapshot(&shared, &m, &state).map(|_| state)).await;
+        let res = tokio::task::spawn_blocking(move || {
+            persist_snapshot(&shared, &m, &state).map(|_| state)
+        })
+        .await;
         let state = match res {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(sto_err(ErrorSubject::Snapshot(Some(sig)), ErrorVerb::Write, e)),
-            Err(e) => return Err(sto_err(ErrorSubject::Snapshot(Some(sig)), ErrorVerb::Write, e)),
+            Ok(Err(e)) => {
+                return Err(sto_err(
+                    ErrorSubject::Snapshot(Some(sig)),
+                    ErrorVerb::Write,
+                    e,
+                ))
+            }
+            Err(e) => {
+                return Err(sto_err(
+                    ErrorSubject::Snapshot(Some(sig)),
+                    ErrorVerb::Write,
+                    e,
+                ))
+            }
         };
         let mut st = lock(&self.shared.state);
-        self.shared
-            .app
-            .restore(&state)
-            .map_err(|e| sto_err(ErrorSubject::StateMachine, ErrorVerb::Write, format!("restore: {e}")))?;
+        self.shared.app.restore(&state).map_err(|e| {
+            sto_err(
+                ErrorSubject::StateMachine,
+                ErrorVerb::Write,
+                format!("restore: {e}"),
+            )
+        })?;
         st.last_applied = meta.last_log_id;
         st.membership = meta.last_membership.clone();
-        self.shared.applied_index.store(meta.last_log_id.map(|l| l.index).unwrap_or(0), Ordering::Relaxed);
+        self.shared.applied_index.store(
+            meta.last_log_id.map(|l| l.index).unwrap_or(0),
+            Ordering::Relaxed,
+        );
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let shared = self.shared.clone();
-        let res = tokio::task::spawn_blocking(move || -> io::Result<Option<Snapshot<TypeConfig>>> {
-            let _g = lock(&shared.snapshot);
-            let Some(data) = read_atomic(&shared.dir, SNAPSHOT_FILE, MAX_SNAPSHOT_BYTES)? else {
-                return Ok(None);
-            };
-            let (meta, state) = codec::decode_snapshot(&data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(state.to_vec())) }))
-        })
-        .await;
+        let res =
+            tokio::task::spawn_blocking(move || -> io::Result<Option<Snapshot<TypeConfig>>> {
+                let _g = lock(&shared.snapshot);
+                let Some(data) = read_atomic(&shared.dir, SNAPSHOT_FILE, MAX_SNAPSHOT_BYTES)?
+                else {
+                    return Ok(None);
+                };
+                let (meta, state) = codec::decode_snapshot(&data)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                Ok(Some(Snapshot {
+                    meta,
+                    snapshot: Box::new(Cursor::new(state.to_vec())),
+                }))
+            })
+            .await;
         match res {
             Ok(Ok(s)) => Ok(s),
             Ok(Err(e)) => Err(sto_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e)),

@@ -24,7 +24,9 @@ fn de_b64<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
     if s.len() > crate::codec::MAX_COMMAND_BYTES.saturating_mul(4) / 3 + 4 {
         return Err(serde::de::Error::custom("command too large"));
     }
-    base64::engine::general_purpose::STANDARD.decode(s.as_bytes()).map_err(serde::de::Error::custom)
+    base64::engine::general_purpose::STANDARD
+        .decode(s.as_bytes())
+        .map_err(serde::de::Error::custom)
 }
 
 impl Serialize for Command {

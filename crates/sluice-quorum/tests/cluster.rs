@@ -62,7 +62,6 @@ impl ListSm {
 struct Node {
     id: u64,
     addr: String,
-    dir: PathBuf,
     q: Arc<Quorum>,
     server: RpcServer,
     rpc: Arc<RpcClient>,
@@ -78,7 +77,13 @@ fn config(id: u64, voters: &BTreeMap<u64, String>, dir: &Path) -> QuorumConfig {
     c
 }
 
-async fn start_node(id: u64, voters: &BTreeMap<u64, String>, dir: &Path, listener: Option<TcpListener>, tweak: impl FnOnce(&mut QuorumConfig)) -> Node {
+async fn start_node(
+    id: u64,
+    voters: &BTreeMap<u64, String>,
+    dir: &Path,
+    listener: Option<TcpListener>,
+    tweak: impl FnOnce(&mut QuorumConfig),
+) -> Node {
     let addr = voters[&id].clone();
     let listener = match listener {
         Some(l) => l,
@@ -92,7 +97,14 @@ async fn start_node(id: u64, voters: &BTreeMap<u64, String>, dir: &Path, listene
     let mut h: Handlers = HashMap::new();
     h.insert(SERVICE_QUORUM, q.clone());
     let server = RpcServer::serve(listener, h).unwrap();
-    Node { id, addr, dir: dir.to_path_buf(), q, server, rpc, sm }
+    Node {
+        id,
+        addr,
+        q,
+        server,
+        rpc,
+        sm,
+    }
 }
 
 async fn stop_node(n: &Node) {
@@ -126,7 +138,10 @@ async fn start_three(tmp: &Path) -> (BTreeMap<u64, String>, Vec<Node>) {
 async fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -148,14 +163,17 @@ async fn agreed_leader(nodes: &[&Node]) -> u64 {
     leader
 }
 
-fn by_id<'a>(nodes: &'a [Node], id: u64) -> &'a Node {
+fn by_id(nodes: &[Node], id: u64) -> &Node {
     nodes.iter().find(|n| n.id == id).unwrap()
 }
 
 async fn propose_n(n: &Node, prefix: &str, count: usize) -> Vec<u64> {
     let mut idx = Vec::new();
     for i in 0..count {
-        let (index, reply) = n.q.propose(format!("{prefix}{i}").into_bytes()).await.unwrap();
+        let (index, reply) =
+            n.q.propose(format!("{prefix}{i}").into_bytes())
+                .await
+                .unwrap();
         assert_eq!(reply, format!("ok:{index}").into_bytes());
         idx.push(index);
     }
@@ -163,7 +181,9 @@ async fn propose_n(n: &Node, prefix: &str, count: usize) -> Vec<u64> {
 }
 
 fn cmds(prefix: &str, count: usize) -> Vec<Vec<u8>> {
-    (0..count).map(|i| format!("{prefix}{i}").into_bytes()).collect()
+    (0..count)
+        .map(|i| format!("{prefix}{i}").into_bytes())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,23 +194,53 @@ async fn three_nodes_elect_propose_and_apply_in_the_same_order() {
     let leader = agreed_leader(&all).await;
     let l = by_id(&nodes, leader);
     let idx = propose_n(l, "c", 20).await;
-    assert!(idx.windows(2).all(|w| w[1] == w[0] + 1), "consecutive indexes {idx:?}");
+    assert!(
+        idx.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive indexes {idx:?}"
+    );
     for n in nodes.iter().filter(|n| n.id != leader) {
-        assert_eq!(n.q.propose(b"x".to_vec()).await, Err(ProposeError::NotLeader { leader: Some(leader) }));
-        assert_eq!(n.q.read_barrier().await, Err(ProposeError::NotLeader { leader: Some(leader) }));
+        assert_eq!(
+            n.q.propose(b"x".to_vec()).await,
+            Err(ProposeError::NotLeader {
+                leader: Some(leader)
+            })
+        );
+        assert_eq!(
+            n.q.read_barrier().await,
+            Err(ProposeError::NotLeader {
+                leader: Some(leader)
+            })
+        );
     }
     let rb = l.q.read_barrier().await.unwrap();
     assert!(rb >= *idx.last().unwrap());
-    wait_until("all apply 20", 20, || nodes.iter().all(|n| n.sm.list().len() == 20)).await;
+    wait_until("all apply 20", 20, || {
+        nodes.iter().all(|n| n.sm.list().len() == 20)
+    })
+    .await;
     let first = nodes[0].sm.list();
-    assert_eq!(first.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>(), cmds("c", 20));
+    assert_eq!(
+        first.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>(),
+        cmds("c", 20)
+    );
     assert_eq!(first.iter().map(|(i, _)| *i).collect::<Vec<_>>(), idx);
     for n in &nodes {
-        assert_eq!(n.sm.list(), first, "node {} applied a different sequence", n.id);
+        assert_eq!(
+            n.sm.list(),
+            first,
+            "node {} applied a different sequence",
+            n.id
+        );
     }
     // The leader reports every voter's match.
     let last = *idx.last().unwrap();
-    wait_until("matched indexes", 20, || l.q.status().voters.iter().all(|v| v.matched.is_some_and(|m| m >= last))).await;
+    wait_until("matched indexes", 20, || {
+        l.q.status()
+            .voters
+            .iter()
+            .all(|v| v.matched.is_some_and(|m| m >= last))
+    })
+    .await;
     let st = l.q.status();
     assert_eq!(st.node_id, leader);
     assert!(st.term >= 1 && st.committed >= last && st.applied >= last && st.running.is_ok());
@@ -219,7 +269,10 @@ async fn leader_shutdown_elects_a_new_leader_and_keeps_committed_entries() {
     propose_n(new_node, "b", 5).await;
     let mut expect = cmds("a", 10);
     expect.extend(cmds("b", 5));
-    wait_until("survivors apply all 15", 20, || rest.iter().all(|n| n.sm.commands() == expect)).await;
+    wait_until("survivors apply all 15", 20, || {
+        rest.iter().all(|n| n.sm.commands() == expect)
+    })
+    .await;
     assert_eq!(rest[0].sm.list(), rest[1].sm.list());
     for n in &rest {
         stop_node(n).await;
@@ -241,19 +294,31 @@ async fn partitioned_leader_cannot_commit_majority_moves_on_and_old_leader_catch
     }
     // The old leader cannot commit: its proposal times out (or it learns it lost leadership).
     let res = oldn.q.propose(b"lost".to_vec()).await;
-    assert!(matches!(res, Err(ProposeError::Timeout) | Err(ProposeError::NotLeader { .. })), "{res:?}");
+    assert!(
+        matches!(
+            res,
+            Err(ProposeError::Timeout) | Err(ProposeError::NotLeader { .. })
+        ),
+        "{res:?}"
+    );
     let rest: Vec<&Node> = nodes.iter().filter(|n| n.id != old).collect();
     let new = agreed_leader(&rest).await;
     assert_ne!(new, old);
     propose_n(by_id(&nodes, new), "b", 5).await;
-    assert!(!oldn.sm.commands().iter().any(|c| c.starts_with(b"b")), "the cut node applied nothing of the majority's");
+    assert!(
+        !oldn.sm.commands().iter().any(|c| c.starts_with(b"b")),
+        "the cut node applied nothing of the majority's"
+    );
     // Heal: the old leader steps down, drops its uncommitted entry and catches up.
     for n in &nodes {
         n.rpc.heal_all();
     }
     let mut expect = cmds("a", 5);
     expect.extend(cmds("b", 5));
-    wait_until("everyone converges", 30, || nodes.iter().all(|n| n.sm.commands() == expect)).await;
+    wait_until("everyone converges", 30, || {
+        nodes.iter().all(|n| n.sm.commands() == expect)
+    })
+    .await;
     let leader = agreed_leader(&all).await;
     assert_ne!(leader, 0);
     for n in &nodes {
@@ -273,7 +338,12 @@ async fn restart_from_snapshot_and_log_reapplies_exactly_once() {
     let leader = agreed_leader(&all).await;
     let idx = propose_n(by_id(&nodes, leader), "r", 35).await;
     let last = *idx.last().unwrap();
-    wait_until("all commit and apply", 20, || nodes.iter().all(|n| n.sm.list().len() == 35 && n.q.status().committed >= last)).await;
+    wait_until("all commit and apply", 20, || {
+        nodes
+            .iter()
+            .all(|n| n.sm.list().len() == 35 && n.q.status().committed >= last)
+    })
+    .await;
     let before = nodes[0].sm.list();
     for n in &nodes {
         wait_until("a snapshot", 20, || n.q.snapshot_index().is_some()).await;
@@ -295,7 +365,16 @@ async fn restart_from_snapshot_and_log_reapplies_exactly_once() {
     // The whole cluster restarts and goes on.
     let mut nodes = Vec::new();
     for id in 1..=3u64 {
-        nodes.push(start_node(id, &voters, &tmp.path().join(format!("n{id}")), None, |_| {}).await);
+        nodes.push(
+            start_node(
+                id,
+                &voters,
+                &tmp.path().join(format!("n{id}")),
+                None,
+                |_| {},
+            )
+            .await,
+        );
     }
     let all: Vec<&Node> = nodes.iter().collect();
     let leader = agreed_leader(&all).await;
@@ -303,10 +382,16 @@ async fn restart_from_snapshot_and_log_reapplies_exactly_once() {
     assert!(more[0] > last);
     let mut expect = cmds("r", 35);
     expect.extend(cmds("s", 3));
-    wait_until("all apply after restart", 20, || nodes.iter().all(|n| n.sm.commands() == expect)).await;
+    wait_until("all apply after restart", 20, || {
+        nodes.iter().all(|n| n.sm.commands() == expect)
+    })
+    .await;
     for n in &nodes {
         let l = n.sm.list();
-        assert!(l.windows(2).all(|w| w[0].0 < w[1].0), "each index once, in order");
+        assert!(
+            l.windows(2).all(|w| w[0].0 < w[1].0),
+            "each index once, in order"
+        );
         stop_node(n).await;
     }
 }
@@ -322,11 +407,20 @@ async fn lagging_follower_catches_up_by_snapshot() {
     let ln = by_id(&nodes, leader);
     propose_n(ln, "p", 60).await;
     // The leader snapshotted and purged the log the lagging follower would need.
-    wait_until("leader purged", 20, || ln.q.log_indexes().first().is_some_and(|f| *f > 5)).await;
+    wait_until("leader purged", 20, || {
+        ln.q.log_indexes().first().is_some_and(|f| *f > 5)
+    })
+    .await;
     let lag_dir = tmp.path().join(format!("n{lagger}"));
     let back = start_node(lagger, &voters, &lag_dir, None, |_| {}).await;
-    wait_until("lagger catches up", 30, || back.sm.commands() == cmds("p", 60)).await;
-    assert!(back.q.snapshot_index().is_some_and(|s| s >= 10), "it got the leader's snapshot");
+    wait_until("lagger catches up", 30, || {
+        back.sm.commands() == cmds("p", 60)
+    })
+    .await;
+    assert!(
+        back.q.snapshot_index().is_some_and(|s| s >= 10),
+        "it got the leader's snapshot"
+    );
     let others: Vec<&Node> = nodes.iter().filter(|n| n.id != lagger).collect();
     assert_eq!(back.sm.list(), others[0].sm.list());
     stop_node(&back).await;
@@ -344,7 +438,16 @@ async fn cluster_forms_when_the_first_voter_is_down_and_it_joins_later() {
     let mut nodes = Vec::new();
     for (i, l) in ls.into_iter().enumerate() {
         let id = i as u64 + 2;
-        nodes.push(start_node(id, &voters, &tmp.path().join(format!("n{id}")), Some(l), |_| {}).await);
+        nodes.push(
+            start_node(
+                id,
+                &voters,
+                &tmp.path().join(format!("n{id}")),
+                Some(l),
+                |_| {},
+            )
+            .await,
+        );
     }
     let two: Vec<&Node> = nodes.iter().collect();
     let leader = agreed_leader(&two).await;
@@ -366,23 +469,36 @@ fn single(dir: &Path, id: u64) -> QuorumConfig {
 async fn single_voter_is_leader_at_once_and_survives_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let sm = Arc::new(ListSm::default());
-    let q = Quorum::open(single(tmp.path(), 7), sm.clone(), RpcClient::new()).await.unwrap();
+    let q = Quorum::open(single(tmp.path(), 7), sm.clone(), RpcClient::new())
+        .await
+        .unwrap();
     assert_eq!(q.status().leader, Some(7));
     let (i, r) = q.propose(b"one".to_vec()).await.unwrap();
     assert_eq!(r, format!("ok:{i}").into_bytes());
     assert_eq!(q.read_barrier().await.unwrap(), i);
     q.shutdown().await;
-    assert_eq!(q.propose(b"x".to_vec()).await, Err(ProposeError::ShuttingDown));
+    assert_eq!(
+        q.propose(b"x".to_vec()).await,
+        Err(ProposeError::ShuttingDown)
+    );
     drop(q);
     let sm2 = Arc::new(ListSm::default());
-    let q = Quorum::open(single(tmp.path(), 7), sm2.clone(), RpcClient::new()).await.unwrap();
+    let q = Quorum::open(single(tmp.path(), 7), sm2.clone(), RpcClient::new())
+        .await
+        .unwrap();
     assert_eq!(sm2.list(), vec![(i, b"one".to_vec())]);
     let (j, _) = q.propose(b"two".to_vec()).await.unwrap();
     assert!(j > i);
     q.shutdown().await;
     drop(q);
     // Another identity on the same directory is refused.
-    match Quorum::open(single(tmp.path(), 8), Arc::new(ListSm::default()), RpcClient::new()).await {
+    match Quorum::open(
+        single(tmp.path(), 8),
+        Arc::new(ListSm::default()),
+        RpcClient::new(),
+    )
+    .await
+    {
         Err(QuorumError::IdentityMismatch { .. }) => {}
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a different node id opened the directory"),
@@ -391,18 +507,35 @@ async fn single_voter_is_leader_at_once_and_survives_restart() {
     voters.insert(7, "127.0.0.1:1".to_string());
     voters.insert(9, "127.0.0.1:2".to_string());
     assert!(matches!(
-        Quorum::open(config(7, &voters, tmp.path()), Arc::new(ListSm::default()), RpcClient::new()).await,
+        Quorum::open(
+            config(7, &voters, tmp.path()),
+            Arc::new(ListSm::default()),
+            RpcClient::new()
+        )
+        .await,
         Err(QuorumError::IdentityMismatch { .. })
     ));
     // Oversized commands are refused before they reach the log.
-    let q = Quorum::open(single(tmp.path(), 7), Arc::new(ListSm::default()), RpcClient::new()).await.unwrap();
+    let q = Quorum::open(
+        single(tmp.path(), 7),
+        Arc::new(ListSm::default()),
+        RpcClient::new(),
+    )
+    .await
+    .unwrap();
     let big = vec![0u8; sluice_quorum::MAX_COMMAND_BYTES + 1];
-    assert_eq!(q.propose(big).await, Err(ProposeError::TooLarge(sluice_quorum::MAX_COMMAND_BYTES + 1)));
+    assert_eq!(
+        q.propose(big).await,
+        Err(ProposeError::TooLarge(sluice_quorum::MAX_COMMAND_BYTES + 1))
+    );
     q.shutdown().await;
 }
 
 fn last_segment(dir: &Path) -> PathBuf {
-    let mut segs: Vec<_> = std::fs::read_dir(dir.join("log")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut segs: Vec<_> = std::fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     segs.sort();
     segs.pop().unwrap()
 }
@@ -411,7 +544,9 @@ fn last_segment(dir: &Path) -> PathBuf {
 async fn torn_tail_is_truncated_and_corruption_before_the_tail_refuses_to_start() {
     let tmp = tempfile::tempdir().unwrap();
     let sm = Arc::new(ListSm::default());
-    let q = Quorum::open(single(tmp.path(), 1), sm.clone(), RpcClient::new()).await.unwrap();
+    let q = Quorum::open(single(tmp.path(), 1), sm.clone(), RpcClient::new())
+        .await
+        .unwrap();
     for c in ["a", "b", "c"] {
         q.propose(c.as_bytes().to_vec()).await.unwrap();
     }
@@ -424,18 +559,32 @@ async fn torn_tail_is_truncated_and_corruption_before_the_tail_refuses_to_start(
     torn.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3, 4, 9, 9]);
     std::fs::write(&seg, &torn).unwrap();
     let sm2 = Arc::new(ListSm::default());
-    let q = Quorum::open(single(tmp.path(), 1), sm2.clone(), RpcClient::new()).await.unwrap();
-    assert_eq!(sm2.commands(), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    let q = Quorum::open(single(tmp.path(), 1), sm2.clone(), RpcClient::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        sm2.commands(),
+        vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+    );
     q.propose(b"d".to_vec()).await.unwrap();
     q.shutdown().await;
     drop(q);
     let healed = std::fs::read(&seg).unwrap();
-    assert!(healed.starts_with(&good) && healed.len() > good.len(), "torn bytes gone, new entries appended");
+    assert!(
+        healed.starts_with(&good) && healed.len() > good.len(),
+        "torn bytes gone, new entries appended"
+    );
     // A flipped byte inside an early record, with valid records after it: refuse to start.
     let mut bad = healed.clone();
     bad[20] ^= 0x5a;
     std::fs::write(&seg, &bad).unwrap();
-    match Quorum::open(single(tmp.path(), 1), Arc::new(ListSm::default()), RpcClient::new()).await {
+    match Quorum::open(
+        single(tmp.path(), 1),
+        Arc::new(ListSm::default()),
+        RpcClient::new(),
+    )
+    .await
+    {
         Err(QuorumError::Storage(e)) => assert!(e.to_string().contains("corrupt"), "{e}"),
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("opened a corrupt log"),

@@ -1,9 +1,141 @@
 //! The metadata quorum of a Sluice cluster: Raft (openraft 0.9.25) over opaque commands, its
 //! on-disk log, and the cluster RPC every broker↔broker message rides on.
 //!
-//! (Module docs: see the end of this comment block, written last.)
+//! Every node runs a [`Quorum`]; the voters (`--voters 1@host:port,…`) hold the Raft log. The
+//! application (the broker's metadata image) implements [`StateMachine`]; commands are opaque
+//! bytes, applied in log order on every node. The leader of the quorum is where the controller
+//! runs; [`Quorum::propose`] appends a command and returns once it is committed *and applied on
+//! this node* with the log index (the broker epoch of a registration is that index) and the
+//! reply `apply` returned.
 //!
-//! DOCS_PLACEHOLDER
+//! # openraft
+//! `openraft = "=0.9.25"` (exact pin; 0.10 is still alpha and changed the storage API), features
+//! `storage-v2` (the `RaftLogStorage` / `RaftStateMachine` split), `serde` (messages as JSON) and
+//! `loosen-follower-log-revert`: without it a voter whose log went backwards (its directory
+//! wiped or restored from an older copy) trips a debug assertion in the leader (openraft
+//! #898/#903) and, in release builds, leaves the leader's replication bookkeeping stale; with it
+//! the leader restarts its search for the follower's match and re-sends (see the test
+//! `wiped_follower_rejoins`). Types: `u64` node ids, `BasicNode { addr }` (the cluster
+//! address), [`Command`]/[`Reply`] byte vectors, snapshots as bytes in memory
+//! (`Cursor<Vec<u8>>`; metadata is small: bounded by [`MAX_SNAPSHOT_BYTES`]).
+//!
+//! # Files (under `QuorumConfig::dir`, e.g. `<data>/__quorum/`)
+//! | file | content | written |
+//! |---|---|---|
+//! | `identity` | JSON `{node_id, voters}` | once, at the first start; a later start with another node id or voter set is refused ([`QuorumError::IdentityMismatch`]) |
+//! | `vote` | JSON openraft `Vote` (term, node, committed) | `save_vote`, before it returns |
+//! | `committed` | JSON `LogId` of the highest committed entry known | `save_committed` |
+//! | `purged` | JSON `LogId` up to which the log was purged | before purged segments are deleted |
+//! | `snapshot` | `[u32 meta length][meta JSON][application state]` | when a snapshot is built or installed; only ever replaced by a newer one |
+//! | `log/<first index, 20 digits>.log` | log segments | appended |
+//!
+//! The small files and `snapshot` are *atomic files*: `[magic "SQF1"][u32 len][u32 CRC-32C][payload]`
+//! (little endian), written as `name.tmp`, fsynced, renamed over `name`, and the directory
+//! fsynced. Reading one that is damaged (bad magic, length, checksum) is a startup error: a
+//! rename is atomic, so damage there is not a crash artefact.
+//!
+//! A log segment is a sequence of records `[u32 body length][u32 CRC-32C of body][body]`
+//! (little endian); a body is `[u64 term][u64 leader node][u64 index][u8 kind][payload]`, kind
+//! 0 = blank (no payload), 1 = command (payload = the command bytes), 2 = membership (payload =
+//! openraft's `Membership` as JSON). Entries are consecutive within and across segments; a new
+//! segment begins after [`SEGMENT_MAX_ENTRIES`] entries or [`SEGMENT_MAX_BYTES`] bytes, so a
+//! purge deletes whole files. All entries not purged are also held in memory (the metadata log
+//! between two snapshots is small).
+//!
+//! # Recovery at open
+//! Every segment is scanned. In the **last** segment, a torn tail — a frame cut by the end of
+//! the file, or a bad frame followed only by zeros (what a crash leaves of an unsynced append) —
+//! is truncated away with a warning; such an append was never acknowledged (see fsync rules).
+//! Any other damage (a checksum mismatch with data after it, a bad frame in an earlier segment,
+//! a hole between segments, an index out of sequence, a record whose checksum matches but whose
+//! body does not decode) is a startup error naming the file and byte: the node refuses to start
+//! rather than silently dropping acknowledged entries. Segments entirely at or below `purged`
+//! (an interrupted purge) are deleted. Then the `snapshot` is restored into the application's
+//! (empty) state machine, and openraft re-applies the committed entries after it (`committed`
+//! file) at once — a restarted node catches its state machine up alone, without waiting for a
+//! leader. Each entry is applied exactly once per process: the snapshot covers up to its last
+//! log id, replay starts after it.
+//!
+//! # fsync rules
+//! - `append`: entries are written and the segment is `fdatasync`ed before openraft's
+//!   `LogFlushed` callback fires (openraft acknowledges to the leader / counts the leader's own
+//!   vote only after the callback). A new segment file is created and the directory fsynced
+//!   before anything is written to it.
+//! - `save_vote`: the vote file is durable (atomic write) before the call returns.
+//! - `save_committed`: atomic write too (not needed for safety; it makes replay at open
+//!   immediate).
+//! - `truncate` (a follower's conflicting suffix): later segments deleted, the segment cut with
+//!   `set_len` and fsynced, directory fsynced, before returning.
+//! - `purge`: `purged` durable first, then whole segments deleted; openraft only purges up to a
+//!   durable snapshot (the snapshot file is written and fsynced before `build_snapshot`
+//!   returns), keeping `snapshot_interval` entries behind it for followers that lag a little.
+//! - Storage IO runs on blocking threads (`spawn_blocking`), never on the async workers.
+//! - **Storage errors are fatal**: a failed write poisons the log store (no later write is
+//!   attempted) and openraft stops this member; `propose` then answers
+//!   [`ProposeError::Fatal`], `status().running` is `Err`. Restart the process.
+//!
+//! # State machine glue
+//! The glue keeps openraft's bookkeeping itself — the last applied log id and the last
+//! membership — in memory and in the snapshot's meta (the application never sees them).
+//! Blank and membership entries are not passed to [`StateMachine::apply`]. A snapshot is taken
+//! every `snapshot_interval` applied entries: the application's [`StateMachine::snapshot`] is
+//! called between two applies (so it is consistent with the bookkeeping), then the file is
+//! written on a blocking thread while applies go on. A snapshot from the leader (a follower too
+//! far behind the purged log) is made durable first, then [`StateMachine::restore`]d.
+//!
+//! # Initialization (first start)
+//! openraft's `initialize` writes the membership entry at log index 0 with the default log id and
+//! starts an election; it is refused (`NotAllowed`, ignored) once the node has a log or a vote.
+//! Calling it on several nodes with the *same* membership is safe (openraft documents it: the
+//! entries are identical). So: every voter passes the same `--voters`; on a first start (no log,
+//! no vote) the lowest voter id initializes at once, and voter number `k` (0-based rank by id)
+//! waits `k ×` the maximum election timeout and initializes only if it has heard from no
+//! candidate or leader meanwhile — one election in the common case, and the cluster still forms
+//! if the lowest voter is down. A node whose directory holds a log or vote never initializes
+//! again (openraft refuses, and we only try when `is_initialized` is false). A single voter
+//! (no `--voters`) initializes itself and is leader when `open` returns, with no network.
+//! Changing the voter set (or growing a single node into a cluster) is not supported yet: the
+//! identity file refuses it (membership changes would go through Raft, a later step).
+//!
+//! # Timeouts
+//! Defaults ([`QuorumConfig::new`]), sized for a loaded 2-core machine where openraft's
+//! (150–300 ms election, 50 ms heartbeat) cause needless elections: heartbeat 200 ms, election
+//! timeout 1–2 s (randomized per term), `propose`/`read_barrier` give up after
+//! [`DEFAULT_PROPOSE_TIMEOUT_MS`] with [`ProposeError::Timeout`] (outcome unknown: the entry may
+//! still commit). `NotLeader` is definite (not appended here, or truncated before commit).
+//! openraft 0.9 has no check-quorum/pre-vote: a leader cut off from the majority keeps believing
+//! it leads (its `leader_watch` shows itself) but cannot commit; `status().quorum_ack_age_ms`
+//! shows how long since a quorum acknowledged it. On healing, its higher-term peers depose it
+//! and its uncommitted entries are truncated.
+//!
+//! # Cluster RPC
+//! See [`rpc`]: length-prefixed frames with a one-byte service id and a request id, one
+//! multiplexed connection per (peer, service), so replica-fetch long polls never delay quorum
+//! heartbeats. Quorum messages (service 0) are `[u8 kind][u64 target node][u32 json length]
+//! [JSON][raw bytes]` (snapshot chunks travel raw); a request addressed to another node id is
+//! refused (catches a wrong `--voters` address). Replies: `[u8 status][JSON]`.
+//!
+//! # What survives what
+//! - Process crash / kill -9 / power cut: everything acknowledged (appended entries, votes,
+//!   snapshots); an unacknowledged torn append is truncated at open.
+//! - Loss of a minority of voters: the majority elects and commits; a returning voter catches up
+//!   by log, or by snapshot if the leader purged what it needs.
+//! - A corrupt log (bit flip before the tail), damaged atomic file, or wrong identity: the node
+//!   refuses to start with a message; restore its directory, or wipe it so it rejoins as an empty
+//!   voter (safe only if the rest of the voters still form a majority with the data).
+//!
+//! # Differences from Kafka's KRaft
+//! KRaft is pull-based (voters fetch from the leader) and stores the metadata log as a Kafka
+//! partition (`__cluster_metadata`); this is push-based Raft (openraft) with its own small log
+//! format. The contract to the broker is the same: a totally ordered, replicated log of
+//! metadata records applied to an image on every node, the index as the record's offset.
+//!
+//! # Bounds
+//! [`MAX_COMMAND_BYTES`], [`MAX_RECORD_BYTES`], [`MAX_SNAPSHOT_BYTES`], [`MAX_SMALL_FILE_BYTES`],
+//! [`SEGMENT_MAX_BYTES`], [`SEGMENT_MAX_ENTRIES`], [`MAX_PAYLOAD_ENTRIES`],
+//! [`SNAPSHOT_CHUNK_BYTES`], and in [`rpc`]: `MAX_FRAME_BYTES`, `MAX_CONNECTIONS`,
+//! `MAX_IN_FLIGHT_PER_CONNECTION`, `IDLE_TIMEOUT`, `FRAME_READ_TIMEOUT`, `WRITE_TIMEOUT`,
+//! `CONNECT_TIMEOUT`.
 
 mod codec;
 mod network;
@@ -27,9 +159,11 @@ pub use codec::{
     decode_entry_body, decode_file, decode_snapshot, scan_record, scan_segment, DecodeError, Scan,
     SegmentScan, MAX_COMMAND_BYTES, MAX_RECORD_BYTES, MAX_SMALL_FILE_BYTES, MAX_SNAPSHOT_BYTES,
 };
-pub use network::decode_request as decode_quorum_request;
+pub use network::{
+    decode_request as decode_quorum_request, parse_request as parse_quorum_request, QuorumRequest,
+};
 pub use store::{SEGMENT_MAX_BYTES, SEGMENT_MAX_ENTRIES};
-pub use types::{Command, Reply, TypeConfig};
+pub use types::{Command, Entry, Reply, TypeConfig};
 
 /// Default bound on how long `propose` and `read_barrier` wait before answering
 /// [`ProposeError::Timeout`].
@@ -516,6 +650,28 @@ impl Quorum {
     #[doc(hidden)]
     pub fn snapshot_index(&self) -> Option<u64> {
         self.sm.snapshot_last().map(|l| l.index)
+    }
+}
+
+/// Entry points for the fuzz target (`fuzz/fuzz_targets/quorum_files.rs`).
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::path::Path;
+
+    /// Opens the quorum log under `dir` (vote, committed, purged files and `log/` segments) as
+    /// `Quorum::open` does; returns the indexes it holds.
+    pub fn open_log(dir: &Path) -> std::io::Result<Vec<u64>> {
+        crate::store::LogStore::open(dir).map(|s| s.entry_indexes())
+    }
+
+    /// Re-encodes an entry body decoded by [`crate::decode_entry_body`].
+    pub fn encode_entry_body(entry: &crate::types::Entry) -> Result<Vec<u8>, crate::DecodeError> {
+        crate::codec::encode_entry_body(entry)
+    }
+
+    /// Frames a record body.
+    pub fn frame_record(body: &[u8]) -> Vec<u8> {
+        crate::codec::frame_record(body)
     }
 }
 

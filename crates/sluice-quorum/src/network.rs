@@ -77,33 +77,48 @@ fn refused(why: &str) -> Vec<u8> {
     out
 }
 
-/// Serves one incoming quorum request on `raft` (node `me`).
-pub(crate) async fn serve(raft: &Raft, me: u64, request: &[u8]) -> Vec<u8> {
+/// A decoded incoming quorum request.
+#[derive(Debug)]
+pub enum QuorumRequest {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<u64>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// Decodes an incoming quorum request for node `me`; `Err` is the reason it is refused.
+pub fn parse_request(me: u64, request: &[u8]) -> Result<QuorumRequest, String> {
     let Some((kind, target, json, raw)) = decode_request(request) else {
-        return refused("malformed quorum request");
+        return Err("malformed quorum request".into());
     };
     if target != me {
-        return refused(&format!(
+        return Err(format!(
             "this is node {me}, not node {target}: check --voters on every node"
         ));
     }
     match kind {
-        KIND_APPEND => match serde_json::from_slice::<AppendEntriesRequest<TypeConfig>>(json) {
-            Ok(req) => reply(raft.append_entries(req).await),
-            Err(e) => refused(&format!("malformed AppendEntries: {e}")),
-        },
-        KIND_VOTE => match serde_json::from_slice::<VoteRequest<u64>>(json) {
-            Ok(req) => reply(raft.vote(req).await),
-            Err(e) => refused(&format!("malformed Vote: {e}")),
-        },
-        KIND_SNAPSHOT => match serde_json::from_slice::<InstallSnapshotRequest<TypeConfig>>(json) {
-            Ok(mut req) => {
+        KIND_APPEND => serde_json::from_slice(json)
+            .map(QuorumRequest::AppendEntries)
+            .map_err(|e| format!("malformed AppendEntries: {e}")),
+        KIND_VOTE => serde_json::from_slice(json)
+            .map(QuorumRequest::Vote)
+            .map_err(|e| format!("malformed Vote: {e}")),
+        KIND_SNAPSHOT => serde_json::from_slice::<InstallSnapshotRequest<TypeConfig>>(json)
+            .map(|mut req| {
                 req.data = raw.to_vec();
-                reply(raft.install_snapshot(req).await)
-            }
-            Err(e) => refused(&format!("malformed InstallSnapshot: {e}")),
-        },
-        k => refused(&format!("unknown quorum request kind {k}")),
+                QuorumRequest::InstallSnapshot(req)
+            })
+            .map_err(|e| format!("malformed InstallSnapshot: {e}")),
+        k => Err(format!("unknown quorum request kind {k}")),
+    }
+}
+
+/// Serves one incoming quorum request on `raft` (node `me`).
+pub(crate) async fn serve(raft: &Raft, me: u64, request: &[u8]) -> Vec<u8> {
+    match parse_request(me, request) {
+        Err(why) => refused(&why),
+        Ok(QuorumRequest::AppendEntries(req)) => reply(raft.append_entries(req).await),
+        Ok(QuorumRequest::Vote(req)) => reply(raft.vote(req).await),
+        Ok(QuorumRequest::InstallSnapshot(req)) => reply(raft.install_snapshot(req).await),
     }
 }
 

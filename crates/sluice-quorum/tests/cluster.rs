@@ -590,3 +590,42 @@ async fn torn_tail_is_truncated_and_corruption_before_the_tail_refuses_to_start(
         Ok(_) => panic!("opened a corrupt log"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiped_follower_rejoins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (voters, mut nodes) = start_three(tmp.path()).await;
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = agreed_leader(&all).await;
+    propose_n(by_id(&nodes, leader), "w", 15).await;
+    wait_until("all apply", 20, || {
+        nodes.iter().all(|n| n.sm.list().len() == 15)
+    })
+    .await;
+    // Wipe a follower's directory (an operator replacing a disk) and start it again.
+    let pos = nodes.iter().position(|n| n.id != leader).unwrap();
+    let f = nodes.remove(pos);
+    stop_node(&f).await;
+    let fid = f.id;
+    drop(f);
+    let fdir = tmp.path().join(format!("n{fid}"));
+    std::fs::remove_dir_all(&fdir).unwrap();
+    let back = start_node(fid, &voters, &fdir, None, |_| {}).await;
+    wait_until("the wiped follower catches up", 40, || {
+        back.sm.commands() == cmds("w", 15)
+    })
+    .await;
+    nodes.push(back);
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = agreed_leader(&all).await;
+    propose_n(by_id(&nodes, leader), "x", 2).await;
+    let mut expect = cmds("w", 15);
+    expect.extend(cmds("x", 2));
+    wait_until("all apply after the rejoin", 20, || {
+        nodes.iter().all(|n| n.sm.commands() == expect)
+    })
+    .await;
+    for n in &nodes {
+        stop_node(n).await;
+    }
+}

@@ -341,11 +341,15 @@ struct ClientConn {
     tx: mpsc::Sender<Vec<u8>>,
     pending: Pending,
     closed: AtomicBool,
+    /// Set when the connection is given up: its reader and writer tasks end (dropping the
+    /// socket) even while they wait.
+    stop: watch::Sender<bool>,
 }
 
 impl ClientConn {
     fn fail_all(&self, err: RpcError) {
         self.closed.store(true, Ordering::Release);
+        self.stop.send_replace(true);
         let all: Vec<_> = lock(&self.pending).drain().collect();
         for (_, tx) in all {
             let _ = tx.send(Err(err.clone()));
@@ -430,6 +434,7 @@ impl RpcClient {
             tx,
             pending: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            stop: watch::channel(false).0,
         });
         {
             let mut m = lock(&self.conns);
@@ -442,8 +447,16 @@ impl RpcClient {
         }
         let wconn = conn.clone();
         let waddr = addr.to_string();
+        let mut wstop = conn.stop.subscribe();
         tokio::spawn(async move {
-            while let Some(frame) = rx.recv().await {
+            loop {
+                let frame = tokio::select! {
+                    _ = wstop.wait_for(|s| *s) => return,
+                    f = rx.recv() => match f {
+                        Some(f) => f,
+                        None => return,
+                    },
+                };
                 match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&frame)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
@@ -469,12 +482,14 @@ impl RpcClient {
         let rconn = conn.clone();
         let client = Arc::downgrade(self);
         let raddr = addr.to_string();
+        let mut rstop = conn.stop.subscribe();
         tokio::spawn(async move {
             let reason = loop {
-                if rconn.closed.load(Ordering::Acquire) {
-                    break "closed".to_string();
-                }
-                let body = match read_frame(&mut rd, None).await {
+                let read = tokio::select! {
+                    _ = rstop.wait_for(|s| *s) => break "closed".to_string(),
+                    r = read_frame(&mut rd, None) => r,
+                };
+                let body = match read {
                     Ok(Some(b)) => b,
                     Ok(None) => break "closed by peer".to_string(),
                     Err(e) => break e.to_string(),

@@ -387,8 +387,14 @@ impl Quorum {
     ) -> Result<Arc<Quorum>, QuorumError> {
         let mut config = config;
         validate(&mut config)?;
+        let existed = config.dir.is_dir();
         std::fs::create_dir_all(&config.dir)?;
         store::fsync_dir(&config.dir)?;
+        if !existed {
+            if let Some(parent) = config.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                store::fsync_dir(parent)?;
+            }
+        }
         check_identity(&config)?;
         let log = store::LogStore::open(&config.dir)?;
         let smstore = sm::SmStore::open(&config.dir, sm)?;

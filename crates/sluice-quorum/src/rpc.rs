@@ -683,6 +683,36 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn connection_cap_and_shutdown() {
+        let (s, addr) = server().await;
+        let c = RpcClient::new();
+        let t = Duration::from_secs(5);
+        // Fill the cap with idle connections; one more is closed at once.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS - 1 {
+            idle.push(TcpStream::connect(&addr).await.unwrap());
+        }
+        assert_eq!(
+            c.call(&addr, SERVICE_QUORUM, b"last slot", t)
+                .await
+                .unwrap(),
+            b"last slot"
+        );
+        let mut extra = TcpStream::connect(&addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            extra.read(&mut buf).await.unwrap(),
+            0,
+            "over the cap: closed"
+        );
+        drop(idle);
+        // Shutdown closes the live connection: the next call fails, none hangs.
+        s.shutdown();
+        let r = c.call(&addr, SERVICE_QUORUM, b"after", t).await;
+        assert!(r.is_err(), "{r:?}");
+    }
+
     #[test]
     fn frames_round_trip() {
         let f = encode_request(2, 77, b"abc").unwrap();

@@ -755,3 +755,36 @@ async fn nemesis_schedule_keeps_acknowledged_commands() {
         stop_node(n).await;
     }
 }
+
+/// Writes seed inputs for the `quorum_files` fuzz target from a real single-voter run:
+/// `SLUICE_QUORUM_SEED_DIR=fuzz/corpus/quorum_files cargo test --release -p sluice-quorum --test cluster write_fuzz_seeds -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn write_fuzz_seeds() {
+    let out =
+        PathBuf::from(std::env::var("SLUICE_QUORUM_SEED_DIR").expect("SLUICE_QUORUM_SEED_DIR"));
+    std::fs::create_dir_all(&out).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = single(tmp.path(), 1);
+    c.snapshot_interval = 5;
+    let q = Quorum::open(c, Arc::new(ListSm::default()), RpcClient::new())
+        .await
+        .unwrap();
+    for i in 0..8 {
+        q.propose(format!("seed command {i}").into_bytes())
+            .await
+            .unwrap();
+    }
+    wait_until("a snapshot", 20, || q.snapshot_index().is_some()).await;
+    q.shutdown().await;
+    for name in ["vote", "committed", "identity", "snapshot"] {
+        if let Ok(b) = std::fs::read(tmp.path().join(name)) {
+            std::fs::write(out.join(format!("seed-{name}")), b).unwrap();
+        }
+    }
+    std::fs::write(
+        out.join("seed-segment"),
+        std::fs::read(last_segment(tmp.path())).unwrap(),
+    )
+    .unwrap();
+}

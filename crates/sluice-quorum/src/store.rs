@@ -734,6 +734,54 @@ mod tests {
         assert_eq!(s.entry_indexes(), vec![n + 101]);
     }
 
+    /// A power cut during an append leaves any prefix of the unsynced bytes (or zeros where
+    /// data had not reached the disk): at every such point the log opens with exactly the
+    /// entries whose frames are whole, and appends go on after them.
+    #[tokio::test]
+    async fn every_crash_point_of_an_append_recovers_the_whole_entries() {
+        let td = tempfile::tempdir().unwrap();
+        let mut s = reopen(td.path()).await;
+        s.blocking_append((1..=3).map(|i| ent(1, i))).await.unwrap();
+        drop(s);
+        let seg = td.path().join(LOG_DIR).join(segment_name(1));
+        let synced = fs::read(&seg).unwrap();
+        // The append that the crash interrupts: two more entries.
+        let mut s = reopen(td.path()).await;
+        s.blocking_append((4..=5).map(|i| ent(2, i))).await.unwrap();
+        drop(s);
+        let full = fs::read(&seg).unwrap();
+        let ends: Vec<usize> = codec::scan_segment(&full)
+            .entries
+            .iter()
+            .map(|(o, _)| *o as usize)
+            .skip(1)
+            .chain([full.len()])
+            .collect();
+        for cut in synced.len()..=full.len() {
+            for zero_fill in [false, true] {
+                let work = tempfile::tempdir().unwrap();
+                fs::create_dir_all(work.path().join(LOG_DIR)).unwrap();
+                let mut bytes = full[..cut].to_vec();
+                if zero_fill {
+                    bytes.resize(full.len(), 0);
+                }
+                let wseg = work.path().join(LOG_DIR).join(segment_name(1));
+                fs::write(&wseg, &bytes).unwrap();
+                let whole = ends.iter().filter(|e| **e <= cut).count() as u64;
+                let mut s = reopen(work.path()).await;
+                assert_eq!(
+                    s.entry_indexes(),
+                    (1..=whole).collect::<Vec<_>>(),
+                    "cut at {cut}, zeros {zero_fill}"
+                );
+                s.blocking_append([ent(3, whole + 1)]).await.unwrap();
+                drop(s);
+                let s = reopen(work.path()).await;
+                assert_eq!(s.entry_indexes(), (1..=whole + 1).collect::<Vec<_>>());
+            }
+        }
+    }
+
     #[test]
     fn damaged_small_files_refuse_to_open() {
         let td = tempfile::tempdir().unwrap();

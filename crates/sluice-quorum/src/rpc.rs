@@ -206,6 +206,7 @@ pub fn decode_response(body: &[u8]) -> Option<(u64, u8, &[u8])> {
 pub struct RpcServer {
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
+    accept: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl RpcServer {
@@ -215,8 +216,12 @@ impl RpcServer {
         let (stop, stop_rx) = watch::channel(false);
         let handlers = Arc::new(handlers);
         let conns = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        tokio::spawn(accept_loop(listener, handlers, conns, stop_rx));
-        Ok(RpcServer { local_addr, stop })
+        let accept = tokio::spawn(accept_loop(listener, handlers, conns, stop_rx));
+        Ok(RpcServer {
+            local_addr,
+            stop,
+            accept: Mutex::new(Some(accept)),
+        })
     }
 
     /// The bound address.
@@ -224,9 +229,15 @@ impl RpcServer {
         self.local_addr
     }
 
-    /// Stops accepting and closes every connection.
-    pub fn shutdown(&self) {
+    /// Stops accepting and closes every connection; returns once the listening socket is
+    /// closed (its address can be bound again). Dropping the server also stops it, without
+    /// waiting.
+    pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
+        let accept = lock(&self.accept).take();
+        if let Some(t) = accept {
+            let _ = t.await;
+        }
     }
 }
 
@@ -708,7 +719,7 @@ mod tests {
         );
         drop(idle);
         // Shutdown closes the live connection: the next call fails, none hangs.
-        s.shutdown();
+        s.shutdown().await;
         let r = c.call(&addr, SERVICE_QUORUM, b"after", t).await;
         assert!(r.is_err(), "{r:?}");
     }

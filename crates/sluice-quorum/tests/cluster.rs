@@ -108,7 +108,7 @@ async fn start_node(
 }
 
 async fn stop_node(n: &Node) {
-    n.server.shutdown();
+    n.server.shutdown().await;
     n.q.shutdown().await;
 }
 

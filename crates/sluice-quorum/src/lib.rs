@@ -8,6 +8,30 @@
 //! this node* with the log index (the broker epoch of a registration is that index) and the
 //! reply `apply` returned.
 //!
+//! # Wiring (what the broker does)
+//! ```no_run
+//! # use std::{collections::{BTreeMap, HashMap}, sync::Arc};
+//! # use sluice_quorum::{rpc, Quorum, QuorumConfig, StateMachine};
+//! # async fn wire(image: Arc<dyn StateMachine>, controller: Arc<dyn rpc::Handler>, fetch: Arc<dyn rpc::Handler>) -> anyhow::Result<()> {
+//! let voters: BTreeMap<u64, String> = [(1, "10.0.0.1:9093".to_string()), (2, "10.0.0.2:9093".into()), (3, "10.0.0.3:9093".into())].into();
+//! let client = rpc::RpcClient::new(); // shared by every service's outgoing calls
+//! let quorum = Quorum::open(QuorumConfig::new(1, voters, "/data/__quorum".into()), image, client.clone()).await?;
+//! let mut handlers: rpc::Handlers = HashMap::new();
+//! handlers.insert(rpc::SERVICE_QUORUM, quorum.clone());
+//! handlers.insert(rpc::SERVICE_CONTROLLER, controller);
+//! handlers.insert(rpc::SERVICE_REPLICA_FETCH, fetch);
+//! let listener = tokio::net::TcpListener::bind("10.0.0.1:9093").await?;
+//! let server = rpc::RpcServer::serve(listener, handlers)?; // keep it: dropping it stops serving
+//! match quorum.propose(b"[...records...]".to_vec()).await {
+//!     Ok((index, reply)) => { /* committed and applied here */ }
+//!     Err(sluice_quorum::ProposeError::NotLeader { leader }) => { /* redirect */ }
+//!     Err(e) => { /* Timeout: unknown outcome; others: failed */ }
+//! }
+//! server.shutdown().await;
+//! quorum.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
 //! # openraft
 //! `openraft = "=0.9.25"` (exact pin; 0.10 is still alpha and changed the storage API), features
 //! `storage-v2` (the `RaftLogStorage` / `RaftStateMachine` split), `serde` (messages as JSON) and

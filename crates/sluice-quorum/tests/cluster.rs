@@ -630,7 +630,7 @@ async fn wiped_follower_rejoins() {
     }
 }
 
-/// Random faults (a node cut off, one link cut, a node restarted) with proposals during each;
+/// Random faults (a node cut off, one link cut, a node's outgoing calls cut, a node restarted) with proposals during each;
 /// after healing, every node applies the same sequence and every acknowledged proposal is in it
 /// at the index it was acknowledged with, once. CI runs a few rounds; for a soak:
 /// `SLUICE_QUORUM_NEMESIS_ROUNDS=200 SLUICE_QUORUM_NEMESIS_SEED=7 cargo test --release -p sluice-quorum --test cluster nemesis`.
@@ -669,7 +669,7 @@ async fn nemesis_schedule_keeps_acknowledged_commands() {
     }
     let mut acked: Vec<(u64, Vec<u8>)> = Vec::new();
     for round in 0..rounds {
-        let fault = rnd(3);
+        let fault = rnd(4);
         let victim = rnd(3) as usize;
         let other = (victim + 1 + rnd(2) as usize) % 3;
         match fault {
@@ -686,6 +686,15 @@ async fn nemesis_schedule_keeps_acknowledged_commands() {
                 let (a, b) = (nodes[victim].addr.clone(), nodes[other].addr.clone());
                 nodes[victim].rpc.cut_link(&b);
                 nodes[other].rpc.cut_link(&a);
+            }
+            2 => {
+                // One way: the victim's calls to every other node are lost, theirs reach it.
+                for j in 0..3 {
+                    if j != victim {
+                        let b = nodes[j].addr.clone();
+                        nodes[victim].rpc.cut_link(&b);
+                    }
+                }
             }
             _ => {
                 let id = nodes[victim].id;

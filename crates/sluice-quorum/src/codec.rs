@@ -287,7 +287,7 @@ pub fn encode_file(payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Checks and unwraps a file written by [`encode_file`]; `max` bounds the payload.
+/// Checks and unwraps an atomic file (`[magic][u32 len][u32 crc32c][payload]`); `max` bounds the payload.
 pub fn decode_file(data: &[u8], max: usize) -> Result<&[u8], DecodeError> {
     if data.len() < 12 {
         return Err(DecodeError::Truncated {

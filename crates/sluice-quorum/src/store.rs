@@ -208,7 +208,7 @@ impl LogStore {
                 continue;
             }
             if let Some(prev) = segments.last() {
-                let prev_end = prev.first + prev.offsets.len() as u64;
+                let prev_end = prev.first.saturating_add(prev.offsets.len() as u64);
                 if prev_end != first {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -225,16 +225,15 @@ impl LogStore {
         }
         // Segments entirely at or below the purge point are leftovers of an interrupted purge.
         if let Some(p) = purged_index {
-            while segments
-                .first()
-                .is_some_and(|s| s.first + s.offsets.len() as u64 <= p.saturating_add(1))
-            {
+            while segments.first().is_some_and(|s| {
+                s.first.saturating_add(s.offsets.len() as u64) <= p.saturating_add(1)
+            }) {
                 let s = segments.remove(0);
                 fs::remove_file(&s.path)?;
             }
         }
         if let (Some(first), Some(p)) = (entries.keys().next(), purged_index) {
-            if *first != p + 1 {
+            if Some(*first) != p.checked_add(1) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("quorum log: purged up to {p} but the first entry kept is {first}"),
@@ -432,7 +431,7 @@ impl LogInner {
         let keep_from = log_id.index.saturating_add(1);
         let mut removed = false;
         while let Some(seg) = self.segments.first() {
-            let end = seg.first + seg.offsets.len() as u64; // one past the last entry
+            let end = seg.first.saturating_add(seg.offsets.len() as u64); // one past the last entry
             if end <= keep_from {
                 fs::remove_file(&seg.path)?;
                 self.segments.remove(0);

@@ -787,6 +787,13 @@ mod tests {
         assert!(partition_dir(dir.path(), "t", 0).join("marker").exists());
         assert!(!partition_dir(dir.path(), "t", 1).exists());
         assert!(m.topic_by_id(t.id).is_some() && m.topic_by_id(first_id).is_none());
+        // The replicas reopened with the topics, led here at the initial epoch.
+        assert_eq!(
+            m.replicas.get(t.tp(0)).map(|r| r.role()),
+            Some(SINGLE_NODE_ROLE)
+        );
+        assert!(m.replicas.get(t.tp(1)).is_none());
+        assert_eq!(m.replicas.len(), 1);
 
         // Churn until snapshots were written, then reopen.
         m.compaction.set_min_bytes(4096);

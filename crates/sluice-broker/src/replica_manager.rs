@@ -518,6 +518,17 @@ impl ReplicaManager {
         Ok(())
     }
 
+    /// Deletes one local replica (the partition was moved off this node), durably. Returns
+    /// whether there was one.
+    pub fn delete_replica(&self, tp: TopicIdPartition) -> Result<bool, KafkaError> {
+        let Some(removed) = self.replicas.write().remove(&tp) else {
+            return Ok(false);
+        };
+        removed.partition.delete_files()?;
+        sluice_storage::fsync_dir(&self.data_dir)?;
+        Ok(true)
+    }
+
     /// Makes this node the leader of `tp` at `leader_epoch` (see the module docs for the
     /// epoch rule). Returns whether anything changed.
     pub fn become_leader(
@@ -832,6 +843,7 @@ mod tests {
             ResponseError::UnknownTopicOrPartition.code()
         );
         assert_eq!(rm.of_topic(tp.topic_id, 2).len(), 1);
+        assert!(!rm.delete_replica(other).unwrap());
         assert!(dir.path().join("t-0").is_dir());
         rm.delete_topic(tp.topic_id, 1).unwrap();
         assert!(rm.is_empty());

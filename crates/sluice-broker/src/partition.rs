@@ -32,6 +32,9 @@ struct State {
     /// This node's role for the partition (replica_manager.rs); its epoch is stamped into
     /// every batch appended. Internal logs are always `Leader` at the initial epoch.
     role: Role,
+    /// The high watermark the ReplicaManager set under replication; `None` (single node,
+    /// internal logs): the log end, every append being committed at once.
+    high_watermark: Option<i64>,
     producers: ProducerStateTable,
     /// When producer expiry last ran (`producer.id.expiration.check.interval.ms`).
     last_expiry_check_ms: i64,
@@ -109,10 +112,14 @@ pub struct AbortedTxn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watermarks {
     pub log_start_offset: i64,
-    /// On a single node the high watermark is the log end offset.
+    /// The high watermark: the log end on a single node (and on internal logs); under
+    /// replication what the ReplicaManager set (`Partition::set_high_watermark`), never past
+    /// the log end nor below the log start.
     pub high_watermark: i64,
     /// The first offset of the oldest open transaction, else the high watermark.
     pub last_stable_offset: i64,
+    /// The log end offset (the next offset to be appended).
+    pub log_end_offset: i64,
 }
 
 impl Partition {
@@ -132,6 +139,7 @@ impl Partition {
                 role: Role::Leader {
                     leader_epoch: INITIAL_LEADER_EPOCH,
                 },
+                high_watermark: None,
                 producers,
                 last_expiry_check_ms: now_ms,
                 conditional: None,
@@ -367,6 +375,12 @@ impl Partition {
         Ok((state.log.read(offset, max_bytes).map_err(Into::into), marks))
     }
 
+    /// Sets the high watermark (`None`: the log end). Readers see it clamped into
+    /// `[log start, log end]`.
+    pub fn set_high_watermark(&self, high_watermark: Option<i64>) {
+        self.state.lock().high_watermark = high_watermark;
+    }
+
     /// This node's role for the partition.
     pub fn role(&self) -> Role {
         self.state.lock().role
@@ -541,11 +555,22 @@ impl Partition {
     ) -> Result<i64, KafkaError> {
         let mut state = self.state.lock();
         gate(&state.role)?;
+        let marks = state.marks();
         let target = if offset == -1 {
-            state.marks().high_watermark
+            marks.high_watermark
         } else {
             offset
         };
+        // As Kafka: nothing at or past the high watermark (the log refuses past its end).
+        if target > marks.high_watermark {
+            return Err(KafkaError::new(
+                ResponseError::OffsetOutOfRange,
+                format!(
+                    "cannot delete records before {target}: the high watermark is {}",
+                    marks.high_watermark
+                ),
+            ));
+        }
         Ok(state.log.delete_records_before(target)?)
     }
 
@@ -607,11 +632,18 @@ impl Partition {
 
 impl State {
     fn marks(&self) -> Watermarks {
-        let high_watermark = self.log.log_end_offset();
+        let log_end_offset = self.log.log_end_offset();
         let log_start_offset = self.log.log_start_offset();
+        let high_watermark = match self.high_watermark {
+            None => log_end_offset,
+            Some(hw) => hw
+                .min(log_end_offset)
+                .max(log_start_offset.min(log_end_offset)),
+        };
         Watermarks {
             log_start_offset,
             high_watermark,
+            log_end_offset,
             // As Kafka (`UnifiedLog.updateFirstUnstableOffset`): an open transaction whose
             // start retention or DeleteRecords removed holds the LSO at the log start.
             last_stable_offset: self

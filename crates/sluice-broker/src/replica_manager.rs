@@ -282,6 +282,15 @@ impl Replica {
         self.partition.watermarks()
     }
 
+    /// Sets the high watermark the replication layer computed (leader: the minimum log end
+    /// over the ISR; follower: the leader's, capped by the local log end). `None` returns to
+    /// "the log end" (single node). Consumers never read at or past it (Fetch cuts there),
+    /// ListOffsets LATEST answers it and the last stable offset never passes it. The caller
+    /// wakes long-polling fetches when it moved (`Broker::data_appended`).
+    pub fn set_high_watermark(&self, high_watermark: Option<i64>) {
+        self.partition.set_high_watermark(high_watermark);
+    }
+
     pub fn last_stable_offset(&self) -> i64 {
         self.partition.last_stable_offset()
     }
@@ -828,6 +837,41 @@ mod tests {
         r.append_as_leader(&batch(), 1000, None).unwrap();
         assert_eq!(stored_epochs(&r), vec![0, 3, 5]);
         assert_eq!(r.delete_records_before(1).unwrap(), 1);
+    }
+
+    #[test]
+    fn the_high_watermark_set_by_replication_bounds_readers() {
+        let (_dir, rm, tp) = setup();
+        let r = rm.get(tp).unwrap();
+        for _ in 0..3 {
+            r.append_as_leader(&batch(), 1000, None).unwrap();
+        }
+        let marks = |r: &Replica| {
+            let m = r.watermarks();
+            (m.high_watermark, m.last_stable_offset, m.log_end_offset)
+        };
+        assert_eq!(marks(&r), (3, 3, 3), "single node: the log end");
+        r.set_high_watermark(Some(1));
+        assert_eq!(marks(&r), (1, 1, 3));
+        r.set_high_watermark(Some(9));
+        assert_eq!(marks(&r), (3, 3, 3), "never past the log end");
+        r.set_high_watermark(Some(0));
+        r.delete_records_before(-1).unwrap();
+        assert_eq!(
+            r.watermarks().log_start_offset,
+            0,
+            "-1 deletes up to the high watermark"
+        );
+        r.set_high_watermark(Some(2));
+        assert_eq!(r.delete_records_before(-1).unwrap(), 2);
+        assert_eq!(
+            r.delete_records_before(3).unwrap_err().code,
+            ResponseError::OffsetOutOfRange.code()
+        );
+        r.set_high_watermark(Some(1));
+        assert_eq!(marks(&r), (2, 2, 3), "never below the log start");
+        r.set_high_watermark(None);
+        assert_eq!(marks(&r), (3, 3, 3));
     }
 
     #[test]

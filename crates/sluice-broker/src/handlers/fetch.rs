@@ -34,7 +34,8 @@ use kafka_protocol::messages::ProducerId;
 use sluice_storage::BatchIter;
 
 /// Cuts loaded batches at the first one that does not end below `lso` (read_committed serves
-/// a batch only whole and only if decided). Returns the bytes kept and the offset after them.
+/// a batch only whole and only if decided; read_uncommitted uses it with the high watermark
+/// when that trails the log end). Returns the bytes kept and the offset after them.
 fn below_lso(mut bytes: Vec<u8>, lso: i64) -> (Vec<u8>, Option<i64>) {
     let mut keep = 0usize;
     let mut next = None;
@@ -376,9 +377,15 @@ fn read_once(
                 .with_last_stable_offset(marks.last_stable_offset)
                 .with_log_start_offset(marks.log_start_offset)
                 .with_aborted_transactions(read_committed.then(Vec::new));
-            // read_committed: nothing at or past the LSO (the offset is still checked for
-            // range by the read above).
-            let undecided = read_committed && offset >= marks.last_stable_offset;
+            // read_committed: nothing at or past the LSO; read_uncommitted: nothing at or past
+            // the high watermark (under replication it may trail the log end; on a single node
+            // it is the log end). The offset is still checked for range by the read above.
+            let uncommitted_tail = marks.high_watermark < marks.log_end_offset;
+            let undecided = if read_committed {
+                offset >= marks.last_stable_offset
+            } else {
+                uncommitted_tail && offset >= marks.high_watermark
+            };
             match slice {
                 Ok(Some(_)) if undecided => data = data.with_records(Some(Bytes::new())),
                 Ok(Some(slice)) if limit > 0 || total == 0 => match slice.load() {
@@ -389,6 +396,8 @@ fn read_once(
                                 partition, offset, upper,
                             )));
                             bytes
+                        } else if uncommitted_tail {
+                            below_lso(bytes, marks.high_watermark).0
                         } else {
                             bytes
                         };

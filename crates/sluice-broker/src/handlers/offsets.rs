@@ -230,7 +230,7 @@ pub fn offset_for_leader_epoch(
                         return resp;
                     }
                     resp.with_leader_epoch(epoch)
-                        .with_end_offset(partition.watermarks().high_watermark)
+                        .with_end_offset(partition.watermarks().log_end_offset)
                 })
                 .collect();
             OffsetForLeaderTopicResult::default()

@@ -794,6 +794,16 @@ mod tests {
         );
         assert!(m.replicas.get(t.tp(1)).is_none());
         assert_eq!(m.replicas.len(), 1);
+        runtime().block_on(async {
+            m.create_partitions("t", 2, false, 0).await.unwrap();
+        });
+        let t = m.topic("t").unwrap();
+        assert_eq!(t.partition_count, 2);
+        assert_eq!(
+            m.replicas.get(t.tp(1)).map(|r| (r.index(), r.role())),
+            Some((1, SINGLE_NODE_ROLE))
+        );
+        assert_eq!(m.replicas.len(), 2);
 
         // Churn until snapshots were written, then reopen.
         m.compaction.set_min_bytes(4096);
@@ -843,6 +853,7 @@ mod tests {
             Some("1000199")
         );
         assert_eq!(m.topics().len(), 1);
+        assert_eq!(m.replicas.len(), 2, "the churned topics left no replica");
         assert!(m.log_bytes() <= before);
     }
 }

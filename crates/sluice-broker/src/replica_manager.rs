@@ -34,12 +34,22 @@
 //!
 //! # Hot paths and locks
 //! The replica map sits behind one `parking_lot::RwLock`; a produce or fetch takes its read
-//! lock once per partition for the lookup (a `HashMap` probe and an `Arc` clone), nothing else.
+//! lock once per partition for the lookup (a `HashMap` probe and an `Arc` clone), nothing else
+//! (a fetch resolves its replicas once per request, not again at each long-poll wake-up).
 //! The role lives inside the partition's own state mutex, which appends and reads take anyway:
 //! the role check and the epoch stamped into the batch are decided atomically with the append
 //! (a leader demoted mid-request cannot append with its old epoch), with no extra lock and no
 //! allocation. Role changes ([`ReplicaManager::become_leader`] / `become_follower`) take the
 //! same partition mutex.
+//!
+//! # High watermark
+//! On a single node the high watermark is the log end (every append is committed at once).
+//! Under replication the replication layer (`sluice-replica`) computes it and sets it with
+//! [`Replica::set_high_watermark`]; it is read back clamped into `[log start, log end]`.
+//! Consumer Fetch serves only batches that end below it (read_uncommitted; read_committed
+//! stops at the last stable offset, which never passes it), ListOffsets LATEST answers it,
+//! DeleteRecords refuses to delete past it (-1 means up to it), share groups acquire below it.
+//! OffsetForLeaderEpoch answers the log end for the current epoch, as Kafka's leader does.
 //!
 //! # Role changes
 //! A role change must carry an epoch at least the current one (leader epochs are never reused;
@@ -51,6 +61,18 @@
 //! truncates from the leader's `DivergingEpoch`). OffsetForLeaderEpoch answers from the role
 //! alone until that cache exists: the current epoch ends at the log end; older epochs are
 //! answered UNDEFINED (-1, -1), which on a single node (epoch 0 only) never happens.
+//!
+//! # Where it differs from Kafka
+//! - No `leaderIsrUpdateLock`: the role is inside the partition's mutex (see above), and the
+//!   multi-call read-only lookups (ListOffsets, OffsetForLeaderEpoch, DescribeProducers)
+//!   check the role, then read without holding it.
+//! - The role is not persisted (Kafka neither persists it; it rebuilds it from the metadata
+//!   log): a restart opens every replica as leader at the initial epoch, and the cluster wiring
+//!   must apply the metadata image before serving.
+//! - Directories are `<topic>-<index>` as in Kafka; replicas are keyed by topic id so a topic
+//!   deleted and recreated under the same name never aliases the old incarnation's replica.
+//! - Not yet: KIP-951 `NodeEndpoints` (the leader's host and port; the cluster image has
+//!   them), follower fetching (KIP-392), the leader-epoch cache, follower appends.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

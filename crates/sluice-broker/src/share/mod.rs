@@ -269,6 +269,9 @@ impl ShareService {
                     format!("topic {} has no partition {}", topic.name, key.partition),
                 )
             })?;
+        // Only the partition's leader keeps a share-partition (as Kafka's share-partition
+        // leader): NOT_LEADER_OR_FOLLOWER elsewhere.
+        log.check_leader(crate::replica_manager::NO_LEADER_EPOCH)?;
         let start = start_offset(&log, settings, now_ms())?;
         let handle = Arc::new(ShareHandle::new(
             key.clone(),

@@ -141,7 +141,8 @@ impl Role {
     }
 }
 
-/// How a replica opens: its log config, whether conditional append is on, and its role.
+/// How a replica opens (and is reconfigured): its log config and whether conditional append
+/// is on.
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
     pub log_config: LogConfig,

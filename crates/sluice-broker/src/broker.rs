@@ -16,12 +16,9 @@ use crate::groups::GroupService;
 use crate::metadata::Metadata;
 use crate::metrics::Metrics;
 use crate::offsets::OffsetStore;
-use crate::partition::Partition;
+use crate::replica_manager::ReplicaManager;
 use crate::server;
 use crate::share::ShareService;
-
-/// fsyncs in flight at once when flushing many partitions (each runs on the blocking pool).
-const FLUSH_CONCURRENCY: usize = 64;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -37,6 +34,8 @@ pub struct Broker {
     pub advertised_port: i32,
     pub cluster_id: String,
     pub metadata: Metadata,
+    /// This node's partition replicas: every append to and read from a user partition.
+    pub replicas: Arc<ReplicaManager>,
     pub offsets: OffsetStore,
     pub groups: GroupService,
     pub metrics: Metrics,
@@ -83,11 +82,13 @@ impl Broker {
         }
         let cluster_id = load_cluster_id(&config.data_dir, config.node_id)?;
         let now = now_ms();
+        let replicas = Arc::new(ReplicaManager::new(config.node_id, &config.data_dir));
         let metadata = Metadata::open(
             &config.data_dir,
             config
                 .max_partitions
                 .unwrap_or(crate::limits::MAX_PARTITIONS_DEFAULT),
+            replicas.clone(),
             now,
         )
         .map_err(anyhow_from)?;
@@ -102,7 +103,8 @@ impl Broker {
         let metrics = Metrics::default();
         metrics.partitions.set(metadata.partition_count() as i64);
         let groups = GroupService::new(&config);
-        let share = ShareService::open(&config.data_dir, &metadata, now).map_err(anyhow_from)?;
+        let share =
+            ShareService::open(&config.data_dir, &metadata, &replicas, now).map_err(anyhow_from)?;
         let registry = crate::schemas::open(&config.data_dir, now).map_err(anyhow_from)?;
         let txn = crate::txn::TxnCoordinator::open_with(
             &config.data_dir,
@@ -132,6 +134,7 @@ impl Broker {
             advertised_port,
             cluster_id,
             metadata,
+            replicas,
             offsets,
             groups,
             metrics,
@@ -143,25 +146,18 @@ impl Broker {
         }))
     }
 
-    /// fsyncs every partition with unflushed appends.
-    /// fsyncs every partition with unflushed appends, many at a time: concurrent fdatasyncs
-    /// share journal commits, so thousands of partitions flush in a fraction of the time.
+    /// The local replica of `topic`-`partition`, or UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn replica(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<crate::replica_manager::Replica>, KafkaError> {
+        self.replicas.get_by_name(&self.metadata, topic, partition)
+    }
+
+    /// fsyncs every partition with unflushed appends (many at a time).
     pub async fn flush_dirty(&self) {
-        use futures::StreamExt;
-        let mut dirty: Vec<(Arc<str>, Arc<Partition>)> = Vec::new();
-        for topic in self.metadata.topics() {
-            let name: Arc<str> = Arc::from(topic.name.as_str());
-            for p in topic.partitions.iter().filter(|p| p.is_dirty()) {
-                dirty.push((name.clone(), p.clone()));
-            }
-        }
-        futures::stream::iter(dirty)
-            .for_each_concurrent(FLUSH_CONCURRENCY, |(topic, p)| async move {
-                if let Err(e) = p.sync_now().await {
-                    tracing::error!(topic = %topic, partition = p.index, error = %e, "flush failed");
-                }
-            })
-            .await;
+        self.replicas.flush_dirty().await;
     }
 
     /// Expires the committed offsets of groups without members (Kafka's
@@ -195,21 +191,18 @@ impl Broker {
     }
 
     fn apply_retention(&self) {
-        let now = now_ms();
-        for topic in self.metadata.topics() {
-            for p in &topic.partitions {
-                match p.apply_retention(now) {
-                    Ok(o) if o.segments_deleted > 0 => tracing::info!(
-                        topic = %topic.name,
-                        partition = p.index,
-                        segments = o.segments_deleted,
-                        bytes = o.bytes_deleted,
-                        "retention deleted segments"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::error!(topic = %topic.name, partition = p.index, error = %e, "retention failed")
-                    }
+        for (r, outcome) in self.replicas.apply_retention(now_ms()) {
+            match outcome {
+                Ok(o) if o.segments_deleted > 0 => tracing::info!(
+                    topic = %r.topic(),
+                    partition = r.index(),
+                    segments = o.segments_deleted,
+                    bytes = o.bytes_deleted,
+                    "retention deleted segments"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(topic = %r.topic(), partition = r.index(), error = %e, "retention failed")
                 }
             }
         }
@@ -338,16 +331,9 @@ pub async fn run(
 async fn mark_clean_shutdown(broker: &Broker) {
     let data_dir = broker.config.data_dir.clone();
     // Producer-state snapshots at each log end, so the next start replays nothing.
-    let partitions: Vec<Arc<Partition>> = broker
-        .metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions.iter().cloned())
-        .collect();
+    let replicas = broker.replicas.clone();
     let done = tokio::task::spawn_blocking(move || {
-        for p in &partitions {
-            p.snapshot_producer_state();
-        }
+        replicas.snapshot_producer_states();
         sluice_storage::durability::sync_logs_under(&data_dir)?;
         sluice_storage::durability::write_clean_shutdown_marker(&data_dir)
     })

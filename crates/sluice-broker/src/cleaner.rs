@@ -27,8 +27,8 @@ use crate::broker::{now_ms, Broker};
 use crate::compression::{self, Codec, Levels};
 use crate::error::KafkaError;
 use crate::limits;
-use crate::partition::Partition;
 use crate::record_codec;
+use crate::replica_manager::Replica;
 use crate::topic_config::Compaction;
 
 /// The broker's codecs, for the cleaner's reads and rewrites of compressed batches (rewritten
@@ -144,7 +144,7 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
 
 /// A partition due for cleaning: its rank (overdue first, then dirtiest), topic, partition,
 /// the topic's cleaner settings and decompression cap.
-type Candidate = ((bool, f64), String, Arc<Partition>, Compaction, usize);
+type Candidate = ((bool, f64), String, Arc<Replica>, Compaction, usize);
 
 /// Cleans the log that needs it most, if any; true if a round changed something.
 pub fn clean_filthiest(broker: &Broker) -> bool {
@@ -155,7 +155,7 @@ pub fn clean_filthiest(broker: &Broker) -> bool {
             continue;
         }
         let c = topic.configs.compaction();
-        for p in &topic.partitions {
+        for p in broker.replicas.of_topic(topic.id, topic.partition_count) {
             let lso = p.last_stable_offset();
             let cl = p.with_log(|log| {
                 log.cleanable(lso, now, c.min_compaction_lag_ms, c.max_compaction_lag_ms)
@@ -171,7 +171,7 @@ pub fn clean_filthiest(broker: &Broker) -> bool {
                 best = Some((
                     rank,
                     topic.name.clone(),
-                    p.clone(),
+                    p,
                     c,
                     topic.configs.decompression_cap(),
                 ));
@@ -192,7 +192,7 @@ pub fn clean_filthiest(broker: &Broker) -> bool {
             let secs = started.elapsed().as_secs_f64();
             tracing::info!(
                 topic = %topic,
-                partition = p.index,
+                partition = p.index(),
                 segments_before = stats.segments_before,
                 segments_after = stats.segments_after,
                 bytes_read = stats.bytes_read,
@@ -207,7 +207,7 @@ pub fn clean_filthiest(broker: &Broker) -> bool {
         }
         Ok(None) => false,
         Err(e) => {
-            tracing::error!(topic = %topic, partition = p.index, error = %e, "log cleaning failed");
+            tracing::error!(topic = %topic, partition = p.index(), error = %e, "log cleaning failed");
             false
         }
     }
@@ -215,7 +215,7 @@ pub fn clean_filthiest(broker: &Broker) -> bool {
 
 /// One round on one partition (see the module comment); `None` when there was nothing to do.
 pub fn clean_partition(
-    p: &Partition,
+    p: &Replica,
     c: Compaction,
     cap: usize,
     now: i64,

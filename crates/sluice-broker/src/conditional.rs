@@ -632,7 +632,7 @@ mod tests {
             }
         }
 
-        /// Checks and appends like `Partition::append`; the base offset, or the error.
+        /// Checks and appends like `Replica::append_as_leader`; the base offset, or the error.
         fn append(&mut self, records: &[RawRecord]) -> Result<i64, KafkaError> {
             let buf = encode(records);
             let batches = self.log.validate(&buf, 1_000).unwrap();

@@ -11,6 +11,17 @@ pub struct KafkaError {
     /// The index of the record that made a produce fail, for Produce v8+ `RecordErrors`
     /// (conditional append); `None` for everything else.
     pub record_index: Option<i32>,
+    /// The partition's current leader, when this broker knows it and the error is
+    /// NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH: Produce v10+ and Fetch v12+ send it
+    /// back as `CurrentLeader` (KIP-951), so the client need not refresh its metadata first.
+    pub current_leader: Option<LeaderAndEpoch>,
+}
+
+/// A partition's leader and its epoch (KIP-951's `LeaderIdAndEpoch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderAndEpoch {
+    pub leader_id: i32,
+    pub leader_epoch: i32,
 }
 
 impl KafkaError {
@@ -19,7 +30,14 @@ impl KafkaError {
             code: error.code(),
             message: message.into(),
             record_index: None,
+            current_leader: None,
         }
+    }
+
+    /// The same error, carrying the partition's current leader (KIP-951).
+    pub fn with_current_leader(mut self, leader: LeaderAndEpoch) -> Self {
+        self.current_leader = Some(leader);
+        self
     }
 
     /// The same error, naming the record (in its record set) that caused it.

@@ -29,6 +29,8 @@ const FINAL_EPOCH: i32 = -1;
 pub struct SessionPartition {
     pub fetch_offset: i64,
     pub partition_max_bytes: i32,
+    /// The client's `CurrentLeaderEpoch` (Fetch v9+; -1 unchecked), as last sent (KIP-320).
+    pub current_leader_epoch: i32,
     /// What the last response said, to decide whether the next must mention it.
     last_high_watermark: i64,
     last_log_start_offset: i64,
@@ -53,6 +55,8 @@ pub struct RequestedPartition {
     pub partition: i32,
     pub fetch_offset: i64,
     pub partition_max_bytes: i32,
+    /// `CurrentLeaderEpoch` (Fetch v9+), -1 when absent.
+    pub current_leader_epoch: i32,
 }
 
 /// (topic id, topic name, partition), as the request named it.
@@ -120,6 +124,7 @@ impl FetchSessions {
                         SessionPartition {
                             fetch_offset: p.fetch_offset,
                             partition_max_bytes: p.partition_max_bytes,
+                            current_leader_epoch: p.current_leader_epoch,
                             last_high_watermark: -1,
                             last_log_start_offset: -1,
                         },
@@ -179,12 +184,14 @@ impl FetchSessions {
             if let Some(entry) = session.partitions.get_mut(&key) {
                 entry.fetch_offset = p.fetch_offset;
                 entry.partition_max_bytes = p.partition_max_bytes;
+                entry.current_leader_epoch = p.current_leader_epoch;
             } else if session.partitions.len() < MAX_FETCH_PARTITIONS {
                 session.partitions.insert(
                     key,
                     SessionPartition {
                         fetch_offset: p.fetch_offset,
                         partition_max_bytes: p.partition_max_bytes,
+                        current_leader_epoch: p.current_leader_epoch,
                         last_high_watermark: -1,
                         last_log_start_offset: -1,
                     },
@@ -202,6 +209,7 @@ impl FetchSessions {
                 partition: *partition,
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
+                current_leader_epoch: p.current_leader_epoch,
             })
             .collect();
         Ok(Plan::Session {
@@ -269,6 +277,7 @@ mod tests {
             partition,
             fetch_offset: offset,
             partition_max_bytes: 1 << 20,
+            current_leader_epoch: -1,
         }
     }
 

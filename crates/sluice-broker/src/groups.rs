@@ -44,7 +44,7 @@ pub fn topics_snapshot(metadata: &Metadata, regexes: &BTreeSet<String>) -> Topic
                 t.name.clone(),
                 TopicInfo {
                     id: *t.id.as_bytes(),
-                    partitions: t.partitions.len() as i32,
+                    partitions: t.partition_count,
                 },
             )
         })

@@ -7,6 +7,11 @@
 //! segments before the snapshot are dropped ([`finish_snapshot`]). Replaying any suffix of the
 //! log that starts at or before the newest snapshot gives the current state, because every
 //! record is an upsert or a deletion of one key and the snapshot re-states every live key.
+//!
+//! The internal logs (`__cluster_metadata-0`, `__consumer_offsets-0`, `__share_group_state-0`,
+//! `__transaction_state-0`, `_schemas-0`) are `Partition`s their owners open themselves, not
+//! replicas of the `ReplicaManager` (replica_manager.rs); they become replicated partitions in
+//! a later wave of issue #10.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 

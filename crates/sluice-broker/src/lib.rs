@@ -28,6 +28,7 @@ pub mod offsets;
 pub mod partition;
 pub mod producer_state;
 pub mod record_codec;
+pub mod replica_manager;
 pub mod schemas;
 pub mod server;
 pub mod share;

@@ -1,11 +1,18 @@
-//! Cluster metadata: the topics, their partitions and configs, and the producer-id counter.
+//! Cluster metadata: the topics (name, id, partition count, configs), group configs and the
+//! producer-id counter. The partitions' data is the `ReplicaManager`'s (replica_manager.rs):
+//! topic creation, deletion, new partitions and config changes open, delete or reconfigure
+//! replicas through it.
 //!
 //! Every change is an event appended (and fsynced) to the internal metadata log
 //! `__cluster_metadata-0` before it takes effect in memory; on start the log is replayed.
 //! Readers take a cheap snapshot (`Arc<Topic>`); writers are serialised by `change_lock`.
+//!
+//! Its internal log (`__cluster_metadata-0`) is a `Partition` opened here, not a replica of the
+//! `ReplicaManager` (replica_manager.rs): internal logs become replicated partitions in a later
+//! wave of issue #10.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
@@ -18,6 +25,9 @@ use crate::group_config::GroupConfigs;
 use crate::internal_log;
 use crate::limits::MAX_PARTITIONS_PER_TOPIC;
 use crate::partition::Partition;
+use crate::replica_manager::{
+    ReplicaConfig, ReplicaManager, Role, TopicIdPartition, INITIAL_LEADER_EPOCH,
+};
 use crate::topic_config::TopicConfigs;
 
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
@@ -28,9 +38,38 @@ const PRODUCER_ID_BLOCK: i64 = 1000;
 pub struct Topic {
     pub name: String,
     pub id: Uuid,
-    pub partitions: Vec<Arc<Partition>>,
+    /// The number of partitions (0..count).
+    pub partition_count: i32,
     pub configs: TopicConfigs,
 }
+
+impl Topic {
+    /// Whether `index` is one of the topic's partitions.
+    pub fn has_partition(&self, index: i32) -> bool {
+        (0..self.partition_count).contains(&index)
+    }
+
+    /// The topic's partition `index` by id.
+    pub fn tp(&self, index: i32) -> TopicIdPartition {
+        TopicIdPartition {
+            topic_id: self.id,
+            partition: index,
+        }
+    }
+}
+
+/// How a topic's replicas open under `configs`.
+fn replica_config(configs: &TopicConfigs) -> ReplicaConfig {
+    ReplicaConfig {
+        log_config: configs.log_config(),
+        conditional: crate::conditional::enabled(configs), // conditional append
+    }
+}
+
+/// On a single node this node leads every partition at the initial epoch.
+const SINGLE_NODE_ROLE: Role = Role::Leader {
+    leader_epoch: INITIAL_LEADER_EPOCH,
+};
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -94,7 +133,7 @@ impl Topics {
 }
 
 pub struct Metadata {
-    data_dir: PathBuf,
+    replicas: Arc<ReplicaManager>,
     topics: RwLock<Topics>,
     log: Partition,
     compaction: internal_log::Compaction,
@@ -128,13 +167,14 @@ pub fn validate_topic_name(name: &str) -> Result<(), KafkaError> {
     Ok(())
 }
 
-fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
-    data_dir.join(format!("{topic}-{index}"))
-}
-
 impl Metadata {
-    /// Opens the metadata log, replays it and opens every topic's partitions.
-    pub fn open(data_dir: &Path, max_partitions: usize, now_ms: i64) -> Result<Self, KafkaError> {
+    /// Opens the metadata log, replays it and opens every topic's replicas in `replicas`.
+    pub fn open(
+        data_dir: &Path,
+        max_partitions: usize,
+        replicas: Arc<ReplicaManager>,
+        now_ms: i64,
+    ) -> Result<Self, KafkaError> {
         let log = Partition::open(
             &data_dir.join(METADATA_LOG_DIR),
             0,
@@ -203,32 +243,24 @@ impl Metadata {
         let mut topics = Topics::default();
         for (name, (id, count, configs)) in specs {
             let configs = configs.sanitized(&name);
-            let log_config = configs.log_config();
-            let partitions = (0..count)
-                .map(|p| {
-                    Partition::open(
-                        &partition_dir(data_dir, &name, p),
-                        p,
-                        log_config.clone(),
-                        now_ms,
-                    )
-                    .map(Arc::new)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let conditional = crate::conditional::enabled(&configs); // conditional append
-            partitions
-                .iter()
-                .for_each(|p| p.set_conditional_append(conditional));
+            let config = replica_config(&configs);
+            for partition in 0..count {
+                let tp = TopicIdPartition {
+                    topic_id: id,
+                    partition,
+                };
+                replicas.open(tp, &name, &config, SINGLE_NODE_ROLE, now_ms)?;
+            }
             topics.insert(Arc::new(Topic {
                 name,
                 id,
-                partitions,
+                partition_count: count,
                 configs,
             }));
         }
         let compaction = internal_log::Compaction::new(log.size_bytes());
         Ok(Metadata {
-            data_dir: data_dir.to_path_buf(),
+            replicas,
             topics: RwLock::new(topics),
             log,
             compaction,
@@ -263,7 +295,7 @@ impl Metadata {
             events.push(Event::TopicCreated {
                 name: t.name.clone(),
                 id: t.id,
-                partitions: t.partitions.len() as i32,
+                partitions: t.partition_count,
                 configs: t.configs.clone(),
             });
         }
@@ -303,13 +335,13 @@ impl Metadata {
         self.topics.read().by_name.values().cloned().collect()
     }
 
-    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
-        let topics = self.topics.read();
-        let t = topics.by_name.get(topic)?;
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| t.partitions.get(i))
-            .cloned()
+    /// Whether `topic` exists and has partition `index`.
+    pub fn has_partition(&self, topic: &str, index: i32) -> bool {
+        self.topics
+            .read()
+            .by_name
+            .get(topic)
+            .is_some_and(|t| t.has_partition(index))
     }
 
     pub fn partition_count(&self) -> usize {
@@ -317,7 +349,7 @@ impl Metadata {
             .read()
             .by_name
             .values()
-            .map(|t| t.partitions.len())
+            .map(|t| usize::try_from(t.partition_count).unwrap_or(0))
             .sum()
     }
 
@@ -336,29 +368,6 @@ impl Metadata {
             ));
         }
         Ok(())
-    }
-
-    /// Opens empty partitions `range` of a topic, clearing any directory a crash left behind
-    /// (directories are made before the event that names them is logged).
-    fn open_new_partitions(
-        &self,
-        name: &str,
-        range: std::ops::Range<i32>,
-        log_config: &sluice_storage::LogConfig,
-        now_ms: i64,
-    ) -> Result<Vec<Arc<Partition>>, KafkaError> {
-        range
-            .map(|p| {
-                let dir = partition_dir(&self.data_dir, name, p);
-                let _ = std::fs::remove_dir_all(&dir);
-                Partition::open(&dir, p, log_config.clone(), now_ms).map(Arc::new)
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .and_then(|opened| {
-                // The new directories' names must be on disk before the event that names them.
-                fsync_dir(&self.data_dir)?;
-                Ok(opened)
-            })
     }
 
     /// Creates a topic (validated first; `validate_only` stops there).
@@ -386,22 +395,24 @@ impl Metadata {
         }
         self.check_partition_budget(partitions)?;
         let id = Uuid::new_v4();
-        let log_config = configs.log_config();
         if validate_only {
             return Ok(Arc::new(Topic {
                 name: name.to_string(),
                 id,
-                partitions: Vec::new(),
+                partition_count: 0,
                 configs,
             }));
         }
         // Directories first, event second: a crash in between leaves orphan directories that
         // are emptied when the name is created again.
-        let opened = self.open_new_partitions(name, 0..partitions, &log_config, now_ms)?;
-        let conditional = crate::conditional::enabled(&configs); // conditional append
-        opened
-            .iter()
-            .for_each(|p| p.set_conditional_append(conditional));
+        let opened = self.replicas.create(
+            id,
+            name,
+            0..partitions,
+            &replica_config(&configs),
+            SINGLE_NODE_ROLE,
+            now_ms,
+        )?;
         self.record(
             &Event::TopicCreated {
                 name: name.to_string(),
@@ -415,9 +426,10 @@ impl Metadata {
         let topic = Arc::new(Topic {
             name: name.to_string(),
             id,
-            partitions: opened,
+            partition_count: partitions,
             configs,
         });
+        self.replicas.install(opened);
         self.topics.write().insert(topic.clone());
         tracing::info!(topic = name, partitions, "created topic");
         self.maybe_compact(now_ms).await;
@@ -441,10 +453,8 @@ impl Metadata {
         // The deletion is durable; its files go now, once. A crash before they are gone
         // leaves directories that the next start sweeps (unless the name was created again,
         // which clears them first).
-        for p in &topic.partitions {
-            p.delete_files()?;
-        }
-        fsync_dir(&self.data_dir)?;
+        self.replicas
+            .delete_topic(topic.id, topic.partition_count)?;
         tracing::info!(topic = name, "deleted topic");
         self.maybe_compact(now_ms).await;
         Ok(topic.id)
@@ -462,7 +472,7 @@ impl Metadata {
         let Some(topic) = self.topic(name) else {
             return Err(unknown_topic(name));
         };
-        let current = topic.partitions.len() as i32;
+        let current = topic.partition_count;
         if count <= current || count > MAX_PARTITIONS_PER_TOPIC {
             return Err(KafkaError::new(
                 ResponseError::InvalidPartitions,
@@ -473,13 +483,14 @@ impl Metadata {
         if validate_only {
             return Ok(());
         }
-        let log_config = topic.configs.log_config();
-        let mut partitions = topic.partitions.clone();
-        partitions.extend(self.open_new_partitions(name, current..count, &log_config, now_ms)?);
-        let conditional = crate::conditional::enabled(&topic.configs); // conditional append
-        partitions
-            .iter()
-            .for_each(|p| p.set_conditional_append(conditional));
+        let opened = self.replicas.create(
+            topic.id,
+            name,
+            current..count,
+            &replica_config(&topic.configs),
+            SINGLE_NODE_ROLE,
+            now_ms,
+        )?;
         self.record(
             &Event::PartitionsCreated {
                 name: name.to_string(),
@@ -491,9 +502,10 @@ impl Metadata {
         let updated = Arc::new(Topic {
             name: topic.name.clone(),
             id: topic.id,
-            partitions,
+            partition_count: count,
             configs: topic.configs.clone(),
         });
+        self.replicas.install(opened);
         self.topics.write().insert(updated);
         self.maybe_compact(now_ms).await;
         Ok(())
@@ -533,15 +545,18 @@ impl Metadata {
             now_ms,
         )
         .await?;
-        let conditional = crate::conditional::enabled(&configs); // conditional append
-        for p in &topic.partitions {
-            p.set_config(log_config.clone())?;
-            p.set_conditional_append(conditional);
-        }
+        self.replicas.reconfigure(
+            topic.id,
+            topic.partition_count,
+            &ReplicaConfig {
+                log_config,
+                conditional: crate::conditional::enabled(&configs), // conditional append
+            },
+        )?;
         let updated = Arc::new(Topic {
             name: topic.name.clone(),
             id: topic.id,
-            partitions: topic.partitions.clone(),
+            partition_count: topic.partition_count,
             configs,
         });
         self.topics.write().insert(updated);
@@ -686,6 +701,11 @@ pub fn unknown_topic(name: &str) -> KafkaError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replica_manager::partition_dir;
+
+    fn rm(dir: &Path) -> Arc<ReplicaManager> {
+        Arc::new(ReplicaManager::new(1, dir))
+    }
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
@@ -700,7 +720,7 @@ mod tests {
     fn replay_survives_a_stored_config_that_no_longer_validates() {
         let dir = tempfile::tempdir().unwrap();
         runtime().block_on(async {
-            let m = Metadata::open(dir.path(), 100, 0).unwrap();
+            let m = Metadata::open(dir.path(), 100, rm(dir.path()), 0).unwrap();
             let bad = TopicConfigs(
                 [("segment.bytes", "14"), ("retention.ms", "5000")]
                     .into_iter()
@@ -735,7 +755,7 @@ mod tests {
             .await
             .unwrap();
         });
-        let m = Metadata::open(dir.path(), 100, 0).unwrap();
+        let m = Metadata::open(dir.path(), 100, rm(dir.path()), 0).unwrap();
         let t = m.topic("t").unwrap();
         assert_eq!(t.configs.0.get("segment.bytes"), None);
         assert_eq!(t.configs.get("retention.ms").as_deref(), Some("5000"));
@@ -748,7 +768,7 @@ mod tests {
     fn deletion_addresses_an_incarnation_and_snapshots_keep_live_state() {
         let dir = tempfile::tempdir().unwrap();
         let first_id = runtime().block_on(async {
-            let m = Metadata::open(dir.path(), 100, 0).unwrap();
+            let m = Metadata::open(dir.path(), 100, rm(dir.path()), 0).unwrap();
             let first = m
                 .create_topic("t", 2, TopicConfigs::default(), false, 0)
                 .await
@@ -760,13 +780,30 @@ mod tests {
             std::fs::write(partition_dir(dir.path(), "t", 0).join("marker"), b"x").unwrap();
             first.id
         });
-        let m = Metadata::open(dir.path(), 100, 0).unwrap();
+        let m = Metadata::open(dir.path(), 100, rm(dir.path()), 0).unwrap();
         let t = m.topic("t").unwrap();
         assert_ne!(t.id, first_id);
-        assert_eq!(t.partitions.len(), 1);
+        assert_eq!(t.partition_count, 1);
         assert!(partition_dir(dir.path(), "t", 0).join("marker").exists());
         assert!(!partition_dir(dir.path(), "t", 1).exists());
         assert!(m.topic_by_id(t.id).is_some() && m.topic_by_id(first_id).is_none());
+        // The replicas reopened with the topics, led here at the initial epoch.
+        assert_eq!(
+            m.replicas.get(t.tp(0)).map(|r| r.role()),
+            Some(SINGLE_NODE_ROLE)
+        );
+        assert!(m.replicas.get(t.tp(1)).is_none());
+        assert_eq!(m.replicas.len(), 1);
+        runtime().block_on(async {
+            m.create_partitions("t", 2, false, 0).await.unwrap();
+        });
+        let t = m.topic("t").unwrap();
+        assert_eq!(t.partition_count, 2);
+        assert_eq!(
+            m.replicas.get(t.tp(1)).map(|r| (r.index(), r.role())),
+            Some((1, SINGLE_NODE_ROLE))
+        );
+        assert_eq!(m.replicas.len(), 2);
 
         // Churn until snapshots were written, then reopen.
         m.compaction.set_min_bytes(4096);
@@ -810,12 +847,13 @@ mod tests {
         let before = m.log_bytes();
         assert!(before < 64 << 10, "{before}");
         drop(m);
-        let m = Metadata::open(dir.path(), 100, 0).unwrap();
+        let m = Metadata::open(dir.path(), 100, rm(dir.path()), 0).unwrap();
         assert_eq!(
             m.topic("t").unwrap().configs.get("retention.ms").as_deref(),
             Some("1000199")
         );
         assert_eq!(m.topics().len(), 1);
+        assert_eq!(m.replicas.len(), 2, "the churned topics left no replica");
         assert!(m.log_bytes() <= before);
     }
 }

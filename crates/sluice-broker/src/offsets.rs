@@ -12,6 +12,10 @@
 //! offset: of a transactional and a plain commit of the same partition, the one written
 //! last wins, whichever order the transaction ends in. A plain deletion (OffsetDelete,
 //! DeleteGroups, DeleteTopics, expiry) removes the pending offsets of the partition too.
+//!
+//! Its internal log (`__consumer_offsets-0`) is a `Partition` opened here, not a replica of the
+//! `ReplicaManager` (replica_manager.rs): internal logs become replicated partitions in a later
+//! wave of issue #10.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;

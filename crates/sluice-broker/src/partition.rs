@@ -25,12 +25,16 @@ use crate::limits::{PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS, PRODUCER_ID_EXPIRA
 use crate::producer_state::{
     CompletedTxn, MarkerCheck, ProducerStateTable, ProducerView, SequenceCheck,
 };
-
-/// The leader epoch of every partition on a single node; replication will bump it.
-pub const LEADER_EPOCH: i32 = 0;
+use crate::replica_manager::{Role, INITIAL_LEADER_EPOCH};
 
 struct State {
     log: Log,
+    /// This node's role for the partition (replica_manager.rs); its epoch is stamped into
+    /// every batch appended. Internal logs are always `Leader` at the initial epoch.
+    role: Role,
+    /// The high watermark the ReplicaManager set under replication; `None` (single node,
+    /// internal logs): the log end, every append being committed at once.
+    high_watermark: Option<i64>,
     producers: ProducerStateTable,
     /// When producer expiry last ran (`producer.id.expiration.check.interval.ms`).
     last_expiry_check_ms: i64,
@@ -108,10 +112,14 @@ pub struct AbortedTxn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watermarks {
     pub log_start_offset: i64,
-    /// On a single node the high watermark is the log end offset.
+    /// The high watermark: the log end on a single node (and on internal logs); under
+    /// replication what the ReplicaManager set (`Partition::set_high_watermark`), never past
+    /// the log end nor below the log start.
     pub high_watermark: i64,
     /// The first offset of the oldest open transaction, else the high watermark.
     pub last_stable_offset: i64,
+    /// The log end offset (the next offset to be appended).
+    pub log_end_offset: i64,
 }
 
 impl Partition {
@@ -128,6 +136,10 @@ impl Partition {
             index,
             state: Mutex::new(State {
                 log,
+                role: Role::Leader {
+                    leader_epoch: INITIAL_LEADER_EPOCH,
+                },
+                high_watermark: None,
                 producers,
                 last_expiry_check_ms: now_ms,
                 conditional: None,
@@ -165,7 +177,21 @@ impl Partition {
         now_ms: i64,
         guard: Option<u64>,
     ) -> Result<Appended, KafkaError> {
+        self.append_gated(buf, now_ms, guard, |role| Ok(role.leader_epoch()))
+    }
+
+    /// [`Partition::append_verified`] after `gate` accepted the role (under the partition
+    /// lock, so the role cannot change before the append): it returns the leader epoch to
+    /// stamp into the batches, or the error to answer.
+    pub fn append_gated(
+        &self,
+        buf: &[u8],
+        now_ms: i64,
+        guard: Option<u64>,
+        gate: impl FnOnce(&Role) -> Result<i32, KafkaError>,
+    ) -> Result<Appended, KafkaError> {
         let mut state = self.state.lock();
+        let leader_epoch = gate(&state.role)?;
         let batches = state.log.validate(buf, now_ms)?;
         // Idempotence: Kafka sends one batch per partition; check each against producer state.
         for b in &batches {
@@ -263,7 +289,7 @@ impl Partition {
             Some(c) => Some(c.check_and_apply(&state.log, buf, &batches)?),
             None => None,
         };
-        let info = state.log.append(buf, &batches, LEADER_EPOCH, now_ms);
+        let info = state.log.append(buf, &batches, leader_epoch, now_ms);
         if let (Some(c), Some(p)) = (state.conditional.as_mut(), predicted) {
             c.appended(p, info.as_ref().ok().map(|i| i.first_offset));
         }
@@ -335,6 +361,51 @@ impl Partition {
         (state.log.read(offset, max_bytes).map_err(Into::into), marks)
     }
 
+    /// [`Partition::read`] after `gate` accepted the role, under the same lock.
+    #[allow(clippy::type_complexity)]
+    pub fn read_gated(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        gate: impl FnOnce(&Role) -> Result<(), KafkaError>,
+    ) -> Result<(Result<Option<SegmentSlice>, KafkaError>, Watermarks), KafkaError> {
+        let state = self.state.lock();
+        gate(&state.role)?;
+        let marks = state.marks();
+        Ok((state.log.read(offset, max_bytes).map_err(Into::into), marks))
+    }
+
+    /// Sets the high watermark (`None`: the log end). Readers see it clamped into
+    /// `[log start, log end]`.
+    pub fn set_high_watermark(&self, high_watermark: Option<i64>) {
+        self.state.lock().high_watermark = high_watermark;
+    }
+
+    /// This node's role for the partition.
+    pub fn role(&self) -> Role {
+        self.state.lock().role
+    }
+
+    /// Sets the role (a replica being opened).
+    pub fn set_role(&self, role: Role) {
+        self.state.lock().role = role;
+    }
+
+    /// Changes the role to `new` if `decide` (given the current role, under the lock)
+    /// answers `Ok(true)`; returns its answer.
+    pub fn update_role(
+        &self,
+        decide: impl FnOnce(&Role) -> Result<bool, KafkaError>,
+        new: Role,
+    ) -> Result<bool, KafkaError> {
+        let mut state = self.state.lock();
+        let change = decide(&state.role)?;
+        if change {
+            state.role = new;
+        }
+        Ok(change)
+    }
+
     /// Appends a transaction marker (a control batch) for the producer's open transaction on
     /// this partition, and closes it: the last stable offset moves past it, and an ABORT is
     /// entered in the aborted-transaction index. Retried markers are appended again harmlessly
@@ -348,7 +419,19 @@ impl Partition {
     /// moved, so read_committed fetches may now have data — and (2) under `flush=always`,
     /// `make_durable(appended.last_offset + 1)` before counting the marker as written.
     pub fn append_marker(&self, marker: TxnMarker, now_ms: i64) -> Result<Appended, KafkaError> {
+        self.append_marker_gated(marker, now_ms, |role| Ok(role.leader_epoch()))
+    }
+
+    /// [`Partition::append_marker`] after `gate` accepted the role (see
+    /// [`Partition::append_gated`]).
+    pub fn append_marker_gated(
+        &self,
+        marker: TxnMarker,
+        now_ms: i64,
+        gate: impl FnOnce(&Role) -> Result<i32, KafkaError>,
+    ) -> Result<Appended, KafkaError> {
         let mut state = self.state.lock();
+        let leader_epoch = gate(&state.role)?;
         match state.producers.check_marker(
             marker.producer_id,
             marker.producer_epoch,
@@ -392,7 +475,7 @@ impl Partition {
         };
         let mut header = first.header;
         let active_base = state.log.active_base_offset();
-        let info = state.log.append(&buf, &batches, LEADER_EPOCH, now_ms)?;
+        let info = state.log.append(&buf, &batches, leader_epoch, now_ms)?;
         if state.log.active_base_offset() != active_base {
             let base = state.log.active_base_offset();
             state.snapshot_at(base);
@@ -463,6 +546,34 @@ impl Partition {
         Ok(self.state.lock().log.delete_records_before(offset)?)
     }
 
+    /// DeleteRecords after `gate` accepted the role, under the same lock; `-1` deletes up
+    /// to the high watermark (as Kafka).
+    pub fn delete_records_before_gated(
+        &self,
+        offset: i64,
+        gate: impl FnOnce(&Role) -> Result<i32, KafkaError>,
+    ) -> Result<i64, KafkaError> {
+        let mut state = self.state.lock();
+        gate(&state.role)?;
+        let marks = state.marks();
+        let target = if offset == -1 {
+            marks.high_watermark
+        } else {
+            offset
+        };
+        // As Kafka: nothing at or past the high watermark (the log refuses past its end).
+        if target > marks.high_watermark {
+            return Err(KafkaError::new(
+                ResponseError::OffsetOutOfRange,
+                format!(
+                    "cannot delete records before {target}: the high watermark is {}",
+                    marks.high_watermark
+                ),
+            ));
+        }
+        Ok(state.log.delete_records_before(target)?)
+    }
+
     /// Retention and `segment.ms` rolling (a roll writes a producer-state snapshot), and
     /// producer-id expiry every `producer.id.expiration.check.interval.ms`.
     pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, KafkaError> {
@@ -521,11 +632,18 @@ impl Partition {
 
 impl State {
     fn marks(&self) -> Watermarks {
-        let high_watermark = self.log.log_end_offset();
+        let log_end_offset = self.log.log_end_offset();
         let log_start_offset = self.log.log_start_offset();
+        let high_watermark = match self.high_watermark {
+            None => log_end_offset,
+            Some(hw) => hw
+                .min(log_end_offset)
+                .max(log_start_offset.min(log_end_offset)),
+        };
         Watermarks {
             log_start_offset,
             high_watermark,
+            log_end_offset,
             // As Kafka (`UnifiedLog.updateFirstUnstableOffset`): an open transaction whose
             // start retention or DeleteRecords removed holds the LSO at the log start.
             last_stable_offset: self

@@ -304,7 +304,7 @@ fn put_bytes(out: &mut BytesMut, b: Option<&[u8]>) {
 }
 
 /// One uncompressed v2 batch of `records` (offsets relative from 0, CreateTime timestamps, no
-/// producer id), ready for `Partition::append`.
+/// producer id), ready for `Replica::append_as_leader`.
 pub fn encode(records: &[RawRecord]) -> Vec<u8> {
     let base_ts = records.iter().map(|r| r.timestamp).min().unwrap_or(0);
     let max_ts = records.iter().map(|r| r.timestamp).max().unwrap_or(0);

@@ -14,6 +14,10 @@
 //! batch is refused whole with INVALID_RECORD naming the record; so is a compressed batch whose
 //! records inflate past the topic's `max.message.bytes` (decompression is bounded by it).
 //! Topics without these configs take the usual path: nothing is decoded.
+//!
+//! Its internal log (`_schemas-0`) is a `Partition` opened here, not a replica of the
+//! `ReplicaManager` (replica_manager.rs): internal logs become replicated partitions in a later
+//! wave of issue #10.
 
 use std::sync::Arc;
 

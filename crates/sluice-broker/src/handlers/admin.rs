@@ -116,7 +116,7 @@ pub async fn create_topics(
                 let count = if req.validate_only {
                     -1
                 } else {
-                    topic.partitions.len() as i32
+                    topic.partition_count
                 };
                 broker
                     .metrics

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use uuid::Uuid;
 
@@ -26,13 +28,14 @@ use crate::fetch_session::{
 };
 use crate::metadata::Topic;
 use crate::metrics::TopicLabels;
-use crate::partition::Partition;
+use crate::replica_manager::Replica;
 use kafka_protocol::messages::fetch_response::AbortedTransaction;
 use kafka_protocol::messages::ProducerId;
 use sluice_storage::BatchIter;
 
 /// Cuts loaded batches at the first one that does not end below `lso` (read_committed serves
-/// a batch only whole and only if decided). Returns the bytes kept and the offset after them.
+/// a batch only whole and only if decided; read_uncommitted uses it with the high watermark
+/// when that trails the log end). Returns the bytes kept and the offset after them.
 fn below_lso(mut bytes: Vec<u8>, lso: i64) -> (Vec<u8>, Option<i64>) {
     let mut keep = 0usize;
     let mut next = None;
@@ -48,7 +51,7 @@ fn below_lso(mut bytes: Vec<u8>, lso: i64) -> (Vec<u8>, Option<i64>) {
 }
 
 /// The aborted transactions a read_committed response carries for data `[from, upper)`.
-fn aborted_list(partition: &Partition, from: i64, upper: Option<i64>) -> Vec<AbortedTransaction> {
+fn aborted_list(partition: &Replica, from: i64, upper: Option<i64>) -> Vec<AbortedTransaction> {
     let Some(upper) = upper else {
         return Vec::new();
     };
@@ -63,13 +66,24 @@ fn aborted_list(partition: &Partition, from: i64, upper: Option<i64>) -> Vec<Abo
         .collect()
 }
 
+/// One partition of the request, its replica resolved once per request (a long poll re-reads
+/// without looking it up again).
+struct WantedPartition {
+    index: i32,
+    fetch_offset: i64,
+    partition_max_bytes: i32,
+    /// KIP-320 (Fetch v9+; -1 unchecked).
+    current_leader_epoch: i32,
+    replica: Option<Arc<Replica>>,
+}
+
 /// One topic of the request, resolved once per request.
 struct Wanted {
     /// As the request named it: the id (v13+) or the name (older), the other empty.
     key_id: Uuid,
     key_name: String,
     topic: Option<Arc<Topic>>,
-    partitions: Vec<(i32, i64, i32)>,
+    partitions: Vec<WantedPartition>,
 }
 
 impl Wanted {
@@ -103,7 +117,13 @@ fn group_by_topic(broker: &Broker, partitions: Vec<RequestedPartition>) -> Vec<W
     let mut out: Vec<Wanted> = Vec::new();
     let mut index: HashMap<(Uuid, String), usize> = HashMap::new();
     for p in partitions {
-        let entry = (p.partition, p.fetch_offset, p.partition_max_bytes);
+        let entry = WantedPartition {
+            index: p.partition,
+            fetch_offset: p.fetch_offset,
+            partition_max_bytes: p.partition_max_bytes,
+            current_leader_epoch: p.current_leader_epoch,
+            replica: None,
+        };
         match index.entry((p.topic_id, p.topic)) {
             Entry::Occupied(e) => {
                 if let Some(w) = out.get_mut(*e.get()) {
@@ -127,6 +147,15 @@ fn group_by_topic(broker: &Broker, partitions: Vec<RequestedPartition>) -> Vec<W
             }
         }
     }
+    for w in &mut out {
+        if let Some(t) = &w.topic {
+            for p in &mut w.partitions {
+                if t.has_partition(p.index) {
+                    p.replica = broker.replicas.get(t.tp(p.index));
+                }
+            }
+        }
+    }
     out
 }
 
@@ -144,9 +173,7 @@ fn refused_topics(
                 .with_partitions(
                     w.partitions
                         .iter()
-                        .map(|&(index, _, _)| {
-                            partition_data(index, ResponseError::InvalidRequest.code())
-                        })
+                        .map(|p| partition_data(p.index, ResponseError::InvalidRequest.code()))
                         .collect(),
                 )
         })
@@ -175,6 +202,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
+                current_leader_epoch: p.current_leader_epoch,
             };
             if requested.len() < MAX_FETCH_PARTITIONS {
                 requested.push(r);
@@ -239,7 +267,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         // Register for wake-ups before reading, so an append in between is not missed.
         let appended = broker.data_appended.notified();
         let (responses, bytes, any_error) =
-            read_once(broker, &wanted, max_bytes, by_id, read_committed);
+            read_once(broker, &wanted, max_bytes, version, read_committed);
         if bytes >= min_bytes
             || any_error
             || !refused.is_empty()
@@ -296,9 +324,10 @@ fn read_once(
     broker: &Broker,
     wanted: &[Wanted],
     max_bytes: usize,
-    by_id: bool,
+    version: i16,
     read_committed: bool,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let by_id = version >= 13;
     let mut total = 0usize;
     let mut any_error = false;
     let mut responses = Vec::with_capacity(wanted.len());
@@ -311,12 +340,9 @@ fn read_once(
                 .is_some_and(|now| now.id == t.id)
         });
         let mut partitions = Vec::with_capacity(w.partitions.len());
-        for &(index, offset, partition_max) in &w.partitions {
-            let Some(partition) = topic.as_ref().and_then(|t| {
-                usize::try_from(index)
-                    .ok()
-                    .and_then(|i| t.partitions.get(i))
-            }) else {
+        for p in &w.partitions {
+            let (index, offset, partition_max) = (p.index, p.fetch_offset, p.partition_max_bytes);
+            let Some(partition) = p.replica.as_ref().filter(|_| topic.is_some()) else {
                 any_error = true;
                 let code = if by_id && topic.is_none() {
                     ResponseError::UnknownTopicId.code()
@@ -328,15 +354,38 @@ fn read_once(
             };
             let remaining = max_bytes.saturating_sub(total);
             let limit = (partition_max.max(0) as usize).min(remaining);
-            let (slice, marks) = partition.read(offset, limit.max(1));
+            let (slice, marks) =
+                match partition.read_as_leader(p.current_leader_epoch, offset, limit.max(1)) {
+                    Ok(read) => read,
+                    Err(e) => {
+                        // Not the leader, or KIP-320 fenced/unknown epoch; KIP-951 hint.
+                        any_error = true;
+                        let mut data = partition_data(index, e.code);
+                        if let Some(l) = e.current_leader.filter(|_| version >= 12) {
+                            data = data.with_current_leader(
+                                LeaderIdAndEpoch::default()
+                                    .with_leader_id(BrokerId(l.leader_id))
+                                    .with_leader_epoch(l.leader_epoch),
+                            );
+                        }
+                        partitions.push(data);
+                        continue;
+                    }
+                };
             let mut data = partition_data(index, 0)
                 .with_high_watermark(marks.high_watermark)
                 .with_last_stable_offset(marks.last_stable_offset)
                 .with_log_start_offset(marks.log_start_offset)
                 .with_aborted_transactions(read_committed.then(Vec::new));
-            // read_committed: nothing at or past the LSO (the offset is still checked for
-            // range by the read above).
-            let undecided = read_committed && offset >= marks.last_stable_offset;
+            // read_committed: nothing at or past the LSO; read_uncommitted: nothing at or past
+            // the high watermark (under replication it may trail the log end; on a single node
+            // it is the log end). The offset is still checked for range by the read above.
+            let uncommitted_tail = marks.high_watermark < marks.log_end_offset;
+            let undecided = if read_committed {
+                offset >= marks.last_stable_offset
+            } else {
+                uncommitted_tail && offset >= marks.high_watermark
+            };
             match slice {
                 Ok(Some(_)) if undecided => data = data.with_records(Some(Bytes::new())),
                 Ok(Some(slice)) if limit > 0 || total == 0 => match slice.load() {
@@ -347,6 +396,8 @@ fn read_once(
                                 partition, offset, upper,
                             )));
                             bytes
+                        } else if uncommitted_tail {
+                            below_lso(bytes, marks.high_watermark).0
                         } else {
                             bytes
                         };

@@ -427,7 +427,7 @@ pub(super) fn partition_commit_error(
     partition: i32,
     metadata: Option<&str>,
 ) -> i16 {
-    if topic.is_none_or(|t| partition < 0 || partition as usize >= t.partitions.len()) {
+    if topic.is_none_or(|t| !t.has_partition(partition)) {
         ResponseError::UnknownTopicOrPartition.code()
     } else if metadata.is_some_and(|m| m.len() > 4096) {
         ResponseError::OffsetMetadataTooLarge.code()

@@ -17,7 +17,6 @@ use uuid::Uuid;
 use super::s;
 use crate::broker::{now_ms, Broker};
 use crate::metadata::Topic;
-use crate::partition::LEADER_EPOCH;
 use crate::topic_config::TopicConfigs;
 
 /// Kafka's "authorized operations not requested" marker.
@@ -33,15 +32,27 @@ fn node(broker: &Broker) -> BrokerId {
     BrokerId(broker.config.node_id)
 }
 
+/// The partition's leader as the local replica knows it; a partition with no local replica
+/// (cannot happen on a single node) is reported led by this node at the initial epoch, as
+/// before replication. The cluster wiring answers from the metadata image instead.
+fn leader_of(broker: &Broker, topic: &Topic, index: i32) -> crate::error::LeaderAndEpoch {
+    broker
+        .replicas
+        .leader_of(topic.tp(index))
+        .unwrap_or(crate::error::LeaderAndEpoch {
+            leader_id: broker.config.node_id,
+            leader_epoch: crate::replica_manager::INITIAL_LEADER_EPOCH,
+        })
+}
+
 fn describe_topic(broker: &Broker, topic: &Topic, with_ops: bool) -> MetadataResponseTopic {
-    let partitions = topic
-        .partitions
-        .iter()
+    let partitions = (0..topic.partition_count)
         .map(|p| {
+            let leader = leader_of(broker, topic, p);
             MetadataResponsePartition::default()
-                .with_partition_index(p.index)
-                .with_leader_id(node(broker))
-                .with_leader_epoch(LEADER_EPOCH)
+                .with_partition_index(p)
+                .with_leader_id(BrokerId(leader.leader_id))
+                .with_leader_epoch(leader.leader_epoch)
                 .with_replica_nodes(vec![node(broker)])
                 .with_isr_nodes(vec![node(broker)])
         })
@@ -220,21 +231,22 @@ pub fn describe_topic_partitions(
             0
         };
         let mut partitions = Vec::new();
-        for p in topic.partitions.iter().skip(first as usize) {
+        for p in (0..topic.partition_count).skip(first.max(0) as usize) {
             if budget == 0 {
                 next_cursor = Some(
                     kafka_protocol::messages::describe_topic_partitions_response::Cursor::default()
                         .with_topic_name(TopicName(s(name.clone())))
-                        .with_partition_index(p.index),
+                        .with_partition_index(p),
                 );
                 break;
             }
             budget -= 1;
+            let leader = leader_of(broker, &topic, p);
             partitions.push(
                 DescribeTopicPartitionsResponsePartition::default()
-                    .with_partition_index(p.index)
-                    .with_leader_id(node(broker))
-                    .with_leader_epoch(LEADER_EPOCH)
+                    .with_partition_index(p)
+                    .with_leader_id(BrokerId(leader.leader_id))
+                    .with_leader_epoch(leader.leader_epoch)
                     .with_replica_nodes(vec![node(broker)])
                     .with_isr_nodes(vec![node(broker)])
                     .with_eligible_leader_replicas(Some(vec![]))

@@ -18,8 +18,8 @@ use sluice_storage::{BatchHeader, SegmentSlice};
 
 use crate::broker::Broker;
 use crate::error::KafkaError;
-use crate::partition::{Partition, LEADER_EPOCH};
 use crate::record_codec;
+use crate::replica_manager::Replica;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -91,7 +91,7 @@ fn locate_in_batch(
 /// latest offset is the last stable offset, and a lookup by time (or max timestamp) that lands
 /// at or past it answers "none" (-1), as Kafka does: undecided offsets are never returned.
 fn list_one(
-    partition: &Partition,
+    partition: &Replica,
     timestamp: i64,
     cap: usize,
     read_committed: bool,
@@ -110,10 +110,10 @@ fn list_one(
 }
 
 fn list_uncommitted(
-    partition: &Partition,
+    partition: &Replica,
     timestamp: i64,
     cap: usize,
-    marks: crate::partition::Watermarks,
+    marks: crate::replica_manager::Watermarks,
 ) -> Result<(i64, i64), KafkaError> {
     Ok(match timestamp {
         LATEST | LATEST_TIERED => (marks.high_watermark, -1),
@@ -144,8 +144,6 @@ fn list_uncommitted(
 }
 
 pub fn list_offsets(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
-    // Leader epochs are on the wire from v4.
-    let epoch = if version >= 4 { LEADER_EPOCH } else { -1 };
     // isolation_level is on the wire from v2.
     let read_committed = version >= 2 && req.isolation_level == 1;
     let topics = req
@@ -168,9 +166,20 @@ pub fn list_offsets(broker: &Broker, req: ListOffsetsRequest, version: i16) -> L
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    let Some(partition) = broker.metadata.partition(&name, p.partition_index)
-                    else {
-                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let partition = match broker.replica(&name, p.partition_index) {
+                        Ok(r) => r,
+                        Err(e) => return resp.with_error_code(e.code),
+                    };
+                    // KIP-320 (v4+; -1 before): the client's leader epoch against ours.
+                    let role = match partition.check_leader(p.current_leader_epoch) {
+                        Ok(role) => role,
+                        Err(e) => return resp.with_error_code(e.code),
+                    };
+                    // Leader epochs are on the wire from v4.
+                    let epoch = if version >= 4 {
+                        role.leader_epoch()
+                    } else {
+                        -1
                     };
                     match list_one(&partition, p.timestamp, cap, read_committed) {
                         Ok((offset, ts)) => resp
@@ -189,7 +198,9 @@ pub fn list_offsets(broker: &Broker, req: ListOffsetsRequest, version: i16) -> L
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-/// With one leader epoch (0) per partition, every epoch at or below it ends at the log end.
+/// The current leader epoch ends at the log end; older epochs need the leader-epoch cache
+/// (issue #10's storage work) and are answered UNDEFINED until then — on a single node every
+/// partition has only epoch 0, so that never happens (see replica_manager.rs).
 pub fn offset_for_leader_epoch(
     broker: &Broker,
     req: OffsetForLeaderEpochRequest,
@@ -207,17 +218,19 @@ pub fn offset_for_leader_epoch(
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let Some(partition) = broker.metadata.partition(&name, p.partition) else {
-                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let partition = match broker.replica(&name, p.partition) {
+                        Ok(r) => r,
+                        Err(e) => return resp.with_error_code(e.code),
                     };
-                    if p.current_leader_epoch > LEADER_EPOCH {
-                        return resp.with_error_code(ResponseError::UnknownLeaderEpoch.code());
-                    }
-                    if p.leader_epoch > LEADER_EPOCH || p.leader_epoch < 0 {
+                    let epoch = match partition.check_leader(p.current_leader_epoch) {
+                        Ok(role) => role.leader_epoch(),
+                        Err(e) => return resp.with_error_code(e.code),
+                    };
+                    if p.leader_epoch != epoch {
                         return resp;
                     }
-                    resp.with_leader_epoch(LEADER_EPOCH)
-                        .with_end_offset(partition.watermarks().high_watermark)
+                    resp.with_leader_epoch(epoch)
+                        .with_end_offset(partition.watermarks().log_end_offset)
                 })
                 .collect();
             OffsetForLeaderTopicResult::default()
@@ -241,17 +254,12 @@ pub fn delete_records(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecor
                     let resp = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
-                    let Some(partition) = broker.metadata.partition(&name, p.partition_index)
-                    else {
-                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let partition = match broker.replica(&name, p.partition_index) {
+                        Ok(r) => r,
+                        Err(e) => return resp.with_error_code(e.code),
                     };
                     // -1 means "up to the high watermark", as in Kafka.
-                    let target = if p.offset == -1 {
-                        partition.watermarks().high_watermark
-                    } else {
-                        p.offset
-                    };
-                    match partition.delete_records_before(target) {
+                    match partition.delete_records_before(p.offset) {
                         Ok(low) => resp.with_low_watermark(low),
                         Err(e) => resp.with_error_code(e.code),
                     }

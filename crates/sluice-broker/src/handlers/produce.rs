@@ -12,8 +12,10 @@
 //! non-retriable code Kafka gives a batch whose records it cannot read).
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 
 use sluice_storage::{BatchIter, ProducedBatch};
 
@@ -159,11 +161,11 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                 ));
                 continue;
             }
-            let Some(partition) = topic.as_ref().and_then(|t| {
-                usize::try_from(pd.index)
-                    .ok()
-                    .and_then(|i| t.partitions.get(i))
-            }) else {
+            let Some(partition) = topic
+                .as_ref()
+                .filter(|t| t.has_partition(pd.index))
+                .and_then(|t| broker.replicas.get(t.tp(pd.index)))
+            else {
                 partitions.push(partition_error(
                     pd.index,
                     ResponseError::UnknownTopicOrPartition.code(),
@@ -258,7 +260,7 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
             // Transactions (a look at the first batch header; records are not decoded): a
             // transactional batch that would open its producer's transaction here is verified
             // with the coordinator first (KIP-890 part 1). Control batches and the other
-            // transaction rules are the partition's (`Partition::append_verified`).
+            // transaction rules are the replica's (`Replica::append_as_leader`).
             let mut guard = None;
             if let Some(h) = sluice_storage::BatchHeader::parse(&records)
                 .filter(|h| h.is_transactional() && !h.is_control() && h.has_producer_id())
@@ -300,7 +302,7 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                     guard = Some(g);
                 }
             }
-            match partition.append_verified(&records, now, guard) {
+            match partition.append_as_leader(&records, now, guard) {
                 Ok(a) => {
                     if !a.duplicate {
                         let labels = TopicLabels {
@@ -335,11 +337,20 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                             .with_batch_index(i)
                             .with_batch_index_error_message(Some(s(e.message.clone())))]
                     });
-                    let resp = partition_error(pd.index, e.code, Some(e.message));
-                    partitions.push(match record_errors {
-                        Some(r) => resp.with_record_errors(r),
-                        None => resp,
-                    });
+                    let leader = e.current_leader.filter(|_| version >= 10);
+                    let mut resp = partition_error(pd.index, e.code, Some(e.message));
+                    if let Some(r) = record_errors {
+                        resp = resp.with_record_errors(r);
+                    }
+                    // KIP-951: where the partition's leader is now.
+                    if let Some(l) = leader {
+                        resp = resp.with_current_leader(
+                            LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(l.leader_id))
+                                .with_leader_epoch(l.leader_epoch),
+                        );
+                    }
+                    partitions.push(resp);
                 }
             }
         }

@@ -3,7 +3,6 @@
 //! transaction (-1 if none). `kafka-transactions.sh describe-producers` and `find-hanging`
 //! use it; `abort --start-offset` takes the coordinator epoch from it.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
@@ -26,13 +25,18 @@ pub fn describe_producers(
                 .iter()
                 .map(|&index| {
                     let resp = PartitionResponse::default().with_partition_index(index);
-                    let Some(partition) = broker.metadata.partition(&name, index) else {
-                        return resp
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                            .with_error_message(Some(s(format!("{name}-{index} does not exist"))));
+                    let described = broker
+                        .replica(&name, index)
+                        .and_then(|r| r.describe_producers());
+                    let producers = match described {
+                        Ok(p) => p,
+                        Err(e) => {
+                            return resp
+                                .with_error_code(e.code)
+                                .with_error_message(Some(s(e.message)))
+                        }
                     };
-                    let producers = partition
-                        .describe_producers()
+                    let producers = producers
                         .into_iter()
                         .map(|p| {
                             ProducerState::default()

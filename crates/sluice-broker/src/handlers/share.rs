@@ -31,7 +31,23 @@ use crate::group_config::ShareSettings;
 use crate::groups::now_u64;
 use crate::limits::MAX_FETCH_PARTITIONS;
 use crate::metrics::{AckLabels, GroupTopicLabels, TopicLabels};
-use crate::partition::AbortedTxn;
+use crate::replica_manager::AbortedTxn;
+
+/// The leader of a partition as share responses report it: the local replica's role, else
+/// (a partition not here) this node at the initial epoch, as before replication.
+fn share_leader(broker: &Broker, topic_id: Uuid, partition: i32) -> crate::error::LeaderAndEpoch {
+    let tp = crate::replica_manager::TopicIdPartition {
+        topic_id,
+        partition,
+    };
+    broker
+        .replicas
+        .leader_of(tp)
+        .unwrap_or(crate::error::LeaderAndEpoch {
+            leader_id: broker.config.node_id,
+            leader_epoch: crate::replica_manager::INITIAL_LEADER_EPOCH,
+        })
+}
 use crate::share::{ack_error_code, SessionStep, ShareHandle, SpKey};
 
 /// `max_records` when the client sends none (Kafka's `max.poll.records` default).
@@ -427,7 +443,11 @@ fn read_covering(
         next = next.max(r.first_offset);
         while next <= r.last_offset {
             let room = budget.saturating_sub(out.len());
-            let (slice, _) = handle.log.read(next, limit.min(room).max(1));
+            let (slice, _) = handle.log.read_as_leader(
+                crate::replica_manager::NO_LEADER_EPOCH,
+                next,
+                limit.min(room).max(1),
+            )?;
             let Some(slice) = slice? else {
                 return Ok(Covering {
                     bytes: out,
@@ -823,9 +843,12 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
 
     // Build the response: partitions with records, acknowledgement results or errors.
     let mut by_topic: BTreeMap<Uuid, Vec<PartitionData>> = BTreeMap::new();
-    let leader = LeaderIdAndEpoch::default()
-        .with_leader_id(broker.config.node_id)
-        .with_leader_epoch(crate::partition::LEADER_EPOCH);
+    let leader = |topic_id: Uuid, partition: i32| {
+        let l = share_leader(broker, topic_id, partition);
+        LeaderIdAndEpoch::default()
+            .with_leader_id(l.leader_id)
+            .with_leader_epoch(l.leader_epoch)
+    };
     // Records handed out may exist only because of a state change not yet durable (a new
     // share-partition, a release by another member): nothing leaves before it is. One wait
     // covers every partition of the response.
@@ -850,7 +873,7 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
             .with_partition_index(h.key.partition)
             .with_acknowledge_error_code(ack_code)
             .with_acknowledge_error_message(ack_msg.map(s))
-            .with_current_leader(leader.clone());
+            .with_current_leader(leader(h.key.topic_id, h.key.partition));
         match read {
             Ok(bytes) => {
                 broker
@@ -895,7 +918,7 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
                 .with_error_message(Some(s(e.message)))
                 .with_acknowledge_error_code(ack_code)
                 .with_acknowledge_error_message(ack_msg.map(s))
-                .with_current_leader(leader.clone()),
+                .with_current_leader(leader(topic_id, partition)),
         );
     }
     for ((topic_id, partition), (code, msg)) in ack_results {
@@ -904,7 +927,7 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
                 .with_partition_index(partition)
                 .with_acknowledge_error_code(code)
                 .with_acknowledge_error_message(msg.map(s))
-                .with_current_leader(leader.clone()),
+                .with_current_leader(leader(topic_id, partition)),
         );
     }
     ShareFetchResponse::default()
@@ -968,9 +991,12 @@ pub async fn share_acknowledge(
     if matches!(step, SessionStep::Closed) {
         broker.share.release_member(broker, &group, &member);
     }
-    let leader = LeaderIdAndEpoch::default()
-        .with_leader_id(broker.config.node_id)
-        .with_leader_epoch(crate::partition::LEADER_EPOCH);
+    let leader = |topic_id: Uuid, partition: i32| {
+        let l = share_leader(broker, topic_id, partition);
+        LeaderIdAndEpoch::default()
+            .with_leader_id(l.leader_id)
+            .with_leader_epoch(l.leader_epoch)
+    };
     let mut by_topic: BTreeMap<Uuid, Vec<PartitionData>> = BTreeMap::new();
     for ((topic_id, partition), (code, msg)) in results {
         by_topic.entry(topic_id).or_default().push(
@@ -978,7 +1004,7 @@ pub async fn share_acknowledge(
                 .with_partition_index(partition)
                 .with_error_code(code)
                 .with_error_message(msg.map(s))
-                .with_current_leader(leader.clone()),
+                .with_current_leader(leader(topic_id, partition)),
         );
     }
     ShareAcknowledgeResponse::default()
@@ -1092,7 +1118,9 @@ pub fn describe_share_group_offsets(
                                     P::default()
                                         .with_partition_index(p)
                                         .with_start_offset(start)
-                                        .with_leader_epoch(crate::partition::LEADER_EPOCH)
+                                        .with_leader_epoch(
+                                            share_leader(broker, t.id, p).leader_epoch,
+                                        )
                                 })
                                 .collect(),
                         )
@@ -1306,14 +1334,24 @@ mod tests {
     /// archiving, today and once transactions write markers.
     #[test]
     fn a_marker_in_the_log_is_never_sent() {
+        use crate::replica_manager::{ReplicaConfig, ReplicaManager, Role};
         let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(
-            crate::partition::Partition::open(dir.path(), 0, Default::default(), 0).unwrap(),
-        );
-        log.append(&batch(3, -1, false, false), 1).unwrap();
+        let rm = ReplicaManager::new(1, dir.path());
+        let config = ReplicaConfig {
+            log_config: Default::default(),
+            conditional: false,
+        };
+        let role = Role::Leader { leader_epoch: 0 };
+        let mut created = rm.create(Uuid::nil(), "t", 0..1, &config, role, 0).unwrap();
+        let log = created.pop().unwrap();
+        log.append_as_leader(&batch(3, -1, false, false), 1, None)
+            .unwrap();
         // Markers come from the coordinator; a client-written control batch may be refused.
-        if log.append(&batch(1, 5, true, true), 1).is_err() {
-            let marker = crate::partition::TxnMarker {
+        if log
+            .append_as_leader(&batch(1, 5, true, true), 1, None)
+            .is_err()
+        {
+            let marker = crate::replica_manager::TxnMarker {
                 producer_id: 5,
                 producer_epoch: 0,
                 commit: true,
@@ -1321,7 +1359,8 @@ mod tests {
             };
             log.append_marker(marker, 1).unwrap();
         }
-        log.append(&batch(2, -1, false, false), 1).unwrap();
+        log.append_as_leader(&batch(2, -1, false, false), 1, None)
+            .unwrap();
         assert_eq!(log.watermarks().high_watermark, 6);
         let handle = ShareHandle::new(
             SpKey {

@@ -24,7 +24,7 @@ use sluice_txn::{Member, TxnState};
 
 use super::s;
 use crate::broker::{now_ms, Broker};
-use crate::partition::TxnMarker;
+use crate::replica_manager::TxnMarker;
 
 /// Kafka answers INVALID_PRODUCER_EPOCH in place of PRODUCER_FENCED to clients that predate it
 /// (InitProducerId < v4, EndTxn / AddPartitionsToTxn / AddOffsetsToTxn < v2).
@@ -90,7 +90,7 @@ pub async fn add_partitions_to_txn(
     version: i16,
 ) -> AddPartitionsToTxnResponse {
     let topics = &req.v3_and_below_topics;
-    let known = |t: &TopicName, p: i32| broker.metadata.partition(t.as_str(), p).is_some();
+    let known = |t: &TopicName, p: i32| broker.metadata.has_partition(t.as_str(), p);
     let any_unknown = topics
         .iter()
         .any(|t| t.partitions.iter().any(|p| !known(&t.name, *p)));
@@ -212,10 +212,10 @@ pub async fn write_txn_markers(
         for t in &m.topics {
             let mut partitions = Vec::with_capacity(t.partition_indexes.len());
             for &index in &t.partition_indexes {
-                let code = match broker.metadata.partition(t.name.as_str(), index) {
+                let code = match broker.replica(t.name.as_str(), index) {
                     _ if bad_epoch => ResponseError::InvalidRequest.code(),
-                    None => ResponseError::UnknownTopicOrPartition.code(),
-                    Some(p) => {
+                    Err(e) => e.code,
+                    Ok(p) => {
                         let result = match p.append_marker(marker, now) {
                             Ok(a) => p.make_durable(a.last_offset + 1).await,
                             Err(e) => Err(e),

@@ -23,8 +23,8 @@ use crate::broker::{now_ms, Broker};
 use crate::error::KafkaError;
 use crate::group_config::DLQ_PREFIX;
 use crate::metrics::GroupTopicLabels;
-use crate::partition::Partition;
 use crate::record_codec::{self, RawRecord};
+use crate::replica_manager::{Replica, NO_LEADER_EPOCH};
 use crate::topic_config::TopicConfigs;
 use kafka_protocol::error::ResponseError;
 
@@ -50,7 +50,7 @@ fn reason_text(r: DeadLetterReason) -> &'static str {
 /// decompression bomb, a broken frame) is skipped with an error logged: its records are
 /// absent too, so they are archived without a copy instead of being retried forever.
 pub fn read_records(
-    log: &Partition,
+    log: &Replica,
     first: i64,
     last: i64,
     cap: usize,
@@ -58,7 +58,7 @@ pub fn read_records(
     let mut out = Vec::new();
     let mut next = first.max(log.watermarks().log_start_offset);
     while next <= last {
-        let (slice, _) = log.read(next, 1 << 20);
+        let (slice, _) = log.read_as_leader(NO_LEADER_EPOCH, next, 1 << 20)?;
         let Some(slice) = slice? else { break };
         let bytes = slice.load()?;
         let before = next;
@@ -131,7 +131,7 @@ async fn dlq_partition(
     broker: &Broker,
     topic: &str,
     origin_partition: i32,
-) -> Result<Arc<Partition>, KafkaError> {
+) -> Result<Arc<Replica>, KafkaError> {
     let t = match broker.metadata.topic(topic) {
         Some(t) => t,
         None => match broker
@@ -154,9 +154,9 @@ async fn dlq_partition(
             Err(e) => return Err(e),
         },
     };
-    let n = t.partitions.len().max(1);
-    let i = usize::try_from(origin_partition).unwrap_or(0) % n;
-    t.partitions.get(i).cloned().ok_or_else(|| {
+    let n = t.partition_count.max(1);
+    let i = origin_partition.max(0) % n;
+    broker.replicas.get(t.tp(i)).ok_or_else(|| {
         KafkaError::new(
             ResponseError::UnknownTopicOrPartition,
             "DLQ topic has no partitions",
@@ -178,9 +178,9 @@ fn is_permanent(e: &KafkaError) -> bool {
     .any(|r| r.code() == e.code)
 }
 
-async fn append(target: &Partition, records: &[RawRecord]) -> Result<(), KafkaError> {
+async fn append(target: &Replica, records: &[RawRecord]) -> Result<(), KafkaError> {
     let batch = record_codec::encode(records);
-    let appended = target.append(&batch, now_ms())?;
+    let appended = target.append_as_leader(&batch, now_ms(), None)?;
     // Whatever the flush policy: the original is archived (durably) once this returns, so a
     // copy lost in a crash would lose the record.
     target.make_durable(appended.last_offset + 1).await?;
@@ -380,14 +380,15 @@ pub fn depths(broker: &Broker) -> Vec<(String, i64)> {
         .into_iter()
         .filter_map(|name| {
             let topic = broker.metadata.topic(&name)?;
-            let depth = topic
-                .partitions
+            let depth = broker
+                .replicas
+                .of_topic(topic.id, topic.partition_count)
                 .iter()
                 .map(|p| {
                     let marks = p.watermarks();
                     let handled = broker
                         .offsets
-                        .get(DLQ_TOOL_GROUP, &name, p.index)
+                        .get(DLQ_TOOL_GROUP, &name, p.index())
                         .map(|c| HandledOffsets::decode(c.offset, c.metadata.as_deref()))
                         .unwrap_or_default();
                     handled.unhandled_between(marks.log_start_offset, marks.high_watermark)

@@ -27,7 +27,7 @@ use crate::group_config::{AutoOffsetReset, ShareSettings};
 use crate::groups::now_u64;
 use crate::limits::{MAX_FETCH_PARTITIONS, MAX_SHARE_SESSIONS};
 use crate::metrics::{GroupTopicLabels, TopicLabels};
-use crate::partition::Partition;
+use crate::replica_manager::{Replica, ReplicaManager};
 use state_store::{StateKey, StateStore};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -51,7 +51,7 @@ impl SpKey {
 pub struct ShareHandle {
     pub key: SpKey,
     pub topic: String,
-    pub log: Arc<Partition>,
+    pub log: Arc<Replica>,
     state: Mutex<SharePartition>,
     /// The state log's end after this share-partition's last appended record: whoever acts
     /// on its state (answers a client, hands out records, copies dead letters) first waits
@@ -60,12 +60,7 @@ pub struct ShareHandle {
 }
 
 impl ShareHandle {
-    pub(crate) fn new(
-        key: SpKey,
-        topic: String,
-        log: Arc<Partition>,
-        state: SharePartition,
-    ) -> Self {
+    pub(crate) fn new(key: SpKey, topic: String, log: Arc<Replica>, state: SharePartition) -> Self {
         ShareHandle {
             key,
             topic,
@@ -173,6 +168,7 @@ impl ShareService {
     pub fn open(
         data_dir: &std::path::Path,
         metadata: &crate::metadata::Metadata,
+        replicas: &ReplicaManager,
         now_ms: i64,
     ) -> Result<Self, KafkaError> {
         let (store, live) = StateStore::open(data_dir, now_ms)?;
@@ -181,9 +177,9 @@ impl ShareService {
             let Some(topic) = metadata.topic_by_id(key.topic_id) else {
                 continue;
             };
-            let Some(log) = usize::try_from(key.partition)
-                .ok()
-                .and_then(|i| topic.partitions.get(i))
+            let Some(log) = Some(&topic)
+                .filter(|t| t.has_partition(key.partition))
+                .and_then(|t| replicas.get(t.tp(key.partition)))
             else {
                 continue;
             };
@@ -197,7 +193,7 @@ impl ShareService {
                 Arc::new(ShareHandle::new(
                     k,
                     topic.name.clone(),
-                    log.clone(),
+                    log,
                     SharePartition::from_snapshot(&snapshot),
                 )),
             );
@@ -264,16 +260,18 @@ impl ShareService {
                 format!("no topic with id {}", key.topic_id),
             )
         })?;
-        let log = usize::try_from(key.partition)
-            .ok()
-            .and_then(|i| topic.partitions.get(i))
-            .cloned()
+        let log = Some(&topic)
+            .filter(|t| t.has_partition(key.partition))
+            .and_then(|t| broker.replicas.get(t.tp(key.partition)))
             .ok_or_else(|| {
                 KafkaError::new(
                     ResponseError::UnknownTopicOrPartition,
                     format!("topic {} has no partition {}", topic.name, key.partition),
                 )
             })?;
+        // Only the partition's leader keeps a share-partition (as Kafka's share-partition
+        // leader): NOT_LEADER_OR_FOLLOWER elsewhere.
+        log.check_leader(crate::replica_manager::NO_LEADER_EPOCH)?;
         let start = start_offset(&log, settings, now_ms())?;
         let handle = Arc::new(ShareHandle::new(
             key.clone(),
@@ -652,7 +650,7 @@ fn session_not_found(group: &str, member: &str) -> KafkaError {
 
 /// The end of what a share group may acquire: the last stable offset under read_committed
 /// (nothing of an open transaction, nor anything after it), else the high watermark.
-pub fn readable_end(log: &Partition, read_committed: bool) -> i64 {
+pub fn readable_end(log: &Replica, read_committed: bool) -> i64 {
     let hw = log.watermarks().high_watermark;
     if read_committed {
         log.last_stable_offset().min(hw)
@@ -664,7 +662,7 @@ pub fn readable_end(log: &Partition, read_committed: bool) -> i64 {
 /// Where a new share-partition starts. "latest" is the end the group can read (the last
 /// stable offset under read_committed, as ListOffsets answers a read_committed consumer), so
 /// the committed part of a transaction open at creation is not skipped.
-fn start_offset(log: &Partition, settings: &ShareSettings, now: i64) -> Result<i64, KafkaError> {
+fn start_offset(log: &Replica, settings: &ShareSettings, now: i64) -> Result<i64, KafkaError> {
     let marks = log.watermarks();
     let latest = readable_end(log, settings.read_committed);
     Ok(match settings.auto_offset_reset {

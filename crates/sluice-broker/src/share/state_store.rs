@@ -15,6 +15,10 @@
 //! Durability: internal state is fsynced before it takes effect, whatever the data flush
 //! policy (`--flush os` and `interval` only relax topic data): [`StateStore::durable`] always
 //! waits for the fsync, and nothing derived from a change leaves the broker before it.
+//!
+//! Its internal log (`__share_group_state-0`) is a `Partition` opened here, not a replica of the
+//! `ReplicaManager` (replica_manager.rs): internal logs become replicated partitions in a later
+//! wave of issue #10.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -10,10 +10,14 @@
 //! - Markers need the broker (partitions, committed offsets), which owns this coordinator. To
 //!   keep the dependency one way, the coordinator only queues [`Markers`] work on a channel;
 //!   [`run`] (given the `Arc<Broker>` by `broker::run`) writes them: a control batch per
-//!   partition (`Partition::append_marker`, fsynced), `OffsetStore::complete_txn` per group,
+//!   partition (`Replica::append_marker`, fsynced), `OffsetStore::complete_txn` per group,
 //!   retried until all succeed, and then persists `Complete*`. At start, every transaction in
 //!   `Prepare*` is queued again (markers are idempotent).
 //! - [`run`] also aborts timed-out transactions and expires idle transactional ids.
+//!
+//! Its internal log (`__transaction_state-0`) is a `Partition` opened here, not a replica of the
+//! `ReplicaManager` (replica_manager.rs): internal logs become replicated partitions in a later
+//! wave of issue #10.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -31,7 +35,8 @@ use crate::broker::{now_ms, Broker};
 use crate::error::KafkaError;
 use crate::internal_log;
 use crate::metadata::Metadata;
-use crate::partition::{Partition, TxnMarker};
+use crate::partition::Partition;
+use crate::replica_manager::TxnMarker;
 
 pub const TXN_LOG_DIR: &str = "__transaction_state-0";
 
@@ -489,7 +494,7 @@ async fn write_markers(broker: &Broker, m: Markers, mut stop: watch::Receiver<bo
         let now = now_ms();
         let mut wrote_any = false;
         for (topic, index) in partitions.clone() {
-            let Some(p) = broker.metadata.partition(&topic, index) else {
+            let Ok(p) = broker.replica(&topic, index) else {
                 tracing::warn!(topic = %topic, partition = index, "no marker for a deleted partition");
                 partitions.remove(&(topic, index));
                 continue;
@@ -603,7 +608,13 @@ mod tests {
     #[tokio::test]
     async fn durable_replay_and_compaction() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let metadata = Metadata::open(dir.path(), 100, 1).expect("metadata");
+        let metadata = Metadata::open(
+            dir.path(),
+            100,
+            std::sync::Arc::new(crate::replica_manager::ReplicaManager::new(1, dir.path())),
+            1,
+        )
+        .expect("metadata");
         let c = TxnCoordinator::open(dir.path(), 1).expect("open");
         c.persist_epoch(1).await.expect("epoch");
         let epoch1 = c.coordinator_epoch().await;

@@ -1,0 +1,919 @@
+//! The `ReplicaManager` (Kafka's name): the one place that opens, appends to, reads from,
+//! reconfigures and deletes this node's replicas of user partitions, leader or follower.
+//!
+//! # What it owns
+//! Every local replica, keyed by [`TopicIdPartition`] (topic id + partition index; names are
+//! resolved through [`crate::metadata::Metadata`], which keeps only the topic specs: name, id,
+//! partition count, configs). Each replica is a [`Replica`]: the partition's log and producer
+//! state (`partition.rs`) and its [`Role`]:
+//! - `Leader { leader_epoch }`: this node leads the partition. Produce, transaction markers,
+//!   consumer Fetch, ListOffsets, OffsetForLeaderEpoch, DeleteRecords, DescribeProducers and
+//!   share-group reads are served; appended batches are stamped with `leader_epoch`.
+//! - `Follower { leader_id, leader_epoch }`: another node leads. Every leader-only operation
+//!   answers NOT_LEADER_OR_FOLLOWER (6) carrying the KIP-951 current-leader hint
+//!   ([`KafkaError::current_leader`]), which Produce (v10+) and Fetch (v12+) put in their
+//!   `CurrentLeader` fields. Data arrives only through [`ReplicaManager::append_as_follower`]
+//!   (the replica fetcher, not wired yet).
+//!
+//! On a single node every partition is led by this node at epoch [`INITIAL_LEADER_EPOCH`] (0),
+//! exactly as before this module existed; nothing persists the role: the cluster wiring sets
+//! it from the metadata image after open.
+//!
+//! Handlers and services get an `Arc<Replica>` from [`ReplicaManager::get`] (or
+//! [`ReplicaManager::get_by_name`]) and call its methods; none of them touches a `Partition`.
+//! The internal logs (`__cluster_metadata-0`, `__consumer_offsets-0`, `__share_group_state-0`,
+//! `__transaction_state-0`, `_schemas-0`) still open their own `Partition`s; they become
+//! replicated partitions in a later wave of issue #10.
+//!
+//! # Leader epochs (KIP-320)
+//! Consumer Fetch (v9+), ListOffsets (v4+) and OffsetForLeaderEpoch (v2+) carry the client's
+//! `CurrentLeaderEpoch`; [`check_current_leader_epoch`] compares it with the role's epoch as
+//! Kafka's `Partition.localLogWithEpochOrThrow` does: -1 skips the check, an older epoch is
+//! FENCED_LEADER_EPOCH (74: the client's metadata is stale; it refreshes it), a newer one
+//! UNKNOWN_LEADER_EPOCH (75: this broker has not heard of that epoch yet; the client retries). The epoch check comes before the leader check, as in Kafka.
+//!
+//! # Hot paths and locks
+//! The replica map sits behind one `parking_lot::RwLock`; a produce or fetch takes its read
+//! lock once per partition for the lookup (a `HashMap` probe and an `Arc` clone), nothing else
+//! (a fetch resolves its replicas once per request, not again at each long-poll wake-up).
+//! The role lives inside the partition's own state mutex, which appends and reads take anyway:
+//! the role check and the epoch stamped into the batch are decided atomically with the append
+//! (a leader demoted mid-request cannot append with its old epoch), with no extra lock and no
+//! allocation. Role changes ([`ReplicaManager::become_leader`] / `become_follower`) take the
+//! same partition mutex.
+//!
+//! # High watermark
+//! On a single node the high watermark is the log end (every append is committed at once).
+//! Under replication the replication layer (`sluice-replica`) computes it and sets it with
+//! [`Replica::set_high_watermark`]; it is read back clamped into `[log start, log end]`.
+//! Consumer Fetch serves only batches that end below it (read_uncommitted; read_committed
+//! stops at the last stable offset, which never passes it), ListOffsets LATEST answers it,
+//! DeleteRecords refuses to delete past it (-1 means up to it), share groups acquire below it.
+//! OffsetForLeaderEpoch answers the log end for the current epoch, as Kafka's leader does.
+//!
+//! # Role changes
+//! A role change must carry an epoch at least the current one (leader epochs are never reused;
+//! the controller bumps it on every leader change). The same role at the same epoch is a no-op
+//! (a retried LeaderAndIsr-style update); anything else at an older epoch, or a different role
+//! at the same epoch, is refused with FENCED_LEADER_EPOCH and changes nothing. Not done yet
+//! (they need the storage helper's work): recording the new epoch's start offset in the
+//! leader-epoch cache on `become_leader`, and truncation on `become_follower` (the fetcher
+//! truncates from the leader's `DivergingEpoch`). OffsetForLeaderEpoch answers from the role
+//! alone until that cache exists: the current epoch ends at the log end; older epochs are
+//! answered UNDEFINED (-1, -1), which on a single node (epoch 0 only) never happens.
+//!
+//! # Where it differs from Kafka
+//! - No `leaderIsrUpdateLock`: the role is inside the partition's mutex (see above), and the
+//!   multi-call read-only lookups (ListOffsets, OffsetForLeaderEpoch, DescribeProducers)
+//!   check the role, then read without holding it.
+//! - The role is not persisted (Kafka neither persists it; it rebuilds it from the metadata
+//!   log): a restart opens every replica as leader at the initial epoch, and the cluster wiring
+//!   must apply the metadata image before serving.
+//! - Directories are `<topic>-<index>` as in Kafka; replicas are keyed by topic id so a topic
+//!   deleted and recreated under the same name never aliases the old incarnation's replica.
+//! - Not yet: KIP-951 `NodeEndpoints` (the leader's host and port; the cluster image has
+//!   them), follower fetching (KIP-392), the leader-epoch cache, follower appends.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use parking_lot::RwLock;
+use sluice_storage::{Log, LogConfig, RetentionOutcome, SegmentSlice};
+use uuid::Uuid;
+
+use crate::error::{KafkaError, LeaderAndEpoch};
+use crate::partition::Partition;
+pub use crate::partition::{AbortedTxn, Appended, TxnMarker, Watermarks};
+use crate::producer_state::ProducerView;
+
+/// The leader epoch of every partition on a single node (and of a partition's first leader).
+pub const INITIAL_LEADER_EPOCH: i32 = 0;
+
+/// Kafka's `RecordBatch.NO_PARTITION_LEADER_EPOCH`: a request's `CurrentLeaderEpoch` of -1
+/// skips the KIP-320 check.
+pub const NO_LEADER_EPOCH: i32 = -1;
+
+/// fsyncs in flight at once when flushing many replicas (each runs on the blocking pool).
+const FLUSH_CONCURRENCY: usize = 64;
+
+/// A partition of a topic, by topic id (Kafka's `TopicIdPartition`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicIdPartition {
+    pub topic_id: Uuid,
+    pub partition: i32,
+}
+
+/// What this node is for a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader { leader_epoch: i32 },
+    Follower { leader_id: i32, leader_epoch: i32 },
+}
+
+impl Role {
+    pub fn leader_epoch(&self) -> i32 {
+        match *self {
+            Role::Leader { leader_epoch } | Role::Follower { leader_epoch, .. } => leader_epoch,
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(self, Role::Leader { .. })
+    }
+
+    /// The leader and its epoch, `local_id` standing for this node when it leads.
+    pub fn leader(&self, local_id: i32) -> LeaderAndEpoch {
+        match *self {
+            Role::Leader { leader_epoch } => LeaderAndEpoch {
+                leader_id: local_id,
+                leader_epoch,
+            },
+            Role::Follower {
+                leader_id,
+                leader_epoch,
+            } => LeaderAndEpoch {
+                leader_id,
+                leader_epoch,
+            },
+        }
+    }
+}
+
+/// How a replica opens (and is reconfigured): its log config and whether conditional append
+/// is on.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    pub log_config: LogConfig,
+    /// `conditional.append.enable` (conditional.rs).
+    pub conditional: bool,
+}
+
+/// KIP-320: a request's `CurrentLeaderEpoch` against the replica's role, then (when
+/// `require_leader`) the role itself. Errors carry the current leader (KIP-951).
+pub fn check_current_leader_epoch(
+    role: &Role,
+    local_id: i32,
+    current_leader_epoch: i32,
+    require_leader: bool,
+) -> Result<(), KafkaError> {
+    let epoch = role.leader_epoch();
+    if current_leader_epoch != NO_LEADER_EPOCH {
+        if current_leader_epoch < epoch {
+            return Err(KafkaError::new(
+                ResponseError::FencedLeaderEpoch,
+                format!(
+                    "the request's leader epoch {current_leader_epoch} is older than the current one ({epoch})"
+                ),
+            )
+            .with_current_leader(role.leader(local_id)));
+        }
+        if current_leader_epoch > epoch {
+            return Err(KafkaError::new(
+                ResponseError::UnknownLeaderEpoch,
+                format!(
+                    "the request's leader epoch {current_leader_epoch} is newer than this broker's ({epoch})"
+                ),
+            ));
+        }
+    }
+    if require_leader {
+        if let Role::Follower { .. } = role {
+            return Err(not_leader(role, local_id));
+        }
+    }
+    Ok(())
+}
+
+fn not_leader(role: &Role, local_id: i32) -> KafkaError {
+    let leader = role.leader(local_id);
+    KafkaError::new(
+        ResponseError::NotLeaderOrFollower,
+        format!(
+            "this broker is not the leader of the partition (leader {} at epoch {})",
+            leader.leader_id, leader.leader_epoch
+        ),
+    )
+    .with_current_leader(leader)
+}
+
+pub fn unknown_partition(topic: &str, partition: i32) -> KafkaError {
+    KafkaError::new(
+        ResponseError::UnknownTopicOrPartition,
+        format!("{topic}-{partition} does not exist on this broker"),
+    )
+}
+
+/// One local replica of a partition. Every operation on a user partition's data goes through
+/// these methods; the leader-only ones check the role under the partition's lock.
+pub struct Replica {
+    tp: TopicIdPartition,
+    topic: Arc<str>,
+    local_id: i32,
+    partition: Partition,
+}
+
+impl Replica {
+    pub fn tp(&self) -> TopicIdPartition {
+        self.tp
+    }
+
+    /// The topic's name (the partition's directory is `<name>-<index>`).
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn index(&self) -> i32 {
+        self.tp.partition
+    }
+
+    pub fn role(&self) -> Role {
+        self.partition.role()
+    }
+
+    /// The partition's leader and epoch as this node knows them (Metadata, KIP-951 hints).
+    pub fn leader(&self) -> LeaderAndEpoch {
+        self.role().leader(self.local_id)
+    }
+
+    /// Leader-only, with a KIP-320 check of `current_leader_epoch` (-1: none). For the
+    /// lookups that are several partition calls (ListOffsets, OffsetForLeaderEpoch,
+    /// DescribeProducers): read-only, so a role change between the check and the reads
+    /// answers what the leader had, never corrupts anything.
+    pub fn check_leader(&self, current_leader_epoch: i32) -> Result<Role, KafkaError> {
+        let role = self.role();
+        check_current_leader_epoch(&role, self.local_id, current_leader_epoch, true)?;
+        Ok(role)
+    }
+
+    /// The epoch to stamp, if this node leads (checked under the partition lock).
+    fn leader_gate(&self) -> impl FnOnce(&Role) -> Result<i32, KafkaError> + '_ {
+        move |role: &Role| match role {
+            Role::Leader { leader_epoch } => Ok(*leader_epoch),
+            Role::Follower { .. } => Err(not_leader(role, self.local_id)),
+        }
+    }
+
+    /// KIP-890 part 1: whether a transactional batch of this producer needs the
+    /// coordinator's verification first (see `Partition::start_txn_verification`).
+    pub fn start_txn_verification(&self, producer_id: i64, producer_epoch: i16) -> Option<u64> {
+        self.partition
+            .start_txn_verification(producer_id, producer_epoch)
+    }
+
+    /// Appends a producer's record set as the leader, stamped with the role's epoch
+    /// (idempotence, transactions and conditional append as `Partition::append_verified`).
+    pub fn append_as_leader(
+        &self,
+        buf: &[u8],
+        now_ms: i64,
+        guard: Option<u64>,
+    ) -> Result<Appended, KafkaError> {
+        self.partition
+            .append_gated(buf, now_ms, guard, self.leader_gate())
+    }
+
+    /// Appends a transaction marker as the leader (see `Partition::append_marker`).
+    pub fn append_marker(&self, marker: TxnMarker, now_ms: i64) -> Result<Appended, KafkaError> {
+        self.partition
+            .append_marker_gated(marker, now_ms, self.leader_gate())
+    }
+
+    /// Waits until every offset below `end_offset` is fsynced (group commit).
+    pub async fn make_durable(&self, end_offset: i64) -> Result<(), KafkaError> {
+        self.partition.make_durable(end_offset).await
+    }
+
+    /// A consumer's read (Fetch, share fetch): leader-only, KIP-320-checked against
+    /// `current_leader_epoch` (-1: unchecked), under the one partition lock of the read.
+    /// Outer error: the role refused; inner: the read itself (offset out of range...).
+    #[allow(clippy::type_complexity)]
+    pub fn read_as_leader(
+        &self,
+        current_leader_epoch: i32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<(Result<Option<SegmentSlice>, KafkaError>, Watermarks), KafkaError> {
+        let local_id = self.local_id;
+        self.partition.read_gated(offset, max_bytes, |role| {
+            check_current_leader_epoch(role, local_id, current_leader_epoch, true)
+        })
+    }
+
+    pub fn watermarks(&self) -> Watermarks {
+        self.partition.watermarks()
+    }
+
+    /// Sets the high watermark the replication layer computed (leader: the minimum log end
+    /// over the ISR; follower: the leader's, capped by the local log end). `None` returns to
+    /// "the log end" (single node). Consumers never read at or past it (Fetch cuts there),
+    /// ListOffsets LATEST answers it and the last stable offset never passes it. The caller
+    /// wakes long-polling fetches when it moved (`Broker::data_appended`).
+    pub fn set_high_watermark(&self, high_watermark: Option<i64>) {
+        self.partition.set_high_watermark(high_watermark);
+    }
+
+    pub fn last_stable_offset(&self) -> i64 {
+        self.partition.last_stable_offset()
+    }
+
+    /// The aborted transactions whose data overlaps `[from, to)` (Fetch read_committed, the
+    /// cleaner, share groups).
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.partition.aborted_transactions(from, to)
+    }
+
+    /// The producers tracked here (DescribeProducers; leader-only).
+    pub fn describe_producers(&self) -> Result<Vec<ProducerView>, KafkaError> {
+        self.check_leader(NO_LEADER_EPOCH)?;
+        Ok(self.partition.describe_producers())
+    }
+
+    pub fn find_by_timestamp(&self, ts: i64) -> Result<Option<SegmentSlice>, KafkaError> {
+        self.partition.find_by_timestamp(ts)
+    }
+
+    pub fn max_timestamp_batch(&self) -> Result<Option<(i64, SegmentSlice)>, KafkaError> {
+        self.partition.max_timestamp_batch()
+    }
+
+    /// DeleteRecords (leader-only, checked under the lock): `-1` means the high watermark.
+    /// Returns the new low watermark.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, KafkaError> {
+        self.partition
+            .delete_records_before_gated(offset, self.leader_gate())
+    }
+
+    /// Runs `f` on the log under the partition lock (the log cleaner).
+    pub fn with_log<R>(&self, f: impl FnOnce(&mut Log) -> R) -> R {
+        self.partition.with_log(f)
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.partition.size_bytes()
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.partition.is_dirty()
+    }
+}
+
+/// This node's replicas of user partitions.
+pub struct ReplicaManager {
+    local_id: i32,
+    data_dir: PathBuf,
+    replicas: RwLock<HashMap<TopicIdPartition, Arc<Replica>>>,
+}
+
+/// The directory of a partition's log: `<data dir>/<topic>-<index>`, as Kafka.
+pub fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{index}"))
+}
+
+impl ReplicaManager {
+    pub fn new(local_id: i32, data_dir: &Path) -> Self {
+        ReplicaManager {
+            local_id,
+            data_dir: data_dir.to_path_buf(),
+            replicas: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn local_id(&self) -> i32 {
+        self.local_id
+    }
+
+    /// Opens (recovers) a replica from its directory, as `role`. Replaces nothing: a replica
+    /// already open is returned as it is.
+    pub fn open(
+        &self,
+        tp: TopicIdPartition,
+        topic: &str,
+        config: &ReplicaConfig,
+        role: Role,
+        now_ms: i64,
+    ) -> Result<Arc<Replica>, KafkaError> {
+        if let Some(r) = self.get(tp) {
+            return Ok(r);
+        }
+        let dir = partition_dir(&self.data_dir, topic, tp.partition);
+        let replica = self.open_dir(tp, topic, &dir, config, role, now_ms)?;
+        Ok(self.replicas.write().entry(tp).or_insert(replica).clone())
+    }
+
+    fn open_dir(
+        &self,
+        tp: TopicIdPartition,
+        topic: &str,
+        dir: &Path,
+        config: &ReplicaConfig,
+        role: Role,
+        now_ms: i64,
+    ) -> Result<Arc<Replica>, KafkaError> {
+        let partition = Partition::open(dir, tp.partition, config.log_config.clone(), now_ms)?;
+        partition.set_conditional_append(config.conditional);
+        partition.set_role(role);
+        Ok(Arc::new(Replica {
+            tp,
+            topic: Arc::from(topic),
+            local_id: self.local_id,
+            partition,
+        }))
+    }
+
+    /// Creates empty replicas `range` of a new topic (or new partitions), as `role`, clearing
+    /// any directory a crash left behind, and fsyncs the data directory so their names are
+    /// durable before the metadata event that names them. They are not visible until
+    /// [`ReplicaManager::install`].
+    pub fn create(
+        &self,
+        topic_id: Uuid,
+        topic: &str,
+        range: std::ops::Range<i32>,
+        config: &ReplicaConfig,
+        role: Role,
+        now_ms: i64,
+    ) -> Result<Vec<Arc<Replica>>, KafkaError> {
+        let opened = range
+            .map(|p| {
+                let dir = partition_dir(&self.data_dir, topic, p);
+                let _ = std::fs::remove_dir_all(&dir);
+                let tp = TopicIdPartition {
+                    topic_id,
+                    partition: p,
+                };
+                self.open_dir(tp, topic, &dir, config, role, now_ms)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        sluice_storage::fsync_dir(&self.data_dir)?;
+        Ok(opened)
+    }
+
+    /// Makes replicas from [`ReplicaManager::create`] visible.
+    pub fn install(&self, replicas: Vec<Arc<Replica>>) {
+        let mut map = self.replicas.write();
+        for r in replicas {
+            map.insert(r.tp, r);
+        }
+    }
+
+    /// The local replica of `tp`, whatever its role.
+    pub fn get(&self, tp: TopicIdPartition) -> Option<Arc<Replica>> {
+        self.replicas.read().get(&tp).cloned()
+    }
+
+    /// The local replica of `topic`-`partition` (the name through `Metadata`), or
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn get_by_name(
+        &self,
+        metadata: &crate::metadata::Metadata,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<Replica>, KafkaError> {
+        metadata
+            .topic(topic)
+            .and_then(|t| {
+                self.get(TopicIdPartition {
+                    topic_id: t.id,
+                    partition,
+                })
+            })
+            .ok_or_else(|| unknown_partition(topic, partition))
+    }
+
+    /// Every local replica (retention, flushes, the cleaner, shutdown).
+    pub fn all(&self) -> Vec<Arc<Replica>> {
+        self.replicas.read().values().cloned().collect()
+    }
+
+    /// The local replicas of one topic, by partition index.
+    pub fn of_topic(&self, topic_id: Uuid, partitions: i32) -> Vec<Arc<Replica>> {
+        let map = self.replicas.read();
+        (0..partitions)
+            .filter_map(|partition| {
+                map.get(&TopicIdPartition {
+                    topic_id,
+                    partition,
+                })
+                .cloned()
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.replicas.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.replicas.read().is_empty()
+    }
+
+    /// The leader of `tp` as this node knows it (None: no local replica).
+    pub fn leader_of(&self, tp: TopicIdPartition) -> Option<LeaderAndEpoch> {
+        self.get(tp).map(|r| r.leader())
+    }
+
+    /// Applies a topic's new configs to its replicas.
+    pub fn reconfigure(
+        &self,
+        topic_id: Uuid,
+        partitions: i32,
+        config: &ReplicaConfig,
+    ) -> Result<(), KafkaError> {
+        for r in self.of_topic(topic_id, partitions) {
+            r.partition.set_config(config.log_config.clone())?;
+            r.partition.set_conditional_append(config.conditional);
+        }
+        Ok(())
+    }
+
+    /// Deletes the replicas of a topic: out of the map at once, then their files, durably
+    /// (the data directory is fsynced). Readers holding a segment finish reading the unlinked
+    /// file.
+    pub fn delete_topic(&self, topic_id: Uuid, partitions: i32) -> Result<(), KafkaError> {
+        let removed: Vec<Arc<Replica>> = {
+            let mut map = self.replicas.write();
+            (0..partitions)
+                .filter_map(|partition| {
+                    map.remove(&TopicIdPartition {
+                        topic_id,
+                        partition,
+                    })
+                })
+                .collect()
+        };
+        for r in &removed {
+            r.partition.delete_files()?;
+        }
+        sluice_storage::fsync_dir(&self.data_dir)?;
+        Ok(())
+    }
+
+    /// Deletes one local replica (the partition was moved off this node), durably. Returns
+    /// whether there was one.
+    pub fn delete_replica(&self, tp: TopicIdPartition) -> Result<bool, KafkaError> {
+        let Some(removed) = self.replicas.write().remove(&tp) else {
+            return Ok(false);
+        };
+        removed.partition.delete_files()?;
+        sluice_storage::fsync_dir(&self.data_dir)?;
+        Ok(true)
+    }
+
+    /// Makes this node the leader of `tp` at `leader_epoch` (see the module docs for the
+    /// epoch rule). Returns whether anything changed.
+    pub fn become_leader(
+        &self,
+        tp: TopicIdPartition,
+        leader_epoch: i32,
+    ) -> Result<bool, KafkaError> {
+        self.change_role(tp, Role::Leader { leader_epoch })
+    }
+
+    /// Makes this node a follower of `leader_id` for `tp` at `leader_epoch`. Returns whether
+    /// anything changed.
+    pub fn become_follower(
+        &self,
+        tp: TopicIdPartition,
+        leader_id: i32,
+        leader_epoch: i32,
+    ) -> Result<bool, KafkaError> {
+        if leader_id == self.local_id {
+            return Err(KafkaError::new(
+                ResponseError::InvalidRequest,
+                format!("node {leader_id} cannot follow itself"),
+            ));
+        }
+        self.change_role(
+            tp,
+            Role::Follower {
+                leader_id,
+                leader_epoch,
+            },
+        )
+    }
+
+    fn change_role(&self, tp: TopicIdPartition, new: Role) -> Result<bool, KafkaError> {
+        let replica = self
+            .get(tp)
+            .ok_or_else(|| unknown_partition(&tp.topic_id.to_string(), tp.partition))?;
+        let local_id = self.local_id;
+        replica.partition.update_role(|current| {
+            let (from, to) = (current.leader_epoch(), new.leader_epoch());
+            if *current == new {
+                return Ok(false);
+            }
+            if to <= from {
+                return Err(KafkaError::new(
+                    ResponseError::FencedLeaderEpoch,
+                    format!("role change to {new:?} at epoch {to}: the replica is at epoch {from} ({current:?})"),
+                )
+                .with_current_leader(current.leader(local_id)));
+            }
+            Ok(true)
+        }, new)
+    }
+
+    /// Appends a leader's batches, already stamped with offsets and epochs, to a follower
+    /// replica. Not implemented yet: it needs `Log::append_as_follower` from the storage work
+    /// of issue #10; until that merges it refuses with KAFKA_STORAGE_ERROR (after the role
+    /// checks, which are final: a leader never takes a follower append).
+    pub fn append_as_follower(
+        &self,
+        tp: TopicIdPartition,
+        bytes: &[u8],
+    ) -> Result<Appended, KafkaError> {
+        let replica = self
+            .get(tp)
+            .ok_or_else(|| unknown_partition(&tp.topic_id.to_string(), tp.partition))?;
+        if replica.role().is_leader() {
+            return Err(KafkaError::new(
+                ResponseError::NotLeaderOrFollower,
+                "the leader of a partition does not take a follower's append",
+            ));
+        }
+        Err(KafkaError::new(
+            ResponseError::KafkaStorageError,
+            format!(
+                "follower append of {} bytes: not implemented until Log::append_as_follower exists",
+                bytes.len()
+            ),
+        ))
+    }
+
+    /// Retention and `segment.ms` rolling on every replica.
+    pub fn apply_retention(
+        &self,
+        now_ms: i64,
+    ) -> Vec<(Arc<Replica>, Result<RetentionOutcome, KafkaError>)> {
+        self.all()
+            .into_iter()
+            .map(|r| {
+                let outcome = r.partition.apply_retention(now_ms);
+                (r, outcome)
+            })
+            .collect()
+    }
+
+    /// fsyncs every replica with unflushed appends, many at a time: concurrent fdatasyncs
+    /// share journal commits, so thousands of partitions flush in a fraction of the time.
+    pub async fn flush_dirty(&self) {
+        use futures::StreamExt;
+        let dirty: Vec<Arc<Replica>> = self
+            .replicas
+            .read()
+            .values()
+            .filter(|r| r.partition.is_dirty())
+            .cloned()
+            .collect();
+        futures::stream::iter(dirty)
+            .for_each_concurrent(FLUSH_CONCURRENCY, |r| async move {
+                if let Err(e) = r.partition.sync_now().await {
+                    tracing::error!(topic = %r.topic(), partition = r.index(), error = %e, "flush failed");
+                }
+            })
+            .await;
+    }
+
+    /// Writes a producer-state snapshot at every replica's log end (graceful shutdown, before
+    /// the logs are fsynced), so the next start replays nothing. Blocking.
+    pub fn snapshot_producer_states(&self) {
+        for r in self.all() {
+            r.partition.snapshot_producer_state();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_storage::records::compute_crc;
+
+    /// An uncompressed batch of one one-byte record (no producer id).
+    fn batch() -> Vec<u8> {
+        let records = [8u8, 0, 0, 0, 1, 2, b'v', 0];
+        let mut b = Vec::new();
+        b.extend(0i64.to_be_bytes());
+        b.extend((49 + records.len() as i32).to_be_bytes());
+        b.extend((-1i32).to_be_bytes());
+        b.push(2);
+        b.extend(0u32.to_be_bytes());
+        b.extend(0i16.to_be_bytes());
+        b.extend(0i32.to_be_bytes());
+        b.extend(1000i64.to_be_bytes());
+        b.extend(1000i64.to_be_bytes());
+        b.extend((-1i64).to_be_bytes());
+        b.extend((-1i16).to_be_bytes());
+        b.extend((-1i32).to_be_bytes());
+        b.extend(1i32.to_be_bytes());
+        b.extend(records);
+        let crc = compute_crc(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    fn setup() -> (tempfile::TempDir, ReplicaManager, TopicIdPartition) {
+        let dir = tempfile::tempdir().unwrap();
+        let rm = ReplicaManager::new(1, dir.path());
+        let tp = TopicIdPartition {
+            topic_id: Uuid::new_v4(),
+            partition: 0,
+        };
+        let config = ReplicaConfig {
+            log_config: LogConfig::default(),
+            conditional: false,
+        };
+        let created = rm
+            .create(
+                tp.topic_id,
+                "t",
+                0..1,
+                &config,
+                Role::Leader {
+                    leader_epoch: INITIAL_LEADER_EPOCH,
+                },
+                0,
+            )
+            .unwrap();
+        rm.install(created);
+        (dir, rm, tp)
+    }
+
+    /// The leader epoch stamped into each batch (bytes 12..16 of the stored batch).
+    fn stored_epochs(r: &Replica) -> Vec<i32> {
+        let (slice, _) = r.read_as_leader(-1, 0, 1 << 20).unwrap();
+        let bytes = slice.unwrap().unwrap().load().unwrap();
+        sluice_storage::BatchIter::new(&bytes)
+            .map(|(at, _)| i32::from_be_bytes(bytes[at + 12..at + 16].try_into().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn epoch_checks_follow_kip_320() {
+        let leader = Role::Leader { leader_epoch: 5 };
+        let code = |r: Result<(), KafkaError>| r.err().map(|e| e.code);
+        assert_eq!(code(check_current_leader_epoch(&leader, 1, -1, true)), None);
+        assert_eq!(code(check_current_leader_epoch(&leader, 1, 5, true)), None);
+        let fenced = check_current_leader_epoch(&leader, 1, 4, true).unwrap_err();
+        assert_eq!(fenced.code, ResponseError::FencedLeaderEpoch.code());
+        assert_eq!(
+            fenced.current_leader,
+            Some(LeaderAndEpoch {
+                leader_id: 1,
+                leader_epoch: 5
+            })
+        );
+        assert_eq!(
+            code(check_current_leader_epoch(&leader, 1, 6, true)),
+            Some(ResponseError::UnknownLeaderEpoch.code())
+        );
+        // The epoch is checked before the role; a matching epoch on a follower is refused
+        // as not the leader (with the hint), unless the caller does not need the leader.
+        let follower = Role::Follower {
+            leader_id: 2,
+            leader_epoch: 5,
+        };
+        assert_eq!(
+            code(check_current_leader_epoch(&follower, 1, 4, true)),
+            Some(ResponseError::FencedLeaderEpoch.code())
+        );
+        let e = check_current_leader_epoch(&follower, 1, 5, true).unwrap_err();
+        assert_eq!(e.code, ResponseError::NotLeaderOrFollower.code());
+        assert_eq!(
+            e.current_leader,
+            Some(LeaderAndEpoch {
+                leader_id: 2,
+                leader_epoch: 5
+            })
+        );
+        assert_eq!(
+            code(check_current_leader_epoch(&follower, 1, -1, false)),
+            None
+        );
+    }
+
+    #[test]
+    fn roles_gate_leader_operations_and_stamp_the_epoch() {
+        let (_dir, rm, tp) = setup();
+        let r = rm.get(tp).unwrap();
+        assert_eq!(r.role(), Role::Leader { leader_epoch: 0 });
+        r.append_as_leader(&batch(), 1000, None).unwrap();
+        // A new epoch: later batches carry it.
+        assert!(rm.become_leader(tp, 3).unwrap());
+        assert!(
+            !rm.become_leader(tp, 3).unwrap(),
+            "same role and epoch: no-op"
+        );
+        r.append_as_leader(&batch(), 1000, None).unwrap();
+        assert_eq!(stored_epochs(&r), vec![0, 3]);
+        assert_eq!(
+            r.read_as_leader(2, 0, 100).err().map(|e| e.code).unwrap(),
+            ResponseError::FencedLeaderEpoch.code()
+        );
+        assert_eq!(
+            r.read_as_leader(4, 0, 100).err().map(|e| e.code).unwrap(),
+            ResponseError::UnknownLeaderEpoch.code()
+        );
+        assert!(r.read_as_leader(3, 0, 100).is_ok());
+
+        // Older epochs never win; a different role at the same epoch neither.
+        assert_eq!(
+            rm.become_follower(tp, 2, 2).unwrap_err().code,
+            ResponseError::FencedLeaderEpoch.code()
+        );
+        assert_eq!(
+            rm.become_follower(tp, 2, 3).unwrap_err().code,
+            ResponseError::FencedLeaderEpoch.code()
+        );
+        assert_eq!(
+            rm.become_follower(tp, 1, 9).unwrap_err().code,
+            ResponseError::InvalidRequest.code()
+        );
+        assert!(rm.become_follower(tp, 2, 4).unwrap());
+        let hint = Some(LeaderAndEpoch {
+            leader_id: 2,
+            leader_epoch: 4,
+        });
+        let e = r.append_as_leader(&batch(), 1000, None).unwrap_err();
+        assert_eq!((e.code, e.current_leader), (6, hint));
+        let marker = TxnMarker {
+            producer_id: 1,
+            producer_epoch: 0,
+            commit: true,
+            coordinator_epoch: 0,
+        };
+        assert_eq!(r.append_marker(marker, 1000).unwrap_err().code, 6);
+        assert_eq!(
+            r.read_as_leader(-1, 0, 100).err().map(|e| e.code).unwrap(),
+            6
+        );
+        assert_eq!(r.delete_records_before(1).unwrap_err().code, 6);
+        assert_eq!(r.describe_producers().unwrap_err().code, 6);
+        assert_eq!(r.check_leader(4).unwrap_err().current_leader, hint);
+        assert_eq!(r.watermarks().high_watermark, 2, "nothing was appended");
+        assert_eq!(rm.leader_of(tp), hint);
+        // The follower append is a stub until the storage work merges; never on a leader.
+        assert_eq!(rm.append_as_follower(tp, &batch()).unwrap_err().code, 56);
+        assert!(rm.become_leader(tp, 5).unwrap());
+        assert_eq!(rm.append_as_follower(tp, &batch()).unwrap_err().code, 6);
+        r.append_as_leader(&batch(), 1000, None).unwrap();
+        assert_eq!(stored_epochs(&r), vec![0, 3, 5]);
+        assert_eq!(r.delete_records_before(1).unwrap(), 1);
+    }
+
+    #[test]
+    fn the_high_watermark_set_by_replication_bounds_readers() {
+        let (_dir, rm, tp) = setup();
+        let r = rm.get(tp).unwrap();
+        for _ in 0..3 {
+            r.append_as_leader(&batch(), 1000, None).unwrap();
+        }
+        let marks = |r: &Replica| {
+            let m = r.watermarks();
+            (m.high_watermark, m.last_stable_offset, m.log_end_offset)
+        };
+        assert_eq!(marks(&r), (3, 3, 3), "single node: the log end");
+        r.set_high_watermark(Some(1));
+        assert_eq!(marks(&r), (1, 1, 3));
+        r.set_high_watermark(Some(9));
+        assert_eq!(marks(&r), (3, 3, 3), "never past the log end");
+        r.set_high_watermark(Some(0));
+        r.delete_records_before(-1).unwrap();
+        assert_eq!(
+            r.watermarks().log_start_offset,
+            0,
+            "-1 deletes up to the high watermark"
+        );
+        r.set_high_watermark(Some(2));
+        assert_eq!(r.delete_records_before(-1).unwrap(), 2);
+        assert_eq!(
+            r.delete_records_before(3).unwrap_err().code,
+            ResponseError::OffsetOutOfRange.code()
+        );
+        r.set_high_watermark(Some(1));
+        assert_eq!(marks(&r), (2, 2, 3), "never below the log start");
+        r.set_high_watermark(None);
+        assert_eq!(marks(&r), (3, 3, 3));
+    }
+
+    #[test]
+    fn unknown_partitions_and_deletion() {
+        let (dir, rm, tp) = setup();
+        let other = TopicIdPartition {
+            topic_id: tp.topic_id,
+            partition: 1,
+        };
+        assert!(rm.get(other).is_none());
+        assert_eq!(
+            rm.become_leader(other, 1).unwrap_err().code,
+            ResponseError::UnknownTopicOrPartition.code()
+        );
+        assert_eq!(rm.of_topic(tp.topic_id, 2).len(), 1);
+        assert!(!rm.delete_replica(other).unwrap());
+        assert!(dir.path().join("t-0").is_dir());
+        rm.delete_topic(tp.topic_id, 1).unwrap();
+        assert!(rm.is_empty());
+        assert!(!dir.path().join("t-0").exists());
+    }
+}

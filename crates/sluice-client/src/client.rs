@@ -67,6 +67,8 @@ pub struct BrokerInfo {
     pub node_id: i32,
     pub host: String,
     pub port: i32,
+    /// `broker.rack` (Metadata v1+), when the broker has one.
+    pub rack: Option<String>,
 }
 
 impl BrokerInfo {
@@ -82,9 +84,15 @@ impl BrokerInfo {
 #[derive(Debug, Clone)]
 pub struct PartitionInfo {
     pub partition: i32,
+    /// -1: no leader (every replica offline, or an election is pending).
     pub leader: i32,
+    /// Metadata v7+; -1 from older brokers.
+    pub leader_epoch: i32,
+    /// The assigned replicas, preferred leader first.
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Replicas on brokers that are not alive (Metadata v5+).
+    pub offline_replicas: Vec<i32>,
     pub error_code: i16,
 }
 
@@ -179,11 +187,11 @@ pub struct GroupDescription {
     pub members: Vec<GroupMemberInfo>,
 }
 
-fn s(v: impl Into<String>) -> StrBytes {
+pub(crate) fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
-fn topic_name(v: &str) -> TopicName {
+pub(crate) fn topic_name(v: &str) -> TopicName {
     TopicName(s(v))
 }
 
@@ -199,11 +207,30 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the bootstrap broker (and negotiates versions with it).
-    pub async fn connect(config: ClientConfig) -> Result<Client> {
-        let conn =
-            Connection::connect(&config.bootstrap, &config.client_id, config.request_timeout)
-                .await?;
+    /// Connects to the bootstrap broker (and negotiates versions with it). `bootstrap` may
+    /// list several brokers, comma-separated: the first that answers is used, as Kafka's
+    /// clients do; the error of the last one is returned when none answers.
+    pub async fn connect(mut config: ClientConfig) -> Result<Client> {
+        let candidates: Vec<String> = config
+            .bootstrap
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let mut last = Error::Invalid("no bootstrap server given".into());
+        let mut found = None;
+        for addr in candidates {
+            match Connection::connect(&addr, &config.client_id, config.request_timeout).await {
+                Ok(conn) => {
+                    found = Some((addr, conn));
+                    break;
+                }
+                Err(e) => last = e,
+            }
+        }
+        let (addr, conn) = found.ok_or(last)?;
+        config.bootstrap = addr;
         let mut conns = HashMap::new();
         conns.insert(config.bootstrap.clone(), conn);
         Ok(Client {
@@ -233,11 +260,11 @@ impl Client {
             .ok_or_else(|| Error::Invalid(format!("no connection to {addr}")))
     }
 
-    async fn send_to<R: Request>(&mut self, addr: &str, req: &R) -> Result<R::Response> {
+    pub(crate) async fn send_to<R: Request>(&mut self, addr: &str, req: &R) -> Result<R::Response> {
         self.connection(addr).await?.send(req).await
     }
 
-    async fn version_at(
+    pub(crate) async fn version_at(
         &mut self,
         addr: &str,
         api: kafka_protocol::messages::ApiKey,
@@ -245,13 +272,13 @@ impl Client {
         self.connection(addr).await?.version(api)
     }
 
-    fn bootstrap(&self) -> String {
+    pub(crate) fn bootstrap(&self) -> String {
         self.config.bootstrap.clone()
     }
 
     /// Where admin requests go: the controller when known (Kafka requires it for topic
     /// changes on old brokers), else the bootstrap broker.
-    fn admin_addr(&self) -> String {
+    pub(crate) fn admin_addr(&self) -> String {
         self.controller
             .and_then(|c| self.brokers.get(&c).cloned())
             .unwrap_or_else(|| self.bootstrap())
@@ -298,6 +325,7 @@ impl Client {
                     node_id: b.node_id.0,
                     host: b.host.to_string(),
                     port: b.port,
+                    rack: b.rack.as_ref().map(|r| r.to_string()),
                 })
                 .collect(),
             topics: resp
@@ -310,8 +338,10 @@ impl Client {
                         .map(|p| PartitionInfo {
                             partition: p.partition_index,
                             leader: p.leader_id.0,
+                            leader_epoch: if version >= 7 { p.leader_epoch } else { -1 },
                             replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
                             isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                            offline_replicas: p.offline_replicas.iter().map(|b| b.0).collect(),
                             error_code: p.error_code,
                         })
                         .collect();
@@ -798,6 +828,7 @@ impl Client {
             node_id: 0,
             host,
             port,
+            rack: None,
         }
         .addr())
     }
@@ -1036,7 +1067,7 @@ impl Client {
         self.version_at(addr, api).await
     }
 
-    fn timeout_ms(&self) -> i32 {
+    pub(crate) fn timeout_ms(&self) -> i32 {
         i32::try_from(self.config.request_timeout.as_millis()).unwrap_or(i32::MAX)
     }
 }

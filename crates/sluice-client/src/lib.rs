@@ -4,6 +4,7 @@
 
 pub mod assignment;
 pub mod client;
+pub mod cluster;
 pub mod connection;
 pub mod error;
 pub mod group_member;

@@ -805,8 +805,31 @@ async fn drain(
     }
     racks.remove(&node);
     let moves = plan::drain(node, &racks, &current).map_err(anyhow::Error::msg)?;
-    print_plan(args, &moves, !dry_run)?;
+    let plan_json = || {
+        (
+            plan::to_kafka_json(
+                moves
+                    .iter()
+                    .map(|m| (m.topic.as_str(), m.partition, m.to.as_slice())),
+            ),
+            plan::to_kafka_json(
+                moves
+                    .iter()
+                    .map(|m| (m.topic.as_str(), m.partition, m.from.as_slice())),
+            ),
+        )
+    };
+    if !args.json() {
+        print_plan(args, &moves, !dry_run)?;
+    }
     if dry_run {
+        if args.json() {
+            let (plan, rollback) = plan_json();
+            println!(
+                "{}",
+                json!({ "node": node, "status": "planned", "moved": 0, "plan": plan, "rollback": rollback })
+            );
+        }
         eprintln!("dry run: nothing changed; run without --dry-run to drain node {node}");
         return Ok(());
     }
@@ -840,9 +863,10 @@ async fn drain(
         }
     }
     if args.json() {
+        let (plan, rollback) = plan_json();
         println!(
             "{}",
-            json!({ "node": node, "status": "drained", "moved": moves.len(), "leaders_elected": elected, "election_errors": not_elected })
+            json!({ "node": node, "status": "drained", "moved": moves.len(), "plan": plan, "rollback": rollback, "leaders_elected": elected, "election_errors": not_elected })
         );
     } else {
         println!(
@@ -1034,9 +1058,24 @@ pub mod plan {
         Ok(chosen.into_iter().flatten().collect())
     }
 
+    /// When a partition's preferred leader is replaced, the new preferred leader is the replica
+    /// with the fewest preferred leaderships (ties: the earlier position), so that leadership
+    /// stays spread even when one broker is the only fit for the vacated slot.
+    fn balance_leader(replicas: &mut [i32], load: &Load) {
+        let best = replicas
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, b)| (load.leaders.get(b).copied().unwrap_or(0), *i))
+            .map(|(i, _)| i);
+        if let Some(i) = best {
+            replicas.swap(0, i);
+        }
+    }
+
     /// Moves every replica off `node`. `brokers`: the brokers that may receive replicas (live,
-    /// without `node`) with their racks. Each partition on `node` keeps its replication factor
-    /// and the position of the replaced replica (so preferred leaderships stay spread).
+    /// without `node`) with their racks. Each partition on `node` keeps its replication factor;
+    /// the other replicas keep their positions, except that a replaced preferred leader is
+    /// re-chosen by [`balance_leader`].
     /// Partitions are taken in (topic, partition) order, so the plan is a pure function of
     /// its inputs.
     pub fn drain(
@@ -1060,7 +1099,11 @@ pub mod plan {
                 .map(|&r| (r != node).then_some(r))
                 .collect();
             let what = format!("{}-{}", p.topic, p.partition);
-            let to = fill(&what, slots, &candidates, brokers, &load)?;
+            let leader_replaced = slots.first().is_some_and(Option::is_none);
+            let mut to = fill(&what, slots, &candidates, brokers, &load)?;
+            if leader_replaced {
+                balance_leader(&mut to, &load);
+            }
             load.moved(&p.replicas, &to);
             out.push(Move {
                 topic: p.topic.clone(),
@@ -1099,7 +1142,11 @@ pub mod plan {
                 .map(|&r| candidates.contains_key(&r).then_some(r))
                 .collect();
             let what = format!("{}-{}", p.topic, p.partition);
-            let to = fill(&what, slots, &candidates, racks, &load)?;
+            let leader_replaced = slots.first().is_some_and(Option::is_none);
+            let mut to = fill(&what, slots, &candidates, racks, &load)?;
+            if leader_replaced {
+                balance_leader(&mut to, &load);
+            }
             load.moved(&p.replicas, &to);
             out.push(Move {
                 topic: p.topic.clone(),
@@ -1265,9 +1312,21 @@ mod tests {
             assert_eq!(before.replicas.len(), p.replicas.len());
             let distinct: std::collections::BTreeSet<_> = p.replicas.iter().collect();
             assert_eq!(distinct.len(), p.replicas.len(), "{p:?}");
-            // Only the drained replica moved, in its position.
-            for (x, y) in before.replicas.iter().zip(&p.replicas) {
-                assert!(x == y || *x == 3, "{before:?} -> {p:?}");
+            // Only the drained replica was replaced; the others stay (in place unless the
+            // preferred leader was re-chosen).
+            let kept: Vec<_> = before.replicas.iter().filter(|r| **r != 3).collect();
+            assert!(
+                kept.iter().all(|r| p.replicas.contains(r)),
+                "{before:?} -> {p:?}"
+            );
+            if before.replicas[0] != 3 {
+                assert_eq!(
+                    before.replicas,
+                    p.replicas
+                        .iter()
+                        .map(|r| if before.replicas.contains(r) { *r } else { 3 })
+                        .collect::<Vec<_>>()
+                );
             }
         }
         // Every move touches the node; nothing else moves.

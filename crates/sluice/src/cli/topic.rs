@@ -30,7 +30,7 @@ enum TopicCommand {
         /// Sets the partition count and replication factor.
         #[arg(long, value_name = "ASSIGNMENT", value_parser = parse_replica_assignment,
               conflicts_with_all = ["partitions", "replication_factor"])]
-        replica_assignment: Option<Vec<Vec<i32>>>,
+        replica_assignment: Option<ReplicaAssignment>,
         /// Topic config, e.g. retention.ms=86400000 (repeatable)
         #[arg(short, long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
         configs: Vec<(String, String)>,
@@ -79,7 +79,7 @@ enum TopicCommand {
         /// Replicas of each new partition, preferred leader first, e.g. 1:2:3,2:3:1
         /// (default: the broker places them)
         #[arg(long, value_name = "ASSIGNMENT", value_parser = parse_replica_assignment)]
-        replica_assignment: Option<Vec<Vec<i32>>>,
+        replica_assignment: Option<ReplicaAssignment>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -110,9 +110,9 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
                 let mut c = client.connect().await?;
                 let partitions = replica_assignment
                     .as_ref()
-                    .map_or(partitions, |a| i32::try_from(a.len()).unwrap_or(i32::MAX));
+                    .map_or(partitions, |a| i32::try_from(a.0.len()).unwrap_or(i32::MAX));
                 let created = match &replica_assignment {
-                    Some(a) => c.create_topic_with_assignment(&name, a, &configs).await,
+                    Some(a) => c.create_topic_with_assignment(&name, &a.0, &configs).await,
                     None => {
                         c.create_topic(&name, partitions, replication_factor, &configs)
                             .await
@@ -164,7 +164,7 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
                 let mut c = client.connect().await?;
                 match &replica_assignment {
                     Some(a) => {
-                        c.create_partitions_with_assignment(&name, partitions, Some(a))
+                        c.create_partitions_with_assignment(&name, partitions, Some(&a.0))
                             .await?
                     }
                     None => c.create_partitions(&name, partitions).await?,
@@ -191,7 +191,15 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
 /// Parses Kafka's `--replica-assignment` format: partitions separated by `,`, the brokers of
 /// one partition by `:`, preferred leader first (`1:2:3,2:3:1`). Every partition must have the
 /// same number of replicas, none twice.
-pub fn parse_replica_assignment(s: &str) -> Result<Vec<Vec<i32>>, String> {
+pub fn parse_replica_assignment(s: &str) -> Result<ReplicaAssignment, String> {
+    parse_assignment_lists(s).map(ReplicaAssignment)
+}
+
+/// A parsed `--replica-assignment`: one replica list per partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaAssignment(pub Vec<Vec<i32>>);
+
+fn parse_assignment_lists(s: &str) -> Result<Vec<Vec<i32>>, String> {
     let mut out: Vec<Vec<i32>> = Vec::new();
     for (i, part) in s.split(',').enumerate() {
         let mut replicas = Vec::new();
@@ -352,10 +360,10 @@ mod tests {
     #[test]
     fn replica_assignment_parses_kafkas_format() {
         assert_eq!(
-            parse_replica_assignment("1:2:3,2:3:1").unwrap(),
+            parse_replica_assignment("1:2:3,2:3:1").unwrap().0,
             vec![vec![1, 2, 3], vec![2, 3, 1]]
         );
-        assert_eq!(parse_replica_assignment("4").unwrap(), vec![vec![4]]);
+        assert_eq!(parse_replica_assignment("4").unwrap().0, vec![vec![4]]);
         assert!(parse_replica_assignment("1:1")
             .unwrap_err()
             .contains("twice"));

@@ -161,7 +161,7 @@ def test_create_rf3_and_manual_assignment_and_describe(cluster):
     assert r.returncode == 2 and "twice" in r.stderr
 
 
-def test_kill9_shows_shrunken_isr_and_restart_restores_it(cluster):
+def test_kill9_shows_shrunken_isr_and_restart_restores_it(cluster, tmp_path):
     t = name()
     victim = cluster.node_ids[-1]
     sluice(cluster, "topic", "create", t, "--partitions", "3", "--replication-factor", "3")
@@ -183,6 +183,27 @@ def test_kill9_shows_shrunken_isr_and_restart_restores_it(cluster):
             assert p["leader"] != victim
         # min.insync.replicas=2 of 3: writes go on with one node down.
         produce(cluster, t, [f"during-{i}" for i in range(30)])
+
+        # A move onto the dead node cannot finish: it is listed as in progress, with its
+        # target replica not in sync, until cancelled.
+        a, b = [n for n in cluster.node_ids if n != victim]
+        m = name()
+        sluice(cluster, "topic", "create", m, "--replica-assignment", f"{a}:{b}")
+        plan = tmp_path / "onto-dead.json"
+        plan.write_text(json.dumps({"version": 1, "partitions": [
+            {"topic": m, "partition": 0, "replicas": [a, victim]}]}))
+        sluice(cluster, "cluster", "reassign", "--plan", str(plan), "--execute")
+        ongoing = [o for o in sluice(cluster, "cluster", "reassignments") if o["topic"] == m]
+        assert len(ongoing) == 1, ongoing
+        o = ongoing[0]
+        assert (o["adding"], o["removing"], o["adding_in_sync"]) == ([victim], [b], [])
+        assert sorted(o["replicas"]) == sorted([a, b, victim])
+        text = sluice(cluster, "cluster", "reassignments", as_json=False).stdout
+        assert "0/1 new replicas in sync" in text
+        sluice(cluster, "cluster", "reassign", "--plan", str(plan), "--cancel")
+        assert [o for o in sluice(cluster, "cluster", "reassignments") if o["topic"] == m] == []
+        assert describe(cluster, m)[0]["replicas"] == [a, b]
+        sluice(cluster, "topic", "delete", m)
     finally:
         cluster.start(victim)
 

@@ -129,6 +129,12 @@ def test_status_lists_every_broker(cluster):
     assert all(b["alive"] and not b["fenced"] and b["port"] > 0 for b in s["brokers"])
     assert s["controller"] in cluster.node_ids
     assert s["offline"] == []
+    # The metadata quorum, when the cluster reports one (DescribeQuorum).
+    if "quorum" in s:
+        q = s["quorum"]
+        assert [v["id"] for v in q["voters"]] == cluster.node_ids
+        assert q["leader"] in cluster.node_ids and q["leader_epoch"] >= 1
+        assert q["high_watermark"] >= 0
     # Text output names each broker.
     text = sluice(cluster, "cluster", "status", as_json=False).stdout
     for b in s["brokers"]:

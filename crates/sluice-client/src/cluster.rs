@@ -1,5 +1,5 @@
-//! Cluster administration: DescribeCluster (60), topics and partitions with manual replica
-//! assignments (CreateTopics 19, CreatePartitions 37), ElectLeaders (43),
+//! Cluster administration: DescribeCluster (60), DescribeQuorum (55), topics and partitions
+//! with manual replica assignments (CreateTopics 19, CreatePartitions 37), ElectLeaders (43),
 //! AlterPartitionReassignments (45) and ListPartitionReassignments (46).
 //!
 //! Routing follows Kafka's admin client: DescribeCluster goes to any broker (the bootstrap one);
@@ -15,10 +15,11 @@ use kafka_protocol::messages::{
     alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic},
     create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic},
     create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig},
+    describe_quorum_request::{PartitionData, TopicData},
     elect_leaders_request::TopicPartitions,
     list_partition_reassignments_request::ListPartitionReassignmentsTopics,
     AlterPartitionReassignmentsRequest, ApiKey, BrokerId, CreatePartitionsRequest,
-    CreateTopicsRequest, DescribeClusterRequest, ElectLeadersRequest,
+    CreateTopicsRequest, DescribeClusterRequest, DescribeQuorumRequest, ElectLeadersRequest,
     ListPartitionReassignmentsRequest,
 };
 use kafka_protocol::protocol::Request;
@@ -59,6 +60,47 @@ pub struct ClusterDescription {
     /// reports a live broker here (the controllers are not addressable by clients).
     pub controller_id: i32,
     pub brokers: Vec<ClusterBroker>,
+}
+
+/// The metadata log's name in a KRaft cluster (DescribeQuorum asks about its partition 0).
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
+
+/// One member of the metadata quorum, as DescribeQuorum reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumReplica {
+    pub node_id: i32,
+    pub log_end_offset: i64,
+    /// Unix ms of the last fetch from the leader (-1: unknown).
+    pub last_fetch_timestamp: i64,
+    /// Unix ms when this replica last had caught up with the leader (-1: unknown).
+    pub last_caught_up_timestamp: i64,
+}
+
+/// The metadata quorum (DescribeQuorum): its leader, epoch, high watermark, voters and
+/// observers (brokers that replicate the metadata log without voting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumInfo {
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+    pub high_watermark: i64,
+    pub voters: Vec<QuorumReplica>,
+    pub observers: Vec<QuorumReplica>,
+}
+
+impl QuorumInfo {
+    /// How many records `replica` is behind the leader's log end (0 for the leader); `None`
+    /// when either end is unknown (-1: a voter the leader has not heard from since it was elected).
+    pub fn lag(&self, replica: &QuorumReplica) -> Option<i64> {
+        let leader_end = self
+            .voters
+            .iter()
+            .find(|v| v.node_id == self.leader_id)
+            .map_or(self.high_watermark, |l| l.log_end_offset);
+        if leader_end < 0 || replica.log_end_offset < 0 {
+            return None;
+        }
+        Some(leader_end.saturating_sub(replica.log_end_offset).max(0))
+    }
 }
 
 /// ElectLeaders' election type.
@@ -180,6 +222,58 @@ impl Client {
             controller_id: resp.controller_id.0,
             brokers,
         })
+    }
+
+    /// DescribeQuorum (API 55) about the metadata log, as Kafka's `kafka-metadata-quorum.sh
+    /// --bootstrap-server` asks it (a broker forwards it to the controllers). `Ok(None)` when
+    /// the broker does not offer the API (a cluster without a KRaft-style quorum to report).
+    pub async fn describe_quorum(&mut self) -> Result<Option<QuorumInfo>> {
+        let addr = self.bootstrap();
+        match self.version_at(&addr, ApiKey::DescribeQuorum).await {
+            Ok(_) => {}
+            Err(Error::Unsupported { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let req = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(topic_name(METADATA_TOPIC))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+        let resp = self.send_to(&addr, &req).await?;
+        check(resp.error_code, resp.error_message.as_deref(), || {
+            "describe quorum".into()
+        })?;
+        let p = resp
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition_index == 0)
+            .ok_or_else(|| Error::Protocol {
+                addr: addr.clone(),
+                detail: "DescribeQuorum response lacks the metadata partition".into(),
+            })?;
+        check(p.error_code, p.error_message.as_deref(), || {
+            "describe quorum".into()
+        })?;
+        let replicas =
+            |rs: &[kafka_protocol::messages::describe_quorum_response::ReplicaState]| {
+                let mut out: Vec<QuorumReplica> = rs
+                    .iter()
+                    .map(|r| QuorumReplica {
+                        node_id: r.replica_id.0,
+                        log_end_offset: r.log_end_offset,
+                        last_fetch_timestamp: r.last_fetch_timestamp,
+                        last_caught_up_timestamp: r.last_caught_up_timestamp,
+                    })
+                    .collect();
+                out.sort_by_key(|r| r.node_id);
+                out
+            };
+        Ok(Some(QuorumInfo {
+            leader_id: p.leader_id.0,
+            leader_epoch: p.leader_epoch,
+            high_watermark: p.high_watermark,
+            voters: replicas(&p.current_voters),
+            observers: replicas(&p.observers),
+        }))
     }
 
     /// CreateTopics with a manual assignment: partition `i` gets replicas `assignment[i]`
@@ -420,5 +514,34 @@ impl Client {
         }
         out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(node_id: i32, log_end_offset: i64) -> QuorumReplica {
+        QuorumReplica {
+            node_id,
+            log_end_offset,
+            last_fetch_timestamp: -1,
+            last_caught_up_timestamp: -1,
+        }
+    }
+
+    #[test]
+    fn quorum_lag_is_behind_the_leaders_log_end() {
+        let q = QuorumInfo {
+            leader_id: 2,
+            leader_epoch: 3,
+            high_watermark: 20,
+            voters: vec![r(1, -1), r(2, 22), r(3, 21)],
+            observers: vec![r(4, 25)],
+        };
+        assert_eq!(q.lag(&q.voters[0]), None);
+        assert_eq!(q.lag(&q.voters[1]), Some(0));
+        assert_eq!(q.lag(&q.voters[2]), Some(1));
+        assert_eq!(q.lag(&q.observers[0]), Some(0));
     }
 }

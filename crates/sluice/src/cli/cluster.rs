@@ -10,9 +10,11 @@
 //! `kafka-reassign-partitions.sh` (`{"version":1,"partitions":[{"topic","partition","replicas"}]}`),
 //! so a plan from either tool runs in the other.
 //!
-//! Kafka reports no quorum details through Metadata/DescribeCluster; [`quorum_details`] is the
-//! one place `cluster status` asks for them (voters, quorum leader, lag) — it returns `None`
-//! until Sluice's brokers answer for their metadata quorum.
+//! The metadata quorum (voters, quorum leader, epoch, each voter's lag) comes from
+//! DescribeQuorum (API 55), as Kafka's `kafka-metadata-quorum.sh` gets it; [`quorum_details`] is
+//! the one place `cluster status` asks. A cluster whose brokers do not offer API 55 (Sluice
+//! today) shows no quorum section; Sluice's brokers answer it once the openraft quorum is wired
+//! in, and `status` shows it with no change here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -49,8 +51,8 @@ enum ElectionKind {
 
 #[derive(Subcommand, Debug)]
 enum ClusterCommand {
-    /// Cluster id, controller, brokers (with their leader and replica counts), and the
-    /// partitions without a full ISR or without a leader
+    /// Cluster id, controller, metadata quorum (when the cluster reports it), brokers (with
+    /// their leader and replica counts), and the partitions without a full ISR or without a leader
     Status {
         #[command(flatten)]
         client: ClientArgs,
@@ -182,16 +184,37 @@ pub struct QuorumDetails {
     pub leader_id: i32,
     pub leader_epoch: i32,
     pub high_watermark: i64,
-    /// (voter id, log end offset, lag behind the leader in records)
-    pub voters: Vec<(i32, i64, i64)>,
+    /// (voter id, log end offset, lag behind the leader in records; `None`: unknown)
+    pub voters: Vec<(i32, i64, Option<i64>)>,
+    /// Non-voting replicas of the metadata log (brokers that are not controllers), same shape.
+    pub observers: Vec<(i32, i64, Option<i64>)>,
 }
 
-/// Extension point for `cluster status`: the metadata quorum's state. Returns `None` today —
-/// neither Kafka's Metadata/DescribeCluster nor Sluice report it. When Sluice's brokers answer
-/// for their openraft quorum (DescribeQuorum, API 55, as Kafka's `kafka-metadata-quorum.sh`
-/// asks), this fills `QuorumDetails` and `status` prints and emits it (`"quorum"` in JSON).
-async fn quorum_details(_client: &mut Client) -> Option<QuorumDetails> {
-    None
+/// The extension point of `cluster status` for the metadata quorum: DescribeQuorum (API 55).
+/// `None` when the cluster does not report one (the broker lacks the API, or refuses it — the
+/// rest of the status is still worth printing; the reason goes to stderr).
+async fn quorum_details(client: &mut Client) -> Option<QuorumDetails> {
+    match client.describe_quorum().await {
+        Ok(Some(q)) => {
+            let rows = |rs: &[sluice_client::cluster::QuorumReplica]| {
+                rs.iter()
+                    .map(|r| (r.node_id, r.log_end_offset, q.lag(r)))
+                    .collect::<Vec<_>>()
+            };
+            Some(QuorumDetails {
+                leader_id: q.leader_id,
+                leader_epoch: q.leader_epoch,
+                high_watermark: q.high_watermark,
+                voters: rows(&q.voters),
+                observers: rows(&q.observers),
+            })
+        }
+        Ok(None) => None,
+        Err(e) => {
+            eprintln!("warning: cannot describe the metadata quorum: {e}");
+            None
+        }
+    }
 }
 
 async fn status(args: &ClientArgs) -> anyhow::Result<()> {
@@ -233,6 +256,7 @@ async fn status(args: &ClientArgs) -> anyhow::Result<()> {
                 "leader_epoch": q.leader_epoch,
                 "high_watermark": q.high_watermark,
                 "voters": q.voters.iter().map(|(id, leo, lag)| json!({"id": id, "log_end_offset": leo, "lag": lag})).collect::<Vec<_>>(),
+                "observers": q.observers.iter().map(|(id, leo, lag)| json!({"id": id, "log_end_offset": leo, "lag": lag})).collect::<Vec<_>>(),
             });
         }
         println!("{out}");
@@ -282,9 +306,27 @@ async fn status(args: &ClientArgs) -> anyhow::Result<()> {
     t.print();
     if let Some(q) = &quorum {
         println!();
-        let mut t = Table::new(&["VOTER", "LOG-END-OFFSET", "LAG"]);
+        let mut t = Table::new(&["QUORUM-MEMBER", "ROLE", "LOG-END-OFFSET", "LAG"]);
         for (id, leo, lag) in &q.voters {
-            t.row(vec![id.to_string(), leo.to_string(), lag.to_string()]);
+            let role = if *id == q.leader_id {
+                "leader"
+            } else {
+                "voter"
+            };
+            t.row(vec![
+                id.to_string(),
+                role.into(),
+                leo.to_string(),
+                lag_text(*lag),
+            ]);
+        }
+        for (id, leo, lag) in &q.observers {
+            t.row(vec![
+                id.to_string(),
+                "observer".into(),
+                leo.to_string(),
+                lag_text(*lag),
+            ]);
         }
         t.print();
     }
@@ -311,6 +353,10 @@ async fn status(args: &ClientArgs) -> anyhow::Result<()> {
         t.print();
     }
     Ok(())
+}
+
+fn lag_text(lag: Option<i64>) -> String {
+    lag.map_or_else(|| "unknown".into(), |l| l.to_string())
 }
 
 #[derive(Debug, Clone)]

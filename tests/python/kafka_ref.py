@@ -63,7 +63,12 @@ BASE_CONFIG = {
 
 
 def new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    """A random cluster id (base64 of 16 bytes). Like Kafka's Uuid.randomUuid, never one that
+    starts with '-': the storage tool would read it as an option (`-t -abc...` fails)."""
+    while True:
+        cid = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def kafka_version() -> str:

@@ -40,9 +40,10 @@ pytestmark = pytest.mark.skipif(
 class ClusterUnderTest:
     """What the tests may know about the cluster: where to connect and how to stop/start a node."""
 
-    def __init__(self, bootstrap, node_ids, kill9, stop, start, log_tail):
+    def __init__(self, bootstrap, node_ids, kill9, stop, start, log_tail, racks=None):
         self._bootstrap = bootstrap
         self.node_ids = list(node_ids)
+        self.racks = racks  # node id -> rack, or None
         self.kill9 = kill9
         self.stop = stop
         self.start = start
@@ -58,8 +59,10 @@ def _make_cluster(tmp_root: Path):
         from kafka_ref import KafkaRefCluster
 
         # No automatic preferred-leader rebalance: the elect-leaders test decides when.
+        racks = {n: f"rack-{n}" for n in NODE_IDS}
         c = KafkaRefCluster(tmp_root / f"kafka-cluster-{uuid.uuid4().hex[:6]}", brokers=len(NODE_IDS),
-                            config={"auto.leader.rebalance.enable": "false"})
+                            config={"auto.leader.rebalance.enable": "false"},
+                            racks=[racks[n] for n in NODE_IDS])
         c.start()
         return c, ClusterUnderTest(
             bootstrap=lambda: c.bootstrap,
@@ -68,6 +71,7 @@ def _make_cluster(tmp_root: Path):
             stop=c.stop,
             start=c.start_node,
             log_tail=c.log_tail,
+            racks=racks,
         ), c.kill_all
     raise AssertionError(f"unknown SLUICE_CLUSTER_TARGET={TARGET}")
 
@@ -128,6 +132,8 @@ def test_status_lists_every_broker(cluster):
     assert [b["id"] for b in s["brokers"]] == cluster.node_ids
     assert all(b["alive"] and not b["fenced"] and b["port"] > 0 for b in s["brokers"])
     assert s["controller"] in cluster.node_ids
+    if cluster.racks:
+        assert {b["id"]: b["rack"] for b in s["brokers"]} == cluster.racks
     assert s["offline"] == []
     # The metadata quorum, when the cluster reports one (DescribeQuorum).
     if "quorum" in s:

@@ -721,9 +721,13 @@ async fn wait_for_moves(
                     })
             })
             .count();
-        let hosting = emptied.map_or(0, |n| {
-            now.iter().filter(|p| p.replicas.contains(&n)).count()
+        let still_hosted: Vec<String> = emptied.map_or_else(Vec::new, |n| {
+            now.iter()
+                .filter(|p| p.replicas.contains(&n))
+                .map(|p| format!("{}-{}", p.topic, p.partition))
+                .collect()
         });
+        let hosting = still_hosted.len();
         if done != last_done {
             eprintln!(
                 "progress: {done}/{} partition(s) moved ({} s)",
@@ -736,6 +740,16 @@ async fn wait_for_moves(
             return Ok(());
         }
         if started.elapsed() >= timeout {
+            if done == moves.len() {
+                // Every planned move finished, yet the node hosts partitions: the controller
+                // placed new ones there while the drain ran (it is still a live broker).
+                bail!(
+                    "timed out after {} s: every planned move is done, but the node now hosts {} \
+                     (created during the drain); run the drain again",
+                    timeout.as_secs(),
+                    still_hosted.join(", ")
+                );
+            }
             bail!(
                 "timed out after {} s with {done}/{} partition(s) moved; the moves go on in the \
                  background (`sluice cluster reassignments` shows them, `sluice cluster reassign \
@@ -835,8 +849,14 @@ async fn drain(
     let mut c = args.connect().await?;
     let md = c.metadata(None, false).await?;
     let mut current = placements(&md);
-    // A partition already moving counts with its target replicas.
-    for o in c.list_partition_reassignments(None).await? {
+    // A partition already moving counts with its target replicas. A broker without the API
+    // has no reassignment in progress.
+    let ongoing = match c.list_partition_reassignments(None).await {
+        Ok(v) => v,
+        Err(sluice_client::Error::Unsupported { .. }) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    for o in ongoing {
         if let Some(p) = current
             .iter_mut()
             .find(|p| p.topic == o.topic && p.partition == o.partition)

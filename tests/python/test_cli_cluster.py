@@ -114,6 +114,18 @@ def consume_all(cluster, topic, n):
     return r.stdout.splitlines()
 
 
+def create_topic(cluster, topic, *args):
+    """`topic create`, then waits until every partition's leader serves it (a leader learns of
+    a new partition from the metadata log a moment after Metadata names it; `sluice produce`
+    does not retry NOT_LEADER_OR_FOLLOWER)."""
+    sluice(cluster, "topic", "create", topic, *args)
+
+    def served():
+        parts = describe(cluster, topic).values()
+        return parts and all(p["leader"] >= 0 and p["log_end_offset"] >= 0 for p in parts)
+    wait_until(served, ISR_CHANGE_TIMEOUT_S, f"leaders of {topic} serving it")
+
+
 def describe(cluster, topic):
     return {p["partition"]: p for p in sluice(cluster, "topic", "describe", topic)["partitions"]}
 
@@ -149,7 +161,7 @@ def test_status_lists_every_broker(cluster):
 
 def test_create_rf3_and_manual_assignment_and_describe(cluster):
     t = name()
-    sluice(cluster, "topic", "create", t, "--partitions", "3", "--replication-factor", "3")
+    create_topic(cluster, t, "--partitions", "3", "--replication-factor", "3")
     parts = wait_until(lambda: (d := describe(cluster, t)) and
                        all(sorted(p["isr"]) == sorted(p["replicas"]) for p in d.values()) and d,
                        ISR_CHANGE_TIMEOUT_S, "full ISRs")
@@ -163,7 +175,7 @@ def test_create_rf3_and_manual_assignment_and_describe(cluster):
     assert sorted(p["replicas"][0] for p in parts.values()) == cluster.node_ids
 
     m = name()
-    sluice(cluster, "topic", "create", m, "--replica-assignment", "3:1,1:2")
+    create_topic(cluster, m, "--replica-assignment", "3:1,1:2")
     parts = describe(cluster, m)
     assert [parts[0]["replicas"], parts[1]["replicas"]] == [[3, 1], [1, 2]]
     sluice(cluster, "topic", "add-partitions", m, "--partitions", "3", "--replica-assignment", "2:3")
@@ -176,18 +188,24 @@ def test_create_rf3_and_manual_assignment_and_describe(cluster):
 def test_kill9_shows_shrunken_isr_and_restart_restores_it(cluster, tmp_path):
     t = name()
     victim = cluster.node_ids[-1]
-    sluice(cluster, "topic", "create", t, "--partitions", "3", "--replication-factor", "3")
+    create_topic(cluster, t, "--partitions", "3", "--replication-factor", "3")
+    lonely = name()  # one replica, on the victim: offline while it is down
+    create_topic(cluster, lonely, "--replica-assignment", str(victim))
     produce(cluster, t, [f"before-{i}" for i in range(30)])
     cluster.kill9(victim)
     try:
         def shrunk():
             s = status(cluster)
             under = {p["partition"]: p for p in s["under_replicated"] if p["topic"] == t}
-            return len(under) == 3 and all(victim not in p["isr"] for p in under.values()) and s
+            offline = [p for p in s["offline"] if p["topic"] == lonely]
+            return len(under) == 3 and all(victim not in p["isr"] for p in under.values()) \
+                and len(offline) == 1 and s
         s = wait_until(shrunk, ISR_CHANGE_TIMEOUT_S, f"under-replicated partitions after kill -9 of {victim}")
         brokers = {b["id"]: b for b in s["brokers"]}
         assert victim not in brokers or not brokers[victim]["alive"]
-        assert s["offline"] == []  # RF 3: two replicas left, every partition has a leader
+        # RF 3: two replicas left, every partition of t has a leader; the RF-1 topic has none.
+        assert [p["topic"] for p in s["offline"]] == [lonely]
+        assert s["offline"][0]["leader"] == -1 and s["offline"][0]["offline_replicas"] == [victim]
         parts = describe(cluster, t)
         for p in parts.values():
             assert sorted(p["isr"]) == sorted(set(cluster.node_ids) - {victim})
@@ -200,7 +218,7 @@ def test_kill9_shows_shrunken_isr_and_restart_restores_it(cluster, tmp_path):
         # target replica not in sync, until cancelled.
         a, b = [n for n in cluster.node_ids if n != victim]
         m = name()
-        sluice(cluster, "topic", "create", m, "--replica-assignment", f"{a}:{b}")
+        create_topic(cluster, m, "--replica-assignment", f"{a}:{b}")
         plan = tmp_path / "onto-dead.json"
         plan.write_text(json.dumps({"version": 1, "partitions": [
             {"topic": m, "partition": 0, "replicas": [a, victim]}]}))
@@ -226,6 +244,9 @@ def test_kill9_shows_shrunken_isr_and_restart_restores_it(cluster, tmp_path):
     wait_until(healed, ISR_CHANGE_TIMEOUT_S, f"full ISRs after restarting {victim}")
     wait_until(lambda: not [p for p in status(cluster)["under_replicated"] if p["topic"] == t],
                ISR_CHANGE_TIMEOUT_S, "status without under-replicated partitions")
+    wait_until(lambda: status(cluster)["offline"] == [], ISR_CHANGE_TIMEOUT_S, "no offline partition")
+    assert describe(cluster, lonely)[0]["leader"] == victim
+    sluice(cluster, "topic", "delete", lonely)
     assert len(consume_all(cluster, t, 60)) == 60
 
     # The victim led one partition before (its preferred replica); the failover moved it.
@@ -245,7 +266,7 @@ def test_kill9_shows_shrunken_isr_and_restart_restores_it(cluster, tmp_path):
 
 def test_reassign_from_plan_file_and_preferred_election_after_a_move(cluster, tmp_path):
     t = name()
-    sluice(cluster, "topic", "create", t, "--replica-assignment", "1:2")
+    create_topic(cluster, t, "--replica-assignment", "1:2")
     produce(cluster, t, [f"r-{i}" for i in range(50)])
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"version": 1, "partitions": [{"topic": t, "partition": 0, "replicas": [2, 3]}]}))
@@ -277,7 +298,7 @@ def test_reassign_from_plan_file_and_preferred_election_after_a_move(cluster, tm
 
 def test_reassign_topic_to_brokers(cluster):
     t = name()
-    sluice(cluster, "topic", "create", t, "--replica-assignment", "1:2,2:1,1:3")
+    create_topic(cluster, t, "--replica-assignment", "1:2,2:1,1:3")
     out = sluice(cluster, "cluster", "reassign", "--topic", t, "--to-brokers", "2,3", "--execute", "--wait")
     assert out["status"] == "started"
     parts = describe(cluster, t)
@@ -291,7 +312,7 @@ def test_drain_moves_everything_off_a_node(cluster):
     node = 2
     # With replication factor 3 on 3 brokers there is nowhere to go: refused, nothing moved.
     full = name()
-    sluice(cluster, "topic", "create", full, "--partitions", "1", "--replication-factor", "3")
+    create_topic(cluster, full, "--partitions", "1", "--replication-factor", "3")
     r = sluice(cluster, "cluster", "drain", str(node), "--dry-run", check=False)
     assert r.returncode == 1 and "replication factor" in r.stderr, r.stderr
     # Make the cluster drainable: only replication factor 2 left.
@@ -302,13 +323,14 @@ def test_drain_moves_everything_off_a_node(cluster):
     assert internal == [], f"internal topics with RF 3 would block the drain: {internal}"
 
     t = name()
-    sluice(cluster, "topic", "create", t, "--partitions", "6", "--replication-factor", "2")
+    create_topic(cluster, t, "--partitions", "6", "--replication-factor", "2")
     produce(cluster, t, [f"d-{i}" for i in range(60)])
     before = describe(cluster, t)
     plan = sluice(cluster, "cluster", "drain", str(node), "--dry-run")
     assert plan["status"] == "planned"
     moved = {(p["topic"], p["partition"]) for p in plan["plan"]["partitions"]}
-    assert (t, 0) in moved or (t, 1) in moved  # some of the new topic sits on node 2
+    on_node = {(t, i) for i, p in before.items() if node in p["replicas"]}
+    assert on_node and on_node <= moved, (on_node, moved)
 
     start = time.monotonic()
     out = sluice(cluster, "cluster", "drain", str(node), "--timeout-ms", "90000")

@@ -39,6 +39,16 @@ pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 pub const RESOURCE_GROUP: i8 = 32;
 
+/// Produce error codes after which the batch was certainly not appended, so that sending it
+/// again cannot duplicate it: UNKNOWN_TOPIC_OR_PARTITION (3, a partition its leader has not
+/// learned of yet), LEADER_NOT_AVAILABLE (5), NOT_LEADER_OR_FOLLOWER (6), NOT_ENOUGH_REPLICAS
+/// (19), FENCED_LEADER_EPOCH (74).
+const PRODUCE_NOT_APPENDED: [i16; 5] = [3, 5, 6, 19, 74];
+/// First wait before a produce retry (doubles per attempt).
+const PRODUCE_RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between produce retries (Kafka's `retry.backoff.max.ms` is 1000).
+const PRODUCE_RETRY_BACKOFF_MAX: Duration = Duration::from_millis(1000);
+
 /// ListOffsets timestamps with special meaning.
 pub const EARLIEST: i64 = -2;
 pub const LATEST: i64 = -1;
@@ -311,7 +321,31 @@ impl Client {
         if version >= 4 {
             req.allow_auto_topic_creation = auto_create;
         }
-        let resp = self.send_to(&addr, &req).await?;
+        let resp = match self.send_to(&addr, &req).await {
+            Ok(resp) => resp,
+            Err(e @ (Error::Connect { .. } | Error::Io { .. } | Error::Timeout { .. })) => {
+                // The bootstrap broker is gone (a node of a cluster stopped): ask another
+                // broker the last metadata named, and keep using the first that answers.
+                let mut others: Vec<String> = self
+                    .brokers
+                    .values()
+                    .filter(|a| **a != addr)
+                    .cloned()
+                    .collect();
+                others.sort();
+                let mut answered = None;
+                for other in others {
+                    if let Ok(resp) = self.send_to(&other, &req).await {
+                        answered = Some((other, resp));
+                        break;
+                    }
+                }
+                let (other, resp) = answered.ok_or(e)?;
+                self.config.bootstrap = other;
+                resp
+            }
+            Err(e) => return Err(e),
+        };
         if version >= 13 {
             check(resp.error_code, None, || "Metadata".into())?;
         }
@@ -668,7 +702,47 @@ impl Client {
         self.produce_batch(topic, partition, batch).await
     }
 
+    /// Sends the batch to the partition's leader; when the answer (or a refused connection)
+    /// says the batch was certainly not appended — the leader moved, is not known yet, or too
+    /// few replicas are in sync — refreshes metadata and sends it again, with backoff, until
+    /// `request_timeout` has passed (Kafka's producer retries the same errors). Errors after
+    /// which the batch may have been appended (a timeout, a connection lost mid-request,
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND) are returned, not retried: that would duplicate it.
     async fn produce_batch(&mut self, topic: &str, partition: i32, batch: Bytes) -> Result<i64> {
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        let mut backoff = PRODUCE_RETRY_BACKOFF_MIN;
+        loop {
+            let err = match self
+                .produce_batch_once(topic, partition, batch.clone())
+                .await
+            {
+                Ok(offset) => return Ok(offset),
+                Err(e) => e,
+            };
+            let retriable = match &err {
+                Error::Kafka { code, .. } => PRODUCE_NOT_APPENDED.contains(code),
+                Error::Connect { .. } => true,
+                Error::Timeout { what, .. } => what == "connecting",
+                _ => false,
+            };
+            if !retriable || tokio::time::Instant::now() + backoff >= deadline {
+                return Err(err);
+            }
+            tracing::debug!("produce to {topic}-{partition} failed ({err}); retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(PRODUCE_RETRY_BACKOFF_MAX);
+            self.leaders.remove(&(topic.to_owned(), partition));
+            // A failed refresh is retried with the next attempt.
+            let _ = self.metadata(Some(&[topic.to_owned()]), false).await;
+        }
+    }
+
+    async fn produce_batch_once(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+    ) -> Result<i64> {
         let addr = self.leader_addr(topic, partition).await?;
         let req = ProduceRequest::default()
             .with_acks(-1)
@@ -696,9 +770,6 @@ impl Client {
         check(p.error_code, message.as_deref(), || {
             format!("produce to {topic}-{partition}")
         })?;
-        if p.error_code != 0 {
-            self.leaders.remove(&(topic.to_owned(), partition));
-        }
         Ok(p.base_offset)
     }
 

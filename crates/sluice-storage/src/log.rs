@@ -209,7 +209,7 @@ impl Log {
         let first_base = segments.first().map_or(0, |s| s.base_offset());
         let end = segments.last().map_or(0, |s| s.next_offset());
         let log_start_offset = stored_start.unwrap_or(first_base).clamp(first_base, end);
-        let cleaner = crate::cleaner::CleanerState::load(dir, log_start_offset);
+        let cleaner = crate::cleaner::CleanerState::load(dir, log_start_offset, end);
         let mut log = Log {
             dir: dir.to_path_buf(),
             config,

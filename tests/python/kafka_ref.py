@@ -354,7 +354,7 @@ CLUSTER_CONFIG = {
     "transaction.state.log.min.isr": "2",
     "share.coordinator.state.topic.replication.factor": "3",
     "share.coordinator.state.topic.min.isr": "2",
-    "broker.session.timeout.ms": "4000",
+    "broker.session.timeout.ms": "8000",
     "broker.heartbeat.interval.ms": "1000",
     "replica.lag.time.max.ms": "10000",
 }

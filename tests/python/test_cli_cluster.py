@@ -263,9 +263,8 @@ def test_kill9_shows_shrunken_isr_and_restart_restores_it(cluster, tmp_path):
     by_part = {r["partition"]: r["result"] for r in res}
     for p in moved:
         assert by_part[p["partition"]] == "elected", res
-    after = describe(cluster, t)
-    for p in after.values():
-        assert p["leader"] == p["replicas"][0]
+    after = wait_until(lambda: (a := describe(cluster, t)) and all(p["leader"] == p["replicas"][0] for p in a.values()) and a,
+                       ISR_CHANGE_TIMEOUT_S, "preferred leaders in every broker's metadata")
     for p in moved:
         assert after[p["partition"]]["leader_epoch"] > p["leader_epoch"]
 
@@ -283,20 +282,22 @@ def test_reassign_from_plan_file_and_preferred_election_after_a_move(cluster, tm
     assert describe(cluster, t)[0]["replicas"] == [1, 2]  # a dry run changes nothing
 
     sluice(cluster, "cluster", "reassign", "--plan", str(plan), "--execute", "--wait", "--timeout-ms", "60000")
-    p = describe(cluster, t)[0]
-    assert p["replicas"] == [2, 3] and sorted(p["isr"]) == [2, 3]
+    wait_until(lambda: (p := describe(cluster, t)[0])["replicas"] == [2, 3] and sorted(p["isr"]) == [2, 3],
+               ISR_CHANGE_TIMEOUT_S, "the reassignment in the metadata")
     assert sluice(cluster, "cluster", "reassignments") == []
     assert consume_all(cluster, t, 50) == [f"r-{i}" for i in range(50)]
 
     # Reorder the replicas: the leader (2) stays, but 3 becomes the preferred replica.
     plan.write_text(json.dumps({"version": 1, "partitions": [{"topic": t, "partition": 0, "replicas": [3, 2]}]}))
     sluice(cluster, "cluster", "reassign", "--plan", str(plan), "--execute", "--wait")
-    before = describe(cluster, t)[0]
-    assert before["replicas"] == [3, 2] and before["leader"] == 2
+    before = wait_until(lambda: (p := describe(cluster, t)[0])["replicas"] == [3, 2] and p,
+                        ISR_CHANGE_TIMEOUT_S, "the reordered replicas in the metadata")
+    assert before["leader"] == 2
     res = sluice(cluster, "cluster", "elect-leaders", "--topic", t, "--partition", "0")
     assert res == [{"topic": t, "partition": 0, "result": "elected", "error": None, "message": None}]
-    after = describe(cluster, t)[0]
-    assert after["leader"] == 3 and after["leader_epoch"] > before["leader_epoch"]
+    after = wait_until(lambda: (p := describe(cluster, t)[0])["leader"] == 3 and p,
+                       ISR_CHANGE_TIMEOUT_S, "the elected leader in the metadata")
+    assert after["leader_epoch"] > before["leader_epoch"]
     # Again: nothing to do.
     res = sluice(cluster, "cluster", "elect-leaders", "--topic", t, "--partition", "0")
     assert res[0]["result"] == "not-needed"
@@ -344,11 +345,13 @@ def test_drain_moves_everything_off_a_node(cluster):
     assert out["moved"] == len(moved)
     assert time.monotonic() - start < CLI_TIMEOUT_S
 
-    s = status(cluster)
-    b = next(b for b in s["brokers"] if b["id"] == node)
-    assert (b["leaders"], b["replicas"]) == (0, 0)
-    assert s["under_replicated"] == [] and s["offline"] == []
-    after = describe(cluster, t)
+    def drained():
+        s = status(cluster)
+        b = next(b for b in s["brokers"] if b["id"] == node)
+        return (b["leaders"], b["replicas"]) == (0, 0) and s["under_replicated"] == [] and s["offline"] == []
+    wait_until(drained, ISR_CHANGE_TIMEOUT_S, f"node {node} drained in the metadata")
+    after = wait_until(lambda: (a := describe(cluster, t)) and all(p["leader"] == p["replicas"][0] for p in a.values()) and a,
+                       ISR_CHANGE_TIMEOUT_S, "preferred leaders after the drain")
     for i, p in after.items():
         assert node not in p["replicas"]
         assert len(p["replicas"]) == len(before[i]["replicas"]) == 2

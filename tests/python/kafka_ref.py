@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from ports import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 REF_DIR = REPO / "tests" / "kafka-ref"
@@ -110,10 +111,6 @@ def ensure_jars(version: str = None, quiet: bool = True) -> Path:
     return libs
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _metadata_broker_count(port: int, timeout: float = 2.0) -> int:

@@ -1,0 +1,1 @@
+//! In-process replication tests (see the module docs of `replication`).

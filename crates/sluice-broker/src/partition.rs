@@ -669,7 +669,11 @@ impl Partition {
             // batches before it first.
             let base = state.log.active_base_offset();
             let mut completed = Vec::new();
-            for b in appended.batches.iter().filter(|b| b.header.base_offset < base) {
+            for b in appended
+                .batches
+                .iter()
+                .filter(|b| b.header.base_offset < base)
+            {
                 completed.extend(state.producers.replay(&b.header, b.control));
             }
             for d in completed {
@@ -677,7 +681,11 @@ impl Partition {
             }
             state.snapshot_at(base);
             let mut completed = Vec::new();
-            for b in appended.batches.iter().filter(|b| b.header.base_offset >= base) {
+            for b in appended
+                .batches
+                .iter()
+                .filter(|b| b.header.base_offset >= base)
+            {
                 completed.extend(state.producers.replay(&b.header, b.control));
             }
             for d in completed {

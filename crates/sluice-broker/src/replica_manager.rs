@@ -84,11 +84,11 @@ use sluice_storage::{Log, LogConfig, RetentionOutcome, SegmentSlice};
 use uuid::Uuid;
 
 use crate::error::{KafkaError, LeaderAndEpoch};
-use crate::replication::PartitionState;
-use sluice_replica::{AcksAllState, AcksOutcome, LeaderInit, LeaderState, WaiterToken};
 use crate::partition::Partition;
 pub use crate::partition::{AbortedTxn, Appended, TxnMarker, Watermarks};
 use crate::producer_state::ProducerView;
+use crate::replication::PartitionState;
+use sluice_replica::{AcksAllState, AcksOutcome, LeaderInit, LeaderState, WaiterToken};
 
 /// The leader epoch of every partition on a single node (and of a partition's first leader).
 pub const INITIAL_LEADER_EPOCH: i32 = 0;
@@ -376,7 +376,11 @@ impl Replica {
         if moved {
             self.partition.set_high_watermark(Some(hw));
         }
-        let ready = if ls.parked() > 0 { ls.take_ready() } else { Vec::new() };
+        let ready = if ls.parked() > 0 {
+            ls.take_ready()
+        } else {
+            Vec::new()
+        };
         slot.deliver(ready);
         Some((r, moved))
     }
@@ -413,14 +417,12 @@ impl Replica {
         let slot = &mut *slot;
         match &mut slot.mode {
             ReplMode::Single => AcksWait::Now(Ok(())),
-            ReplMode::NotLeading => {
-                AcksWait::Now(Err(ResponseError::NotLeaderOrFollower.code()))
-            }
+            ReplMode::NotLeading => AcksWait::Now(Err(ResponseError::NotLeaderOrFollower.code())),
             ReplMode::Leading(ls) => match ls.acks_all_state(end_offset) {
                 AcksAllState::Done => AcksWait::Now(Ok(())),
-                AcksAllState::DoneIsrTooSmall => AcksWait::Now(Err(
-                    ResponseError::NotEnoughReplicasAfterAppend.code(),
-                )),
+                AcksAllState::DoneIsrTooSmall => {
+                    AcksWait::Now(Err(ResponseError::NotEnoughReplicasAfterAppend.code()))
+                }
                 AcksAllState::Waiting => {
                     slot.next_token = slot.next_token.wrapping_add(1);
                     let token = slot.next_token;
@@ -446,7 +448,9 @@ impl Replica {
     /// `--flush always` (only data on disk is replicated-and-durable), else the log end.
     pub fn leader_leo(&self, flush_always: bool) -> i64 {
         if flush_always {
-            self.partition.synced_offset().min(self.partition.log_end_offset())
+            self.partition
+                .synced_offset()
+                .min(self.partition.log_end_offset())
         } else {
             self.partition.log_end_offset()
         }
@@ -847,7 +851,8 @@ impl ReplicaManager {
             .ok_or_else(|| unknown_partition(&tp.topic_id.to_string(), tp.partition))?;
         let now = crate::broker::now_ms();
         let min_isr = state.min_insync_replicas.max(1);
-        let single = state.replicas.len() <= 1 && state.replicas.iter().all(|&r| r == self.local_id);
+        let single =
+            state.replicas.len() <= 1 && state.replicas.iter().all(|&r| r == self.local_id);
         if state.leader == self.local_id {
             let current = replica.role();
             if current
@@ -868,6 +873,7 @@ impl ReplicaManager {
                     }
                     ReplMode::Single if !single => {
                         drop(slot);
+                        replica.partition.prepare_leadership(state.leader_epoch)?;
                         self.start_leading(&replica, state, now)?;
                     }
                     _ => {}
@@ -1187,7 +1193,10 @@ mod tests {
         let e = rm.append_as_follower(tp, &batch(), 1000).unwrap_err();
         assert_ne!(e.code, 6);
         assert!(rm.become_leader(tp, 5).unwrap());
-        assert_eq!(rm.append_as_follower(tp, &batch(), 1000).unwrap_err().code, 6);
+        assert_eq!(
+            rm.append_as_follower(tp, &batch(), 1000).unwrap_err().code,
+            6
+        );
         r.append_as_leader(&batch(), 1000, None).unwrap();
         assert_eq!(stored_epochs(&r), vec![0, 3, 5]);
         assert_eq!(r.delete_records_before(1).unwrap(), 1);

@@ -326,7 +326,12 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                 Ok(a) => {
                     if a.duplicate && acks == -1 {
                         // A retry of a stored batch: acknowledged once the ISR has it too.
-                        to_wait.push((responses.len(), partitions.len(), partition.clone(), a.last_offset + 1));
+                        to_wait.push((
+                            responses.len(),
+                            partitions.len(),
+                            partition.clone(),
+                            a.last_offset + 1,
+                        ));
                     }
                     if !a.duplicate {
                         let labels = TopicLabels {
@@ -451,8 +456,7 @@ fn leader_appended(broker: &Broker, appended: &[Pending], flush_always: bool) {
 /// acks=0 under --flush always: the fsync happens anyway before the HW counts the data.
 async fn leader_appended_after_sync(broker: &Broker, appended: &[Pending]) {
     let results =
-        futures::future::join_all(appended.iter().map(|(_, _, p, end)| p.make_durable(*end)))
-            .await;
+        futures::future::join_all(appended.iter().map(|(_, _, p, end)| p.make_durable(*end))).await;
     if results.iter().all(Result::is_ok) {
         leader_appended(broker, appended, true);
     }

@@ -237,7 +237,8 @@ pub(super) async fn run(repl: Replication, shared: Arc<FetcherShared>) {
             }
         }
         // Every fetch offset must be durable: fsync what this round wrote before the next.
-        let synced = futures::future::join_all(appended.iter().map(|r| r.partition().sync_now())).await;
+        let synced =
+            futures::future::join_all(appended.iter().map(|r| r.partition().sync_now())).await;
         for (r, s) in appended.iter().zip(synced) {
             if let Err(e) = s {
                 tracing::error!(topic = %r.topic(), partition = r.index(), error = %e, "follower fsync failed");
@@ -305,8 +306,7 @@ fn handle_partition(
         partition.set_high_watermark(Some(hw));
     }
     // The leader's log start moved (retention, DeleteRecords): follow it within our log.
-    if pd.log_start_offset > marks.log_start_offset && pd.log_start_offset <= marks.log_end_offset
-    {
+    if pd.log_start_offset > marks.log_start_offset && pd.log_start_offset <= marks.log_end_offset {
         let _ = replica.with_log(|l| l.delete_records_before(pd.log_start_offset));
     }
     Ok(wrote)

@@ -248,8 +248,8 @@ fn read_once(
                             }
                             Err(e) => {
                                 tracing::error!(topic = %r.topic(), partition = r.index(), error = %e, "replica read failed");
-                                data = data
-                                    .with_error_code(ResponseError::KafkaStorageError.code());
+                                data =
+                                    data.with_error_code(ResponseError::KafkaStorageError.code());
                             }
                         },
                         Ok(_) => data = data.with_records(Some(Bytes::new())),

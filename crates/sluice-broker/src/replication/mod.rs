@@ -323,12 +323,12 @@ async fn maintenance(repl: Replication, tx: tokio::sync::mpsc::Sender<Proposal>)
             let leo = replica.leader_leo(flush_always);
             let out = replica.update_leader(|ls| {
                 for id in ls.replicas().to_vec() {
-                    let status = link
-                        .broker_status(id)
-                        .map(|(epoch, fenced)| sluice_replica::BrokerStatus {
+                    let status = link.broker_status(id).map(|(epoch, fenced)| {
+                        sluice_replica::BrokerStatus {
                             broker_epoch: epoch,
                             fenced,
-                        });
+                        }
+                    });
                     if id != ls.local_id() {
                         ls.set_broker_status(id, status);
                     }
@@ -428,7 +428,12 @@ async fn alter_partition_sender(repl: Replication, mut rx: tokio::sync::mpsc::Re
                     if reply.leader_epoch == p.leader_epoch {
                         let moved = replica.update_leader(|ls| {
                             let replicas = ls.replicas().to_vec();
-                            ls.on_partition_change(replicas, reply.isr.clone(), reply.partition_epoch, now)
+                            ls.on_partition_change(
+                                replicas,
+                                reply.isr.clone(),
+                                reply.partition_epoch,
+                                now,
+                            )
                         });
                         if moved.is_some_and(|(a, m)| a || m) {
                             broker.data_appended.notify_waiters();

@@ -225,7 +225,7 @@ pub enum ReplMode {
     /// end and acks=all is acks=1 (today's behaviour, no extra work on the hot path).
     Single,
     /// This node leads a replicated partition: the leader's view of its followers.
-    Leading(LeaderState),
+    Leading(Box<LeaderState>),
     /// Another node leads (or none does): acks=all waiters were failed, new ones are refused.
     NotLeading,
 }
@@ -970,7 +970,7 @@ impl ReplicaManager {
                 let failed = old.resign();
                 slot.deliver(failed);
             }
-            slot.mode = ReplMode::Leading(ls);
+            slot.mode = ReplMode::Leading(Box::new(ls));
         }
         replica.update_leader(|ls| ls.recheck_high_watermark(now));
         self.replication.leader_changed();

@@ -662,6 +662,7 @@ impl Partition {
         now_ms: i64,
     ) -> Result<sluice_storage::FollowerAppend, KafkaError> {
         let mut state = self.state.lock();
+        Self::follower_only(&state)?;
         let active_base = state.log.active_base_offset();
         let appended = state.log.append_as_follower(buf, now_ms)?;
         if state.log.active_base_offset() != active_base {
@@ -714,6 +715,7 @@ impl Partition {
     /// exactly the records kept. Returns the new log end offset.
     pub fn truncate_to(&self, offset: i64) -> Result<i64, KafkaError> {
         let mut state = self.state.lock();
+        Self::follower_only(&state)?;
         let end = state.log.truncate_to(offset)?;
         self.after_truncation(&mut state)?;
         Ok(end)
@@ -722,8 +724,21 @@ impl Partition {
     /// Kafka's `truncateFullyAndStartAt`: the leader's log start is past our whole log.
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), KafkaError> {
         let mut state = self.state.lock();
+        Self::follower_only(&state)?;
         state.log.truncate_fully_and_start_at(offset)?;
         self.after_truncation(&mut state)
+    }
+
+    /// Truncation is a follower's (checked under the lock: a replica that just became leader
+    /// never cuts its log on a late fetch response).
+    fn follower_only(state: &State) -> Result<(), KafkaError> {
+        if state.role.is_leader() {
+            return Err(KafkaError::new(
+                ResponseError::NotLeaderOrFollower,
+                "the leader of a partition does not truncate its log",
+            ));
+        }
+        Ok(())
     }
 
     fn after_truncation(&self, state: &mut State) -> Result<(), KafkaError> {

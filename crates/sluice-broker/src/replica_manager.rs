@@ -733,6 +733,7 @@ impl ReplicaManager {
                 .collect()
         };
         for r in &removed {
+            self.retire(r);
             r.partition.delete_files()?;
         }
         sluice_storage::fsync_dir(&self.data_dir)?;
@@ -745,9 +746,26 @@ impl ReplicaManager {
         let Some(removed) = self.replicas.write().remove(&tp) else {
             return Ok(false);
         };
+        self.retire(&removed);
         removed.partition.delete_files()?;
         sluice_storage::fsync_dir(&self.data_dir)?;
         Ok(true)
+    }
+
+    /// A replica going away: no fetcher, no leader state (parked acks=all requests fail with
+    /// NOT_LEADER_OR_FOLLOWER).
+    fn retire(&self, r: &Replica) {
+        self.replication.remove_partition(r.tp);
+        self.replication.set_leading(r.tp, false);
+        let mut slot = r.repl.lock();
+        if let ReplMode::Leading(ls) = &mut slot.mode {
+            let failed = ls.resign();
+            slot.deliver(failed);
+        }
+        for (_, tx) in slot.waiters.drain() {
+            let _ = tx.send(AcksOutcome::NotLeaderOrFollower);
+        }
+        slot.mode = ReplMode::NotLeading;
     }
 
     /// Makes this node the leader of `tp` at `leader_epoch` (see the module docs for the
@@ -896,6 +914,7 @@ impl ReplicaManager {
                 }
                 slot.mode = ReplMode::Single;
                 drop(slot);
+                self.replication.set_leading(tp, false);
                 replica.partition.set_high_watermark(None);
                 return Ok(());
             }
@@ -919,6 +938,7 @@ impl ReplicaManager {
                 }
                 slot.mode = ReplMode::NotLeading;
             }
+            self.replication.set_leading(tp, false);
             // A follower's HW comes from its leader's fetch responses; until the first one it
             // is what it was (a demoted leader's, never past the log end).
             let marks = replica.watermarks();
@@ -972,6 +992,7 @@ impl ReplicaManager {
             }
             slot.mode = ReplMode::Leading(Box::new(ls));
         }
+        self.replication.set_leading(replica.tp, true);
         replica.update_leader(|ls| ls.recheck_high_watermark(now));
         self.replication.leader_changed();
         Ok(())

@@ -399,7 +399,9 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
         leader_appended(broker, &to_sync, false);
     }
     if acks == 0 {
-        if flush_always && !to_sync.is_empty() {
+        // Replicated leaders under --flush always count only flushed data: fsync it now
+        // (single-replica partitions keep today's acks=0 path: no wait).
+        if flush_always && to_sync.iter().any(|(_, _, r, _)| r.is_replicated_leader()) {
             leader_appended_after_sync(broker, &to_sync).await;
         }
         return None;

@@ -128,6 +128,8 @@ pub(super) async fn run(repl: Replication, shared: Arc<FetcherShared>) {
         let mut topics: BTreeMap<uuid::Uuid, Vec<FetchPartition>> = BTreeMap::new();
         for (tp, t) in &targets {
             let Some(replica) = broker.replicas.get(*tp) else {
+                // Deleted: stop fetching it.
+                shared.partitions.lock().remove(tp);
                 continue;
             };
             let marks = replica.watermarks();

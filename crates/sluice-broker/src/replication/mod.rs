@@ -146,6 +146,9 @@ struct Started {
 struct Inner {
     local_id: i32,
     started: OnceLock<Started>,
+    /// The partitions this node leads with replication (what the maintenance task visits;
+    /// empty on a single node, so it costs nothing there).
+    leading: Mutex<std::collections::HashSet<TopicIdPartition>>,
     /// Fetchers by source broker.
     fetchers: Mutex<HashMap<i32, Arc<fetcher::FetcherShared>>>,
     flush_always: AtomicBool,
@@ -162,6 +165,7 @@ impl Replication {
             inner: Arc::new(Inner {
                 local_id,
                 started: OnceLock::new(),
+                leading: Mutex::new(std::collections::HashSet::new()),
                 fetchers: Mutex::new(HashMap::new()),
                 flush_always: AtomicBool::new(false),
                 lag_max_ms: AtomicI64::new(sluice_replica::DEFAULT_REPLICA_LAG_TIME_MAX_MS),
@@ -289,6 +293,16 @@ impl Replication {
         self.inner.maintenance.notify_one();
     }
 
+    /// `tp` is led here with replication (`ReplMode::Leading`) or not any more.
+    pub fn set_leading(&self, tp: TopicIdPartition, leading: bool) {
+        let mut set = self.inner.leading.lock();
+        if leading {
+            set.insert(tp);
+        } else {
+            set.remove(&tp);
+        }
+    }
+
     fn spawn_fetcher(&self, f: Arc<fetcher::FetcherShared>) {
         if f.running.swap(true, Ordering::AcqRel) {
             return;
@@ -316,7 +330,12 @@ async fn maintenance(repl: Replication, tx: tokio::sync::mpsc::Sender<Proposal>)
         let flush_always = repl.flush_always();
         let now = now_ms();
         let mut moved = false;
-        for replica in broker.replicas.all() {
+        let leading: Vec<TopicIdPartition> = repl.inner.leading.lock().iter().copied().collect();
+        for tp in leading {
+            let Some(replica) = broker.replicas.get(tp) else {
+                repl.set_leading(tp, false);
+                continue;
+            };
             if !replica.is_replicated_leader() {
                 continue;
             }

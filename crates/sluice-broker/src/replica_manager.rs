@@ -13,7 +13,7 @@
 //!   answers NOT_LEADER_OR_FOLLOWER (6) carrying the KIP-951 current-leader hint
 //!   ([`KafkaError::current_leader`]), which Produce (v10+) and Fetch (v12+) put in their
 //!   `CurrentLeader` fields. Data arrives only through [`ReplicaManager::append_as_follower`]
-//!   (the replica fetcher, not wired yet).
+//!   (the replica fetcher, `replication/fetcher.rs`).
 //!
 //! On a single node every partition is led by this node at epoch [`INITIAL_LEADER_EPOCH`] (0),
 //! exactly as before this module existed; nothing persists the role: the cluster wiring sets
@@ -55,12 +55,19 @@
 //! A role change must carry an epoch at least the current one (leader epochs are never reused;
 //! the controller bumps it on every leader change). The same role at the same epoch is a no-op
 //! (a retried LeaderAndIsr-style update); anything else at an older epoch, or a different role
-//! at the same epoch, is refused with FENCED_LEADER_EPOCH and changes nothing. Not done yet
-//! (they need the storage helper's work): recording the new epoch's start offset in the
-//! leader-epoch cache on `become_leader`, and truncation on `become_follower` (the fetcher
-//! truncates from the leader's `DivergingEpoch`). OffsetForLeaderEpoch answers from the role
-//! alone until that cache exists: the current epoch ends at the log end; older epochs are
-//! answered UNDEFINED (-1, -1), which on a single node (epoch 0 only) never happens.
+//! at the same epoch, is refused with FENCED_LEADER_EPOCH and changes nothing.
+//!
+//! # Replication (issue #10)
+//! [`ReplicaManager::apply_partition_state`] is the cluster layer's entry point (see its docs
+//! and `replication/`): a new leader fsyncs, records `(epoch, LEO)` in the leader-epoch cache
+//! and gets a `sluice_replica::LeaderState` ([`ReplMode::Leading`]); a follower is handed to
+//! the fetcher of its leader ([`ReplMode::NotLeading`]); a partition with one replica stays
+//! [`ReplMode::Single`] (HW = log end, acks=all = acks=1, as before). The mode and the parked
+//! acks=all requests live in a per-replica mutex taken before the partition's (never the
+//! other way round). Follower appends and truncations (`Partition::append_as_follower`,
+//! `truncate_to`) are refused under the partition lock on a leader, so a late fetch response
+//! can never cut or extend a log that just became the leader's. OffsetForLeaderEpoch answers
+//! from the epoch cache.
 //!
 //! # Where it differs from Kafka
 //! - No `leaderIsrUpdateLock`: the role is inside the partition's mutex (see above), and the
@@ -72,7 +79,7 @@
 //! - Directories are `<topic>-<index>` as in Kafka; replicas are keyed by topic id so a topic
 //!   deleted and recreated under the same name never aliases the old incarnation's replica.
 //! - Not yet: KIP-951 `NodeEndpoints` (the leader's host and port; the cluster image has
-//!   them), follower fetching (KIP-392), the leader-epoch cache, follower appends.
+//!   them), fetching from followers (KIP-392).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -340,7 +340,10 @@ async fn maintenance(repl: Replication, tx: tokio::sync::mpsc::Sender<Proposal>)
                 continue;
             }
             let leo = replica.leader_leo(flush_always);
+            let log_start = replica.watermarks().log_start_offset;
             let out = replica.update_leader(|ls| {
+                // Retention and DeleteRecords move the log start.
+                ls.set_log_start_offset(log_start);
                 for id in ls.replicas().to_vec() {
                     let status = link.broker_status(id).map(|(epoch, fenced)| {
                         sluice_replica::BrokerStatus {

@@ -277,7 +277,8 @@ impl Cluster {
 
     fn log_bytes(&self, node: i32, tp: TopicIdPartition) -> Vec<u8> {
         let r = self.nodes[&node].broker.replicas.get(tp).unwrap();
-        match r.read_for_follower(0, 64 << 20).0.unwrap() {
+        let start = r.watermarks().log_start_offset;
+        match r.read_for_follower(start, 64 << 20).0.unwrap() {
             Some(slice) => slice.load().unwrap(),
             None => Vec::new(),
         }
@@ -516,4 +517,53 @@ async fn a_deposed_leader_truncates_its_divergent_tail_and_retries_are_deduplica
     let dup = n1.append_as_leader(&batch(7, 2, b'c'), 0, None).unwrap();
     assert!(dup.duplicate, "{dup:?}");
     assert_eq!(dup.base_offset, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_below_the_leaders_log_start_starts_over_there() {
+    let c = Cluster::new(2, 1, 400).await;
+    let tp = c.topic(vec![1, 2]);
+    let addr1 = c.ctl.lock().addrs[&1].clone();
+    c.nodes[&2].link.rpc.cut_link(&addr1);
+    for i in 0..3 {
+        c.produce(1, tp, &batch(-1, -1, i), false).await.unwrap();
+    }
+    wait_until("the ISR to shrink", || isr(&c, tp) == vec![1]).await;
+    wait_until("the HW to reach the log end", || hw(&c, 1, tp) == 3).await;
+    let leader = c.nodes[&1].broker.replicas.get(tp).unwrap();
+    assert_eq!(leader.delete_records_before(3).unwrap(), 3);
+    c.produce(1, tp, &batch(-1, -1, 9), false).await.unwrap();
+    c.nodes[&2].link.rpc.heal_all();
+    let follower = c.nodes[&2].broker.replicas.get(tp).unwrap();
+    wait_until("the follower to restart at the leader's log start", || {
+        let m = follower.watermarks();
+        m.log_start_offset == 3 && m.log_end_offset == 4
+    })
+    .await;
+    assert_eq!(c.log_bytes(2, tp), c.log_bytes(1, tp));
+    wait_until("the ISR to take node 2 back", || isr(&c, tp) == vec![1, 2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_fetches_on_the_kafka_port_are_refused() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+    use kafka_protocol::messages::{BrokerId, FetchRequest};
+    let c = Cluster::new(2, 1, 30_000).await;
+    let tp = c.topic(vec![1, 2]);
+    let req = FetchRequest::default()
+        .with_replica_state(
+            ReplicaState::default()
+                .with_replica_id(BrokerId(2))
+                .with_replica_epoch(1),
+        )
+        .with_max_wait_ms(0)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic_id(tp.topic_id)
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(-1)])]);
+    let resp = crate::handlers::fetch::handle(&c.nodes[&1].broker, req, 15).await;
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, 6);
+    assert!(p.records.as_ref().is_none_or(|r| r.is_empty()));
 }

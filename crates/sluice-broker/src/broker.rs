@@ -36,6 +36,8 @@ pub struct Broker {
     pub metadata: Metadata,
     /// This node's partition replicas: every append to and read from a user partition.
     pub replicas: Arc<ReplicaManager>,
+    /// Replica fetchers, the leader side of replica fetches, ISR/HW/acks=all (`replication/`).
+    pub replication: crate::replication::Replication,
     pub offsets: OffsetStore,
     pub groups: GroupService,
     pub metrics: Metrics,
@@ -134,6 +136,7 @@ impl Broker {
             advertised_port,
             cluster_id,
             metadata,
+            replication: replicas.replication().clone(),
             replicas,
             offsets,
             groups,

@@ -31,6 +31,8 @@ pub struct SessionPartition {
     pub partition_max_bytes: i32,
     /// The client's `CurrentLeaderEpoch` (Fetch v9+; -1 unchecked), as last sent (KIP-320).
     pub current_leader_epoch: i32,
+    /// The client's `LastFetchedEpoch` (Fetch v12+; -1 absent), as last sent.
+    pub last_fetched_epoch: i32,
     /// What the last response said, to decide whether the next must mention it.
     last_high_watermark: i64,
     last_log_start_offset: i64,
@@ -57,6 +59,8 @@ pub struct RequestedPartition {
     pub partition_max_bytes: i32,
     /// `CurrentLeaderEpoch` (Fetch v9+), -1 when absent.
     pub current_leader_epoch: i32,
+    /// `LastFetchedEpoch` (Fetch v12+), -1 when absent: the leader checks it for divergence.
+    pub last_fetched_epoch: i32,
 }
 
 /// (topic id, topic name, partition), as the request named it.
@@ -125,6 +129,7 @@ impl FetchSessions {
                             fetch_offset: p.fetch_offset,
                             partition_max_bytes: p.partition_max_bytes,
                             current_leader_epoch: p.current_leader_epoch,
+                            last_fetched_epoch: p.last_fetched_epoch,
                             last_high_watermark: -1,
                             last_log_start_offset: -1,
                         },
@@ -185,6 +190,7 @@ impl FetchSessions {
                 entry.fetch_offset = p.fetch_offset;
                 entry.partition_max_bytes = p.partition_max_bytes;
                 entry.current_leader_epoch = p.current_leader_epoch;
+                entry.last_fetched_epoch = p.last_fetched_epoch;
             } else if session.partitions.len() < MAX_FETCH_PARTITIONS {
                 session.partitions.insert(
                     key,
@@ -192,6 +198,7 @@ impl FetchSessions {
                         fetch_offset: p.fetch_offset,
                         partition_max_bytes: p.partition_max_bytes,
                         current_leader_epoch: p.current_leader_epoch,
+                        last_fetched_epoch: p.last_fetched_epoch,
                         last_high_watermark: -1,
                         last_log_start_offset: -1,
                     },
@@ -210,6 +217,7 @@ impl FetchSessions {
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
                 current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: p.last_fetched_epoch,
             })
             .collect();
         Ok(Plan::Session {
@@ -278,6 +286,7 @@ mod tests {
             fetch_offset: offset,
             partition_max_bytes: 1 << 20,
             current_leader_epoch: -1,
+            last_fetched_epoch: -1,
         }
     }
 

@@ -29,6 +29,7 @@ pub mod partition;
 pub mod producer_state;
 pub mod record_codec;
 pub mod replica_manager;
+pub mod replication;
 pub mod schemas;
 pub mod server;
 pub mod share;

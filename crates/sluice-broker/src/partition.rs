@@ -40,6 +40,9 @@ struct State {
     last_expiry_check_ms: i64,
     /// Conditional append (conditional.rs): the key index, on topics that turn it on.
     conditional: Option<crate::conditional::KeyIndex>,
+    /// Follower appends and truncations do not maintain the key index; the next leader
+    /// append rebuilds it from the log.
+    conditional_stale: bool,
 }
 
 impl State {
@@ -143,6 +146,7 @@ impl Partition {
                 producers,
                 last_expiry_check_ms: now_ms,
                 conditional: None,
+                conditional_stale: false,
             }),
             synced_offset: AtomicI64::new(end),
             sync_lock: tokio::sync::Mutex::new(()),
@@ -285,6 +289,12 @@ impl Partition {
         // ---- conditional append (conditional.rs): checked and indexed atomically with the
         // append, after the duplicate check.
         let state = &mut *state;
+        if state.conditional_stale {
+            state.conditional_stale = false;
+            if state.conditional.is_some() {
+                state.conditional = Some(crate::conditional::KeyIndex::build(&state.log));
+            }
+        }
         let predicted = match state.conditional.as_mut() {
             Some(c) => Some(c.check_and_apply(&state.log, buf, &batches)?),
             None => None,
@@ -379,6 +389,11 @@ impl Partition {
     /// `[log start, log end]`.
     pub fn set_high_watermark(&self, high_watermark: Option<i64>) {
         self.state.lock().high_watermark = high_watermark;
+    }
+
+    /// The high watermark the replication layer set (`None`: the log end).
+    pub fn high_watermark_set(&self) -> Option<i64> {
+        self.state.lock().high_watermark
     }
 
     /// This node's role for the partition.
@@ -627,6 +642,147 @@ impl Partition {
     pub fn delete_files(&self) -> Result<(), KafkaError> {
         let state = self.state.lock();
         Ok(sluice_storage::log::remove_log_dir(state.log.dir())?)
+    }
+}
+
+/// Replication (issue #10): the follower's side of the partition (`replication/fetcher.rs`)
+/// and the leader's epoch bookkeeping.
+impl Partition {
+    /// Appends a leader's batches as they are (offsets, epochs, CRCs kept;
+    /// `Log::append_as_follower`) and brings producer state along from their headers, as
+    /// recovery's replay does: sequences and epochs (so this replica, once leader, dedupes a
+    /// retried idempotent batch), open transactions (first offsets, so the LSO is right) and
+    /// markers (the aborted-transaction index gets each ABORT). A roll snapshots producer
+    /// state at the new segment's base, as a leader's append does. The conditional-append key
+    /// index cannot follow a follower's appends cheaply: it is marked stale and rebuilt from
+    /// the log at the next leader append.
+    pub fn append_as_follower(
+        &self,
+        buf: &[u8],
+        now_ms: i64,
+    ) -> Result<sluice_storage::FollowerAppend, KafkaError> {
+        let mut state = self.state.lock();
+        Self::follower_only(&state)?;
+        let active_base = state.log.active_base_offset();
+        let appended = state.log.append_as_follower(buf, now_ms)?;
+        if state.log.active_base_offset() != active_base {
+            // The snapshot must describe the state at the new segment's base: replay the
+            // batches before it first.
+            let base = state.log.active_base_offset();
+            let mut completed = Vec::new();
+            for b in appended
+                .batches
+                .iter()
+                .filter(|b| b.header.base_offset < base)
+            {
+                completed.extend(state.producers.replay(&b.header, b.control));
+            }
+            for d in completed {
+                state.index_completed(Some(d))?;
+            }
+            state.snapshot_at(base);
+            let mut completed = Vec::new();
+            for b in appended
+                .batches
+                .iter()
+                .filter(|b| b.header.base_offset >= base)
+            {
+                completed.extend(state.producers.replay(&b.header, b.control));
+            }
+            for d in completed {
+                state.index_completed(Some(d))?;
+            }
+        } else {
+            let mut completed = Vec::new();
+            for b in &appended.batches {
+                completed.extend(state.producers.replay(&b.header, b.control));
+            }
+            for d in completed {
+                state.index_completed(Some(d))?;
+            }
+        }
+        if state.conditional.is_some() {
+            state.conditional_stale = true;
+        }
+        self.dirty.store(true, Ordering::Release);
+        Ok(appended)
+    }
+
+    /// Kafka's `Partition.truncateTo` on a follower: cuts the log (`Log::truncate_to`), then
+    /// rebuilds producer state from the newest snapshot at or below the new end plus a replay
+    /// (the truncation removed the snapshots past it), which also rebuilds the
+    /// aborted-transaction index of the replayed range, so the LSO and the index describe
+    /// exactly the records kept. Returns the new log end offset.
+    pub fn truncate_to(&self, offset: i64) -> Result<i64, KafkaError> {
+        let mut state = self.state.lock();
+        Self::follower_only(&state)?;
+        let end = state.log.truncate_to(offset)?;
+        self.after_truncation(&mut state)?;
+        Ok(end)
+    }
+
+    /// Kafka's `truncateFullyAndStartAt`: the leader's log start is past our whole log.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), KafkaError> {
+        let mut state = self.state.lock();
+        Self::follower_only(&state)?;
+        state.log.truncate_fully_and_start_at(offset)?;
+        self.after_truncation(&mut state)
+    }
+
+    /// Truncation is a follower's (checked under the lock: a replica that just became leader
+    /// never cuts its log on a late fetch response).
+    fn follower_only(state: &State) -> Result<(), KafkaError> {
+        if state.role.is_leader() {
+            return Err(KafkaError::new(
+                ResponseError::NotLeaderOrFollower,
+                "the leader of a partition does not truncate its log",
+            ));
+        }
+        Ok(())
+    }
+
+    fn after_truncation(&self, state: &mut State) -> Result<(), KafkaError> {
+        state.producers = load_producer_state(&mut state.log)?;
+        if state.conditional.is_some() {
+            state.conditional_stale = true;
+        }
+        let end = state.log.log_end_offset();
+        // Everything kept was fsynced by the truncation itself.
+        self.synced_offset.store(end, Ordering::Release);
+        Ok(())
+    }
+
+    /// Everything below this offset is fsynced (the leader's durable LEO under `--flush always`).
+    pub fn synced_offset(&self) -> i64 {
+        self.synced_offset.load(Ordering::Acquire)
+    }
+
+    /// The log end offset.
+    pub fn log_end_offset(&self) -> i64 {
+        self.state.lock().log.log_end_offset()
+    }
+
+    /// `Log::end_offset_for` (OffsetForLeaderEpoch, `DivergingEpoch`, truncation).
+    pub fn end_offset_for(&self, epoch: i32) -> (i32, i64) {
+        self.state.lock().log.end_offset_for(epoch)
+    }
+
+    /// The latest epoch in the leader-epoch cache.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.state.lock().log.latest_epoch()
+    }
+
+    /// Becoming leader: fsync what the log holds (blocking; done once per leadership change),
+    /// then record `(epoch, LEO)` in the epoch cache, durably. Returns the LEO, where the epoch
+    /// starts.
+    pub fn prepare_leadership(&self, epoch: i32) -> Result<i64, KafkaError> {
+        let (file, target) = self.state.lock().log.sync_target();
+        file.sync_data()
+            .map_err(|e| KafkaError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+        self.synced_offset.fetch_max(target, Ordering::AcqRel);
+        let mut state = self.state.lock();
+        state.log.assign_leader_epoch(epoch)?;
+        Ok(state.log.log_end_offset())
     }
 }
 

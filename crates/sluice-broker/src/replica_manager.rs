@@ -13,7 +13,7 @@
 //!   answers NOT_LEADER_OR_FOLLOWER (6) carrying the KIP-951 current-leader hint
 //!   ([`KafkaError::current_leader`]), which Produce (v10+) and Fetch (v12+) put in their
 //!   `CurrentLeader` fields. Data arrives only through [`ReplicaManager::append_as_follower`]
-//!   (the replica fetcher, not wired yet).
+//!   (the replica fetcher, `replication/fetcher.rs`).
 //!
 //! On a single node every partition is led by this node at epoch [`INITIAL_LEADER_EPOCH`] (0),
 //! exactly as before this module existed; nothing persists the role: the cluster wiring sets
@@ -55,12 +55,19 @@
 //! A role change must carry an epoch at least the current one (leader epochs are never reused;
 //! the controller bumps it on every leader change). The same role at the same epoch is a no-op
 //! (a retried LeaderAndIsr-style update); anything else at an older epoch, or a different role
-//! at the same epoch, is refused with FENCED_LEADER_EPOCH and changes nothing. Not done yet
-//! (they need the storage helper's work): recording the new epoch's start offset in the
-//! leader-epoch cache on `become_leader`, and truncation on `become_follower` (the fetcher
-//! truncates from the leader's `DivergingEpoch`). OffsetForLeaderEpoch answers from the role
-//! alone until that cache exists: the current epoch ends at the log end; older epochs are
-//! answered UNDEFINED (-1, -1), which on a single node (epoch 0 only) never happens.
+//! at the same epoch, is refused with FENCED_LEADER_EPOCH and changes nothing.
+//!
+//! # Replication (issue #10)
+//! [`ReplicaManager::apply_partition_state`] is the cluster layer's entry point (see its docs
+//! and `replication/`): a new leader fsyncs, records `(epoch, LEO)` in the leader-epoch cache
+//! and gets a `sluice_replica::LeaderState` ([`ReplMode::Leading`]); a follower is handed to
+//! the fetcher of its leader ([`ReplMode::NotLeading`]); a partition with one replica stays
+//! [`ReplMode::Single`] (HW = log end, acks=all = acks=1, as before). The mode and the parked
+//! acks=all requests live in a per-replica mutex taken before the partition's (never the
+//! other way round). Follower appends and truncations (`Partition::append_as_follower`,
+//! `truncate_to`) are refused under the partition lock on a leader, so a late fetch response
+//! can never cut or extend a log that just became the leader's. OffsetForLeaderEpoch answers
+//! from the epoch cache.
 //!
 //! # Where it differs from Kafka
 //! - No `leaderIsrUpdateLock`: the role is inside the partition's mutex (see above), and the
@@ -72,7 +79,7 @@
 //! - Directories are `<topic>-<index>` as in Kafka; replicas are keyed by topic id so a topic
 //!   deleted and recreated under the same name never aliases the old incarnation's replica.
 //! - Not yet: KIP-951 `NodeEndpoints` (the leader's host and port; the cluster image has
-//!   them), follower fetching (KIP-392), the leader-epoch cache, follower appends.
+//!   them), fetching from followers (KIP-392).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -87,6 +94,8 @@ use crate::error::{KafkaError, LeaderAndEpoch};
 use crate::partition::Partition;
 pub use crate::partition::{AbortedTxn, Appended, TxnMarker, Watermarks};
 use crate::producer_state::ProducerView;
+use crate::replication::PartitionState;
+use sluice_replica::{AcksAllState, AcksOutcome, LeaderInit, LeaderState, WaiterToken};
 
 /// The leader epoch of every partition on a single node (and of a partition's first leader).
 pub const INITIAL_LEADER_EPOCH: i32 = 0;
@@ -212,6 +221,55 @@ pub struct Replica {
     topic: Arc<str>,
     local_id: i32,
     partition: Partition,
+    /// How acks=all and the high watermark work here (see [`ReplMode`]). Lock order: this
+    /// mutex before the partition's.
+    repl: parking_lot::Mutex<ReplSlot>,
+}
+
+/// The replication mode of one replica.
+pub enum ReplMode {
+    /// Not replicated (a single node, or a partition with one replica): the HW is the log
+    /// end and acks=all is acks=1 (today's behaviour, no extra work on the hot path).
+    Single,
+    /// This node leads a replicated partition: the leader's view of its followers.
+    Leading(Box<LeaderState>),
+    /// Another node leads (or none does): acks=all waiters were failed, new ones are refused.
+    NotLeading,
+}
+
+/// A replica's replication state and the acks=all requests parked on it.
+pub struct ReplSlot {
+    pub mode: ReplMode,
+    waiters: HashMap<WaiterToken, tokio::sync::oneshot::Sender<AcksOutcome>>,
+    next_token: WaiterToken,
+}
+
+impl Default for ReplSlot {
+    fn default() -> Self {
+        ReplSlot {
+            mode: ReplMode::Single,
+            waiters: HashMap::new(),
+            next_token: 0,
+        }
+    }
+}
+
+impl ReplSlot {
+    fn deliver(&mut self, done: Vec<(WaiterToken, AcksOutcome)>) {
+        for (token, outcome) in done {
+            if let Some(tx) = self.waiters.remove(&token) {
+                let _ = tx.send(outcome);
+            }
+        }
+    }
+}
+
+/// How an acks=all request waits after its append.
+pub enum AcksWait {
+    /// Answer now: `Ok` or the error code.
+    Now(Result<(), i16>),
+    /// Parked until the HW reaches its end (or the ISR shrinks, or leadership is lost).
+    Parked(WaiterToken, tokio::sync::oneshot::Receiver<AcksOutcome>),
 }
 
 impl Replica {
@@ -305,6 +363,135 @@ impl Replica {
         self.partition.watermarks()
     }
 
+    /// True when this replica leads a replicated partition.
+    pub fn is_replicated_leader(&self) -> bool {
+        matches!(self.repl.lock().mode, ReplMode::Leading(_))
+    }
+
+    /// Runs `f` on the leader state (if this replica leads a replicated partition), then
+    /// publishes a moved HW to readers and answers the acks=all requests it finished.
+    /// Returns `f`'s answer and whether the HW moved (the caller wakes long polls).
+    pub fn update_leader<R>(&self, f: impl FnOnce(&mut LeaderState) -> R) -> Option<(R, bool)> {
+        let mut slot = self.repl.lock();
+        let ReplMode::Leading(ls) = &mut slot.mode else {
+            return None;
+        };
+        let before = ls.high_watermark();
+        let r = f(ls);
+        let hw = ls.high_watermark();
+        let moved = hw != before;
+        if moved {
+            self.partition.set_high_watermark(Some(hw));
+        }
+        let ready = if ls.parked() > 0 {
+            ls.take_ready()
+        } else {
+            Vec::new()
+        };
+        slot.deliver(ready);
+        Some((r, moved))
+    }
+
+    /// acks=all before the append: NOT_ENOUGH_REPLICAS (19) while the committed ISR is below
+    /// `min.insync.replicas`; NOT_LEADER_OR_FOLLOWER when leadership is being handed over.
+    pub fn check_acks_all(&self) -> Result<(), KafkaError> {
+        let slot = self.repl.lock();
+        match &slot.mode {
+            ReplMode::Single => Ok(()),
+            ReplMode::Leading(ls) => ls.check_acks_all_before_append().map_err(|e| {
+                KafkaError::new(
+                    ResponseError::NotEnoughReplicas,
+                    format!(
+                        "the in-sync replica set has {} members, min.insync.replicas is {}",
+                        e.isr_size, e.min_isr
+                    ),
+                )
+            }),
+            ReplMode::NotLeading => Err(not_leader(&self.role(), self.local_id)),
+        }
+    }
+
+    /// The leader's own log grew to `leo` (its flushed end under `--flush always`). Returns
+    /// whether the HW moved.
+    pub fn on_local_append(&self, leo: i64, now_ms: i64) -> bool {
+        self.update_leader(|ls| ls.on_local_append(leo, now_ms))
+            .is_some_and(|(advanced, moved)| advanced || moved)
+    }
+
+    /// acks=all after the append of records ending before `end_offset`.
+    pub fn wait_acks_all(&self, end_offset: i64) -> AcksWait {
+        let mut slot = self.repl.lock();
+        let slot = &mut *slot;
+        match &mut slot.mode {
+            ReplMode::Single => AcksWait::Now(Ok(())),
+            ReplMode::NotLeading => AcksWait::Now(Err(ResponseError::NotLeaderOrFollower.code())),
+            ReplMode::Leading(ls) => match ls.acks_all_state(end_offset) {
+                AcksAllState::Done => AcksWait::Now(Ok(())),
+                AcksAllState::DoneIsrTooSmall => {
+                    AcksWait::Now(Err(ResponseError::NotEnoughReplicasAfterAppend.code()))
+                }
+                AcksAllState::Waiting => {
+                    slot.next_token = slot.next_token.wrapping_add(1);
+                    let token = slot.next_token;
+                    ls.park(token, end_offset);
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    slot.waiters.insert(token, tx);
+                    AcksWait::Parked(token, rx)
+                }
+            },
+        }
+    }
+
+    /// Forgets a parked acks=all request (it timed out).
+    pub fn cancel_acks_all(&self, token: WaiterToken) {
+        let mut slot = self.repl.lock();
+        slot.waiters.remove(&token);
+        if let ReplMode::Leading(ls) = &mut slot.mode {
+            ls.cancel(token);
+        }
+    }
+
+    /// The leader's end offset as far as the HW may count it: the flushed end under
+    /// `--flush always` (only data on disk is replicated-and-durable), else the log end.
+    pub fn leader_leo(&self, flush_always: bool) -> i64 {
+        if flush_always {
+            self.partition
+                .synced_offset()
+                .min(self.partition.log_end_offset())
+        } else {
+            self.partition.log_end_offset()
+        }
+    }
+
+    /// The underlying partition (the replication layer: follower appends, truncation, epochs).
+    pub(crate) fn partition(&self) -> &Partition {
+        &self.partition
+    }
+
+    /// A read for a follower (replica fetch, leader side): up to the log end, not the HW.
+    #[allow(clippy::type_complexity)]
+    pub fn read_for_follower(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> (Result<Option<SegmentSlice>, KafkaError>, Watermarks) {
+        self.partition.read(offset, max_bytes)
+    }
+
+    /// `Log::end_offset_for` (OffsetForLeaderEpoch, `DivergingEpoch`).
+    pub fn end_offset_for(&self, epoch: i32) -> (i32, i64) {
+        self.partition.end_offset_for(epoch)
+    }
+
+    /// Where this leader's current epoch started (KIP-207), if it leads a replicated
+    /// partition.
+    pub fn epoch_start_offset(&self) -> Option<i64> {
+        match &self.repl.lock().mode {
+            ReplMode::Leading(ls) => Some(ls.epoch_start_offset()),
+            _ => None,
+        }
+    }
+
     /// Sets the high watermark the replication layer computed (leader: the minimum log end
     /// over the ISR; follower: the leader's, capped by the local log end). `None` returns to
     /// "the log end" (single node). Consumers never read at or past it (Fetch cuts there),
@@ -364,6 +551,8 @@ pub struct ReplicaManager {
     local_id: i32,
     data_dir: PathBuf,
     replicas: RwLock<HashMap<TopicIdPartition, Arc<Replica>>>,
+    /// The replica fetchers and the leader-side tasks (`replication/`).
+    replication: crate::replication::Replication,
 }
 
 /// The directory of a partition's log: `<data dir>/<topic>-<index>`, as Kafka.
@@ -377,11 +566,17 @@ impl ReplicaManager {
             local_id,
             data_dir: data_dir.to_path_buf(),
             replicas: RwLock::new(HashMap::new()),
+            replication: crate::replication::Replication::new(local_id),
         }
     }
 
     pub fn local_id(&self) -> i32 {
         self.local_id
+    }
+
+    /// The replication layer's handle (fetchers, AlterPartition sender, lag checks).
+    pub fn replication(&self) -> &crate::replication::Replication {
+        &self.replication
     }
 
     /// Opens (recovers) a replica from its directory, as `role`. Replaces nothing: a replica
@@ -419,6 +614,7 @@ impl ReplicaManager {
             topic: Arc::from(topic),
             local_id: self.local_id,
             partition,
+            repl: parking_lot::Mutex::new(ReplSlot::default()),
         }))
     }
 
@@ -544,6 +740,7 @@ impl ReplicaManager {
                 .collect()
         };
         for r in &removed {
+            self.retire(r);
             r.partition.delete_files()?;
         }
         sluice_storage::fsync_dir(&self.data_dir)?;
@@ -556,9 +753,26 @@ impl ReplicaManager {
         let Some(removed) = self.replicas.write().remove(&tp) else {
             return Ok(false);
         };
+        self.retire(&removed);
         removed.partition.delete_files()?;
         sluice_storage::fsync_dir(&self.data_dir)?;
         Ok(true)
+    }
+
+    /// A replica going away: no fetcher, no leader state (parked acks=all requests fail with
+    /// NOT_LEADER_OR_FOLLOWER).
+    fn retire(&self, r: &Replica) {
+        self.replication.remove_partition(r.tp);
+        self.replication.set_leading(r.tp, false);
+        let mut slot = r.repl.lock();
+        if let ReplMode::Leading(ls) = &mut slot.mode {
+            let failed = ls.resign();
+            slot.deliver(failed);
+        }
+        for (_, tx) in slot.waiters.drain() {
+            let _ = tx.send(AcksOutcome::NotLeaderOrFollower);
+        }
+        slot.mode = ReplMode::NotLeading;
     }
 
     /// Makes this node the leader of `tp` at `leader_epoch` (see the module docs for the
@@ -616,14 +830,14 @@ impl ReplicaManager {
     }
 
     /// Appends a leader's batches, already stamped with offsets and epochs, to a follower
-    /// replica. Not implemented yet: it needs `Log::append_as_follower` from the storage work
-    /// of issue #10; until that merges it refuses with KAFKA_STORAGE_ERROR (after the role
-    /// checks, which are final: a leader never takes a follower append).
+    /// replica (`Partition::append_as_follower`: log, producer and transaction state). A
+    /// leader never takes a follower append.
     pub fn append_as_follower(
         &self,
         tp: TopicIdPartition,
         bytes: &[u8],
-    ) -> Result<Appended, KafkaError> {
+        now_ms: i64,
+    ) -> Result<sluice_storage::FollowerAppend, KafkaError> {
         let replica = self
             .get(tp)
             .ok_or_else(|| unknown_partition(&tp.topic_id.to_string(), tp.partition))?;
@@ -633,13 +847,162 @@ impl ReplicaManager {
                 "the leader of a partition does not take a follower's append",
             ));
         }
-        Err(KafkaError::new(
-            ResponseError::KafkaStorageError,
-            format!(
-                "follower append of {} bytes: not implemented until Log::append_as_follower exists",
-                bytes.len()
-            ),
-        ))
+        replica.partition.append_as_follower(bytes, now_ms)
+    }
+
+    /// Applies a partition's state from the metadata image (the cluster layer's reconcile
+    /// calls it for every changed partition this node hosts, after opening the replica).
+    ///
+    /// - This node leads in a newer epoch (Kafka's `makeLeader`): the partition leaves its
+    ///   fetcher, the log is fsynced, `(epoch, LEO)` is recorded in the epoch cache (durably),
+    ///   the role changes (appends are stamped with the new epoch from here on) and a
+    ///   [`LeaderState`] starts from that LEO and the HW this replica had (its follower HW;
+    ///   none: its log start, so nothing uncommitted becomes visible before the ISR confirms
+    ///   it). A partition whose only replica is this node stays [`ReplMode::Single`] (today's
+    ///   behaviour and speed: HW = log end).
+    /// - Same leader epoch: an ISR/assignment change (`LeaderState::on_partition_change`,
+    ///   ignored unless the partition epoch is newer, so a stale image never undoes a newer
+    ///   AlterPartition answer); `min.insync.replicas` follows the topic config.
+    /// - Another node leads (or none): the role becomes follower, parked acks=all requests
+    ///   fail with NOT_LEADER_OR_FOLLOWER, and the partition is handed to the fetcher of its
+    ///   leader (none: nothing fetches until a leader is elected).
+    pub fn apply_partition_state(
+        &self,
+        tp: TopicIdPartition,
+        state: &PartitionState,
+    ) -> Result<(), KafkaError> {
+        let replica = self
+            .get(tp)
+            .ok_or_else(|| unknown_partition(&tp.topic_id.to_string(), tp.partition))?;
+        let now = crate::broker::now_ms();
+        let min_isr = state.min_insync_replicas.max(1);
+        let single =
+            state.replicas.len() <= 1 && state.replicas.iter().all(|&r| r == self.local_id);
+        if state.leader == self.local_id {
+            let current = replica.role();
+            if current
+                == (Role::Leader {
+                    leader_epoch: state.leader_epoch,
+                })
+            {
+                let mut slot = replica.repl.lock();
+                match &mut slot.mode {
+                    ReplMode::Leading(ls) => {
+                        ls.set_min_isr(min_isr, now);
+                        drop(slot);
+                        let partition_epoch = state.partition_epoch;
+                        let (replicas, isr) = (state.replicas.clone(), state.isr.clone());
+                        replica.update_leader(|ls| {
+                            ls.on_partition_change(replicas, isr, partition_epoch, now)
+                        });
+                    }
+                    ReplMode::Single if !single => {
+                        drop(slot);
+                        replica.partition.prepare_leadership(state.leader_epoch)?;
+                        self.start_leading(&replica, state, now)?;
+                    }
+                    _ => {}
+                }
+                return Ok(());
+            }
+            self.replication.remove_partition(tp);
+            replica.partition.prepare_leadership(state.leader_epoch)?;
+            self.change_role(
+                tp,
+                Role::Leader {
+                    leader_epoch: state.leader_epoch,
+                },
+            )?;
+            if single {
+                let mut slot = replica.repl.lock();
+                if let ReplMode::Leading(ls) = &mut slot.mode {
+                    let failed = ls.resign();
+                    slot.deliver(failed);
+                }
+                slot.mode = ReplMode::Single;
+                drop(slot);
+                self.replication.set_leading(tp, false);
+                replica.partition.set_high_watermark(None);
+                return Ok(());
+            }
+            self.start_leading(&replica, state, now)
+        } else {
+            let role = Role::Follower {
+                leader_id: state.leader,
+                leader_epoch: state.leader_epoch,
+            };
+            if replica.role() != role {
+                self.change_role(tp, role)?;
+            }
+            {
+                let mut slot = replica.repl.lock();
+                if let ReplMode::Leading(ls) = &mut slot.mode {
+                    let failed = ls.resign();
+                    slot.deliver(failed);
+                }
+                for (_, tx) in slot.waiters.drain() {
+                    let _ = tx.send(AcksOutcome::NotLeaderOrFollower);
+                }
+                slot.mode = ReplMode::NotLeading;
+            }
+            self.replication.set_leading(tp, false);
+            // A follower's HW comes from its leader's fetch responses; until the first one it
+            // is what it was (a demoted leader's, never past the log end).
+            let marks = replica.watermarks();
+            replica
+                .partition
+                .set_high_watermark(Some(marks.high_watermark));
+            if state.leader >= 0 {
+                self.replication
+                    .add_partition(tp, state.leader, state.leader_epoch);
+            } else {
+                self.replication.remove_partition(tp);
+            }
+            Ok(())
+        }
+    }
+
+    fn start_leading(
+        &self,
+        replica: &Arc<Replica>,
+        state: &PartitionState,
+        now: i64,
+    ) -> Result<(), KafkaError> {
+        let marks = replica.watermarks();
+        let flush_always = self.replication.flush_always();
+        let leo = replica.leader_leo(flush_always);
+        let hw = match replica.partition.high_watermark_set() {
+            Some(hw) => hw,
+            None => marks.log_start_offset,
+        };
+        let ls = LeaderState::new(LeaderInit {
+            local_id: self.local_id,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            replicas: state.replicas.clone(),
+            isr: state.isr.clone(),
+            min_isr: state.min_insync_replicas.max(1),
+            replica_lag_time_max_ms: self.replication.replica_lag_time_max_ms(),
+            local_leo: leo,
+            high_watermark: hw,
+            log_start_offset: marks.log_start_offset,
+            now_ms: now,
+        });
+        replica
+            .partition
+            .set_high_watermark(Some(ls.high_watermark()));
+        {
+            let mut slot = replica.repl.lock();
+            if let ReplMode::Leading(old) = &mut slot.mode {
+                let failed = old.resign();
+                slot.deliver(failed);
+            }
+            slot.mode = ReplMode::Leading(Box::new(ls));
+        }
+        self.replication.set_leading(replica.tp, true);
+        replica.update_leader(|ls| ls.recheck_high_watermark(now));
+        self.replication.leader_changed();
+        Ok(())
     }
 
     /// Retention and `segment.ms` rolling on every replica.
@@ -853,10 +1216,15 @@ mod tests {
         assert_eq!(r.check_leader(4).unwrap_err().current_leader, hint);
         assert_eq!(r.watermarks().high_watermark, 2, "nothing was appended");
         assert_eq!(rm.leader_of(tp), hint);
-        // The follower append is a stub until the storage work merges; never on a leader.
-        assert_eq!(rm.append_as_follower(tp, &batch()).unwrap_err().code, 56);
+        // A follower append must continue the log (this batch starts at 0, the log ends at
+        // 2); never on a leader.
+        let e = rm.append_as_follower(tp, &batch(), 1000).unwrap_err();
+        assert_ne!(e.code, 6);
         assert!(rm.become_leader(tp, 5).unwrap());
-        assert_eq!(rm.append_as_follower(tp, &batch()).unwrap_err().code, 6);
+        assert_eq!(
+            rm.append_as_follower(tp, &batch(), 1000).unwrap_err().code,
+            6
+        );
         r.append_as_leader(&batch(), 1000, None).unwrap();
         assert_eq!(stored_epochs(&r), vec![0, 3, 5]);
         assert_eq!(r.delete_records_before(1).unwrap(), 1);

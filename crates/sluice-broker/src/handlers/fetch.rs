@@ -74,6 +74,8 @@ struct WantedPartition {
     partition_max_bytes: i32,
     /// KIP-320 (Fetch v9+; -1 unchecked).
     current_leader_epoch: i32,
+    /// Fetch v12+ `LastFetchedEpoch` (-1: absent).
+    last_fetched_epoch: i32,
     replica: Option<Arc<Replica>>,
 }
 
@@ -122,6 +124,7 @@ fn group_by_topic(broker: &Broker, partitions: Vec<RequestedPartition>) -> Vec<W
             fetch_offset: p.fetch_offset,
             partition_max_bytes: p.partition_max_bytes,
             current_leader_epoch: p.current_leader_epoch,
+            last_fetched_epoch: p.last_fetched_epoch,
             replica: None,
         };
         match index.entry((p.topic_id, p.topic)) {
@@ -181,6 +184,40 @@ fn refused_topics(
 }
 
 pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
+    // Replica fetches come only through cluster RPC service 2 (`replication/leader.rs`); a
+    // client on the Kafka port posing as a replica is answered as Kafka answers a fetcher that
+    // is not a replica of the partition: NOT_LEADER_OR_FOLLOWER, or UNKNOWN_LEADER_EPOCH when it
+    // sent a leader epoch.
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    if replica_id >= 0 {
+        let topics = req
+            .topics
+            .iter()
+            .map(|t| {
+                FetchableTopicResponse::default()
+                    .with_topic(t.topic.clone())
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                let code = if p.current_leader_epoch >= 0 {
+                                    ResponseError::UnknownLeaderEpoch
+                                } else {
+                                    ResponseError::NotLeaderOrFollower
+                                };
+                                partition_data(p.partition, code.code())
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return FetchResponse::default().with_responses(topics);
+    }
     let by_id = version >= 13;
     let read_committed = req.isolation_level == 1;
     let topic_key = |name: &TopicName, id: Uuid| {
@@ -203,6 +240,11 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
                 current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: if version >= 12 {
+                    p.last_fetched_epoch
+                } else {
+                    -1
+                },
             };
             if requested.len() < MAX_FETCH_PARTITIONS {
                 requested.push(r);
@@ -372,6 +414,30 @@ fn read_once(
                         continue;
                     }
                 };
+            // KIP-320 for consumers (Fetch v12+): a `LastFetchedEpoch` whose end here is
+            // before the fetch offset (or whose epoch is unknown past it) means the consumer
+            // read a tail this log no longer has: answer `DivergingEpoch`, no records (the
+            // consumer truncates its position). An epoch this log cannot place (undefined)
+            // is served as before rather than reset (Kafka answers OFFSET_OUT_OF_RANGE).
+            if p.last_fetched_epoch >= 0 {
+                let (epoch, end) = partition.end_offset_for(p.last_fetched_epoch);
+                if epoch >= 0 && end >= 0 && (epoch < p.last_fetched_epoch || end < offset) {
+                    any_error = true;
+                    partitions.push(
+                        partition_data(index, 0)
+                            .with_high_watermark(marks.high_watermark)
+                            .with_last_stable_offset(marks.last_stable_offset)
+                            .with_log_start_offset(marks.log_start_offset)
+                            .with_diverging_epoch(
+                                kafka_protocol::messages::fetch_response::EpochEndOffset::default()
+                                    .with_epoch(epoch)
+                                    .with_end_offset(end),
+                            )
+                            .with_records(Some(Bytes::new())),
+                    );
+                    continue;
+                }
+            }
             let mut data = partition_data(index, 0)
                 .with_high_watermark(marks.high_watermark)
                 .with_last_stable_offset(marks.last_stable_offset)

@@ -14,7 +14,7 @@ use crate::broker::Broker;
 
 mod admin;
 mod api_versions;
-mod fetch;
+pub(crate) mod fetch;
 mod groups;
 mod metadata;
 mod offsets;

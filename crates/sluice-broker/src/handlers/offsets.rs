@@ -181,6 +181,17 @@ pub fn list_offsets(broker: &Broker, req: ListOffsetsRequest, version: i16) -> L
                     } else {
                         -1
                     };
+                    // KIP-207: a new leader whose HW has not reached the start of its epoch
+                    // may not yet know what its predecessor committed: OFFSET_NOT_AVAILABLE
+                    // (retriable) for everything but EARLIEST.
+                    if p.timestamp != -2 {
+                        if let Some(start) = partition.epoch_start_offset() {
+                            if partition.watermarks().high_watermark < start {
+                                return resp
+                                    .with_error_code(ResponseError::OffsetNotAvailable.code());
+                            }
+                        }
+                    }
                     match list_one(&partition, p.timestamp, cap, read_committed) {
                         Ok((offset, ts)) => resp
                             .with_offset(offset)
@@ -198,9 +209,10 @@ pub fn list_offsets(broker: &Broker, req: ListOffsetsRequest, version: i16) -> L
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-/// The current leader epoch ends at the log end; older epochs need the leader-epoch cache
-/// (issue #10's storage work) and are answered UNDEFINED until then — on a single node every
-/// partition has only epoch 0, so that never happens (see replica_manager.rs).
+/// Kafka's `lastOffsetForLeaderEpoch` on the leader: from the partition's leader-epoch cache
+/// (`Log::end_offset_for`): the largest epoch at or below the requested one and its end
+/// offset; the latest epoch ends at the log end; unknown → UNDEFINED (-1, -1). Advertised
+/// v2–v4 (the Java consumer validates positions only with v3+).
 pub fn offset_for_leader_epoch(
     broker: &Broker,
     req: OffsetForLeaderEpochRequest,
@@ -226,11 +238,16 @@ pub fn offset_for_leader_epoch(
                         Ok(role) => role.leader_epoch(),
                         Err(e) => return resp.with_error_code(e.code),
                     };
-                    if p.leader_epoch != epoch {
-                        return resp;
+                    // The epoch cache: the largest epoch at or below the requested one and
+                    // where it ends (the log end for the latest). The current epoch always
+                    // ends at the log end, even before its first batch.
+                    let (e, end) = partition.end_offset_for(p.leader_epoch);
+                    if e < 0 && p.leader_epoch == epoch {
+                        return resp
+                            .with_leader_epoch(epoch)
+                            .with_end_offset(partition.watermarks().log_end_offset);
                     }
-                    resp.with_leader_epoch(epoch)
-                        .with_end_offset(partition.watermarks().log_end_offset)
+                    resp.with_leader_epoch(e).with_end_offset(end)
                 })
                 .collect();
             OffsetForLeaderTopicResult::default()

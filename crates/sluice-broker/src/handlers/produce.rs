@@ -25,6 +25,7 @@ use crate::compression::{self, Codec, DecompressError, Levels};
 use crate::config::FlushPolicy;
 use crate::metrics::TopicLabels;
 use crate::record_codec;
+use crate::replica_manager::Replica;
 use crate::topic_config::TopicConfigs;
 
 /// The codec a topic stores its batches in (`compression.type`) with its level configs, or
@@ -148,6 +149,8 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
     let mut responses = Vec::with_capacity(req.topic_data.len());
     // (topic index, partition index in response, partition, end offset) awaiting fsync.
     let mut to_sync = Vec::new();
+    // Duplicates of stored batches, which wait for the high watermark under acks=all.
+    let mut to_wait = Vec::new();
     for topic_data in req.topic_data {
         let name = topic_data.name.0.to_string();
         let topic = broker.metadata.topic(&name);
@@ -302,8 +305,34 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                     guard = Some(g);
                 }
             }
+            // acks=all: refused before the append while the ISR is below min.insync.replicas
+            // (a single-replica partition has nothing to check).
+            if acks == -1 {
+                if let Err(e) = partition.check_acks_all() {
+                    let leader = e.current_leader.filter(|_| version >= 10);
+                    let mut resp = partition_error(pd.index, e.code, Some(e.message));
+                    if let Some(l) = leader {
+                        resp = resp.with_current_leader(
+                            LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(l.leader_id))
+                                .with_leader_epoch(l.leader_epoch),
+                        );
+                    }
+                    partitions.push(resp);
+                    continue;
+                }
+            }
             match partition.append_as_leader(&records, now, guard) {
                 Ok(a) => {
+                    if a.duplicate && acks == -1 {
+                        // A retry of a stored batch: acknowledged once the ISR has it too.
+                        to_wait.push((
+                            responses.len(),
+                            partitions.len(),
+                            partition.clone(),
+                            a.last_offset + 1,
+                        ));
+                    }
                     if !a.duplicate {
                         let labels = TopicLabels {
                             topic: name.clone(),
@@ -364,10 +393,20 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
     if !to_sync.is_empty() {
         broker.data_appended.notify_waiters();
     }
+    let flush_always = broker.config.flush == FlushPolicy::Always;
+    if !flush_always {
+        // Replicated leaders: the local LEO counts towards the HW at once.
+        leader_appended(broker, &to_sync, false);
+    }
     if acks == 0 {
+        // Replicated leaders under --flush always count only flushed data: fsync it now
+        // (single-replica partitions keep today's acks=0 path: no wait).
+        if flush_always && to_sync.iter().any(|(_, _, r, _)| r.is_replicated_leader()) {
+            leader_appended_after_sync(broker, &to_sync).await;
+        }
         return None;
     }
-    if broker.config.flush == FlushPolicy::Always && !to_sync.is_empty() {
+    if flush_always && !to_sync.is_empty() {
         let results =
             futures::future::join_all(to_sync.iter().map(|(_, _, p, end)| p.make_durable(*end)))
                 .await;
@@ -389,7 +428,117 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
             }
         }
     }
+    if flush_always {
+        // Under --flush always the leader counts only its flushed end.
+        leader_appended(broker, &to_sync, true);
+    }
+    if acks == -1 {
+        to_wait.extend(to_sync.iter().cloned());
+        wait_for_isr(broker, &mut responses, &to_wait, req.timeout_ms, version).await;
+    }
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+type Pending = (usize, usize, std::sync::Arc<Replica>, i64);
+
+/// Reports the leader's new (flushed) end to the replicated leaders that appended.
+fn leader_appended(broker: &Broker, appended: &[Pending], flush_always: bool) {
+    let now = now_ms();
+    let mut moved = false;
+    for (_, _, r, _) in appended {
+        if r.is_replicated_leader() {
+            moved |= r.on_local_append(r.leader_leo(flush_always), now);
+        }
+    }
+    if moved {
+        broker.data_appended.notify_waiters();
+    }
+}
+
+/// acks=0 under --flush always: the fsync happens anyway before the HW counts the data.
+async fn leader_appended_after_sync(broker: &Broker, appended: &[Pending]) {
+    let results =
+        futures::future::join_all(appended.iter().map(|(_, _, p, end)| p.make_durable(*end))).await;
+    if results.iter().all(Result::is_ok) {
+        leader_appended(broker, appended, true);
+    }
+}
+
+/// acks=all: waits until the HW passes each appended partition's records (or the ISR shrank
+/// below min.insync.replicas: NOT_ENOUGH_REPLICAS_AFTER_APPEND; or leadership was lost:
+/// NOT_LEADER_OR_FOLLOWER with the KIP-951 hint), at most the request's `timeout_ms`
+/// (REQUEST_TIMED_OUT). Partitions already failed (an fsync error) are not waited for.
+async fn wait_for_isr(
+    broker: &Broker,
+    responses: &mut [TopicProduceResponse],
+    pending: &[Pending],
+    timeout_ms: i32,
+    version: i16,
+) {
+    use crate::replica_manager::AcksWait;
+    let deadline =
+        tokio::time::Instant::now() + std::time::Duration::from_millis(timeout_ms.max(0) as u64);
+    let mut waits = Vec::new();
+    for (t, p, r, end) in pending {
+        let failed = responses
+            .get(*t)
+            .and_then(|t| t.partition_responses.get(*p))
+            .is_none_or(|resp| resp.error_code != 0);
+        if failed {
+            continue;
+        }
+        match r.wait_acks_all(*end) {
+            AcksWait::Now(Ok(())) => {}
+            AcksWait::Now(Err(code)) => set_error(responses, *t, *p, r, code, version),
+            AcksWait::Parked(token, rx) => waits.push((*t, *p, r.clone(), token, rx)),
+        }
+    }
+    let _ = broker;
+    for (t, p, r, token, rx) in waits {
+        let code = match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(outcome)) => outcome.error_code(),
+            Ok(Err(_)) => ResponseError::NotLeaderOrFollower.code(),
+            Err(_) => {
+                r.cancel_acks_all(token);
+                ResponseError::RequestTimedOut.code()
+            }
+        };
+        if code != 0 {
+            set_error(responses, t, p, &r, code, version);
+        }
+    }
+}
+
+fn set_error(
+    responses: &mut [TopicProduceResponse],
+    t: usize,
+    p: usize,
+    replica: &Replica,
+    code: i16,
+    version: i16,
+) {
+    let Some(resp) = responses
+        .get_mut(t)
+        .and_then(|t| t.partition_responses.get_mut(p))
+    else {
+        return;
+    };
+    let index = resp.index;
+    let message = match code {
+        19 | 20 => "the in-sync replica set is smaller than min.insync.replicas",
+        6 => "leadership moved while the request waited for the in-sync replicas",
+        _ => "the in-sync replicas did not confirm the records within the request's timeout",
+    };
+    let mut r = partition_error(index, code, Some(message.into()));
+    if code == ResponseError::NotLeaderOrFollower.code() && version >= 10 {
+        let l = replica.leader();
+        r = r.with_current_leader(
+            LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(l.leader_id))
+                .with_leader_epoch(l.leader_epoch),
+        );
+    }
+    *resp = r;
 }
 
 #[cfg(test)]

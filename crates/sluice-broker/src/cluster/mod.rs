@@ -798,6 +798,7 @@ impl Cluster {
     /// Registers this broker (a new broker epoch); it starts fenced.
     pub async fn register(&self, kafka_host: &str, kafka_port: i32) -> Result<i64, ControllerError> {
         *self.kafka_endpoint.lock() = (kafka_host.to_string(), kafka_port);
+        self.fence_previous_incarnation().await?;
         let (index, _) = self
             .request(CtrlRequest::RegisterBroker {
                 node_id: self.node_id,
@@ -813,6 +814,34 @@ impl Cluster {
         self.fenced.store(true, Ordering::Release);
         tracing::info!(broker_epoch = epoch, "registered with the controller");
         Ok(epoch)
+    }
+
+    /// On the controller node itself, an unfenced registration of this node id with another
+    /// incarnation is this node's previous process: it is fenced first, so the new one need
+    /// not wait out its session (DUPLICATE_BROKER_REGISTRATION). Other nodes wait, as in
+    /// Kafka (their heartbeats retry the registration).
+    async fn fence_previous_incarnation(&self) -> Result<(), ControllerError> {
+        if self.quorum.status().leader != Some(self.node_id as u64) {
+            return Ok(());
+        }
+        let old = self.state.read(|i| {
+            i.broker(self.node_id)
+                .filter(|b| !b.fenced && b.incarnation_id != self.incarnation_id)
+                .map(|b| b.broker_epoch)
+        });
+        let Some(old_epoch) = old else {
+            return Ok(());
+        };
+        let r = HeartbeatRequest {
+            node_id: self.node_id,
+            broker_epoch: old_epoch,
+            metadata_offset: 0,
+            want_fence: true,
+            want_shutdown: false,
+        };
+        self.decide(|c, img, now| c.heartbeat(img, now, &r)).await?;
+        tracing::info!(old_epoch, "fenced this node's previous incarnation");
+        Ok(())
     }
 
     /// One heartbeat; re-registers when the controller no longer knows this epoch.

@@ -41,6 +41,14 @@ fn invalid_config(message: String) -> KafkaError {
     KafkaError::new(ResponseError::InvalidConfig, message)
 }
 
+/// A topic's replication factor (its first partition's replica count; -1 when unknown).
+fn replication_factor_of(broker: &Broker, topic: &crate::metadata::Topic) -> i16 {
+    broker.metadata.cluster.state.read(|img| {
+        img.partition(&topic.id, 0)
+            .map_or(-1, |p| i16::try_from(p.replicas.len()).unwrap_or(-1))
+    })
+}
+
 pub async fn create_topics(
     broker: &Broker,
     req: CreateTopicsRequest,
@@ -50,37 +58,42 @@ pub async fn create_topics(
     for t in req.topics {
         let name = t.name.0.to_string();
         let outcome = async {
-            if t.replication_factor > 1 {
-                return Err(KafkaError::new(
-                    ResponseError::InvalidReplicationFactor,
-                    format!(
-                        "replication factor {} is larger than the 1 broker available",
-                        t.replication_factor
-                    ),
-                ));
-            }
-            let partitions = if !t.assignments.is_empty() {
+            let (partitions, assignments) = if !t.assignments.is_empty() {
                 if t.num_partitions != -1 || t.replication_factor != -1 {
                     return Err(KafkaError::new(
                         ResponseError::InvalidRequest,
                         "give either assignments or partitions and replication factor, not both",
                     ));
                 }
-                if t.assignments
+                let mut sorted: Vec<_> = t.assignments.iter().collect();
+                sorted.sort_by_key(|a| a.partition_index);
+                if sorted
                     .iter()
-                    .any(|a| a.broker_ids.iter().any(|b| b.0 != broker.config.node_id))
+                    .enumerate()
+                    .any(|(i, a)| a.partition_index != i as i32)
                 {
                     return Err(KafkaError::new(
                         ResponseError::InvalidReplicaAssignment,
-                        format!("only broker {} exists", broker.config.node_id),
+                        "the assignments must number the partitions 0, 1, 2, …",
                     ));
                 }
-                t.assignments.len() as i32
+                let lists: Vec<Vec<i32>> = sorted
+                    .iter()
+                    .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                    .collect();
+                (lists.len() as i32, Some(lists))
             } else if t.num_partitions == -1 {
-                broker.config.default_partitions
+                (broker.config.default_partitions, None)
             } else {
-                t.num_partitions
+                (t.num_partitions, None)
             };
+            let rf = (t.replication_factor > 0).then_some(t.replication_factor);
+            if t.replication_factor == 0 || t.replication_factor < -1 {
+                return Err(KafkaError::new(
+                    ResponseError::InvalidReplicationFactor,
+                    format!("replication factor must be at least 1 (or -1 for the default), got {}", t.replication_factor),
+                ));
+            }
             let configs = TopicConfigs::from_pairs(
                 t.configs
                     .iter()
@@ -89,7 +102,15 @@ pub async fn create_topics(
             .map_err(invalid_config)?;
             broker
                 .metadata
-                .create_topic(&name, partitions, configs, req.validate_only, now_ms())
+                .create_topic_with(
+                    &name,
+                    partitions,
+                    rf,
+                    assignments,
+                    configs,
+                    req.validate_only,
+                    now_ms(),
+                )
                 .await
         }
         .await;
@@ -125,7 +146,7 @@ pub async fn create_topics(
                 result
                     .with_topic_id(topic.id)
                     .with_num_partitions(count)
-                    .with_replication_factor(1)
+                    .with_replication_factor(replication_factor_of(broker, &topic))
                     .with_configs(configs)
             }
             Err(e) => result
@@ -209,23 +230,15 @@ pub async fn create_partitions(
     for t in req.topics {
         let name = t.name.0.to_string();
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        let outcome = match &t.assignments {
-            Some(a)
-                if a.iter()
-                    .any(|a| a.broker_ids.iter().any(|b| b.0 != broker.config.node_id)) =>
-            {
-                Err(KafkaError::new(
-                    ResponseError::InvalidReplicaAssignment,
-                    format!("only broker {} exists", broker.config.node_id),
-                ))
-            }
-            _ => {
-                broker
-                    .metadata
-                    .create_partitions(&name, t.count, req.validate_only, now_ms())
-                    .await
-            }
-        };
+        let assignments = t.assignments.as_ref().map(|a| {
+            a.iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<i32>>())
+                .collect::<Vec<_>>()
+        });
+        let outcome = broker
+            .metadata
+            .create_partitions_with(&name, t.count, assignments, req.validate_only, now_ms())
+            .await;
         results.push(match outcome {
             Ok(()) => result,
             Err(e) => result

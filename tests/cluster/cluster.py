@@ -52,6 +52,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+# One source of free loopback ports for every test process (tests/python/ports.py).
+sys.path.insert(0, str(REPO / "tests" / "python"))
+from ports import free_port  # noqa: E402
 
 # Longest wait for a node to answer Metadata after its start (includes log recovery).
 START_TIMEOUT_S = 30.0
@@ -105,10 +108,6 @@ def supports_cluster_flags(binary: str | None = None) -> bool:
     return _FLAGS_CACHE[binary]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(cond, timeout: float, what: str, interval: float = 0.05):

@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from ports import free_port  # noqa: F401 - re-exported to the tests
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 20.0
@@ -43,10 +44,6 @@ def sluice_bin() -> str:
     return str(REPO / "target" / "release" / "sluice")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(cond, timeout, what, interval=0.05):

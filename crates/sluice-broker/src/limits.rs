@@ -159,6 +159,15 @@ pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS: u64 = 600_000;
 // (`avro.rs`, `json.rs`, `protobuf.rs`), since that crate does not depend on the broker; they are
 // rows of the same table in `docs/CONFIG.md`. HTTP bounds are above (connections and requests).
 
+// ---- Cluster: metadata quorum, controller, replication ----
+// These bounds live beside their code in crates that do not depend on the broker, and are rows
+// of the same table in `docs/CONFIG.md`: `sluice-quorum` (`lib.rs`: command, record, snapshot
+// and small-file sizes, log segments; `rpc.rs`: the cluster RPC's frame size, connections,
+// calls in flight and timeouts), `sluice-controller` (`controller.rs`: partitions per topic —
+// the same value as `MAX_PARTITIONS_PER_TOPIC` here —, registration strings, config entries,
+// elections per rebalance pass), `sluice-storage` (`leader_epoch.rs`: the leader-epoch
+// checkpoint's size and entries).
+
 // ---- Transactions ----
 
 /// `transaction.max.timeout.ms` (Kafka: 15 minutes): the longest `transaction.timeout.ms` a

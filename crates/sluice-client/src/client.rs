@@ -39,6 +39,16 @@ pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 pub const RESOURCE_GROUP: i8 = 32;
 
+/// Produce error codes after which the batch was certainly not appended, so that sending it
+/// again cannot duplicate it: UNKNOWN_TOPIC_OR_PARTITION (3, a partition its leader has not
+/// learned of yet), LEADER_NOT_AVAILABLE (5), NOT_LEADER_OR_FOLLOWER (6), NOT_ENOUGH_REPLICAS
+/// (19), FENCED_LEADER_EPOCH (74).
+const PRODUCE_NOT_APPENDED: [i16; 5] = [3, 5, 6, 19, 74];
+/// First wait before a produce retry (doubles per attempt).
+const PRODUCE_RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between produce retries (Kafka's `retry.backoff.max.ms` is 1000).
+const PRODUCE_RETRY_BACKOFF_MAX: Duration = Duration::from_millis(1000);
+
 /// ListOffsets timestamps with special meaning.
 pub const EARLIEST: i64 = -2;
 pub const LATEST: i64 = -1;
@@ -67,6 +77,8 @@ pub struct BrokerInfo {
     pub node_id: i32,
     pub host: String,
     pub port: i32,
+    /// `broker.rack` (Metadata v1+), when the broker has one.
+    pub rack: Option<String>,
 }
 
 impl BrokerInfo {
@@ -82,9 +94,15 @@ impl BrokerInfo {
 #[derive(Debug, Clone)]
 pub struct PartitionInfo {
     pub partition: i32,
+    /// -1: no leader (every replica offline, or an election is pending).
     pub leader: i32,
+    /// Metadata v7+; -1 from older brokers.
+    pub leader_epoch: i32,
+    /// The assigned replicas, preferred leader first.
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Replicas on brokers that are not alive (Metadata v5+).
+    pub offline_replicas: Vec<i32>,
     pub error_code: i16,
 }
 
@@ -179,11 +197,11 @@ pub struct GroupDescription {
     pub members: Vec<GroupMemberInfo>,
 }
 
-fn s(v: impl Into<String>) -> StrBytes {
+pub(crate) fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
-fn topic_name(v: &str) -> TopicName {
+pub(crate) fn topic_name(v: &str) -> TopicName {
     TopicName(s(v))
 }
 
@@ -199,11 +217,30 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the bootstrap broker (and negotiates versions with it).
-    pub async fn connect(config: ClientConfig) -> Result<Client> {
-        let conn =
-            Connection::connect(&config.bootstrap, &config.client_id, config.request_timeout)
-                .await?;
+    /// Connects to the bootstrap broker (and negotiates versions with it). `bootstrap` may
+    /// list several brokers, comma-separated: the first that answers is used, as Kafka's
+    /// clients do; the error of the last one is returned when none answers.
+    pub async fn connect(mut config: ClientConfig) -> Result<Client> {
+        let candidates: Vec<String> = config
+            .bootstrap
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let mut last = Error::Invalid("no bootstrap server given".into());
+        let mut found = None;
+        for addr in candidates {
+            match Connection::connect(&addr, &config.client_id, config.request_timeout).await {
+                Ok(conn) => {
+                    found = Some((addr, conn));
+                    break;
+                }
+                Err(e) => last = e,
+            }
+        }
+        let (addr, conn) = found.ok_or(last)?;
+        config.bootstrap = addr;
         let mut conns = HashMap::new();
         conns.insert(config.bootstrap.clone(), conn);
         Ok(Client {
@@ -233,11 +270,11 @@ impl Client {
             .ok_or_else(|| Error::Invalid(format!("no connection to {addr}")))
     }
 
-    async fn send_to<R: Request>(&mut self, addr: &str, req: &R) -> Result<R::Response> {
+    pub(crate) async fn send_to<R: Request>(&mut self, addr: &str, req: &R) -> Result<R::Response> {
         self.connection(addr).await?.send(req).await
     }
 
-    async fn version_at(
+    pub(crate) async fn version_at(
         &mut self,
         addr: &str,
         api: kafka_protocol::messages::ApiKey,
@@ -245,13 +282,13 @@ impl Client {
         self.connection(addr).await?.version(api)
     }
 
-    fn bootstrap(&self) -> String {
+    pub(crate) fn bootstrap(&self) -> String {
         self.config.bootstrap.clone()
     }
 
     /// Where admin requests go: the controller when known (Kafka requires it for topic
     /// changes on old brokers), else the bootstrap broker.
-    fn admin_addr(&self) -> String {
+    pub(crate) fn admin_addr(&self) -> String {
         self.controller
             .and_then(|c| self.brokers.get(&c).cloned())
             .unwrap_or_else(|| self.bootstrap())
@@ -284,7 +321,31 @@ impl Client {
         if version >= 4 {
             req.allow_auto_topic_creation = auto_create;
         }
-        let resp = self.send_to(&addr, &req).await?;
+        let resp = match self.send_to(&addr, &req).await {
+            Ok(resp) => resp,
+            Err(e @ (Error::Connect { .. } | Error::Io { .. } | Error::Timeout { .. })) => {
+                // The bootstrap broker is gone (a node of a cluster stopped): ask another
+                // broker the last metadata named, and keep using the first that answers.
+                let mut others: Vec<String> = self
+                    .brokers
+                    .values()
+                    .filter(|a| **a != addr)
+                    .cloned()
+                    .collect();
+                others.sort();
+                let mut answered = None;
+                for other in others {
+                    if let Ok(resp) = self.send_to(&other, &req).await {
+                        answered = Some((other, resp));
+                        break;
+                    }
+                }
+                let (other, resp) = answered.ok_or(e)?;
+                self.config.bootstrap = other;
+                resp
+            }
+            Err(e) => return Err(e),
+        };
         if version >= 13 {
             check(resp.error_code, None, || "Metadata".into())?;
         }
@@ -298,6 +359,7 @@ impl Client {
                     node_id: b.node_id.0,
                     host: b.host.to_string(),
                     port: b.port,
+                    rack: b.rack.as_ref().map(|r| r.to_string()),
                 })
                 .collect(),
             topics: resp
@@ -310,8 +372,10 @@ impl Client {
                         .map(|p| PartitionInfo {
                             partition: p.partition_index,
                             leader: p.leader_id.0,
+                            leader_epoch: if version >= 7 { p.leader_epoch } else { -1 },
                             replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
                             isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                            offline_replicas: p.offline_replicas.iter().map(|b| b.0).collect(),
                             error_code: p.error_code,
                         })
                         .collect();
@@ -638,7 +702,47 @@ impl Client {
         self.produce_batch(topic, partition, batch).await
     }
 
+    /// Sends the batch to the partition's leader; when the answer (or a refused connection)
+    /// says the batch was certainly not appended — the leader moved, is not known yet, or too
+    /// few replicas are in sync — refreshes metadata and sends it again, with backoff, until
+    /// `request_timeout` has passed (Kafka's producer retries the same errors). Errors after
+    /// which the batch may have been appended (a timeout, a connection lost mid-request,
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND) are returned, not retried: that would duplicate it.
     async fn produce_batch(&mut self, topic: &str, partition: i32, batch: Bytes) -> Result<i64> {
+        let deadline = tokio::time::Instant::now() + self.config.request_timeout;
+        let mut backoff = PRODUCE_RETRY_BACKOFF_MIN;
+        loop {
+            let err = match self
+                .produce_batch_once(topic, partition, batch.clone())
+                .await
+            {
+                Ok(offset) => return Ok(offset),
+                Err(e) => e,
+            };
+            let retriable = match &err {
+                Error::Kafka { code, .. } => PRODUCE_NOT_APPENDED.contains(code),
+                Error::Connect { .. } => true,
+                Error::Timeout { what, .. } => what == "connecting",
+                _ => false,
+            };
+            if !retriable || tokio::time::Instant::now() + backoff >= deadline {
+                return Err(err);
+            }
+            tracing::debug!("produce to {topic}-{partition} failed ({err}); retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(PRODUCE_RETRY_BACKOFF_MAX);
+            self.leaders.remove(&(topic.to_owned(), partition));
+            // A failed refresh is retried with the next attempt.
+            let _ = self.metadata(Some(&[topic.to_owned()]), false).await;
+        }
+    }
+
+    async fn produce_batch_once(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+    ) -> Result<i64> {
         let addr = self.leader_addr(topic, partition).await?;
         let req = ProduceRequest::default()
             .with_acks(-1)
@@ -666,9 +770,6 @@ impl Client {
         check(p.error_code, message.as_deref(), || {
             format!("produce to {topic}-{partition}")
         })?;
-        if p.error_code != 0 {
-            self.leaders.remove(&(topic.to_owned(), partition));
-        }
         Ok(p.base_offset)
     }
 
@@ -798,6 +899,7 @@ impl Client {
             node_id: 0,
             host,
             port,
+            rack: None,
         }
         .addr())
     }
@@ -1036,7 +1138,7 @@ impl Client {
         self.version_at(addr, api).await
     }
 
-    fn timeout_ms(&self) -> i32 {
+    pub(crate) fn timeout_ms(&self) -> i32 {
         i32::try_from(self.config.request_timeout.as_millis()).unwrap_or(i32::MAX)
     }
 }

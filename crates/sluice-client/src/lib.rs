@@ -1,9 +1,12 @@
 //! A small async Kafka client for the `sluice` command-line tools: one TCP connection per
 //! broker, ApiVersions negotiation, and typed wrappers for the admin, produce, fetch and
-//! classic consumer-group APIs. It talks plain Kafka, so the tools work against any broker.
+//! classic consumer-group APIs, and cluster operations (module [`cluster`]: DescribeCluster,
+//! DescribeQuorum, manual replica assignments, ElectLeaders, partition reassignments). It talks
+//! plain Kafka, so the tools work against any broker.
 
 pub mod assignment;
 pub mod client;
+pub mod cluster;
 pub mod connection;
 pub mod error;
 pub mod group_member;

@@ -59,7 +59,11 @@ fn encode_batch<'a>(
             timestamp_type: TimestampType::Creation,
             // Offsets in a produced batch are relative; the broker assigns the real ones.
             offset: i as i64,
-            sequence: NO_SEQUENCE,
+            // kafka-protocol starts a new batch whenever `offset - sequence` changes, so the
+            // sequence must advance with the offset to keep every record in ONE batch (Kafka
+            // refuses a Produce with several batches per partition: INVALID_RECORD). The
+            // batch's base sequence stays NO_SEQUENCE (-1): not idempotent.
+            sequence: NO_SEQUENCE.wrapping_add(i32::try_from(i).unwrap_or(i32::MAX)),
             timestamp,
             key: r.key.clone(),
             value: r.value.clone(),
@@ -164,6 +168,29 @@ mod tests {
             key: k.map(|k| Bytes::from_static(k.as_bytes())),
             value: Some(Bytes::from_static(v.as_bytes())),
             headers: vec![("h".into(), Some(Bytes::from_static(b"x")))],
+        }
+    }
+
+    /// Kafka takes exactly one batch per partition in a Produce request (v3+); a batch that
+    /// kafka-protocol split into one batch per record was refused with INVALID_RECORD.
+    #[test]
+    fn many_records_make_one_batch_without_a_sequence() {
+        let input: Vec<ProduceRecord> = (0..5).map(|_| rec(None, "v")).collect();
+        for c in [Compression::None, Compression::Zstd] {
+            let batch = build_batch(&input, c, 1_700_000_000_000).unwrap();
+            // Header: base offset (8), length (4): one batch spans the whole buffer.
+            let len = i32::from_be_bytes([batch[8], batch[9], batch[10], batch[11]]);
+            assert_eq!(usize::try_from(len).unwrap() + 12, batch.len(), "{c:?}");
+            // Base sequence (offset 53) is -1: not idempotent.
+            assert_eq!(
+                i32::from_be_bytes([batch[53], batch[54], batch[55], batch[56]]),
+                -1
+            );
+            // Record count (offset 57).
+            assert_eq!(
+                i32::from_be_bytes([batch[57], batch[58], batch[59], batch[60]]),
+                5
+            );
         }
     }
 

@@ -18,8 +18,9 @@ pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1_000;
 /// Kafka's `num.partitions` default.
 pub const DEFAULT_NUM_PARTITIONS: i32 = 1;
 /// The most partitions one topic may have (one creation writes all of them in one log
-/// entry: about 150 bytes each).
-pub const MAX_PARTITIONS_PER_TOPIC: i32 = 100_000;
+/// entry: about 150 bytes each). The same bound as the broker's
+/// `limits::MAX_PARTITIONS_PER_TOPIC`, which checks requests before they reach the controller.
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 /// The most preferred-leader elections one auto-rebalance pass proposes (Kafka's
 /// `maxElectionsPerImbalance`).
 pub const MAX_AUTO_ELECTIONS_PER_PASS: usize = 1_000;

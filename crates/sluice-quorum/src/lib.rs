@@ -147,7 +147,10 @@
 //!   by log, or by snapshot if the leader purged what it needs.
 //! - A corrupt log (bit flip before the tail), damaged atomic file, or wrong identity: the node
 //!   refuses to start with a message; restore its directory, or wipe it so it rejoins as an empty
-//!   voter (safe only if the rest of the voters still form a majority with the data).
+//!   voter. A wiped voter has forgotten its vote and its log, so it can help elect a leader that
+//!   lacks committed entries: wipe one only while every other voter is up and caught up (check
+//!   `sluice cluster status`), and never two at once. (KRaft guards this with directory ids,
+//!   KIP-853; Sluice does not yet.)
 //!
 //! # Differences from Kafka's KRaft
 //! KRaft is pull-based (voters fetch from the leader) and stores the metadata log as a Kafka
@@ -159,7 +162,7 @@
 //! [`MAX_COMMAND_BYTES`], [`MAX_RECORD_BYTES`], [`MAX_SNAPSHOT_BYTES`], [`MAX_SMALL_FILE_BYTES`],
 //! [`SEGMENT_MAX_BYTES`], [`SEGMENT_MAX_ENTRIES`], [`MAX_PAYLOAD_ENTRIES`],
 //! [`SNAPSHOT_CHUNK_BYTES`], and in [`rpc`]: `MAX_FRAME_BYTES`, `MAX_CONNECTIONS`,
-//! `MAX_IN_FLIGHT_PER_CONNECTION`, `IDLE_TIMEOUT`, `FRAME_READ_TIMEOUT`, `WRITE_TIMEOUT`,
+//! `MAX_IN_FLIGHT_PER_CONNECTION`, `MAX_QUEUED_REQUEST_BYTES`, `IDLE_TIMEOUT`, `FRAME_READ_TIMEOUT`, `WRITE_TIMEOUT`,
 //! `CONNECT_TIMEOUT`.
 
 mod codec;

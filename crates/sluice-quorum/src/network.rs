@@ -102,12 +102,26 @@ pub fn parse_request(me: u64, request: &[u8]) -> Result<QuorumRequest, String> {
         KIND_VOTE => serde_json::from_slice(json)
             .map(QuorumRequest::Vote)
             .map_err(|e| format!("malformed Vote: {e}")),
-        KIND_SNAPSHOT => serde_json::from_slice::<InstallSnapshotRequest<TypeConfig>>(json)
-            .map(|mut req| {
-                req.data = raw.to_vec();
-                QuorumRequest::InstallSnapshot(req)
-            })
-            .map_err(|e| format!("malformed InstallSnapshot: {e}")),
+        KIND_SNAPSHOT => {
+            let mut req = serde_json::from_slice::<InstallSnapshotRequest<TypeConfig>>(json)
+                .map_err(|e| format!("malformed InstallSnapshot: {e}"))?;
+            // openraft writes a chunk at its offset into an in-memory buffer, growing it to
+            // that offset: a chunk must end within the snapshot size bound, or one request
+            // could make this node allocate without limit.
+            let end = u64::try_from(raw.len())
+                .ok()
+                .and_then(|len| req.offset.checked_add(len));
+            if end.is_none_or(|end| end > crate::MAX_SNAPSHOT_BYTES as u64) {
+                return Err(format!(
+                    "InstallSnapshot chunk at offset {} ({} bytes) ends past the snapshot bound of {} bytes",
+                    req.offset,
+                    raw.len(),
+                    crate::MAX_SNAPSHOT_BYTES
+                ));
+            }
+            req.data = raw.to_vec();
+            Ok(QuorumRequest::InstallSnapshot(req))
+        }
         k => Err(format!("unknown quorum request kind {k}")),
     }
 }
@@ -239,5 +253,41 @@ impl RaftNetwork<TypeConfig> for Peer {
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         let json = to_json(&rpc)?;
         self.call(KIND_VOTE, json, &[], option.hard_ttl()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{SnapshotMeta, Vote};
+
+    use super::*;
+
+    fn snapshot_chunk(offset: u64, data: &[u8]) -> Vec<u8> {
+        let req: InstallSnapshotRequest<TypeConfig> = InstallSnapshotRequest {
+            vote: Vote::new(7, 1),
+            meta: SnapshotMeta::default(),
+            offset,
+            data: Vec::new(),
+            done: false,
+        };
+        let json = serde_json::to_vec(&req).unwrap();
+        encode_request(KIND_SNAPSHOT, 2, &json, data)
+    }
+
+    #[test]
+    fn a_snapshot_chunk_must_end_within_the_snapshot_bound() {
+        assert!(matches!(
+            parse_request(2, &snapshot_chunk(0, b"abc")),
+            Ok(QuorumRequest::InstallSnapshot(_))
+        ));
+        let last = crate::MAX_SNAPSHOT_BYTES as u64 - 3;
+        assert!(parse_request(2, &snapshot_chunk(last, b"abc")).is_ok());
+        for offset in [last + 1, 1 << 40, u64::MAX] {
+            let refused = parse_request(2, &snapshot_chunk(offset, b"abc"));
+            assert!(
+                matches!(&refused, Err(why) if why.contains("snapshot bound")),
+                "offset {offset}"
+            );
+        }
     }
 }

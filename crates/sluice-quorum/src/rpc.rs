@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 /// Service id of the metadata quorum (Raft messages).
 pub const SERVICE_QUORUM: u8 = 0;
@@ -49,6 +49,11 @@ pub const SERVICE_REPLICA_FETCH: u8 = 2;
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 /// Most connections the server holds at once; more are closed on accept.
 pub const MAX_CONNECTIONS: usize = 256;
+/// Request bytes a server holds at once, across its connections: frames being read and
+/// requests being handled (Kafka's `queued.max.request.bytes` for the cluster port). A
+/// connection whose next frame does not fit waits, unread, until memory frees. At least
+/// [`MAX_FRAME_BYTES`], so every frame that passes the size check can be read.
+pub const MAX_QUEUED_REQUEST_BYTES: usize = 256 << 20;
 /// Most requests one connection may have in flight on the server; the reader waits beyond it.
 pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 64;
 /// A server connection with no frame started for this long is closed (clients reconnect).
@@ -110,6 +115,20 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     idle: Option<Duration>,
 ) -> io::Result<Option<Vec<u8>>> {
+    Ok(read_frame_within(r, idle, None)
+        .await?
+        .map(|(body, _)| body))
+}
+
+/// [`read_frame`], taking the frame's bytes from `budget` (one permit per byte) once its size
+/// is known and before its body is read: while the budget is spent the connection is not read
+/// (muted, as Kafka's `queued.max.request.bytes` mutes a connection). The permit is returned
+/// with the body; dropping it gives the bytes back.
+async fn read_frame_within<R: AsyncRead + Unpin>(
+    r: &mut R,
+    idle: Option<Duration>,
+    budget: Option<&Arc<Semaphore>>,
+) -> io::Result<Option<(Vec<u8>, Option<OwnedSemaphorePermit>)>> {
     let mut len = [0u8; 4];
     let first = async {
         let n = r.read(&mut len[..1]).await?;
@@ -124,15 +143,27 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if n == 0 {
         return Ok(None);
     }
+    tokio::time::timeout(FRAME_READ_TIMEOUT, r.read_exact(&mut len[1..]))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "frame read timed out"))??;
+    let n = u32::from_be_bytes(len) as usize;
+    if n > MAX_FRAME_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {n} bytes exceeds {MAX_FRAME_BYTES}"),
+        ));
+    }
+    // Waiting for the budget is not the peer's time: the frame's read timeout starts after.
+    let permit = match budget {
+        Some(b) => Some(
+            b.clone()
+                .acquire_many_owned(u32::try_from(n).unwrap_or(u32::MAX))
+                .await
+                .map_err(|_| io::Error::other("server stopped"))?,
+        ),
+        None => None,
+    };
     let rest = async {
-        r.read_exact(&mut len[1..]).await?;
-        let n = u32::from_be_bytes(len) as usize;
-        if n > MAX_FRAME_BYTES {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("frame of {n} bytes exceeds {MAX_FRAME_BYTES}"),
-            ));
-        }
         // Grows with the data that actually arrives: a lying length allocates nothing up front.
         let mut body = Vec::with_capacity(n.min(64 * 1024));
         let got = (&mut *r).take(n as u64).read_to_end(&mut body).await?;
@@ -147,7 +178,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     tokio::time::timeout(FRAME_READ_TIMEOUT, rest)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "frame read timed out"))?
-        .map(Some)
+        .map(|body| Some((body, permit)))
 }
 
 /// Encodes a request frame.
@@ -212,11 +243,21 @@ pub struct RpcServer {
 impl RpcServer {
     /// Starts serving `listener` with `handlers` (service id → handler) on the current runtime.
     pub fn serve(listener: TcpListener, handlers: Handlers) -> io::Result<RpcServer> {
+        Self::serve_within(listener, handlers, MAX_QUEUED_REQUEST_BYTES)
+    }
+
+    /// [`RpcServer::serve`] holding at most `queued_bytes` of requests at once.
+    fn serve_within(
+        listener: TcpListener,
+        handlers: Handlers,
+        queued_bytes: usize,
+    ) -> io::Result<RpcServer> {
         let local_addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
         let handlers = Arc::new(handlers);
         let conns = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let accept = tokio::spawn(accept_loop(listener, handlers, conns, stop_rx));
+        let budget = Arc::new(Semaphore::new(queued_bytes));
+        let accept = tokio::spawn(accept_loop(listener, handlers, conns, budget, stop_rx));
         Ok(RpcServer {
             local_addr,
             stop,
@@ -251,6 +292,7 @@ async fn accept_loop(
     listener: TcpListener,
     handlers: Arc<Handlers>,
     conns: Arc<Semaphore>,
+    budget: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -273,9 +315,10 @@ async fn accept_loop(
         };
         let _ = sock.set_nodelay(true);
         let handlers = handlers.clone();
+        let budget = budget.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_conn(sock, handlers, stop).await {
+            if let Err(e) = serve_conn(sock, handlers, budget, stop).await {
                 tracing::debug!(%peer, error = %e, "cluster rpc: connection closed");
             }
             drop(permit);
@@ -286,6 +329,7 @@ async fn accept_loop(
 async fn serve_conn(
     sock: TcpStream,
     handlers: Arc<Handlers>,
+    budget: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let (mut rd, mut wr) = sock.into_split();
@@ -302,9 +346,9 @@ async fn serve_conn(
     let result = loop {
         let frame = tokio::select! {
             _ = stop.wait_for(|s| *s) => break Ok(()),
-            f = read_frame(&mut rd, Some(IDLE_TIMEOUT)) => f,
+            f = read_frame_within(&mut rd, Some(IDLE_TIMEOUT), Some(&budget)) => f,
         };
-        let body = match frame {
+        let (body, bytes) = match frame {
             Ok(Some(b)) => b,
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
@@ -332,6 +376,8 @@ async fn serve_conn(
                     let mut body = body;
                     let payload = body.split_off(REQ_HEADER);
                     let reply = h.handle(payload).await;
+                    // The request's bytes count until it is answered.
+                    drop(bytes);
                     let _ = tx.send(encode_response(id, STATUS_OK, &reply)).await;
                     drop(permit);
                 });
@@ -607,6 +653,69 @@ mod tests {
         let s = RpcServer::serve(l, h).unwrap();
         let a = s.local_addr().to_string();
         (s, a)
+    }
+
+    /// Counts the requests it started; holds each until the gate opens.
+    struct Gate {
+        started: AtomicU64,
+        open: tokio::sync::Notify,
+    }
+    impl Handler for Gate {
+        fn handle<'a>(&'a self, request: Vec<u8>) -> BoxFuture<'a, Vec<u8>> {
+            Box::pin(async move {
+                let wait = self.open.notified();
+                self.started.fetch_add(1, Ordering::AcqRel);
+                wait.await;
+                request
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_past_the_memory_budget_wait_unread_until_memory_frees() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gate = Arc::new(Gate {
+            started: AtomicU64::new(0),
+            open: tokio::sync::Notify::new(),
+        });
+        let mut h: Handlers = HashMap::new();
+        h.insert(SERVICE_QUORUM, gate.clone());
+        h.insert(SERVICE_REPLICA_FETCH, gate.clone());
+        // Room for one 600-byte request (plus its header), not two.
+        let s = RpcServer::serve_within(l, h, 1000).unwrap();
+        let addr = s.local_addr().to_string();
+        let t = Duration::from_secs(10);
+        let c = RpcClient::new();
+        let started = |n| {
+            let gate = gate.clone();
+            async move {
+                for _ in 0..500 {
+                    if gate.started.load(Ordering::Acquire) >= n {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                false
+            }
+        };
+        let (c1, a1) = (c.clone(), addr.clone());
+        let first =
+            tokio::spawn(async move { c1.call(&a1, SERVICE_REPLICA_FETCH, &[1; 600], t).await });
+        assert!(
+            started(1).await,
+            "the first request never reached its handler"
+        );
+        // The second (on another connection) does not fit beside it: it is not read.
+        let (c2, a2) = (c.clone(), addr.clone());
+        let second = tokio::spawn(async move { c2.call(&a2, SERVICE_QUORUM, &[2; 600], t).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(gate.started.load(Ordering::Acquire), 1);
+        // Once the first is answered its bytes come back and the second is read.
+        gate.open.notify_waiters();
+        assert_eq!(first.await.unwrap().unwrap(), vec![1; 600]);
+        assert!(started(2).await, "the second request was never read");
+        gate.open.notify_waiters();
+        assert_eq!(second.await.unwrap().unwrap(), vec![2; 600]);
     }
 
     #[tokio::test]

@@ -401,7 +401,10 @@ impl LogInner {
         self.active = None;
         while let Some(seg) = self.segments.last_mut() {
             if seg.first >= index {
+                // One directory fsync per removal: the unlinks reach the disk in order (last
+                // segment first), so a power cut leaves a prefix of the segments, never a hole.
                 fs::remove_file(&seg.path)?;
+                fsync_dir(&self.log_dir)?;
                 self.segments.pop();
                 continue;
             }
@@ -433,7 +436,10 @@ impl LogInner {
         while let Some(seg) = self.segments.first() {
             let end = seg.first.saturating_add(seg.offsets.len() as u64); // one past the last entry
             if end <= keep_from {
+                // In order, first segment first, each unlink durable before the next: a power
+                // cut leaves a suffix of the segments, never a hole (which `open` refuses).
                 fs::remove_file(&seg.path)?;
+                fsync_dir(&self.log_dir)?;
                 self.segments.remove(0);
                 removed = true;
             } else {

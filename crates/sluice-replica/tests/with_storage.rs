@@ -256,3 +256,43 @@ fn unknown_epochs_on_both_sides_take_more_than_one_round() {
         l.leader_epoch_cache().entries()
     );
 }
+
+/// A replica elected leader that never appended in its epoch, then replaced: its epoch cache
+/// ends with an epoch the new leader's log never had, at its own log end. It must still follow
+/// (Kafka's `truncateTo` drops such an entry even when no data goes).
+#[test]
+fn a_former_leader_that_wrote_nothing_in_its_epoch_can_follow_again() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut a, mut b) = (open(da.path()), open(db.path()));
+    // B leads epoch 3 and writes three batches; A copies them.
+    b.assign_leader_epoch(3).unwrap();
+    for i in 0..3 {
+        produce(&mut b, 3, 1, i);
+    }
+    let copied = b.read(0, 1 << 20).unwrap().unwrap().load().unwrap();
+    a.append_as_follower(&copied, NOW).unwrap();
+    assert_eq!(a.log_end_offset(), 3);
+    // B writes three more at epoch 4, which A does not get.
+    b.assign_leader_epoch(4).unwrap();
+    for i in 3..6 {
+        produce(&mut b, 4, 1, i);
+    }
+    // A is elected at epoch 5 and writes nothing; then B leads again at epoch 6.
+    a.assign_leader_epoch(5).unwrap();
+    assert_eq!(a.latest_epoch(), Some(5));
+    b.assign_leader_epoch(6).unwrap();
+    produce(&mut b, 6, 1, 9);
+    let mut sb = leader_state(2, 6, &b, vec![2]);
+    let truncations = catch_up(&b, &mut sb, 1, &mut a);
+    assert!(truncations >= 1);
+    assert_eq!(all_bytes(&a), all_bytes(&b));
+    assert_eq!(
+        a.leader_epoch_cache().entries(),
+        b.leader_epoch_cache().entries()
+    );
+    // The dropped entry stays dropped after a reopen.
+    drop(a);
+    let a = open(da.path());
+    assert_eq!(a.latest_epoch(), Some(6));
+    assert_eq!(all_bytes(&a), all_bytes(&b));
+}

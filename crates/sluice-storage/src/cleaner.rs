@@ -123,12 +123,17 @@ pub struct CleanerState {
 }
 
 impl CleanerState {
-    pub(crate) fn load(dir: &Path, log_start_offset: i64) -> Self {
+    /// The checkpoint, kept within the log: a crash inside `Log::truncate_to` after the cut
+    /// and before the checkpoint was lowered leaves it past the log end, where it would make
+    /// records appended later count as already clean.
+    pub(crate) fn load(dir: &Path, log_start_offset: i64, log_end_offset: i64) -> Self {
         let stored = fs::read_to_string(dir.join(CHECKPOINT_FILE))
             .ok()
             .and_then(|t| t.trim().parse::<i64>().ok());
         CleanerState {
-            first_dirty: stored.unwrap_or(log_start_offset).max(log_start_offset),
+            first_dirty: stored
+                .unwrap_or(log_start_offset)
+                .clamp(log_start_offset, log_end_offset.max(log_start_offset)),
             earliest_horizon: None,
         }
     }

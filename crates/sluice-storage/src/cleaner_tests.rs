@@ -742,3 +742,16 @@ fn aborted_data_past_a_full_offset_map_is_emptied() {
     assert!(batches_of(&log).iter().any(|b| b.0 == 3), "emptied, kept");
     assert_eq!(markers(&log), vec![(4, None)]);
 }
+
+#[test]
+fn a_checkpoint_past_the_log_end_is_clamped_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(), 0, &mut |_: &_| {}).unwrap();
+    put(&mut log, &[(Some("k"), Some("v"))], 0, None);
+    let end = log.log_end_offset();
+    drop(log);
+    // As a crash inside `truncate_to` between the cut and the checkpoint leaves it.
+    write_checkpoint(dir.path(), end + 100).unwrap();
+    let log = Log::open(dir.path(), config(), 0, &mut |_: &_| {}).unwrap();
+    assert_eq!(log.cleaner.first_dirty, end);
+}

@@ -209,7 +209,7 @@ impl Log {
         let first_base = segments.first().map_or(0, |s| s.base_offset());
         let end = segments.last().map_or(0, |s| s.next_offset());
         let log_start_offset = stored_start.unwrap_or(first_base).clamp(first_base, end);
-        let cleaner = crate::cleaner::CleanerState::load(dir, log_start_offset);
+        let cleaner = crate::cleaner::CleanerState::load(dir, log_start_offset, end);
         let mut log = Log {
             dir: dir.to_path_buf(),
             config,
@@ -994,6 +994,13 @@ impl Log {
     pub fn truncate_to(&mut self, offset: i64) -> Result<i64> {
         let leo = self.log_end_offset();
         if offset >= leo {
+            // No data to remove, but the epoch cache may still end with an epoch this replica
+            // assigned as leader and never wrote to (elected, then replaced before any
+            // append). Left there, it would refuse the new leader's batches of older epochs
+            // forever; Kafka's `truncateTo` drops such entries too.
+            if self.epoch_cache.truncate_from_end(leo) {
+                self.persist_epoch_cache()?;
+            }
             return Ok(leo);
         }
         let first_base = self.segments.first().map_or(0, |s| s.base_offset());

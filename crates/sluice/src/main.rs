@@ -37,6 +37,8 @@ enum Command {
     Schema(cli::schema::SchemaArgs),
     /// List and describe transactions; find and abort hanging ones.
     Txn(cli::txn::TxnArgs),
+    /// Cluster status, leader elections, replica moves and draining a node.
+    Cluster(cli::cluster::ClusterArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Dlq(args) => cli::dlq::run(args),
         Command::Schema(args) => cli::schema::run(args),
         Command::Txn(args) => cli::txn::run(args),
+        Command::Cluster(args) => cli::cluster::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,4 @@
-//! The admin and data tools (`sluice topic|produce|consume|group|dlq`): each talks the Kafka
+//! The admin and data tools (`sluice topic|cluster|produce|consume|group|dlq`): each talks the Kafka
 //! protocol to `--bootstrap-server` through `sluice-client`. Output is a table for people by
 //! default and JSON with `--output json` for scripts.
 
@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use sluice_client::{Client, ClientConfig};
 
+pub mod cluster;
 pub mod consume;
 pub mod dlq;
 pub mod group;

@@ -25,6 +25,12 @@ enum TopicCommand {
         /// Replication factor (-1: the broker's default)
         #[arg(short, long, default_value_t = -1, allow_negative_numbers = true)]
         replication_factor: i16,
+        /// Place the replicas yourself: one broker list per partition, preferred leader first,
+        /// e.g. 1:2:3,2:3:1 (partition 0 on 1,2,3 led by 1; partition 1 on 2,3,1 led by 2).
+        /// Sets the partition count and replication factor.
+        #[arg(long, value_name = "ASSIGNMENT", value_parser = parse_replica_assignment,
+              conflicts_with_all = ["partitions", "replication_factor"])]
+        replica_assignment: Option<ReplicaAssignment>,
         /// Topic config, e.g. retention.ms=86400000 (repeatable)
         #[arg(short, long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
         configs: Vec<(String, String)>,
@@ -42,7 +48,8 @@ enum TopicCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Show a topic's partitions (leader, log start and end offsets) and configs
+    /// Show a topic's partitions (leader, leader epoch, replicas, ISR, offline replicas, log
+    /// start and end offsets) and configs
     Describe {
         name: String,
         #[command(flatten)]
@@ -69,6 +76,10 @@ enum TopicCommand {
         /// The new total number of partitions
         #[arg(short, long)]
         partitions: i32,
+        /// Replicas of each new partition, preferred leader first, e.g. 1:2:3,2:3:1
+        /// (default: the broker places them)
+        #[arg(long, value_name = "ASSIGNMENT", value_parser = parse_replica_assignment)]
+        replica_assignment: Option<ReplicaAssignment>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -88,6 +99,7 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
                 name,
                 partitions,
                 replication_factor,
+                replica_assignment,
                 configs,
                 if_not_exists,
                 client,
@@ -96,10 +108,17 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
                     anyhow::bail!("--partitions must be at least 1, got {partitions}");
                 }
                 let mut c = client.connect().await?;
-                match c
-                    .create_topic(&name, partitions, replication_factor, &configs)
-                    .await
-                {
+                let partitions = replica_assignment
+                    .as_ref()
+                    .map_or(partitions, |a| i32::try_from(a.0.len()).unwrap_or(i32::MAX));
+                let created = match &replica_assignment {
+                    Some(a) => c.create_topic_with_assignment(&name, &a.0, &configs).await,
+                    None => {
+                        c.create_topic(&name, partitions, replication_factor, &configs)
+                            .await
+                    }
+                };
+                match created {
                     Err(e) if if_not_exists && e.kafka_code() == Some(36) => {
                         report(&client, &name, "exists", "topic already exists")
                     }
@@ -139,10 +158,17 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
             TopicCommand::AddPartitions {
                 name,
                 partitions,
+                replica_assignment,
                 client,
             } => {
                 let mut c = client.connect().await?;
-                c.create_partitions(&name, partitions).await?;
+                match &replica_assignment {
+                    Some(a) => {
+                        c.create_partitions_with_assignment(&name, partitions, Some(&a.0))
+                            .await?
+                    }
+                    None => c.create_partitions(&name, partitions).await?,
+                }
                 report(
                     &client,
                     &name,
@@ -160,6 +186,47 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// Parses Kafka's `--replica-assignment` format: partitions separated by `,`, the brokers of
+/// one partition by `:`, preferred leader first (`1:2:3,2:3:1`). Every partition must have the
+/// same number of replicas, none twice.
+pub fn parse_replica_assignment(s: &str) -> Result<ReplicaAssignment, String> {
+    parse_assignment_lists(s).map(ReplicaAssignment)
+}
+
+/// A parsed `--replica-assignment`: one replica list per partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaAssignment(pub Vec<Vec<i32>>);
+
+fn parse_assignment_lists(s: &str) -> Result<Vec<Vec<i32>>, String> {
+    let mut out: Vec<Vec<i32>> = Vec::new();
+    for (i, part) in s.split(',').enumerate() {
+        let mut replicas = Vec::new();
+        for b in part.split(':') {
+            let id: i32 = b.trim().parse().map_err(|_| {
+                format!("partition {i}: `{b}` is not a broker id (expected e.g. 1:2:3,2:3:1)")
+            })?;
+            if id < 0 {
+                return Err(format!("partition {i}: broker id {id} is negative"));
+            }
+            if replicas.contains(&id) {
+                return Err(format!("partition {i}: broker {id} is listed twice"));
+            }
+            replicas.push(id);
+        }
+        if let Some(first) = out.first() {
+            if first.len() != replicas.len() {
+                return Err(format!(
+                    "partition {i} has {} replicas, partition 0 has {}: every partition needs the same replication factor",
+                    replicas.len(),
+                    first.len()
+                ));
+            }
+        }
+        out.push(replicas);
+    }
+    Ok(out)
 }
 
 fn report(client: &ClientArgs, topic: &str, status: &str, text: &str) -> anyhow::Result<()> {
@@ -200,7 +267,20 @@ async fn describe(client: &ClientArgs, name: &str) -> anyhow::Result<()> {
     let mut c = client.connect().await?;
     let topic = c.topic(name).await?;
     let parts: Vec<i32> = topic.partitions.iter().map(|p| p.partition).collect();
-    let bounds = c.offset_bounds(name, &parts).await?;
+    // Offsets come from each partition's leader; one that cannot be reached (a broker just
+    // killed, not yet fenced) must not hide the replica state this command is for.
+    let bounds = match c.offset_bounds(name, &parts).await {
+        Ok(b) => b,
+        Err(_) => {
+            let mut b = std::collections::BTreeMap::new();
+            for &p in &parts {
+                if let Ok(one) = c.offset_bounds(name, &[p]).await {
+                    b.extend(one);
+                }
+            }
+            b
+        }
+    };
     let configs = c.describe_topic_configs(name).await?;
     let bound = |p: i32| bounds.get(&p).copied().unwrap_or((-1, -1));
     if client.json() {
@@ -212,8 +292,10 @@ async fn describe(client: &ClientArgs, name: &str) -> anyhow::Result<()> {
                 json!({
                     "partition": p.partition,
                     "leader": p.leader,
+                    "leader_epoch": p.leader_epoch,
                     "replicas": p.replicas,
                     "isr": p.isr,
+                    "offline_replicas": p.offline_replicas,
                     "log_start_offset": start,
                     "log_end_offset": end,
                 })
@@ -236,8 +318,10 @@ async fn describe(client: &ClientArgs, name: &str) -> anyhow::Result<()> {
     let mut t = Table::new(&[
         "PARTITION",
         "LEADER",
+        "EPOCH",
         "REPLICAS",
         "ISR",
+        "OFFLINE",
         "LOG-START-OFFSET",
         "LOG-END-OFFSET",
     ]);
@@ -246,8 +330,10 @@ async fn describe(client: &ClientArgs, name: &str) -> anyhow::Result<()> {
         t.row(vec![
             p.partition.to_string(),
             p.leader.to_string(),
+            p.leader_epoch.to_string(),
             format!("{:?}", p.replicas),
             format!("{:?}", p.isr),
+            format!("{:?}", p.offline_replicas),
             start.to_string(),
             end.to_string(),
         ]);
@@ -265,4 +351,29 @@ async fn describe(client: &ClientArgs, name: &str) -> anyhow::Result<()> {
     }
     t.print();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_assignment_parses_kafkas_format() {
+        assert_eq!(
+            parse_replica_assignment("1:2:3,2:3:1").unwrap().0,
+            vec![vec![1, 2, 3], vec![2, 3, 1]]
+        );
+        assert_eq!(parse_replica_assignment("4").unwrap().0, vec![vec![4]]);
+        assert!(parse_replica_assignment("1:1")
+            .unwrap_err()
+            .contains("twice"));
+        assert!(parse_replica_assignment("1:2,3")
+            .unwrap_err()
+            .contains("replication factor"));
+        assert!(parse_replica_assignment("1:x")
+            .unwrap_err()
+            .contains("not a broker id"));
+        assert!(parse_replica_assignment("-1").is_err());
+        assert!(parse_replica_assignment("").is_err());
+    }
 }

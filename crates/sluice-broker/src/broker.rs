@@ -321,9 +321,17 @@ pub async fn run(
         tracing::warn!("some connections did not finish within 10 s; closing them");
     }
     let _ = cluster_stop_tx.send(true);
+    // A heartbeat may be retrying against an unreachable controller: do not wait for it.
+    cluster_task.abort();
+    reconcile_task.abort();
     let _ = cluster_task.await;
     let _ = reconcile_task.await;
-    broker.metadata.cluster.shutdown().await;
+    if tokio::time::timeout(CLUSTER_STOP_TIMEOUT, broker.metadata.cluster.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the metadata quorum did not stop in time");
+    }
     broker.flush_dirty().await;
     let mut flushed = true;
     if let Err(e) = broker.share.store.sync().await {
@@ -357,6 +365,9 @@ async fn mark_clean_shutdown(broker: &Broker) {
         Err(e) => tracing::error!(error = %e, "could not mark a clean shutdown"),
     }
 }
+
+/// Bound on stopping the metadata quorum member and the cluster listener at shutdown.
+const CLUSTER_STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Reconciles every applied metadata change onto the local replicas (see `metadata.rs`).
 async fn reconcile_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {

@@ -131,7 +131,12 @@ pub fn parse_voters(s: &str) -> Result<std::collections::BTreeMap<u64, String>, 
             .parse()
             .ok()
             .filter(|&i| i <= i32::MAX as u64)
-            .ok_or_else(|| format!("invalid voter id in {entry:?}: use a node id from 0 to {}", i32::MAX))?;
+            .ok_or_else(|| {
+                format!(
+                    "invalid voter id in {entry:?}: use a node id from 0 to {}",
+                    i32::MAX
+                )
+            })?;
         check_host_port(addr.trim()).map_err(|e| format!("invalid voter {entry:?}: {e}"))?;
         if voters.insert(id, addr.trim().to_string()).is_some() {
             return Err(format!("voter id {id} appears twice in --voters"));

@@ -49,8 +49,8 @@ use crate::partition::Partition;
 use crate::replica_manager::{
     partition_dir, ReplicaConfig, ReplicaManager, Role, TopicIdPartition, INITIAL_LEADER_EPOCH,
 };
-use sluice_controller::MetadataRecord;
 use crate::topic_config::TopicConfigs;
+use sluice_controller::MetadataRecord;
 
 /// The pre-cluster metadata log (migrated at the first start, then removed).
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
@@ -391,10 +391,11 @@ impl Metadata {
         for t in topics.by_id.values() {
             if rec.configs.get(&t.id) != Some(&t.raw_configs) {
                 if rec.configs.contains_key(&t.id) {
-                    if let Err(e) =
-                        self.replicas
-                            .reconfigure(t.id, t.partition_count, &replica_config(&t.configs))
-                    {
+                    if let Err(e) = self.replicas.reconfigure(
+                        t.id,
+                        t.partition_count,
+                        &replica_config(&t.configs),
+                    ) {
                         tracing::error!(topic = %t.name, error = %e, "cannot reconfigure");
                     }
                 }
@@ -407,8 +408,12 @@ impl Metadata {
             if !desired.contains(&tp) {
                 rec.parts.remove(&tp);
                 match self.replicas.delete_replica(tp) {
-                    Ok(_) => tracing::info!(topic = %r.topic(), partition = tp.partition, "deleted replica"),
-                    Err(e) => tracing::error!(topic = %r.topic(), partition = tp.partition, error = %e, "cannot delete replica"),
+                    Ok(_) => {
+                        tracing::info!(topic = %r.topic(), partition = tp.partition, "deleted replica")
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %r.topic(), partition = tp.partition, error = %e, "cannot delete replica")
+                    }
                 }
             }
         }
@@ -435,8 +440,13 @@ impl Metadata {
             write_partition_metadata(&dir, tp.topic_id)?;
             fsync_dir(&self.data_dir)?;
         }
-        self.replicas
-            .open(tp, &topic.name, &replica_config(&topic.configs), role, now_ms)?;
+        self.replicas.open(
+            tp,
+            &topic.name,
+            &replica_config(&topic.configs),
+            role,
+            now_ms,
+        )?;
         Ok(())
     }
 
@@ -711,7 +721,12 @@ impl Metadata {
         }
         let _ = reply;
         self.synced(index, now_ms).await;
-        tracing::info!(topic = name, partitions, replication_factor = rf, "created topic");
+        tracing::info!(
+            topic = name,
+            partitions,
+            replication_factor = rf,
+            "created topic"
+        );
         self.topic(name)
             .filter(|t| t.id == id)
             .ok_or_else(|| unknown_topic(name))

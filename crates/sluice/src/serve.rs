@@ -277,7 +277,9 @@ impl ServeArgs {
                 .context("--cluster-addr")?;
         }
         if !voters.is_empty() && self.cluster_addr.is_none() {
-            anyhow::bail!("--voters needs --cluster-addr (this node's HOST:PORT for cluster traffic)");
+            anyhow::bail!(
+                "--voters needs --cluster-addr (this node's HOST:PORT for cluster traffic)"
+            );
         }
         if let (Some(addr), Some(mine)) = (&self.cluster_addr, voters.get(&(node_id as u64))) {
             if addr != mine {
@@ -302,7 +304,9 @@ impl ServeArgs {
         let broker_heartbeat_interval_ms = self
             .broker_heartbeat_interval_ms
             .unwrap_or(d.broker_heartbeat_interval_ms);
-        if broker_heartbeat_interval_ms < 1 || broker_session_timeout_ms <= broker_heartbeat_interval_ms {
+        if broker_heartbeat_interval_ms < 1
+            || broker_session_timeout_ms <= broker_heartbeat_interval_ms
+        {
             anyhow::bail!(
                 "--broker-heartbeat-interval-ms ({broker_heartbeat_interval_ms}) must be at least 1 and below \
                  --broker-session-timeout-ms ({broker_session_timeout_ms})"

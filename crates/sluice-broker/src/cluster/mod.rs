@@ -88,7 +88,7 @@ pub const CONTROLLER_REQUEST_DEADLINE_MS: u64 = 30_000;
 /// Pause between retries of a controller request.
 pub const CONTROLLER_RETRY_BACKOFF_MS: u64 = 200;
 /// Bound on a controlled shutdown (waiting for the leaderships to move away).
-pub const CONTROLLED_SHUTDOWN_TIMEOUT_MS: u64 = 15_000;
+pub const CONTROLLED_SHUTDOWN_TIMEOUT_MS: u64 = 5_000;
 /// Largest controller request accepted over RPC.
 pub const MAX_CONTROLLER_REQUEST_BYTES: usize = 16 << 20;
 
@@ -459,7 +459,10 @@ impl Cluster {
             let status = self.quorum.status();
             if status.leader != Some(self.node_id as u64) {
                 *slot = None;
-                return Err(cerr(codes::NOT_CONTROLLER, "this node is not the controller"));
+                return Err(cerr(
+                    codes::NOT_CONTROLLER,
+                    "this node is not the controller",
+                ));
             }
             if slot.as_ref().map(|s| s.term) != Some(status.term) {
                 // A new term: catch the image up with every committed entry first, then
@@ -511,7 +514,10 @@ impl Cluster {
     }
 
     /// Serves one controller request on this node (which must be the quorum leader).
-    pub async fn handle_local(&self, req: CtrlRequest) -> Result<(u64, CtrlReply), ControllerError> {
+    pub async fn handle_local(
+        &self,
+        req: CtrlRequest,
+    ) -> Result<(u64, CtrlReply), ControllerError> {
         match req {
             CtrlRequest::RegisterBroker {
                 node_id,
@@ -529,7 +535,9 @@ impl Cluster {
                     cluster_addr,
                     rack,
                 };
-                let (i, ()) = self.decide(|c, img, now| c.register_broker(img, now, &r)).await?;
+                let (i, ()) = self
+                    .decide(|c, img, now| c.register_broker(img, now, &r))
+                    .await?;
                 Ok((i, CtrlReply::Done))
             }
             CtrlRequest::Heartbeat {
@@ -659,7 +667,9 @@ impl Cluster {
                         })
                         .collect(),
                 };
-                let (i, a) = self.decide(|c, img, now| c.alter_partition(img, now, &r)).await?;
+                let (i, a) = self
+                    .decide(|c, img, now| c.alter_partition(img, now, &r))
+                    .await?;
                 Ok((
                     i,
                     CtrlReply::AlterPartition {
@@ -678,7 +688,12 @@ impl Cluster {
                 let kind = match election_type {
                     0 => ElectionType::Preferred,
                     1 => ElectionType::Unclean,
-                    t => return Err(cerr(codes::INVALID_REQUEST, format!("unknown election type {t}"))),
+                    t => {
+                        return Err(cerr(
+                            codes::INVALID_REQUEST,
+                            format!("unknown election type {t}"),
+                        ))
+                    }
                 };
                 let (i, results) = self
                     .decide(|c, img, now| c.elect_leaders(img, now, kind, partitions.as_deref()))
@@ -710,7 +725,10 @@ impl Cluster {
                 Some(l) if l == self.node_id as u64 => self.handle_local(req.clone()).await,
                 Some(l) => match self.voters.get(&l) {
                     Some(addr) => self.call_remote(addr, &payload).await,
-                    None => Err(cerr(codes::NOT_CONTROLLER, format!("no address for node {l}"))),
+                    None => Err(cerr(
+                        codes::NOT_CONTROLLER,
+                        format!("no address for node {l}"),
+                    )),
                 },
                 None => Err(cerr(codes::NOT_CONTROLLER, "no quorum leader yet")),
             };
@@ -726,7 +744,11 @@ impl Cluster {
         }
     }
 
-    async fn call_remote(&self, addr: &str, payload: &[u8]) -> Result<(u64, CtrlReply), ControllerError> {
+    async fn call_remote(
+        &self,
+        addr: &str,
+        payload: &[u8],
+    ) -> Result<(u64, CtrlReply), ControllerError> {
         let bytes = self
             .rpc
             .call(
@@ -737,8 +759,12 @@ impl Cluster {
             )
             .await
             .map_err(|e| cerr(codes::NOT_CONTROLLER, format!("controller at {addr}: {e}")))?;
-        let wire: WireResult = serde_json::from_slice(&bytes)
-            .map_err(|e| cerr(codes::UNKNOWN_SERVER_ERROR, format!("bad controller reply: {e}")))?;
+        let wire: WireResult = serde_json::from_slice(&bytes).map_err(|e| {
+            cerr(
+                codes::UNKNOWN_SERVER_ERROR,
+                format!("bad controller reply: {e}"),
+            )
+        })?;
         let (index, reply) = wire.map_err(|(code, message)| cerr(code, message))?;
         // Answer only once this node's image holds the decision, so the caller reads its
         // own write (bounded: a lagging node answers anyway).
@@ -789,14 +815,21 @@ impl Cluster {
                 leader_epoch,
                 partition_epoch,
             }),
-            _ => Err(cerr(codes::UNKNOWN_SERVER_ERROR, "unexpected controller reply")),
+            _ => Err(cerr(
+                codes::UNKNOWN_SERVER_ERROR,
+                "unexpected controller reply",
+            )),
         }
     }
 
     // ---- broker lifecycle ----
 
     /// Registers this broker (a new broker epoch); it starts fenced.
-    pub async fn register(&self, kafka_host: &str, kafka_port: i32) -> Result<i64, ControllerError> {
+    pub async fn register(
+        &self,
+        kafka_host: &str,
+        kafka_port: i32,
+    ) -> Result<i64, ControllerError> {
         *self.kafka_endpoint.lock() = (kafka_host.to_string(), kafka_port);
         self.fence_previous_incarnation().await?;
         let (index, _) = self
@@ -867,9 +900,13 @@ impl Cluster {
                 }
                 Ok(reply)
             }
-            Ok(_) => Err(cerr(codes::UNKNOWN_SERVER_ERROR, "unexpected heartbeat reply")),
+            Ok(_) => Err(cerr(
+                codes::UNKNOWN_SERVER_ERROR,
+                "unexpected heartbeat reply",
+            )),
             Err(e)
-                if e.code == codes::STALE_BROKER_EPOCH || e.code == codes::BROKER_ID_NOT_REGISTERED =>
+                if e.code == codes::STALE_BROKER_EPOCH
+                    || e.code == codes::BROKER_ID_NOT_REGISTERED =>
             {
                 tracing::warn!(error = %e.message, "the controller dropped this registration; registering again");
                 self.broker_epoch.store(-1, Ordering::Release);
@@ -881,12 +918,19 @@ impl Cluster {
     }
 
     /// Registers and heartbeats until unfenced (bounded by `max`).
-    pub async fn join(&self, kafka_host: &str, kafka_port: i32, max: Duration) -> Result<(), ControllerError> {
+    pub async fn join(
+        &self,
+        kafka_host: &str,
+        kafka_port: i32,
+        max: Duration,
+    ) -> Result<(), ControllerError> {
         let deadline = tokio::time::Instant::now() + max;
         *self.kafka_endpoint.lock() = (kafka_host.to_string(), kafka_port);
         loop {
             match self.heartbeat(false).await {
-                Ok(CtrlReply::Heartbeat { is_fenced: false, .. }) => return Ok(()),
+                Ok(CtrlReply::Heartbeat {
+                    is_fenced: false, ..
+                }) => return Ok(()),
                 Ok(_) => {}
                 Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
                 Err(e) => tracing::debug!(error = %e.message, "joining the cluster"),
@@ -928,7 +972,7 @@ impl Cluster {
     /// Controlled shutdown: heartbeats with `want_shutdown` until the controller says the
     /// leaderships moved away (bounded). Skipped on a single node.
     pub async fn controlled_shutdown(&self) {
-        if self.is_single_node() || self.broker_epoch() < 0 {
+        if self.is_single_node() || self.broker_epoch() < 0 || self.controller_id().is_none() {
             return;
         }
         let deadline =
@@ -994,15 +1038,19 @@ impl rpc::Handler for ControllerService {
         Box::pin(async move {
             let result: WireResult = match self.0.upgrade() {
                 None => Err((codes::NOT_CONTROLLER, "shutting down".into())),
-                Some(_) if request.len() > MAX_CONTROLLER_REQUEST_BYTES => {
-                    Err((codes::INVALID_REQUEST, "controller request too large".into()))
-                }
+                Some(_) if request.len() > MAX_CONTROLLER_REQUEST_BYTES => Err((
+                    codes::INVALID_REQUEST,
+                    "controller request too large".into(),
+                )),
                 Some(cluster) => match serde_json::from_slice::<CtrlRequest>(&request) {
                     Ok(req) => cluster
                         .handle_local(req)
                         .await
                         .map_err(|e| (e.code, e.message)),
-                    Err(e) => Err((codes::INVALID_REQUEST, format!("bad controller request: {e}"))),
+                    Err(e) => Err((
+                        codes::INVALID_REQUEST,
+                        format!("bad controller request: {e}"),
+                    )),
                 },
             };
             serde_json::to_vec(&result).unwrap_or_default()

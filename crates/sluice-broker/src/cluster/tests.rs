@@ -25,12 +25,18 @@ fn register(node: i32) -> MetadataRecord {
 #[test]
 fn state_machine_applies_rejects_and_snapshots() {
     let sm = ImageState::default();
-    assert_eq!(sm.apply(1, &serde_json::to_vec(&vec![register(1)]).unwrap()), b"ok");
+    assert_eq!(
+        sm.apply(1, &serde_json::to_vec(&vec![register(1)]).unwrap()),
+        b"ok"
+    );
     assert_eq!(sm.applied(), 1);
     assert!(sm.read(|i| i.broker(1).is_some_and(|b| b.broker_epoch == 1 && b.fenced)));
     // Decided against index 0: rejected whole.
     let stale = vec![MetadataRecord::Guard { based_on: 0 }, register(2)];
-    assert_eq!(sm.apply(2, &serde_json::to_vec(&stale).unwrap()), b"rejected");
+    assert_eq!(
+        sm.apply(2, &serde_json::to_vec(&stale).unwrap()),
+        b"rejected"
+    );
     assert!(sm.read(|i| i.broker(2).is_none()));
     let fresh = vec![MetadataRecord::Guard { based_on: 2 }, register(2)];
     // last_applied moved to 2 with the rejected entry? Either way exactly one of the two
@@ -157,7 +163,12 @@ async fn three_voters_register_create_and_fail_over() {
     loop {
         let img = survivors[0].state.snapshot_image();
         let fenced = img.broker(leader).is_some_and(|b| b.fenced);
-        let moved = img.topic("t").unwrap().partitions.iter().all(|p| p.leader != leader);
+        let moved = img
+            .topic("t")
+            .unwrap()
+            .partitions
+            .iter()
+            .all(|p| p.leader != leader);
         if fenced && moved {
             for (p, before) in img.topic("t").unwrap().partitions.iter().zip(&t.partitions) {
                 if before.leader == leader {
@@ -166,7 +177,10 @@ async fn three_voters_register_create_and_fail_over() {
             }
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not failed over: {img:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not failed over: {img:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let new_leader = survivors[0].controller_id().unwrap();

@@ -91,7 +91,10 @@ pub async fn create_topics(
             if t.replication_factor == 0 || t.replication_factor < -1 {
                 return Err(KafkaError::new(
                     ResponseError::InvalidReplicationFactor,
-                    format!("replication factor must be at least 1 (or -1 for the default), got {}", t.replication_factor),
+                    format!(
+                        "replication factor must be at least 1 (or -1 for the default), got {}",
+                        t.replication_factor
+                    ),
                 ));
             }
             let configs = TopicConfigs::from_pairs(

@@ -73,7 +73,9 @@ pub fn find_coordinator(
                 broker.advertised_port,
                 None,
             ));
-        c.with_node_id(BrokerId(id)).with_host(s(host)).with_port(port)
+        c.with_node_id(BrokerId(id))
+            .with_host(s(host))
+            .with_port(port)
     };
     if version >= 4 {
         let coordinators = req

@@ -45,8 +45,9 @@ pub fn partition_view(broker: &Broker, topic: &Topic, index: i32) -> PartitionVi
     let cluster = &broker.metadata.cluster;
     let me = broker.config.node_id;
     let live_here = cluster.is_live();
-    cluster.state.read(|img| {
-        match img.partition(&topic.id, index) {
+    cluster
+        .state
+        .read(|img| match img.partition(&topic.id, index) {
             Some(p) => {
                 let mut leader = p.leader;
                 if leader == me && !live_here {
@@ -78,8 +79,7 @@ pub fn partition_view(broker: &Broker, topic: &Topic, index: i32) -> PartitionVi
                 isr: vec![],
                 offline: vec![],
             },
-        }
-    })
+        })
 }
 
 fn ids(v: &[i32]) -> Vec<BrokerId> {
@@ -93,7 +93,14 @@ pub fn live_brokers(broker: &Broker) -> Vec<(i32, String, i32, Option<String>)> 
         img.brokers
             .values()
             .filter(|b| !b.fenced)
-            .map(|b| (b.node_id, b.kafka_host.clone(), b.kafka_port, b.rack.clone()))
+            .map(|b| {
+                (
+                    b.node_id,
+                    b.kafka_host.clone(),
+                    b.kafka_port,
+                    b.rack.clone(),
+                )
+            })
             .collect()
     });
     if out.is_empty() {

@@ -6,8 +6,13 @@ fn rm(dir: &Path) -> Arc<ReplicaManager> {
 
 /// Writes old-format events to `<dir>/__cluster_metadata-0`, as the previous version did.
 async fn write_old_events(dir: &Path, events: &[Event]) {
-    let log = Partition::open(&dir.join(METADATA_LOG_DIR), 0, internal_log::log_config(), 0)
-        .unwrap();
+    let log = Partition::open(
+        &dir.join(METADATA_LOG_DIR),
+        0,
+        internal_log::log_config(),
+        0,
+    )
+    .unwrap();
     let records: Vec<internal_log::KeyValue> = events
         .iter()
         .map(|e| (None, Some(serde_json::to_vec(e).unwrap())))
@@ -60,12 +65,9 @@ async fn migrates_an_old_data_directory() {
             Event::GroupConfigsReplaced {
                 group: "g".into(),
                 configs: GroupConfigs(
-                    [(
-                        "share.session.timeout.ms".to_string(),
-                        "50000".to_string(),
-                    )]
-                    .into_iter()
-                    .collect(),
+                    [("share.session.timeout.ms".to_string(), "50000".to_string())]
+                        .into_iter()
+                        .collect(),
                 ),
             },
         ],
@@ -73,7 +75,11 @@ async fn migrates_an_old_data_directory() {
     .await;
     // The old version's data of kept-0, and a leftover of the deleted topic.
     std::fs::create_dir_all(partition_dir(dir.path(), "kept", 0)).unwrap();
-    std::fs::write(partition_dir(dir.path(), "kept", 0).join("data-marker"), b"x").unwrap();
+    std::fs::write(
+        partition_dir(dir.path(), "kept", 0).join("data-marker"),
+        b"x",
+    )
+    .unwrap();
     std::fs::create_dir_all(partition_dir(dir.path(), "gone", 0)).unwrap();
 
     for round in 0..2 {
@@ -90,7 +96,10 @@ async fn migrates_an_old_data_directory() {
         assert!(partition_dir(dir.path(), "kept", 0)
             .join("data-marker")
             .exists());
-        assert_eq!(read_partition_metadata(&partition_dir(dir.path(), "kept", 1)), Some(kept));
+        assert_eq!(
+            read_partition_metadata(&partition_dir(dir.path(), "kept", 1)),
+            Some(kept)
+        );
         assert!(m.replicas.get(t.tp(0)).unwrap().role().is_leader());
         assert_eq!(m.replicas.len(), 2);
         assert!(!m.group_configs("g").0.is_empty());

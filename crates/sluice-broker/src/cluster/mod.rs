@@ -324,6 +324,8 @@ pub struct Cluster {
     broker_epoch: AtomicI64,
     fenced: AtomicBool,
     server: parking_lot::Mutex<Option<RpcServer>>,
+    /// RPC service 2 (replica fetches), installed by `replication/` once the broker exists.
+    replica_fetch: Arc<std::sync::OnceLock<Arc<dyn rpc::Handler>>>,
     /// Set when the broker is registered (the Kafka host/port to register with).
     kafka_endpoint: parking_lot::Mutex<(String, i32)>,
     seed: u64,
@@ -372,6 +374,7 @@ impl Cluster {
             broker_epoch: AtomicI64::new(-1),
             fenced: AtomicBool::new(true),
             server: parking_lot::Mutex::new(None),
+            replica_fetch: Arc::new(std::sync::OnceLock::new()),
             kafka_endpoint: parking_lot::Mutex::new((String::new(), 0)),
             seed: rand_seed(),
         });
@@ -384,6 +387,10 @@ impl Cluster {
             handlers.insert(
                 rpc::SERVICE_CONTROLLER,
                 Arc::new(ControllerService(Arc::downgrade(&cluster))),
+            );
+            handlers.insert(
+                rpc::SERVICE_REPLICA_FETCH,
+                Arc::new(Deferred(cluster.replica_fetch.clone())),
             );
             let server = RpcServer::serve(listener, handlers)
                 .map_err(|e| anyhow::anyhow!("cannot serve cluster traffic on {addr}: {e}"))?;
@@ -432,10 +439,27 @@ impl Cluster {
             })
     }
 
-    /// Adds a few-line hook for `replication/`: the cluster address of `node`.
+    /// `ClusterLink::cluster_addr`: the cluster address `node` registered with.
     pub fn cluster_addr_of(&self, node: i32) -> Option<String> {
         self.state
             .read(|i| i.broker(node).map(|b| b.cluster_addr.clone()))
+    }
+
+    /// `ClusterLink::broker_status`: (broker epoch, fenced) of a registered broker.
+    pub fn broker_status(&self, node: i32) -> Option<(i64, bool)> {
+        self.state
+            .read(|i| i.broker(node).map(|b| (b.broker_epoch, b.fenced)))
+    }
+
+    /// `ClusterLink::rpc`: the RPC client every outgoing cluster call shares.
+    pub fn rpc_client(&self) -> Arc<RpcClient> {
+        self.rpc.clone()
+    }
+
+    /// Installs the handler of RPC service 2 (replica fetches); until then such requests get
+    /// an empty reply. Only the first call counts.
+    pub fn set_replica_fetch_handler(&self, handler: Arc<dyn rpc::Handler>) {
+        let _ = self.replica_fetch.set(handler);
     }
 
     /// Stops the RPC listener and the quorum member.
@@ -1028,6 +1052,18 @@ fn rand_seed() -> u64 {
     let u = Uuid::new_v4();
     let b = u.as_bytes();
     u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+/// RPC service 2 until `replication/` installs its handler.
+struct Deferred(Arc<std::sync::OnceLock<Arc<dyn rpc::Handler>>>);
+
+impl rpc::Handler for Deferred {
+    fn handle<'a>(&'a self, request: Vec<u8>) -> BoxFuture<'a, Vec<u8>> {
+        match self.0.get() {
+            Some(h) => h.handle(request),
+            None => Box::pin(async { Vec::new() }),
+        }
+    }
 }
 
 /// RPC service 1: controller requests from other nodes.

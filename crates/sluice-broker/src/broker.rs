@@ -73,7 +73,7 @@ fn load_cluster_id(data_dir: &Path, node_id: i32) -> anyhow::Result<String> {
 
 impl Broker {
     /// Opens the data directory: replays metadata and offsets, recovers every partition.
-    pub fn open(
+    pub async fn open(
         config: BrokerConfig,
         local_kafka_addr: std::net::SocketAddr,
     ) -> anyhow::Result<Arc<Broker>> {
@@ -85,16 +85,6 @@ impl Broker {
         let cluster_id = load_cluster_id(&config.data_dir, config.node_id)?;
         let now = now_ms();
         let replicas = Arc::new(ReplicaManager::new(config.node_id, &config.data_dir));
-        let metadata = Metadata::open(
-            &config.data_dir,
-            config
-                .max_partitions
-                .unwrap_or(crate::limits::MAX_PARTITIONS_DEFAULT),
-            replicas.clone(),
-            now,
-        )
-        .map_err(anyhow_from)?;
-        let offsets = OffsetStore::open(&config.data_dir, now).map_err(anyhow_from)?;
         let (advertised_host, advertised_port) = match &config.advertised_kafka_addr {
             Some(addr) => parse_host_port(addr)?,
             None => (
@@ -102,6 +92,19 @@ impl Broker {
                 i32::from(local_kafka_addr.port()),
             ),
         };
+        let metadata = Metadata::open(
+            &config,
+            config
+                .max_partitions
+                .unwrap_or(crate::limits::MAX_PARTITIONS_DEFAULT),
+            replicas.clone(),
+            &advertised_host,
+            advertised_port,
+            now,
+        )
+        .await
+        .map_err(anyhow_from)?;
+        let offsets = OffsetStore::open(&config.data_dir, now).map_err(anyhow_from)?;
         let metrics = Metrics::default();
         metrics.partitions.set(metadata.partition_count() as i64);
         let groups = GroupService::new(&config);
@@ -266,7 +269,7 @@ pub async fn run(
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_addr))?;
     let local = kafka_socket.local_addr()?;
     let http_local = http_socket.local_addr()?;
-    let broker = Broker::open(config, local)?;
+    let broker = Broker::open(config, local).await?;
     tracing::info!(
         kafka = %local,
         http = %http_local,
@@ -303,8 +306,14 @@ pub async fn run(
         broker.clone(),
         stop_rx.clone(),
     ));
+    // Cluster membership (heartbeats, the controller's timer) and the reconcile of image
+    // changes; they stop after the controlled shutdown below.
+    let (cluster_stop_tx, cluster_stop_rx) = watch::channel(false);
+    let cluster_task = tokio::spawn(broker.metadata.cluster.clone().run(cluster_stop_rx.clone()));
+    let reconcile_task = tokio::spawn(reconcile_loop(broker.clone(), cluster_stop_rx));
 
     shutdown.await;
+    broker.metadata.cluster.controlled_shutdown().await;
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
@@ -313,6 +322,18 @@ pub async fn run(
         .is_ok();
     if !drained {
         tracing::warn!("some connections did not finish within 10 s; closing them");
+    }
+    let _ = cluster_stop_tx.send(true);
+    // A heartbeat may be retrying against an unreachable controller: do not wait for it.
+    cluster_task.abort();
+    reconcile_task.abort();
+    let _ = cluster_task.await;
+    let _ = reconcile_task.await;
+    if tokio::time::timeout(CLUSTER_STOP_TIMEOUT, broker.metadata.cluster.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the metadata quorum did not stop in time");
     }
     broker.flush_dirty().await;
     let mut flushed = true;
@@ -345,6 +366,24 @@ async fn mark_clean_shutdown(broker: &Broker) {
         Ok(Ok(())) => tracing::info!("all logs fsynced; clean-shutdown marker written"),
         Ok(Err(e)) => tracing::error!(error = %e, "could not mark a clean shutdown"),
         Err(e) => tracing::error!(error = %e, "could not mark a clean shutdown"),
+    }
+}
+
+/// Bound on stopping the metadata quorum member and the cluster listener at shutdown.
+const CLUSTER_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Reconciles every applied metadata change onto the local replicas (see `metadata.rs`).
+async fn reconcile_loop(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let state = broker.metadata.cluster.state.clone();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = state.changed.notified() => {
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.metadata.sync(now_ms())).await;
+                broker.metrics.partitions.set(broker.replicas.len() as i64);
+            }
+        }
     }
 }
 

@@ -95,6 +95,71 @@ pub struct BrokerConfig {
     pub transaction_abort_interval: Duration,
     /// `transactional.id.expiration.ms` (default 7 days).
     pub transactional_id_expiration_ms: i64,
+    /// `--cluster-addr`: listen on and advertise this `host:port` for cluster traffic (quorum,
+    /// controller, replica fetches). `None` without `--voters` (a single node, no network).
+    pub cluster_addr: Option<String>,
+    /// `--voters`: node id → cluster address of every voter of the metadata quorum, identical
+    /// on every node. Empty: this node is the single voter (no network).
+    pub voters: std::collections::BTreeMap<u64, String>,
+    /// `--rack` (`broker.rack`).
+    pub rack: Option<String>,
+    /// `--default-replication-factor` (`default.replication.factor`); `None` = min(3, live
+    /// brokers).
+    pub default_replication_factor: Option<i16>,
+    /// `--broker-session-timeout-ms` (`broker.session.timeout.ms`, default 9000).
+    pub broker_session_timeout_ms: u64,
+    /// `--broker-heartbeat-interval-ms` (`broker.heartbeat.interval.ms`, default 2000).
+    pub broker_heartbeat_interval_ms: u64,
+}
+
+/// Default `broker.session.timeout.ms`.
+pub const DEFAULT_BROKER_SESSION_TIMEOUT_MS: u64 = 9_000;
+/// Default `broker.heartbeat.interval.ms`.
+pub const DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS: u64 = 2_000;
+
+/// Parses `--voters`: `ID@HOST:PORT` entries separated by commas; ids ≥ 0 and distinct.
+pub fn parse_voters(s: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
+    let mut voters = std::collections::BTreeMap::new();
+    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((id, addr)) = entry.split_once('@') else {
+            return Err(format!(
+                "invalid voter {entry:?}: use ID@HOST:PORT, e.g. 1@10.0.0.1:9093"
+            ));
+        };
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&i| i <= i32::MAX as u64)
+            .ok_or_else(|| {
+                format!(
+                    "invalid voter id in {entry:?}: use a node id from 0 to {}",
+                    i32::MAX
+                )
+            })?;
+        check_host_port(addr.trim()).map_err(|e| format!("invalid voter {entry:?}: {e}"))?;
+        if voters.insert(id, addr.trim().to_string()).is_some() {
+            return Err(format!("voter id {id} appears twice in --voters"));
+        }
+    }
+    if voters.is_empty() {
+        return Err("--voters lists no voter: use ID@HOST:PORT,…".into());
+    }
+    Ok(voters)
+}
+
+/// Checks a `host:port` (host non-empty, port 1..=65535; IPv6 in brackets).
+pub fn check_host_port(s: &str) -> Result<(), String> {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("{s:?} is not HOST:PORT"));
+    };
+    if host.is_empty() || host.len() > 255 {
+        return Err(format!("{s:?} has no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("{s:?}: the port must be 1-65535")),
+    }
 }
 
 impl Default for BrokerConfig {
@@ -133,6 +198,12 @@ impl Default for BrokerConfig {
                 crate::limits::TRANSACTION_ABORT_INTERVAL_MS,
             ),
             transactional_id_expiration_ms: crate::limits::TRANSACTIONAL_ID_EXPIRATION_MS,
+            cluster_addr: None,
+            voters: std::collections::BTreeMap::new(),
+            rack: None,
+            default_replication_factor: None,
+            broker_session_timeout_ms: DEFAULT_BROKER_SESSION_TIMEOUT_MS,
+            broker_heartbeat_interval_ms: DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS,
         }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod broker;
 pub mod cleaner;
+pub mod cluster;
 pub mod compression;
 pub mod conditional;
 pub mod config;

@@ -1,18 +1,37 @@
-//! Cluster metadata: the topics (name, id, partition count, configs), group configs and the
-//! producer-id counter. The partitions' data is the `ReplicaManager`'s (replica_manager.rs):
-//! topic creation, deletion, new partitions and config changes open, delete or reconfigure
-//! replicas through it.
+//! Cluster metadata as this broker sees it: the broker's view of the metadata quorum's
+//! `ClusterImage` (see `cluster/`): topics by name and id with their validated configs, group
+//! configs, producer ids. Writes go to the controller (`Cluster::request`: in-process on the
+//! quorum leader, RPC otherwise); a write returns once its records are applied here and
+//! reconciled ([`Metadata::sync`]).
 //!
-//! Every change is an event appended (and fsynced) to the internal metadata log
-//! `__cluster_metadata-0` before it takes effect in memory; on start the log is replayed.
-//! Readers take a cheap snapshot (`Arc<Topic>`); writers are serialised by `change_lock`.
+//! # Reconcile
+//! [`Metadata::sync`] rebuilds the view from the image and brings the `ReplicaManager` in
+//! line with it: every partition whose replicas name this node is opened (a new one empty)
+//! and gets its role from the image (leader here → `become_leader`, another leader →
+//! `become_follower`, no leader → the role stays as it was; see [`apply_partition_state`]);
+//! config changes reconfigure the replicas; replicas moved off this node and deleted topics
+//! are deleted. It runs after every write this node makes and from a loop woken by every
+//! applied entry (`broker.rs`).
 //!
-//! Its internal log (`__cluster_metadata-0`) is a `Partition` opened here, not a replica of the
-//! `ReplicaManager` (replica_manager.rs): internal logs become replicated partitions in a later
-//! wave of issue #10.
+//! Each partition directory holds `partition.metadata` (as Kafka: `version: 0` and the topic
+//! id), written before the replica opens. A directory whose file is missing or names another
+//! topic id is a leftover (a crash cut a deletion short, an older incarnation of the name) and
+//! is emptied before the partition opens; at start, directories with the file whose partition
+//! this node no longer hosts are removed. Directories without it (internal logs) are never
+//! touched.
+//!
+//! # Migration from the pre-cluster format
+//! A data directory written before the metadata quorum keeps its metadata as JSON events in
+//! `__cluster_metadata-0`. On the first start the events are replayed as before, every live
+//! partition directory gets its `partition.metadata`, and the state is proposed as records
+//! (`topic_created` + `partition_created` with replicas = ISR = [this node], leader this node,
+//! epoch 0; `producer_id_block`; `group_configs_replaced`), in entries of at most
+//! [`MIGRATION_ENTRY_BYTES`]. Topics already in the image (by id) are skipped, so a start that
+//! crashed midway redoes only the rest. The old directory is removed once every entry is
+//! applied (and, being committed, durable).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
@@ -20,20 +39,21 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::cluster::{Cluster, CtrlReply, CtrlRequest};
+use crate::config::BrokerConfig;
 use crate::error::KafkaError;
 use crate::group_config::GroupConfigs;
 use crate::internal_log;
 use crate::limits::MAX_PARTITIONS_PER_TOPIC;
 use crate::partition::Partition;
 use crate::replica_manager::{
-    ReplicaConfig, ReplicaManager, Role, TopicIdPartition, INITIAL_LEADER_EPOCH,
+    partition_dir, ReplicaConfig, ReplicaManager, Role, TopicIdPartition, INITIAL_LEADER_EPOCH,
 };
 use crate::topic_config::TopicConfigs;
+use sluice_controller::MetadataRecord;
 
+/// The pre-cluster metadata log (migrated at the first start, then removed).
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
-/// Producer ids are handed out from blocks recorded in the metadata log, as Kafka does, so a
-/// restart never reuses one.
-const PRODUCER_ID_BLOCK: i64 = 1000;
 
 pub struct Topic {
     pub name: String,
@@ -41,6 +61,8 @@ pub struct Topic {
     /// The number of partitions (0..count).
     pub partition_count: i32,
     pub configs: TopicConfigs,
+    /// The configs as the image holds them (before sanitizing).
+    pub raw_configs: BTreeMap<String, String>,
 }
 
 impl Topic {
@@ -65,11 +87,6 @@ fn replica_config(configs: &TopicConfigs) -> ReplicaConfig {
         conditional: crate::conditional::enabled(configs), // conditional append
     }
 }
-
-/// On a single node this node leads every partition at the initial epoch.
-const SINGLE_NODE_ROLE: Role = Role::Leader {
-    leader_epoch: INITIAL_LEADER_EPOCH,
-};
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -105,6 +122,56 @@ enum Event {
     },
 }
 
+/// Most bytes of one migration entry (below `sluice_quorum::MAX_COMMAND_BYTES`).
+pub const MIGRATION_ENTRY_BYTES: usize = 4 << 20;
+/// The file naming a partition directory's topic id (Kafka's name).
+pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
+/// Bound on joining the cluster (register + unfence) before a single node serves, or before
+/// a migration.
+const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A partition's state in the image, as the reconcile hands it to the ReplicaManager (the
+/// seam with `replication/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub min_insync_replicas: usize,
+}
+
+/// Minimal `ReplicaManager::apply_partition_state` until `replication/` provides it: leader
+/// here → `become_leader`, another leader → `become_follower`, no leader → unchanged.
+pub fn apply_partition_state(
+    rm: &ReplicaManager,
+    tp: TopicIdPartition,
+    state: &PartitionState,
+) -> Result<(), KafkaError> {
+    let me = rm.local_id();
+    if state.leader == me {
+        rm.become_leader(tp, state.leader_epoch)?;
+    } else if state.leader >= 0 {
+        rm.become_follower(tp, state.leader, state.leader_epoch)?;
+    }
+    Ok(())
+}
+
+/// The role a replica opens with for a partition in this state.
+fn role_for(me: i32, p: &sluice_controller::PartitionInfo) -> Role {
+    if p.leader == me {
+        Role::Leader {
+            leader_epoch: p.leader_epoch,
+        }
+    } else {
+        Role::Follower {
+            leader_id: p.leader,
+            leader_epoch: p.leader_epoch,
+        }
+    }
+}
+
 struct ProducerIds {
     next: i64,
     block_end: i64,
@@ -124,24 +191,28 @@ impl Topics {
         }
         self.by_id.insert(topic.id, topic);
     }
+}
 
-    fn remove(&mut self, name: &str) -> Option<Arc<Topic>> {
-        let topic = self.by_name.remove(name)?;
-        self.by_id.remove(&topic.id);
-        Some(topic)
-    }
+/// What the reconcile last applied (so each change is applied once).
+#[derive(Default)]
+struct Reconciled {
+    /// (leader, leader epoch, partition epoch) per local partition.
+    parts: HashMap<TopicIdPartition, (i32, i32, i32)>,
+    configs: HashMap<Uuid, BTreeMap<String, String>>,
 }
 
 pub struct Metadata {
     replicas: Arc<ReplicaManager>,
+    /// This node's membership of the cluster: quorum, controller, registration.
+    pub cluster: Arc<Cluster>,
+    data_dir: PathBuf,
     topics: RwLock<Topics>,
-    log: Partition,
-    compaction: internal_log::Compaction,
+    group_configs: RwLock<BTreeMap<String, GroupConfigs>>,
     /// `--max-partitions`: user partitions this broker will hold.
     max_partitions: usize,
-    change_lock: tokio::sync::Mutex<()>,
     producer_ids: parking_lot::Mutex<ProducerIds>,
-    group_configs: RwLock<BTreeMap<String, GroupConfigs>>,
+    pid_lock: tokio::sync::Mutex<()>,
+    reconciled: parking_lot::Mutex<Reconciled>,
 }
 
 /// Kafka's rule: 1..=249 characters of [a-zA-Z0-9._-], not "." or "..".
@@ -167,160 +238,340 @@ pub fn validate_topic_name(name: &str) -> Result<(), KafkaError> {
     Ok(())
 }
 
+fn ctrl(e: sluice_controller::ControllerError) -> KafkaError {
+    crate::cluster::to_kafka(e)
+}
+
+fn unknown_server(e: impl std::fmt::Display) -> KafkaError {
+    KafkaError::new(ResponseError::UnknownServerError, e.to_string())
+}
+
 impl Metadata {
-    /// Opens the metadata log, replays it and opens every topic's replicas in `replicas`.
-    pub fn open(
+    /// Opens the metadata quorum and the broker's view of it: a single node (no `--voters`)
+    /// registers and unfences in-process first; an old-format data directory is migrated;
+    /// then every partition this node hosts is opened.
+    pub async fn open(
+        config: &BrokerConfig,
+        max_partitions: usize,
+        replicas: Arc<ReplicaManager>,
+        kafka_host: &str,
+        kafka_port: i32,
+        now_ms: i64,
+    ) -> Result<Self, KafkaError> {
+        let data_dir = config.data_dir.clone();
+        let cluster = Cluster::open(config, &data_dir)
+            .await
+            .map_err(|e| KafkaError::new(ResponseError::KafkaStorageError, format!("{e:#}")))?;
+        let old = data_dir.join(METADATA_LOG_DIR);
+        if cluster.is_single_node() || old.is_dir() {
+            cluster
+                .join(kafka_host, kafka_port, JOIN_TIMEOUT)
+                .await
+                .map_err(ctrl)?;
+        } else {
+            cluster.set_kafka_endpoint(kafka_host, kafka_port);
+        }
+        let m = Metadata {
+            replicas,
+            cluster,
+            data_dir,
+            topics: RwLock::new(Topics::default()),
+            group_configs: RwLock::new(BTreeMap::new()),
+            max_partitions,
+            producer_ids: parking_lot::Mutex::new(ProducerIds {
+                next: 0,
+                block_end: 0,
+            }),
+            pid_lock: tokio::sync::Mutex::new(()),
+            reconciled: parking_lot::Mutex::new(Reconciled::default()),
+        };
+        if old.is_dir() {
+            m.migrate(now_ms).await?;
+        }
+        m.sync(now_ms);
+        m.sweep_unhosted();
+        Ok(m)
+    }
+
+    /// A single-node metadata over `data_dir` (tests).
+    pub async fn open_single(
         data_dir: &Path,
         max_partitions: usize,
         replicas: Arc<ReplicaManager>,
         now_ms: i64,
     ) -> Result<Self, KafkaError> {
-        let log = Partition::open(
-            &data_dir.join(METADATA_LOG_DIR),
-            0,
-            internal_log::log_config(),
-            now_ms,
-        )?;
-        let mut events = Vec::new();
-        internal_log::replay(&log, |_, value| {
-            match value.map(serde_json::from_slice::<Event>) {
-                Some(Ok(e)) => events.push(e),
-                Some(Err(e)) => tracing::error!(error = %e, "skipping unreadable metadata event"),
-                None => {}
-            }
-        })?;
-        let mut specs: BTreeMap<String, (Uuid, i32, TopicConfigs)> = BTreeMap::new();
-        // Names whose incarnations were deleted: directories left under them by a deletion a
-        // crash cut short are removed after replay, unless the name lives again.
-        let mut deleted: BTreeSet<String> = BTreeSet::new();
-        let mut next_block_start = 0;
-        let mut group_configs = BTreeMap::new();
-        for event in events {
-            match event {
-                Event::TopicCreated {
-                    name,
-                    id,
-                    partitions,
-                    configs,
-                } => {
-                    specs.insert(name, (id, partitions, configs));
-                }
-                Event::PartitionsCreated { name, count } => {
-                    if let Some(s) = specs.get_mut(&name) {
-                        s.1 = count;
-                    }
-                }
-                Event::ConfigsReplaced { name, configs } => {
-                    if let Some(s) = specs.get_mut(&name) {
-                        s.2 = configs;
-                    }
-                }
-                Event::TopicDeleted { name, id } => {
-                    // Deletion addresses an incarnation: a later topic of the same name is
-                    // never touched by it. Replay never removes files (see `sweep`).
-                    if specs
-                        .get(&name)
-                        .is_some_and(|s| id.is_none_or(|id| id == s.0))
-                    {
-                        specs.remove(&name);
-                    }
-                    deleted.insert(name);
-                }
-                Event::ProducerIdBlock {
-                    next_block_start: n,
-                } => next_block_start = n,
-                Event::GroupConfigsReplaced { group, configs } => {
-                    let configs = configs.sanitized(&group);
-                    if configs.0.is_empty() {
-                        group_configs.remove(&group);
-                    } else {
-                        group_configs.insert(group, configs);
-                    }
-                }
-            }
-        }
-        sweep(data_dir, &specs, &deleted);
-        let mut topics = Topics::default();
-        for (name, (id, count, configs)) in specs {
-            let configs = configs.sanitized(&name);
-            let config = replica_config(&configs);
-            for partition in 0..count {
-                let tp = TopicIdPartition {
-                    topic_id: id,
-                    partition,
-                };
-                replicas.open(tp, &name, &config, SINGLE_NODE_ROLE, now_ms)?;
-            }
-            topics.insert(Arc::new(Topic {
-                name,
-                id,
-                partition_count: count,
-                configs,
-            }));
-        }
-        let compaction = internal_log::Compaction::new(log.size_bytes());
-        Ok(Metadata {
-            replicas,
-            topics: RwLock::new(topics),
-            log,
-            compaction,
-            max_partitions,
-            change_lock: tokio::sync::Mutex::new(()),
-            producer_ids: parking_lot::Mutex::new(ProducerIds {
-                next: next_block_start,
-                block_end: next_block_start,
-            }),
-            group_configs: RwLock::new(group_configs),
-        })
+        let config = BrokerConfig {
+            data_dir: data_dir.to_path_buf(),
+            node_id: replicas.local_id(),
+            ..BrokerConfig::default()
+        };
+        Self::open(&config, max_partitions, replicas, "127.0.0.1", 9092, now_ms).await
     }
 
-    /// Logs an event and waits until it is fsynced. Callers hold `change_lock`, have validated
-    /// everything the event carries (so replaying it cannot fail), and apply it after this.
-    async fn record(&self, event: &Event, now_ms: i64) -> Result<(), KafkaError> {
-        let value = serde_json::to_vec(event)
-            .map_err(|e| KafkaError::new(ResponseError::UnknownServerError, e.to_string()))?;
-        self.compaction.appended(value.len());
-        internal_log::append_durably(&self.log, &[(None, Some(value))], now_ms).await?;
+    /// Brings the view and the local replicas in line with the image (see the module docs).
+    /// Failures are logged per partition; the next change retries them.
+    pub fn sync(&self, now_ms: i64) {
+        let mut rec = self.reconciled.lock();
+        let image = self.cluster.state.snapshot_image();
+        // The view.
+        let mut topics = Topics::default();
+        {
+            let old = self.topics.read();
+            for t in image.topics.values() {
+                let count = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
+                let same = old.by_id.get(&t.id).filter(|o| {
+                    o.name == t.name && o.partition_count == count && o.raw_configs == t.configs
+                });
+                let topic = match same {
+                    Some(o) => o.clone(),
+                    None => Arc::new(Topic {
+                        name: t.name.clone(),
+                        id: t.id,
+                        partition_count: count,
+                        configs: TopicConfigs(t.configs.clone()).sanitized(&t.name),
+                        raw_configs: t.configs.clone(),
+                    }),
+                };
+                topics.insert(topic);
+            }
+        }
+        let groups: BTreeMap<String, GroupConfigs> = image
+            .group_configs
+            .iter()
+            .map(|(g, c)| (g.clone(), GroupConfigs(c.clone()).sanitized(g)))
+            .filter(|(_, c)| !c.0.is_empty())
+            .collect();
+        // The replicas.
+        let me = self.replicas.local_id();
+        let mut desired = HashSet::new();
+        for (t, index, p) in image.partitions() {
+            if !p.replicas.contains(&me) {
+                continue;
+            }
+            let tp = TopicIdPartition {
+                topic_id: t.id,
+                partition: index,
+            };
+            desired.insert(tp);
+            let state = (p.leader, p.leader_epoch, p.partition_epoch);
+            if rec.parts.get(&tp) == Some(&state) && self.replicas.get(tp).is_some() {
+                continue;
+            }
+            let Some(topic) = topics.by_id.get(&t.id) else {
+                continue;
+            };
+            if self.replicas.get(tp).is_none() {
+                if let Err(e) = self.open_replica(tp, topic, role_for(me, p), now_ms) {
+                    tracing::error!(topic = %t.name, partition = index, error = %e, "cannot open replica");
+                    continue;
+                }
+            }
+            let ps = PartitionState {
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                replicas: p.replicas.clone(),
+                isr: p.isr.clone(),
+                min_insync_replicas: topic
+                    .configs
+                    .get("min.insync.replicas")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+            };
+            match apply_partition_state(&self.replicas, tp, &ps) {
+                Ok(()) => {
+                    rec.parts.insert(tp, state);
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %t.name, partition = index, error = %e, "cannot apply partition state");
+                    rec.parts.insert(tp, state);
+                }
+            }
+        }
+        for t in topics.by_id.values() {
+            if rec.configs.get(&t.id) != Some(&t.raw_configs) {
+                if rec.configs.contains_key(&t.id) {
+                    if let Err(e) = self.replicas.reconfigure(
+                        t.id,
+                        t.partition_count,
+                        &replica_config(&t.configs),
+                    ) {
+                        tracing::error!(topic = %t.name, error = %e, "cannot reconfigure");
+                    }
+                }
+                rec.configs.insert(t.id, t.raw_configs.clone());
+            }
+        }
+        rec.configs.retain(|id, _| topics.by_id.contains_key(id));
+        for r in self.replicas.all() {
+            let tp = r.tp();
+            if !desired.contains(&tp) {
+                rec.parts.remove(&tp);
+                match self.replicas.delete_replica(tp) {
+                    Ok(_) => {
+                        tracing::info!(topic = %r.topic(), partition = tp.partition, "deleted replica")
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %r.topic(), partition = tp.partition, error = %e, "cannot delete replica")
+                    }
+                }
+            }
+        }
+        *self.topics.write() = topics;
+        *self.group_configs.write() = groups;
+    }
+
+    /// Opens a replica, first making sure its directory belongs to this topic id.
+    fn open_replica(
+        &self,
+        tp: TopicIdPartition,
+        topic: &Topic,
+        role: Role,
+        now_ms: i64,
+    ) -> Result<(), KafkaError> {
+        let dir = partition_dir(&self.data_dir, &topic.name, tp.partition);
+        if dir.exists() && read_partition_metadata(&dir) != Some(tp.topic_id) {
+            tracing::info!(dir = %dir.display(), "removing a partition directory of another incarnation");
+            std::fs::remove_dir_all(&dir)?;
+            fsync_dir(&self.data_dir)?;
+        }
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir)?;
+            write_partition_metadata(&dir, tp.topic_id)?;
+            fsync_dir(&self.data_dir)?;
+        }
+        self.replicas.open(
+            tp,
+            &topic.name,
+            &replica_config(&topic.configs),
+            role,
+            now_ms,
+        )?;
         Ok(())
     }
 
-    /// Rewrites the metadata log as a snapshot of the live state when enough has been
-    /// appended since the last one. Callers hold `change_lock` and have applied their change.
-    async fn maybe_compact(&self, now_ms: i64) {
-        if !self.compaction.due() || !self.compaction.start() {
+    /// Removes partition directories (those with `partition.metadata`) this node no longer
+    /// hosts: a deletion or reassignment a crash cut short.
+    fn sweep_unhosted(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
             return;
+        };
+        let mut removed = false;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(id) = read_partition_metadata(&path) else {
+                continue;
+            };
+            let index = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.rsplit_once('-'))
+                .and_then(|(_, i)| i.parse::<i32>().ok());
+            let Some(index) = index else { continue };
+            if self
+                .replicas
+                .get(TopicIdPartition {
+                    topic_id: id,
+                    partition: index,
+                })
+                .is_some()
+            {
+                continue;
+            }
+            tracing::info!(dir = %path.display(), "removing the directory of a partition this node no longer hosts");
+            if std::fs::remove_dir_all(&path).is_ok() {
+                removed = true;
+            }
         }
-        let mut events: Vec<Event> = Vec::new();
-        for t in self.topics.read().by_name.values() {
-            events.push(Event::TopicCreated {
-                name: t.name.clone(),
-                id: t.id,
-                partitions: t.partition_count,
-                configs: t.configs.clone(),
-            });
+        if removed {
+            let _ = fsync_dir(&self.data_dir);
         }
-        for (group, configs) in self.group_configs.read().iter() {
-            events.push(Event::GroupConfigsReplaced {
-                group: group.clone(),
-                configs: configs.clone(),
-            });
-        }
-        events.push(Event::ProducerIdBlock {
-            next_block_start: self.producer_ids.lock().block_end,
-        });
-        let records: Vec<internal_log::KeyValue> = events
-            .iter()
-            .filter_map(|e| serde_json::to_vec(e).ok())
-            .map(|v| (None, Some(v)))
-            .collect();
-        let appended = internal_log::append_snapshot(&self.log, &records, now_ms);
-        // A failure is logged there; the change itself is done.
-        let _ = internal_log::finish_snapshot(&self.log, &self.compaction, appended).await;
     }
 
-    /// Bytes the metadata log holds on disk.
-    pub fn log_bytes(&self) -> u64 {
-        self.log.size_bytes()
+    /// Converts an old-format data directory (see the module docs).
+    async fn migrate(&self, now_ms: i64) -> Result<(), KafkaError> {
+        let old = self.data_dir.join(METADATA_LOG_DIR);
+        let me = self.replicas.local_id();
+        let (specs, deleted, next_block_start, group_configs) = read_old_events(&old, now_ms)?;
+        sweep(&self.data_dir, &specs, &deleted);
+        let image = self.cluster.state.snapshot_image();
+        // Partition directories first get their topic id, durably, so nothing the records
+        // name is ever taken for a leftover.
+        for (name, (id, count, _)) in &specs {
+            if image.topic_by_id(id).is_some() {
+                continue;
+            }
+            for p in 0..*count {
+                let dir = partition_dir(&self.data_dir, name, p);
+                if dir.is_dir() {
+                    write_partition_metadata(&dir, *id)?;
+                }
+            }
+        }
+        let mut groups: Vec<Vec<MetadataRecord>> = Vec::new();
+        for (name, (id, count, configs)) in &specs {
+            if image.topic_by_id(id).is_some() || image.topic(name).is_some() {
+                continue;
+            }
+            let mut records = vec![MetadataRecord::TopicCreated {
+                name: name.clone(),
+                id: *id,
+                configs: configs.clone().sanitized(name).0,
+            }];
+            for p in 0..*count {
+                records.push(MetadataRecord::PartitionCreated {
+                    topic_id: *id,
+                    partition: p,
+                    replicas: vec![me],
+                    isr: vec![me],
+                    leader: me,
+                    leader_epoch: INITIAL_LEADER_EPOCH,
+                    partition_epoch: 0,
+                });
+            }
+            groups.push(records);
+        }
+        if next_block_start > image.next_producer_id {
+            groups.push(vec![MetadataRecord::ProducerIdBlock { next_block_start }]);
+        }
+        for (group, configs) in group_configs {
+            groups.push(vec![MetadataRecord::GroupConfigsReplaced {
+                group,
+                configs: configs.0,
+            }]);
+        }
+        // Whole topics per entry, entries of at most MIGRATION_ENTRY_BYTES.
+        let mut entries: Vec<Vec<MetadataRecord>> = Vec::new();
+        let mut current: Vec<MetadataRecord> = Vec::new();
+        let mut bytes = 0usize;
+        for records in groups {
+            let size: usize = records
+                .iter()
+                .map(|r| serde_json::to_vec(r).map_or(0, |v| v.len() + 1))
+                .sum();
+            if !current.is_empty() && bytes.saturating_add(size) > MIGRATION_ENTRY_BYTES {
+                entries.push(std::mem::take(&mut current));
+                bytes = 0;
+            }
+            bytes = bytes.saturating_add(size);
+            current.extend(records);
+        }
+        if !current.is_empty() {
+            entries.push(current);
+        }
+        let n = entries.len();
+        for records in entries {
+            self.cluster.propose_records(&records).await?;
+        }
+        // Every entry is committed (durable on a majority: here) and applied: the old log can go.
+        sluice_storage::log::remove_log_dir(&old)?;
+        fsync_dir(&self.data_dir)?;
+        tracing::info!(
+            topics = specs.len(),
+            entries = n,
+            "migrated the metadata of an older version to the metadata quorum"
+        );
+        Ok(())
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -356,7 +607,7 @@ impl Metadata {
     /// Refuses `adding` partitions when the broker would then hold more than
     /// `--max-partitions` (each partition holds at least one open file).
     fn check_partition_budget(&self, adding: i32) -> Result<(), KafkaError> {
-        let now = self.partition_count();
+        let now = self.replicas.len();
         let adding = usize::try_from(adding).unwrap_or(usize::MAX);
         if now.saturating_add(adding) > self.max_partitions {
             return Err(KafkaError::new(
@@ -370,7 +621,16 @@ impl Metadata {
         Ok(())
     }
 
-    /// Creates a topic (validated first; `validate_only` stops there).
+    /// Waits until this node applied `index`, then reconciles.
+    async fn synced(&self, index: u64, now_ms: i64) {
+        self.cluster
+            .wait_applied(index, std::time::Duration::from_secs(10))
+            .await;
+        self.sync(now_ms);
+    }
+
+    /// Creates a topic with the default replication factor (validated first; `validate_only`
+    /// stops there).
     pub async fn create_topic(
         &self,
         name: &str,
@@ -379,84 +639,112 @@ impl Metadata {
         validate_only: bool,
         now_ms: i64,
     ) -> Result<Arc<Topic>, KafkaError> {
+        self.create_topic_with(name, partitions, None, None, configs, validate_only, now_ms)
+            .await
+    }
+
+    /// The replication factor a topic gets without one: `--default-replication-factor`, or
+    /// min(3, live brokers).
+    pub fn default_replication_factor(&self) -> i16 {
+        if let Some(rf) = self.cluster.default_replication_factor {
+            return rf;
+        }
+        let live = self.cluster.state.read(|i| i.live_brokers().count());
+        i16::try_from(live.clamp(1, 3)).unwrap_or(1)
+    }
+
+    /// CreateTopics: the replication factor (`None`: the default) or manual assignments;
+    /// `min.insync.replicas` defaults to a majority of the replication factor.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: Option<i16>,
+        assignments: Option<Vec<Vec<i32>>>,
+        mut configs: TopicConfigs,
+        validate_only: bool,
+        now_ms: i64,
+    ) -> Result<Arc<Topic>, KafkaError> {
         validate_topic_name(name)?;
+        let partitions = match &assignments {
+            Some(a) => i32::try_from(a.len()).unwrap_or(i32::MAX),
+            None => partitions,
+        };
         if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
             return Err(KafkaError::new(
                 ResponseError::InvalidPartitions,
                 format!("number of partitions must be between 1 and {MAX_PARTITIONS_PER_TOPIC}, got {partitions}"),
             ));
         }
-        let _change = self.change_lock.lock().await;
-        if self.topics.read().by_name.contains_key(name) {
+        if self.topic(name).is_some() {
             return Err(KafkaError::new(
                 ResponseError::TopicAlreadyExists,
                 format!("topic {name:?} already exists"),
             ));
         }
         self.check_partition_budget(partitions)?;
+        let rf = match (&assignments, replication_factor) {
+            (Some(a), _) => a
+                .first()
+                .map_or(1, |r| i16::try_from(r.len()).unwrap_or(i16::MAX)),
+            (None, Some(rf)) if rf > 0 => rf,
+            _ => self.default_replication_factor(),
+        };
+        if rf > 1 && !configs.0.contains_key("min.insync.replicas") {
+            configs
+                .0
+                .insert("min.insync.replicas".into(), (rf / 2 + 1).to_string());
+        }
         let id = Uuid::new_v4();
+        let (index, reply) = self
+            .cluster
+            .request(CtrlRequest::CreateTopic {
+                name: name.to_string(),
+                id,
+                num_partitions: Some(partitions),
+                replication_factor: Some(rf),
+                assignments,
+                configs: configs.0.clone(),
+                validate_only,
+            })
+            .await
+            .map_err(ctrl)?;
         if validate_only {
             return Ok(Arc::new(Topic {
                 name: name.to_string(),
                 id,
                 partition_count: 0,
+                raw_configs: configs.0.clone(),
                 configs,
             }));
         }
-        // Directories first, event second: a crash in between leaves orphan directories that
-        // are emptied when the name is created again.
-        let opened = self.replicas.create(
-            id,
-            name,
-            0..partitions,
-            &replica_config(&configs),
-            SINGLE_NODE_ROLE,
-            now_ms,
-        )?;
-        self.record(
-            &Event::TopicCreated {
-                name: name.to_string(),
-                id,
-                partitions,
-                configs: configs.clone(),
-            },
-            now_ms,
-        )
-        .await?;
-        let topic = Arc::new(Topic {
-            name: name.to_string(),
-            id,
-            partition_count: partitions,
-            configs,
-        });
-        self.replicas.install(opened);
-        self.topics.write().insert(topic.clone());
-        tracing::info!(topic = name, partitions, "created topic");
-        self.maybe_compact(now_ms).await;
-        Ok(topic)
+        let _ = reply;
+        self.synced(index, now_ms).await;
+        tracing::info!(
+            topic = name,
+            partitions,
+            replication_factor = rf,
+            "created topic"
+        );
+        self.topic(name)
+            .filter(|t| t.id == id)
+            .ok_or_else(|| unknown_topic(name))
     }
 
     pub async fn delete_topic(&self, name: &str, now_ms: i64) -> Result<Uuid, KafkaError> {
-        let _change = self.change_lock.lock().await;
         let Some(topic) = self.topic(name) else {
             return Err(unknown_topic(name));
         };
-        self.record(
-            &Event::TopicDeleted {
+        let (index, _) = self
+            .cluster
+            .request(CtrlRequest::DeleteTopic {
                 name: name.to_string(),
-                id: Some(topic.id),
-            },
-            now_ms,
-        )
-        .await?;
-        self.topics.write().remove(name);
-        // The deletion is durable; its files go now, once. A crash before they are gone
-        // leaves directories that the next start sweeps (unless the name was created again,
-        // which clears them first).
-        self.replicas
-            .delete_topic(topic.id, topic.partition_count)?;
+            })
+            .await
+            .map_err(ctrl)?;
+        self.synced(index, now_ms).await;
         tracing::info!(topic = name, "deleted topic");
-        self.maybe_compact(now_ms).await;
         Ok(topic.id)
     }
 
@@ -468,7 +756,19 @@ impl Metadata {
         validate_only: bool,
         now_ms: i64,
     ) -> Result<(), KafkaError> {
-        let _change = self.change_lock.lock().await;
+        self.create_partitions_with(name, count, None, validate_only, now_ms)
+            .await
+    }
+
+    /// CreatePartitions with optional assignments of the new partitions.
+    pub async fn create_partitions_with(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+        now_ms: i64,
+    ) -> Result<(), KafkaError> {
         let Some(topic) = self.topic(name) else {
             return Err(unknown_topic(name));
         };
@@ -480,34 +780,19 @@ impl Metadata {
             ));
         }
         self.check_partition_budget(count - current)?;
-        if validate_only {
-            return Ok(());
+        let (index, _) = self
+            .cluster
+            .request(CtrlRequest::CreatePartitions {
+                topic: name.to_string(),
+                total: count,
+                assignments,
+                validate_only,
+            })
+            .await
+            .map_err(ctrl)?;
+        if !validate_only {
+            self.synced(index, now_ms).await;
         }
-        let opened = self.replicas.create(
-            topic.id,
-            name,
-            current..count,
-            &replica_config(&topic.configs),
-            SINGLE_NODE_ROLE,
-            now_ms,
-        )?;
-        self.record(
-            &Event::PartitionsCreated {
-                name: name.to_string(),
-                count,
-            },
-            now_ms,
-        )
-        .await?;
-        let updated = Arc::new(Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            partition_count: count,
-            configs: topic.configs.clone(),
-        });
-        self.replicas.install(opened);
-        self.topics.write().insert(updated);
-        self.maybe_compact(now_ms).await;
         Ok(())
     }
 
@@ -520,13 +805,12 @@ impl Metadata {
         validate_only: bool,
         now_ms: i64,
     ) -> Result<(), KafkaError> {
-        let _change = self.change_lock.lock().await;
-        let Some(topic) = self.topic(name) else {
+        if self.topic(name).is_none() {
             return Err(unknown_topic(name));
-        };
+        }
         // Every value was validated by `TopicConfigs::from_pairs`; the log's own checks run
-        // here too, before the event is logged, so nothing refused is ever written.
-        let log_config = configs.log_config();
+        // here too, before the controller sees them, so nothing refused is ever committed.
+        let _ = configs.log_config();
         for (n, v) in &configs.0 {
             crate::topic_config::validate(n, v)
                 .map_err(|e| KafkaError::new(ResponseError::InvalidConfig, e))?;
@@ -537,30 +821,15 @@ impl Metadata {
         if validate_only {
             return Ok(());
         }
-        self.record(
-            &Event::ConfigsReplaced {
-                name: name.to_string(),
-                configs: configs.clone(),
-            },
-            now_ms,
-        )
-        .await?;
-        self.replicas.reconfigure(
-            topic.id,
-            topic.partition_count,
-            &ReplicaConfig {
-                log_config,
-                conditional: crate::conditional::enabled(&configs), // conditional append
-            },
-        )?;
-        let updated = Arc::new(Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            partition_count: topic.partition_count,
-            configs,
-        });
-        self.topics.write().insert(updated);
-        self.maybe_compact(now_ms).await;
+        let (index, _) = self
+            .cluster
+            .request(CtrlRequest::ReplaceTopicConfigs {
+                topic: name.to_string(),
+                configs: configs.0,
+            })
+            .await
+            .map_err(ctrl)?;
+        self.synced(index, now_ms).await;
         Ok(())
     }
 
@@ -589,29 +858,21 @@ impl Metadata {
         configs: GroupConfigs,
         now_ms: i64,
     ) -> Result<(), KafkaError> {
-        let _change = self.change_lock.lock().await;
-        self.record(
-            &Event::GroupConfigsReplaced {
+        let (index, _) = self
+            .cluster
+            .request(CtrlRequest::ReplaceGroupConfigs {
                 group: group.to_string(),
-                configs: configs.clone(),
-            },
-            now_ms,
-        )
-        .await?;
-        {
-            let mut all = self.group_configs.write();
-            if configs.0.is_empty() {
-                all.remove(group);
-            } else {
-                all.insert(group.to_string(), configs);
-            }
-        }
-        self.maybe_compact(now_ms).await;
+                configs: configs.0,
+            })
+            .await
+            .map_err(ctrl)?;
+        self.synced(index, now_ms).await;
         Ok(())
     }
 
-    /// Hands out a new producer id, persisting a new block when the current one runs out.
-    pub async fn allocate_producer_id(&self, now_ms: i64) -> Result<i64, KafkaError> {
+    /// Hands out a new producer id, asking the controller for a new block when the current
+    /// one runs out (blocks never overlap, across nodes and restarts).
+    pub async fn allocate_producer_id(&self, _now_ms: i64) -> Result<i64, KafkaError> {
         {
             let mut ids = self.producer_ids.lock();
             if ids.next < ids.block_end {
@@ -619,31 +880,121 @@ impl Metadata {
                 return Ok(ids.next - 1);
             }
         }
-        let _change = self.change_lock.lock().await;
-        let start = {
+        let _one = self.pid_lock.lock().await;
+        let exhausted = {
             let ids = self.producer_ids.lock();
-            if ids.next < ids.block_end {
-                None
-            } else {
-                Some(ids.block_end)
-            }
+            ids.next >= ids.block_end
         };
-        if let Some(start) = start {
-            self.record(
-                &Event::ProducerIdBlock {
-                    next_block_start: start + PRODUCER_ID_BLOCK,
-                },
-                now_ms,
-            )
-            .await?;
+        if exhausted {
+            let (_, reply) = self
+                .cluster
+                .request(CtrlRequest::AllocateProducerIds {
+                    broker_id: self.replicas.local_id(),
+                    broker_epoch: self.cluster.broker_epoch(),
+                })
+                .await
+                .map_err(ctrl)?;
+            let CtrlReply::ProducerIds { first, len } = reply else {
+                return Err(unknown_server("unexpected controller reply"));
+            };
             let mut ids = self.producer_ids.lock();
-            ids.next = start;
-            ids.block_end = start + PRODUCER_ID_BLOCK;
+            ids.next = first;
+            ids.block_end = first.saturating_add(len);
         }
         let mut ids = self.producer_ids.lock();
         ids.next += 1;
         Ok(ids.next - 1)
     }
+}
+
+type OldState = (
+    BTreeMap<String, (Uuid, i32, TopicConfigs)>,
+    BTreeSet<String>,
+    i64,
+    BTreeMap<String, GroupConfigs>,
+);
+
+/// Replays the pre-cluster metadata log: live topics, deleted names, the next producer id
+/// block, group configs.
+fn read_old_events(dir: &Path, now_ms: i64) -> Result<OldState, KafkaError> {
+    let log = Partition::open(dir, 0, internal_log::log_config(), now_ms)?;
+    let mut events = Vec::new();
+    internal_log::replay(&log, |_, value| {
+        match value.map(serde_json::from_slice::<Event>) {
+            Some(Ok(e)) => events.push(e),
+            Some(Err(e)) => tracing::error!(error = %e, "skipping unreadable metadata event"),
+            None => {}
+        }
+    })?;
+    drop(log);
+    let mut specs: BTreeMap<String, (Uuid, i32, TopicConfigs)> = BTreeMap::new();
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    let mut next_block_start = 0;
+    let mut group_configs = BTreeMap::new();
+    for event in events {
+        match event {
+            Event::TopicCreated {
+                name,
+                id,
+                partitions,
+                configs,
+            } => {
+                specs.insert(name, (id, partitions, configs));
+            }
+            Event::PartitionsCreated { name, count } => {
+                if let Some(s) = specs.get_mut(&name) {
+                    s.1 = count;
+                }
+            }
+            Event::ConfigsReplaced { name, configs } => {
+                if let Some(s) = specs.get_mut(&name) {
+                    s.2 = configs;
+                }
+            }
+            Event::TopicDeleted { name, id } => {
+                if specs
+                    .get(&name)
+                    .is_some_and(|s| id.is_none_or(|id| id == s.0))
+                {
+                    specs.remove(&name);
+                }
+                deleted.insert(name);
+            }
+            Event::ProducerIdBlock {
+                next_block_start: n,
+            } => next_block_start = n,
+            Event::GroupConfigsReplaced { group, configs } => {
+                let configs = configs.sanitized(&group);
+                if configs.0.is_empty() {
+                    group_configs.remove(&group);
+                } else {
+                    group_configs.insert(group, configs);
+                }
+            }
+        }
+    }
+    Ok((specs, deleted, next_block_start, group_configs))
+}
+
+/// The topic id a partition directory's `partition.metadata` names.
+pub fn read_partition_metadata(dir: &Path) -> Option<Uuid> {
+    let text = std::fs::read_to_string(dir.join(PARTITION_METADATA_FILE)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("topic_id:"))
+        .and_then(|id| Uuid::parse_str(id.trim()).ok())
+}
+
+/// Writes `partition.metadata` durably (temp file, fsync, rename, fsync the directory).
+pub fn write_partition_metadata(dir: &Path, id: Uuid) -> Result<(), KafkaError> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{PARTITION_METADATA_FILE}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(format!("version: 0\ntopic_id: {id}\n").as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(PARTITION_METADATA_FILE))?;
+    fsync_dir(dir)
 }
 
 /// Removes partition directories that no live topic owns: those of deleted names that were
@@ -699,161 +1050,4 @@ pub fn unknown_topic(name: &str) -> KafkaError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::replica_manager::partition_dir;
-
-    fn rm(dir: &Path) -> Arc<ReplicaManager> {
-        Arc::new(ReplicaManager::new(1, dir))
-    }
-
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
-    /// A value stored by an older, looser version (or by hand) must not keep the broker down:
-    /// replay drops it with a warning and the default applies.
-    #[test]
-    fn replay_survives_a_stored_config_that_no_longer_validates() {
-        let dir = tempfile::tempdir().unwrap();
-        runtime().block_on(async {
-            let m = Metadata::open(dir.path(), 100, rm(dir.path()), 0).unwrap();
-            let bad = TopicConfigs(
-                [("segment.bytes", "14"), ("retention.ms", "5000")]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            );
-            m.record(
-                &Event::TopicCreated {
-                    name: "t".into(),
-                    id: Uuid::new_v4(),
-                    partitions: 1,
-                    configs: bad,
-                },
-                0,
-            )
-            .await
-            .unwrap();
-            m.record(
-                &Event::GroupConfigsReplaced {
-                    group: "g".into(),
-                    configs: GroupConfigs(
-                        [(
-                            "share.record.lock.duration.ms".to_string(),
-                            "-5".to_string(),
-                        )]
-                        .into_iter()
-                        .collect(),
-                    ),
-                },
-                0,
-            )
-            .await
-            .unwrap();
-        });
-        let m = Metadata::open(dir.path(), 100, rm(dir.path()), 0).unwrap();
-        let t = m.topic("t").unwrap();
-        assert_eq!(t.configs.0.get("segment.bytes"), None);
-        assert_eq!(t.configs.get("retention.ms").as_deref(), Some("5000"));
-        assert!(m.group_configs("g").0.is_empty());
-    }
-
-    /// The deletion of one incarnation never touches a later topic of the same name, on replay
-    /// or otherwise; a snapshot keeps every live topic and drops the history before it.
-    #[test]
-    fn deletion_addresses_an_incarnation_and_snapshots_keep_live_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let first_id = runtime().block_on(async {
-            let m = Metadata::open(dir.path(), 100, rm(dir.path()), 0).unwrap();
-            let first = m
-                .create_topic("t", 2, TopicConfigs::default(), false, 0)
-                .await
-                .unwrap();
-            m.delete_topic("t", 0).await.unwrap();
-            m.create_topic("t", 1, TopicConfigs::default(), false, 0)
-                .await
-                .unwrap();
-            std::fs::write(partition_dir(dir.path(), "t", 0).join("marker"), b"x").unwrap();
-            first.id
-        });
-        let m = Metadata::open(dir.path(), 100, rm(dir.path()), 0).unwrap();
-        let t = m.topic("t").unwrap();
-        assert_ne!(t.id, first_id);
-        assert_eq!(t.partition_count, 1);
-        assert!(partition_dir(dir.path(), "t", 0).join("marker").exists());
-        assert!(!partition_dir(dir.path(), "t", 1).exists());
-        assert!(m.topic_by_id(t.id).is_some() && m.topic_by_id(first_id).is_none());
-        // The replicas reopened with the topics, led here at the initial epoch.
-        assert_eq!(
-            m.replicas.get(t.tp(0)).map(|r| r.role()),
-            Some(SINGLE_NODE_ROLE)
-        );
-        assert!(m.replicas.get(t.tp(1)).is_none());
-        assert_eq!(m.replicas.len(), 1);
-        runtime().block_on(async {
-            m.create_partitions("t", 2, false, 0).await.unwrap();
-        });
-        let t = m.topic("t").unwrap();
-        assert_eq!(t.partition_count, 2);
-        assert_eq!(
-            m.replicas.get(t.tp(1)).map(|r| (r.index(), r.role())),
-            Some((1, SINGLE_NODE_ROLE))
-        );
-        assert_eq!(m.replicas.len(), 2);
-
-        // Churn until snapshots were written, then reopen.
-        m.compaction.set_min_bytes(4096);
-        m.log
-            .set_config(sluice_storage::LogConfig {
-                segment_bytes: 4096,
-                ..internal_log::log_config()
-            })
-            .unwrap();
-        runtime().block_on(async {
-            let pad = "x".repeat(64 << 10);
-            for i in 0..200 {
-                let configs = TopicConfigs::from_pairs([(
-                    "retention.ms",
-                    format!("{}", 1_000_000 + i).as_str(),
-                )])
-                .unwrap();
-                m.replace_configs("t", configs, false, 0).await.unwrap();
-                m.replace_group_configs(
-                    "g",
-                    GroupConfigs(
-                        [(
-                            "errors.deadletterqueue.topic.name".to_string(),
-                            format!("d{}", &pad[..8]),
-                        )]
-                        .into_iter()
-                        .collect(),
-                    ),
-                    0,
-                )
-                .await
-                .unwrap();
-                // Large events, so the log passes the compaction threshold quickly.
-                let _ = m
-                    .create_topic(&format!("p{i}"), 1, TopicConfigs::default(), false, 0)
-                    .await;
-                m.delete_topic(&format!("p{i}"), 0).await.unwrap();
-            }
-        });
-        // 800 events of ~150 bytes, against snapshots every 4 KiB: far less than the history.
-        let before = m.log_bytes();
-        assert!(before < 64 << 10, "{before}");
-        drop(m);
-        let m = Metadata::open(dir.path(), 100, rm(dir.path()), 0).unwrap();
-        assert_eq!(
-            m.topic("t").unwrap().configs.get("retention.ms").as_deref(),
-            Some("1000199")
-        );
-        assert_eq!(m.topics().len(), 1);
-        assert_eq!(m.replicas.len(), 2, "the churned topics left no replica");
-        assert!(m.log_bytes() <= before);
-    }
-}
+mod tests;

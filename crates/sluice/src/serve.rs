@@ -112,6 +112,29 @@ pub struct ServeArgs {
     /// [default: 604800000, 7 days]
     #[arg(long, env = "SLUICE_TRANSACTIONAL_ID_EXPIRATION_MS")]
     transactional_id_expiration_ms: Option<i64>,
+    /// host:port to listen on and advertise for cluster traffic (metadata quorum, controller,
+    /// replica fetches); required with --voters
+    #[arg(long, env = "SLUICE_CLUSTER_ADDR")]
+    cluster_addr: Option<String>,
+    /// The metadata quorum's voters, ID@HOST:PORT,… (their cluster addresses), identical on
+    /// every node; this node may be one of them or not [default: this node alone, no network]
+    #[arg(long, env = "SLUICE_VOTERS")]
+    voters: Option<String>,
+    /// This broker's rack (broker.rack), for rack-aware replica placement
+    #[arg(long, env = "SLUICE_RACK")]
+    rack: Option<String>,
+    /// Replicas of topics created without one (default.replication.factor)
+    /// [default: min(3, live brokers)]
+    #[arg(long, env = "SLUICE_DEFAULT_REPLICATION_FACTOR")]
+    default_replication_factor: Option<i16>,
+    /// A broker that has not heartbeaten this long is fenced (broker.session.timeout.ms)
+    /// [default: 9000]
+    #[arg(long, env = "SLUICE_BROKER_SESSION_TIMEOUT_MS")]
+    broker_session_timeout_ms: Option<u64>,
+    /// How often a broker heartbeats to the controller (broker.heartbeat.interval.ms)
+    /// [default: 2000]
+    #[arg(long, env = "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS")]
+    broker_heartbeat_interval_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -161,6 +184,18 @@ impl ServeArgs {
             transactional_id_expiration_ms: self
                 .transactional_id_expiration_ms
                 .or(file.transactional_id_expiration_ms),
+            cluster_addr: self.cluster_addr.or(file.cluster_addr),
+            voters: self.voters.or(file.voters),
+            rack: self.rack.or(file.rack),
+            default_replication_factor: self
+                .default_replication_factor
+                .or(file.default_replication_factor),
+            broker_session_timeout_ms: self
+                .broker_session_timeout_ms
+                .or(file.broker_session_timeout_ms),
+            broker_heartbeat_interval_ms: self
+                .broker_heartbeat_interval_ms
+                .or(file.broker_heartbeat_interval_ms),
         }
     }
 
@@ -226,8 +261,68 @@ impl ServeArgs {
         if fetch_max_bytes < 1 {
             anyhow::bail!("--fetch-max-bytes must be at least 1, got {fetch_max_bytes}");
         }
+        let node_id = self.node_id.unwrap_or(d.node_id);
+        if node_id < 0 {
+            anyhow::bail!("--node-id must be at least 0, got {node_id}");
+        }
+        let voters = match &self.voters {
+            Some(v) => sluice_broker::config::parse_voters(v)
+                .map_err(anyhow::Error::msg)
+                .context("--voters")?,
+            None => Default::default(),
+        };
+        if let Some(addr) = &self.cluster_addr {
+            sluice_broker::config::check_host_port(addr)
+                .map_err(anyhow::Error::msg)
+                .context("--cluster-addr")?;
+        }
+        if !voters.is_empty() && self.cluster_addr.is_none() {
+            anyhow::bail!(
+                "--voters needs --cluster-addr (this node's HOST:PORT for cluster traffic)"
+            );
+        }
+        if let (Some(addr), Some(mine)) = (&self.cluster_addr, voters.get(&(node_id as u64))) {
+            if addr != mine {
+                anyhow::bail!(
+                    "--voters names {mine} for node {node_id}, but --cluster-addr is {addr}: they must be the same"
+                );
+            }
+        }
+        if let Some(rack) = &self.rack {
+            if rack.is_empty() || rack.len() > 255 {
+                anyhow::bail!("--rack must be 1-255 characters");
+            }
+        }
+        if let Some(rf) = self.default_replication_factor {
+            if rf < 1 {
+                anyhow::bail!("--default-replication-factor must be at least 1, got {rf}");
+            }
+        }
+        let broker_session_timeout_ms = self
+            .broker_session_timeout_ms
+            .unwrap_or(d.broker_session_timeout_ms);
+        let broker_heartbeat_interval_ms = self
+            .broker_heartbeat_interval_ms
+            .unwrap_or(d.broker_heartbeat_interval_ms);
+        if broker_heartbeat_interval_ms < 1
+            || broker_session_timeout_ms <= broker_heartbeat_interval_ms
+        {
+            anyhow::bail!(
+                "--broker-heartbeat-interval-ms ({broker_heartbeat_interval_ms}) must be at least 1 and below \
+                 --broker-session-timeout-ms ({broker_session_timeout_ms})"
+            );
+        }
+        if broker_session_timeout_ms > 3_600_000 {
+            anyhow::bail!("--broker-session-timeout-ms must be at most 3600000, got {broker_session_timeout_ms}");
+        }
         Ok(BrokerConfig {
-            node_id: self.node_id.unwrap_or(d.node_id),
+            node_id,
+            cluster_addr: self.cluster_addr,
+            voters,
+            rack: self.rack,
+            default_replication_factor: self.default_replication_factor,
+            broker_session_timeout_ms,
+            broker_heartbeat_interval_ms,
             kafka_addr: self.kafka_addr.unwrap_or(d.kafka_addr),
             advertised_kafka_addr: self.advertised_kafka_addr,
             http_addr,

@@ -41,6 +41,14 @@ fn invalid_config(message: String) -> KafkaError {
     KafkaError::new(ResponseError::InvalidConfig, message)
 }
 
+/// A topic's replication factor (its first partition's replica count; -1 when unknown).
+fn replication_factor_of(broker: &Broker, topic: &crate::metadata::Topic) -> i16 {
+    broker.metadata.cluster.state.read(|img| {
+        img.partition(&topic.id, 0)
+            .map_or(-1, |p| i16::try_from(p.replicas.len()).unwrap_or(-1))
+    })
+}
+
 pub async fn create_topics(
     broker: &Broker,
     req: CreateTopicsRequest,
@@ -50,37 +58,45 @@ pub async fn create_topics(
     for t in req.topics {
         let name = t.name.0.to_string();
         let outcome = async {
-            if t.replication_factor > 1 {
-                return Err(KafkaError::new(
-                    ResponseError::InvalidReplicationFactor,
-                    format!(
-                        "replication factor {} is larger than the 1 broker available",
-                        t.replication_factor
-                    ),
-                ));
-            }
-            let partitions = if !t.assignments.is_empty() {
+            let (partitions, assignments) = if !t.assignments.is_empty() {
                 if t.num_partitions != -1 || t.replication_factor != -1 {
                     return Err(KafkaError::new(
                         ResponseError::InvalidRequest,
                         "give either assignments or partitions and replication factor, not both",
                     ));
                 }
-                if t.assignments
+                let mut sorted: Vec<_> = t.assignments.iter().collect();
+                sorted.sort_by_key(|a| a.partition_index);
+                if sorted
                     .iter()
-                    .any(|a| a.broker_ids.iter().any(|b| b.0 != broker.config.node_id))
+                    .enumerate()
+                    .any(|(i, a)| a.partition_index != i as i32)
                 {
                     return Err(KafkaError::new(
                         ResponseError::InvalidReplicaAssignment,
-                        format!("only broker {} exists", broker.config.node_id),
+                        "the assignments must number the partitions 0, 1, 2, …",
                     ));
                 }
-                t.assignments.len() as i32
+                let lists: Vec<Vec<i32>> = sorted
+                    .iter()
+                    .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                    .collect();
+                (lists.len() as i32, Some(lists))
             } else if t.num_partitions == -1 {
-                broker.config.default_partitions
+                (broker.config.default_partitions, None)
             } else {
-                t.num_partitions
+                (t.num_partitions, None)
             };
+            let rf = (t.replication_factor > 0).then_some(t.replication_factor);
+            if t.replication_factor == 0 || t.replication_factor < -1 {
+                return Err(KafkaError::new(
+                    ResponseError::InvalidReplicationFactor,
+                    format!(
+                        "replication factor must be at least 1 (or -1 for the default), got {}",
+                        t.replication_factor
+                    ),
+                ));
+            }
             let configs = TopicConfigs::from_pairs(
                 t.configs
                     .iter()
@@ -89,7 +105,15 @@ pub async fn create_topics(
             .map_err(invalid_config)?;
             broker
                 .metadata
-                .create_topic(&name, partitions, configs, req.validate_only, now_ms())
+                .create_topic_with(
+                    &name,
+                    partitions,
+                    rf,
+                    assignments,
+                    configs,
+                    req.validate_only,
+                    now_ms(),
+                )
                 .await
         }
         .await;
@@ -125,7 +149,7 @@ pub async fn create_topics(
                 result
                     .with_topic_id(topic.id)
                     .with_num_partitions(count)
-                    .with_replication_factor(1)
+                    .with_replication_factor(replication_factor_of(broker, &topic))
                     .with_configs(configs)
             }
             Err(e) => result
@@ -209,23 +233,15 @@ pub async fn create_partitions(
     for t in req.topics {
         let name = t.name.0.to_string();
         let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        let outcome = match &t.assignments {
-            Some(a)
-                if a.iter()
-                    .any(|a| a.broker_ids.iter().any(|b| b.0 != broker.config.node_id)) =>
-            {
-                Err(KafkaError::new(
-                    ResponseError::InvalidReplicaAssignment,
-                    format!("only broker {} exists", broker.config.node_id),
-                ))
-            }
-            _ => {
-                broker
-                    .metadata
-                    .create_partitions(&name, t.count, req.validate_only, now_ms())
-                    .await
-            }
-        };
+        let assignments = t.assignments.as_ref().map(|a| {
+            a.iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect::<Vec<i32>>())
+                .collect::<Vec<_>>()
+        });
+        let outcome = broker
+            .metadata
+            .create_partitions_with(&name, t.count, assignments, req.validate_only, now_ms())
+            .await;
         results.push(match outcome {
             Ok(()) => result,
             Err(e) => result
@@ -538,4 +554,190 @@ pub async fn incremental_alter_configs(
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// ElectLeaders (43): preferred or unclean elections through the controller.
+pub async fn elect_leaders(
+    broker: &Broker,
+    req: kafka_protocol::messages::ElectLeadersRequest,
+) -> kafka_protocol::messages::ElectLeadersResponse {
+    use kafka_protocol::messages::elect_leaders_response::{
+        PartitionResult, ReplicaElectionResult,
+    };
+    let partitions: Option<Vec<(String, i32)>> = req.topic_partitions.map(|tps| {
+        tps.iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.topic.0.to_string(), *p)))
+            .collect()
+    });
+    let outcome = broker
+        .metadata
+        .cluster
+        .request(crate::cluster::CtrlRequest::ElectLeaders {
+            election_type: req.election_type,
+            partitions,
+        })
+        .await;
+    let resp = kafka_protocol::messages::ElectLeadersResponse::default();
+    match outcome {
+        Ok((index, crate::cluster::CtrlReply::PartitionResults(results))) => {
+            broker
+                .metadata
+                .cluster
+                .wait_applied(index, std::time::Duration::from_secs(10))
+                .await;
+            let mut by_topic: std::collections::BTreeMap<String, Vec<PartitionResult>> =
+                Default::default();
+            for (topic, partition, code, message) in results {
+                by_topic.entry(topic).or_default().push(
+                    PartitionResult::default()
+                        .with_partition_id(partition)
+                        .with_error_code(code)
+                        .with_error_message((code != 0).then(|| s(message))),
+                );
+            }
+            resp.with_replica_election_results(
+                by_topic
+                    .into_iter()
+                    .map(|(t, r)| {
+                        ReplicaElectionResult::default()
+                            .with_topic(kafka_protocol::messages::TopicName(s(t)))
+                            .with_partition_result(r)
+                    })
+                    .collect(),
+            )
+        }
+        Ok(_) => resp.with_error_code(ResponseError::UnknownServerError.code()),
+        Err(e) => resp.with_error_code(e.code),
+    }
+}
+
+/// AlterPartitionReassignments (45): start or cancel replica moves through the controller.
+pub async fn alter_partition_reassignments(
+    broker: &Broker,
+    req: kafka_protocol::messages::AlterPartitionReassignmentsRequest,
+    version: i16,
+) -> kafka_protocol::messages::AlterPartitionReassignmentsResponse {
+    use kafka_protocol::messages::alter_partition_reassignments_response::{
+        ReassignablePartitionResponse, ReassignableTopicResponse,
+    };
+    // v1+: refuse a target of another size unless the client allows it.
+    let check_rf = version >= 1 && !req.allow_replication_factor_change;
+    let mut moves = Vec::new();
+    let mut refused: Vec<(String, i32, i16, String)> = Vec::new();
+    for t in &req.topics {
+        let name = t.name.0.to_string();
+        for p in &t.partitions {
+            let target: Option<Vec<i32>> =
+                p.replicas.as_ref().map(|r| r.iter().map(|b| b.0).collect());
+            if let (true, Some(target)) = (check_rf, &target) {
+                let current = broker.metadata.cluster.state.read(|img| {
+                    img.topic(&name)
+                        .and_then(|t| t.partition(p.partition_index))
+                        .map(|pi| pi.original_replicas().len())
+                });
+                if current.is_some_and(|n| n != target.len()) {
+                    refused.push((
+                        name.clone(),
+                        p.partition_index,
+                        ResponseError::InvalidReplicationFactor.code(),
+                        "the target changes the replication factor (allowReplicationFactorChange is false)".into(),
+                    ));
+                    continue;
+                }
+            }
+            moves.push((name.clone(), p.partition_index, target));
+        }
+    }
+    let resp = kafka_protocol::messages::AlterPartitionReassignmentsResponse::default()
+        .with_allow_replication_factor_change(req.allow_replication_factor_change);
+    let mut results = refused;
+    if !moves.is_empty() {
+        match broker
+            .metadata
+            .cluster
+            .request(crate::cluster::CtrlRequest::AlterReassignments { moves })
+            .await
+        {
+            Ok((index, crate::cluster::CtrlReply::PartitionResults(r))) => {
+                broker
+                    .metadata
+                    .cluster
+                    .wait_applied(index, std::time::Duration::from_secs(10))
+                    .await;
+                results.extend(r);
+            }
+            Ok(_) => return resp.with_error_code(ResponseError::UnknownServerError.code()),
+            Err(e) => {
+                return resp
+                    .with_error_code(e.code)
+                    .with_error_message(Some(s(e.message)))
+            }
+        }
+    }
+    let mut by_topic: std::collections::BTreeMap<String, Vec<ReassignablePartitionResponse>> =
+        Default::default();
+    for (topic, partition, code, message) in results {
+        by_topic.entry(topic).or_default().push(
+            ReassignablePartitionResponse::default()
+                .with_partition_index(partition)
+                .with_error_code(code)
+                .with_error_message((code != 0).then(|| s(message))),
+        );
+    }
+    resp.with_responses(
+        by_topic
+            .into_iter()
+            .map(|(t, r)| {
+                ReassignableTopicResponse::default()
+                    .with_name(kafka_protocol::messages::TopicName(s(t)))
+                    .with_partitions(r)
+            })
+            .collect(),
+    )
+}
+
+/// ListPartitionReassignments (46): the ongoing moves, from this node's image.
+pub fn list_partition_reassignments(
+    broker: &Broker,
+    req: kafka_protocol::messages::ListPartitionReassignmentsRequest,
+) -> kafka_protocol::messages::ListPartitionReassignmentsResponse {
+    use kafka_protocol::messages::list_partition_reassignments_response::{
+        OngoingPartitionReassignment, OngoingTopicReassignment,
+    };
+    use kafka_protocol::messages::BrokerId;
+    let filter: Option<Vec<(String, i32)>> = req.topics.map(|ts| {
+        ts.iter()
+            .flat_map(|t| {
+                t.partition_indexes
+                    .iter()
+                    .map(|p| (t.name.0.to_string(), *p))
+            })
+            .collect()
+    });
+    let ongoing = broker.metadata.cluster.state.read(|img| {
+        sluice_controller::Controller::new(Default::default(), img, 0, 0)
+            .list_partition_reassignments(img, filter.as_deref())
+    });
+    let mut by_topic: std::collections::BTreeMap<String, Vec<OngoingPartitionReassignment>> =
+        Default::default();
+    let ids = |v: &[i32]| v.iter().copied().map(BrokerId).collect::<Vec<_>>();
+    for r in ongoing {
+        by_topic.entry(r.topic.clone()).or_default().push(
+            OngoingPartitionReassignment::default()
+                .with_partition_index(r.partition)
+                .with_replicas(ids(&r.replicas))
+                .with_adding_replicas(ids(&r.adding_replicas))
+                .with_removing_replicas(ids(&r.removing_replicas)),
+        );
+    }
+    kafka_protocol::messages::ListPartitionReassignmentsResponse::default().with_topics(
+        by_topic
+            .into_iter()
+            .map(|(t, p)| {
+                OngoingTopicReassignment::default()
+                    .with_name(kafka_protocol::messages::TopicName(s(t)))
+                    .with_partitions(p)
+            })
+            .collect(),
+    )
 }

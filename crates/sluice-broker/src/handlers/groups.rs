@@ -62,9 +62,20 @@ pub fn find_coordinator(
                     req.key_type
                 ))));
         }
-        c.with_node_id(BrokerId(broker.config.node_id))
-            .with_host(s(broker.advertised_host.clone()))
-            .with_port(broker.advertised_port)
+        // Cluster mode: one deterministic live node (the lowest id) coordinates every key
+        // until coordinators follow their internal partitions (see `cluster/` docs).
+        let (id, host, port, _) = super::metadata::live_brokers(broker)
+            .into_iter()
+            .min_by_key(|b| b.0)
+            .unwrap_or((
+                broker.config.node_id,
+                broker.advertised_host.clone(),
+                broker.advertised_port,
+                None,
+            ));
+        c.with_node_id(BrokerId(id))
+            .with_host(s(host))
+            .with_port(port)
     };
     if version >= 4 {
         let coordinators = req

@@ -28,33 +28,115 @@ const ALL_TOPIC_OPS: i32 =
 const ALL_CLUSTER_OPS: i32 =
     (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
-fn node(broker: &Broker) -> BrokerId {
-    BrokerId(broker.config.node_id)
+/// One partition as the metadata image has it, as clients are told.
+pub struct PartitionView {
+    pub error_code: i16,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub offline: Vec<i32>,
 }
 
-/// The partition's leader as the local replica knows it; a partition with no local replica
-/// (cannot happen on a single node) is reported led by this node at the initial epoch, as
-/// before replication. The cluster wiring answers from the metadata image instead.
-fn leader_of(broker: &Broker, topic: &Topic, index: i32) -> crate::error::LeaderAndEpoch {
-    broker
-        .replicas
-        .leader_of(topic.tp(index))
-        .unwrap_or(crate::error::LeaderAndEpoch {
-            leader_id: broker.config.node_id,
-            leader_epoch: crate::replica_manager::INITIAL_LEADER_EPOCH,
+/// The partition `index` of `topic` from the image: leader -1 with LEADER_NOT_AVAILABLE
+/// when it has none; this node never names itself leader while it is fenced or behind its
+/// own registration; offline replicas are those not registered and unfenced.
+pub fn partition_view(broker: &Broker, topic: &Topic, index: i32) -> PartitionView {
+    let cluster = &broker.metadata.cluster;
+    let me = broker.config.node_id;
+    let live_here = cluster.is_live();
+    cluster
+        .state
+        .read(|img| match img.partition(&topic.id, index) {
+            Some(p) => {
+                let mut leader = p.leader;
+                if leader == me && !live_here {
+                    leader = -1;
+                }
+                PartitionView {
+                    error_code: if leader < 0 {
+                        ResponseError::LeaderNotAvailable.code()
+                    } else {
+                        0
+                    },
+                    leader,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    offline: p
+                        .replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| img.broker(*r).is_none_or(|b| b.fenced))
+                        .collect(),
+                }
+            }
+            None => PartitionView {
+                error_code: ResponseError::LeaderNotAvailable.code(),
+                leader: -1,
+                leader_epoch: -1,
+                replicas: vec![],
+                isr: vec![],
+                offline: vec![],
+            },
         })
+}
+
+fn ids(v: &[i32]) -> Vec<BrokerId> {
+    v.iter().copied().map(BrokerId).collect()
+}
+
+/// The brokers clients are told about: every registered, unfenced broker (this node alone
+/// before it joined, so a client always has somewhere to go).
+pub fn live_brokers(broker: &Broker) -> Vec<(i32, String, i32, Option<String>)> {
+    let mut out: Vec<_> = broker.metadata.cluster.state.read(|img| {
+        img.brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| {
+                (
+                    b.node_id,
+                    b.kafka_host.clone(),
+                    b.kafka_port,
+                    b.rack.clone(),
+                )
+            })
+            .collect()
+    });
+    if out.is_empty() {
+        out.push((
+            broker.config.node_id,
+            broker.advertised_host.clone(),
+            broker.advertised_port,
+            broker.config.rack.clone(),
+        ));
+    }
+    out
+}
+
+/// The controller id clients see: the quorum leader (this node while unknown).
+fn controller_id(broker: &Broker) -> BrokerId {
+    BrokerId(
+        broker
+            .metadata
+            .cluster
+            .controller_id()
+            .unwrap_or(broker.config.node_id),
+    )
 }
 
 fn describe_topic(broker: &Broker, topic: &Topic, with_ops: bool) -> MetadataResponseTopic {
     let partitions = (0..topic.partition_count)
         .map(|p| {
-            let leader = leader_of(broker, topic, p);
+            let v = partition_view(broker, topic, p);
             MetadataResponsePartition::default()
+                .with_error_code(v.error_code)
                 .with_partition_index(p)
-                .with_leader_id(BrokerId(leader.leader_id))
-                .with_leader_epoch(leader.leader_epoch)
-                .with_replica_nodes(vec![node(broker)])
-                .with_isr_nodes(vec![node(broker)])
+                .with_leader_id(BrokerId(v.leader))
+                .with_leader_epoch(v.leader_epoch)
+                .with_replica_nodes(ids(&v.replicas))
+                .with_isr_nodes(ids(&v.isr))
+                .with_offline_replicas(ids(&v.offline))
         })
         .collect();
     MetadataResponseTopic::default()
@@ -157,12 +239,20 @@ pub async fn metadata(broker: &Broker, req: MetadataRequest, version: i16) -> Me
         }
     };
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node(broker))
-            .with_host(s(broker.advertised_host.clone()))
-            .with_port(broker.advertised_port)])
+        .with_brokers(
+            live_brokers(broker)
+                .into_iter()
+                .map(|(id, host, port, rack)| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(id))
+                        .with_host(s(host))
+                        .with_port(port)
+                        .with_rack(rack.map(s))
+                })
+                .collect(),
+        )
         .with_cluster_id(Some(s(broker.cluster_id.clone())))
-        .with_controller_id(node(broker))
+        .with_controller_id(controller_id(broker))
         .with_topics(topics)
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
             ALL_CLUSTER_OPS
@@ -174,12 +264,20 @@ pub async fn metadata(broker: &Broker, req: MetadataRequest, version: i16) -> Me
 pub fn describe_cluster(broker: &Broker, req: DescribeClusterRequest) -> DescribeClusterResponse {
     DescribeClusterResponse::default()
         .with_cluster_id(s(broker.cluster_id.clone()))
-        .with_controller_id(node(broker))
+        .with_controller_id(controller_id(broker))
         .with_endpoint_type(req.endpoint_type)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(node(broker))
-            .with_host(s(broker.advertised_host.clone()))
-            .with_port(broker.advertised_port)])
+        .with_brokers(
+            live_brokers(broker)
+                .into_iter()
+                .map(|(id, host, port, rack)| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(id))
+                        .with_host(s(host))
+                        .with_port(port)
+                        .with_rack(rack.map(s))
+                })
+                .collect(),
+        )
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
             ALL_CLUSTER_OPS
         } else {
@@ -241,14 +339,16 @@ pub fn describe_topic_partitions(
                 break;
             }
             budget -= 1;
-            let leader = leader_of(broker, &topic, p);
+            let v = partition_view(broker, &topic, p);
             partitions.push(
                 DescribeTopicPartitionsResponsePartition::default()
+                    .with_error_code(v.error_code)
                     .with_partition_index(p)
-                    .with_leader_id(BrokerId(leader.leader_id))
-                    .with_leader_epoch(leader.leader_epoch)
-                    .with_replica_nodes(vec![node(broker)])
-                    .with_isr_nodes(vec![node(broker)])
+                    .with_leader_id(BrokerId(v.leader))
+                    .with_leader_epoch(v.leader_epoch)
+                    .with_replica_nodes(ids(&v.replicas))
+                    .with_isr_nodes(ids(&v.isr))
+                    .with_offline_replicas(ids(&v.offline))
                     .with_eligible_leader_replicas(Some(vec![]))
                     .with_last_known_elr(Some(vec![])),
             );

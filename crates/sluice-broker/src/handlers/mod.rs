@@ -74,6 +74,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
@@ -134,6 +137,9 @@ fn api_name(key: ApiKey) -> &'static str {
         IncrementalAlterConfigs,
         OffsetDelete,
         DescribeCluster,
+        ElectLeaders,
+        AlterPartitionReassignments,
+        ListPartitionReassignments,
         DescribeTopicPartitions,
         ConsumerGroupHeartbeat,
         ConsumerGroupDescribe,
@@ -300,6 +306,13 @@ async fn dispatch(
         Rq::ApiVersions(_) => Rs::ApiVersions(api_versions::handle(broker, v)),
         Rq::Metadata(r) => Rs::Metadata(metadata::metadata(broker, r, v).await),
         Rq::DescribeCluster(r) => Rs::DescribeCluster(metadata::describe_cluster(broker, r)),
+        Rq::ElectLeaders(r) => Rs::ElectLeaders(admin::elect_leaders(broker, r).await),
+        Rq::AlterPartitionReassignments(r) => Rs::AlterPartitionReassignments(
+            admin::alter_partition_reassignments(broker, r, v).await,
+        ),
+        Rq::ListPartitionReassignments(r) => {
+            Rs::ListPartitionReassignments(admin::list_partition_reassignments(broker, r))
+        }
         Rq::DescribeTopicPartitions(r) => {
             Rs::DescribeTopicPartitions(metadata::describe_topic_partitions(broker, r))
         }

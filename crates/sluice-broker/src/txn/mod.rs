@@ -608,12 +608,13 @@ mod tests {
     #[tokio::test]
     async fn durable_replay_and_compaction() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let metadata = Metadata::open(
+        let metadata = Metadata::open_single(
             dir.path(),
             100,
             std::sync::Arc::new(crate::replica_manager::ReplicaManager::new(1, dir.path())),
             1,
         )
+        .await
         .expect("metadata");
         let c = TxnCoordinator::open(dir.path(), 1).expect("open");
         c.persist_epoch(1).await.expect("epoch");

@@ -308,6 +308,14 @@ pub async fn run(
     ));
     // Cluster membership (heartbeats, the controller's timer) and the reconcile of image
     // changes; they stop after the controlled shutdown below.
+    // Replication: the leader side of replica fetches (cluster RPC service 2), the fetchers of
+    // the partitions this node follows, ISR checks and the AlterPartition sender.
+    broker
+        .metadata
+        .cluster
+        .set_replica_fetch_handler(crate::replication::leader::ReplicaFetchService::new(&broker));
+    let link: Arc<dyn crate::replication::ClusterLink> = broker.metadata.cluster.clone();
+    broker.replication.start(&broker, link);
     let (cluster_stop_tx, cluster_stop_rx) = watch::channel(false);
     let cluster_task = tokio::spawn(broker.metadata.cluster.clone().run(cluster_stop_rx.clone()));
     let reconcile_task = tokio::spawn(reconcile_loop(broker.clone(), cluster_stop_rx));
@@ -323,6 +331,7 @@ pub async fn run(
     if !drained {
         tracing::warn!("some connections did not finish within 10 s; closing them");
     }
+    broker.replication.shutdown();
     let _ = cluster_stop_tx.send(true);
     // A heartbeat may be retrying against an unreachable controller: do not wait for it.
     cluster_task.abort();

@@ -8,7 +8,7 @@
 //! [`Metadata::sync`] rebuilds the view from the image and brings the `ReplicaManager` in
 //! line with it: every partition whose replicas name this node is opened (a new one empty)
 //! and gets its role from the image (leader here → `become_leader`, another leader →
-//! `become_follower`, no leader → the role stays as it was; see [`apply_partition_state`]);
+//! `become_follower`, no leader → the role stays as it was; see `ReplicaManager::apply_partition_state`);
 //! config changes reconfigure the replicas; replicas moved off this node and deleted topics
 //! are deleted. It runs after every write this node makes and from a loop woken by every
 //! applied entry (`broker.rs`).
@@ -49,6 +49,7 @@ use crate::partition::Partition;
 use crate::replica_manager::{
     partition_dir, ReplicaConfig, ReplicaManager, Role, TopicIdPartition, INITIAL_LEADER_EPOCH,
 };
+use crate::replication::PartitionState;
 use crate::topic_config::TopicConfigs;
 use sluice_controller::MetadataRecord;
 
@@ -130,34 +131,6 @@ pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
 /// a migration.
 const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// A partition's state in the image, as the reconcile hands it to the ReplicaManager (the
-/// seam with `replication/`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionState {
-    pub leader: i32,
-    pub leader_epoch: i32,
-    pub partition_epoch: i32,
-    pub replicas: Vec<i32>,
-    pub isr: Vec<i32>,
-    pub min_insync_replicas: usize,
-}
-
-/// Minimal `ReplicaManager::apply_partition_state` until `replication/` provides it: leader
-/// here → `become_leader`, another leader → `become_follower`, no leader → unchanged.
-pub fn apply_partition_state(
-    rm: &ReplicaManager,
-    tp: TopicIdPartition,
-    state: &PartitionState,
-) -> Result<(), KafkaError> {
-    let me = rm.local_id();
-    if state.leader == me {
-        rm.become_leader(tp, state.leader_epoch)?;
-    } else if state.leader >= 0 {
-        rm.become_follower(tp, state.leader, state.leader_epoch)?;
-    }
-    Ok(())
-}
-
 /// The role a replica opens with for a partition in this state.
 fn role_for(me: i32, p: &sluice_controller::PartitionInfo) -> Role {
     if p.leader == me {
@@ -196,8 +169,8 @@ impl Topics {
 /// What the reconcile last applied (so each change is applied once).
 #[derive(Default)]
 struct Reconciled {
-    /// (leader, leader epoch, partition epoch) per local partition.
-    parts: HashMap<TopicIdPartition, (i32, i32, i32)>,
+    /// (leader, leader epoch, partition epoch, min.insync.replicas) per local partition.
+    parts: HashMap<TopicIdPartition, (i32, i32, i32, usize)>,
     configs: HashMap<Uuid, BTreeMap<String, String>>,
 }
 
@@ -353,13 +326,18 @@ impl Metadata {
                 partition: index,
             };
             desired.insert(tp);
-            let state = (p.leader, p.leader_epoch, p.partition_epoch);
-            if rec.parts.get(&tp) == Some(&state) && self.replicas.get(tp).is_some() {
-                continue;
-            }
             let Some(topic) = topics.by_id.get(&t.id) else {
                 continue;
             };
+            let min_isr = topic
+                .configs
+                .get("min.insync.replicas")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(1);
+            let state = (p.leader, p.leader_epoch, p.partition_epoch, min_isr);
+            if rec.parts.get(&tp) == Some(&state) && self.replicas.get(tp).is_some() {
+                continue;
+            }
             if self.replicas.get(tp).is_none() {
                 if let Err(e) = self.open_replica(tp, topic, role_for(me, p), now_ms) {
                     tracing::error!(topic = %t.name, partition = index, error = %e, "cannot open replica");
@@ -372,13 +350,9 @@ impl Metadata {
                 partition_epoch: p.partition_epoch,
                 replicas: p.replicas.clone(),
                 isr: p.isr.clone(),
-                min_insync_replicas: topic
-                    .configs
-                    .get("min.insync.replicas")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1),
+                min_insync_replicas: min_isr,
             };
-            match apply_partition_state(&self.replicas, tp, &ps) {
+            match self.replicas.apply_partition_state(tp, &ps) {
                 Ok(()) => {
                     rec.parts.insert(tp, state);
                 }

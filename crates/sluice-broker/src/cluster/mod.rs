@@ -1054,6 +1054,31 @@ fn rand_seed() -> u64 {
     u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
+/// The seam `replication/` uses (its fetchers, leader checks and AlterPartition sender).
+impl crate::replication::ClusterLink for Cluster {
+    fn node_id(&self) -> i32 {
+        self.node_id
+    }
+    fn broker_epoch(&self) -> i64 {
+        Cluster::broker_epoch(self)
+    }
+    fn cluster_addr(&self, node: i32) -> Option<String> {
+        self.cluster_addr_of(node)
+    }
+    fn broker_status(&self, node: i32) -> Option<(i64, bool)> {
+        Cluster::broker_status(self, node)
+    }
+    fn rpc(&self) -> Arc<RpcClient> {
+        self.rpc_client()
+    }
+    fn alter_partition(
+        &self,
+        req: AlterPartitionRequest,
+    ) -> BoxFuture<'_, Result<AlterPartitionReply, ControllerError>> {
+        Box::pin(Cluster::alter_partition(self, req))
+    }
+}
+
 /// RPC service 2 until `replication/` installs its handler.
 struct Deferred(Arc<std::sync::OnceLock<Arc<dyn rpc::Handler>>>);
 

@@ -463,6 +463,11 @@ impl Replica {
         }
     }
 
+    /// The real log end offset (flushed or not): what a follower may fetch up to.
+    pub fn log_end_offset(&self) -> i64 {
+        self.partition.log_end_offset()
+    }
+
     /// The underlying partition (the replication layer: follower appends, truncation, epochs).
     pub(crate) fn partition(&self) -> &Partition {
         &self.partition

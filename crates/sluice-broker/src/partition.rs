@@ -589,7 +589,8 @@ impl Partition {
         Ok(state.log.delete_records_before(target)?)
     }
 
-    /// Retention and `segment.ms` rolling (a roll writes a producer-state snapshot), and
+    /// Retention and `segment.ms` rolling (a roll writes a producer-state snapshot; only
+    /// segments that end at or below the high watermark are deleted), and
     /// producer-id expiry every `producer.id.expiration.check.interval.ms`.
     pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, KafkaError> {
         let mut state = self.state.lock();
@@ -600,7 +601,10 @@ impl Partition {
             state.producers.expire(now_ms, PRODUCER_ID_EXPIRATION_MS);
         }
         let active_base = state.log.active_base_offset();
-        let outcome = state.log.apply_retention(now_ms)?;
+        // Never at or above the high watermark (a replicated leader's followers, or a
+        // follower's leader, may not have it yet); a single node's HW is its log end.
+        let high_watermark = state.marks().high_watermark;
+        let outcome = state.log.apply_retention(now_ms, high_watermark)?;
         if state.log.active_base_offset() != active_base {
             let base = state.log.active_base_offset();
             state.snapshot_at(base);

@@ -1271,6 +1271,42 @@ mod tests {
     }
 
     #[test]
+    fn retention_never_deletes_at_or_above_the_high_watermark() {
+        let (_dir, rm, tp) = setup();
+        let r = rm.get(tp).unwrap();
+        let config = ReplicaConfig {
+            log_config: LogConfig {
+                segment_bytes: 200,
+                retention_ms: 1,
+                ..LogConfig::default()
+            },
+            conditional: false,
+        };
+        rm.reconfigure(tp.topic_id, 1, &config).unwrap();
+        for _ in 0..20 {
+            r.append_as_leader(&batch(), 1000, None).unwrap();
+        }
+        // Replicated: the ISR confirmed only up to 7. Everything has expired.
+        r.set_high_watermark(Some(7));
+        for (_, outcome) in rm.apply_retention(1_000_000) {
+            outcome.unwrap();
+        }
+        let marks = r.watermarks();
+        assert!(
+            marks.log_start_offset > 0 && marks.log_start_offset <= 7,
+            "{marks:?}"
+        );
+        let (slice, _) = r.read_for_follower(7, 1 << 20);
+        assert!(slice.unwrap().is_some(), "offset 7 is still there");
+        // The HW reaches the log end: retention may take everything.
+        r.set_high_watermark(Some(20));
+        for (_, outcome) in rm.apply_retention(1_000_000) {
+            outcome.unwrap();
+        }
+        assert_eq!(r.watermarks().log_start_offset, 20);
+    }
+
+    #[test]
     fn unknown_partitions_and_deletion() {
         let (dir, rm, tp) = setup();
         let other = TopicIdPartition {

@@ -184,6 +184,19 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                 ));
                 continue;
             };
+            // Kafka's `ProduceRequest.validateRecords`: from v3 on, one record batch per
+            // partition (a client sending two would have them appended as two, with two
+            // sequence checks; Kafka refuses the request's partition instead).
+            if version >= 3 && holds_more_than_one_batch(&records) {
+                partitions.push(partition_error(
+                    pd.index,
+                    ResponseError::InvalidRecord.code(),
+                    Some(format!(
+                        "Produce requests with version {version} are only allowed to contain exactly one record batch per partition"
+                    )),
+                ));
+                continue;
+            }
             let len = records.len() as u64;
             let configs = topic.as_ref().map(|t| &t.configs);
             let validation = configs.and_then(crate::schemas::Validation::of);
@@ -506,6 +519,24 @@ async fn wait_for_isr(
         if code != 0 {
             set_error(responses, t, p, &r, code, version);
         }
+    }
+}
+
+/// Whether `records` holds a second complete record batch after the first (Kafka's
+/// `iterator.hasNext()` after the first batch: a batch is its 12-byte offset and length
+/// prefix plus `length` bytes). A truncated or malformed set is left to the append's own
+/// validation (CORRUPT_MESSAGE).
+fn holds_more_than_one_batch(records: &[u8]) -> bool {
+    let complete = |b: &[u8]| -> Option<usize> {
+        let len = i32::from_be_bytes(b.get(8..12)?.try_into().ok()?);
+        let end = 12usize.checked_add(usize::try_from(len).ok()?)?;
+        (end <= b.len()).then_some(end)
+    };
+    match complete(records) {
+        Some(first) => records
+            .get(first..)
+            .is_some_and(|rest| complete(rest).is_some()),
+        None => false,
     }
 }
 

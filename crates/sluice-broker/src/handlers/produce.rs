@@ -197,6 +197,22 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                 ));
                 continue;
             }
+            // Leadership before anything reads the records (Kafka checks it before the log's
+            // validation): a replica that does not lead, or is not yet set up to
+            // (`Role::PENDING`), answers NOT_LEADER_OR_FOLLOWER with the leader it knows,
+            // never a validation error. The append checks the role again under the lock.
+            if let Err(e) = partition.check_leader(crate::replica_manager::NO_LEADER_EPOCH) {
+                let mut resp = partition_error(pd.index, e.code, Some(e.message));
+                if let Some(l) = e.current_leader.filter(|_| version >= 10) {
+                    resp = resp.with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(l.leader_id))
+                            .with_leader_epoch(l.leader_epoch),
+                    );
+                }
+                partitions.push(resp);
+                continue;
+            }
             let len = records.len() as u64;
             let configs = topic.as_ref().map(|t| &t.configs);
             let validation = configs.and_then(crate::schemas::Validation::of);

@@ -152,3 +152,20 @@ def test_librdkafka_compression_read_by_kafka_python(broker, unique, codec):
         assert [r.value for r in recs] == vals
     finally:
         kc.close()
+
+
+def test_create_topic_with_a_manual_assignment(broker, kadmin, unique):
+    """A manual replica assignment with replication factor -1: the partition count may be -1 or
+    (as librdkafka and kafka-python send it) the number of assignments; another count is
+    INVALID_REPLICA_ASSIGNMENT, a replication factor beside it INVALID_REQUEST."""
+    from kafka.admin import NewTopic
+    from kafka.errors import InvalidReplicationAssignmentError, InvalidRequestError
+    t = unique()
+    kadmin.create_topics([NewTopic(t, 2, -1, replica_assignments={0: [1], 1: [1]})])
+    desc = kadmin.describe_topics([t])
+    assert sorted((p["partition_index"], p["replica_nodes"]) for p in desc[0]["partitions"]) == \
+        [(0, [1]), (1, [1])]
+    with pytest.raises(InvalidReplicationAssignmentError):
+        kadmin.create_topics([NewTopic(unique(), 3, -1, replica_assignments={0: [1], 1: [1]})])
+    with pytest.raises(InvalidRequestError):
+        kadmin.create_topics([NewTopic(unique(), -1, 1, replica_assignments={0: [1]})])

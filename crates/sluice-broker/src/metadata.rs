@@ -676,8 +676,9 @@ impl Metadata {
             .request(CtrlRequest::CreateTopic {
                 name: name.to_string(),
                 id,
-                num_partitions: Some(partitions),
-                replication_factor: Some(rf),
+                // A manual assignment says both (the controller refuses them beside it).
+                num_partitions: assignments.is_none().then_some(partitions),
+                replication_factor: assignments.is_none().then_some(rf),
                 assignments,
                 configs: configs.0.clone(),
                 validate_only,

@@ -59,10 +59,27 @@ pub async fn create_topics(
         let name = t.name.0.to_string();
         let outcome = async {
             let (partitions, assignments) = if !t.assignments.is_empty() {
-                if t.num_partitions != -1 || t.replication_factor != -1 {
+                // Kafka wants -1 beside an assignment; librdkafka sends the partition count
+                // (its NewTopic keeps it), which Kafka brokers accept: so do we, when it
+                // matches the assignment.
+                if t.replication_factor != -1 {
                     return Err(KafkaError::new(
                         ResponseError::InvalidRequest,
-                        "give either assignments or partitions and replication factor, not both",
+                        "A manual partition assignment was specified, but replication factor \
+                         was not set to -1.",
+                    ));
+                }
+                if t.num_partitions != -1
+                    && usize::try_from(t.num_partitions).ok() != Some(t.assignments.len())
+                {
+                    return Err(KafkaError::new(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!(
+                            "{} partitions were specified, but {} manual partition assignments \
+                             were given.",
+                            t.num_partitions,
+                            t.assignments.len()
+                        ),
                     ));
                 }
                 let mut sorted: Vec<_> = t.assignments.iter().collect();

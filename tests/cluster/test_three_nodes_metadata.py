@@ -87,6 +87,10 @@ def test_three_nodes_metadata(cluster_factory):
                    f"n{n.node_id} listing 3 brokers")
     s = status(c)
     assert [b["id"] for b in s["brokers"]] == [1, 2, 3]
+    # One cluster id, whichever node is asked (each node's meta.properties has its own; the
+    # image keeps the first node's).
+    ids = {n.node_id: metadata(n.kafka_addr).cluster_id for n in c.nodes}
+    assert len(set(ids.values())) == 1 and None not in ids.values(), ids
 
     # RF 3 created on any node: the same assignment everywhere, leaders spread, ISR = replicas.
     t = f"t-{uuid.uuid4().hex[:6]}"

@@ -2,7 +2,6 @@
 //! HTTP listeners, run background work (retention, interval flushes, group timers), and shut
 //! down cleanly.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,7 +31,6 @@ pub struct Broker {
     /// host and port put in Metadata and FindCoordinator.
     pub advertised_host: String,
     pub advertised_port: i32,
-    pub cluster_id: String,
     pub metadata: Metadata,
     /// This node's partition replicas: every append to and read from a user partition.
     pub replicas: Arc<ReplicaManager>,
@@ -52,25 +50,6 @@ pub struct Broker {
     pub txn: crate::txn::TxnCoordinator,
 }
 
-/// Reads `meta.properties` (Kafka's file of the same name) or writes a new cluster id.
-fn load_cluster_id(data_dir: &Path, node_id: i32) -> anyhow::Result<String> {
-    let path = data_dir.join("meta.properties");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
-            return Ok(id.trim().to_string());
-        }
-    }
-    let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
-    let tmp = data_dir.join("meta.properties.tmp");
-    std::fs::write(
-        &tmp,
-        format!("version=1\ncluster.id={id}\nnode.id={node_id}\n"),
-    )?;
-    std::fs::rename(&tmp, &path)?;
-    sluice_storage::fsync_dir(data_dir)?;
-    Ok(id)
-}
-
 impl Broker {
     /// Opens the data directory: replays metadata and offsets, recovers every partition.
     pub async fn open(
@@ -82,7 +61,6 @@ impl Broker {
                 .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
             sluice_storage::durability::fsync_parent(&config.data_dir)?;
         }
-        let cluster_id = load_cluster_id(&config.data_dir, config.node_id)?;
         let now = now_ms();
         let replicas = Arc::new(ReplicaManager::new(config.node_id, &config.data_dir));
         let (advertised_host, advertised_port) = match &config.advertised_kafka_addr {
@@ -137,7 +115,6 @@ impl Broker {
             config,
             advertised_host,
             advertised_port,
-            cluster_id,
             metadata,
             replication: replicas.replication().clone(),
             replicas,
@@ -275,7 +252,7 @@ pub async fn run(
         http = %http_local,
         data_dir = %broker.config.data_dir.display(),
         flush = %broker.config.flush,
-        cluster_id = %broker.cluster_id,
+        cluster_id = %broker.metadata.cluster.cluster_id(),
         "sluice is serving"
     );
     let kafka_listener = kafka_socket

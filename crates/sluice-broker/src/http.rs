@@ -34,7 +34,7 @@ use crate::config::HostPattern;
 async fn health(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
     axum::Json(serde_json::json!({
         "status": "ok",
-        "cluster_id": broker.cluster_id,
+        "cluster_id": broker.metadata.cluster.cluster_id(),
         "node_id": broker.config.node_id,
         "topics": broker.metadata.topics().len(),
         "partitions": broker.metadata.partition_count(),

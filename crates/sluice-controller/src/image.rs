@@ -190,6 +190,9 @@ pub struct ClusterImage {
     /// of that entry is ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_index: Option<u64>,
+    /// The cluster's id ([`MetadataRecord::ClusterId`]; the first applied stays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
 }
 
 impl ClusterImage {
@@ -295,6 +298,13 @@ impl ClusterImage {
                 let b = self.broker_at_epoch(*node_id, *broker_epoch)?;
                 b.in_controlled_shutdown = true;
                 Some(vec![Change::Broker(*node_id)])
+            }
+            MetadataRecord::ClusterId { cluster_id } => {
+                if self.cluster_id.is_some() || cluster_id.is_empty() || cluster_id.len() > 64 {
+                    return None;
+                }
+                self.cluster_id = Some(cluster_id.clone());
+                Some(Vec::new())
             }
             MetadataRecord::SetDraining { node_id, draining } => {
                 let b = self.brokers.get_mut(node_id)?;

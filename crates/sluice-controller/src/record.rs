@@ -36,6 +36,11 @@ pub enum MetadataRecord {
     },
     /// The node id is removed from the cluster.
     UnregisterBroker { node_id: NodeId },
+    /// (Sluice) The cluster's id. The first one applied stays: every node proposes the id of
+    /// its own `meta.properties` once it has registered, and later proposals are ignored, so
+    /// every node of a cluster answers Metadata/DescribeCluster with the same id (Kafka has an
+    /// operator format every node with one id; Sluice has no format step).
+    ClusterId { cluster_id: String },
     /// The registration with this broker epoch is fenced (session expired, asked to be fenced).
     FenceBroker { node_id: NodeId, broker_epoch: i64 },
     /// The registration with this broker epoch is unfenced (caught up with the metadata log).

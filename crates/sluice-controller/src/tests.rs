@@ -1307,3 +1307,19 @@ fn a_decision_on_an_old_image_is_rejected_whole() {
     let back: ClusterImage = serde_json::from_str(&serde_json::to_string(&h.img).unwrap()).unwrap();
     assert_eq!(back, h.img);
 }
+
+#[test]
+fn the_first_cluster_id_applied_stays() {
+    let mut img = ClusterImage::new();
+    let id = |s: &str| MetadataRecord::ClusterId {
+        cluster_id: s.to_string(),
+    };
+    img.apply(1, &id(""));
+    assert_eq!(img.cluster_id, None, "an empty id is ignored");
+    img.apply(2, &id("first"));
+    img.apply(3, &id("second"));
+    assert_eq!(img.cluster_id.as_deref(), Some("first"));
+    let json = serde_json::to_string(&img).unwrap();
+    let back: ClusterImage = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.cluster_id.as_deref(), Some("first"));
+}

@@ -223,6 +223,10 @@ pub enum CtrlRequest {
         topic: String,
         configs: BTreeMap<String, String>,
     },
+    /// Proposes this node's cluster id (kept only if the image has none yet).
+    ClaimClusterId {
+        cluster_id: String,
+    },
     ReplaceGroupConfigs {
         group: String,
         configs: BTreeMap<String, String>,
@@ -329,12 +333,15 @@ pub struct Cluster {
     /// Set when the broker is registered (the Kafka host/port to register with).
     kafka_endpoint: parking_lot::Mutex<(String, i32)>,
     seed: u64,
+    /// This node's `meta.properties` id (proposed to the image when it registers).
+    local_cluster_id: String,
 }
 
 impl Cluster {
     /// Opens `<data>/__quorum` with the image as its state machine and, in a multi-node
     /// cluster, serves the quorum and the controller on `--cluster-addr`.
     pub async fn open(config: &BrokerConfig, data_dir: &Path) -> anyhow::Result<Arc<Cluster>> {
+        let local_cluster_id = local_cluster_id(data_dir, config.node_id)?;
         let state = Arc::new(ImageState::default());
         let rpc = RpcClient::new();
         let node_id = u64::try_from(config.node_id)
@@ -377,6 +384,7 @@ impl Cluster {
             replica_fetch: Arc::new(std::sync::OnceLock::new()),
             kafka_endpoint: parking_lot::Mutex::new((String::new(), 0)),
             seed: rand_seed(),
+            local_cluster_id,
         });
         if let Some(addr) = &config.cluster_addr {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -402,6 +410,13 @@ impl Cluster {
     /// The Kafka host and port this broker registers with.
     pub fn set_kafka_endpoint(&self, host: &str, port: i32) {
         *self.kafka_endpoint.lock() = (host.to_string(), port);
+    }
+
+    /// The cluster's id: the image's (the first node's), else this node's own.
+    pub fn cluster_id(&self) -> String {
+        self.state
+            .read(|i| i.cluster_id.clone())
+            .unwrap_or_else(|| self.local_cluster_id.clone())
     }
 
     /// Whether this node runs alone (no `--voters`).
@@ -646,6 +661,20 @@ impl Cluster {
                     .await?;
                 Ok((i, CtrlReply::Done))
             }
+            CtrlRequest::ClaimClusterId { cluster_id } => {
+                let (i, ()) = self
+                    .decide(|_, img, _| {
+                        let records = match img.cluster_id {
+                            Some(_) => Vec::new(),
+                            None => vec![MetadataRecord::ClusterId {
+                                cluster_id: cluster_id.clone(),
+                            }],
+                        };
+                        Ok(((), records))
+                    })
+                    .await?;
+                Ok((i, CtrlReply::Done))
+            }
             CtrlRequest::ReplaceGroupConfigs { group, configs } => {
                 let (i, ()) = self
                     .decide(|c, img, _| c.replace_group_configs(img, &group, &configs))
@@ -870,6 +899,12 @@ impl Cluster {
         self.broker_epoch.store(epoch, Ordering::Release);
         self.fenced.store(true, Ordering::Release);
         tracing::info!(broker_epoch = epoch, "registered with the controller");
+        if self.state.read(|i| i.cluster_id.is_none()) {
+            let cluster_id = self.local_cluster_id.clone();
+            if let Err(e) = self.request(CtrlRequest::ClaimClusterId { cluster_id }).await {
+                tracing::warn!(error = %e, "could not propose the cluster id (the next registration retries)");
+            }
+        }
         Ok(epoch)
     }
 
@@ -1077,6 +1112,27 @@ impl crate::replication::ClusterLink for Cluster {
     ) -> BoxFuture<'_, Result<AlterPartitionReply, ControllerError>> {
         Box::pin(Cluster::alter_partition(self, req))
     }
+}
+
+/// Reads this node's cluster id from `meta.properties` (Kafka's file of the same name) or
+/// writes a new one there. A cluster of several nodes answers with the id in the image
+/// ([`MetadataRecord::ClusterId`]), which is the first node's.
+pub fn local_cluster_id(data_dir: &Path, node_id: i32) -> anyhow::Result<String> {
+    let path = data_dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
+            return Ok(id.trim().to_string());
+        }
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string()[..22].to_string();
+    let tmp = data_dir.join("meta.properties.tmp");
+    std::fs::write(
+        &tmp,
+        format!("version=1\ncluster.id={id}\nnode.id={node_id}\n"),
+    )?;
+    std::fs::rename(&tmp, &path)?;
+    sluice_storage::fsync_dir(data_dir)?;
+    Ok(id)
 }
 
 /// RPC service 2 until `replication/` installs its handler.

@@ -251,7 +251,7 @@ pub async fn metadata(broker: &Broker, req: MetadataRequest, version: i16) -> Me
                 })
                 .collect(),
         )
-        .with_cluster_id(Some(s(broker.cluster_id.clone())))
+        .with_cluster_id(Some(s(broker.metadata.cluster.cluster_id())))
         .with_controller_id(controller_id(broker))
         .with_topics(topics)
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
@@ -263,7 +263,7 @@ pub async fn metadata(broker: &Broker, req: MetadataRequest, version: i16) -> Me
 
 pub fn describe_cluster(broker: &Broker, req: DescribeClusterRequest) -> DescribeClusterResponse {
     DescribeClusterResponse::default()
-        .with_cluster_id(s(broker.cluster_id.clone()))
+        .with_cluster_id(s(broker.metadata.cluster.cluster_id()))
         .with_controller_id(controller_id(broker))
         .with_endpoint_type(req.endpoint_type)
         .with_brokers(

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import Proc
+from cluster import Proc, metadata
 from workload import create_topic
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,6 +184,7 @@ def test_client_rides_through_leader_kill(client, cluster_factory, run_dir):
              CLIENT_START_S, f"{WARMUP_ACKS} acks and some reads before the kill")
 
         leader = c.leader_of(topic, 0)
+        controller = metadata(leader.kafka_addr).controller_id
         acked_before = len(log.acks)
         t_kill = time.time()
         leader.kill9()
@@ -191,7 +192,8 @@ def test_client_rides_through_leader_kill(client, cluster_factory, run_dir):
                      FAILOVER_BOUND_S, "the first acknowledgement after the kill")
         failover_s = first - t_kill
         new_leader = c.leader_of(topic, 0)
-        print(f"\n{client}: leader n{leader.node_id} killed; production resumed after "
+        role = " (also the quorum leader)" if controller == leader.node_id else ""
+        print(f"\n{client}: leader n{leader.node_id}{role} killed; production resumed after "
               f"{failover_s:.2f} s (new leader n{new_leader.node_id})")
 
         leader.start()
@@ -213,7 +215,7 @@ def test_client_rides_through_leader_kill(client, cluster_factory, run_dir):
     dup = sum(1 for k in log.reads.values() if k > 1)
     print(f"{client}: {len(log.acks)} acknowledged ({acked_before} before the kill), "
           f"{sum(log.reads.values())} reads, {dup} records read more than once, "
-          f"{len(log.errors)} non-fatal client errors, failover {failover_s:.2f} s")
+          f"{len(log.errors)} non-fatal client errors, failover {failover_s:.2f} s{role}")
     assert code == 0, proc.log_tail(60)
     assert not log.fatal, f"fatal errors: {log.fatal[:5]}"
     assert not log.nacks, f"failed deliveries: {log.nacks[:5]}"

@@ -36,7 +36,15 @@ async function main([bootstrap, topic, group, control]) {
     brokers: bootstrap.split(','),
     logLevel: process.env.KAFKAJS_LOG ? logLevel.DEBUG : logLevel.WARN,
   });
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  // kafkajs documents retries = MAX_SAFE_INTEGER as the idempotent producer's default, but
+  // Kafka.producer() always passes a retry object, so the default in effect is 5 retries
+  // (about 9 s of backoff): a failover of the metadata quorum's leader takes about as long.
+  // Stating the documented default is configuration, not failover code.
+  const producer = kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    retry: { retries: Number.MAX_SAFE_INTEGER },
+  });
   const consumer = kafka.consumer({ groupId: group });
   consumer.on(consumer.events.CRASH, (e) => {
     const err = e.payload.error;

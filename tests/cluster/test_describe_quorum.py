@@ -90,3 +90,12 @@ def test_describe_quorum(cluster_factory):
         q = cli_status(survivor, json_out=True)["quorum"]
         return q if all(v["lag"] == 0 for v in q["voters"]) else None
     wait_until(back, TIMEOUT_S, "the restarted voter caught up", interval=0.3)
+
+
+def test_single_node_is_its_own_quorum(cluster_factory):
+    """Without --voters a node is a one-voter quorum: DescribeQuorum and `cluster status` say so."""
+    c = cluster_factory(1).start()
+    q = cli_status(c.node(1), json_out=True)["quorum"]
+    assert q["leader"] == 1 and q["leader_epoch"] >= 1 and q["high_watermark"] > 0, q
+    assert q["voters"] == [{"id": 1, "log_end_offset": q["voters"][0]["log_end_offset"], "lag": 0}], q
+    assert q["observers"] == [], q

@@ -6,7 +6,8 @@
 //! index + 1 and a voter's `log_end_offset` the index it is known to hold + 1 (Kafka's offsets
 //! are exclusive ends; only the differences — a voter's lag — mean anything). Only the quorum
 //! leader knows its followers' logs: any other node answers with its own log end and -1
-//! (unknown) for the others, as it answers the timestamps it does not track. Kafka brokers
+//! (unknown) for the others, as it answers the timestamps it does not track. A node without
+//! `--voters` is the one voter of its own quorum. Kafka brokers
 //! forward DescribeQuorum to the active controller; Sluice answers locally (`sluice cluster
 //! status` asks the quorum leader). There are no observers: every node is a voter.
 
@@ -15,7 +16,7 @@ use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
 };
 use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumResponse};
-use sluice_quorum::QuorumStatus;
+use sluice_quorum::{QuorumStatus, VoterStatus};
 use uuid::Uuid;
 
 use super::s;
@@ -73,10 +74,22 @@ fn end_offset(index: Option<u64>) -> i64 {
         .map_or(-1, |i| i.saturating_add(1))
 }
 
+/// The voters: `--voters`, or this node alone when it runs without (a one-node cluster, whose
+/// quorum config lists no voter).
+fn voters(status: &QuorumStatus) -> Vec<VoterStatus> {
+    if status.voters.is_empty() {
+        return vec![VoterStatus {
+            node_id: status.node_id,
+            addr: String::new(),
+            matched: Some(status.last_log_index),
+        }];
+    }
+    status.voters.clone()
+}
+
 fn partition(status: &QuorumStatus, now: i64) -> PartitionData {
     let leading = status.leader == Some(status.node_id);
-    let voters = status
-        .voters
+    let voters = voters(status)
         .iter()
         .map(|v| {
             // The leader knows what each voter holds; any other node only its own log.
@@ -113,8 +126,7 @@ fn partition(status: &QuorumStatus, now: i64) -> PartitionData {
 }
 
 fn nodes(status: &QuorumStatus) -> Vec<Node> {
-    status
-        .voters
+    voters(status)
         .iter()
         .map(|v| {
             let listeners = v
@@ -138,7 +150,6 @@ fn nodes(status: &QuorumStatus) -> Vec<Node> {
 #[cfg(test)]
 mod tests {
     use kafka_protocol::messages::{describe_quorum_request, TopicName};
-    use sluice_quorum::VoterStatus;
 
     use super::*;
 
@@ -202,6 +213,21 @@ mod tests {
         assert_eq!(p.leader_id, BrokerId(1));
         let leo: Vec<i64> = p.current_voters.iter().map(|v| v.log_end_offset).collect();
         assert_eq!(leo, vec![-1, 43, -1]);
+    }
+
+    #[test]
+    fn single_node_is_its_own_voter() {
+        let mut st = status(1, Some(1), [None, None, None]);
+        st.voters.clear();
+        let r = answer(&st, &request(METADATA_TOPIC, 0), 1000);
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        assert_eq!(p.leader_id, BrokerId(1));
+        assert_eq!(p.current_voters.len(), 1);
+        assert_eq!(p.current_voters[0].replica_id, BrokerId(1));
+        assert_eq!(p.current_voters[0].log_end_offset, 43);
+        assert_eq!(r.nodes.len(), 1);
+        assert!(r.nodes[0].listeners.is_empty());
     }
 
     #[test]

@@ -310,6 +310,33 @@ def test_corrupt_crc_over_produce_versions(broker, unique, version):
         s.close()
 
 
+@pytest.mark.parametrize("version", [3, 7])
+def test_produce_v3_plus_with_two_batches_is_invalid_record(broker, unique, version):
+    """Kafka's ProduceRequest.validateRecords: from v3 on, exactly one record batch per
+    partition; two well-formed batches are INVALID_RECORD (87) and nothing is appended."""
+    t = create_topic(broker.bootstrap, unique())
+    two = record_batch([b"one"]) + record_batch([b"two"])
+    s = connect(broker)
+    try:
+        s.sendall(request(0, version, 21, produce_v7(t, 0, two)))
+        resp = read_response(s)
+        pos = 4 + 4
+        (ln,) = struct.unpack_from(">h", resp, pos); pos += 2 + ln
+        pos += 4  # partition count
+        idx, err = struct.unpack_from(">ih", resp, pos)
+        assert (idx, err) == (0, 87), f"Produce v{version}, two batches: expected INVALID_RECORD, got {err}"
+        # One batch on the same connection is fine.
+        s.sendall(request(0, 7, 22, produce_v7(t, 0, record_batch([b"one"]))))
+        assert parse_produce_v7(read_response(s)) == [(t, 0, 0, 0)]
+    finally:
+        s.close()
+    c = consumer(broker.bootstrap)
+    try:
+        assert c.get_watermark_offsets(TopicPartition(t, 0), timeout=OP_TIMEOUT_S) == (0, 1)
+    finally:
+        c.close()
+
+
 def test_pipelined_requests_answered_in_order(broker):
     s = connect(broker)
     try:

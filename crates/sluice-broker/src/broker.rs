@@ -310,10 +310,9 @@ pub async fn run(
     // changes; they stop after the controlled shutdown below.
     // Replication: the leader side of replica fetches (cluster RPC service 2), the fetchers of
     // the partitions this node follows, ISR checks and the AlterPartition sender.
-    broker
-        .metadata
-        .cluster
-        .set_replica_fetch_handler(crate::replication::leader::ReplicaFetchService::new(&broker));
+    broker.metadata.cluster.set_replica_fetch_handler(
+        crate::replication::leader::ReplicaFetchService::new(&broker),
+    );
     let link: Arc<dyn crate::replication::ClusterLink> = broker.metadata.cluster.clone();
     broker.replication.start(&broker, link);
     let (cluster_stop_tx, cluster_stop_rx) = watch::channel(false);

@@ -10,7 +10,7 @@
 //! log after it replayed (rebuilding the transaction index entries of what is replayed).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
@@ -77,6 +77,11 @@ pub struct Partition {
     /// One fsync at a time; producers that wait on it are covered by the next one.
     sync_lock: tokio::sync::Mutex<()>,
     dirty: AtomicBool,
+    /// A copy of `State::role` for readers that only display it (Metadata, KIP-951 hints,
+    /// `ReplicaManager::leader_of`): written under the state lock whenever the role changes,
+    /// read without any lock, leader id and epoch packed in one word so a reader never sees
+    /// one role's epoch with another's leader ([`Role::pack`]).
+    role_view: AtomicU64,
 }
 
 /// What a produce to this partition got.
@@ -135,13 +140,15 @@ impl Partition {
         let mut log = Log::open(dir, config, now_ms, &mut |_: &BatchHeader| {})?;
         let producers = load_producer_state(&mut log)?;
         let end = log.log_end_offset();
+        let role = Role::Leader {
+            leader_epoch: INITIAL_LEADER_EPOCH,
+        };
         Ok(Partition {
             index,
+            role_view: AtomicU64::new(role.pack()),
             state: Mutex::new(State {
                 log,
-                role: Role::Leader {
-                    leader_epoch: INITIAL_LEADER_EPOCH,
-                },
+                role,
                 high_watermark: None,
                 producers,
                 last_expiry_check_ms: now_ms,
@@ -396,14 +403,17 @@ impl Partition {
         self.state.lock().high_watermark
     }
 
-    /// This node's role for the partition.
+    /// This node's role for the partition, without taking the partition lock (a snapshot:
+    /// the leader-only operations check the role again under the lock).
     pub fn role(&self) -> Role {
-        self.state.lock().role
+        Role::unpack(self.role_view.load(Ordering::Acquire))
     }
 
     /// Sets the role (a replica being opened).
     pub fn set_role(&self, role: Role) {
-        self.state.lock().role = role;
+        let mut state = self.state.lock();
+        state.role = role;
+        self.role_view.store(role.pack(), Ordering::Release);
     }
 
     /// Changes the role to `new` if `decide` (given the current role, under the lock)
@@ -417,6 +427,7 @@ impl Partition {
         let change = decide(&state.role)?;
         if change {
             state.role = new;
+            self.role_view.store(new.pack(), Ordering::Release);
         }
         Ok(change)
     }
@@ -589,7 +600,8 @@ impl Partition {
         Ok(state.log.delete_records_before(target)?)
     }
 
-    /// Retention and `segment.ms` rolling (a roll writes a producer-state snapshot), and
+    /// Retention and `segment.ms` rolling (a roll writes a producer-state snapshot; only
+    /// segments that end at or below the high watermark are deleted), and
     /// producer-id expiry every `producer.id.expiration.check.interval.ms`.
     pub fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, KafkaError> {
         let mut state = self.state.lock();
@@ -600,7 +612,10 @@ impl Partition {
             state.producers.expire(now_ms, PRODUCER_ID_EXPIRATION_MS);
         }
         let active_base = state.log.active_base_offset();
-        let outcome = state.log.apply_retention(now_ms)?;
+        // Never at or above the high watermark (a replicated leader's followers, or a
+        // follower's leader, may not have it yet); a single node's HW is its log end.
+        let high_watermark = state.marks().high_watermark;
+        let outcome = state.log.apply_retention(now_ms, high_watermark)?;
         if state.log.active_base_offset() != active_base {
             let base = state.log.active_base_offset();
             state.snapshot_at(base);
@@ -776,6 +791,19 @@ impl Partition {
     /// then record `(epoch, LEO)` in the epoch cache, durably. Returns the LEO, where the epoch
     /// starts.
     pub fn prepare_leadership(&self, epoch: i32) -> Result<i64, KafkaError> {
+        self.prepare_leadership_with(epoch, true)
+    }
+
+    /// [`Partition::prepare_leadership`], the fsync only when `sync` (a partition with one
+    /// replica has no follower for which its log must be on disk first: its HW is its log end
+    /// either way, and skipping it keeps a restart with many partitions free of one fsync per
+    /// partition).
+    pub fn prepare_leadership_with(&self, epoch: i32, sync: bool) -> Result<i64, KafkaError> {
+        if !sync {
+            let mut state = self.state.lock();
+            state.log.assign_leader_epoch(epoch)?;
+            return Ok(state.log.log_end_offset());
+        }
         let (file, target) = self.state.lock().log.sync_target();
         file.sync_data()
             .map_err(|e| KafkaError::new(ResponseError::KafkaStorageError, e.to_string()))?;

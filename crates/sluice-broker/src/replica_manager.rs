@@ -15,9 +15,15 @@
 //!   `CurrentLeader` fields. Data arrives only through [`ReplicaManager::append_as_follower`]
 //!   (the replica fetcher, `replication/fetcher.rs`).
 //!
-//! On a single node every partition is led by this node at epoch [`INITIAL_LEADER_EPOCH`] (0),
-//! exactly as before this module existed; nothing persists the role: the cluster wiring sets
-//! it from the metadata image after open.
+//! - [`Role::PENDING`] (a follower of no leader at epoch -1): a replica just opened or
+//!   created, until the metadata image's state for it is applied. It never acts as a leader:
+//!   a produce answers NOT_LEADER_OR_FOLLOWER, a request naming a leader epoch
+//!   UNKNOWN_LEADER_EPOCH (both retriable).
+//!
+//! Nothing persists the role: the cluster wiring (`metadata.rs`) opens the replica, then
+//! applies its partition state ([`ReplicaManager::apply_partition_state`]), which makes it
+//! leader or follower. On a single node every partition is then led by this node at the
+//! image's leader epoch (0 for a new partition), as before this module existed.
 //!
 //! Handlers and services get an `Arc<Replica>` from [`ReplicaManager::get`] (or
 //! [`ReplicaManager::get_by_name`]) and call its methods; none of them touches a `Partition`.
@@ -39,8 +45,13 @@
 //! The role lives inside the partition's own state mutex, which appends and reads take anyway:
 //! the role check and the epoch stamped into the batch are decided atomically with the append
 //! (a leader demoted mid-request cannot append with its old epoch), with no extra lock and no
-//! allocation. Role changes ([`ReplicaManager::become_leader`] / `become_follower`) take the
-//! same partition mutex.
+//! allocation. Role changes ([`ReplicaManager::become_leader`] / `become_follower`,
+//! `apply_partition_state`) take the same partition mutex and, under it, also store the role
+//! in a lock-free copy (one `AtomicU64`, leader id and epoch packed together by
+//! [`Role::pack`], so a reader never mixes two roles): [`Replica::role`], [`Replica::leader`]
+//! and [`ReplicaManager::leader_of`] read that copy and never wait behind an append or an
+//! fsync, whatever the number of partitions a request names. It is a snapshot; every
+//! leader-only operation checks the role again under the lock.
 //!
 //! # High watermark
 //! On a single node the high watermark is the log end (every append is committed at once).
@@ -59,23 +70,35 @@
 //!
 //! # Replication (issue #10)
 //! [`ReplicaManager::apply_partition_state`] is the cluster layer's entry point (see its docs
-//! and `replication/`): a new leader fsyncs, records `(epoch, LEO)` in the leader-epoch cache
-//! and gets a `sluice_replica::LeaderState` ([`ReplMode::Leading`]); a follower is handed to
-//! the fetcher of its leader ([`ReplMode::NotLeading`]); a partition with one replica stays
-//! [`ReplMode::Single`] (HW = log end, acks=all = acks=1, as before). The mode and the parked
-//! acks=all requests live in a per-replica mutex taken before the partition's (never the
-//! other way round). Follower appends and truncations (`Partition::append_as_follower`,
-//! `truncate_to`) are refused under the partition lock on a leader, so a late fetch response
-//! can never cut or extend a log that just became the leader's. OffsetForLeaderEpoch answers
-//! from the epoch cache.
+//! and `replication/`): a new leader of a replicated partition fsyncs, records
+//! `(epoch, LEO)` in the leader-epoch cache (`Log::assign_leader_epoch`, durably) and gets a
+//! `sluice_replica::LeaderState` ([`ReplMode::Leading`]); a partition with one replica
+//! records the epoch without the fsync and stays [`ReplMode::Single`] (HW = log end,
+//! acks=all = acks=1, as before); a follower is handed to the fetcher of its leader
+//! ([`ReplMode::NotLeading`]). The mode and the parked acks=all requests live in a
+//! per-replica mutex taken before the partition's (never the other way round).
+//!
+//! Follower data arrives through [`ReplicaManager::append_as_follower`]
+//! (`Partition::append_as_follower` → `Log::append_as_follower`: the leader's batches byte
+//! for byte, with their offsets and epochs; each new epoch a batch carries is entered in the
+//! follower's own epoch cache, and producer and transaction state follow by replaying the
+//! appended batch headers) and truncation (`Partition::truncate_to`, `truncate_fully_and_start_at`: the
+//! epoch cache is cut with the log, producer state rebuilt). Both are refused under the
+//! partition lock on a leader, so a late fetch response can never cut or extend a log that
+//! just became the leader's. OffsetForLeaderEpoch and `DivergingEpoch` answer from the epoch
+//! cache (`Log::end_offset_for`; the current epoch ends at the log end).
+//!
+//! Retention never deletes a segment that ends above the high watermark (Kafka's
+//! `deletableSegments`), on a leader or a follower, and DeleteRecords past the high
+//! watermark is OFFSET_OUT_OF_RANGE, so no replica drops data the ISR has not committed.
 //!
 //! # Where it differs from Kafka
 //! - No `leaderIsrUpdateLock`: the role is inside the partition's mutex (see above), and the
 //!   multi-call read-only lookups (ListOffsets, OffsetForLeaderEpoch, DescribeProducers)
 //!   check the role, then read without holding it.
 //! - The role is not persisted (Kafka neither persists it; it rebuilds it from the metadata
-//!   log): a restart opens every replica as leader at the initial epoch, and the cluster wiring
-//!   must apply the metadata image before serving.
+//!   log): a restart opens every replica as [`Role::PENDING`] until the cluster wiring applies
+//!   the metadata image.
 //! - Directories are `<topic>-<index>` as in Kafka; replicas are keyed by topic id so a topic
 //!   deleted and recreated under the same name never aliases the old incarnation's replica.
 //! - Not yet: KIP-951 `NodeEndpoints` (the leader's host and port; the cluster image has
@@ -122,6 +145,46 @@ pub enum Role {
 }
 
 impl Role {
+    /// What a replica is from the moment it opens until the metadata image's state for it is
+    /// applied ([`ReplicaManager::apply_partition_state`]): a follower of no known leader at
+    /// epoch -1. Leader-only operations answer NOT_LEADER_OR_FOLLOWER (UNKNOWN_LEADER_EPOCH
+    /// for a request naming an epoch), so nothing is appended, read or acknowledged before
+    /// the node has fsynced, recorded the epoch and set up the partition's replication.
+    pub const PENDING: Role = Role::Follower {
+        leader_id: -1,
+        leader_epoch: NO_LEADER_EPOCH,
+    };
+
+    /// The leader id a packed [`Role::Leader`] carries (no broker id is negative beyond -1).
+    const PACKED_SELF: i32 = i32::MIN;
+
+    /// Leader id (this node: [`Role::PACKED_SELF`]) and epoch in one word, for the lock-free
+    /// copy of the role (`Partition::role`).
+    pub fn pack(&self) -> u64 {
+        let (leader, epoch) = match *self {
+            Role::Leader { leader_epoch } => (Self::PACKED_SELF, leader_epoch),
+            Role::Follower {
+                leader_id,
+                leader_epoch,
+            } => (leader_id, leader_epoch),
+        };
+        (u64::from(epoch as u32) << 32) | u64::from(leader as u32)
+    }
+
+    /// The inverse of [`Role::pack`].
+    pub fn unpack(word: u64) -> Role {
+        let leader = word as u32 as i32;
+        let leader_epoch = (word >> 32) as u32 as i32;
+        if leader == Self::PACKED_SELF {
+            Role::Leader { leader_epoch }
+        } else {
+            Role::Follower {
+                leader_id: leader,
+                leader_epoch,
+            }
+        }
+    }
+
     pub fn leader_epoch(&self) -> i32 {
         match *self {
             Role::Leader { leader_epoch } | Role::Follower { leader_epoch, .. } => leader_epoch,
@@ -463,6 +526,11 @@ impl Replica {
         }
     }
 
+    /// The real log end offset (flushed or not): what a follower may fetch up to.
+    pub fn log_end_offset(&self) -> i64 {
+        self.partition.log_end_offset()
+    }
+
     /// The underlying partition (the replication layer: follower appends, truncation, epochs).
     pub(crate) fn partition(&self) -> &Partition {
         &self.partition
@@ -579,8 +647,11 @@ impl ReplicaManager {
         &self.replication
     }
 
-    /// Opens (recovers) a replica from its directory, as `role`. Replaces nothing: a replica
-    /// already open is returned as it is.
+    /// Opens (recovers) a replica from its directory. Replaces nothing: a replica already open
+    /// is returned as it is. A follower `role` is taken as is; a leader role is not: the
+    /// replica opens as [`Role::PENDING`] and leads only once
+    /// [`ReplicaManager::apply_partition_state`] made it leader (fsync, epoch cache, leader
+    /// state). Until then a produce answers NOT_LEADER_OR_FOLLOWER.
     pub fn open(
         &self,
         tp: TopicIdPartition,
@@ -608,7 +679,11 @@ impl ReplicaManager {
     ) -> Result<Arc<Replica>, KafkaError> {
         let partition = Partition::open(dir, tp.partition, config.log_config.clone(), now_ms)?;
         partition.set_conditional_append(config.conditional);
-        partition.set_role(role);
+        partition.set_role(if role.is_leader() {
+            Role::PENDING
+        } else {
+            role
+        });
         Ok(Arc::new(Replica {
             tp,
             topic: Arc::from(topic),
@@ -618,7 +693,8 @@ impl ReplicaManager {
         }))
     }
 
-    /// Creates empty replicas `range` of a new topic (or new partitions), as `role`, clearing
+    /// Creates empty replicas `range` of a new topic (or new partitions), as `role` (a leader
+    /// role opens as [`Role::PENDING`], see [`ReplicaManager::open`]), clearing
     /// any directory a crash left behind, and fsyncs the data directory so their names are
     /// durable before the metadata event that names them. They are not visible until
     /// [`ReplicaManager::install`].
@@ -906,7 +982,9 @@ impl ReplicaManager {
                 return Ok(());
             }
             self.replication.remove_partition(tp);
-            replica.partition.prepare_leadership(state.leader_epoch)?;
+            replica
+                .partition
+                .prepare_leadership_with(state.leader_epoch, !single)?;
             self.change_role(
                 tp,
                 Role::Leader {
@@ -1100,7 +1178,21 @@ mod tests {
             )
             .unwrap();
         rm.install(created);
+        // A single node: the image makes it the only replica and leader at epoch 0.
+        rm.apply_partition_state(tp, &single_replica_state(0))
+            .unwrap();
         (dir, rm, tp)
+    }
+
+    fn single_replica_state(leader_epoch: i32) -> PartitionState {
+        PartitionState {
+            leader: 1,
+            leader_epoch,
+            partition_epoch: 0,
+            replicas: vec![1],
+            isr: vec![1],
+            min_insync_replicas: 1,
+        }
     }
 
     /// The leader epoch stamped into each batch (bytes 12..16 of the stored batch).
@@ -1154,6 +1246,106 @@ mod tests {
             code(check_current_leader_epoch(&follower, 1, -1, false)),
             None
         );
+    }
+
+    #[test]
+    fn a_replica_leads_only_once_its_state_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let rm = ReplicaManager::new(1, dir.path());
+        let tp = TopicIdPartition {
+            topic_id: Uuid::new_v4(),
+            partition: 0,
+        };
+        let config = ReplicaConfig {
+            log_config: LogConfig::default(),
+            conditional: false,
+        };
+        // The image says this node leads at epoch 4; the replica opens before that is applied.
+        let leader = Role::Leader { leader_epoch: 4 };
+        let created = rm
+            .create(tp.topic_id, "t", 0..1, &config, leader, 0)
+            .unwrap();
+        rm.install(created);
+        let r = rm.get(tp).unwrap();
+        assert_eq!(r.role(), Role::PENDING);
+        assert!(!r.role().is_leader());
+        let e = r.append_as_leader(&batch(), 1000, None).unwrap_err();
+        assert_eq!(e.code, ResponseError::NotLeaderOrFollower.code(), "{e:?}");
+        assert_eq!(
+            e.current_leader,
+            Some(LeaderAndEpoch {
+                leader_id: -1,
+                leader_epoch: -1
+            })
+        );
+        assert_eq!(r.check_leader(-1).unwrap_err().code, 6);
+        assert_eq!(
+            r.check_leader(4).unwrap_err().code,
+            ResponseError::UnknownLeaderEpoch.code()
+        );
+        assert_eq!(r.watermarks().log_end_offset, 0, "nothing written");
+        // Reopening (a restart) with a leader role is pending too.
+        drop((r, rm));
+        let rm = ReplicaManager::new(1, dir.path());
+        let r = rm.open(tp, "t", &config, leader, 0).unwrap();
+        assert_eq!(r.role(), Role::PENDING);
+        // Once applied it leads at the image's epoch, stamped into its batches.
+        rm.apply_partition_state(tp, &single_replica_state(4))
+            .unwrap();
+        assert_eq!(r.role(), leader);
+        r.append_as_leader(&batch(), 1000, None).unwrap();
+        assert_eq!(stored_epochs(&r), vec![4]);
+        assert_eq!(r.end_offset_for(4), (4, 1), "the epoch is in the cache");
+    }
+
+    #[test]
+    fn the_lock_free_role_packs_leader_and_epoch_together() {
+        for role in [
+            Role::PENDING,
+            Role::Leader { leader_epoch: 0 },
+            Role::Leader {
+                leader_epoch: i32::MAX,
+            },
+            Role::Follower {
+                leader_id: 0,
+                leader_epoch: 7,
+            },
+            Role::Follower {
+                leader_id: i32::MAX,
+                leader_epoch: 0,
+            },
+        ] {
+            assert_eq!(Role::unpack(role.pack()), role);
+        }
+        // The copy follows every role change, and reading it does not wait for the partition
+        // lock (held here by `with_log` while the role is read from another thread).
+        let (_dir, rm, tp) = setup();
+        let r = rm.get(tp).unwrap();
+        rm.become_follower(tp, 2, 3).unwrap();
+        assert_eq!(
+            r.role(),
+            Role::Follower {
+                leader_id: 2,
+                leader_epoch: 3
+            }
+        );
+        let r2 = r.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        r.with_log(|_| {
+            std::thread::spawn(move || {
+                let _ = tx.send(r2.leader());
+            });
+            let seen = rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("Replica::leader waited for the partition lock");
+            assert_eq!(
+                seen,
+                LeaderAndEpoch {
+                    leader_id: 2,
+                    leader_epoch: 3
+                }
+            );
+        });
     }
 
     #[test]
@@ -1263,6 +1455,42 @@ mod tests {
         assert_eq!(marks(&r), (2, 2, 3), "never below the log start");
         r.set_high_watermark(None);
         assert_eq!(marks(&r), (3, 3, 3));
+    }
+
+    #[test]
+    fn retention_never_deletes_at_or_above_the_high_watermark() {
+        let (_dir, rm, tp) = setup();
+        let r = rm.get(tp).unwrap();
+        let config = ReplicaConfig {
+            log_config: LogConfig {
+                segment_bytes: 200,
+                retention_ms: 1,
+                ..LogConfig::default()
+            },
+            conditional: false,
+        };
+        rm.reconfigure(tp.topic_id, 1, &config).unwrap();
+        for _ in 0..20 {
+            r.append_as_leader(&batch(), 1000, None).unwrap();
+        }
+        // Replicated: the ISR confirmed only up to 7. Everything has expired.
+        r.set_high_watermark(Some(7));
+        for (_, outcome) in rm.apply_retention(1_000_000) {
+            outcome.unwrap();
+        }
+        let marks = r.watermarks();
+        assert!(
+            marks.log_start_offset > 0 && marks.log_start_offset <= 7,
+            "{marks:?}"
+        );
+        let (slice, _) = r.read_for_follower(7, 1 << 20);
+        assert!(slice.unwrap().is_some(), "offset 7 is still there");
+        // The HW reaches the log end: retention may take everything.
+        r.set_high_watermark(Some(20));
+        for (_, outcome) in rm.apply_retention(1_000_000) {
+            outcome.unwrap();
+        }
+        assert_eq!(r.watermarks().log_start_offset, 20);
     }
 
     #[test]

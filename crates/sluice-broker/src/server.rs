@@ -13,9 +13,19 @@
 //!   is not closed), as Kafka's memory pool does ([`RequestMemory`]);
 //! - time: once the prefix arrived (and its bytes were granted), the whole frame must arrive
 //!   within the request read timeout, else the connection is closed and the bytes freed.
+//!
+//! Shutdown (the `stop` signal): a connection reads no new request; an idle one closes at
+//! once; one with a request in flight answers it and then closes, unless the request is still
+//! waiting [`SHUTDOWN_GRACE`] after the signal. Requests that wait on other clients or on
+//! time — a JoinGroup held until every member rejoins (a member whose application stopped
+//! polling holds it up to its rebalance timeout, minutes), a long-polling fetch, an acks=all
+//! produce waiting for the ISR — are then dropped and their connection closed unanswered, as
+//! Kafka's socket server closes connections at shutdown; clients retry. The broker's drain
+//! therefore ends within about the grace, and the clean-shutdown marker gets written.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -57,6 +67,16 @@ pub async fn serve_kafka(
     while connections.join_next().await.is_some() {}
 }
 
+/// How long a request still in flight when shutdown starts may take before its connection is
+/// closed unanswered (see the module docs).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Resolves once shutdown has started (at once if it already has; also if the signal's sender
+/// is gone). Unlike `changed()`, it can be awaited any number of times.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
 async fn connection(
     broker: Arc<Broker>,
     stream: TcpStream,
@@ -73,7 +93,8 @@ async fn connection(
     let read_timeout = broker.config.request_read_timeout;
     loop {
         let size = tokio::select! {
-            _ = stop.changed() => break,
+            biased;
+            _ = stopped(&mut stop) => break,
             r = tokio::time::timeout(idle, rd.read_i32()) => match r {
                 Err(_) => {
                     tracing::debug!(%peer, "closing idle connection");
@@ -94,13 +115,23 @@ async fn connection(
         // Reserve the frame's bytes before reading them. Waiting here mutes the connection: its
         // bytes stay in the socket buffer and TCP flow control holds the client back.
         let reserved = tokio::select! {
-            _ = stop.changed() => break,
+            biased;
+            _ = stopped(&mut stop) => break,
             r = memory.reserve(permits) => match r {
                 Some(r) => r,
                 None => break,
             },
         };
-        let frame = match tokio::time::timeout(read_timeout, read_frame(&mut rd, size)).await {
+        // A frame still arriving at shutdown gets the same grace as a request in flight.
+        let reading = tokio::select! {
+            biased;
+            r = tokio::time::timeout(read_timeout, read_frame(&mut rd, size)) => r,
+            _ = async {
+                stopped(&mut stop).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => break,
+        };
+        let frame = match reading {
             Err(_) => {
                 tracing::warn!(%peer, size, timeout_ms = read_timeout.as_millis() as u64,
                     "closing connection: request not received within the request read timeout");
@@ -109,7 +140,21 @@ async fn connection(
             Ok(None) => break,
             Ok(Some(frame)) => frame,
         };
-        let handled = handlers::handle(&broker, frame, peer).await;
+        let handled = {
+            let handling = handlers::handle(&broker, frame, peer);
+            tokio::pin!(handling);
+            tokio::select! {
+                biased;
+                h = &mut handling => h,
+                _ = async {
+                    stopped(&mut stop).await;
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                } => {
+                    tracing::debug!(%peer, "closing a connection whose request was still waiting at shutdown");
+                    break;
+                }
+            }
+        };
         // The request's bytes go back to the pool once it has been handled (Kafka releases its
         // buffer at the same point).
         drop(reserved);

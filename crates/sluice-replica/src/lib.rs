@@ -25,7 +25,9 @@
 //!   an undefined answer or a fetch offset below the log start is `OFFSET_OUT_OF_RANGE`; if
 //!   `epoch < last_fetched_epoch` or `end < fetch_offset` the answer is
 //!   [`FollowerFetch::Diverging`] (the response's `DivergingEpoch`) and the follower's state is
-//!   *not* updated. Otherwise the fetch offset becomes the follower's LEO and its last-caught-up
+//!   *not* updated. A fetch offset past the leader's real log end (flushed or not) is
+//!   `OFFSET_OUT_OF_RANGE` too, and not recorded: a buggy or stale follower cannot make the HW
+//!   or the ISR count data it does not hold. Otherwise the fetch offset becomes the follower's LEO and its last-caught-up
 //!   time follows Kafka's `Replica.updateFetchStateOrThrow`: the fetch time if it fetched from
 //!   at least the leader's current LEO, else the previous fetch's time if it fetched from at
 //!   least the LEO the leader had then, else unchanged. A fetch carrying a broker epoch older
@@ -298,7 +300,7 @@ impl AlterPartitionError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchError {
     /// The last fetched epoch has no defined end here, or the fetch offset is below the log
-    /// start: OFFSET_OUT_OF_RANGE (1).
+    /// start or past the log end: OFFSET_OUT_OF_RANGE (1).
     OffsetOutOfRange,
     /// The fetcher is not a replica of the partition: UNKNOWN_LEADER_EPOCH (75) if the request
     /// carried a current leader epoch, else NOT_LEADER_OR_FOLLOWER (6), as Kafka.
@@ -542,8 +544,11 @@ impl LeaderState {
         self.maybe_increment_hw(now_ms)
     }
 
-    /// A follower fetched (see the module docs). `epoch_end(epoch)` is the leader's
+    /// A follower fetched (see the module docs). `log_end_offset` is the leader's real log end
+    /// (`Log::log_end_offset`, flushed or not: followers are served the whole log), which a
+    /// fetch offset may not pass; `epoch_end(epoch)` is the leader's
     /// `Log::end_offset_for(epoch)`.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_follower_fetch(
         &mut self,
         replica_id: ReplicaId,
@@ -551,6 +556,7 @@ impl LeaderState {
         fetch_offset: i64,
         last_fetched_epoch: Option<i32>,
         now_ms: i64,
+        log_end_offset: i64,
         epoch_end: impl Fn(i32) -> (i32, i64),
     ) -> FollowerFetch {
         if self.resigned || replica_id == self.local_id {
@@ -576,6 +582,13 @@ impl LeaderState {
                 return FollowerFetch::Diverging { epoch, end_offset };
             }
         } else if fetch_offset < self.log_start_offset {
+            return FollowerFetch::Error(FetchError::OffsetOutOfRange);
+        }
+        // A fetch offset past the leader's log end names data the leader does not have (a
+        // buggy follower, or a stale one from another history): recording it as the
+        // follower's LEO would let the HW and the ISR count records the follower may not
+        // hold. Kafka's read throws OFFSET_OUT_OF_RANGE before the fetch state is updated.
+        if fetch_offset > log_end_offset.max(self.local_leo) {
             return FollowerFetch::Error(FetchError::OffsetOutOfRange);
         }
         let leader_leo = self.local_leo;

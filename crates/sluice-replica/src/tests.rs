@@ -33,7 +33,7 @@ fn epochs(e: i32) -> (i32, i64) {
 /// A fetch in the current epoch 5, whose end is the leader's LEO.
 fn fetch(l: &mut LeaderState, id: i32, offset: i64, now: i64) -> FollowerFetch {
     let leo = l.local_leo();
-    l.on_follower_fetch(id, -1, offset, Some(5), now, move |e| {
+    l.on_follower_fetch(id, -1, offset, Some(5), now, leo, move |e| {
         if e == 5 {
             (5, leo)
         } else {
@@ -222,12 +222,12 @@ fn fenced_or_stale_brokers_cannot_join_or_fetch() {
         }),
     );
     assert_eq!(
-        l.on_follower_fetch(3, 6, 100, Some(3), T0, epochs),
+        l.on_follower_fetch(3, 6, 100, Some(3), T0, l.local_leo(), epochs),
         FollowerFetch::Error(FetchError::StaleBrokerEpoch)
     );
     assert_eq!(FetchError::StaleBrokerEpoch.code(true), 6);
     assert!(matches!(
-        l.on_follower_fetch(3, 7, 100, Some(3), T0, epochs),
+        l.on_follower_fetch(3, 7, 100, Some(3), T0, l.local_leo(), epochs),
         FollowerFetch::Serve { .. }
     ));
     l.set_broker_status(
@@ -250,11 +250,11 @@ fn fenced_or_stale_brokers_cannot_join_or_fetch() {
         None,
         "its fetches came from an older incarnation"
     );
-    l.on_follower_fetch(3, 8, 100, Some(3), T0, epochs);
+    l.on_follower_fetch(3, 8, 100, Some(3), T0, l.local_leo(), epochs);
     assert!(l.isr_change_to_propose(T0).is_some());
     // Not a replica at all.
     assert_eq!(
-        l.on_follower_fetch(9, -1, 100, Some(3), T0, epochs),
+        l.on_follower_fetch(9, -1, 100, Some(3), T0, l.local_leo(), epochs),
         FollowerFetch::Error(FetchError::NotAReplica)
     );
     assert_eq!(FetchError::NotAReplica.code(true), 75);
@@ -278,7 +278,7 @@ fn diverging_epochs_follow_kafkas_read_records() {
     let mut l = leader(&[1, 2, 3], 2, 100, 0);
     // Last fetched epoch 4 is unknown here: the largest below is 3, which ended at 100.
     assert_eq!(
-        l.on_follower_fetch(2, -1, 120, Some(4), T0, epochs),
+        l.on_follower_fetch(2, -1, 120, Some(4), T0, l.local_leo(), epochs),
         FollowerFetch::Diverging {
             epoch: 3,
             end_offset: 100
@@ -286,7 +286,7 @@ fn diverging_epochs_follow_kafkas_read_records() {
     );
     // Epoch 3 ended at 100 but the follower fetches from 110: it has data we do not.
     assert_eq!(
-        l.on_follower_fetch(2, -1, 110, Some(3), T0, epochs),
+        l.on_follower_fetch(2, -1, 110, Some(3), T0, l.local_leo(), epochs),
         FollowerFetch::Diverging {
             epoch: 3,
             end_offset: 100
@@ -295,25 +295,25 @@ fn diverging_epochs_follow_kafkas_read_records() {
     assert_eq!(l.follower(2).unwrap().log_end_offset, -1, "not recorded");
     // Epoch 3 up to 100 agrees.
     assert_eq!(
-        l.on_follower_fetch(2, -1, 100, Some(3), T0, epochs),
+        l.on_follower_fetch(2, -1, 100, Some(3), T0, l.local_leo(), epochs),
         FollowerFetch::Serve { hw_advanced: false }
     );
     assert_eq!(
-        l.on_follower_fetch(2, -1, 10, Some(9), T0, epochs),
+        l.on_follower_fetch(2, -1, 10, Some(9), T0, l.local_leo(), epochs),
         FollowerFetch::Error(FetchError::OffsetOutOfRange),
         "an epoch with no defined end"
     );
     l.set_log_start_offset(20);
     assert_eq!(
-        l.on_follower_fetch(2, -1, 10, Some(3), T0, epochs),
+        l.on_follower_fetch(2, -1, 10, Some(3), T0, l.local_leo(), epochs),
         FollowerFetch::Error(FetchError::OffsetOutOfRange)
     );
     assert_eq!(
-        l.on_follower_fetch(2, -1, 10, None, T0, epochs),
+        l.on_follower_fetch(2, -1, 10, None, T0, l.local_leo(), epochs),
         FollowerFetch::Error(FetchError::OffsetOutOfRange)
     );
     assert_eq!(
-        l.on_follower_fetch(1, -1, 10, None, T0, epochs),
+        l.on_follower_fetch(1, -1, 10, None, T0, l.local_leo(), epochs),
         FollowerFetch::Error(FetchError::NotAReplica),
         "the leader itself"
     );
@@ -425,4 +425,40 @@ fn follower_truncation_follows_kafka() {
     assert_eq!(follower_high_watermark(50, 0, 90), 50);
     assert_eq!(follower_high_watermark(5, 10, 90), 10);
     assert_eq!(follower_high_watermark(5, 10, 0), 0);
+}
+
+#[test]
+fn a_fetch_offset_past_the_leaders_log_end_is_refused_and_not_recorded() {
+    // ISR {1,2,3}; the leader's flushed end (its LEO for the HW) is 100, its log ends at 110.
+    let mut l = leader(&[1, 2, 3], 2, 100, 50);
+    assert_eq!(
+        l.on_follower_fetch(2, -1, 100, None, T0, 110, epochs),
+        FollowerFetch::Serve { hw_advanced: false }
+    );
+    // A buggy or stale follower claims 150 (without and with a last fetched epoch whose end
+    // does not give it away): refused, its LEO stays unknown, the HW does not move.
+    for last in [None, Some(5)] {
+        assert_eq!(
+            l.on_follower_fetch(3, -1, 150, last, T0, 110, |e| if e == 5 {
+                (5, 200)
+            } else {
+                epochs(e)
+            }),
+            FollowerFetch::Error(FetchError::OffsetOutOfRange),
+            "last fetched epoch {last:?}"
+        );
+        assert_eq!(l.follower(3).unwrap().log_end_offset, -1, "not recorded");
+        assert_eq!(l.high_watermark(), 50);
+    }
+    assert_eq!(FetchError::OffsetOutOfRange.code(true), 1);
+    // Up to the real log end (past the flushed end) is a normal fetch.
+    assert_eq!(
+        l.on_follower_fetch(3, -1, 110, None, T0, 110, epochs),
+        FollowerFetch::Serve { hw_advanced: true }
+    );
+    assert_eq!(
+        l.high_watermark(),
+        100,
+        "capped by the leader's own (flushed) LEO"
+    );
 }

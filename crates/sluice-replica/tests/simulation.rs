@@ -9,7 +9,9 @@
 //! now and then moves leadership to another ISR member. Faults: messages (fetches, answers,
 //! AlterPartition requests and answers, metadata pushes, which the controller repeats now and
 //! then) dropped, delayed and reordered; brokers crash (losing what they had not flushed) and come back; brokers are
-//! isolated (alive but unheard: zombie leaders). Each replica's leader-epoch cache is the
+//! isolated (alive but unheard: zombie leaders); followers now and then also send a fetch from
+//! past the leader's log end (a buggy or stale follower), which the leader must refuse without
+//! counting it towards the HW or the ISR. Each replica's leader-epoch cache is the
 //! storage crate's `LeaderEpochCache`.
 //!
 //! After every step the invariants of the crate docs are checked (see `check`).
@@ -181,6 +183,8 @@ struct Stats {
     not_enough_replicas: u64,
     not_leader: u64,
     crashes: u64,
+    /// Fetches from past the leader's log end (a buggy or stale follower) the leader refused.
+    bogus_fetches_refused: u64,
 }
 
 struct Sim {
@@ -196,6 +200,9 @@ struct Sim {
     crash_p: f64,
     isolate_p: f64,
     produce_p: f64,
+    /// Per-fetch chance that a follower also sends a fetch from past its own log end (a
+    /// buggy or stale follower); the leader must refuse it without recording it.
+    bogus_fetch_p: f64,
     max_delay: i64,
     next_value: u64,
     /// Parked produce requests: value -> offset.
@@ -229,6 +236,7 @@ impl Sim {
         let move_p = [0.0, 0.01, 0.05][rng.below(3) as usize];
         let crash_p = [0.001, 0.004, 0.015][rng.below(3) as usize];
         let isolate_p = [0.001, 0.004, 0.015][rng.below(3) as usize];
+        let bogus_fetch_p = [0.0, 0.05, 0.2][rng.below(3) as usize];
         let nodes = (0..N as i32)
             .map(|id| Node {
                 id,
@@ -269,6 +277,7 @@ impl Sim {
             crash_p,
             isolate_p,
             produce_p: 0.4,
+            bogus_fetch_p,
             max_delay,
             next_value: 1,
             parked: BTreeMap::new(),
@@ -671,15 +680,24 @@ impl Sim {
                     fetch_offset,
                     last_fetched_epoch,
                     now,
+                    leo,
                     |e| cache.end_offset_for(e, leo),
                 );
                 match answer {
                     FollowerFetch::Diverging { epoch, end_offset } => {
                         FetchBody::Diverging { epoch, end_offset }
                     }
-                    FollowerFetch::Error(_) => FetchBody::Error,
-                    FollowerFetch::Serve { .. } if fetch_offset > leo => FetchBody::Error,
+                    FollowerFetch::Error(_) => {
+                        if fetch_offset > leo {
+                            self.stats.bogus_fetches_refused += 1;
+                        }
+                        FetchBody::Error
+                    }
                     FollowerFetch::Serve { .. } => {
+                        assert!(
+                            fetch_offset <= leo,
+                            "leader {to} served a fetch from {fetch_offset}, past its log end {leo}"
+                        );
                         let start = fetch_offset.max(0) as usize;
                         let end = (start + MAX_FETCH_RECORDS).min(node.log.len());
                         FetchBody::Records {
@@ -959,6 +977,29 @@ impl Sim {
                     req,
                 };
                 self.send(msg, false);
+                if self.rng.chance(self.bogus_fetch_p) {
+                    // A buggy or stale follower: a fetch from past the leader's log end
+                    // (by more than the leader can append while it is in flight), with or
+                    // without a last fetched epoch; its answer is ignored (request id 0).
+                    let leader_leo = self.nodes[leader as usize].leo();
+                    let fetch_offset = leader_leo + 8 + self.rng.below(8) as i64;
+                    let node = &self.nodes[id as usize];
+                    let last_fetched_epoch = if self.rng.chance(0.5) {
+                        None
+                    } else {
+                        node.cache.latest_epoch()
+                    };
+                    let msg = Msg::Fetch {
+                        from: id,
+                        to: leader,
+                        leader_epoch: meta.leader_epoch,
+                        broker_epoch: node.broker_epoch,
+                        fetch_offset,
+                        last_fetched_epoch,
+                        req: 0,
+                    };
+                    self.send(msg, false);
+                }
             }
         }
     }
@@ -1098,6 +1139,7 @@ impl Sim {
         self.crash_p = 0.0;
         self.isolate_p = 0.0;
         self.produce_p = 0.0;
+        self.bogus_fetch_p = 0.0;
         for id in 0..N as i32 {
             self.nodes[id as usize].isolated_until = 0;
             if !self.nodes[id as usize].alive {
@@ -1168,6 +1210,7 @@ fn seeded_schedules_keep_every_invariant() {
         total.not_enough_replicas += stats.not_enough_replicas;
         total.not_leader += stats.not_leader;
         total.crashes += stats.crashes;
+        total.bogus_fetches_refused += stats.bogus_fetches_refused;
     }
     eprintln!("{} schedules: {total:?}", seeds.len());
     if seeds.len() >= 100 {
@@ -1176,5 +1219,6 @@ fn seeded_schedules_keep_every_invariant() {
         assert!(total.truncations > 0 && total.diverging > 0);
         assert!(total.shrinks > 0 && total.expansions > 0);
         assert!(total.not_enough_replicas > 0 && total.not_leader > 0);
+        assert!(total.bogus_fetches_refused > 0);
     }
 }

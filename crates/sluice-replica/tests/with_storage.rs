@@ -121,6 +121,7 @@ fn catch_up(leader: &Log, state: &mut LeaderState, follower_id: i32, follower: &
             fetch_offset,
             follower.latest_epoch(),
             NOW,
+            leader.log_end_offset(),
             |e| leader.end_offset_for(e),
         );
         match answer {

@@ -647,7 +647,17 @@ impl Log {
 
     /// Time- and size-based retention, and `segment.ms` rolling. Whole segments only; the
     /// active segment is rolled first when everything in it has expired, as Kafka does.
-    pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome> {
+    ///
+    /// Only segments that end at or below `high_watermark` may go (Kafka's
+    /// `UnifiedLog.deletableSegments`: a segment's upper bound, the next segment's base
+    /// offset, must not pass the HW), so retention never removes a record that is not yet
+    /// committed: on a replicated leader followers may still need it, on a follower the leader
+    /// may still hold it. A single node passes its log end.
+    pub fn apply_retention(
+        &mut self,
+        now_ms: i64,
+        high_watermark: i64,
+    ) -> Result<RetentionOutcome> {
         if self.should_roll(0, self.log_end_offset().saturating_sub(1), now_ms) {
             self.roll()?;
         }
@@ -660,7 +670,7 @@ impl Log {
             }
             for (i, seg) in self.segments.iter().enumerate() {
                 let is_active = i + 1 == self.segments.len();
-                if is_active || !expired(seg) {
+                if is_active || !expired(seg) || seg.next_offset() > high_watermark {
                     break;
                 }
                 new_start = new_start.max(seg.next_offset());
@@ -671,7 +681,10 @@ impl Log {
             let mut total = self.size_bytes();
             for (i, seg) in self.segments.iter().enumerate() {
                 let is_active = i + 1 == self.segments.len();
-                if is_active || total.saturating_sub(seg.size()) < limit {
+                if is_active
+                    || total.saturating_sub(seg.size()) < limit
+                    || seg.next_offset() > high_watermark
+                {
                     break;
                 }
                 total -= seg.size();

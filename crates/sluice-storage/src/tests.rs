@@ -139,12 +139,12 @@ fn delete_records_and_retention() {
     let mut log = open(dir.path(), config);
     assert_eq!(log.log_start_offset(), 5);
     // At now=3000 everything with timestamp < 2000 (offsets 0..=19) may go, by whole segments.
-    let outcome = log.apply_retention(3000).unwrap();
+    let outcome = log.apply_retention(3000, i64::MAX).unwrap();
     assert!(outcome.segments_deleted > 0);
     assert!(log.segment_count() < segments);
     assert!(log.log_start_offset() <= 20 && log.log_start_offset() > 5);
     // Everything expired: the active segment is rolled and the log empties, keeping offsets.
-    log.apply_retention(100_000).unwrap();
+    log.apply_retention(100_000, log.log_end_offset()).unwrap();
     assert_eq!(log.log_start_offset(), 30);
     assert_eq!(log.log_end_offset(), 30);
     assert_eq!(append(&mut log, 1, 100_000), (30, 30));
@@ -162,10 +162,54 @@ fn retention_by_size_keeps_the_newest() {
     for i in 0..40 {
         append(&mut log, 1, i);
     }
-    log.apply_retention(0).unwrap();
+    log.apply_retention(0, log.log_end_offset()).unwrap();
     assert!(log.size_bytes() <= 2500 + 1000, "{}", log.size_bytes());
     assert!(log.size_bytes() >= 2500 - 1000);
     assert_eq!(log.log_end_offset(), 40);
+}
+
+#[test]
+fn retention_never_deletes_at_or_above_the_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 1000,
+        retention_ms: 1000,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config.clone());
+    for i in 0..30 {
+        append(&mut log, 1, i);
+    }
+    let segments = log.segment_count();
+    assert!(segments > 3, "{segments}");
+    // Everything expired, but the HW is 12: only segments ending at or below 12 go.
+    let outcome = log.apply_retention(100_000, 12).unwrap();
+    assert!(outcome.segments_deleted > 0);
+    let start = log.log_start_offset();
+    assert!(start > 0 && start <= 12, "{start}");
+    assert_eq!(
+        read_offsets(&log, 12, 1),
+        vec![(12, 12)],
+        "the HW's record kept"
+    );
+    // HW 0: nothing at all, by time or by size.
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut log2 = open(
+        dir2.path(),
+        LogConfig {
+            retention_bytes: 0,
+            ..config
+        },
+    );
+    for i in 0..30 {
+        append(&mut log2, 1, i);
+    }
+    let outcome = log2.apply_retention(100_000, 0).unwrap();
+    assert_eq!(outcome.segments_deleted, 0);
+    assert_eq!(log2.log_start_offset(), 0);
+    // Once the HW is the log end, everything expired goes (the active segment rolled first).
+    log2.apply_retention(100_000, 30).unwrap();
+    assert_eq!(log2.log_start_offset(), 30);
 }
 
 #[test]

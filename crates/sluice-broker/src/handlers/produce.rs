@@ -184,6 +184,35 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                 ));
                 continue;
             };
+            // Kafka's `ProduceRequest.validateRecords`: from v3 on, one record batch per
+            // partition (a client sending two would have them appended as two, with two
+            // sequence checks; Kafka refuses the request's partition instead).
+            if version >= 3 && holds_more_than_one_batch(&records) {
+                partitions.push(partition_error(
+                    pd.index,
+                    ResponseError::InvalidRecord.code(),
+                    Some(format!(
+                        "Produce requests with version {version} are only allowed to contain exactly one record batch per partition"
+                    )),
+                ));
+                continue;
+            }
+            // Leadership before anything reads the records (Kafka checks it before the log's
+            // validation): a replica that does not lead, or is not yet set up to
+            // (`Role::PENDING`), answers NOT_LEADER_OR_FOLLOWER with the leader it knows,
+            // never a validation error. The append checks the role again under the lock.
+            if let Err(e) = partition.check_leader(crate::replica_manager::NO_LEADER_EPOCH) {
+                let mut resp = partition_error(pd.index, e.code, Some(e.message));
+                if let Some(l) = e.current_leader.filter(|_| version >= 10) {
+                    resp = resp.with_current_leader(
+                        LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(l.leader_id))
+                            .with_leader_epoch(l.leader_epoch),
+                    );
+                }
+                partitions.push(resp);
+                continue;
+            }
             let len = records.len() as u64;
             let configs = topic.as_ref().map(|t| &t.configs);
             let validation = configs.and_then(crate::schemas::Validation::of);
@@ -506,6 +535,24 @@ async fn wait_for_isr(
         if code != 0 {
             set_error(responses, t, p, &r, code, version);
         }
+    }
+}
+
+/// Whether `records` holds a second complete record batch after the first (Kafka's
+/// `iterator.hasNext()` after the first batch: a batch is its 12-byte offset and length
+/// prefix plus `length` bytes). A truncated or malformed set is left to the append's own
+/// validation (CORRUPT_MESSAGE).
+fn holds_more_than_one_batch(records: &[u8]) -> bool {
+    let complete = |b: &[u8]| -> Option<usize> {
+        let len = i32::from_be_bytes(b.get(8..12)?.try_into().ok()?);
+        let end = 12usize.checked_add(usize::try_from(len).ok()?)?;
+        (end <= b.len()).then_some(end)
+    };
+    match complete(records) {
+        Some(first) => records
+            .get(first..)
+            .is_some_and(|rest| complete(rest).is_some()),
+        None => false,
     }
 }
 

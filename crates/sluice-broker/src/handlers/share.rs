@@ -1342,8 +1342,12 @@ mod tests {
             conditional: false,
         };
         let role = Role::Leader { leader_epoch: 0 };
-        let mut created = rm.create(Uuid::nil(), "t", 0..1, &config, role, 0).unwrap();
-        let log = created.pop().unwrap();
+        let created = rm.create(Uuid::nil(), "t", 0..1, &config, role, 0).unwrap();
+        let tp = created[0].tp();
+        rm.install(created);
+        // Replicas open pending; leadership comes with the image's state.
+        rm.become_leader(tp, 0).unwrap();
+        let log = rm.get(tp).unwrap();
         log.append_as_leader(&batch(3, -1, false, false), 1, None)
             .unwrap();
         // Markers come from the coordinator; a client-written control batch may be refused.

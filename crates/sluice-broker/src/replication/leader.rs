@@ -4,7 +4,8 @@
 //! `[i16 version][FetchResponse]`. Per partition: the KIP-320 check of `CurrentLeaderEpoch`
 //! against this node's role (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH /
 //! NOT_LEADER_OR_FOLLOWER), then `LeaderState::on_follower_fetch` (the leader first records
-//! its own LEO: under `--flush always` its flushed end). Diverging → `DivergingEpoch`, no
+//! its own LEO: under `--flush always` its flushed end; a fetch offset past the real log end
+//! is OFFSET_OUT_OF_RANGE and not recorded as the follower's LEO). Diverging → `DivergingEpoch`, no
 //! records. Otherwise the read goes up to the log end, not the HW (followers copy everything;
 //! the HW is what the ISR confirmed). With no data the request waits up to its `MaxWaitMs`
 //! (capped by `limits::MAX_FETCH_WAIT_MS`) for an append. Every partition answer carries the
@@ -139,6 +140,7 @@ pub async fn serve(broker: &Broker, req: FetchRequest, _version: i16) -> FetchRe
                     Err(e) => Pre::Error(e.code),
                     Ok(()) => {
                         let leo = r.leader_leo(flush_always);
+                        let log_end = r.log_end_offset();
                         let last = (p.last_fetched_epoch >= 0).then_some(p.last_fetched_epoch);
                         match r.update_leader(|ls| {
                             ls.on_local_append(leo, now);
@@ -148,6 +150,7 @@ pub async fn serve(broker: &Broker, req: FetchRequest, _version: i16) -> FetchRe
                                 p.fetch_offset,
                                 last,
                                 now,
+                                log_end,
                                 |e| r.end_offset_for(e),
                             )
                         }) {

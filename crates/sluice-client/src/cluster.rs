@@ -29,6 +29,8 @@ use crate::error::{check, error_name, Error, Result};
 
 /// Kafka's NOT_CONTROLLER: the request reached a broker that is no longer the controller.
 const NOT_CONTROLLER: i16 = 41;
+/// NOT_LEADER_OR_FOLLOWER: DescribeQuorum reached a node that does not lead the quorum.
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 /// ELECTION_NOT_NEEDED: the preferred replica already leads (not a failure).
 pub const ELECTION_NOT_NEEDED: i16 = 84;
 
@@ -237,7 +239,16 @@ impl Client {
         let req = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
             .with_topic_name(topic_name(METADATA_TOPIC))
             .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
-        let resp = self.send_to(&addr, &req).await?;
+        // To the controller (the quorum leader in Sluice; a broker forwarding to it in Kafka):
+        // only the leader knows every voter's log end.
+        let resp = self
+            .send_admin(&req, |r| {
+                r.topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter())
+                    .any(|p| p.error_code == NOT_LEADER_OR_FOLLOWER)
+            })
+            .await?;
         check(resp.error_code, resp.error_message.as_deref(), || {
             "describe quorum".into()
         })?;

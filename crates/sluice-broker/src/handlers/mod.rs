@@ -20,6 +20,7 @@ mod metadata;
 mod offsets;
 mod produce;
 mod producers;
+mod quorum;
 mod share;
 mod txn;
 mod txn_offsets;
@@ -74,6 +75,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
@@ -137,6 +139,7 @@ fn api_name(key: ApiKey) -> &'static str {
         IncrementalAlterConfigs,
         OffsetDelete,
         DescribeCluster,
+        DescribeQuorum,
         ElectLeaders,
         AlterPartitionReassignments,
         ListPartitionReassignments,
@@ -306,6 +309,7 @@ async fn dispatch(
         Rq::ApiVersions(_) => Rs::ApiVersions(api_versions::handle(broker, v)),
         Rq::Metadata(r) => Rs::Metadata(metadata::metadata(broker, r, v).await),
         Rq::DescribeCluster(r) => Rs::DescribeCluster(metadata::describe_cluster(broker, r)),
+        Rq::DescribeQuorum(r) => Rs::DescribeQuorum(quorum::describe_quorum(broker, r)),
         Rq::ElectLeaders(r) => Rs::ElectLeaders(admin::elect_leaders(broker, r).await),
         Rq::AlterPartitionReassignments(r) => Rs::AlterPartitionReassignments(
             admin::alter_partition_reassignments(broker, r, v).await,

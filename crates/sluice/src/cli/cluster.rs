@@ -11,10 +11,10 @@
 //! so a plan from either tool runs in the other.
 //!
 //! The metadata quorum (voters, quorum leader, epoch, each voter's lag) comes from
-//! DescribeQuorum (API 55), as Kafka's `kafka-metadata-quorum.sh` gets it; [`quorum_details`] is
-//! the one place `cluster status` asks. A cluster whose brokers do not offer API 55 (Sluice
-//! today) shows no quorum section; Sluice's brokers answer it once the openraft quorum is wired
-//! in, and `status` shows it with no change here.
+//! DescribeQuorum (API 55), as Kafka's `kafka-metadata-quorum.sh` gets it, sent to the
+//! controller (a Sluice node answers from its quorum member, and only the quorum leader knows
+//! every voter's log end); [`quorum_details`] is the one place `cluster status` asks. A cluster
+//! whose brokers do not offer API 55 shows no quorum section.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -13,6 +13,14 @@
  *   spreads them over all partitions), flat out (rate 0) or paced at <rate>
  *   msg/s, stopping early after $SBENCH_SECONDS seconds if that is set, records each message's delivery latency (produce() call -> delivery
  *   report) and prints one JSON line: msgs/s, MB/s, p50/p99/p999/max in ms.
+ *   $SBENCH_WARMUP_S=W: records produced in the first W seconds count as
+ *   delivered but are left out of the latency percentiles (the producer's
+ *   start: connections, InitProducerId).
+ *   $SBENCH_DR_LOG=<file>: also write one line per delivery report to <file>
+ *   (line-buffered, so it can be followed while running): "<produce ns>
+ *   <delivery ns> <error name or OK>", times from CLOCK_MONOTONIC (the clock of
+ *   Python's time.monotonic_ns()), for the failover cell of bench/replication.
+ *   ($SBENCH_TXN_SIZE and $SBENCH_KEYS: see produce() below.)
  * consume: reads <count> messages from the beginning of every partition
  *   (assign(), no group) and prints msgs/s and MB/s as JSON. With
  *   $SBENCH_GROUP set it is a consumer group instead: subscribe() with that
@@ -34,10 +42,6 @@
  *   changes its subscription (a rejoin of a member of a stable group) and
  *   times the new assignment; then closes and a second consumer joins the now
  *   empty group (a restart). Prints JSON.
- *   $SBENCH_DR_LOG=<file>: also write one line per delivery report to <file>
- *   (line-buffered, so it can be followed while running): "<produce ns>
- *   <delivery ns> <error name or OK>", times from CLOCK_MONOTONIC (the clock of
- *   Python's time.monotonic_ns()), for the failover cell of bench/replication.
  * create: CreateTopics with the admin API (an existing topic is fine);
  *   $SBENCH_RF sets the replication factor (default 1).
  * meta: Metadata; prints the brokers and each partition's leader, replicas
@@ -90,6 +94,7 @@ static uint64_t hist[FINE + COARSE + 1];
 static uint64_t delivered, failed, lat_max_us;
 static rd_kafka_resp_err_t first_err;
 static FILE *dr_log; /* $SBENCH_DR_LOG */
+static uint64_t warm_until_ns; /* $SBENCH_WARMUP_S: records produced before this are not timed */
 
 static void record_us(uint64_t us) {
         if (us > lat_max_us) lat_max_us = us;
@@ -128,7 +133,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
                 failed++;
                 return;
         }
-        record_us((now_ns() - sent) / 1000);
+        if (sent >= warm_until_ns) record_us((now_ns() - sent) / 1000);
         delivered++;
 }
 
@@ -179,6 +184,7 @@ static int produce(int argc, char **argv) {
                 if ((terr = rd_kafka_begin_transaction(rk))) die(rd_kafka_error_string(terr));
         }
         uint64_t t0 = now_ns(), sent_n = 0;
+        if (getenv("SBENCH_WARMUP_S")) warm_until_ns = t0 + (uint64_t)(atof(getenv("SBENCH_WARMUP_S")) * 1e9);
         for (uint64_t i = 0; i < count; i++, sent_n++) {
                 if (txn_size && i && i % txn_size == 0) {
                         if ((terr = rd_kafka_commit_transaction(rk, 60000)))

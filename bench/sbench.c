@@ -43,7 +43,8 @@
  *   times the new assignment; then closes and a second consumer joins the now
  *   empty group (a restart). Prints JSON.
  * create: CreateTopics with the admin API (an existing topic is fine);
- *   $SBENCH_RF sets the replication factor (default 1).
+ *   $SBENCH_RF sets the replication factor (default 1); $SBENCH_ASSIGN=2,3,1
+ *   gives every partition those replicas instead (the first: preferred leader).
  * meta: Metadata; prints the brokers and each partition's leader, replicas
  *   and ISR of <topic> (or of every topic) as JSON.
  * probe: Metadata, then fetch the last record of partition 0; prints ms.
@@ -751,8 +752,19 @@ static int create(int argc, char **argv) {
         rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
         if (!rk) die(err);
         int rf = getenv("SBENCH_RF") ? atoi(getenv("SBENCH_RF")) : 1;
-        rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(argv[3], atoi(argv[4]), rf, err, sizeof err);
+        /* SBENCH_ASSIGN=2,3,1: every partition's replicas, in that order (the first is the
+         * preferred leader); the replication factor is then theirs. */
+        const char *assign = getenv("SBENCH_ASSIGN");
+        int32_t ids[16];
+        size_t n_ids = 0;
+        for (const char *a = assign; a && *a && n_ids < 16; a = strchr(a, ',') ? strchr(a, ',') + 1 : "")
+                ids[n_ids++] = atoi(a);
+        int parts = atoi(argv[4]);
+        rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(argv[3], parts, n_ids ? -1 : rf, err, sizeof err);
         if (!nt) die(err);
+        for (int p = 0; n_ids && p < parts; p++)
+                if (rd_kafka_NewTopic_set_replica_assignment(nt, p, ids, n_ids, err, sizeof err))
+                        die(err);
         for (int i = 5; i < argc; i++) { /* topic configs: k=v */
                 char *kv = strdup(argv[i]), *eq = strchr(kv, '=');
                 if (!eq) die("topic config must be k=v");

@@ -5,13 +5,22 @@
  *   sbench consume <brokers> <topic> <count> [k=v ...]
  *   sbench share   <brokers> <topic> <count> <group> <workers> [k=v | g:k=v ...]
  *   sbench join    <brokers> <topic> <group> <classic|consumer> [k=v ...]
- *   sbench create  <brokers> <topic> <partitions>
+ *   sbench create  <brokers> <topic> <partitions> [config=value ...]
  *   sbench probe   <brokers> <topic>
+ *   sbench meta    <brokers> [<topic>]
  *
  * produce: sends <count> messages of <size> bytes (null key, so librdkafka
  *   spreads them over all partitions), flat out (rate 0) or paced at <rate>
  *   msg/s, stopping early after $SBENCH_SECONDS seconds if that is set, records each message's delivery latency (produce() call -> delivery
  *   report) and prints one JSON line: msgs/s, MB/s, p50/p99/p999/max in ms.
+ *   $SBENCH_WARMUP_S=W: records produced in the first W seconds count as
+ *   delivered but are left out of the latency percentiles (the producer's
+ *   start: connections, InitProducerId).
+ *   $SBENCH_DR_LOG=<file>: also write one line per delivery report to <file>
+ *   (line-buffered, so it can be followed while running): "<produce ns>
+ *   <delivery ns> <error name or OK>", times from CLOCK_MONOTONIC (the clock of
+ *   Python's time.monotonic_ns()), for the failover cell of bench/replication.
+ *   ($SBENCH_TXN_SIZE and $SBENCH_KEYS: see produce() below.)
  * consume: reads <count> messages from the beginning of every partition
  *   (assign(), no group) and prints msgs/s and MB/s as JSON. With
  *   $SBENCH_GROUP set it is a consumer group instead: subscribe() with that
@@ -33,7 +42,11 @@
  *   changes its subscription (a rejoin of a member of a stable group) and
  *   times the new assignment; then closes and a second consumer joins the now
  *   empty group (a restart). Prints JSON.
- * create: CreateTopics with the admin API (an existing topic is fine).
+ * create: CreateTopics with the admin API (an existing topic is fine);
+ *   $SBENCH_RF sets the replication factor (default 1); $SBENCH_ASSIGN=2,3,1
+ *   gives every partition those replicas instead (the first: preferred leader).
+ * meta: Metadata; prints the brokers and each partition's leader, replicas
+ *   and ISR of <topic> (or of every topic) as JSON.
  * probe: Metadata, then fetch the last record of partition 0; prints ms.
  * Extra k=v pairs are passed to librdkafka's configuration.
  */
@@ -81,6 +94,8 @@ static void extra(rd_kafka_conf_t *c, int argc, char **argv, int from) {
 static uint64_t hist[FINE + COARSE + 1];
 static uint64_t delivered, failed, lat_max_us;
 static rd_kafka_resp_err_t first_err;
+static FILE *dr_log; /* $SBENCH_DR_LOG */
+static uint64_t warm_until_ns; /* $SBENCH_WARMUP_S: records produced before this are not timed */
 
 static void record_us(uint64_t us) {
         if (us > lat_max_us) lat_max_us = us;
@@ -110,13 +125,16 @@ static double pct_ms(double p) {
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
         (void)rk;
         (void)opaque;
+        uint64_t sent = (uint64_t)(uintptr_t)m->_private;
+        if (dr_log)
+                fprintf(dr_log, "%llu %llu %s\n", (unsigned long long)sent,
+                        (unsigned long long)now_ns(), m->err ? rd_kafka_err2name(m->err) : "OK");
         if (m->err) {
                 if (!failed) first_err = m->err;
                 failed++;
                 return;
         }
-        uint64_t sent = (uint64_t)(uintptr_t)m->_private;
-        record_us((now_ns() - sent) / 1000);
+        if (sent >= warm_until_ns) record_us((now_ns() - sent) / 1000);
         delivered++;
 }
 
@@ -135,6 +153,10 @@ static int produce(int argc, char **argv) {
         set(c, "queue.buffering.max.kbytes", "1048576");
         extra(c, argc, argv, 8);
         rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
+        if (getenv("SBENCH_DR_LOG")) {
+                if (!(dr_log = fopen(getenv("SBENCH_DR_LOG"), "w"))) die("SBENCH_DR_LOG: fopen");
+                setvbuf(dr_log, NULL, _IOLBF, 0);
+        }
         rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
         if (!rk) die(err);
         rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
@@ -163,6 +185,7 @@ static int produce(int argc, char **argv) {
                 if ((terr = rd_kafka_begin_transaction(rk))) die(rd_kafka_error_string(terr));
         }
         uint64_t t0 = now_ns(), sent_n = 0;
+        if (getenv("SBENCH_WARMUP_S")) warm_until_ns = t0 + (uint64_t)(atof(getenv("SBENCH_WARMUP_S")) * 1e9);
         for (uint64_t i = 0; i < count; i++, sent_n++) {
                 if (txn_size && i && i % txn_size == 0) {
                         if ((terr = rd_kafka_commit_transaction(rk, 60000)))
@@ -219,6 +242,7 @@ static int produce(int argc, char **argv) {
         rd_kafka_topic_destroy(rkt);
         rd_kafka_destroy(rk);
         free(payload);
+        if (dr_log) fclose(dr_log);
         return failed ? 2 : 0;
 }
 
@@ -727,8 +751,20 @@ static int create(int argc, char **argv) {
         set(c, "bootstrap.servers", argv[2]);
         rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
         if (!rk) die(err);
-        rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(argv[3], atoi(argv[4]), 1, err, sizeof err);
+        int rf = getenv("SBENCH_RF") ? atoi(getenv("SBENCH_RF")) : 1;
+        /* SBENCH_ASSIGN=2,3,1: every partition's replicas, in that order (the first is the
+         * preferred leader); the replication factor is then theirs. */
+        const char *assign = getenv("SBENCH_ASSIGN");
+        int32_t ids[16];
+        size_t n_ids = 0;
+        for (const char *a = assign; a && *a && n_ids < 16; a = strchr(a, ',') ? strchr(a, ',') + 1 : "")
+                ids[n_ids++] = atoi(a);
+        int parts = atoi(argv[4]);
+        rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(argv[3], parts, n_ids ? -1 : rf, err, sizeof err);
         if (!nt) die(err);
+        for (int p = 0; n_ids && p < parts; p++)
+                if (rd_kafka_NewTopic_set_replica_assignment(nt, p, ids, n_ids, err, sizeof err))
+                        die(err);
         for (int i = 5; i < argc; i++) { /* topic configs: k=v */
                 char *kv = strdup(argv[i]), *eq = strchr(kv, '=');
                 if (!eq) die("topic config must be k=v");
@@ -797,6 +833,54 @@ static int probe(int argc, char **argv) {
         return 0;
 }
 
+static void print_ids(const int32_t *ids, int n) {
+        putchar('[');
+        for (int i = 0; i < n; i++) printf("%s%d", i ? "," : "", ids[i]);
+        putchar(']');
+}
+
+static int meta(int argc, char **argv) {
+        if (argc < 3) die("meta <brokers> [<topic>]");
+        char err[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        set(c, "bootstrap.servers", argv[2]);
+        set(c, "allow.auto.create.topics", "false");
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+        if (!rk) die(err);
+        rd_kafka_topic_t *rkt = argc > 3 ? rd_kafka_topic_new(rk, argv[3], NULL) : NULL;
+        const rd_kafka_metadata_t *md;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, rkt ? 0 : 1, rkt, &md, 5000);
+        if (e) {
+                fprintf(stderr, "sbench: metadata: %s\n", rd_kafka_err2str(e));
+                return 1;
+        }
+        printf("{\"mode\":\"meta\",\"brokers\":[");
+        for (int i = 0; i < md->broker_cnt; i++)
+                printf("%s{\"id\":%d,\"port\":%d}", i ? "," : "", md->brokers[i].id,
+                       md->brokers[i].port);
+        printf("],\"topics\":{");
+        for (int t = 0; t < md->topic_cnt; t++) {
+                const rd_kafka_metadata_topic_t *tp = &md->topics[t];
+                printf("%s\"%s\":{\"error\":\"%s\",\"partitions\":[", t ? "," : "", tp->topic,
+                       tp->err ? rd_kafka_err2name(tp->err) : "");
+                for (int p = 0; p < tp->partition_cnt; p++) {
+                        const rd_kafka_metadata_partition_t *pp = &tp->partitions[p];
+                        printf("%s{\"id\":%d,\"leader\":%d,\"error\":\"%s\",\"replicas\":",
+                               p ? "," : "", pp->id, pp->leader, pp->err ? rd_kafka_err2name(pp->err) : "");
+                        print_ids(pp->replicas, pp->replica_cnt);
+                        printf(",\"isr\":");
+                        print_ids(pp->isrs, pp->isr_cnt);
+                        putchar('}');
+                }
+                printf("]}");
+        }
+        printf("}}\n");
+        rd_kafka_metadata_destroy(md);
+        if (rkt) rd_kafka_topic_destroy(rkt);
+        rd_kafka_destroy(rk);
+        return 0;
+}
+
 int main(int argc, char **argv) {
         if (argc < 2) die("usage: sbench produce|consume|join ...");
         if (!strcmp(argv[1], "produce")) return produce(argc, argv);
@@ -805,6 +889,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[1], "join")) return join(argc, argv);
         if (!strcmp(argv[1], "create")) return create(argc, argv);
         if (!strcmp(argv[1], "probe")) return probe(argc, argv);
+        if (!strcmp(argv[1], "meta")) return meta(argc, argv);
         if (!strcmp(argv[1], "version")) {
                 printf("%s\n", rd_kafka_version_str());
                 return 0;

@@ -901,7 +901,10 @@ impl Cluster {
         tracing::info!(broker_epoch = epoch, "registered with the controller");
         if self.state.read(|i| i.cluster_id.is_none()) {
             let cluster_id = self.local_cluster_id.clone();
-            if let Err(e) = self.request(CtrlRequest::ClaimClusterId { cluster_id }).await {
+            if let Err(e) = self
+                .request(CtrlRequest::ClaimClusterId { cluster_id })
+                .await
+            {
                 tracing::warn!(error = %e, "could not propose the cluster id (the next registration retries)");
             }
         }

@@ -501,7 +501,10 @@ impl Client {
         let req = CreatePartitionsRequest::default()
             .with_topics(vec![CreatePartitionsTopic::default()
                 .with_name(topic_name(name))
-                .with_count(total)])
+                .with_count(total)
+                // Null: the controller places them (the crate's default is an empty list,
+                // which Kafka reads as "0 assignments given").
+                .with_assignments(None)])
             .with_timeout_ms(self.timeout_ms());
         let resp = self.send_to(&addr, &req).await?;
         for r in &resp.results {

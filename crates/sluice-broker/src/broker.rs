@@ -38,11 +38,14 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     /// Replica fetchers, the leader side of replica fetches, ISR/HW/acks=all (`replication/`).
     pub replication: crate::replication::Replication,
-    pub offsets: OffsetStore,
-    pub groups: GroupService,
+    /// Committed offsets: the group coordinator's state, loaded while this node leads
+    /// `__consumer_offsets-0` (`coordinator.rs`).
+    pub offsets: Arc<OffsetStore>,
+    /// Classic and KIP-848 groups; dropped whenever the offsets are unloaded.
+    pub groups: Arc<GroupService>,
     pub metrics: Metrics,
     /// Woken on every append, so long-polling fetches re-check their partitions.
-    pub data_appended: Notify,
+    pub data_appended: Arc<Notify>,
     pub fetch_sessions: parking_lot::Mutex<FetchSessions>,
     /// Share groups (KIP-932): share-partitions, share sessions, queue state, dead letters.
     pub share: ShareService,
@@ -92,6 +95,22 @@ impl Broker {
                 i32::from(local_kafka_addr.port()),
             ),
         };
+        // The group coordinator follows `__consumer_offsets-0`: registered before the first
+        // reconcile, which may already make this node its leader.
+        let data_appended = Arc::new(Notify::new());
+        let offsets = Arc::new(OffsetStore::new(
+            config.flush == FlushPolicy::Always,
+            data_appended.clone(),
+        ));
+        let groups = Arc::new(GroupService::new(&config));
+        {
+            let groups = groups.clone();
+            offsets.set_on_change(Box::new(move |_loaded| groups.reset()));
+        }
+        replicas.register_coordinator(
+            crate::coordinator::GROUP_TOPIC,
+            Arc::new(crate::offsets::GroupCoordinatorHook(offsets.clone())),
+        );
         let metadata = Metadata::open(
             &config,
             config
@@ -104,10 +123,13 @@ impl Broker {
         )
         .await
         .map_err(anyhow_from)?;
-        let offsets = OffsetStore::open(&config.data_dir, now).map_err(anyhow_from)?;
+        // A data directory of an older version keeps its committed offsets.
+        metadata
+            .adopt_internal_log(crate::coordinator::GROUP_TOPIC, now)
+            .await
+            .map_err(anyhow_from)?;
         let metrics = Metrics::default();
         metrics.partitions.set(metadata.partition_count() as i64);
-        let groups = GroupService::new(&config);
         let share =
             ShareService::open(&config.data_dir, &metadata, &replicas, now).map_err(anyhow_from)?;
         let registry = crate::schemas::open(&config.data_dir, now).map_err(anyhow_from)?;
@@ -144,7 +166,7 @@ impl Broker {
             offsets,
             groups,
             metrics,
-            data_appended: Notify::new(),
+            data_appended,
             fetch_sessions: parking_lot::Mutex::new(FetchSessions::default()),
             share,
             registry,
@@ -310,10 +332,9 @@ pub async fn run(
     // changes; they stop after the controlled shutdown below.
     // Replication: the leader side of replica fetches (cluster RPC service 2), the fetchers of
     // the partitions this node follows, ISR checks and the AlterPartition sender.
-    broker
-        .metadata
-        .cluster
-        .set_replica_fetch_handler(crate::replication::leader::ReplicaFetchService::new(&broker));
+    broker.metadata.cluster.set_replica_fetch_handler(
+        crate::replication::leader::ReplicaFetchService::new(&broker),
+    );
     let link: Arc<dyn crate::replication::ClusterLink> = broker.metadata.cluster.clone();
     broker.replication.start(&broker, link);
     let (cluster_stop_tx, cluster_stop_rx) = watch::channel(false);

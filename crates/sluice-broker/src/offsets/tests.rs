@@ -54,10 +54,10 @@ async fn pending_offsets_become_visible_on_commit_only() {
     assert_eq!(at(&store, "t", 1), Some(20));
     assert!(!store.has_pending("g", "t", 0));
     // Idempotent: a re-sent marker writes nothing and changes nothing.
-    let size = store.log.size_bytes();
+    let size = store.log_size();
     store.complete_txn("g", 7, 0, true, 3).await.unwrap();
     store.complete_txn("g", 7, 0, false, 3).await.unwrap();
-    assert_eq!(store.log.size_bytes(), size);
+    assert_eq!(store.log_size(), size);
     assert_eq!(at(&store, "t", 0), Some(10));
     drop(store);
     let store = OffsetStore::open(dir.path(), 0).unwrap();

@@ -123,6 +123,10 @@ impl Broker {
         )
         .await
         .map_err(anyhow_from)?;
+        {
+            let cluster = metadata.cluster.clone();
+            offsets.set_ready(Box::new(move || cluster.is_live()));
+        }
         // A data directory of an older version keeps its committed offsets.
         metadata
             .adopt_internal_log(crate::coordinator::GROUP_TOPIC, now)

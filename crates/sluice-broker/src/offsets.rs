@@ -341,6 +341,10 @@ pub struct OffsetStore {
     /// Called with false when the loaded state is dropped (the broker drops its groups), true
     /// when a load completes.
     on_change: OnceLock<Box<dyn Fn(bool) + Send + Sync>>,
+    /// Whether this broker may act as a live member of the cluster (registered, unfenced, its
+    /// image past its registration): a restarted node whose stale image still names it leader
+    /// does not load until then (and by then the image has moved the leadership, if it did).
+    ready: OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
 }
 
 fn json<T: Serialize>(v: &T) -> Option<Vec<u8>> {
@@ -459,7 +463,17 @@ impl OffsetStore {
             flush_always,
             wake,
             on_change: OnceLock::new(),
+            ready: OnceLock::new(),
         }
+    }
+
+    /// Registers the broker's liveness check (loads wait for it; none set: never ready).
+    pub fn set_ready(&self, f: Box<dyn Fn() -> bool + Send + Sync>) {
+        let _ = self.ready.set(f);
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.get().is_some_and(|f| f())
     }
 
     /// Registers the broker's reaction to loads and unloads (see [`OffsetStore::on_change`]).
@@ -584,6 +598,12 @@ impl OffsetStore {
                         store.flush_always,
                         store.wake.clone(),
                     );
+                    while !store.is_ready() {
+                        if !store.is_current(generation) {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
                     if !waiter
                         .wait_committed(end, || store.is_current(generation))
                         .await

@@ -824,8 +824,9 @@ impl Metadata {
             .request(CtrlRequest::CreateTopic {
                 name: name.to_string(),
                 id,
-                num_partitions: Some(1),
-                replication_factor: Some(rf),
+                // A manual assignment names the partitions and their replicas itself.
+                num_partitions: assignments.is_none().then_some(1),
+                replication_factor: assignments.is_none().then_some(rf),
                 assignments,
                 configs,
                 validate_only: false,

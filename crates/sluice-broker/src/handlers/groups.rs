@@ -107,20 +107,14 @@ async fn group_coordinator(broker: &Broker) -> CoordinatorNode {
     })
 }
 
-/// Key type 1 (transactional ids): every node coordinates the transactions sent to it today,
-/// one deterministic live node (the lowest id) in a cluster. Next: the leader of
-/// `__transaction_state-0`, as [`group_coordinator`] follows `__consumer_offsets-0`.
-fn transaction_coordinator(broker: &Broker) -> CoordinatorNode {
-    let (id, host, port, _) = super::metadata::live_brokers(broker)
-        .into_iter()
-        .min_by_key(|b| b.0)
-        .unwrap_or((
-            broker.config.node_id,
-            broker.advertised_host.clone(),
-            broker.advertised_port,
-            None,
-        ));
-    Ok((id, host, port))
+/// Key type 1 (transactional ids). The transaction coordinator's state is still a local log
+/// (`__transaction_state-0`), so it lives on the group coordinator's node: TxnOffsetCommit
+/// (sent to the group coordinator) checks the transaction there, and the transaction's end
+/// reaches the group's pending offsets there (`OffsetStore::complete_txn` is a local call).
+/// Next: the leader of `__transaction_state-0`, as [`group_coordinator`] follows
+/// `__consumer_offsets-0`.
+async fn transaction_coordinator(broker: &Broker) -> CoordinatorNode {
+    group_coordinator(broker).await
 }
 
 pub async fn find_coordinator(
@@ -130,7 +124,7 @@ pub async fn find_coordinator(
 ) -> FindCoordinatorResponse {
     let node = match req.key_type {
         KEY_TYPE_GROUP => group_coordinator(broker).await,
-        KEY_TYPE_TRANSACTION => transaction_coordinator(broker),
+        KEY_TYPE_TRANSACTION => transaction_coordinator(broker).await,
         other => Err((
             ResponseError::InvalidRequest.code(),
             format!(

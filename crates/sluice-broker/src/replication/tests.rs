@@ -123,7 +123,9 @@ impl Cluster {
                 data_dir: dir.path().to_path_buf(),
                 ..BrokerConfig::default()
             };
-            let broker = Broker::open(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+            let broker = Broker::open(config, "127.0.0.1:9092".parse().unwrap())
+                .await
+                .unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let mut handlers: Handlers = HashMap::new();
             handlers.insert(SERVICE_REPLICA_FETCH, ReplicaFetchService::new(&broker));

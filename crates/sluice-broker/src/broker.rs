@@ -20,6 +20,9 @@ use crate::replica_manager::ReplicaManager;
 use crate::server;
 use crate::share::ShareService;
 
+/// Bound on waiting, at a single node's start, for the group coordinator's load.
+const SINGLE_NODE_LOAD_WAIT: Duration = Duration::from_secs(60);
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -132,6 +135,14 @@ impl Broker {
             .adopt_internal_log(crate::coordinator::GROUP_TOPIC, now)
             .await
             .map_err(anyhow_from)?;
+        // A single node serves with its group coordinator loaded, as before (the load replays
+        // the log on the blocking pool; a cluster node loads once it is live, later).
+        if metadata.cluster.is_single_node() {
+            let deadline = tokio::time::Instant::now() + SINGLE_NODE_LOAD_WAIT;
+            while offsets.is_loading() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
         let metrics = Metrics::default();
         metrics.partitions.set(metadata.partition_count() as i64);
         let share =

@@ -135,9 +135,15 @@ impl Broker {
             .adopt_internal_log(crate::coordinator::GROUP_TOPIC, now)
             .await
             .map_err(anyhow_from)?;
-        // A single node serves with its group coordinator loaded, as before (the load replays
-        // the log on the blocking pool; a cluster node loads once it is live, later).
+        // A single node coordinates groups from its first request, as before: its internal
+        // topic is created at start (a cluster creates it on the first FindCoordinator, as
+        // Kafka), and it serves with the coordinator loaded (the load replays the log on the
+        // blocking pool; a cluster node loads once it is live, later).
         if metadata.cluster.is_single_node() {
+            metadata
+                .ensure_internal_topic(crate::coordinator::GROUP_TOPIC, now)
+                .await
+                .map_err(anyhow_from)?;
             let deadline = tokio::time::Instant::now() + SINGLE_NODE_LOAD_WAIT;
             while offsets.is_loading() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(5)).await;

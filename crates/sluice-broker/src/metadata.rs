@@ -24,7 +24,8 @@
 //! # Internal topics
 //! `__consumer_offsets` (one partition) is a topic of the image like any other, created by
 //! [`Metadata::ensure_internal_topic`] when the group coordinator first needs it (as Kafka
-//! creates it on the first FindCoordinator), with replication factor min(3, cluster size);
+//! creates it on the first FindCoordinator; a single node at start), with replication factor
+//! min(3, cluster size);
 //! `is_internal` in Metadata; DeleteTopics refuses it; Produce refuses it. A data directory
 //! written before it was a topic has `__consumer_offsets-0` without `partition.metadata`:
 //! [`Metadata::adopt_internal_log`] makes it partition 0 of the topic, led by this node.

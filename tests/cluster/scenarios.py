@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 from checker import LIVENESS_S, Report, check
-from cluster import Cluster
+from cluster import Cluster, wait_until
 from nemesis import Nemesis
 from workload import History, Workload, create_topic
 
@@ -39,6 +39,51 @@ def kill_leader(nemesis: Nemesis, cluster: Cluster, topic: str, hold_s: float = 
     nemesis.kill(leader.node_id)
     _hold(hold_s)
     nemesis.heal()
+
+
+def group_committed(cluster: Cluster, topic: str, partitions: int = 3) -> dict[int, int]:
+    """The workload group's committed offsets of `topic` (partition -> offset; absent: none),
+    read with OffsetFetch (a consumer that never joins the group)."""
+    from confluent_kafka import Consumer, TopicPartition
+    from workload import COMMON_CONF
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"g-{topic}",
+                  "enable.auto.commit": False, **COMMON_CONF})
+    try:
+        got = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=5.0)
+    finally:
+        c.close()
+    return {tp.partition: tp.offset for tp in got if tp.error is None and tp.offset >= 0}
+
+
+def kill_group_coordinator(nemesis: Nemesis, cluster: Cluster, topic: str, hold_s: float = HOLD_S):
+    """*cluster*: once the workload's group has committed, kill -9 the group coordinator (the
+    leader of `__consumer_offsets-0`) while the group commits; restart it after `hold_s`. The
+    offsets committed before the kill must be on the new coordinator (none went back; the
+    checker's `group-offsets` checks every later commit)."""
+    def committed_enough():
+        try:
+            got = group_committed(cluster, topic)
+        except Exception:  # noqa: BLE001 - the coordinator may be moving: ask again
+            return None
+        return got if len(got) >= 2 else None
+    before = wait_until(committed_enough, LIVENESS_S, f"the group of {topic} committing", interval=0.5)
+    coordinator = cluster.leader_of("__consumer_offsets", 0)
+    nemesis.kill(coordinator.node_id)
+    _hold(hold_s)
+    nemesis.heal()
+
+    def kept():
+        try:
+            got = group_committed(cluster, topic)
+        except Exception:  # noqa: BLE001 - the new coordinator may still be loading
+            return None
+        kept_all = all(got.get(p, -1) >= off for p, off in before.items())
+        moved_on = any(got.get(p, -1) > off for p, off in before.items())
+        return got if kept_all and moved_on else None
+    # The offsets committed before the kill are on the new coordinator, and the group commits
+    # on from there.
+    wait_until(kept, LIVENESS_S, f"the offsets committed before the kill ({before}) on the new coordinator",
+               interval=0.5)
 
 
 def pause_leader(nemesis: Nemesis, cluster: Cluster, topic: str, hold_s: float = HOLD_S):

@@ -21,3 +21,29 @@ def test_leader_killed_and_follower_killed_on_loopback(cluster_factory, run_dir)
                               topic_config=MIN_ISR)
     print(report)
     assert report.ok, str(report)
+
+
+def test_leader_network_faults_in_namespaces(cluster_factory, run_dir):
+    """The leader of partition 0 paused (a zombie, fenced by the new epoch when it wakes), cut off
+    from its peers (clients still reach it: a minority must not acknowledge), and losing every
+    packet it sends to its peers (one-way)."""
+    c = cluster_factory(3, netns=True, extra_args=EXTRA).start()
+    report, _ = scenarios.run(c, run_dir, [scenarios.pause_leader, scenarios.isolate_leader,
+                                           scenarios.one_way_from_leader],
+                              topic_config=MIN_ISR)
+    print(report)
+    assert report.ok, str(report)
+
+
+def test_group_coordinator_killed_while_committing(cluster_factory, run_dir):
+    """kill -9 of the group coordinator (the leader of `__consumer_offsets-0`) while two group
+    consumers commit, twice: the new coordinator loads the replicated offsets, so no commit
+    goes back and the group resumes where it committed."""
+    c = cluster_factory(3, extra_args=EXTRA).start()
+    report, history = scenarios.run(c, run_dir, [scenarios.kill_group_coordinator,
+                                                 scenarios.kill_group_coordinator],
+                                    topic_config=MIN_ISR)
+    print(report)
+    assert report.ok, str(report)
+    commits = [e for e in history.events if e["type"] == "commit" and e.get("offsets") and not e.get("error")]
+    assert commits, "the group committed nothing"

@@ -19,6 +19,9 @@ use crate::replica_manager::ReplicaManager;
 use crate::server;
 use crate::share::ShareService;
 
+/// Bound on waiting, at a single node's start, for the group coordinator's load.
+const SINGLE_NODE_LOAD_WAIT: Duration = Duration::from_secs(60);
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -36,11 +39,14 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     /// Replica fetchers, the leader side of replica fetches, ISR/HW/acks=all (`replication/`).
     pub replication: crate::replication::Replication,
-    pub offsets: OffsetStore,
-    pub groups: GroupService,
+    /// Committed offsets: the group coordinator's state, loaded while this node leads
+    /// `__consumer_offsets-0` (`coordinator.rs`).
+    pub offsets: Arc<OffsetStore>,
+    /// Classic and KIP-848 groups; dropped whenever the offsets are unloaded.
+    pub groups: Arc<GroupService>,
     pub metrics: Metrics,
     /// Woken on every append, so long-polling fetches re-check their partitions.
-    pub data_appended: Notify,
+    pub data_appended: Arc<Notify>,
     pub fetch_sessions: parking_lot::Mutex<FetchSessions>,
     /// Share groups (KIP-932): share-partitions, share sessions, queue state, dead letters.
     pub share: ShareService,
@@ -70,6 +76,22 @@ impl Broker {
                 i32::from(local_kafka_addr.port()),
             ),
         };
+        // The group coordinator follows `__consumer_offsets-0`: registered before the first
+        // reconcile, which may already make this node its leader.
+        let data_appended = Arc::new(Notify::new());
+        let offsets = Arc::new(OffsetStore::new(
+            config.flush == FlushPolicy::Always,
+            data_appended.clone(),
+        ));
+        let groups = Arc::new(GroupService::new(&config));
+        {
+            let groups = groups.clone();
+            offsets.set_on_change(Box::new(move |_loaded| groups.reset()));
+        }
+        replicas.register_coordinator(
+            crate::coordinator::GROUP_TOPIC,
+            Arc::new(crate::offsets::GroupCoordinatorHook(offsets.clone())),
+        );
         let metadata = Metadata::open(
             &config,
             config
@@ -82,10 +104,31 @@ impl Broker {
         )
         .await
         .map_err(anyhow_from)?;
-        let offsets = OffsetStore::open(&config.data_dir, now).map_err(anyhow_from)?;
+        {
+            let cluster = metadata.cluster.clone();
+            offsets.set_ready(Box::new(move || cluster.is_live()));
+        }
+        // A data directory of an older version keeps its committed offsets.
+        metadata
+            .adopt_internal_log(crate::coordinator::GROUP_TOPIC, now)
+            .await
+            .map_err(anyhow_from)?;
+        // A single node coordinates groups from its first request, as before: its internal
+        // topic is created at start (a cluster creates it on the first FindCoordinator, as
+        // Kafka), and it serves with the coordinator loaded (the load replays the log on the
+        // blocking pool; a cluster node loads once it is live, later).
+        if metadata.cluster.is_single_node() {
+            metadata
+                .ensure_internal_topic(crate::coordinator::GROUP_TOPIC, now)
+                .await
+                .map_err(anyhow_from)?;
+            let deadline = tokio::time::Instant::now() + SINGLE_NODE_LOAD_WAIT;
+            while offsets.is_loading() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
         let metrics = Metrics::default();
         metrics.partitions.set(metadata.partition_count() as i64);
-        let groups = GroupService::new(&config);
         let share =
             ShareService::open(&config.data_dir, &metadata, &replicas, now).map_err(anyhow_from)?;
         let registry = crate::schemas::open(&config.data_dir, now).map_err(anyhow_from)?;
@@ -121,7 +164,7 @@ impl Broker {
             offsets,
             groups,
             metrics,
-            data_appended: Notify::new(),
+            data_appended,
             fetch_sessions: parking_lot::Mutex::new(FetchSessions::default()),
             share,
             registry,

@@ -16,6 +16,7 @@ use crate::config::BrokerConfig;
 use crate::metadata::Metadata;
 
 pub struct GroupService {
+    config: CoordinatorConfig,
     coordinator: Mutex<GroupCoordinator>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Output>>>,
     next_token: AtomicU64,
@@ -65,14 +66,16 @@ pub fn topics_snapshot(metadata: &Metadata, regexes: &BTreeSet<String>) -> Topic
 
 impl GroupService {
     pub fn new(config: &BrokerConfig) -> Self {
-        let coordinator = GroupCoordinator::new(CoordinatorConfig {
+        let config = CoordinatorConfig {
             initial_rebalance_delay_ms: config.initial_rebalance_delay_ms,
             max_group_size: crate::limits::MAX_GROUP_SIZE,
             min_session_timeout_ms: crate::limits::GROUP_MIN_SESSION_TIMEOUT_MS,
             max_session_timeout_ms: crate::limits::GROUP_MAX_SESSION_TIMEOUT_MS,
             ..CoordinatorConfig::default()
-        });
+        };
+        let coordinator = GroupCoordinator::new(config.clone());
         GroupService {
+            config,
             coordinator: Mutex::new(coordinator),
             pending: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
@@ -120,6 +123,16 @@ impl GroupService {
         self.deliver(outputs);
         self.timer_wake.notify_one();
         value
+    }
+
+    /// Drops every group (this node stopped coordinating, or starts again): a fresh state
+    /// machine; parked requests are dropped (their handlers answer NOT_COORDINATOR-like
+    /// errors and the clients find the coordinator again).
+    pub fn reset(&self) {
+        let fresh = GroupCoordinator::new(self.config.clone());
+        *self.coordinator.lock() = fresh;
+        self.pending.lock().clear();
+        self.timer_wake.notify_one();
     }
 
     /// Read-only access.

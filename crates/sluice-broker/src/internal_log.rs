@@ -8,10 +8,12 @@
 //! log that starts at or before the newest snapshot gives the current state, because every
 //! record is an upsert or a deletion of one key and the snapshot re-states every live key.
 //!
-//! The internal logs (`__cluster_metadata-0`, `__consumer_offsets-0`, `__share_group_state-0`,
-//! `__transaction_state-0`, `_schemas-0`) are `Partition`s their owners open themselves, not
-//! replicas of the `ReplicaManager` (replica_manager.rs); they become replicated partitions in
-//! a later wave of issue #10.
+//! `__consumer_offsets-0` is a replicated partition of the metadata image, written by the group
+//! coordinator through `coordinator::CoordinatorLog` (appends as the leader, snapshots dropped
+//! behind only once committed by the in-sync replicas). The other internal logs
+//! (`__share_group_state-0`, `__transaction_state-0`, `_schemas-0`, and the pre-cluster
+//! `__cluster_metadata-0` read once by the migration) are still `Partition`s their owners open
+//! themselves; [`SnapshotLog`] is the seam both kinds share.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -210,17 +212,55 @@ impl Compaction {
     }
 }
 
+/// What snapshots need from an internal log: a local `Partition` (fsync = committed), or a
+/// coordinator's replicated partition (`coordinator::CoordinatorLog`: committed = below the
+/// high watermark, so the history is dropped only once every in-sync replica has the
+/// snapshot).
+pub trait SnapshotLog {
+    /// The offset the next append gets.
+    fn next_offset(&self) -> i64;
+    /// Appends one batch; returns the offset after it.
+    fn append_batch(&self, buf: &[u8], now_ms: i64) -> Result<i64, KafkaError>;
+    /// Waits until everything below `end` is committed.
+    fn commit_to(&self, end: i64) -> impl std::future::Future<Output = Result<(), KafkaError>>;
+    /// Drops the segments wholly before `start`.
+    fn drop_before(&self, start: i64) -> Result<(), KafkaError>;
+    fn log_bytes(&self) -> u64;
+}
+
+impl SnapshotLog for Partition {
+    fn next_offset(&self) -> i64 {
+        self.watermarks().log_end_offset
+    }
+
+    fn append_batch(&self, buf: &[u8], now_ms: i64) -> Result<i64, KafkaError> {
+        Ok(self.append(buf, now_ms)?.last_offset + 1)
+    }
+
+    async fn commit_to(&self, end: i64) -> Result<(), KafkaError> {
+        self.make_durable(end).await
+    }
+
+    fn drop_before(&self, start: i64) -> Result<(), KafkaError> {
+        self.delete_records_before(start).map(|_| ())
+    }
+
+    fn log_bytes(&self) -> u64 {
+        self.size_bytes()
+    }
+}
+
 /// Appends `records` (the live state, as records that rebuild it from nothing when replayed
 /// over any suffix of the log that starts at or before them) in batches of bounded size.
 /// Returns the offset the snapshot starts at and the offset after it. The caller holds
 /// whatever lock orders its writes, so no change lands between the state it read and this
 /// append.
-pub fn append_snapshot(
-    log: &Partition,
+pub fn append_snapshot<L: SnapshotLog>(
+    log: &L,
     records: &[KeyValue],
     now_ms: i64,
 ) -> Result<(i64, i64, u64), KafkaError> {
-    let start = log.watermarks().high_watermark;
+    let start = log.next_offset();
     let mut end = start;
     let mut bytes = 0u64;
     let mut batch_start = 0;
@@ -231,7 +271,7 @@ pub fn append_snapshot(
         if batch_bytes >= SNAPSHOT_BATCH_BYTES || last {
             let buf = encode_batch(&records[batch_start..=i], now_ms)?;
             bytes += buf.len() as u64;
-            end = log.append(&buf, now_ms)?.last_offset + 1;
+            end = log.append_batch(&buf, now_ms)?;
             batch_start = i + 1;
             batch_bytes = 0;
         }
@@ -242,15 +282,15 @@ pub fn append_snapshot(
 /// Waits for a snapshot appended by [`append_snapshot`] (passed with its result) to be
 /// durable, then drops the segments wholly before it. Always ends the compaction claimed with
 /// [`Compaction::start`]; a failure is logged (the log keeps its history and replays the same).
-pub async fn finish_snapshot(
-    log: &Partition,
+pub async fn finish_snapshot<L: SnapshotLog>(
+    log: &L,
     compaction: &Compaction,
     appended: Result<(i64, i64, u64), KafkaError>,
 ) -> Result<(), KafkaError> {
     let result = async {
         let (start, end, bytes) = appended?;
-        log.make_durable(end).await?;
-        log.delete_records_before(start)?;
+        log.commit_to(end).await?;
+        log.drop_before(start)?;
         Ok::<_, KafkaError>((start, bytes))
     }
     .await;
@@ -260,7 +300,7 @@ pub async fn finish_snapshot(
             tracing::info!(
                 start,
                 snapshot_bytes = bytes,
-                log_bytes = log.size_bytes(),
+                log_bytes = log.log_bytes(),
                 "internal log compacted"
             );
             Ok(())

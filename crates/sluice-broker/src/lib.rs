@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod compression;
 pub mod conditional;
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod fetch_session;
 pub mod group_config;

@@ -17,8 +17,18 @@
 //! id), written before the replica opens. A directory whose file is missing or names another
 //! topic id is a leftover (a crash cut a deletion short, an older incarnation of the name) and
 //! is emptied before the partition opens; at start, directories with the file whose partition
-//! this node no longer hosts are removed. Directories without it (internal logs) are never
-//! touched.
+//! this node no longer hosts are removed (except an internal topic's directory whose topic is
+//! not in the image yet: see [`Metadata::adopt_internal_log`]). Directories without it (the
+//! internal logs still owned locally) are never touched.
+//!
+//! # Internal topics
+//! `__consumer_offsets` (one partition) is a topic of the image like any other, created by
+//! [`Metadata::ensure_internal_topic`] when the group coordinator first needs it (as Kafka
+//! creates it on the first FindCoordinator; a single node at start), with replication factor
+//! min(3, cluster size);
+//! `is_internal` in Metadata; DeleteTopics refuses it; Produce refuses it. A data directory
+//! written before it was a topic has `__consumer_offsets-0` without `partition.metadata`:
+//! [`Metadata::adopt_internal_log`] makes it partition 0 of the topic, led by this node.
 //!
 //! # Migration from the pre-cluster format
 //! A data directory written before the metadata quorum keeps its metadata as JSON events in
@@ -186,6 +196,8 @@ pub struct Metadata {
     producer_ids: parking_lot::Mutex<ProducerIds>,
     pid_lock: tokio::sync::Mutex<()>,
     reconciled: parking_lot::Mutex<Reconciled>,
+    /// One internal-topic creation at a time (concurrent FindCoordinators).
+    internal_create: tokio::sync::Mutex<()>,
 }
 
 /// Kafka's rule: 1..=249 characters of [a-zA-Z0-9._-], not "." or "..".
@@ -257,6 +269,7 @@ impl Metadata {
             }),
             pid_lock: tokio::sync::Mutex::new(()),
             reconciled: parking_lot::Mutex::new(Reconciled::default()),
+            internal_create: tokio::sync::Mutex::new(()),
         };
         if old.is_dir() {
             m.migrate(now_ms).await?;
@@ -442,6 +455,15 @@ impl Metadata {
                 .and_then(|n| n.rsplit_once('-'))
                 .and_then(|(_, i)| i.parse::<i32>().ok());
             let Some(index) = index else { continue };
+            let name = entry.file_name();
+            let internal = name
+                .to_str()
+                .and_then(|n| n.rsplit_once('-'))
+                .is_some_and(|(t, _)| crate::coordinator::is_internal(t));
+            if internal && self.topic_by_id(id).is_none() {
+                // Adopted by `adopt_internal_log`, or its topic not in the image yet.
+                continue;
+            }
             if self
                 .replicas
                 .get(TopicIdPartition {
@@ -711,6 +733,13 @@ impl Metadata {
         let Some(topic) = self.topic(name) else {
             return Err(unknown_topic(name));
         };
+        if crate::coordinator::is_internal(name) {
+            // Kafka's controller refuses it the same way (INVALID_REQUEST).
+            return Err(KafkaError::new(
+                ResponseError::InvalidRequest,
+                format!("topic {name:?} is internal (the broker's coordinator state) and cannot be deleted"),
+            ));
+        }
         let (index, _) = self
             .cluster
             .request(CtrlRequest::DeleteTopic {
@@ -721,6 +750,132 @@ impl Metadata {
         self.synced(index, now_ms).await;
         tracing::info!(topic = name, "deleted topic");
         Ok(topic.id)
+    }
+
+    /// The replication factor of an internal topic (Kafka's `offsets.topic.replication.factor`
+    /// = 3): min(3, the cluster's size), the size being the larger of the registered brokers
+    /// and the voters (`--voters`; 1 on a single node).
+    pub fn internal_replication_factor(&self) -> i16 {
+        let registered = self.cluster.state.read(|i| i.brokers.len());
+        let size = registered.max(self.cluster.voters.len()).clamp(1, 3);
+        i16::try_from(size).unwrap_or(1)
+    }
+
+    /// The internal topic `name` (one partition), created if it does not exist yet — as
+    /// Kafka creates `__consumer_offsets` on the first FindCoordinator that needs it. `None`
+    /// while fewer live brokers than its replication factor are registered (the caller answers
+    /// COORDINATOR_NOT_AVAILABLE; the next request tries again).
+    pub async fn ensure_internal_topic(
+        &self,
+        name: &str,
+        now_ms: i64,
+    ) -> Result<Option<Arc<Topic>>, KafkaError> {
+        if let Some(t) = self.topic(name) {
+            return Ok(Some(t));
+        }
+        let _one = self.internal_create.lock().await;
+        if let Some(t) = self.topic(name) {
+            return Ok(Some(t));
+        }
+        let rf = self.internal_replication_factor();
+        let live = self.cluster.state.read(|i| i.live_brokers().count());
+        if live < usize::try_from(rf).unwrap_or(1) {
+            tracing::info!(
+                topic = name,
+                replication_factor = rf,
+                live,
+                "waiting for enough live brokers to create an internal topic"
+            );
+            return Ok(None);
+        }
+        self.create_internal_topic(name, Uuid::new_v4(), Some(rf), None, now_ms)
+            .await
+            .map(Some)
+    }
+
+    /// Creates an internal topic (no name check; the internal logs' configs: small segments,
+    /// no retention, batches as large as a request).
+    async fn create_internal_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        replication_factor: Option<i16>,
+        assignments: Option<Vec<Vec<i32>>>,
+        now_ms: i64,
+    ) -> Result<Arc<Topic>, KafkaError> {
+        let rf = match &assignments {
+            Some(a) => a.first().map_or(1, |r| i16::try_from(r.len()).unwrap_or(1)),
+            None => replication_factor.unwrap_or(1),
+        };
+        let mut configs = BTreeMap::new();
+        configs.insert("retention.ms".to_string(), "-1".to_string());
+        configs.insert("retention.bytes".to_string(), "-1".to_string());
+        configs.insert(
+            "segment.bytes".to_string(),
+            crate::limits::INTERNAL_SEGMENT_BYTES.to_string(),
+        );
+        configs.insert(
+            "max.message.bytes".to_string(),
+            crate::limits::MAX_REQUEST_BYTES.to_string(),
+        );
+        if rf > 1 {
+            configs.insert("min.insync.replicas".into(), (rf / 2 + 1).to_string());
+        }
+        let (index, _) = self
+            .cluster
+            .request(CtrlRequest::CreateTopic {
+                name: name.to_string(),
+                id,
+                // A manual assignment names the partitions and their replicas itself.
+                num_partitions: assignments.is_none().then_some(1),
+                replication_factor: assignments.is_none().then_some(rf),
+                assignments,
+                configs,
+                validate_only: false,
+            })
+            .await
+            .map_err(ctrl)?;
+        self.synced(index, now_ms).await;
+        tracing::info!(
+            topic = name,
+            replication_factor = rf,
+            "created internal topic"
+        );
+        self.topic(name).ok_or_else(|| unknown_topic(name))
+    }
+
+    /// A data directory written before internal topics were in the image holds
+    /// `<name>-0` without `partition.metadata`: it becomes the internal topic's partition 0,
+    /// led by this node (its id written first, durably, so the reconcile adopts the directory
+    /// instead of emptying it as a leftover). Nothing to do when the topic exists.
+    pub async fn adopt_internal_log(&self, name: &str, now_ms: i64) -> Result<(), KafkaError> {
+        let dir = partition_dir(&self.data_dir, name, 0);
+        if self.topic(name).is_some() || !dir.is_dir() {
+            return Ok(());
+        }
+        let _one = self.internal_create.lock().await;
+        if self.topic(name).is_some() {
+            return Ok(());
+        }
+        // A start that crashed after writing the file and before the topic was committed
+        // finds the file (the sweep leaves internal directories alone): same id again.
+        let id = match read_partition_metadata(&dir) {
+            Some(id) => id,
+            None => {
+                let id = Uuid::new_v4();
+                write_partition_metadata(&dir, id)?;
+                fsync_dir(&self.data_dir)?;
+                id
+            }
+        };
+        let me = self.replicas.local_id();
+        self.create_internal_topic(name, id, None, Some(vec![vec![me]]), now_ms)
+            .await?;
+        tracing::info!(
+            topic = name,
+            "adopted the internal log of an older version as partition 0 of the internal topic"
+        );
+        Ok(())
     }
 
     /// Grows a topic to `count` partitions (CreatePartitions).

@@ -13,20 +13,32 @@
 //! last wins, whichever order the transaction ends in. A plain deletion (OffsetDelete,
 //! DeleteGroups, DeleteTopics, expiry) removes the pending offsets of the partition too.
 //!
-//! Its internal log (`__consumer_offsets-0`) is a `Partition` opened here, not a replica of the
-//! `ReplicaManager` (replica_manager.rs): internal logs become replicated partitions in a later
-//! wave of issue #10.
+//! # Following `__consumer_offsets-0` (issue #10)
+//! The log is the replica of partition 0 of the internal topic `__consumer_offsets` (a topic
+//! of the metadata image, replicated like any other; `coordinator.rs`). The store is a
+//! [`CoordinatorHook`]: when this node becomes the partition's leader (at epoch e) it starts
+//! *loading* — it waits until the high watermark reaches the log end it became leader with
+//! (the new leader's log is authoritative; what it holds is committed before it is served)
+//! and replays the log — then serves; when it stops leading, the loaded state is dropped at
+//! once (and the broker drops its groups, `on_unload`). While not loaded every operation
+//! answers NOT_COORDINATOR; while loading, COORDINATOR_LOAD_IN_PROGRESS. Writes append as the
+//! leader at the loaded epoch and apply only once committed (`CoordinatorLog::commit`:
+//! fsynced, and under replication below the high watermark); one that loses its leadership
+//! first answers NOT_COORDINATOR.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use kafka_protocol::error::ResponseError;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
+use crate::coordinator::{self, CoordinatorHook, CoordinatorLog, LoadState};
 use crate::error::KafkaError;
 use crate::internal_log;
-use crate::partition::Partition;
+use crate::replica_manager::{Replica, Role};
 
 pub const OFFSETS_LOG_DIR: &str = "__consumer_offsets-0";
 
@@ -307,14 +319,32 @@ impl State {
     }
 }
 
-pub struct OffsetStore {
-    log: Partition,
-    /// What readers see: only changes that are on disk.
+/// The group coordinator's offsets while this node leads `__consumer_offsets-0`.
+struct Loaded {
+    log: CoordinatorLog,
+    generation: u64,
+    /// What readers see: only changes that are committed.
     state: RwLock<State>,
     /// Taken to append, and to apply: changes reach `state` in log order, so memory always
     /// equals what a replay of the log would build.
     pending: Mutex<Pending>,
     compaction: internal_log::Compaction,
+}
+
+pub struct OffsetStore {
+    status: RwLock<LoadState<Loaded>>,
+    /// Numbers loads, so a load that finishes after its leadership ended is thrown away.
+    generation: AtomicU64,
+    flush_always: bool,
+    /// Woken after appends (the leader's replica-fetch long polls wait on it).
+    wake: Arc<Notify>,
+    /// Called with false when the loaded state is dropped (the broker drops its groups), true
+    /// when a load completes.
+    on_change: OnceLock<Box<dyn Fn(bool) + Send + Sync>>,
+    /// Whether this broker may act as a live member of the cluster (registered, unfenced, its
+    /// image past its registration): a restarted node whose stale image still names it leader
+    /// does not load until then (and by then the image has moved the leadership, if it did).
+    ready: OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
 }
 
 fn json<T: Serialize>(v: &T) -> Option<Vec<u8>> {
@@ -425,28 +455,226 @@ fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<(String, Change)> 
 }
 
 impl OffsetStore {
-    pub fn open(data_dir: &Path, now_ms: i64) -> Result<Self, KafkaError> {
-        let log = Partition::open(
-            &data_dir.join(OFFSETS_LOG_DIR),
-            0,
-            internal_log::log_config(),
-            now_ms,
-        )?;
+    /// A store that coordinates nothing until its partition's replica is led here.
+    pub fn new(flush_always: bool, wake: Arc<Notify>) -> Self {
+        OffsetStore {
+            status: RwLock::new(LoadState::NotCoordinator),
+            generation: AtomicU64::new(0),
+            flush_always,
+            wake,
+            on_change: OnceLock::new(),
+            ready: OnceLock::new(),
+        }
+    }
+
+    /// Registers the broker's liveness check (loads wait for it; none set: never ready).
+    pub fn set_ready(&self, f: Box<dyn Fn() -> bool + Send + Sync>) {
+        let _ = self.ready.set(f);
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.get().is_some_and(|f| f())
+    }
+
+    /// Registers the broker's reaction to loads and unloads (see [`OffsetStore::on_change`]).
+    pub fn set_on_change(&self, f: Box<dyn Fn(bool) + Send + Sync>) {
+        let _ = self.on_change.set(f);
+    }
+
+    fn changed(&self, loaded: bool) {
+        if let Some(f) = self.on_change.get() {
+            f(loaded);
+        }
+    }
+
+    /// The loaded state, or NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS.
+    fn loaded(&self) -> Result<Arc<Loaded>, KafkaError> {
+        match &*self.status.read() {
+            LoadState::Loaded(l) => Ok(l.clone()),
+            LoadState::Loading { .. } => Err(coordinator::load_in_progress("group")),
+            LoadState::NotCoordinator => Err(coordinator::not_coordinator("group")),
+        }
+    }
+
+    /// Ok when this node coordinates groups now (the gate of every group request).
+    pub fn check(&self) -> Result<(), KafkaError> {
+        self.loaded().map(|_| ())
+    }
+
+    /// Whether a load is under way (FindCoordinator waits a little for it).
+    pub fn is_loading(&self) -> bool {
+        matches!(&*self.status.read(), LoadState::Loading { .. })
+    }
+
+    /// Drops the loaded state (leadership lost, replica removed).
+    fn unload(&self) {
+        let was = std::mem::replace(&mut *self.status.write(), LoadState::NotCoordinator);
+        if !matches!(was, LoadState::NotCoordinator) {
+            tracing::info!(
+                "group coordinator unloaded: this node no longer leads __consumer_offsets-0"
+            );
+            self.changed(false);
+        }
+    }
+
+    /// Builds the state of a replica this node leads at `leader_epoch` (blocking: replays the
+    /// log). The caller checked that the high watermark reached the log end.
+    fn build(
+        &self,
+        replica: Arc<Replica>,
+        leader_epoch: i32,
+        generation: u64,
+    ) -> Result<Loaded, KafkaError> {
+        let log = CoordinatorLog::new(replica, leader_epoch, self.flush_always, self.wake.clone());
         let mut state = State::default();
-        internal_log::replay(&log, |key, value| {
+        internal_log::replay(log.partition(), |key, value| {
             if let Some((group, change)) = decode(key, value) {
                 state.apply(&group, vec![change]);
             }
         })?;
-        let compaction = internal_log::Compaction::new(log.size_bytes());
-        Ok(OffsetStore {
+        let compaction = internal_log::Compaction::new(log.partition().size_bytes());
+        Ok(Loaded {
             log,
+            generation,
             state: RwLock::new(state),
             pending: Mutex::new(Pending {
                 queue: VecDeque::new(),
             }),
             compaction,
         })
+    }
+
+    /// Installs a finished load if its generation is still the current one.
+    fn install(&self, loaded: Loaded) -> bool {
+        let mut status = self.status.write();
+        match &*status {
+            LoadState::Loading { generation, .. } if *generation == loaded.generation => {
+                let groups = loaded.state.read().groups.len();
+                let epoch = loaded.log.leader_epoch();
+                *status = LoadState::Loaded(Arc::new(loaded));
+                drop(status);
+                tracing::info!(
+                    leader_epoch = epoch,
+                    groups,
+                    "group coordinator loaded __consumer_offsets-0"
+                );
+                self.changed(true);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn is_current(&self, generation: u64) -> bool {
+        matches!(&*self.status.read(), LoadState::Loading { generation: g, .. } if *g == generation)
+    }
+
+    /// Starts loading for leadership at `leader_epoch` (see the module docs).
+    fn start_load(self: &Arc<Self>, replica: &Arc<Replica>, leader_epoch: i32) {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let was = std::mem::replace(
+            &mut *self.status.write(),
+            LoadState::Loading {
+                leader_epoch,
+                generation,
+            },
+        );
+        if matches!(was, LoadState::Loaded(_)) {
+            self.changed(false);
+        }
+        tracing::info!(
+            leader_epoch,
+            "group coordinator loading __consumer_offsets-0"
+        );
+        let store = self.clone();
+        let replica = replica.clone();
+        let end = replica.watermarks().log_end_offset;
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    let waiter = CoordinatorLog::new(
+                        replica.clone(),
+                        leader_epoch,
+                        store.flush_always,
+                        store.wake.clone(),
+                    );
+                    while !store.is_ready() {
+                        if !store.is_current(generation) {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    if !waiter
+                        .wait_committed(end, || store.is_current(generation))
+                        .await
+                    {
+                        return;
+                    }
+                    let s = store.clone();
+                    let built = tokio::task::spawn_blocking(move || {
+                        s.build(replica, leader_epoch, generation)
+                    })
+                    .await;
+                    match built {
+                        Ok(Ok(loaded)) => {
+                            store.install(loaded);
+                        }
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "cannot load the group coordinator")
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot load the group coordinator"),
+                    }
+                });
+            }
+            Err(_) => {
+                // No runtime (tests): load at once.
+                if replica.watermarks().high_watermark >= end {
+                    match self.build(replica, leader_epoch, generation) {
+                        Ok(loaded) => {
+                            self.install(loaded);
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot load the group coordinator"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens a standalone store over `data_dir/__consumer_offsets-0`, led here (tests).
+    #[cfg(test)]
+    pub fn open(data_dir: &std::path::Path, now_ms: i64) -> Result<Arc<Self>, KafkaError> {
+        let rm = crate::replica_manager::ReplicaManager::new(0, data_dir);
+        let tp = crate::replica_manager::TopicIdPartition {
+            topic_id: uuid::Uuid::nil(),
+            partition: 0,
+        };
+        let config = crate::replica_manager::ReplicaConfig {
+            log_config: internal_log::log_config(),
+            conditional: false,
+        };
+        let replica = rm.open(
+            tp,
+            coordinator::GROUP_TOPIC,
+            &config,
+            Role::Leader { leader_epoch: 0 },
+            now_ms,
+        )?;
+        let store = Arc::new(OffsetStore::new(true, Arc::new(Notify::new())));
+        let generation = store.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        *store.status.write() = LoadState::Loading {
+            leader_epoch: 0,
+            generation,
+        };
+        let loaded = store.build(replica, 0, generation)?;
+        store.install(loaded);
+        Ok(store)
+    }
+
+    #[cfg(test)]
+    fn log_size(&self) -> u64 {
+        self.loaded()
+            .map(|l| l.log.partition().size_bytes())
+            .unwrap_or(0)
     }
 
     /// Writes commits (Some) and deletions (None), waits until they are fsynced, then applies
@@ -526,6 +754,7 @@ impl OffsetStore {
         now_ms: i64,
         check: impl FnOnce(&State, &VecDeque<(i64, String, Vec<Change>)>) -> Result<(), KafkaError>,
     ) -> Result<(), KafkaError> {
+        let l = self.loaded()?;
         if changes.is_empty() {
             return Ok(());
         }
@@ -533,27 +762,26 @@ impl OffsetStore {
             changes.iter().map(|c| encode(group, c)).collect();
         let buf = internal_log::encode_batch(&records, now_ms)?;
         let end = {
-            let mut pending = self.pending.lock();
-            check(&self.state.read(), &pending.queue)?;
-            let appended = self.log.append(&buf, now_ms)?;
-            let end = appended.last_offset + 1;
+            let mut pending = l.pending.lock();
+            check(&l.state.read(), &pending.queue)?;
+            let end = l.log.append(&buf, now_ms)?;
             pending.queue.push_back((end, group.to_string(), changes));
             end
         };
-        self.compaction.appended(buf.len());
-        self.log.make_durable(end).await?;
-        self.apply_durable(end);
-        if self.compaction.due() {
+        l.compaction.appended(buf.len());
+        l.log.commit(end).await?;
+        Self::apply_durable(&l, end);
+        if l.compaction.due() {
             // The commit itself is done; a failed compaction is logged and retried later.
-            let _ = self.compact(now_ms).await;
+            let _ = Self::compact(&l, now_ms).await;
         }
         Ok(())
     }
 
     /// Applies, in log order, every pending change below `durable_end`.
-    fn apply_durable(&self, durable_end: i64) {
-        let mut pending = self.pending.lock();
-        let mut state = self.state.write();
+    fn apply_durable(l: &Loaded, durable_end: i64) {
+        let mut pending = l.pending.lock();
+        let mut state = l.state.write();
         while pending
             .queue
             .front()
@@ -569,13 +797,13 @@ impl OffsetStore {
     /// and transaction fence (plus the changes still on their way to disk, re-stated after
     /// it) and drops the segments before it. Offsets are re-stated in the order they were
     /// logged, so "the most recent commit wins" decides the same after a replay.
-    async fn compact(&self, now_ms: i64) -> Result<(), KafkaError> {
-        if !self.compaction.start() {
+    async fn compact(l: &Loaded, now_ms: i64) -> Result<(), KafkaError> {
+        if !l.compaction.start() {
             return Ok(());
         }
         let appended = {
-            let pending = self.pending.lock();
-            let state = self.state.read();
+            let pending = l.pending.lock();
+            let state = l.state.read();
             let mut records: Vec<internal_log::KeyValue> = state
                 .snapshot()
                 .iter()
@@ -585,9 +813,9 @@ impl OffsetStore {
                 records.extend(changes.iter().map(|c| encode(group, c)));
             }
             // Nothing live is an empty snapshot: everything before it goes.
-            internal_log::append_snapshot(&self.log, &records, now_ms)
+            internal_log::append_snapshot(&l.log, &records, now_ms)
         };
-        internal_log::finish_snapshot(&self.log, &self.compaction, appended).await
+        internal_log::finish_snapshot(&l.log, &l.compaction, appended).await
     }
 
     /// Deletes the committed offsets of groups that have no members (`is_empty`) once
@@ -600,8 +828,11 @@ impl OffsetStore {
         retention_ms: i64,
         is_empty: impl Fn(&str) -> bool,
     ) -> Result<usize, KafkaError> {
+        let Ok(l) = self.loaded() else {
+            return Ok(0);
+        };
         let expired: Vec<(String, Vec<PlainChange>)> = {
-            let state = self.state.read();
+            let state = l.state.read();
             state
                 .groups
                 .iter()
@@ -647,9 +878,10 @@ impl OffsetStore {
         commit: bool,
         now_ms: i64,
     ) -> Result<(), KafkaError> {
+        let l = self.loaded()?;
         let needed = {
-            let pending = self.pending.lock();
-            let state = self.state.read();
+            let pending = l.pending.lock();
+            let state = l.state.read();
             let queued = pending.queue.iter().any(|(_, g, changes)| {
                 g == group
                     && changes.iter().any(|c| {
@@ -686,67 +918,71 @@ impl OffsetStore {
     }
 
     pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<CommittedOffset> {
-        self.state
-            .read()
-            .groups
-            .get(group)
-            .and_then(|g| g.get(&(topic.to_string(), partition)))
-            .map(|(c, _)| c.clone())
+        self.read_state(|state| {
+            state
+                .groups
+                .get(group)
+                .and_then(|g| g.get(&(topic.to_string(), partition)))
+                .map(|(c, _)| c.clone())
+        })
     }
 
     /// Whether a transactional commit for this partition is pending (OffsetFetch with
     /// RequireStable answers UNSTABLE_OFFSET_COMMIT for it).
     pub fn has_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
-        self.state.read().has_pending(group, topic, partition)
+        self.read_state(|state| state.has_pending(group, topic, partition))
     }
 
     /// Every committed offset of a group, by topic and partition.
     pub fn group(&self, group: &str) -> Vec<(String, i32, CommittedOffset)> {
-        self.state
-            .read()
-            .groups
-            .get(group)
-            .map(|g| {
-                g.iter()
-                    .map(|((t, p), (c, _))| (t.clone(), *p, c.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.read_state(|state| {
+            state
+                .groups
+                .get(group)
+                .map(|g| {
+                    g.iter()
+                        .map(|((t, p), (c, _))| (t.clone(), *p, c.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
     }
 
     /// The partitions of a group with a pending transactional commit.
     pub fn pending_partitions(&self, group: &str) -> Vec<(String, i32)> {
-        let state = self.state.read();
-        let mut out: Vec<(String, i32)> = state
-            .txns
-            .get(group)
-            .map(|t| {
-                t.values()
-                    .flat_map(|txn| txn.offsets.keys().cloned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort();
-        out.dedup();
-        out
+        self.read_state(|state| {
+            let mut out: Vec<(String, i32)> = state
+                .txns
+                .get(group)
+                .map(|t| {
+                    t.values()
+                        .flat_map(|txn| txn.offsets.keys().cloned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.sort();
+            out.dedup();
+            out
+        })
     }
 
     /// Groups with committed or pending offsets.
     pub fn group_ids(&self) -> Vec<String> {
-        let state = self.state.read();
-        let mut ids: Vec<String> = state
-            .groups
-            .keys()
-            .chain(state.txns.keys())
-            .cloned()
-            .collect();
-        ids.sort();
-        ids.dedup();
-        ids
+        self.read_state(|state| {
+            let mut ids: Vec<String> = state
+                .groups
+                .keys()
+                .chain(state.txns.keys())
+                .cloned()
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        })
     }
 
     pub fn has_group(&self, group: &str) -> bool {
-        self.state.read().has_offsets(group)
+        self.read_state(|state| state.has_offsets(group))
     }
 
     /// Deletes every offset of a group, committed or pending (DeleteGroups).
@@ -765,8 +1001,11 @@ impl OffsetStore {
 
     /// Deletes the offsets of a topic in every group, committed or pending (DeleteTopics).
     pub async fn delete_topic(&self, topic: &str, now_ms: i64) -> Result<(), KafkaError> {
+        let Ok(l) = self.loaded() else {
+            return Ok(());
+        };
         let affected: Vec<(String, Vec<i32>)> = {
-            let state = self.state.read();
+            let state = l.state.read();
             let mut by_group: BTreeMap<String, Vec<i32>> = BTreeMap::new();
             for (g, offsets) in &state.groups {
                 for (t, p) in offsets.keys() {
@@ -803,10 +1042,50 @@ impl OffsetStore {
         Ok(())
     }
 
+    /// Runs `f` on the loaded state (the default when this node does not coordinate).
+    fn read_state<R: Default>(&self, f: impl FnOnce(&State) -> R) -> R {
+        match self.loaded() {
+            Ok(l) => f(&l.state.read()),
+            Err(_) => R::default(),
+        }
+    }
+
     /// Lowers the snapshot threshold (tests).
     #[cfg(test)]
     fn set_compaction_min_bytes(&self, bytes: u64) {
-        self.compaction.set_min_bytes(bytes);
+        if let Ok(l) = self.loaded() {
+            l.compaction.set_min_bytes(bytes);
+        }
+    }
+}
+
+/// The store follows `__consumer_offsets-0` (see the module docs).
+pub struct GroupCoordinatorHook(pub Arc<OffsetStore>);
+
+impl CoordinatorHook for GroupCoordinatorHook {
+    fn on_partition_state(&self, replica: &Arc<Replica>) {
+        let store = &self.0;
+        match replica.role() {
+            Role::Leader { leader_epoch } => {
+                let current = match &*store.status.read() {
+                    LoadState::Loading {
+                        leader_epoch: e, ..
+                    } => Some(*e),
+                    LoadState::Loaded(l) if Arc::ptr_eq(l.log.replica(), replica) => {
+                        Some(l.log.leader_epoch())
+                    }
+                    _ => None,
+                };
+                if current != Some(leader_epoch) {
+                    store.start_load(replica, leader_epoch);
+                }
+            }
+            Role::Follower { .. } => store.unload(),
+        }
+    }
+
+    fn on_removed(&self) {
+        self.0.unload();
     }
 }
 

@@ -27,9 +27,12 @@
 //!
 //! Handlers and services get an `Arc<Replica>` from [`ReplicaManager::get`] (or
 //! [`ReplicaManager::get_by_name`]) and call its methods; none of them touches a `Partition`.
-//! The internal logs (`__cluster_metadata-0`, `__consumer_offsets-0`, `__share_group_state-0`,
-//! `__transaction_state-0`, `_schemas-0`) still open their own `Partition`s; they become
-//! replicated partitions in a later wave of issue #10.
+//! `__consumer_offsets-0` is a replica like any other; its coordinator (`offsets.rs`) follows it
+//! through a [`crate::coordinator::CoordinatorHook`] registered here for its topic
+//! ([`ReplicaManager::register_coordinator`]): called after every applied partition state
+//! (after the role change) and when the replica is deleted. The other internal logs
+//! (`__share_group_state-0`, `__transaction_state-0`, `_schemas-0`) still open their own
+//! `Partition`s.
 //!
 //! # Leader epochs (KIP-320)
 //! Consumer Fetch (v9+), ListOffsets (v4+) and OffsetForLeaderEpoch (v2+) carry the client's
@@ -621,6 +624,8 @@ pub struct ReplicaManager {
     replicas: RwLock<HashMap<TopicIdPartition, Arc<Replica>>>,
     /// The replica fetchers and the leader-side tasks (`replication/`).
     replication: crate::replication::Replication,
+    /// Coordinators following the partition 0 of an internal topic, by topic name.
+    coordinators: RwLock<HashMap<String, Arc<dyn crate::coordinator::CoordinatorHook>>>,
 }
 
 /// The directory of a partition's log: `<data dir>/<topic>-<index>`, as Kafka.
@@ -635,7 +640,24 @@ impl ReplicaManager {
             data_dir: data_dir.to_path_buf(),
             replicas: RwLock::new(HashMap::new()),
             replication: crate::replication::Replication::new(local_id),
+            coordinators: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Registers the coordinator that follows partition 0 of `topic` (see the module docs).
+    pub fn register_coordinator(
+        &self,
+        topic: &str,
+        hook: Arc<dyn crate::coordinator::CoordinatorHook>,
+    ) {
+        self.coordinators.write().insert(topic.to_string(), hook);
+    }
+
+    fn coordinator_of(&self, r: &Replica) -> Option<Arc<dyn crate::coordinator::CoordinatorHook>> {
+        if r.index() != 0 {
+            return None;
+        }
+        self.coordinators.read().get(r.topic()).cloned()
     }
 
     pub fn local_id(&self) -> i32 {
@@ -817,6 +839,9 @@ impl ReplicaManager {
         };
         for r in &removed {
             self.retire(r);
+            if let Some(hook) = self.coordinator_of(r) {
+                hook.on_removed();
+            }
             r.partition.delete_files()?;
         }
         sluice_storage::fsync_dir(&self.data_dir)?;
@@ -830,6 +855,9 @@ impl ReplicaManager {
             return Ok(false);
         };
         self.retire(&removed);
+        if let Some(hook) = self.coordinator_of(&removed) {
+            hook.on_removed();
+        }
         removed.partition.delete_files()?;
         sluice_storage::fsync_dir(&self.data_dir)?;
         Ok(true)
@@ -942,7 +970,23 @@ impl ReplicaManager {
     /// - Another node leads (or none): the role becomes follower, parked acks=all requests
     ///   fail with NOT_LEADER_OR_FOLLOWER, and the partition is handed to the fetcher of its
     ///   leader (none: nothing fetches until a leader is elected).
+    ///
+    /// Then the coordinator following this partition, if any, hears of the new state.
     pub fn apply_partition_state(
+        &self,
+        tp: TopicIdPartition,
+        state: &PartitionState,
+    ) -> Result<(), KafkaError> {
+        let result = self.apply_partition_state_inner(tp, state);
+        if let Some(r) = self.get(tp) {
+            if let Some(hook) = self.coordinator_of(&r) {
+                hook.on_partition_state(&r);
+            }
+        }
+        result
+    }
+
+    fn apply_partition_state_inner(
         &self,
         tp: TopicIdPartition,
         state: &PartitionState,

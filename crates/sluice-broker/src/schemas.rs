@@ -66,8 +66,8 @@ impl Journal for SchemaLog {
                 return Ok(());
             }
             let records = [(None, Some(event))];
-            let appended = internal_log::append_snapshot(&log, &records, crate::broker::now_ms());
-            internal_log::finish_snapshot(&log, &compaction, appended)
+            let appended = internal_log::append_snapshot(&*log, &records, crate::broker::now_ms());
+            internal_log::finish_snapshot(&*log, &compaction, appended)
                 .await
                 .map_err(|e| e.message)
         })

@@ -45,11 +45,11 @@
 //! is no one to move leaderships to).
 //!
 //! # FindCoordinator in cluster mode
-//! Coordinators (groups, transactions, share groups) still keep their state in local internal
-//! logs (`__consumer_offsets-0`, …), which are not replicated yet (a later wave makes them
-//! replicated partitions whose leader is the coordinator). Until then every key type is
-//! answered with one deterministic live node: the lowest id among the registered, unfenced
-//! brokers, so all clients meet on the same node.
+//! Key type 0 (consumer, classic and share groups) names the leader of `__consumer_offsets-0`,
+//! a replicated partition of the image whose leader is the group coordinator (`coordinator.rs`).
+//! Key type 1 (transactions) names the same node: the transaction coordinator's state is still
+//! local, and TxnOffsetCommit and transaction ends must meet the group coordinator there, until
+//! the transaction coordinator follows `__transaction_state-0` the same way.
 //!
 //! # Bounds
 //! [`MAX_DECISION_ATTEMPTS`], [`CONTROLLER_TICK_MS`], [`CONTROLLER_CALL_TIMEOUT_MS`],

@@ -38,44 +38,114 @@ use crate::groups::now_u64;
 use crate::offsets::CommittedOffset;
 
 const KEY_TYPE_GROUP: i8 = 0;
-/// Transactional ids: this node is the transaction coordinator too.
+/// Transactional ids.
 const KEY_TYPE_TRANSACTION: i8 = 1;
+/// How long FindCoordinator waits for this node's own coordinator to finish loading before
+/// it answers (a fresh single node answers with a loaded coordinator, as before).
+const FIND_COORDINATOR_LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn opt_s(v: Option<String>) -> Option<kafka_protocol::protocol::StrBytes> {
     v.map(s)
 }
 
-pub fn find_coordinator(
+/// A coordinator as FindCoordinator names it: (node id, host, port), or the error.
+type CoordinatorNode = Result<(i32, String, i32), (i16, String)>;
+
+/// The Kafka endpoint of a live broker.
+fn endpoint(broker: &Broker, node: i32) -> Option<(i32, String, i32)> {
+    super::metadata::live_brokers(broker)
+        .into_iter()
+        .find(|b| b.0 == node)
+        .map(|(id, host, port, _)| (id, host, port))
+}
+
+fn not_available(message: impl Into<String>) -> (i16, String) {
+    (
+        ResponseError::CoordinatorNotAvailable.code(),
+        message.into(),
+    )
+}
+
+/// Key type 0 (consumer, classic and share groups): the leader of `__consumer_offsets-0`,
+/// creating the topic first if needed (COORDINATOR_NOT_AVAILABLE while it has no leader, or
+/// cannot be created yet).
+async fn group_coordinator(broker: &Broker) -> CoordinatorNode {
+    let topic = match broker
+        .metadata
+        .ensure_internal_topic(crate::coordinator::GROUP_TOPIC, now_ms())
+        .await
+    {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return Err(not_available(
+                "the group coordinator's topic cannot be created yet: too few live brokers",
+            ))
+        }
+        Err(e) => {
+            return Err(not_available(format!(
+                "the group coordinator's topic: {}",
+                e.message
+            )))
+        }
+    };
+    let view = super::metadata::partition_view(broker, &topic, 0);
+    if view.leader < 0 {
+        return Err(not_available("__consumer_offsets-0 has no leader"));
+    }
+    if view.leader == broker.config.node_id {
+        // Our own coordinator: give a load that just started a moment to finish.
+        let deadline = tokio::time::Instant::now() + FIND_COORDINATOR_LOAD_WAIT;
+        while broker.offsets.is_loading() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    endpoint(broker, view.leader).ok_or_else(|| {
+        not_available(format!(
+            "the coordinator (node {}) is not live",
+            view.leader
+        ))
+    })
+}
+
+/// Key type 1 (transactional ids). The transaction coordinator's state is still a local log
+/// (`__transaction_state-0`), so it lives on the group coordinator's node: TxnOffsetCommit
+/// (sent to the group coordinator) checks the transaction there, and the transaction's end
+/// reaches the group's pending offsets there (`OffsetStore::complete_txn` is a local call).
+/// Next: the leader of `__transaction_state-0`, as [`group_coordinator`] follows
+/// `__consumer_offsets-0`.
+async fn transaction_coordinator(broker: &Broker) -> CoordinatorNode {
+    group_coordinator(broker).await
+}
+
+pub async fn find_coordinator(
     broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
+    let node = match req.key_type {
+        KEY_TYPE_GROUP => group_coordinator(broker).await,
+        KEY_TYPE_TRANSACTION => transaction_coordinator(broker).await,
+        other => Err((
+            ResponseError::InvalidRequest.code(),
+            format!(
+                "coordinator key type {other} is not supported yet (share groups use key type 0 here)"
+            ),
+        )),
+    };
     let answer = |key: &str| -> Coordinator {
         let c = Coordinator::default().with_key(s(key));
-        if req.key_type != KEY_TYPE_GROUP && req.key_type != KEY_TYPE_TRANSACTION {
-            return c
+        match &node {
+            Ok((id, host, port)) => c
+                .with_node_id(BrokerId(*id))
+                .with_host(s(host.clone()))
+                .with_port(*port),
+            Err((code, message)) => c
                 .with_node_id(BrokerId(-1))
+                .with_host(s(""))
                 .with_port(-1)
-                .with_error_code(ResponseError::InvalidRequest.code())
-                .with_error_message(Some(s(format!(
-                    "coordinator key type {} is not supported yet (share groups use key type 0 here)",
-                    req.key_type
-                ))));
+                .with_error_code(*code)
+                .with_error_message(Some(s(message.clone()))),
         }
-        // Cluster mode: one deterministic live node (the lowest id) coordinates every key
-        // until coordinators follow their internal partitions (see `cluster/` docs).
-        let (id, host, port, _) = super::metadata::live_brokers(broker)
-            .into_iter()
-            .min_by_key(|b| b.0)
-            .unwrap_or((
-                broker.config.node_id,
-                broker.advertised_host.clone(),
-                broker.advertised_port,
-                None,
-            ));
-        c.with_node_id(BrokerId(id))
-            .with_host(s(host))
-            .with_port(port)
     };
     if version >= 4 {
         let coordinators = req
@@ -88,7 +158,7 @@ pub fn find_coordinator(
     let c = answer(req.key.as_str());
     FindCoordinatorResponse::default()
         .with_error_code(c.error_code)
-        .with_error_message(c.error_message)
+        .with_error_message(if version >= 1 { c.error_message } else { None })
         .with_node_id(c.node_id)
         .with_host(c.host)
         .with_port(c.port)
@@ -99,6 +169,11 @@ pub async fn join_group(
     req: JoinGroupRequest,
     ctx: &RequestContext,
 ) -> JoinGroupResponse {
+    if let Err(e) = broker.offsets.check() {
+        return JoinGroupResponse::default()
+            .with_error_code(e.code)
+            .with_generation_id(-1);
+    }
     let request = group::JoinRequest {
         group_id: req.group_id.0.to_string(),
         member_id: req.member_id.to_string(),
@@ -151,6 +226,9 @@ pub async fn join_group(
 }
 
 pub async fn sync_group(broker: &Broker, req: SyncGroupRequest) -> SyncGroupResponse {
+    if let Err(e) = broker.offsets.check() {
+        return SyncGroupResponse::default().with_error_code(e.code);
+    }
     let request = group::SyncRequest {
         group_id: req.group_id.0.to_string(),
         generation_id: req.generation_id,
@@ -181,6 +259,9 @@ pub async fn sync_group(broker: &Broker, req: SyncGroupRequest) -> SyncGroupResp
 }
 
 pub fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
+    if let Err(e) = broker.offsets.check() {
+        return HeartbeatResponse::default().with_error_code(e.code);
+    }
     let request = group::HeartbeatRequest {
         group_id: req.group_id.0.to_string(),
         generation_id: req.generation_id,
@@ -195,6 +276,9 @@ pub fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
 }
 
 pub fn leave_group(broker: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    if let Err(e) = broker.offsets.check() {
+        return LeaveGroupResponse::default().with_error_code(e.code);
+    }
     let members: Vec<group::LeavingMember> = if version >= 3 {
         req.members
             .iter()
@@ -250,6 +334,7 @@ pub fn leave_group(broker: &Broker, req: LeaveGroupRequest, version: i16) -> Lea
 }
 
 pub fn describe_groups(broker: &Broker, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let gate = broker.offsets.check().err();
     let groups = req
         .groups
         .into_iter()
@@ -258,6 +343,9 @@ pub fn describe_groups(broker: &Broker, req: DescribeGroupsRequest) -> DescribeG
             let described = DescribedGroup::default()
                 .with_group_id(gid)
                 .with_authorized_operations(i32::MIN);
+            if let Some(e) = &gate {
+                return described.with_error_code(e.code);
+            }
             match broker.groups.read(|c| c.describe(&id)) {
                 Some(d) => described
                     .with_group_state(s(d.state.as_str()))
@@ -289,6 +377,14 @@ pub fn describe_groups(broker: &Broker, req: DescribeGroupsRequest) -> DescribeG
 }
 
 pub fn list_groups(broker: &Broker, req: ListGroupsRequest) -> ListGroupsResponse {
+    // Every broker lists the groups it coordinates (none while it coordinates nothing).
+    match broker.offsets.check() {
+        Ok(()) => {}
+        Err(e) if e.code == ResponseError::CoordinatorLoadInProgress.code() => {
+            return ListGroupsResponse::default().with_error_code(e.code);
+        }
+        Err(_) => return ListGroupsResponse::default(),
+    }
     let mut listed: Vec<(String, String, String, String)> = broker.groups.read(|c| {
         c.list()
             .into_iter()
@@ -333,6 +429,14 @@ pub async fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteG
     let mut results = Vec::new();
     for gid in req.groups_names {
         let id = gid.0.to_string();
+        if let Err(e) = broker.offsets.check() {
+            results.push(
+                DeletableGroupResult::default()
+                    .with_group_id(gid)
+                    .with_error_code(e.code),
+            );
+            continue;
+        }
         let mut code = broker.groups.with(|c| (c.delete(&id), Vec::new()));
         let has_share_state = !broker.share.handles(Some(&id)).is_empty();
         if code == ResponseError::GroupIdNotFound.code()
@@ -362,6 +466,7 @@ pub async fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteG
 pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group_id = req.group_id.0.to_string();
     let now = now_ms();
+    let gate = broker.offsets.check().err().map(|e| e.code);
     let check = broker.groups.with(|c| {
         (
             c.validate_offset_commit(
@@ -383,7 +488,9 @@ pub async fn offset_commit(broker: &Broker, req: OffsetCommitRequest) -> OffsetC
             .partitions
             .iter()
             .map(|p| {
-                let code = if check != 0 {
+                let code = if let Some(code) = gate {
+                    code
+                } else if check != 0 {
                     check
                 } else {
                     partition_commit_error(
@@ -490,6 +597,11 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
             .groups
             .iter()
             .map(|g| {
+                if let Err(e) = broker.offsets.check() {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_error_code(e.code);
+                }
                 let wanted = g.topics.as_ref().map(|ts| {
                     ts.iter()
                         .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
@@ -520,6 +632,33 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    if let Err(e) = broker.offsets.check() {
+        // v2+ carry a top-level error; before, every requested partition carries it.
+        let topics = req
+            .topics
+            .iter()
+            .flatten()
+            .map(|t| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partition_indexes
+                            .iter()
+                            .map(|p| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(*p)
+                                    .with_committed_offset(-1)
+                                    .with_error_code(e.code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        let top = if version >= 2 { e.code } else { 0 };
+        return OffsetFetchResponse::default()
+            .with_error_code(top)
+            .with_topics(topics);
     }
     let wanted = req.topics.as_ref().map(|ts| {
         ts.iter()
@@ -561,6 +700,9 @@ fn all_committed(broker: &Broker, group: &str) -> Vec<(String, Vec<i32>)> {
 
 pub async fn offset_delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let id = req.group_id.0.to_string();
+    if let Err(e) = broker.offsets.check() {
+        return OffsetDeleteResponse::default().with_error_code(e.code);
+    }
     let known = broker.groups.read(|c| c.describe(&id).is_some()) || broker.offsets.has_group(&id);
     if !known {
         return OffsetDeleteResponse::default()
@@ -623,6 +765,11 @@ pub fn consumer_group_heartbeat(
     req: ConsumerGroupHeartbeatRequest,
     ctx: &RequestContext,
 ) -> ConsumerGroupHeartbeatResponse {
+    if let Err(e) = broker.offsets.check() {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(e.code)
+            .with_error_message(Some(s(e.message)));
+    }
     let request = group::ConsumerHeartbeat {
         group_id: req.group_id.0.to_string(),
         member_id: req.member_id.to_string(),
@@ -719,6 +866,9 @@ pub fn consumer_group_describe(
             let out = Described::default()
                 .with_group_id(gid)
                 .with_authorized_operations(i32::MIN);
+            if let Err(e) = broker.offsets.check() {
+                return out.with_error_code(e.code);
+            }
             match broker.groups.read(|c| c.describe(&id)) {
                 Some(d) if d.group_type == group::GroupType::Consumer => out
                     .with_group_state(s(d.state.as_str()))

@@ -142,6 +142,7 @@ fn describe_topic(broker: &Broker, topic: &Topic, with_ops: bool) -> MetadataRes
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(s(topic.name.clone()))))
         .with_topic_id(topic.id)
+        .with_is_internal(crate::coordinator::is_internal(&topic.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(if with_ops {
             ALL_TOPIC_OPS
@@ -355,6 +356,7 @@ pub fn describe_topic_partitions(
         }
         topics.push(
             DescribeTopicPartitionsResponseTopic::default()
+                .with_is_internal(crate::coordinator::is_internal(&name))
                 .with_name(Some(TopicName(s(name))))
                 .with_topic_id(topic.id)
                 .with_partitions(partitions)

@@ -346,7 +346,7 @@ async fn dispatch(
             Rs::DescribeTransactions(txn::describe_transactions(broker, r).await)
         }
         Rq::ListTransactions(r) => Rs::ListTransactions(txn::list_transactions(broker, r, v).await),
-        Rq::FindCoordinator(r) => Rs::FindCoordinator(groups::find_coordinator(broker, r, v)),
+        Rq::FindCoordinator(r) => Rs::FindCoordinator(groups::find_coordinator(broker, r, v).await),
         Rq::OffsetCommit(r) => Rs::OffsetCommit(groups::offset_commit(broker, r).await),
         Rq::OffsetFetch(r) => Rs::OffsetFetch(groups::offset_fetch(broker, r, v)),
         Rq::TxnOffsetCommit(r) => {

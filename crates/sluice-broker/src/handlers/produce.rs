@@ -164,6 +164,15 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                 ));
                 continue;
             }
+            if crate::coordinator::is_internal(&name) {
+                // Kafka: "Cannot append to internal topic" (INVALID_TOPIC_EXCEPTION).
+                partitions.push(partition_error(
+                    pd.index,
+                    ResponseError::InvalidTopicException.code(),
+                    Some(format!("cannot append to internal topic {name}")),
+                ));
+                continue;
+            }
             let Some(partition) = topic
                 .as_ref()
                 .filter(|t| t.has_partition(pd.index))

@@ -72,6 +72,12 @@ pub fn share_group_heartbeat(
     req: ShareGroupHeartbeatRequest,
     ctx: &RequestContext,
 ) -> ShareGroupHeartbeatResponse {
+    // The share group's coordinator is the group coordinator (FindCoordinator key type 0).
+    if let Err(e) = broker.offsets.check() {
+        return ShareGroupHeartbeatResponse::default()
+            .with_error_code(e.code)
+            .with_error_message(Some(super::s(e.message)));
+    }
     let group = req.group_id.0.to_string();
     let settings = settings(broker, &group);
     let request = sluice_group::ShareHeartbeat {

@@ -40,6 +40,8 @@ pub async fn txn_offset_commit(
     let now = now_ms();
     let check = if group.is_empty() {
         ResponseError::InvalidGroupId.code()
+    } else if let Err(e) = broker.offsets.check() {
+        e.code
     } else {
         match broker
             .txn

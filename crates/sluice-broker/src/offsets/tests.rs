@@ -54,10 +54,10 @@ async fn pending_offsets_become_visible_on_commit_only() {
     assert_eq!(at(&store, "t", 1), Some(20));
     assert!(!store.has_pending("g", "t", 0));
     // Idempotent: a re-sent marker writes nothing and changes nothing.
-    let size = store.log.size_bytes();
+    let size = store.log_size();
     store.complete_txn("g", 7, 0, true, 3).await.unwrap();
     store.complete_txn("g", 7, 0, false, 3).await.unwrap();
-    assert_eq!(store.log.size_bytes(), size);
+    assert_eq!(store.log_size(), size);
     assert_eq!(at(&store, "t", 0), Some(10));
     drop(store);
     let store = OffsetStore::open(dir.path(), 0).unwrap();
@@ -184,7 +184,16 @@ async fn snapshots_keep_pending_offsets_fences_and_order() {
     txn(&store, 2, 0, &[("t", 1, 61)]).await;
     store.complete_txn("g", 9, 7, false, 2).await.unwrap();
     // Every write above compacted the log: what is left is the last snapshot and after.
-    assert!(store.log.watermarks().log_start_offset > 0);
+    assert!(
+        store
+            .loaded()
+            .unwrap()
+            .log
+            .partition()
+            .watermarks()
+            .log_start_offset
+            > 0
+    );
     drop(store);
     let store = OffsetStore::open(dir.path(), 0).unwrap();
     assert_eq!(at(&store, "t", 0), Some(50));
@@ -327,4 +336,154 @@ fn a_snapshot_rebuilds_the_state_alone_and_over_the_history() {
     assert!(committed.contains(&("g".into(), "t".into(), 0, 2)));
     assert!(committed.contains(&("g".into(), "t".into(), 1, 30)));
     assert!(committed.contains(&("h".into(), "u".into(), 0, 41)));
+}
+
+/// Polls `cond` every 10 ms for at most 10 s.
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+fn state_at(leader: i32, leader_epoch: i32) -> crate::replication::PartitionState {
+    crate::replication::PartitionState {
+        leader,
+        leader_epoch,
+        partition_epoch: leader_epoch,
+        replicas: vec![1],
+        isr: vec![1],
+        min_insync_replicas: 1,
+    }
+}
+
+/// The store follows the leadership of its replica: loaded (after replaying the log) while
+/// this node leads, NOT_COORDINATOR (state dropped, writes refused) when another node leads,
+/// loaded again from the log at the next leadership.
+#[tokio::test]
+async fn the_store_follows_the_leadership_of_its_partition() {
+    use crate::replica_manager::{ReplicaConfig, ReplicaManager, TopicIdPartition};
+    let dir = tempfile::tempdir().unwrap();
+    let rm = ReplicaManager::new(1, dir.path());
+    let tp = TopicIdPartition {
+        topic_id: uuid::Uuid::new_v4(),
+        partition: 0,
+    };
+    let config = ReplicaConfig {
+        log_config: internal_log::log_config(),
+        conditional: false,
+    };
+    let store = Arc::new(OffsetStore::new(true, Arc::new(Notify::new())));
+    let changes = Arc::new(Mutex::new(Vec::new()));
+    {
+        let changes = changes.clone();
+        store.set_on_change(Box::new(move |loaded| changes.lock().push(loaded)));
+    }
+    rm.register_coordinator(
+        coordinator::GROUP_TOPIC,
+        Arc::new(GroupCoordinatorHook(store.clone())),
+    );
+    rm.open(
+        tp,
+        coordinator::GROUP_TOPIC,
+        &config,
+        Role::Leader { leader_epoch: 0 },
+        0,
+    )
+    .unwrap();
+    // Not leading yet as far as the store knows: nothing is served.
+    let e = store.check().unwrap_err();
+    assert_eq!(e.code, ResponseError::NotCoordinator.code());
+    let e = store
+        .write("g", vec![("t".into(), 0, Some(off(1)))], 1)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ResponseError::NotCoordinator.code());
+
+    // Leader, but the broker is not live yet: loading.
+    rm.apply_partition_state(tp, &state_at(1, 0)).unwrap();
+    assert_eq!(
+        store.check().unwrap_err().code,
+        ResponseError::CoordinatorLoadInProgress.code()
+    );
+    store.set_ready(Box::new(|| true));
+    eventually("the first load", || store.check().is_ok()).await;
+    plain(&store, "t", 0, 5).await;
+    assert_eq!(at(&store, "t", 0), Some(5));
+
+    // Another node leads: dropped at once, and writes are refused.
+    rm.apply_partition_state(tp, &state_at(2, 1)).unwrap();
+    assert_eq!(
+        store.check().unwrap_err().code,
+        ResponseError::NotCoordinator.code()
+    );
+    assert_eq!(at(&store, "t", 0), None);
+    assert!(store.group_ids().is_empty());
+    let e = store
+        .write("g", vec![("t".into(), 0, Some(off(6)))], 1)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ResponseError::NotCoordinator.code());
+
+    // Leading again at a newer epoch: the state is rebuilt from the log.
+    rm.apply_partition_state(tp, &state_at(1, 2)).unwrap();
+    eventually("the second load", || store.check().is_ok()).await;
+    assert_eq!(at(&store, "t", 0), Some(5));
+    plain(&store, "t", 0, 7).await;
+    assert_eq!(at(&store, "t", 0), Some(7));
+    // Each load and unload was reported (the broker drops its groups on `false`).
+    assert_eq!(*changes.lock(), vec![true, false, true]);
+
+    // The replica goes away: unloaded.
+    rm.delete_replica(tp).unwrap();
+    assert_eq!(
+        store.check().unwrap_err().code,
+        ResponseError::NotCoordinator.code()
+    );
+}
+
+/// A data directory of the pre-cluster layout (`__consumer_offsets-0` without
+/// `partition.metadata`) keeps its committed offsets: the broker adopts the directory as
+/// partition 0 of the internal topic (RF 1, led here), which cannot be deleted.
+#[tokio::test]
+async fn an_old_offsets_log_is_adopted_as_the_internal_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // The old layout: the store's own log, no partition.metadata.
+        let store = OffsetStore::open(dir.path(), 0).unwrap();
+        plain(&store, "t", 0, 42).await;
+    }
+    let log_dir = dir.path().join(OFFSETS_LOG_DIR);
+    assert!(crate::metadata::read_partition_metadata(&log_dir).is_none());
+    // (Restarts of an adopted directory are covered by tests/python: a restart is a new
+    // process, which an in-process test cannot be.)
+    for start in 0..1 {
+        let config = crate::config::BrokerConfig {
+            node_id: 1,
+            data_dir: dir.path().to_path_buf(),
+            ..crate::config::BrokerConfig::default()
+        };
+        let broker = crate::broker::Broker::open(config, "127.0.0.1:9092".parse().unwrap())
+            .await
+            .unwrap();
+        let topic = broker.metadata.topic(coordinator::GROUP_TOPIC).unwrap();
+        assert_eq!(
+            crate::metadata::read_partition_metadata(&log_dir),
+            Some(topic.id),
+            "start {start}"
+        );
+        eventually("the coordinator's load", || broker.offsets.check().is_ok()).await;
+        assert_eq!(broker.offsets.get("g", "t", 0).map(|c| c.offset), Some(42));
+        let e = broker
+            .metadata
+            .delete_topic(coordinator::GROUP_TOPIC, 1)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ResponseError::InvalidRequest.code());
+        broker.metadata.cluster.shutdown().await;
+    }
 }

@@ -166,7 +166,9 @@ pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS: u64 = 600_000;
 // calls in flight and timeouts), `sluice-controller` (`controller.rs`: partitions per topic —
 // the same value as `MAX_PARTITIONS_PER_TOPIC` here —, registration strings, config entries,
 // elections per rebalance pass), `sluice-storage` (`leader_epoch.rs`: the leader-epoch
-// checkpoint's size and entries).
+// checkpoint's size and entries). In this crate, beside their code: `replication/mod.rs`
+// (replica fetch sizes, waits and backoffs, ISR check interval, AlterPartition queue and
+// timeout) and `coordinator.rs` (a coordinator write's wait for the ISR).
 
 // ---- Transactions ----
 

@@ -659,6 +659,8 @@ impl OffsetStore {
             Role::Leader { leader_epoch: 0 },
             now_ms,
         )?;
+        // A replica opens pending; it leads once a partition state says so.
+        rm.become_leader(tp, 0)?;
         let store = Arc::new(OffsetStore::new(true, Arc::new(Notify::new())));
         let generation = store.generation.fetch_add(1, Ordering::AcqRel) + 1;
         *store.status.write() = LoadState::Loading {

@@ -603,7 +603,13 @@ impl Metadata {
     /// Refuses `adding` partitions when the broker would then hold more than
     /// `--max-partitions` (each partition holds at least one open file).
     fn check_partition_budget(&self, adding: i32) -> Result<(), KafkaError> {
-        let now = self.replicas.len();
+        // User partitions: the internal topics (at most one partition each) are not counted.
+        let now = self
+            .replicas
+            .all()
+            .iter()
+            .filter(|r| !crate::coordinator::is_internal(r.topic()))
+            .count();
         let adding = usize::try_from(adding).unwrap_or(usize::MAX);
         if now.saturating_add(adding) > self.max_partitions {
             return Err(KafkaError::new(

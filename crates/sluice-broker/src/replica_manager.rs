@@ -321,6 +321,19 @@ impl Default for ReplSlot {
 }
 
 impl ReplSlot {
+    /// This replica no longer leads: the leader state resigns (its parked acks=all requests
+    /// and any other waiter get NOT_LEADER_OR_FOLLOWER).
+    fn stop_leading(&mut self) {
+        if let ReplMode::Leading(ls) = &mut self.mode {
+            let failed = ls.resign();
+            self.deliver(failed);
+        }
+        for (_, tx) in self.waiters.drain() {
+            let _ = tx.send(AcksOutcome::NotLeaderOrFollower);
+        }
+        self.mode = ReplMode::NotLeading;
+    }
+
     fn deliver(&mut self, done: Vec<(WaiterToken, AcksOutcome)>) {
         for (token, outcome) in done {
             if let Some(tx) = self.waiters.remove(&token) {
@@ -868,15 +881,7 @@ impl ReplicaManager {
     fn retire(&self, r: &Replica) {
         self.replication.remove_partition(r.tp);
         self.replication.set_leading(r.tp, false);
-        let mut slot = r.repl.lock();
-        if let ReplMode::Leading(ls) = &mut slot.mode {
-            let failed = ls.resign();
-            slot.deliver(failed);
-        }
-        for (_, tx) in slot.waiters.drain() {
-            let _ = tx.send(AcksOutcome::NotLeaderOrFollower);
-        }
-        slot.mode = ReplMode::NotLeading;
+        r.repl.lock().stop_leading();
     }
 
     /// Makes this node the leader of `tp` at `leader_epoch` (see the module docs for the
@@ -1056,17 +1061,7 @@ impl ReplicaManager {
             if replica.role() != role {
                 self.change_role(tp, role)?;
             }
-            {
-                let mut slot = replica.repl.lock();
-                if let ReplMode::Leading(ls) = &mut slot.mode {
-                    let failed = ls.resign();
-                    slot.deliver(failed);
-                }
-                for (_, tx) in slot.waiters.drain() {
-                    let _ = tx.send(AcksOutcome::NotLeaderOrFollower);
-                }
-                slot.mode = ReplMode::NotLeading;
-            }
+            replica.repl.lock().stop_leading();
             self.replication.set_leading(tp, false);
             // A follower's HW comes from its leader's fetch responses; until the first one it
             // is what it was (a demoted leader's, never past the log end).

@@ -188,7 +188,11 @@ def _new_broker(tmp_root: Path, extra_args=None) -> Broker:
 def tmp_root():
     d = Path(tempfile.mkdtemp(prefix="sluice-it-"))
     yield d
-    shutil.rmtree(d, ignore_errors=True)
+    # SLUICE_KEEP_TMP=1 keeps the brokers' data dirs and logs for a post-mortem.
+    if os.environ.get("SLUICE_KEEP_TMP") != "1":
+        shutil.rmtree(d, ignore_errors=True)
+    else:
+        print(f"\nbroker data and logs kept in {d}")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ Without java or mvn on PATH the JVM tests skip, saying so.
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -90,6 +91,22 @@ class JavaProc:
 
     def tail(self, lines=60) -> str:
         return f"----- {self.log_path.name} -----\n" + "\n".join(self.text().splitlines()[-lines:])
+
+    def digest(self, top=12) -> str:
+        """The WARN/ERROR lines counted by kind (thread names and ids stripped), most frequent
+        first: a failure's cause in a few lines, before the long tails."""
+        counts = {}
+        for line in self.text().splitlines():
+            m = re.search(r"\b(WARN|ERROR)\b (\S+) - (.*)", line)
+            if not m:
+                continue
+            msg = re.sub(r"\[[^\]]*\]", "", m.group(3))
+            msg = re.sub(r"\S*(test|app)-\S*", "<name>", msg)
+            msg = re.sub(r"\d+", "N", msg)[:200]
+            key = f"{m.group(1)} {m.group(2).rsplit('.', 1)[-1]}: {msg}"
+            counts[key] = counts.get(key, 0) + 1
+        rows = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        return f"----- {self.log_path.name} digest -----\n" + "\n".join(f"{n:6d} {k}" for k, n in rows)
 
     def last_int(self, key: str) -> int:
         """The last `key=N` the process printed (0 if none)."""

@@ -129,6 +129,7 @@ def test_streams_eos_v2_kill9_app_and_broker(broker_factory, unique, java_cp, tm
         phase(f"aborted output records (read_uncommitted only): {final['output_uncommitted'] - final['output']}")
         assert final["output_uncommitted"] > final["output"], "no transaction with output was aborted"
     except BaseException:
+        print("\n".join(p.digest() for p in procs))
         print("\n".join(p.tail() for p in procs))
         raise
     finally:

@@ -157,6 +157,9 @@ final class StreamsEos {
         }
     }
 
+    /** Far above what any scenario writes (see readAll). */
+    private static final long MAX_READ = 300_000;
+
     private static <V> Map<TopicPartition, List<ConsumerRecord<String, V>>> readAll(String bootstrap, String topic,
             Class<?> valueDeser, String isolation) {
         Properties p = Util.consumerProps(bootstrap, null, isolation);
@@ -185,8 +188,24 @@ final class StreamsEos {
                 if (System.nanoTime() > deadline) {
                     throw new AssertionError("reading " + topic + " did not reach " + end + " in 30 s");
                 }
+                // The scenarios write a few thousand records; far more (aborted ones included)
+                // means the application reprocessed in a loop. Say so rather than run out of heap.
+                long read = out.values().stream().mapToLong(List::size).sum();
+                if (read > MAX_READ) {
+                    throw new AssertionError("reading " + topic + " (" + isolation + "): more than " + MAX_READ
+                            + " records up to " + end + ": the application reprocessed in a loop");
+                }
                 for (ConsumerRecord<String, V> r : c.poll(Duration.ofMillis(200))) {
-                    out.get(new TopicPartition(r.topic(), r.partition())).add(r);
+                    List<ConsumerRecord<String, V>> got = out.get(new TopicPartition(r.topic(), r.partition()));
+                    // One reader from the beginning sees each offset once: an offset again means
+                    // the broker sent the consumer back (a reset or a truncation it answered).
+                    if (!got.isEmpty() && got.get(got.size() - 1).offset() >= r.offset()) {
+                        throw new AssertionError("reading " + topic + "-" + r.partition() + " (" + isolation
+                                + "): offset " + r.offset() + " after " + got.get(got.size() - 1).offset()
+                                + " (leader epoch " + r.leaderEpoch() + ", previous "
+                                + got.get(got.size() - 1).leaderEpoch() + ")");
+                    }
+                    got.add(r);
                 }
             }
         }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error;
 use crate::ids::IdGen;
 use crate::types::{
-    CoordinatorConfig, GroupDescription, GroupState, GroupType, HeartbeatRequest, JoinMember,
+    ClassicGroupRecord, ClassicMemberRecord, CoordinatorConfig, GroupDescription, ProtocolRecord, GroupState, GroupType, HeartbeatRequest, JoinMember,
     JoinRequest, JoinResponse, LeavingMember, MemberDescription, Output, SyncRequest, SyncResponse,
 };
 use crate::util::{ms, next_epoch};
@@ -78,6 +78,9 @@ pub(crate) struct ClassicGroup {
     join_deadline_ms: Option<u64>,
     initial_delay: Option<InitialDelay>,
     sync_deadline_ms: Option<u64>,
+    /// What the last persisted record held: (generation, member ids). See
+    /// [`ClassicGroup::persist_change`].
+    persisted: Option<(i32, Vec<String>)>,
 }
 
 fn join_error(token: u64, member_id: &str, error: i16) -> Output {
@@ -160,7 +163,125 @@ impl ClassicGroup {
             join_deadline_ms: None,
             initial_delay: None,
             sync_deadline_ms: None,
+            persisted: None,
         }
+    }
+
+    /// The group as persisted (see [`ClassicGroupRecord`]).
+    pub fn record(&self) -> ClassicGroupRecord {
+        ClassicGroupRecord {
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol_name.clone(),
+            generation_id: self.generation_id,
+            leader_id: self.leader_id.clone(),
+            members: self
+                .members
+                .values()
+                .map(|m| ClassicMemberRecord {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    protocol_type: m.protocol_type.clone(),
+                    protocols: m
+                        .protocols
+                        .iter()
+                        .map(|(name, metadata)| ProtocolRecord {
+                            name: name.clone(),
+                            metadata: metadata.clone(),
+                        })
+                        .collect(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn persist_key(&self) -> (i32, Vec<String>) {
+        (self.generation_id, self.members.keys().cloned().collect())
+    }
+
+    /// What to persist after a change, if anything: the record when the group is Stable in
+    /// a generation or with members not yet persisted (`Some(Some)`), a deletion when a
+    /// persisted group became Empty (`Some(None)`). Transitional states (a rebalance in
+    /// progress) are not persisted: a reload restores the last completed generation, whose
+    /// members then rejoin as they would have.
+    pub fn persist_change(&mut self) -> Option<Option<ClassicGroupRecord>> {
+        match self.state {
+            GroupState::Stable => {
+                let key = self.persist_key();
+                if self.persisted.as_ref() == Some(&key) {
+                    return None;
+                }
+                self.persisted = Some(key);
+                Some(Some(self.record()))
+            }
+            GroupState::Empty if self.persisted.is_some() => {
+                self.persisted = None;
+                Some(None)
+            }
+            _ => None,
+        }
+    }
+
+    /// A group loaded from its record: Stable in the recorded generation, every member's
+    /// session starting at `now_ms` (as a Kafka coordinator that loads a group). `None` when
+    /// the record cannot be a group of this coordinator (no members, more than
+    /// `max_group_size`, a duplicate member or instance id).
+    pub fn from_record(
+        group_id: &str,
+        record: ClassicGroupRecord,
+        now_ms: u64,
+        cfg: &CoordinatorConfig,
+    ) -> Option<Self> {
+        if record.members.is_empty() || record.members.len() > cfg.max_group_size {
+            return None;
+        }
+        let mut group = ClassicGroup::new(group_id);
+        for m in record.members {
+            if let Some(instance) = &m.group_instance_id {
+                if group
+                    .static_members
+                    .insert(instance.clone(), m.member_id.clone())
+                    .is_some()
+                {
+                    return None;
+                }
+            }
+            let member = ClassicMember {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                protocol_type: m.protocol_type,
+                protocols: m
+                    .protocols
+                    .into_iter()
+                    .map(|p| (p.name, p.metadata))
+                    .collect(),
+                assignment: m.assignment,
+                join_token: None,
+                sync_token: None,
+                last_heartbeat_ms: now_ms,
+            };
+            if group.members.insert(m.member_id, member).is_some() {
+                return None;
+            }
+        }
+        group.state = GroupState::Stable;
+        group.protocol_type = record.protocol_type;
+        group.protocol_name = record.protocol_name;
+        group.generation_id = record.generation_id;
+        group.leader_id = record
+            .leader_id
+            .filter(|l| group.members.contains_key(l))
+            .or_else(|| group.members.keys().next().cloned());
+        group.persisted = Some(group.persist_key());
+        Some(group)
     }
 
     /// No members and no pending (MEMBER_ID_REQUIRED) members.

@@ -33,10 +33,14 @@
 //!
 //! # Kafka behaviours deliberately not implemented
 //!
-//! - Persistence (`__consumer_offsets` records, replay on failover): state is
-//!   in memory and lost on restart. Consumer-protocol members heartbeating a
-//!   group that no longer exists get UNKNOWN_MEMBER_ID (Kafka would say
-//!   GROUP_ID_NOT_FOUND) so they simply rejoin.
+//! - Persistence of KIP-848 consumer groups and share groups (member epochs,
+//!   target assignments): their state is in memory and lost when the coordinator
+//!   moves or restarts. Consumer-protocol members heartbeating a group that no
+//!   longer exists get UNKNOWN_MEMBER_ID (Kafka would say GROUP_ID_NOT_FOUND) so
+//!   they simply rejoin. Classic groups are persisted: the coordinator hands out
+//!   [`ClassicGroupRecord`]s ([`GroupCoordinator::take_group_records`]) for the
+//!   broker to write, and restores them on load
+//!   ([`GroupCoordinator::restore_classic_group`]).
 //! - Mixed groups / online migration between the classic and consumer
 //!   protocols (KIP-848 upgrade path): only an *empty* group changes type.
 //! - Regular-expression subscriptions (`subscribed_topic_regex`) are stored per member; the
@@ -88,6 +92,9 @@ pub struct GroupCoordinator {
     /// Share-group members that left or timed out since the last
     /// [`GroupCoordinator::take_departed_share_members`]: the broker releases their records.
     departed_share_members: Vec<(String, String)>,
+    /// Classic-group records to persist, in the order of the changes (see
+    /// [`GroupCoordinator::take_group_records`]).
+    group_records: Vec<(String, Option<ClassicGroupRecord>)>,
 }
 
 fn join_error(token: u64, member_id: &str, error: i16) -> Output {
@@ -123,6 +130,7 @@ impl GroupCoordinator {
             groups: BTreeMap::new(),
             ids: IdGen::default(),
             departed_share_members: Vec::new(),
+            group_records: Vec::new(),
         }
     }
 
@@ -188,6 +196,9 @@ impl GroupCoordinator {
         };
         let group_id = req.group_id.clone();
         group.join(now_ms, token, req, &self.config, &mut self.ids, &mut out);
+        if let Some(change) = group.persist_change() {
+            self.group_records.push((group_id.clone(), change));
+        }
         if pre_existing || !group.is_empty() {
             self.groups.insert(group_id, Group::Classic(group));
         } else if let Some(prev) = previous {
@@ -205,7 +216,12 @@ impl GroupCoordinator {
             return out;
         }
         match self.groups.get_mut(&req.group_id) {
-            Some(Group::Classic(g)) => g.sync(now_ms, token, req, &mut out),
+            Some(Group::Classic(g)) => {
+                g.sync(now_ms, token, req, &mut out);
+                if let Some(change) = g.persist_change() {
+                    self.group_records.push((g.group_id.clone(), change));
+                }
+            }
             _ => out.push(sync_error(token, error::UNKNOWN_MEMBER_ID)),
         }
         out
@@ -234,7 +250,13 @@ impl GroupCoordinator {
         }
         let mut outputs = Vec::new();
         let results = match self.groups.get_mut(group_id) {
-            Some(Group::Classic(g)) => g.leave(now_ms, members, &self.config, &mut outputs),
+            Some(Group::Classic(g)) => {
+                let results = g.leave(now_ms, members, &self.config, &mut outputs);
+                if let Some(change) = g.persist_change() {
+                    self.group_records.push((g.group_id.clone(), change));
+                }
+                results
+            }
             _ => members
                 .iter()
                 .map(|m| (m.clone(), error::UNKNOWN_MEMBER_ID))
@@ -461,6 +483,38 @@ impl GroupCoordinator {
     }
 
     // ------------------------------------------------------------------
+    // Persistence of classic groups
+    // ------------------------------------------------------------------
+
+    /// The classic-group records to persist since the last call, in the order of the changes
+    /// (a record, or `None`: delete the group's record). The caller writes them in this order;
+    /// a later one for the same group supersedes an earlier one.
+    pub fn take_group_records(&mut self) -> Vec<(String, Option<ClassicGroupRecord>)> {
+        std::mem::take(&mut self.group_records)
+    }
+
+    /// Restores a classic group from its persisted record (a coordinator loading its
+    /// partition). Refused (false) when the group already exists or the record does not make
+    /// a valid group (see `ClassicGroup::from_record`).
+    pub fn restore_classic_group(
+        &mut self,
+        group_id: &str,
+        record: ClassicGroupRecord,
+        now_ms: u64,
+    ) -> bool {
+        if group_id.is_empty() || self.groups.contains_key(group_id) {
+            return false;
+        }
+        match ClassicGroup::from_record(group_id, record, now_ms, &self.config) {
+            Some(g) => {
+                self.groups.insert(group_id.to_string(), Group::Classic(g));
+                true
+            }
+            None => false,
+        }
+    }
+
+    // ------------------------------------------------------------------
     // Shared
     // ------------------------------------------------------------------
 
@@ -471,7 +525,12 @@ impl GroupCoordinator {
         let mut out = Vec::new();
         for group in self.groups.values_mut() {
             match group {
-                Group::Classic(g) => g.tick(now_ms, &self.config, &mut out),
+                Group::Classic(g) => {
+                    g.tick(now_ms, &self.config, &mut out);
+                    if let Some(change) = g.persist_change() {
+                        self.group_records.push((g.group_id.clone(), change));
+                    }
+                }
                 Group::Consumer(g) => g.tick(now_ms, topics, &self.config),
                 Group::Share(g) => {
                     for member in g.tick(now_ms, topics) {

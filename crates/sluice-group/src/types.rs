@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+
 /// A topic id (Kafka `Uuid`, 16 raw bytes).
 pub type TopicId = [u8; 16];
 
@@ -312,4 +314,58 @@ pub struct ShareHeartbeatResponse {
     pub heartbeat_interval_ms: i32,
     /// `Some` when the assignment changed since it was last sent, or on a join.
     pub assignment: Option<Vec<(TopicId, Vec<i32>)>>,
+}
+
+/// A classic group as the coordinator persists it (Kafka's `GroupMetadataValue` in
+/// `__consumer_offsets`): written when a generation completes (the leader's assignment is in)
+/// or a static member is replaced, deleted when the group empties. A coordinator that loads
+/// the group again (a restart, a failover) restores it Stable with these members, so they go
+/// on heartbeating and committing with their generation instead of rejoining.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassicGroupRecord {
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub generation_id: i32,
+    pub leader_id: Option<String>,
+    pub members: Vec<ClassicMemberRecord>,
+}
+
+/// One member of a [`ClassicGroupRecord`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassicMemberRecord {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<ProtocolRecord>,
+    #[serde(with = "base64_bytes")]
+    pub assignment: Vec<u8>,
+}
+
+/// A protocol a member supports and its metadata (the subscription, for consumers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtocolRecord {
+    pub name: String,
+    #[serde(with = "base64_bytes")]
+    pub metadata: Vec<u8>,
+}
+
+/// Opaque client bytes as base64 in the JSON records (a third of the size of a number array).
+mod base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
 }

@@ -777,3 +777,84 @@ fn empty_groups_without_offsets_are_forgotten() {
     // A group with members stays whatever `keep` says.
     assert!(c.describe(G).is_some());
 }
+
+#[test]
+fn a_completed_generation_is_persisted_and_restored_for_its_members() {
+    let mut c = GroupCoordinator::new(CoordinatorConfig::default());
+    let (a, b, now) = stable_pair(&mut c);
+    // Joins and the rebalance persisted nothing; the leader's assignment made one record.
+    let records = c.take_group_records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let (group, record) = records.into_iter().next().unwrap();
+    assert_eq!(group, G);
+    let record = record.expect("a record, not a deletion");
+    assert_eq!(record.generation_id, 1);
+    assert_eq!(record.leader_id.as_deref(), Some(a.as_str()));
+    assert_eq!(record.members.len(), 2);
+    // Heartbeats and a follower's repeated sync change nothing to persist.
+    assert_eq!(hb(&mut c, now + 1, 1, &b), NONE);
+    assert!(c.take_group_records().is_empty());
+
+    // A new coordinator (restart, failover) loads the record: the members go on in
+    // generation 1 with their assignments, no rebalance.
+    let mut fresh = GroupCoordinator::new(CoordinatorConfig::default());
+    assert!(fresh.restore_classic_group(G, record.clone(), 50_000));
+    assert!(!fresh.restore_classic_group(G, record, 50_000), "exists already");
+    assert!(fresh.take_group_records().is_empty(), "a restored group is not written back");
+    assert_eq!(state(&fresh), GroupState::Stable);
+    assert_eq!(hb(&mut fresh, 50_001, 1, &a), NONE);
+    assert_eq!(hb(&mut fresh, 50_001, 1, &b), NONE);
+    assert_eq!(fresh.validate_offset_commit(50_002, G, 1, &b, None), NONE);
+    assert_eq!(
+        fresh.validate_offset_commit(50_002, G, 2, &b, None),
+        ILLEGAL_GENERATION
+    );
+    let out = sync(&mut fresh, 50_003, 9, 1, &b, vec![]);
+    assert_eq!(syncs(&out)[&9].assignment, b"B".to_vec());
+    // Sessions restart at the load: members that never come back expire as usual.
+    assert_eq!(fresh.next_deadline_ms(), Some(50_001 + SESSION as u64));
+
+    // Both leave: the group empties and its record is deleted.
+    let left = fresh.leave(
+        50_010,
+        G,
+        &[
+            LeavingMember {
+                member_id: a.clone(),
+                group_instance_id: None,
+            },
+            LeavingMember {
+                member_id: b.clone(),
+                group_instance_id: None,
+            },
+        ],
+    );
+    assert!(left.members.iter().all(|(_, e)| *e == NONE));
+    assert_eq!(state(&fresh), GroupState::Empty);
+    assert_eq!(fresh.take_group_records(), vec![(G.to_string(), None)]);
+}
+
+#[test]
+fn restoring_refuses_records_that_are_not_a_group() {
+    let mut c = GroupCoordinator::new(CoordinatorConfig::default());
+    stable_pair(&mut c);
+    let (_, record) = c.take_group_records().pop().unwrap();
+    let record = record.unwrap();
+    let mut fresh = GroupCoordinator::new(CoordinatorConfig::default());
+    let empty = ClassicGroupRecord {
+        members: vec![],
+        ..record.clone()
+    };
+    assert!(!fresh.restore_classic_group(G, empty, 0));
+    let mut dup = record.clone();
+    dup.members[1].member_id = dup.members[0].member_id.clone();
+    assert!(!fresh.restore_classic_group(G, dup, 0));
+    let small = GroupCoordinator::new(CoordinatorConfig {
+        max_group_size: 1,
+        ..CoordinatorConfig::default()
+    });
+    let mut small = small;
+    assert!(!small.restore_classic_group(G, record.clone(), 0));
+    assert!(!fresh.restore_classic_group("", record, 0));
+    assert!(fresh.describe(G).is_none());
+}

@@ -1,6 +1,8 @@
 """Classic consumer groups with librdkafka (confluent-kafka): membership, assignment, commits,
 lag, offset admin, group admin."""
 
+import time
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka import ConsumerGroupTopicPartitions
@@ -201,3 +203,74 @@ def test_list_describe_delete_groups(broker, unique):
     with pytest.raises(KafkaException) as ei:
         a.delete_consumer_groups([g], request_timeout=OP_TIMEOUT_S)[g].result(OP_TIMEOUT_S)
     assert kafka_error(ei.value).code() == KafkaError.GROUP_ID_NOT_FOUND
+
+
+def _describe(bootstrap, group):
+    a = admin(bootstrap)
+    return a.describe_consumer_groups([group], request_timeout=OP_TIMEOUT_S)[group].result(OP_TIMEOUT_S)
+
+
+@pytest.mark.parametrize("how", ["kill9", "sigterm"])
+def test_group_members_survive_a_coordinator_restart(broker_factory, unique, how):
+    """A classic group's membership is persisted with its offsets (Kafka's group metadata
+    records): after the coordinator restarts, its members go on in their generation — no
+    rebalance, and commits keep working. A group that emptied comes back empty."""
+    b = broker_factory()
+    t = create_topic(b.bootstrap, unique(), partitions=2)
+    g = unique("g")
+    fill(b, t, 20, partitions=2)
+    events = []
+
+    def member(name):
+        c = consumer(b.bootstrap, g)
+        c.subscribe([t], on_assign=lambda _c, ps: events.append((name, "assign", len(ps))),
+                     on_revoke=lambda _c, ps: events.append((name, "revoke", len(ps))))
+        return c
+
+    c1, c2 = member("c1"), member("c2")
+    try:
+        deadline = time.monotonic() + 30
+        got = []
+        while len(c1.assignment()) + len(c2.assignment()) < 2 or len(got) < 20:
+            assert time.monotonic() < deadline, f"group not stable with all records: {events}"
+            for c in (c1, c2):
+                m = c.poll(0.1)
+                if m is not None and not m.error():
+                    got.append(m)
+        before = _describe(b.bootstrap, g)
+        assert str(before.state) == "ConsumerGroupState.STABLE", before.state
+        members_before = sorted(m.member_id for m in before.members)
+        assert len(members_before) == 2
+        seen = list(events)
+
+        b.kill9() if how == "kill9" else b.stop()
+        b.start()
+        fill(b, t, 20, partitions=2, prefix=b"after")
+        deadline = time.monotonic() + 30
+        after = []
+        while len(after) < 20:
+            assert time.monotonic() < deadline, f"got {len(after)} of 20 after the restart: {events}"
+            for c in (c1, c2):
+                m = c.poll(0.1)
+                if m is not None and not m.error():
+                    after.append(m)
+        assert sorted(m.value() for m in after) == sorted(b"after-%d" % i for i in range(20))
+        # Commits in the old generation are accepted by the restarted coordinator.
+        for c in (c1, c2):
+            if c.assignment():
+                c.commit(asynchronous=False)
+        assert events == seen, f"the restart caused a rebalance: {events[len(seen):]}"
+        now = _describe(b.bootstrap, g)
+        assert sorted(m.member_id for m in now.members) == members_before
+    finally:
+        c1.close()
+        c2.close()
+    # Both left: the group is empty, and stays empty across another restart (no ghosts).
+    wait_for_empty = time.monotonic() + 10
+    while str(_describe(b.bootstrap, g).state) != "ConsumerGroupState.EMPTY":
+        assert time.monotonic() < wait_for_empty, "the group did not empty after both left"
+        time.sleep(0.1)
+    b.stop()
+    b.start()
+    d = _describe(b.bootstrap, g)
+    assert str(d.state) == "ConsumerGroupState.EMPTY" and not d.members, (d.state, d.members)

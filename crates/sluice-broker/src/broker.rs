@@ -86,7 +86,14 @@ impl Broker {
         let groups = Arc::new(GroupService::new(&config));
         {
             let groups = groups.clone();
-            offsets.set_on_change(Box::new(move |_loaded| groups.reset()));
+            // Weak: the store holds this callback.
+            let store = Arc::downgrade(&offsets);
+            offsets.set_on_change(Box::new(move |loaded| {
+                groups.reset();
+                if let Some(store) = store.upgrade().filter(|_| loaded) {
+                    groups.restore(store.classic_groups());
+                }
+            }));
         }
         replicas.register_coordinator(
             crate::coordinator::GROUP_TOPIC,
@@ -320,6 +327,10 @@ pub async fn run(
     tasks.spawn(background(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::cleaner::run(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::groups::run_timers(broker.clone(), stop_rx.clone()));
+    tasks.spawn(crate::groups::run_persister(
+        broker.clone(),
+        stop_rx.clone(),
+    ));
     tasks.spawn(crate::share::run_timers(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::txn::run(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::share::dlq::run_writer(

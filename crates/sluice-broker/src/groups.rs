@@ -1,6 +1,18 @@
 //! The IO edge of the group coordinator: the state machine from `sluice-group` behind a lock,
 //! a token per parked request (JoinGroup and SyncGroup wait for other members) mapped to a
 //! oneshot channel, and a timer task that calls `tick` at the coordinator's next deadline.
+//!
+//! Classic groups are persisted as Kafka does (its `GroupMetadataValue`): every change the
+//! state machine hands out ([`GroupCoordinator::take_group_records`]: a completed generation,
+//! a replaced static member, a group that emptied) is queued under the coordinator lock, so
+//! the queue is in the order of the changes, and one writer task ([`run_persister`]) appends
+//! them to `__consumer_offsets-0` in that order (`OffsetStore::write_group`). A request whose
+//! call produced records (the leader's SyncGroup) is answered once they are committed, so a
+//! member never holds a generation the log does not have; a write that fails is logged and
+//! the answer goes out anyway (the group then rejoins after a coordinator move, as it would
+//! without persistence). When this node starts coordinating, the loaded records are restored
+//! ([`GroupService::restore`]) and their members go on with their generation: no rebalance,
+//! and in-flight transactional offset commits of Kafka Streams stay valid.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,8 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use sluice_group::{CoordinatorConfig, GroupCoordinator, Output, TopicInfo, TopicsSnapshot};
-use tokio::sync::{oneshot, watch, Notify};
+use sluice_group::{
+    ClassicGroupRecord, CoordinatorConfig, GroupCoordinator, Output, TopicInfo, TopicsSnapshot,
+};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::broker::{now_ms, Broker};
 use crate::config::BrokerConfig;
@@ -22,6 +36,15 @@ pub struct GroupService {
     next_token: AtomicU64,
     /// Woken after every call that may have moved the next deadline.
     timer_wake: Notify,
+    /// Group records to persist, in the order of the changes (see the module docs).
+    persist_tx: mpsc::UnboundedSender<PersistJob>,
+    persist_rx: Mutex<Option<mpsc::UnboundedReceiver<PersistJob>>>,
+}
+
+/// Records to write, and who waits for them (the request that produced them, if parked).
+struct PersistJob {
+    records: Vec<(String, Option<ClassicGroupRecord>)>,
+    done: Option<oneshot::Sender<()>>,
 }
 
 pub fn now_u64() -> u64 {
@@ -74,13 +97,32 @@ impl GroupService {
             ..CoordinatorConfig::default()
         };
         let coordinator = GroupCoordinator::new(config.clone());
+        let (persist_tx, persist_rx) = mpsc::unbounded_channel();
         GroupService {
             config,
             coordinator: Mutex::new(coordinator),
             pending: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             timer_wake: Notify::new(),
+            persist_tx,
+            persist_rx: Mutex::new(Some(persist_rx)),
         }
+    }
+
+    /// Queues the records the call on `c` produced (under its lock: queue order = change
+    /// order); returns the receiver that resolves once they are written, if any were.
+    fn queue_records(&self, c: &mut GroupCoordinator) -> Option<oneshot::Receiver<()>> {
+        let records = c.take_group_records();
+        if records.is_empty() {
+            return None;
+        }
+        let (done, rx) = oneshot::channel();
+        let job = PersistJob {
+            records,
+            done: Some(done),
+        };
+        // No writer (a store that never coordinates, tests): nothing waits.
+        self.persist_tx.send(job).ok().map(|_| rx)
     }
 
     fn deliver(&self, outputs: Vec<Output>) {
@@ -104,10 +146,15 @@ impl GroupService {
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(token, tx);
-        let outputs = {
+        let (outputs, written) = {
             let mut c = self.coordinator.lock();
-            call(&mut c, token)
+            let outputs = call(&mut c, token);
+            (outputs, self.queue_records(&mut c))
         };
+        if let Some(written) = written {
+            // Bounded: the writer answers every job (written or failed) unless it stopped.
+            let _ = tokio::time::timeout(crate::coordinator::COMMIT_TIMEOUT, written).await;
+        }
         self.deliver(outputs);
         self.timer_wake.notify_one();
         let answer = rx.await.ok();
@@ -118,7 +165,10 @@ impl GroupService {
     pub fn with<T>(&self, call: impl FnOnce(&mut GroupCoordinator) -> (T, Vec<Output>)) -> T {
         let (value, outputs) = {
             let mut c = self.coordinator.lock();
-            call(&mut c)
+            let result = call(&mut c);
+            // Nobody waits here (leaves, expiries): the writer keeps the order.
+            drop(self.queue_records(&mut c));
+            result
         };
         self.deliver(outputs);
         self.timer_wake.notify_one();
@@ -132,6 +182,29 @@ impl GroupService {
         let fresh = GroupCoordinator::new(self.config.clone());
         *self.coordinator.lock() = fresh;
         self.pending.lock().clear();
+        self.timer_wake.notify_one();
+    }
+
+    /// Restores the classic groups of a coordinator that just loaded its partition (after
+    /// [`GroupService::reset`]); records that do not make a group are skipped with a warning.
+    pub fn restore(&self, records: Vec<(String, ClassicGroupRecord)>) {
+        let now = now_u64();
+        let mut c = self.coordinator.lock();
+        let mut restored = 0usize;
+        for (group, record) in records {
+            if c.restore_classic_group(&group, record, now) {
+                restored += 1;
+            } else {
+                tracing::warn!(group = %group, "persisted group membership not restored");
+            }
+        }
+        drop(c);
+        if restored > 0 {
+            tracing::info!(
+                groups = restored,
+                "classic groups restored with their members"
+            );
+        }
         self.timer_wake.notify_one();
     }
 
@@ -163,6 +236,41 @@ pub async fn run_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             let snapshot = topics_snapshot(&broker.metadata, &regexes);
             groups.with(|c| ((), c.tick(now, &snapshot)));
             crate::handlers::release_departed_share_members(&broker);
+        }
+    }
+}
+
+/// Writes the queued group records in order (see the module docs). A record that cannot be
+/// written (this node stopped coordinating, the ISR is too small) is logged and dropped: the
+/// coordinator that loads the partition next restores the last written generation, and
+/// members of a later one rejoin.
+pub async fn run_persister(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let Some(mut rx) = broker.groups.persist_rx.lock().take() else {
+        return;
+    };
+    loop {
+        let job = tokio::select! {
+            _ = stop.changed() => return,
+            job = rx.recv() => match job {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        for (group, record) in job.records {
+            let what = if record.is_some() {
+                "written"
+            } else {
+                "deleted"
+            };
+            if let Err(e) = broker.offsets.write_group(&group, record, now_ms()).await {
+                tracing::warn!(
+                    group = %group, code = e.code, error = %e.message,
+                    "group membership not {what}: its members rejoin if the coordinator moves"
+                );
+            }
+        }
+        if let Some(done) = job.done {
+            let _ = done.send(());
         }
     }
 }

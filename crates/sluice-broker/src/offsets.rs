@@ -33,6 +33,7 @@ use std::sync::{Arc, OnceLock};
 use kafka_protocol::error::ResponseError;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
+use sluice_group::ClassicGroupRecord;
 use tokio::sync::Notify;
 
 use crate::coordinator::{self, CoordinatorHook, CoordinatorLog, LoadState};
@@ -92,6 +93,13 @@ struct EndValue {
     fence: bool,
 }
 
+/// Key of a classic group's membership (value: [`ClassicGroupRecord`], null = deleted). A
+/// broker that predates it skips these records on replay.
+#[derive(Serialize, Deserialize)]
+struct GroupKey {
+    classic_group: String,
+}
+
 /// A committed offset and the position (in log order) of the record that set it.
 type Slot = (CommittedOffset, u64);
 type GroupOffsets = BTreeMap<(String, i32), Slot>;
@@ -128,6 +136,8 @@ enum Change {
         producer_id: i64,
         producer_epoch: i16,
     },
+    /// A classic group's membership as of its last completed generation (None: it emptied).
+    Group(Option<Box<ClassicGroupRecord>>),
 }
 
 /// A plain change (the public form `write` takes): commit (Some) or deletion (None).
@@ -149,6 +159,8 @@ struct State {
     /// transactional commit with a lower epoch comes from a fenced producer (a late request
     /// after its transaction was aborted with a bumped epoch) and is refused.
     ended: HashMap<String, BTreeMap<i64, i16>>,
+    /// Classic groups' membership (see `sluice_group::ClassicGroupRecord`).
+    classic: HashMap<String, ClassicGroupRecord>,
     /// Position of the next applied change (log order; renumbered by a replay, which keeps
     /// the order).
     seq: u64,
@@ -231,6 +243,12 @@ impl State {
                     producer_id,
                     producer_epoch,
                 } => self.raise_fence(group, producer_id, producer_epoch),
+                Change::Group(Some(record)) => {
+                    self.classic.insert(group.to_string(), *record);
+                }
+                Change::Group(None) => {
+                    self.classic.remove(group);
+                }
                 Change::TxnEnd {
                     producer_id,
                     producer_epoch,
@@ -307,6 +325,9 @@ impl State {
         }
         ordered.sort_by_key(|(at, _, _)| *at);
         out.extend(ordered.into_iter().map(|(_, g, c)| (g, c)));
+        for (group, record) in &self.classic {
+            out.push((group.clone(), Change::Group(Some(Box::new(record.clone())))));
+        }
         out
     }
 
@@ -408,6 +429,12 @@ fn encode(group: &str, change: &Change) -> internal_log::KeyValue {
                 fence: true,
             }),
         ),
+        Change::Group(record) => (
+            json(&GroupKey {
+                classic_group: group.to_string(),
+            }),
+            record.as_deref().and_then(json),
+        ),
     }
 }
 
@@ -430,6 +457,16 @@ fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<(String, Change)> 
                 offset: v.offset,
             },
         ));
+    }
+    if let Ok(k) = serde_json::from_slice::<GroupKey>(key) {
+        // A record this broker cannot read is skipped (the group then rejoins), not fatal.
+        let record = match value {
+            None => None,
+            Some(v) => Some(Box::new(
+                serde_json::from_slice::<ClassicGroupRecord>(v).ok()?,
+            )),
+        };
+        return Some((k.classic_group, Change::Group(record)));
     }
     if let Ok(k) = serde_json::from_slice::<EndKey>(key) {
         let v = serde_json::from_slice::<EndValue>(value?).ok()?;
@@ -694,6 +731,30 @@ impl OffsetStore {
             .collect();
         self.write_changes(group, changes, now_ms, |_, _| Ok(()))
             .await
+    }
+
+    /// Persists a classic group's membership (`None` deletes it): written when a generation
+    /// completes, read back by the coordinator that loads this partition next
+    /// ([`Self::classic_groups`]), so its members go on without a rebalance.
+    pub async fn write_group(
+        &self,
+        group: &str,
+        record: Option<ClassicGroupRecord>,
+        now_ms: i64,
+    ) -> Result<(), KafkaError> {
+        let change = Change::Group(record.map(Box::new));
+        self.write_changes(group, vec![change], now_ms, |_, _| Ok(()))
+            .await
+    }
+
+    /// The classic groups' membership as loaded (empty when this node does not coordinate).
+    pub fn classic_groups(&self) -> Vec<(String, ClassicGroupRecord)> {
+        self.read_state(|s| {
+            s.classic
+                .iter()
+                .map(|(g, r)| (g.clone(), r.clone()))
+                .collect()
+        })
     }
 
     /// TxnOffsetCommit: logs `offsets` as pending offsets of the producer's open transaction

@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error;
 use crate::ids::IdGen;
 use crate::types::{
-    ClassicGroupRecord, ClassicMemberRecord, CoordinatorConfig, GroupDescription, ProtocolRecord, GroupState, GroupType, HeartbeatRequest, JoinMember,
-    JoinRequest, JoinResponse, LeavingMember, MemberDescription, Output, SyncRequest, SyncResponse,
+    ClassicGroupRecord, ClassicMemberRecord, CoordinatorConfig, GroupDescription, GroupState,
+    GroupType, HeartbeatRequest, JoinMember, JoinRequest, JoinResponse, LeavingMember,
+    MemberDescription, Output, ProtocolRecord, SyncRequest, SyncResponse,
 };
 use crate::util::{ms, next_epoch};
 

@@ -259,6 +259,7 @@ fn view(state: &State) -> (View, View) {
         groups: state.groups.clone(),
         txns: state.txns.clone(),
         ended: state.ended.clone(),
+        classic: state.classic.clone(),
         seq: state.seq,
     };
     let open: Vec<(String, i64, i16)> = state
@@ -294,6 +295,28 @@ fn a_snapshot_rebuilds_the_state_alone_and_over_the_history() {
         producer_epoch: epoch,
         commit,
     };
+    let group = |generation_id: i32| {
+        Change::Group(Some(Box::new(sluice_group::ClassicGroupRecord {
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some("range".into()),
+            generation_id,
+            leader_id: Some("m-1".into()),
+            members: vec![sluice_group::ClassicMemberRecord {
+                member_id: "m-1".into(),
+                group_instance_id: Some("i-1".into()),
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 30_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![sluice_group::ProtocolRecord {
+                    name: "range".into(),
+                    metadata: vec![0, 1, 255],
+                }],
+                assignment: vec![7, 0, 9],
+            }],
+        })))
+    };
     let history: Vec<(&str, Change)> = vec![
         ("g", plain("t", 0, Some(1))),
         ("g", pending(1, 0, "t", 0, 10)),
@@ -307,6 +330,10 @@ fn a_snapshot_rebuilds_the_state_alone_and_over_the_history() {
         ("g", pending(4, 0, "t", 2, 50)),
         ("g", plain("t", 2, None)),
         ("g", end(9, 2, true)),
+        ("g", group(3)),
+        ("h", group(1)),
+        ("g", group(4)),
+        ("h", Change::Group(None)),
     ];
     let mut state = State::default();
     for (g, c) in history {
@@ -318,6 +345,7 @@ fn a_snapshot_rebuilds_the_state_alone_and_over_the_history() {
         groups: state.groups.clone(),
         txns: state.txns.clone(),
         ended: state.ended.clone(),
+        classic: state.classic.clone(),
         seq: state.seq,
     };
     for (g, c) in snapshot {
@@ -331,6 +359,12 @@ fn a_snapshot_rebuilds_the_state_alone_and_over_the_history() {
     let want = view(&state);
     assert_eq!(view(&alone), want);
     assert_eq!(view(&over), want);
+    // Group membership: the last record of each group, a deletion removing it.
+    assert_eq!(alone.classic, state.classic);
+    assert_eq!(over.classic, state.classic);
+    assert_eq!(state.classic.len(), 1);
+    assert_eq!(state.classic["g"].generation_id, 4);
+    assert_eq!(state.classic["g"].members[0].assignment, vec![7, 0, 9]);
     // The outcome itself: p1's offset on t-0 was logged before the plain 2; p3's after 3.
     let committed = &want.1 .0;
     assert!(committed.contains(&("g".into(), "t".into(), 0, 2)));

@@ -799,8 +799,14 @@ fn a_completed_generation_is_persisted_and_restored_for_its_members() {
     // generation 1 with their assignments, no rebalance.
     let mut fresh = GroupCoordinator::new(CoordinatorConfig::default());
     assert!(fresh.restore_classic_group(G, record.clone(), 50_000));
-    assert!(!fresh.restore_classic_group(G, record, 50_000), "exists already");
-    assert!(fresh.take_group_records().is_empty(), "a restored group is not written back");
+    assert!(
+        !fresh.restore_classic_group(G, record, 50_000),
+        "exists already"
+    );
+    assert!(
+        fresh.take_group_records().is_empty(),
+        "a restored group is not written back"
+    );
     assert_eq!(state(&fresh), GroupState::Stable);
     assert_eq!(hb(&mut fresh, 50_001, 1, &a), NONE);
     assert_eq!(hb(&mut fresh, 50_001, 1, &b), NONE);

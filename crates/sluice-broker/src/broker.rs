@@ -115,6 +115,28 @@ impl Broker {
             let cluster = metadata.cluster.clone();
             offsets.set_ready(Box::new(move || cluster.is_live()));
         }
+        {
+            // A topic deleted through another node: this node, if it coordinates groups, drops
+            // its committed offsets (a no-op elsewhere, and for offsets already dropped).
+            let offsets = Arc::downgrade(&offsets);
+            metadata.on_topics_deleted(Box::new(move |names| {
+                let (Some(offsets), Ok(rt)) =
+                    (offsets.upgrade(), tokio::runtime::Handle::try_current())
+                else {
+                    return;
+                };
+                if offsets.check().is_err() {
+                    return;
+                }
+                rt.spawn(async move {
+                    for name in names {
+                        if let Err(e) = offsets.delete_topic(&name, now_ms()).await {
+                            tracing::warn!(topic = %name, error = %e, "could not drop the committed offsets of a deleted topic");
+                        }
+                    }
+                });
+            }));
+        }
         // A data directory of an older version keeps its committed offsets.
         metadata
             .adopt_internal_log(crate::coordinator::GROUP_TOPIC, now)

@@ -198,6 +198,9 @@ pub struct Metadata {
     reconciled: parking_lot::Mutex<Reconciled>,
     /// One internal-topic creation at a time (concurrent FindCoordinators).
     internal_create: tokio::sync::Mutex<()>,
+    /// Told the names of topics the image no longer has, whichever node deleted them (the
+    /// group coordinator drops their committed offsets, as Kafka's does on a metadata update).
+    on_topics_deleted: std::sync::OnceLock<Box<dyn Fn(Vec<String>) + Send + Sync>>,
 }
 
 /// Kafka's rule: 1..=249 characters of [a-zA-Z0-9._-], not "." or "..".
@@ -270,6 +273,7 @@ impl Metadata {
             pid_lock: tokio::sync::Mutex::new(()),
             reconciled: parking_lot::Mutex::new(Reconciled::default()),
             internal_create: tokio::sync::Mutex::new(()),
+            on_topics_deleted: std::sync::OnceLock::new(),
         };
         if old.is_dir() {
             m.migrate(now_ms).await?;
@@ -296,6 +300,11 @@ impl Metadata {
 
     /// Brings the view and the local replicas in line with the image (see the module docs).
     /// Failures are logged per partition; the next change retries them.
+    /// Registers the callback told of deleted topics (see the field); once.
+    pub fn on_topics_deleted(&self, f: Box<dyn Fn(Vec<String>) + Send + Sync>) {
+        let _ = self.on_topics_deleted.set(f);
+    }
+
     pub fn sync(&self, now_ms: i64) {
         let mut rec = self.reconciled.lock();
         let image = self.cluster.state.snapshot_image();
@@ -404,8 +413,22 @@ impl Metadata {
                 }
             }
         }
+        let deleted: Vec<String> = {
+            let old = self.topics.read();
+            old.by_id
+                .iter()
+                .filter(|(id, _)| !topics.by_id.contains_key(id))
+                .map(|(_, t)| t.name.clone())
+                .filter(|name| !topics.by_name.contains_key(name))
+                .collect()
+        };
         *self.topics.write() = topics;
         *self.group_configs.write() = groups;
+        if !deleted.is_empty() {
+            if let Some(f) = self.on_topics_deleted.get() {
+                f(deleted);
+            }
+        }
     }
 
     /// Opens a replica, first making sure its directory belongs to this topic id.

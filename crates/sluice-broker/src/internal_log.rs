@@ -156,6 +156,73 @@ pub fn replay(
     Ok(())
 }
 
+/// Calls `apply` with the leader epoch, key and value of every record at offsets
+/// `[from, until)`, in order, reading whole batches only: a batch that ends past `until` (not
+/// committed yet) is left for a later call. Returns the offset after the last batch read (at
+/// least `from`) and the leader epoch of that batch (`None` when nothing was read). An
+/// undecodable batch is skipped with an error, as in [`replay`].
+pub fn replay_range(
+    log: &Partition,
+    from: i64,
+    until: i64,
+    mut apply: impl FnMut(i32, Option<&[u8]>, Option<&[u8]>),
+) -> Result<(i64, Option<i32>), KafkaError> {
+    let mut next = from;
+    let mut last_epoch = None;
+    let mut scratch = Vec::new();
+    'chunks: while next < until {
+        let (slice, _) = log.read(next, REPLAY_CHUNK_BYTES);
+        let Some(slice) = slice? else { break };
+        let bytes = slice.load()?;
+        let before = next;
+        for (at, header) in sluice_storage::BatchIter::new(&bytes) {
+            let end = header.next_offset();
+            if end > until {
+                break 'chunks;
+            }
+            if end <= next {
+                continue;
+            }
+            let skip_below = next;
+            let decoded = bytes
+                .get(at..)
+                .ok_or_else(|| "batch outside its chunk".to_string())
+                .and_then(|batch| {
+                    record_codec::records_section(
+                        batch,
+                        &header,
+                        limits::MAX_REQUEST_BYTES,
+                        &mut scratch,
+                    )
+                    .map_err(|e| e.to_string())
+                })
+                .and_then(|section| {
+                    record_codec::check_records(section, header.records_count)?;
+                    for r in record_codec::records(section, header.records_count).flatten() {
+                        let offset = header.base_offset.saturating_add(r.offset_delta);
+                        if offset >= skip_below {
+                            apply(header.partition_leader_epoch, r.key, r.value);
+                        }
+                    }
+                    Ok(())
+                });
+            if let Err(e) = decoded {
+                tracing::error!(
+                    offset = header.base_offset,
+                    error = %e,
+                    "skipping an undecodable internal batch"
+                );
+            }
+            next = end;
+            last_epoch = Some(header.partition_leader_epoch);
+        }
+        if next == before {
+            break;
+        }
+    }
+    Ok((next, last_epoch))
+}
+
 /// When an internal log is rewritten as a snapshot of its live state: once the bytes appended
 /// since the last snapshot reach the larger of [`limits::INTERNAL_COMPACT_MIN_BYTES`] and the
 /// last snapshot's size. The log on disk therefore stays within a small multiple of the live

@@ -62,6 +62,7 @@ impl H {
             kafka_port: 9092,
             cluster_addr: format!("h{id}:9093"),
             rack: rack.map(str::to_owned),
+            http_addr: Some(format!("h{id}:8081")),
         }
     }
 
@@ -1150,11 +1151,30 @@ fn record_json_is_stable() {
         kafka_port: 9092,
         cluster_addr: "h:9093".into(),
         rack: None,
+        http_addr: None,
     };
+    // Without an HTTP address the record is written as older versions wrote it.
     assert_eq!(
         serde_json::to_string(&r).unwrap(),
         r#"{"type":"register_broker","node_id":1,"incarnation_id":"00000000-0000-0000-0000-000000000002","kafka_host":"h","kafka_port":9092,"cluster_addr":"h:9093","rack":null}"#
     );
+    let back: MetadataRecord = serde_json::from_str(
+        r#"{"type":"register_broker","node_id":1,"incarnation_id":"00000000-0000-0000-0000-000000000002","kafka_host":"h","kafka_port":9092,"cluster_addr":"h:9093","rack":null}"#,
+    )
+    .unwrap();
+    assert_eq!(back, r);
+    let r = MetadataRecord::RegisterBroker {
+        node_id: 1,
+        incarnation_id: Uuid::from_u128(2),
+        kafka_host: "h".into(),
+        kafka_port: 9092,
+        cluster_addr: "h:9093".into(),
+        rack: None,
+        http_addr: Some("h:8081".into()),
+    };
+    let text = serde_json::to_string(&r).unwrap();
+    assert!(text.ends_with(r#""rack":null,"http_addr":"h:8081"}"#), "{text}");
+    assert_eq!(serde_json::from_str::<MetadataRecord>(&text).unwrap(), r);
 }
 
 #[test]

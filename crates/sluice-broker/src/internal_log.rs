@@ -8,10 +8,11 @@
 //! log that starts at or before the newest snapshot gives the current state, because every
 //! record is an upsert or a deletion of one key and the snapshot re-states every live key.
 //!
-//! `__consumer_offsets-0` is a replicated partition of the metadata image, written by the group
-//! coordinator through `coordinator::CoordinatorLog` (appends as the leader, snapshots dropped
-//! behind only once committed by the in-sync replicas). The other internal logs
-//! (`__share_group_state-0`, `__transaction_state-0`, `_schemas-0`, and the pre-cluster
+//! `__consumer_offsets-0` and `_schemas-0` are replicated partitions of the metadata image,
+//! written by their coordinators through `coordinator::CoordinatorLog` (appends as the leader,
+//! snapshots dropped behind only once committed by the in-sync replicas); the registry's
+//! followers read the committed records as they arrive ([`replay_range`]). The other internal
+//! logs (`__share_group_state-0`, `__transaction_state-0`, and the pre-cluster
 //! `__cluster_metadata-0` read once by the migration) are still `Partition`s their owners open
 //! themselves; [`SnapshotLog`] is the seam both kinds share.
 

@@ -193,7 +193,10 @@ impl SchemaLog {
         };
         let mut tail = self.tail.lock();
         let marks = replica.watermarks();
-        let same = tail.replica.as_ref().is_some_and(|t| Arc::ptr_eq(t, &replica));
+        let same = tail
+            .replica
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, &replica));
         let restart = if !same {
             Some("a new replica of _schemas-0")
         } else if tail.next < marks.log_start_offset {
@@ -205,7 +208,10 @@ impl SchemaLog {
         };
         if let Some(why) = restart {
             if tail.replica.is_some() {
-                tracing::info!(reason = why, "schema registry state rebuilt from _schemas-0");
+                tracing::info!(
+                    reason = why,
+                    "schema registry state rebuilt from _schemas-0"
+                );
             }
             registry.reset();
             *tail = Tail {
@@ -216,14 +222,18 @@ impl SchemaLog {
         }
         let until = Self::committed_end(&replica);
         if tail.next < until {
-            let (next, epoch) =
-                internal_log::replay_range(replica.partition(), tail.next, until, |_, _, value| {
+            let (next, epoch) = internal_log::replay_range(
+                replica.partition(),
+                tail.next,
+                until,
+                |_, _, value| {
                     if let Some(v) = value {
                         if let Err(e) = registry.replay(v) {
                             tracing::error!(error = %e, "skipping an unreadable schema registry event");
                         }
                     }
-                })?;
+                },
+            )?;
             tail.next = next;
             if epoch.is_some() {
                 tail.last_epoch = epoch;
@@ -268,7 +278,9 @@ impl SchemaLog {
     /// Whether the state holds every record of `replica`'s log.
     fn holds_whole_log(&self, replica: &Arc<Replica>) -> bool {
         let tail = self.tail.lock();
-        tail.replica.as_ref().is_some_and(|t| Arc::ptr_eq(t, replica))
+        tail.replica
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, replica))
             && tail.next >= replica.log_end_offset()
     }
 
@@ -419,15 +431,15 @@ pub async fn start(
     }
     metadata.adopt_internal_log(SCHEMAS_TOPIC, now_ms).await?;
     if metadata.cluster.is_single_node() {
-        metadata.ensure_internal_topic(SCHEMAS_TOPIC, now_ms).await?;
+        metadata
+            .ensure_internal_topic(SCHEMAS_TOPIC, now_ms)
+            .await?;
         let deadline = tokio::time::Instant::now() + SINGLE_NODE_LOAD_WAIT;
         loop {
             log.catch_up_async()
                 .await
                 .map_err(|e| KafkaError::new(ResponseError::KafkaStorageError, e))?;
-            let done = log
-                .current()
-                .is_some_and(|r| log.holds_whole_log(&r));
+            let done = log.current().is_some_and(|r| log.holds_whole_log(&r));
             if done || tokio::time::Instant::now() >= deadline {
                 break;
             }
@@ -513,7 +525,11 @@ pub fn route(leader: i32, me: i32, leader_http: Option<String>, forwarded: bool)
 
 /// The registry's writes, served on the primary and forwarded there from any other node (see
 /// the module docs). Reads pass through.
-pub async fn forward_writes(State(broker): State<Arc<Broker>>, req: Request, next: Next) -> Response {
+pub async fn forward_writes(
+    State(broker): State<Arc<Broker>>,
+    req: Request,
+    next: Next,
+) -> Response {
     if !sluice_registry::http::is_write(req.method(), req.uri().path()) {
         return next.run(req).await;
     }
@@ -633,12 +649,12 @@ async fn forward(node: i32, addr: String, req: Request) -> Response {
             }
             resp
         }
-        Ok(Err(e)) => sluice_registry::http::error_reply(RegistryError::ForwardingFailed(
-            format!("the primary (node {node} at {addr}): {e}"),
-        )),
-        Err(e) => sluice_registry::http::error_reply(RegistryError::ForwardingFailed(
-            format!("the primary (node {node} at {addr}): {e}"),
-        )),
+        Ok(Err(e)) => sluice_registry::http::error_reply(RegistryError::ForwardingFailed(format!(
+            "the primary (node {node} at {addr}): {e}"
+        ))),
+        Err(e) => sluice_registry::http::error_reply(RegistryError::ForwardingFailed(format!(
+            "the primary (node {node} at {addr}): {e}"
+        ))),
     }
 }
 
@@ -766,4 +782,171 @@ pub fn validate_records(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica_manager::{ReplicaConfig, ReplicaManager, TopicIdPartition};
+    use sluice_registry::{SchemaRequest, SchemaType};
+
+    fn avro(name: &str) -> SchemaRequest {
+        SchemaRequest {
+            schema: format!(
+                r#"{{"type":"record","name":"{name}","fields":[{{"name":"a","type":"long"}}]}}"#
+            ),
+            schema_type: SchemaType::Avro,
+            references: Vec::new(),
+            id: None,
+            version: None,
+        }
+    }
+
+    /// A replica of `_schemas-0` led here (one replica: committed = fsynced).
+    fn led_replica(dir: &std::path::Path) -> (ReplicaManager, Arc<Replica>) {
+        let rm = ReplicaManager::new(0, dir);
+        let tp = TopicIdPartition {
+            topic_id: uuid::Uuid::nil(),
+            partition: 0,
+        };
+        let config = ReplicaConfig {
+            log_config: internal_log::log_config(),
+            conditional: false,
+        };
+        let replica = rm
+            .open(
+                tp,
+                SCHEMAS_TOPIC,
+                &config,
+                Role::Leader { leader_epoch: 0 },
+                0,
+            )
+            .unwrap();
+        rm.become_leader(tp, 0).unwrap();
+        (rm, replica)
+    }
+
+    fn follow(replica: &Arc<Replica>, live: bool) -> (Arc<SchemaLog>, Arc<Registry>) {
+        let (log, registry) = SchemaLog::new(true, Arc::new(Notify::new()));
+        log.set_live(Box::new(move || live));
+        SchemaHook(log.clone()).on_partition_state(replica);
+        (log, registry)
+    }
+
+    /// The primary answers a write once it is durable and applied (read-your-writes); another
+    /// registry reading the same log (a follower's view) applies the same events and gets the
+    /// same state; ids continue from the replicated state.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn every_node_applies_the_committed_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_rm, replica) = led_replica(dir.path());
+        let (log, primary) = follow(&replica, true);
+        let a = primary.register("a-value", avro("A"), false).await.unwrap();
+        let b = primary.register("b-value", avro("B"), false).await.unwrap();
+        assert_eq!((a.id, b.id), (1, 2));
+        assert!(
+            primary.schema_by_id(2).is_ok(),
+            "read-your-writes on the primary"
+        );
+        assert_eq!(log.applied(), replica.log_end_offset());
+
+        let (follower_log, follower) = follow(&replica, false);
+        follower_log.catch_up().unwrap();
+        assert_eq!(follower.snapshot(), primary.snapshot());
+        // A node that does not lead (here: not live) decides no write.
+        let refused = follower.register("c-value", avro("C"), false).await;
+        assert!(
+            matches!(refused, Err(RegistryError::Store(ref m)) if m.contains("not the registry's primary")),
+            "{refused:?}"
+        );
+
+        // A new primary over the same log continues the ids.
+        let (_, next) = follow(&replica, true);
+        let c = next.register("c-value", avro("C"), false).await.unwrap();
+        assert_eq!(c.id, 3);
+    }
+
+    /// Another replica (moved off and back, or a new log) starts the state over.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_new_replica_rebuilds_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_rm, replica) = led_replica(dir.path());
+        let (log, registry) = follow(&replica, true);
+        registry
+            .register("a-value", avro("A"), false)
+            .await
+            .unwrap();
+        let other_dir = tempfile::tempdir().unwrap();
+        let (_rm2, empty) = led_replica(other_dir.path());
+        SchemaHook(log.clone()).on_partition_state(&empty);
+        log.catch_up().unwrap();
+        assert!(registry.subjects("", false, false).is_empty());
+        SchemaHook(log.clone()).on_partition_state(&replica);
+        log.catch_up().unwrap();
+        assert_eq!(
+            registry.subjects("", false, false),
+            vec!["a-value".to_string()]
+        );
+    }
+
+    /// Only records below the committed end are read, whole batches only.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn replay_range_stops_at_the_committed_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_rm, replica) = led_replica(dir.path());
+        for i in 0..3u8 {
+            let buf = internal_log::encode_batch(&[(None, Some(vec![i]))], 0).unwrap();
+            replica.append_as_leader(&buf, 0, None).unwrap();
+        }
+        let mut seen = Vec::new();
+        let (next, epoch) = internal_log::replay_range(replica.partition(), 0, 2, |_, _, v| {
+            seen.push(v.map(<[u8]>::to_vec))
+        })
+        .unwrap();
+        assert_eq!((next, epoch), (2, Some(0)));
+        assert_eq!(seen, vec![Some(vec![0]), Some(vec![1])]);
+        let (next, _) =
+            internal_log::replay_range(replica.partition(), 2, 3, |_, _, _| {}).unwrap();
+        assert_eq!(next, 3);
+    }
+
+    #[test]
+    fn writes_go_to_the_primary_once() {
+        let addr = Some("10.0.0.2:8081".to_string());
+        assert_eq!(route(1, 1, None, false), Route::Local);
+        assert_eq!(route(1, 1, None, true), Route::Local);
+        assert_eq!(
+            route(2, 1, addr.clone(), false),
+            Route::Forward {
+                node: 2,
+                addr: "10.0.0.2:8081".into()
+            }
+        );
+        let code = |r: Route| match r {
+            Route::Refuse(e) => e.error_code(),
+            other => panic!("{other:?}"),
+        };
+        // No primary: Confluent's "unknown leader".
+        assert_eq!(code(route(-1, 1, None, false)), 50004);
+        // Forwarded once already: never again (a loop while leadership moves).
+        assert_eq!(code(route(2, 1, addr, true)), 50003);
+        // A primary of an older version registered no HTTP address.
+        assert_eq!(code(route(2, 1, None, false)), 50003);
+    }
+
+    #[test]
+    fn the_registered_http_address() {
+        use crate::cluster::advertised_http_addr;
+        let a = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert_eq!(
+            advertised_http_addr(a("10.0.0.1:8081"), "kafka.example"),
+            "10.0.0.1:8081"
+        );
+        assert_eq!(
+            advertised_http_addr(a("0.0.0.0:8081"), "kafka.example"),
+            "kafka.example:8081"
+        );
+        assert_eq!(advertised_http_addr(a("[::]:8081"), "::1"), "[::1]:8081");
+        assert_eq!(advertised_http_addr(a("[::1]:8081"), "h"), "[::1]:8081");
+    }
 }

@@ -1173,7 +1173,10 @@ fn record_json_is_stable() {
         http_addr: Some("h:8081".into()),
     };
     let text = serde_json::to_string(&r).unwrap();
-    assert!(text.ends_with(r#""rack":null,"http_addr":"h:8081"}"#), "{text}");
+    assert!(
+        text.ends_with(r#""rack":null,"http_addr":"h:8081"}"#),
+        "{text}"
+    );
     assert_eq!(serde_json::from_str::<MetadataRecord>(&text).unwrap(), r);
 }
 

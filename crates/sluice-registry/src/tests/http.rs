@@ -563,8 +563,14 @@ fn writes_are_the_changes() {
     for (method, path) in [
         (Method::GET, "/subjects/orders-value/versions"),
         (Method::POST, "/subjects/orders-value"),
-        (Method::POST, "/compatibility/subjects/orders-value/versions/latest"),
-        (Method::POST, "/compatibility/subjects/orders-value/versions"),
+        (
+            Method::POST,
+            "/compatibility/subjects/orders-value/versions/latest",
+        ),
+        (
+            Method::POST,
+            "/compatibility/subjects/orders-value/versions",
+        ),
         (Method::POST, "/subjects//versions"),
         (Method::POST, "/subjects/a/versions/1"),
         (Method::GET, "/schemas/ids/1"),
@@ -584,7 +590,9 @@ async fn forwarding_errors_are_confluents() {
     ] {
         let resp = error_reply(e);
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error_code"], code);
     }

@@ -104,6 +104,42 @@ pub async fn append_durably(
     Ok(appended.last_offset)
 }
 
+/// Calls `apply` with the offset, key and value of every record of the batch at `at` in
+/// `bytes`; a batch that does not decode is skipped with an error.
+fn apply_batch(
+    bytes: &[u8],
+    at: usize,
+    header: &sluice_storage::BatchHeader,
+    scratch: &mut Vec<u8>,
+    mut apply: impl FnMut(i64, Option<&[u8]>, Option<&[u8]>),
+) {
+    let decoded = bytes
+        .get(at..)
+        .ok_or_else(|| "batch outside its chunk".to_string())
+        .and_then(|batch| {
+            record_codec::records_section(batch, header, limits::MAX_REQUEST_BYTES, scratch)
+                .map_err(|e| e.to_string())
+        })
+        .and_then(|section| {
+            record_codec::check_records(section, header.records_count)?;
+            for r in record_codec::records(section, header.records_count).flatten() {
+                apply(
+                    header.base_offset.saturating_add(r.offset_delta),
+                    r.key,
+                    r.value,
+                );
+            }
+            Ok(())
+        });
+    if let Err(e) = decoded {
+        tracing::error!(
+            offset = header.base_offset,
+            error = %e,
+            "skipping an undecodable internal batch"
+        );
+    }
+}
+
 /// Calls `apply` with every record of the log, in order. The log is read a chunk at a time, so
 /// replay needs memory for one chunk, not for the whole history; records are read in place
 /// (`record_codec`). A batch that does not decode (it passed its CRC, so it was written that
@@ -121,32 +157,7 @@ pub fn replay(
         let mut next = None;
         for (at, header) in sluice_storage::BatchIter::new(&bytes) {
             next = Some(header.next_offset());
-            let decoded = bytes
-                .get(at..)
-                .ok_or_else(|| "batch outside its chunk".to_string())
-                .and_then(|batch| {
-                    record_codec::records_section(
-                        batch,
-                        &header,
-                        limits::MAX_REQUEST_BYTES,
-                        &mut scratch,
-                    )
-                    .map_err(|e| e.to_string())
-                })
-                .and_then(|section| {
-                    record_codec::check_records(section, header.records_count)?;
-                    for r in record_codec::records(section, header.records_count).flatten() {
-                        apply(r.key, r.value);
-                    }
-                    Ok(())
-                });
-            if let Err(e) = decoded {
-                tracing::error!(
-                    offset = header.base_offset,
-                    error = %e,
-                    "skipping an undecodable internal batch"
-                );
-            }
+            apply_batch(&bytes, at, &header, &mut scratch, |_, k, v| apply(k, v));
         }
         // Only forward: a header that does not move the offset ends the replay.
         match next {
@@ -185,35 +196,11 @@ pub fn replay_range(
                 continue;
             }
             let skip_below = next;
-            let decoded = bytes
-                .get(at..)
-                .ok_or_else(|| "batch outside its chunk".to_string())
-                .and_then(|batch| {
-                    record_codec::records_section(
-                        batch,
-                        &header,
-                        limits::MAX_REQUEST_BYTES,
-                        &mut scratch,
-                    )
-                    .map_err(|e| e.to_string())
-                })
-                .and_then(|section| {
-                    record_codec::check_records(section, header.records_count)?;
-                    for r in record_codec::records(section, header.records_count).flatten() {
-                        let offset = header.base_offset.saturating_add(r.offset_delta);
-                        if offset >= skip_below {
-                            apply(header.partition_leader_epoch, r.key, r.value);
-                        }
-                    }
-                    Ok(())
-                });
-            if let Err(e) = decoded {
-                tracing::error!(
-                    offset = header.base_offset,
-                    error = %e,
-                    "skipping an undecodable internal batch"
-                );
-            }
+            apply_batch(&bytes, at, &header, &mut scratch, |offset, k, v| {
+                if offset >= skip_below {
+                    apply(header.partition_leader_epoch, k, v);
+                }
+            });
             next = end;
             last_epoch = Some(header.partition_leader_epoch);
         }

@@ -117,6 +117,28 @@ pub struct SchemaLog {
     /// The broker's liveness check (a primary writes only while live; none set: never).
     live: OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
     compaction: internal_log::Compaction,
+    /// What the write being decided was decided against: the replica, leader epoch and log
+    /// end [`SchemaLog::ready`] found (all applied). Its append must find the same, else the
+    /// leadership moved (and maybe back) in between and the decision may be stale.
+    decided: Mutex<Option<Decided>>,
+}
+
+/// See [`SchemaLog::decided`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Decided {
+    replica: usize,
+    leader_epoch: i32,
+    log_end: i64,
+}
+
+impl Decided {
+    fn of(replica: &Arc<Replica>, leader_epoch: i32) -> Decided {
+        Decided {
+            replica: Arc::as_ptr(replica) as usize,
+            leader_epoch,
+            log_end: replica.log_end_offset(),
+        }
+    }
 }
 
 impl SchemaLog {
@@ -132,6 +154,7 @@ impl SchemaLog {
             wake,
             live: OnceLock::new(),
             compaction: internal_log::Compaction::new(0),
+            decided: Mutex::new(None),
         });
         let registry = Arc::new(Registry::new(Arc::new(SchemaJournal(log.clone()))));
         let _ = log.registry.set(Arc::downgrade(&registry));
@@ -288,9 +311,11 @@ impl SchemaLog {
     /// waits until its log end is committed; bounded).
     async fn ready(self: Arc<Self>) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        *self.decided.lock() = None;
         loop {
-            let (replica, _) = self.leading()?;
+            let (replica, epoch) = self.leading()?;
             if self.holds_whole_log(&replica) {
+                *self.decided.lock() = Some(Decided::of(&replica, epoch));
                 return Ok(());
             }
             // A new leader's HW moves once the followers fetch its log end; count its own.
@@ -302,6 +327,7 @@ impl SchemaLog {
             }
             self.catch_up_async().await?;
             if self.holds_whole_log(&replica) {
+                *self.decided.lock() = Some(Decided::of(&replica, epoch));
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
@@ -319,16 +345,33 @@ impl SchemaLog {
         CoordinatorLog::new(replica, leader_epoch, self.flush_always, self.wake.clone())
     }
 
+    /// The leader's writer, if nothing changed since the write was decided (see
+    /// [`SchemaLog::decided`]).
+    fn decided_writer(&self) -> Result<CoordinatorLog, String> {
+        let (replica, epoch) = self.leading()?;
+        if *self.decided.lock() != Some(Decided::of(&replica, epoch)) {
+            return Err(
+                "the registry's primary changed while the write was decided; retry".to_string(),
+            );
+        }
+        Ok(self.writer(replica, epoch))
+    }
+
     /// Appends `records` as the leader, waits until committed, applies them.
     async fn write(self: Arc<Self>, records: Vec<internal_log::KeyValue>) -> Result<(), String> {
-        let (replica, epoch) = self.leading()?;
-        let writer = self.writer(replica, epoch);
+        let writer = self.decided_writer()?;
+        *self.decided.lock() = None;
         let now = crate::broker::now_ms();
         let buf = internal_log::encode_batch(&records, now).map_err(|e| e.message)?;
         let end = writer.append(&buf, now).map_err(write_error)?;
         self.compaction.appended(buf.len());
         writer.commit(end).await.map_err(write_error)?;
-        self.applied_through(end).await
+        self.applied_through(end).await?;
+        // A snapshot of the state after this write may follow (under the same write lock).
+        if writer.still_leading() && writer.replica().log_end_offset() == end {
+            *self.decided.lock() = Some(Decided::of(writer.replica(), writer.leader_epoch()));
+        }
+        Ok(())
     }
 
     /// Applies what is committed, and checks it reached `end`.
@@ -342,11 +385,11 @@ impl SchemaLog {
     }
 
     async fn snapshot(self: Arc<Self>, event: Vec<u8>) -> Result<(), String> {
-        let (replica, epoch) = self.leading()?;
+        let writer = self.decided_writer()?;
+        *self.decided.lock() = None;
         if !self.compaction.start() {
             return Ok(());
         }
-        let writer = self.writer(replica, epoch);
         let records = [(None, Some(event))];
         let appended = internal_log::append_snapshot(&writer, &records, crate::broker::now_ms());
         let end = appended.as_ref().map(|(_, end, _)| *end).ok();
@@ -908,6 +951,53 @@ mod tests {
         let (next, _) =
             internal_log::replay_range(replica.partition(), 2, 3, |_, _, _| {}).unwrap();
         assert_eq!(next, 3);
+    }
+
+    /// A data directory of the pre-cluster layout (`_schemas-0` opened as a plain log, no
+    /// `partition.metadata`) keeps its schemas: it becomes partition 0 of `_schemas`, and the
+    /// registry serves them from the first request, and writes on.
+    #[tokio::test]
+    async fn an_old_schemas_log_is_adopted_as_the_internal_topic() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = sluice_registry::MemoryJournal::new();
+        let old = Registry::new(Arc::new(journal.clone()));
+        old.register("a-value", avro("A"), false).await.unwrap();
+        {
+            let log = crate::partition::Partition::open(
+                &dir.path().join(SCHEMAS_LOG_DIR),
+                0,
+                internal_log::log_config(),
+                0,
+            )
+            .unwrap();
+            for event in journal.events() {
+                internal_log::append_durably(&log, &[(None, Some(event))], 0)
+                    .await
+                    .unwrap();
+            }
+        }
+        let log_dir = dir.path().join(SCHEMAS_LOG_DIR);
+        assert!(crate::metadata::read_partition_metadata(&log_dir).is_none());
+        let config = crate::config::BrokerConfig {
+            node_id: 1,
+            data_dir: dir.path().to_path_buf(),
+            ..crate::config::BrokerConfig::default()
+        };
+        let broker = crate::broker::Broker::open(config, "127.0.0.1:9092".parse().unwrap())
+            .await
+            .unwrap();
+        let topic = broker.metadata.topic(SCHEMAS_TOPIC).unwrap();
+        assert_eq!(
+            crate::metadata::read_partition_metadata(&log_dir),
+            Some(topic.id)
+        );
+        assert_eq!(broker.registry.snapshot(), old.snapshot());
+        let b = broker
+            .registry
+            .register("b-value", avro("B"), false)
+            .await
+            .unwrap();
+        assert_eq!(b.id, 2);
     }
 
     #[test]

@@ -187,6 +187,20 @@ impl Broker {
         }))
     }
 
+    /// A single node (node id 1) over `data_dir`, as `sluice serve` opens it (tests).
+    #[cfg(test)]
+    pub async fn open_single_for_test(data_dir: &std::path::Path) -> Arc<Broker> {
+        let config = BrokerConfig {
+            node_id: 1,
+            data_dir: data_dir.to_path_buf(),
+            ..BrokerConfig::default()
+        };
+        match Broker::open(config, "127.0.0.1:9092".parse().expect("literal address")).await {
+            Ok(b) => b,
+            Err(e) => panic!("cannot open a broker over {}: {e:#}", data_dir.display()),
+        }
+    }
+
     /// The local replica of `topic`-`partition`, or UNKNOWN_TOPIC_OR_PARTITION.
     pub fn replica(
         &self,

@@ -978,14 +978,7 @@ mod tests {
         }
         let log_dir = dir.path().join(SCHEMAS_LOG_DIR);
         assert!(crate::metadata::read_partition_metadata(&log_dir).is_none());
-        let config = crate::config::BrokerConfig {
-            node_id: 1,
-            data_dir: dir.path().to_path_buf(),
-            ..crate::config::BrokerConfig::default()
-        };
-        let broker = crate::broker::Broker::open(config, "127.0.0.1:9092".parse().unwrap())
-            .await
-            .unwrap();
+        let broker = Broker::open_single_for_test(dir.path()).await;
         let topic = broker.metadata.topic(SCHEMAS_TOPIC).unwrap();
         assert_eq!(
             crate::metadata::read_partition_metadata(&log_dir),

@@ -6,7 +6,9 @@ them; the others forward them to it, as Confluent's secondaries do), every node 
 (followers apply what is committed: bounded wait), a topic with
 `confluent.value.schema.validation=true` refuses an unframed record on a partition led by a node
 that is not the primary (its validation reads the replicated state), then the primary is killed
-with kill -9: registrations go on through the survivors once a new leader is elected, new ids
+with kill -9: until the controller fences it, a write on a survivor answers Confluent's 50003
+(the primary cannot be reached); registrations go on through the survivors once a new leader is
+elected, new ids
 never reuse an old one, every earlier schema is still there on every survivor, and the killed
 node, restarted, catches up.
 """
@@ -163,6 +165,12 @@ def test_registry_follows_schemas_partition(cluster_factory):
     old_max = max(i for i, _ in ids.values())
     lead.kill9()
     survivors = [n for n in c.nodes if n.node_id != lead.node_id]
+    # Until the controller fences it (the 3 s session timeout), the dead primary is still the
+    # leader in the image: a write on a survivor cannot be forwarded. Confluent's answer: HTTP
+    # 500 with 50003 (or 50004 once no primary is known).
+    status, body = http(survivors[0], "POST", "/subjects/during-value/versions",
+                        {"schema": avro("During")})
+    assert status == 500 and body["error_code"] in (50003, 50004), (status, body)
     new_lead = primary(c, exclude={lead.node_id})
     assert new_lead.node_id != lead.node_id
     new_ids = []

@@ -909,6 +909,31 @@ mod tests {
         assert_eq!(c.id, 3);
     }
 
+    /// Snapshots compact the log: the history before the newest snapshot is dropped once it is
+    /// committed, and a node reading the log from its new start (a follower that fell behind)
+    /// gets the same state; ids go on after it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn snapshots_drop_the_history_and_followers_rebuild_from_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_rm, replica) = led_replica(dir.path());
+        let (log, primary) = follow(&replica, true);
+        log.compaction.set_min_bytes(1);
+        for i in 0..20 {
+            primary
+                .register(&format!("s{i}-value"), avro(&format!("S{i}")), false)
+                .await
+                .unwrap();
+        }
+        let start = replica.watermarks().log_start_offset;
+        assert!(start > 0, "no snapshot dropped the history");
+        let (follower_log, follower) = follow(&replica, false);
+        follower_log.catch_up().unwrap();
+        assert_eq!(follower.snapshot(), primary.snapshot());
+        assert_eq!(follower.subjects("", false, false).len(), 20);
+        let next = primary.register("t-value", avro("T"), false).await.unwrap();
+        assert_eq!(next.id, 21);
+    }
+
     /// Another replica (moved off and back, or a new log) starts the state over.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_new_replica_rebuilds_the_state() {

@@ -50,8 +50,11 @@ pub struct Broker {
     pub fetch_sessions: parking_lot::Mutex<FetchSessions>,
     /// Share groups (KIP-932): share-partitions, share sessions, queue state, dead letters.
     pub share: ShareService,
-    /// The built-in schema registry (Confluent's REST API on the HTTP port).
+    /// The built-in schema registry (Confluent's REST API on the HTTP port): the state of
+    /// `_schemas-0` applied up to its high watermark, on every node (`schemas.rs`).
     pub registry: Arc<sluice_registry::Registry>,
+    /// The registry's replicated log (`_schemas-0`): its journal and tail.
+    pub schema_log: Arc<crate::schemas::SchemaLog>,
     /// The transaction coordinator (`__transaction_state`).
     pub txn: crate::txn::TxnCoordinator,
 }
@@ -98,6 +101,15 @@ impl Broker {
         replicas.register_coordinator(
             crate::coordinator::GROUP_TOPIC,
             Arc::new(crate::offsets::GroupCoordinatorHook(offsets.clone())),
+        );
+        // The registry follows `_schemas-0` on every node (`schemas.rs`).
+        let (schema_log, registry) = crate::schemas::SchemaLog::new(
+            config.flush == FlushPolicy::Always,
+            data_appended.clone(),
+        );
+        replicas.register_coordinator(
+            crate::schemas::SCHEMAS_TOPIC,
+            Arc::new(crate::schemas::SchemaHook(schema_log.clone())),
         );
         let metadata = Metadata::open(
             &config,
@@ -160,7 +172,9 @@ impl Broker {
         metrics.partitions.set(metadata.partition_count() as i64);
         let share =
             ShareService::open(&config.data_dir, &metadata, &replicas, now).map_err(anyhow_from)?;
-        let registry = crate::schemas::open(&config.data_dir, now).map_err(anyhow_from)?;
+        crate::schemas::start(&schema_log, &metadata, now)
+            .await
+            .map_err(anyhow_from)?;
         let txn = crate::txn::TxnCoordinator::open_with(
             &config.data_dir,
             crate::txn::TxnSettings {
@@ -197,8 +211,23 @@ impl Broker {
             fetch_sessions: parking_lot::Mutex::new(FetchSessions::default()),
             share,
             registry,
+            schema_log,
             txn,
         }))
+    }
+
+    /// A single node (node id 1) over `data_dir`, as `sluice serve` opens it (tests).
+    #[cfg(test)]
+    pub async fn open_single_for_test(data_dir: &std::path::Path) -> Arc<Broker> {
+        let config = BrokerConfig {
+            node_id: 1,
+            data_dir: data_dir.to_path_buf(),
+            ..BrokerConfig::default()
+        };
+        match Broker::open(config, "127.0.0.1:9092".parse().expect("literal address")).await {
+            Ok(b) => b,
+            Err(e) => panic!("cannot open a broker over {}: {e:#}", data_dir.display()),
+        }
     }
 
     /// The local replica of `topic`-`partition`, or UNKNOWN_TOPIC_OR_PARTITION.
@@ -318,6 +347,9 @@ pub async fn run(
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_addr))?;
     let local = kafka_socket.local_addr()?;
     let http_local = http_socket.local_addr()?;
+    // The HTTP address registered with the controller is the bound one (port 0 resolved).
+    let mut config = config;
+    config.http_addr = http_local;
     let broker = Broker::open(config, local).await?;
     tracing::info!(
         kafka = %local,
@@ -355,6 +387,7 @@ pub async fn run(
     ));
     tasks.spawn(crate::share::run_timers(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::txn::run(broker.clone(), stop_rx.clone()));
+    tasks.spawn(crate::schemas::run(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::share::dlq::run_writer(
         broker.clone(),
         stop_rx.clone(),

@@ -24,9 +24,11 @@
 //!
 //! # Today
 //! The group coordinator (`__consumer_offsets`: committed offsets, classic and KIP-848
-//! groups; `offsets.rs`). The transaction coordinator (`__transaction_state`), share-group
-//! state (`__share_group_state`) and the schema registry (`_schemas`) still own local logs;
-//! they follow the same path next (see docs/REPLICATION.md, "Coordinators").
+//! groups; `offsets.rs`), and the schema registry (`_schemas`; `schemas.rs`: its hook keeps
+//! the replica in every role, since every node applies the committed events, and its primary
+//! writes through [`CoordinatorLog`]). The transaction coordinator (`__transaction_state`) and
+//! share-group state (`__share_group_state`) still own local logs; they follow the same path
+//! next (see docs/REPLICATION.md, "Coordinators").
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -64,7 +64,10 @@ pub fn router(broker: Arc<Broker>) -> Router {
         read_timeout: broker.config.http_read_timeout,
         max_body: crate::limits::HTTP_MAX_BODY_BYTES,
     });
-    let registry = sluice_registry::router(broker.registry.clone());
+    // Writes reaching a node that is not the registry's primary are forwarded (`schemas.rs`).
+    let registry = sluice_registry::router(broker.registry.clone()).layer(
+        axum::middleware::from_fn_with_state(broker.clone(), crate::schemas::forward_writes),
+    );
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))

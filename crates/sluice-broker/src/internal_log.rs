@@ -8,10 +8,11 @@
 //! log that starts at or before the newest snapshot gives the current state, because every
 //! record is an upsert or a deletion of one key and the snapshot re-states every live key.
 //!
-//! `__consumer_offsets-0` is a replicated partition of the metadata image, written by the group
-//! coordinator through `coordinator::CoordinatorLog` (appends as the leader, snapshots dropped
-//! behind only once committed by the in-sync replicas). The other internal logs
-//! (`__share_group_state-0`, `__transaction_state-0`, `_schemas-0`, and the pre-cluster
+//! `__consumer_offsets-0` and `_schemas-0` are replicated partitions of the metadata image,
+//! written by their coordinators through `coordinator::CoordinatorLog` (appends as the leader,
+//! snapshots dropped behind only once committed by the in-sync replicas); the registry's
+//! followers read the committed records as they arrive ([`replay_range`]). The other internal
+//! logs (`__share_group_state-0`, `__transaction_state-0`, and the pre-cluster
 //! `__cluster_metadata-0` read once by the migration) are still `Partition`s their owners open
 //! themselves; [`SnapshotLog`] is the seam both kinds share.
 
@@ -103,6 +104,42 @@ pub async fn append_durably(
     Ok(appended.last_offset)
 }
 
+/// Calls `apply` with the offset, key and value of every record of the batch at `at` in
+/// `bytes`; a batch that does not decode is skipped with an error.
+fn apply_batch(
+    bytes: &[u8],
+    at: usize,
+    header: &sluice_storage::BatchHeader,
+    scratch: &mut Vec<u8>,
+    mut apply: impl FnMut(i64, Option<&[u8]>, Option<&[u8]>),
+) {
+    let decoded = bytes
+        .get(at..)
+        .ok_or_else(|| "batch outside its chunk".to_string())
+        .and_then(|batch| {
+            record_codec::records_section(batch, header, limits::MAX_REQUEST_BYTES, scratch)
+                .map_err(|e| e.to_string())
+        })
+        .and_then(|section| {
+            record_codec::check_records(section, header.records_count)?;
+            for r in record_codec::records(section, header.records_count).flatten() {
+                apply(
+                    header.base_offset.saturating_add(r.offset_delta),
+                    r.key,
+                    r.value,
+                );
+            }
+            Ok(())
+        });
+    if let Err(e) = decoded {
+        tracing::error!(
+            offset = header.base_offset,
+            error = %e,
+            "skipping an undecodable internal batch"
+        );
+    }
+}
+
 /// Calls `apply` with every record of the log, in order. The log is read a chunk at a time, so
 /// replay needs memory for one chunk, not for the whole history; records are read in place
 /// (`record_codec`). A batch that does not decode (it passed its CRC, so it was written that
@@ -120,32 +157,7 @@ pub fn replay(
         let mut next = None;
         for (at, header) in sluice_storage::BatchIter::new(&bytes) {
             next = Some(header.next_offset());
-            let decoded = bytes
-                .get(at..)
-                .ok_or_else(|| "batch outside its chunk".to_string())
-                .and_then(|batch| {
-                    record_codec::records_section(
-                        batch,
-                        &header,
-                        limits::MAX_REQUEST_BYTES,
-                        &mut scratch,
-                    )
-                    .map_err(|e| e.to_string())
-                })
-                .and_then(|section| {
-                    record_codec::check_records(section, header.records_count)?;
-                    for r in record_codec::records(section, header.records_count).flatten() {
-                        apply(r.key, r.value);
-                    }
-                    Ok(())
-                });
-            if let Err(e) = decoded {
-                tracing::error!(
-                    offset = header.base_offset,
-                    error = %e,
-                    "skipping an undecodable internal batch"
-                );
-            }
+            apply_batch(&bytes, at, &header, &mut scratch, |_, k, v| apply(k, v));
         }
         // Only forward: a header that does not move the offset ends the replay.
         match next {
@@ -154,6 +166,49 @@ pub fn replay(
         }
     }
     Ok(())
+}
+
+/// Calls `apply` with the leader epoch, key and value of every record at offsets
+/// `[from, until)`, in order, reading whole batches only: a batch that ends past `until` (not
+/// committed yet) is left for a later call. Returns the offset after the last batch read (at
+/// least `from`) and the leader epoch of that batch (`None` when nothing was read). An
+/// undecodable batch is skipped with an error, as in [`replay`].
+pub fn replay_range(
+    log: &Partition,
+    from: i64,
+    until: i64,
+    mut apply: impl FnMut(i32, Option<&[u8]>, Option<&[u8]>),
+) -> Result<(i64, Option<i32>), KafkaError> {
+    let mut next = from;
+    let mut last_epoch = None;
+    let mut scratch = Vec::new();
+    'chunks: while next < until {
+        let (slice, _) = log.read(next, REPLAY_CHUNK_BYTES);
+        let Some(slice) = slice? else { break };
+        let bytes = slice.load()?;
+        let before = next;
+        for (at, header) in sluice_storage::BatchIter::new(&bytes) {
+            let end = header.next_offset();
+            if end > until {
+                break 'chunks;
+            }
+            if end <= next {
+                continue;
+            }
+            let skip_below = next;
+            apply_batch(&bytes, at, &header, &mut scratch, |offset, k, v| {
+                if offset >= skip_below {
+                    apply(header.partition_leader_epoch, k, v);
+                }
+            });
+            next = end;
+            last_epoch = Some(header.partition_leader_epoch);
+        }
+        if next == before {
+            break;
+        }
+    }
+    Ok((next, last_epoch))
 }
 
 /// When an internal log is rewritten as a snapshot of its live state: once the bytes appended

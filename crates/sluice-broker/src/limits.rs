@@ -35,6 +35,13 @@ pub const HTTP_READ_TIMEOUT_MS: u64 = 30_000;
 pub const HTTP_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// HTTP: concurrent connections; further connections are closed at accept.
 pub const HTTP_MAX_CONNECTIONS: usize = 1024;
+/// Schema registry in a cluster: how long a node waits for the primary's answer to a write it
+/// forwarded (`schemas.rs`) before answering 50003. Covers the primary's own bounds: waiting
+/// for its state to be complete and for the in-sync replicas (5 s each).
+pub const REGISTRY_FORWARD_TIMEOUT_MS: u64 = 15_000;
+/// Schema registry in a cluster: largest answer read back from the primary to a forwarded
+/// write (the request itself is bounded by [`HTTP_MAX_BODY_BYTES`]); a larger one is 50003.
+pub const REGISTRY_FORWARD_MAX_ANSWER_BYTES: u64 = 2 * 1024 * 1024;
 
 // ---- Topics and partitions (metadata.rs, topic_config.rs) ----
 

@@ -29,6 +29,7 @@
 //! `is_internal` in Metadata; DeleteTopics refuses it; Produce refuses it. A data directory
 //! written before it was a topic has `__consumer_offsets-0` without `partition.metadata`:
 //! [`Metadata::adopt_internal_log`] makes it partition 0 of the topic, led by this node.
+//! `_schemas` (the schema registry's log, `schemas.rs`) is an internal topic the same way.
 //!
 //! # Migration from the pre-cluster format
 //! A data directory written before the metadata quorum keeps its metadata as JSON events in

@@ -30,9 +30,9 @@
 //! `__consumer_offsets-0` is a replica like any other; its coordinator (`offsets.rs`) follows it
 //! through a [`crate::coordinator::CoordinatorHook`] registered here for its topic
 //! ([`ReplicaManager::register_coordinator`]): called after every applied partition state
-//! (after the role change) and when the replica is deleted. The other internal logs
-//! (`__share_group_state-0`, `__transaction_state-0`, `_schemas-0`) still open their own
-//! `Partition`s.
+//! (after the role change) and when the replica is deleted; so does the schema registry's
+//! `_schemas-0` (`schemas.rs`). The other internal logs (`__share_group_state-0`,
+//! `__transaction_state-0`) still open their own `Partition`s.
 //!
 //! # Leader epochs (KIP-320)
 //! Consumer Fetch (v9+), ListOffsets (v4+) and OffsetForLeaderEpoch (v2+) carry the client's

@@ -81,6 +81,8 @@ pub struct RegisterBrokerRequest {
     pub kafka_port: i32,
     pub cluster_addr: String,
     pub rack: Option<String>,
+    /// The advertised HTTP address (`host:port`), if any.
+    pub http_addr: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -593,6 +595,7 @@ impl Controller {
             || too_long(&req.kafka_host)
             || too_long(&req.cluster_addr)
             || req.rack.as_deref().is_some_and(too_long)
+            || req.http_addr.as_deref().is_some_and(too_long)
             || !(1..=65_535).contains(&req.kafka_port)
         {
             return err(
@@ -624,6 +627,7 @@ impl Controller {
             kafka_port: req.kafka_port,
             cluster_addr: req.cluster_addr.clone(),
             rack: req.rack.clone(),
+            http_addr: req.http_addr.clone(),
         });
         self.touch(req.node_id, req.incarnation_id, now_ms);
         draft.finish(())

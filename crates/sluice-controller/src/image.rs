@@ -20,6 +20,10 @@ pub struct BrokerInfo {
     pub kafka_port: i32,
     pub cluster_addr: String,
     pub rack: Option<String>,
+    /// The advertised HTTP address (`host:port`), if the broker registered one (images of
+    /// older versions have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<String>,
     /// The log index of the registration record.
     pub broker_epoch: i64,
     pub fenced: bool,
@@ -240,6 +244,7 @@ impl ClusterImage {
                 kafka_port,
                 cluster_addr,
                 rack,
+                http_addr,
             } => {
                 if *node_id < 0 {
                     return None;
@@ -255,6 +260,7 @@ impl ClusterImage {
                         kafka_port: *kafka_port,
                         cluster_addr: cluster_addr.clone(),
                         rack: rack.clone(),
+                        http_addr: http_addr.clone(),
                         broker_epoch,
                         fenced: true,
                         in_controlled_shutdown: false,

@@ -33,6 +33,10 @@ pub enum MetadataRecord {
         cluster_addr: String,
         #[serde(default)]
         rack: Option<String>,
+        /// (Sluice) The broker's advertised HTTP address (`host:port`: the schema registry's
+        /// primary forwards writes there). Absent in records of older versions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        http_addr: Option<String>,
     },
     /// The node id is removed from the cluster.
     UnregisterBroker { node_id: NodeId },

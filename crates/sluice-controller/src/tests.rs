@@ -62,6 +62,7 @@ impl H {
             kafka_port: 9092,
             cluster_addr: format!("h{id}:9093"),
             rack: rack.map(str::to_owned),
+            http_addr: Some(format!("h{id}:8081")),
         }
     }
 
@@ -1143,18 +1144,30 @@ fn record_json_is_stable() {
         serde_json::to_string(&r).unwrap(),
         r#"{"type":"partition_change","topic_id":"00000000-0000-0000-0000-000000000001","partition":2,"expected_partition_epoch":3,"leader":4,"isr":[4,5]}"#
     );
-    let r = MetadataRecord::RegisterBroker {
+    let register = |http_addr: Option<&str>| MetadataRecord::RegisterBroker {
         node_id: 1,
         incarnation_id: Uuid::from_u128(2),
         kafka_host: "h".into(),
         kafka_port: 9092,
         cluster_addr: "h:9093".into(),
         rack: None,
+        http_addr: http_addr.map(str::to_owned),
     };
+    // Without an HTTP address the record is written as older versions wrote it, and their
+    // records read back without one.
+    let old = r#"{"type":"register_broker","node_id":1,"incarnation_id":"00000000-0000-0000-0000-000000000002","kafka_host":"h","kafka_port":9092,"cluster_addr":"h:9093","rack":null}"#;
+    assert_eq!(serde_json::to_string(&register(None)).unwrap(), old);
     assert_eq!(
-        serde_json::to_string(&r).unwrap(),
-        r#"{"type":"register_broker","node_id":1,"incarnation_id":"00000000-0000-0000-0000-000000000002","kafka_host":"h","kafka_port":9092,"cluster_addr":"h:9093","rack":null}"#
+        serde_json::from_str::<MetadataRecord>(old).unwrap(),
+        register(None)
     );
+    let r = register(Some("h:8081"));
+    let text = serde_json::to_string(&r).unwrap();
+    assert!(
+        text.ends_with(r#""rack":null,"http_addr":"h:8081"}"#),
+        "{text}"
+    );
+    assert_eq!(serde_json::from_str::<MetadataRecord>(&text).unwrap(), r);
 }
 
 #[test]

@@ -431,6 +431,7 @@ impl World {
             cluster_addr: format!("h{}:9093", n.id),
             // Racks r0/r1, and node 5 without one (mixed racks).
             rack: (n.id != 5).then(|| format!("r{}", n.id % 2)),
+            http_addr: None,
         };
         if std::env::var("SIM_DEBUG").is_ok() {
             eprintln!(
@@ -774,6 +775,7 @@ impl World {
                     kafka_port: 1,
                     cluster_addr: "stale:1".into(),
                     rack: None,
+                    http_addr: None,
                 };
                 match c.register_broker(&old, self.now, &req) {
                     Ok((_, r)) => r,

@@ -58,6 +58,12 @@ pub enum RegistryError {
     BadRequest(String),
     #[error("Error in the backend data store: {0}")]
     Store(String),
+    /// A write reached a node that is not the primary, and forwarding it failed.
+    #[error("Error while forwarding the request to the primary: {0}")]
+    ForwardingFailed(String),
+    /// A write reached a node that is not the primary, and no primary is known.
+    #[error("Unknown leader: {0}")]
+    UnknownLeader(String),
 }
 
 fn schema_not_found(what: &str) -> String {
@@ -92,6 +98,8 @@ impl RegistryError {
             Self::InvalidSubject(_) => 42208,
             Self::BadRequest(_) => 400,
             Self::Store(_) => 50001,
+            Self::ForwardingFailed(_) => 50003,
+            Self::UnknownLeader(_) => 50004,
         }
     }
 

@@ -115,6 +115,29 @@ pub fn router(registry: Arc<Registry>) -> Router {
 
 // ---- plumbing ------------------------------------------------------------------------------
 
+/// Whether a request changes the registry (Confluent's primary-only operations, which a
+/// secondary forwards to the primary): registering (`POST /subjects/{s}/versions`), deletes,
+/// and every `PUT`/`DELETE` of config and mode. Lookups (`POST /subjects/{s}`) and
+/// compatibility checks (`POST /compatibility/...`) are reads, answered by any node.
+pub fn is_write(method: &Method, path: &str) -> bool {
+    if *method == Method::PUT || *method == Method::DELETE {
+        return true;
+    }
+    if *method != Method::POST {
+        return false;
+    }
+    let mut parts = path.trim_start_matches('/').split('/');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some("subjects"), Some(s), Some("versions"), None) if !s.is_empty()
+    )
+}
+
+/// The answer Confluent sends for `e` (its HTTP status and `{"error_code", "message"}`).
+pub fn error_reply(e: RegistryError) -> Response {
+    reply(Err(e))
+}
+
 /// Whether a `Content-Type` value names one of [`WRITE_CONTENT_TYPES`].
 pub fn is_write_content_type(value: &str) -> bool {
     let media = value.split(';').next().unwrap_or("").trim();

@@ -23,6 +23,22 @@ pub trait Journal: Send + Sync + 'static {
     fn snapshot(&self, event: Vec<u8>) -> BoxFuture<'static, Result<(), String>> {
         self.append(event)
     }
+
+    /// Resolves once a write may be decided here: called under the registry's write lock
+    /// before the write reads the state, so an error (this node cannot write now, or the
+    /// state does not yet hold every journaled event) refuses the write before anything is
+    /// decided. The default: always ready.
+    fn ready(&self) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// True when the journal itself applies its events to the registry (a replicated journal
+    /// applies what is committed, on every node, through [`crate::Registry::replay`]): its
+    /// [`Journal::append`] resolves only once the event is applied, and the registry does not
+    /// apply it a second time. The default: the registry applies each event once appended.
+    fn applies_events(&self) -> bool {
+        false
+    }
 }
 
 /// Keeps events in memory; can be told to fail, to test the store-error path.

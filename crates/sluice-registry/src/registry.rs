@@ -59,6 +59,20 @@ impl Registry {
         Ok(())
     }
 
+    /// Forgets the whole state (the journal starts over from another log: its replica was
+    /// replaced, or the part of the log not applied yet was dropped before a snapshot).
+    pub fn reset(&self) {
+        *self.store.write() = Store::new();
+        self.parsed.write().clear();
+    }
+
+    /// The write lock, once the journal is ready for a write (see [`Journal::ready`]).
+    async fn begin_write(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, RegistryError> {
+        let guard = self.write.lock().await;
+        self.journal.ready().await.map_err(RegistryError::Store)?;
+        Ok(guard)
+    }
+
     /// A copy of the whole state (tests compare replayed state with live state).
     pub fn snapshot(&self) -> Store {
         self.store.read().clone()
@@ -69,7 +83,9 @@ impl Registry {
             .append(event.encode())
             .await
             .map_err(RegistryError::Store)?;
-        self.store.write().apply(&event);
+        if !self.journal.applies_events() {
+            self.store.write().apply(&event);
+        }
         if self.journal.wants_snapshot() {
             // Under the write lock (callers hold it), so no change lands between the state
             // read here and the snapshot's place in the journal. The change itself is done:
@@ -95,7 +111,7 @@ impl Registry {
         normalize: bool,
     ) -> Result<Registered, RegistryError> {
         check_subject(subject)?;
-        let _write = self.write.lock().await;
+        let _write = self.begin_write().await?;
         let (mode, config, deps) = {
             let st = self.store.read();
             let mode = st.effective_mode(subject);
@@ -389,7 +405,7 @@ impl Registry {
         spec: VersionSpec,
         permanent: bool,
     ) -> Result<i32, RegistryError> {
-        let _write = self.write.lock().await;
+        let _write = self.begin_write().await?;
         let (event, version) = self
             .store
             .read()
@@ -404,7 +420,7 @@ impl Registry {
         subject: &str,
         permanent: bool,
     ) -> Result<Vec<i32>, RegistryError> {
-        let _write = self.write.lock().await;
+        let _write = self.begin_write().await?;
         let (event, versions) = self.store.read().plan_delete_subject(subject, permanent)?;
         self.commit(event).await?;
         Ok(versions)
@@ -441,7 +457,7 @@ impl Registry {
         if let Some(s) = subject {
             check_subject(s)?;
         }
-        let _write = self.write.lock().await;
+        let _write = self.begin_write().await?;
         self.commit(RegistryEvent::ConfigSet {
             subject: subject.map(str::to_string),
             compatibility,
@@ -452,7 +468,7 @@ impl Registry {
 
     /// Removes a config, answering the one removed (the global one falls back to BACKWARD).
     pub async fn delete_config(&self, subject: Option<&str>) -> Result<Config, RegistryError> {
-        let _write = self.write.lock().await;
+        let _write = self.begin_write().await?;
         let previous = {
             let st = self.store.read();
             match subject {
@@ -496,7 +512,7 @@ impl Registry {
         if let Some(s) = subject {
             check_subject(s)?;
         }
-        let _write = self.write.lock().await;
+        let _write = self.begin_write().await?;
         if mode == Mode::Import && !force {
             let st = self.store.read();
             let non_empty = match subject {
@@ -518,7 +534,7 @@ impl Registry {
 
     /// Removes a mode, answering the one removed.
     pub async fn delete_mode(&self, subject: Option<&str>) -> Result<Mode, RegistryError> {
-        let _write = self.write.lock().await;
+        let _write = self.begin_write().await?;
         let previous = {
             let st = self.store.read();
             match subject {

@@ -193,6 +193,9 @@ pub enum CtrlRequest {
         kafka_port: i32,
         cluster_addr: String,
         rack: Option<String>,
+        /// Absent from the requests of older versions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        http_addr: Option<String>,
     },
     Heartbeat {
         node_id: NodeId,
@@ -335,6 +338,23 @@ pub struct Cluster {
     seed: u64,
     /// This node's `meta.properties` id (proposed to the image when it registers).
     local_cluster_id: String,
+    /// The HTTP listener's address (`--http-addr`, its port resolved); registered as the
+    /// advertised HTTP address ([`advertised_http_addr`]).
+    http_listener: std::net::SocketAddr,
+}
+
+/// The HTTP address a broker registers: the listener's, or — when it listens on every
+/// interface (0.0.0.0, ::) — the advertised Kafka host with the HTTP port.
+pub fn advertised_http_addr(listener: std::net::SocketAddr, kafka_host: &str) -> String {
+    if listener.ip().is_unspecified() {
+        if kafka_host.contains(':') {
+            format!("[{kafka_host}]:{}", listener.port())
+        } else {
+            format!("{kafka_host}:{}", listener.port())
+        }
+    } else {
+        listener.to_string()
+    }
 }
 
 impl Cluster {
@@ -385,6 +405,7 @@ impl Cluster {
             kafka_endpoint: parking_lot::Mutex::new((String::new(), 0)),
             seed: rand_seed(),
             local_cluster_id,
+            http_listener: config.http_addr,
         });
         if let Some(addr) = &config.cluster_addr {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -458,6 +479,12 @@ impl Cluster {
     pub fn cluster_addr_of(&self, node: i32) -> Option<String> {
         self.state
             .read(|i| i.broker(node).map(|b| b.cluster_addr.clone()))
+    }
+
+    /// The advertised HTTP address `node` registered with (none from older versions).
+    pub fn http_addr_of(&self, node: i32) -> Option<String> {
+        self.state
+            .read(|i| i.broker(node).and_then(|b| b.http_addr.clone()))
     }
 
     /// `ClusterLink::broker_status`: (broker epoch, fenced) of a registered broker.
@@ -565,6 +592,7 @@ impl Cluster {
                 kafka_port,
                 cluster_addr,
                 rack,
+                http_addr,
             } => {
                 let r = RegisterBrokerRequest {
                     node_id,
@@ -573,6 +601,7 @@ impl Cluster {
                     kafka_port,
                     cluster_addr,
                     rack,
+                    http_addr,
                 };
                 let (i, ()) = self
                     .decide(|c, img, now| c.register_broker(img, now, &r))
@@ -893,6 +922,7 @@ impl Cluster {
                 kafka_port,
                 cluster_addr: self.cluster_addr.clone().unwrap_or_default(),
                 rack: self.rack.clone(),
+                http_addr: Some(advertised_http_addr(self.http_listener, kafka_host)),
             })
             .await?;
         let epoch = i64::try_from(index).unwrap_or(i64::MAX);

@@ -16,6 +16,7 @@ fn register(node: i32) -> MetadataRecord {
         kafka_port: 9092,
         cluster_addr: String::new(),
         rack: None,
+        http_addr: None,
     }
 }
 

@@ -496,14 +496,7 @@ async fn an_old_offsets_log_is_adopted_as_the_internal_topic() {
     // (Restarts of an adopted directory are covered by tests/python: a restart is a new
     // process, which an in-process test cannot be.)
     for start in 0..1 {
-        let config = crate::config::BrokerConfig {
-            node_id: 1,
-            data_dir: dir.path().to_path_buf(),
-            ..crate::config::BrokerConfig::default()
-        };
-        let broker = crate::broker::Broker::open(config, "127.0.0.1:9092".parse().unwrap())
-            .await
-            .unwrap();
+        let broker = crate::broker::Broker::open_single_for_test(dir.path()).await;
         let topic = broker.metadata.topic(coordinator::GROUP_TOPIC).unwrap();
         assert_eq!(
             crate::metadata::read_partition_metadata(&log_dir),

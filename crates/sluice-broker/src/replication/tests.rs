@@ -141,6 +141,7 @@ impl Cluster {
                     kafka_port: 9092,
                     cluster_addr: addr,
                     rack: None,
+                    http_addr: None,
                 };
                 let ctl = &mut *ctl;
                 let ((), recs) = ctl.c.register_broker(&ctl.img, ctl.now, &req).unwrap();

@@ -541,3 +541,59 @@ async fn writes_need_a_json_content_type() {
     let (status, _) = send("POST", "/no/such/path", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The requests a secondary forwards to the primary: every change, never a read (lookups and
+/// compatibility checks are POSTs that change nothing).
+#[test]
+fn writes_are_the_changes() {
+    use crate::http::is_write;
+    use axum::http::Method;
+    for (method, path) in [
+        (Method::POST, "/subjects/orders-value/versions"),
+        (Method::DELETE, "/subjects/orders-value"),
+        (Method::DELETE, "/subjects/orders-value/versions/3"),
+        (Method::PUT, "/config"),
+        (Method::PUT, "/config/orders-value"),
+        (Method::DELETE, "/config/orders-value"),
+        (Method::PUT, "/mode"),
+        (Method::DELETE, "/mode/orders-value"),
+    ] {
+        assert!(is_write(&method, path), "{method} {path}");
+    }
+    for (method, path) in [
+        (Method::GET, "/subjects/orders-value/versions"),
+        (Method::POST, "/subjects/orders-value"),
+        (
+            Method::POST,
+            "/compatibility/subjects/orders-value/versions/latest",
+        ),
+        (
+            Method::POST,
+            "/compatibility/subjects/orders-value/versions",
+        ),
+        (Method::POST, "/subjects//versions"),
+        (Method::POST, "/subjects/a/versions/1"),
+        (Method::GET, "/schemas/ids/1"),
+    ] {
+        assert!(!is_write(&method, path), "{method} {path}");
+    }
+}
+
+/// 50003 and 50004 are answered as Confluent answers them: HTTP 500 with the code.
+#[tokio::test]
+async fn forwarding_errors_are_confluents() {
+    use crate::http::error_reply;
+    use crate::RegistryError;
+    for (e, code) in [
+        (RegistryError::ForwardingFailed("timed out".into()), 50003),
+        (RegistryError::UnknownLeader("no leader".into()), 50004),
+    ] {
+        let resp = error_reply(e);
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error_code"], code);
+    }
+}

@@ -315,18 +315,16 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                     continue;
                 };
                 if let Some(g) = partition.start_txn_verification(h.producer_id, h.producer_epoch) {
-                    if let Err(e) = broker
-                        .txn
-                        .verify_partition(
-                            txn_id.as_str(),
-                            h.producer_id,
-                            h.producer_epoch,
-                            &name,
-                            pd.index,
-                            version >= 12,
-                            now,
-                        )
-                        .await
+                    if let Err(e) = crate::txn::verify(
+                        broker,
+                        txn_id.as_str(),
+                        h.producer_id,
+                        h.producer_epoch,
+                        sluice_txn::Member::Partition(name.clone(), pd.index),
+                        version >= 12,
+                        now,
+                    )
+                    .await
                     {
                         let e = verification_error(e, version);
                         tracing::debug!(topic = %name, partition = pd.index, error = ?e, "transactional produce not verified");

@@ -1018,4 +1018,68 @@ mod tests {
             .expect("follow");
         assert_eq!(c.epoch_bound(Some(3)).await, 10);
     }
+
+    /// A data directory of an older single-node version (`__transaction_state-0` a local log
+    /// without `partition.metadata`, a coordinator epoch record bumped per start) keeps its
+    /// transactions: the log is adopted as partition 0 of the internal topic, led here, and the
+    /// coordinator epoch does not go below the one the old version recorded.
+    #[tokio::test]
+    async fn an_old_transaction_log_is_adopted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_dir = dir.path().join(TXN_LOG_DIR);
+        {
+            let old = crate::partition::Partition::open(&log_dir, 0, internal_log::log_config(), 0)
+                .expect("old log");
+            let Decision::Step(step) = Coordinator::new(Config::default(), 4).init_producer_id(
+                "old-id",
+                60_000,
+                None,
+                1,
+                Some(1000),
+            ) else {
+                panic!("a spare producer id was given");
+            };
+            let record = step.write.expect("a record");
+            let buf = internal_log::encode_batch(
+                &[epoch_record(4), txn_record("old-id", Some(&record))],
+                1,
+            )
+            .expect("encode");
+            old.append(&buf, 1).expect("append");
+            old.make_durable(2).await.expect("fsync");
+        }
+        assert!(crate::metadata::read_partition_metadata(&log_dir).is_none());
+        let config = crate::config::BrokerConfig {
+            node_id: 1,
+            data_dir: dir.path().to_path_buf(),
+            ..crate::config::BrokerConfig::default()
+        };
+        let broker = crate::broker::Broker::open(config, "127.0.0.1:9092".parse().expect("addr"))
+            .await
+            .expect("open");
+        let topic = broker
+            .metadata
+            .topic(TXN_TOPIC)
+            .expect("the internal topic");
+        assert_eq!(
+            crate::metadata::read_partition_metadata(&log_dir),
+            Some(topic.id)
+        );
+        // A single node serves with the coordinator loaded.
+        let t = broker
+            .txn
+            .describe("old-id")
+            .await
+            .expect("loaded")
+            .expect("the old transactional id");
+        assert_eq!(t.producer_id, 1000);
+        assert_eq!(broker.txn.epoch_bound(None).await, 4);
+        let e = broker
+            .metadata
+            .delete_topic(TXN_TOPIC, 1)
+            .await
+            .expect_err("internal");
+        assert_eq!(e.code, ResponseError::InvalidRequest.code());
+        broker.metadata.cluster.shutdown().await;
+    }
 }

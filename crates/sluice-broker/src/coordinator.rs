@@ -21,12 +21,17 @@
 //!   authoritative — then replays it) → Loaded. Losing the leadership (or a newer epoch) drops
 //!   the loaded state at once; a load that finishes for an epoch no longer current is thrown
 //!   away.
+//! - [`Follower`]: that state machine, shared by the coordinators: it follows the replica's role
+//!   ([`FollowerHook`] / [`Follower::follow`]), builds the loaded state with the coordinator's
+//!   own replay ([`Builder`]), reports loads and unloads, and can load again after a write
+//!   whose outcome is unknown ([`Follower::reload`]).
 //!
 //! # Today
 //! The group coordinator (`__consumer_offsets`: committed offsets, classic and KIP-848
-//! groups; `offsets.rs`). The transaction coordinator (`__transaction_state`), share-group
-//! state (`__share_group_state`) and the schema registry (`_schemas`) still own local logs;
-//! they follow the same path next (see docs/REPLICATION.md, "Coordinators").
+//! groups; `offsets.rs`) and the transaction coordinator (`__transaction_state`: every
+//! transactional id; `txn/`). Share-group state (`__share_group_state`) and the schema
+//! registry (`_schemas`) still own local logs; they follow the same path next (see
+//! docs/REPLICATION.md, "Coordinators").
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -149,27 +149,25 @@ def test_transaction_coordinator_killed_with_an_open_transaction(cluster_factory
         fenced = True
     assert fenced, "the first producer committed after a new producer of its id initialized"
 
-    offset_of_last = TXNS_BEFORE
-    for t in range(TXNS_AFTER):
-        values = [f"after-{t}-{i}" for i in range(RECORDS_PER_TXN)]
-        offset_of_last = 100 + t
-        with_retries(f"transaction after-{t}", p2,
-                     lambda: produce_txn(p2, topic, values, group_consumer, group_offset=100 + t),
-                     FAILOVER_S)
-        committed += values
+    def commit_more(prefix: str, first_group_offset: int) -> int:
+        """TXNS_AFTER transactions of p2; returns the group offset the last one committed."""
+        for t in range(TXNS_AFTER):
+            values = [f"{prefix}-{t}-{i}" for i in range(RECORDS_PER_TXN)]
+            with_retries(f"transaction {prefix}-{t}", p2,
+                         lambda: produce_txn(p2, topic, values, group_consumer,
+                                             group_offset=first_group_offset + t),
+                         FAILOVER_S)
+            committed.extend(values)
+        return first_group_offset + TXNS_AFTER - 1
+
+    commit_more("after", 100)
 
     # The killed node returns; transactions go on.
     coordinator.start()
     c.wait_ready()
     c.wait_full_isr(topic)
     c.wait_full_isr("__transaction_state")
-    for t in range(TXNS_AFTER):
-        values = [f"back-{t}-{i}" for i in range(RECORDS_PER_TXN)]
-        offset_of_last = 200 + t
-        with_retries(f"transaction back-{t}", p2,
-                     lambda: produce_txn(p2, topic, values, group_consumer, group_offset=200 + t),
-                     FAILOVER_S)
-        committed += values
+    offset_of_last = commit_more("back", 200)
 
     # read_committed: every committed record exactly once, no aborted one, through the end.
     reader = Consumer({**COMMON_CONF, "bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex[:8]}",

@@ -44,17 +44,14 @@ pub async fn txn_offset_commit(
     } else if let Err(e) = broker.offsets.check() {
         e.code
     } else {
-        match crate::txn::verify(
-            broker,
-            &req.transactional_id.0,
-            req.producer_id.0,
-            req.producer_epoch,
-            sluice_txn::Member::Group(group.clone()),
-            version >= 5,
-            now,
-        )
-        .await
-        {
+        let verification = crate::txn::Verification {
+            transactional_id: req.transactional_id.0.to_string(),
+            producer_id: req.producer_id.0,
+            producer_epoch: req.producer_epoch,
+            member: crate::txn::remote::WireMember::Group(group.clone()),
+            add: version >= 5,
+        };
+        match crate::txn::verify(broker, verification, now).await {
             Err(e) => client_error(e, version),
             Ok(()) => {
                 // Before v3 the fields read their defaults: generation -1, no member.

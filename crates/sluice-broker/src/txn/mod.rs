@@ -435,22 +435,15 @@ impl TxnCoordinator {
 
     /// Verifies (or with `add`, durably adds) a partition or group of the producer's open
     /// transaction on this node's coordinator (see [`verify`] for the routing and errors).
-    pub async fn verify_member(
-        &self,
-        transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        member: Member,
-        add: bool,
-        now_ms: i64,
-    ) -> Result<(), ResponseError> {
+    pub async fn verify_member(&self, v: &Verification, now_ms: i64) -> Result<(), ResponseError> {
         let l = self.loaded()?;
         let mut state = l.state.lock().await;
-        if add {
+        let member = Member::from(v.member.clone());
+        if v.add {
             let step = state.add(
-                transactional_id,
-                producer_id,
-                producer_epoch,
+                &v.transactional_id,
+                v.producer_id,
+                v.producer_epoch,
                 &[member],
                 true,
                 now_ms,
@@ -458,7 +451,12 @@ impl TxnCoordinator {
             self.commit_step(&l, &mut state, step, now_ms).await
         } else {
             state
-                .verify(transactional_id, producer_id, producer_epoch, &member)
+                .verify(
+                    &v.transactional_id,
+                    v.producer_id,
+                    v.producer_epoch,
+                    &member,
+                )
                 .map_err(to_response)
         }
     }
@@ -565,53 +563,38 @@ fn leader_of(broker: &Broker, topic: &str, partition: i32) -> Result<i32, KafkaE
     Ok(leader)
 }
 
-/// KIP-890 part 1 (and the TV2 implicit add) for Produce, and the group-side twin for
-/// TxnOffsetCommit: `Ok` if `member` is in the open transaction of `transactional_id` for this
-/// producer id and epoch (with `add`, added first). Asked of the coordinator: this node's when
-/// it leads `__transaction_state-0`, else its leader's over the cluster RPC (Kafka's
-/// AddPartitionsToTxn verifyOnly between brokers). Errors are Kafka's:
-/// INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED / INVALID_PRODUCER_EPOCH,
-/// CONCURRENT_TRANSACTIONS, TRANSACTION_ABORTABLE / INVALID_TXN_STATE, and NOT_COORDINATOR /
-/// COORDINATOR_LOAD_IN_PROGRESS / COORDINATOR_NOT_AVAILABLE while it cannot be reached; the
-/// handlers map them for old versions.
-#[allow(clippy::too_many_arguments)]
-pub async fn verify(
-    broker: &Broker,
-    transactional_id: &str,
-    producer_id: i64,
-    producer_epoch: i16,
-    member: Member,
-    add: bool,
-    now_ms: i64,
-) -> Result<(), ResponseError> {
+/// What Produce (KIP-890 part 1, and the TV2 implicit add) and TxnOffsetCommit ask the
+/// transaction coordinator: is `member` in the open transaction of `transactional_id` for this
+/// producer id and epoch (with `add`, added first)?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub member: remote::WireMember,
+    pub add: bool,
+}
+
+/// Asks the coordinator a [`Verification`]: this node's when it leads `__transaction_state-0`,
+/// else its leader's over the cluster RPC (Kafka's AddPartitionsToTxn verifyOnly between
+/// brokers). Errors are Kafka's: INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED /
+/// INVALID_PRODUCER_EPOCH, CONCURRENT_TRANSACTIONS, TRANSACTION_ABORTABLE / INVALID_TXN_STATE,
+/// and NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS / COORDINATOR_NOT_AVAILABLE while it
+/// cannot be reached; the handlers map them for old versions.
+pub async fn verify(broker: &Broker, v: Verification, now_ms: i64) -> Result<(), ResponseError> {
     if broker.txn.is_leading() || broker.metadata.cluster.is_single_node() {
-        return broker
-            .txn
-            .verify_member(
-                transactional_id,
-                producer_id,
-                producer_epoch,
-                member,
-                add,
-                now_ms,
-            )
-            .await;
+        return broker.txn.verify_member(&v, now_ms).await;
     }
     let leader = match leader_of(broker, TXN_TOPIC, 0) {
         Ok(l) if l != broker.config.node_id => l,
         Ok(_) => return Err(ResponseError::NotCoordinator),
         Err(_) => return Err(ResponseError::CoordinatorNotAvailable),
     };
-    let req = remote::Request::Verify {
-        transactional_id: transactional_id.to_string(),
-        producer_id,
-        producer_epoch,
-        member: member.into(),
-        add,
-    };
-    remote::call(broker, leader, &req).await.map_err(|e| {
-        ResponseError::try_from_code(e.code).unwrap_or(ResponseError::CoordinatorNotAvailable)
-    })
+    remote::call(broker, leader, &remote::Request::Verify(v))
+        .await
+        .map_err(|e| {
+            ResponseError::try_from_code(e.code).unwrap_or(ResponseError::CoordinatorNotAvailable)
+        })
 }
 
 /// Appends a marker to a partition this node leads and waits until it is committed (fsynced;
@@ -913,9 +896,15 @@ mod tests {
         rm.apply_partition_state(tp, &state_at(2, 1))
             .expect("follow");
         assert_eq!(c.describe("a").await, Err(ResponseError::NotCoordinator));
+        let v = Verification {
+            transactional_id: "a".into(),
+            producer_id: pid,
+            producer_epoch: epoch,
+            member: Member::Group("g".into()).into(),
+            add: false,
+        };
         assert_eq!(
-            c.verify_member("a", pid, epoch, Member::Group("g".into()), false, 5)
-                .await,
+            c.verify_member(&v, 5).await,
             Err(ResponseError::NotCoordinator)
         );
         assert!(!c.is_leading());

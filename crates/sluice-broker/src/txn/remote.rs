@@ -68,13 +68,7 @@ impl From<WireMember> for Member {
 /// A request of service 3 (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    Verify {
-        transactional_id: String,
-        producer_id: i64,
-        producer_epoch: i16,
-        member: WireMember,
-        add: bool,
-    },
+    Verify(super::Verification),
     Marker {
         topic: String,
         partition: i32,
@@ -134,26 +128,12 @@ fn reply(result: Result<(), KafkaError>) -> Reply {
 
 async fn serve(broker: &Broker, req: Request) -> Reply {
     match req {
-        Request::Verify {
-            transactional_id,
-            producer_id,
-            producer_epoch,
-            member,
-            add,
-        } => match broker
-            .txn
-            .verify_member(
-                &transactional_id,
-                producer_id,
-                producer_epoch,
-                member.into(),
-                add,
-                now_ms(),
-            )
-            .await
-        {
+        Request::Verify(v) => match broker.txn.verify_member(&v, now_ms()).await {
             Ok(()) => (0, String::new()),
-            Err(e) => (e.code(), format!("transaction {transactional_id}: {e:?}")),
+            Err(e) => (
+                e.code(),
+                format!("transaction {}: {e:?}", v.transactional_id),
+            ),
         },
         Request::Marker {
             topic,
@@ -241,13 +221,13 @@ mod tests {
     #[test]
     fn requests_and_replies_round_trip() {
         let requests = [
-            Request::Verify {
+            Request::Verify(super::super::Verification {
                 transactional_id: "tx".into(),
                 producer_id: 7,
                 producer_epoch: 2,
                 member: Member::Group("g".into()).into(),
                 add: true,
-            },
+            }),
             Request::Marker {
                 topic: "t".into(),
                 partition: 3,

@@ -18,6 +18,8 @@ Then:
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 import uuid
 
@@ -216,5 +218,18 @@ def test_transaction_coordinator_killed_with_an_open_transaction(cluster_factory
         offsets = {tp.partition: tp.offset for tp in got.topic_partitions if tp.topic == topic}
         return offsets if offsets == expected else None
     got = wait_until(group_offsets, OP_S, f"the last transaction's group offsets {expected}", interval=0.5)
+
+    # `sluice txn` asked of a node that does not coordinate finds the coordinator.
+    other = next(n for n in c.nodes if n.node_id != c.leader_of("__transaction_state", 0).node_id)
+
+    def cli(*args):
+        out = subprocess.run([c.binary, "txn", *args, "--bootstrap-server", other.kafka_addr,
+                              "--output", "json"], capture_output=True, text=True, timeout=OP_S)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+    described = cli("describe", txn_id)
+    assert described["state"] == "CompleteCommit", described
+    listed = cli("list")
+    assert txn_id in [t["transactional_id"] for t in listed], listed
     print(f"group offsets {got}; {len(committed)} committed records read once, {len(aborted)} aborted unseen")
     group_consumer.close()

@@ -23,6 +23,12 @@ use crate::share::ShareService;
 /// loads.
 const SINGLE_NODE_LOAD_WAIT: Duration = Duration::from_secs(60);
 
+/// The internal topics whose coordinators follow their partition (`coordinator.rs`).
+const FOLLOWED_TOPICS: [&str; 2] = [
+    crate::coordinator::GROUP_TOPIC,
+    crate::coordinator::TXN_TOPIC,
+];
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -123,10 +129,7 @@ impl Broker {
             txn.set_ready(Box::new(move || cluster.is_live()));
         }
         // A data directory of an older version keeps its committed offsets and transactions.
-        for topic in [
-            crate::coordinator::GROUP_TOPIC,
-            crate::coordinator::TXN_TOPIC,
-        ] {
+        for topic in FOLLOWED_TOPICS {
             metadata
                 .adopt_internal_log(topic, now)
                 .await
@@ -137,10 +140,7 @@ impl Broker {
         // FindCoordinator, as Kafka), and it serves with the coordinators loaded (a load
         // replays the log on the blocking pool; a cluster node loads once it is live, later).
         if metadata.cluster.is_single_node() {
-            for topic in [
-                crate::coordinator::GROUP_TOPIC,
-                crate::coordinator::TXN_TOPIC,
-            ] {
+            for topic in FOLLOWED_TOPICS {
                 metadata
                     .ensure_internal_topic(topic, now)
                     .await

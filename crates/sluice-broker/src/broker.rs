@@ -19,8 +19,15 @@ use crate::replica_manager::ReplicaManager;
 use crate::server;
 use crate::share::ShareService;
 
-/// Bound on waiting, at a single node's start, for the group coordinator's load.
+/// Bound on waiting, at a single node's start, for the group and transaction coordinators'
+/// loads.
 const SINGLE_NODE_LOAD_WAIT: Duration = Duration::from_secs(60);
+
+/// The internal topics whose coordinators follow their partition (`coordinator.rs`).
+const FOLLOWED_TOPICS: [&str; 2] = [
+    crate::coordinator::GROUP_TOPIC,
+    crate::coordinator::TXN_TOPIC,
+];
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -55,8 +62,9 @@ pub struct Broker {
     pub registry: Arc<sluice_registry::Registry>,
     /// The registry's replicated log (`_schemas-0`): its journal and tail.
     pub schema_log: Arc<crate::schemas::SchemaLog>,
-    /// The transaction coordinator (`__transaction_state`).
-    pub txn: crate::txn::TxnCoordinator,
+    /// The transaction coordinator's state, loaded while this node leads
+    /// `__transaction_state-0` (`txn/`).
+    pub txn: Arc<crate::txn::TxnCoordinator>,
 }
 
 impl Broker {
@@ -111,6 +119,16 @@ impl Broker {
             crate::schemas::SCHEMAS_TOPIC,
             Arc::new(crate::schemas::SchemaHook(schema_log.clone())),
         );
+        // The transaction coordinator follows `__transaction_state-0` the same way.
+        let txn = Arc::new(crate::txn::TxnCoordinator::new(
+            crate::txn::TxnSettings {
+                max_timeout_ms: config.transaction_max_timeout_ms,
+                id_expiration_ms: config.transactional_id_expiration_ms,
+            },
+            config.flush == FlushPolicy::Always,
+            data_appended.clone(),
+        ));
+        replicas.register_coordinator(crate::coordinator::TXN_TOPIC, txn.hook());
         let metadata = Metadata::open(
             &config,
             config
@@ -126,6 +144,8 @@ impl Broker {
         {
             let cluster = metadata.cluster.clone();
             offsets.set_ready(Box::new(move || cluster.is_live()));
+            let cluster = metadata.cluster.clone();
+            txn.set_ready(Box::new(move || cluster.is_live()));
         }
         {
             // A topic deleted through another node: this node, if it coordinates groups, drops
@@ -149,22 +169,28 @@ impl Broker {
                 });
             }));
         }
-        // A data directory of an older version keeps its committed offsets.
-        metadata
-            .adopt_internal_log(crate::coordinator::GROUP_TOPIC, now)
-            .await
-            .map_err(anyhow_from)?;
-        // A single node coordinates groups from its first request, as before: its internal
-        // topic is created at start (a cluster creates it on the first FindCoordinator, as
-        // Kafka), and it serves with the coordinator loaded (the load replays the log on the
-        // blocking pool; a cluster node loads once it is live, later).
-        if metadata.cluster.is_single_node() {
+        // A data directory of an older version keeps its committed offsets and transactions.
+        for topic in FOLLOWED_TOPICS {
             metadata
-                .ensure_internal_topic(crate::coordinator::GROUP_TOPIC, now)
+                .adopt_internal_log(topic, now)
                 .await
                 .map_err(anyhow_from)?;
+        }
+        // A single node coordinates groups and transactions from its first request, as before:
+        // their internal topics are created at start (a cluster creates them on the first
+        // FindCoordinator, as Kafka), and it serves with the coordinators loaded (a load
+        // replays the log on the blocking pool; a cluster node loads once it is live, later).
+        if metadata.cluster.is_single_node() {
+            for topic in FOLLOWED_TOPICS {
+                metadata
+                    .ensure_internal_topic(topic, now)
+                    .await
+                    .map_err(anyhow_from)?;
+            }
             let deadline = tokio::time::Instant::now() + SINGLE_NODE_LOAD_WAIT;
-            while offsets.is_loading() && tokio::time::Instant::now() < deadline {
+            while (offsets.is_loading() || txn.is_loading())
+                && tokio::time::Instant::now() < deadline
+            {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
@@ -175,15 +201,6 @@ impl Broker {
         crate::schemas::start(&schema_log, &metadata, now)
             .await
             .map_err(anyhow_from)?;
-        let txn = crate::txn::TxnCoordinator::open_with(
-            &config.data_dir,
-            crate::txn::TxnSettings {
-                max_timeout_ms: config.transaction_max_timeout_ms,
-                id_expiration_ms: config.transactional_id_expiration_ms,
-            },
-            now,
-        )
-        .map_err(anyhow_from)?;
         // Every log is open: from here on writes may come, so the last run's clean-shutdown
         // marker (which let the opens above skip the CRC pass) must go first, durably.
         let clean = sluice_storage::durability::remove_clean_shutdown_marker(&config.data_dir)
@@ -399,6 +416,11 @@ pub async fn run(
     broker.metadata.cluster.set_replica_fetch_handler(
         crate::replication::leader::ReplicaFetchService::new(&broker),
     );
+    // Transaction markers, group completions and verification between nodes (service 3).
+    broker
+        .metadata
+        .cluster
+        .set_coordinator_handler(crate::txn::remote::CoordinatorService::new(&broker));
     let link: Arc<dyn crate::replication::ClusterLink> = broker.metadata.cluster.clone();
     broker.replication.start(&broker, link);
     let (cluster_stop_tx, cluster_stop_rx) = watch::channel(false);

@@ -21,16 +21,21 @@
 //!   authoritative — then replays it) → Loaded. Losing the leadership (or a newer epoch) drops
 //!   the loaded state at once; a load that finishes for an epoch no longer current is thrown
 //!   away.
+//! - [`Follower`]: that state machine, shared by the coordinators: it follows the replica's role
+//!   ([`FollowerHook`] / [`Follower::follow`]), builds the loaded state with the coordinator's
+//!   own replay ([`Builder`]), reports loads and unloads, and can load again after a write
+//!   whose outcome is unknown ([`Follower::reload`]).
 //!
 //! # Today
 //! The group coordinator (`__consumer_offsets`: committed offsets, classic and KIP-848
-//! groups; `offsets.rs`), and the schema registry (`_schemas`; `schemas.rs`: its hook keeps
-//! the replica in every role, since every node applies the committed events, and its primary
-//! writes through [`CoordinatorLog`]). The transaction coordinator (`__transaction_state`) and
-//! share-group state (`__share_group_state`) still own local logs; they follow the same path
-//! next (see docs/REPLICATION.md, "Coordinators").
+//! groups; `offsets.rs`), the transaction coordinator (`__transaction_state`: every
+//! transactional id; `txn/`), and the schema registry (`_schemas`; `schemas.rs`: its hook
+//! keeps the replica in every role, since every node applies the committed events, and its
+//! primary writes through [`CoordinatorLog`]). Share-group state (`__share_group_state`) still
+//! owns a local log; it follows the same path next (see docs/REPLICATION.md, "Coordinators").
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -42,12 +47,14 @@ use crate::replica_manager::{AcksWait, Replica, Role};
 
 /// The group coordinator's internal topic (one partition, as every internal log here).
 pub const GROUP_TOPIC: &str = "__consumer_offsets";
+/// The transaction coordinator's internal topic (one partition).
+pub const TXN_TOPIC: &str = "__transaction_state";
 /// Kafka's internal topic names, and Sluice's.
 pub const INTERNAL_TOPICS: &[&str] = &[
     "__cluster_metadata",
     GROUP_TOPIC,
     "__share_group_state",
-    "__transaction_state",
+    TXN_TOPIC,
     "_schemas",
 ];
 
@@ -262,4 +269,293 @@ pub enum LoadState<T> {
         generation: u64,
     },
     Loaded(Arc<T>),
+}
+
+impl<T> LoadState<T> {
+    /// The leader epoch this state is (being) loaded for, if any.
+    fn epoch(&self, log_of: impl Fn(&T) -> &CoordinatorLog) -> Option<i32> {
+        match self {
+            LoadState::NotCoordinator => None,
+            LoadState::Loading { leader_epoch, .. } => Some(*leader_epoch),
+            LoadState::Loaded(l) => Some(log_of(l).leader_epoch()),
+        }
+    }
+}
+
+/// What a following coordinator's loaded state gives the shared mechanism.
+pub trait Loadable: Send + Sync + 'static {
+    fn log(&self) -> &CoordinatorLog;
+    fn generation(&self) -> u64;
+}
+
+/// Builds the loaded state from the log (replayed up to its end; blocking).
+pub type Builder<T> = Box<dyn Fn(CoordinatorLog, u64) -> Result<T, KafkaError> + Send + Sync>;
+
+/// The load state machine every coordinator shares (see the module docs): it follows the role
+/// of its partition's replica and holds the loaded state while this node leads.
+pub struct Follower<T: Loadable> {
+    /// "group", "transaction": for errors and logs.
+    what: &'static str,
+    status: parking_lot::RwLock<LoadState<T>>,
+    /// Numbers loads, so a load that finishes after its leadership ended is thrown away.
+    generation: AtomicU64,
+    flush_always: bool,
+    /// Woken after appends (the leader's replica-fetch long polls wait on it).
+    wake: Arc<Notify>,
+    build: Builder<T>,
+    /// Whether this broker may act as a live member of the cluster (registered, unfenced, its
+    /// image past its registration): a restarted node whose stale image still names it leader
+    /// does not load until then.
+    ready: OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
+    /// Called with false when the loaded state is dropped, true when a load completes.
+    on_change: OnceLock<Box<dyn Fn(bool) + Send + Sync>>,
+}
+
+impl<T: Loadable> Follower<T> {
+    pub fn new(
+        what: &'static str,
+        flush_always: bool,
+        wake: Arc<Notify>,
+        build: Builder<T>,
+    ) -> Self {
+        Follower {
+            what,
+            status: parking_lot::RwLock::new(LoadState::NotCoordinator),
+            generation: AtomicU64::new(0),
+            flush_always,
+            wake,
+            build,
+            ready: OnceLock::new(),
+            on_change: OnceLock::new(),
+        }
+    }
+
+    pub fn flush_always(&self) -> bool {
+        self.flush_always
+    }
+
+    pub fn wake(&self) -> &Arc<Notify> {
+        &self.wake
+    }
+
+    /// Registers the broker's liveness check (loads wait for it; none set: never ready).
+    pub fn set_ready(&self, f: Box<dyn Fn() -> bool + Send + Sync>) {
+        let _ = self.ready.set(f);
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.get().is_some_and(|f| f())
+    }
+
+    /// Registers the owner's reaction to loads (true) and unloads (false).
+    pub fn set_on_change(&self, f: Box<dyn Fn(bool) + Send + Sync>) {
+        let _ = self.on_change.set(f);
+    }
+
+    fn changed(&self, loaded: bool) {
+        if let Some(f) = self.on_change.get() {
+            f(loaded);
+        }
+    }
+
+    /// The loaded state, or NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS.
+    pub fn loaded(&self) -> Result<Arc<T>, KafkaError> {
+        match &*self.status.read() {
+            LoadState::Loaded(l) => Ok(l.clone()),
+            LoadState::Loading { .. } => Err(load_in_progress(self.what)),
+            LoadState::NotCoordinator => Err(not_coordinator(self.what)),
+        }
+    }
+
+    /// Whether a load is under way.
+    pub fn is_loading(&self) -> bool {
+        matches!(&*self.status.read(), LoadState::Loading { .. })
+    }
+
+    /// Whether this node leads the partition (loading or loaded).
+    pub fn is_leading(&self) -> bool {
+        !matches!(&*self.status.read(), LoadState::NotCoordinator)
+    }
+
+    /// The generation of the loaded state, if loaded.
+    pub fn loaded_generation(&self) -> Option<u64> {
+        match &*self.status.read() {
+            LoadState::Loaded(l) => Some(l.generation()),
+            _ => None,
+        }
+    }
+
+    /// Drops the loaded state (leadership lost, replica removed).
+    pub fn unload(&self) {
+        let was = std::mem::replace(&mut *self.status.write(), LoadState::NotCoordinator);
+        if !matches!(was, LoadState::NotCoordinator) {
+            tracing::info!(
+                coordinator = self.what,
+                "coordinator unloaded: this node no longer leads its partition"
+            );
+            self.changed(false);
+        }
+    }
+
+    /// Installs a finished load if its generation is still the current one.
+    fn install(&self, loaded: T) -> bool {
+        let mut status = self.status.write();
+        match &*status {
+            LoadState::Loading { generation, .. } if *generation == loaded.generation() => {
+                let epoch = loaded.log().leader_epoch();
+                *status = LoadState::Loaded(Arc::new(loaded));
+                drop(status);
+                tracing::info!(
+                    coordinator = self.what,
+                    leader_epoch = epoch,
+                    "coordinator loaded its partition"
+                );
+                self.changed(true);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn is_current(&self, generation: u64) -> bool {
+        matches!(&*self.status.read(), LoadState::Loading { generation: g, .. } if *g == generation)
+    }
+
+    fn next_generation(&self, leader_epoch: i32) -> u64 {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let was = std::mem::replace(
+            &mut *self.status.write(),
+            LoadState::Loading {
+                leader_epoch,
+                generation,
+            },
+        );
+        if matches!(was, LoadState::Loaded(_)) {
+            self.changed(false);
+        }
+        generation
+    }
+
+    fn build_and_install(&self, replica: Arc<Replica>, leader_epoch: i32, generation: u64) {
+        let log = CoordinatorLog::new(replica, leader_epoch, self.flush_always, self.wake.clone());
+        match (self.build)(log, generation) {
+            Ok(loaded) => {
+                self.install(loaded);
+            }
+            Err(e) => {
+                tracing::error!(coordinator = self.what, error = %e, "cannot load the coordinator")
+            }
+        }
+    }
+
+    /// Starts loading for leadership at `leader_epoch` (see the module docs): once the broker
+    /// is live and the high watermark reached the log end this node became leader with, the
+    /// log is replayed on the blocking pool.
+    pub fn start_load(self: &Arc<Self>, replica: &Arc<Replica>, leader_epoch: i32) {
+        let generation = self.next_generation(leader_epoch);
+        tracing::info!(
+            coordinator = self.what,
+            leader_epoch,
+            "coordinator loading its partition"
+        );
+        let follower = self.clone();
+        let replica = replica.clone();
+        let end = replica.watermarks().log_end_offset;
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    let waiter = CoordinatorLog::new(
+                        replica.clone(),
+                        leader_epoch,
+                        follower.flush_always,
+                        follower.wake.clone(),
+                    );
+                    while !follower.is_ready() {
+                        if !follower.is_current(generation) {
+                            return;
+                        }
+                        tokio::time::sleep(LOAD_POLL).await;
+                    }
+                    if !waiter
+                        .wait_committed(end, || follower.is_current(generation))
+                        .await
+                    {
+                        return;
+                    }
+                    let f = follower.clone();
+                    let built = tokio::task::spawn_blocking(move || {
+                        f.build_and_install(replica, leader_epoch, generation)
+                    })
+                    .await;
+                    if let Err(e) = built {
+                        tracing::error!(coordinator = follower.what, error = %e, "cannot load the coordinator");
+                    }
+                });
+            }
+            Err(_) => {
+                // No runtime (tests): load at once.
+                if replica.watermarks().high_watermark >= end {
+                    self.build_and_install(replica, leader_epoch, generation);
+                }
+            }
+        }
+    }
+
+    /// Loads at once, without waiting for liveness or the high watermark (standalone stores
+    /// of unit tests).
+    #[cfg(test)]
+    pub fn load_now(&self, replica: Arc<Replica>, leader_epoch: i32) {
+        let generation = self.next_generation(leader_epoch);
+        self.build_and_install(replica, leader_epoch, generation);
+    }
+
+    /// Loads the state again from the log (same leadership): after a write whose outcome is
+    /// unknown (appended, not confirmed), memory must again equal a replay of the log.
+    pub fn reload(self: &Arc<Self>, generation: u64) {
+        let target = match &*self.status.read() {
+            LoadState::Loaded(l) if l.generation() == generation && l.log().still_leading() => {
+                Some((l.log().replica().clone(), l.log().leader_epoch()))
+            }
+            _ => None,
+        };
+        if let Some((replica, epoch)) = target {
+            tracing::warn!(
+                coordinator = self.what,
+                "a write's outcome is unknown: loading the coordinator's log again"
+            );
+            self.start_load(&replica, epoch);
+        }
+    }
+
+    /// The replica's role changed (see [`CoordinatorHook::on_partition_state`]).
+    pub fn follow(self: &Arc<Self>, replica: &Arc<Replica>) {
+        match replica.role() {
+            Role::Leader { leader_epoch } => {
+                let current = {
+                    let status = self.status.read();
+                    match &*status {
+                        LoadState::Loaded(l) if !Arc::ptr_eq(l.log().replica(), replica) => None,
+                        s => s.epoch(|l| l.log()),
+                    }
+                };
+                if current != Some(leader_epoch) {
+                    self.start_load(replica, leader_epoch);
+                }
+            }
+            Role::Follower { .. } => self.unload(),
+        }
+    }
+}
+
+/// A [`Follower`] as the `ReplicaManager`'s hook.
+pub struct FollowerHook<T: Loadable>(pub Arc<Follower<T>>);
+
+impl<T: Loadable> CoordinatorHook for FollowerHook<T> {
+    fn on_partition_state(&self, replica: &Arc<Replica>) {
+        self.0.follow(replica);
+    }
+
+    fn on_removed(&self) {
+        self.0.unload();
+    }
 }

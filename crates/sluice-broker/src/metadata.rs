@@ -22,13 +22,14 @@
 //! internal logs still owned locally) are never touched.
 //!
 //! # Internal topics
-//! `__consumer_offsets` (one partition) is a topic of the image like any other, created by
-//! [`Metadata::ensure_internal_topic`] when the group coordinator first needs it (as Kafka
-//! creates it on the first FindCoordinator; a single node at start), with replication factor
-//! min(3, cluster size);
-//! `is_internal` in Metadata; DeleteTopics refuses it; Produce refuses it. A data directory
-//! written before it was a topic has `__consumer_offsets-0` without `partition.metadata`:
-//! [`Metadata::adopt_internal_log`] makes it partition 0 of the topic, led by this node.
+//! `__consumer_offsets` and `__transaction_state` (one partition each) are topics of the image
+//! like any other, created by [`Metadata::ensure_internal_topic`] when their coordinator first
+//! needs them (as Kafka creates them on the first FindCoordinator; a single node at start),
+//! with replication factor min(3, cluster size);
+//! `is_internal` in Metadata; DeleteTopics refuses them; Produce refuses them. A data directory
+//! written before they were topics has `__consumer_offsets-0` / `__transaction_state-0`
+//! without `partition.metadata`: [`Metadata::adopt_internal_log`] makes each partition 0 of its
+//! topic, led by this node.
 //! `_schemas` (the schema registry's log, `schemas.rs`) is an internal topic the same way.
 //!
 //! # Migration from the pre-cluster format

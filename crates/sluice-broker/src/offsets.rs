@@ -27,8 +27,7 @@
 //! first answers NOT_COORDINATOR.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use parking_lot::{Mutex, RwLock};
@@ -36,10 +35,10 @@ use serde::{Deserialize, Serialize};
 use sluice_group::ClassicGroupRecord;
 use tokio::sync::Notify;
 
-use crate::coordinator::{self, CoordinatorHook, CoordinatorLog, LoadState};
+use crate::coordinator::{CoordinatorHook, CoordinatorLog, Follower, Loadable};
 use crate::error::KafkaError;
 use crate::internal_log;
-use crate::replica_manager::{Replica, Role};
+use crate::replica_manager::Replica;
 
 pub const OFFSETS_LOG_DIR: &str = "__consumer_offsets-0";
 
@@ -353,19 +352,39 @@ struct Loaded {
 }
 
 pub struct OffsetStore {
-    status: RwLock<LoadState<Loaded>>,
-    /// Numbers loads, so a load that finishes after its leadership ended is thrown away.
-    generation: AtomicU64,
-    flush_always: bool,
-    /// Woken after appends (the leader's replica-fetch long polls wait on it).
-    wake: Arc<Notify>,
-    /// Called with false when the loaded state is dropped (the broker drops its groups), true
-    /// when a load completes.
-    on_change: OnceLock<Box<dyn Fn(bool) + Send + Sync>>,
-    /// Whether this broker may act as a live member of the cluster (registered, unfenced, its
-    /// image past its registration): a restarted node whose stale image still names it leader
-    /// does not load until then (and by then the image has moved the leadership, if it did).
-    ready: OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
+    follower: Arc<Follower<Loaded>>,
+}
+
+impl Loadable for Loaded {
+    fn log(&self) -> &CoordinatorLog {
+        &self.log
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+/// Builds the state of a replica this node leads (blocking: replays the log). The caller
+/// checked that the high watermark reached the log end.
+fn build(log: CoordinatorLog, generation: u64) -> Result<Loaded, KafkaError> {
+    let mut state = State::default();
+    internal_log::replay(log.partition(), |key, value| {
+        if let Some((group, change)) = decode(key, value) {
+            state.apply(&group, vec![change]);
+        }
+    })?;
+    tracing::info!(groups = state.groups.len(), "group offsets replayed");
+    let compaction = internal_log::Compaction::new(log.partition().size_bytes());
+    Ok(Loaded {
+        log,
+        generation,
+        state: RwLock::new(state),
+        pending: Mutex::new(Pending {
+            queue: VecDeque::new(),
+        }),
+        compaction,
+    })
 }
 
 fn json<T: Serialize>(v: &T) -> Option<Vec<u8>> {
@@ -495,42 +514,24 @@ impl OffsetStore {
     /// A store that coordinates nothing until its partition's replica is led here.
     pub fn new(flush_always: bool, wake: Arc<Notify>) -> Self {
         OffsetStore {
-            status: RwLock::new(LoadState::NotCoordinator),
-            generation: AtomicU64::new(0),
-            flush_always,
-            wake,
-            on_change: OnceLock::new(),
-            ready: OnceLock::new(),
+            follower: Arc::new(Follower::new("group", flush_always, wake, Box::new(build))),
         }
     }
 
     /// Registers the broker's liveness check (loads wait for it; none set: never ready).
     pub fn set_ready(&self, f: Box<dyn Fn() -> bool + Send + Sync>) {
-        let _ = self.ready.set(f);
+        self.follower.set_ready(f);
     }
 
-    fn is_ready(&self) -> bool {
-        self.ready.get().is_some_and(|f| f())
-    }
-
-    /// Registers the broker's reaction to loads and unloads (see [`OffsetStore::on_change`]).
+    /// Registers the broker's reaction to loads and unloads: called with false when the loaded
+    /// state is dropped (the broker drops its groups), true when a load completes.
     pub fn set_on_change(&self, f: Box<dyn Fn(bool) + Send + Sync>) {
-        let _ = self.on_change.set(f);
-    }
-
-    fn changed(&self, loaded: bool) {
-        if let Some(f) = self.on_change.get() {
-            f(loaded);
-        }
+        self.follower.set_on_change(f);
     }
 
     /// The loaded state, or NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS.
     fn loaded(&self) -> Result<Arc<Loaded>, KafkaError> {
-        match &*self.status.read() {
-            LoadState::Loaded(l) => Ok(l.clone()),
-            LoadState::Loading { .. } => Err(coordinator::load_in_progress("group")),
-            LoadState::NotCoordinator => Err(coordinator::not_coordinator("group")),
-        }
+        self.follower.loaded()
     }
 
     /// Ok when this node coordinates groups now (the gate of every group request).
@@ -540,141 +541,7 @@ impl OffsetStore {
 
     /// Whether a load is under way (FindCoordinator waits a little for it).
     pub fn is_loading(&self) -> bool {
-        matches!(&*self.status.read(), LoadState::Loading { .. })
-    }
-
-    /// Drops the loaded state (leadership lost, replica removed).
-    fn unload(&self) {
-        let was = std::mem::replace(&mut *self.status.write(), LoadState::NotCoordinator);
-        if !matches!(was, LoadState::NotCoordinator) {
-            tracing::info!(
-                "group coordinator unloaded: this node no longer leads __consumer_offsets-0"
-            );
-            self.changed(false);
-        }
-    }
-
-    /// Builds the state of a replica this node leads at `leader_epoch` (blocking: replays the
-    /// log). The caller checked that the high watermark reached the log end.
-    fn build(
-        &self,
-        replica: Arc<Replica>,
-        leader_epoch: i32,
-        generation: u64,
-    ) -> Result<Loaded, KafkaError> {
-        let log = CoordinatorLog::new(replica, leader_epoch, self.flush_always, self.wake.clone());
-        let mut state = State::default();
-        internal_log::replay(log.partition(), |key, value| {
-            if let Some((group, change)) = decode(key, value) {
-                state.apply(&group, vec![change]);
-            }
-        })?;
-        let compaction = internal_log::Compaction::new(log.partition().size_bytes());
-        Ok(Loaded {
-            log,
-            generation,
-            state: RwLock::new(state),
-            pending: Mutex::new(Pending {
-                queue: VecDeque::new(),
-            }),
-            compaction,
-        })
-    }
-
-    /// Installs a finished load if its generation is still the current one.
-    fn install(&self, loaded: Loaded) -> bool {
-        let mut status = self.status.write();
-        match &*status {
-            LoadState::Loading { generation, .. } if *generation == loaded.generation => {
-                let groups = loaded.state.read().groups.len();
-                let epoch = loaded.log.leader_epoch();
-                *status = LoadState::Loaded(Arc::new(loaded));
-                drop(status);
-                tracing::info!(
-                    leader_epoch = epoch,
-                    groups,
-                    "group coordinator loaded __consumer_offsets-0"
-                );
-                self.changed(true);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn is_current(&self, generation: u64) -> bool {
-        matches!(&*self.status.read(), LoadState::Loading { generation: g, .. } if *g == generation)
-    }
-
-    /// Starts loading for leadership at `leader_epoch` (see the module docs).
-    fn start_load(self: &Arc<Self>, replica: &Arc<Replica>, leader_epoch: i32) {
-        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        let was = std::mem::replace(
-            &mut *self.status.write(),
-            LoadState::Loading {
-                leader_epoch,
-                generation,
-            },
-        );
-        if matches!(was, LoadState::Loaded(_)) {
-            self.changed(false);
-        }
-        tracing::info!(
-            leader_epoch,
-            "group coordinator loading __consumer_offsets-0"
-        );
-        let store = self.clone();
-        let replica = replica.clone();
-        let end = replica.watermarks().log_end_offset;
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move {
-                    let waiter = CoordinatorLog::new(
-                        replica.clone(),
-                        leader_epoch,
-                        store.flush_always,
-                        store.wake.clone(),
-                    );
-                    while !store.is_ready() {
-                        if !store.is_current(generation) {
-                            return;
-                        }
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    }
-                    if !waiter
-                        .wait_committed(end, || store.is_current(generation))
-                        .await
-                    {
-                        return;
-                    }
-                    let s = store.clone();
-                    let built = tokio::task::spawn_blocking(move || {
-                        s.build(replica, leader_epoch, generation)
-                    })
-                    .await;
-                    match built {
-                        Ok(Ok(loaded)) => {
-                            store.install(loaded);
-                        }
-                        Ok(Err(e)) => {
-                            tracing::error!(error = %e, "cannot load the group coordinator")
-                        }
-                        Err(e) => tracing::error!(error = %e, "cannot load the group coordinator"),
-                    }
-                });
-            }
-            Err(_) => {
-                // No runtime (tests): load at once.
-                if replica.watermarks().high_watermark >= end {
-                    match self.build(replica, leader_epoch, generation) {
-                        Ok(loaded) => {
-                            self.install(loaded);
-                        }
-                        Err(e) => tracing::error!(error = %e, "cannot load the group coordinator"),
-                    }
-                }
-            }
-        }
+        self.follower.is_loading()
     }
 
     /// Opens a standalone store over `data_dir/__consumer_offsets-0`, led here (tests).
@@ -691,21 +558,16 @@ impl OffsetStore {
         };
         let replica = rm.open(
             tp,
-            coordinator::GROUP_TOPIC,
+            crate::coordinator::GROUP_TOPIC,
             &config,
-            Role::Leader { leader_epoch: 0 },
+            crate::replica_manager::Role::Leader { leader_epoch: 0 },
             now_ms,
         )?;
         // A replica opens pending; it leads once a partition state says so.
         rm.become_leader(tp, 0)?;
         let store = Arc::new(OffsetStore::new(true, Arc::new(Notify::new())));
-        let generation = store.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        *store.status.write() = LoadState::Loading {
-            leader_epoch: 0,
-            generation,
-        };
-        let loaded = store.build(replica, 0, generation)?;
-        store.install(loaded);
+        store.follower.load_now(replica, 0);
+        store.loaded()?;
         Ok(store)
     }
 
@@ -1127,30 +989,13 @@ pub struct GroupCoordinatorHook(pub Arc<OffsetStore>);
 
 impl CoordinatorHook for GroupCoordinatorHook {
     fn on_partition_state(&self, replica: &Arc<Replica>) {
-        let store = &self.0;
-        match replica.role() {
-            Role::Leader { leader_epoch } => {
-                let current = match &*store.status.read() {
-                    LoadState::Loading {
-                        leader_epoch: e, ..
-                    } => Some(*e),
-                    LoadState::Loaded(l) if Arc::ptr_eq(l.log.replica(), replica) => {
-                        Some(l.log.leader_epoch())
-                    }
-                    _ => None,
-                };
-                if current != Some(leader_epoch) {
-                    store.start_load(replica, leader_epoch);
-                }
-            }
-            Role::Follower { .. } => store.unload(),
-        }
+        self.0.follower.follow(replica);
     }
 
     fn on_removed(&self) {
-        self.0.unload();
+        self.0.follower.unload();
     }
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -865,15 +865,30 @@ impl Client {
 
     /// The address of `group`'s coordinator.
     pub async fn find_coordinator(&mut self, group: &str) -> Result<String> {
+        self.find_coordinator_of(group, 0).await
+    }
+
+    /// The address of the transaction coordinator of `transactional_id` (FindCoordinator key
+    /// type 1; in a Sluice cluster one node, the leader of `__transaction_state-0`, coordinates
+    /// every id).
+    pub async fn find_transaction_coordinator(&mut self, transactional_id: &str) -> Result<String> {
+        self.find_coordinator_of(transactional_id, 1).await
+    }
+
+    /// FindCoordinator of `key` (`key_type` 0: a group, 1: a transactional id).
+    async fn find_coordinator_of(&mut self, key: &str, key_type: i8) -> Result<String> {
         let addr = self.bootstrap();
         let version = self
             .version_at(&addr, kafka_protocol::messages::ApiKey::FindCoordinator)
             .await?;
         let mut req = FindCoordinatorRequest::default();
+        if version >= 1 {
+            req.key_type = key_type;
+        }
         if version >= 4 {
-            req.coordinator_keys = vec![s(group)];
+            req.coordinator_keys = vec![s(key)];
         } else {
-            req.key = s(group);
+            req.key = s(key);
         }
         let resp = self.send_to(&addr, &req).await?;
         let (code, msg, host, port) = if version >= 4 {
@@ -896,7 +911,12 @@ impl Client {
             )
         };
         check(code, msg.as_deref(), || {
-            format!("find coordinator of group {group}")
+            let what = if key_type == 1 {
+                "transactional id"
+            } else {
+                "group"
+            };
+            format!("find coordinator of {what} {key}")
         })?;
         Ok(BrokerInfo {
             node_id: 0,

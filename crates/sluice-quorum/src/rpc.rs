@@ -1,4 +1,5 @@
-//! The cluster RPC: every broker↔broker message (quorum, controller, replica fetch) rides on it.
+//! The cluster RPC: every broker↔broker message (quorum, controller, replica fetch, coordinator
+//! traffic) rides on it.
 //!
 //! # Framing
 //! Request frame: `[u32 len][u8 service][u64 request_id][payload]`; response frame:
@@ -43,6 +44,9 @@ pub const SERVICE_QUORUM: u8 = 0;
 pub const SERVICE_CONTROLLER: u8 = 1;
 /// Service id of replica fetches (registered by the broker).
 pub const SERVICE_REPLICA_FETCH: u8 = 2;
+/// Service id of coordinator traffic between nodes: transaction markers, group completions,
+/// transaction verification (registered by the broker).
+pub const SERVICE_COORDINATOR: u8 = 3;
 
 /// Largest frame (after the length prefix), either direction. A peer announcing more loses its
 /// connection.

@@ -9,7 +9,7 @@
 //!   quorum leader only), the controller client (in-process when this node leads the quorum,
 //!   RPC service 1 to the leader otherwise), the broker's registration and heartbeats, and the
 //!   RPC listener on `--cluster-addr` (services 0 = quorum, 1 = controller; 2 is the replica
-//!   fetch service of `replication/`).
+//!   fetch service of `replication/`, 3 the coordinators' service of `txn/remote.rs`).
 //! - `metadata.rs` is the broker's view of the image (topics by name and id with their
 //!   validated configs, group configs, producer ids) and reconciles image changes onto the
 //!   `ReplicaManager` (see [`crate::metadata::Metadata::sync`]).
@@ -333,6 +333,9 @@ pub struct Cluster {
     server: parking_lot::Mutex<Option<RpcServer>>,
     /// RPC service 2 (replica fetches), installed by `replication/` once the broker exists.
     replica_fetch: Arc<std::sync::OnceLock<Arc<dyn rpc::Handler>>>,
+    /// RPC service 3 (transaction markers, group completions, verification), installed by
+    /// the broker.
+    coordinator_rpc: Arc<std::sync::OnceLock<Arc<dyn rpc::Handler>>>,
     /// Set when the broker is registered (the Kafka host/port to register with).
     kafka_endpoint: parking_lot::Mutex<(String, i32)>,
     seed: u64,
@@ -402,6 +405,7 @@ impl Cluster {
             fenced: AtomicBool::new(true),
             server: parking_lot::Mutex::new(None),
             replica_fetch: Arc::new(std::sync::OnceLock::new()),
+            coordinator_rpc: Arc::new(std::sync::OnceLock::new()),
             kafka_endpoint: parking_lot::Mutex::new((String::new(), 0)),
             seed: rand_seed(),
             local_cluster_id,
@@ -420,6 +424,10 @@ impl Cluster {
             handlers.insert(
                 rpc::SERVICE_REPLICA_FETCH,
                 Arc::new(Deferred(cluster.replica_fetch.clone())),
+            );
+            handlers.insert(
+                rpc::SERVICE_COORDINATOR,
+                Arc::new(Deferred(cluster.coordinator_rpc.clone())),
             );
             let server = RpcServer::serve(listener, handlers)
                 .map_err(|e| anyhow::anyhow!("cannot serve cluster traffic on {addr}: {e}"))?;
@@ -502,6 +510,12 @@ impl Cluster {
     /// an empty reply. Only the first call counts.
     pub fn set_replica_fetch_handler(&self, handler: Arc<dyn rpc::Handler>) {
         let _ = self.replica_fetch.set(handler);
+    }
+
+    /// Installs the handler of RPC service 3 (coordinators); until then such requests get an
+    /// empty reply (the caller retries). Only the first call counts.
+    pub fn set_coordinator_handler(&self, handler: Arc<dyn rpc::Handler>) {
+        let _ = self.coordinator_rpc.set(handler);
     }
 
     /// Stops the RPC listener and the quorum member.
@@ -1168,7 +1182,7 @@ pub fn local_cluster_id(data_dir: &Path, node_id: i32) -> anyhow::Result<String>
     Ok(id)
 }
 
-/// RPC service 2 until `replication/` installs its handler.
+/// RPC services 2 and 3 until the broker installs their handlers.
 struct Deferred(Arc<std::sync::OnceLock<Arc<dyn rpc::Handler>>>);
 
 impl rpc::Handler for Deferred {

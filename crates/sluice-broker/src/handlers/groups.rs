@@ -66,36 +66,39 @@ fn not_available(message: impl Into<String>) -> (i16, String) {
     )
 }
 
-/// Key type 0 (consumer, classic and share groups): the leader of `__consumer_offsets-0`,
-/// creating the topic first if needed (COORDINATOR_NOT_AVAILABLE while it has no leader, or
-/// cannot be created yet).
-async fn group_coordinator(broker: &Broker) -> CoordinatorNode {
+/// The leader of partition 0 of a coordinator's internal topic, creating the topic first if
+/// needed (COORDINATOR_NOT_AVAILABLE while it has no leader, or cannot be created yet). When
+/// this node leads it, a load that just started gets a moment to finish.
+async fn internal_coordinator(
+    broker: &Broker,
+    topic_name: &str,
+    is_loading: impl Fn() -> bool,
+) -> CoordinatorNode {
     let topic = match broker
         .metadata
-        .ensure_internal_topic(crate::coordinator::GROUP_TOPIC, now_ms())
+        .ensure_internal_topic(topic_name, now_ms())
         .await
     {
         Ok(Some(t)) => t,
         Ok(None) => {
-            return Err(not_available(
-                "the group coordinator's topic cannot be created yet: too few live brokers",
-            ))
+            return Err(not_available(format!(
+                "the coordinator's topic {topic_name} cannot be created yet: too few live brokers"
+            )))
         }
         Err(e) => {
             return Err(not_available(format!(
-                "the group coordinator's topic: {}",
+                "the coordinator's topic {topic_name}: {}",
                 e.message
             )))
         }
     };
     let view = super::metadata::partition_view(broker, &topic, 0);
     if view.leader < 0 {
-        return Err(not_available("__consumer_offsets-0 has no leader"));
+        return Err(not_available(format!("{topic_name}-0 has no leader")));
     }
     if view.leader == broker.config.node_id {
-        // Our own coordinator: give a load that just started a moment to finish.
         let deadline = tokio::time::Instant::now() + FIND_COORDINATOR_LOAD_WAIT;
-        while broker.offsets.is_loading() && tokio::time::Instant::now() < deadline {
+        while is_loading() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
@@ -107,14 +110,20 @@ async fn group_coordinator(broker: &Broker) -> CoordinatorNode {
     })
 }
 
-/// Key type 1 (transactional ids). The transaction coordinator's state is still a local log
-/// (`__transaction_state-0`), so it lives on the group coordinator's node: TxnOffsetCommit
-/// (sent to the group coordinator) checks the transaction there, and the transaction's end
-/// reaches the group's pending offsets there (`OffsetStore::complete_txn` is a local call).
-/// Next: the leader of `__transaction_state-0`, as [`group_coordinator`] follows
-/// `__consumer_offsets-0`.
+/// Key type 0 (consumer, classic and share groups): the leader of `__consumer_offsets-0`.
+async fn group_coordinator(broker: &Broker) -> CoordinatorNode {
+    internal_coordinator(broker, crate::coordinator::GROUP_TOPIC, || {
+        broker.offsets.is_loading()
+    })
+    .await
+}
+
+/// Key type 1 (transactional ids): the leader of `__transaction_state-0`.
 async fn transaction_coordinator(broker: &Broker) -> CoordinatorNode {
-    group_coordinator(broker).await
+    internal_coordinator(broker, crate::coordinator::TXN_TOPIC, || {
+        broker.txn.is_loading()
+    })
+    .await
 }
 
 pub async fn find_coordinator(

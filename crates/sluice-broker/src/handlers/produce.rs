@@ -315,19 +315,14 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                     continue;
                 };
                 if let Some(g) = partition.start_txn_verification(h.producer_id, h.producer_epoch) {
-                    if let Err(e) = broker
-                        .txn
-                        .verify_partition(
-                            txn_id.as_str(),
-                            h.producer_id,
-                            h.producer_epoch,
-                            &name,
-                            pd.index,
-                            version >= 12,
-                            now,
-                        )
-                        .await
-                    {
+                    let verification = crate::txn::Verification {
+                        transactional_id: txn_id.to_string(),
+                        producer_id: h.producer_id,
+                        producer_epoch: h.producer_epoch,
+                        member: crate::txn::remote::WireMember::Partition(name.clone(), pd.index),
+                        add: version >= 12,
+                    };
+                    if let Err(e) = crate::txn::verify(broker, verification, now).await {
                         let e = verification_error(e, version);
                         tracing::debug!(topic = %name, partition = pd.index, error = ?e, "transactional produce not verified");
                         partitions.push(partition_error(

@@ -36,6 +36,24 @@ fn fenced_for(e: ResponseError, version: i16, first_with_fenced: i16) -> i16 {
     }
 }
 
+/// Creates `__transaction_state` if it does not exist yet (its errors are the next
+/// FindCoordinator's to report).
+async fn ensure_txn_topic(broker: &Broker) {
+    if broker
+        .metadata
+        .topic(crate::coordinator::TXN_TOPIC)
+        .is_none()
+    {
+        if let Err(e) = broker
+            .metadata
+            .ensure_internal_topic(crate::coordinator::TXN_TOPIC, now_ms())
+            .await
+        {
+            tracing::debug!(error = %e.message, "cannot create the transaction coordinator's topic yet");
+        }
+    }
+}
+
 pub async fn init_producer_id(
     broker: &Broker,
     req: InitProducerIdRequest,
@@ -65,7 +83,14 @@ pub async fn init_producer_id(
             Ok((pid, epoch)) => InitProducerIdResponse::default()
                 .with_producer_id(ProducerId(pid))
                 .with_producer_epoch(epoch),
-            Err(e) => fail(fenced_for(e, version, 4)),
+            Err(e) => {
+                if e == ResponseError::NotCoordinator {
+                    // A client that skipped FindCoordinator: the coordinator's topic is made
+                    // (as FindCoordinator key type 1 would) so that its next lookup finds one.
+                    ensure_txn_topic(broker).await;
+                }
+                fail(fenced_for(e, version, 4))
+            }
         };
     }
     // Idempotent producers. KIP-360: one may ask to bump its epoch after an error.
@@ -189,13 +214,24 @@ pub async fn end_txn(broker: &Broker, req: EndTxnRequest, version: i16) -> EndTx
 }
 
 /// WriteTxnMarkers from an admin client (`kafka-transactions.sh abort`): appends the marker to
-/// each listed partition directly. The coordinator writes its own markers in-process.
+/// each listed partition directly. The coordinator writes its own markers in-process, or over
+/// the cluster RPC to other nodes (`txn/remote.rs`).
 pub async fn write_txn_markers(
     broker: &Broker,
     req: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
     let now = now_ms();
-    let current_epoch = broker.txn.coordinator_epoch().await;
+    let txn_leader_epoch = broker
+        .metadata
+        .topic(crate::coordinator::TXN_TOPIC)
+        .and_then(|t| {
+            broker
+                .metadata
+                .cluster
+                .state
+                .read(|img| img.partition(&t.id, 0).map(|p| p.leader_epoch))
+        });
+    let current_epoch = broker.txn.epoch_bound(txn_leader_epoch).await;
     let mut out = Vec::with_capacity(req.markers.len());
     for m in &req.markers {
         // A coordinator epoch from the future (a typo in `--coordinator-epoch`) would fence
@@ -262,14 +298,21 @@ pub async fn describe_transactions(
     let mut states = Vec::with_capacity(req.transactional_ids.len());
     for id in &req.transactional_ids {
         let state = match broker.txn.describe(id.as_str()).await {
-            None => DescribedState::default()
+            Err(e) => DescribedState::default()
+                .with_transactional_id(id.clone())
+                .with_error_code(e.code())
+                .with_transaction_state(s(""))
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+                .with_transaction_start_time_ms(-1),
+            Ok(None) => DescribedState::default()
                 .with_transactional_id(id.clone())
                 .with_error_code(ResponseError::TransactionalIdNotFound.code())
                 .with_transaction_state(s(""))
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1)
                 .with_transaction_start_time_ms(-1),
-            Some(t) => {
+            Ok(Some(t)) => {
                 let mut topics: Vec<TopicData> = Vec::new();
                 for (topic, p) in &t.partitions {
                     match topics.last_mut() {
@@ -326,10 +369,18 @@ pub async fn list_transactions(
         _ => None,
     };
     let now = now_ms();
-    let listed = broker
-        .txn
-        .list()
-        .await
+    // Each broker lists the transactions it coordinates (as Kafka's); a node that coordinates
+    // none answers an empty list, one that is loading COORDINATOR_LOAD_IN_PROGRESS.
+    let all = match broker.txn.list().await {
+        Ok(all) => all,
+        Err(ResponseError::CoordinatorLoadInProgress) => {
+            return ListTransactionsResponse::default()
+                .with_error_code(ResponseError::CoordinatorLoadInProgress.code())
+                .with_unknown_state_filters(unknown)
+        }
+        Err(_) => Vec::new(),
+    };
+    let listed = all
         .into_iter()
         .filter(|t| states.is_empty() || states.contains(&t.state))
         .filter(|t| {

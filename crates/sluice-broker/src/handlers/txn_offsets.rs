@@ -4,7 +4,8 @@
 //! ends the transaction (`OffsetStore::complete_txn`).
 //!
 //! Order of checks, as Kafka's group coordinator: the group id; the transaction (the group
-//! must have been added with AddOffsetsToTxn, or v5+ adds it: `TxnCoordinator::verify_group`);
+//! must have been added with AddOffsetsToTxn, or v5+ adds it: `txn::verify`, at the transaction
+//! coordinator, over the cluster RPC when that is another node);
 //! the KIP-447 fields of v3+ (generation/member epoch, member id, group instance id) against
 //! the group, by the same code as OffsetCommit (`validate_commit` with `transactional`); then
 //! per partition the topic and the metadata size. v0-2 (kafkajs, old clients) carry no member
@@ -43,18 +44,14 @@ pub async fn txn_offset_commit(
     } else if let Err(e) = broker.offsets.check() {
         e.code
     } else {
-        match broker
-            .txn
-            .verify_group(
-                &req.transactional_id.0,
-                req.producer_id.0,
-                req.producer_epoch,
-                &group,
-                version >= 5,
-                now,
-            )
-            .await
-        {
+        let verification = crate::txn::Verification {
+            transactional_id: req.transactional_id.0.to_string(),
+            producer_id: req.producer_id.0,
+            producer_epoch: req.producer_epoch,
+            member: crate::txn::remote::WireMember::Group(group.clone()),
+            add: version >= 5,
+        };
+        match crate::txn::verify(broker, verification, now).await {
             Err(e) => client_error(e, version),
             Ok(()) => {
                 // Before v3 the fields read their defaults: generation -1, no member.

@@ -2,6 +2,8 @@
 //! fencing, idempotent ends, and that every state survives a replay and a snapshot.
 
 use super::*;
+use crate::coordinator;
+use crate::replica_manager::Role;
 
 fn off(offset: i64) -> CommittedOffset {
     CommittedOffset {
@@ -373,7 +375,7 @@ fn a_snapshot_rebuilds_the_state_alone_and_over_the_history() {
 }
 
 /// Polls `cond` every 10 ms for at most 10 s.
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
+pub(crate) async fn eventually(what: &str, cond: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while !cond() {
         assert!(
@@ -384,7 +386,7 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
-fn state_at(leader: i32, leader_epoch: i32) -> crate::replication::PartitionState {
+pub(crate) fn state_at(leader: i32, leader_epoch: i32) -> crate::replication::PartitionState {
     crate::replication::PartitionState {
         leader,
         leader_epoch,

@@ -1,26 +1,42 @@
-//! The transaction coordinator's IO edge (Kafka's `TransactionCoordinator`): the durable
-//! `__transaction_state` log, the markers written to each partition of a transaction, and the
-//! timers that abort expired transactions. The state machine itself is `sluice-txn`.
+//! The transaction coordinator's IO edge (Kafka's `TransactionCoordinator` and
+//! `TransactionStateManager`): the replicated `__transaction_state` log, the markers written to
+//! each partition and group of a transaction, and the timers that abort expired transactions.
+//! The state machine itself is `sluice-txn`.
 //!
-//! - Every decision of the state machine is a record (the id's whole new state). It is written
-//!   to `__transaction_state-0` and fsynced, and only then applied in memory and answered. One
-//!   async lock orders decide → write → apply, so memory always equals a replay of the log.
-//! - The coordinator epoch (Kafka's, carried by every marker) is a record of the same log,
-//!   bumped at each start.
+//! # Following `__transaction_state-0` (issue #10)
+//! The log is the replica of partition 0 of the internal topic `__transaction_state` (a topic
+//! of the metadata image, replicated like any other; `coordinator.rs`). The coordinator is a
+//! [`Follower`]: when this node becomes the partition's leader at epoch *e* it loads (waits
+//! until the high watermark reaches the log end it became leader with, replays the log) and
+//! serves; when it stops leading the state is dropped at once. Elsewhere every transactional
+//! request answers NOT_COORDINATOR; while loading, COORDINATOR_LOAD_IN_PROGRESS.
+//!
+//! - Every decision of the state machine is a record (the id's whole new state), appended as
+//!   the leader and answered only once committed (`CoordinatorLog::commit`: fsynced, and under
+//!   replication below the high watermark); only then is it applied in memory. One async lock
+//!   orders decide → write → apply, so memory always equals a replay of the log. A write whose
+//!   outcome is unknown (appended, not confirmed in time) loads the log again.
+//! - The coordinator epoch (carried by every marker, checked by the partitions: a lower one is
+//!   TRANSACTION_COORDINATOR_FENCED) is the leader epoch of `__transaction_state-0`, as in
+//!   Kafka, plus the last epoch an older single-node version recorded in the log (0 on a new
+//!   log; such versions bumped a `CoordinatorEpoch` record at each start), so it never goes
+//!   back after an upgrade. A deposed coordinator's late markers are fenced by the new one's.
+//! - After a load every transaction in `Prepare*` gets its markers again (markers are
+//!   idempotent); `Ongoing` ones are ended as in Kafka: by their producer's next InitProducerId
+//!   (which fences and aborts) or by the timeout pass.
 //! - Markers need the broker (partitions, committed offsets), which owns this coordinator. To
-//!   keep the dependency one way, the coordinator only queues [`Markers`] work on a channel;
-//!   [`run`] (given the `Arc<Broker>` by `broker::run`) writes them: a control batch per
-//!   partition (`Replica::append_marker`, fsynced), `OffsetStore::complete_txn` per group,
-//!   retried until all succeed, and then persists `Complete*`. At start, every transaction in
-//!   `Prepare*` is queued again (markers are idempotent).
+//!   keep the dependency one way, the coordinator only queues [`Markers`] work on a channel of
+//!   its load; [`run`] (given the `Arc<Broker>` by `broker::run`) writes them while the load is
+//!   current: a control batch per partition on its leader (this node: `Replica::append_marker`
+//!   and the ISR's confirmation; another node: the cluster RPC, `remote.rs`), and a completion
+//!   per group at the group coordinator (`OffsetStore::complete_txn`, locally or over the RPC),
+//!   retried until all succeed, then persists `Complete*`.
 //! - [`run`] also aborts timed-out transactions and expires idle transactional ids.
-//!
-//! Its internal log (`__transaction_state-0`) is a `Partition` opened here, not a replica of the
-//! `ReplicaManager` (replica_manager.rs): internal logs become replicated partitions in a later
-//! wave of issue #10.
+//! - The checks of other nodes (a partition leader's Produce, KIP-890; the group coordinator's
+//!   TxnOffsetCommit) reach the coordinator through [`verify`].
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,14 +45,18 @@ use serde::{Deserialize, Serialize};
 use sluice_txn::{
     Config, Coordinator, Decision, Markers, Member, ProducerIdEpoch, Step, TxnError, TxnMetadata,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::broker::{now_ms, Broker};
+use crate::coordinator::{
+    CoordinatorHook, CoordinatorLog, Follower, Loadable, GROUP_TOPIC, TXN_TOPIC,
+};
 use crate::error::KafkaError;
 use crate::internal_log;
 use crate::metadata::Metadata;
-use crate::partition::Partition;
-use crate::replica_manager::TxnMarker;
+use crate::replica_manager::{Replica, Role, TxnMarker};
+
+pub mod remote;
 
 pub const TXN_LOG_DIR: &str = "__transaction_state-0";
 
@@ -45,7 +65,7 @@ pub const TXN_LOG_DIR: &str = "__transaction_state-0";
 enum Key {
     /// A transactional id; the value is its `TxnMetadata`, null when it expired.
     Txn(String),
-    /// The coordinator epoch; the value is an i32.
+    /// The coordinator epoch of an older single-node version; the value is an i32.
     CoordinatorEpoch,
 }
 
@@ -63,13 +83,27 @@ fn epoch_record(epoch: i32) -> internal_log::KeyValue {
     )
 }
 
+/// The coordinator epoch of a load: the leader epoch of `__transaction_state-0` plus the
+/// last epoch an older version recorded (`legacy`, 0 on a log written by a cluster).
+pub fn coordinator_epoch(legacy: i32, leader_epoch: i32) -> i32 {
+    legacy.max(0).saturating_add(leader_epoch.max(0))
+}
+
 fn to_response(e: TxnError) -> ResponseError {
     ResponseError::try_from_code(e.code()).unwrap_or(ResponseError::UnknownServerError)
 }
 
+/// A coordinator error as the transactional requests answer it: NOT_COORDINATOR and
+/// COORDINATOR_LOAD_IN_PROGRESS as they are, every other failure to write
+/// COORDINATOR_NOT_AVAILABLE (the client retries after a backoff).
 fn write_failed(e: &KafkaError) -> ResponseError {
-    tracing::error!(error = %e.message, "could not write __transaction_state");
-    ResponseError::CoordinatorNotAvailable
+    match ResponseError::try_from_code(e.code) {
+        Some(r @ (ResponseError::NotCoordinator | ResponseError::CoordinatorLoadInProgress)) => r,
+        _ => {
+            tracing::warn!(error = %e.message, "could not write __transaction_state");
+            ResponseError::CoordinatorNotAvailable
+        }
+    }
 }
 
 /// Settings (Kafka's names).
@@ -90,8 +124,12 @@ impl Default for TxnSettings {
     }
 }
 
-pub struct TxnCoordinator {
-    log: Partition,
+/// The coordinator's state while this node leads `__transaction_state-0`.
+struct Loaded {
+    log: CoordinatorLog,
+    generation: u64,
+    /// The epoch an older single-node version recorded (re-stated by snapshots).
+    legacy_epoch: i32,
     /// Held from a decision until it is written and applied.
     state: tokio::sync::Mutex<Coordinator>,
     markers_tx: mpsc::UnboundedSender<Markers>,
@@ -99,85 +137,144 @@ pub struct TxnCoordinator {
     compaction: internal_log::Compaction,
 }
 
-impl TxnCoordinator {
-    /// Opens `__transaction_state`, replays it, and returns the coordinator.
-    pub fn open(data_dir: &Path, now_ms: i64) -> Result<Self, KafkaError> {
-        Self::open_with(data_dir, TxnSettings::default(), now_ms)
+impl Loadable for Loaded {
+    fn log(&self) -> &CoordinatorLog {
+        &self.log
     }
 
-    /// [`Self::open`] with settings. The coordinator epoch is bumped here and persisted by
-    /// [`run`] before any marker carries it.
-    pub fn open_with(
-        data_dir: &Path,
-        settings: TxnSettings,
-        now_ms: i64,
-    ) -> Result<Self, KafkaError> {
-        let log = Partition::open(
-            &data_dir.join(TXN_LOG_DIR),
-            0,
-            internal_log::log_config(),
-            now_ms,
-        )?;
-        let mut coordinator = Coordinator::new(
-            Config {
-                max_timeout_ms: settings.max_timeout_ms,
-                id_expiration_ms: settings.id_expiration_ms,
-            },
-            0,
-        );
-        let mut epoch = 0i32;
-        internal_log::replay(&log, |key, value| {
-            let Some(Ok(key)) = key.map(serde_json::from_slice::<Key>) else {
-                return;
-            };
-            match key {
-                Key::CoordinatorEpoch => {
-                    if let Some(Ok(e)) = value.map(serde_json::from_slice::<i32>) {
-                        epoch = epoch.max(e);
-                    }
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+/// Replays the log into a coordinator (blocking); queues the markers of every decided
+/// transaction. The caller checked that the high watermark reached the log end.
+fn build(
+    log: CoordinatorLog,
+    generation: u64,
+    settings: &TxnSettings,
+) -> Result<Loaded, KafkaError> {
+    let mut coordinator = Coordinator::new(
+        Config {
+            max_timeout_ms: settings.max_timeout_ms,
+            id_expiration_ms: settings.id_expiration_ms,
+        },
+        0,
+    );
+    let mut legacy = 0i32;
+    internal_log::replay(log.partition(), |key, value| {
+        let Some(Ok(key)) = key.map(serde_json::from_slice::<Key>) else {
+            return;
+        };
+        match key {
+            Key::CoordinatorEpoch => {
+                if let Some(Ok(e)) = value.map(serde_json::from_slice::<i32>) {
+                    legacy = legacy.max(e);
                 }
-                Key::Txn(id) => match value.map(serde_json::from_slice::<TxnMetadata>) {
-                    Some(Ok(t)) if t.transactional_id == id => coordinator.apply(t),
-                    Some(_) => {
-                        tracing::error!(id = %id, "skipping an undecodable transaction record")
-                    }
-                    None => coordinator.remove(&id),
-                },
             }
-        })?;
-        // This start's epoch; it is written by `run` (no write may happen before the broker
-        // removes the clean-shutdown marker) and durable before any marker carries it.
-        let epoch = epoch.saturating_add(1);
-        coordinator.set_coordinator_epoch(epoch);
-        let compaction = internal_log::Compaction::new(log.size_bytes());
-        tracing::info!(
-            coordinator_epoch = epoch,
-            transactional_ids = coordinator.len(),
-            "transaction coordinator loaded"
-        );
-        let (markers_tx, markers_rx) = mpsc::unbounded_channel();
-        // Transactions decided before the restart get their markers again. Queued here, before
-        // any request can decide, so the queue holds each exactly once: queued later (in `run`),
-        // a transaction a request moved to Prepare* meanwhile would be queued twice, and a
-        // late duplicate marker could close the producer's next transaction. `run` writes
-        // nothing from the queue before this start's coordinator epoch is durable.
-        for m in coordinator.pending_markers() {
-            tracing::info!(transactional_id = %m.transactional_id, commit = m.commit, "re-sending the markers of a transaction decided before the restart");
-            let _ = markers_tx.send(m);
+            Key::Txn(id) => match value.map(serde_json::from_slice::<TxnMetadata>) {
+                Some(Ok(t)) if t.transactional_id == id => coordinator.apply(t),
+                Some(_) => {
+                    tracing::error!(id = %id, "skipping an undecodable transaction record")
+                }
+                None => coordinator.remove(&id),
+            },
         }
-        Ok(TxnCoordinator {
-            log,
-            state: tokio::sync::Mutex::new(coordinator),
-            markers_tx,
-            markers_rx: parking_lot::Mutex::new(Some(markers_rx)),
-            compaction,
-        })
+    })?;
+    let epoch = coordinator_epoch(legacy, log.leader_epoch());
+    coordinator.set_coordinator_epoch(epoch);
+    let compaction = internal_log::Compaction::new(log.partition().size_bytes());
+    tracing::info!(
+        coordinator_epoch = epoch,
+        transactional_ids = coordinator.len(),
+        "transaction coordinator replayed __transaction_state-0"
+    );
+    let (markers_tx, markers_rx) = mpsc::unbounded_channel();
+    // Transactions decided before this load get their markers again. Queued here, before any
+    // request can decide, so the queue holds each exactly once: queued later, a transaction a
+    // request moved to Prepare* meanwhile would be queued twice, and a late duplicate marker
+    // could close the producer's next transaction.
+    for m in coordinator.pending_markers() {
+        tracing::info!(transactional_id = %m.transactional_id, commit = m.commit, "re-sending the markers of a transaction decided before this load");
+        let _ = markers_tx.send(m);
+    }
+    Ok(Loaded {
+        log,
+        generation,
+        legacy_epoch: legacy,
+        state: tokio::sync::Mutex::new(coordinator),
+        markers_tx,
+        markers_rx: parking_lot::Mutex::new(Some(markers_rx)),
+        compaction,
+    })
+}
+
+pub struct TxnCoordinator {
+    follower: Arc<Follower<Loaded>>,
+    /// Bumped at every load and unload; [`run`] follows it.
+    loads: Arc<watch::Sender<u64>>,
+    /// The epoch an older version recorded, as the last load here found it (the bound of an
+    /// admin WriteTxnMarkers on a node that does not coordinate).
+    legacy_epoch: Arc<AtomicI32>,
+}
+
+impl TxnCoordinator {
+    /// A coordinator that coordinates nothing until its partition's replica is led here.
+    pub fn new(settings: TxnSettings, flush_always: bool, wake: Arc<Notify>) -> Self {
+        let legacy_epoch = Arc::new(AtomicI32::new(0));
+        let legacy = legacy_epoch.clone();
+        let follower = Arc::new(Follower::new(
+            "transaction",
+            flush_always,
+            wake,
+            Box::new(move |log, generation| {
+                let loaded = build(log, generation, &settings)?;
+                legacy.fetch_max(loaded.legacy_epoch, Ordering::AcqRel);
+                Ok(loaded)
+            }),
+        ));
+        let (loads, _) = watch::channel(0u64);
+        let loads = Arc::new(loads);
+        {
+            let loads = loads.clone();
+            follower.set_on_change(Box::new(move |_| loads.send_modify(|g| *g += 1)));
+        }
+        TxnCoordinator {
+            follower,
+            loads,
+            legacy_epoch,
+        }
     }
 
-    /// Writes records (Some = the id's new state, None = expired), fsyncs, then applies them.
-    /// The caller holds the state lock.
+    /// The `ReplicaManager` hook of `__transaction_state`.
+    pub fn hook(&self) -> Arc<dyn CoordinatorHook> {
+        Arc::new(crate::coordinator::FollowerHook(self.follower.clone()))
+    }
+
+    /// Registers the broker's liveness check (loads wait for it).
+    pub fn set_ready(&self, f: Box<dyn Fn() -> bool + Send + Sync>) {
+        self.follower.set_ready(f);
+    }
+
+    /// Whether a load is under way (FindCoordinator waits a little for it).
+    pub fn is_loading(&self) -> bool {
+        self.follower.is_loading()
+    }
+
+    /// Whether this node leads `__transaction_state-0` (loading or loaded).
+    pub fn is_leading(&self) -> bool {
+        self.follower.is_leading()
+    }
+
+    fn loaded(&self) -> Result<Arc<Loaded>, ResponseError> {
+        self.follower.loaded().map_err(|e| write_failed(&e))
+    }
+
+    /// Writes records (Some = the id's new state, None = expired), waits until they are
+    /// committed, then applies them. The caller holds the state lock.
     async fn persist(
         &self,
+        l: &Loaded,
         state: &mut Coordinator,
         records: Vec<(String, Option<TxnMetadata>)>,
         now_ms: i64,
@@ -190,53 +287,61 @@ impl TxnCoordinator {
             .map(|(id, v)| txn_record(id, v.as_ref()))
             .collect();
         let buf = internal_log::encode_batch(&kvs, now_ms)?;
-        let end = self.log.append(&buf, now_ms)?.last_offset + 1;
-        self.compaction.appended(buf.len());
-        self.log.make_durable(end).await?;
+        let end = l.log.append(&buf, now_ms)?;
+        l.compaction.appended(buf.len());
+        if let Err(e) = l.log.commit(end).await {
+            // The records may still commit: memory must follow the log, not this answer.
+            self.follower.reload(l.generation);
+            return Err(e);
+        }
         for (id, v) in records {
             match v {
                 Some(t) => state.apply(t),
                 None => state.remove(&id),
             }
         }
-        if self.compaction.due() {
+        if l.compaction.due() {
             // The change is done; a failed compaction is logged and tried again later.
-            let _ = self.compact(state, now_ms).await;
+            let _ = Self::compact(l, state, now_ms).await;
         }
         Ok(())
     }
 
-    /// Rewrites the log as the coordinator epoch plus every live transactional id, and drops
-    /// what came before. The caller holds the state lock, so nothing lands in between.
-    async fn compact(&self, state: &Coordinator, now_ms: i64) -> Result<(), KafkaError> {
-        if !self.compaction.start() {
+    /// Rewrites the log as every live transactional id (and an older version's epoch) and
+    /// drops what came before. The caller holds the state lock, so nothing lands in between.
+    async fn compact(l: &Loaded, state: &Coordinator, now_ms: i64) -> Result<(), KafkaError> {
+        if !l.compaction.start() {
             return Ok(());
         }
-        let mut records = vec![epoch_record(state.coordinator_epoch())];
+        let mut records = Vec::new();
+        if l.legacy_epoch > 0 {
+            records.push(epoch_record(l.legacy_epoch));
+        }
         records.extend(
             state
                 .all()
                 .map(|t| txn_record(&t.transactional_id, Some(t))),
         );
-        let appended = internal_log::append_snapshot(&self.log, &records, now_ms);
-        internal_log::finish_snapshot(&self.log, &self.compaction, appended).await
+        let appended = internal_log::append_snapshot(&l.log, &records, now_ms);
+        internal_log::finish_snapshot(&l.log, &l.compaction, appended).await
     }
 
     /// Persists a step's record, applies it, queues its markers; returns its reply.
     async fn commit_step<R>(
         &self,
+        l: &Loaded,
         state: &mut Coordinator,
         step: Step<R>,
         now_ms: i64,
     ) -> Result<R, ResponseError> {
         if let Some(record) = step.write {
             let id = record.transactional_id.clone();
-            self.persist(state, vec![(id, Some(record))], now_ms)
+            self.persist(l, state, vec![(id, Some(record))], now_ms)
                 .await
                 .map_err(|e| write_failed(&e))?;
         }
         if let Some(m) = step.markers {
-            let _ = self.markers_tx.send(m);
+            let _ = l.markers_tx.send(m);
         }
         step.reply.map_err(to_response)
     }
@@ -248,7 +353,8 @@ impl TxnCoordinator {
         now_ms: i64,
         f: impl Fn(&Coordinator, Option<i64>) -> Decision<R>,
     ) -> Result<R, ResponseError> {
-        let mut state = self.state.lock().await;
+        let l = self.loaded()?;
+        let mut state = l.state.lock().await;
         let step = match f(&state, None) {
             Decision::Step(s) => s,
             Decision::NeedProducerId => {
@@ -262,9 +368,8 @@ impl TxnCoordinator {
                 }
             }
         };
-        self.commit_step(&mut state, step, now_ms).await
+        self.commit_step(&l, &mut state, step, now_ms).await
     }
-
     /// InitProducerId with a transactional id.
     pub async fn init_producer_id(
         &self,
@@ -289,7 +394,8 @@ impl TxnCoordinator {
         members: &[Member],
         now_ms: i64,
     ) -> Result<(), ResponseError> {
-        let mut state = self.state.lock().await;
+        let l = self.loaded()?;
+        let mut state = l.state.lock().await;
         let step = state.add(
             transactional_id,
             producer_id,
@@ -298,7 +404,7 @@ impl TxnCoordinator {
             false,
             now_ms,
         );
-        self.commit_step(&mut state, step, now_ms).await
+        self.commit_step(&l, &mut state, step, now_ms).await
     }
 
     /// EndTxn; `tv2` for v5+. Answers once the decision is durable (markers follow).
@@ -327,116 +433,73 @@ impl TxnCoordinator {
         .await
     }
 
-    async fn verify_member(
-        &self,
-        transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        member: Member,
-        add: bool,
-        now_ms: i64,
-    ) -> Result<(), ResponseError> {
-        let mut state = self.state.lock().await;
-        if add {
+    /// Verifies (or with `add`, durably adds) a partition or group of the producer's open
+    /// transaction on this node's coordinator (see [`verify`] for the routing and errors).
+    pub async fn verify_member(&self, v: &Verification, now_ms: i64) -> Result<(), ResponseError> {
+        let l = self.loaded()?;
+        let mut state = l.state.lock().await;
+        let member = Member::from(v.member.clone());
+        if v.add {
             let step = state.add(
-                transactional_id,
-                producer_id,
-                producer_epoch,
+                &v.transactional_id,
+                v.producer_id,
+                v.producer_epoch,
                 &[member],
                 true,
                 now_ms,
             );
-            self.commit_step(&mut state, step, now_ms).await
+            self.commit_step(&l, &mut state, step, now_ms).await
         } else {
             state
-                .verify(transactional_id, producer_id, producer_epoch, &member)
+                .verify(
+                    &v.transactional_id,
+                    v.producer_id,
+                    v.producer_epoch,
+                    &member,
+                )
                 .map_err(to_response)
         }
     }
 
-    /// KIP-890 part 1 (and the TV2 implicit add): called by Produce before appending a
-    /// transactional batch. `Ok` if `topic-partition` is in the open transaction of
-    /// `transactional_id` for this producer id and epoch. With `add` (Produce v12+, TV2) a
-    /// partition not yet in the transaction is added to it (durably) first. Errors are
-    /// Kafka's: INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED / INVALID_PRODUCER_EPOCH,
-    /// CONCURRENT_TRANSACTIONS, TRANSACTION_ABORTABLE / INVALID_TXN_STATE; the produce handler
-    /// maps them for old Produce versions.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn verify_partition(
+    /// One transactional id's state (DescribeTransactions); NOT_COORDINATOR /
+    /// COORDINATOR_LOAD_IN_PROGRESS where this node does not coordinate.
+    pub async fn describe(
         &self,
         transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        topic: &str,
-        partition: i32,
-        add: bool,
-        now_ms: i64,
-    ) -> Result<(), ResponseError> {
-        self.verify_member(
-            transactional_id,
-            producer_id,
-            producer_epoch,
-            Member::Partition(topic.to_string(), partition),
-            add,
-            now_ms,
+    ) -> Result<Option<TxnMetadata>, ResponseError> {
+        let l = self.loaded()?;
+        let state = l.state.lock().await;
+        Ok(state.get(transactional_id).cloned())
+    }
+
+    /// Every transactional id this node coordinates (ListTransactions).
+    pub async fn list(&self) -> Result<Vec<TxnMetadata>, ResponseError> {
+        let l = self.loaded()?;
+        let state = l.state.lock().await;
+        Ok(state.all().cloned().collect())
+    }
+
+    /// The current coordinator epoch (loaded here), or the highest one this node can know of:
+    /// the leader epoch of `__transaction_state-0` in `image_leader_epoch` plus an older
+    /// version's epoch. An admin WriteTxnMarkers with a higher one is refused.
+    pub async fn epoch_bound(&self, image_leader_epoch: Option<i32>) -> i32 {
+        if let Ok(l) = self.loaded() {
+            return l.state.lock().await.coordinator_epoch();
+        }
+        coordinator_epoch(
+            self.legacy_epoch.load(Ordering::Acquire),
+            image_leader_epoch.unwrap_or(0),
         )
-        .await
-    }
-
-    /// The group-side twin of [`Self::verify_partition`], called by TxnOffsetCommit: `Ok` if
-    /// `group` was added to the open transaction (AddOffsetsToTxn); with `add` (TxnOffsetCommit
-    /// v5+, TV2) it is added first. Same errors as `verify_partition`.
-    pub async fn verify_group(
-        &self,
-        transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        group: &str,
-        add: bool,
-        now_ms: i64,
-    ) -> Result<(), ResponseError> {
-        self.verify_member(
-            transactional_id,
-            producer_id,
-            producer_epoch,
-            Member::Group(group.to_string()),
-            add,
-            now_ms,
-        )
-        .await
-    }
-
-    /// One transactional id's state (DescribeTransactions).
-    pub async fn describe(&self, transactional_id: &str) -> Option<TxnMetadata> {
-        self.state.lock().await.get(transactional_id).cloned()
-    }
-
-    /// Every transactional id (ListTransactions).
-    pub async fn list(&self) -> Vec<TxnMetadata> {
-        self.state.lock().await.all().cloned().collect()
-    }
-
-    pub async fn coordinator_epoch(&self) -> i32 {
-        self.state.lock().await.coordinator_epoch()
-    }
-
-    /// Writes this start's coordinator epoch and waits until it is durable.
-    async fn persist_epoch(&self, now_ms: i64) -> Result<(), KafkaError> {
-        let state = self.state.lock().await;
-        let buf = internal_log::encode_batch(&[epoch_record(state.coordinator_epoch())], now_ms)?;
-        let end = self.log.append(&buf, now_ms)?.last_offset + 1;
-        self.compaction.appended(buf.len());
-        self.log.make_durable(end).await
     }
 
     /// Markers are written: persist `Complete*`.
-    async fn complete(&self, m: &Markers, now_ms: i64) -> Result<(), KafkaError> {
-        let mut state = self.state.lock().await;
+    async fn complete(&self, l: &Loaded, m: &Markers, now_ms: i64) -> Result<(), KafkaError> {
+        let mut state = l.state.lock().await;
         if let Some(record) =
             state.complete(&m.transactional_id, m.producer_id, m.producer_epoch, now_ms)
         {
             let id = record.transactional_id.clone();
-            self.persist(&mut state, vec![(id, Some(record))], now_ms)
+            self.persist(l, &mut state, vec![(id, Some(record))], now_ms)
                 .await?;
         }
         Ok(())
@@ -444,8 +507,8 @@ impl TxnCoordinator {
 
     /// Aborts timed-out transactions (fencing their producers first) and expires idle ids.
     /// Returns (aborted, expired).
-    pub async fn tick(&self, now_ms: i64) -> Result<(usize, usize), KafkaError> {
-        let mut state = self.state.lock().await;
+    async fn tick(&self, l: &Loaded, now_ms: i64) -> Result<(usize, usize), KafkaError> {
+        let mut state = l.state.lock().await;
         let steps = state.abort_timed_out(now_ms);
         let aborted = steps.len();
         let mut records = Vec::new();
@@ -467,20 +530,152 @@ impl TxnCoordinator {
             tracing::info!(transactional_id = %id, "expiring an idle transactional id (transactional.id.expiration.ms)");
             records.push((id.clone(), None));
         }
-        self.persist(&mut state, records, now_ms).await?;
+        self.persist(l, &mut state, records, now_ms).await?;
         for m in markers {
-            let _ = self.markers_tx.send(m);
+            let _ = l.markers_tx.send(m);
         }
         Ok((aborted, expired.len()))
     }
+}
+
+/// The leader of `topic`-`partition` in the image: UNKNOWN_TOPIC_OR_PARTITION when it does not
+/// exist, LEADER_NOT_AVAILABLE while it has no leader.
+fn leader_of(broker: &Broker, topic: &str, partition: i32) -> Result<i32, KafkaError> {
+    let unknown = || {
+        KafkaError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("{topic}-{partition} does not exist"),
+        )
+    };
+    let t = broker.metadata.topic(topic).ok_or_else(unknown)?;
+    let leader = broker
+        .metadata
+        .cluster
+        .state
+        .read(|img| img.partition(&t.id, partition).map(|p| p.leader))
+        .ok_or_else(unknown)?;
+    if leader < 0 {
+        return Err(KafkaError::new(
+            ResponseError::LeaderNotAvailable,
+            format!("{topic}-{partition} has no leader"),
+        ));
+    }
+    Ok(leader)
+}
+
+/// What Produce (KIP-890 part 1, and the TV2 implicit add) and TxnOffsetCommit ask the
+/// transaction coordinator: is `member` in the open transaction of `transactional_id` for this
+/// producer id and epoch (with `add`, added first)?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub member: remote::WireMember,
+    pub add: bool,
+}
+
+/// Asks the coordinator a [`Verification`]: this node's when it leads `__transaction_state-0`,
+/// else its leader's over the cluster RPC (Kafka's AddPartitionsToTxn verifyOnly between
+/// brokers). Errors are Kafka's: INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED /
+/// INVALID_PRODUCER_EPOCH, CONCURRENT_TRANSACTIONS, TRANSACTION_ABORTABLE / INVALID_TXN_STATE,
+/// and NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS / COORDINATOR_NOT_AVAILABLE while it
+/// cannot be reached; the handlers map them for old versions.
+pub async fn verify(broker: &Broker, v: Verification, now_ms: i64) -> Result<(), ResponseError> {
+    if broker.txn.is_leading() || broker.metadata.cluster.is_single_node() {
+        return broker.txn.verify_member(&v, now_ms).await;
+    }
+    let leader = match leader_of(broker, TXN_TOPIC, 0) {
+        Ok(l) if l != broker.config.node_id => l,
+        Ok(_) => return Err(ResponseError::NotCoordinator),
+        Err(_) => return Err(ResponseError::CoordinatorNotAvailable),
+    };
+    remote::call(broker, leader, &remote::Request::Verify(v))
+        .await
+        .map_err(|e| {
+            ResponseError::try_from_code(e.code).unwrap_or(ResponseError::CoordinatorNotAvailable)
+        })
+}
+
+/// Appends a marker to a partition this node leads and waits until it is committed (fsynced;
+/// under replication the in-sync replicas have it, as Kafka writes markers with acks=all).
+pub async fn write_marker_local(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    marker: TxnMarker,
+) -> Result<(), KafkaError> {
+    let replica: Arc<Replica> = broker.replica(topic, partition)?;
+    let Role::Leader { leader_epoch } = replica.role() else {
+        return Err(KafkaError::new(
+            ResponseError::NotLeaderOrFollower,
+            format!("this node does not lead {topic}-{partition}"),
+        ));
+    };
+    let appended = replica.append_marker(marker, now_ms())?;
+    broker.data_appended.notify_waiters();
+    CoordinatorLog::new(
+        replica,
+        leader_epoch,
+        broker.txn.follower.flush_always(),
+        broker.data_appended.clone(),
+    )
+    .commit(appended.last_offset + 1)
+    .await
+}
+
+/// One partition's marker, on its leader.
+async fn write_partition_marker(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    marker: TxnMarker,
+) -> Result<(), KafkaError> {
+    let leader = leader_of(broker, topic, partition)?;
+    if leader == broker.config.node_id {
+        return write_marker_local(broker, topic, partition, marker).await;
+    }
+    let req = remote::Request::Marker {
+        topic: topic.to_string(),
+        partition,
+        producer_id: marker.producer_id,
+        producer_epoch: marker.producer_epoch,
+        commit: marker.commit,
+        coordinator_epoch: marker.coordinator_epoch,
+    };
+    remote::call(broker, leader, &req).await
+}
+
+/// One group's transaction end, at the group coordinator (the leader of
+/// `__consumer_offsets-0`; Kafka's marker to the offsets partition). Without that topic no
+/// group has offsets: nothing to end.
+async fn complete_group(broker: &Broker, group: &str, m: &Markers) -> Result<(), KafkaError> {
+    let leader = match leader_of(broker, GROUP_TOPIC, 0) {
+        Err(e) if e.code == ResponseError::UnknownTopicOrPartition.code() => return Ok(()),
+        other => other?,
+    };
+    if leader == broker.config.node_id || broker.metadata.cluster.is_single_node() {
+        return broker
+            .offsets
+            .complete_txn(group, m.producer_id, m.producer_epoch, m.commit, now_ms())
+            .await;
+    }
+    let req = remote::Request::CompleteGroup {
+        group: group.to_string(),
+        producer_id: m.producer_id,
+        producer_epoch: m.producer_epoch,
+        commit: m.commit,
+    };
+    remote::call(broker, leader, &req).await
 }
 
 /// INVALID_PRODUCER_EPOCH, TRANSACTION_COORDINATOR_FENCED, UNKNOWN_TOPIC_OR_PARTITION.
 const PERMANENT_MARKER_ERRORS: [i16; 3] = [47, 52, 3];
 
 /// Writes one transaction's markers until every partition and group has them, then persists
-/// `Complete*`. A partition whose topic no longer exists is skipped (as Kafka does).
-async fn write_markers(broker: &Broker, m: Markers, mut stop: watch::Receiver<bool>) {
+/// `Complete*`. A partition whose topic no longer exists is skipped (as Kafka does). Stops
+/// when the load it belongs to ends (the next coordinator re-sends them).
+async fn write_markers(broker: &Broker, l: &Loaded, m: Markers) {
     let mut partitions: BTreeSet<(String, i32)> = m.partitions.iter().cloned().collect();
     let mut groups: BTreeSet<String> = m.groups.iter().cloned().collect();
     let marker = TxnMarker {
@@ -491,21 +686,12 @@ async fn write_markers(broker: &Broker, m: Markers, mut stop: watch::Receiver<bo
     };
     let mut backoff = Duration::from_millis(crate::limits::TXN_MARKER_RETRY_BACKOFF_MS);
     loop {
-        let now = now_ms();
-        let mut wrote_any = false;
+        if !l.log.still_leading() {
+            return;
+        }
         for (topic, index) in partitions.clone() {
-            let Ok(p) = broker.replica(&topic, index) else {
-                tracing::warn!(topic = %topic, partition = index, "no marker for a deleted partition");
-                partitions.remove(&(topic, index));
-                continue;
-            };
-            let result = match p.append_marker(marker, now) {
-                Ok(a) => p.make_durable(a.last_offset + 1).await,
-                Err(e) => Err(e),
-            };
-            match result {
+            match write_partition_marker(broker, &topic, index, marker).await {
                 Ok(()) => {
-                    wrote_any = true;
                     partitions.remove(&(topic, index));
                 }
                 // Refusals a retry cannot change (Kafka stops sending these too): the
@@ -524,15 +710,8 @@ async fn write_markers(broker: &Broker, m: Markers, mut stop: watch::Receiver<bo
                 ),
             }
         }
-        if wrote_any {
-            broker.data_appended.notify_waiters();
-        }
         for group in groups.clone() {
-            match broker
-                .offsets
-                .complete_txn(&group, m.producer_id, m.producer_epoch, m.commit, now)
-                .await
-            {
+            match complete_group(broker, &group, &m).await {
                 Ok(()) => {
                     groups.remove(&group);
                 }
@@ -543,82 +722,150 @@ async fn write_markers(broker: &Broker, m: Markers, mut stop: watch::Receiver<bo
             }
         }
         if partitions.is_empty() && groups.is_empty() {
-            match broker.txn.complete(&m, now_ms()).await {
+            match broker.txn.complete(l, &m, now_ms()).await {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::error!(error = %e.message, "could not persist a completed transaction; retrying")
+                    tracing::warn!(error = %e.message, "could not persist a completed transaction; retrying")
                 }
             }
         }
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
+        tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(
             crate::limits::TXN_MARKER_RETRY_BACKOFF_MAX_MS,
         ));
     }
 }
 
-/// The coordinator's background work: makes the start's coordinator epoch durable, re-drives
-/// the markers of transactions decided before a restart, writes markers as decisions come,
-/// and every `transaction.abort.timed.out.transaction.cleanup.interval.ms` aborts timed-out
-/// transactions and expires idle transactional ids.
-pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-    let txn = &broker.txn;
-    let Some(mut rx) = txn.markers_rx.lock().take() else {
+/// Serves one load: writes markers as decisions come (first those queued by the load), and
+/// every `transaction.abort.timed.out.transaction.cleanup.interval.ms` aborts timed-out
+/// transactions and expires idle transactional ids. Returns when the load is no longer the
+/// current one (its marker writers are dropped: the next coordinator re-sends the markers).
+async fn serve_load(
+    broker: &Arc<Broker>,
+    l: Arc<Loaded>,
+    stop: &mut watch::Receiver<bool>,
+    loads: &mut watch::Receiver<u64>,
+) {
+    let Some(mut rx) = l.markers_rx.lock().take() else {
         return;
     };
-    while let Err(e) = txn.persist_epoch(now_ms()).await {
-        tracing::error!(error = %e.message, "cannot persist the coordinator epoch; retrying");
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
     let mut tick = tokio::time::interval(broker.config.transaction_abort_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut writers = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             _ = stop.changed() => break,
+            changed = loads.changed() => {
+                if changed.is_err() || broker.txn.follower.loaded_generation() != Some(l.generation) {
+                    break;
+                }
+            }
             m = rx.recv() => {
                 let Some(m) = m else { break };
                 let b = broker.clone();
-                let s = stop.clone();
-                writers.spawn(async move { write_markers(&b, m, s).await });
+                let l = l.clone();
+                writers.spawn(async move { write_markers(&b, &l, m).await });
             }
             _ = tick.tick() => {
-                if let Err(e) = txn.tick(now_ms()).await {
-                    tracing::error!(error = %e.message, "transaction timeout/expiry pass failed");
+                if let Err(e) = broker.txn.tick(&l, now_ms()).await {
+                    tracing::warn!(error = %e.message, "transaction timeout/expiry pass failed");
                 }
             }
             Some(_) = writers.join_next(), if !writers.is_empty() => {}
         }
     }
+    writers.abort_all();
     while writers.join_next().await.is_some() {}
+}
+
+/// The coordinator's background work: serves each load while it is current.
+pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let mut loads = broker.txn.loads.subscribe();
+    loop {
+        loads.borrow_and_update();
+        if let Ok(l) = broker.txn.follower.loaded() {
+            serve_load(&broker, l, &mut stop, &mut loads).await;
+            if *stop.borrow() {
+                return;
+            }
+            // The load changed: look at the new one.
+            continue;
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            changed = loads.changed() => if changed.is_err() { return },
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::offsets::tests::{eventually, state_at};
+    use crate::replica_manager::{ReplicaConfig, ReplicaManager, TopicIdPartition};
 
-    /// Decisions survive a reopen; the coordinator epoch goes up per open; a compacted log
-    /// replays to the same state.
+    /// A replica of `__transaction_state-0` on node 1 with the coordinator's hook, led by
+    /// nobody yet.
+    fn replica_with_coordinator(
+        dir: &std::path::Path,
+    ) -> (ReplicaManager, TopicIdPartition, Arc<TxnCoordinator>) {
+        let rm = ReplicaManager::new(1, dir);
+        let tp = TopicIdPartition {
+            topic_id: uuid::Uuid::new_v4(),
+            partition: 0,
+        };
+        let c = Arc::new(TxnCoordinator::new(
+            TxnSettings::default(),
+            true,
+            Arc::new(Notify::new()),
+        ));
+        c.set_ready(Box::new(|| true));
+        rm.register_coordinator(TXN_TOPIC, c.hook());
+        let config = ReplicaConfig {
+            log_config: internal_log::log_config(),
+            conditional: false,
+        };
+        rm.open(tp, TXN_TOPIC, &config, Role::Leader { leader_epoch: 0 }, 0)
+            .expect("open");
+        (rm, tp, c)
+    }
+
+    /// The markers the current load queued, and that no more are queued.
+    fn queued(c: &TxnCoordinator) -> Vec<Markers> {
+        let l = c.follower.loaded().expect("loaded");
+        let mut rx = l.markers_rx.lock();
+        let rx = rx.as_mut().expect("receiver");
+        let mut out = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            out.push(m);
+        }
+        out
+    }
+
+    /// The coordinator follows the leadership of `__transaction_state-0`: loaded (replayed) on
+    /// the leader, NOT_COORDINATOR elsewhere; its epoch is the partition's leader epoch; a new
+    /// leadership re-queues the markers of every decided transaction once; compaction and
+    /// expiry replay to the same state.
     #[tokio::test]
-    async fn durable_replay_and_compaction() {
+    async fn follows_its_partition_and_replays() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let meta_dir = dir.path().join("meta");
+        std::fs::create_dir_all(&meta_dir).expect("meta dir");
         let metadata = Metadata::open_single(
-            dir.path(),
+            &meta_dir,
             100,
-            std::sync::Arc::new(crate::replica_manager::ReplicaManager::new(1, dir.path())),
+            Arc::new(ReplicaManager::new(1, &meta_dir)),
             1,
         )
         .await
         .expect("metadata");
-        let c = TxnCoordinator::open(dir.path(), 1).expect("open");
-        c.persist_epoch(1).await.expect("epoch");
-        let epoch1 = c.coordinator_epoch().await;
+        let (rm, tp, c) = replica_with_coordinator(dir.path());
+        assert_eq!(
+            c.init_producer_id(&metadata, "a", 60_000, None, 1).await,
+            Err(ResponseError::NotCoordinator)
+        );
+        rm.apply_partition_state(tp, &state_at(1, 0)).expect("lead");
+        eventually("the first load", || c.follower.loaded().is_ok()).await;
         let (pid, epoch) = c
             .init_producer_id(&metadata, "a", 60_000, None, 1)
             .await
@@ -636,49 +883,192 @@ mod tests {
             .await
             .expect("end");
         // Decided but the markers are not written (no marker task here): PrepareCommit.
-        let before = c.describe("a").await.expect("described");
+        let before = c.describe("a").await.expect("loaded").expect("described");
         assert_eq!(before.state, sluice_txn::TxnState::PrepareCommit);
+        assert_eq!(queued(&c).len(), 1, "the decision queued its markers");
         for i in 0..50 {
             c.init_producer_id(&metadata, &format!("id-{i}"), 60_000, None, 4)
                 .await
                 .expect("init");
         }
-        drop(c);
-        let c = TxnCoordinator::open(dir.path(), 5).expect("reopen");
-        c.persist_epoch(5).await.expect("epoch");
-        assert_eq!(c.coordinator_epoch().await, epoch1 + 1);
-        assert_eq!(c.describe("a").await, Some(before.clone()));
-        assert_eq!(c.state.lock().await.pending_markers().len(), 1);
-        // Queued once, at open, before any request could decide.
+
+        // Another node leads: nothing is served here.
+        rm.apply_partition_state(tp, &state_at(2, 1))
+            .expect("follow");
+        assert_eq!(c.describe("a").await, Err(ResponseError::NotCoordinator));
+        let v = Verification {
+            transactional_id: "a".into(),
+            producer_id: pid,
+            producer_epoch: epoch,
+            member: Member::Group("g".into()).into(),
+            add: false,
+        };
+        assert_eq!(
+            c.verify_member(&v, 5).await,
+            Err(ResponseError::NotCoordinator)
+        );
+        assert!(!c.is_leading());
+
+        // Leading again at epoch 2: the log is replayed, the epoch is the leader epoch, and
+        // the decided transaction's markers are queued once, carrying it.
+        rm.apply_partition_state(tp, &state_at(1, 2))
+            .expect("lead again");
+        eventually("the second load", || c.follower.loaded().is_ok()).await;
+        assert_eq!(c.describe("a").await, Ok(Some(before.clone())));
+        assert_eq!(c.epoch_bound(None).await, 2);
+        let markers = queued(&c);
+        assert_eq!(markers.len(), 1, "queued once, at the load");
+        assert_eq!(markers[0].coordinator_epoch, 2);
+        assert!(markers[0].commit);
+
+        // Compact, then load again (epoch 3): the same state.
         {
-            let mut rx = c.markers_rx.lock();
-            let rx = rx.as_mut().expect("receiver");
-            assert!(
-                rx.try_recv().is_ok(),
-                "the decided transaction's markers are queued"
-            );
-            assert!(rx.try_recv().is_err(), "and only once");
+            let l = c.follower.loaded().expect("loaded");
+            l.compaction.set_min_bytes(1);
+            let state = l.state.lock().await;
+            TxnCoordinator::compact(&l, &state, 6)
+                .await
+                .expect("compact");
         }
-        // Compact, then reopen: the same state.
-        c.compaction.set_min_bytes(1);
-        {
-            let state = c.state.lock().await;
-            c.compact(&state, 6).await.expect("compact");
-        }
-        let live = c.list().await;
-        drop(c);
-        let c = TxnCoordinator::open(dir.path(), 7).expect("reopen after compaction");
-        assert_eq!(c.list().await, live);
-        // The compacted log kept the epoch: the next start goes past it.
-        assert_eq!(c.coordinator_epoch().await, epoch1 + 2);
+        let live = c.list().await.expect("list");
+        rm.apply_partition_state(tp, &state_at(1, 3))
+            .expect("epoch 3");
+        eventually("the load after compaction", || {
+            c.follower.loaded().is_ok_and(|l| l.log.leader_epoch() == 3)
+        })
+        .await;
+        assert_eq!(c.list().await.expect("list"), live);
+
         // Expiry writes tombstones that replay.
-        let (aborted, expired) = c
-            .tick(7 + sluice_txn::DEFAULT_ID_EXPIRATION_MS + 10)
+        {
+            let l = c.follower.loaded().expect("loaded");
+            let (aborted, expired) = c
+                .tick(&l, 7 + sluice_txn::DEFAULT_ID_EXPIRATION_MS + 10)
+                .await
+                .expect("tick");
+            assert_eq!((aborted, expired), (0, 50));
+        }
+        rm.apply_partition_state(tp, &state_at(1, 4))
+            .expect("epoch 4");
+        eventually("the load after expiry", || {
+            c.follower.loaded().is_ok_and(|l| l.log.leader_epoch() == 4)
+        })
+        .await;
+        assert_eq!(c.list().await.expect("list").len(), 1);
+
+        // The replica goes away: unloaded.
+        rm.delete_replica(tp).expect("delete");
+        assert_eq!(c.list().await, Err(ResponseError::NotCoordinator));
+    }
+
+    /// A log written by an older single-node version carries its last coordinator epoch: the
+    /// epoch never goes back (partitions would fence the markers), and snapshots keep it.
+    #[tokio::test]
+    async fn an_older_versions_epoch_is_kept() {
+        assert_eq!(coordinator_epoch(0, 0), 0);
+        assert_eq!(coordinator_epoch(0, 5), 5);
+        assert_eq!(coordinator_epoch(7, 2), 9);
+        assert_eq!(coordinator_epoch(-1, -1), 0);
+        assert_eq!(coordinator_epoch(i32::MAX, 3), i32::MAX);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (rm, tp, c) = replica_with_coordinator(dir.path());
+        rm.apply_partition_state(tp, &state_at(1, 0)).expect("lead");
+        eventually("the first load", || c.follower.loaded().is_ok()).await;
+        {
+            let l = c.follower.loaded().expect("loaded");
+            let buf = internal_log::encode_batch(&[epoch_record(7)], 1).expect("encode");
+            let end = l.log.append(&buf, 1).expect("append");
+            l.log.commit(end).await.expect("commit");
+        }
+        rm.apply_partition_state(tp, &state_at(1, 1))
+            .expect("epoch 1");
+        eventually("the load", || {
+            c.follower.loaded().is_ok_and(|l| l.log.leader_epoch() == 1)
+        })
+        .await;
+        assert_eq!(c.epoch_bound(None).await, 8);
+        {
+            let l = c.follower.loaded().expect("loaded");
+            l.compaction.set_min_bytes(1);
+            let state = l.state.lock().await;
+            TxnCoordinator::compact(&l, &state, 2)
+                .await
+                .expect("compact");
+        }
+        rm.apply_partition_state(tp, &state_at(1, 2))
+            .expect("epoch 2");
+        eventually("the load after compaction", || {
+            c.follower.loaded().is_ok_and(|l| l.log.leader_epoch() == 2)
+        })
+        .await;
+        assert_eq!(c.epoch_bound(None).await, 9);
+        // Not coordinating: the bound is the image's leader epoch plus the recorded epoch.
+        rm.apply_partition_state(tp, &state_at(2, 3))
+            .expect("follow");
+        assert_eq!(c.epoch_bound(Some(3)).await, 10);
+    }
+
+    /// A data directory of an older single-node version (`__transaction_state-0` a local log
+    /// without `partition.metadata`, a coordinator epoch record bumped per start) keeps its
+    /// transactions: the log is adopted as partition 0 of the internal topic, led here, and the
+    /// coordinator epoch does not go below the one the old version recorded.
+    #[tokio::test]
+    async fn an_old_transaction_log_is_adopted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_dir = dir.path().join(TXN_LOG_DIR);
+        {
+            let old = crate::partition::Partition::open(&log_dir, 0, internal_log::log_config(), 0)
+                .expect("old log");
+            let Decision::Step(step) = Coordinator::new(Config::default(), 4).init_producer_id(
+                "old-id",
+                60_000,
+                None,
+                1,
+                Some(1000),
+            ) else {
+                panic!("a spare producer id was given");
+            };
+            let record = step.write.expect("a record");
+            let buf = internal_log::encode_batch(
+                &[epoch_record(4), txn_record("old-id", Some(&record))],
+                1,
+            )
+            .expect("encode");
+            old.append(&buf, 1).expect("append");
+            old.make_durable(2).await.expect("fsync");
+        }
+        assert!(crate::metadata::read_partition_metadata(&log_dir).is_none());
+        let config = crate::config::BrokerConfig {
+            node_id: 1,
+            data_dir: dir.path().to_path_buf(),
+            ..crate::config::BrokerConfig::default()
+        };
+        let broker = crate::broker::Broker::open(config, "127.0.0.1:9092".parse().expect("addr"))
             .await
-            .expect("tick");
-        assert_eq!((aborted, expired), (0, 50));
-        drop(c);
-        let c = TxnCoordinator::open(dir.path(), 8).expect("reopen after expiry");
-        assert_eq!(c.list().await.len(), 1);
+            .expect("open");
+        let topic = broker
+            .metadata
+            .topic(TXN_TOPIC)
+            .expect("the internal topic");
+        assert_eq!(
+            crate::metadata::read_partition_metadata(&log_dir),
+            Some(topic.id)
+        );
+        // A single node serves with the coordinator loaded.
+        let t = broker
+            .txn
+            .describe("old-id")
+            .await
+            .expect("loaded")
+            .expect("the old transactional id");
+        assert_eq!(t.producer_id, 1000);
+        assert_eq!(broker.txn.epoch_bound(None).await, 4);
+        let e = broker
+            .metadata
+            .delete_topic(TXN_TOPIC, 1)
+            .await
+            .expect_err("internal");
+        assert_eq!(e.code, ResponseError::InvalidRequest.code());
+        broker.metadata.cluster.shutdown().await;
     }
 }

@@ -109,6 +109,10 @@ pub fn run(args: TxnArgs) -> anyhow::Result<()> {
     })
 }
 
+/// The key list and find-hanging look the coordinator up with: Sluice has one transaction
+/// coordinator for every transactional id.
+const COORDINATOR_LOOKUP_KEY: &str = "sluice-cli";
+
 fn s(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
 }
@@ -120,7 +124,10 @@ async fn list(
     duration_filter: Option<i64>,
 ) -> anyhow::Result<()> {
     let mut c = client.connect().await?;
-    let addr = c.config().bootstrap.clone();
+    // The transaction coordinator (in a cluster, the leader of `__transaction_state-0`).
+    let addr = c
+        .find_transaction_coordinator(COORDINATOR_LOOKUP_KEY)
+        .await?;
     let req = ListTransactionsRequest::default()
         .with_state_filters(states.into_iter().map(s).collect())
         .with_producer_id_filters(producer_ids.into_iter().map(ProducerId).collect())
@@ -165,7 +172,8 @@ async fn list(
 
 async fn describe(client: &ClientArgs, id: &str) -> anyhow::Result<()> {
     let mut c = client.connect().await?;
-    let addr = c.config().bootstrap.clone();
+    // The transaction coordinator (in a cluster, the leader of `__transaction_state-0`).
+    let addr = c.find_transaction_coordinator(id).await?;
     let req =
         DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s(id))]);
     let resp = c.send(&addr, &req).await?;
@@ -312,7 +320,10 @@ async fn find_hanging(
     max_timeout_min: i64,
 ) -> anyhow::Result<()> {
     let mut c = client.connect().await?;
-    let addr = c.config().bootstrap.clone();
+    // The transaction coordinator (in a cluster, the leader of `__transaction_state-0`).
+    let addr = c
+        .find_transaction_coordinator(COORDINATOR_LOOKUP_KEY)
+        .await?;
     let topics: Vec<(String, i32)> = match topic {
         Some(t) => {
             let info = c.topic(&t).await?;

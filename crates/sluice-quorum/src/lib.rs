@@ -1,7 +1,8 @@
 //! The metadata quorum of a Sluice cluster: Raft (openraft 0.9.25) over opaque commands, its
 //! on-disk log, and the cluster RPC every broker↔broker message rides on.
 //!
-//! Every node runs a [`Quorum`]; the voters (`--voters 1@host:port,…`) hold the Raft log. The
+//! Every node runs a [`Quorum`]; the voters (`--voters 1@host:port,…` at the first start, then
+//! the membership in the log) hold the Raft log, learners (broker-only nodes) receive it. The
 //! application (the broker's metadata image) implements [`StateMachine`]; commands are opaque
 //! bytes, applied in log order on every node. The leader of the quorum is where the controller
 //! runs; [`Quorum::propose`] appends a command and returns once it is committed *and applied on
@@ -46,7 +47,7 @@
 //! # Files (under `QuorumConfig::dir`, e.g. `<data>/__quorum/`)
 //! | file | content | written |
 //! |---|---|---|
-//! | `identity` | JSON `{node_id, voters}` | once, at the first start; a later start with another node id or voter set is refused ([`QuorumError::IdentityMismatch`]) |
+//! | `identity` | JSON `{node_id, voters}` (the `--voters` of the first start) | once, at the first start; a later start with another node id, or switching between a one-node cluster (no `--voters`) and a cluster, is refused ([`QuorumError::IdentityMismatch`]); another `--voters` is accepted (logged): the membership in the log wins |
 //! | `vote` | JSON openraft `Vote` (term, node, committed) | `save_vote`, before it returns |
 //! | `committed` | JSON `LogId` of the highest committed entry known | `save_committed` |
 //! | `purged` | JSON `LogId` up to which the log was purged | before purged segments are deleted |
@@ -119,8 +120,28 @@
 //! if the lowest voter is down. A node whose directory holds a log or vote never initializes
 //! again (openraft refuses, and we only try when `is_initialized` is false). A single voter
 //! (no `--voters`) initializes itself and is leader when `open` returns, with no network.
-//! Changing the voter set (or growing a single node into a cluster) is not supported yet: the
-//! identity file refuses it (membership changes would go through Raft, a later step).
+//! A node *not* among `--voters` never initializes: it waits to be added as a learner.
+//!
+//! # Membership
+//! The membership (voters and learners, each with its cluster address as openraft's
+//! `BasicNode`) lives in the log as membership entries, so after the first start it wins over
+//! `--voters`, which then only tells a node where to find the cluster. On the leader:
+//! - [`Quorum::add_learner`]`(id, addr)`: a non-voting member (Kafka's observer); the leader
+//!   replicates the log to it, it never counts toward a majority. Idempotent at the same address;
+//!   another address for a member id is refused. At most [`MAX_QUORUM_MEMBERS`] members.
+//! - [`Quorum::add_voter`]`(id)`: promotes a learner within [`PROMOTE_MAX_LAG_ENTRIES`] of the
+//!   leader's log (else [`MembershipError::NotCaughtUp`]).
+//! - [`Quorum::remove_voter`]`(id)`: demotes a voter to a learner (openraft `retain`); refused
+//!   for the last voter. Removing the leader is allowed: it leads until the new configuration
+//!   commits, then steps down and the others elect.
+//! - [`Quorum::remove_learner`]`(id)`: drops a learner.
+//!
+//! Voter changes are openraft's joint consensus (a joint configuration, then the new one;
+//! both need a majority of old and new voters), one at a time: [`plan_change`] refuses a change
+//! while a joint configuration is in effect. Whether the new voter set has a majority of live
+//! nodes is the caller's check (the broker knows liveness: `cluster/membership.rs`). How a node
+//! asks to be added (any voter, forwarded to the leader) is the broker's too.
+//! [`Quorum::status`] and [`Quorum::membership`] report voters and learners.
 //!
 //! # Timeouts
 //! Defaults ([`QuorumConfig::new`]), sized for a loaded 2-core machine where openraft's
@@ -145,6 +166,7 @@
 //!   snapshots); an unacknowledged torn append is truncated at open.
 //! - Loss of a minority of voters: the majority elects and commits; a returning voter catches up
 //!   by log, or by snapshot if the leader purged what it needs.
+//! - Loss of learners: nothing (they are not in any majority).
 //! - A corrupt log (bit flip before the tail), damaged atomic file, or wrong identity: the node
 //!   refuses to start with a message; restore its directory, or wipe it so it rejoins as an empty
 //!   voter. A wiped voter has forgotten its vote and its log, so it can help elect a leader that
@@ -163,7 +185,7 @@
 //! [`SEGMENT_MAX_BYTES`], [`SEGMENT_MAX_ENTRIES`], [`MAX_PAYLOAD_ENTRIES`],
 //! [`SNAPSHOT_CHUNK_BYTES`], and in [`rpc`]: `MAX_FRAME_BYTES`, `MAX_CONNECTIONS`,
 //! `MAX_IN_FLIGHT_PER_CONNECTION`, `MAX_QUEUED_REQUEST_BYTES`, `IDLE_TIMEOUT`, `FRAME_READ_TIMEOUT`, `WRITE_TIMEOUT`,
-//! `CONNECT_TIMEOUT`.
+//! `CONNECT_TIMEOUT`; [`MAX_QUORUM_MEMBERS`], [`PROMOTE_MAX_LAG_ENTRIES`].
 
 mod codec;
 mod network;

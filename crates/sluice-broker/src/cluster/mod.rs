@@ -28,9 +28,10 @@
 //!
 //! # Controller client
 //! [`Cluster::request`]: in-process when this node is the quorum leader, else an RPC to the
-//! leader's cluster address (from the quorum's membership; `--voters` before this node knows it). NOT_CONTROLLER, an unknown leader and transport
-//! errors are retried with [`CONTROLLER_RETRY_BACKOFF_MS`] backoff until
-//! [`CONTROLLER_REQUEST_DEADLINE_MS`]; each call is bounded by [`CONTROLLER_CALL_TIMEOUT_MS`].
+//! leader's cluster address (from the quorum's membership; `--voters` until this node knows it).
+//! NOT_CONTROLLER, an unknown leader and transport errors are retried with
+//! [`CONTROLLER_RETRY_BACKOFF_MS`] backoff until [`CONTROLLER_REQUEST_DEADLINE_MS`]; each call
+//! is bounded by [`CONTROLLER_CALL_TIMEOUT_MS`].
 //! Wire format of service 1: JSON [`CtrlRequest`] → JSON `Result<(u64, CtrlReply), (i16,
 //! String)>` (the u64 is the log index the decision applied at, or the applied index when it
 //! changed nothing).

@@ -16,7 +16,9 @@
 //! controller (`cluster/membership.rs`) through any broker, as Kafka brokers forward them.
 //! AddRaftVoter promotes a node that already runs as a non-voting member (it joined with its
 //! own `--cluster-addr`): `listeners` may be empty, or must name that address; the directory
-//! ids of KIP-853 are not used (Sluice has no directory ids; a voter is its node id).
+//! ids of KIP-853 are not used (Sluice has no directory ids; a voter is its node id), nor is
+//! `timeout_ms` (a learner that has not caught up is refused with REQUEST_TIMED_OUT at once;
+//! `sluice cluster add-voter` retries).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_quorum_response::{

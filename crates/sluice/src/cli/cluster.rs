@@ -116,8 +116,8 @@ enum ClusterCommand {
         client: ClientArgs,
     },
     /// Move every replica off a node (keeping replication factors, balanced, rack-aware),
-    /// then elect preferred leaders; waits until the node hosts nothing. This is how a node
-    /// is removed from the cluster
+    /// then elect preferred leaders; waits until the node hosts nothing. The first step of
+    /// removing a node: then remove-voter (if it is a voter), stop it, unregister
     Drain {
         /// The node (broker id) to empty
         node: i32,

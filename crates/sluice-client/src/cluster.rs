@@ -18,9 +18,10 @@ use kafka_protocol::messages::{
     describe_quorum_request::{PartitionData, TopicData},
     elect_leaders_request::TopicPartitions,
     list_partition_reassignments_request::ListPartitionReassignmentsTopics,
-    AlterPartitionReassignmentsRequest, ApiKey, BrokerId, CreatePartitionsRequest,
-    CreateTopicsRequest, DescribeClusterRequest, DescribeQuorumRequest, ElectLeadersRequest,
-    ListPartitionReassignmentsRequest,
+    AddRaftVoterRequest, AlterPartitionReassignmentsRequest, ApiKey, BrokerId,
+    CreatePartitionsRequest, CreateTopicsRequest, DescribeClusterRequest, DescribeQuorumRequest,
+    ElectLeadersRequest, ListPartitionReassignmentsRequest, RemoveRaftVoterRequest,
+    UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::Request;
 
@@ -373,6 +374,49 @@ impl Client {
             })?;
         }
         Ok(())
+    }
+
+    /// AddRaftVoter (API 80, KIP-853): makes `node`, which already runs as a non-voting member
+    /// of the metadata quorum (an observer), a voter. Sent to a broker, which forwards it to
+    /// the controller; the listeners are left empty (Sluice uses the address the node joined
+    /// with).
+    pub async fn add_raft_voter(&mut self, node: i32) -> Result<()> {
+        self.admin_version(ApiKey::AddRaftVoter).await?;
+        let req = AddRaftVoterRequest::default()
+            .with_voter_id(node)
+            .with_timeout_ms(self.timeout_ms());
+        let resp = self
+            .send_admin(&req, |r| r.error_code == NOT_CONTROLLER)
+            .await?;
+        check(resp.error_code, resp.error_message.as_deref(), || {
+            format!("add voter {node}")
+        })
+    }
+
+    /// RemoveRaftVoter (API 81, KIP-853): makes voter `node` a non-voting member of the
+    /// metadata quorum.
+    pub async fn remove_raft_voter(&mut self, node: i32) -> Result<()> {
+        self.admin_version(ApiKey::RemoveRaftVoter).await?;
+        let req = RemoveRaftVoterRequest::default().with_voter_id(node);
+        let resp = self
+            .send_admin(&req, |r| r.error_code == NOT_CONTROLLER)
+            .await?;
+        check(resp.error_code, resp.error_message.as_deref(), || {
+            format!("remove voter {node}")
+        })
+    }
+
+    /// UnregisterBroker (API 64): removes a stopped broker's registration (Kafka's
+    /// `kafka-cluster.sh unregister`).
+    pub async fn unregister_broker(&mut self, node: i32) -> Result<()> {
+        self.admin_version(ApiKey::UnregisterBroker).await?;
+        let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(node));
+        let resp = self
+            .send_admin(&req, |r| r.error_code == NOT_CONTROLLER)
+            .await?;
+        check(resp.error_code, resp.error_message.as_deref(), || {
+            format!("unregister broker {node}")
+        })
     }
 
     /// ElectLeaders (API 43) for `partitions` (`None`: every partition — Kafka then reports

@@ -1,7 +1,8 @@
 //! The metadata quorum of a Sluice cluster: Raft (openraft 0.9.25) over opaque commands, its
 //! on-disk log, and the cluster RPC every broker↔broker message rides on.
 //!
-//! Every node runs a [`Quorum`]; the voters (`--voters 1@host:port,…`) hold the Raft log. The
+//! Every node runs a [`Quorum`]; the voters (`--voters 1@host:port,…` at the first start, then
+//! the membership in the log) hold the Raft log, learners (broker-only nodes) receive it. The
 //! application (the broker's metadata image) implements [`StateMachine`]; commands are opaque
 //! bytes, applied in log order on every node. The leader of the quorum is where the controller
 //! runs; [`Quorum::propose`] appends a command and returns once it is committed *and applied on
@@ -46,7 +47,7 @@
 //! # Files (under `QuorumConfig::dir`, e.g. `<data>/__quorum/`)
 //! | file | content | written |
 //! |---|---|---|
-//! | `identity` | JSON `{node_id, voters}` | once, at the first start; a later start with another node id or voter set is refused ([`QuorumError::IdentityMismatch`]) |
+//! | `identity` | JSON `{node_id, voters}` (the `--voters` of the first start) | once, at the first start; a later start with another node id, or switching between a one-node cluster (no `--voters`) and a cluster, is refused ([`QuorumError::IdentityMismatch`]); another `--voters` is accepted (logged): the membership in the log wins |
 //! | `vote` | JSON openraft `Vote` (term, node, committed) | `save_vote`, before it returns |
 //! | `committed` | JSON `LogId` of the highest committed entry known | `save_committed` |
 //! | `purged` | JSON `LogId` up to which the log was purged | before purged segments are deleted |
@@ -119,8 +120,28 @@
 //! if the lowest voter is down. A node whose directory holds a log or vote never initializes
 //! again (openraft refuses, and we only try when `is_initialized` is false). A single voter
 //! (no `--voters`) initializes itself and is leader when `open` returns, with no network.
-//! Changing the voter set (or growing a single node into a cluster) is not supported yet: the
-//! identity file refuses it (membership changes would go through Raft, a later step).
+//! A node *not* among `--voters` never initializes: it waits to be added as a learner.
+//!
+//! # Membership
+//! The membership (voters and learners, each with its cluster address as openraft's
+//! `BasicNode`) lives in the log as membership entries, so after the first start it wins over
+//! `--voters`, which then only tells a node where to find the cluster. On the leader:
+//! - [`Quorum::add_learner`]`(id, addr)`: a non-voting member (Kafka's observer); the leader
+//!   replicates the log to it, it never counts toward a majority. Idempotent at the same address;
+//!   another address for a member id is refused. At most [`MAX_QUORUM_MEMBERS`] members.
+//! - [`Quorum::add_voter`]`(id)`: promotes a learner within [`PROMOTE_MAX_LAG_ENTRIES`] of the
+//!   leader's log (else [`MembershipError::NotCaughtUp`]).
+//! - [`Quorum::remove_voter`]`(id)`: demotes a voter to a learner (openraft `retain`); refused
+//!   for the last voter. Removing the leader is allowed: it leads until the new configuration
+//!   commits, then steps down and the others elect.
+//! - [`Quorum::remove_learner`]`(id)`: drops a learner.
+//!
+//! Voter changes are openraft's joint consensus (a joint configuration, then the new one;
+//! both need a majority of old and new voters), one at a time: [`plan_change`] refuses a change
+//! while a joint configuration is in effect. Whether the new voter set has a majority of live
+//! nodes is the caller's check (the broker knows liveness: `cluster/membership.rs`). How a node
+//! asks to be added (any voter, forwarded to the leader) is the broker's too.
+//! [`Quorum::status`] and [`Quorum::membership`] report voters and learners.
 //!
 //! # Timeouts
 //! Defaults ([`QuorumConfig::new`]), sized for a loaded 2-core machine where openraft's
@@ -145,6 +166,7 @@
 //!   snapshots); an unacknowledged torn append is truncated at open.
 //! - Loss of a minority of voters: the majority elects and commits; a returning voter catches up
 //!   by log, or by snapshot if the leader purged what it needs.
+//! - Loss of learners: nothing (they are not in any majority).
 //! - A corrupt log (bit flip before the tail), damaged atomic file, or wrong identity: the node
 //!   refuses to start with a message; restore its directory, or wipe it so it rejoins as an empty
 //!   voter. A wiped voter has forgotten its vote and its log, so it can help elect a leader that
@@ -163,7 +185,7 @@
 //! [`SEGMENT_MAX_BYTES`], [`SEGMENT_MAX_ENTRIES`], [`MAX_PAYLOAD_ENTRIES`],
 //! [`SNAPSHOT_CHUNK_BYTES`], and in [`rpc`]: `MAX_FRAME_BYTES`, `MAX_CONNECTIONS`,
 //! `MAX_IN_FLIGHT_PER_CONNECTION`, `MAX_QUEUED_REQUEST_BYTES`, `IDLE_TIMEOUT`, `FRAME_READ_TIMEOUT`, `WRITE_TIMEOUT`,
-//! `CONNECT_TIMEOUT`.
+//! `CONNECT_TIMEOUT`; [`MAX_QUORUM_MEMBERS`], [`PROMOTE_MAX_LAG_ENTRIES`].
 
 mod codec;
 mod network;
@@ -301,6 +323,142 @@ pub struct VoterStatus {
     pub matched: Option<u64>,
 }
 
+/// The quorum's members as a node knows them: node id → cluster address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    pub voters: BTreeMap<u64, String>,
+    /// Non-voting members (broker-only nodes, removed voters still running): they receive the
+    /// log and never count toward a majority. Kafka calls them observers.
+    pub learners: BTreeMap<u64, String>,
+    /// A change is half way (joint consensus: old and new voter sets both need a majority).
+    pub joint: bool,
+}
+
+/// A change of the membership, checked by [`plan_change`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    AddLearner(u64, String),
+    AddVoter(u64),
+    RemoveVoter(u64),
+    RemoveLearner(u64),
+}
+
+/// Why a membership change was refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    /// Not the leader, timed out (outcome unknown), shutting down, stopped.
+    #[error(transparent)]
+    Propose(ProposeError),
+    /// The node already is a voter (Kafka's DUPLICATE_VOTER).
+    #[error("{0}")]
+    DuplicateVoter(String),
+    /// The node is not a voter (Kafka's VOTER_NOT_FOUND).
+    #[error("{0}")]
+    VoterNotFound(String),
+    /// The learner to promote lags the leader's log.
+    #[error("{0}")]
+    NotCaughtUp(String),
+    /// Anything else refused: the last voter, an unknown node, a change in progress, a bound.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Most members (voters and learners) a quorum takes.
+pub const MAX_QUORUM_MEMBERS: usize = 128;
+/// How far behind the leader's log a learner may be and still be made a voter.
+pub const PROMOTE_MAX_LAG_ENTRIES: u64 = 100;
+
+/// Whether a member that holds the log up to `matched` is within `max_lag` of `last`.
+pub fn caught_up(matched: Option<u64>, last: u64, max_lag: u64) -> bool {
+    matched.is_some_and(|m| m.saturating_add(max_lag) >= last)
+}
+
+/// Checks `change` against the current membership; returns openraft's change for the voter
+/// changes (one at a time: refused while a joint configuration is in progress).
+pub fn plan_change(
+    current: &Membership,
+    change: &MembershipChange,
+) -> Result<openraft::ChangeMembers<u64, BasicNode>, MembershipError> {
+    use std::collections::BTreeSet;
+    if current.joint {
+        return Err(MembershipError::Refused(
+            "a membership change is in progress; retry once it completes".into(),
+        ));
+    }
+    match change {
+        MembershipChange::AddLearner(node, addr) => {
+            if addr.is_empty() {
+                return Err(MembershipError::Refused(format!(
+                    "node {node} has no cluster address (--cluster-addr)"
+                )));
+            }
+            if let Some(a) = current
+                .voters
+                .get(node)
+                .or_else(|| current.learners.get(node))
+            {
+                if a != addr {
+                    return Err(MembershipError::Refused(format!(
+                        "node {node} is already a member at {a}, not {addr}: another node with the same --node-id? (remove it first)"
+                    )));
+                }
+            } else if current.voters.len() + current.learners.len() >= MAX_QUORUM_MEMBERS {
+                return Err(MembershipError::Refused(format!(
+                    "the quorum already has {MAX_QUORUM_MEMBERS} members"
+                )));
+            }
+            Ok(openraft::ChangeMembers::AddNodes(
+                [(*node, BasicNode::new(addr.clone()))].into(),
+            ))
+        }
+        MembershipChange::AddVoter(node) => {
+            if current.voters.contains_key(node) {
+                return Err(MembershipError::DuplicateVoter(format!(
+                    "node {node} is already a voter"
+                )));
+            }
+            if !current.learners.contains_key(node) {
+                return Err(MembershipError::Refused(format!(
+                    "node {node} is not a member of the quorum: start it (broker-only, with --voters naming the cluster) first"
+                )));
+            }
+            Ok(openraft::ChangeMembers::AddVoterIds(BTreeSet::from([
+                *node,
+            ])))
+        }
+        MembershipChange::RemoveVoter(node) => {
+            if !current.voters.contains_key(node) {
+                return Err(MembershipError::VoterNotFound(format!(
+                    "node {node} is not a voter"
+                )));
+            }
+            if current.voters.len() == 1 {
+                return Err(MembershipError::Refused(format!(
+                    "node {node} is the last voter"
+                )));
+            }
+            Ok(openraft::ChangeMembers::RemoveVoters(BTreeSet::from([
+                *node,
+            ])))
+        }
+        MembershipChange::RemoveLearner(node) => {
+            if current.voters.contains_key(node) {
+                return Err(MembershipError::Refused(format!(
+                    "node {node} is a voter: remove it as a voter first"
+                )));
+            }
+            if !current.learners.contains_key(node) {
+                return Err(MembershipError::Refused(format!(
+                    "node {node} is not a member of the quorum"
+                )));
+            }
+            Ok(openraft::ChangeMembers::RemoveNodes(BTreeSet::from([
+                *node,
+            ])))
+        }
+    }
+}
+
 /// A snapshot of this node's view of the quorum.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuorumStatus {
@@ -315,6 +473,10 @@ pub struct QuorumStatus {
     /// On the leader: milliseconds since a quorum last acknowledged it.
     pub quorum_ack_age_ms: Option<u64>,
     pub voters: Vec<VoterStatus>,
+    /// The non-voting members (Kafka's observers), `matched` as for the voters.
+    pub learners: Vec<VoterStatus>,
+    /// A membership change is half way (joint consensus).
+    pub joint: bool,
     /// `Err` once the quorum stopped on this node.
     pub running: Result<(), String>,
 }
@@ -341,14 +503,11 @@ fn validate(config: &mut QuorumConfig) -> Result<(), QuorumError> {
     if config.voters.is_empty() {
         config.voters.insert(config.node_id, String::new());
     }
-    if !config.voters.contains_key(&config.node_id) {
-        return Err(QuorumError::Config(format!(
-            "node {} is not among the voters {:?}",
-            config.node_id,
-            config.voters.keys().collect::<Vec<_>>()
-        )));
-    }
-    if config.voters.len() > 1 && config.voters.values().any(|a| a.is_empty()) {
+    // A node not among `--voters` is a broker-only node: it joins the running cluster as a
+    // learner (see the module docs), so it needs somewhere to find it.
+    let bootstrap_voter = config.voters.contains_key(&config.node_id);
+    if (config.voters.len() > 1 || !bootstrap_voter) && config.voters.values().any(|a| a.is_empty())
+    {
         return Err(QuorumError::Config(
             "every voter needs a cluster address".into(),
         ));
@@ -372,6 +531,38 @@ fn validate(config: &mut QuorumConfig) -> Result<(), QuorumError> {
     Ok(())
 }
 
+/// Whether an identity (as stored, or as started) is a one-node cluster: no `--voters`.
+fn is_single(i: &Identity) -> bool {
+    i.voters.len() == 1 && i.voters.get(&i.node_id).is_some_and(|a| a.is_empty())
+}
+
+/// Checks a stored identity against the one this process was started with. The node id must
+/// match, and so must the mode (a one-node cluster without `--voters` cannot be turned into a
+/// member of a cluster, nor back). The voter set may differ: after the first start the
+/// membership in the Raft log wins and `--voters` only tells a node where to find the cluster
+/// (pure: unit-tested).
+fn identity_matches(found: &Identity, me: &Identity) -> Result<(), String> {
+    if found.node_id != me.node_id {
+        return Err(format!(
+            "node {} (this process: node {})",
+            found.node_id, me.node_id
+        ));
+    }
+    match (is_single(found), is_single(me)) {
+        (true, false) => Err(format!(
+            "node {} of a one-node cluster (this process was started with --voters {:?}; growing a one-node cluster is not supported)",
+            found.node_id,
+            me.voters.keys().collect::<Vec<_>>()
+        )),
+        (false, true) => Err(format!(
+            "node {} of a cluster first started with voters {:?} (this process was started without --voters)",
+            found.node_id,
+            found.voters.keys().collect::<Vec<_>>()
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check_identity(config: &QuorumConfig) -> Result<(), QuorumError> {
     let me = Identity {
         node_id: config.node_id,
@@ -385,12 +576,15 @@ fn check_identity(config: &QuorumConfig) -> Result<(), QuorumError> {
                     format!("quorum identity file: {e}"),
                 )
             })?;
-            if found != me {
+            if let Err(found_desc) = identity_matches(&found, &me) {
                 return Err(QuorumError::IdentityMismatch {
                     dir: config.dir.display().to_string(),
-                    found: format!("node {} with voters {:?}", found.node_id, found.voters),
+                    found: found_desc,
                     expected: format!("node {} with voters {:?}", me.node_id, me.voters),
                 });
+            }
+            if found.voters != me.voters {
+                tracing::info!(stored = ?found.voters, given = ?me.voters, "quorum: --voters differs from the first start; the membership in the metadata log is used");
             }
             Ok(())
         }
@@ -485,7 +679,9 @@ impl Quorum {
             .is_initialized()
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
-        if !initialized {
+        // Only a node named in `--voters` ever initializes; a broker-only node waits to be
+        // added as a learner by the leader (it never forms a cluster of its own).
+        if !initialized && config.voters.contains_key(&config.node_id) {
             let members: BTreeMap<u64, BasicNode> = config
                 .voters
                 .iter()
@@ -517,7 +713,21 @@ impl Quorum {
                 q.push_task(t);
             }
         }
-        if config.voters.len() == 1 {
+        // A one-voter quorum (no `--voters`, or a cluster shrunk to this voter) elects itself:
+        // wait for it, so a single node serves as soon as `open` returns.
+        let single = if initialized {
+            let me = config.node_id;
+            q.raft
+                .with_raft_state(move |st| {
+                    let m = st.membership_state.effective().membership();
+                    m.get_joint_config().len() == 1 && m.voter_ids().eq([me])
+                })
+                .await
+                .map_err(|e| QuorumError::Raft(e.to_string()))?
+        } else {
+            config.voters.len() == 1 && config.voters.contains_key(&config.node_id)
+        };
+        if single {
             let wait = q.raft.wait(Some(SINGLE_VOTER_LEADER_WAIT));
             wait.current_leader(config.node_id, "single voter becomes leader")
                 .await
@@ -614,22 +824,20 @@ impl Quorum {
     pub fn status(&self) -> QuorumStatus {
         let m = self.raft.metrics().borrow().clone();
         let matched = m.replication.clone();
-        let voters = self
-            .config
-            .voters
-            .iter()
-            .map(|(id, addr)| VoterStatus {
-                node_id: *id,
-                addr: addr.clone(),
-                matched: if *id == self.node_id && m.current_leader == Some(self.node_id) {
-                    m.last_log_index
-                } else {
-                    matched
-                        .as_ref()
-                        .and_then(|r| r.get(id).cloned().flatten().map(|l| l.index))
-                },
-            })
-            .collect();
+        let view = self.view_of(m.membership_config.membership());
+        let member = |(id, addr): (&u64, &String)| VoterStatus {
+            node_id: *id,
+            addr: addr.clone(),
+            matched: if *id == self.node_id && m.current_leader == Some(self.node_id) {
+                m.last_log_index
+            } else {
+                matched
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned().flatten().map(|l| l.index))
+            },
+        };
+        let voters = view.voters.iter().map(member).collect();
+        let learners = view.learners.iter().map(member).collect();
         QuorumStatus {
             node_id: self.node_id,
             leader: m.current_leader,
@@ -643,7 +851,144 @@ impl Quorum {
             last_log_index: m.last_log_index.unwrap_or(0),
             quorum_ack_age_ms: m.millis_since_quorum_ack,
             voters,
+            learners,
+            joint: view.joint,
             running: m.running_state.clone().map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The membership as this node knows it; before this node has received any (a broker-only
+    /// node waiting to be added), the `--voters` it was started with.
+    fn view_of(&self, m: &openraft::Membership<u64, BasicNode>) -> Membership {
+        let mut v = Membership::default();
+        if m.nodes().next().is_none() {
+            v.voters = self.config.voters.clone();
+            return v;
+        }
+        let voters: std::collections::BTreeSet<u64> = m.voter_ids().collect();
+        for (id, node) in m.nodes() {
+            if voters.contains(id) {
+                v.voters.insert(*id, node.addr.clone());
+            } else {
+                v.learners.insert(*id, node.addr.clone());
+            }
+        }
+        v.joint = m.get_joint_config().len() > 1;
+        v
+    }
+
+    /// The membership (voters and learners with their cluster addresses) as this node knows it.
+    pub fn membership(&self) -> Membership {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        self.view_of(m.membership())
+    }
+
+    /// The cluster address of a member (from the membership, else `--voters`).
+    pub fn addr_of(&self, node: u64) -> Option<String> {
+        let m = self.membership();
+        m.voters
+            .get(&node)
+            .or_else(|| m.learners.get(&node))
+            .or_else(|| self.config.voters.get(&node))
+            .cloned()
+    }
+
+    /// Whether this node is a voter in its current membership.
+    pub fn is_voter(&self) -> bool {
+        self.membership().voters.contains_key(&self.node_id)
+    }
+
+    /// On the leader: adds `node` at cluster address `addr` as a learner (a non-voting member
+    /// that receives the log). Idempotent for a member already at that address. Returns the
+    /// log index of the membership entry (or the applied index when nothing changed).
+    pub async fn add_learner(&self, node: u64, addr: String) -> Result<u64, MembershipError> {
+        self.check_leader()?;
+        let current = self.membership();
+        plan_change(&current, &MembershipChange::AddLearner(node, addr.clone()))?;
+        if current.voters.get(&node) == Some(&addr) || current.learners.get(&node) == Some(&addr) {
+            return Ok(self.sm.applied_index());
+        }
+        let r = self.raft.add_learner(node, BasicNode::new(addr), false);
+        self.membership_write(r).await
+    }
+
+    /// On the leader: makes learner `node` a voter (joint consensus: the joint configuration
+    /// commits, then the new one). The learner must be caught up: within
+    /// [`PROMOTE_MAX_LAG_ENTRIES`] of the leader's log.
+    pub async fn add_voter(&self, node: u64) -> Result<u64, MembershipError> {
+        self.check_leader()?;
+        let current = self.membership();
+        let change = plan_change(&current, &MembershipChange::AddVoter(node))?;
+        let m = self.raft.metrics().borrow().clone();
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&node).cloned().flatten().map(|l| l.index));
+        if !caught_up(matched, last, PROMOTE_MAX_LAG_ENTRIES) {
+            return Err(MembershipError::NotCaughtUp(format!(
+                "node {node} holds the metadata log up to {} of {last}; wait until it has caught up (at most {PROMOTE_MAX_LAG_ENTRIES} entries behind)",
+                matched.map_or("nothing".to_string(), |m| m.to_string())
+            )));
+        }
+        self.membership_write(self.raft.change_membership(change, true))
+            .await
+    }
+
+    /// On the leader: makes voter `node` a learner (it keeps receiving the log while it runs;
+    /// [`Quorum::remove_learner`] drops it). Refuses to remove the last voter. Removing the
+    /// leader itself is allowed: it leads until the new configuration commits, then steps down
+    /// and the remaining voters elect a leader.
+    pub async fn remove_voter(&self, node: u64) -> Result<u64, MembershipError> {
+        self.check_leader()?;
+        let change = plan_change(&self.membership(), &MembershipChange::RemoveVoter(node))?;
+        self.membership_write(self.raft.change_membership(change, true))
+            .await
+    }
+
+    /// On the leader: removes learner `node` from the membership (the log is no longer sent
+    /// to it).
+    pub async fn remove_learner(&self, node: u64) -> Result<u64, MembershipError> {
+        self.check_leader()?;
+        let change = plan_change(&self.membership(), &MembershipChange::RemoveLearner(node))?;
+        self.membership_write(self.raft.change_membership(change, false))
+            .await
+    }
+
+    fn check_leader(&self) -> Result<(), MembershipError> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(MembershipError::Propose(ProposeError::ShuttingDown));
+        }
+        let leader = self.raft.metrics().borrow().current_leader;
+        if leader != Some(self.node_id) {
+            return Err(MembershipError::Propose(ProposeError::NotLeader { leader }));
+        }
+        Ok(())
+    }
+
+    async fn membership_write(
+        &self,
+        f: impl std::future::Future<
+            Output = Result<
+                openraft::raft::ClientWriteResponse<TypeConfig>,
+                RaftError<u64, ClientWriteError<u64, BasicNode>>,
+            >,
+        >,
+    ) -> Result<u64, MembershipError> {
+        // Joint consensus commits twice.
+        let t = Duration::from_millis(self.config.propose_timeout_ms.saturating_mul(2));
+        match tokio::time::timeout(t, f).await {
+            Err(_) => Err(MembershipError::Propose(ProposeError::Timeout)),
+            Ok(Ok(resp)) => Ok(resp.log_id.index),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(MembershipError::Propose(ProposeError::NotLeader {
+                    leader: f.leader_id,
+                }))
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                Err(MembershipError::Refused(e.to_string()))
+            }
+            Ok(Err(RaftError::Fatal(f))) => Err(MembershipError::Propose(self.fatal(f))),
         }
     }
 
@@ -712,5 +1057,116 @@ pub mod fuzzing {
 impl rpc::Handler for Quorum {
     fn handle<'a>(&'a self, request: Vec<u8>) -> rpc::BoxFuture<'a, Vec<u8>> {
         Box::pin(async move { Quorum::handle(self, &request).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(voters: &[u64], learners: &[u64]) -> Membership {
+        let addr = |id: &u64| (*id, format!("10.0.0.{id}:9093"));
+        Membership {
+            voters: voters.iter().map(addr).collect(),
+            learners: learners.iter().map(addr).collect(),
+            joint: false,
+        }
+    }
+
+    #[test]
+    fn voter_changes_are_checked_one_at_a_time() {
+        let m = members(&[1, 2, 3], &[4]);
+        assert!(matches!(
+            plan_change(&m, &MembershipChange::AddVoter(4)),
+            Ok(openraft::ChangeMembers::AddVoterIds(ids)) if ids == [4].into()
+        ));
+        assert!(matches!(
+            plan_change(&m, &MembershipChange::AddVoter(3)),
+            Err(MembershipError::DuplicateVoter(_))
+        ));
+        assert!(matches!(
+            plan_change(&m, &MembershipChange::AddVoter(5)),
+            Err(MembershipError::Refused(_))
+        ));
+        assert!(matches!(
+            plan_change(&m, &MembershipChange::RemoveVoter(3)),
+            Ok(openraft::ChangeMembers::RemoveVoters(ids)) if ids == [3].into()
+        ));
+        assert!(matches!(
+            plan_change(&m, &MembershipChange::RemoveVoter(4)),
+            Err(MembershipError::VoterNotFound(_))
+        ));
+        assert!(matches!(
+            plan_change(&members(&[2], &[]), &MembershipChange::RemoveVoter(2)),
+            Err(MembershipError::Refused(_))
+        ));
+        assert!(matches!(
+            plan_change(&m, &MembershipChange::RemoveLearner(4)),
+            Ok(openraft::ChangeMembers::RemoveNodes(ids)) if ids == [4].into()
+        ));
+        assert!(matches!(
+            plan_change(&m, &MembershipChange::RemoveLearner(1)),
+            Err(MembershipError::Refused(_))
+        ));
+        let mut joint = m.clone();
+        joint.joint = true;
+        assert!(matches!(
+            plan_change(&joint, &MembershipChange::RemoveVoter(3)),
+            Err(MembershipError::Refused(_))
+        ));
+    }
+
+    #[test]
+    fn learners_join_once_at_one_address_within_the_bound() {
+        let m = members(&[1, 2, 3], &[4]);
+        let add = |id: u64, addr: &str| MembershipChange::AddLearner(id, addr.to_string());
+        assert!(plan_change(&m, &add(5, "10.0.0.5:9093")).is_ok());
+        // Already there at the same address: fine (a restart); elsewhere: refused.
+        assert!(plan_change(&m, &add(4, "10.0.0.4:9093")).is_ok());
+        assert!(plan_change(&m, &add(1, "10.0.0.1:9093")).is_ok());
+        assert!(matches!(
+            plan_change(&m, &add(4, "10.0.0.9:9093")),
+            Err(MembershipError::Refused(_))
+        ));
+        assert!(matches!(
+            plan_change(&m, &add(5, "")),
+            Err(MembershipError::Refused(_))
+        ));
+        let full = members(
+            &[1, 2, 3],
+            &(4..(MAX_QUORUM_MEMBERS as u64 + 1)).collect::<Vec<_>>(),
+        );
+        assert!(matches!(
+            plan_change(&full, &add(999, "10.0.0.9:9093")),
+            Err(MembershipError::Refused(_))
+        ));
+    }
+
+    #[test]
+    fn promotion_needs_a_caught_up_learner() {
+        assert!(caught_up(Some(100), 100, 10));
+        assert!(caught_up(Some(90), 100, 10));
+        assert!(!caught_up(Some(89), 100, 10));
+        assert!(!caught_up(None, 0, 10));
+    }
+
+    #[test]
+    fn identity_allows_another_voter_set_but_not_another_node_or_mode() {
+        let id = |node: u64, voters: &[(u64, &str)]| Identity {
+            node_id: node,
+            voters: voters.iter().map(|(i, a)| (*i, a.to_string())).collect(),
+        };
+        let three = id(1, &[(1, "a:1"), (2, "b:1"), (3, "c:1")]);
+        assert!(identity_matches(&three, &three).is_ok());
+        // The membership lives in the log: --voters may name another set later.
+        assert!(identity_matches(&three, &id(1, &[(2, "b:1"), (4, "d:1")])).is_ok());
+        assert!(identity_matches(&three, &id(2, &[(1, "a:1"), (2, "b:1"), (3, "c:1")])).is_err());
+        let single = id(1, &[(1, "")]);
+        assert!(identity_matches(&single, &single).is_ok());
+        assert!(identity_matches(&single, &three).is_err());
+        assert!(identity_matches(&three, &single).is_err());
+        // A broker-only node (not among its --voters) is not a one-node cluster.
+        let learner = id(4, &[(1, "a:1")]);
+        assert!(identity_matches(&learner, &id(4, &[(1, "a:1"), (2, "b:1")])).is_ok());
     }
 }

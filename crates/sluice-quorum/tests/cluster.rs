@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_quorum::rpc::{Handlers, RpcClient, RpcServer, SERVICE_QUORUM};
-use sluice_quorum::{ProposeError, Quorum, QuorumConfig, QuorumError, StateMachine};
+use sluice_quorum::{
+    MembershipError, ProposeError, Quorum, QuorumConfig, QuorumError, StateMachine,
+};
 use tokio::net::TcpListener;
 
 /// Records every applied command; its snapshot is the whole list.
@@ -796,4 +798,155 @@ async fn write_fuzz_seeds() {
         std::fs::read(last_segment(tmp.path())).unwrap(),
     )
     .unwrap();
+}
+
+/// A broker-only node (not among the voters) joins as a learner, receives the log, is made a
+/// voter; a voter is removed; then a voter of the new set is stopped and the remaining two
+/// (a majority of the new set) elect a leader and commit. The removed voter stays a learner
+/// until it is removed as one. A restart of the new voter keeps its membership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learner_joins_is_promoted_and_a_voter_is_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (voters, mut nodes) = start_three(tmp.path()).await;
+    let leader = agreed_leader(&nodes.iter().collect::<Vec<_>>()).await;
+    propose_n(by_id(&nodes, leader), "a", 5).await;
+
+    // Node 4: --voters names the cluster, node 4 is not in it.
+    let l4 = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr4 = l4.local_addr().unwrap().to_string();
+    let dir4 = tmp.path().join("n4");
+    let rpc = RpcClient::new();
+    let sm4 = Arc::new(ListSm::default());
+    let q4 = Quorum::open(config(4, &voters, &dir4), sm4.clone(), rpc.clone())
+        .await
+        .unwrap();
+    let mut h: Handlers = HashMap::new();
+    h.insert(SERVICE_QUORUM, q4.clone());
+    let server4 = RpcServer::serve(l4, h).unwrap();
+    // It never forms a cluster of its own.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(q4.status().leader, None);
+    assert!(!q4.is_voter());
+
+    // Only the leader changes the membership.
+    let follower = *voters.keys().find(|id| **id != leader).unwrap();
+    assert!(matches!(
+        by_id(&nodes, follower)
+            .q
+            .add_learner(4, addr4.clone())
+            .await,
+        Err(MembershipError::Propose(ProposeError::NotLeader { .. }))
+    ));
+    let lq = by_id(&nodes, leader).q.clone();
+    // Not yet a member: cannot be promoted.
+    assert!(matches!(
+        lq.add_voter(4).await,
+        Err(MembershipError::Refused(_))
+    ));
+    lq.add_learner(4, addr4.clone()).await.unwrap();
+    // Idempotent; another address for the same id is refused.
+    lq.add_learner(4, addr4.clone()).await.unwrap();
+    assert!(matches!(
+        lq.add_learner(4, "127.0.0.1:1".into()).await,
+        Err(MembershipError::Refused(_))
+    ));
+    wait_until("node 4 receives the log", 30, || {
+        sm4.commands() == cmds("a", 5) && q4.status().leader == Some(leader)
+    })
+    .await;
+    let st = lq.status();
+    assert_eq!(
+        st.learners.iter().map(|l| l.node_id).collect::<Vec<_>>(),
+        vec![4]
+    );
+    assert_eq!(st.voters.len(), 3);
+
+    // Promote 4, then remove a voter other than the leader (retained as a learner).
+    lq.add_voter(4).await.unwrap();
+    assert!(matches!(
+        lq.add_voter(4).await,
+        Err(MembershipError::DuplicateVoter(_))
+    ));
+    let removed = *voters.keys().find(|id| **id != leader).unwrap();
+    lq.remove_voter(removed).await.unwrap();
+    assert!(matches!(
+        lq.remove_voter(removed).await,
+        Err(MembershipError::VoterNotFound(_))
+    ));
+    let m = lq.membership();
+    let mut expect: Vec<u64> = voters.keys().copied().filter(|id| *id != removed).collect();
+    expect.push(4);
+    assert_eq!(m.voters.keys().copied().collect::<Vec<_>>(), expect);
+    assert_eq!(
+        m.learners.keys().copied().collect::<Vec<_>>(),
+        vec![removed]
+    );
+    wait_until("node 4 sees itself a voter", 30, || q4.is_voter()).await;
+    // The removed voter leaves the membership for good.
+    lq.remove_learner(removed).await.unwrap();
+    assert!(lq.membership().learners.is_empty());
+    let gone = nodes.iter().position(|n| n.id == removed).unwrap();
+    let gone = nodes.remove(gone);
+    stop_node(&gone).await;
+    propose_n(by_id(&nodes, leader), "b", 3).await;
+
+    // Stop the old leader: {other old voter, 4} are two of three and elect a leader.
+    let idx = nodes.iter().position(|n| n.id == leader).unwrap();
+    let old = nodes.remove(idx);
+    stop_node(&old).await;
+    let survivor = nodes.pop().unwrap();
+    let mut new_leader = 0;
+    wait_until("a leader among the survivors", 60, || {
+        match (survivor.q.status().leader, q4.status().leader) {
+            (Some(a), Some(b)) if a == b && a != leader => {
+                new_leader = a;
+                true
+            }
+            _ => false,
+        }
+    })
+    .await;
+    let q = if new_leader == 4 {
+        q4.clone()
+    } else {
+        survivor.q.clone()
+    };
+    q.propose(b"c0".to_vec()).await.unwrap();
+    let mut want = cmds("a", 5);
+    want.extend(cmds("b", 3));
+    want.push(b"c0".to_vec());
+    wait_until("both survivors apply everything", 30, || {
+        sm4.commands() == want && survivor.sm.commands() == want
+    })
+    .await;
+
+    // Node 4 restarts with the same (old) --voters: its stored membership wins.
+    server4.shutdown().await;
+    q4.shutdown().await;
+    drop(q4);
+    let l4 = TcpListener::bind(&addr4).await.unwrap();
+    let sm4 = Arc::new(ListSm::default());
+    let q4 = Quorum::open(config(4, &voters, &dir4), sm4.clone(), RpcClient::new())
+        .await
+        .unwrap();
+    let mut h: Handlers = HashMap::new();
+    h.insert(SERVICE_QUORUM, q4.clone());
+    let server4 = RpcServer::serve(l4, h).unwrap();
+    wait_until("node 4 is a voter again after restart", 30, || {
+        q4.is_voter() && sm4.commands() == want
+    })
+    .await;
+    // A different node id on its directory is still refused.
+    assert!(matches!(
+        Quorum::open(
+            config(5, &voters, &dir4),
+            Arc::new(ListSm::default()),
+            RpcClient::new()
+        )
+        .await,
+        Err(QuorumError::IdentityMismatch { .. })
+    ));
+    server4.shutdown().await;
+    q4.shutdown().await;
+    stop_node(&survivor).await;
 }

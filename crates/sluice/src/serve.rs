@@ -116,8 +116,11 @@ pub struct ServeArgs {
     /// replica fetches); required with --voters
     #[arg(long, env = "SLUICE_CLUSTER_ADDR")]
     cluster_addr: Option<String>,
-    /// The metadata quorum's voters, ID@HOST:PORT,… (their cluster addresses), identical on
-    /// every node; this node may be one of them or not [default: this node alone, no network]
+    /// The metadata quorum's voters, ID@HOST:PORT,… (their cluster addresses). At a cluster's
+    /// first start: the same on every voter. A node not among them is broker-only: it joins the
+    /// running cluster through them as a non-voting member (`sluice cluster add-voter` promotes
+    /// it). After a node's first start the membership stored in the metadata log wins; this only
+    /// says where to find the cluster [default: this node alone, no network]
     #[arg(long, env = "SLUICE_VOTERS")]
     voters: Option<String>,
     /// This broker's rack (broker.rack), for rack-aware replica placement

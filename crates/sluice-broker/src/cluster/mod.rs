@@ -10,6 +10,8 @@
 //!   RPC service 1 to the leader otherwise), the broker's registration and heartbeats, and the
 //!   RPC listener on `--cluster-addr` (services 0 = quorum, 1 = controller; 2 is the replica
 //!   fetch service of `replication/`, 3 the coordinators' service of `txn/remote.rs`).
+//! - `membership.rs`: changes of the quorum's membership — broker-only nodes joining as
+//!   learners, voters added and removed, stopped nodes unregistered.
 //! - `metadata.rs` is the broker's view of the image (topics by name and id with their
 //!   validated configs, group configs, producer ids) and reconciles image changes onto the
 //!   `ReplicaManager` (see [`crate::metadata::Metadata::sync`]).
@@ -26,9 +28,10 @@
 //!
 //! # Controller client
 //! [`Cluster::request`]: in-process when this node is the quorum leader, else an RPC to the
-//! leader's cluster address (from `--voters`). NOT_CONTROLLER, an unknown leader and transport
-//! errors are retried with [`CONTROLLER_RETRY_BACKOFF_MS`] backoff until
-//! [`CONTROLLER_REQUEST_DEADLINE_MS`]; each call is bounded by [`CONTROLLER_CALL_TIMEOUT_MS`].
+//! leader's cluster address (from the quorum's membership; `--voters` until this node knows it).
+//! NOT_CONTROLLER, an unknown leader and transport errors are retried with
+//! [`CONTROLLER_RETRY_BACKOFF_MS`] backoff until [`CONTROLLER_REQUEST_DEADLINE_MS`]; each call
+//! is bounded by [`CONTROLLER_CALL_TIMEOUT_MS`].
 //! Wire format of service 1: JSON [`CtrlRequest`] → JSON `Result<(u64, CtrlReply), (i16,
 //! String)>` (the u64 is the log index the decision applied at, or the applied index when it
 //! changed nothing).
@@ -256,6 +259,25 @@ pub enum CtrlRequest {
         /// (topic, partition, target replicas or `None` to cancel).
         moves: Vec<(String, i32, Option<Vec<NodeId>>)>,
     },
+    /// Adds a node to the quorum as a learner (see `membership.rs`); `forwarded` once a voter
+    /// passed it on to the leader.
+    JoinQuorum {
+        node_id: NodeId,
+        cluster_addr: String,
+        forwarded: bool,
+    },
+    /// Makes a learner a voter (AddRaftVoter).
+    AddVoter {
+        node_id: NodeId,
+    },
+    /// Makes a voter a learner (RemoveRaftVoter).
+    RemoveVoter {
+        node_id: NodeId,
+    },
+    /// Removes a stopped, drained non-voter: registration and quorum membership.
+    UnregisterBroker {
+        node_id: NodeId,
+    },
 }
 
 /// The controller's answer.
@@ -344,6 +366,8 @@ pub struct Cluster {
     /// The HTTP listener's address (`--http-addr`, its port resolved); registered as the
     /// advertised HTTP address ([`advertised_http_addr`]).
     http_listener: std::net::SocketAddr,
+    /// Serializes quorum membership changes (`membership.rs`).
+    membership_lock: tokio::sync::Mutex<()>,
 }
 
 /// The HTTP address a broker registers: the listener's, or — when it listens on every
@@ -410,6 +434,7 @@ impl Cluster {
             seed: rand_seed(),
             local_cluster_id,
             http_listener: config.http_addr,
+            membership_lock: tokio::sync::Mutex::new(()),
         });
         if let Some(addr) = &config.cluster_addr {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -433,6 +458,8 @@ impl Cluster {
                 .map_err(|e| anyhow::anyhow!("cannot serve cluster traffic on {addr}: {e}"))?;
             *cluster.server.lock() = Some(server);
         }
+        // A node that is not a voter (broker-only, or a removed voter) asks to be a learner.
+        cluster.join_quorum().await?;
         Ok(cluster)
     }
 
@@ -802,6 +829,10 @@ impl Cluster {
                     .await?;
                 Ok((i, CtrlReply::PartitionResults(flatten(results))))
             }
+            req @ (CtrlRequest::JoinQuorum { .. }
+            | CtrlRequest::AddVoter { .. }
+            | CtrlRequest::RemoveVoter { .. }
+            | CtrlRequest::UnregisterBroker { .. }) => self.handle_membership(req).await,
         }
     }
 
@@ -819,8 +850,8 @@ impl Cluster {
             let leader = self.quorum.status().leader;
             let outcome = match leader {
                 Some(l) if l == self.node_id as u64 => self.handle_local(req.clone()).await,
-                Some(l) => match self.voters.get(&l) {
-                    Some(addr) => self.call_remote(addr, &payload).await,
+                Some(l) => match self.quorum.addr_of(l) {
+                    Some(addr) => self.call_remote(&addr, &payload).await,
                     None => Err(cerr(
                         codes::NOT_CONTROLLER,
                         format!("no address for node {l}"),
@@ -1221,6 +1252,9 @@ impl rpc::Handler for ControllerService {
         })
     }
 }
+
+mod membership;
+pub use membership::{check_voter_change, INCONSISTENT_CLUSTER_ID, JOIN_TIMEOUT_MS};
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
-//! `sluice cluster status|elect-leaders|reassign|reassignments|drain`: cluster operations over
-//! the Kafka protocol (DescribeCluster, Metadata, ElectLeaders, AlterPartitionReassignments,
-//! ListPartitionReassignments), so they work against any Kafka-protocol cluster.
+//! `sluice cluster status|elect-leaders|reassign|reassignments|drain|add-voter|remove-voter|
+//! unregister`: cluster operations over the Kafka protocol (DescribeCluster, Metadata,
+//! ElectLeaders, AlterPartitionReassignments, ListPartitionReassignments, AddRaftVoter,
+//! RemoveRaftVoter, UnregisterBroker), so they work against any Kafka-protocol cluster.
 //!
 //! Moving replicas is Kafka's reassignment: the controller adds the target replicas, waits
 //! until they have caught up and joined the ISR, then drops the old ones. `reassign` and
@@ -34,6 +35,8 @@ use super::{block_on, ClientArgs};
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Default bound on `drain` and `reassign --wait` (moving replicas copies data).
 const DEFAULT_WAIT_MS: u64 = 600_000;
+/// Default bound on `add-voter` / `remove-voter` retries.
+const DEFAULT_VOTER_WAIT_MS: u64 = 60_000;
 
 #[derive(Args, Debug)]
 pub struct ClusterArgs {
@@ -113,8 +116,8 @@ enum ClusterCommand {
         client: ClientArgs,
     },
     /// Move every replica off a node (keeping replication factors, balanced, rack-aware),
-    /// then elect preferred leaders; waits until the node hosts nothing. This is how a node
-    /// is removed from the cluster
+    /// then elect preferred leaders; waits until the node hosts nothing. The first step of
+    /// removing a node: then remove-voter (if it is a voter), stop it, unregister
     Drain {
         /// The node (broker id) to empty
         node: i32,
@@ -124,6 +127,38 @@ enum ClusterCommand {
         /// Bound on the wait, in milliseconds
         #[arg(long, default_value_t = DEFAULT_WAIT_MS, value_name = "MS")]
         timeout_ms: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make a node a voter of the metadata quorum (AddRaftVoter). The node must be running as
+    /// a non-voting member (started with --voters not naming it) and have caught up; one change
+    /// at a time, refused when the new voter set would not have a majority of live brokers
+    AddVoter {
+        /// The node id to promote
+        node: i32,
+        /// How long to keep retrying while the node catches up, in milliseconds
+        #[arg(long, default_value_t = DEFAULT_VOTER_WAIT_MS, value_name = "MS")]
+        timeout_ms: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make a voter of the metadata quorum a non-voting member (RemoveRaftVoter); it keeps
+    /// serving as a broker until stopped. Refused for the last voter and when the voters left
+    /// would not have a majority of live brokers. Drain the node first if it is to be removed
+    RemoveVoter {
+        /// The voter's node id
+        node: i32,
+        /// How long to keep retrying a change that timed out, in milliseconds
+        #[arg(long, default_value_t = DEFAULT_VOTER_WAIT_MS, value_name = "MS")]
+        timeout_ms: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Forget a stopped node (UnregisterBroker): its broker registration and its place in the
+    /// metadata quorum. It must host no replicas (drain it) and not be a voter (remove-voter)
+    Unregister {
+        /// The node id
+        node: i32,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -171,8 +206,101 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 timeout_ms,
                 client,
             } => drain(&client, node, dry_run, Duration::from_millis(timeout_ms)).await,
+            ClusterCommand::AddVoter {
+                node,
+                timeout_ms,
+                client,
+            } => change_voter(&client, node, true, Duration::from_millis(timeout_ms)).await,
+            ClusterCommand::RemoveVoter {
+                node,
+                timeout_ms,
+                client,
+            } => change_voter(&client, node, false, Duration::from_millis(timeout_ms)).await,
+            ClusterCommand::Unregister { node, client } => unregister(&client, node).await,
         }
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// add-voter, remove-voter, unregister
+
+/// Kafka's REQUEST_TIMED_OUT: the node is still catching up, or the change's outcome is unknown.
+const REQUEST_TIMED_OUT: i16 = 7;
+/// Kafka's DUPLICATE_VOTER and VOTER_NOT_FOUND.
+const DUPLICATE_VOTER: i16 = 126;
+const VOTER_NOT_FOUND: i16 = 127;
+
+/// AddRaftVoter / RemoveRaftVoter, retried while it times out (the node catching up, or an
+/// outcome unknown) until `timeout`; after such a retry, "already a voter" / "not a voter"
+/// means the earlier attempt applied.
+async fn change_voter(
+    args: &ClientArgs,
+    node: i32,
+    add: bool,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let mut c = args.connect().await?;
+    let deadline = Instant::now() + timeout;
+    let mut retried = false;
+    loop {
+        let r = if add {
+            c.add_raft_voter(node).await
+        } else {
+            c.remove_raft_voter(node).await
+        };
+        match r {
+            Ok(()) => break,
+            Err(sluice_client::Error::Kafka { code, .. })
+                if retried
+                    && code
+                        == if add {
+                            DUPLICATE_VOTER
+                        } else {
+                            VOTER_NOT_FOUND
+                        } =>
+            {
+                break
+            }
+            Err(sluice_client::Error::Kafka { code, .. })
+                if code == REQUEST_TIMED_OUT && Instant::now() < deadline =>
+            {
+                retried = true;
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let voters = c
+        .describe_quorum()
+        .await
+        .ok()
+        .flatten()
+        .map(|q| q.voters.iter().map(|v| v.node_id).collect::<Vec<_>>());
+    if args.json() {
+        println!("{}", json!({"node": node, "voter": add, "voters": voters}));
+    } else {
+        let what = if add {
+            "is now a voter"
+        } else {
+            "is no longer a voter"
+        };
+        match voters {
+            Some(v) => println!("node {node} {what} of the metadata quorum; voters: {v:?}"),
+            None => println!("node {node} {what} of the metadata quorum"),
+        }
+    }
+    Ok(())
+}
+
+async fn unregister(args: &ClientArgs, node: i32) -> anyhow::Result<()> {
+    let mut c = args.connect().await?;
+    c.unregister_broker(node).await?;
+    if args.json() {
+        println!("{}", json!({"node": node, "unregistered": true}));
+    } else {
+        println!("node {node} unregistered");
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

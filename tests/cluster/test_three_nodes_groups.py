@@ -89,6 +89,18 @@ def test_deleted_topic_offsets_dropped_by_the_coordinator(cluster_factory):
     assert committed(boot, g, keep, 1) == {0: 3}
 
 
+def poll_n(cons, n, what):
+    """The next `n` records (bounded by TIMEOUT_S; `what` names the moment in the failure)."""
+    got = []
+    deadline = time.monotonic() + TIMEOUT_S
+    while len(got) < n:
+        assert time.monotonic() < deadline, f"{len(got)} of {n} records {what}"
+        m = cons.poll(0.2)
+        if m is not None and not m.error():
+            got.append(m)
+    return got
+
+
 def test_classic_group_keeps_its_generation_across_a_coordinator_kill(cluster_factory):
     c = cluster_factory(3, extra_args=EXTRA).start()
     boot = c.bootstrap
@@ -106,13 +118,7 @@ def test_classic_group_keeps_its_generation_across_a_coordinator_kill(cluster_fa
     cons.subscribe([t], on_assign=lambda _c, ps: events.append(("assign", len(ps))),
                    on_revoke=lambda _c, ps: events.append(("revoke", len(ps))))
     try:
-        got = []
-        deadline = time.monotonic() + TIMEOUT_S
-        while len(got) < 20:
-            assert time.monotonic() < deadline, f"{len(got)} of 20 before the kill: {events}"
-            m = cons.poll(0.2)
-            if m is not None and not m.error():
-                got.append(m)
+        poll_n(cons, 20, f"before the kill: {events}")
         cons.commit(asynchronous=False)
         seen = list(events)
         # The membership record was committed before the SyncGroup answer: the group is in
@@ -122,13 +128,7 @@ def test_classic_group_keeps_its_generation_across_a_coordinator_kill(cluster_fa
         for i in range(20):
             p.produce(t, value=b"after-%d" % i, partition=i % 2)
         assert p.flush(60) == 0
-        after = []
-        deadline = time.monotonic() + TIMEOUT_S
-        while len(after) < 20:
-            assert time.monotonic() < deadline, f"{len(after)} of 20 after the kill: {events}"
-            m = cons.poll(0.2)
-            if m is not None and not m.error():
-                after.append(m)
+        after = poll_n(cons, 20, f"after the kill: {events}")
         assert sorted(m.value() for m in after) == sorted(b"after-%d" % i for i in range(20))
 
         def commit_ok():

@@ -175,7 +175,8 @@ pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS: u64 = 600_000;
 // elections per rebalance pass), `sluice-storage` (`leader_epoch.rs`: the leader-epoch
 // checkpoint's size and entries). In this crate, beside their code: `replication/mod.rs`
 // (replica fetch sizes, waits and backoffs, ISR check interval, AlterPartition queue and
-// timeout), `coordinator.rs` (a coordinator write's wait for the ISR) and `txn/remote.rs` (the
+// timeout), `coordinator.rs` (a coordinator write's wait for the ISR; also the longest a
+// SyncGroup waits for its group's membership record, `groups.rs`) and `txn/remote.rs` (the
 // size of a coordinator RPC request, a caller's wait for its answer).
 
 // ---- Transactions ----

@@ -141,6 +141,21 @@ fn partition_error(index: i32, code: i16, message: Option<String>) -> PartitionP
         .with_error_message(message.map(s))
 }
 
+/// A partition's error answer for `e`, with KIP-951's hint of where the leader is now
+/// (Produce v10+) when the error knows it.
+fn leader_error(index: i32, e: crate::error::KafkaError, version: i16) -> PartitionProduceResponse {
+    let leader = e.current_leader.filter(|_| version >= 10);
+    let resp = partition_error(index, e.code, Some(e.message));
+    match leader {
+        Some(l) => resp.with_current_leader(
+            LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(l.leader_id))
+                .with_leader_epoch(l.leader_epoch),
+        ),
+        None => resp,
+    }
+}
+
 /// Returns `None` for acks=0 (no response is sent).
 pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
@@ -211,15 +226,7 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
             // (`Role::PENDING`), answers NOT_LEADER_OR_FOLLOWER with the leader it knows,
             // never a validation error. The append checks the role again under the lock.
             if let Err(e) = partition.check_leader(crate::replica_manager::NO_LEADER_EPOCH) {
-                let mut resp = partition_error(pd.index, e.code, Some(e.message));
-                if let Some(l) = e.current_leader.filter(|_| version >= 10) {
-                    resp = resp.with_current_leader(
-                        LeaderIdAndEpoch::default()
-                            .with_leader_id(BrokerId(l.leader_id))
-                            .with_leader_epoch(l.leader_epoch),
-                    );
-                }
-                partitions.push(resp);
+                partitions.push(leader_error(pd.index, e, version));
                 continue;
             }
             let len = records.len() as u64;
@@ -342,16 +349,7 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
             // (a single-replica partition has nothing to check).
             if acks == -1 {
                 if let Err(e) = partition.check_acks_all() {
-                    let leader = e.current_leader.filter(|_| version >= 10);
-                    let mut resp = partition_error(pd.index, e.code, Some(e.message));
-                    if let Some(l) = leader {
-                        resp = resp.with_current_leader(
-                            LeaderIdAndEpoch::default()
-                                .with_leader_id(BrokerId(l.leader_id))
-                                .with_leader_epoch(l.leader_epoch),
-                        );
-                    }
-                    partitions.push(resp);
+                    partitions.push(leader_error(pd.index, e, version));
                     continue;
                 }
             }
@@ -399,18 +397,9 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
                             .with_batch_index(i)
                             .with_batch_index_error_message(Some(s(e.message.clone())))]
                     });
-                    let leader = e.current_leader.filter(|_| version >= 10);
-                    let mut resp = partition_error(pd.index, e.code, Some(e.message));
+                    let mut resp = leader_error(pd.index, e, version);
                     if let Some(r) = record_errors {
                         resp = resp.with_record_errors(r);
-                    }
-                    // KIP-951: where the partition's leader is now.
-                    if let Some(l) = leader {
-                        resp = resp.with_current_leader(
-                            LeaderIdAndEpoch::default()
-                                .with_leader_id(BrokerId(l.leader_id))
-                                .with_leader_epoch(l.leader_epoch),
-                        );
                     }
                     partitions.push(resp);
                 }

@@ -43,11 +43,13 @@ use crate::replica_manager::{AcksWait, Replica, Role};
 pub const GROUP_TOPIC: &str = "__consumer_offsets";
 /// The transaction coordinator's internal topic (one partition).
 pub const TXN_TOPIC: &str = "__transaction_state";
+/// The share coordinator's internal topic (one partition; `share/coordinator.rs`).
+pub const SHARE_TOPIC: &str = "__share_group_state";
 /// Kafka's internal topic names, and Sluice's.
 pub const INTERNAL_TOPICS: &[&str] = &[
     "__cluster_metadata",
     GROUP_TOPIC,
-    "__share_group_state",
+    SHARE_TOPIC,
     TXN_TOPIC,
     "_schemas",
 ];

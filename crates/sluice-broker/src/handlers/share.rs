@@ -50,6 +50,17 @@ fn share_leader(broker: &Broker, topic_id: Uuid, partition: i32) -> crate::error
 }
 use crate::share::{ack_error_code, SessionStep, ShareHandle, SpKey};
 
+/// Whether this node leads the partition (it keeps share-partitions only for those).
+fn leads(broker: &Broker, topic_id: Uuid, partition: i32) -> bool {
+    broker
+        .replicas
+        .get(crate::replica_manager::TopicIdPartition {
+            topic_id,
+            partition,
+        })
+        .is_some_and(|r| matches!(r.role(), crate::replica_manager::Role::Leader { .. }))
+}
+
 /// `max_records` when the client sends none (Kafka's `max.poll.records` default).
 const DEFAULT_MAX_RECORDS: i32 = 500;
 
@@ -275,6 +286,7 @@ async fn apply_acks(
 ) -> AckResults {
     let mut results = BTreeMap::new();
     let mut wait_for = None::<i64>;
+    let mut touched = Vec::new();
     let now = now_u64();
     let mut any_released = false;
     for ((topic_id, partition), batches) in acks {
@@ -295,11 +307,17 @@ async fn apply_acks(
                 ResponseError::InvalidRequest,
                 e.message().to_string(),
             )),
+            // The partition is led elsewhere (or moved): the client finds its new leader.
+            (None, Ok(())) if !leads(broker, topic_id, partition) => Err(KafkaError::new(
+                ResponseError::NotLeaderOrFollower,
+                "this broker does not lead the partition",
+            )),
             (None, Ok(())) => Err(KafkaError::new(
                 ResponseError::InvalidRecordState,
                 "no records of this partition were acquired by the group",
             )),
             (Some(h), Ok(())) => {
+                touched.push(h.clone());
                 let changed = h.change(&broker.share.store, |sp| {
                     let mut first_error = None;
                     let mut counts = [0u64; 5];
@@ -371,6 +389,13 @@ async fn apply_acks(
         if let Err(e) = broker.share.store.durable(end).await {
             for r in results.values_mut() {
                 *r = (e.code, Some(e.message.clone()));
+            }
+        }
+        // A share-partition whose write failed (fenced, coordinator unreachable) applied
+        // nothing durably: its acknowledgements fail.
+        for h in touched {
+            if let Err(e) = h.check_current() {
+                results.insert((h.key.topic_id, h.key.partition), (e.code, Some(e.message)));
             }
         }
     }
@@ -870,9 +895,10 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
     } in acquired
     {
         let tp = (h.key.topic_id, h.key.partition);
-        let read = match &settled {
-            Ok(()) => read,
-            Err(e) => Err(e.clone()),
+        let read = match (&settled, h.check_current()) {
+            (Ok(()), Ok(())) => read,
+            (Err(e), _) => Err(e.clone()),
+            (_, Err(e)) => Err(e),
         };
         let (ack_code, ack_msg) = ack_results.remove(&tp).unwrap_or((0, None));
         let mut data = PartitionData::default()

@@ -4,7 +4,9 @@
 //! The share-partition keeps such records in a pending state (not available, window start
 //! held) and hands them out once; [`run_writer`] copies them — key, value, headers and
 //! timestamp, plus headers naming the origin — appends them to the DLQ topic (created on
-//! demand, one partition), and only then marks them archived, durably. The queue to the
+//! demand, one partition) on the leader of its partition (this node, or another over the
+//! cluster RPC service 4, `remote.rs`), committed as acks=all (fsynced; under replication the
+//! in-sync replicas have them), and only then marks them archived, durably. The queue to the
 //! writer is bounded and filled with `try_send`: when it is full the records stay pending and
 //! the timer offers them again, so a slow DLQ never blocks acknowledgements.
 //!
@@ -20,11 +22,12 @@ use tokio::sync::watch;
 
 use super::DlqJob;
 use crate::broker::{now_ms, Broker};
+use crate::coordinator::CoordinatorLog;
 use crate::error::KafkaError;
 use crate::group_config::DLQ_PREFIX;
 use crate::metrics::GroupTopicLabels;
 use crate::record_codec::{self, RawRecord};
-use crate::replica_manager::{Replica, NO_LEADER_EPOCH};
+use crate::replica_manager::{Replica, Role, NO_LEADER_EPOCH};
 use crate::topic_config::TopicConfigs;
 use kafka_protocol::error::ResponseError;
 
@@ -126,12 +129,13 @@ fn dead_letter_record(
     }
 }
 
-/// The DLQ topic's partition for dead letters from `origin_partition`.
+/// The DLQ topic's partition for dead letters from `origin_partition` (the topic is created
+/// on first use).
 async fn dlq_partition(
     broker: &Broker,
     topic: &str,
     origin_partition: i32,
-) -> Result<Arc<Replica>, KafkaError> {
+) -> Result<i32, KafkaError> {
     let t = match broker.metadata.topic(topic) {
         Some(t) => t,
         None => match broker
@@ -155,13 +159,7 @@ async fn dlq_partition(
         },
     };
     let n = t.partition_count.max(1);
-    let i = origin_partition.max(0) % n;
-    broker.replicas.get(t.tp(i)).ok_or_else(|| {
-        KafkaError::new(
-            ResponseError::UnknownTopicOrPartition,
-            "DLQ topic has no partitions",
-        )
-    })
+    Ok(origin_partition.max(0) % n)
 }
 
 /// Errors a retry cannot cure: the DLQ topic refuses this record for good.
@@ -178,13 +176,50 @@ fn is_permanent(e: &KafkaError) -> bool {
     .any(|r| r.code() == e.code)
 }
 
-async fn append(target: &Replica, records: &[RawRecord]) -> Result<(), KafkaError> {
+/// Appends dead letters to a DLQ partition this node leads and waits until they are committed
+/// (fsynced whatever the flush policy; under replication the in-sync replicas have them, as
+/// acks=all): the originals are archived once this returns, so a copy lost in a crash or a
+/// failover would lose the record.
+pub async fn append_local(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    batch: &[u8],
+) -> Result<(), KafkaError> {
+    let replica = broker.replica(topic, partition)?;
+    let Role::Leader { leader_epoch } = replica.role() else {
+        return Err(KafkaError::new(
+            ResponseError::NotLeaderOrFollower,
+            format!("this node does not lead {topic}-{partition}"),
+        ));
+    };
+    replica.check_acks_all()?;
+    let appended = replica.append_as_leader(batch, now_ms(), None)?;
+    broker.data_appended.notify_waiters();
+    CoordinatorLog::new(
+        replica,
+        leader_epoch,
+        broker.config.flush == crate::config::FlushPolicy::Always,
+        broker.data_appended.clone(),
+    )
+    .commit(appended.last_offset + 1)
+    .await
+}
+
+/// Dead letters to the DLQ partition's leader: this node, or another over the cluster RPC.
+async fn append(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    records: &[RawRecord],
+) -> Result<(), KafkaError> {
     let batch = record_codec::encode(records);
-    let appended = target.append_as_leader(&batch, now_ms(), None)?;
-    // Whatever the flush policy: the original is archived (durably) once this returns, so a
-    // copy lost in a crash would lose the record.
-    target.make_durable(appended.last_offset + 1).await?;
-    Ok(())
+    let leader = crate::txn::leader_of(broker, topic, partition)?;
+    if leader == broker.config.node_id {
+        append_local(broker, topic, partition, &batch).await
+    } else {
+        super::remote::dead_letters(broker, leader, topic, partition, &batch).await
+    }
 }
 
 /// What became of one job's dead letters.
@@ -270,7 +305,7 @@ async fn write(broker: &Broker, job: &DlqJob) -> Outcome {
         topic: job.dlq_topic.clone(),
     };
     let batch: Vec<RawRecord> = copies.iter().map(|(_, r)| r.clone()).collect();
-    if append(&target, &batch).await.is_ok() {
+    if append(broker, &job.dlq_topic, target, &batch).await.is_ok() {
         broker
             .metrics
             .dlq_written
@@ -285,7 +320,14 @@ async fn write(broker: &Broker, job: &DlqJob) -> Outcome {
     }
     let mut retry = Vec::new();
     for (offset, record) in copies {
-        match append(&target, std::slice::from_ref(&record)).await {
+        match append(
+            broker,
+            &job.dlq_topic,
+            target,
+            std::slice::from_ref(&record),
+        )
+        .await
+        {
             Ok(()) => {
                 broker.metrics.dlq_written.get_or_create(&labels).inc();
                 done.push(offset);

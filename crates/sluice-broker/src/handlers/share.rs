@@ -611,6 +611,7 @@ fn ranges_below(ranges: Vec<AcquiredRange>, end: i64) -> Vec<AcquiredRange> {
 
 /// A member's request must come from a member of the group (a fetch opening a session) or
 /// from a session it opened.
+/// A new share session's member must belong to the group (checked on the group coordinator).
 fn check_member(broker: &Broker, group: &str, member: &str) -> Result<(), KafkaError> {
     if group.is_empty() || member.is_empty() {
         return Err(KafkaError::new(
@@ -618,7 +619,10 @@ fn check_member(broker: &Broker, group: &str, member: &str) -> Result<(), KafkaE
             "GroupId and MemberId must be set",
         ));
     }
-    if broker.groups.read(|c| c.is_share_member(group, member)) {
+    // Only the group coordinator knows the members. A share-partition leader elsewhere (a
+    // cluster) opens the session, as Kafka's share-partition leaders do: what a non-member
+    // acquires is released when its locks expire.
+    if broker.offsets.check().is_err() || broker.groups.read(|c| c.is_share_member(group, member)) {
         Ok(())
     } else {
         Err(KafkaError::new(
@@ -1406,6 +1410,7 @@ mod tests {
             },
             "t".into(),
             log,
+            0,
             sluice_share::SharePartition::new(0),
         );
         let covering = read_covering(&handle, &[r(0, 5)], 1 << 20, true, &[]).unwrap();

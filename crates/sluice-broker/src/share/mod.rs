@@ -49,6 +49,9 @@ use crate::replica_manager::{Replica, ReplicaManager, Role};
 use coordinator::ShareCoordinator;
 use state_store::{Failure, StateKey, StateStore};
 
+/// How long a share-partition's creation waits for this broker to be a live cluster member.
+const LIVE_WAIT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SpKey {
     pub group: Arc<str>,
@@ -146,6 +149,11 @@ impl ShareHandle {
         f: impl FnOnce(&mut SharePartition) -> (T, bool),
     ) -> Result<(T, Option<i64>), KafkaError> {
         let mut sp = self.state.lock();
+        // A failed share-partition never writes again: a newer one of the same leadership may
+        // have loaded the committed state since, and this one's would overwrite it.
+        if let Some(e) = self.failure.lock().clone() {
+            return Err(e);
+        }
         let (value, persist) = f(&mut sp);
         let end = if persist {
             // What is written now covers every change so far.
@@ -262,6 +270,11 @@ impl ShareService {
         metadata: &crate::metadata::Metadata,
         replicas: &ReplicaManager,
     ) {
+        // In a cluster share-partitions are created on first use only: that path records the
+        // leader's epoch at the coordinator (fencing its predecessor) before it serves.
+        if !metadata.cluster.is_single_node() {
+            return;
+        }
         let Some(generation) = self.coordinator.loaded_generation() else {
             return;
         };
@@ -392,6 +405,19 @@ impl ShareService {
         // Only the partition's leader keeps a share-partition (as Kafka's share-partition
         // leader): NOT_LEADER_OR_FOLLOWER elsewhere.
         log.check_leader(crate::replica_manager::NO_LEADER_EPOCH)?;
+        // A node whose image may be stale (restarting, fenced) does not trust its role: it
+        // waits a little to become a live member (a restart catching up), then refuses.
+        let live_by = tokio::time::Instant::now() + LIVE_WAIT;
+        while !broker.metadata.cluster.is_live() {
+            if tokio::time::Instant::now() >= live_by {
+                return Err(KafkaError::new(
+                    ResponseError::NotLeaderOrFollower,
+                    "this broker is not a live member of the cluster yet",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        log.check_leader(crate::replica_manager::NO_LEADER_EPOCH)?;
         let Role::Leader { leader_epoch } = log.role() else {
             return Err(KafkaError::new(
                 ResponseError::NotLeaderOrFollower,
@@ -401,7 +427,8 @@ impl ShareService {
         // The last committed state (Kafka's ReadShareGroupState), else a new one at the
         // position `share.auto.offset.reset` gives. Written back at once either way: the
         // coordinator then holds this leader epoch durably before anything is served.
-        let state = match state_store::read(broker, &key.state_key(), leader_epoch).await? {
+        let read = state_store::read(broker, &key.state_key(), leader_epoch).await;
+        let state = match read.map_err(|e| state_store::unavailable(&e))? {
             Some(snapshot) => SharePartition::from_snapshot(&snapshot),
             None => SharePartition::new(start_offset(&log, settings, now_ms())?),
         };

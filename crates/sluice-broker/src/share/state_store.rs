@@ -142,19 +142,35 @@ impl StateStore {
 
 /// The node leading `__share_group_state-0` (creating the topic when a cluster first needs it).
 async fn coordinator_node(broker: &Broker) -> Result<i32, KafkaError> {
-    if broker.metadata.topic(SHARE_TOPIC).is_none()
-        && broker
+    if broker.metadata.topic(SHARE_TOPIC).is_none() {
+        // Any failure (too few live brokers, created meanwhile by another node and not yet in
+        // this node's image) is for a later try.
+        match broker
             .metadata
             .ensure_internal_topic(SHARE_TOPIC, now_ms())
-            .await?
-            .is_none()
-    {
-        return Err(KafkaError::new(
-            ResponseError::CoordinatorNotAvailable,
-            "too few live brokers to create __share_group_state yet",
-        ));
+            .await
+        {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                return Err(KafkaError::new(
+                    ResponseError::CoordinatorNotAvailable,
+                    "__share_group_state cannot be created or seen yet",
+                ))
+            }
+        }
     }
     crate::txn::leader_of(broker, SHARE_TOPIC, 0)
+}
+
+/// What a share-partition's clients are told when its state cannot be read or written: the
+/// share coordinator's errors are not ShareFetch/ShareAcknowledge codes, so they read as
+/// NOT_LEADER_OR_FOLLOWER (the client refreshes its metadata and tries again), with the cause in
+/// the message.
+pub fn unavailable(e: &KafkaError) -> KafkaError {
+    KafkaError::new(
+        ResponseError::NotLeaderOrFollower,
+        format!("share-group state unavailable: {}", e.message),
+    )
 }
 
 /// Errors a later try may cure: the coordinator moves or loads.
@@ -263,7 +279,7 @@ pub async fn run_writer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             Err(e) => {
                 tracing::error!(error = %e.message, writes = writes.len(), "cannot write share-group state; its share-partitions are dropped and load again");
                 for w in &writes {
-                    failed.insert(&w.key, e.clone());
+                    failed.insert(&w.key, unavailable(&e));
                 }
             }
         }

@@ -109,7 +109,12 @@ impl Broker {
             config.flush == FlushPolicy::Always,
             data_appended.clone(),
         );
-        replicas.register_coordinator(crate::coordinator::SHARE_TOPIC, share_coordinator.hook());
+        replicas.register_coordinator(
+            crate::coordinator::SHARE_TOPIC,
+            Arc::new(crate::coordinator::FollowerHook(
+                share_coordinator.follower.clone(),
+            )),
+        );
         let metadata = Metadata::open(
             &config,
             config
@@ -128,7 +133,9 @@ impl Broker {
             let cluster = metadata.cluster.clone();
             txn.set_ready(Box::new(move || cluster.is_live()));
             let cluster = metadata.cluster.clone();
-            share_coordinator.set_ready(Box::new(move || cluster.is_live()));
+            share_coordinator
+                .follower
+                .set_ready(Box::new(move || cluster.is_live()));
         }
         // A data directory of an older version keeps its committed offsets, transactions and
         // share-group state.
@@ -158,7 +165,9 @@ impl Broker {
                     .map_err(anyhow_from)?;
             }
             let deadline = tokio::time::Instant::now() + SINGLE_NODE_LOAD_WAIT;
-            while (offsets.is_loading() || txn.is_loading() || share_coordinator.is_loading())
+            while (offsets.is_loading()
+                || txn.is_loading()
+                || share_coordinator.follower.is_loading())
                 && tokio::time::Instant::now() < deadline
             {
                 tokio::time::sleep(Duration::from_millis(5)).await;

@@ -141,6 +141,28 @@ impl CoordinatorLog {
         &self.replica
     }
 
+    /// The writer of a replica this node leads now (at its current epoch), else
+    /// NOT_LEADER_OR_FOLLOWER naming `what`.
+    pub fn leading(
+        replica: Arc<Replica>,
+        flush_always: bool,
+        wake: Arc<Notify>,
+        what: &str,
+    ) -> Result<Self, KafkaError> {
+        match replica.role() {
+            Role::Leader { leader_epoch } => Ok(CoordinatorLog::new(
+                replica,
+                leader_epoch,
+                flush_always,
+                wake,
+            )),
+            Role::Follower { .. } => Err(KafkaError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!("this node does not lead {what}"),
+            )),
+        }
+    }
+
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch
     }
@@ -277,6 +299,23 @@ impl<T> LoadState<T> {
         }
     }
 }
+
+/// Implements [`Loadable`] for a loaded state with the fields `log: CoordinatorLog` and
+/// `generation: u64`.
+macro_rules! impl_loadable {
+    ($t:ty) => {
+        impl $crate::coordinator::Loadable for $t {
+            fn log(&self) -> &$crate::coordinator::CoordinatorLog {
+                &self.log
+            }
+
+            fn generation(&self) -> u64 {
+                self.generation
+            }
+        }
+    };
+}
+pub(crate) use impl_loadable;
 
 /// What a following coordinator's loaded state gives the shared mechanism.
 pub trait Loadable: Send + Sync + 'static {

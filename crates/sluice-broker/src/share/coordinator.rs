@@ -34,7 +34,7 @@ use sluice_share::Snapshot;
 use tokio::sync::Notify;
 
 use super::state_store::StateKey;
-use crate::coordinator::{CoordinatorHook, CoordinatorLog, Follower, Loadable};
+use crate::coordinator::{CoordinatorLog, Follower};
 use crate::error::KafkaError;
 use crate::internal_log;
 
@@ -112,22 +112,14 @@ impl State {
     }
 }
 
-struct Loaded {
+pub(crate) struct Loaded {
     log: CoordinatorLog,
     generation: u64,
     state: tokio::sync::Mutex<State>,
     compaction: internal_log::Compaction,
 }
 
-impl Loadable for Loaded {
-    fn log(&self) -> &CoordinatorLog {
-        &self.log
-    }
-
-    fn generation(&self) -> u64 {
-        self.generation
-    }
-}
+crate::coordinator::impl_loadable!(Loaded);
 
 /// Replays the log (blocking). The caller checked that the high watermark reached its end.
 fn build(log: CoordinatorLog, generation: u64) -> Result<Loaded, KafkaError> {
@@ -165,7 +157,9 @@ fn build(log: CoordinatorLog, generation: u64) -> Result<Loaded, KafkaError> {
 
 /// See the module docs.
 pub struct ShareCoordinator {
-    follower: Arc<Follower<Loaded>>,
+    /// Follows `__share_group_state-0` (its `FollowerHook` is registered with the
+    /// `ReplicaManager`; loads wait for the broker's liveness check).
+    pub(crate) follower: Arc<Follower<Loaded>>,
 }
 
 impl ShareCoordinator {
@@ -173,20 +167,6 @@ impl ShareCoordinator {
         ShareCoordinator {
             follower: Arc::new(Follower::new("share", flush_always, wake, Box::new(build))),
         }
-    }
-
-    /// The `ReplicaManager` hook of `__share_group_state`.
-    pub fn hook(&self) -> Arc<dyn CoordinatorHook> {
-        Arc::new(crate::coordinator::FollowerHook(self.follower.clone()))
-    }
-
-    /// Registers the broker's liveness check (loads wait for it).
-    pub fn set_ready(&self, f: Box<dyn Fn() -> bool + Send + Sync>) {
-        self.follower.set_ready(f);
-    }
-
-    pub fn is_loading(&self) -> bool {
-        self.follower.is_loading()
     }
 
     /// The generation of the loaded state, if this node coordinates.

@@ -27,7 +27,7 @@ use crate::error::KafkaError;
 use crate::group_config::DLQ_PREFIX;
 use crate::metrics::GroupTopicLabels;
 use crate::record_codec::{self, RawRecord};
-use crate::replica_manager::{Replica, Role, NO_LEADER_EPOCH};
+use crate::replica_manager::{Replica, NO_LEADER_EPOCH};
 use crate::topic_config::TopicConfigs;
 use kafka_protocol::error::ResponseError;
 
@@ -186,24 +186,16 @@ pub async fn append_local(
     partition: i32,
     batch: &[u8],
 ) -> Result<(), KafkaError> {
-    let replica = broker.replica(topic, partition)?;
-    let Role::Leader { leader_epoch } = replica.role() else {
-        return Err(KafkaError::new(
-            ResponseError::NotLeaderOrFollower,
-            format!("this node does not lead {topic}-{partition}"),
-        ));
-    };
-    replica.check_acks_all()?;
-    let appended = replica.append_as_leader(batch, now_ms(), None)?;
-    broker.data_appended.notify_waiters();
-    CoordinatorLog::new(
-        replica,
-        leader_epoch,
+    let log = CoordinatorLog::leading(
+        broker.replica(topic, partition)?,
         broker.config.flush == crate::config::FlushPolicy::Always,
         broker.data_appended.clone(),
-    )
-    .commit(appended.last_offset + 1)
-    .await
+        &format!("{topic}-{partition}"),
+    )?;
+    log.replica().check_acks_all()?;
+    let appended = log.replica().append_as_leader(batch, now_ms(), None)?;
+    broker.data_appended.notify_waiters();
+    log.commit(appended.last_offset + 1).await
 }
 
 /// Dead letters to the DLQ partition's leader: this node, or another over the cluster RPC.

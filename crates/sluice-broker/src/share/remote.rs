@@ -14,7 +14,6 @@
 //! COORDINATOR_NOT_AVAILABLE, which every caller retries (bounded).
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
@@ -28,9 +27,6 @@ use crate::error::KafkaError;
 
 /// Largest request the service decodes (a frame).
 pub const MAX_REQUEST_BYTES: usize = MAX_FRAME_BYTES;
-/// How long a caller waits: the callee may wait up to `coordinator::COMMIT_TIMEOUT` for its
-/// in-sync replicas, plus room for the network.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A request of service 4 (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,21 +160,11 @@ impl Handler for ShareRpcService {
     }
 }
 
-/// Sends `req` to `node`'s service 4 and waits for its answer.
+/// Sends `req` to `node`'s service 4 and waits for its answer (at most
+/// `txn::remote::CALL_TIMEOUT`: the callee may wait up to `coordinator::COMMIT_TIMEOUT` for its
+/// in-sync replicas, plus room for the network).
 async fn call(broker: &Broker, node: i32, req: &Request) -> Result<Reply, KafkaError> {
-    let cluster = &broker.metadata.cluster;
-    let unavailable = |why: String| KafkaError::new(ResponseError::CoordinatorNotAvailable, why);
-    let addr = cluster
-        .cluster_addr_of(node)
-        .ok_or_else(|| unavailable(format!("node {node} has no cluster address")))?;
-    let payload =
-        serde_json::to_vec(req).map_err(|e| unavailable(format!("cannot encode: {e}")))?;
-    let answer = cluster
-        .rpc_client()
-        .call(&addr, SERVICE_SHARE, &payload, CALL_TIMEOUT)
-        .await
-        .map_err(|e| unavailable(format!("node {node}: {e}")))?;
-    decode_reply(&answer)
+    decode_reply(&crate::txn::remote::send(broker, node, SERVICE_SHARE, req).await?)
 }
 
 /// ReadShareGroupState on `node`.

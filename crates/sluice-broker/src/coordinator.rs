@@ -562,6 +562,27 @@ impl<T: Loadable> Follower<T> {
         }
     }
 
+    /// Writes `records` as one batch as the leader of the loaded state `l` and waits until they
+    /// are committed. A failed commit loads the log again (the records may still commit:
+    /// memory must follow the log, not this answer). The caller holds the lock that orders
+    /// decide → write → apply, and applies only after this returns Ok.
+    pub async fn write_committed(
+        self: &Arc<Self>,
+        l: &T,
+        compaction: &crate::internal_log::Compaction,
+        records: &[crate::internal_log::KeyValue],
+        now_ms: i64,
+    ) -> Result<(), KafkaError> {
+        let buf = crate::internal_log::encode_batch(records, now_ms)?;
+        let end = l.log().append(&buf, now_ms)?;
+        compaction.appended(buf.len());
+        if let Err(e) = l.log().commit(end).await {
+            self.reload(l.generation());
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// The replica's role changed (see [`CoordinatorHook::on_partition_state`]).
     pub fn follow(self: &Arc<Self>, replica: &Arc<Replica>) {
         match replica.role() {

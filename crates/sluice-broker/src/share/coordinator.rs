@@ -240,14 +240,9 @@ impl ShareCoordinator {
                 record(&w.key, v.as_ref())
             })
             .collect();
-        let buf = internal_log::encode_batch(&kvs, now_ms)?;
-        let end = l.log.append(&buf, now_ms)?;
-        l.compaction.appended(buf.len());
-        if let Err(e) = l.log.commit(end).await {
-            // The records may still commit: memory must follow the log, not this answer.
-            self.follower.reload(l.generation);
-            return Err(e);
-        }
+        self.follower
+            .write_committed(&l, &l.compaction, &kvs, now_ms)
+            .await?;
         for w in accepted {
             state.apply(w);
         }

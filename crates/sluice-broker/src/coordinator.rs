@@ -24,9 +24,10 @@
 //!
 //! # Today
 //! The group coordinator (`__consumer_offsets`: committed offsets, classic and KIP-848
-//! groups; `offsets.rs`). The transaction coordinator (`__transaction_state`), share-group
-//! state (`__share_group_state`) and the schema registry (`_schemas`) still own local logs;
-//! they follow the same path next (see docs/REPLICATION.md, "Coordinators").
+//! groups; `offsets.rs`); the share coordinator (`__share_group_state`: share-partition state,
+//! `share/coordinator.rs`). The transaction coordinator (`__transaction_state`) and the schema
+//! registry (`_schemas`) still own local logs; they follow the same path next (see
+//! docs/REPLICATION.md, "Coordinators").
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

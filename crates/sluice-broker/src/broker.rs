@@ -24,9 +24,10 @@ use crate::share::ShareService;
 const SINGLE_NODE_LOAD_WAIT: Duration = Duration::from_secs(60);
 
 /// The internal topics whose coordinators follow their partition (`coordinator.rs`).
-const FOLLOWED_TOPICS: [&str; 2] = [
+const FOLLOWED_TOPICS: [&str; 3] = [
     crate::coordinator::GROUP_TOPIC,
     crate::coordinator::TXN_TOPIC,
+    crate::coordinator::SHARE_TOPIC,
 ];
 
 pub fn now_ms() -> i64 {
@@ -129,6 +130,17 @@ impl Broker {
             data_appended.clone(),
         ));
         replicas.register_coordinator(crate::coordinator::TXN_TOPIC, txn.hook());
+        // The share coordinator follows `__share_group_state-0` the same way.
+        let share_coordinator = crate::share::coordinator::ShareCoordinator::new(
+            config.flush == FlushPolicy::Always,
+            data_appended.clone(),
+        );
+        replicas.register_coordinator(
+            crate::coordinator::SHARE_TOPIC,
+            Arc::new(crate::coordinator::FollowerHook(
+                share_coordinator.follower.clone(),
+            )),
+        );
         let metadata = Metadata::open(
             &config,
             config
@@ -146,6 +158,10 @@ impl Broker {
             offsets.set_ready(Box::new(move || cluster.is_live()));
             let cluster = metadata.cluster.clone();
             txn.set_ready(Box::new(move || cluster.is_live()));
+            let cluster = metadata.cluster.clone();
+            share_coordinator
+                .follower
+                .set_ready(Box::new(move || cluster.is_live()));
         }
         {
             // A topic deleted through another node: this node, if it coordinates groups, drops
@@ -169,7 +185,8 @@ impl Broker {
                 });
             }));
         }
-        // A data directory of an older version keeps its committed offsets and transactions.
+        // A data directory of an older version keeps its committed offsets, transactions and
+        // share-group state.
         for topic in FOLLOWED_TOPICS {
             metadata
                 .adopt_internal_log(topic, now)
@@ -188,7 +205,9 @@ impl Broker {
                     .map_err(anyhow_from)?;
             }
             let deadline = tokio::time::Instant::now() + SINGLE_NODE_LOAD_WAIT;
-            while (offsets.is_loading() || txn.is_loading())
+            while (offsets.is_loading()
+                || txn.is_loading()
+                || share_coordinator.follower.is_loading())
                 && tokio::time::Instant::now() < deadline
             {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -196,8 +215,10 @@ impl Broker {
         }
         let metrics = Metrics::default();
         metrics.partitions.set(metadata.partition_count() as i64);
-        let share =
-            ShareService::open(&config.data_dir, &metadata, &replicas, now).map_err(anyhow_from)?;
+        // Share-partitions are rebuilt from the share coordinator's state where this node
+        // leads their partitions (a single node: all of them, before it serves).
+        let share = ShareService::new(share_coordinator);
+        share.materialize(&metadata, &replicas).await;
         crate::schemas::start(&schema_log, &metadata, now)
             .await
             .map_err(anyhow_from)?;
@@ -409,6 +430,10 @@ pub async fn run(
         broker.clone(),
         stop_rx.clone(),
     ));
+    tasks.spawn(crate::share::state_store::run_writer(
+        broker.clone(),
+        stop_rx.clone(),
+    ));
     // Cluster membership (heartbeats, the controller's timer) and the reconcile of image
     // changes; they stop after the controlled shutdown below.
     // Replication: the leader side of replica fetches (cluster RPC service 2), the fetchers of
@@ -421,6 +446,11 @@ pub async fn run(
         .metadata
         .cluster
         .set_coordinator_handler(crate::txn::remote::CoordinatorService::new(&broker));
+    // Share-state reads and writes, dead letters between nodes (service 4).
+    broker
+        .metadata
+        .cluster
+        .set_share_handler(crate::share::remote::ShareRpcService::new(&broker));
     let link: Arc<dyn crate::replication::ClusterLink> = broker.metadata.cluster.clone();
     broker.replication.start(&broker, link);
     let (cluster_stop_tx, cluster_stop_rx) = watch::channel(false);
@@ -452,12 +482,7 @@ pub async fn run(
         tracing::warn!("the metadata quorum did not stop in time");
     }
     broker.flush_dirty().await;
-    let mut flushed = true;
-    if let Err(e) = broker.share.store.sync().await {
-        tracing::error!(error = %e, "could not flush share-group state");
-        flushed = false;
-    }
-    if drained && flushed {
+    if drained {
         mark_clean_shutdown(&broker).await;
     }
     tracing::info!("stopped");

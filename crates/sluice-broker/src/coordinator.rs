@@ -29,10 +29,10 @@
 //! # Today
 //! The group coordinator (`__consumer_offsets`: committed offsets, classic and KIP-848
 //! groups; `offsets.rs`), the transaction coordinator (`__transaction_state`: every
-//! transactional id; `txn/`), and the schema registry (`_schemas`; `schemas.rs`: its hook
+//! transactional id; `txn/`), the share coordinator (`__share_group_state`: share-partition
+//! state; `share/coordinator.rs`), and the schema registry (`_schemas`; `schemas.rs`: its hook
 //! keeps the replica in every role, since every node applies the committed events, and its
-//! primary writes through [`CoordinatorLog`]). Share-group state (`__share_group_state`) still
-//! owns a local log; it follows the same path next (see docs/REPLICATION.md, "Coordinators").
+//! primary writes through [`CoordinatorLog`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -49,11 +49,13 @@ use crate::replica_manager::{AcksWait, Replica, Role};
 pub const GROUP_TOPIC: &str = "__consumer_offsets";
 /// The transaction coordinator's internal topic (one partition).
 pub const TXN_TOPIC: &str = "__transaction_state";
+/// The share coordinator's internal topic (one partition; `share/coordinator.rs`).
+pub const SHARE_TOPIC: &str = "__share_group_state";
 /// Kafka's internal topic names, and Sluice's.
 pub const INTERNAL_TOPICS: &[&str] = &[
     "__cluster_metadata",
     GROUP_TOPIC,
-    "__share_group_state",
+    SHARE_TOPIC,
     TXN_TOPIC,
     "_schemas",
 ];
@@ -143,6 +145,28 @@ impl CoordinatorLog {
 
     pub fn replica(&self) -> &Arc<Replica> {
         &self.replica
+    }
+
+    /// The writer of a replica this node leads now (at its current epoch), else
+    /// NOT_LEADER_OR_FOLLOWER naming `what`.
+    pub fn leading(
+        replica: Arc<Replica>,
+        flush_always: bool,
+        wake: Arc<Notify>,
+        what: &str,
+    ) -> Result<Self, KafkaError> {
+        match replica.role() {
+            Role::Leader { leader_epoch } => Ok(CoordinatorLog::new(
+                replica,
+                leader_epoch,
+                flush_always,
+                wake,
+            )),
+            Role::Follower { .. } => Err(KafkaError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!("this node does not lead {what}"),
+            )),
+        }
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -281,6 +305,23 @@ impl<T> LoadState<T> {
         }
     }
 }
+
+/// Implements [`Loadable`] for a loaded state with the fields `log: CoordinatorLog` and
+/// `generation: u64`.
+macro_rules! impl_loadable {
+    ($t:ty) => {
+        impl $crate::coordinator::Loadable for $t {
+            fn log(&self) -> &$crate::coordinator::CoordinatorLog {
+                &self.log
+            }
+
+            fn generation(&self) -> u64 {
+                self.generation
+            }
+        }
+    };
+}
+pub(crate) use impl_loadable;
 
 /// What a following coordinator's loaded state gives the shared mechanism.
 pub trait Loadable: Send + Sync + 'static {
@@ -525,6 +566,27 @@ impl<T: Loadable> Follower<T> {
             );
             self.start_load(&replica, epoch);
         }
+    }
+
+    /// Writes `records` as one batch as the leader of the loaded state `l` and waits until they
+    /// are committed. A failed commit loads the log again (the records may still commit:
+    /// memory must follow the log, not this answer). The caller holds the lock that orders
+    /// decide → write → apply, and applies only after this returns Ok.
+    pub async fn write_committed(
+        self: &Arc<Self>,
+        l: &T,
+        compaction: &crate::internal_log::Compaction,
+        records: &[crate::internal_log::KeyValue],
+        now_ms: i64,
+    ) -> Result<(), KafkaError> {
+        let buf = crate::internal_log::encode_batch(records, now_ms)?;
+        let end = l.log().append(&buf, now_ms)?;
+        compaction.appended(buf.len());
+        if let Err(e) = l.log().commit(end).await {
+            self.reload(l.generation());
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The replica's role changed (see [`CoordinatorHook::on_partition_state`]).

@@ -146,6 +146,10 @@ pub use sluice_share::MAX_DECODED_RANGES as MAX_DLQ_HANDLED_RANGES;
 /// Dead letters waiting for the DLQ writer; when full, records stay pending in their
 /// share-partition and are offered again on the next timer pass (the coordinator never waits).
 pub const DLQ_WRITER_QUEUE: usize = 1024;
+/// Records at the end of a DLQ partition searched for copies a previous share-partition leader
+/// may have written just before it died (a dead letter restored while dead-lettering); a copy
+/// further back is not found and is written again.
+pub const DLQ_DEDUP_SCAN_RECORDS: i64 = 100_000;
 
 // ---- Internal logs (offsets, share state, metadata, schemas) ----
 

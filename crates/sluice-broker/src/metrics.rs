@@ -54,6 +54,9 @@ pub struct Metrics {
     pub dlq_depth: Family<TopicLabels, Gauge>,
     /// Dead letters the DLQ topic refused for good (archived without a copy).
     pub dlq_failed: Counter,
+    /// Dead letters found already copied (by a leader before a failover, or by a write whose
+    /// outcome was unknown) and archived without another copy.
+    pub dlq_already_copied: Counter,
     /// Log cleaner (compaction) rounds finished.
     pub cleaner_rounds: Counter,
     /// Bytes the log cleaner read.
@@ -86,6 +89,7 @@ impl Default for Metrics {
         let dlq_written = Family::<GroupTopicLabels, Counter>::default();
         let dlq_depth = Family::<TopicLabels, Gauge>::default();
         let dlq_failed = Counter::default();
+        let dlq_already_copied = Counter::default();
         let cleaner_rounds = Counter::default();
         let cleaner_bytes_read = Counter::default();
         let cleaner_bytes_written = Counter::default();
@@ -172,6 +176,11 @@ impl Default for Metrics {
             "Dead letters the DLQ topic refused for good (too large for it, say): archived without a copy",
             dlq_failed.clone(),
         );
+        registry.register(
+            "dlq_already_copied",
+            "Dead letters found already in the DLQ (copied before a failover or by a write whose outcome was unknown): archived without another copy",
+            dlq_already_copied.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -187,6 +196,7 @@ impl Default for Metrics {
             dlq_written,
             dlq_depth,
             dlq_failed,
+            dlq_already_copied,
             cleaner_rounds,
             cleaner_bytes_read,
             cleaner_bytes_written,

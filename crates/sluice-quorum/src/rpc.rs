@@ -47,6 +47,9 @@ pub const SERVICE_REPLICA_FETCH: u8 = 2;
 /// Service id of coordinator traffic between nodes: transaction markers, group completions,
 /// transaction verification (registered by the broker).
 pub const SERVICE_COORDINATOR: u8 = 3;
+/// Service id of share-group traffic between nodes: share-state reads and writes to the share
+/// coordinator, dead letters to a DLQ partition's leader (registered by the broker).
+pub const SERVICE_SHARE: u8 = 4;
 
 /// Largest frame (after the length prefix), either direction. A peer announcing more loses its
 /// connection.

@@ -221,6 +221,10 @@ pub struct DeadLetter {
     pub offset: i64,
     pub delivery_count: u16,
     pub reason: DeadLetterReason,
+    /// Dead-lettering when this state was restored from a snapshot: the writer that held it
+    /// before (a share-partition leader that died or moved) may have copied it already, so
+    /// the caller looks for that copy before writing another.
+    pub maybe_copied: bool,
 }
 
 /// Why an acknowledgement batch was refused. Nothing of a refused batch is

@@ -1,7 +1,7 @@
 //! [`SharePartition`]: the in-flight window of one share-partition.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
 use crate::members::Members;
 use crate::{
@@ -113,6 +113,10 @@ pub struct SharePartition {
     /// Offsets entered into DeadLettering (or handed back) and not yet
     /// taken; may hold stale entries that are checked on take.
     dl_pending: Vec<i64>,
+    /// Dead-lettering offsets whose copy may exist ([`DeadLetter::maybe_copied`]): they were
+    /// dead-lettering in the snapshot this state was restored from, or handed back after a
+    /// write whose outcome is unknown. Dropped once archived. At most the window.
+    dl_maybe_copied: BTreeSet<i64>,
     /// Slots in state Acquired.
     acquired: usize,
     /// Slots in state Acknowledged or Archived (not yet dropped by start).
@@ -140,6 +144,7 @@ impl SharePartition {
             due: BinaryHeap::new(),
             members: Members::default(),
             dl_pending: Vec::new(),
+            dl_maybe_copied: BTreeSet::new(),
             acquired: 0,
             done: 0,
             woke: false,
@@ -148,6 +153,11 @@ impl SharePartition {
     }
 
     /// SPSO: every offset below it is done (acknowledged or archived) or gone.
+    #[cfg(test)]
+    pub(crate) fn dl_maybe_copied_is_empty(&self) -> bool {
+        self.dl_maybe_copied.is_empty()
+    }
+
     pub fn start_offset(&self) -> i64 {
         self.start
     }
@@ -548,6 +558,7 @@ impl SharePartition {
                     offset,
                     delivery_count: slot.delivery_count,
                     reason,
+                    maybe_copied: self.dl_maybe_copied.contains(&offset),
                 });
             }
         }
@@ -558,8 +569,9 @@ impl SharePartition {
     }
 
     /// The DLQ write failed or was skipped: the next take_dead_letters returns
-    /// these again. Offsets not taken, not dead-lettering, or gone are ignored.
-    pub fn retry_dead_letters(&mut self, offsets: &[i64]) {
+    /// these again, `maybe_copied` if the write may have happened (its outcome is
+    /// unknown). Offsets not taken, not dead-lettering, or gone are ignored.
+    pub fn retry_dead_letters(&mut self, offsets: &[i64], maybe_copied: bool) {
         for &offset in offsets {
             let Some(i) = self.index(offset) else {
                 continue;
@@ -574,6 +586,9 @@ impl SharePartition {
                     taken: false,
                 };
                 self.dl_pending.push(offset);
+                if maybe_copied {
+                    self.dl_maybe_copied.insert(offset);
+                }
             }
         }
     }
@@ -587,6 +602,7 @@ impl SharePartition {
             };
             if matches!(self.slots[i].state, SlotState::DeadLettering { .. }) {
                 self.set_done(i, SlotState::Archived);
+                self.dl_maybe_copied.remove(&offset);
             }
         }
         self.advance_start();
@@ -680,6 +696,7 @@ impl SharePartition {
                 }
                 if matches!(state, SlotState::DeadLettering { .. }) {
                     p.dl_pending.push(offset);
+                    p.dl_maybe_copied.insert(offset);
                 }
             }
         }
@@ -869,6 +886,13 @@ impl SharePartition {
 
     fn after_start_moved(&mut self) {
         self.scan_from = self.scan_from.max(self.start);
+        while self
+            .dl_maybe_copied
+            .first()
+            .is_some_and(|&o| o < self.start)
+        {
+            self.dl_maybe_copied.pop_first();
+        }
         // Trim hints that can only refer to dropped offsets, so the caller's
         // timer is not woken for records acknowledged long ago.
         while self

@@ -181,7 +181,8 @@ fn delivery_limit_dead_letters_and_start_waits_for_the_dlq_write() {
         vec![DeadLetter {
             offset: 0,
             delivery_count: 5,
-            reason: DeadLetterReason::DeliveryLimit
+            reason: DeadLetterReason::DeliveryLimit,
+            maybe_copied: false,
         }]
     );
     assert!(p.take_dead_letters().is_empty(), "each returned once");
@@ -224,7 +225,8 @@ fn reject_dead_letters_at_once_while_others_keep_flowing() {
         vec![DeadLetter {
             offset: 1,
             delivery_count: 1,
-            reason: DeadLetterReason::Rejected
+            reason: DeadLetterReason::Rejected,
+            maybe_copied: false,
         }]
     );
     assert_eq!(p.start_offset(), 1);
@@ -262,14 +264,26 @@ fn retry_dead_letters_returns_them_again() {
     p.acknowledge(&a, 0, 2, &[REJECT], 1, &c).unwrap();
     let dl = p.take_dead_letters();
     assert_eq!(dl.iter().map(|d| d.offset).collect::<Vec<_>>(), [0, 1, 2]);
-    p.retry_dead_letters(&[1, 2, 2, 99, -5]);
+    p.retry_dead_letters(&[1, 2, 2, 99, -5], false);
     p.dead_lettered(&[0]);
     assert_eq!(p.start_offset(), 1);
     let again = p.take_dead_letters();
     assert_eq!(again.iter().map(|d| d.offset).collect::<Vec<_>>(), [1, 2]);
+    assert!(again.iter().all(|d| !d.maybe_copied));
+    // A write whose outcome is unknown: offered again as maybe copied, until archived.
+    p.retry_dead_letters(&[2], true);
+    let again = p.take_dead_letters();
+    assert_eq!(
+        again
+            .iter()
+            .map(|d| (d.offset, d.maybe_copied))
+            .collect::<Vec<_>>(),
+        [(2, true)]
+    );
     p.dead_lettered(&[2, 1]);
     assert_eq!(p.start_offset(), 3);
     assert!(p.take_dead_letters().is_empty());
+    assert!(p.dl_maybe_copied_is_empty());
 }
 
 #[test]
@@ -650,14 +664,20 @@ fn delivery_limit_reason_survives_a_restart() {
     let s = p.snapshot();
     assert_eq!(s.runs[0].state, StoredState::DeadLettering);
     let mut q = SharePartition::from_snapshot(&s);
-    assert_eq!(
-        q.take_dead_letters(),
-        vec![DeadLetter {
-            offset: 0,
-            delivery_count: 1,
-            reason: DeadLetterReason::DeliveryLimit
-        }]
-    );
+    // Restored while dead-lettering: the previous writer may have copied it.
+    let restored = vec![DeadLetter {
+        offset: 0,
+        delivery_count: 1,
+        reason: DeadLetterReason::DeliveryLimit,
+        maybe_copied: true,
+    }];
+    assert_eq!(q.take_dead_letters(), restored);
+    // Still so when the write is retried; no longer once it is archived.
+    q.retry_dead_letters(&[0], false);
+    assert_eq!(q.take_dead_letters(), restored);
+    q.dead_lettered(&[0]);
+    assert_eq!(q.start_offset(), 1);
+    assert!(q.dl_maybe_copied_is_empty());
 }
 
 #[test]
@@ -790,7 +810,7 @@ fn extreme_offsets_do_not_panic() {
             let _ = p.acknowledge(&a, first, last, &[ACCEPT], u64::MAX - 1, &c);
             let _ = p.acknowledge(&a, first, last, &[RENEW], u64::MAX - 1, &c);
         }
-        p.retry_dead_letters(&[i64::MIN, i64::MAX]);
+        p.retry_dead_letters(&[i64::MIN, i64::MAX], true);
         p.dead_lettered(&[i64::MIN, i64::MAX]);
         let _ = p.tick(u64::MAX, &c);
         let _ = p.lag(i64::MIN);
@@ -1034,7 +1054,7 @@ fn run_random(seed: u64, cfg: &ShareConfig) {
                     );
                     assert!(m.held.get(&d.offset).is_none_or(|&(_, dl)| dl <= now));
                     if rng.below(3) == 0 {
-                        p.retry_dead_letters(&[d.offset]);
+                        p.retry_dead_letters(&[d.offset], false);
                         m.dl_taken.remove(&d.offset);
                     } else {
                         p.dead_lettered(&[d.offset]);

@@ -358,6 +358,8 @@ pub struct Cluster {
     /// RPC service 3 (transaction markers, group completions, verification), installed by
     /// the broker.
     coordinator_rpc: Arc<std::sync::OnceLock<Arc<dyn rpc::Handler>>>,
+    /// Service 4 (share groups), installed by the broker once it exists.
+    share_rpc: Arc<std::sync::OnceLock<Arc<dyn rpc::Handler>>>,
     /// Set when the broker is registered (the Kafka host/port to register with).
     kafka_endpoint: parking_lot::Mutex<(String, i32)>,
     seed: u64,
@@ -430,6 +432,7 @@ impl Cluster {
             server: parking_lot::Mutex::new(None),
             replica_fetch: Arc::new(std::sync::OnceLock::new()),
             coordinator_rpc: Arc::new(std::sync::OnceLock::new()),
+            share_rpc: Arc::new(std::sync::OnceLock::new()),
             kafka_endpoint: parking_lot::Mutex::new((String::new(), 0)),
             seed: rand_seed(),
             local_cluster_id,
@@ -453,6 +456,10 @@ impl Cluster {
             handlers.insert(
                 rpc::SERVICE_COORDINATOR,
                 Arc::new(Deferred(cluster.coordinator_rpc.clone())),
+            );
+            handlers.insert(
+                rpc::SERVICE_SHARE,
+                Arc::new(Deferred(cluster.share_rpc.clone())),
             );
             let server = RpcServer::serve(listener, handlers)
                 .map_err(|e| anyhow::anyhow!("cannot serve cluster traffic on {addr}: {e}"))?;
@@ -543,6 +550,12 @@ impl Cluster {
     /// empty reply (the caller retries). Only the first call counts.
     pub fn set_coordinator_handler(&self, handler: Arc<dyn rpc::Handler>) {
         let _ = self.coordinator_rpc.set(handler);
+    }
+
+    /// Installs the handler of RPC service 4 (share groups); until then such requests get an
+    /// empty reply (the caller retries). Only the first call counts.
+    pub fn set_share_handler(&self, handler: Arc<dyn rpc::Handler>) {
+        let _ = self.share_rpc.set(handler);
     }
 
     /// Stops the RPC listener and the quorum member.

@@ -382,7 +382,7 @@ async fn dispatch(
         Rq::ShareFetch(r) => Rs::ShareFetch(share::share_fetch(broker, r).await),
         Rq::ShareAcknowledge(r) => Rs::ShareAcknowledge(share::share_acknowledge(broker, r).await),
         Rq::DescribeShareGroupOffsets(r) => {
-            Rs::DescribeShareGroupOffsets(share::describe_share_group_offsets(broker, r))
+            Rs::DescribeShareGroupOffsets(share::describe_share_group_offsets(broker, r).await)
         }
         Rq::AlterShareGroupOffsets(r) => {
             Rs::AlterShareGroupOffsets(share::alter_share_group_offsets(broker, r).await)

@@ -7,7 +7,7 @@
 //! client drops records of a batch outside them). With nothing to acquire the request waits
 //! up to `max_wait_ms` for new records or for records to come back (release, lock expiry).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +48,19 @@ fn share_leader(broker: &Broker, topic_id: Uuid, partition: i32) -> crate::error
             leader_epoch: crate::replica_manager::INITIAL_LEADER_EPOCH,
         })
 }
+use crate::share::state_store::StateKey;
 use crate::share::{ack_error_code, SessionStep, ShareHandle, SpKey};
+
+/// Whether this node leads the partition (it keeps share-partitions only for those).
+fn leads(broker: &Broker, topic_id: Uuid, partition: i32) -> bool {
+    broker
+        .replicas
+        .get(crate::replica_manager::TopicIdPartition {
+            topic_id,
+            partition,
+        })
+        .is_some_and(|r| matches!(r.role(), crate::replica_manager::Role::Leader { .. }))
+}
 
 /// `max_records` when the client sends none (Kafka's `max.poll.records` default).
 const DEFAULT_MAX_RECORDS: i32 = 500;
@@ -275,6 +287,7 @@ async fn apply_acks(
 ) -> AckResults {
     let mut results = BTreeMap::new();
     let mut wait_for = None::<i64>;
+    let mut touched = Vec::new();
     let now = now_u64();
     let mut any_released = false;
     for ((topic_id, partition), batches) in acks {
@@ -295,11 +308,17 @@ async fn apply_acks(
                 ResponseError::InvalidRequest,
                 e.message().to_string(),
             )),
+            // The partition is led elsewhere (or moved): the client finds its new leader.
+            (None, Ok(())) if !leads(broker, topic_id, partition) => Err(KafkaError::new(
+                ResponseError::NotLeaderOrFollower,
+                "this broker does not lead the partition",
+            )),
             (None, Ok(())) => Err(KafkaError::new(
                 ResponseError::InvalidRecordState,
                 "no records of this partition were acquired by the group",
             )),
             (Some(h), Ok(())) => {
+                touched.push(h.clone());
                 let changed = h.change(&broker.share.store, |sp| {
                     let mut first_error = None;
                     let mut counts = [0u64; 5];
@@ -371,6 +390,13 @@ async fn apply_acks(
         if let Err(e) = broker.share.store.durable(end).await {
             for r in results.values_mut() {
                 *r = (e.code, Some(e.message.clone()));
+            }
+        }
+        // A share-partition whose write failed (fenced, coordinator unreachable) applied
+        // nothing durably: its acknowledgements fail.
+        for h in touched {
+            if let Err(e) = h.check_current() {
+                results.insert((h.key.topic_id, h.key.partition), (e.code, Some(e.message)));
             }
         }
     }
@@ -586,6 +612,7 @@ fn ranges_below(ranges: Vec<AcquiredRange>, end: i64) -> Vec<AcquiredRange> {
 
 /// A member's request must come from a member of the group (a fetch opening a session) or
 /// from a session it opened.
+/// A new share session's member must belong to the group (checked on the group coordinator).
 fn check_member(broker: &Broker, group: &str, member: &str) -> Result<(), KafkaError> {
     if group.is_empty() || member.is_empty() {
         return Err(KafkaError::new(
@@ -593,7 +620,10 @@ fn check_member(broker: &Broker, group: &str, member: &str) -> Result<(), KafkaE
             "GroupId and MemberId must be set",
         ));
     }
-    if broker.groups.read(|c| c.is_share_member(group, member)) {
+    // Only the group coordinator knows the members. A share-partition leader elsewhere (a
+    // cluster) opens the session, as Kafka's share-partition leaders do: what a non-member
+    // acquires is released when its locks expire.
+    if broker.offsets.check().is_err() || broker.groups.read(|c| c.is_share_member(group, member)) {
         Ok(())
     } else {
         Err(KafkaError::new(
@@ -870,9 +900,10 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
     } in acquired
     {
         let tp = (h.key.topic_id, h.key.partition);
-        let read = match &settled {
-            Ok(()) => read,
-            Err(e) => Err(e.clone()),
+        let read = match (&settled, h.check_current()) {
+            (Ok(()), Ok(())) => read,
+            (Err(e), _) => Err(e.clone()),
+            (_, Err(e)) => Err(e),
         };
         let (ack_code, ack_msg) = ack_results.remove(&tp).unwrap_or((0, None));
         let mut data = PartitionData::default()
@@ -1052,7 +1083,7 @@ fn check_admin_group(broker: &Broker, group: &str, must_be_empty: bool) -> Resul
     }
 }
 
-pub fn describe_share_group_offsets(
+pub async fn describe_share_group_offsets(
     broker: &Broker,
     req: DescribeShareGroupOffsetsRequest,
 ) -> DescribeShareGroupOffsetsResponse {
@@ -1061,80 +1092,84 @@ pub fn describe_share_group_offsets(
         DescribeShareGroupOffsetsResponsePartition as P,
         DescribeShareGroupOffsetsResponseTopic as T,
     };
-    let groups = req
-        .groups
-        .into_iter()
-        .map(|g| {
-            let group = g.group_id.0.to_string();
-            if let Err(e) = check_admin_group(broker, &group, false) {
-                return G::default()
-                    .with_group_id(g.group_id)
-                    .with_error_code(e.code)
-                    .with_error_message(Some(s(e.message)));
+    let mut groups = Vec::with_capacity(req.groups.len());
+    for g in req.groups {
+        let group = g.group_id.0.to_string();
+        // The committed start offsets, from the share coordinator (wherever the
+        // share-partitions live).
+        let summary = match check_admin_group(broker, &group, false) {
+            Ok(()) => crate::share::admin::summary(broker, &group).await,
+            Err(e) => Err(e),
+        };
+        let summary = match summary {
+            Ok(s) => s,
+            Err(e) => {
+                groups.push(
+                    G::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(e.code)
+                        .with_error_message(Some(s(e.message))),
+                );
+                continue;
             }
-            let handles = broker.share.handles(Some(&group));
-            // Null topics: every topic-partition the group has state for.
-            let wanted: Vec<(String, Vec<i32>)> = match g.topics {
-                Some(topics) => topics
-                    .into_iter()
-                    .map(|t| (t.topic_name.0.to_string(), t.partitions))
-                    .collect(),
-                None => {
-                    let mut m: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-                    for h in &handles {
-                        m.entry(h.topic.clone()).or_default().push(h.key.partition);
-                    }
-                    m.into_iter()
-                        .map(|(t, mut ps)| {
-                            ps.sort_unstable();
-                            (t, ps)
-                        })
-                        .collect()
-                }
-            };
-            let topics = wanted
+        };
+        let starts: HashMap<(Uuid, i32), i64> = summary
+            .iter()
+            .map(|(k, start)| ((k.topic_id, k.partition), *start))
+            .collect();
+        // Null topics: every topic-partition the group has state for.
+        let wanted: Vec<(String, Vec<i32>)> = match g.topics {
+            Some(topics) => topics
                 .into_iter()
-                .map(|(name, partitions)| {
-                    let topic = broker.metadata.topic(&name);
-                    T::default()
-                        .with_topic_name(TopicName(s(name.clone())))
-                        .with_topic_id(topic.as_ref().map_or(Uuid::nil(), |t| t.id))
-                        .with_partitions(
-                            partitions
-                                .into_iter()
-                                .map(|p| {
-                                    let Some(t) = &topic else {
-                                        return P::default()
-                                            .with_partition_index(p)
-                                            .with_start_offset(-1)
-                                            .with_error_code(
-                                                ResponseError::UnknownTopicOrPartition.code(),
-                                            );
-                                    };
-                                    let key = SpKey {
-                                        group: Arc::from(group.as_str()),
-                                        topic_id: t.id,
-                                        partition: p,
-                                    };
-                                    // -1: the group has not read this partition yet.
-                                    let start = broker
-                                        .share
-                                        .get(&key)
-                                        .map_or(-1, |h| h.read(|sp| sp.start_offset()));
-                                    P::default()
+                .map(|t| (t.topic_name.0.to_string(), t.partitions))
+                .collect(),
+            None => {
+                let mut m: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                for (k, _) in &summary {
+                    if let Some(t) = broker.metadata.topic_by_id(k.topic_id) {
+                        m.entry(t.name.clone()).or_default().push(k.partition);
+                    }
+                }
+                m.into_iter()
+                    .map(|(t, mut ps)| {
+                        ps.sort_unstable();
+                        (t, ps)
+                    })
+                    .collect()
+            }
+        };
+        let topics = wanted
+            .into_iter()
+            .map(|(name, partitions)| {
+                let topic = broker.metadata.topic(&name);
+                T::default()
+                    .with_topic_name(TopicName(s(name.clone())))
+                    .with_topic_id(topic.as_ref().map_or(Uuid::nil(), |t| t.id))
+                    .with_partitions(
+                        partitions
+                            .into_iter()
+                            .map(|p| {
+                                let Some(t) = &topic else {
+                                    return P::default()
                                         .with_partition_index(p)
-                                        .with_start_offset(start)
-                                        .with_leader_epoch(
-                                            share_leader(broker, t.id, p).leader_epoch,
-                                        )
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
-            G::default().with_group_id(g.group_id).with_topics(topics)
-        })
-        .collect();
+                                        .with_start_offset(-1)
+                                        .with_error_code(
+                                            ResponseError::UnknownTopicOrPartition.code(),
+                                        );
+                                };
+                                // -1: the group has not read this partition yet.
+                                let start = starts.get(&(t.id, p)).copied().unwrap_or(-1);
+                                P::default()
+                                    .with_partition_index(p)
+                                    .with_start_offset(start)
+                                    .with_leader_epoch(share_leader(broker, t.id, p).leader_epoch)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        groups.push(G::default().with_group_id(g.group_id).with_topics(topics));
+    }
     DescribeShareGroupOffsetsResponse::default().with_groups(groups)
 }
 
@@ -1151,7 +1186,6 @@ pub async fn alter_share_group_offsets(
             .with_error_code(e.code)
             .with_error_message(Some(s(e.message)));
     }
-    let settings = settings(broker, &group);
     let mut responses = Vec::new();
     for t in req.topics {
         let name = t.topic_name.0.to_string();
@@ -1161,15 +1195,13 @@ pub async fn alter_share_group_offsets(
             let outcome = match &topic {
                 None => Err(crate::metadata::unknown_topic(&name)),
                 Some(topic) => {
-                    let key = SpKey {
-                        group: Arc::from(group.as_str()),
+                    // On the share-partition's leader, wherever it is.
+                    let key = StateKey {
+                        group: group.clone(),
                         topic_id: topic.id,
                         partition: p.partition_index,
                     };
-                    broker
-                        .share
-                        .reset(broker, &key, p.start_offset, &settings)
-                        .await
+                    crate::share::admin::reset(broker, &key, p.start_offset).await
                 }
             };
             partitions.push(match outcome {
@@ -1213,15 +1245,19 @@ pub async fn delete_share_group_offsets(
             );
             continue;
         };
-        let keys: Vec<SpKey> = broker
-            .share
-            .handles(Some(&group))
-            .iter()
-            .filter(|h| h.key.topic_id == topic.id)
-            .map(|h| h.key.clone())
-            .collect();
         let resp = resp.with_topic_id(topic.id);
-        responses.push(match broker.share.remove(&keys).await {
+        let removed = match crate::share::admin::summary(broker, &group).await {
+            Ok(summary) => {
+                let keys: Vec<StateKey> = summary
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .filter(|k| k.topic_id == topic.id)
+                    .collect();
+                crate::share::admin::remove(broker, &keys).await
+            }
+            Err(e) => Err(e),
+        };
+        responses.push(match removed {
             Ok(()) => resp,
             Err(e) => resp
                 .with_error_code(e.code)
@@ -1246,13 +1282,12 @@ pub fn share_groups_with_state(broker: &Broker) -> Vec<String> {
 
 /// Removes a share group's durable state and configs (DeleteGroups).
 pub async fn delete_share_state(broker: &Broker, group: &GroupId) -> Result<(), KafkaError> {
-    let keys: Vec<SpKey> = broker
-        .share
-        .handles(Some(&group.0))
-        .iter()
-        .map(|h| h.key.clone())
+    let keys: Vec<StateKey> = crate::share::admin::summary(broker, &group.0)
+        .await?
+        .into_iter()
+        .map(|(k, _)| k)
         .collect();
-    broker.share.remove(&keys).await?;
+    crate::share::admin::remove(broker, &keys).await?;
     if !broker.metadata.group_configs(&group.0).0.is_empty() {
         broker
             .metadata
@@ -1380,6 +1415,7 @@ mod tests {
             },
             "t".into(),
             log,
+            0,
             sluice_share::SharePartition::new(0),
         );
         let covering = read_covering(&handle, &[r(0, 5)], 1 << 20, true, &[]).unwrap();

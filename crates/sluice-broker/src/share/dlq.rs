@@ -4,7 +4,9 @@
 //! The share-partition keeps such records in a pending state (not available, window start
 //! held) and hands them out once; [`run_writer`] copies them — key, value, headers and
 //! timestamp, plus headers naming the origin — appends them to the DLQ topic (created on
-//! demand, one partition), and only then marks them archived, durably. The queue to the
+//! demand, one partition) on the leader of its partition (this node, or another over the
+//! cluster RPC service 4, `remote.rs`), committed as acks=all (fsynced; under replication the
+//! in-sync replicas have them), and only then marks them archived, durably. The queue to the
 //! writer is bounded and filled with `try_send`: when it is full the records stay pending and
 //! the timer offers them again, so a slow DLQ never blocks acknowledgements.
 //!
@@ -20,6 +22,7 @@ use tokio::sync::watch;
 
 use super::DlqJob;
 use crate::broker::{now_ms, Broker};
+use crate::coordinator::CoordinatorLog;
 use crate::error::KafkaError;
 use crate::group_config::DLQ_PREFIX;
 use crate::metrics::GroupTopicLabels;
@@ -56,7 +59,20 @@ pub fn read_records(
     cap: usize,
 ) -> Result<Vec<RawRecord>, KafkaError> {
     let mut out = Vec::new();
+    visit_records(log, first, last, cap, |r| out.push(r))?;
+    Ok(out)
+}
+
+/// [`read_records`] one record at a time: memory stays one read (1 MiB) and one batch.
+fn visit_records(
+    log: &Replica,
+    first: i64,
+    last: i64,
+    cap: usize,
+    mut visit: impl FnMut(RawRecord),
+) -> Result<(), KafkaError> {
     let mut next = first.max(log.watermarks().log_start_offset);
+    let mut records = Vec::new();
     while next <= last {
         let (slice, _) = log.read_as_leader(NO_LEADER_EPOCH, next, 1 << 20)?;
         let Some(slice) = slice? else { break };
@@ -68,22 +84,102 @@ pub fn read_records(
                 continue;
             }
             let batch = bytes.get(at..).unwrap_or_default();
-            let mut records = Vec::new();
+            records.clear();
             if let Err(e) = record_codec::decode_batch(batch, &h, cap, &mut records) {
                 tracing::error!(base_offset = h.base_offset, error = %e, "stored batch cannot be read for dead-lettering; its records are archived without a copy");
                 continue;
             }
-            out.extend(
-                records
-                    .into_iter()
-                    .filter(|r| (first..=last).contains(&r.offset)),
-            );
+            for r in records.drain(..) {
+                if (first..=last).contains(&r.offset) {
+                    visit(r);
+                }
+            }
         }
         if next == before {
             break;
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Where dead letters came from: the group that dead-lettered them and their origin partition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LetterOrigin {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// Of `offsets` (dead letters of `origin` that may have been copied already:
+/// [`DeadLetter::maybe_copied`]), those whose copy is already in the DLQ partition
+/// `topic`-`partition`, which this node leads. The leader that dead-lettered them may have
+/// copied them and died (or moved) before recording their archive, or a write may have ended
+/// without an answer; copying them again would put two letters in the DLQ.
+/// Waits until everything appended to the DLQ partition is committed, so a copy still in flight
+/// counts once it can no longer be truncated, then reads its last
+/// [`limits::DLQ_DEDUP_SCAN_RECORDS`](crate::limits::DLQ_DEDUP_SCAN_RECORDS) records.
+pub async fn present_local(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    origin: &LetterOrigin,
+    offsets: &[i64],
+) -> Result<Vec<i64>, KafkaError> {
+    let log = leading(broker, topic, partition)?;
+    let w = log.replica().watermarks();
+    log.commit(w.log_end_offset).await?;
+    let wanted: std::collections::HashSet<i64> = offsets.iter().copied().collect();
+    let first = w
+        .log_end_offset
+        .saturating_sub(crate::limits::DLQ_DEDUP_SCAN_RECORDS);
+    let cap = broker
+        .metadata
+        .topic(topic)
+        .map_or(crate::limits::MAX_DECOMPRESSED_BYTES, |t| {
+            t.configs.decompression_cap()
+        });
+    let partition_text = origin.partition.to_string();
+    let mut found = Vec::new();
+    let log = log.replica().clone();
+    visit_records(&log, first, w.log_end_offset - 1, cap, |r| {
+        let header = |name: &str| {
+            r.headers
+                .iter()
+                .rev()
+                .find(|(k, _)| k.as_ref() == name.as_bytes())
+                .and_then(|(_, v)| v.as_deref())
+        };
+        let from_origin = header(H_GROUP) == Some(origin.group.as_bytes())
+            && header(H_TOPIC) == Some(origin.topic.as_bytes())
+            && header(H_PARTITION) == Some(partition_text.as_bytes());
+        if let Some(offset) = header(H_OFFSET)
+            .filter(|_| from_origin)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|o| wanted.contains(o))
+        {
+            found.push(offset);
+        }
+    })?;
+    found.sort_unstable();
+    found.dedup();
+    Ok(found)
+}
+
+/// [`present_local`] on the DLQ partition's leader: this node, or another over the cluster RPC.
+async fn present(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    origin: &LetterOrigin,
+    offsets: &[i64],
+) -> Result<Vec<i64>, KafkaError> {
+    let leader = crate::txn::leader_of(broker, topic, partition)?;
+    if leader == broker.config.node_id {
+        present_local(broker, topic, partition, origin, offsets).await
+    } else {
+        super::remote::dead_letters_present(broker, leader, topic, partition, origin, offsets).await
+    }
 }
 
 fn text(v: impl ToString) -> Option<Bytes> {
@@ -126,12 +222,13 @@ fn dead_letter_record(
     }
 }
 
-/// The DLQ topic's partition for dead letters from `origin_partition`.
+/// The DLQ topic's partition for dead letters from `origin_partition` (the topic is created
+/// on first use).
 async fn dlq_partition(
     broker: &Broker,
     topic: &str,
     origin_partition: i32,
-) -> Result<Arc<Replica>, KafkaError> {
+) -> Result<i32, KafkaError> {
     let t = match broker.metadata.topic(topic) {
         Some(t) => t,
         None => match broker
@@ -155,13 +252,7 @@ async fn dlq_partition(
         },
     };
     let n = t.partition_count.max(1);
-    let i = origin_partition.max(0) % n;
-    broker.replicas.get(t.tp(i)).ok_or_else(|| {
-        KafkaError::new(
-            ResponseError::UnknownTopicOrPartition,
-            "DLQ topic has no partitions",
-        )
-    })
+    Ok(origin_partition.max(0) % n)
 }
 
 /// Errors a retry cannot cure: the DLQ topic refuses this record for good.
@@ -178,21 +269,73 @@ fn is_permanent(e: &KafkaError) -> bool {
     .any(|r| r.code() == e.code)
 }
 
-async fn append(target: &Replica, records: &[RawRecord]) -> Result<(), KafkaError> {
+/// The writer of a DLQ partition this node leads (else NOT_LEADER_OR_FOLLOWER): its appends and
+/// reads wait for the in-sync replicas as a coordinator's do.
+fn leading(broker: &Broker, topic: &str, partition: i32) -> Result<CoordinatorLog, KafkaError> {
+    CoordinatorLog::leading(
+        broker.replica(topic, partition)?,
+        broker.config.flush == crate::config::FlushPolicy::Always,
+        broker.data_appended.clone(),
+        &format!("{topic}-{partition}"),
+    )
+}
+
+/// Errors of [`append_local`]'s checks before it appends (so nothing was written): the
+/// errors of its wait for the in-sync replicas, and of the RPC, are coordinator errors
+/// (`coordinator::coordinator_error`), whose write may or may not have happened.
+fn not_appended(e: &KafkaError) -> bool {
+    [
+        ResponseError::NotLeaderOrFollower,
+        ResponseError::NotEnoughReplicas,
+        ResponseError::UnknownTopicOrPartition,
+        ResponseError::LeaderNotAvailable,
+    ]
+    .iter()
+    .any(|r| r.code() == e.code)
+}
+
+/// Appends dead letters to a DLQ partition this node leads and waits until they are committed
+/// (fsynced whatever the flush policy; under replication the in-sync replicas have them, as
+/// acks=all): the originals are archived once this returns, so a copy lost in a crash or a
+/// failover would lose the record.
+pub async fn append_local(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    batch: &[u8],
+) -> Result<(), KafkaError> {
+    let log = leading(broker, topic, partition)?;
+    log.replica().check_acks_all()?;
+    let appended = log.replica().append_as_leader(batch, now_ms(), None)?;
+    broker.data_appended.notify_waiters();
+    log.commit(appended.last_offset + 1).await
+}
+
+/// Dead letters to the DLQ partition's leader: this node, or another over the cluster RPC.
+async fn append(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    records: &[RawRecord],
+) -> Result<(), KafkaError> {
     let batch = record_codec::encode(records);
-    let appended = target.append_as_leader(&batch, now_ms(), None)?;
-    // Whatever the flush policy: the original is archived (durably) once this returns, so a
-    // copy lost in a crash would lose the record.
-    target.make_durable(appended.last_offset + 1).await?;
-    Ok(())
+    let leader = crate::txn::leader_of(broker, topic, partition)?;
+    if leader == broker.config.node_id {
+        append_local(broker, topic, partition, &batch).await
+    } else {
+        super::remote::dead_letters(broker, leader, topic, partition, &batch).await
+    }
 }
 
 /// What became of one job's dead letters.
+#[derive(Default)]
 struct Outcome {
     /// Written (or impossible to write: archived with an error logged).
     done: Vec<i64>,
-    /// To be offered again later.
+    /// To be offered again later: not written.
     retry: Vec<i64>,
+    /// To be offered again later: a write whose outcome is unknown (maybe copied).
+    unknown: Vec<i64>,
 }
 
 /// Copies one job's records to the DLQ topic: all in one batch, and if that fails, one by one,
@@ -205,7 +348,7 @@ async fn write(broker: &Broker, job: &DlqJob) -> Outcome {
         tracing::warn!(topic = %h.topic, group = %h.key.group, "a group's DLQ topic is the topic it reads; archiving without a copy");
         return Outcome {
             done: all,
-            retry: Vec::new(),
+            ..Outcome::default()
         };
     }
     let first = all.iter().copied().min().unwrap_or(0);
@@ -222,8 +365,8 @@ async fn write(broker: &Broker, job: &DlqJob) -> Outcome {
         Err(e) => {
             tracing::warn!(topic = %h.topic, error = %e, "cannot read records to dead-letter; will retry");
             return Outcome {
-                done: Vec::new(),
                 retry: all,
+                ..Outcome::default()
             };
         }
     };
@@ -243,7 +386,7 @@ async fn write(broker: &Broker, job: &DlqJob) -> Outcome {
     if copies.is_empty() {
         return Outcome {
             done,
-            retry: Vec::new(),
+            ..Outcome::default()
         };
     }
     let target = match dlq_partition(broker, &job.dlq_topic, h.key.partition).await {
@@ -254,7 +397,7 @@ async fn write(broker: &Broker, job: &DlqJob) -> Outcome {
             done.extend(copies.iter().map(|(o, _)| *o));
             return Outcome {
                 done,
-                retry: Vec::new(),
+                ..Outcome::default()
             };
         }
         Err(e) => {
@@ -262,47 +405,121 @@ async fn write(broker: &Broker, job: &DlqJob) -> Outcome {
             return Outcome {
                 done,
                 retry: copies.iter().map(|(o, _)| *o).collect(),
+                ..Outcome::default()
             };
         }
     };
+    // Letters that may have been copied already (restored while dead-lettering: by the leader
+    // before; handed back after a write whose outcome is unknown): those in the DLQ are
+    // archived without another copy.
+    let suspects: Vec<i64> = job
+        .letters
+        .iter()
+        .filter(|l| l.maybe_copied && copies.iter().any(|(o, _)| *o == l.offset))
+        .map(|l| l.offset)
+        .collect();
+    if !suspects.is_empty() {
+        let origin = LetterOrigin {
+            group: h.key.group.to_string(),
+            topic: h.topic.clone(),
+            partition: h.key.partition,
+        };
+        match present(broker, &job.dlq_topic, target, &origin, &suspects).await {
+            Ok(found) => {
+                if !found.is_empty() {
+                    broker.metrics.dlq_already_copied.inc_by(found.len() as u64);
+                    tracing::info!(topic = %job.dlq_topic, origin = %h.topic, partition = h.key.partition, letters = found.len(), "dead letters already copied (before a failover or a failed write); archived without another copy");
+                }
+                copies.retain(|(o, _)| !found.contains(o));
+                done.extend(found);
+            }
+            Err(e) => {
+                tracing::warn!(topic = %job.dlq_topic, error = %e, "cannot look for earlier copies of dead letters; will retry");
+                return Outcome {
+                    done,
+                    retry: copies.iter().map(|(o, _)| *o).collect(),
+                    ..Outcome::default()
+                };
+            }
+        }
+        if copies.is_empty() {
+            return Outcome {
+                done,
+                ..Outcome::default()
+            };
+        }
+    }
     let labels = GroupTopicLabels {
         group: h.key.group.to_string(),
         topic: job.dlq_topic.clone(),
     };
     let batch: Vec<RawRecord> = copies.iter().map(|(_, r)| r.clone()).collect();
-    if append(&target, &batch).await.is_ok() {
-        broker
-            .metrics
-            .dlq_written
-            .get_or_create(&labels)
-            .inc_by(batch.len() as u64);
-        done.extend(copies.iter().map(|(o, _)| *o));
-        broker.data_appended.notify_waiters();
-        return Outcome {
-            done,
-            retry: Vec::new(),
-        };
+    match append(broker, &job.dlq_topic, target, &batch).await {
+        Ok(()) => {
+            broker
+                .metrics
+                .dlq_written
+                .get_or_create(&labels)
+                .inc_by(batch.len() as u64);
+            done.extend(copies.iter().map(|(o, _)| *o));
+            broker.data_appended.notify_waiters();
+            return Outcome {
+                done,
+                ..Outcome::default()
+            };
+        }
+        Err(e) if not_appended(&e) => {
+            tracing::warn!(topic = %job.dlq_topic, letters = batch.len(), error = %e, "dead-letter write refused; will retry");
+            return Outcome {
+                done,
+                retry: copies.iter().map(|(o, _)| *o).collect(),
+                ..Outcome::default()
+            };
+        }
+        // Appended or not, nobody knows (a timeout, a lost leader, a lost connection): retried
+        // later as maybe copied, so the retry looks for the copy first.
+        Err(e) if !is_permanent(&e) => {
+            tracing::warn!(topic = %job.dlq_topic, letters = batch.len(), error = %e, "dead-letter write failed; will retry");
+            return Outcome {
+                done,
+                unknown: copies.iter().map(|(o, _)| *o).collect(),
+                ..Outcome::default()
+            };
+        }
+        // Refused, so nothing was appended: one by one, to find the records refused for good.
+        Err(_) => {}
     }
-    let mut retry = Vec::new();
+    let mut outcome = Outcome {
+        done,
+        ..Outcome::default()
+    };
     for (offset, record) in copies {
-        match append(&target, std::slice::from_ref(&record)).await {
+        match append(
+            broker,
+            &job.dlq_topic,
+            target,
+            std::slice::from_ref(&record),
+        )
+        .await
+        {
             Ok(()) => {
                 broker.metrics.dlq_written.get_or_create(&labels).inc();
-                done.push(offset);
+                outcome.done.push(offset);
             }
             Err(e) if is_permanent(&e) => {
                 tracing::error!(topic = %job.dlq_topic, origin = %h.topic, offset, error = %e, "the DLQ topic refuses this dead letter; archiving it without a copy");
                 broker.metrics.dlq_failed.inc();
-                done.push(offset);
+                outcome.done.push(offset);
             }
+            Err(e) if not_appended(&e) => outcome.retry.push(offset),
             Err(e) => {
                 tracing::warn!(topic = %job.dlq_topic, offset, error = %e, "dead-letter write failed; will retry");
-                retry.push(offset);
+                outcome.unknown.push(offset);
             }
         }
     }
     broker.data_appended.notify_waiters();
-    Outcome { done, retry }
+    outcome
 }
 
 /// The writer task: one job at a time. Written records are archived (durably); the rest go
@@ -321,7 +538,7 @@ pub async fn run_writer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             tracing::error!(error = %e, "cannot record share state; dead letters wait");
             let offsets: Vec<i64> = job.letters.iter().map(|l| l.offset).collect();
             let _ = job.handle.change(&broker.share.store, |sp| {
-                sp.retry_dead_letters(&offsets);
+                sp.retry_dead_letters(&offsets, false);
                 ((), false)
             });
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -329,9 +546,8 @@ pub async fn run_writer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         }
         let outcome = write(&broker, &job).await;
         let recorded = job.handle.change(&broker.share.store, |sp| {
-            if !outcome.retry.is_empty() {
-                sp.retry_dead_letters(&outcome.retry);
-            }
+            sp.retry_dead_letters(&outcome.retry, false);
+            sp.retry_dead_letters(&outcome.unknown, true);
             sp.dead_lettered(&outcome.done);
             ((), !outcome.done.is_empty())
         });
@@ -347,7 +563,7 @@ pub async fn run_writer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         if !outcome.done.is_empty() {
             broker.share.available.notify_waiters();
         }
-        if !outcome.retry.is_empty() {
+        if !outcome.retry.is_empty() || !outcome.unknown.is_empty() {
             // Back off a little so a broken DLQ does not spin.
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }

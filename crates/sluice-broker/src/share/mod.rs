@@ -5,8 +5,27 @@
 //!
 //! Membership and assignment live in `sluice-group` (ShareGroupHeartbeat); this module is told
 //! when a member departs and releases what it held.
+//!
+//! # In a cluster (issue #10; docs/QUEUES.md, "Share groups in a cluster")
+//! - A share-partition lives on the leader of its user partition (Kafka's share-partition
+//!   leader), created on first use from the state the share coordinator holds
+//!   (`coordinator.rs`: the leader of `__share_group_state-0`; reached directly on its own
+//!   node, else over the cluster RPC service 4, `remote.rs`) and written back there, committed,
+//!   before anything derived from a change leaves the broker (`state_store.rs`). Each
+//!   share-partition remembers the leader epoch it was created at: its writes carry it, and
+//!   the coordinator refuses writes of a deposed leader (FENCED_LEADER_EPOCH).
+//! - A share-partition whose node no longer leads its partition at that epoch, or one of whose
+//!   writes failed, is dropped at once (`get`, `handles`, the timer): its locks are not carried
+//!   over; the new leader loads the last committed state, in which acquired records are
+//!   available again with their delivery counts. ShareFetch and ShareAcknowledge on a node
+//!   that does not lead the partition answer NOT_LEADER_OR_FOLLOWER.
+//! - Dead letters reach the DLQ partition's leader wherever it is (`dlq.rs`).
+//! - A single node is its own share coordinator: the same calls, made in-process.
 
+pub mod admin;
+pub mod coordinator;
 pub mod dlq;
+pub mod remote;
 pub mod state_store;
 
 use std::collections::HashMap;
@@ -27,8 +46,12 @@ use crate::group_config::{AutoOffsetReset, ShareSettings};
 use crate::groups::now_u64;
 use crate::limits::{MAX_FETCH_PARTITIONS, MAX_SHARE_SESSIONS};
 use crate::metrics::{GroupTopicLabels, TopicLabels};
-use crate::replica_manager::{Replica, ReplicaManager};
-use state_store::{StateKey, StateStore};
+use crate::replica_manager::{Replica, ReplicaManager, Role};
+use coordinator::ShareCoordinator;
+use state_store::{Failure, StateKey, StateStore};
+
+/// How long a share-partition's creation waits for this broker to be a live cluster member.
+const LIVE_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SpKey {
@@ -52,44 +75,96 @@ pub struct ShareHandle {
     pub key: SpKey,
     pub topic: String,
     pub log: Arc<Replica>,
+    /// The leader epoch of the user partition this share-partition was created at: its
+    /// writes carry it (fencing), and it is dropped once this node no longer leads at it.
+    pub leader_epoch: i32,
     state: Mutex<SharePartition>,
-    /// The state log's end after this share-partition's last appended record: whoever acts
+    /// The state store's point after this share-partition's last queued write: whoever acts
     /// on its state (answers a client, hands out records, copies dead letters) first waits
-    /// until the log is durable up to here ([`ShareService::settled`]).
+    /// until it is committed ([`ShareService::settled`]).
     logged_end: AtomicI64,
+    /// Set when one of its writes failed: the share-partition is dropped.
+    failure: Failure,
 }
 
 impl ShareHandle {
-    pub(crate) fn new(key: SpKey, topic: String, log: Arc<Replica>, state: SharePartition) -> Self {
+    pub(crate) fn new(
+        key: SpKey,
+        topic: String,
+        log: Arc<Replica>,
+        leader_epoch: i32,
+        state: SharePartition,
+    ) -> Self {
         ShareHandle {
             key,
             topic,
             log,
+            leader_epoch,
             state: Mutex::new(state),
             logged_end: AtomicI64::new(0),
+            failure: Failure::default(),
         }
     }
 
+    /// Whether this share-partition may still act: its node leads the partition at the epoch
+    /// it was created at, and none of its writes failed.
+    pub fn is_current(&self) -> bool {
+        self.failure.lock().is_none()
+            && self.log.role()
+                == Role::Leader {
+                    leader_epoch: self.leader_epoch,
+                }
+    }
+
+    /// Why this share-partition can no longer act, if it cannot: a failed write, or lost
+    /// leadership (NOT_LEADER_OR_FOLLOWER).
+    pub fn check_current(&self) -> Result<(), KafkaError> {
+        if let Some(e) = self.failure.lock().clone() {
+            return Err(e);
+        }
+        if !self.is_current() {
+            return Err(KafkaError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "this node no longer leads {}-{}",
+                    self.topic, self.key.partition
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Runs `f` on the state machine with the lock held; if it returns `true` the new state is
-    /// appended to the state log (still under the lock, so records stay in change order) and
-    /// the offset to wait on is returned.
+    /// queued for the share coordinator (still under the lock, so writes stay in change order)
+    /// and the point to wait on is returned.
     ///
-    /// Durability (docs/QUEUES.md#durability): the lock is not held over the fsync. The
+    /// Durability (docs/QUEUES.md#durability): the lock is not held over the commit. The
     /// change is in memory once `f` returns, but nothing leaves the broker because of it
-    /// before the log is fsynced up to the returned offset: the caller waits for it with
-    /// [`StateStore::durable`] before answering, and everyone else who acts on this state
-    /// waits for [`ShareService::settled`], which covers every record appended so far.
+    /// before the write is committed: the caller waits for it with [`ShareService::settled`]
+    /// (or [`StateStore::durable`] and then [`ShareHandle::check_current`]) before answering,
+    /// and everyone else who acts on this state waits for [`ShareService::settled`], which
+    /// covers every write queued so far.
     pub fn change<T>(
         &self,
         store: &StateStore,
         f: impl FnOnce(&mut SharePartition) -> (T, bool),
     ) -> Result<(T, Option<i64>), KafkaError> {
         let mut sp = self.state.lock();
+        // A failed share-partition never writes again: a newer one of the same leadership may
+        // have loaded the committed state since, and this one's would overwrite it.
+        if let Some(e) = self.failure.lock().clone() {
+            return Err(e);
+        }
         let (value, persist) = f(&mut sp);
         let end = if persist {
             // What is written now covers every change so far.
             sp.take_dirty();
-            let end = store.append(&self.key.state_key(), Some(&sp.snapshot()), now_ms())?;
+            let end = store.append(
+                &self.key.state_key(),
+                Some(sp.snapshot()),
+                self.leader_epoch,
+                &self.failure,
+            );
             self.logged_end.fetch_max(end, Ordering::AcqRel);
             Some(end)
         } else {
@@ -129,7 +204,12 @@ pub struct DlqJob {
 pub struct ShareService {
     partitions: RwLock<HashMap<SpKey, Arc<ShareHandle>>>,
     sessions: Mutex<HashMap<SessionKey, ShareSession>>,
+    /// Writes to the share coordinator (this node's or another's).
     pub store: StateStore,
+    /// The share coordinator, while this node leads `__share_group_state-0`.
+    pub coordinator: ShareCoordinator,
+    /// The coordinator load whose share-partitions were last rebuilt here ([`ShareService::materialize`]).
+    materialized: Mutex<Option<u64>>,
     /// Woken when records become available again (release, lock expiry, redelivery backoff).
     pub available: Notify,
     timer_wake: Notify,
@@ -164,16 +244,51 @@ pub enum SessionStep {
 }
 
 impl ShareService {
-    /// Opens the state log. Share-partitions of topics that still exist are rebuilt from it.
-    pub fn open(
-        data_dir: &std::path::Path,
+    /// A service without share-partitions: they are created on first use, or rebuilt from the
+    /// share coordinator's state when this node loads it ([`ShareService::materialize`]).
+    pub fn new(coordinator: ShareCoordinator) -> Self {
+        let (dlq_tx, dlq_rx) = mpsc::channel(crate::limits::DLQ_WRITER_QUEUE);
+        ShareService {
+            partitions: RwLock::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            store: StateStore::new(),
+            coordinator,
+            materialized: Mutex::new(None),
+            available: Notify::new(),
+            timer_wake: Notify::new(),
+            dlq_tx,
+            dlq_rx: Mutex::new(Some(dlq_rx)),
+            create_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Rebuilds, from the share coordinator's state on this node, the share-partitions of the
+    /// partitions this node leads (a single node at start, as it replayed its state log
+    /// before: DLQ writes left pending are offered again, lag is reported, without waiting for
+    /// a consumer). Once per coordinator load; nothing when this node does not coordinate.
+    pub async fn materialize(
+        &self,
         metadata: &crate::metadata::Metadata,
         replicas: &ReplicaManager,
-        now_ms: i64,
-    ) -> Result<Self, KafkaError> {
-        let (store, live) = StateStore::open(data_dir, now_ms)?;
-        let mut partitions = HashMap::new();
-        for (key, snapshot) in live {
+    ) {
+        // In a cluster share-partitions are created on first use only: that path records the
+        // leader's epoch at the coordinator (fencing its predecessor) before it serves.
+        if !metadata.cluster.is_single_node() {
+            return;
+        }
+        let Some(generation) = self.coordinator.loaded_generation() else {
+            return;
+        };
+        if *self.materialized.lock() == Some(generation) {
+            return;
+        }
+        let Ok(all) = self.coordinator.all().await else {
+            return;
+        };
+        *self.materialized.lock() = Some(generation);
+        let _creating = self.create_lock.lock().await;
+        let mut partitions = self.partitions.write();
+        for (key, snapshot, epoch) in all {
             let Some(topic) = metadata.topic_by_id(key.topic_id) else {
                 continue;
             };
@@ -183,46 +298,65 @@ impl ShareService {
             else {
                 continue;
             };
+            let Role::Leader { leader_epoch } = log.role() else {
+                continue;
+            };
             let k = SpKey {
                 group: Arc::from(key.group.as_str()),
                 topic_id: key.topic_id,
                 partition: key.partition,
             };
+            if leader_epoch < epoch || partitions.get(&k).is_some_and(|h| h.is_current()) {
+                continue;
+            }
             partitions.insert(
                 k.clone(),
                 Arc::new(ShareHandle::new(
                     k,
                     topic.name.clone(),
                     log,
+                    leader_epoch,
                     SharePartition::from_snapshot(&snapshot),
                 )),
             );
         }
-        let (dlq_tx, dlq_rx) = mpsc::channel(crate::limits::DLQ_WRITER_QUEUE);
-        Ok(ShareService {
-            partitions: RwLock::new(partitions),
-            sessions: Mutex::new(HashMap::new()),
-            store,
-            available: Notify::new(),
-            timer_wake: Notify::new(),
-            dlq_tx,
-            dlq_rx: Mutex::new(Some(dlq_rx)),
-            create_lock: tokio::sync::Mutex::new(()),
-        })
     }
 
+    /// The share-partition, if this node has a current one (a stale one is dropped).
     pub fn get(&self, key: &SpKey) -> Option<Arc<ShareHandle>> {
-        self.partitions.read().get(key).cloned()
+        let h = self.partitions.read().get(key).cloned()?;
+        if h.is_current() {
+            return Some(h);
+        }
+        self.drop_stale(&[h]);
+        None
     }
 
-    /// Every share-partition of `group` (all groups when `None`).
+    /// Forgets share-partitions that can no longer act (see [`ShareHandle::is_current`]).
+    fn drop_stale(&self, stale: &[Arc<ShareHandle>]) {
+        if stale.is_empty() {
+            return;
+        }
+        let mut partitions = self.partitions.write();
+        for h in stale {
+            if partitions.get(&h.key).is_some_and(|c| Arc::ptr_eq(c, h)) {
+                partitions.remove(&h.key);
+                tracing::info!(group = %h.key.group, topic = %h.topic, partition = h.key.partition, "share-partition dropped: this node no longer leads it (or its state write failed)");
+            }
+        }
+    }
+
+    /// Every current share-partition of `group` (all groups when `None`).
     pub fn handles(&self, group: Option<&str>) -> Vec<Arc<ShareHandle>> {
-        self.partitions
+        let (current, stale): (Vec<_>, Vec<_>) = self
+            .partitions
             .read()
             .values()
             .filter(|h| group.is_none_or(|g| &*h.key.group == g))
             .cloned()
-            .collect()
+            .partition(|h| h.is_current());
+        self.drop_stale(&stale);
+        current
     }
 
     /// The share-partition, created on first use at the position `share.auto.offset.reset`
@@ -272,12 +406,39 @@ impl ShareService {
         // Only the partition's leader keeps a share-partition (as Kafka's share-partition
         // leader): NOT_LEADER_OR_FOLLOWER elsewhere.
         log.check_leader(crate::replica_manager::NO_LEADER_EPOCH)?;
-        let start = start_offset(&log, settings, now_ms())?;
+        // A node whose image may be stale (restarting, fenced) does not trust its role: it
+        // waits a little to become a live member (a restart catching up), then refuses.
+        let live_by = tokio::time::Instant::now() + LIVE_WAIT;
+        while !broker.metadata.cluster.is_live() {
+            if tokio::time::Instant::now() >= live_by {
+                return Err(KafkaError::new(
+                    ResponseError::NotLeaderOrFollower,
+                    "this broker is not a live member of the cluster yet",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        log.check_leader(crate::replica_manager::NO_LEADER_EPOCH)?;
+        let Role::Leader { leader_epoch } = log.role() else {
+            return Err(KafkaError::new(
+                ResponseError::NotLeaderOrFollower,
+                format!("this node does not lead {}-{}", topic.name, key.partition),
+            ));
+        };
+        // The last committed state (Kafka's ReadShareGroupState), else a new one at the
+        // position `share.auto.offset.reset` gives. Written back at once either way: the
+        // coordinator then holds this leader epoch durably before anything is served.
+        let read = state_store::read(broker, &key.state_key(), leader_epoch).await;
+        let state = match read.map_err(|e| state_store::unavailable(&e))? {
+            Some(snapshot) => SharePartition::from_snapshot(&snapshot),
+            None => SharePartition::new(start_offset(&log, settings, now_ms())?),
+        };
         let handle = Arc::new(ShareHandle::new(
             key.clone(),
             topic.name.clone(),
             log,
-            SharePartition::new(start),
+            leader_epoch,
+            state,
         ));
         handle.change(&self.store, |_| ((), true))?;
         self.partitions.write().insert(key.clone(), handle.clone());
@@ -441,7 +602,8 @@ impl ShareService {
     /// anything derived from its state leaves the broker (records handed out, dead letters
     /// copied). Free when already durable.
     pub async fn settled(&self, handle: &ShareHandle) -> Result<(), KafkaError> {
-        self.store.durable(handle.logged_end()).await
+        self.store.durable(handle.logged_end()).await?;
+        handle.check_current()
     }
 
     /// Hands new dead letters to the writer; if its queue is full they stay pending.
@@ -473,7 +635,7 @@ impl ShareService {
                 mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
             };
             let offsets: Vec<i64> = job.letters.iter().map(|l| l.offset).collect();
-            handle.state.lock().retry_dead_letters(&offsets);
+            handle.state.lock().retry_dead_letters(&offsets, false);
         }
     }
 
@@ -507,16 +669,27 @@ impl ShareService {
     }
 
     /// Forgets share-partitions (DeleteShareGroupOffsets, group deletion, topic deletion),
-    /// durably.
+    /// durably. A key this node holds no share-partition for has its state deleted all the same
+    /// (deletions are not fenced; the share-partition may live on another node, or nowhere).
     pub async fn remove(&self, keys: &[SpKey]) -> Result<(), KafkaError> {
         let mut end = None;
+        let mut failures = Vec::new();
         for key in keys {
-            if self.partitions.write().remove(key).is_some() {
-                end = Some(self.store.append(&key.state_key(), None, now_ms())?);
-            }
+            let h = self.partitions.write().remove(key);
+            let failure = h.map_or_else(state_store::Failure::default, |h| h.failure.clone());
+            end = Some(
+                self.store
+                    .append(&key.state_key(), None, coordinator::NO_EPOCH, &failure),
+            );
+            failures.push(failure);
         }
         if let Some(end) = end {
             self.store.durable(end).await?;
+        }
+        for f in failures {
+            if let Some(e) = f.lock().clone() {
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -532,14 +705,11 @@ impl ShareService {
         let h = self.get_or_create(broker, key, settings).await?;
         let marks = h.log.watermarks();
         let offset = offset.clamp(marks.log_start_offset, marks.high_watermark);
-        let ((), end) = h.change(&self.store, |sp| {
+        h.change(&self.store, |sp| {
             sp.reset(offset);
             ((), true)
         })?;
-        if let Some(end) = end {
-            self.store.durable(end).await?;
-        }
-        Ok(())
+        self.settled(&h).await
     }
 
     pub fn take_dlq_receiver(&self) -> Option<mpsc::Receiver<DlqJob>> {
@@ -588,18 +758,6 @@ impl ShareService {
             .iter()
             .filter_map(|h| h.read(|sp| sp.next_deadline_ms()))
             .min()
-    }
-
-    /// Rewrites every live snapshot and drops the state log before it.
-    async fn checkpoint(&self) -> Result<(), KafkaError> {
-        let start = self.store.end_offset();
-        let mut end = start;
-        for h in self.handles(None) {
-            let ((), e) = h.change(&self.store, |_| ((), true))?;
-            end = end.max(e.unwrap_or(end));
-        }
-        self.store.durable(end).await?;
-        self.store.finish_checkpoint(start)
     }
 
     /// Share-group lag and DLQ depth, for `/metrics`. Lag counts up to what the group can
@@ -677,8 +835,9 @@ fn start_offset(log: &Replica, settings: &ShareSettings, now: i64) -> Result<i64
     })
 }
 
-/// Expires locks at their deadlines (at least once a second), writes checkpoints and
-/// refreshes the share metrics.
+/// Expires locks at their deadlines (at least once a second), drops share-partitions this
+/// node no longer leads, rebuilds those of a new coordinator load, and refreshes the share
+/// metrics.
 pub async fn run_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
     let share = &broker.share;
     let mut last_metrics = 0u64;
@@ -692,11 +851,7 @@ pub async fn run_timers(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(wait) => {}
         }
         share.tick(&broker);
-        if share.store.needs_checkpoint() {
-            if let Err(e) = share.checkpoint().await {
-                tracing::error!(error = %e, "share-group state checkpoint failed");
-            }
-        }
+        share.materialize(&broker.metadata, &broker.replicas).await;
         let now = now_u64();
         if now >= last_metrics + 1000 {
             last_metrics = now;

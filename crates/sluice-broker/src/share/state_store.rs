@@ -1,45 +1,50 @@
-//! Durable share-partition state (Kafka's `__share_group_state`): after every change that must
-//! survive a crash (acknowledgements, dead-lettering, initialisation, offset resets) the whole
-//! in-flight window of the share-partition is appended as one record to the internal log
-//! `__share_group_state-0` (key = group/topic id/partition, value = the snapshot, null =
-//! deleted). On start the log is replayed; the last record of each key wins.
+//! The share-partition leader's side of durable state (Kafka's `Persister`): after every change
+//! that must survive a crash or a failover (acknowledgements, dead-lettering, initialisation,
+//! offset resets, delivery counts) the share-partition's whole in-flight window is queued here
+//! as one write, and [`run_writer`] sends the queue, in order and in batches, to the share
+//! coordinator (`coordinator.rs`: this node's, called directly, or another node's over the
+//! cluster RPC, `remote.rs`), which answers once the batch is committed in
+//! `__share_group_state-0`.
 //!
 //! The window is bounded (`share.partition.max.record.locks`) and run-length encoded, so a
-//! record is small. The log is compacted by checkpoints: every [`CHECKPOINT_EVERY`] records the
-//! service rewrites every live snapshot and drops the segments before the checkpoint.
+//! write is small. Several writes of one key in a batch collapse to the last.
 //!
-//! Ordering: callers append while holding the share-partition's lock, so the log order of a
-//! key's records is the order of its changes; waiting for the fsync happens after the lock is
-//! released (group commit with the other writers).
+//! Ordering: callers queue while holding the share-partition's lock, so a key's writes are
+//! queued in change order; one writer sends them in queue order. Waiting ([`StateStore::durable`])
+//! happens after the lock is released; everything queued while a batch is in flight goes in the
+//! next one (group commit).
 //!
-//! Durability: internal state is fsynced before it takes effect, whatever the data flush
-//! policy (`--flush os` and `interval` only relax topic data): [`StateStore::durable`] always
-//! waits for the fsync, and nothing derived from a change leaves the broker before it.
-//!
-//! Its internal log (`__share_group_state-0`) is a `Partition` opened here, not a replica of the
-//! `ReplicaManager` (replica_manager.rs): internal logs become replicated partitions in a later
-//! wave of issue #10.
+//! Durability: internal state is committed before it takes effect, whatever the data flush
+//! policy: [`StateStore::durable`] waits until every write queued before the given point is
+//! answered. A write that fails (the coordinator fenced this leader, or stayed unreachable for
+//! [`WRITE_RETRY`]) marks its share-partition failed: its in-memory state no longer matches the
+//! committed one, so it is dropped and loaded again from the coordinator on its next use, and
+//! nothing derived from the failed change leaves the broker (the waiters check
+//! [`Failure`]).
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
 
+use kafka_protocol::error::ResponseError;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sluice_share::Snapshot;
-use sluice_storage::LogConfig;
+use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
+use super::coordinator::StateWrite;
+use crate::broker::{now_ms, Broker};
+use crate::coordinator::SHARE_TOPIC;
 use crate::error::KafkaError;
-use crate::internal_log;
-use crate::partition::Partition;
 
-pub const SHARE_STATE_LOG_DIR: &str = "__share_group_state-0";
-
-/// Records appended between checkpoints.
-pub const CHECKPOINT_EVERY: u64 = 50_000;
-
-/// Small segments, so a checkpoint can drop what came before it soon.
-const SEGMENT_BYTES: u64 = 16 << 20;
+/// Writes sent to the share coordinator in one batch at most.
+pub const MAX_WRITE_BATCH: usize = 256;
+/// How long a write (or a read) is retried while the share coordinator moves (an election,
+/// a load) before its share-partition is failed.
+pub const WRITE_RETRY: Duration = Duration::from_secs(20);
+/// Pause between tries.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct StateKey {
@@ -48,127 +53,244 @@ pub struct StateKey {
     pub partition: i32,
 }
 
+/// Set when one of a share-partition's writes failed (see the module docs).
+pub type Failure = Arc<Mutex<Option<KafkaError>>>;
+
+struct Pending {
+    seq: u64,
+    write: StateWrite,
+    failure: Failure,
+}
+
+#[derive(Default)]
+struct Outbox {
+    next_seq: u64,
+    queue: VecDeque<Pending>,
+}
+
 pub struct StateStore {
-    log: Partition,
-    since_checkpoint: AtomicU64,
+    outbox: Mutex<Outbox>,
+    /// Every write with a sequence number below this is answered.
+    done: watch::Sender<u64>,
+    wake: Notify,
+}
+
+impl Default for StateStore {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl StateStore {
-    /// Opens the log and returns the live snapshots in it.
-    pub fn open(
-        data_dir: &Path,
-        now_ms: i64,
-    ) -> Result<(Self, HashMap<StateKey, Snapshot>), KafkaError> {
-        let config = LogConfig {
-            segment_bytes: SEGMENT_BYTES,
-            retention_ms: -1,
-            ..LogConfig::default()
-        };
-        let log = Partition::open(&data_dir.join(SHARE_STATE_LOG_DIR), 0, config, now_ms)?;
-        let mut live = HashMap::new();
-        let mut records = 0u64;
-        internal_log::replay(&log, |key, value| {
-            records += 1;
-            let Some(Ok(key)) = key.map(serde_json::from_slice::<StateKey>) else {
-                return;
-            };
-            match value.map(serde_json::from_slice::<Snapshot>) {
-                Some(Ok(s)) => {
-                    live.insert(key, s);
-                }
-                Some(Err(e)) => {
-                    tracing::error!(error = %e, "skipping unreadable share-group state record")
-                }
-                None => {
-                    live.remove(&key);
-                }
-            }
-        })?;
-        Ok((
-            StateStore {
-                log,
-                since_checkpoint: AtomicU64::new(records),
-            },
-            live,
-        ))
+    pub fn new() -> Self {
+        StateStore {
+            outbox: Mutex::new(Outbox::default()),
+            done: watch::channel(0).0,
+            wake: Notify::new(),
+        }
     }
 
-    /// Appends one key's new state (None = deleted); returns the offset to wait for with
+    /// Queues one key's new state (None = deleted); returns the point to wait for with
     /// [`StateStore::durable`]. Call with the share-partition's lock held.
     pub fn append(
         &self,
         key: &StateKey,
-        snapshot: Option<&Snapshot>,
-        now_ms: i64,
-    ) -> Result<i64, KafkaError> {
-        let k = serde_json::to_vec(key).ok();
-        let v = snapshot.and_then(|s| serde_json::to_vec(s).ok());
-        let buf = internal_log::encode_batch(&[(k, v)], now_ms)?;
-        let appended = self.log.append(&buf, now_ms)?;
-        self.since_checkpoint.fetch_add(1, Ordering::Relaxed);
-        Ok(appended.last_offset + 1)
+        snapshot: Option<Snapshot>,
+        leader_epoch: i32,
+        failure: &Failure,
+    ) -> i64 {
+        let mut o = self.outbox.lock();
+        let seq = o.next_seq;
+        o.next_seq += 1;
+        o.queue.push_back(Pending {
+            seq,
+            write: StateWrite {
+                key: key.clone(),
+                snapshot,
+                leader_epoch,
+            },
+            failure: failure.clone(),
+        });
+        drop(o);
+        self.wake.notify_one();
+        i64::try_from(seq + 1).unwrap_or(i64::MAX)
     }
 
-    /// Waits until everything below `end` is on disk, whatever the flush policy (internal
-    /// state is logged and fsynced before it takes effect). Concurrent waiters share one
-    /// fsync (group commit); free when already durable.
+    /// Waits until every write queued before `end` is answered (committed, or failed: the
+    /// caller checks its share-partition's [`Failure`]). Free when already answered.
     pub async fn durable(&self, end: i64) -> Result<(), KafkaError> {
-        self.log.make_durable(end).await
+        let end = u64::try_from(end).unwrap_or(0);
+        let mut rx = self.done.subscribe();
+        rx.wait_for(|done| *done >= end)
+            .await
+            .map(|_| ())
+            .map_err(|_| {
+                KafkaError::new(
+                    ResponseError::CoordinatorNotAvailable,
+                    "the share-state writer stopped",
+                )
+            })
     }
 
-    pub fn needs_checkpoint(&self) -> bool {
-        self.since_checkpoint.load(Ordering::Relaxed) >= CHECKPOINT_EVERY
-    }
-
-    /// The offset the next append gets: a checkpoint starts here.
-    pub fn end_offset(&self) -> i64 {
-        self.log.watermarks().high_watermark
-    }
-
-    /// Drops the records before a completed checkpoint.
-    pub fn finish_checkpoint(&self, start: i64) -> Result<(), KafkaError> {
-        self.log.delete_records_before(start)?;
-        self.since_checkpoint.store(0, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// fsyncs the log (clean shutdown).
-    pub async fn sync(&self) -> Result<(), KafkaError> {
-        if self.log.is_dirty() {
-            self.log.sync_now().await?;
-        }
-        Ok(())
+    /// The next batch: up to [`MAX_WRITE_BATCH`] writes from the front of the queue.
+    fn take_batch(&self) -> Vec<Pending> {
+        let mut o = self.outbox.lock();
+        let n = o.queue.len().min(MAX_WRITE_BATCH);
+        o.queue.drain(..n).collect()
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The node leading `__share_group_state-0` (creating the topic when a cluster first needs it).
+async fn coordinator_node(broker: &Broker) -> Result<i32, KafkaError> {
+    if broker.metadata.topic(SHARE_TOPIC).is_none() {
+        // Any failure (too few live brokers, created meanwhile by another node and not yet in
+        // this node's image) is for a later try.
+        match broker
+            .metadata
+            .ensure_internal_topic(SHARE_TOPIC, now_ms())
+            .await
+        {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                return Err(KafkaError::new(
+                    ResponseError::CoordinatorNotAvailable,
+                    "__share_group_state cannot be created or seen yet",
+                ))
+            }
+        }
+    }
+    crate::txn::leader_of(broker, SHARE_TOPIC, 0)
+}
 
-    /// Whatever the data flush policy: `durable` returns only once the appended state is
-    /// fsynced (the broker opens the store the same way under `--flush os`).
-    #[tokio::test]
-    async fn durable_always_fsyncs() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (store, live) = StateStore::open(dir.path(), 1).expect("open");
-        assert!(live.is_empty());
-        let key = StateKey {
-            group: "g".into(),
-            topic_id: Uuid::nil(),
-            partition: 0,
+/// What a share-partition's clients are told when its state cannot be read or written: the
+/// share coordinator's errors are not ShareFetch/ShareAcknowledge codes, so they read as
+/// NOT_LEADER_OR_FOLLOWER (the client refreshes its metadata and tries again), with the cause in
+/// the message.
+pub fn unavailable(e: &KafkaError) -> KafkaError {
+    KafkaError::new(
+        ResponseError::NotLeaderOrFollower,
+        format!("share-group state unavailable: {}", e.message),
+    )
+}
+
+/// Errors a later try may cure: the coordinator moves or loads.
+fn retriable(e: &KafkaError) -> bool {
+    [
+        ResponseError::NotCoordinator,
+        ResponseError::CoordinatorNotAvailable,
+        ResponseError::CoordinatorLoadInProgress,
+        ResponseError::LeaderNotAvailable,
+        ResponseError::NotLeaderOrFollower,
+        ResponseError::UnknownTopicOrPartition,
+        ResponseError::RequestTimedOut,
+    ]
+    .iter()
+    .any(|r| r.code() == e.code)
+}
+
+/// Runs `call` at the share coordinator — `None`: this node is it; `Some(n)`: node `n` is —
+/// retrying while it moves or loads (bounded by [`WRITE_RETRY`]).
+pub async fn at_coordinator<T, F, Fut>(broker: &Broker, call: F) -> Result<T, KafkaError>
+where
+    F: Fn(Option<i32>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, KafkaError>>,
+{
+    let deadline = tokio::time::Instant::now() + WRITE_RETRY;
+    loop {
+        let result = match coordinator_node(broker).await {
+            Ok(n) => call((n != broker.config.node_id).then_some(n)).await,
+            Err(e) => Err(e),
         };
-        let end = store
-            .append(
-                &key,
-                Some(&sluice_share::SharePartition::new(3).snapshot()),
-                2,
-            )
-            .expect("append");
-        assert!(store.log.is_dirty(), "appended, not yet synced");
-        store.durable(end).await.expect("durable");
-        assert!(!store.log.is_dirty(), "durable() fsynced the state log");
-        drop(store);
-        let (_, live) = StateStore::open(dir.path(), 3).expect("reopen");
-        assert_eq!(live.get(&key).map(|s| s.start_offset), Some(3));
+        match result {
+            Err(e) if retriable(&e) && tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e.message, "share coordinator unavailable; retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Sends one batch to the share coordinator (Kafka's WriteShareGroupState).
+async fn deliver(broker: &Broker, writes: &[StateWrite]) -> Result<Vec<i16>, KafkaError> {
+    at_coordinator(broker, |node| async move {
+        match node {
+            None => broker.share.coordinator.write(writes, now_ms()).await,
+            Some(n) => super::remote::write(broker, n, writes).await,
+        }
+    })
+    .await
+}
+
+/// Kafka's ReadShareGroupState from wherever the share coordinator is.
+pub async fn read(
+    broker: &Broker,
+    key: &StateKey,
+    leader_epoch: i32,
+) -> Result<Option<Snapshot>, KafkaError> {
+    at_coordinator(broker, |node| async move {
+        match node {
+            None => broker.share.coordinator.read(key, leader_epoch).await,
+            Some(n) => super::remote::read(broker, n, key, leader_epoch).await,
+        }
+    })
+    .await
+}
+
+/// The writer task (see the module docs).
+/// On stop it first answers what is queued (in-flight requests are finishing).
+pub async fn run_writer(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let store = &broker.share.store;
+    loop {
+        let batch = store.take_batch();
+        let Some(last) = batch.last().map(|p| p.seq) else {
+            if *stop.borrow() {
+                return;
+            }
+            tokio::select! {
+                _ = stop.changed() => {}
+                _ = store.wake.notified() => {}
+                // A notification raced with the empty look: look again now and then.
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            continue;
+        };
+        // A key's last write in the batch stands for the earlier ones.
+        let mut last_of: HashMap<&StateKey, usize> = HashMap::new();
+        for (i, p) in batch.iter().enumerate() {
+            last_of.insert(&p.write.key, i);
+        }
+        let mut sent: Vec<usize> = last_of.into_values().collect();
+        sent.sort_unstable();
+        let writes: Vec<StateWrite> = sent.iter().map(|&i| batch[i].write.clone()).collect();
+        let outcome = deliver(&broker, &writes).await;
+        let mut failed: HashMap<&StateKey, KafkaError> = HashMap::new();
+        match outcome {
+            Ok(codes) => {
+                for (w, code) in writes.iter().zip(codes) {
+                    if code != 0 {
+                        failed.insert(
+                            &w.key,
+                            KafkaError::new(
+                                ResponseError::NotLeaderOrFollower,
+                                "a newer leader of this partition owns its share-group state",
+                            ),
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e.message, writes = writes.len(), "cannot write share-group state; its share-partitions are dropped and load again");
+                for w in &writes {
+                    failed.insert(&w.key, unavailable(&e));
+                }
+            }
+        }
+        for p in &batch {
+            if let Some(e) = failed.get(&p.write.key) {
+                p.failure.lock().get_or_insert_with(|| e.clone());
+            }
+        }
+        store.done.send_replace(last + 1);
     }
 }

@@ -540,7 +540,7 @@ impl TxnCoordinator {
 
 /// The leader of `topic`-`partition` in the image: UNKNOWN_TOPIC_OR_PARTITION when it does not
 /// exist, LEADER_NOT_AVAILABLE while it has no leader.
-fn leader_of(broker: &Broker, topic: &str, partition: i32) -> Result<i32, KafkaError> {
+pub(crate) fn leader_of(broker: &Broker, topic: &str, partition: i32) -> Result<i32, KafkaError> {
     let unknown = || {
         KafkaError::new(
             ResponseError::UnknownTopicOrPartition,

@@ -196,6 +196,17 @@ impl Handler for CoordinatorService {
 
 /// Sends `req` to `node`'s service 3 and waits for its answer (see [`decode_reply`]).
 pub async fn call(broker: &Broker, node: i32, req: &Request) -> Result<(), KafkaError> {
+    decode_reply(&send(broker, node, SERVICE_COORDINATOR, req).await?)
+}
+
+/// Sends `req` as JSON to `node`'s cluster RPC `service`, waits (at most [`CALL_TIMEOUT`]) and
+/// returns the raw answer; a transport failure is COORDINATOR_NOT_AVAILABLE.
+pub async fn send(
+    broker: &Broker,
+    node: i32,
+    service: u8,
+    req: &impl Serialize,
+) -> Result<Vec<u8>, KafkaError> {
     let cluster = &broker.metadata.cluster;
     let unavailable = |why: String| KafkaError::new(ResponseError::CoordinatorNotAvailable, why);
     let addr = cluster
@@ -203,12 +214,11 @@ pub async fn call(broker: &Broker, node: i32, req: &Request) -> Result<(), Kafka
         .ok_or_else(|| unavailable(format!("node {node} has no cluster address")))?;
     let payload =
         serde_json::to_vec(req).map_err(|e| unavailable(format!("cannot encode: {e}")))?;
-    let answer = cluster
+    cluster
         .rpc_client()
-        .call(&addr, SERVICE_COORDINATOR, &payload, CALL_TIMEOUT)
+        .call(&addr, service, &payload, CALL_TIMEOUT)
         .await
-        .map_err(|e| unavailable(format!("node {node}: {e}")))?;
-    decode_reply(&answer)
+        .map_err(|e| unavailable(format!("node {node}: {e}")))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ import java.util.Arrays;
  * Transactions (ARGS = topic prefix): txn-commit-abort, txn-fencing, txn-send-offsets, txn-timeout.
  * Kafka Streams exactly_once_v2: streams-app, streams-generate, streams-verify (see StreamsEos).
  * Replication: failover-client (tests/cluster/test_client_failover.py), describe-quorum (see Failover).
+ * Share-group offset admin: share-offsets-list, share-offsets-alter, share-offsets-delete (see ShareAdmin).
  * Prints "CHECK ok: ..." per assertion and "PASSED <scenario>" at the end; exits 1 on a failed
  * check or an error (the message and stack trace on stderr).
  */
@@ -36,6 +37,9 @@ public final class Main {
                 case "streams-verify" -> StreamsEos.verify(bootstrap, rest);
                 case "failover-client" -> Failover.client(bootstrap, rest);
                 case "describe-quorum" -> Failover.describeQuorum(bootstrap);
+                case "share-offsets-list" -> ShareAdmin.list(bootstrap, rest);
+                case "share-offsets-alter" -> ShareAdmin.alter(bootstrap, rest);
+                case "share-offsets-delete" -> ShareAdmin.delete(bootstrap, rest);
                 case "transaction-version" -> System.out.println(Util.transactionVersion(bootstrap));
                 default -> {
                     System.err.println("unknown scenario " + scenario);

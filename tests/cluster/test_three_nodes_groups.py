@@ -12,6 +12,8 @@ import struct
 import time
 import uuid
 
+import pytest
+
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -101,7 +103,11 @@ def poll_n(cons, n, what):
     return got
 
 
-def test_classic_group_keeps_its_generation_across_a_coordinator_kill(cluster_factory):
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_group_keeps_its_generation_across_a_coordinator_kill(cluster_factory, protocol):
+    """A classic group keeps its generation, a KIP-848 group its member epochs and assignment,
+    when the coordinator is killed: the consumer sees no revoke or assign, and its commits are
+    accepted by the new coordinator."""
     c = cluster_factory(3, extra_args=EXTRA).start()
     boot = c.bootstrap
     t = f"t-{uuid.uuid4().hex[:6]}"
@@ -112,9 +118,13 @@ def test_classic_group_keeps_its_generation_across_a_coordinator_kill(cluster_fa
         p.produce(t, value=b"before-%d" % i, partition=i % 2)
     assert p.flush(30) == 0
     events = []
-    cons = Consumer({"bootstrap.servers": boot, "group.id": g, "log_level": 0,
-                     "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                     "session.timeout.ms": 20000, "heartbeat.interval.ms": 500})
+    conf = {"bootstrap.servers": boot, "group.id": g, "log_level": 0,
+            "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    if protocol == "classic":
+        conf.update({"session.timeout.ms": 20000, "heartbeat.interval.ms": 500})
+    else:  # KIP-848: the session belongs to the broker
+        conf["group.protocol"] = "consumer"
+    cons = Consumer(conf)
     cons.subscribe([t], on_assign=lambda _c, ps: events.append(("assign", len(ps))),
                    on_revoke=lambda _c, ps: events.append(("revoke", len(ps))))
     try:

@@ -103,7 +103,7 @@ impl Broker {
             offsets.set_on_change(Box::new(move |loaded| {
                 groups.reset();
                 if let Some(store) = store.upgrade().filter(|_| loaded) {
-                    groups.restore(store.classic_groups());
+                    groups.restore(store.group_records());
                 }
             }));
         }

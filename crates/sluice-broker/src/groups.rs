@@ -2,14 +2,16 @@
 //! a token per parked request (JoinGroup and SyncGroup wait for other members) mapped to a
 //! oneshot channel, and a timer task that calls `tick` at the coordinator's next deadline.
 //!
-//! Classic groups are persisted as Kafka does (its `GroupMetadataValue`): every change the
-//! state machine hands out ([`GroupCoordinator::take_group_records`]: a completed generation,
-//! a replaced static member, a group that emptied) is queued under the coordinator lock, so
-//! the queue is in the order of the changes, and one writer task ([`run_persister`]) appends
-//! them to `__consumer_offsets-0` in that order (`OffsetStore::write_group`). A request whose
-//! call produced records (the leader's SyncGroup) is answered once they are committed, so a
-//! member never holds a generation the log does not have; a write that fails is logged and
-//! the answer goes out anyway (the group then rejoins after a coordinator move, as it would
+//! Classic and KIP-848 consumer groups are persisted as Kafka does (its `GroupMetadataValue`,
+//! and the ConsumerGroup* records): every change the state machine hands out
+//! ([`GroupCoordinator::take_group_records`]: a completed generation, a replaced static
+//! member, a consumer group's changed epochs or assignments, a group that emptied) is queued
+//! under the coordinator lock, so the queue is in the order of the changes, and one writer
+//! task ([`run_persister`]) appends them to `__consumer_offsets-0` in that order
+//! (`OffsetStore::write_group`). A request whose call produced records (the leader's
+//! SyncGroup, a consumer heartbeat) is answered once they are committed, so a member never
+//! holds a generation or epoch the log does not have; a write that fails is logged and the
+//! answer goes out anyway (the group then rejoins after a coordinator move, as it would
 //! without persistence). When this node starts coordinating, the loaded records are restored
 //! ([`GroupService::restore`]) and their members go on with their generation: no rebalance,
 //! and in-flight transactional offset commits of Kafka Streams stay valid.
@@ -21,7 +23,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use sluice_group::{
-    ClassicGroupRecord, CoordinatorConfig, GroupCoordinator, Output, TopicInfo, TopicsSnapshot,
+    CoordinatorConfig, GroupCoordinator, GroupRecordChange, Output, TopicInfo, TopicsSnapshot,
 };
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
@@ -43,7 +45,7 @@ pub struct GroupService {
 
 /// Records to write, and who waits for them (the request that produced them, if parked).
 struct PersistJob {
-    records: Vec<(String, Option<ClassicGroupRecord>)>,
+    records: Vec<(String, GroupRecordChange)>,
     done: Option<oneshot::Sender<()>>,
 }
 
@@ -161,6 +163,27 @@ impl GroupService {
         answer
     }
 
+    /// [`GroupService::with`] for a call whose answer must not leave before the group
+    /// records it produced are written (a KIP-848 heartbeat that moved a member's epoch or
+    /// assignment): waits for them, bounded by the commit timeout.
+    pub async fn with_persisted<T>(
+        &self,
+        call: impl FnOnce(&mut GroupCoordinator) -> (T, Vec<Output>),
+    ) -> T {
+        let (value, outputs, written) = {
+            let mut c = self.coordinator.lock();
+            let (value, outputs) = call(&mut c);
+            (value, outputs, self.queue_records(&mut c))
+        };
+        self.deliver(outputs);
+        self.timer_wake.notify_one();
+        if let Some(written) = written {
+            // Bounded: the writer answers every job (written or failed) unless it stopped.
+            let _ = tokio::time::timeout(crate::coordinator::COMMIT_TIMEOUT, written).await;
+        }
+        value
+    }
+
     /// Runs an immediate call, delivering whatever parked answers it produced.
     pub fn with<T>(&self, call: impl FnOnce(&mut GroupCoordinator) -> (T, Vec<Output>)) -> T {
         let (value, outputs) = {
@@ -185,14 +208,15 @@ impl GroupService {
         self.timer_wake.notify_one();
     }
 
-    /// Restores the classic groups of a coordinator that just loaded its partition (after
-    /// [`GroupService::reset`]); records that do not make a group are skipped with a warning.
-    pub fn restore(&self, records: Vec<(String, ClassicGroupRecord)>) {
+    /// Restores the classic and consumer groups of a coordinator that just loaded its
+    /// partition (after [`GroupService::reset`]); records that do not make a group are
+    /// skipped with a warning.
+    pub fn restore(&self, records: Vec<(String, GroupRecordChange)>) {
         let now = now_u64();
         let mut c = self.coordinator.lock();
         let mut restored = 0usize;
         for (group, record) in records {
-            if c.restore_classic_group(&group, record, now) {
+            if c.restore_group(&group, record, now) {
                 restored += 1;
             } else {
                 tracing::warn!(group = %group, "persisted group membership not restored");
@@ -200,10 +224,7 @@ impl GroupService {
         }
         drop(c);
         if restored > 0 {
-            tracing::info!(
-                groups = restored,
-                "classic groups restored with their members"
-            );
+            tracing::info!(groups = restored, "groups restored with their members");
         }
         self.timer_wake.notify_one();
     }
@@ -257,10 +278,11 @@ pub async fn run_persister(broker: Arc<Broker>, mut stop: watch::Receiver<bool>)
             },
         };
         for (group, record) in job.records {
-            let what = if record.is_some() {
-                "written"
-            } else {
-                "deleted"
+            let what = match &record {
+                GroupRecordChange::Classic(Some(_)) | GroupRecordChange::Consumer(Some(_)) => {
+                    "written"
+                }
+                GroupRecordChange::Classic(None) | GroupRecordChange::Consumer(None) => "deleted",
             };
             if let Err(e) = broker.offsets.write_group(&group, record, now_ms()).await {
                 tracing::warn!(

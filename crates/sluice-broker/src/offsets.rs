@@ -32,7 +32,7 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use sluice_group::ClassicGroupRecord;
+use sluice_group::{ClassicGroupRecord, ConsumerGroupRecord, GroupRecordChange};
 use tokio::sync::Notify;
 
 use crate::coordinator::{CoordinatorHook, CoordinatorLog, Follower, Loadable};
@@ -99,6 +99,13 @@ struct GroupKey {
     classic_group: String,
 }
 
+/// Key of a KIP-848 consumer group's state (value: [`ConsumerGroupRecord`], null = deleted);
+/// skipped on replay by a broker that predates it.
+#[derive(Serialize, Deserialize)]
+struct ConsumerGroupKey {
+    consumer_group: String,
+}
+
 /// A committed offset and the position (in log order) of the record that set it.
 type Slot = (CommittedOffset, u64);
 type GroupOffsets = BTreeMap<(String, i32), Slot>;
@@ -135,8 +142,9 @@ enum Change {
         producer_id: i64,
         producer_epoch: i16,
     },
-    /// A classic group's membership as of its last completed generation (None: it emptied).
-    Group(Option<Box<ClassicGroupRecord>>),
+    /// A classic group's membership as of its last completed generation, or a consumer
+    /// group's state (None inside: it emptied).
+    Group(Box<GroupRecordChange>),
 }
 
 /// A plain change (the public form `write` takes): commit (Some) or deletion (None).
@@ -160,6 +168,8 @@ struct State {
     ended: HashMap<String, BTreeMap<i64, i16>>,
     /// Classic groups' membership (see `sluice_group::ClassicGroupRecord`).
     classic: HashMap<String, ClassicGroupRecord>,
+    /// KIP-848 consumer groups' state (see `sluice_group::ConsumerGroupRecord`).
+    consumer: HashMap<String, ConsumerGroupRecord>,
     /// Position of the next applied change (log order; renumbered by a replay, which keeps
     /// the order).
     seq: u64,
@@ -242,12 +252,20 @@ impl State {
                     producer_id,
                     producer_epoch,
                 } => self.raise_fence(group, producer_id, producer_epoch),
-                Change::Group(Some(record)) => {
-                    self.classic.insert(group.to_string(), *record);
-                }
-                Change::Group(None) => {
-                    self.classic.remove(group);
-                }
+                Change::Group(change) => match *change {
+                    GroupRecordChange::Classic(Some(record)) => {
+                        self.classic.insert(group.to_string(), record);
+                    }
+                    GroupRecordChange::Classic(None) => {
+                        self.classic.remove(group);
+                    }
+                    GroupRecordChange::Consumer(Some(record)) => {
+                        self.consumer.insert(group.to_string(), record);
+                    }
+                    GroupRecordChange::Consumer(None) => {
+                        self.consumer.remove(group);
+                    }
+                },
                 Change::TxnEnd {
                     producer_id,
                     producer_epoch,
@@ -325,7 +343,12 @@ impl State {
         ordered.sort_by_key(|(at, _, _)| *at);
         out.extend(ordered.into_iter().map(|(_, g, c)| (g, c)));
         for (group, record) in &self.classic {
-            out.push((group.clone(), Change::Group(Some(Box::new(record.clone())))));
+            let change = GroupRecordChange::Classic(Some(record.clone()));
+            out.push((group.clone(), Change::Group(Box::new(change))));
+        }
+        for (group, record) in &self.consumer {
+            let change = GroupRecordChange::Consumer(Some(record.clone()));
+            out.push((group.clone(), Change::Group(Box::new(change))));
         }
         out
     }
@@ -448,12 +471,20 @@ fn encode(group: &str, change: &Change) -> internal_log::KeyValue {
                 fence: true,
             }),
         ),
-        Change::Group(record) => (
-            json(&GroupKey {
-                classic_group: group.to_string(),
-            }),
-            record.as_deref().and_then(json),
-        ),
+        Change::Group(change) => match change.as_ref() {
+            GroupRecordChange::Classic(record) => (
+                json(&GroupKey {
+                    classic_group: group.to_string(),
+                }),
+                record.as_ref().and_then(json),
+            ),
+            GroupRecordChange::Consumer(record) => (
+                json(&ConsumerGroupKey {
+                    consumer_group: group.to_string(),
+                }),
+                record.as_ref().and_then(json),
+            ),
+        },
     }
 }
 
@@ -477,15 +508,22 @@ fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<(String, Change)> 
             },
         ));
     }
+    // A group record this broker cannot read is skipped (the group then rejoins), not fatal.
     if let Ok(k) = serde_json::from_slice::<GroupKey>(key) {
-        // A record this broker cannot read is skipped (the group then rejoins), not fatal.
         let record = match value {
             None => None,
-            Some(v) => Some(Box::new(
-                serde_json::from_slice::<ClassicGroupRecord>(v).ok()?,
-            )),
+            Some(v) => Some(serde_json::from_slice::<ClassicGroupRecord>(v).ok()?),
         };
-        return Some((k.classic_group, Change::Group(record)));
+        let change = GroupRecordChange::Classic(record);
+        return Some((k.classic_group, Change::Group(Box::new(change))));
+    }
+    if let Ok(k) = serde_json::from_slice::<ConsumerGroupKey>(key) {
+        let record = match value {
+            None => None,
+            Some(v) => Some(serde_json::from_slice::<ConsumerGroupRecord>(v).ok()?),
+        };
+        let change = GroupRecordChange::Consumer(record);
+        return Some((k.consumer_group, Change::Group(Box::new(change))));
     }
     if let Ok(k) = serde_json::from_slice::<EndKey>(key) {
         let v = serde_json::from_slice::<EndValue>(value?).ok()?;
@@ -595,27 +633,32 @@ impl OffsetStore {
             .await
     }
 
-    /// Persists a classic group's membership (`None` deletes it): written when a generation
-    /// completes, read back by the coordinator that loads this partition next
-    /// ([`Self::classic_groups`]), so its members go on without a rebalance.
+    /// Persists a classic group's membership or a consumer group's state (a `None` record
+    /// deletes it), read back by the coordinator that loads this partition next
+    /// ([`Self::group_records`]), so its members go on without a rebalance.
     pub async fn write_group(
         &self,
         group: &str,
-        record: Option<ClassicGroupRecord>,
+        change: GroupRecordChange,
         now_ms: i64,
     ) -> Result<(), KafkaError> {
-        let change = Change::Group(record.map(Box::new));
+        let change = Change::Group(Box::new(change));
         self.write_changes(group, vec![change], now_ms, |_, _| Ok(()))
             .await
     }
 
-    /// The classic groups' membership as loaded (empty when this node does not coordinate).
-    pub fn classic_groups(&self) -> Vec<(String, ClassicGroupRecord)> {
+    /// The groups' records as loaded (empty when this node does not coordinate).
+    pub fn group_records(&self) -> Vec<(String, GroupRecordChange)> {
         self.read_state(|s| {
-            s.classic
+            let classic = s
+                .classic
                 .iter()
-                .map(|(g, r)| (g.clone(), r.clone()))
-                .collect()
+                .map(|(g, r)| (g.clone(), GroupRecordChange::Classic(Some(r.clone()))));
+            let consumer = s
+                .consumer
+                .iter()
+                .map(|(g, r)| (g.clone(), GroupRecordChange::Consumer(Some(r.clone()))));
+            classic.chain(consumer).collect()
         })
     }
 

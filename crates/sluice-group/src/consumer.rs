@@ -8,8 +8,9 @@ use crate::assignor::{self, Assignment, MemberSpec, SUPPORTED_ASSIGNORS};
 use crate::error;
 use crate::ids::IdGen;
 use crate::types::{
-    ConsumerHeartbeat, ConsumerHeartbeatResponse, CoordinatorConfig, GroupDescription, GroupState,
-    GroupType, MemberDescription, TopicId, TopicInfo, TopicsSnapshot,
+    ConsumerGroupRecord, ConsumerHeartbeat, ConsumerHeartbeatResponse, ConsumerMemberRecord,
+    CoordinatorConfig, GroupDescription, GroupState, GroupType, MemberDescription,
+    PartitionsRecord, TopicId, TopicInfo, TopicsSnapshot,
 };
 use crate::util::{ms, next_epoch};
 
@@ -22,7 +23,7 @@ pub(crate) const LEAVE_GROUP_STATIC_EPOCH: i32 = -2;
 pub(crate) type HbError = (i16, String);
 
 /// Reconciliation state of a member (Kafka's `MemberState`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum MemberState {
     /// At the target epoch with its whole target, or waiting for it.
     Stable,
@@ -82,6 +83,8 @@ pub(crate) struct ConsumerGroup {
     /// Partition -> member holding it (assigned or pending revocation).
     pub(crate) owners: BTreeMap<(TopicId, i32), String>,
     assignor_name: String,
+    /// Fingerprint of the last record handed out for persistence (None: none, or deleted).
+    persisted: Option<u64>,
 }
 
 pub(crate) fn to_vec(a: &Assignment) -> Vec<(TopicId, Vec<i32>)> {
@@ -131,6 +134,7 @@ impl ConsumerGroup {
             subscription_metadata: BTreeMap::new(),
             owners: BTreeMap::new(),
             assignor_name: String::new(),
+            persisted: None,
         }
     }
 
@@ -721,6 +725,186 @@ impl ConsumerGroup {
         }
         bump |= self.refresh_subscription_metadata(topics);
         self.bump_and_maybe_assign(bump, cfg);
+    }
+
+    // ------------------------------------------------------------------
+    // Persistence
+    // ------------------------------------------------------------------
+
+    /// A fingerprint of everything [`ConsumerGroup::record`] holds (not the sessions), so a
+    /// heartbeat that changes nothing writes nothing. O(members + partitions), no allocation.
+    fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.group_epoch, self.assignment_epoch, &self.assignor_name).hash(&mut h);
+        for (name, info) in &self.subscription_metadata {
+            (name, info.id, info.partitions).hash(&mut h);
+        }
+        for m in self.members.values() {
+            (
+                &m.member_id,
+                &m.instance_id,
+                &m.rack_id,
+                &m.client_id,
+                &m.client_host,
+            )
+                .hash(&mut h);
+            (
+                m.rebalance_timeout_ms,
+                &m.subscribed_topic_names,
+                &m.subscribed_topic_regex,
+            )
+                .hash(&mut h);
+            (&m.regex_topics, &m.server_assignor, m.state, m.member_epoch).hash(&mut h);
+            (m.previous_member_epoch, &m.assigned, &m.pending_revocation).hash(&mut h);
+            self.target.get(&m.member_id).hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// The group as persisted (see [`ConsumerGroupRecord`]).
+    pub fn record(&self) -> ConsumerGroupRecord {
+        let partitions = |a: &Assignment| -> PartitionsRecord { to_vec(a) };
+        ConsumerGroupRecord {
+            group_epoch: self.group_epoch,
+            assignment_epoch: self.assignment_epoch,
+            assignor_name: self.assignor_name.clone(),
+            topics: self
+                .subscription_metadata
+                .iter()
+                .map(|(n, i)| (n.clone(), i.id, i.partitions))
+                .collect(),
+            members: self
+                .members
+                .values()
+                .map(|m| ConsumerMemberRecord {
+                    member_id: m.member_id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    subscribed_topic_names: m.subscribed_topic_names.iter().cloned().collect(),
+                    subscribed_topic_regex: m.subscribed_topic_regex.clone(),
+                    regex_topics: m.regex_topics.iter().cloned().collect(),
+                    server_assignor: m.server_assignor.clone(),
+                    state: match m.state {
+                        MemberState::Stable => 0,
+                        MemberState::UnrevokedPartitions => 1,
+                        MemberState::UnreleasedPartitions => 2,
+                    },
+                    member_epoch: m.member_epoch,
+                    previous_member_epoch: m.previous_member_epoch,
+                    assigned: partitions(&m.assigned),
+                    pending_revocation: partitions(&m.pending_revocation),
+                    target: self
+                        .target
+                        .get(&m.member_id)
+                        .map(partitions)
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+
+    /// What to persist after a change: `Some(Some(record))` when the record changed,
+    /// `Some(None)` when the group emptied (delete its record), `None` when nothing changed.
+    pub fn persist_change(&mut self) -> Option<Option<ConsumerGroupRecord>> {
+        if self.members.is_empty() {
+            return self.persisted.take().map(|_| None);
+        }
+        let fp = self.fingerprint();
+        if self.persisted == Some(fp) {
+            return None;
+        }
+        self.persisted = Some(fp);
+        Some(Some(self.record()))
+    }
+
+    /// A group from its persisted record (a coordinator loading its partition): members keep
+    /// their epochs and partitions and start a new session now (as a classic group's
+    /// members do). None when the record does not make a valid group (no members, duplicate
+    /// or empty member ids, more members than `max_group_size`, an unknown state, a partition
+    /// owned twice).
+    pub fn from_record(
+        group_id: &str,
+        r: ConsumerGroupRecord,
+        now_ms: u64,
+        cfg: &CoordinatorConfig,
+    ) -> Option<Self> {
+        if r.members.is_empty() || r.members.len() > cfg.max_group_size {
+            return None;
+        }
+        let assignment = |p: &PartitionsRecord| -> Assignment {
+            let mut a = Assignment::new();
+            for (t, ps) in p {
+                if !ps.is_empty() {
+                    a.entry(*t).or_default().extend(ps.iter().copied());
+                }
+            }
+            a
+        };
+        let mut g = ConsumerGroup::new(group_id);
+        g.group_epoch = r.group_epoch;
+        g.assignment_epoch = r.assignment_epoch;
+        g.assignor_name = r.assignor_name;
+        g.subscription_metadata = r
+            .topics
+            .into_iter()
+            .map(|(n, id, partitions)| (n, TopicInfo { id, partitions }))
+            .collect();
+        let session_deadline_ms = now_ms.saturating_add(ms(cfg.consumer_session_timeout_ms));
+        for m in r.members {
+            if m.member_id.is_empty() || g.members.contains_key(&m.member_id) {
+                return None;
+            }
+            let state = match m.state {
+                0 => MemberState::Stable,
+                1 => MemberState::UnrevokedPartitions,
+                2 => MemberState::UnreleasedPartitions,
+                _ => return None,
+            };
+            let (assigned, pending) = (assignment(&m.assigned), assignment(&m.pending_revocation));
+            for (t, ps) in assigned.iter().chain(pending.iter()) {
+                for p in ps {
+                    if g.owners.insert((*t, *p), m.member_id.clone()).is_some() {
+                        return None;
+                    }
+                }
+            }
+            if let Some(instance) = &m.instance_id {
+                g.static_members
+                    .insert(instance.clone(), m.member_id.clone());
+            }
+            g.target.insert(m.member_id.clone(), assignment(&m.target));
+            let rebalance_deadline_ms = (state == MemberState::UnrevokedPartitions)
+                .then(|| now_ms.saturating_add(ms(m.rebalance_timeout_ms)));
+            g.members.insert(
+                m.member_id.clone(),
+                ConsumerMember {
+                    member_id: m.member_id,
+                    instance_id: m.instance_id,
+                    rack_id: m.rack_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    subscribed_topic_names: m.subscribed_topic_names.into_iter().collect(),
+                    subscribed_topic_regex: m.subscribed_topic_regex,
+                    regex_topics: m.regex_topics.into_iter().collect(),
+                    server_assignor: m.server_assignor,
+                    state,
+                    member_epoch: m.member_epoch,
+                    previous_member_epoch: m.previous_member_epoch,
+                    assigned,
+                    pending_revocation: pending,
+                    last_sent: None,
+                    session_deadline_ms,
+                    rebalance_deadline_ms,
+                },
+            );
+        }
+        g.persisted = Some(g.fingerprint());
+        Some(g)
     }
 
     /// Kafka's `ConsumerGroup.validateOffsetCommit`.

@@ -33,14 +33,14 @@
 //!
 //! # Kafka behaviours deliberately not implemented
 //!
-//! - Persistence of KIP-848 consumer groups and share groups (member epochs,
-//!   target assignments): their state is in memory and lost when the coordinator
-//!   moves or restarts. Consumer-protocol members heartbeating a group that no
-//!   longer exists get UNKNOWN_MEMBER_ID (Kafka would say GROUP_ID_NOT_FOUND) so
-//!   they simply rejoin. Classic groups are persisted: the coordinator hands out
-//!   [`ClassicGroupRecord`]s ([`GroupCoordinator::take_group_records`]) for the
-//!   broker to write, and restores them on load
-//!   ([`GroupCoordinator::restore_classic_group`]).
+//! - Persistence of share groups' membership: it is in memory and lost when the
+//!   coordinator moves or restarts; their members rejoin (their queue state is the
+//!   share coordinator's and survives). Members heartbeating a group that no longer
+//!   exists get UNKNOWN_MEMBER_ID (Kafka would say GROUP_ID_NOT_FOUND) so they
+//!   simply rejoin. Classic and KIP-848 consumer groups are persisted: the
+//!   coordinator hands out [`ClassicGroupRecord`]s and [`ConsumerGroupRecord`]s
+//!   ([`GroupCoordinator::take_group_records`]) for the broker to write, and
+//!   restores them on load ([`GroupCoordinator::restore_group`]).
 //! - Mixed groups / online migration between the classic and consumer
 //!   protocols (KIP-848 upgrade path): only an *empty* group changes type.
 //! - Regular-expression subscriptions (`subscribed_topic_regex`) are stored per member; the
@@ -94,7 +94,7 @@ pub struct GroupCoordinator {
     departed_share_members: Vec<(String, String)>,
     /// Classic-group records to persist, in the order of the changes (see
     /// [`GroupCoordinator::take_group_records`]).
-    group_records: Vec<(String, Option<ClassicGroupRecord>)>,
+    group_records: Vec<(String, GroupRecordChange)>,
 }
 
 fn join_error(token: u64, member_id: &str, error: i16) -> Output {
@@ -197,7 +197,8 @@ impl GroupCoordinator {
         let group_id = req.group_id.clone();
         group.join(now_ms, token, req, &self.config, &mut self.ids, &mut out);
         if let Some(change) = group.persist_change() {
-            self.group_records.push((group_id.clone(), change));
+            self.group_records
+                .push((group_id.clone(), GroupRecordChange::Classic(change)));
         }
         if pre_existing || !group.is_empty() {
             self.groups.insert(group_id, Group::Classic(group));
@@ -219,7 +220,8 @@ impl GroupCoordinator {
             Some(Group::Classic(g)) => {
                 g.sync(now_ms, token, req, &mut out);
                 if let Some(change) = g.persist_change() {
-                    self.group_records.push((g.group_id.clone(), change));
+                    self.group_records
+                        .push((g.group_id.clone(), GroupRecordChange::Classic(change)));
                 }
             }
             _ => out.push(sync_error(token, error::UNKNOWN_MEMBER_ID)),
@@ -253,7 +255,8 @@ impl GroupCoordinator {
             Some(Group::Classic(g)) => {
                 let results = g.leave(now_ms, members, &self.config, &mut outputs);
                 if let Some(change) = g.persist_change() {
-                    self.group_records.push((g.group_id.clone(), change));
+                    self.group_records
+                        .push((g.group_id.clone(), GroupRecordChange::Classic(change)));
                 }
                 results
             }
@@ -323,6 +326,10 @@ impl GroupCoordinator {
             }
         };
         let result = group.heartbeat(now_ms, &req, topics, &self.config, &mut self.ids);
+        if let Some(change) = group.persist_change() {
+            self.group_records
+                .push((req.group_id.clone(), GroupRecordChange::Consumer(change)));
+        }
         if result.is_err() && created && group.is_empty() {
             if let Some(prev) = previous {
                 self.groups.insert(req.group_id.clone(), prev);
@@ -483,31 +490,41 @@ impl GroupCoordinator {
     }
 
     // ------------------------------------------------------------------
-    // Persistence of classic groups
+    // Persistence of classic and consumer groups
     // ------------------------------------------------------------------
 
-    /// The classic-group records to persist since the last call, in the order of the changes
+    /// The group records to persist since the last call, in the order of the changes
     /// (a record, or `None`: delete the group's record). The caller writes them in this order;
     /// a later one for the same group supersedes an earlier one.
-    pub fn take_group_records(&mut self) -> Vec<(String, Option<ClassicGroupRecord>)> {
+    pub fn take_group_records(&mut self) -> Vec<(String, GroupRecordChange)> {
         std::mem::take(&mut self.group_records)
     }
 
-    /// Restores a classic group from its persisted record (a coordinator loading its
-    /// partition). Refused (false) when the group already exists or the record does not make
-    /// a valid group (see `ClassicGroup::from_record`).
-    pub fn restore_classic_group(
+    /// Restores a group from its persisted record (a coordinator loading its partition): a
+    /// classic group (`ClassicGroup::from_record`) or a KIP-848 consumer group
+    /// (`ConsumerGroup::from_record`). Refused (false) when the group already exists, the
+    /// change is a deletion, or the record does not make a valid group.
+    pub fn restore_group(
         &mut self,
         group_id: &str,
-        record: ClassicGroupRecord,
+        record: GroupRecordChange,
         now_ms: u64,
     ) -> bool {
         if group_id.is_empty() || self.groups.contains_key(group_id) {
             return false;
         }
-        match ClassicGroup::from_record(group_id, record, now_ms, &self.config) {
+        let group = match record {
+            GroupRecordChange::Classic(Some(r)) => {
+                ClassicGroup::from_record(group_id, r, now_ms, &self.config).map(Group::Classic)
+            }
+            GroupRecordChange::Consumer(Some(r)) => {
+                ConsumerGroup::from_record(group_id, r, now_ms, &self.config).map(Group::Consumer)
+            }
+            GroupRecordChange::Classic(None) | GroupRecordChange::Consumer(None) => None,
+        };
+        match group {
             Some(g) => {
-                self.groups.insert(group_id.to_string(), Group::Classic(g));
+                self.groups.insert(group_id.to_string(), g);
                 true
             }
             None => false,
@@ -528,10 +545,17 @@ impl GroupCoordinator {
                 Group::Classic(g) => {
                     g.tick(now_ms, &self.config, &mut out);
                     if let Some(change) = g.persist_change() {
-                        self.group_records.push((g.group_id.clone(), change));
+                        self.group_records
+                            .push((g.group_id.clone(), GroupRecordChange::Classic(change)));
                     }
                 }
-                Group::Consumer(g) => g.tick(now_ms, topics, &self.config),
+                Group::Consumer(g) => {
+                    g.tick(now_ms, topics, &self.config);
+                    if let Some(change) = g.persist_change() {
+                        self.group_records
+                            .push((g.group_id.clone(), GroupRecordChange::Consumer(change)));
+                    }
+                }
                 Group::Share(g) => {
                     for member in g.tick(now_ms, topics) {
                         self.departed_share_members

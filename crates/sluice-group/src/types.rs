@@ -353,6 +353,55 @@ pub struct ProtocolRecord {
     pub metadata: Vec<u8>,
 }
 
+/// A KIP-848 consumer group as persisted (Kafka keeps it as ConsumerGroupMetadata,
+/// ConsumerGroupMemberMetadata, target and current assignment records in `__consumer_offsets`;
+/// Sluice as one record per group): written whenever a heartbeat or a timer changes what it
+/// holds, deleted when the group empties. A coordinator that loads the group again restores
+/// its epochs, target and members (with their epochs and partitions), so they go on
+/// heartbeating with their member epoch instead of rejoining and being reassigned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerGroupRecord {
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor_name: String,
+    /// The subscribed topics that existed, as last seen (name, id, partition count).
+    pub topics: Vec<(String, TopicId, i32)>,
+    pub members: Vec<ConsumerMemberRecord>,
+}
+
+/// A topic's partitions, as in a [`ConsumerMemberRecord`].
+pub type PartitionsRecord = Vec<(TopicId, Vec<i32>)>;
+
+/// One member of a [`ConsumerGroupRecord`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerMemberRecord {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    pub regex_topics: Vec<String>,
+    pub server_assignor: Option<String>,
+    /// 0 stable, 1 unrevoked partitions, 2 unreleased partitions.
+    pub state: u8,
+    pub member_epoch: i32,
+    pub previous_member_epoch: i32,
+    pub assigned: PartitionsRecord,
+    pub pending_revocation: PartitionsRecord,
+    /// The member's part of the target assignment.
+    pub target: PartitionsRecord,
+}
+
+/// A change of a group's persisted record: written (`Some`) or deleted (`None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupRecordChange {
+    Classic(Option<ClassicGroupRecord>),
+    Consumer(Option<ConsumerGroupRecord>),
+}
+
 /// Opaque client bytes as base64 in the JSON records (a third of the size of a number array).
 mod base64_bytes {
     use base64::Engine;

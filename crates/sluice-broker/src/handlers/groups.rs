@@ -769,7 +769,7 @@ fn topic_partitions_out(
 
 /// KIP-848: the member's heartbeat carries its subscription and owned partitions; the
 /// coordinator answers with its epoch and, when it changed, its assignment.
-pub fn consumer_group_heartbeat(
+pub async fn consumer_group_heartbeat(
     broker: &Broker,
     req: ConsumerGroupHeartbeatRequest,
     ctx: &RequestContext,
@@ -819,9 +819,12 @@ pub fn consumer_group_heartbeat(
     }
     let snapshot = crate::groups::topics_snapshot(&broker.metadata, &regexes);
     let now = now_u64();
+    // Answered once a change of the member's epoch or assignment is written: a coordinator
+    // that takes over must know the epoch the member was told.
     let result = broker
         .groups
-        .with(|c| (c.consumer_heartbeat(now, request, &snapshot), Vec::new()));
+        .with_persisted(|c| (c.consumer_heartbeat(now, request, &snapshot), Vec::new()))
+        .await;
     match result {
         Ok(r) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(s(r.member_id)))

@@ -369,7 +369,7 @@ async fn dispatch(
         Rq::DescribeGroups(r) => Rs::DescribeGroups(groups::describe_groups(broker, r)),
         Rq::ListGroups(r) => Rs::ListGroups(groups::list_groups(broker, r)),
         Rq::ConsumerGroupHeartbeat(r) => {
-            Rs::ConsumerGroupHeartbeat(groups::consumer_group_heartbeat(broker, r, ctx))
+            Rs::ConsumerGroupHeartbeat(groups::consumer_group_heartbeat(broker, r, ctx).await)
         }
         Rq::ConsumerGroupDescribe(r) => {
             Rs::ConsumerGroupDescribe(groups::consumer_group_describe(broker, r))

@@ -262,6 +262,7 @@ fn view(state: &State) -> (View, View) {
         txns: state.txns.clone(),
         ended: state.ended.clone(),
         classic: state.classic.clone(),
+        consumer: state.consumer.clone(),
         seq: state.seq,
     };
     let open: Vec<(String, i64, i16)> = state
@@ -298,27 +299,58 @@ fn a_snapshot_rebuilds_the_state_alone_and_over_the_history() {
         commit,
     };
     let group = |generation_id: i32| {
-        Change::Group(Some(Box::new(sluice_group::ClassicGroupRecord {
-            protocol_type: Some("consumer".into()),
-            protocol_name: Some("range".into()),
-            generation_id,
-            leader_id: Some("m-1".into()),
-            members: vec![sluice_group::ClassicMemberRecord {
-                member_id: "m-1".into(),
-                group_instance_id: Some("i-1".into()),
-                client_id: "c".into(),
-                client_host: "/127.0.0.1".into(),
-                session_timeout_ms: 10_000,
-                rebalance_timeout_ms: 30_000,
-                protocol_type: "consumer".into(),
-                protocols: vec![sluice_group::ProtocolRecord {
-                    name: "range".into(),
-                    metadata: vec![0, 1, 255],
+        Change::Group(Box::new(GroupRecordChange::Classic(Some(
+            sluice_group::ClassicGroupRecord {
+                protocol_type: Some("consumer".into()),
+                protocol_name: Some("range".into()),
+                generation_id,
+                leader_id: Some("m-1".into()),
+                members: vec![sluice_group::ClassicMemberRecord {
+                    member_id: "m-1".into(),
+                    group_instance_id: Some("i-1".into()),
+                    client_id: "c".into(),
+                    client_host: "/127.0.0.1".into(),
+                    session_timeout_ms: 10_000,
+                    rebalance_timeout_ms: 30_000,
+                    protocol_type: "consumer".into(),
+                    protocols: vec![sluice_group::ProtocolRecord {
+                        name: "range".into(),
+                        metadata: vec![0, 1, 255],
+                    }],
+                    assignment: vec![7, 0, 9],
                 }],
-                assignment: vec![7, 0, 9],
-            }],
-        })))
+            },
+        ))))
     };
+    let consumer = |group_epoch: i32| {
+        Change::Group(Box::new(GroupRecordChange::Consumer(Some(
+            sluice_group::ConsumerGroupRecord {
+                group_epoch,
+                assignment_epoch: group_epoch,
+                assignor_name: "uniform".into(),
+                topics: vec![("t".into(), [3; 16], 4)],
+                members: vec![sluice_group::ConsumerMemberRecord {
+                    member_id: "m-2".into(),
+                    instance_id: None,
+                    rack_id: None,
+                    client_id: "c".into(),
+                    client_host: "/127.0.0.1".into(),
+                    rebalance_timeout_ms: 30_000,
+                    subscribed_topic_names: vec!["t".into()],
+                    subscribed_topic_regex: None,
+                    regex_topics: vec![],
+                    server_assignor: None,
+                    state: 0,
+                    member_epoch: group_epoch,
+                    previous_member_epoch: group_epoch - 1,
+                    assigned: vec![([3; 16], vec![0, 1, 2, 3])],
+                    pending_revocation: vec![],
+                    target: vec![([3; 16], vec![0, 1, 2, 3])],
+                }],
+            },
+        ))))
+    };
+    let no_consumer = || Change::Group(Box::new(GroupRecordChange::Consumer(None)));
     let history: Vec<(&str, Change)> = vec![
         ("g", plain("t", 0, Some(1))),
         ("g", pending(1, 0, "t", 0, 10)),
@@ -335,7 +367,14 @@ fn a_snapshot_rebuilds_the_state_alone_and_over_the_history() {
         ("g", group(3)),
         ("h", group(1)),
         ("g", group(4)),
-        ("h", Change::Group(None)),
+        (
+            "h",
+            Change::Group(Box::new(GroupRecordChange::Classic(None))),
+        ),
+        ("k", consumer(2)),
+        ("l", consumer(1)),
+        ("k", consumer(5)),
+        ("l", no_consumer()),
     ];
     let mut state = State::default();
     for (g, c) in history {
@@ -348,6 +387,7 @@ fn a_snapshot_rebuilds_the_state_alone_and_over_the_history() {
         txns: state.txns.clone(),
         ended: state.ended.clone(),
         classic: state.classic.clone(),
+        consumer: state.consumer.clone(),
         seq: state.seq,
     };
     for (g, c) in snapshot {
@@ -367,6 +407,10 @@ fn a_snapshot_rebuilds_the_state_alone_and_over_the_history() {
     assert_eq!(state.classic.len(), 1);
     assert_eq!(state.classic["g"].generation_id, 4);
     assert_eq!(state.classic["g"].members[0].assignment, vec![7, 0, 9]);
+    assert_eq!(alone.consumer, state.consumer);
+    assert_eq!(over.consumer, state.consumer);
+    assert_eq!(state.consumer.len(), 1);
+    assert_eq!(state.consumer["k"].members[0].member_epoch, 5);
     // The outcome itself: p1's offset on t-0 was logged before the plain 2; p3's after 3.
     let committed = &want.1 .0;
     assert!(committed.contains(&("g".into(), "t".into(), 0, 2)));

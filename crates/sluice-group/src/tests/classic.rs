@@ -787,7 +787,9 @@ fn a_completed_generation_is_persisted_and_restored_for_its_members() {
     assert_eq!(records.len(), 1, "{records:?}");
     let (group, record) = records.into_iter().next().unwrap();
     assert_eq!(group, G);
-    let record = record.expect("a record, not a deletion");
+    let GroupRecordChange::Classic(Some(record)) = record else {
+        panic!("a classic record, not a deletion: {record:?}");
+    };
     assert_eq!(record.generation_id, 1);
     assert_eq!(record.leader_id.as_deref(), Some(a.as_str()));
     assert_eq!(record.members.len(), 2);
@@ -798,9 +800,9 @@ fn a_completed_generation_is_persisted_and_restored_for_its_members() {
     // A new coordinator (restart, failover) loads the record: the members go on in
     // generation 1 with their assignments, no rebalance.
     let mut fresh = GroupCoordinator::new(CoordinatorConfig::default());
-    assert!(fresh.restore_classic_group(G, record.clone(), 50_000));
+    assert!(fresh.restore_group(G, GroupRecordChange::Classic(Some(record.clone())), 50_000));
     assert!(
-        !fresh.restore_classic_group(G, record, 50_000),
+        !fresh.restore_group(G, GroupRecordChange::Classic(Some(record)), 50_000),
         "exists already"
     );
     assert!(
@@ -837,7 +839,10 @@ fn a_completed_generation_is_persisted_and_restored_for_its_members() {
     );
     assert!(left.members.iter().all(|(_, e)| *e == NONE));
     assert_eq!(state(&fresh), GroupState::Empty);
-    assert_eq!(fresh.take_group_records(), vec![(G.to_string(), None)]);
+    assert_eq!(
+        fresh.take_group_records(),
+        vec![(G.to_string(), GroupRecordChange::Classic(None))]
+    );
 }
 
 #[test]
@@ -845,22 +850,24 @@ fn restoring_refuses_records_that_are_not_a_group() {
     let mut c = GroupCoordinator::new(CoordinatorConfig::default());
     stable_pair(&mut c);
     let (_, record) = c.take_group_records().pop().unwrap();
-    let record = record.unwrap();
+    let GroupRecordChange::Classic(Some(record)) = record else {
+        panic!("a classic record: {record:?}");
+    };
     let mut fresh = GroupCoordinator::new(CoordinatorConfig::default());
     let empty = ClassicGroupRecord {
         members: vec![],
         ..record.clone()
     };
-    assert!(!fresh.restore_classic_group(G, empty, 0));
+    assert!(!fresh.restore_group(G, GroupRecordChange::Classic(Some(empty)), 0));
     let mut dup = record.clone();
     dup.members[1].member_id = dup.members[0].member_id.clone();
-    assert!(!fresh.restore_classic_group(G, dup, 0));
+    assert!(!fresh.restore_group(G, GroupRecordChange::Classic(Some(dup)), 0));
     let small = GroupCoordinator::new(CoordinatorConfig {
         max_group_size: 1,
         ..CoordinatorConfig::default()
     });
     let mut small = small;
-    assert!(!small.restore_classic_group(G, record.clone(), 0));
-    assert!(!fresh.restore_classic_group("", record, 0));
+    assert!(!small.restore_group(G, GroupRecordChange::Classic(Some(record.clone())), 0));
+    assert!(!fresh.restore_group("", GroupRecordChange::Classic(Some(record)), 0));
     assert!(fresh.describe(G).is_none());
 }

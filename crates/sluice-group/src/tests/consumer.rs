@@ -644,3 +644,104 @@ fn regex_subscriptions_follow_the_brokers_matches() {
     assert_eq!(d.members[0].subscribed_topic_regex.as_deref(), Some("a.*"));
     assert_eq!(c.subscribed_topics(G), vec!["a".to_string()]);
 }
+
+/// The record of the last change a call handed out for the group, if any.
+fn last_record(c: &mut GroupCoordinator) -> Option<GroupRecordChange> {
+    c.take_group_records().pop().map(|(g, r)| {
+        assert_eq!(g, G);
+        r
+    })
+}
+
+#[test]
+fn a_consumer_group_is_persisted_and_restored_for_its_members() {
+    let mut c = GroupCoordinator::new(CoordinatorConfig::default());
+    let topics = snapshot(4, 2);
+    let (mut a, mut b) = (Client::new(&["a", "b"]), Client::new(&["a", "b"]));
+    a.heartbeat(&mut c, 0, &topics);
+    b.heartbeat(&mut c, 10, &topics);
+    // Reconcile: a revokes what moves to b, b gets it.
+    for t in 1..6 {
+        a.heartbeat(&mut c, 100 * t, &topics);
+        b.heartbeat(&mut c, 100 * t + 1, &topics);
+    }
+    assert_eq!(c.describe(G).unwrap().state, GroupState::Stable);
+    assert_eq!(count(&a.owned) + count(&b.owned), 6);
+    let Some(GroupRecordChange::Consumer(Some(record))) = last_record(&mut c) else {
+        panic!("the changes were persisted");
+    };
+    assert_eq!(record.members.len(), 2);
+    // A heartbeat that changes nothing writes nothing.
+    a.heartbeat_with(&mut c, 1000, &topics, false);
+    assert_eq!(last_record(&mut c), None);
+
+    // A new coordinator restores the group: the members go on with their epochs and
+    // partitions, no rebalance; commits with their epochs are accepted.
+    let mut fresh = GroupCoordinator::new(CoordinatorConfig::default());
+    assert!(fresh.restore_group(G, GroupRecordChange::Consumer(Some(record.clone())), 50_000));
+    assert!(
+        !fresh.restore_group(G, GroupRecordChange::Consumer(Some(record.clone())), 50_000),
+        "exists already"
+    );
+    assert!(
+        fresh.take_group_records().is_empty(),
+        "a restored group is not written back"
+    );
+    let (owned_a, owned_b, epoch) = (a.owned.clone(), b.owned.clone(), a.epoch);
+    let ra = a.heartbeat(&mut fresh, 50_001, &topics);
+    let rb = b.heartbeat(&mut fresh, 50_002, &topics);
+    assert_eq!((ra.member_epoch, rb.member_epoch), (epoch, epoch));
+    assert_eq!((a.owned.clone(), b.owned.clone()), (owned_a, owned_b));
+    assert_server_disjoint(&fresh);
+    assert_eq!(fresh.describe(G).unwrap().state, GroupState::Stable);
+    assert_eq!(
+        fresh.validate_offset_commit(50_003, G, epoch, &a.id, None),
+        NONE
+    );
+    assert_eq!(last_record(&mut fresh), None, "nothing changed");
+
+    // Malformed records are refused.
+    let mut dup = record.clone();
+    dup.members[1].member_id = dup.members[0].member_id.clone();
+    assert!(
+        !GroupCoordinator::new(CoordinatorConfig::default()).restore_group(
+            G,
+            GroupRecordChange::Consumer(Some(dup)),
+            0
+        )
+    );
+    let mut twice = record.clone();
+    let first = twice.members[0].assigned.clone();
+    twice.members[1].assigned = first;
+    assert!(
+        !GroupCoordinator::new(CoordinatorConfig::default()).restore_group(
+            G,
+            GroupRecordChange::Consumer(Some(twice)),
+            0
+        )
+    );
+    let mut state = record.clone();
+    state.members[0].state = 9;
+    assert!(
+        !GroupCoordinator::new(CoordinatorConfig::default()).restore_group(
+            G,
+            GroupRecordChange::Consumer(Some(state)),
+            0
+        )
+    );
+
+    // Both leave: the record is deleted.
+    for cl in [&a, &b] {
+        let bye = ConsumerHeartbeat {
+            group_id: G.to_string(),
+            member_id: cl.id.clone(),
+            member_epoch: -1,
+            ..ConsumerHeartbeat::default()
+        };
+        fresh.consumer_heartbeat(50_010, bye, &topics).unwrap();
+    }
+    assert_eq!(
+        last_record(&mut fresh),
+        Some(GroupRecordChange::Consumer(None))
+    );
+}

@@ -117,9 +117,11 @@ class Conn:
 
 
 def heartbeat(conn, group, member, topics, epoch=0):
-    """ShareGroupHeartbeat v1; returns (error_code, member_epoch)."""
+    """ShareGroupHeartbeat v1 (`topics` None: the subscription unchanged); returns (error_code,
+    member_epoch)."""
+    subscribed = b"\x00" if topics is None else carr([cstr(t) for t in topics])
     body = (cstr(group) + cstr(member) + struct.pack(">i", epoch) + cstr(None)
-            + carr([cstr(t) for t in topics]) + TAGS)
+            + subscribed + TAGS)
     r = conn.call(76, 1, body)
     r.i32()
     code = r.i16()

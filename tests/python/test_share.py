@@ -829,3 +829,38 @@ def test_dead_letter_that_cannot_be_written_does_not_block_others(broker, unique
         c.close()
     (dl,) = read_all(broker.bootstrap, "dlq." + g, 1, timeout=5)
     assert dl.key() == b"small"
+
+
+@pytest.mark.parametrize("how", ["kill9", "sigterm"])
+def test_share_members_keep_their_epochs_across_a_coordinator_restart(broker_factory, unique, how):
+    """A share group's membership is persisted with the group coordinator's state: after a
+    restart, a member heartbeating with the epoch it was given goes on (no UNKNOWN_MEMBER_ID,
+    no rejoin), with the same epoch."""
+    import uuid
+
+    from kproto_share import Conn, heartbeat
+    b = broker_factory()
+    topic, group = unique("t"), unique("g")
+    create_topic(b.bootstrap, topic, partitions=2)
+    members = [uuid.uuid4().hex, uuid.uuid4().hex]
+    conn = Conn(b.kafka_port)
+    try:
+        epochs = {}
+        for m in members:
+            code, epochs[m] = heartbeat(conn, group, m, [topic])
+            assert code == 0
+        # The first member learns the group's latest epoch (the second one's join bumped it).
+        code, epochs[members[0]] = heartbeat(conn, group, members[0], None,
+                                             epoch=epochs[members[0]])
+        assert code == 0
+    finally:
+        conn.close()
+    b.kill9() if how == "kill9" else b.stop()
+    b.start()
+    conn = Conn(b.kafka_port)
+    try:
+        for m in members:
+            code, epoch = heartbeat(conn, group, m, None, epoch=epochs[m])
+            assert (code, epoch) == (0, epochs[m]), f"member {m} after the restart"
+    finally:
+        conn.close()

@@ -2,14 +2,14 @@
 //! a token per parked request (JoinGroup and SyncGroup wait for other members) mapped to a
 //! oneshot channel, and a timer task that calls `tick` at the coordinator's next deadline.
 //!
-//! Classic and KIP-848 consumer groups are persisted as Kafka does (its `GroupMetadataValue`,
-//! and the ConsumerGroup* records): every change the state machine hands out
-//! ([`GroupCoordinator::take_group_records`]: a completed generation, a replaced static
-//! member, a consumer group's changed epochs or assignments, a group that emptied) is queued
+//! Classic, KIP-848 consumer and share groups are persisted as Kafka does (its
+//! `GroupMetadataValue`, ConsumerGroup* and ShareGroup* records): every change the state machine
+//! hands out ([`GroupCoordinator::take_group_records`]: a completed generation, a replaced static
+//! member, a changed member epoch or assignment, a group that emptied) is queued
 //! under the coordinator lock, so the queue is in the order of the changes, and one writer
 //! task ([`run_persister`]) appends them to `__consumer_offsets-0` in that order
 //! (`OffsetStore::write_group`). A request whose call produced records (the leader's
-//! SyncGroup, a consumer heartbeat) is answered once they are committed, so a member never
+//! SyncGroup, a consumer or share heartbeat) is answered once they are committed, so a member never
 //! holds a generation or epoch the log does not have; a write that fails is logged and the
 //! answer goes out anyway (the group then rejoins after a coordinator move, as it would
 //! without persistence). When this node starts coordinating, the loaded records are restored
@@ -279,10 +279,10 @@ pub async fn run_persister(broker: Arc<Broker>, mut stop: watch::Receiver<bool>)
         };
         for (group, record) in job.records {
             let what = match &record {
-                GroupRecordChange::Classic(Some(_)) | GroupRecordChange::Consumer(Some(_)) => {
-                    "written"
-                }
-                GroupRecordChange::Classic(None) | GroupRecordChange::Consumer(None) => "deleted",
+                GroupRecordChange::Classic(None)
+                | GroupRecordChange::Consumer(None)
+                | GroupRecordChange::Share(None) => "deleted",
+                _ => "written",
             };
             if let Err(e) = broker.offsets.write_group(&group, record, now_ms()).await {
                 tracing::warn!(

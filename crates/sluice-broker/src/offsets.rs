@@ -32,7 +32,7 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use sluice_group::{ClassicGroupRecord, ConsumerGroupRecord, GroupRecordChange};
+use sluice_group::{ClassicGroupRecord, ConsumerGroupRecord, GroupRecordChange, ShareGroupRecord};
 use tokio::sync::Notify;
 
 use crate::coordinator::{CoordinatorHook, CoordinatorLog, Follower, Loadable};
@@ -106,6 +106,12 @@ struct ConsumerGroupKey {
     consumer_group: String,
 }
 
+/// Key of a share group's membership (value: [`ShareGroupRecord`], null = deleted).
+#[derive(Serialize, Deserialize)]
+struct ShareGroupKey {
+    share_group: String,
+}
+
 /// A committed offset and the position (in log order) of the record that set it.
 type Slot = (CommittedOffset, u64);
 type GroupOffsets = BTreeMap<(String, i32), Slot>;
@@ -170,6 +176,8 @@ struct State {
     classic: HashMap<String, ClassicGroupRecord>,
     /// KIP-848 consumer groups' state (see `sluice_group::ConsumerGroupRecord`).
     consumer: HashMap<String, ConsumerGroupRecord>,
+    /// Share groups' membership (see `sluice_group::ShareGroupRecord`).
+    share: HashMap<String, ShareGroupRecord>,
     /// Position of the next applied change (log order; renumbered by a replay, which keeps
     /// the order).
     seq: u64,
@@ -265,6 +273,12 @@ impl State {
                     GroupRecordChange::Consumer(None) => {
                         self.consumer.remove(group);
                     }
+                    GroupRecordChange::Share(Some(record)) => {
+                        self.share.insert(group.to_string(), record);
+                    }
+                    GroupRecordChange::Share(None) => {
+                        self.share.remove(group);
+                    }
                 },
                 Change::TxnEnd {
                     producer_id,
@@ -348,6 +362,10 @@ impl State {
         }
         for (group, record) in &self.consumer {
             let change = GroupRecordChange::Consumer(Some(record.clone()));
+            out.push((group.clone(), Change::Group(Box::new(change))));
+        }
+        for (group, record) in &self.share {
+            let change = GroupRecordChange::Share(Some(record.clone()));
             out.push((group.clone(), Change::Group(Box::new(change))));
         }
         out
@@ -484,6 +502,12 @@ fn encode(group: &str, change: &Change) -> internal_log::KeyValue {
                 }),
                 record.as_ref().and_then(json),
             ),
+            GroupRecordChange::Share(record) => (
+                json(&ShareGroupKey {
+                    share_group: group.to_string(),
+                }),
+                record.as_ref().and_then(json),
+            ),
         },
     }
 }
@@ -524,6 +548,14 @@ fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<(String, Change)> 
         };
         let change = GroupRecordChange::Consumer(record);
         return Some((k.consumer_group, Change::Group(Box::new(change))));
+    }
+    if let Ok(k) = serde_json::from_slice::<ShareGroupKey>(key) {
+        let record = match value {
+            None => None,
+            Some(v) => Some(serde_json::from_slice::<ShareGroupRecord>(v).ok()?),
+        };
+        let change = GroupRecordChange::Share(record);
+        return Some((k.share_group, Change::Group(Box::new(change))));
     }
     if let Ok(k) = serde_json::from_slice::<EndKey>(key) {
         let v = serde_json::from_slice::<EndValue>(value?).ok()?;
@@ -658,7 +690,11 @@ impl OffsetStore {
                 .consumer
                 .iter()
                 .map(|(g, r)| (g.clone(), GroupRecordChange::Consumer(Some(r.clone()))));
-            classic.chain(consumer).collect()
+            let share = s
+                .share
+                .iter()
+                .map(|(g, r)| (g.clone(), GroupRecordChange::Share(Some(r.clone()))));
+            classic.chain(consumer).chain(share).collect()
         })
     }
 

@@ -93,6 +93,34 @@ pub(crate) fn to_vec(a: &Assignment) -> Vec<(TopicId, Vec<i32>)> {
         .collect()
 }
 
+/// An [`Assignment`] from its persisted form (empty topics dropped).
+pub(crate) fn from_vec(p: &PartitionsRecord) -> Assignment {
+    let mut a = Assignment::new();
+    for (t, ps) in p {
+        if !ps.is_empty() {
+            a.entry(*t).or_default().extend(ps.iter().copied());
+        }
+    }
+    a
+}
+
+/// Whether a group hands out a record for persistence after a change, given the fingerprint
+/// of its state (`None`: the group is empty) and the last one handed out: `Some(true)` write
+/// its record (it changed), `Some(false)` delete it (the group emptied), `None` nothing.
+pub(crate) fn persist_decision(
+    persisted: &mut Option<u64>,
+    fingerprint: Option<u64>,
+) -> Option<bool> {
+    match fingerprint {
+        None => persisted.take().map(|_| false),
+        Some(fp) if *persisted == Some(fp) => None,
+        Some(fp) => {
+            *persisted = Some(fp);
+            Some(true)
+        }
+    }
+}
+
 /// Kafka's `ownsRevokedPartitions`: unknown ownership counts as owning.
 fn owns_any(owned: Option<&[(TopicId, Vec<i32>)]>, partitions: &Assignment) -> bool {
     let Some(owned) = owned else {
@@ -810,15 +838,8 @@ impl ConsumerGroup {
     /// What to persist after a change: `Some(Some(record))` when the record changed,
     /// `Some(None)` when the group emptied (delete its record), `None` when nothing changed.
     pub fn persist_change(&mut self) -> Option<Option<ConsumerGroupRecord>> {
-        if self.members.is_empty() {
-            return self.persisted.take().map(|_| None);
-        }
-        let fp = self.fingerprint();
-        if self.persisted == Some(fp) {
-            return None;
-        }
-        self.persisted = Some(fp);
-        Some(Some(self.record()))
+        let fp = (!self.members.is_empty()).then(|| self.fingerprint());
+        persist_decision(&mut self.persisted, fp).map(|write| write.then(|| self.record()))
     }
 
     /// A group from its persisted record (a coordinator loading its partition): members keep
@@ -835,15 +856,7 @@ impl ConsumerGroup {
         if r.members.is_empty() || r.members.len() > cfg.max_group_size {
             return None;
         }
-        let assignment = |p: &PartitionsRecord| -> Assignment {
-            let mut a = Assignment::new();
-            for (t, ps) in p {
-                if !ps.is_empty() {
-                    a.entry(*t).or_default().extend(ps.iter().copied());
-                }
-            }
-            a
-        };
+        let assignment = from_vec;
         let mut g = ConsumerGroup::new(group_id);
         g.group_epoch = r.group_epoch;
         g.assignment_epoch = r.assignment_epoch;

@@ -33,12 +33,10 @@
 //!
 //! # Kafka behaviours deliberately not implemented
 //!
-//! - Persistence of share groups' membership: it is in memory and lost when the
-//!   coordinator moves or restarts; their members rejoin (their queue state is the
-//!   share coordinator's and survives). Members heartbeating a group that no longer
-//!   exists get UNKNOWN_MEMBER_ID (Kafka would say GROUP_ID_NOT_FOUND) so they
-//!   simply rejoin. Classic and KIP-848 consumer groups are persisted: the
-//!   coordinator hands out [`ClassicGroupRecord`]s and [`ConsumerGroupRecord`]s
+//! - Members heartbeating a group that no longer exists get UNKNOWN_MEMBER_ID
+//!   (Kafka would say GROUP_ID_NOT_FOUND) so they simply rejoin. Classic, KIP-848
+//!   consumer and share groups are persisted: the coordinator hands out
+//!   [`ClassicGroupRecord`]s, [`ConsumerGroupRecord`]s and [`ShareGroupRecord`]s
 //!   ([`GroupCoordinator::take_group_records`]) for the broker to write, and
 //!   restores them on load ([`GroupCoordinator::restore_group`]).
 //! - Mixed groups / online migration between the classic and consumer
@@ -464,6 +462,10 @@ impl GroupCoordinator {
             ));
         };
         let result = group.heartbeat(now_ms, &req, topics, timeouts, self.config.max_group_size);
+        if let Some(change) = group.persist_change() {
+            self.group_records
+                .push((req.group_id.clone(), GroupRecordChange::Share(change)));
+        }
         if result
             .as_ref()
             .is_ok_and(|r| r.member_epoch == share::LEAVE_EPOCH)
@@ -520,7 +522,13 @@ impl GroupCoordinator {
             GroupRecordChange::Consumer(Some(r)) => {
                 ConsumerGroup::from_record(group_id, r, now_ms, &self.config).map(Group::Consumer)
             }
-            GroupRecordChange::Classic(None) | GroupRecordChange::Consumer(None) => None,
+            GroupRecordChange::Share(Some(r)) => {
+                ShareGroup::from_record(group_id, r, now_ms, self.config.max_group_size)
+                    .map(Group::Share)
+            }
+            GroupRecordChange::Classic(None)
+            | GroupRecordChange::Consumer(None)
+            | GroupRecordChange::Share(None) => None,
         };
         match group {
             Some(g) => {
@@ -560,6 +568,10 @@ impl GroupCoordinator {
                     for member in g.tick(now_ms, topics) {
                         self.departed_share_members
                             .push((g.group_id.clone(), member));
+                    }
+                    if let Some(change) = g.persist_change() {
+                        self.group_records
+                            .push((g.group_id.clone(), GroupRecordChange::Share(change)));
                     }
                 }
             }

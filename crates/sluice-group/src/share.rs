@@ -9,13 +9,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::assignor::Assignment;
-use crate::consumer::to_vec;
+use crate::consumer::{from_vec, persist_decision, to_vec};
 use crate::error;
 use crate::types::{
-    GroupDescription, GroupState, GroupType, MemberDescription, ShareHeartbeat,
-    ShareHeartbeatResponse, TopicsSnapshot,
+    GroupDescription, GroupState, GroupType, MemberDescription, ShareGroupRecord, ShareHeartbeat,
+    ShareHeartbeatResponse, ShareMemberRecord, TopicsSnapshot,
 };
-use crate::util::next_epoch;
+use crate::util::{ms, next_epoch};
 
 pub(crate) type HbError = (i16, String);
 
@@ -46,6 +46,10 @@ pub(crate) struct ShareGroup {
     target: BTreeMap<String, Assignment>,
     /// Partition counts of the subscribed topics as last assigned, to notice new partitions.
     subscribed: BTreeMap<String, (crate::types::TopicId, i32)>,
+    /// The session timeout of the last heartbeat (persisted: restored sessions use it).
+    session_timeout_ms: i32,
+    /// Fingerprint of the last record handed out for persistence (None: none, or deleted).
+    persisted: Option<u64>,
 }
 
 /// Settings the coordinator applies to share groups (Kafka's `group.share.*`).
@@ -121,6 +125,8 @@ impl ShareGroup {
             members: BTreeMap::new(),
             target: BTreeMap::new(),
             subscribed: BTreeMap::new(),
+            session_timeout_ms: ShareGroupTimeouts::default().session_timeout_ms,
+            persisted: None,
         }
     }
 
@@ -178,6 +184,7 @@ impl ShareGroup {
         max_members: usize,
     ) -> Result<ShareHeartbeatResponse, HbError> {
         let session = u64::try_from(timeouts.session_timeout_ms).unwrap_or(0);
+        self.session_timeout_ms = timeouts.session_timeout_ms;
         if req.member_epoch == LEAVE_EPOCH {
             if self.members.remove(&req.member_id).is_none() {
                 return Err(unknown_member(&req.member_id, &self.group_id));
@@ -271,6 +278,112 @@ impl ShareGroup {
             heartbeat_interval_ms: timeouts.heartbeat_interval_ms,
             assignment,
         })
+    }
+
+    // ------------------------------------------------------------------
+    // Persistence (as `ConsumerGroup`'s)
+    // ------------------------------------------------------------------
+
+    fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            self.group_epoch,
+            self.assignment_epoch,
+            self.session_timeout_ms,
+        )
+            .hash(&mut h);
+        self.subscribed.hash(&mut h);
+        for m in self.members.values() {
+            (&m.member_id, &m.rack_id, &m.client_id, &m.client_host).hash(&mut h);
+            (&m.subscribed_topic_names, m.member_epoch, &m.assigned).hash(&mut h);
+            self.target.get(&m.member_id).hash(&mut h);
+        }
+        h.finish()
+    }
+
+    pub fn record(&self) -> ShareGroupRecord {
+        ShareGroupRecord {
+            group_epoch: self.group_epoch,
+            assignment_epoch: self.assignment_epoch,
+            session_timeout_ms: self.session_timeout_ms,
+            topics: self
+                .subscribed
+                .iter()
+                .map(|(n, (id, p))| (n.clone(), *id, *p))
+                .collect(),
+            members: self
+                .members
+                .values()
+                .map(|m| ShareMemberRecord {
+                    member_id: m.member_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    subscribed_topic_names: m.subscribed_topic_names.iter().cloned().collect(),
+                    member_epoch: m.member_epoch,
+                    assigned: to_vec(&m.assigned),
+                    target: self
+                        .target
+                        .get(&m.member_id)
+                        .map(to_vec)
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+
+    /// As `ConsumerGroup::persist_change`.
+    pub fn persist_change(&mut self) -> Option<Option<ShareGroupRecord>> {
+        let fp = (!self.members.is_empty()).then(|| self.fingerprint());
+        persist_decision(&mut self.persisted, fp).map(|write| write.then(|| self.record()))
+    }
+
+    /// A group from its persisted record; members start a new session now. None when the
+    /// record does not make a valid group (no members, more than `max_members`, empty or
+    /// duplicate member ids).
+    pub fn from_record(
+        group_id: &str,
+        r: ShareGroupRecord,
+        now_ms: u64,
+        max_members: usize,
+    ) -> Option<Self> {
+        if r.members.is_empty() || r.members.len() > max_members {
+            return None;
+        }
+        let assignment = from_vec;
+        let mut g = ShareGroup::new(group_id);
+        g.group_epoch = r.group_epoch;
+        g.assignment_epoch = r.assignment_epoch;
+        g.session_timeout_ms = r.session_timeout_ms;
+        g.subscribed = r
+            .topics
+            .into_iter()
+            .map(|(n, id, p)| (n, (id, p)))
+            .collect();
+        let session_deadline_ms = now_ms.saturating_add(ms(r.session_timeout_ms));
+        for m in r.members {
+            if m.member_id.is_empty() || g.members.contains_key(&m.member_id) {
+                return None;
+            }
+            g.target.insert(m.member_id.clone(), assignment(&m.target));
+            g.members.insert(
+                m.member_id.clone(),
+                ShareMember {
+                    member_id: m.member_id,
+                    rack_id: m.rack_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    subscribed_topic_names: m.subscribed_topic_names.into_iter().collect(),
+                    member_epoch: m.member_epoch,
+                    assigned: assignment(&m.assigned),
+                    last_sent: None,
+                    session_deadline_ms,
+                },
+            );
+        }
+        g.persisted = Some(g.fingerprint());
+        Some(g)
     }
 
     pub fn next_deadline_ms(&self) -> Option<u64> {

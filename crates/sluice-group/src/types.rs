@@ -395,11 +395,39 @@ pub struct ConsumerMemberRecord {
     pub target: PartitionsRecord,
 }
 
+/// A share group's membership as persisted (Kafka's ShareGroup* records), written whenever a
+/// heartbeat or a timer changes it, deleted when the group empties. Restored, its members go
+/// on with their member epochs and assignments instead of rejoining.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareGroupRecord {
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    /// The session timeout its members last heartbeated with (restored sessions use it).
+    pub session_timeout_ms: i32,
+    /// The subscribed topics as last assigned (name, id, partition count).
+    pub topics: Vec<(String, TopicId, i32)>,
+    pub members: Vec<ShareMemberRecord>,
+}
+
+/// One member of a [`ShareGroupRecord`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareMemberRecord {
+    pub member_id: String,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    pub member_epoch: i32,
+    pub assigned: PartitionsRecord,
+    pub target: PartitionsRecord,
+}
+
 /// A change of a group's persisted record: written (`Some`) or deleted (`None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupRecordChange {
     Classic(Option<ClassicGroupRecord>),
     Consumer(Option<ConsumerGroupRecord>),
+    Share(Option<ShareGroupRecord>),
 }
 
 /// Opaque client bytes as base64 in the JSON records (a third of the size of a number array).

@@ -376,7 +376,7 @@ async fn dispatch(
         }
         Rq::DeleteGroups(r) => Rs::DeleteGroups(groups::delete_groups(broker, r).await),
         Rq::ShareGroupHeartbeat(r) => {
-            Rs::ShareGroupHeartbeat(share::share_group_heartbeat(broker, r, ctx))
+            Rs::ShareGroupHeartbeat(share::share_group_heartbeat(broker, r, ctx).await)
         }
         Rq::ShareGroupDescribe(r) => Rs::ShareGroupDescribe(share::share_group_describe(broker, r)),
         Rq::ShareFetch(r) => Rs::ShareFetch(share::share_fetch(broker, r).await),

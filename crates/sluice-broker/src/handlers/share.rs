@@ -79,7 +79,7 @@ pub fn release_departed(broker: &Broker) {
     }
 }
 
-pub fn share_group_heartbeat(
+pub async fn share_group_heartbeat(
     broker: &Broker,
     req: ShareGroupHeartbeatRequest,
     ctx: &RequestContext,
@@ -110,12 +110,17 @@ pub fn share_group_heartbeat(
         session_timeout_ms: settings.session_timeout_ms,
     };
     let now = now_u64();
-    let result = broker.groups.with(|c| {
-        (
-            c.share_heartbeat(now, request, &snapshot, timeouts),
-            Vec::new(),
-        )
-    });
+    // Answered once a change of the member's epoch or assignment is written (as a KIP-848
+    // heartbeat): a coordinator that takes over knows the epoch the member was told.
+    let result = broker
+        .groups
+        .with_persisted(|c| {
+            (
+                c.share_heartbeat(now, request, &snapshot, timeouts),
+                Vec::new(),
+            )
+        })
+        .await;
     release_departed(broker);
     match result {
         Ok(r) => ShareGroupHeartbeatResponse::default()

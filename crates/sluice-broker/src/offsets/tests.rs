@@ -263,6 +263,7 @@ fn view(state: &State) -> (View, View) {
         ended: state.ended.clone(),
         classic: state.classic.clone(),
         consumer: state.consumer.clone(),
+        share: state.share.clone(),
         seq: state.seq,
     };
     let open: Vec<(String, i64, i16)> = state
@@ -351,6 +352,26 @@ fn a_snapshot_rebuilds_the_state_alone_and_over_the_history() {
         ))))
     };
     let no_consumer = || Change::Group(Box::new(GroupRecordChange::Consumer(None)));
+    let share = |group_epoch: i32| {
+        Change::Group(Box::new(GroupRecordChange::Share(Some(
+            sluice_group::ShareGroupRecord {
+                group_epoch,
+                assignment_epoch: group_epoch,
+                session_timeout_ms: 45_000,
+                topics: vec![("t".into(), [3; 16], 4)],
+                members: vec![sluice_group::ShareMemberRecord {
+                    member_id: "s-1".into(),
+                    rack_id: None,
+                    client_id: "c".into(),
+                    client_host: "/127.0.0.1".into(),
+                    subscribed_topic_names: vec!["t".into()],
+                    member_epoch: group_epoch,
+                    assigned: vec![([3; 16], vec![0, 1])],
+                    target: vec![([3; 16], vec![0, 1])],
+                }],
+            },
+        ))))
+    };
     let history: Vec<(&str, Change)> = vec![
         ("g", plain("t", 0, Some(1))),
         ("g", pending(1, 0, "t", 0, 10)),
@@ -375,6 +396,8 @@ fn a_snapshot_rebuilds_the_state_alone_and_over_the_history() {
         ("l", consumer(1)),
         ("k", consumer(5)),
         ("l", no_consumer()),
+        ("s", share(3)),
+        ("s", share(4)),
     ];
     let mut state = State::default();
     for (g, c) in history {
@@ -388,6 +411,7 @@ fn a_snapshot_rebuilds_the_state_alone_and_over_the_history() {
         ended: state.ended.clone(),
         classic: state.classic.clone(),
         consumer: state.consumer.clone(),
+        share: state.share.clone(),
         seq: state.seq,
     };
     for (g, c) in snapshot {
@@ -411,6 +435,9 @@ fn a_snapshot_rebuilds_the_state_alone_and_over_the_history() {
     assert_eq!(over.consumer, state.consumer);
     assert_eq!(state.consumer.len(), 1);
     assert_eq!(state.consumer["k"].members[0].member_epoch, 5);
+    assert_eq!(alone.share, state.share);
+    assert_eq!(over.share, state.share);
+    assert_eq!(state.share["s"].group_epoch, 4);
     // The outcome itself: p1's offset on t-0 was logged before the plain 2; p3's after 3.
     let committed = &want.1 .0;
     assert!(committed.contains(&("g".into(), "t".into(), 0, 2)));

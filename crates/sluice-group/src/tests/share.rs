@@ -145,3 +145,70 @@ fn bad_heartbeats_are_refused() {
         INVALID_REQUEST
     );
 }
+
+#[test]
+fn a_share_group_is_persisted_and_restored_for_its_members() {
+    let mut c = coordinator();
+    let t = topics(4);
+    let to = ShareGroupTimeouts {
+        session_timeout_ms: 20_000,
+        ..ShareGroupTimeouts::default()
+    };
+    let a = c.share_heartbeat(0, hb("a", 0, true), &t, to).unwrap();
+    let b = c.share_heartbeat(1, hb("b", 0, true), &t, to).unwrap();
+    let a = c
+        .share_heartbeat(2, hb("a", a.member_epoch, false), &t, to)
+        .unwrap();
+    let mut records = c.take_group_records();
+    let Some((group, GroupRecordChange::Share(Some(record)))) = records.pop() else {
+        panic!("the changes were persisted: {records:?}");
+    };
+    assert_eq!(group, G);
+    assert_eq!(
+        (record.members.len(), record.session_timeout_ms),
+        (2, 20_000)
+    );
+    // A heartbeat that changes nothing writes nothing.
+    c.share_heartbeat(3, hb("b", b.member_epoch, false), &t, to)
+        .unwrap();
+    assert!(c.take_group_records().is_empty());
+
+    // A new coordinator: both go on with their epochs, no rejoin, the same split.
+    let mut fresh = coordinator();
+    let change = |r: &ShareGroupRecord| GroupRecordChange::Share(Some(r.clone()));
+    assert!(fresh.restore_group(G, change(&record), 50_000));
+    assert!(
+        !fresh.restore_group(G, change(&record), 50_000),
+        "exists already"
+    );
+    let a2 = fresh
+        .share_heartbeat(50_001, hb("a", a.member_epoch, false), &t, to)
+        .unwrap();
+    let b2 = fresh
+        .share_heartbeat(50_002, hb("b", b.member_epoch, false), &t, to)
+        .unwrap();
+    assert_eq!(
+        (a2.member_epoch, b2.member_epoch),
+        (a.member_epoch, b.member_epoch)
+    );
+    let (pa, pb) = (partitions(&a2), partitions(&b2));
+    assert_eq!(pa.len() + pb.len(), 4, "{pa:?} {pb:?}");
+    assert!(fresh.take_group_records().is_empty(), "nothing changed");
+    // Sessions restart at the load with the persisted timeout.
+    assert_eq!(fresh.next_deadline_ms(), Some(50_001 + 20_000));
+    let mut dup = record.clone();
+    dup.members[1].member_id = dup.members[0].member_id.clone();
+    assert!(!coordinator().restore_group(G, change(&dup), 0));
+
+    // Both leave: the record is deleted.
+    fresh
+        .share_heartbeat(50_010, hb("a", -1, false), &t, to)
+        .unwrap();
+    fresh
+        .share_heartbeat(50_011, hb("b", -1, false), &t, to)
+        .unwrap();
+    assert_eq!(
+        fresh.take_group_records().pop(),
+        Some((G.to_string(), GroupRecordChange::Share(None)))
+    );
+}

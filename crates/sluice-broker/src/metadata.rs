@@ -995,6 +995,36 @@ impl Metadata {
     }
 
     /// The configs set on a group (empty if none).
+    /// The leader of `topic`-`partition` in the image: UNKNOWN_TOPIC_OR_PARTITION when it does
+    /// not exist, LEADER_NOT_AVAILABLE while it has no leader. (Where a node sends what only a
+    /// partition's leader may do: markers, share state, dead letters.)
+    pub fn leader_of(&self, topic: &str, partition: i32) -> Result<i32, KafkaError> {
+        let unknown = || {
+            KafkaError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("{topic}-{partition} does not exist"),
+            )
+        };
+        let t = self.topic(topic).ok_or_else(unknown)?;
+        let leader = self
+            .cluster
+            .state
+            .read(|img| img.partition(&t.id, partition).map(|p| p.leader))
+            .ok_or_else(unknown)?;
+        if leader < 0 {
+            return Err(KafkaError::new(
+                ResponseError::LeaderNotAvailable,
+                format!("{topic}-{partition} has no leader"),
+            ));
+        }
+        Ok(leader)
+    }
+
+    /// A share group's settings (its group configs over the defaults).
+    pub fn share_settings(&self, group: &str) -> crate::group_config::ShareSettings {
+        self.group_configs(group).share_settings(group)
+    }
+
     pub fn group_configs(&self, group: &str) -> GroupConfigs {
         self.group_configs
             .read()

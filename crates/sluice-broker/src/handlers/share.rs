@@ -66,7 +66,7 @@ fn leads(broker: &Broker, topic_id: Uuid, partition: i32) -> bool {
 const DEFAULT_MAX_RECORDS: i32 = 500;
 
 fn settings(broker: &Broker, group: &str) -> ShareSettings {
-    broker.metadata.group_configs(group).share_settings(group)
+    broker.metadata.share_settings(group)
 }
 
 /// Tells the share service about members the coordinator dropped (left or timed out).

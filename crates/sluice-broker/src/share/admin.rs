@@ -67,10 +67,7 @@ pub async fn apply_local(broker: &Broker, op: &LeaderOp) -> Result<(), KafkaErro
             broker.share.remove(&keys).await
         }
         LeaderOp::Reset { key, offset } => {
-            let settings = broker
-                .metadata
-                .group_configs(&key.group)
-                .share_settings(&key.group);
+            let settings = broker.metadata.share_settings(&key.group);
             broker
                 .share
                 .reset(broker, &sp_key(key), *offset, &settings)
@@ -84,7 +81,7 @@ pub async fn apply_local(broker: &Broker, op: &LeaderOp) -> Result<(), KafkaErro
 fn leader(broker: &Broker, key: &StateKey) -> Result<Option<i32>, KafkaError> {
     match broker.metadata.topic_by_id(key.topic_id) {
         None => Ok(None),
-        Some(t) => crate::txn::leader_of(broker, &t.name, key.partition).map(Some),
+        Some(t) => broker.metadata.leader_of(&t.name, key.partition).map(Some),
     }
 }
 

@@ -174,7 +174,7 @@ async fn present(
     origin: &LetterOrigin,
     offsets: &[i64],
 ) -> Result<Vec<i64>, KafkaError> {
-    let leader = crate::txn::leader_of(broker, topic, partition)?;
+    let leader = broker.metadata.leader_of(topic, partition)?;
     if leader == broker.config.node_id {
         present_local(broker, topic, partition, origin, offsets).await
     } else {
@@ -319,7 +319,7 @@ async fn append(
     records: &[RawRecord],
 ) -> Result<(), KafkaError> {
     let batch = record_codec::encode(records);
-    let leader = crate::txn::leader_of(broker, topic, partition)?;
+    let leader = broker.metadata.leader_of(topic, partition)?;
     if leader == broker.config.node_id {
         append_local(broker, topic, partition, &batch).await
     } else {

@@ -649,7 +649,7 @@ impl ShareService {
 
     /// Releases everything `member` holds in `group` (session closed or member gone).
     pub fn release_member(&self, broker: &Broker, group: &str, member: &str) {
-        let settings = broker.metadata.group_configs(group).share_settings(group);
+        let settings = broker.metadata.share_settings(group);
         let member: MemberId = Arc::from(member);
         let now = now_u64();
         for h in self.handles(Some(group)) {
@@ -724,12 +724,7 @@ impl ShareService {
         for h in self.handles(None) {
             let settings = settings_of
                 .entry(h.key.group.clone())
-                .or_insert_with(|| {
-                    broker
-                        .metadata
-                        .group_configs(&h.key.group)
-                        .share_settings(&h.key.group)
-                })
+                .or_insert_with(|| broker.metadata.share_settings(&h.key.group))
                 .clone();
             let result = h.change(&self.store, |sp| {
                 let changed = sp.tick(now, &settings.share);
@@ -768,13 +763,7 @@ impl ShareService {
         for h in self.handles(None) {
             let committed = *read_committed
                 .entry(h.key.group.clone())
-                .or_insert_with(|| {
-                    broker
-                        .metadata
-                        .group_configs(&h.key.group)
-                        .share_settings(&h.key.group)
-                        .read_committed
-                });
+                .or_insert_with(|| broker.metadata.share_settings(&h.key.group).read_committed);
             let end = readable_end(&h.log, committed);
             *lag.entry((h.key.group.clone(), h.topic.clone()))
                 .or_default() += h.read(|sp| sp.lag(end));

@@ -159,7 +159,7 @@ async fn coordinator_node(broker: &Broker) -> Result<i32, KafkaError> {
             }
         }
     }
-    crate::txn::leader_of(broker, SHARE_TOPIC, 0)
+    broker.metadata.leader_of(SHARE_TOPIC, 0)
 }
 
 /// What a share-partition's clients are told when its state cannot be read or written: the

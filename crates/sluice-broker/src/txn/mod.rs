@@ -538,31 +538,6 @@ impl TxnCoordinator {
     }
 }
 
-/// The leader of `topic`-`partition` in the image: UNKNOWN_TOPIC_OR_PARTITION when it does not
-/// exist, LEADER_NOT_AVAILABLE while it has no leader.
-pub(crate) fn leader_of(broker: &Broker, topic: &str, partition: i32) -> Result<i32, KafkaError> {
-    let unknown = || {
-        KafkaError::new(
-            ResponseError::UnknownTopicOrPartition,
-            format!("{topic}-{partition} does not exist"),
-        )
-    };
-    let t = broker.metadata.topic(topic).ok_or_else(unknown)?;
-    let leader = broker
-        .metadata
-        .cluster
-        .state
-        .read(|img| img.partition(&t.id, partition).map(|p| p.leader))
-        .ok_or_else(unknown)?;
-    if leader < 0 {
-        return Err(KafkaError::new(
-            ResponseError::LeaderNotAvailable,
-            format!("{topic}-{partition} has no leader"),
-        ));
-    }
-    Ok(leader)
-}
-
 /// What Produce (KIP-890 part 1, and the TV2 implicit add) and TxnOffsetCommit ask the
 /// transaction coordinator: is `member` in the open transaction of `transactional_id` for this
 /// producer id and epoch (with `add`, added first)?
@@ -585,7 +560,7 @@ pub async fn verify(broker: &Broker, v: Verification, now_ms: i64) -> Result<(),
     if broker.txn.is_leading() || broker.metadata.cluster.is_single_node() {
         return broker.txn.verify_member(&v, now_ms).await;
     }
-    let leader = match leader_of(broker, TXN_TOPIC, 0) {
+    let leader = match broker.metadata.leader_of(TXN_TOPIC, 0) {
         Ok(l) if l != broker.config.node_id => l,
         Ok(_) => return Err(ResponseError::NotCoordinator),
         Err(_) => return Err(ResponseError::CoordinatorNotAvailable),
@@ -631,7 +606,7 @@ async fn write_partition_marker(
     partition: i32,
     marker: TxnMarker,
 ) -> Result<(), KafkaError> {
-    let leader = leader_of(broker, topic, partition)?;
+    let leader = broker.metadata.leader_of(topic, partition)?;
     if leader == broker.config.node_id {
         return write_marker_local(broker, topic, partition, marker).await;
     }
@@ -650,7 +625,7 @@ async fn write_partition_marker(
 /// `__consumer_offsets-0`; Kafka's marker to the offsets partition). Without that topic no
 /// group has offsets: nothing to end.
 async fn complete_group(broker: &Broker, group: &str, m: &Markers) -> Result<(), KafkaError> {
-    let leader = match leader_of(broker, GROUP_TOPIC, 0) {
+    let leader = match broker.metadata.leader_of(GROUP_TOPIC, 0) {
         Err(e) if e.code == ResponseError::UnknownTopicOrPartition.code() => return Ok(()),
         other => other?,
     };

@@ -264,7 +264,10 @@ def test_group_members_survive_a_coordinator_restart(broker_factory, unique, how
             assert time.monotonic() < deadline, f"got {len(after)} of 20 after the restart: {events}"
             for c in (c1, c2):
                 m = c.poll(0.1)
-                if m is not None and not m.error():
+                # Earlier records may still come: a KIP-848 partition that moved to the second
+                # member before the restart is read from the start there (nothing was committed).
+                # A rebalance caused by the restart shows in `events`, checked below.
+                if m is not None and not m.error() and m.value().startswith(b"after-"):
                     after.append(m)
         assert sorted(m.value() for m in after) == sorted(b"after-%d" % i for i in range(20))
         # Commits in the old generation are accepted by the restarted coordinator.

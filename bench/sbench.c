@@ -6,6 +6,7 @@
  *   sbench share   <brokers> <topic> <count> <group> <workers> [k=v | g:k=v ...]
  *   sbench join    <brokers> <topic> <group> <classic|consumer> [k=v ...]
  *   sbench create  <brokers> <topic> <partitions> [config=value ...]
+ *   sbench delete  <brokers> <topic>
  *   sbench probe   <brokers> <topic>
  *   sbench meta    <brokers> [<topic>]
  *
@@ -45,6 +46,7 @@
  * create: CreateTopics with the admin API (an existing topic is fine);
  *   $SBENCH_RF sets the replication factor (default 1); $SBENCH_ASSIGN=2,3,1
  *   gives every partition those replicas instead (the first: preferred leader).
+ * delete: DeleteTopics (a missing topic is fine), so a long run does not fill the disk.
  * meta: Metadata; prints the brokers and each partition's leader, replicas
  *   and ISR of <topic> (or of every topic) as JSON.
  * probe: Metadata, then fetch the last record of partition 0; prints ms.
@@ -795,6 +797,36 @@ static int create(int argc, char **argv) {
         return rc;
 }
 
+static int delete_topic(int argc, char **argv) {
+        if (argc < 4) die("delete <brokers> <topic>");
+        char err[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        set(c, "bootstrap.servers", argv[2]);
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+        if (!rk) die(err);
+        rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(argv[3]);
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+        int rc = 1;
+        if (ev) {
+                const rd_kafka_DeleteTopics_result_t *r = rd_kafka_event_DeleteTopics_result(ev);
+                size_t n;
+                const rd_kafka_topic_result_t **tr = rd_kafka_DeleteTopics_result_topics(r, &n);
+                rd_kafka_resp_err_t e = n ? rd_kafka_topic_result_error(tr[0]) : rd_kafka_event_error(ev);
+                if (e == 0 || e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+                        rc = 0;
+                        printf("{\"mode\":\"delete\",\"topic\":\"%s\",\"result\":\"%s\"}\n",
+                               argv[3], rd_kafka_err2name(e));
+                } else fprintf(stderr, "sbench: delete %s: %s\n", argv[3], rd_kafka_err2str(e));
+                rd_kafka_event_destroy(ev);
+        } else fprintf(stderr, "sbench: delete %s: timed out\n", argv[3]);
+        rd_kafka_DeleteTopic_destroy(dt);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_destroy(rk);
+        return rc;
+}
+
 static int probe(int argc, char **argv) {
         if (argc < 4) die("probe <brokers> <topic>");
         char err[512];
@@ -888,6 +920,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[1], "share")) return share(argc, argv);
         if (!strcmp(argv[1], "join")) return join(argc, argv);
         if (!strcmp(argv[1], "create")) return create(argc, argv);
+        if (!strcmp(argv[1], "delete")) return delete_topic(argc, argv);
         if (!strcmp(argv[1], "probe")) return probe(argc, argv);
         if (!strcmp(argv[1], "meta")) return meta(argc, argv);
         if (!strcmp(argv[1], "version")) {

@@ -171,7 +171,7 @@ class KafkaRef:
 
     def __init__(self, data_dir: Path, log_dir: Path = None, port: int = None, heap: str = None,
                  version: str = None, config: dict = None, features: dict = None, extra_args=None,
-                 node_id: int = 1, cluster_id: str = None):
+                 node_id: int = 1, cluster_id: str = None, jvm_opts=None):
         # extra_args: Sluice's command-line flags (conftest's interface); ignored here.
         # node_id / cluster_id / `voters` (set before start): a node of a KafkaRefCluster.
         self.node_id = node_id
@@ -182,6 +182,9 @@ class KafkaRef:
         self.log_dir = Path(log_dir) if log_dir else self.data_dir
         self.version = version or kafka_version()
         self.heap = heap or os.environ.get("SLUICE_KAFKA_HEAP", DEFAULT_HEAP)
+        # JVM flags besides -Xmx: tests use the serial collector (small, quick to start);
+        # benchmarks pass Kafka's own production flags (KAFKA_JVM_PERFORMANCE_OPTS).
+        self.jvm_opts = list(jvm_opts) if jvm_opts is not None else ["-XX:+UseSerialGC"]
         self.config = dict(config or {})
         self.features = dict(features or {})
         if os.environ.get("SLUICE_KAFKA_TXN_VERSION") and "transaction.version" not in self.features:
@@ -231,7 +234,8 @@ class KafkaRef:
         return str(ensure_jars(self.version)) + "/*"
 
     def _java(self, main: str, *args, heap=None):
-        return [java_bin(), f"-Xmx{heap or self.heap}", "-XX:+UseSerialGC", "-Djava.awt.headless=true",
+        opts = self.jvm_opts if heap is None else ["-XX:+UseSerialGC"]
+        return [java_bin(), f"-Xmx{heap or self.heap}", *opts, "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={REF_DIR / 'log4j2.properties'}",
                 "-cp", self._classpath(), main, *args]
 

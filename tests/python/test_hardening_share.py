@@ -154,6 +154,34 @@ def test_share_fetch_honours_max_bytes(broker, unique):
     conn.close()
 
 
+def test_share_fetch_hands_out_whole_batches(broker, unique):
+    """MaxRecords is soft, as in Kafka ("can be exceeded for alignment of batch boundaries"):
+    a fetch for 10 records of a 100-record batch acquires all 100, so the batch is not sent
+    whole to ten consumers for ten records each. Records released below the cursor are handed
+    out exactly, and the next fetch starts at the next batch."""
+    topic, group, member = unique("t"), unique("g"), uuid.uuid4().hex
+    create_topic(broker.bootstrap, topic)
+    p = producer(broker.bootstrap, linger_ms=50, batch_num_messages=100)
+    for _ in range(2):  # two batches: 0..99 and 100..199
+        produce_all(p, topic, [(None, b"v%d" % i) for i in range(100)])
+    set_earliest(broker.bootstrap, group)
+    tid = topic_id(broker.bootstrap, topic)
+    conn = Conn(broker.kafka_port)
+    join(conn, group, topic, member)
+
+    _, parts = share_fetch(conn, group, member, 0, tid, [0], max_records=10, max_wait_ms=2000)
+    assert [b[:2] for b in batches(parts[0]["records"])] == [(0, 99)]
+    assert parts[0]["acquired"] == [(0, 99, 1)]
+    # Release 5..9: the next fetch gets exactly those (released records are not extended),
+    # then five new records, which start the next batch: that batch goes whole.
+    _, parts = share_fetch(conn, group, member, 1, tid, [0], max_records=10, max_wait_ms=2000,
+                           acks={0: [ack_batch(5, 9, [2])]})
+    assert parts[0]["ack_error"] == 0
+    assert parts[0]["acquired"] == [(5, 9, 2), (100, 199, 1)]
+    assert [b[:2] for b in batches(parts[0]["records"])] == [(0, 99), (100, 199)]
+    conn.close()
+
+
 def test_share_fetch_max_bytes_spans_partitions(broker, unique):
     """max_bytes bounds the whole response: partitions take turns, none gets records acquired
     that the response does not carry, and nothing is lost or counted twice."""

@@ -41,8 +41,10 @@ def queue_group(bootstrap, group, **configs):
 
 
 def fill(bootstrap, topic, n, partitions=1, prefix=b"v"):
-    """Produces n records spread round-robin over the partitions; returns {(partition, offset)}."""
-    p = producer(bootstrap)
+    """Produces n records spread round-robin over the partitions; returns {(partition, offset)}.
+    Batches hold at most 10 records: a share fetch hands out whole stored batches (batch-aligned
+    acquisition, as Kafka's), so a member polling 10 records gets one batch, not all of them."""
+    p = producer(bootstrap, batch_num_messages=10)
     sent = []
     for part in range(partitions):
         recs = [(b"k%d" % i, prefix + b"%d" % i) for i in range(n) if i % partitions == part]

@@ -279,15 +279,81 @@ impl SharePartition {
             }
         }
 
+        // 2. and 3. Forward from the cursor: the window, then new log records.
+        self.scan_forward(
+            m,
+            &mut want,
+            i64::MAX,
+            log_end,
+            deadline,
+            cfg,
+            &mut out,
+            &mut batch,
+        );
+
+        batch.finish(&mut self.due);
+        self.members.forget_if_idle(m);
+        self.advance_start();
+        out
+    }
+
+    /// Batch-aligned acquisition. ShareFetch's MaxRecords "can be exceeded for alignment of
+    /// batch boundaries" (Kafka's batch-optimized mode): once a fetch has acquired up to
+    /// `from - 1` and read the stored batch that ends at `through`, the rest of that batch goes
+    /// to the same member, so no batch is sent whole to two consumers for half its records
+    /// each. Only when the forward cursor stands at `from` (the rest are the next records in
+    /// order, not records released elsewhere), with the locks `acquire` gave at the same
+    /// `now_ms`, and within the in-flight bound.
+    pub fn acquire_through(
+        &mut self,
+        member: &MemberId,
+        from: i64,
+        through: i64,
+        log_end: i64,
+        now_ms: u64,
+        cfg: &ShareConfig,
+    ) -> Vec<AcquiredRange> {
+        let mut out = Vec::new();
+        if self.scan_from != from || through < from {
+            return out;
+        }
+        let deadline = now_ms.saturating_add(cfg.lock_duration_ms);
+        let m = self.members.intern(member);
+        let mut batch = DueBatch::default();
+        let mut want = usize::MAX;
+        let stop_at = through.saturating_add(1);
+        self.scan_forward(
+            m, &mut want, stop_at, log_end, deadline, cfg, &mut out, &mut batch,
+        );
+        batch.finish(&mut self.due);
+        self.members.forget_if_idle(m);
+        self.advance_start();
+        out
+    }
+
+    /// Acquisition forward from the cursor, below `stop_at`: Available records of the window
+    /// (2.), then new records from the log within the in-flight bound (3.), at most `want`.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_forward(
+        &mut self,
+        m: u32,
+        want: &mut usize,
+        stop_at: i64,
+        log_end: i64,
+        deadline: u64,
+        cfg: &ShareConfig,
+        out: &mut Vec<AcquiredRange>,
+        batch: &mut DueBatch,
+    ) {
         // 2. Forward scan of the window from the cursor.
-        let stop = self.end_offset().min(log_end);
-        while want > 0 && self.scan_from < stop {
+        let stop = self.end_offset().min(log_end).min(stop_at);
+        while *want > 0 && self.scan_from < stop {
             let offset = self.scan_from;
             if let Some(i) = self.index(offset) {
                 if self.slots[i].state == SlotState::Available
-                    && self.take_slot(i, m, deadline, cfg, &mut out, &mut batch)
+                    && self.take_slot(i, m, deadline, cfg, out, batch)
                 {
-                    want -= 1;
+                    *want -= 1;
                 }
             }
             // Every Available slot passed is now Acquired or dead-lettered,
@@ -297,8 +363,9 @@ impl SharePartition {
 
         // 3. New records from the log, within the in-flight bound.
         let cap = cfg.max_in_flight.min(Self::MAX_WINDOW);
-        if want > 0 && self.scan_from >= self.end_offset() {
-            while want > 0 && self.end_offset() < log_end && (self.slots.len() as u64) < cap {
+        let new_end = log_end.min(stop_at);
+        if *want > 0 && self.scan_from >= self.end_offset() {
+            while *want > 0 && self.end_offset() < new_end && (self.slots.len() as u64) < cap {
                 let offset = self.end_offset();
                 self.slots.push_back(Slot {
                     time: deadline,
@@ -309,17 +376,12 @@ impl SharePartition {
                 self.acquired += 1;
                 self.dirty = true;
                 self.members.hold(m);
-                push_range(&mut out, offset, 1);
+                push_range(out, offset, 1);
                 batch.add(&mut self.due, deadline, offset);
-                want -= 1;
+                *want -= 1;
             }
             self.scan_from = self.end_offset();
         }
-
-        batch.finish(&mut self.due);
-        self.members.forget_if_idle(m);
-        self.advance_start();
-        out
     }
 
     /// The window slots in `[first_offset, last_offset]` acquired by `member` with lock

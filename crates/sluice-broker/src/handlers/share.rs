@@ -457,6 +457,9 @@ struct Covering {
     /// Offset ranges of batches read that must never be delivered ([`never_delivered`]):
     /// their bytes are left out and the caller archives their acquired records.
     skipped: Vec<(i64, i64)>,
+    /// The last offset of the last batch in `bytes`: the rest of that batch can go to the same
+    /// consumer without another read ([`crate::share::ShareService::acquire_through`]).
+    batch_last: Option<i64>,
 }
 
 /// Reads the stored batches holding the acquired `ranges` (ascending), skipping batches that
@@ -474,6 +477,7 @@ fn read_covering(
 ) -> Result<Covering, KafkaError> {
     let mut out: Vec<u8> = Vec::new();
     let mut skipped: Vec<(i64, i64)> = Vec::new();
+    let mut batch_last = None;
     let mut next = i64::MIN;
     let mut limit = FIRST_READ_BYTES;
     for r in ranges {
@@ -490,6 +494,7 @@ fn read_covering(
                     bytes: out,
                     end: next,
                     skipped,
+                    batch_last,
                 });
             };
             let mut bytes = slice.load()?;
@@ -516,6 +521,7 @@ fn read_covering(
                     break;
                 }
                 used += len;
+                batch_last = Some(h.last_offset());
                 let span_end = at.saturating_add(len);
                 match spans.last_mut() {
                     Some(last) if last.1 == at => last.1 = span_end,
@@ -544,6 +550,7 @@ fn read_covering(
                     bytes: out,
                     end: next,
                     skipped,
+                    batch_last,
                 });
             }
             if next <= before {
@@ -552,6 +559,7 @@ fn read_covering(
                     bytes: out,
                     end: next,
                     skipped,
+                    batch_last,
                 });
             }
             let per_offset = used / usize::try_from(next - before).unwrap_or(1).max(1);
@@ -565,7 +573,24 @@ fn read_covering(
         bytes: out,
         end: i64::MAX,
         skipped,
+        batch_last,
     })
+}
+
+/// Appends `more` (ascending, above `ranges`), merging a range that continues the last one
+/// with the same delivery count.
+fn append_ranges(ranges: &mut Vec<AcquiredRange>, more: Vec<AcquiredRange>) {
+    for r in more {
+        match ranges.last_mut() {
+            Some(l)
+                if l.delivery_count == r.delivery_count
+                    && l.last_offset.checked_add(1) == Some(r.first_offset) =>
+            {
+                l.last_offset = r.last_offset
+            }
+            _ => ranges.push(r),
+        }
+    }
 }
 
 /// `ranges` without the offsets in `skipped` (ascending, non-overlapping ranges).
@@ -813,7 +838,21 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
                             bytes,
                             end,
                             skipped,
+                            batch_last,
                         }) => {
+                            let mut ranges = ranges;
+                            // Batch-aligned: the rest of the last batch read goes along.
+                            if let Some(through) = batch_last.filter(|t| end > last && *t > last) {
+                                let more = broker.share.acquire_through(
+                                    h,
+                                    &member_id,
+                                    last.saturating_add(1),
+                                    through,
+                                    deadline,
+                                    &settings,
+                                );
+                                append_ranges(&mut ranges, more);
+                            }
                             if end <= last {
                                 broker.share.unacquire(h, &member_id, end, last, deadline);
                                 // The response is full: later partitions would only acquire

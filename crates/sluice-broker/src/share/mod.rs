@@ -557,6 +557,29 @@ impl ShareService {
         (ranges, now.saturating_add(settings.share.lock_duration_ms))
     }
 
+    /// The rest of a stored batch a fetch has read, for the same member under the same lock
+    /// (batch-aligned acquisition: `SharePartition::acquire_through`); `deadline` is what
+    /// [`Self::acquire`] returned for that fetch.
+    pub fn acquire_through(
+        &self,
+        handle: &ShareHandle,
+        member: &MemberId,
+        from: i64,
+        through: i64,
+        deadline: u64,
+        settings: &ShareSettings,
+    ) -> Vec<AcquiredRange> {
+        let now = deadline.saturating_sub(settings.share.lock_duration_ms);
+        handle.state.lock().acquire_through(
+            member,
+            from,
+            through,
+            readable_end(&handle.log, settings.read_committed),
+            now,
+            &settings.share,
+        )
+    }
+
     /// Archives acquired records that must never reach a consumer (transaction markers;
     /// records of aborted transactions under read_committed), found when the acquired
     /// batches were read. Returns the state log offset to wait on, if anything changed.

@@ -89,6 +89,35 @@ pub struct LogSegment {
     offset_of_max_timestamp: i64,
     /// Wall-clock time of the first append, for `segment.ms`.
     first_append_ms: Option<i64>,
+    /// Where the last early writeback ([`start_writeback`]) ended.
+    written_back: u64,
+}
+
+/// Appended bytes after which the segment's writeback is started ([`start_writeback`]).
+const WRITEBACK_CHUNK: u64 = 4 << 20;
+
+/// Asks the kernel to start writing `[from, from + len)` of `file` to disk, without waiting.
+/// Under `flush=os` nothing else writes a segment back until the page cache is under pressure,
+/// so a roll's fsync (which makes the old segment durable before the new one is used) found up
+/// to a whole segment dirty and held the partition's appends for as long as the disk took to
+/// write it: half a second per GiB in the benchmark (docs/BENCHMARKS.md). Started a few MiB at
+/// a time, the writeback keeps pace with the appends and the roll's fsync finds little left.
+/// A hint only: durability still comes from fsync, and an error here is ignored.
+fn start_writeback(file: &File, from: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(from), Ok(len)) = (i64::try_from(from), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: the descriptor is open for the life of `file`; the call reads no memory of
+        // ours and only schedules IO on that file's pages.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, from, len);
 }
 
 /// Where a read found its bytes: the caller preads them outside the partition lock.
@@ -170,6 +199,7 @@ impl LogSegment {
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             first_append_ms: None,
+            written_back: 0,
         };
         Ok(seg)
     }
@@ -213,6 +243,7 @@ impl LogSegment {
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             first_append_ms: None,
+            written_back: 0,
         };
         let end = match mode {
             OpenMode::Recover => {
@@ -484,7 +515,22 @@ impl LogSegment {
         }
         self.size = position + len;
         self.first_append_ms.get_or_insert(now_ms);
+        self.write_back_early();
         Ok(())
+    }
+
+    /// Starts the writeback of what was appended since the last call, once it is a
+    /// [`WRITEBACK_CHUNK`] or more.
+    fn write_back_early(&mut self) {
+        let from = self.written_back.min(self.size);
+        let pending = self.size - from;
+        if pending >= WRITEBACK_CHUNK {
+            start_writeback(&self.file, from, pending);
+            self.written_back = self.size;
+        } else if self.written_back > self.size {
+            // The segment was truncated.
+            self.written_back = self.size;
+        }
     }
 
     /// The header of the segment's first batch, if any.

@@ -932,11 +932,11 @@ fn share_group_admin_apis_over_the_protocol() {
     let topic = "share-admin";
     let group = "share-admin-g";
     b.ok(&["topic", "create", topic]);
-    produce_with_headers(
-        &b,
-        topic,
-        (0..5).map(|_| ("k", "job", now_ms(), vec![])).collect(),
-    );
+    // One batch per record: a share fetch hands out whole stored batches (batch-aligned
+    // acquisition), so the fetch of two records below gets exactly two.
+    for _ in 0..5 {
+        produce_with_headers(&b, topic, vec![("k", "job", now_ms(), vec![])]);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -303,7 +303,9 @@ impl SharePartition {
     /// to the same member, so no batch is sent whole to two consumers for half its records
     /// each. Only when the forward cursor stands at `from` (the rest are the next records in
     /// order, not records released elsewhere), with the locks `acquire` gave at the same
-    /// `now_ms`, and within the in-flight bound.
+    /// `now_ms`, and within the in-flight bound. The records are added to `out` (the fetch's
+    /// ranges, which end below `from`), merged into its last range where they continue it.
+    #[allow(clippy::too_many_arguments)]
     pub fn acquire_through(
         &mut self,
         member: &MemberId,
@@ -312,10 +314,10 @@ impl SharePartition {
         log_end: i64,
         now_ms: u64,
         cfg: &ShareConfig,
-    ) -> Vec<AcquiredRange> {
-        let mut out = Vec::new();
+        out: &mut Vec<AcquiredRange>,
+    ) {
         if self.scan_from != from || through < from {
-            return out;
+            return;
         }
         let deadline = now_ms.saturating_add(cfg.lock_duration_ms);
         let m = self.members.intern(member);
@@ -323,12 +325,11 @@ impl SharePartition {
         let mut want = usize::MAX;
         let stop_at = through.saturating_add(1);
         self.scan_forward(
-            m, &mut want, stop_at, log_end, deadline, cfg, &mut out, &mut batch,
+            m, &mut want, stop_at, log_end, deadline, cfg, out, &mut batch,
         );
         batch.finish(&mut self.due);
         self.members.forget_if_idle(m);
         self.advance_start();
-        out
     }
 
     /// Acquisition forward from the cursor, below `stop_at`: Available records of the window

@@ -1295,15 +1295,19 @@ fn the_rest_of_a_batch_goes_to_the_same_member() {
     let (a, b) = (mid("a"), mid("b"));
     let mut p = SharePartition::new(0);
     // a asked for 3 and the batch it read holds offsets 0..=7: it gets 3..=7 too, locked alike.
-    assert_eq!(p.acquire(&a, 3, 0, 100, 10, &c), vec![r(0, 2, 1)]);
-    assert_eq!(p.acquire_through(&a, 3, 7, 100, 10, &c), vec![r(3, 7, 1)]);
+    let mut got = p.acquire(&a, 3, 0, 100, 10, &c);
+    assert_eq!(got, vec![r(0, 2, 1)]);
+    p.acquire_through(&a, 3, 7, 100, 10, &c, &mut got);
+    assert_eq!(got, vec![r(0, 7, 1)], "merged into the fetch's range");
     assert_eq!(p.acquire(&b, 100, 0, 100, 10, &c), vec![r(8, 99, 1)]);
     // The extension holds a's lock: a acknowledges all eight in one go.
     p.acknowledge(&a, 0, 7, &[ACCEPT], 20, &c).unwrap();
     assert_eq!(p.start_offset(), 8);
     // Nothing past the log end, nothing when the cursor is elsewhere.
-    assert!(p.acquire_through(&a, 100, 120, 100, 30, &c).is_empty());
-    assert!(p.acquire_through(&a, 50, 60, 100, 30, &c).is_empty());
+    let mut none = Vec::new();
+    p.acquire_through(&a, 100, 120, 100, 30, &c, &mut none);
+    p.acquire_through(&a, 50, 60, 100, 30, &c, &mut none);
+    assert!(none.is_empty());
     p.assert_consistent();
 }
 
@@ -1315,8 +1319,9 @@ fn a_batch_tail_stays_within_the_in_flight_bound() {
     };
     let a = mid("a");
     let mut p = SharePartition::new(0);
-    assert_eq!(p.acquire(&a, 2, 0, 100, 0, &c), vec![r(0, 1, 1)]);
-    assert_eq!(p.acquire_through(&a, 2, 9, 100, 0, &c), vec![r(2, 4, 1)]);
+    let mut got = p.acquire(&a, 2, 0, 100, 0, &c);
+    p.acquire_through(&a, 2, 9, 100, 0, &c, &mut got);
+    assert_eq!(got, vec![r(0, 4, 1)]);
     assert_eq!(p.in_flight(), 5);
     p.assert_consistent();
 }
@@ -1329,7 +1334,9 @@ fn released_records_are_not_extended() {
     assert_eq!(p.acquire(&a, 10, 0, 10, 0, &c), vec![r(0, 9, 1)]);
     p.acknowledge(&a, 2, 3, &[RELEASE], 1, &c).unwrap();
     // b gets the released 2..=3; the cursor stands at 10, so 4.. is not b's to extend into.
-    assert_eq!(p.acquire(&b, 5, 0, 10, 2, &c), vec![r(2, 3, 2)]);
-    assert!(p.acquire_through(&b, 4, 9, 10, 2, &c).is_empty());
+    let mut got = p.acquire(&b, 5, 0, 10, 2, &c);
+    assert_eq!(got, vec![r(2, 3, 2)]);
+    p.acquire_through(&b, 4, 9, 10, 2, &c, &mut got);
+    assert_eq!(got, vec![r(2, 3, 2)]);
     p.assert_consistent();
 }

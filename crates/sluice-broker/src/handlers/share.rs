@@ -577,22 +577,6 @@ fn read_covering(
     })
 }
 
-/// Appends `more` (ascending, above `ranges`), merging a range that continues the last one
-/// with the same delivery count.
-fn append_ranges(ranges: &mut Vec<AcquiredRange>, more: Vec<AcquiredRange>) {
-    for r in more {
-        match ranges.last_mut() {
-            Some(l)
-                if l.delivery_count == r.delivery_count
-                    && l.last_offset.checked_add(1) == Some(r.first_offset) =>
-            {
-                l.last_offset = r.last_offset
-            }
-            _ => ranges.push(r),
-        }
-    }
-}
-
 /// `ranges` without the offsets in `skipped` (ascending, non-overlapping ranges).
 fn ranges_without(ranges: Vec<AcquiredRange>, skipped: &[(i64, i64)]) -> Vec<AcquiredRange> {
     if skipped.is_empty() {
@@ -843,15 +827,15 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
                             let mut ranges = ranges;
                             // Batch-aligned: the rest of the last batch read goes along.
                             if let Some(through) = batch_last.filter(|t| end > last && *t > last) {
-                                let more = broker.share.acquire_through(
+                                broker.share.acquire_through(
                                     h,
                                     &member_id,
                                     last.saturating_add(1),
                                     through,
                                     deadline,
                                     &settings,
+                                    &mut ranges,
                                 );
-                                append_ranges(&mut ranges, more);
                             }
                             if end <= last {
                                 broker.share.unacquire(h, &member_id, end, last, deadline);

@@ -559,7 +559,8 @@ impl ShareService {
 
     /// The rest of a stored batch a fetch has read, for the same member under the same lock
     /// (batch-aligned acquisition: `SharePartition::acquire_through`); `deadline` is what
-    /// [`Self::acquire`] returned for that fetch.
+    /// [`Self::acquire`] returned for that fetch; the records join `ranges`, the fetch's own.
+    #[allow(clippy::too_many_arguments)]
     pub fn acquire_through(
         &self,
         handle: &ShareHandle,
@@ -568,7 +569,8 @@ impl ShareService {
         through: i64,
         deadline: u64,
         settings: &ShareSettings,
-    ) -> Vec<AcquiredRange> {
+        ranges: &mut Vec<AcquiredRange>,
+    ) {
         let now = deadline.saturating_sub(settings.share.lock_duration_ms);
         handle.state.lock().acquire_through(
             member,
@@ -577,7 +579,8 @@ impl ShareService {
             readable_end(&handle.log, settings.read_committed),
             now,
             &settings.share,
-        )
+            ranges,
+        );
     }
 
     /// Archives acquired records that must never reach a consumer (transaction markers;

@@ -32,6 +32,7 @@ pub mod producer_state;
 pub mod record_codec;
 pub mod replica_manager;
 pub mod replication;
+pub mod response;
 pub mod schemas;
 pub mod server;
 pub mod share;

@@ -159,13 +159,10 @@ async fn connection(
         // buffer at the same point).
         drop(reserved);
         match handled {
-            Handled::Respond(body) => {
-                let len = body.len() as i32;
-                if wr.write_i32(len).await.is_err() || wr.write_all(&body).await.is_err() {
-                    break;
-                }
-                // Always flush: the next request may be a long-polling fetch.
-                if wr.flush().await.is_err() {
+            Handled::Respond(response) => {
+                // Flushed at the end: the next request may be a long-polling fetch.
+                if let Err(e) = crate::response::write(&mut wr, response).await {
+                    tracing::debug!(%peer, error = %e, "closing connection: response not sent");
                     break;
                 }
             }

@@ -46,7 +46,7 @@ pub use error::{Result, StorageError};
 pub use leader_epoch::{EpochEntry, LeaderEpochCache};
 pub use log::{AppendInfo, FollowerAppend, FollowerBatch, Log, LogConfig, RetentionOutcome};
 pub use records::{BatchHeader, BatchIter, ControlRecord, ProducedBatch};
-pub use segment::SegmentSlice;
+pub use segment::{Extent, SegmentSlice};
 pub use txn_index::AbortedTxnEntry;
 
 #[cfg(test)]

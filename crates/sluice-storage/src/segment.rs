@@ -128,6 +128,19 @@ pub struct SegmentSlice {
     pub len: usize,
 }
 
+/// The whole batches at the start of a slice that end below a bound ([`SegmentSlice::extent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    /// Bytes of those batches, from the slice's start.
+    pub len: usize,
+    /// The offset after the last of them; `None` when there is none.
+    pub next_offset: Option<i64>,
+}
+
+/// Bytes read at a time by [`SegmentSlice::extent`]: one read covers the headers of many small
+/// batches, and a large batch costs one read of its header's window, not of its body.
+const EXTENT_WINDOW: usize = 4096;
+
 impl SegmentSlice {
     /// Reads the slice and drops a trailing partial batch, so readers only ever see whole
     /// batches; the first batch is always whole because `len` covers it.
@@ -137,6 +150,55 @@ impl SegmentSlice {
         let whole = crate::records::BatchIter::new(&buf).fold(0, |_, (at, h)| at + h.total_len());
         buf.truncate(whole);
         Ok(buf)
+    }
+
+    /// The whole batches at the start of the slice whose last offset is below `stop_before`
+    /// (`i64::MAX` for all of them), found by reading only their headers: a fetch sends the
+    /// bytes themselves from the file (`sendfile`) without ever copying them into memory, but
+    /// it must still end on a batch boundary (a trailing partial batch is dropped, as
+    /// [`SegmentSlice::load`] does) and, for read_committed, before the last stable offset.
+    pub fn extent(&self, stop_before: i64) -> io::Result<Extent> {
+        let mut window = [0u8; EXTENT_WINDOW];
+        // `window[..filled]` holds the slice's bytes from `window_at`.
+        let (mut window_at, mut filled) = (0usize, 0usize);
+        let mut extent = Extent {
+            len: 0,
+            next_offset: None,
+        };
+        loop {
+            let at = extent.len;
+            let rest = self.len - at;
+            if rest < BATCH_HEADER_LEN {
+                return Ok(extent);
+            }
+            if at < window_at || at + BATCH_HEADER_LEN > window_at + filled {
+                filled = rest.min(EXTENT_WINDOW);
+                self.file
+                    .read_exact_at(&mut window[..filled], self.position + at as u64)?;
+                window_at = at;
+            }
+            let Some(header) = BatchHeader::parse(&window[at - window_at..filled]) else {
+                return Ok(extent);
+            };
+            let len = header.total_len();
+            if header.batch_length < (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32
+                || len > rest
+                || header.last_offset() >= stop_before
+            {
+                return Ok(extent);
+            }
+            extent.len = at + len;
+            extent.next_offset = Some(header.next_offset());
+        }
+    }
+
+    /// The first `len` bytes of the slice (at most all of it).
+    pub fn prefix(&self, len: usize) -> SegmentSlice {
+        SegmentSlice {
+            file: self.file.clone(),
+            position: self.position,
+            len: len.min(self.len),
+        }
     }
 }
 

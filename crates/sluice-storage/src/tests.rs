@@ -580,3 +580,47 @@ fn good_indexes_of_older_segments_are_kept() {
     );
     assert_eq!(all_offsets(&log), 80);
 }
+
+/// `extent` (headers only, read a window at a time) finds the same whole batches as loading
+/// the slice, for batches smaller and larger than its window, and stops before a bound.
+#[test]
+fn extent_walks_headers_like_a_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), LogConfig::default());
+    // Offsets 0..=2 (small), 3..=42 (40 x 300 B, larger than the 4 KiB window), then small
+    // batches of one record each, many to a window.
+    let mut ends = Vec::new();
+    for (count, size) in [
+        (3, 10),
+        (40, 300),
+        (1, 5),
+        (1, 5),
+        (1, 5),
+        (7, 2000),
+        (1, 5),
+    ] {
+        let b = make_batch(count, size, 10);
+        let batches = log.validate(&b, 10).unwrap();
+        ends.push(log.append(&b, &batches, 0, 10).unwrap().last_offset);
+    }
+    let slice = log.read(0, 1 << 20).unwrap().unwrap();
+    let loaded = slice.load().unwrap();
+    let all = slice.extent(i64::MAX).unwrap();
+    assert_eq!(all.len, loaded.len());
+    assert_eq!(all.next_offset, Some(ends[ends.len() - 1] + 1));
+    // Stop before each batch's last offset: every batch before it, and only those.
+    let mut whole = 0;
+    for (at, h) in BatchIter::new(&loaded) {
+        let e = slice.extent(h.last_offset()).unwrap();
+        assert_eq!(e.len, at, "stop before {}", h.last_offset());
+        assert_eq!(e.next_offset, (at > 0).then_some(h.base_offset));
+        whole = at + h.total_len();
+    }
+    assert_eq!(whole, loaded.len());
+    // A slice cut inside a batch (header or body) ends at the batch before it.
+    for cut in [1, 60, 61, 200, loaded.len() - 1] {
+        let e = slice.prefix(cut).extent(i64::MAX).unwrap();
+        let expect = BatchIter::new(&loaded[..cut]).fold(0, |_, (at, h)| at + h.total_len());
+        assert_eq!(e.len, expect, "cut at {cut}");
+    }
+}

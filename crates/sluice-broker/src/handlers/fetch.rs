@@ -29,26 +29,9 @@ use crate::fetch_session::{
 use crate::metadata::Topic;
 use crate::metrics::TopicLabels;
 use crate::replica_manager::Replica;
+use crate::response::StoredRecords;
 use kafka_protocol::messages::fetch_response::AbortedTransaction;
 use kafka_protocol::messages::ProducerId;
-use sluice_storage::BatchIter;
-
-/// Cuts loaded batches at the first one that does not end below `lso` (read_committed serves
-/// a batch only whole and only if decided; read_uncommitted uses it with the high watermark
-/// when that trails the log end). Returns the bytes kept and the offset after them.
-fn below_lso(mut bytes: Vec<u8>, lso: i64) -> (Vec<u8>, Option<i64>) {
-    let mut keep = 0usize;
-    let mut next = None;
-    for (at, h) in BatchIter::new(&bytes) {
-        if h.last_offset() >= lso {
-            break;
-        }
-        keep = at + h.total_len();
-        next = Some(h.next_offset());
-    }
-    bytes.truncate(keep);
-    (bytes, next)
-}
 
 /// The aborted transactions a read_committed response carries for data `[from, upper)`.
 fn aborted_list(partition: &Replica, from: i64, upper: Option<i64>) -> Vec<AbortedTransaction> {
@@ -183,7 +166,24 @@ fn refused_topics(
         .collect()
 }
 
-pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
+/// Answers a fetch. The records fields of the response stand for the file ranges returned
+/// beside it (`response.rs`), which the connection sends from the page cache.
+pub async fn handle(
+    broker: &Broker,
+    req: FetchRequest,
+    version: i16,
+) -> (FetchResponse, StoredRecords) {
+    let mut files = StoredRecords::default();
+    let response = answer(broker, req, version, &mut files).await;
+    (response, files)
+}
+
+async fn answer(
+    broker: &Broker,
+    req: FetchRequest,
+    version: i16,
+    files: &mut StoredRecords,
+) -> FetchResponse {
     // Replica fetches come only through cluster RPC service 2 (`replication/leader.rs`); a
     // client on the Kafka port posing as a replica is answered as Kafka answers a fetcher that
     // is not a replica of the partition: NOT_LEADER_OR_FOLLOWER, or UNKNOWN_LEADER_EPOCH when it
@@ -308,8 +308,9 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
     let mut responses = loop {
         // Register for wake-ups before reading, so an append in between is not missed.
         let appended = broker.data_appended.notified();
-        let (responses, bytes, any_error) =
+        let (responses, read, bytes, any_error) =
             read_once(broker, &wanted, max_bytes, version, read_committed);
+        *files = read;
         if bytes >= min_bytes
             || any_error
             || !refused.is_empty()
@@ -323,7 +324,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         let n: usize = t
             .partitions
             .iter()
-            .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+            .map(|p| p.records.as_ref().map_or(0, |r| files.len_of(r)))
             .sum();
         if n > 0 {
             broker
@@ -360,16 +361,18 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
     response.with_responses(responses)
 }
 
-/// One pass over the requested partitions. Returns the topics, the record bytes gathered and
-/// whether any partition answered with an error (errors return at once, as in Kafka).
+/// One pass over the requested partitions. Returns the topics, the file ranges their records
+/// stand for, the record bytes gathered and whether any partition answered with an error
+/// (errors return at once, as in Kafka). Only batch headers are read here.
 fn read_once(
     broker: &Broker,
     wanted: &[Wanted],
     max_bytes: usize,
     version: i16,
     read_committed: bool,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+) -> (Vec<FetchableTopicResponse>, StoredRecords, usize, bool) {
     let by_id = version >= 13;
+    let mut files = StoredRecords::default();
     let mut total = 0usize;
     let mut any_error = false;
     let mut responses = Vec::with_capacity(wanted.len());
@@ -454,33 +457,47 @@ fn read_once(
             };
             match slice {
                 Ok(Some(_)) if undecided => data = data.with_records(Some(Bytes::new())),
-                Ok(Some(slice)) if limit > 0 || total == 0 => match slice.load() {
-                    Ok(bytes) => {
-                        let bytes = if read_committed {
-                            let (bytes, upper) = below_lso(bytes, marks.last_stable_offset);
-                            data = data.with_aborted_transactions(Some(aborted_list(
-                                partition, offset, upper,
-                            )));
-                            bytes
-                        } else if uncommitted_tail {
-                            below_lso(bytes, marks.high_watermark).0
-                        } else {
-                            bytes
+                Ok(Some(slice)) if limit > 0 || total == 0 => {
+                    // read_committed stops before the LSO; read_uncommitted before a high
+                    // watermark that trails the log end.
+                    let stop_before = if read_committed {
+                        marks.last_stable_offset
+                    } else if uncommitted_tail {
+                        marks.high_watermark
+                    } else {
+                        i64::MAX
+                    };
+                    // Only the response's first batch may exceed the limit (KIP-74).
+                    let served = slice.extent(stop_before).and_then(|extent| {
+                        if extent.len == 0 || (extent.len > limit && total > 0) {
+                            return Ok((extent, Bytes::new()));
+                        }
+                        let range = slice.prefix(extent.len);
+                        let records = match files.add(range.clone()) {
+                            Some(placeholder) => placeholder,
+                            None => Bytes::from(range.load()?),
                         };
-                        // Only the response's first batch may exceed the limit (KIP-74).
-                        if bytes.len() <= limit || total == 0 {
-                            total += bytes.len();
-                            data = data.with_records(Some(Bytes::from(bytes)));
-                        } else {
-                            data = data.with_records(Some(Bytes::new()));
+                        Ok((extent, records))
+                    });
+                    match served {
+                        Ok((extent, records)) => {
+                            if read_committed {
+                                data = data.with_aborted_transactions(Some(aborted_list(
+                                    partition,
+                                    offset,
+                                    extent.next_offset,
+                                )));
+                            }
+                            total += files.len_of(&records);
+                            data = data.with_records(Some(records));
+                        }
+                        Err(e) => {
+                            any_error = true;
+                            tracing::error!(topic = %w.name(), partition = index, error = %e, "read failed");
+                            data = data.with_error_code(ResponseError::KafkaStorageError.code());
                         }
                     }
-                    Err(e) => {
-                        any_error = true;
-                        tracing::error!(topic = %w.name(), partition = index, error = %e, "read failed");
-                        data = data.with_error_code(ResponseError::KafkaStorageError.code());
-                    }
-                },
+                }
                 Ok(_) => data = data.with_records(Some(Bytes::new())),
                 Err(e) => {
                     any_error = true;
@@ -496,44 +513,5 @@ fn read_once(
                 .with_partitions(partitions),
         );
     }
-    (responses, total, any_error)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use sluice_storage::records::{build_control_batch, BATCH_HEADER_LEN};
-    use sluice_storage::ControlRecord;
-
-    /// Three one-offset batches at offsets 10, 11, 12.
-    fn three_batches() -> Vec<u8> {
-        let mut out = Vec::new();
-        for i in 0..3i64 {
-            let mut b = build_control_batch(
-                1,
-                0,
-                ControlRecord {
-                    kind: 1,
-                    coordinator_epoch: 0,
-                },
-                0,
-            );
-            b[..8].copy_from_slice(&(10 + i).to_be_bytes());
-            out.extend(b);
-        }
-        out
-    }
-
-    #[test]
-    fn read_committed_serves_only_batches_below_the_lso() {
-        let all = three_batches();
-        let one = all.len() / 3;
-        assert!(one > BATCH_HEADER_LEN);
-        let (b, next) = below_lso(all.clone(), 12);
-        assert_eq!((b.len(), next), (2 * one, Some(12)));
-        let (b, next) = below_lso(all.clone(), 10);
-        assert_eq!((b.len(), next), (0, None));
-        let (b, next) = below_lso(all.clone(), 100);
-        assert_eq!((b.len(), next), (3 * one, Some(13)));
-    }
+    (responses, files, total, any_error)
 }

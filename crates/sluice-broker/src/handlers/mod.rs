@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::broker::Broker;
+use crate::response::{Response, ResponseBuf, StoredRecords};
 
 mod admin;
 mod api_versions;
@@ -27,7 +28,7 @@ mod txn_offsets;
 
 /// What the connection does with a request.
 pub enum Handled {
-    Respond(BytesMut),
+    Respond(Response),
     /// Produce with acks=0.
     NoResponse,
     /// Kafka closes the connection on these (unknown API or version, undecodable request).
@@ -268,18 +269,27 @@ pub async fn handle(broker: &Broker, frame: Bytes, peer: SocketAddr) -> Handled 
             .unwrap_or_default(),
         client_host: format!("/{}", peer.ip()),
     };
-    let response = match dispatch(broker, *request, &ctx).await {
-        Ok(r) => r,
-        Err(reason) => return Handled::Close(reason),
+    // A fetch's records stay in their files until the connection sends them (response.rs);
+    // it is the one response that carries file ranges.
+    let (response, files) = match *request {
+        RequestKind::Fetch(r) => {
+            let (r, files) = fetch::handle(broker, r, version).await;
+            (Some(ResponseKind::Fetch(r)), files)
+        }
+        request => match dispatch(broker, request, &ctx).await {
+            Ok(r) => (r, StoredRecords::default()),
+            Err(reason) => return Handled::Close(reason),
+        },
     };
     let labels = crate::metrics::ApiLabels { api: api_name(key) };
     broker.metrics.requests.get_or_create(&labels).inc();
     let handled = match response {
-        Some(r) => respond(
+        Some(r) => respond_with(
             correlation_id,
             key.response_header_version(version),
             version,
             &r,
+            files,
         ),
         None => Handled::NoResponse,
     };
@@ -292,15 +302,40 @@ pub async fn handle(broker: &Broker, frame: Bytes, peer: SocketAddr) -> Handled 
 }
 
 fn respond(correlation_id: i32, header_version: i16, version: i16, body: &ResponseKind) -> Handled {
-    let mut buf = BytesMut::new();
+    respond_with(
+        correlation_id,
+        header_version,
+        version,
+        body,
+        StoredRecords::default(),
+    )
+}
+
+/// Encodes a response whose records fields may stand for the file ranges in `files`.
+fn respond_with(
+    correlation_id: i32,
+    header_version: i16,
+    version: i16,
+    body: &ResponseKind,
+    files: StoredRecords,
+) -> Handled {
+    // Flexible versions, and only they, use response header v1 (compact length prefixes).
+    let mut buf = ResponseBuf::new(files, header_version >= 1);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     if let Err(e) = header.encode(&mut buf, header_version) {
         return Handled::Close(format!("cannot encode response header: {e}"));
     }
-    if let Err(e) = body.encode(&mut buf, version) {
+    let encoded = match body {
+        ResponseKind::Fetch(fetch) => fetch.encode(&mut buf, version),
+        other => other.encode(buf.bytes_mut(), version),
+    };
+    if let Err(e) = encoded {
         return Handled::Close(format!("cannot encode response: {e}"));
     }
-    Handled::Respond(buf)
+    match buf.finish() {
+        Ok(response) => Handled::Respond(response),
+        Err(e) => Handled::Close(format!("cannot encode response: {e}")),
+    }
 }
 
 async fn dispatch(
@@ -330,7 +365,7 @@ async fn dispatch(
             Rs::DescribeTopicPartitions(metadata::describe_topic_partitions(broker, r))
         }
         Rq::Produce(r) => return Ok(produce::handle(broker, r, v).await.map(Rs::Produce)),
-        Rq::Fetch(r) => Rs::Fetch(fetch::handle(broker, r, v).await),
+        Rq::Fetch(_) => return Err("fetch is handled before dispatch".into()),
         Rq::ListOffsets(r) => Rs::ListOffsets(offsets::list_offsets(broker, r, v)),
         Rq::OffsetForLeaderEpoch(r) => {
             Rs::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(broker, r))

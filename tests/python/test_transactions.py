@@ -145,13 +145,15 @@ def test_open_transaction_blocks_read_committed_at_its_first_offset(broker, uniq
 
 
 def test_coordinator_aborts_a_timed_out_transaction(broker, unique):
-    """T4: transaction.timeout.ms=2000 and no commit: the coordinator aborts it (DescribeTransactions
+    """T4: transaction.timeout.ms=6000 and no commit: the coordinator aborts it (DescribeTransactions
     and ListTransactions show CompleteAbort), the LSO moves, the producer cannot commit it (fenced,
-    or told to abort), and the data stays invisible."""
+    or told to abort), and the data stays invisible. The timeout leaves the steps before the first
+    LSO check seconds to spare on a loaded machine (with 2000 ms a slow CI run saw the abort land
+    before that check)."""
     b = broker.bootstrap
     topic = create_topic(b, unique("txn"), partitions=1)
     tid = unique("tid")
-    p = txn_producer(b, tid, transaction_timeout_ms=2000)
+    p = txn_producer(b, tid, transaction_timeout_ms=6000)
     p.begin_transaction()
     produce(p, topic, [f"x-{i}" for i in range(3)], partition=0)
     assert list_latest(b, topic, 0, RC) == 0

@@ -299,7 +299,7 @@ fn swap_end_offset(path: &Path, base: i64) -> io::Result<i64> {
         let Some(end) = position.checked_add(h.total_len() as u64) else {
             break;
         };
-        if h.batch_length < (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32 || end > len {
+        if !h.covers_header() || end > len {
             break;
         }
         let Some(n) = h.checked_next_offset() else {
@@ -558,7 +558,7 @@ impl<'f> ChunkReader<'f> {
             let avail = self.buf.get(self.at..).unwrap_or_default();
             let mut need = BATCH_HEADER_LEN;
             if let Some(h) = BatchHeader::parse(avail) {
-                if h.batch_length < (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32 {
+                if !h.covers_header() {
                     return Ok(None);
                 }
                 let len = h.total_len();

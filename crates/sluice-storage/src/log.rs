@@ -20,9 +20,7 @@ use crate::durability;
 use crate::error::{Result, StorageError};
 use crate::leader_epoch::{self, Checkpoint, LeaderEpochCache};
 use crate::producer_snapshot;
-use crate::records::{
-    self, BatchHeader, ControlRecord, ProducedBatch, Stamp, BATCH_HEADER_LEN, LOG_OVERHEAD,
-};
+use crate::records::{self, BatchHeader, ControlRecord, ProducedBatch, Stamp, BATCH_HEADER_LEN};
 use crate::segment::{LogSegment, OpenMode, SegmentSlice};
 use crate::txn_index::AbortedTxnEntry;
 
@@ -840,7 +838,7 @@ impl Log {
                     header.magic
                 )));
             }
-            if header.batch_length < (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32 {
+            if !header.covers_header() {
                 return Err(StorageError::CorruptMessage(format!(
                     "replicated batch length {} is shorter than a batch header",
                     header.batch_length

@@ -87,6 +87,11 @@ impl BatchHeader {
         })
     }
 
+    /// Whether the batch's length covers at least its own header: a shorter one is garbage (a
+    /// torn or corrupt frame), whatever follows it.
+    pub fn covers_header(&self) -> bool {
+        self.batch_length >= (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32
+    }
     /// Total bytes of the batch including the 12-byte frame.
     pub fn total_len(&self) -> usize {
         self.batch_length.max(0) as usize + LOG_OVERHEAD
@@ -164,7 +169,7 @@ impl<'a> Iterator for BatchIter<'a> {
         let rest = self.buf.get(self.position..)?;
         let header = BatchHeader::parse(rest)?;
         let len = header.total_len();
-        if header.batch_length < (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32 || len > rest.len() {
+        if !header.covers_header() || len > rest.len() {
             return None;
         }
         let at = self.position;
@@ -232,7 +237,7 @@ pub fn validate_produced(
         let header = BatchHeader::parse(rest).ok_or_else(|| {
             StorageError::CorruptMessage("record batch shorter than its 61-byte header".into())
         })?;
-        if header.batch_length < (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32 {
+        if !header.covers_header() {
             return Err(StorageError::CorruptMessage(format!(
                 "record batch length {} is shorter than a batch header",
                 header.batch_length

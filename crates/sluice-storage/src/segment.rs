@@ -181,10 +181,7 @@ impl SegmentSlice {
                 return Ok(extent);
             };
             let len = header.total_len();
-            if header.batch_length < (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32
-                || len > rest
-                || header.last_offset() >= stop_before
-            {
+            if !header.covers_header() || len > rest || header.last_offset() >= stop_before {
                 return Ok(extent);
             }
             extent.len = at + len;

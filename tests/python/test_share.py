@@ -704,10 +704,12 @@ def test_metrics_lag_dlq_depth_and_acknowledgements(broker, unique):
         c.subscribe([t])
         held = share_consume(c, 30, ack=False)
         wait_metric(broker, "sluice_share_group_lag", 30, group=g, topic=t)
+        wait_metric(broker, "sluice_share_group_in_flight_records", 30, group=g, topic=t)
         for m in held:
             c.acknowledge(m, REJECT if m.offset() in (3, 11) else ACCEPT)
         c.commit_sync(OP_TIMEOUT_S)
         wait_metric(broker, "sluice_share_group_lag", 0, group=g, topic=t)
+        wait_metric(broker, "sluice_share_group_in_flight_records", 0, group=g, topic=t)
         wait_metric(broker, "sluice_dlq_depth", 2, topic="dlq." + g)
         wait_metric(broker, "sluice_dlq_records_written_total", 2, group=g, topic="dlq." + g)
         s = scrape_metrics(broker.http)

@@ -42,6 +42,7 @@ async fn health(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
+    scrape_gauges(&broker);
     (
         [(
             header::CONTENT_TYPE,
@@ -49,6 +50,55 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
         )],
         broker.metrics.encode(),
     )
+}
+
+/// The gauges computed when scraped: resident memory, and consumer groups' committed offsets
+/// and lag per partition (for the groups this node coordinates and the partitions it hosts:
+/// every partition on a single node), at most `MAX_LAG_SERIES` partitions.
+fn scrape_gauges(broker: &Broker) {
+    let m = &broker.metrics;
+    if let Some(rss) = crate::metrics::resident_bytes() {
+        m.resident_memory.set(rss);
+    }
+    // Rebuilt whole: groups and partitions that went away take their series with them.
+    m.group_lag.clear();
+    m.group_offset.clear();
+    let mut series = 0;
+    'groups: for group in broker.offsets.group_ids() {
+        let mut committed = broker.offsets.group(&group);
+        committed.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        let mut marks: Option<(String, Vec<Arc<crate::replica_manager::Replica>>)> = None;
+        for (topic, partition, offset) in committed {
+            if series >= crate::limits::MAX_LAG_SERIES {
+                break 'groups;
+            }
+            if marks.as_ref().is_none_or(|(t, _)| *t != topic) {
+                let replicas = broker
+                    .metadata
+                    .topic(&topic)
+                    .map(|t| broker.replicas.of_topic(t.id, t.partition_count))
+                    .unwrap_or_default();
+                marks = Some((topic.clone(), replicas));
+            }
+            let Some(replica) = marks
+                .as_ref()
+                .and_then(|(_, rs)| rs.iter().find(|r| r.index() == partition))
+            else {
+                continue;
+            };
+            let hw = replica.watermarks().high_watermark;
+            let labels = crate::metrics::PartitionLagLabels {
+                group: group.clone(),
+                topic,
+                partition,
+            };
+            m.group_offset.get_or_create(&labels).set(offset.offset);
+            m.group_lag
+                .get_or_create(&labels)
+                .set(hw.saturating_sub(offset.offset).max(0));
+            series += 1;
+        }
+    }
 }
 
 /// What every request passes before routing.

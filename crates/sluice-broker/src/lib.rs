@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod partition;
 pub mod producer_state;
+pub mod quota;
 pub mod record_codec;
 pub mod replica_manager;
 pub mod replication;

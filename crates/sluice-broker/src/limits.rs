@@ -215,3 +215,22 @@ pub const LOG_CLEANER_IO_BUFFER_SIZE: usize = 512 * 1024;
 pub const LOG_CLEANER_IO_MAX_BYTES_PER_SECOND: u64 = 256 * 1024 * 1024;
 /// Cleaning rounds run back to back before the cleaner backs off, even if more logs need it.
 pub const LOG_CLEANER_MAX_ROUNDS_IN_A_ROW: usize = 16;
+
+// ---- Client quotas (quota.rs) ----
+
+/// Rates tracked for quota enforcement (one per user / client-id pair a quota applies to,
+/// and quota type). A client id past it shares one overflow rate per quota type, throttled
+/// together; rates idle for an hour are dropped first.
+pub const MAX_QUOTA_SENSORS: usize = 10_000;
+/// The longest a byte-rate quota throttles one response (and mutes its connection); a
+/// request quota throttles at most one quota window (1 s), as Kafka's.
+pub const MAX_THROTTLE_MS: i64 = 300_000;
+/// Entities one AlterClientQuotas request may change (each is one controller decision); the
+/// rest are answered INVALID_REQUEST.
+pub const MAX_QUOTA_ALTERATIONS: usize = 1_000;
+
+// ---- Metrics (metrics.rs, http.rs) ----
+
+/// Consumer-group partitions whose committed offset and lag `/metrics` reports (one series
+/// each); the rest are left out of that scrape.
+pub const MAX_LAG_SERIES: usize = 10_000;

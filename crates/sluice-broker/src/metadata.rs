@@ -193,6 +193,10 @@ pub struct Metadata {
     data_dir: PathBuf,
     topics: RwLock<Topics>,
     group_configs: RwLock<BTreeMap<String, GroupConfigs>>,
+    /// The client quotas in force here and the rates they are enforced on.
+    pub quotas: crate::quota::Quotas,
+    /// The image's client quotas `quotas` was last built from.
+    quota_image: parking_lot::Mutex<Vec<sluice_controller::ClientQuotas>>,
     /// `--max-partitions`: user partitions this broker will hold.
     max_partitions: usize,
     producer_ids: parking_lot::Mutex<ProducerIds>,
@@ -267,6 +271,8 @@ impl Metadata {
             data_dir,
             topics: RwLock::new(Topics::default()),
             group_configs: RwLock::new(BTreeMap::new()),
+            quotas: crate::quota::Quotas::default(),
+            quota_image: parking_lot::Mutex::new(Vec::new()),
             max_partitions,
             producer_ids: parking_lot::Mutex::new(ProducerIds {
                 next: 0,
@@ -426,6 +432,14 @@ impl Metadata {
         };
         *self.topics.write() = topics;
         *self.group_configs.write() = groups;
+        {
+            let mut quotas = self.quota_image.lock();
+            if *quotas != image.client_quotas {
+                self.quotas
+                    .set_config(crate::quota::QuotaConfig::from_image(&image.client_quotas));
+                *quotas = image.client_quotas.clone();
+            }
+        }
         if !deleted.is_empty() {
             if let Some(f) = self.on_topics_deleted.get() {
                 f(deleted);
@@ -1055,6 +1069,27 @@ impl Metadata {
                 group: group.to_string(),
                 configs: configs.0,
             })
+            .await
+            .map_err(ctrl)?;
+        self.synced(index, now_ms).await;
+        Ok(())
+    }
+
+    /// The client quotas set in the cluster, by entity.
+    pub fn client_quotas(&self) -> Vec<sluice_controller::ClientQuotas> {
+        self.quota_image.lock().clone()
+    }
+
+    /// Sets and removes quotas of one entity (keys and values validated by the caller).
+    pub async fn alter_client_quotas(
+        &self,
+        entity: sluice_controller::QuotaEntity,
+        changes: BTreeMap<String, Option<f64>>,
+        now_ms: i64,
+    ) -> Result<(), KafkaError> {
+        let (index, _) = self
+            .cluster
+            .request(CtrlRequest::AlterClientQuotas { entity, changes })
             .await
             .map_err(ctrl)?;
         self.synced(index, now_ms).await;

@@ -3,6 +3,8 @@
 //! Names follow what Kafka dashboards expect, in Prometheus style: request counts and latency
 //! by API, bytes in/out per topic, partition count.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -16,6 +18,12 @@ pub struct ApiLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuotaLabels {
+    /// produce, fetch or request
+    pub quota: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
     pub topic: String,
 }
@@ -24,6 +32,13 @@ pub struct TopicLabels {
 pub struct GroupTopicLabels {
     pub group: String,
     pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLagLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,6 +59,16 @@ pub struct Metrics {
     pub connections: Gauge,
     /// Records of a topic not yet acknowledged by a share group (KIP-932 lag).
     pub share_lag: Family<GroupTopicLabels, Gauge>,
+    /// Records a share group holds acquired (locked by a consumer) right now.
+    pub share_in_flight: Family<GroupTopicLabels, Gauge>,
+    /// A consumer group's lag per partition: high watermark minus committed offset.
+    pub group_lag: Family<PartitionLagLabels, Gauge>,
+    /// A consumer group's committed offset per partition.
+    pub group_offset: Family<PartitionLagLabels, Gauge>,
+    /// Request bytes held in `queued.max.request.bytes` (frames being read or handled).
+    pub request_memory: Gauge,
+    /// The broker's resident memory, read at each scrape.
+    pub resident_memory: Gauge,
     /// Records acquired by share consumers.
     pub share_acquired: Family<GroupTopicLabels, Counter>,
     /// Acknowledged records, by type.
@@ -57,6 +82,10 @@ pub struct Metrics {
     /// Dead letters found already copied (by a leader before a failover, or by a write whose
     /// outcome was unknown) and archived without another copy.
     pub dlq_already_copied: Counter,
+    /// Responses that carried a throttle, by the quota that set it.
+    pub throttled_responses: Family<QuotaLabels, Counter>,
+    /// Throttle time handed out, by quota.
+    pub throttle_seconds: Family<QuotaLabels, Counter<f64, AtomicU64>>,
     /// Log cleaner (compaction) rounds finished.
     pub cleaner_rounds: Counter,
     /// Bytes the log cleaner read.
@@ -65,6 +94,30 @@ pub struct Metrics {
     pub cleaner_bytes_written: Counter,
     /// Records the log cleaner removed.
     pub cleaner_records_removed: Counter,
+}
+
+/// Fsync times of every partition log in the process (one histogram: the partitions do not
+/// hold the broker's metrics, and an fsync's time is the disk's, not one broker's).
+pub fn fsync_seconds() -> &'static Histogram {
+    static FSYNC: std::sync::OnceLock<Histogram> = std::sync::OnceLock::new();
+    FSYNC.get_or_init(|| Histogram::new(latency_buckets()))
+}
+
+/// Times `f`, an fsync, into [`fsync_seconds`].
+pub fn timed_fsync<T>(f: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let out = f();
+    fsync_seconds().observe(started.elapsed().as_secs_f64());
+    out
+}
+
+/// The process's resident memory in bytes (Linux `/proc/self/statm`), if readable.
+pub fn resident_bytes() -> Option<i64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf reads a constant of the running system.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages.checked_mul(if page > 0 { page } else { 4096 })
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -85,11 +138,18 @@ impl Default for Metrics {
         let connections = Gauge::default();
         let share_lag = Family::<GroupTopicLabels, Gauge>::default();
         let share_acquired = Family::<GroupTopicLabels, Counter>::default();
+        let share_in_flight = Family::<GroupTopicLabels, Gauge>::default();
+        let group_lag = Family::<PartitionLagLabels, Gauge>::default();
+        let group_offset = Family::<PartitionLagLabels, Gauge>::default();
+        let request_memory = Gauge::default();
+        let resident_memory = Gauge::default();
         let share_acks = Family::<AckLabels, Counter>::default();
         let dlq_written = Family::<GroupTopicLabels, Counter>::default();
         let dlq_depth = Family::<TopicLabels, Gauge>::default();
         let dlq_failed = Counter::default();
         let dlq_already_copied = Counter::default();
+        let throttled_responses = Family::<QuotaLabels, Counter>::default();
+        let throttle_seconds = Family::<QuotaLabels, Counter<f64, AtomicU64>>::default();
         let cleaner_rounds = Counter::default();
         let cleaner_bytes_read = Counter::default();
         let cleaner_bytes_written = Counter::default();
@@ -181,8 +241,55 @@ impl Default for Metrics {
             "Dead letters found already in the DLQ (copied before a failover or by a write whose outcome was unknown): archived without another copy",
             dlq_already_copied.clone(),
         );
+        registry.register(
+            "quota_throttled_responses",
+            "Responses throttled by a client quota, by the quota (produce, fetch, request)",
+            throttled_responses.clone(),
+        );
+        registry.register(
+            "quota_throttle_seconds",
+            "Throttle time handed to clients over their quota, by the quota",
+            throttle_seconds.clone(),
+        );
+        registry.register(
+            "share_group_in_flight_records",
+            "Records a share group holds acquired (locked by a consumer) now, by group and topic",
+            share_in_flight.clone(),
+        );
+        registry.register(
+            "consumer_group_lag",
+            "Records a consumer group has not committed, by group, topic and partition: the high watermark minus the committed offset",
+            group_lag.clone(),
+        );
+        registry.register(
+            "consumer_group_committed_offset",
+            "A consumer group's committed offset, by group, topic and partition",
+            group_offset.clone(),
+        );
+        registry.register(
+            "request_memory_bytes",
+            "Request bytes being read or handled, out of queued.max.request.bytes",
+            request_memory.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the broker process",
+            resident_memory.clone(),
+        );
+        registry.register(
+            "fsync_duration_seconds",
+            "Time of each fsync of a partition's log (group commits, rolls, leadership changes)",
+            fsync_seconds().clone(),
+        );
         Metrics {
             registry,
+            share_in_flight,
+            group_lag,
+            group_offset,
+            request_memory,
+            resident_memory,
+            throttled_responses,
+            throttle_seconds,
             requests,
             request_seconds,
             bytes_in,
@@ -215,6 +322,15 @@ impl Metrics {
         self.bytes_out.remove(&labels);
         self.messages_in.remove(&labels);
         self.dlq_depth.remove(&labels);
+    }
+
+    /// A response throttled `ms` by the quota named `quota`.
+    pub fn throttled(&self, quota: &'static str, ms: i64) {
+        let labels = QuotaLabels { quota };
+        self.throttled_responses.get_or_create(&labels).inc();
+        self.throttle_seconds
+            .get_or_create(&labels)
+            .inc_by(ms as f64 / 1000.0);
     }
 
     pub fn encode(&self) -> String {

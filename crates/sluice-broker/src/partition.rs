@@ -351,7 +351,7 @@ impl Partition {
     pub async fn sync_now(&self) -> Result<(), KafkaError> {
         self.dirty.store(false, Ordering::Release);
         let (file, target) = self.state.lock().log.sync_target();
-        tokio::task::spawn_blocking(move || file.sync_data())
+        tokio::task::spawn_blocking(move || crate::metrics::timed_fsync(|| file.sync_data()))
             .await
             .map_err(|e| KafkaError::new(ResponseError::KafkaStorageError, e.to_string()))??;
         self.synced_offset.fetch_max(target, Ordering::AcqRel);
@@ -805,7 +805,7 @@ impl Partition {
             return Ok(state.log.log_end_offset());
         }
         let (file, target) = self.state.lock().log.sync_target();
-        file.sync_data()
+        crate::metrics::timed_fsync(|| file.sync_data())
             .map_err(|e| KafkaError::new(ResponseError::KafkaStorageError, e.to_string()))?;
         self.synced_offset.fetch_max(target, Ordering::AcqRel);
         let mut state = self.state.lock();

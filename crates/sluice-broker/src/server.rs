@@ -41,7 +41,10 @@ pub async fn serve_kafka(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
-    let memory = RequestMemory::new(broker.config.queued_max_request_bytes);
+    let memory = RequestMemory::new(
+        broker.config.queued_max_request_bytes,
+        broker.metrics.request_memory.clone(),
+    );
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -158,18 +161,28 @@ async fn connection(
         // The request's bytes go back to the pool once it has been handled (Kafka releases its
         // buffer at the same point).
         drop(reserved);
-        match handled {
-            Handled::Respond(response) => {
+        let mute = match handled {
+            Handled::Respond(response, mute) => {
                 // Flushed at the end: the next request may be a long-polling fetch.
                 if let Err(e) = crate::response::write(&mut wr, response).await {
                     tracing::debug!(%peer, error = %e, "closing connection: response not sent");
                     break;
                 }
+                mute
             }
-            Handled::NoResponse => {}
+            Handled::NoResponse(mute) => mute,
             Handled::Close(reason) => {
                 tracing::warn!(%peer, %reason, "closing connection");
                 break;
+            }
+        };
+        // A throttled client (over its quota): its response went out with `throttle_time_ms`,
+        // and nothing more is read from it for that long (KIP-219's muted channel).
+        if !mute.is_zero() {
+            tokio::select! {
+                biased;
+                _ = stopped(&mut stop) => break,
+                _ = tokio::time::sleep(mute) => {}
             }
         }
     }
@@ -186,14 +199,20 @@ async fn connection(
 /// large waiter. The cost: under a steady stream of smaller requests a large one can wait long.
 pub struct RequestMemory {
     free: Semaphore,
+    /// Bytes reserved now (the `sluice_request_memory_bytes` metric).
+    in_use: prometheus_client::metrics::gauge::Gauge,
     /// Woken whenever bytes return, so every waiting connection tries again.
     freed: Notify,
 }
 
 impl RequestMemory {
-    pub fn new(bytes: usize) -> Arc<RequestMemory> {
+    pub fn new(
+        bytes: usize,
+        in_use: prometheus_client::metrics::gauge::Gauge,
+    ) -> Arc<RequestMemory> {
         Arc::new(RequestMemory {
             free: Semaphore::new(bytes.min(Semaphore::MAX_PERMITS)),
+            in_use,
             freed: Notify::new(),
         })
     }
@@ -208,6 +227,7 @@ impl RequestMemory {
             match self.free.try_acquire_many(bytes) {
                 Ok(permit) => {
                     permit.forget();
+                    self.in_use.inc_by(i64::from(bytes));
                     return Some(Reservation {
                         pool: self.clone(),
                         bytes,
@@ -229,6 +249,7 @@ pub struct Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         self.pool.free.add_permits(self.bytes as usize);
+        self.pool.in_use.dec_by(i64::from(self.bytes));
         self.pool.freed.notify_waiters();
     }
 }
@@ -269,7 +290,7 @@ mod tests {
 
     #[tokio::test]
     async fn request_memory_mutes_what_does_not_fit_and_lets_small_requests_pass() {
-        let pool = RequestMemory::new(100);
+        let pool = RequestMemory::new(100, Default::default());
         let big = pool.reserve(80).await.unwrap();
         // 20 bytes free: a 50-byte request waits, a 10-byte one passes it.
         let waiting = pool.reserve(50);

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod connection;
 pub mod error;
 pub mod group_member;
+pub mod quotas;
 pub mod records;
 pub mod versions;
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::error::{codes, err, ControllerError};
 use crate::image::{ClusterImage, PartitionInfo};
 use crate::placement::assign_replicas;
-use crate::record::{MetadataRecord, NodeId, NO_LEADER};
+use crate::record::{EntityName, MetadataRecord, NodeId, QuotaEntity, QuotaValue, NO_LEADER};
 
 /// Kafka's `broker.session.timeout.ms` default.
 pub const DEFAULT_SESSION_TIMEOUT_MS: i64 = 9_000;
@@ -36,6 +36,13 @@ pub const MAX_CONFIG_VALUE_LEN: usize = 65_536;
 pub const MAX_GROUP_ID_LEN: usize = 32_767;
 /// Kafka's longest topic name.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
+/// The most client-quota entities a cluster holds (each distinct user / client-id pair with
+/// quotas set).
+pub const MAX_CLIENT_QUOTA_ENTITIES: usize = 10_000;
+/// The most quota keys on one entity (Kafka knows four).
+pub const MAX_CLIENT_QUOTA_KEYS: usize = 8;
+/// The longest user or client-id name a quota may be set on (Kafka's protocol STRING limit).
+pub const MAX_QUOTA_NAME_LEN: usize = 32_767;
 
 /// Settings of the controller (Kafka's names in the docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1173,6 +1180,70 @@ impl Controller {
             group: group.to_owned(),
             configs: configs.clone(),
         });
+        draft.finish(())
+    }
+
+    /// Sets (`Some`) and removes (`None`) quotas of one client-quota entity. The broker checked
+    /// the keys; this checks the entity, the values and the bounds. A change that changes
+    /// nothing commits nothing.
+    pub fn alter_client_quotas(
+        &mut self,
+        image: &ClusterImage,
+        entity: &QuotaEntity,
+        changes: &BTreeMap<String, Option<f64>>,
+    ) -> Decision<()> {
+        if entity.user.is_none() && entity.client_id.is_none() {
+            return err(codes::INVALID_REQUEST, "Invalid empty client quota entity");
+        }
+        for name in [&entity.user, &entity.client_id].into_iter().flatten() {
+            if let EntityName::Named(n) = name {
+                if n.is_empty() || n.len() > MAX_QUOTA_NAME_LEN {
+                    return err(
+                        codes::INVALID_REQUEST,
+                        format!("quota entity names are 1 to {MAX_QUOTA_NAME_LEN} bytes"),
+                    );
+                }
+            }
+        }
+        let current = image.client_quotas_of(entity);
+        let mut quotas = current.cloned().unwrap_or_default();
+        for (key, value) in changes {
+            match value {
+                None => {
+                    quotas.remove(key);
+                }
+                Some(v) if !v.is_finite() || *v <= 0.0 => {
+                    return err(
+                        codes::INVALID_REQUEST,
+                        format!("Quota {key} must be greater than 0"),
+                    )
+                }
+                Some(v) => {
+                    quotas.insert(key.clone(), QuotaValue(*v));
+                }
+            }
+        }
+        if quotas.len() > MAX_CLIENT_QUOTA_KEYS {
+            return err(
+                codes::INVALID_REQUEST,
+                format!("more than {MAX_CLIENT_QUOTA_KEYS} quotas on one entity"),
+            );
+        }
+        if current.is_none() && image.client_quotas.len() >= MAX_CLIENT_QUOTA_ENTITIES {
+            return err(
+                codes::INVALID_REQUEST,
+                format!(
+                    "the cluster already holds quotas for {MAX_CLIENT_QUOTA_ENTITIES} entities"
+                ),
+            );
+        }
+        let mut draft = Draft::new(image);
+        if current != Some(&quotas) && !(current.is_none() && quotas.is_empty()) {
+            draft.push(MetadataRecord::ClientQuotasReplaced {
+                entity: entity.clone(),
+                quotas,
+            });
+        }
         draft.finish(())
     }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::record::{MetadataRecord, NodeId, NO_LEADER};
+use crate::record::{MetadataRecord, NodeId, QuotaEntity, QuotaValue, NO_LEADER};
 
 /// The topic config that allows electing a leader outside the ISR.
 pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
@@ -174,9 +174,17 @@ pub enum Change {
     },
     ProducerIdBlock,
     GroupConfigs(String),
+    ClientQuotas,
     /// The decision in this log entry was made against another image: none of its records
     /// applied (the controller must not send its reply).
     DecisionRejected,
+}
+
+/// The quotas set on one client-quota entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientQuotas {
+    pub entity: QuotaEntity,
+    pub quotas: BTreeMap<String, QuotaValue>,
 }
 
 /// The cluster metadata as of `last_applied` (serde: the snapshot format).
@@ -188,6 +196,9 @@ pub struct ClusterImage {
     /// The first producer id of the next block to hand out.
     pub next_producer_id: i64,
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Client quotas by entity, sorted by entity (images of older versions have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_quotas: Vec<ClientQuotas>,
     /// The log index of the last record applied.
     pub last_applied: u64,
     /// The log index whose decision was rejected by its [`MetadataRecord::Guard`]: the rest
@@ -447,7 +458,35 @@ impl ClusterImage {
                 }
                 Some(vec![Change::GroupConfigs(group.clone())])
             }
+            MetadataRecord::ClientQuotasReplaced { entity, quotas } => {
+                let at = self
+                    .client_quotas
+                    .binary_search_by(|q| q.entity.cmp(entity));
+                match (at, quotas.is_empty()) {
+                    (Ok(i), true) => {
+                        self.client_quotas.remove(i);
+                    }
+                    (Ok(i), false) => self.client_quotas[i].quotas = quotas.clone(),
+                    (Err(_), true) => return None,
+                    (Err(i), false) => self.client_quotas.insert(
+                        i,
+                        ClientQuotas {
+                            entity: entity.clone(),
+                            quotas: quotas.clone(),
+                        },
+                    ),
+                }
+                Some(vec![Change::ClientQuotas])
+            }
         }
+    }
+
+    /// The quotas set on `entity` (none if it has none).
+    pub fn client_quotas_of(&self, entity: &QuotaEntity) -> Option<&BTreeMap<String, QuotaValue>> {
+        self.client_quotas
+            .binary_search_by(|q| q.entity.cmp(entity))
+            .ok()
+            .map(|i| &self.client_quotas[i].quotas)
     }
 
     /// Every replica of `p` is registered, and a leader being set (`Some`, not -1) is

@@ -74,6 +74,7 @@
 //! | `topic_deleted {name, id}` | the topic and its partitions are gone |
 //! | `producer_id_block {next_block_start}` | the next producer id block starts there (only forward) |
 //! | `group_configs_replaced {group, configs}` | the group's configs, whole (empty removes) |
+//! | `client_quotas_replaced {entity, quotas}` | a client-quota entity's quotas, whole (empty removes) |
 //!
 //! `apply` never panics and ignores (deterministically, returning no [`Change`]) a record
 //! that no longer makes sense: an index below the last applied one, a change to a deleted

@@ -106,4 +106,36 @@ pub enum MetadataRecord {
         group: String,
         configs: BTreeMap<String, String>,
     },
+    /// A client-quota entity's quotas are replaced whole (an empty map removes the entity).
+    ClientQuotasReplaced {
+        entity: QuotaEntity,
+        quotas: BTreeMap<String, QuotaValue>,
+    },
 }
+
+/// One part of a client-quota entity: the default for its type, or a name (Kafka's null and
+/// string entity names).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityName {
+    Default,
+    Named(String),
+}
+
+/// A client-quota entity (Kafka's `ClientQuotaEntity` for users and client ids): each type is
+/// absent, the default, or a name. At least one is present.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QuotaEntity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<EntityName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<EntityName>,
+}
+
+/// A quota's value (Kafka's double). The controller admits only finite values above zero,
+/// so equality is total.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct QuotaValue(pub f64);
+
+impl Eq for QuotaValue {}

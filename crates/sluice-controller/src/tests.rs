@@ -1013,6 +1013,64 @@ fn producer_id_blocks_are_disjoint() {
 }
 
 #[test]
+fn client_quotas_merge_remove_and_survive_a_snapshot() {
+    let mut h = H::new();
+    let alice = QuotaEntity {
+        user: Some(EntityName::Named("alice".into())),
+        client_id: Some(EntityName::Default),
+    };
+    let set = |k: &str, v: Option<f64>| BTreeMap::from([(k.to_string(), v)]);
+    let ((), recs) =
+        h.c.alter_client_quotas(&h.img, &alice, &set("producer_byte_rate", Some(1024.0)))
+            .unwrap();
+    h.commit(recs);
+    let ((), recs) =
+        h.c.alter_client_quotas(&h.img, &alice, &set("request_percentage", Some(50.5)))
+            .unwrap();
+    h.commit(recs);
+    let q = h.img.client_quotas_of(&alice).unwrap();
+    assert_eq!(q["producer_byte_rate"], QuotaValue(1024.0));
+    assert_eq!(q["request_percentage"], QuotaValue(50.5));
+    // Setting what is already set commits nothing.
+    let ((), recs) =
+        h.c.alter_client_quotas(&h.img, &alice, &set("producer_byte_rate", Some(1024.0)))
+            .unwrap();
+    assert!(recs.is_empty());
+    let back: ClusterImage = serde_json::from_str(&serde_json::to_string(&h.img).unwrap()).unwrap();
+    assert_eq!(back, h.img);
+    // Removing every key removes the entity.
+    let both = BTreeMap::from([
+        ("producer_byte_rate".to_string(), None),
+        ("request_percentage".to_string(), None),
+    ]);
+    let ((), recs) = h.c.alter_client_quotas(&h.img, &alice, &both).unwrap();
+    h.commit(recs);
+    assert!(h.img.client_quotas.is_empty());
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        assert_eq!(
+            code(h.c.alter_client_quotas(&h.img, &alice, &set("producer_byte_rate", Some(bad)))),
+            codes::INVALID_REQUEST
+        );
+    }
+    assert_eq!(
+        code(h.c.alter_client_quotas(
+            &h.img,
+            &QuotaEntity::default(),
+            &set("producer_byte_rate", Some(1.0))
+        )),
+        codes::INVALID_REQUEST
+    );
+    let empty_name = QuotaEntity {
+        user: None,
+        client_id: Some(EntityName::Named(String::new())),
+    };
+    assert_eq!(
+        code(h.c.alter_client_quotas(&h.img, &empty_name, &set("producer_byte_rate", Some(1.0)))),
+        codes::INVALID_REQUEST
+    );
+}
+
+#[test]
 fn group_configs_replace_and_remove() {
     let mut h = H::new();
     let mut c = BTreeMap::new();

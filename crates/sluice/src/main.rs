@@ -39,6 +39,8 @@ enum Command {
     Txn(cli::txn::TxnArgs),
     /// Cluster status, leader elections, replica moves and draining a node.
     Cluster(cli::cluster::ClusterArgs),
+    /// Show, set and remove client quotas (byte rates, request percentage).
+    Quota(cli::quota::QuotaArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Schema(args) => cli::schema::run(args),
         Command::Txn(args) => cli::txn::run(args),
         Command::Cluster(args) => cli::cluster::run(args),
+        Command::Quota(args) => cli::quota::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

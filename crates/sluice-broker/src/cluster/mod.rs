@@ -237,6 +237,11 @@ pub enum CtrlRequest {
         group: String,
         configs: BTreeMap<String, String>,
     },
+    /// Sets (`Some`) and removes (`None`) quotas of one client-quota entity.
+    AlterClientQuotas {
+        entity: sluice_controller::QuotaEntity,
+        changes: BTreeMap<String, Option<f64>>,
+    },
     AllocateProducerIds {
         broker_id: NodeId,
         broker_epoch: i64,
@@ -761,6 +766,12 @@ impl Cluster {
             CtrlRequest::ReplaceGroupConfigs { group, configs } => {
                 let (i, ()) = self
                     .decide(|c, img, _| c.replace_group_configs(img, &group, &configs))
+                    .await?;
+                Ok((i, CtrlReply::Done))
+            }
+            CtrlRequest::AlterClientQuotas { entity, changes } => {
+                let (i, ()) = self
+                    .decide(|c, img, _| c.alter_client_quotas(img, &entity, &changes))
                     .await?;
                 Ok((i, CtrlReply::Done))
             }

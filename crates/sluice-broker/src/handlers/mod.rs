@@ -2,9 +2,10 @@
 //! response encoding. The table in [`SUPPORTED`] is what ApiVersions advertises: only APIs
 //! implemented end to end, each with the version range its handler understands.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
@@ -12,6 +13,69 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::broker::Broker;
 use crate::response::{Response, ResponseBuf, StoredRecords};
+
+/// Every API Sluice serves, each marked `throttle` when its response has `throttle_time_ms`
+/// (all but two inter-broker and operator calls): one list for the macros that need an arm
+/// per API (`api_name`, `quotas::set_throttle`). Keep it in step with [`SUPPORTED`].
+macro_rules! served_apis {
+    ($then:ident) => {
+        $then!(
+            Produce: throttle,
+            Fetch: throttle,
+            ListOffsets: throttle,
+            Metadata: throttle,
+            OffsetCommit: throttle,
+            OffsetFetch: throttle,
+            FindCoordinator: throttle,
+            JoinGroup: throttle,
+            Heartbeat: throttle,
+            LeaveGroup: throttle,
+            SyncGroup: throttle,
+            DescribeGroups: throttle,
+            ListGroups: throttle,
+            ApiVersions: throttle,
+            CreateTopics: throttle,
+            DeleteTopics: throttle,
+            DeleteRecords: throttle,
+            InitProducerId: throttle,
+            AddPartitionsToTxn: throttle,
+            AddOffsetsToTxn: throttle,
+            EndTxn: throttle,
+            WriteTxnMarkers: none,
+            DescribeTransactions: throttle,
+            ListTransactions: throttle,
+            OffsetForLeaderEpoch: throttle,
+            DescribeConfigs: throttle,
+            AlterConfigs: throttle,
+            CreatePartitions: throttle,
+            DeleteGroups: throttle,
+            IncrementalAlterConfigs: throttle,
+            OffsetDelete: throttle,
+            DescribeCluster: throttle,
+            DescribeQuorum: none,
+            UnregisterBroker: throttle,
+            AddRaftVoter: throttle,
+            RemoveRaftVoter: throttle,
+            ElectLeaders: throttle,
+            AlterPartitionReassignments: throttle,
+            ListPartitionReassignments: throttle,
+            DescribeTopicPartitions: throttle,
+            ConsumerGroupHeartbeat: throttle,
+            ConsumerGroupDescribe: throttle,
+            ShareGroupHeartbeat: throttle,
+            ShareGroupDescribe: throttle,
+            ShareFetch: throttle,
+            ShareAcknowledge: throttle,
+            DescribeShareGroupOffsets: throttle,
+            AlterShareGroupOffsets: throttle,
+            DeleteShareGroupOffsets: throttle,
+            DescribeProducers: throttle,
+            TxnOffsetCommit: throttle,
+            DescribeClientQuotas: throttle,
+            AlterClientQuotas: throttle,
+        )
+    };
+}
 
 mod admin;
 mod api_versions;
@@ -22,15 +86,17 @@ mod offsets;
 mod produce;
 mod producers;
 mod quorum;
+mod quotas;
 mod share;
 mod txn;
 mod txn_offsets;
 
-/// What the connection does with a request.
+/// What the connection does with a request. The duration is how long the connection then
+/// reads nothing: a client over its quota is throttled (KIP-219; zero otherwise).
 pub enum Handled {
-    Respond(Response),
+    Respond(Response, Duration),
     /// Produce with acks=0.
-    NoResponse,
+    NoResponse(Duration),
     /// Kafka closes the connection on these (unknown API or version, undecodable request).
     Close(String),
 }
@@ -96,6 +162,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
     // v5 is transaction.version=2: the group is added to the transaction implicitly.
     (ApiKey::TxnOffsetCommit, 0, 5),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -108,61 +176,11 @@ pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
 fn api_name(key: ApiKey) -> &'static str {
     // Debug names of the enum are the Kafka API names; keep a static str for metric labels.
     macro_rules! names {
-        ($($k:ident),*) => { match key { $(ApiKey::$k => stringify!($k),)* _ => "Other" } };
+        ($($k:ident: $throttle:ident),* $(,)?) => {
+            match key { $(ApiKey::$k => stringify!($k),)* _ => "Other" }
+        };
     }
-    names!(
-        Produce,
-        Fetch,
-        ListOffsets,
-        Metadata,
-        OffsetCommit,
-        OffsetFetch,
-        FindCoordinator,
-        JoinGroup,
-        Heartbeat,
-        LeaveGroup,
-        SyncGroup,
-        DescribeGroups,
-        ListGroups,
-        ApiVersions,
-        CreateTopics,
-        DeleteTopics,
-        DeleteRecords,
-        InitProducerId,
-        AddPartitionsToTxn,
-        AddOffsetsToTxn,
-        EndTxn,
-        WriteTxnMarkers,
-        DescribeTransactions,
-        ListTransactions,
-        OffsetForLeaderEpoch,
-        DescribeConfigs,
-        AlterConfigs,
-        CreatePartitions,
-        DeleteGroups,
-        IncrementalAlterConfigs,
-        OffsetDelete,
-        DescribeCluster,
-        DescribeQuorum,
-        UnregisterBroker,
-        AddRaftVoter,
-        RemoveRaftVoter,
-        ElectLeaders,
-        AlterPartitionReassignments,
-        ListPartitionReassignments,
-        DescribeTopicPartitions,
-        ConsumerGroupHeartbeat,
-        ConsumerGroupDescribe,
-        ShareGroupHeartbeat,
-        ShareGroupDescribe,
-        ShareFetch,
-        ShareAcknowledge,
-        DescribeShareGroupOffsets,
-        AlterShareGroupOffsets,
-        DeleteShareGroupOffsets,
-        DescribeProducers,
-        TxnOffsetCommit
-    )
+    served_apis!(names)
 }
 
 /// Decodes with the protocol crate, turning a panic inside it into an error: bytes from the
@@ -241,6 +259,7 @@ pub fn decode_request(mut frame: Bytes) -> Decoded {
 
 pub async fn handle(broker: &Broker, frame: Bytes, peer: SocketAddr) -> Handled {
     let started = Instant::now();
+    let request_bytes = frame.len();
     let (key, version, correlation_id, header, request) = match decode_request(frame) {
         Decoded::Request {
             key,
@@ -269,29 +288,67 @@ pub async fn handle(broker: &Broker, frame: Bytes, peer: SocketAddr) -> Handled 
             .unwrap_or_default(),
         client_host: format!("/{}", peer.ip()),
     };
-    // A fetch's records stay in their files until the connection sends them (response.rs);
-    // it is the one response that carries file ranges.
-    let (response, files) = match *request {
-        RequestKind::Fetch(r) => {
-            let (r, files) = fetch::handle(broker, r, version).await;
-            (Some(ResponseKind::Fetch(r)), files)
+    // With quotas set, the time the handler runs is measured (the request percentage): the
+    // time inside its polls, not the time it waits for a disk, a timer or other clients.
+    let quotas_on = !broker.metadata.quotas.is_empty();
+    let work = async {
+        // A fetch's records stay in their files until the connection sends them
+        // (response.rs); it is the one response that carries file ranges.
+        match *request {
+            RequestKind::Fetch(r) => {
+                let (r, files) = fetch::handle(broker, r, version).await;
+                Ok((Some(ResponseKind::Fetch(r)), files))
+            }
+            request => dispatch(broker, request, &ctx)
+                .await
+                .map(|r| (r, StoredRecords::default())),
         }
-        request => match dispatch(broker, request, &ctx).await {
-            Ok(r) => (r, StoredRecords::default()),
-            Err(reason) => return Handled::Close(reason),
-        },
+    };
+    let (outcome, busy) = if quotas_on {
+        tokio::pin!(work);
+        let mut busy = Duration::ZERO;
+        let outcome = std::future::poll_fn(|cx| {
+            let at = Instant::now();
+            let polled = work.as_mut().poll(cx);
+            busy += at.elapsed();
+            polled
+        })
+        .await;
+        (outcome, busy)
+    } else {
+        (work.await, Duration::ZERO)
+    };
+    let (mut response, files) = match outcome {
+        Ok(r) => r,
+        Err(reason) => return Handled::Close(reason),
     };
     let labels = crate::metrics::ApiLabels { api: api_name(key) };
     broker.metrics.requests.get_or_create(&labels).inc();
+    let throttle = if quotas_on {
+        throttle(
+            broker,
+            &ctx.client_id,
+            key,
+            request_bytes,
+            response.as_mut(),
+            &files,
+            busy,
+        )
+    } else {
+        Duration::ZERO
+    };
     let handled = match response {
-        Some(r) => respond_with(
+        Some(r) => match respond_with(
             correlation_id,
             key.response_header_version(version),
             version,
             &r,
             files,
-        ),
-        None => Handled::NoResponse,
+        ) {
+            Handled::Respond(r, _) => Handled::Respond(r, throttle),
+            other => other,
+        },
+        None => Handled::NoResponse(throttle),
     };
     broker
         .metrics
@@ -299,6 +356,54 @@ pub async fn handle(broker: &Broker, frame: Bytes, peer: SocketAddr) -> Handled 
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
     handled
+}
+
+/// Records a request against the quotas that apply to its client and returns the throttle:
+/// the longest of its byte-rate throttle (produce request bytes, fetch response bytes) and
+/// its request-time throttle, also put in the response's `throttle_time_ms` (Kafka's rule).
+fn throttle(
+    broker: &Broker,
+    client_id: &str,
+    key: ApiKey,
+    request_bytes: usize,
+    response: Option<&mut ResponseKind>,
+    files: &StoredRecords,
+    busy: Duration,
+) -> Duration {
+    use crate::quota::{QuotaType, ANONYMOUS};
+    let quotas = &broker.metadata.quotas;
+    let now = crate::broker::now_ms();
+    let mut worst = (0, QuotaType::Request);
+    let mut record = |t: QuotaType, value: f64| {
+        let ms = quotas.record(t, ANONYMOUS, client_id, value, now);
+        if ms > worst.0 {
+            worst = (ms, t);
+        }
+    };
+    // Kafka records a request's time in percent of one core: 100 per second of handler time.
+    record(QuotaType::Request, busy.as_secs_f64() * 100.0);
+    match (key, response.as_deref()) {
+        (ApiKey::Produce, _) => record(QuotaType::Produce, request_bytes as f64),
+        (ApiKey::Fetch, Some(ResponseKind::Fetch(r))) => {
+            let bytes: usize = r
+                .responses
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.records.as_ref().map_or(0, |b| files.len_of(b)))
+                .sum();
+            record(QuotaType::Fetch, bytes as f64)
+        }
+        _ => {}
+    }
+    let (ms, t) = worst;
+    if ms <= 0 {
+        return Duration::ZERO;
+    }
+    broker.metrics.throttled(t.label(), ms);
+    if let Some(r) = response {
+        quotas::set_throttle(r, i32::try_from(ms).unwrap_or(i32::MAX));
+    }
+    Duration::from_millis(ms.unsigned_abs())
 }
 
 fn respond(correlation_id: i32, header_version: i16, version: i16, body: &ResponseKind) -> Handled {
@@ -333,7 +438,7 @@ fn respond_with(
         return Handled::Close(format!("cannot encode response: {e}"));
     }
     match buf.finish() {
-        Ok(response) => Handled::Respond(response),
+        Ok(response) => Handled::Respond(response, Duration::ZERO),
         Err(e) => Handled::Close(format!("cannot encode response: {e}")),
     }
 }
@@ -426,6 +531,12 @@ async fn dispatch(
             Rs::DeleteShareGroupOffsets(share::delete_share_group_offsets(broker, r).await)
         }
         Rq::DescribeProducers(r) => Rs::DescribeProducers(producers::describe_producers(broker, r)),
+        Rq::DescribeClientQuotas(r) => {
+            Rs::DescribeClientQuotas(quotas::describe_client_quotas(broker, r))
+        }
+        Rq::AlterClientQuotas(r) => {
+            Rs::AlterClientQuotas(quotas::alter_client_quotas(broker, r).await)
+        }
         // The version check above only lets through what SUPPORTED lists.
         _ => return Err("request has no handler".to_string()),
     }))

@@ -784,25 +784,31 @@ impl ShareService {
     /// Share-group lag and DLQ depth, for `/metrics`. Lag counts up to what the group can
     /// read: the last stable offset under read_committed, the high watermark otherwise.
     fn update_metrics(&self, broker: &Broker) {
-        let mut lag: HashMap<(Arc<str>, String), i64> = HashMap::new();
+        let mut lag: HashMap<(Arc<str>, String), (i64, i64)> = HashMap::new();
         let mut read_committed: HashMap<Arc<str>, bool> = HashMap::new();
         for h in self.handles(None) {
             let committed = *read_committed
                 .entry(h.key.group.clone())
                 .or_insert_with(|| broker.metadata.share_settings(&h.key.group).read_committed);
             let end = readable_end(&h.log, committed);
-            *lag.entry((h.key.group.clone(), h.topic.clone()))
-                .or_default() += h.read(|sp| sp.lag(end));
+            let (n, held) = h.read(|sp| (sp.lag(end), sp.in_flight() as i64));
+            let sum = lag
+                .entry((h.key.group.clone(), h.topic.clone()))
+                .or_default();
+            sum.0 += n;
+            sum.1 += held;
         }
-        for ((group, topic), n) in lag {
+        for ((group, topic), (n, held)) in lag {
+            let labels = GroupTopicLabels {
+                group: group.to_string(),
+                topic,
+            };
             broker
                 .metrics
-                .share_lag
-                .get_or_create(&GroupTopicLabels {
-                    group: group.to_string(),
-                    topic,
-                })
-                .set(n);
+                .share_in_flight
+                .get_or_create(&labels)
+                .set(held);
+            broker.metrics.share_lag.get_or_create(&labels).set(n);
         }
         for (topic, depth) in dlq::depths(broker) {
             broker

@@ -1,4 +1,4 @@
-//! The admin and data tools (`sluice topic|cluster|produce|consume|group|dlq`): each talks the Kafka
+//! The admin and data tools (`sluice topic|cluster|produce|consume|group|dlq|quota`): each talks the Kafka
 //! protocol to `--bootstrap-server` through `sluice-client`. Output is a table for people by
 //! default and JSON with `--output json` for scripts.
 
@@ -13,6 +13,7 @@ pub mod consume;
 pub mod dlq;
 pub mod group;
 pub mod produce;
+pub mod quota;
 pub mod record_format;
 pub mod schema;
 pub mod table;

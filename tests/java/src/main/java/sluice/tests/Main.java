@@ -40,6 +40,7 @@ public final class Main {
                 case "share-offsets-list" -> ShareAdmin.list(bootstrap, rest);
                 case "share-offsets-alter" -> ShareAdmin.alter(bootstrap, rest);
                 case "share-offsets-delete" -> ShareAdmin.delete(bootstrap, rest);
+                case "quotas" -> ClientQuotas.run(bootstrap, rest[0]);
                 case "transaction-version" -> System.out.println(Util.transactionVersion(bootstrap));
                 default -> {
                     System.err.println("unknown scenario " + scenario);

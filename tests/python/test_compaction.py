@@ -311,8 +311,9 @@ def test_t12_markers_go_after_delete_retention(broker_factory, unique):
     tp.begin_transaction()
     tp.produce(topic, key=b"j", value=b"x")
     tp.commit_transaction(15)
-    before = partition_markers(b, topic)
-    assert before is not None
+    # The coordinator writes a transaction's markers after it answers EndTxn: wait for all four.
+    before = wait_until(lambda: (m := partition_markers(b, topic)) is not None and len(m) == 4 and m,
+                        15, "the four transaction markers")
     assert [c for _, _, c in before] == [True, False, True, True], before
     commit_a3, commit_x = before[2][0], before[3][0]
     # A later record so the markers are all in closed (cleanable) segments.

@@ -1,6 +1,6 @@
 //! The HTTP listener: `/health`, `/metrics` (Prometheus text) and the schema registry
-//! (Confluent Schema Registry's REST API, from `sluice-registry`). The native REST API and the
-//! console will be mounted here too.
+//! (Confluent Schema Registry's REST API, from `sluice-registry`) and the native HTTP API
+//! under `/v1/` (`api/`). The console will be mounted here too.
 //!
 //! The listener is its own accept loop over hyper rather than `axum::serve`, for the bounds a
 //! slow or hostile client must not get around (limits.rs):
@@ -118,11 +118,13 @@ pub fn router(broker: Arc<Broker>) -> Router {
     let registry = sluice_registry::router(broker.registry.clone()).layer(
         axum::middleware::from_fn_with_state(broker.clone(), crate::schemas::forward_writes),
     );
+    let broker_for_api = broker.clone();
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(broker)
         .merge(registry)
+        .merge(crate::api::router(broker_for_api))
         .layer(axum::middleware::from_fn_with_state(guard, guard_request))
 }
 

@@ -9,6 +9,7 @@
 //! - every change to durable broker state (topics, configs, offsets, producer ids) is written
 //!   to an internal log before it takes effect.
 
+pub mod api;
 pub mod broker;
 pub mod cleaner;
 pub mod cluster;

@@ -234,3 +234,19 @@ pub const MAX_QUOTA_ALTERATIONS: usize = 1_000;
 /// Consumer-group partitions whose committed offset and lag `/metrics` reports (one series
 /// each); the rest are left out of that scrape.
 pub const MAX_LAG_SERIES: usize = 10_000;
+
+// ---- The HTTP API (api/) ----
+
+/// Kafka clients the HTTP API calls the cluster with at once; further calls wait for one.
+pub const MAX_API_CLIENTS: usize = 8;
+/// Bound on each Kafka request the HTTP API makes.
+pub const API_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Configs one topic creation or config change over HTTP may carry.
+pub const MAX_API_TOPIC_CONFIGS: usize = 1_024;
+/// Records one produce over HTTP may carry (the body is also bounded: 2 MiB).
+pub const MAX_API_PRODUCE_RECORDS: usize = 10_000;
+/// Records a consume over HTTP returns by default, and at most.
+pub const API_CONSUME_DEFAULT_RECORDS: usize = 100;
+pub const MAX_API_CONSUME_RECORDS: usize = 1_000;
+/// Record bytes a consume over HTTP fetches at most.
+pub const MAX_API_CONSUME_BYTES: i32 = 8 * 1024 * 1024;

@@ -10,6 +10,8 @@ pub mod cluster;
 pub mod connection;
 pub mod error;
 pub mod group_member;
+pub mod json;
+pub mod lag;
 pub mod quotas;
 pub mod records;
 pub mod versions;

@@ -121,147 +121,25 @@ async fn list(client: &ClientArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One row of `group describe`.
-struct OffsetRow {
-    topic: String,
-    partition: i32,
-    committed: Option<i64>,
-    log_end: i64,
-    /// The last stable offset (= log end when no transaction is open).
-    stable_end: i64,
-    member: Option<usize>,
-}
-
 async fn describe(client: &ClientArgs, group: &str) -> anyhow::Result<()> {
     let mut c = client.connect().await?;
-    let coordinator = c.find_coordinator(group).await?;
-    let desc = c.describe_group(&coordinator, group).await?;
-    let committed = c.fetch_offsets(&coordinator, group, None).await?;
-    if desc.state == "Dead" && committed.is_empty() && desc.members.is_empty() {
+    let pos = c.group_position(group).await?;
+    if pos.is_unknown() {
         anyhow::bail!(
             "consumer group {group} does not exist (`sluice group list` shows the groups)"
         );
     }
-    // Every partition that is committed or assigned, keyed for a stable order.
-    let mut rows: BTreeMap<(String, i32), OffsetRow> = BTreeMap::new();
-    for o in committed.iter().filter(|o| o.offset >= 0) {
-        rows.insert(
-            (o.topic.clone(), o.partition),
-            OffsetRow {
-                topic: o.topic.clone(),
-                partition: o.partition,
-                committed: Some(o.offset),
-                log_end: -1,
-                stable_end: -1,
-                member: None,
-            },
-        );
+    for w in &pos.warnings {
+        eprintln!("warning: {w}");
     }
-    for (i, m) in desc.members.iter().enumerate() {
-        for (t, ps) in &m.assignment {
-            for p in ps {
-                rows.entry((t.clone(), *p))
-                    .or_insert_with(|| OffsetRow {
-                        topic: t.clone(),
-                        partition: *p,
-                        committed: None,
-                        log_end: -1,
-                        stable_end: -1,
-                        member: None,
-                    })
-                    .member = Some(i);
-            }
-        }
-    }
-    let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-    for (t, p) in rows.keys() {
-        by_topic.entry(t.clone()).or_default().push(*p);
-    }
-    for (t, ps) in by_topic {
-        // A deleted topic can still have committed offsets: show them without a log end.
-        match c.list_offsets(&t, &ps, sluice_client::client::LATEST).await {
-            Ok(ends) => {
-                for (p, (end, _)) in ends {
-                    if let Some(r) = rows.get_mut(&(t.clone(), p)) {
-                        r.log_end = end;
-                    }
-                }
-            }
-            Err(e) => eprintln!("warning: cannot read log end offsets of {t}: {e}"),
-        }
-        match c
-            .list_offsets_isolated(&t, &ps, sluice_client::client::LATEST, 1)
-            .await
-        {
-            Ok(ends) => {
-                for (p, (end, _)) in ends {
-                    if let Some(r) = rows.get_mut(&(t.clone(), p)) {
-                        r.stable_end = end;
-                    }
-                }
-            }
-            Err(e) => eprintln!("warning: cannot read last stable offsets of {t}: {e}"),
-        }
-    }
-    // Lag against the last stable offset (Kafka's consumer lag for read_committed, the
-    // default isolation of librdkafka and kafkajs): records of an open transaction are not
-    // lag yet, a consumer cannot read them. Without transactions it equals log end - offset.
-    let lag = |r: &OffsetRow| {
-        let end = if r.stable_end >= 0 {
-            r.stable_end
-        } else {
-            r.log_end
-        };
-        match r.committed {
-            Some(c) if end >= 0 => Some(end.saturating_sub(c).max(0)),
-            _ => None,
-        }
-    };
+    let desc = &pos.description;
     if client.json() {
-        let offsets: Vec<_> = rows
-            .values()
-            .map(|r| {
-                json!({
-                    "topic": r.topic,
-                    "partition": r.partition,
-                    "committed_offset": r.committed,
-                    "log_end_offset": (r.log_end >= 0).then_some(r.log_end),
-                    "last_stable_offset": (r.stable_end >= 0).then_some(r.stable_end),
-                    "lag": lag(r),
-                    "member_id": r.member.map(|i| desc.members[i].member_id.clone()),
-                })
-            })
-            .collect();
-        let members: Vec<_> = desc
-            .members
-            .iter()
-            .map(|m| {
-                json!({
-                    "member_id": m.member_id,
-                    "group_instance_id": m.group_instance_id,
-                    "client_id": m.client_id,
-                    "host": m.client_host,
-                    "assignment": m.assignment,
-                })
-            })
-            .collect();
-        println!(
-            "{}",
-            json!({
-                "group": group,
-                "state": desc.state,
-                "protocol_type": desc.protocol_type,
-                "protocol": desc.protocol,
-                "coordinator": coordinator,
-                "members": members,
-                "offsets": offsets,
-            })
-        );
+        println!("{}", sluice_client::json::group(group, &pos));
         return Ok(());
     }
     println!("GROUP        {group}");
     println!("STATE        {}", desc.state);
-    println!("COORDINATOR  {coordinator}");
+    println!("COORDINATOR  {}", pos.coordinator);
     println!("MEMBERS      {}", desc.members.len());
     println!();
     let dash = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
@@ -275,14 +153,14 @@ async fn describe(client: &ClientArgs, group: &str) -> anyhow::Result<()> {
         "HOST",
         "CLIENT-ID",
     ]);
-    for r in rows.values() {
+    for r in &pos.partitions {
         let m = r.member.map(|i| &desc.members[i]);
         t.row(vec![
             r.topic.clone(),
             r.partition.to_string(),
             dash(r.committed),
-            dash((r.log_end >= 0).then_some(r.log_end)),
-            dash(lag(r)),
+            dash(r.log_end),
+            dash(r.lag()),
             m.map_or("-".into(), |m| m.member_id.clone()),
             m.map_or("-".into(), |m| m.client_host.clone()),
             m.map_or("-".into(), |m| m.client_id.clone()),

@@ -284,31 +284,7 @@ async fn describe(client: &ClientArgs, name: &str) -> anyhow::Result<()> {
     let configs = c.describe_topic_configs(name).await?;
     let bound = |p: i32| bounds.get(&p).copied().unwrap_or((-1, -1));
     if client.json() {
-        let partitions: Vec<_> = topic
-            .partitions
-            .iter()
-            .map(|p| {
-                let (start, end) = bound(p.partition);
-                json!({
-                    "partition": p.partition,
-                    "leader": p.leader,
-                    "leader_epoch": p.leader_epoch,
-                    "replicas": p.replicas,
-                    "isr": p.isr,
-                    "offline_replicas": p.offline_replicas,
-                    "log_start_offset": start,
-                    "log_end_offset": end,
-                })
-            })
-            .collect();
-        let configs: serde_json::Map<String, serde_json::Value> = configs
-            .iter()
-            .map(|c| (c.name.clone(), json!({ "value": c.value, "source": c.source_name(), "read_only": c.read_only })))
-            .collect();
-        println!(
-            "{}",
-            json!({ "name": name, "internal": topic.is_internal, "partitions": partitions, "configs": configs })
-        );
+        println!("{}", sluice_client::json::topic(&topic, &bounds, &configs));
         return Ok(());
     }
     println!("NAME        {name}");

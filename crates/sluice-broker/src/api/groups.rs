@@ -1,0 +1,47 @@
+//! `/v1/groups`: consumer groups (classic, consumer and share), their members, committed
+//! offsets and lag — what `sluice group list|describe` shows.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::{Api, ApiError, ApiPath};
+
+pub async fn list(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
+    let mut groups = api.clients.with(|c| Box::pin(c.list_groups())).await?;
+    groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+    let list: Vec<Value> = groups
+        .iter()
+        .map(|g| {
+            json!({
+                "group_id": g.group_id,
+                "state": g.state,
+                "protocol_type": g.protocol_type,
+                "type": g.group_type,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+pub async fn describe(
+    State(api): State<Arc<Api>>,
+    ApiPath(group): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let g = group.clone();
+    let pos = api
+        .clients
+        .with(move |c| Box::pin(async move { c.group_position(&g).await }))
+        .await?;
+    if pos.is_unknown() {
+        return Err(ApiError::new(
+            40402,
+            format!("consumer group {group} does not exist"),
+        ));
+    }
+    let mut doc = sluice_client::json::group(&group, &pos);
+    doc["warnings"] = json!(pos.warnings);
+    Ok(Json(doc))
+}

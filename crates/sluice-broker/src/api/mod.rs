@@ -1,0 +1,307 @@
+//! The native HTTP API under `/v1/` (its OpenAPI document is `/v1/openapi.json`): cluster,
+//! topics and their configs, produce, consume by offset or time, consumer groups and their lag.
+//!
+//! The API is a Kafka client of its own cluster, as Confluent's REST Proxy is: each call goes
+//! over the Kafka protocol to this node's Kafka listener (`sluice-client`, the CLI's client),
+//! so it sees what any client sees — the same validation, leaders found wherever they are in a
+//! cluster, and, once authentication exists, the same authorizer. The clients are pooled
+//! ([`ClientPool`], at most `MAX_API_CLIENTS` at once).
+//!
+//! Errors are `{"error_code": …, "message": …}` with the HTTP status in the first three digits
+//! of the code (the schema registry's and Confluent's shape): 40401 unknown topic, 40402
+//! unknown group, 40001 invalid request, 40901 topic exists, 50001 broker error, 50301 broker
+//! unreachable.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use sluice_client::{Client, ClientConfig};
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::sync::Semaphore;
+
+use crate::broker::Broker;
+use crate::limits::{API_REQUEST_TIMEOUT_MS, MAX_API_CLIENTS};
+
+mod groups;
+mod records;
+mod topics;
+
+/// The OpenAPI 3.1 document of `/v1/` (checked against the server in CI by schemathesis).
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// What the handlers share.
+pub struct Api {
+    pub broker: Arc<Broker>,
+    pub clients: ClientPool,
+}
+
+pub fn router(broker: Arc<Broker>) -> Router {
+    let api = Arc::new(Api {
+        clients: ClientPool::new(kafka_target(broker.config.kafka_addr)),
+        broker,
+    });
+    Router::new()
+        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/cluster", get(topics::cluster))
+        .route("/v1/topics", get(topics::list).post(topics::create))
+        .route(
+            "/v1/topics/{topic}",
+            get(topics::describe).delete(topics::delete),
+        )
+        .route(
+            "/v1/topics/{topic}/configs",
+            get(topics::configs).patch(topics::alter_configs),
+        )
+        .route(
+            "/v1/topics/{topic}/records",
+            axum::routing::post(records::produce),
+        )
+        .route(
+            "/v1/topics/{topic}/partitions/{partition}/records",
+            get(records::consume),
+        )
+        .route("/v1/groups", get(groups::list))
+        .route("/v1/groups/{group}", get(groups::describe))
+        .with_state(api)
+}
+
+/// Where the API's Kafka clients connect: this node's listener (loopback when it listens on
+/// every address).
+fn kafka_target(addr: SocketAddr) -> String {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    addr.to_string()
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+/// An API error: the HTTP status is `code / 100`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: u32,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: u32, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::new(40001, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16((self.code / 100) as u16)
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            axum::Json(serde_json::json!({"error_code": self.code, "message": self.message})),
+        )
+            .into_response()
+    }
+}
+
+impl From<sluice_client::Error> for ApiError {
+    fn from(e: sluice_client::Error) -> Self {
+        use sluice_client::Error as E;
+        let message = e.to_string();
+        let code = match &e {
+            // UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_ID
+            E::Kafka { code: 3 | 100, .. } => 40401,
+            // GROUP_ID_NOT_FOUND
+            E::Kafka { code: 69, .. } => 40402,
+            // TOPIC_ALREADY_EXISTS
+            E::Kafka { code: 36, .. } => 40901,
+            // The request's fault: invalid topic, partitions, replication factor, config,
+            // record, request, policy.
+            E::Kafka {
+                code: 17 | 37 | 38 | 39 | 40 | 42 | 44 | 87 | 10 | 1,
+                ..
+            } => 40001,
+            E::Kafka { .. } => 50001,
+            E::Connect { .. } | E::Io { .. } | E::Timeout { .. } => 50301,
+            _ => 50001,
+        };
+        ApiError::new(code, message)
+    }
+}
+
+/// The Kafka clients the API calls the cluster with.
+pub struct ClientPool {
+    bootstrap: String,
+    idle: parking_lot::Mutex<Vec<Client>>,
+    slots: Semaphore,
+}
+
+/// A call made with a pooled client: a boxed future borrowing the client.
+pub type Call<'c, T> = Pin<Box<dyn Future<Output = Result<T, sluice_client::Error>> + Send + 'c>>;
+
+impl ClientPool {
+    fn new(bootstrap: String) -> Self {
+        ClientPool {
+            bootstrap,
+            idle: parking_lot::Mutex::new(Vec::new()),
+            slots: Semaphore::new(MAX_API_CLIENTS),
+        }
+    }
+
+    /// Runs `call` with a client, once one of the `MAX_API_CLIENTS` is free. The client goes
+    /// back to the pool afterwards, unless its connection failed.
+    pub async fn with<T>(
+        &self,
+        call: impl for<'c> FnOnce(&'c mut Client) -> Call<'c, T>,
+    ) -> Result<T, ApiError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| ApiError::new(50301, "the broker is shutting down"))?;
+        let idle = self.idle.lock().pop();
+        let mut client = match idle {
+            Some(c) => c,
+            None => {
+                let mut config = ClientConfig::new(self.bootstrap.clone());
+                config.client_id = "sluice-http-api".into();
+                config.request_timeout = std::time::Duration::from_millis(API_REQUEST_TIMEOUT_MS);
+                Client::connect(config).await?
+            }
+        };
+        let result = call(&mut client).await;
+        use sluice_client::Error as E;
+        if !matches!(
+            &result,
+            Err(E::Connect { .. } | E::Io { .. } | E::Timeout { .. })
+        ) {
+            self.idle.lock().push(client);
+        }
+        result.map_err(ApiError::from)
+    }
+}
+
+/// Request parts parsed as axum's extractors do, refused with an [`ApiError`] body (axum's own
+/// rejections are plain text): the status's code with 01 appended, and axum's reason.
+fn rejected(status: StatusCode, reason: String) -> ApiError {
+    ApiError::new(u32::from(status.as_u16()) * 100 + 1, reason)
+}
+
+/// A JSON body (`Content-Type: application/json`, so a web page cannot send one cross-site
+/// without a CORS preflight).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(r) => Err(rejected(r.status(), r.body_text())),
+        }
+    }
+}
+
+/// Path parameters.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for ApiPath<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(r) => Err(rejected(r.status(), r.body_text())),
+        }
+    }
+}
+
+/// Query parameters.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for ApiQuery<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(r) => Err(rejected(r.status(), r.body_text())),
+        }
+    }
+}
+
+/// How keys, values and header values travel in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// Text (bytes that are not UTF-8 come back as base64, marked so).
+    #[default]
+    Utf8,
+    Base64,
+}
+
+impl Encoding {
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Utf8 => "utf8",
+            Encoding::Base64 => "base64",
+        }
+    }
+
+    pub fn decode(self, text: &str) -> Result<bytes::Bytes, ApiError> {
+        use base64::Engine;
+        match self {
+            Encoding::Utf8 => Ok(bytes::Bytes::copy_from_slice(text.as_bytes())),
+            Encoding::Base64 => base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map(bytes::Bytes::from)
+                .map_err(|e| ApiError::invalid(format!("not base64: {e}"))),
+        }
+    }
+}
+
+/// Bytes as JSON in the encoding asked for: UTF-8 text when asked and valid, else base64.
+/// Returns the text and the encoding used.
+pub fn encode(bytes: &[u8], wanted: Encoding) -> (String, Encoding) {
+    use base64::Engine;
+    if wanted == Encoding::Utf8 {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return (text.to_owned(), Encoding::Utf8);
+        }
+    }
+    (
+        base64::engine::general_purpose::STANDARD.encode(bytes),
+        Encoding::Base64,
+    )
+}

@@ -711,6 +711,9 @@ def test_metrics_lag_dlq_depth_and_acknowledgements(broker, unique):
         wait_metric(broker, "sluice_share_group_lag", 0, group=g, topic=t)
         wait_metric(broker, "sluice_share_group_in_flight_records", 0, group=g, topic=t)
         wait_metric(broker, "sluice_dlq_depth", 2, topic="dlq." + g)
+        # The oldest dead letter's age counts up from its dead-lettering.
+        wait_until(lambda: 0 < (metric(scrape_metrics(broker.http), "sluice_dlq_oldest_age_seconds",
+                                       topic="dlq." + g) or 0) < 120, 10, "the DLQ age to count up")
         wait_metric(broker, "sluice_dlq_records_written_total", 2, group=g, topic="dlq." + g)
         s = scrape_metrics(broker.http)
         assert metric(s, "sluice_share_group_acknowledgements_total", group=g, kind="accept") == 28

@@ -77,6 +77,9 @@ pub struct Metrics {
     pub dlq_written: Family<GroupTopicLabels, Counter>,
     /// Dead letters not yet requeued or discarded, by DLQ topic.
     pub dlq_depth: Family<TopicLabels, Gauge>,
+    /// Seconds since the oldest dead letter not yet requeued or discarded was dead-lettered, by
+    /// DLQ topic (0 when there is none).
+    pub dlq_oldest_age: Family<TopicLabels, Gauge<f64, AtomicU64>>,
     /// Dead letters the DLQ topic refused for good (archived without a copy).
     pub dlq_failed: Counter,
     /// Dead letters found already copied (by a leader before a failover, or by a write whose
@@ -147,6 +150,7 @@ impl Default for Metrics {
         let dlq_written = Family::<GroupTopicLabels, Counter>::default();
         let dlq_depth = Family::<TopicLabels, Gauge>::default();
         let dlq_failed = Counter::default();
+        let dlq_oldest_age = Family::<TopicLabels, Gauge<f64, AtomicU64>>::default();
         let dlq_already_copied = Counter::default();
         let throttled_responses = Family::<QuotaLabels, Counter>::default();
         let throttle_seconds = Family::<QuotaLabels, Counter<f64, AtomicU64>>::default();
@@ -281,8 +285,14 @@ impl Default for Metrics {
             "Time of each fsync of a partition's log (group commits, rolls, leadership changes)",
             fsync_seconds().clone(),
         );
+        registry.register(
+            "dlq_oldest_age_seconds",
+            "Seconds since the oldest dead letter not yet requeued or discarded was dead-lettered, by DLQ topic (0: none)",
+            dlq_oldest_age.clone(),
+        );
         Metrics {
             registry,
+            dlq_oldest_age,
             share_in_flight,
             group_lag,
             group_offset,
@@ -322,6 +332,7 @@ impl Metrics {
         self.bytes_out.remove(&labels);
         self.messages_in.remove(&labels);
         self.dlq_depth.remove(&labels);
+        self.dlq_oldest_age.remove(&labels);
     }
 
     /// A response throttled `ms` by the quota named `quota`.

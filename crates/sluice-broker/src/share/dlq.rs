@@ -14,6 +14,7 @@
 //! consumer group [`DLQ_TOOL_GROUP`] on each DLQ partition, with the handled offsets above it
 //! in the commit's metadata ([`sluice_share::HandledOffsets`]); the depth metric reads it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -591,26 +592,80 @@ pub fn dlq_topics(broker: &Broker) -> Vec<String> {
 }
 
 /// Dead letters not yet requeued or discarded, per DLQ topic.
-pub fn depths(broker: &Broker) -> Vec<(String, i64)> {
-    dlq_topics(broker)
+/// One DLQ topic's depth (dead letters not yet requeued or discarded) and when its oldest
+/// unhandled dead letter was dead-lettered, over the partitions this node hosts.
+pub struct DlqState {
+    pub topic: String,
+    pub depth: i64,
+    pub oldest_ms: Option<i64>,
+}
+
+/// When each DLQ partition's first unhandled dead letter was dead-lettered, by its offset: read
+/// once per offset, not at every refresh.
+pub type OldestCache = HashMap<(String, i32), (i64, Option<i64>)>;
+
+pub fn states(broker: &Broker, cache: &mut OldestCache) -> Vec<DlqState> {
+    let mut seen = std::collections::HashSet::new();
+    let out = dlq_topics(broker)
         .into_iter()
         .filter_map(|name| {
             let topic = broker.metadata.topic(&name)?;
-            let depth = broker
-                .replicas
-                .of_topic(topic.id, topic.partition_count)
-                .iter()
-                .map(|p| {
-                    let marks = p.watermarks();
-                    let handled = broker
-                        .offsets
-                        .get(DLQ_TOOL_GROUP, &name, p.index())
-                        .map(|c| HandledOffsets::decode(c.offset, c.metadata.as_deref()))
-                        .unwrap_or_default();
-                    handled.unhandled_between(marks.log_start_offset, marks.high_watermark)
-                })
-                .sum();
-            Some((name, depth))
+            let cap = topic.configs.decompression_cap();
+            let mut state = DlqState {
+                topic: name.clone(),
+                depth: 0,
+                oldest_ms: None,
+            };
+            for p in broker.replicas.of_topic(topic.id, topic.partition_count) {
+                let marks = p.watermarks();
+                let handled = broker
+                    .offsets
+                    .get(DLQ_TOOL_GROUP, &name, p.index())
+                    .map(|c| HandledOffsets::decode(c.offset, c.metadata.as_deref()))
+                    .unwrap_or_default();
+                let depth = handled.unhandled_between(marks.log_start_offset, marks.high_watermark);
+                state.depth = state.depth.saturating_add(depth);
+                if depth == 0 {
+                    continue;
+                }
+                let first = handled.next_unhandled(marks.log_start_offset);
+                let key = (name.clone(), p.index());
+                seen.insert(key.clone());
+                let at = match cache.get(&key) {
+                    Some((offset, at)) if *offset == first => *at,
+                    _ => {
+                        let at = dead_lettered_at(&p, first, cap);
+                        cache.insert(key, (first, at));
+                        at
+                    }
+                };
+                state.oldest_ms = match (state.oldest_ms, at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Some(state)
         })
-        .collect()
+        .collect();
+    cache.retain(|k, _| seen.contains(k));
+    out
+}
+
+/// When the dead letter at `offset` was dead-lettered: its `__dlq.errors.timestamp` header,
+/// else its record timestamp.
+fn dead_lettered_at(log: &Replica, offset: i64, cap: usize) -> Option<i64> {
+    let mut at = None;
+    if let Err(e) = visit_records(log, offset, offset, cap, |r| {
+        let header = r
+            .headers
+            .iter()
+            .find(|(k, _)| k.as_ref() == H_TIMESTAMP.as_bytes())
+            .and_then(|(_, v)| v.as_ref())
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<i64>().ok());
+        at = header.or(Some(r.timestamp));
+    }) {
+        tracing::debug!(offset, error = %e, "cannot read a dead letter for the DLQ age metric");
+    }
+    at.filter(|t| *t >= 0)
 }

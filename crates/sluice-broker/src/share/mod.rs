@@ -217,6 +217,8 @@ pub struct ShareService {
     dlq_rx: Mutex<Option<mpsc::Receiver<DlqJob>>>,
     /// Serialises creation of share-partitions (first fetch of a group from a partition).
     create_lock: tokio::sync::Mutex<()>,
+    /// The DLQ age metric's reads of oldest dead letters ([`dlq::states`]).
+    dlq_oldest: Mutex<dlq::OldestCache>,
 }
 
 /// Kafka's error for a failed acknowledgement.
@@ -259,6 +261,7 @@ impl ShareService {
             dlq_tx,
             dlq_rx: Mutex::new(Some(dlq_rx)),
             create_lock: tokio::sync::Mutex::new(()),
+            dlq_oldest: Mutex::new(Default::default()),
         }
     }
 
@@ -810,12 +813,16 @@ impl ShareService {
                 .set(held);
             broker.metrics.share_lag.get_or_create(&labels).set(n);
         }
-        for (topic, depth) in dlq::depths(broker) {
+        let now = crate::broker::now_ms();
+        for d in dlq::states(broker, &mut self.dlq_oldest.lock()) {
+            let labels = TopicLabels { topic: d.topic };
+            broker.metrics.dlq_depth.get_or_create(&labels).set(d.depth);
+            let age = d.oldest_ms.map_or(0, |t| now.saturating_sub(t).max(0));
             broker
                 .metrics
-                .dlq_depth
-                .get_or_create(&TopicLabels { topic })
-                .set(depth);
+                .dlq_oldest_age
+                .get_or_create(&labels)
+                .set(age as f64 / 1000.0);
         }
     }
 }

@@ -30,7 +30,18 @@ pub async fn describe(
     State(api): State<Arc<Api>>,
     ApiPath(group): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let g = group.clone();
+    let pos = position(&api, &group).await?;
+    let mut doc = sluice_client::json::group(&group, &pos);
+    doc["warnings"] = json!(pos.warnings);
+    Ok(Json(doc))
+}
+
+/// The group's position, refused as not found when the coordinator knows nothing of it.
+pub(super) async fn position(
+    api: &Api,
+    group: &str,
+) -> Result<sluice_client::lag::GroupPosition, ApiError> {
+    let g = group.to_owned();
     let pos = api
         .clients
         .with(move |c| Box::pin(async move { c.group_position(&g).await }))
@@ -41,7 +52,5 @@ pub async fn describe(
             format!("consumer group {group} does not exist"),
         ));
     }
-    let mut doc = sluice_client::json::group(&group, &pos);
-    doc["warnings"] = json!(pos.warnings);
-    Ok(Json(doc))
+    Ok(pos)
 }

@@ -31,6 +31,7 @@ use crate::limits::{API_REQUEST_TIMEOUT_MS, MAX_API_CLIENTS};
 mod groups;
 mod records;
 mod topics;
+mod v3;
 
 /// The OpenAPI 3.1 document of `/v1/` (checked against the server in CI by schemathesis).
 const OPENAPI: &str = include_str!("openapi.json");
@@ -68,6 +69,49 @@ pub fn router(broker: Arc<Broker>) -> Router {
         )
         .route("/v1/groups", get(groups::list))
         .route("/v1/groups/{group}", get(groups::describe))
+        .route("/v3/clusters", get(v3::clusters))
+        .route("/v3/clusters/{cluster}", get(v3::cluster))
+        .route("/v3/clusters/{cluster}/brokers", get(v3::brokers))
+        .route(
+            "/v3/clusters/{cluster}/topics",
+            get(v3::topics).post(v3::create_topic),
+        )
+        .route(
+            "/v3/clusters/{cluster}/topics/{topic}",
+            get(v3::topic).delete(v3::delete_topic),
+        )
+        .route(
+            "/v3/clusters/{cluster}/topics/{topic}/partitions",
+            get(v3::partitions),
+        )
+        .route(
+            "/v3/clusters/{cluster}/topics/{topic}/partitions/{partition}",
+            get(v3::partition),
+        )
+        .route(
+            "/v3/clusters/{cluster}/topics/{topic}/records",
+            axum::routing::post(v3::produce),
+        )
+        .route(
+            "/v3/clusters/{cluster}/consumer-groups",
+            get(v3::consumer_groups),
+        )
+        .route(
+            "/v3/clusters/{cluster}/consumer-groups/{group}",
+            get(v3::consumer_group),
+        )
+        .route(
+            "/v3/clusters/{cluster}/consumer-groups/{group}/consumers",
+            get(v3::consumers),
+        )
+        .route(
+            "/v3/clusters/{cluster}/consumer-groups/{group}/lags",
+            get(v3::lags),
+        )
+        .route(
+            "/v3/clusters/{cluster}/consumer-groups/{group}/lag-summary",
+            get(v3::lag_summary),
+        )
         .with_state(api)
 }
 

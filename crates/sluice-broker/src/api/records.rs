@@ -53,6 +53,12 @@ pub struct Produce {
 /// time (librdkafka's sticky partitioner, per request).
 static NEXT_PARTITION: AtomicU32 = AtomicU32::new(0);
 
+/// The partition for the next request's records without a key or partition.
+pub fn next_partition(count: i32) -> i32 {
+    let n = NEXT_PARTITION.fetch_add(1, Ordering::Relaxed);
+    (n % count.max(1).unsigned_abs()) as i32
+}
+
 pub async fn produce(
     State(api): State<Arc<Api>>,
     ApiPath(topic): ApiPath<String>,
@@ -85,7 +91,6 @@ pub async fn produce(
         };
         decoded.push((r.partition, record));
     }
-    let sticky = NEXT_PARTITION.fetch_add(1, Ordering::Relaxed);
     let offsets = api
         .clients
         .with(move |c| {
@@ -102,7 +107,7 @@ pub async fn produce(
                     let p = match (partition, &r.key) {
                         (Some(p), _) => *p,
                         (None, Some(k)) => partition_for_key(k, count),
-                        (None, None) => (sticky % count.unsigned_abs()) as i32,
+                        (None, None) => next_partition(count),
                     };
                     by_partition.entry(p).or_default().push(i);
                 }
@@ -235,7 +240,7 @@ pub async fn consume(
 }
 
 /// UNKNOWN_TOPIC_OR_PARTITION for a partition the topic does not have.
-fn unknown_partition(topic: &str, count: usize, partition: i32) -> sluice_client::Error {
+pub(super) fn unknown_partition(topic: &str, count: usize, partition: i32) -> sluice_client::Error {
     sluice_client::Error::Kafka {
         context: format!("topic {topic} has {count} partitions, not partition {partition}"),
         code: 3,

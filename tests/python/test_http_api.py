@@ -149,6 +149,16 @@ def test_requests_that_are_not_json_are_refused(broker, unique):
     assert status == 422 and err["error_code"] == 42201
 
 
+def test_the_api_outlives_the_listeners_idle_timeout(broker_factory):
+    """The API's pooled Kafka clients are dropped before the Kafka listener would close their
+    connections for idleness, so a call after a quiet spell does not fail."""
+    b = broker_factory(["--idle-timeout-ms", "1000"])
+    for _ in range(3):
+        status, cluster = call(b, "GET", "/v1/cluster")
+        assert status == 200, cluster
+        time.sleep(1.5)
+
+
 def test_cluster_and_openapi(broker):
     status, cluster = call(broker, "GET", "/v1/cluster")
     assert status == 200 and cluster["brokers"][0]["port"] == broker.kafka_port

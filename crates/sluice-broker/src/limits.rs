@@ -239,6 +239,9 @@ pub const MAX_LAG_SERIES: usize = 10_000;
 
 /// Kafka clients the HTTP API calls the cluster with at once; further calls wait for one.
 pub const MAX_API_CLIENTS: usize = 8;
+/// A pooled HTTP API client idle this long (or half `--idle-timeout-ms`, if less) is dropped
+/// instead of used: the Kafka listener may have closed its connection.
+pub const API_CLIENT_MAX_IDLE_MS: u64 = 60_000;
 /// Bound on each Kafka request the HTTP API makes.
 pub const API_REQUEST_TIMEOUT_MS: u64 = 30_000;
 /// Configs one topic creation or config change over HTTP may carry.

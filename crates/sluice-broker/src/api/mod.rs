@@ -26,7 +26,7 @@ use std::pin::Pin;
 use tokio::sync::Semaphore;
 
 use crate::broker::Broker;
-use crate::limits::{API_REQUEST_TIMEOUT_MS, MAX_API_CLIENTS};
+use crate::limits::{API_CLIENT_MAX_IDLE_MS, API_REQUEST_TIMEOUT_MS, MAX_API_CLIENTS};
 
 mod groups;
 mod records;
@@ -44,7 +44,10 @@ pub struct Api {
 
 pub fn router(broker: Arc<Broker>) -> Router {
     let api = Arc::new(Api {
-        clients: ClientPool::new(kafka_target(broker.config.kafka_addr)),
+        clients: ClientPool::new(
+            kafka_target(broker.config.kafka_addr),
+            broker.config.idle_timeout,
+        ),
         broker,
     });
     Router::new()
@@ -197,7 +200,11 @@ impl From<sluice_client::Error> for ApiError {
 /// The Kafka clients the API calls the cluster with.
 pub struct ClientPool {
     bootstrap: String,
-    idle: parking_lot::Mutex<Vec<Client>>,
+    /// Clients not in use, with when they were last used.
+    idle: parking_lot::Mutex<Vec<(Client, std::time::Instant)>>,
+    /// A client idle longer is dropped rather than used: the Kafka listener closes connections
+    /// idle for `--idle-timeout-ms`, and a call on a closed one would fail.
+    max_idle: std::time::Duration,
     slots: Semaphore,
 }
 
@@ -205,12 +212,25 @@ pub struct ClientPool {
 pub type Call<'c, T> = Pin<Box<dyn Future<Output = Result<T, sluice_client::Error>> + Send + 'c>>;
 
 impl ClientPool {
-    fn new(bootstrap: String) -> Self {
+    fn new(bootstrap: String, listener_idle_timeout: std::time::Duration) -> Self {
         ClientPool {
             bootstrap,
             idle: parking_lot::Mutex::new(Vec::new()),
+            max_idle: (listener_idle_timeout / 2)
+                .min(std::time::Duration::from_millis(API_CLIENT_MAX_IDLE_MS)),
             slots: Semaphore::new(MAX_API_CLIENTS),
         }
+    }
+
+    /// The most recently used idle client still fresh enough to use; staler ones are dropped.
+    fn take_idle(&self) -> Option<Client> {
+        let mut idle = self.idle.lock();
+        while let Some((client, since)) = idle.pop() {
+            if since.elapsed() < self.max_idle {
+                return Some(client);
+            }
+        }
+        None
     }
 
     /// Runs `call` with a client, once one of the `MAX_API_CLIENTS` is free. The client goes
@@ -224,7 +244,7 @@ impl ClientPool {
             .acquire()
             .await
             .map_err(|_| ApiError::new(50301, "the broker is shutting down"))?;
-        let idle = self.idle.lock().pop();
+        let idle = self.take_idle();
         let mut client = match idle {
             Some(c) => c,
             None => {
@@ -240,7 +260,7 @@ impl ClientPool {
             &result,
             Err(E::Connect { .. } | E::Io { .. } | E::Timeout { .. })
         ) {
-            self.idle.lock().push(client);
+            self.idle.lock().push((client, std::time::Instant::now()));
         }
         result.map_err(ApiError::from)
     }

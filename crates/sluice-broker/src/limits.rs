@@ -222,6 +222,9 @@ pub const LOG_CLEANER_MAX_ROUNDS_IN_A_ROW: usize = 16;
 /// and quota type). A client id past it shares one overflow rate per quota type, throttled
 /// together; rates idle for an hour are dropped first.
 pub const MAX_QUOTA_SENSORS: usize = 10_000;
+/// The longest client id a rate is kept under; a longer one (the protocol allows 32 KiB) shares
+/// its quota type's overflow rate, so the rates hold at most about 2.6 MB of names.
+pub const MAX_QUOTA_NAME_KEY_BYTES: usize = 255;
 /// The longest a byte-rate quota throttles one response (and mutes its connection); a
 /// request quota throttles at most one quota window (1 s), as Kafka's.
 pub const MAX_THROTTLE_MS: i64 = 300_000;

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use sluice_controller::{ClientQuotas, EntityName};
 
-use crate::limits::{MAX_QUOTA_SENSORS, MAX_THROTTLE_MS};
+use crate::limits::{MAX_QUOTA_NAME_KEY_BYTES, MAX_QUOTA_SENSORS, MAX_THROTTLE_MS};
 
 pub const PRODUCER_BYTE_RATE: &str = "producer_byte_rate";
 pub const CONSUMER_BYTE_RATE: &str = "consumer_byte_rate";
@@ -292,31 +292,39 @@ impl Quotas {
         let Some(m) = config.resolve(t, user, client_id) else {
             return 0;
         };
-        let key = RateKey {
+        // Keys hold the names: a client id longer than the bound shares the overflow rate of
+        // its quota type (throttled with the others there, never less), so the rates' memory
+        // stays within MAX_QUOTA_SENSORS keys of bounded size.
+        let overflow = RateKey {
             quota: t,
-            user: if m.per_user {
-                user.to_owned()
-            } else {
-                String::new()
-            },
-            client_id: if m.per_client {
-                client_id.to_owned()
-            } else {
-                String::new()
-            },
+            user: String::new(),
+            client_id: String::new(),
+        };
+        let key = if m.per_client && client_id.len() > MAX_QUOTA_NAME_KEY_BYTES {
+            overflow.clone()
+        } else {
+            RateKey {
+                quota: t,
+                user: if m.per_user {
+                    user.to_owned()
+                } else {
+                    String::new()
+                },
+                client_id: if m.per_client {
+                    client_id.to_owned()
+                } else {
+                    String::new()
+                },
+            }
         };
         let mut rates = self.rates.lock();
         if !rates.contains_key(&key) && rates.len() >= MAX_QUOTA_SENSORS {
             rates.retain(|_, r| now_ms.saturating_sub(r.last_used_ms()) < SENSOR_IDLE_MS);
         }
         // Full of live rates (client ids made up by the thousand): the newcomer shares the
-        // overflow rate of its quota type, which throttles them together, never less.
+        // overflow rate of its quota type too.
         let key = if !rates.contains_key(&key) && rates.len() >= MAX_QUOTA_SENSORS {
-            RateKey {
-                quota: t,
-                user: String::new(),
-                client_id: String::new(),
-            }
+            overflow
         } else {
             key
         };
@@ -483,5 +491,18 @@ mod tests {
             q.record(QuotaType::Produce, ANONYMOUS, &format!("c{i}"), 1.0, 0);
         }
         assert_eq!(q.tracked(), MAX_QUOTA_SENSORS + 1);
+        // Long client ids share the overflow rate instead of holding their names.
+        let q = Quotas::default();
+        q.set_config(QuotaConfig::from_image(&[entry(
+            None,
+            Some(EntityName::Default),
+            PRODUCER_BYTE_RATE,
+            1000.0,
+        )]));
+        for i in 0..100 {
+            let long = format!("{i}{}", "x".repeat(MAX_QUOTA_NAME_KEY_BYTES));
+            q.record(QuotaType::Produce, ANONYMOUS, &long, 1.0, 0);
+        }
+        assert_eq!(q.tracked(), 1);
     }
 }

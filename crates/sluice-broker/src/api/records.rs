@@ -121,7 +121,7 @@ pub async fn produce(
                         indexes.iter().map(|i| decoded[*i].1.clone()).collect();
                     let base = c.produce(&topic, p, &batch, Compression::None, now).await?;
                     for (n, i) in indexes.iter().enumerate() {
-                        offsets[*i] = (p, base + n as i64);
+                        offsets[*i] = (p, base.saturating_add(n as i64));
                     }
                 }
                 Ok(offsets)

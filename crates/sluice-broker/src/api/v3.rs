@@ -52,9 +52,10 @@ fn check_cluster(md: &ClusterMetadata, id: &str) -> Result<String, ApiError> {
     Ok(ours)
 }
 
+/// The cluster's id, controller and brokers (no topics: a cluster check needs none).
 async fn metadata(api: &Api) -> Result<ClusterMetadata, ApiError> {
     api.clients
-        .with(|c| Box::pin(c.metadata(None, false)))
+        .with(|c| Box::pin(c.metadata(Some(&[]), false)))
         .await
 }
 
@@ -159,9 +160,13 @@ pub async fn topics(
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (md, id) = in_cluster(&api, &id).await?;
+    let (_, id) = in_cluster(&api, &id).await?;
     let b = base(&headers);
-    let mut topics = md.topics.clone();
+    let mut topics = api
+        .clients
+        .with(|c| Box::pin(c.metadata(None, false)))
+        .await?
+        .topics;
     topics.sort_by(|x, y| x.name.cmp(&y.name));
     let data = topics.iter().map(|t| topic_json(&b, &id, t)).collect();
     Ok(Json(list(
@@ -532,7 +537,7 @@ fn data_bytes(d: &Option<Data>) -> Result<(Option<bytes::Bytes>, &'static str), 
 }
 
 /// One delivery report (or error) per record, in order.
-async fn produce_one(api: &Api, id: &str, topic: &str, r: V3Record) -> Value {
+async fn produce_one(api: &Api, id: &str, topic: &str, count: i32, r: V3Record) -> Value {
     let err = |code: u32, message: String| json!({"error_code": code, "message": message});
     let (key, key_type) = match data_bytes(&r.key) {
         Ok(k) => k,
@@ -554,7 +559,7 @@ async fn produce_one(api: &Api, id: &str, topic: &str, r: V3Record) -> Value {
         };
         headers.push((h.name, value));
     }
-    let timestamp = match r.timestamp.as_deref().map(chrono_ms) {
+    let timestamp = match r.timestamp.as_deref().map(timestamp_ms) {
         Some(Err(e)) => return err(400, e),
         Some(Ok(t)) => t,
         None => crate::broker::now_ms(),
@@ -574,7 +579,6 @@ async fn produce_one(api: &Api, id: &str, topic: &str, r: V3Record) -> Value {
         .clients
         .with(move |c| {
             Box::pin(async move {
-                let count = i32::try_from(c.topic(&t).await?.partitions.len()).unwrap_or(0);
                 let p = match (partition, &record.key) {
                     (Some(p), _) => p,
                     (None, Some(k)) => partition_for_key(k, count),
@@ -617,64 +621,23 @@ async fn produce_one(api: &Api, id: &str, topic: &str, r: V3Record) -> Value {
 
 /// RFC 3339 text (what Confluent sends) of ms since the epoch.
 fn timestamp_text(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     )
 }
 
-/// Howard Hinnant's days-to-civil (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// A produce's `timestamp`: RFC 3339 (`2026-12-06T10:00:00Z`, fractional seconds allowed).
-fn chrono_ms(text: &str) -> Result<i64, String> {
-    let bad = || format!("timestamp {text:?} is not RFC 3339 (2026-12-06T10:00:00.000Z)");
-    let t = text.strip_suffix('Z').ok_or_else(bad)?;
-    let (date, time) = t.split_once('T').ok_or_else(bad)?;
-    let mut dp = date.splitn(3, '-').map(|x| x.parse::<i64>());
-    let (y, mo, d) = match (dp.next(), dp.next(), dp.next()) {
-        (Some(Ok(y)), Some(Ok(m)), Some(Ok(d)))
-            if (1..=12).contains(&m) && (1..=31).contains(&d) =>
-        {
-            (y, m, d)
-        }
-        _ => return Err(bad()),
-    };
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut tp = hms.splitn(3, ':').map(|x| x.parse::<i64>());
-    let (h, mi, s) = match (tp.next(), tp.next(), tp.next()) {
-        (Some(Ok(h)), Some(Ok(mi)), Some(Ok(s))) if h < 24 && mi < 60 && s < 61 => (h, mi, s),
-        _ => return Err(bad()),
-    };
-    let frac: String = frac.chars().chain("000".chars()).take(3).collect();
-    let ms: i64 = frac.parse().map_err(|_| bad())?;
-    // days_from_civil
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2.rem_euclid(400);
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(((days * 86_400 + h * 3600 + mi * 60 + s) * 1000) + ms)
+/// A produce's `timestamp`: RFC 3339 (`2026-12-06T10:00:00.000Z`), at or after the epoch.
+fn timestamp_ms(text: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+        .filter(|ms| *ms >= 0)
+        .ok_or_else(|| {
+            format!(
+                "timestamp {text:?} is not RFC 3339 at or after 1970 (2026-12-06T10:00:00.000Z)"
+            )
+        })
 }
 
 pub async fn produce(
@@ -694,6 +657,12 @@ pub async fn produce(
         ));
     }
     let (_, id) = in_cluster(&api, &id).await?;
+    let t = topic.clone();
+    let count = api
+        .clients
+        .with(move |c| Box::pin(async move { c.topic(&t).await }))
+        .await
+        .map(|t| i32::try_from(t.partitions.len()).unwrap_or(i32::MAX))?;
     let mut reports = Vec::new();
     for (i, item) in serde_json::Deserializer::from_slice(&body)
         .into_iter::<V3Record>()
@@ -704,7 +673,7 @@ pub async fn produce(
             break;
         }
         match item {
-            Ok(r) => reports.push(produce_one(&api, &id, &topic, r).await),
+            Ok(r) => reports.push(produce_one(&api, &id, &topic, count, r).await),
             Err(e) => {
                 // The rest of the stream cannot be read once one object is not JSON.
                 reports.push(json!({"error_code": 400, "message": format!("not a record: {e}")}));

@@ -428,3 +428,53 @@ def test_share_offset_admin_reaches_every_partition_leader(cluster_factory):
     r = jvm.run(cp, "share-offsets-delete", c.bootstrap, group, topic, timeout=90)
     assert r.returncode == 0, r.stdout + r.stderr
     assert java_offsets(cp, c.bootstrap, group) == {}
+
+
+def http_json(node, path, body):
+    """POST `body` as JSON to `node`'s HTTP API: (status, parsed JSON or None)."""
+    import json
+    import urllib.error
+    data = json.dumps(body).encode() if body is not None else b""
+    req = urllib.request.Request(node.http + path, data=data, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            raw = r.read()
+            return r.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, json.loads(raw) if raw else None
+
+
+def test_queue_api_reaches_every_partition_leader(cluster_factory):
+    """The HTTP queue API on one node takes records from partitions that three different nodes
+    lead (each on its leader, over the share RPC), and a receipt settles on any node: the ack
+    goes to the node holding the lock. A settled receipt is stale wherever it is sent again."""
+    c = cluster_factory(3, extra_args=EXTRA).start()
+    topic, group = f"q-{uuid.uuid4().hex[:6]}", f"g-{uuid.uuid4().hex[:6]}"
+    create_queue(c, topic, group)
+    leaders = {c.leader_of(topic, p).node_id for p in range(PARTITIONS)}
+    assert len(leaders) > 1, "placement spreads the leaders: some partitions are remote"
+    produce(c.bootstrap, topic, range(30))
+    a, b = c.node(1), c.node(2)
+    got = []
+
+    def take():
+        status, body = http_json(a, f"/v1/queues/{group}/receive",
+                                 {"topic": topic, "max_messages": 100, "wait_ms": 1000})
+        assert status == 200, body
+        got.extend(body["messages"])
+        return len(got) >= 30
+
+    wait_until(take, 60, "30 records received over HTTP")
+    assert sorted(int(m["value"]) for m in got) == list(range(30))
+    assert {m["partition"] for m in got} == set(range(PARTITIONS))
+    for m in got:
+        status, body = http_json(b, f"/v1/queues/{group}/messages/{m['receipt']}/accept", None)
+        assert status == 204, body
+    status, body = http_json(c.node(3), f"/v1/queues/{group}/messages/{got[0]['receipt']}/accept",
+                             None)
+    assert (status, body["error_code"]) == (409, 40903), body
+    status, body = http_json(a, f"/v1/queues/{group}/receive",
+                             {"topic": topic, "max_messages": 100})
+    assert (status, body["messages"]) == (200, []), (leaders, body)

@@ -256,3 +256,12 @@ pub const API_CONSUME_DEFAULT_RECORDS: usize = 100;
 pub const MAX_API_CONSUME_RECORDS: usize = 1_000;
 /// Record bytes a consume over HTTP fetches at most.
 pub const MAX_API_CONSUME_BYTES: i32 = 8 * 1024 * 1024;
+/// Records one queue receive over HTTP hands out at most (SQS: 10); the default is 1.
+pub const MAX_QUEUE_RECEIVE_MESSAGES: usize = 100;
+/// How long one queue receive may wait for records (SQS's long poll: 20 s).
+pub const MAX_QUEUE_WAIT_MS: u64 = 20_000;
+/// A waiting queue receive looks again this often when some of its partitions are led by
+/// other nodes (their records wake nothing here).
+pub const QUEUE_REMOTE_POLL_MS: u64 = 100;
+/// Acknowledgements one batch acknowledge over HTTP carries at most.
+pub const MAX_QUEUE_ACKS: usize = 100;

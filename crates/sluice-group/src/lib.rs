@@ -58,6 +58,7 @@ pub mod error;
 mod ids;
 mod share;
 mod types;
+pub use types::base64_bytes;
 mod util;
 
 #[cfg(test)]

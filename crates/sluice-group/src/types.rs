@@ -430,8 +430,9 @@ pub enum GroupRecordChange {
     Share(Option<ShareGroupRecord>),
 }
 
-/// Opaque client bytes as base64 in the JSON records (a third of the size of a number array).
-mod base64_bytes {
+/// Opaque bytes as base64 in JSON (`#[serde(with = "sluice_group::base64_bytes")]`): a third
+/// of the size of a number array. Used by the group records and the share RPC's batches.
+pub mod base64_bytes {
     use base64::Engine;
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -29,6 +29,7 @@ use crate::broker::Broker;
 use crate::limits::{API_CLIENT_MAX_IDLE_MS, API_REQUEST_TIMEOUT_MS, MAX_API_CLIENTS};
 
 mod groups;
+mod queue;
 mod records;
 mod topics;
 mod v3;
@@ -72,6 +73,18 @@ pub fn router(broker: Arc<Broker>) -> Router {
         )
         .route("/v1/groups", get(groups::list))
         .route("/v1/groups/{group}", get(groups::describe))
+        .route(
+            "/v1/queues/{group}/receive",
+            axum::routing::post(queue::receive),
+        )
+        .route(
+            "/v1/queues/{group}/acknowledge",
+            axum::routing::post(queue::acknowledge),
+        )
+        .route(
+            "/v1/queues/{group}/messages/{receipt}/{action}",
+            axum::routing::post(queue::settle_one),
+        )
         .route("/v3/clusters", get(v3::clusters))
         .route("/v3/clusters/{cluster}", get(v3::cluster))
         .route("/v3/clusters/{cluster}/brokers", get(v3::brokers))

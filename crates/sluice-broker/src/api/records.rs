@@ -251,7 +251,7 @@ pub(super) fn unknown_partition(topic: &str, count: usize, partition: i32) -> sl
 
 /// One record as JSON: key, value and header values in one encoding (UTF-8 when asked and
 /// every part is text, else base64).
-fn record_json(r: &sluice_client::Record, wanted: Encoding) -> Value {
+pub(super) fn record_json(r: &sluice_client::Record, wanted: Encoding) -> Value {
     let texts = |enc: Encoding| {
         let one = |b: &Option<Bytes>| b.as_ref().map(|b| encode(b, enc));
         let key = one(&r.key);

@@ -25,7 +25,9 @@
 pub mod admin;
 pub mod coordinator;
 pub mod dlq;
+pub mod queue;
 pub mod remote;
+pub mod serve;
 pub mod state_store;
 
 use std::collections::HashMap;

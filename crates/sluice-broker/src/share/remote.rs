@@ -15,6 +15,9 @@
 //!   names (`admin::apply_local`).
 //! - [`Request::DeadLettersPresent`]: which dead letters restored after a failover are already
 //!   in a DLQ partition, on its leader (`dlq::present_local`).
+//! - [`Request::QueueReceive`] / [`Request::QueueAck`]: the HTTP queue API's receive and
+//!   acknowledgement, on the leader of the partitions they name (`queue::receive_local`,
+//!   `queue::ack_local`).
 //!
 //! The callee checks its own role and answers Kafka's error codes; a transport failure reads
 //! COORDINATOR_NOT_AVAILABLE, which every caller retries (bounded).
@@ -29,9 +32,11 @@ use sluice_share::{SharePartition, Snapshot};
 use super::admin::LeaderOp;
 use super::coordinator::StateWrite;
 use super::dlq::LetterOrigin;
+use super::queue::{receive_local, settle_local, Receive, Settle, Taken};
 use super::state_store::{StateKey, MAX_WRITE_BATCH};
 use crate::broker::{now_ms, Broker};
 use crate::error::KafkaError;
+use crate::limits::{MAX_API_CONSUME_BYTES, MAX_FETCH_PARTITIONS, MAX_QUEUE_RECEIVE_MESSAGES};
 
 /// Largest request the service decodes (a frame).
 pub const MAX_REQUEST_BYTES: usize = MAX_FRAME_BYTES;
@@ -71,6 +76,8 @@ pub enum Request {
         /// At most a share-partition's window.
         offsets: Vec<i64>,
     },
+    QueueReceive(Receive),
+    QueueAck(Settle),
 }
 
 /// The callee's answer: error code (0 = done) and message; a read's state; a write's codes.
@@ -86,6 +93,9 @@ pub struct Reply {
     /// DeadLettersPresent: the offsets found.
     #[serde(default)]
     pub offsets: Vec<i64>,
+    /// QueueReceive: what was taken, per partition.
+    #[serde(default)]
+    pub taken: Vec<Taken>,
 }
 
 fn failed(e: KafkaError) -> Reply {
@@ -115,6 +125,18 @@ fn decode_request(bytes: &[u8]) -> Result<Request, KafkaError> {
             Err(bad(format!(
                 "{} offsets in one dead-letter lookup (at most {MAX_LOOKUP})",
                 offsets.len()
+            )))
+        }
+        Request::QueueReceive(r)
+            if r.partitions.len() > MAX_FETCH_PARTITIONS
+                || r.max_records as usize > MAX_QUEUE_RECEIVE_MESSAGES
+                || r.max_bytes as usize > MAX_API_CONSUME_BYTES as usize =>
+        {
+            Err(bad(format!(
+                "queue receive of {} records, {} bytes from {} partitions is over the limits",
+                r.max_records,
+                r.max_bytes,
+                r.partitions.len()
             )))
         }
         Request::AtLeader { op } if op.key_count() > MAX_ADMIN_KEYS => Err(bad(format!(
@@ -190,6 +212,17 @@ async fn serve(broker: &Broker, req: Request) -> Reply {
                 offsets,
                 ..Reply::default()
             },
+            Err(e) => failed(e),
+        },
+        Request::QueueReceive(req) => match receive_local(broker, &req).await {
+            Ok(taken) => Reply {
+                taken,
+                ..Reply::default()
+            },
+            Err(e) => failed(e),
+        },
+        Request::QueueAck(req) => match settle_local(broker, &req).await {
+            Ok(()) => Reply::default(),
             Err(e) => failed(e),
         },
     }
@@ -315,6 +348,22 @@ pub async fn dead_letters_present(
         offsets: offsets.to_vec(),
     };
     Ok(call(broker, node, &req).await?.offsets)
+}
+
+/// A queue API receive on `node`, the leader of its partitions (`queue::receive_local`).
+pub async fn queue_receive(
+    broker: &Broker,
+    node: i32,
+    req: &Receive,
+) -> Result<Vec<Taken>, KafkaError> {
+    let req = Request::QueueReceive(req.clone());
+    Ok(call(broker, node, &req).await?.taken)
+}
+
+/// A queue API acknowledgement on `node`, the partition's leader (`queue::settle_local`).
+pub async fn queue_settle(broker: &Broker, node: i32, req: &Settle) -> Result<(), KafkaError> {
+    let req = Request::QueueAck(req.clone());
+    call(broker, node, &req).await.map(|_| ())
 }
 
 #[cfg(test)]

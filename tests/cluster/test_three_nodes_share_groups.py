@@ -469,6 +469,14 @@ def test_queue_api_reaches_every_partition_leader(cluster_factory):
     wait_until(take, 60, "30 records received over HTTP")
     assert sorted(int(m["value"]) for m in got) == list(range(30))
     assert {m["partition"] for m in got} == set(range(PARTITIONS))
+    # Any node shows every share-partition, each reported by the node holding it.
+    with urllib.request.urlopen(c.node(3).http + f"/v1/share-groups/{group}", timeout=30) as r:
+        import json
+        view = json.loads(r.read())
+    assert view["unreachable_nodes"] == []
+    assert [(p["partition"], p["leader"], p["acquired"]) for p in view["partitions"]] == \
+        [(p, c.leader_of(topic, p).node_id, 10) for p in range(PARTITIONS)]
+    assert view["totals"]["acquired"] == 30
     for m in got:
         status, body = http_json(b, f"/v1/queues/{group}/messages/{m['receipt']}/accept", None)
         assert status == 204, body

@@ -160,3 +160,38 @@ def test_bad_requests_are_refused(broker, unique):
         assert (status, err["error_code"]) == (409, 40902), err
     finally:
         c.close()
+
+
+def test_share_group_view_counts_locks_and_deliveries(broker, unique):
+    t = create_topic(broker.bootstrap, unique("t"))
+    g = queue_group(broker.bootstrap, unique("g"))
+    fill(broker, t, 5)
+    a, b = receive(broker, g, t, n=2)
+    assert settle(broker, g, b["receipt"], "release") == (204, None)
+    (b2,) = receive(broker, g, t, n=1)
+    assert (b2["offset"], b2["delivery_count"]) == (1, 2)
+    c = share_consumer(broker.bootstrap, g, client_id="view-test")
+    try:
+        c.subscribe([t])
+        assert sorted(m.offset() for m in share_consume(c, 3)) == [2, 3, 4]
+        status, view = call(broker, "GET", f"/v1/share-groups/{g}")
+        assert status == 200, view
+        assert view["state"] == "Stable" and view["dead_letter_topic"] == "dlq." + g
+        (m,) = view["members"]
+        assert m["client_id"] == "view-test" and m["subscribed_topics"] == [t]
+        assert m["assignment"] == [{"topic": t, "partition": 0}]
+        (p,) = view["partitions"]
+        counts = [0] * 12
+        counts[1], counts[2] = 1, 1  # offset 0 delivered once, offset 1 twice; 2..4 accepted
+        assert (p["topic"], p["partition"], p["leader"]) == (t, 0, 1)
+        assert (p["start_offset"], p["end_offset"], p["lag"]) == (0, 5, 2)
+        assert (p["acquired"], p["available"], p["dead_lettering"]) == (2, 0, 0)
+        assert p["delivery_counts"] == counts
+        assert view["totals"] == {"lag": 2, "acquired": 2, "available": 0, "dead_lettering": 0,
+                                  "delivery_counts": counts}
+        status, groups = call(broker, "GET", "/v1/share-groups")
+        assert {"group_id": g, "state": "Stable"} in groups
+    finally:
+        c.close()
+    status, err = call(broker, "GET", f"/v1/share-groups/{unique('none')}")
+    assert (status, err["error_code"]) == (404, 40402), err

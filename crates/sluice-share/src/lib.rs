@@ -267,6 +267,32 @@ impl fmt::Display for AckError {
 
 impl std::error::Error for AckError {}
 
+/// What an operator sees of a share-partition's window ([`SharePartition::stats`]): the
+/// console's and `/v1/share-groups`' in-flight records and delivery-count histogram.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WindowStats {
+    /// SPSO and SPEO.
+    pub start_offset: i64,
+    pub end_offset: i64,
+    /// Records locked by a consumer now.
+    pub acquired: u64,
+    /// Records in the window waiting for a consumer (available, or released and in their
+    /// backoff); records beyond the window are not counted.
+    pub available: u64,
+    /// Records waiting for their copy to the dead-letter queue.
+    pub dead_lettering: u64,
+    /// The window's records not yet done, by delivery count: entry `i` counts records
+    /// delivered `i` times, the last entry that many times or more
+    /// ([`WindowStats::DELIVERY_BUCKETS`] entries).
+    pub delivery_counts: Vec<u64>,
+}
+
+impl WindowStats {
+    /// Entries of `delivery_counts`: 0 to 10 deliveries (Kafka's largest delivery limit is
+    /// 10), and more.
+    pub const DELIVERY_BUCKETS: usize = 12;
+}
+
 /// The durable form of a share-partition (see [`SharePartition::snapshot`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {

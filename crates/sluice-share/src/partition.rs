@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 use crate::members::Members;
 use crate::{
     AckError, AckType, AcquiredRange, DeadLetter, DeadLetterReason, MemberId, Run, ShareConfig,
-    Snapshot, SnapshotError, StoredState,
+    Snapshot, SnapshotError, StoredState, WindowStats,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +174,27 @@ impl SharePartition {
         let in_window = self.slots.len().saturating_sub(self.done) as i64;
         let beyond = log_end.saturating_sub(self.end_offset()).max(0);
         in_window.saturating_add(beyond)
+    }
+
+    /// Counts of the window's records by state and delivery count. O(window).
+    pub fn stats(&self) -> WindowStats {
+        let mut st = WindowStats {
+            start_offset: self.start,
+            end_offset: self.end_offset(),
+            delivery_counts: vec![0; WindowStats::DELIVERY_BUCKETS],
+            ..WindowStats::default()
+        };
+        let last = WindowStats::DELIVERY_BUCKETS - 1;
+        for s in &self.slots {
+            match s.state {
+                SlotState::Acknowledged | SlotState::Archived => continue,
+                SlotState::Acquired => st.acquired += 1,
+                SlotState::Available | SlotState::Delayed => st.available += 1,
+                SlotState::DeadLettering { .. } => st.dead_lettering += 1,
+            }
+            st.delivery_counts[usize::from(s.delivery_count).min(last)] += 1;
+        }
+        st
     }
 
     /// Records currently Acquired.

@@ -1340,3 +1340,28 @@ fn released_records_are_not_extended() {
     assert_eq!(got, vec![r(2, 3, 2)]);
     p.assert_consistent();
 }
+
+#[test]
+fn stats_count_the_window_by_state_and_delivery_count() {
+    let c = cfg();
+    let (a, b) = (mid("a"), mid("b"));
+    let mut p = SharePartition::new(0);
+    p.acquire(&a, 6, 0, 10, 0, &c);
+    p.acknowledge(&a, 0, 0, &[ACCEPT], 10, &c).unwrap();
+    p.acknowledge(&a, 1, 1, &[RELEASE], 10, &c).unwrap();
+    p.acknowledge(&a, 2, 2, &[REJECT], 10, &c).unwrap();
+    // 1 comes back to b: its second delivery.
+    assert_eq!(p.acquire(&b, 1, 0, 10, 20, &c), vec![r(1, 1, 2)]);
+    p.acknowledge(&b, 1, 1, &[RELEASE], 30, &c).unwrap();
+    let st = p.stats();
+    assert_eq!((st.start_offset, st.end_offset), (1, 6));
+    assert_eq!((st.acquired, st.available, st.dead_lettering), (3, 1, 1));
+    let mut want = vec![0u64; WindowStats::DELIVERY_BUCKETS];
+    want[1] = 4; // 2 (dead-lettering) and 3..=5 (acquired)
+    want[2] = 1; // 1 (released twice)
+    assert_eq!(st.delivery_counts, want);
+    // Fresh: nothing in flight, every bucket empty.
+    let st = SharePartition::new(7).stats();
+    assert_eq!((st.start_offset, st.end_offset, st.acquired), (7, 7, 0));
+    assert!(st.delivery_counts.iter().all(|n| *n == 0));
+}

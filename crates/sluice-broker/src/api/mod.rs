@@ -31,6 +31,7 @@ use crate::limits::{API_CLIENT_MAX_IDLE_MS, API_REQUEST_TIMEOUT_MS, MAX_API_CLIE
 mod groups;
 mod queue;
 mod records;
+mod share_groups;
 mod topics;
 mod v3;
 
@@ -73,6 +74,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
         )
         .route("/v1/groups", get(groups::list))
         .route("/v1/groups/{group}", get(groups::describe))
+        .route("/v1/share-groups", get(share_groups::list))
+        .route("/v1/share-groups/{group}", get(share_groups::describe))
         .route(
             "/v1/queues/{group}/receive",
             axum::routing::post(queue::receive),

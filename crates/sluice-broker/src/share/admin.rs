@@ -121,3 +121,68 @@ pub async fn reset(broker: &Broker, key: &StateKey, offset: i64) -> Result<(), K
     };
     apply_at(broker, node, &op).await
 }
+
+/// One share-partition as an operator sees it (`/v1/share-groups/{group}`, the console): where
+/// it lives, how far behind it is, and its window's counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionStats {
+    pub topic: String,
+    pub partition: i32,
+    /// The node holding it: the partition's leader.
+    pub leader: i32,
+    /// Records not yet done up to the end a share consumer may read (the last stable offset
+    /// under `read_committed`).
+    pub lag: i64,
+    pub window: sluice_share::WindowStats,
+}
+
+/// The live share-partitions of `group` this node holds (those it leads).
+pub fn stats_local(broker: &Broker, group: &str) -> Vec<PartitionStats> {
+    let settings = broker.metadata.share_settings(group);
+    let mut out: Vec<PartitionStats> = broker
+        .share
+        .handles(Some(group))
+        .into_iter()
+        .filter(|h| h.is_current())
+        .map(|h| {
+            let end = super::readable_end(&h.log, settings.read_committed);
+            let (lag, window) = h.read(|sp| (sp.lag(end), sp.stats()));
+            PartitionStats {
+                topic: h.topic.clone(),
+                partition: h.key.partition,
+                leader: broker.config.node_id,
+                lag,
+                window,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    out
+}
+
+/// [`stats_local`] of every live node (in-process here, over RPC service 4 elsewhere); a node
+/// that does not answer is left out and named in the second list.
+pub async fn stats(broker: &Broker, group: &str) -> (Vec<PartitionStats>, Vec<i32>) {
+    let nodes: Vec<i32> = broker
+        .metadata
+        .cluster
+        .state
+        .read(|img| img.live_brokers().map(|b| b.node_id).collect());
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for node in nodes {
+        if node == broker.config.node_id {
+            out.extend(stats_local(broker, group));
+            continue;
+        }
+        match super::remote::stats(broker, node, group).await {
+            Ok(s) => out.extend(s),
+            Err(e) => {
+                tracing::warn!(node, error = %e, "share-group stats from a node failed");
+                missing.push(node);
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    (out, missing)
+}

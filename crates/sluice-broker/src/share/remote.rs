@@ -17,7 +17,9 @@
 //!   in a DLQ partition, on its leader (`dlq::present_local`).
 //! - [`Request::QueueReceive`] / [`Request::QueueAck`]: the HTTP queue API's receive and
 //!   acknowledgement, on the leader of the partitions they name (`queue::receive_local`,
-//!   `queue::ack_local`).
+//!   `queue::settle_local`).
+//! - [`Request::Stats`]: a share group's share-partitions as an operator sees them, on each
+//!   node (`admin::stats_local`).
 //!
 //! The callee checks its own role and answers Kafka's error codes; a transport failure reads
 //! COORDINATOR_NOT_AVAILABLE, which every caller retries (bounded).
@@ -29,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use sluice_quorum::rpc::{BoxFuture, Handler, MAX_FRAME_BYTES, SERVICE_SHARE};
 use sluice_share::{SharePartition, Snapshot};
 
-use super::admin::LeaderOp;
+use super::admin::{LeaderOp, PartitionStats};
 use super::coordinator::StateWrite;
 use super::dlq::LetterOrigin;
 use super::queue::{receive_local, settle_local, Receive, Settle, Taken};
@@ -78,6 +80,9 @@ pub enum Request {
     },
     QueueReceive(Receive),
     QueueAck(Settle),
+    Stats {
+        group: String,
+    },
 }
 
 /// The callee's answer: error code (0 = done) and message; a read's state; a write's codes.
@@ -96,6 +101,9 @@ pub struct Reply {
     /// QueueReceive: what was taken, per partition.
     #[serde(default)]
     pub taken: Vec<Taken>,
+    /// Stats: the group's share-partitions on the callee.
+    #[serde(default)]
+    pub stats: Vec<PartitionStats>,
 }
 
 fn failed(e: KafkaError) -> Reply {
@@ -224,6 +232,10 @@ async fn serve(broker: &Broker, req: Request) -> Reply {
         Request::QueueAck(req) => match settle_local(broker, &req).await {
             Ok(()) => Reply::default(),
             Err(e) => failed(e),
+        },
+        Request::Stats { group } => Reply {
+            stats: super::admin::stats_local(broker, &group),
+            ..Reply::default()
         },
     }
 }
@@ -358,6 +370,18 @@ pub async fn queue_receive(
 ) -> Result<Vec<Taken>, KafkaError> {
     let req = Request::QueueReceive(req.clone());
     Ok(call(broker, node, &req).await?.taken)
+}
+
+/// The share-partitions of `group` that `node` holds (`admin::stats_local`).
+pub async fn stats(
+    broker: &Broker,
+    node: i32,
+    group: &str,
+) -> Result<Vec<PartitionStats>, KafkaError> {
+    let req = Request::Stats {
+        group: group.to_string(),
+    };
+    Ok(call(broker, node, &req).await?.stats)
 }
 
 /// A queue API acknowledgement on `node`, the partition's leader (`queue::settle_local`).

@@ -20,16 +20,13 @@ use sluice_share::ShareConfig;
 pub const AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
 pub const LOCK_DURATION: &str = "share.record.lock.duration.ms";
 pub const DELIVERY_COUNT_LIMIT: &str = "share.delivery.count.limit";
-pub const DLQ_TOPIC: &str = "errors.deadletterqueue.topic.name";
+pub use sluice_share::dlq::{DLQ_PREFIX, DLQ_TOPIC};
 pub const RELEASE_BACKOFF: &str = "share.release.backoff.ms";
 pub const RELEASE_BACKOFF_MAX: &str = "share.release.backoff.max.ms";
 pub const HEARTBEAT_INTERVAL: &str = "share.heartbeat.interval.ms";
 pub const SESSION_TIMEOUT: &str = "share.session.timeout.ms";
 pub const MAX_RECORD_LOCKS: &str = "share.partition.max.record.locks";
 pub const ISOLATION_LEVEL: &str = "share.isolation.level";
-
-/// The prefix of default dead-letter topics: `dlq.<group>`.
-pub const DLQ_PREFIX: &str = "dlq.";
 
 enum Kind {
     Range(i64, i64),

@@ -263,5 +263,12 @@ pub const MAX_QUEUE_WAIT_MS: u64 = 20_000;
 /// A waiting queue receive looks again this often when some of its partitions are led by
 /// other nodes (their records wake nothing here).
 pub const QUEUE_REMOTE_POLL_MS: u64 = 100;
+/// Dead letters one DLQ read over HTTP returns at most (100 by default).
+pub const MAX_API_SHOW_DEAD_LETTERS: u64 = 1_000;
+/// Offsets one redrive over HTTP may choose.
+pub const MAX_API_REDRIVE_OFFSETS: usize = 10_000;
+/// Redrive jobs running at once over HTTP (one per DLQ topic); finished ones kept to be read.
+pub const MAX_API_JOBS_RUNNING: usize = 4;
+pub const MAX_API_JOBS_KEPT: usize = 100;
 /// Acknowledgements one batch acknowledge over HTTP carries at most.
 pub const MAX_QUEUE_ACKS: usize = 100;

@@ -8,6 +8,7 @@ pub mod assignment;
 pub mod client;
 pub mod cluster;
 pub mod connection;
+pub mod dlq;
 pub mod error;
 pub mod group_member;
 pub mod json;

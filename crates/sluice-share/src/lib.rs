@@ -341,4 +341,21 @@ impl std::error::Error for SnapshotError {}
 
 // Added by the broker side: the redrive bookkeeping shared with the CLI.
 mod handled;
+
+/// The names dead-lettering shares between the broker (which writes dead letters) and the tools
+/// that read and redrive them (`sluice-client`'s `dlq`).
+pub mod dlq {
+    /// The group config naming a share group's dead-letter topic (empty: dead-lettering off).
+    pub const DLQ_TOPIC: &str = "errors.deadletterqueue.topic.name";
+    /// The prefix of default dead-letter topics: `dlq.<group>`.
+    pub const DLQ_PREFIX: &str = "dlq.";
+    /// Headers added to every dead letter (Kafka Connect's `__connect.errors.*` style).
+    pub const H_TOPIC: &str = "__dlq.errors.topic";
+    pub const H_PARTITION: &str = "__dlq.errors.partition";
+    pub const H_OFFSET: &str = "__dlq.errors.offset";
+    pub const H_GROUP: &str = "__dlq.errors.group";
+    pub const H_DELIVERY_COUNT: &str = "__dlq.errors.delivery.count";
+    pub const H_REASON: &str = "__dlq.errors.reason";
+    pub const H_TIMESTAMP: &str = "__dlq.errors.timestamp";
+}
 pub use handled::{HandledOffsets, DLQ_TOOL_GROUP, MAX_DECODED_RANGES};

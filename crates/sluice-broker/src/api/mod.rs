@@ -28,6 +28,7 @@ use tokio::sync::Semaphore;
 use crate::broker::Broker;
 use crate::limits::{API_CLIENT_MAX_IDLE_MS, API_REQUEST_TIMEOUT_MS, MAX_API_CLIENTS};
 
+mod dlqs;
 mod groups;
 mod queue;
 mod records;
@@ -42,6 +43,7 @@ const OPENAPI: &str = include_str!("openapi.json");
 pub struct Api {
     pub broker: Arc<Broker>,
     pub clients: ClientPool,
+    pub jobs: dlqs::Jobs,
 }
 
 pub fn router(broker: Arc<Broker>) -> Router {
@@ -50,6 +52,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
             kafka_target(broker.config.kafka_addr),
             broker.config.idle_timeout,
         ),
+        jobs: dlqs::Jobs::default(),
         broker,
     });
     Router::new()
@@ -74,6 +77,18 @@ pub fn router(broker: Arc<Broker>) -> Router {
         )
         .route("/v1/groups", get(groups::list))
         .route("/v1/groups/{group}", get(groups::describe))
+        .route("/v1/dlqs", get(dlqs::list))
+        .route("/v1/dlqs/{topic}/records", get(dlqs::show))
+        .route(
+            "/v1/dlqs/{topic}/requeue",
+            axum::routing::post(dlqs::requeue),
+        )
+        .route(
+            "/v1/dlqs/{topic}/discard",
+            axum::routing::post(dlqs::discard),
+        )
+        .route("/v1/jobs", get(dlqs::jobs))
+        .route("/v1/jobs/{id}", get(dlqs::job).delete(dlqs::cancel))
         .route("/v1/share-groups", get(share_groups::list))
         .route("/v1/share-groups/{group}", get(share_groups::describe))
         .route(
@@ -215,7 +230,8 @@ impl From<sluice_client::Error> for ApiError {
 
 /// The Kafka clients the API calls the cluster with.
 pub struct ClientPool {
-    bootstrap: String,
+    /// This node's Kafka listener.
+    pub bootstrap: String,
     /// Clients not in use, with when they were last used.
     idle: parking_lot::Mutex<Vec<(Client, std::time::Instant)>>,
     /// A client idle longer is dropped rather than used: the Kafka listener closes connections

@@ -32,14 +32,9 @@ use crate::replica_manager::{Replica, NO_LEADER_EPOCH};
 use crate::topic_config::TopicConfigs;
 use kafka_protocol::error::ResponseError;
 
-/// Headers added to every dead letter (Kafka Connect's `__connect.errors.*` style).
-pub const H_TOPIC: &str = "__dlq.errors.topic";
-pub const H_PARTITION: &str = "__dlq.errors.partition";
-pub const H_OFFSET: &str = "__dlq.errors.offset";
-pub const H_GROUP: &str = "__dlq.errors.group";
-pub const H_DELIVERY_COUNT: &str = "__dlq.errors.delivery.count";
-pub const H_REASON: &str = "__dlq.errors.reason";
-pub const H_TIMESTAMP: &str = "__dlq.errors.timestamp";
+pub use sluice_share::dlq::{
+    H_DELIVERY_COUNT, H_GROUP, H_OFFSET, H_PARTITION, H_REASON, H_TIMESTAMP, H_TOPIC,
+};
 
 fn reason_text(r: DeadLetterReason) -> &'static str {
     match r {

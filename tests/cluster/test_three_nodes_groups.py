@@ -152,3 +152,31 @@ def test_group_keeps_its_generation_across_a_coordinator_kill(cluster_factory, p
         assert committed(boot, g, t, 2) == {0: 20, 1: 20}
     finally:
         cons.close()
+
+
+def test_lag_history_is_read_through_any_node(cluster_factory):
+    """The group coordinator samples lag; a node that is not the coordinator forwards
+    `/v1/groups/{g}/lag-history` there and answers with its samples."""
+    import json
+    import urllib.request
+    c = cluster_factory(3, extra_args=EXTRA).start()
+    topic, group = f"t-{uuid.uuid4().hex[:6]}", f"g-{uuid.uuid4().hex[:6]}"
+    create(c.bootstrap, topic, partitions=1)
+    p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all"})
+    for i in range(4):
+        p.produce(topic, b"v%d" % i, partition=0)
+    assert p.flush(30) == 0
+    cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": group, "log_level": 0})
+    try:
+        cons.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
+    finally:
+        cons.close()
+    coordinator = c.leader_of("__consumer_offsets", 0)
+    other = next(n for n in c.nodes if n.node_id != coordinator.node_id)
+
+    def sampled():
+        with urllib.request.urlopen(other.http + f"/v1/groups/{group}/lag-history", timeout=30) as r:
+            h = json.loads(r.read())
+        return bool(h["samples"]) and h["samples"][-1]["lag"] == 3
+
+    wait_until(sampled, 40, "a lag sample of 3 read through a node that does not coordinate")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from confluent_kafka import TopicPartition
 
-from conftest import sluice_only
+from conftest import sluice_only, wait_until
 from kutil import OP_TIMEOUT_S, consume_n, consumer, create_topic, produce_all, producer
 
 pytestmark = sluice_only
@@ -183,3 +183,32 @@ def test_the_openapi_document_matches_the_server(broker_factory, tmp_path):
          "--request-timeout", "45", "--max-response-time", "40", "--seed", "1", "--no-color"],
         cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+
+
+def test_group_lag_history_follows_the_commits(broker, unique):
+    """The coordinator samples each group's lag every 10 s; the history shows a commit's lag and
+    then its catching up."""
+    t = create_topic(broker.bootstrap, unique("t"))
+    g = unique("g")
+    produce_all(producer(broker.bootstrap), t, [(b"k", b"v%d" % i) for i in range(5)], partition=0)
+    c = consumer(broker.bootstrap, g)
+    try:
+        c.commit(offsets=[TopicPartition(t, 0, 2)], asynchronous=False)
+        last = {}
+
+        def sampled(lag):
+            status, h = call(broker, "GET", f"/v1/groups/{g}/lag-history")
+            assert status == 200, h
+            last.update(h)
+            return bool(h["samples"]) and h["samples"][-1]["lag"] == lag
+
+        wait_until(lambda: sampled(3), 30, "a lag sample of 3")
+        c.commit(offsets=[TopicPartition(t, 0, 5)], asynchronous=False)
+        wait_until(lambda: sampled(0), 30, "a lag sample of 0")
+    finally:
+        c.close()
+    s = last["samples"]
+    assert last["interval_ms"] == 10000 and s[-1]["partitions"] == 1
+    assert any(x["lag"] == 3 for x in s) and all(a["at_ms"] < b["at_ms"] for a, b in zip(s, s[1:]))
+    status, h = call(broker, "GET", f"/v1/groups/{unique('none')}/lag-history")
+    assert (status, h["samples"]) == (200, [])

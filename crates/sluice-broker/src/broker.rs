@@ -58,6 +58,8 @@ pub struct Broker {
     pub fetch_sessions: parking_lot::Mutex<FetchSessions>,
     /// Share groups (KIP-932): share-partitions, share sessions, queue state, dead letters.
     pub share: ShareService,
+    /// Consumer-group lag in time, sampled on the group coordinator's node.
+    pub lag_history: crate::lag_history::LagHistory,
     /// The built-in schema registry (Confluent's REST API on the HTTP port): the state of
     /// `_schemas-0` applied up to its high watermark, on every node (`schemas.rs`).
     pub registry: Arc<sluice_registry::Registry>,
@@ -248,6 +250,7 @@ impl Broker {
             data_appended,
             fetch_sessions: parking_lot::Mutex::new(FetchSessions::default()),
             share,
+            lag_history: Default::default(),
             registry,
             schema_log,
             txn,
@@ -424,6 +427,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
     tasks.spawn(crate::share::run_timers(broker.clone(), stop_rx.clone()));
+    tasks.spawn(crate::lag_history::run(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::txn::run(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::schemas::run(broker.clone(), stop_rx.clone()));
     tasks.spawn(crate::share::dlq::run_writer(

@@ -63,41 +63,14 @@ fn scrape_gauges(broker: &Broker) {
     // Rebuilt whole: groups and partitions that went away take their series with them.
     m.group_lag.clear();
     m.group_offset.clear();
-    let mut series = 0;
-    'groups: for group in broker.offsets.group_ids() {
-        let mut committed = broker.offsets.group(&group);
-        committed.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        let mut marks: Option<(String, Vec<Arc<crate::replica_manager::Replica>>)> = None;
-        for (topic, partition, offset) in committed {
-            if series >= crate::limits::MAX_LAG_SERIES {
-                break 'groups;
-            }
-            if marks.as_ref().is_none_or(|(t, _)| *t != topic) {
-                let replicas = broker
-                    .metadata
-                    .topic(&topic)
-                    .map(|t| broker.replicas.of_topic(t.id, t.partition_count))
-                    .unwrap_or_default();
-                marks = Some((topic.clone(), replicas));
-            }
-            let Some(replica) = marks
-                .as_ref()
-                .and_then(|(_, rs)| rs.iter().find(|r| r.index() == partition))
-            else {
-                continue;
-            };
-            let hw = replica.watermarks().high_watermark;
-            let labels = crate::metrics::PartitionLagLabels {
-                group: group.clone(),
-                topic,
-                partition,
-            };
-            m.group_offset.get_or_create(&labels).set(offset.offset);
-            m.group_lag
-                .get_or_create(&labels)
-                .set(hw.saturating_sub(offset.offset).max(0));
-            series += 1;
-        }
+    for (group, topic, partition, offset, lag) in crate::lag_history::committed_lags(broker) {
+        let labels = crate::metrics::PartitionLagLabels {
+            group,
+            topic,
+            partition,
+        };
+        m.group_offset.get_or_create(&labels).set(offset);
+        m.group_lag.get_or_create(&labels).set(lag);
     }
 }
 

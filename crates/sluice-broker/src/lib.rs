@@ -24,6 +24,7 @@ pub mod groups;
 pub mod handlers;
 pub mod http;
 pub mod internal_log;
+pub mod lag_history;
 pub mod limits;
 pub mod metadata;
 pub mod metrics;

@@ -237,6 +237,11 @@ pub const MAX_QUOTA_ALTERATIONS: usize = 1_000;
 /// Consumer-group partitions whose committed offset and lag `/metrics` reports (one series
 /// each); the rest are left out of that scrape.
 pub const MAX_LAG_SERIES: usize = 10_000;
+/// Consumer-group lag in time (`lag_history.rs`): how often the group coordinator samples each
+/// group's lag, how many samples it keeps per group (an hour), and how many groups it tracks.
+pub const LAG_SAMPLE_INTERVAL_MS: u64 = 10_000;
+pub const LAG_HISTORY_SAMPLES: usize = 360;
+pub const MAX_LAG_HISTORY_GROUPS: usize = 1_000;
 
 // ---- The HTTP API (api/) ----
 

@@ -605,7 +605,7 @@ pub async fn forward_writes(
     match route(leader, me, http, forwarded) {
         Route::Local => next.run(req).await,
         Route::Refuse(e) => sluice_registry::http::error_reply(e),
-        Route::Forward { node, addr } => forward(node, addr, req).await,
+        Route::Forward { node, addr } => forward(node, addr, req, "the primary").await,
     }
 }
 
@@ -641,7 +641,9 @@ fn passes_on(name: &HeaderName) -> bool {
 
 /// Sends the write (its body already read in full by the HTTP guard) to the primary and
 /// answers its status and body unchanged.
-async fn forward(node: i32, addr: String, req: Request) -> Response {
+/// Sends `req` on to `node`'s HTTP address and answers with its reply; `to` names that node in
+/// errors (`the primary`, `the group coordinator`).
+pub(crate) async fn forward(node: i32, addr: String, req: Request, to: &str) -> Response {
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, crate::limits::HTTP_MAX_BODY_BYTES).await {
         Ok(b) => b.to_vec(),
@@ -668,7 +670,7 @@ async fn forward(node: i32, addr: String, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => {
             return sluice_registry::http::error_reply(RegistryError::ForwardingFailed(format!(
-                "cannot build the request to the primary (node {node}, {url}): {e}"
+                "cannot build the request to {to} (node {node}, {url}): {e}"
             )))
         }
     };
@@ -693,10 +695,10 @@ async fn forward(node: i32, addr: String, req: Request) -> Response {
             resp
         }
         Ok(Err(e)) => sluice_registry::http::error_reply(RegistryError::ForwardingFailed(format!(
-            "the primary (node {node} at {addr}): {e}"
+            "{to} (node {node} at {addr}): {e}"
         ))),
         Err(e) => sluice_registry::http::error_reply(RegistryError::ForwardingFailed(format!(
-            "the primary (node {node} at {addr}): {e}"
+            "{to} (node {node} at {addr}): {e}"
         ))),
     }
 }

@@ -77,6 +77,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         )
         .route("/v1/groups", get(groups::list))
         .route("/v1/groups/{group}", get(groups::describe))
+        .route("/v1/groups/{group}/lag-history", get(groups::lag_history))
         .route("/v1/dlqs", get(dlqs::list))
         .route("/v1/dlqs/{topic}/records", get(dlqs::show))
         .route(

@@ -117,6 +117,7 @@ def test_bad_redrives_are_refused(broker, unique):
     job = wait_job(broker, err) if status == 202 else None
     assert job and job["state"] == "failed" and "99" in job["error"], (status, err, job)
     for path, body, code in [(f"/v1/dlqs/{unique('none')}/requeue", {}, 40401),
+                             (f"/v1/dlqs/{t}/discard", {}, 40001),  # not a dead-letter topic
                              (f"/v1/dlqs/{dlq}/requeue", {"offsets": [-1]}, 40001),
                              (f"/v1/dlqs/{dlq}/discard", {"offsets": list(range(10001))}, 40001),
                              (f"/v1/dlqs/{dlq}/discard", {"what": 1}, 42201)]:
@@ -124,6 +125,8 @@ def test_bad_redrives_are_refused(broker, unique):
         assert (status, err["error_code"]) == (code // 100, code), (path, err)
     status, err = call(broker, "GET", f"/v1/dlqs/{dlq}/records?limit=0")
     assert (status, err["error_code"]) == (400, 40001)
+    status, err = call(broker, "GET", f"/v1/dlqs/{t}/records")
+    assert (status, err["error_code"]) == (400, 40001) and "not a dead-letter topic" in err["message"]
     for path in ["/v1/jobs/12345", "/v1/jobs/x"]:
         status, err = call(broker, "GET", path)
         assert (status, err["error_code"]) == (404, 40403)

@@ -82,15 +82,18 @@ impl LagHistory {
 
 /// Each committed partition this node coordinates, with its group, topic, committed offset and
 /// lag against the local replica's high watermark (partitions without a replica here are
-/// left out); at most `MAX_LAG_SERIES`. Shared by the sampler and the metrics scrape.
+/// left out); at most `MAX_LAG_SERIES`, whole groups only (a group cut in two would report a
+/// partial sum). Shared by the sampler and the metrics scrape.
 pub fn committed_lags(broker: &Broker) -> Vec<(String, String, i32, i64, i64)> {
     let mut out = Vec::new();
     'groups: for group in broker.offsets.group_ids() {
+        let group_start = out.len();
         let mut committed = broker.offsets.group(&group);
         committed.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         let mut marks: Option<(String, Vec<Arc<crate::replica_manager::Replica>>)> = None;
         for (topic, partition, offset) in committed {
             if out.len() >= MAX_LAG_SERIES {
+                out.truncate(group_start);
                 break 'groups;
             }
             if marks.as_ref().is_none_or(|(t, _)| *t != topic) {

@@ -270,6 +270,9 @@ pub const MAX_QUEUE_WAIT_MS: u64 = 20_000;
 pub const QUEUE_REMOTE_POLL_MS: u64 = 100;
 /// Dead letters one DLQ read over HTTP returns at most (100 by default).
 pub const MAX_API_SHOW_DEAD_LETTERS: u64 = 1_000;
+/// Key, value and header bytes one DLQ read over HTTP returns at most (the dead letters after
+/// the one that crosses it are left for the next read).
+pub const MAX_API_SHOW_BYTES: usize = 8 * 1024 * 1024;
 /// Offsets one redrive over HTTP may choose.
 pub const MAX_API_REDRIVE_OFFSETS: usize = 10_000;
 /// Redrive jobs running at once over HTTP (one per DLQ topic); finished ones kept to be read.

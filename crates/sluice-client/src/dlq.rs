@@ -827,12 +827,20 @@ pub struct Selection {
 }
 
 /// The unhandled dead letters of `dlq` (with `all`, the handled ones too), at most `limit`
-/// (0: no limit), in partition and offset order.
-pub async fn select(c: &mut Client, dlq: &Dlq, all: bool, limit: u64) -> anyhow::Result<Selection> {
+/// (0: no limit) and, after the first, about `max_bytes` of keys, values and headers, in
+/// partition and offset order.
+pub async fn select(
+    c: &mut Client,
+    dlq: &Dlq,
+    all: bool,
+    limit: u64,
+    max_bytes: usize,
+) -> anyhow::Result<Selection> {
     let coordinator = c.find_coordinator(DLQ_TOOL_GROUP).await?;
     let states = part_states(c, &coordinator, &dlq.topic, &dlq.partitions).await?;
     let limit = if limit == 0 { u64::MAX } else { limit };
     let mut letters: Vec<(Letter, bool)> = Vec::new();
+    let mut bytes = 0usize;
     'partitions: for s in &states {
         let from = if all { s.start } else { s.first_unhandled() };
         let mut scan = Scanner::new(&dlq.topic, s.partition, from, s.end);
@@ -842,10 +850,12 @@ pub async fn select(c: &mut Client, dlq: &Dlq, all: bool, limit: u64) -> anyhow:
                 if handled && !all {
                     continue;
                 }
-                if letters.len() as u64 >= limit {
+                if letters.len() as u64 >= limit || (!letters.is_empty() && bytes >= max_bytes) {
                     break 'partitions;
                 }
-                letters.push((Letter::new(s.partition, r), handled));
+                let letter = Letter::new(s.partition, r);
+                bytes = bytes.saturating_add(letter.approximate_size());
+                letters.push((letter, handled));
             }
         }
     }
@@ -946,11 +956,11 @@ async fn redrive_into(
     let partitions: Vec<i32> = match req.partition {
         Some(p) if dlq.partitions.contains(&p) => vec![p],
         Some(p) => bail!(
-            "{topic} has no partition {p} (it has {})",
+            "{topic} has no partition {p} (it has {}); leave out the partition",
             dlq.partitions.len()
         ),
         None if !req.offsets.is_empty() && dlq.partitions.len() > 1 => bail!(
-            "{topic} has {} partitions; say which one the offsets are in",
+            "{topic} has {} partitions; say which one the offsets are in (--partition)",
             dlq.partitions.len()
         ),
         None => dlq.partitions.clone(),

@@ -2,8 +2,10 @@
 //! shows them — depth and oldest age, the dead letters with their origin and reason — and
 //! redrive: requeue to the origin or discard, all or chosen offsets, run as a job whose progress
 //! can be followed and which can be cancelled. The work is `sluice_client::dlq`, the code of
-//! `sluice dlq`: the same bookkeeping (commits of the group `sluice-dlq`), so a redrive started
-//! here and one started by the CLI never handle a dead letter twice.
+//! `sluice dlq`: the same bookkeeping (commits of the group `sluice-dlq`), so a dead letter one
+//! of them recorded as handled is skipped by the other. (Two redrives of one DLQ running at the
+//! same time — on two nodes, or here and in the CLI — can each write a batch the other has not
+//! recorded yet: at least once, as the CLI documents. One node runs one job per DLQ.)
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,23 +23,18 @@ use sluice_client::{Client, ClientConfig};
 
 use super::{Api, ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::broker::now_ms;
+use crate::group_config::{DLQ_PREFIX, DLQ_TOPIC};
 use crate::limits::{
     API_REQUEST_TIMEOUT_MS, MAX_API_JOBS_KEPT, MAX_API_JOBS_RUNNING, MAX_API_REDRIVE_OFFSETS,
-    MAX_API_SHOW_DEAD_LETTERS,
+    MAX_API_SHOW_BYTES, MAX_API_SHOW_DEAD_LETTERS,
 };
 
 /// `GET /v1/dlqs`: every DLQ topic with its groups, depth, handled count and oldest age.
 pub async fn list(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
     let (rows, warnings) = api
         .clients
-        .with(|c| {
-            Box::pin(async move {
-                dlq::list_rows(c)
-                    .await
-                    .map_err(|e| anyhow_error(e, "listing the DLQs"))
-            })
-        })
-        .await?;
+        .with(|c| Box::pin(async move { Ok(dlq::list_rows(c).await.map_err(anyhow_error)) }))
+        .await??;
     for w in warnings {
         tracing::warn!("{w}");
     }
@@ -75,16 +72,15 @@ pub async fn show(
         .clients
         .with(move |c| {
             Box::pin(async move {
-                let d = dlq::resolve(c, &Target::Topic(t.clone()))
-                    .await
-                    .map_err(|e| anyhow_error(e, "reading the DLQ"))?;
-                let sel = dlq::select(c, &d, q.all, limit)
-                    .await
-                    .map_err(|e| anyhow_error(e, "reading the DLQ"))?;
-                Ok((d, sel))
+                let d = match dlq::resolve(c, &Target::Topic(t.clone())).await {
+                    Ok(d) => d,
+                    Err(e) => return Ok(Err(anyhow_error(e))),
+                };
+                let sel = dlq::select(c, &d, q.all, limit, MAX_API_SHOW_BYTES).await;
+                Ok(sel.map(|sel| (d, sel)).map_err(anyhow_error))
             })
         })
-        .await?;
+        .await??;
     let now = now_ms();
     Ok(Json(json!({
         "topic": d.topic,
@@ -95,30 +91,39 @@ pub async fn show(
     })))
 }
 
-/// A DLQ call names an existing topic (else 404 before any Kafka call).
+/// A DLQ call names an existing dead-letter topic: one named `dlq.*`, or one a group's
+/// `errors.deadletterqueue.topic.name` names (anything else is refused, so a discard cannot
+/// mark an ordinary topic's records handled).
 fn check_topic(api: &Api, topic: &str) -> Result<(), ApiError> {
-    if api.broker.metadata.topic(topic).is_none() {
+    let metadata = &api.broker.metadata;
+    if metadata.topic(topic).is_none() {
         return Err(ApiError::new(
             40401,
             format!("DLQ topic {topic} does not exist"),
         ));
     }
+    let configured = || {
+        metadata
+            .groups_with_configs()
+            .iter()
+            .any(|(g, _)| metadata.share_settings(g).dlq_topic.as_deref() == Some(topic))
+    };
+    if !topic.starts_with(DLQ_PREFIX) && !configured() {
+        return Err(ApiError::invalid(format!(
+            "{topic} is not a dead-letter topic: neither named {DLQ_PREFIX}* nor any share \
+             group's {DLQ_TOPIC}"
+        )));
+    }
     Ok(())
 }
 
-/// A `sluice_client::dlq` error (anyhow, with context) as an API error: a Kafka error keeps its
-/// mapping, anything else is the request's fault (a dead letter without origin, an offset not
-/// in the DLQ, too many scattered offsets).
-fn anyhow_error(e: anyhow::Error, what: &str) -> sluice_client::Error {
-    match e.downcast::<sluice_client::Error>() {
-        Ok(e) => e,
-        Err(e) => sluice_client::Error::Kafka {
-            context: format!("{what}: {e:#}"),
-            code: 42,
-            name: "INVALID_REQUEST".into(),
-            message: None,
-        },
-    }
+/// A `sluice_client::dlq` error (anyhow, with its context) as an API error: a Kafka error keeps
+/// its status, anything else is the broker's (50001); the message is the whole chain.
+fn anyhow_error(e: anyhow::Error) -> ApiError {
+    let code = e
+        .downcast_ref::<sluice_client::Error>()
+        .map_or(50001, super::error_code);
+    ApiError::new(code, format!("{e:#}"))
 }
 
 #[derive(Deserialize)]
@@ -171,7 +176,9 @@ impl Job {
             None if self.stop.load(Ordering::SeqCst) => "cancelling",
             None => "running",
             Some(e) if e.error.is_some() => "failed",
-            Some(e) if e.outcome.done < e.outcome.planned => "cancelled",
+            Some(e) if self.stop.load(Ordering::SeqCst) && e.outcome.done < e.outcome.planned => {
+                "cancelled"
+            }
             Some(_) => "done",
         };
         let mut v = json!({
@@ -252,7 +259,7 @@ async fn start(
     let mut client = Client::connect(config).await?;
     let d = dlq::resolve(&mut client, &Target::Topic(topic.clone()))
         .await
-        .map_err(|e| anyhow_error(e, "reading the DLQ"))?;
+        .map_err(anyhow_error)?;
     let offsets: BTreeSet<i64> = req.offsets.iter().copied().collect();
     let job = {
         let mut list = api.jobs.list.lock();

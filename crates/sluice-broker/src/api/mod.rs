@@ -204,28 +204,31 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The API error code of a client error.
+pub(super) fn error_code(e: &sluice_client::Error) -> u32 {
+    use sluice_client::Error as E;
+    match e {
+        // UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_ID
+        E::Kafka { code: 3 | 100, .. } => 40401,
+        // GROUP_ID_NOT_FOUND
+        E::Kafka { code: 69, .. } => 40402,
+        // TOPIC_ALREADY_EXISTS
+        E::Kafka { code: 36, .. } => 40901,
+        // The request's fault: invalid topic, partitions, replication factor, config,
+        // record, request, policy.
+        E::Kafka {
+            code: 17 | 37 | 38 | 39 | 40 | 42 | 44 | 87 | 10 | 1,
+            ..
+        } => 40001,
+        E::Kafka { .. } => 50001,
+        E::Connect { .. } | E::Io { .. } | E::Timeout { .. } => 50301,
+        _ => 50001,
+    }
+}
+
 impl From<sluice_client::Error> for ApiError {
     fn from(e: sluice_client::Error) -> Self {
-        use sluice_client::Error as E;
-        let message = e.to_string();
-        let code = match &e {
-            // UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_ID
-            E::Kafka { code: 3 | 100, .. } => 40401,
-            // GROUP_ID_NOT_FOUND
-            E::Kafka { code: 69, .. } => 40402,
-            // TOPIC_ALREADY_EXISTS
-            E::Kafka { code: 36, .. } => 40901,
-            // The request's fault: invalid topic, partitions, replication factor, config,
-            // record, request, policy.
-            E::Kafka {
-                code: 17 | 37 | 38 | 39 | 40 | 42 | 44 | 87 | 10 | 1,
-                ..
-            } => 40001,
-            E::Kafka { .. } => 50001,
-            E::Connect { .. } | E::Io { .. } | E::Timeout { .. } => 50301,
-            _ => 50001,
-        };
-        ApiError::new(code, message)
+        ApiError::new(error_code(&e), e.to_string())
     }
 }
 

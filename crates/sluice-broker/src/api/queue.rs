@@ -140,14 +140,51 @@ pub async fn receive(
     let token: [u8; 16] = *Uuid::new_v4().as_bytes();
     let member = queue::member_id(&token);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
-    let taken = loop {
+    let mut lock_expires: Option<u64> = None;
+    let messages = loop {
         // Registered before looking, so a record appended or released in between wakes us.
         let appended = broker.data_appended.notified();
         let available = broker.share.available.notified();
         let (taken, any_remote) = receive_round(broker, &group, &topic, &member, max).await?;
+        let mut messages = Vec::new();
+        for (node, mut t) in taken {
+            lock_expires =
+                Some(lock_expires.map_or(t.lock_deadline_ms, |d| d.min(t.lock_deadline_ms)));
+            let records = sluice_client::records::decode_fetched(bytes::Bytes::from(
+                std::mem::take(&mut t.batches),
+            ))
+            .map_err(|e| ApiError::new(50001, format!("stored batch unreadable: {e}")))?;
+            let mut seen = std::collections::BTreeSet::new();
+            for r in records {
+                let Some(&(_, _, count)) = t
+                    .ranges
+                    .iter()
+                    .find(|(first, last, _)| (*first..=*last).contains(&r.offset))
+                else {
+                    continue;
+                };
+                seen.insert(r.offset);
+                let receipt = Receipt {
+                    node,
+                    topic_id: topic.id,
+                    partition: t.partition,
+                    offset: r.offset,
+                    token,
+                };
+                let mut m = record_json(&r, req.encoding);
+                if let Some(o) = m.as_object_mut() {
+                    o.insert("receipt".into(), json!(receipt.encode()));
+                    o.insert("topic".into(), json!(topic.name));
+                    o.insert("partition".into(), json!(t.partition));
+                    o.insert("delivery_count".into(), json!(count));
+                }
+                messages.push(m);
+            }
+            settle_gaps(broker, &group, topic.id, node, &t, &seen, &member).await;
+        }
         let now = tokio::time::Instant::now();
-        if !taken.is_empty() || now >= deadline {
-            break taken;
+        if !messages.is_empty() || now >= deadline {
+            break messages;
         }
         let wake = if any_remote {
             deadline.min(now + Duration::from_millis(QUEUE_REMOTE_POLL_MS))
@@ -160,41 +197,62 @@ pub async fn receive(
             _ = tokio::time::sleep_until(wake) => {}
         }
     };
-    let settings = broker.metadata.share_settings(&group);
-    let lock_expires = now_ms().saturating_add(settings.share.lock_duration_ms as i64);
-    let mut messages = Vec::new();
-    for (node, t) in taken {
-        let records = sluice_client::records::decode_fetched(bytes::Bytes::from(t.batches))
-            .map_err(|e| ApiError::new(50001, format!("stored batch unreadable: {e}")))?;
-        for r in records {
-            let Some(&(_, _, count)) = t
-                .ranges
-                .iter()
-                .find(|(first, last, _)| (*first..=*last).contains(&r.offset))
-            else {
-                continue;
-            };
-            let receipt = Receipt {
-                node,
-                topic_id: topic.id,
-                partition: t.partition,
-                offset: r.offset,
-                token,
-            };
-            let mut m = record_json(&r, req.encoding);
-            if let Some(o) = m.as_object_mut() {
-                o.insert("receipt".into(), json!(receipt.encode()));
-                o.insert("topic".into(), json!(topic.name));
-                o.insert("partition".into(), json!(t.partition));
-                o.insert("delivery_count".into(), json!(count));
-            }
-            messages.push(m);
+    let lock_expires = match lock_expires {
+        Some(d) => i64::try_from(d).unwrap_or(i64::MAX),
+        None => {
+            let settings = broker.metadata.share_settings(&group);
+            now_ms().saturating_add(i64::try_from(settings.share.lock_duration_ms).unwrap_or(0))
         }
-    }
+    };
     Ok(Json(json!({
         "messages": messages,
         "lock_expires_at_ms": lock_expires,
     })))
+}
+
+/// The acquired offsets of `ranges` (first, last, delivery count) that hold no record in
+/// `seen`, as runs. At most `MAX_QUEUE_RECEIVE_MESSAGES` offsets are acquired per receive.
+fn gap_runs(ranges: &[(i64, i64, u16)], seen: &std::collections::BTreeSet<i64>) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for &(first, last, _) in ranges {
+        for o in first..=last {
+            if seen.contains(&o) {
+                continue;
+            }
+            match runs.last_mut() {
+                Some(r) if r.1.checked_add(1) == Some(o) => r.1 = o,
+                _ => runs.push((o, o)),
+            }
+        }
+    }
+    runs
+}
+
+/// Offsets a receive took that hold no record (removed by compaction) are acknowledged as gaps,
+/// as a Kafka share consumer does, so they do not come back until the delivery limit.
+async fn settle_gaps(
+    broker: &Broker,
+    group: &str,
+    topic_id: Uuid,
+    node: i32,
+    t: &Taken,
+    seen: &std::collections::BTreeSet<i64>,
+    member: &str,
+) {
+    for (first, last) in gap_runs(&t.ranges, seen) {
+        let req = queue::Settle {
+            group: group.to_string(),
+            topic_id,
+            partition: t.partition,
+            member: member.to_string(),
+            offset: first,
+            last,
+            ack_type: AckType::Gap as i8,
+        };
+        if let Err(e) = queue::settle(broker, node, &req).await {
+            tracing::warn!(error = %e, "acknowledging a gap failed; its lock will expire");
+        }
+    }
 }
 
 /// One look at every partition of `topic`, each on its leader: what was taken (with the node
@@ -223,8 +281,12 @@ async fn receive_round(
     let any_remote = by_node.iter().any(|(n, _)| *n != broker.config.node_id);
     let mut out = Vec::new();
     let mut left = max;
+    // One byte budget for the whole receive, whatever the number of leaders.
+    let mut room = MAX_API_CONSUME_BYTES.unsigned_abs();
+    let mut first_error = None;
+    let mut answered = false;
     for (node, partitions) in by_node {
-        if left == 0 {
+        if left == 0 || room == 0 {
             break;
         }
         let req = queue::Receive {
@@ -233,23 +295,30 @@ async fn receive_round(
             partitions,
             member: member.to_string(),
             max_records: left,
-            max_bytes: MAX_API_CONSUME_BYTES.unsigned_abs(),
+            max_bytes: room,
         };
-        let taken = queue::receive(broker, node, &req).await;
-        match taken {
+        // A leader that fails is skipped; the others may have records.
+        match queue::receive(broker, node, &req).await {
             Ok(taken) => {
+                answered = true;
                 for t in taken {
                     let n: i64 = t.ranges.iter().map(|(f, l, _)| l - f + 1).sum();
                     left = left.saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
+                    room = room.saturating_sub(u32::try_from(t.batches.len()).unwrap_or(u32::MAX));
                     out.push((node, t));
                 }
             }
-            // Records already taken are answered; with none, the error is.
-            Err(e) if out.is_empty() => return Err(kafka_error(e)),
-            Err(e) => tracing::warn!(node, error = %e, "queue receive on a leader failed"),
+            Err(e) => {
+                tracing::warn!(node, error = %e, "queue receive on a leader failed");
+                first_error.get_or_insert(e);
+            }
         }
     }
-    Ok((out, any_remote))
+    // Only when every leader failed is the receive an error.
+    match first_error {
+        Some(e) if !answered => Err(kafka_error(e)),
+        _ => Ok((out, any_remote)),
+    }
 }
 
 /// The queue API's share group: a group of another type is refused (the group coordinator's
@@ -330,8 +399,25 @@ async fn settle(
         partition: r.partition,
         member: queue::member_id(&r.token),
         offset: r.offset,
+        last: r.offset,
         ack_type: action.ack_type() as i8,
     };
+    // The node holding the lock is gone: its locks went with it, the record comes back.
+    let live = r.node == broker.config.node_id
+        || broker
+            .metadata
+            .cluster
+            .state
+            .read(|img| img.live_brokers().any(|b| b.node_id == r.node));
+    if !live {
+        return Err(ApiError::new(
+            40903,
+            format!(
+                "stale receipt: node {} that held its lock is not a live broker",
+                r.node
+            ),
+        ));
+    }
     let settled = queue::settle(broker, r.node, &req).await;
     settled.map_err(kafka_error)
 }
@@ -390,6 +476,16 @@ pub async fn acknowledge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gaps_are_the_acquired_offsets_without_records() {
+        let seen: std::collections::BTreeSet<i64> = [1, 2, 5, 9].into_iter().collect();
+        assert_eq!(
+            gap_runs(&[(0, 6, 1), (8, 10, 2)], &seen),
+            vec![(0, 0), (3, 4), (6, 6), (8, 8), (10, 10)]
+        );
+        assert!(gap_runs(&[(1, 2, 1)], &seen).is_empty());
+    }
 
     #[test]
     fn receipts_round_trip_and_garbage_is_refused() {

@@ -46,6 +46,9 @@ pub fn member_id(token: &[u8; 16]) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Taken {
     pub partition: i32,
+    /// When the locks of what was taken expire (ms since the epoch, the leader's clock).
+    #[serde(default)]
+    pub lock_deadline_ms: u64,
     pub ranges: Vec<(i64, i64, u16)>,
     #[serde(with = "sluice_group::base64_bytes")]
     pub batches: Vec<u8>,
@@ -67,8 +70,9 @@ pub struct Receive {
     pub max_bytes: u32,
 }
 
-/// One acknowledgement (`accept`, `release`, `reject` or `renew`: Kafka's codes) of `member`
-/// for `offset`. Also the share RPC's request ([`super::remote::Request::QueueAck`]).
+/// One acknowledgement (`accept`, `release`, `reject` or `renew`, Kafka's codes; `gap` for
+/// acquired offsets that hold no record) of `member` for `offset..=last`. Also the share RPC's
+/// request ([`super::remote::Request::QueueAck`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settle {
     pub group: String,
@@ -76,6 +80,8 @@ pub struct Settle {
     pub partition: i32,
     pub member: String,
     pub offset: i64,
+    /// The last offset settled (a receipt settles one: `offset`).
+    pub last: i64,
     pub ack_type: i8,
 }
 
@@ -113,6 +119,7 @@ pub async fn receive_local(broker: &Broker, req: &Receive) -> Result<Vec<Taken>,
     let mut logged_end = 0i64;
     let mut left = req.max_records;
     let mut sent = 0usize;
+    let mut first_error: Option<KafkaError> = None;
     for &partition in &req.partitions {
         if left == 0 || sent >= max_bytes {
             break;
@@ -125,10 +132,23 @@ pub async fn receive_local(broker: &Broker, req: &Receive) -> Result<Vec<Taken>,
             topic_id,
             partition,
         };
-        let h = broker
+        // A partition that cannot be served now is skipped: what earlier ones took still goes
+        // out (an error here would leave it locked and unseen until its locks expire).
+        let h = match broker
             .share
             .get_or_start_creating(broker, &key, &settings)
-            .await?;
+            .await
+        {
+            Ok(h) => h,
+            Err(e) if taken.is_empty() && first_error.is_none() => {
+                first_error = Some(e);
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(partition, error = %e, "queue receive skipped a partition");
+                continue;
+            }
+        };
         logged_end = logged_end.max(h.logged_end());
         for _ in 0..=MAX_ARCHIVED_RETRIES {
             let room = max_bytes.saturating_sub(sent);
@@ -171,6 +191,7 @@ pub async fn receive_local(broker: &Broker, req: &Receive) -> Result<Vec<Taken>,
         match read {
             Ok(batches) => out.push(Taken {
                 partition: h.key.partition,
+                lock_deadline_ms: t.deadline,
                 ranges: t
                     .ranges
                     .iter()
@@ -184,7 +205,10 @@ pub async fn receive_local(broker: &Broker, req: &Receive) -> Result<Vec<Taken>,
             }
         }
     }
-    Ok(out)
+    match first_error {
+        Some(e) if out.is_empty() => Err(e),
+        _ => Ok(out),
+    }
 }
 
 /// [`Settle`] on this node; answers once it is durable. A stale receipt's error is
@@ -192,7 +216,11 @@ pub async fn receive_local(broker: &Broker, req: &Receive) -> Result<Vec<Taken>,
 pub async fn settle_local(broker: &Broker, req: &Settle) -> Result<(), KafkaError> {
     let ack = AckType::try_from(req.ack_type)
         .map_err(|e| KafkaError::new(ResponseError::InvalidRequest, e.message().to_string()))?;
-    if !req.member.starts_with(MEMBER_PREFIX) || ack == AckType::Gap {
+    // One record per acknowledgement, but for gaps (offsets a receive took that hold no
+    // record: compaction), which go as runs.
+    let one = req.last == req.offset;
+    let in_order = req.last >= req.offset;
+    if !req.member.starts_with(MEMBER_PREFIX) || !in_order || (!one && ack != AckType::Gap) {
         return Err(KafkaError::new(
             ResponseError::InvalidRequest,
             "not a queue API acknowledgement",
@@ -202,7 +230,7 @@ pub async fn settle_local(broker: &Broker, req: &Settle) -> Result<(), KafkaErro
     let member: MemberId = Arc::from(req.member.as_str());
     let acks = vec![(
         (req.topic_id, req.partition),
-        vec![(req.offset, req.offset, vec![req.ack_type])],
+        vec![(req.offset, req.last, vec![req.ack_type])],
     )];
     let results = serve::apply_acks(broker, &req.group, &member, acks, &settings, true).await;
     match results.into_values().next() {

@@ -374,6 +374,8 @@ pub struct Taken {
     /// Records were archived unseen (markers, aborted transactions): where that was logged,
     /// and more may be ready at once.
     pub archived_at: Option<i64>,
+    /// When the locks of `ranges` expire (ms since the epoch).
+    pub deadline: u64,
 }
 
 /// Acquires up to `max_records` records of `h` for `member` and reads the stored batches
@@ -407,6 +409,7 @@ pub fn take(
         read: Ok(Vec::new()),
         full: false,
         archived_at: None,
+        deadline,
     };
     match read_covering(h, &ranges, room, first_in_response, &aborted) {
         Ok(Covering {

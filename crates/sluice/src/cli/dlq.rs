@@ -194,7 +194,7 @@ async fn list(client: &ClientArgs) -> anyhow::Result<()> {
 async fn show(args: ShowArgs) -> anyhow::Result<()> {
     let mut c = args.client.connect().await?;
     let dlq = dlq::resolve(&mut c, &args.target.dlq_target()?).await?;
-    let sel = dlq::select(&mut c, &dlq, args.all, args.limit).await?;
+    let sel = dlq::select(&mut c, &dlq, args.all, args.limit, usize::MAX).await?;
     let matching = if args.all { sel.total } else { sel.depth };
     let now = now_ms();
     if args.client.json() {

@@ -99,9 +99,13 @@ def test_long_poll_answers_when_a_record_arrives(broker, unique):
 
     th = threading.Thread(target=waiter)
     th.start()
-    # Give the receive time to start waiting. Should it not have started yet, it finds the record
-    # at once (`earliest`): the test still holds, it just does not exercise the wake-up.
-    time.sleep(0.3)
+    # The receive has looked at every partition (it opened the group's share-partitions) and
+    # found nothing: from here it waits, so the record below is what must wake it.
+    def opened():
+        status, view = call(broker, "GET", f"/v1/share-groups/{g}")
+        return status == 200 and len(view["partitions"]) == 3
+
+    wait_until(opened, OP_TIMEOUT_S, "the waiting receive to open the share-partitions")
     sent_at = time.monotonic()
     produce_all(producer(broker.bootstrap), t, [(b"k", b"late")], partition=2)
     th.join(20)

@@ -27,7 +27,8 @@ use sluice_share::dlq::{
 };
 use sluice_share::{HandledOffsets, DLQ_TOOL_GROUP};
 
-use crate::client::EARLIEST;
+use crate::client::{lossy, EARLIEST};
+use crate::now_ms;
 use crate::records::ProduceRecord;
 use crate::{Client, Compression, Record};
 
@@ -41,16 +42,6 @@ pub const MAX_COMMIT_METADATA: usize = 4096;
 const PRODUCE_MAX_BYTES: usize = 512 * 1024;
 const FETCH_MAX_BYTES: i32 = 1 << 20;
 const FETCH_WAIT: Duration = Duration::from_millis(50);
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn lossy(b: &Option<Bytes>) -> Option<String> {
-    b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
-}
 
 // ---------------------------------------------------------------------------------------------
 // Dead letters and their bookkeeping

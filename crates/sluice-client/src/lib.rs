@@ -18,5 +18,12 @@ pub mod records;
 pub mod versions;
 
 pub use client::{Client, ClientConfig};
+
+/// Current wall-clock time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 pub use error::{Error, Result};
 pub use kafka_protocol::records::{Compression, Record};

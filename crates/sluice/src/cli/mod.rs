@@ -95,9 +95,4 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Current wall-clock time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub use sluice_client::now_ms;

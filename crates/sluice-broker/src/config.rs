@@ -71,6 +71,9 @@ pub struct BrokerConfig {
     pub http_max_connections: usize,
     /// HTTP: `Host` values accepted (DNS-rebinding guard). `None`: the check is off.
     pub http_allowed_hosts: Option<Vec<HostPattern>>,
+    /// `--console-read-only`: the console hides its write controls and the HTTP API refuses
+    /// admin writes (`http.rs`).
+    pub console_read_only: bool,
     /// `log.retention.check.interval.ms` (default 5 minutes).
     pub retention_check_interval: Duration,
     /// `log.cleaner.backoff.ms` (default 15 s): how often the log cleaner looks for work.
@@ -184,6 +187,7 @@ impl Default for BrokerConfig {
                 "127.0.0.1:8081".parse().expect("literal address"),
             ))
             .filter(|v| !v.is_empty()),
+            console_read_only: false,
             retention_check_interval: Duration::from_secs(300),
             log_cleaner_backoff: Duration::from_millis(crate::limits::LOG_CLEANER_BACKOFF_MS),
             initial_rebalance_delay_ms: 3000,

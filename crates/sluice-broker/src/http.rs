@@ -1,6 +1,7 @@
 //! The HTTP listener: `/health`, `/metrics` (Prometheus text) and the schema registry
 //! (Confluent Schema Registry's REST API, from `sluice-registry`) and the native HTTP API
-//! under `/v1/` (`api/`). The console will be mounted here too.
+//! under `/v1/` (`api/`), and the web console under `/ui/` (`console/`), which renders the
+//! API's own JSON.
 //!
 //! The listener is its own accept loop over hyper rather than `axum::serve`, for the bounds a
 //! slow or hostile client must not get around (limits.rs):
@@ -79,6 +80,8 @@ struct Guard {
     allowed_hosts: Option<Vec<HostPattern>>,
     read_timeout: Duration,
     max_body: usize,
+    /// `--console-read-only`: admin writes are refused (`console::read_only_refuses`).
+    read_only: bool,
 }
 
 pub fn router(broker: Arc<Broker>) -> Router {
@@ -86,18 +89,20 @@ pub fn router(broker: Arc<Broker>) -> Router {
         allowed_hosts: broker.config.http_allowed_hosts.clone(),
         read_timeout: broker.config.http_read_timeout,
         max_body: crate::limits::HTTP_MAX_BODY_BYTES,
+        read_only: broker.config.console_read_only,
     });
     // Writes reaching a node that is not the registry's primary are forwarded (`schemas.rs`).
     let registry = sluice_registry::router(broker.registry.clone()).layer(
         axum::middleware::from_fn_with_state(broker.clone(), crate::schemas::forward_writes),
     );
-    let broker_for_api = broker.clone();
+    let api = registry.merge(crate::api::router(broker.clone()));
+    let console = crate::console::router(api.clone(), broker.config.console_read_only);
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .with_state(broker)
-        .merge(registry)
-        .merge(crate::api::router(broker_for_api))
+        .merge(api)
+        .merge(console)
         .layer(axum::middleware::from_fn_with_state(guard, guard_request))
 }
 
@@ -133,6 +138,25 @@ async fn guard_request(State(guard): State<Arc<Guard>>, req: Request, next: Next
                 ),
             );
         }
+    }
+    if guard.read_only && crate::console::read_only_refuses(req.method(), req.uri().path()) {
+        // 40301, the API's "forbidden" (Confluent's REST Proxy uses it too).
+        let mut resp = (
+            StatusCode::FORBIDDEN,
+            axum::Json(serde_json::json!({
+                "error_code": 40301,
+                "message": format!(
+                    "{} {} is a write, and this broker's console and HTTP API are read-only \
+                     (--console-read-only)",
+                    req.method(),
+                    req.uri().path()
+                ),
+            })),
+        )
+            .into_response();
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
     }
     let declared = req
         .headers()

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod compression;
 pub mod conditional;
 pub mod config;
+pub mod console;
 pub mod coordinator;
 pub mod error;
 pub mod fetch_session;

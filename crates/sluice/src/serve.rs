@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// when bound to 0.0.0.0 or ::]
     #[arg(long, env = "SLUICE_HTTP_ALLOWED_HOSTS")]
     http_allowed_hosts: Option<String>,
+    /// The web console at /ui/ shows but never changes: its write controls are hidden, and the
+    /// HTTP API's admin writes (/v1 except /v1/queues, /v3) are refused with 403 [default: false]
+    #[arg(long, env = "SLUICE_CONSOLE_READ_ONLY", num_args = 0..=1, default_missing_value = "true")]
+    console_read_only: Option<bool>,
     /// How often retention runs (log.retention.check.interval.ms) [default: 300000]
     #[arg(long, env = "SLUICE_RETENTION_CHECK_INTERVAL_MS")]
     retention_check_interval_ms: Option<u64>,
@@ -165,6 +169,7 @@ impl ServeArgs {
             http_read_timeout_ms: self.http_read_timeout_ms.or(file.http_read_timeout_ms),
             http_max_connections: self.http_max_connections.or(file.http_max_connections),
             http_allowed_hosts: self.http_allowed_hosts.or(file.http_allowed_hosts),
+            console_read_only: self.console_read_only.or(file.console_read_only),
             retention_check_interval_ms: self
                 .retention_check_interval_ms
                 .or(file.retention_check_interval_ms),
@@ -352,6 +357,7 @@ impl ServeArgs {
                 .unwrap_or(d.http_max_connections)
                 .max(1),
             http_allowed_hosts,
+            console_read_only: self.console_read_only.unwrap_or(d.console_read_only),
             log_cleaner_backoff: self
                 .log_cleaner_backoff_ms
                 .map_or(d.log_cleaner_backoff, sluice_broker::cleaner::backoff),

@@ -145,6 +145,7 @@ def test_every_page_renders_real_data(broker, world, page):
     rows = page.locator("#partitions tbody tr")
     expect(rows).to_have_count(2)
     expect(rows.nth(0)).to_contain_text("40")
+    expect(rows.nth(0)).to_contain_text("KiB")  # its size on disk, from DescribeLogDirs
     expect(page.get_by_role("cell", name="retention.ms")).to_be_visible()
     shot(page, "topic")
 

@@ -1,6 +1,8 @@
 """kafka-python 3.x (pure Python client, its own protocol code and codecs) against sluice."""
 
+import json
 import time
+import urllib.request
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -169,3 +171,22 @@ def test_create_topic_with_a_manual_assignment(broker, kadmin, unique):
         kadmin.create_topics([NewTopic(unique(), 3, -1, replica_assignments={0: [1], 1: [1]})])
     with pytest.raises(InvalidRequestError):
         kadmin.create_topics([NewTopic(unique(), -1, 1, replica_assignments={0: [1]})])
+
+
+def test_describe_log_dirs_reports_partition_sizes(broker, kadmin, unique):
+    """DescribeLogDirs (what kafka-log-dirs.sh, AKHQ and Kafbat read): each partition replica's
+    bytes on disk, growing with its records; the data directory's total and usable bytes."""
+    t = create_topic(broker.bootstrap, unique("t"), partitions=2)
+    produce_all(producer(broker.bootstrap), t, [(None, b"x" * 1000)] * 20, partition=1)
+    (node,) = kadmin.describe_log_dirs(topic_partitions={t: [0, 1]})
+    (logdir,) = node["log_dirs"]
+    assert logdir["error_code"] == 0
+    assert logdir["total_bytes"] >= logdir["usable_bytes"] > 0
+    (topic,) = [x for x in logdir["topics"] if x["name"] == t]
+    sizes = {p["partition_index"]: p["partition_size"] for p in topic["partitions"]}
+    assert sizes[0] == 0
+    assert sizes[1] >= 20 * 1000, sizes
+    # The HTTP API (and the console) show the leader's size per partition.
+    with urllib.request.urlopen(f"{broker.http}/v1/topics/{t}", timeout=15) as r:
+        doc = json.loads(r.read())
+    assert [p["size_bytes"] for p in doc["partitions"]] == [sizes[0], sizes[1]]

@@ -9,10 +9,12 @@ use crate::client::{ConfigEntry, TopicInfo};
 use crate::lag::GroupPosition;
 
 /// A topic: its partitions with their log start and end (`bounds`, by partition; -1 when
-/// unknown) and its configs (sensitive values left out).
+/// unknown), the leader replica's bytes on disk (`sizes`; null when unknown) and its configs
+/// (sensitive values left out).
 pub fn topic(
     info: &TopicInfo,
     bounds: &BTreeMap<i32, (i64, i64)>,
+    sizes: &BTreeMap<i32, i64>,
     configs: &[ConfigEntry],
 ) -> Value {
     let mut partitions: Vec<&crate::client::PartitionInfo> = info.partitions.iter().collect();
@@ -31,6 +33,7 @@ pub fn topic(
                 "log_start_offset": start,
                 "log_end_offset": end,
                 "records": if start >= 0 && end >= start { end - start } else { 0 },
+                "size_bytes": sizes.get(&p.partition),
             })
         })
         .collect();

@@ -13,6 +13,7 @@ pub mod error;
 pub mod group_member;
 pub mod json;
 pub mod lag;
+pub mod log_dirs;
 pub mod quotas;
 pub mod records;
 pub mod versions;

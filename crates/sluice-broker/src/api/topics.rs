@@ -95,21 +95,23 @@ pub async fn describe(
     Ok(Json(describe_topic(&api, topic).await?))
 }
 
-/// A topic's partitions (leader, replicas, ISR, log start, high watermark) and configs.
+/// A topic's partitions (leader, replicas, ISR, log start, high watermark, size on disk) and
+/// configs.
 async fn describe_topic(api: &Api, topic: String) -> Result<Value, ApiError> {
-    let (info, bounds, configs) = api
+    let (info, bounds, sizes, configs) = api
         .clients
         .with(move |c| {
             Box::pin(async move {
                 let info = c.topic(&topic).await?;
                 let ps: Vec<i32> = info.partitions.iter().map(|p| p.partition).collect();
                 let bounds = c.offset_bounds(&topic, &ps).await?;
+                let sizes = c.leader_sizes(&topic).await?;
                 let configs = c.describe_topic_configs(&topic).await?;
-                Ok((info, bounds, configs))
+                Ok((info, bounds, sizes, configs))
             })
         })
         .await?;
-    Ok(sluice_client::json::topic(&info, &bounds, &configs))
+    Ok(sluice_client::json::topic(&info, &bounds, &sizes, &configs))
 }
 
 pub async fn delete(

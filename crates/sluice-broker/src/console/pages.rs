@@ -143,9 +143,12 @@ pub async fn topics(State(c): C, Query(q): Query<TopicsQuery>) -> Response {
 pub async fn topic(State(c): C, Path(topic): Path<String>) -> Response {
     let nav = "topics";
     let t = page!(c, nav, c.get(&format!("/v1/topics/{}", seg(&topic))).await);
-    let records: i64 = t["partitions"].as_array().map_or(0, |ps| {
-        ps.iter().filter_map(|p| p["records"].as_i64()).sum()
-    });
+    let sum = |field: &str| -> i64 {
+        t["partitions"]
+            .as_array()
+            .map_or(0, |ps| ps.iter().filter_map(|p| p[field].as_i64()).sum())
+    };
+    let (records, size) = (sum("records"), sum("size_bytes"));
     let configs: Vec<Value> = t["configs"]
         .as_object()
         .map(|m| {
@@ -163,6 +166,7 @@ pub async fn topic(State(c): C, Path(topic): Path<String>) -> Response {
         context! {
             topic => Tv::from_serialize(&t),
             records => records,
+            size => size,
             configs => Tv::from_serialize(&configs),
         },
     )

@@ -46,6 +46,7 @@ macro_rules! served_apis {
             ListTransactions: throttle,
             OffsetForLeaderEpoch: throttle,
             DescribeConfigs: throttle,
+            DescribeLogDirs: throttle,
             AlterConfigs: throttle,
             CreatePartitions: throttle,
             DeleteGroups: throttle,
@@ -81,6 +82,7 @@ mod admin;
 mod api_versions;
 pub(crate) mod fetch;
 mod groups;
+mod log_dirs;
 mod metadata;
 mod offsets;
 mod produce;
@@ -136,6 +138,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListTransactions, 0, 2),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteGroups, 0, 2),
@@ -480,6 +483,7 @@ async fn dispatch(
         Rq::DeleteTopics(r) => Rs::DeleteTopics(admin::delete_topics(broker, r, v).await),
         Rq::CreatePartitions(r) => Rs::CreatePartitions(admin::create_partitions(broker, r).await),
         Rq::DescribeConfigs(r) => Rs::DescribeConfigs(admin::describe_configs(broker, r, v)),
+        Rq::DescribeLogDirs(r) => Rs::DescribeLogDirs(log_dirs::describe_log_dirs(broker, r)),
         Rq::AlterConfigs(r) => Rs::AlterConfigs(admin::alter_configs(broker, r).await),
         Rq::IncrementalAlterConfigs(r) => {
             Rs::IncrementalAlterConfigs(admin::incremental_alter_configs(broker, r).await)

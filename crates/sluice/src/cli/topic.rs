@@ -281,10 +281,15 @@ async fn describe(client: &ClientArgs, name: &str) -> anyhow::Result<()> {
             b
         }
     };
+    // Sizes need DescribeLogDirs, which not every broker serves; without it the column is "-".
+    let sizes = c.leader_sizes(name).await.unwrap_or_default();
     let configs = c.describe_topic_configs(name).await?;
     let bound = |p: i32| bounds.get(&p).copied().unwrap_or((-1, -1));
     if client.json() {
-        println!("{}", sluice_client::json::topic(&topic, &bounds, &configs));
+        println!(
+            "{}",
+            sluice_client::json::topic(&topic, &bounds, &sizes, &configs)
+        );
         return Ok(());
     }
     println!("NAME        {name}");
@@ -300,9 +305,13 @@ async fn describe(client: &ClientArgs, name: &str) -> anyhow::Result<()> {
         "OFFLINE",
         "LOG-START-OFFSET",
         "LOG-END-OFFSET",
+        "SIZE",
     ]);
     for p in &topic.partitions {
         let (start, end) = bound(p.partition);
+        let size = sizes
+            .get(&p.partition)
+            .map_or_else(|| "-".to_owned(), |b| b.to_string());
         t.row(vec![
             p.partition.to_string(),
             p.leader.to_string(),
@@ -312,6 +321,7 @@ async fn describe(client: &ClientArgs, name: &str) -> anyhow::Result<()> {
             format!("{:?}", p.offline_replicas),
             start.to_string(),
             end.to_string(),
+            size,
         ]);
     }
     t.print();

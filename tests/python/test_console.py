@@ -30,7 +30,7 @@ from conftest import REPO, sluice_only, wait_until
 from kutil import OP_TIMEOUT_S, consume_n, consumer, create_topic, produce_all, producer
 from test_http_api import call
 from test_http_dlq import dead_letters, wait_job
-from test_http_queue import fill
+from test_http_queue import fill, receive, settle
 from test_share import queue_group
 
 pytestmark = sluice_only
@@ -263,6 +263,45 @@ def test_dlq_redrive_puts_records_back_and_discard_asks_first(broker, unique, pa
     expect(page.locator("#redrive-status")).to_contain_text("done")
     status, rows = call(broker, "GET", "/v1/dlqs")
     assert [r["depth"] for r in rows if r["topic"] == dlq] == [0]
+
+
+def test_paced_requeue_shows_progress_and_cancels(broker, unique, page):
+    t = create_topic(broker.bootstrap, unique("t"))
+    g = queue_group(broker.bootstrap, unique("g"))
+    n = 200
+    fill(broker, t, n, prefix="p")
+    rejected = set()
+
+    def reject_more():
+        for m in receive(broker, g, t, n=100):
+            assert settle(broker, g, m["receipt"], "reject") == (204, None)
+            rejected.add(m["offset"])
+        return len(rejected) == n
+
+    wait_until(reject_more, OP_TIMEOUT_S, f"all {n} records rejected")
+    dlq = "dlq." + g
+    wait_until(lambda: [r["depth"] for r in call(broker, "GET", "/v1/dlqs")[1] if r["topic"] == dlq] == [n],
+               OP_TIMEOUT_S, f"{dlq} to hold {n} dead letters")
+    page.goto(ui(broker, f"/dlqs/{dlq}"))
+    # 20 a second: the job takes 10 s, so it is still running when Cancel is pressed.
+    page.get_by_label("Requeue pace").fill("20")
+    page.get_by_role("button", name="Requeue all…").click()
+    page.get_by_role("button", name="Confirm").click()
+    bar = page.locator("#job-progress progress")
+    expect(bar).to_have_attribute("max", str(n))
+    page.wait_for_function("() => Number(document.querySelector('#job-progress progress').value) > 0",
+                           timeout=WAIT_MS)
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#redrive-status")).to_contain_text("cancelled")
+    status, jobs = call(broker, "GET", "/v1/jobs")
+    (job,) = [j for j in jobs if j["topic"] == dlq]
+    assert job["state"] == "cancelled" and job["max_per_second"] == 20, job
+    assert 0 < job["requeued"] < n, job
+    # What the job requeued is on the topic and marked handled; the rest still waits.
+    status, rows = call(broker, "GET", "/v1/dlqs")
+    assert [r["depth"] for r in rows if r["topic"] == dlq] == [n - job["requeued"]]
+    status, got = call(broker, "GET", f"/v1/topics/{t}/partitions/0/records?offset={n}&max_records=1000")
+    assert len(got["records"]) == job["requeued"]
 
 
 def test_offset_reset_plans_then_applies(broker, unique, page):

@@ -278,6 +278,8 @@ pub const MAX_API_REDRIVE_OFFSETS: usize = 10_000;
 /// Redrive jobs running at once over HTTP (one per DLQ topic); finished ones kept to be read.
 pub const MAX_API_JOBS_RUNNING: usize = 4;
 pub const MAX_API_JOBS_KEPT: usize = 100;
+/// The fastest pace a redrive may ask for (`max_per_second`; the CLI allows the same).
+pub const MAX_API_REDRIVE_RATE: u32 = 1_000_000;
 /// The web console: the largest API answer a page renders (a bigger one is an error page).
 pub const CONSOLE_MAX_API_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// The overview counts records and message rates for at most this many topics (each is one

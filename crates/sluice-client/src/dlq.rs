@@ -903,6 +903,30 @@ pub struct Redrive {
     pub offsets: BTreeSet<i64>,
     /// Dead letters per produced batch; each batch is recorded as handled once written.
     pub batch_size: usize,
+    /// Requeue at most this many dead letters a second (SQS's redrive "velocity"), so a large
+    /// redrive does not flood the original topics' consumers; `None`: as fast as it goes.
+    /// Discards write nothing to the original topics and are never paced.
+    pub max_per_second: Option<u32>,
+}
+
+/// Spaces a redrive's batches so it handles at most `rate` dead letters a second.
+struct Pacer {
+    started: std::time::Instant,
+    rate: Option<u32>,
+}
+
+impl Pacer {
+    /// Waits until `done` dead letters are within the rate (before the next batch).
+    async fn wait(&self, done: u64) {
+        let Some(rate) = self.rate.filter(|r| *r > 0) else {
+            return;
+        };
+        let due = Duration::from_secs_f64(done as f64 / f64::from(rate));
+        let elapsed = self.started.elapsed();
+        if due > elapsed {
+            tokio::time::sleep(due - elapsed).await;
+        }
+    }
 }
 
 /// Told how far a redrive got: first how many dead letters it will handle, then each step.
@@ -1004,13 +1028,23 @@ async fn redrive_into(
     outcome.planned = planned;
     progress.planned(planned);
     let mut origins = OriginCheck::default();
-    let batch_size = req.batch_size.max(1);
+    let pacer = Pacer {
+        started: std::time::Instant::now(),
+        rate: req.max_per_second.filter(|_| action == Action::Requeue),
+    };
+    // A paced batch is at most one second's worth, so the pace is even.
+    let batch_size = match pacer.rate {
+        Some(rate) => req.batch_size.min(rate as usize),
+        None => req.batch_size,
+    }
+    .max(1);
     match chosen {
         Some(todo) => {
             let state = states
                 .first_mut()
                 .context("the DLQ topic has no partitions")?;
             for batch in todo.chunks(batch_size) {
+                pacer.wait(outcome.done).await;
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
@@ -1060,6 +1094,10 @@ async fn redrive_into(
                     while pending.len() >= batch_size || (finished && !pending.is_empty()) {
                         let rest = pending.split_off(pending.len().min(batch_size));
                         let batch = std::mem::replace(&mut pending, rest);
+                        pacer.wait(outcome.done).await;
+                        if stop.load(Ordering::SeqCst) {
+                            break 'partitions;
+                        }
                         handle_batch(
                             c,
                             &coordinator,

@@ -345,7 +345,9 @@ function initRedrive() {
     const requests = which === "selected"
       ? Array.from(byPartition, ([partition, offsets]) => ({ partition, offsets }))
       : [{}];
+    const rate = Number(($("#redrive-rate") || {}).value || 0);
     for (const body of requests) {
+      if (action === "requeue" && rate > 0) body.max_per_second = rate;
       try {
         const job = await api("POST", "/v1/dlqs/" + seg(topic) + "/" + action, body);
         watchJob(job);

@@ -26,7 +26,7 @@ use crate::broker::now_ms;
 use crate::group_config::{DLQ_PREFIX, DLQ_TOPIC};
 use crate::limits::{
     API_REQUEST_TIMEOUT_MS, MAX_API_JOBS_KEPT, MAX_API_JOBS_RUNNING, MAX_API_REDRIVE_OFFSETS,
-    MAX_API_SHOW_BYTES, MAX_API_SHOW_DEAD_LETTERS,
+    MAX_API_REDRIVE_RATE, MAX_API_SHOW_BYTES, MAX_API_SHOW_DEAD_LETTERS,
 };
 
 /// `GET /v1/dlqs`: every DLQ topic with its groups, depth, handled count and oldest age.
@@ -134,6 +134,8 @@ pub struct RedriveRequest {
     /// The dead letters to handle; absent or empty: every unhandled one.
     #[serde(default)]
     offsets: Vec<i64>,
+    /// A requeue's pace: at most this many dead letters a second (SQS's redrive velocity).
+    max_per_second: Option<u32>,
 }
 
 /// One redrive, running or finished.
@@ -142,6 +144,7 @@ pub struct Job {
     action: Action,
     topic: String,
     offsets: usize,
+    max_per_second: Option<u32>,
     created_ms: i64,
     planned: AtomicU64,
     done: AtomicU64,
@@ -187,6 +190,7 @@ impl Job {
             "topic": self.topic,
             "state": state,
             "chosen_offsets": self.offsets,
+            "max_per_second": self.max_per_second,
             "planned": self.planned.load(Ordering::Relaxed),
             "progressed": self.done.load(Ordering::Relaxed),
             "created_ms": self.created_ms,
@@ -248,6 +252,14 @@ async fn start(
             "at most {MAX_API_REDRIVE_OFFSETS} offsets per request"
         )));
     }
+    if req
+        .max_per_second
+        .is_some_and(|r| !(1..=MAX_API_REDRIVE_RATE).contains(&r))
+    {
+        return Err(ApiError::invalid(format!(
+            "max_per_second is 1 to {MAX_API_REDRIVE_RATE}"
+        )));
+    }
     if req.offsets.iter().any(|o| *o < 0) || req.partition.is_some_and(|p| p < 0) {
         return Err(ApiError::invalid("offsets and partition are 0 or more"));
     }
@@ -280,6 +292,7 @@ async fn start(
             action,
             topic: topic.clone(),
             offsets: offsets.len(),
+            max_per_second: req.max_per_second,
             created_ms: now_ms(),
             planned: AtomicU64::new(0),
             done: AtomicU64::new(0),
@@ -303,6 +316,7 @@ async fn start(
         partition: req.partition,
         offsets,
         batch_size: 500,
+        max_per_second: req.max_per_second,
     };
     let j = job.clone();
     tokio::spawn(async move {

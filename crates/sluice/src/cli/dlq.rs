@@ -97,6 +97,10 @@ struct ActArgs {
     /// Dead letters per produced batch; each batch is recorded as handled once written
     #[arg(long, default_value_t = 500, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     batch_size: u64,
+    /// Requeue at most N dead letters a second (SQS's redrive velocity), so the original
+    /// topics' consumers are not flooded [default: as fast as it goes]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_per_second: Option<u32>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -304,6 +308,7 @@ async fn act(args: ActArgs, action: Action) -> anyhow::Result<()> {
         partition: args.partition,
         offsets,
         batch_size: usize::try_from(args.batch_size).unwrap_or(500),
+        max_per_second: args.max_per_second,
     };
     let stop = stop_flag();
     let bar = Bar {

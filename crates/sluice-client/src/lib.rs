@@ -15,6 +15,7 @@ pub mod json;
 pub mod lag;
 pub mod quotas;
 pub mod records;
+pub mod reset;
 pub mod versions;
 
 pub use client::{Client, ClientConfig};

@@ -287,3 +287,29 @@ pub const CONSOLE_MAX_API_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 pub const CONSOLE_MAX_OVERVIEW_TOPICS: usize = 50;
 /// Acknowledgements one batch acknowledge over HTTP carries at most.
 pub const MAX_QUEUE_ACKS: usize = 100;
+/// A filtered consume over HTTP (`key_contains`, `value_contains`, `header`) reads on past
+/// records that do not match, fetch after fetch, until it has `max_records` matches (or
+/// `max_bytes` of them), reaches the high watermark, or has examined this many record bytes
+/// (keys, values, headers) or records, or spent this long (after the first fetch's
+/// `timeout_ms`); then it answers with what it found and `next_offset` to go on from.
+pub const MAX_API_SCAN_BYTES: u64 = 64 * 1024 * 1024;
+pub const MAX_API_SCAN_RECORDS: u64 = 1_000_000;
+pub const MAX_API_SCAN_MS: u64 = 10_000;
+/// Bytes of one browse filter parameter (`key_contains`, `value_contains`, `header`).
+pub const MAX_API_FILTER_BYTES: usize = 4_096;
+/// Live tails over HTTP (`/v1/topics/{t}/tail`, Server-Sent Events) open at once on a node;
+/// the next is refused with 429 (42901) until one ends.
+pub const MAX_API_TAILS: usize = 32;
+/// A tail's stream ends after this long; an `EventSource` reconnects with `Last-Event-ID` and
+/// goes on where it was.
+pub const API_TAIL_MAX_LIFETIME_MS: u64 = 3_600_000;
+/// Partitions one tail follows (every event's id names each one's position); a tail of a
+/// larger topic names its `partition`.
+pub const MAX_API_TAIL_PARTITIONS: usize = 256;
+/// How long one poll of a tail waits for new records (a long fetch: a new record is sent
+/// within about this long), and the record bytes one poll fetches at most.
+pub const API_TAIL_POLL_WAIT_MS: u64 = 500;
+pub const API_TAIL_POLL_BYTES: i32 = 1024 * 1024;
+/// A tail with nothing to send sends a keep-alive comment this often (so proxies keep the
+/// connection and a gone client is noticed).
+pub const API_TAIL_KEEPALIVE_MS: u64 = 15_000;

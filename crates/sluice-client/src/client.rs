@@ -32,7 +32,7 @@ use kafka_protocol::records::{Compression, Record};
 
 use crate::connection::Connection;
 use crate::error::{check, Error, Result};
-use crate::records::{build_batch, build_batch_timed, decode_fetched, ProduceRecord};
+use crate::records::{build_batch, build_batch_timed, decode_fetched_batches, ProduceRecord};
 
 /// DescribeConfigs resource types (Kafka's `ConfigResource.Type`).
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -158,6 +158,10 @@ pub struct FetchedPartition {
     pub log_start_offset: i64,
     /// Records at or after the requested offset, control records removed.
     pub records: Vec<Record>,
+    /// The offset after the last complete batch returned (control records and records
+    /// compaction removed included): where a reader continues when `records` is empty but
+    /// batches came. `None` when no complete batch came.
+    pub next_offset: Option<i64>,
 }
 
 /// A committed offset as OffsetFetch returns it (`offset` -1: nothing committed).
@@ -831,20 +835,24 @@ impl Client {
                         .iter()
                         .find(|(pt, pp, _)| *pt == topic && *pp == p.partition_index)
                         .map_or(0, |x| x.2);
-                    let records = match p.records {
-                        Some(data) if p.error_code == 0 => decode_fetched(data)
-                            .map_err(|detail| Error::Protocol {
-                                addr: addr.clone(),
-                                detail: format!(
-                                    "bad records in {topic}-{}: {detail}",
-                                    p.partition_index
-                                ),
-                            })?
-                            .into_iter()
-                            // A compressed batch may start before the requested offset.
-                            .filter(|r| r.offset >= from)
-                            .collect(),
-                        _ => Vec::new(),
+                    let (records, next_offset) = match p.records {
+                        Some(data) if p.error_code == 0 => {
+                            let (records, next) =
+                                decode_fetched_batches(data).map_err(|detail| Error::Protocol {
+                                    addr: addr.clone(),
+                                    detail: format!(
+                                        "bad records in {topic}-{}: {detail}",
+                                        p.partition_index
+                                    ),
+                                })?;
+                            let records = records
+                                .into_iter()
+                                // A compressed batch may start before the requested offset.
+                                .filter(|r| r.offset >= from)
+                                .collect();
+                            (records, next)
+                        }
+                        _ => (Vec::new(), None),
                     };
                     if p.error_code != 0 {
                         self.leaders.remove(&(topic.clone(), p.partition_index));
@@ -856,6 +864,7 @@ impl Client {
                         high_watermark: p.high_watermark,
                         log_start_offset: p.log_start_offset,
                         records,
+                        next_offset,
                     });
                 }
             }

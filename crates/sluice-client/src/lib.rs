@@ -16,6 +16,7 @@ pub mod lag;
 pub mod log_dirs;
 pub mod quotas;
 pub mod records;
+pub mod reset;
 pub mod versions;
 
 pub use client::{Client, ClientConfig};

@@ -90,8 +90,19 @@ fn encode_batch<'a>(
 /// Decodes the complete batches in a Fetch response's `records`. A broker may cut the last
 /// batch short at the fetch size limit; that tail is dropped and fetched again next time.
 /// Control records (transaction markers) are skipped, as consumers do.
-pub fn decode_fetched(mut data: Bytes) -> std::result::Result<Vec<Record>, String> {
+pub fn decode_fetched(data: Bytes) -> std::result::Result<Vec<Record>, String> {
+    decode_fetched_batches(data).map(|(records, _)| records)
+}
+
+/// [`decode_fetched`], also returning the offset after the last complete batch (its base
+/// offset + last offset delta + 1), `None` when no batch was complete. A reader continues from
+/// there: past batches of control records only, and past records compaction removed from the
+/// end of a batch, neither of which leaves a record to continue after.
+pub fn decode_fetched_batches(
+    mut data: Bytes,
+) -> std::result::Result<(Vec<Record>, Option<i64>), String> {
     let mut out = Vec::new();
+    let mut next = None;
     // Batch header: base offset (8), batch length (4), then `batch length` bytes.
     while data.len() >= 12 {
         let batch_len = i32::from_be_bytes([data[8], data[9], data[10], data[11]]);
@@ -107,6 +118,15 @@ pub fn decode_fetched(mut data: Bytes) -> std::result::Result<Vec<Record>, Strin
         }
         let magic = data[16];
         let mut batch = data.split_to(total);
+        // v2 header: base offset (8), length (4), leader epoch (4), magic (1), crc (4),
+        // attributes (2), last offset delta (4).
+        if magic == 2 && batch.len() >= 27 {
+            let base = i64::from_be_bytes([
+                batch[0], batch[1], batch[2], batch[3], batch[4], batch[5], batch[6], batch[7],
+            ]);
+            let delta = i32::from_be_bytes([batch[23], batch[24], batch[25], batch[26]]);
+            next = Some(base.saturating_add(i64::from(delta)).saturating_add(1));
+        }
         if magic != 2 {
             // Message sets v0/v1 predate record batches; skip rather than misread them.
             batch.advance(total);
@@ -115,7 +135,7 @@ pub fn decode_fetched(mut data: Bytes) -> std::result::Result<Vec<Record>, Strin
         let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| e.to_string())?;
         out.extend(set.records.into_iter().filter(|r| !r.control));
     }
-    Ok(out)
+    Ok((out, next))
 }
 
 /// Kafka's murmur2 (the Java client's `Utils.murmur2`), used by its default partitioner.

@@ -30,7 +30,7 @@ pub use model::{
     CompatibilityLevel, Mode, SchemaReference, SchemaRequest, SchemaType, StoredSchema,
     SubjectVersion, VersionSpec,
 };
-pub use registry::{Registered, Registry};
+pub use registry::{Decoded, Registered, Registry};
 pub use store::{RegistryEvent, Store};
 pub use wire::{parse_framed, Framed, WireError};
 

@@ -590,6 +590,43 @@ impl Registry {
     }
 }
 
+/// A record key or value framed with a registered schema id, decoded for reading.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub schema_id: i32,
+    pub schema_type: SchemaType,
+    /// The payload as JSON, or why it could not be decoded with its schema.
+    pub value: Result<serde_json::Value, String>,
+}
+
+impl Registry {
+    /// Decodes a record key or value framed in Confluent's wire format whose schema id is
+    /// registered (a soft-deleted version's id too: its data is still readable). `None` when
+    /// the bytes are not framed (shorter than 5 bytes, magic other than 0) or the id is not
+    /// registered: such bytes are most likely not framed at all (any value that starts with a
+    /// zero byte looks framed), so they are not reported as undecodable.
+    pub fn decode(&self, bytes: &[u8]) -> Option<Decoded> {
+        let (schema_id, rest) = wire::parse_header(bytes).ok()?;
+        let schema_type = self.store.read().schema_by_id(schema_id)?.schema_type;
+        let value = self
+            .parsed(schema_id)
+            .map_err(|e| e.to_string())
+            .and_then(|parsed| {
+                let (indexes, payload) = if schema_type == SchemaType::Protobuf {
+                    wire::parse_message_indexes(rest).map_err(|e| e.to_string())?
+                } else {
+                    (Vec::new(), rest)
+                };
+                parsed.decode_json(&indexes, payload)
+            });
+        Some(Decoded {
+            schema_id,
+            schema_type,
+            value,
+        })
+    }
+}
+
 /// 42208 for names no client could mean.
 fn check_subject(subject: &str) -> Result<(), RegistryError> {
     if subject.is_empty() || subject.chars().any(char::is_control) {

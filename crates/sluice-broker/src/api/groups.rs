@@ -1,14 +1,17 @@
 //! `/v1/groups`: consumer groups (classic, consumer and share), their members, committed
-//! offsets and lag — what `sluice group list|describe` shows.
+//! offsets and lag — what `sluice group list|describe` shows — and offset resets (`sluice group
+//! reset-offsets`).
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Deserialize;
 use serde_json::{json, Value};
+use sluice_client::reset::{plan_json, ResetError, ResetTo};
 
-use super::{Api, ApiError, ApiPath};
+use super::{Api, ApiError, ApiJson, ApiPath};
 use crate::coordinator::GROUP_TOPIC;
 use crate::limits::LAG_SAMPLE_INTERVAL_MS;
 use crate::schemas::FORWARDED_HEADER;
@@ -95,4 +98,77 @@ pub async fn lag_history(
         )
         .into_response(),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    topic: String,
+    /// `earliest`, `latest`, `offset`, `timestamp` or `shift`.
+    to: String,
+    /// The offset, the time (ms since the epoch) or the shift (negative: back).
+    value: Option<i64>,
+    /// Apply the plan; without it only the plan is answered (a dry run).
+    #[serde(default)]
+    execute: bool,
+}
+
+/// `POST /v1/groups/{group}/offsets/reset`: moves the group's committed offsets on one topic,
+/// or (without `"execute": true`) answers what it would do — `sluice group reset-offsets`'
+/// plan, from the same code (`sluice_client::reset`). A group with members is refused with
+/// 409 (40905): a member would overwrite the new offsets with its next commit.
+pub async fn reset_offsets(
+    State(api): State<Arc<Api>>,
+    ApiPath(group): ApiPath<String>,
+    ApiJson(req): ApiJson<ResetRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let to = match (req.to.as_str(), req.value) {
+        ("earliest", None) => ResetTo::Earliest,
+        ("latest", None) => ResetTo::Latest,
+        ("offset", Some(n)) => ResetTo::Offset(n),
+        ("timestamp", Some(ts)) if ts >= 0 => ResetTo::Timestamp(ts),
+        ("timestamp", Some(_)) => {
+            return Err(ApiError::invalid(
+                "a timestamp is 0 or more (ms since the epoch)",
+            ))
+        }
+        ("shift", Some(n)) => ResetTo::Shift(n),
+        ("earliest" | "latest", Some(_)) => {
+            return Err(ApiError::invalid(format!(
+                "`to: {}` takes no value",
+                req.to
+            )))
+        }
+        ("offset" | "timestamp" | "shift", None) => {
+            return Err(ApiError::invalid(format!("`to: {}` needs a value", req.to)))
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "to is earliest, latest, offset, timestamp or shift",
+            ))
+        }
+    };
+    if group.is_empty() || req.topic.is_empty() {
+        return Err(ApiError::invalid("name a group and a topic"));
+    }
+    let (g, topic, execute) = (group.clone(), req.topic, req.execute);
+    let planned = api
+        .clients
+        .with(move |c| {
+            Box::pin(async move {
+                let plan = match c.plan_offset_reset(&g, &topic, to).await {
+                    Ok(plan) => plan,
+                    Err(ResetError::Client(e)) => return Err(e),
+                    // Not a failure of the call: answered as a conflict below.
+                    Err(e @ ResetError::ActiveMembers { .. }) => return Ok(Err(e.to_string())),
+                };
+                if execute {
+                    c.apply_offset_reset(&plan).await?;
+                }
+                Ok(Ok(plan))
+            })
+        })
+        .await?;
+    let plan = planned.map_err(|message| ApiError::new(40905, message))?;
+    Ok(Json(plan_json(&plan, execute)))
 }

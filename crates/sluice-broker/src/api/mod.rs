@@ -28,11 +28,13 @@ use tokio::sync::Semaphore;
 use crate::broker::Broker;
 use crate::limits::{API_CLIENT_MAX_IDLE_MS, API_REQUEST_TIMEOUT_MS, MAX_API_CLIENTS};
 
+mod browse;
 mod dlqs;
 mod groups;
 mod queue;
 mod records;
 mod share_groups;
+mod tail;
 mod topics;
 mod v3;
 
@@ -75,9 +77,14 @@ pub fn router(broker: Arc<Broker>) -> Router {
             "/v1/topics/{topic}/partitions/{partition}/records",
             get(records::consume),
         )
+        .route("/v1/topics/{topic}/tail", get(tail::tail))
         .route("/v1/groups", get(groups::list))
         .route("/v1/groups/{group}", get(groups::describe))
         .route("/v1/groups/{group}/lag-history", get(groups::lag_history))
+        .route(
+            "/v1/groups/{group}/offsets/reset",
+            axum::routing::post(groups::reset_offsets),
+        )
         .route("/v1/dlqs", get(dlqs::list))
         .route("/v1/dlqs/{topic}/records", get(dlqs::show))
         .route(

@@ -1,5 +1,6 @@
 //! `POST /v1/topics/{topic}/records` (produce) and
-//! `GET /v1/topics/{topic}/partitions/{partition}/records` (consume by offset or time).
+//! `GET /v1/topics/{topic}/partitions/{partition}/records` (consume by offset or time, optionally
+//! filtered and decoded: `browse.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,10 +16,12 @@ use sluice_client::client::EARLIEST;
 use sluice_client::records::{partition_for_key, ProduceRecord};
 use sluice_client::Compression;
 
+use super::browse::{record_size, record_view, Decode, Filter};
 use super::{encode, Api, ApiError, ApiJson, ApiPath, ApiQuery, Encoding};
 use crate::limits::{
     API_CONSUME_DEFAULT_RECORDS, MAX_API_CONSUME_BYTES, MAX_API_CONSUME_RECORDS,
-    MAX_API_PRODUCE_RECORDS, MAX_FETCH_WAIT_MS,
+    MAX_API_PRODUCE_RECORDS, MAX_API_SCAN_BYTES, MAX_API_SCAN_MS, MAX_API_SCAN_RECORDS,
+    MAX_FETCH_WAIT_MS,
 };
 
 #[derive(Deserialize)]
@@ -148,6 +151,13 @@ pub struct ConsumeQuery {
     timeout_ms: Option<i32>,
     #[serde(default)]
     encoding: Encoding,
+    /// Filters (`browse.rs`): with any of them the partition is scanned forward until
+    /// `max_records` records match (or a scan bound is reached).
+    key_contains: Option<String>,
+    value_contains: Option<String>,
+    header: Option<String>,
+    #[serde(default)]
+    decode: Decode,
 }
 
 pub async fn consume(
@@ -182,8 +192,16 @@ pub async fn consume(
     if q.offset.is_some_and(|o| o < 0) || q.timestamp.is_some_and(|t| t < 0) {
         return Err(ApiError::invalid("offset and timestamp are 0 or more"));
     }
+    let filter = Filter::parse(
+        q.key_contains.as_deref(),
+        q.value_contains.as_deref(),
+        q.header.as_deref(),
+    )?;
+    let filtered = !filter.is_empty();
+    let wait = Duration::from_millis(wait.unsigned_abs().into());
     let (t, p) = (topic.clone(), partition);
-    let fetched = api
+    let (offset, timestamp) = (q.offset, q.timestamp);
+    let page = api
         .clients
         .with(move |c| {
             Box::pin(async move {
@@ -191,7 +209,7 @@ pub async fn consume(
                 if usize::try_from(p).map_or(true, |p| p >= count) {
                     return Err(unknown_partition(&t, count, p));
                 }
-                let start = match (q.offset, q.timestamp) {
+                let start = match (offset, timestamp) {
                     (Some(o), _) => o,
                     (None, at) => {
                         let when = at.unwrap_or(EARLIEST);
@@ -203,40 +221,140 @@ pub async fn consume(
                         }
                     }
                 };
-                let wait = Duration::from_millis(wait.unsigned_abs().into());
-                let parts = c.fetch(&[(t.clone(), p, start)], wait, max_bytes).await?;
-                Ok((start, parts))
+                if filtered {
+                    scan(c, &t, p, start, wait, max_records, max_bytes, &filter).await
+                } else {
+                    let part = fetch_one(c, &t, p, start, wait, max_bytes).await?;
+                    let records: Vec<_> = part.records.into_iter().take(max_records).collect();
+                    let next = records.last().map_or(start, |r| r.offset + 1);
+                    Ok(Page {
+                        records,
+                        next,
+                        scanned: None,
+                        log_start: part.log_start_offset,
+                        high_watermark: part.high_watermark,
+                    })
+                }
             })
         })
         .await?;
-    let (start, parts) = fetched;
-    let part = parts
-        .into_iter()
-        .find(|f| f.partition == partition)
-        .ok_or_else(|| ApiError::new(50001, "the broker did not answer for the partition"))?;
-    sluice_client::error::check(part.error_code, None, || {
-        format!("fetch {topic}-{partition} at {start}")
-    })?;
-    let records: Vec<Value> = part
+    // Decoding (`decode=registry`) is bounded by what is returned: at most `max_records`
+    // records and about `max_bytes` of them.
+    let registry = &api.broker.registry;
+    let records: Vec<Value> = page
         .records
         .iter()
-        .take(max_records)
-        .map(|r| record_json(r, q.encoding))
+        .map(|r| record_view(r, q.encoding, q.decode, registry))
         .collect();
-    let next = part
-        .records
-        .iter()
-        .take(max_records)
-        .last()
-        .map_or(start, |r| r.offset + 1);
-    Ok(Json(json!({
+    let mut out = json!({
         "topic": topic,
         "partition": partition,
         "records": records,
-        "next_offset": next,
-        "log_start_offset": part.log_start_offset,
-        "high_watermark": part.high_watermark,
-    })))
+        "next_offset": page.next,
+        "log_start_offset": page.log_start,
+        "high_watermark": page.high_watermark,
+    });
+    if let Some(n) = page.scanned {
+        out["scanned"] = json!(n);
+    }
+    Ok(Json(out))
+}
+
+/// What one consume read: the records to return, where to go on from, how many records a
+/// filtered scan examined, and the partition's bounds as the last fetch saw them.
+struct Page {
+    records: Vec<sluice_client::Record>,
+    next: i64,
+    scanned: Option<u64>,
+    log_start: i64,
+    high_watermark: i64,
+}
+
+/// One Fetch of one partition, its error code turned into an error.
+async fn fetch_one(
+    c: &mut sluice_client::Client,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    wait: Duration,
+    max_bytes: i32,
+) -> Result<sluice_client::client::FetchedPartition, sluice_client::Error> {
+    let parts = c
+        .fetch(&[(topic.to_owned(), partition, offset)], wait, max_bytes)
+        .await?;
+    let part = parts
+        .into_iter()
+        .find(|f| f.partition == partition)
+        .ok_or_else(|| {
+            sluice_client::Error::Invalid("the broker did not answer for the partition".into())
+        })?;
+    sluice_client::error::check(part.error_code, None, || {
+        format!("fetch {topic}-{partition} at {offset}")
+    })?;
+    Ok(part)
+}
+
+/// A filtered read: fetches forward from `start`, keeping the records that match, until
+/// `max_records` match (or `max_bytes` of matches), the high watermark is reached, or a scan
+/// bound (`MAX_API_SCAN_*`) is; only the first fetch waits (`timeout_ms`). `next` is the
+/// offset after the last record examined (or after the last batch, when the batches ended in
+/// control records or compaction gaps), so a client continues the scan from there.
+#[allow(clippy::too_many_arguments)]
+async fn scan(
+    c: &mut sluice_client::Client,
+    topic: &str,
+    partition: i32,
+    start: i64,
+    first_wait: Duration,
+    max_records: usize,
+    max_bytes: i32,
+    filter: &Filter,
+) -> Result<Page, sluice_client::Error> {
+    let deadline =
+        tokio::time::Instant::now() + first_wait + Duration::from_millis(MAX_API_SCAN_MS);
+    let byte_limit = u64::from(max_bytes.unsigned_abs());
+    let mut page = Page {
+        records: Vec::new(),
+        next: start,
+        scanned: Some(0),
+        log_start: -1,
+        high_watermark: -1,
+    };
+    let (mut scanned, mut scanned_bytes, mut matched_bytes) = (0u64, 0u64, 0u64);
+    let mut wait = first_wait;
+    'fetching: loop {
+        let part = fetch_one(c, topic, partition, page.next, wait, max_bytes).await?;
+        wait = Duration::ZERO;
+        page.log_start = part.log_start_offset;
+        page.high_watermark = part.high_watermark;
+        for r in part.records {
+            let size = record_size(&r);
+            scanned += 1;
+            scanned_bytes = scanned_bytes.saturating_add(size);
+            page.next = r.offset + 1;
+            if filter.matches(&r) {
+                matched_bytes = matched_bytes.saturating_add(size);
+                page.records.push(r);
+                if page.records.len() >= max_records || matched_bytes >= byte_limit {
+                    break 'fetching;
+                }
+            }
+            if scanned_bytes >= MAX_API_SCAN_BYTES || scanned >= MAX_API_SCAN_RECORDS {
+                break 'fetching;
+            }
+        }
+        // Every record fetched was examined: go on after the batches (past control records
+        // and compaction gaps, which leave no record to go on after).
+        let Some(after) = part.next_offset else {
+            break; // Nothing came: the end.
+        };
+        page.next = page.next.max(after);
+        if page.next >= part.high_watermark || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+    }
+    page.scanned = Some(scanned);
+    Ok(page)
 }
 
 /// UNKNOWN_TOPIC_OR_PARTITION for a partition the topic does not have.

@@ -53,6 +53,18 @@ pub async fn describe(
             })
         })
         .await?;
+    // INVALID_GROUP_ID (24): the id names a group of another type (a consumer group, which
+    // an offset reset can create): there is no share group of that name.
+    if let Some(d) = described.as_ref().filter(|d| d.error_code == 24) {
+        let why = d
+            .error_message
+            .as_deref()
+            .unwrap_or("a group of another type");
+        return Err(ApiError::new(
+            40402,
+            format!("share group {group} does not exist: {why}"),
+        ));
+    }
     let (partitions, unreachable) = admin::stats(&api.broker, &group).await;
     // GROUP_ID_NOT_FOUND (69) with no share state anywhere: no such share group.
     let described = described.filter(|d| d.error_code != 69);

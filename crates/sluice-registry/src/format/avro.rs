@@ -101,6 +101,16 @@ impl AvroSchema {
     /// Decodes an Avro binary datum (no container header) and requires every byte be used,
     /// and no more.
     pub fn decode(&self, payload: &[u8]) -> Result<(), String> {
+        self.decode_value(payload).map(drop)
+    }
+
+    /// [`Self::decode`], returning the datum as JSON (see [`to_json`] for how Avro values
+    /// map).
+    pub fn decode_json(&self, payload: &[u8]) -> Result<serde_json::Value, String> {
+        self.decode_value(payload).map(to_json)
+    }
+
+    fn decode_value(&self, payload: &[u8]) -> Result<Value, String> {
         // Walk the datum first: apache-avro's decoder is recursive and unbounded (see
         // `Walker`), so only a datum whose shape is known to be sane reaches it.
         let names = self.names()?;
@@ -126,7 +136,7 @@ impl AvroSchema {
             ran_out: false,
         };
         let decoded: Result<Value, _> = reader.read_value(&mut input);
-        decoded.map_err(|e| format!("not valid Avro for the schema: {e}"))?;
+        let value = decoded.map_err(|e| format!("not valid Avro for the schema: {e}"))?;
         // apache-avro turns a string cut short into a null instead of an error; the reader
         // notices instead.
         if input.ran_out {
@@ -138,7 +148,69 @@ impl AvroSchema {
                 input.rest.len()
             ));
         }
-        Ok(())
+        Ok(value)
+    }
+}
+
+/// An Avro value as JSON, for people reading records (the HTTP API's `decode=registry`):
+/// records and maps become objects, unions their branch's value (without Avro's JSON-encoding
+/// `{"type": value}` wrapper), enums their symbol, bytes, fixed and decimals the base64 of
+/// their bytes (a decimal's are its unscaled two's-complement value), logical dates and times
+/// their underlying number, UUIDs their text, a duration `{months, days, millis}`, and floats
+/// that JSON cannot hold (NaN, infinities) the strings `"NaN"`, `"Infinity"`, `"-Infinity"`.
+/// Recursion is bounded: only a datum `decode` accepted (at most [`MAX_PAYLOAD_DEPTH`] deep)
+/// reaches here.
+pub fn to_json(value: Value) -> serde_json::Value {
+    use base64::Engine;
+    use serde_json::Value as J;
+    let b64 = |b: &[u8]| J::String(base64::engine::general_purpose::STANDARD.encode(b));
+    let float = |f: f64| {
+        serde_json::Number::from_f64(f).map_or_else(
+            || {
+                J::String(if f.is_nan() {
+                    "NaN".into()
+                } else if f > 0.0 {
+                    "Infinity".into()
+                } else {
+                    "-Infinity".into()
+                })
+            },
+            J::Number,
+        )
+    };
+    match value {
+        Value::Null => J::Null,
+        Value::Boolean(b) => J::Bool(b),
+        Value::Int(i) | Value::Date(i) | Value::TimeMillis(i) => J::from(i),
+        Value::Long(l)
+        | Value::TimeMicros(l)
+        | Value::TimestampMillis(l)
+        | Value::TimestampMicros(l)
+        | Value::TimestampNanos(l)
+        | Value::LocalTimestampMillis(l)
+        | Value::LocalTimestampMicros(l)
+        | Value::LocalTimestampNanos(l) => J::from(l),
+        Value::Float(f) => float(f64::from(f)),
+        Value::Double(d) => float(d),
+        Value::Bytes(b) | Value::Fixed(_, b) => b64(&b),
+        Value::String(s) | Value::Enum(_, s) => J::String(s),
+        Value::Union(_, v) => to_json(*v),
+        Value::Array(items) => J::Array(items.into_iter().map(to_json).collect()),
+        Value::Map(items) => J::Object(items.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
+        Value::Record(fields) => {
+            J::Object(fields.into_iter().map(|(k, v)| (k, to_json(v))).collect())
+        }
+        Value::Decimal(d) => match <Vec<u8>>::try_from(&d) {
+            Ok(bytes) => b64(&bytes),
+            Err(e) => J::String(format!("(decimal not shown: {e})")),
+        },
+        Value::BigDecimal(d) => J::String(d.to_string()),
+        Value::Duration(d) => serde_json::json!({
+            "months": u32::from(d.months()),
+            "days": u32::from(d.days()),
+            "millis": u32::from(d.millis()),
+        }),
+        Value::Uuid(u) => J::String(u.hyphenated().to_string()),
     }
 }
 

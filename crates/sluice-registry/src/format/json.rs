@@ -74,6 +74,12 @@ impl JsonSchema {
             .map_err(|e| format!("payload does not match the schema: {e}"))
     }
 
+    /// Parses a payload as JSON (not validated: a reader wants to see what was written even
+    /// where it no longer matches).
+    pub fn decode_json(&self, payload: &[u8]) -> Result<Value, String> {
+        serde_json::from_slice(payload).map_err(|e| format!("payload is not JSON: {e}"))
+    }
+
     /// Can `self` read data written with `writer`? (Confluent: `SchemaDiff.compare(writer,
     /// self)`, incompatible changes reported.)
     pub fn can_read(&self, writer: &JsonSchema) -> Vec<String> {

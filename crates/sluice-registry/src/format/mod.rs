@@ -100,6 +100,20 @@ impl ParsedSchema {
             Self::Json(s) => s.validate(payload),
         })
     }
+
+    /// Decodes a payload (after the wire-format header) to JSON for people reading it: AVRO
+    /// and PROTOBUF decoded against the schema, JSON parsed (not validated).
+    pub fn decode_json(
+        &self,
+        message_indexes: &[i32],
+        payload: &[u8],
+    ) -> Result<serde_json::Value, String> {
+        guarded(|| match self {
+            Self::Avro(s) => s.decode_json(payload),
+            Self::Protobuf(s) => s.decode_json(message_indexes, payload),
+            Self::Json(s) => s.decode_json(payload),
+        })
+    }
 }
 
 /// Runs third-party parsing or decoding so that a panic on hostile input becomes an error

@@ -105,6 +105,28 @@ impl ProtobufSchema {
             .map_err(|e| format!("not a valid {} message: {e}", desc.full_name()))
     }
 
+    /// Decodes a payload as the message the indexes name, as JSON: protobuf's JSON mapping
+    /// (64-bit integers as strings, enums by name, bytes as base64, well-known types their
+    /// JSON forms), except that fields keep their `.proto` names and fields at their default
+    /// value are shown, so a reader sees every field of the schema. Nesting is bounded by
+    /// prost's decoder (100 levels).
+    pub fn decode_json(
+        &self,
+        indexes: &[i32],
+        payload: &[u8],
+    ) -> Result<serde_json::Value, String> {
+        let desc = self
+            .message_for_indexes(indexes)
+            .ok_or_else(|| format!("message index {indexes:?} names no message of the schema"))?;
+        let msg = DynamicMessage::decode(desc.clone(), payload)
+            .map_err(|e| format!("not a valid {} message: {e}", desc.full_name()))?;
+        let options = prost_reflect::SerializeOptions::new()
+            .use_proto_field_name(true)
+            .skip_default_fields(false);
+        msg.serialize_with_options(serde_json::value::Serializer, &options)
+            .map_err(|e| format!("{} cannot be shown as JSON: {e}", desc.full_name()))
+    }
+
     /// Can `self` read data written with `writer`? (Confluent: `SchemaDiff.compare(writer,
     /// self)`, incompatible changes reported.)
     pub fn can_read(&self, writer: &ProtobufSchema) -> Vec<String> {

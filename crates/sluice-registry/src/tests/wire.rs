@@ -116,3 +116,86 @@ async fn validate_records() {
     r.delete_subject("j", true).await.unwrap();
     assert!(r.validate(&frame(json.id, None, b"12"), true).is_err());
 }
+
+#[tokio::test]
+async fn decode_records_to_json() {
+    use serde_json::json;
+    let r = Registry::new(Arc::new(MemoryJournal::new()));
+    r.set_config(None, CompatibilityLevel::None, None)
+        .await
+        .unwrap();
+    let avro = r
+        .register(
+            "a",
+            req(
+                SchemaType::Avro,
+                r#"{"type":"record","name":"U","fields":[{"name":"id","type":"long"},
+                {"name":"name","type":["null","string"]},{"name":"raw","type":"bytes"},
+                {"name":"tags","type":{"type":"array","items":"string"}},
+                {"name":"c","type":{"type":"enum","name":"C","symbols":["RED","BLUE"]}},
+                {"name":"d","type":"double"}]}"#,
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    let proto = r
+        .register(
+            "p",
+            req(
+                SchemaType::Protobuf,
+                "syntax = \"proto3\"; message A { int32 x = 1; } \
+                 message B { string y = 1; int64 big = 2; A a = 3; }",
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    let json_id = r
+        .register("j", req(SchemaType::Json, r#"{"type":"object"}"#), false)
+        .await
+        .unwrap()
+        .id;
+
+    // id 7, name "ab" (union branch 1), raw [1, 2], tags ["x"], c BLUE, d NaN.
+    let mut datum = vec![14, 2, 4, b'a', b'b', 4, 1, 2, 2, 2, b'x', 0, 2];
+    datum.extend_from_slice(&f64::NAN.to_le_bytes());
+    let d = r.decode(&frame(avro.id, None, &datum)).unwrap();
+    assert_eq!((d.schema_id, d.schema_type), (avro.id, SchemaType::Avro));
+    assert_eq!(
+        d.value.unwrap(),
+        json!({"id": 7, "name": "ab", "raw": "AQI=", "tags": ["x"], "c": "BLUE", "d": "NaN"})
+    );
+    let bad = r.decode(&frame(avro.id, None, &[14])).unwrap();
+    assert!(bad.value.unwrap_err().contains("truncated"));
+
+    // B { y: "z", big: 5, a: { x: 1 } }: 64-bit integers as strings, defaults shown.
+    let payload = [0x0a, 1, b'z', 0x10, 5, 0x1a, 2, 0x08, 1];
+    let d = r.decode(&frame(proto.id, Some(&[1]), &payload)).unwrap();
+    assert_eq!(d.schema_type, SchemaType::Protobuf);
+    assert_eq!(
+        d.value.unwrap(),
+        json!({"y": "z", "big": "5", "a": {"x": 1}})
+    );
+    let d = r.decode(&frame(proto.id, Some(&[0]), &[])).unwrap();
+    assert_eq!(d.value.unwrap(), json!({"x": 0}));
+    assert!(r
+        .decode(&frame(proto.id, Some(&[5]), &[]))
+        .unwrap()
+        .value
+        .is_err());
+
+    let d = r
+        .decode(&frame(json_id, None, br#"{"k": [1, true]}"#))
+        .unwrap();
+    assert_eq!(d.value.unwrap(), json!({"k": [1, true]}));
+    assert!(r
+        .decode(&frame(json_id, None, b"{"))
+        .unwrap()
+        .value
+        .is_err());
+
+    // Not framed, or an id nobody registered: not decoded, not an error.
+    assert!(r.decode(b"plain").is_none());
+    assert!(r.decode(&frame(424_242, None, b"x")).is_none());
+}

@@ -2,12 +2,11 @@
 //! after Kafka's kafka-consumer-groups tool (same columns; reset-offsets is a dry run that
 //! prints the plan unless `--execute`).
 
-use std::collections::BTreeMap;
-
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use clap::{ArgGroup, Args, Subcommand};
 use serde_json::json;
+use sluice_client::reset::{plan_json, ResetTo};
 
 use super::table::Table;
 use super::{block_on, ClientArgs};
@@ -171,77 +170,32 @@ async fn describe(client: &ClientArgs, group: &str) -> anyhow::Result<()> {
 }
 
 async fn reset_offsets(args: ResetArgs) -> anyhow::Result<()> {
-    let group = &args.group;
-    let topic = &args.topic;
-    let mut c = args.client.connect().await?;
-    let coordinator = c.find_coordinator(group).await?;
-    let desc = c.describe_group(&coordinator, group).await?;
-    if !desc.members.is_empty() {
+    // The plan is sluice_client's, shared with the HTTP API (`/v1/groups/{g}/offsets/reset`).
+    let to = if args.to_earliest {
+        ResetTo::Earliest
+    } else if args.to_latest {
+        ResetTo::Latest
+    } else if let Some(n) = args.to_offset {
+        ResetTo::Offset(n)
+    } else if let Some(n) = args.shift_by {
+        ResetTo::Shift(n)
+    } else if let Some(ts) = args.to_datetime {
+        ResetTo::Timestamp(ts)
+    } else {
+        // clap's required `strategy` group makes this unreachable; say so rather than guess.
         anyhow::bail!(
-            "cannot reset offsets of group {group}: it has {} active member(s) (state {}); \
-             offsets can only be reset while the group is inactive, so stop its consumers first",
-            desc.members.len(),
-            desc.state
+            "give one of --to-earliest, --to-latest, --to-offset, --to-datetime, --shift-by"
         );
-    }
-    let info = c.topic(topic).await?;
-    let partitions: Vec<i32> = info.partitions.iter().map(|p| p.partition).collect();
-    let bounds = c.offset_bounds(topic, &partitions).await?;
-    let committed: BTreeMap<i32, i64> = c
-        .fetch_offsets(&coordinator, group, Some((topic, &partitions)))
-        .await?
-        .into_iter()
-        .filter(|o| o.offset >= 0)
-        .map(|o| (o.partition, o.offset))
-        .collect();
-    let by_time = match args.to_datetime {
-        Some(ts) => Some(c.list_offsets(topic, &partitions, ts).await?),
-        None => None,
     };
-    let mut plan: Vec<(i32, Option<i64>, i64)> = Vec::new();
-    for &p in &partitions {
-        let (start, end) = bounds.get(&p).copied().unwrap_or((0, 0));
-        let current = committed.get(&p).copied();
-        let clamp = |o: i64| o.clamp(start, end.max(start));
-        let new = if args.to_earliest {
-            start
-        } else if args.to_latest {
-            end
-        } else if let Some(n) = args.to_offset {
-            clamp(n)
-        } else if let Some(n) = args.shift_by {
-            // Kafka's tool shifts from the committed offset; with none, from the log end
-            // (where a new consumer with auto.offset.reset=latest would start).
-            clamp(current.unwrap_or(end).saturating_add(n))
-        } else {
-            // --to-datetime: -1 means no record at or after that time, so the end.
-            let found = by_time.as_ref().and_then(|m| m.get(&p)).map_or(-1, |x| x.0);
-            if found < 0 {
-                end
-            } else {
-                clamp(found)
-            }
-        };
-        plan.push((p, current, new));
-    }
+    let mut c = args.client.connect().await?;
+    let plan = c.plan_offset_reset(&args.group, &args.topic, to).await?;
     if args.execute {
-        let offsets: Vec<(String, i32, i64)> = plan
-            .iter()
-            .map(|(p, _, n)| (topic.clone(), *p, *n))
-            .collect();
-        c.commit_offsets(&coordinator, group, -1, "", &offsets)
+        c.apply_offset_reset(&plan)
             .await
             .context("applying the new offsets")?;
     }
     if args.client.json() {
-        let rows: Vec<_> = plan
-            .iter()
-            .map(|(p, cur, new)| json!({ "topic": topic, "partition": p, "current_offset": cur, "new_offset": new }))
-            .collect();
-        println!(
-            "{}",
-            json!({ "group": group, "executed": args.execute, "offsets": rows })
-        );
+        println!("{}", plan_json(&plan, args.execute));
     } else {
         let mut t = Table::new(&[
             "GROUP",
@@ -250,13 +204,13 @@ async fn reset_offsets(args: ResetArgs) -> anyhow::Result<()> {
             "CURRENT-OFFSET",
             "NEW-OFFSET",
         ]);
-        for (p, cur, new) in &plan {
+        for r in &plan.rows {
             t.row(vec![
-                group.clone(),
-                topic.clone(),
-                p.to_string(),
-                cur.map_or_else(|| "-".to_owned(), |c| c.to_string()),
-                new.to_string(),
+                plan.group.clone(),
+                plan.topic.clone(),
+                r.partition.to_string(),
+                r.current.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                r.new.to_string(),
             ]);
         }
         t.print();

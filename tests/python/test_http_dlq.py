@@ -133,3 +133,21 @@ def test_bad_redrives_are_refused(broker, unique):
     # Untouched by the failed job.
     status, shown = call(broker, "GET", f"/v1/dlqs/{dlq}/records")
     assert shown["depth"] == 1
+
+
+def test_requeue_is_paced_by_max_per_second(broker, unique):
+    """max_per_second (SQS's redrive velocity) spaces a requeue's batches: 20 dead letters at
+    10 a second go in two batches a second apart, so the job cannot finish sooner (a lower
+    bound only: a slow machine may take longer)."""
+    t = create_topic(broker.bootstrap, unique("t"))
+    g = queue_group(broker.bootstrap, unique("g"))
+    fill(broker, t, 20)
+    dead_letters(broker, g, t, set(range(20)))
+    dlq = "dlq." + g
+    status, bad = call(broker, "POST", f"/v1/dlqs/{dlq}/requeue", {"max_per_second": 0})
+    assert (status, bad["error_code"]) == (400, 40001), bad
+    status, job = call(broker, "POST", f"/v1/dlqs/{dlq}/requeue", {"max_per_second": 10})
+    assert status == 202, job
+    end = wait_job(broker, job)
+    assert (end["state"], end["requeued"], end["max_per_second"]) == ("done", 20, 10), end
+    assert end["finished_ms"] - end["created_ms"] >= 1000, end

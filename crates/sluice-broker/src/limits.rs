@@ -280,11 +280,21 @@ pub const MAX_API_JOBS_RUNNING: usize = 4;
 pub const MAX_API_JOBS_KEPT: usize = 100;
 /// The fastest pace a redrive may ask for (`max_per_second`; the CLI allows the same).
 pub const MAX_API_REDRIVE_RATE: u32 = 1_000_000;
+/// Filtered scans (`key_contains`, `value_contains`, `header`) one node runs at once; fewer than
+/// `MAX_API_CLIENTS`, so long scans leave pooled clients for the rest of the API.
+pub const MAX_API_SCANS: usize = 4;
+/// Key and value bytes one consume answer, or one poll of a tail, decodes with the registry
+/// (`decode=registry`); a decoded document is several times its bytes.
+pub const MAX_API_DECODE_BYTES: usize = 256 * 1024;
 /// The web console: the largest API answer a page renders (a bigger one is an error page).
 pub const CONSOLE_MAX_API_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// The overview counts records and message rates for at most this many topics (each is one
 /// describe call per refresh); the topics page lists them all.
 pub const CONSOLE_MAX_OVERVIEW_TOPICS: usize = 50;
+/// Subjects the schema page lists (each is one lookup of its latest version).
+pub const CONSOLE_MAX_SUBJECTS: usize = 500;
+/// Time a schema diff may take; past it the diff is coarser (whole blocks), never wrong.
+pub const CONSOLE_DIFF_TIMEOUT_MS: u64 = 200;
 /// Acknowledgements one batch acknowledge over HTTP carries at most.
 pub const MAX_QUEUE_ACKS: usize = 100;
 /// A filtered consume over HTTP (`key_contains`, `value_contains`, `header`) reads on past
@@ -313,3 +323,8 @@ pub const API_TAIL_POLL_BYTES: i32 = 1024 * 1024;
 /// A tail with nothing to send sends a keep-alive comment this often (so proxies keep the
 /// connection and a gone client is noticed).
 pub const API_TAIL_KEEPALIVE_MS: u64 = 15_000;
+/// A tail whose reader takes no event for this long while events wait is ended (its slot and
+/// Kafka connection freed): a client that stops reading cannot hold a tail forever.
+pub const API_TAIL_STALL_MS: u64 = 30_000;
+/// Events a tail reads ahead of its reader.
+pub const API_TAIL_BUFFERED_EVENTS: usize = 16;

@@ -917,14 +917,19 @@ struct Pacer {
 
 impl Pacer {
     /// Waits until `done` dead letters are within the rate (before the next batch).
-    async fn wait(&self, done: u64) {
+    async fn wait(&mut self, done: u64) {
         let Some(rate) = self.rate.filter(|r| *r > 0) else {
             return;
         };
         let due = Duration::from_secs_f64(done as f64 / f64::from(rate));
         let elapsed = self.started.elapsed();
+        let slack = Duration::from_secs(1);
         if due > elapsed {
             tokio::time::sleep(due - elapsed).await;
+        } else if elapsed > due + slack {
+            // Behind after a stall (a leader moving, a slow broker): forget all but a second of
+            // it, so the redrive does not burst to catch up on the consumers it is pacing for.
+            self.started += elapsed - due - slack;
         }
     }
 }
@@ -1028,7 +1033,7 @@ async fn redrive_into(
     outcome.planned = planned;
     progress.planned(planned);
     let mut origins = OriginCheck::default();
-    let pacer = Pacer {
+    let mut pacer = Pacer {
         started: std::time::Instant::now(),
         rate: req.max_per_second.filter(|_| action == Action::Requeue),
     };

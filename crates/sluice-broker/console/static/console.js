@@ -187,7 +187,28 @@ function initTail() {
     $("#tail").hidden = false;
     say(st, "Live tail connecting…");
     source.onopen = () => say(st, "Live tail running: new records appear at the top.");
-    source.onerror = () => { if (source) say(st, "Live tail reconnecting…"); };
+    source.onerror = () => {
+      if (!source) return;
+      // CLOSED: the server refused the stream (unknown topic, too many tails); the browser
+      // gives up. Otherwise it reconnects by itself, resuming after the last record shown.
+      if (source.readyState === EventSource.CLOSED) {
+        source = null;
+        btn.textContent = "Start live tail";
+        btn.setAttribute("aria-pressed", "false");
+        say(st, "Live tail refused by the broker (too many tails, or the topic is gone).", "error");
+      } else {
+        say(st, "Live tail reconnecting…");
+      }
+    };
+    source.addEventListener("tail-error", (ev) => {
+      let why = "";
+      try { why = JSON.parse(ev.data).message; } catch (e) { why = ev.data; }
+      if (source) source.close();
+      source = null;
+      btn.textContent = "Start live tail";
+      btn.setAttribute("aria-pressed", "false");
+      say(st, "Live tail ended: " + why, "error");
+    });
     source.addEventListener("record", (ev) => {
       let r;
       try { r = JSON.parse(ev.data); } catch (e) { return; }
@@ -286,7 +307,8 @@ function initReset() {
     if (["offset", "timestamp", "shift"].includes(form.to.value)) {
       let v = form.value.value.trim();
       if (form.to.value === "timestamp" && v && isNaN(Number(v))) v = String(Date.parse(v.endsWith("Z") ? v : v + "Z"));
-      b.value = Number(v);
+      // Left blank: no value, which the API refuses by name rather than a silent 0.
+      if (v !== "") b.value = Number(v);
     }
     return b;
   };
@@ -346,20 +368,28 @@ function initRedrive() {
       ? Array.from(byPartition, ([partition, offsets]) => ({ partition, offsets }))
       : [{}];
     const rate = Number(($("#redrive-rate") || {}).value || 0);
+    // One job per DLQ partition, one after another: a DLQ runs one job at a time.
     for (const body of requests) {
       if (action === "requeue" && rate > 0) body.max_per_second = rate;
+      let job;
       try {
-        const job = await api("POST", "/v1/dlqs/" + seg(topic) + "/" + action, body);
-        watchJob(job);
+        job = await api("POST", "/v1/dlqs/" + seg(topic) + "/" + action, body);
       } catch (e) { say(st, action + " not started: " + e.message, "error"); return; }
+      const end = await watchJob(job);
+      if (end.state !== "done") return;
     }
   };
   $$("[data-redrive]", root).forEach((b) => b.addEventListener("click", () => start(b.dataset.redrive, b.dataset.which)));
   $$("[data-job]").forEach((row) => { if (row.dataset.state === "running") watchJob({ id: row.dataset.job }); });
 }
 
-// Shows a job's progress until it ends; the Cancel button asks the API to stop it.
+// Shows a job's progress until it ends; the Cancel button asks the API to stop it. Resolves
+// with the job as it ended.
 function watchJob(job) {
+  return new Promise((resolve) => followJob(job, resolve));
+}
+
+function followJob(job, resolve) {
   const list = $("#job-progress");
   let panel = $("#job-" + job.id);
   if (!panel) {
@@ -376,7 +406,11 @@ function watchJob(job) {
   }
   const tick = async () => {
     let j;
-    try { j = await api("GET", "/v1/jobs/" + job.id); } catch (e) { $(".state", panel).textContent = e.message; return; }
+    try { j = await api("GET", "/v1/jobs/" + job.id); } catch (e) {
+      $(".state", panel).textContent = e.message;
+      resolve({ state: "unknown" });
+      return;
+    }
     $(".what", panel).textContent = "Job " + j.id + ": " + j.action + " " + j.topic;
     $(".state", panel).textContent = "— " + j.state + (j.error ? ": " + j.error : "");
     const bar = $("progress", panel);
@@ -386,8 +420,10 @@ function watchJob(job) {
     $(".count", panel).textContent = j.progressed + " of " + j.planned;
     if (j.state === "running" || j.state === "cancelling") setTimeout(tick, 500);
     else {
-      $(".cancel", panel).remove();
+      const cancel = $(".cancel", panel);
+      if (cancel) cancel.remove();
       say($("#redrive-status"), "Job " + j.id + " " + j.state + ". Reload to see the queue now.", j.state === "done" ? "ok" : "error");
+      resolve(j);
     }
   };
   tick();

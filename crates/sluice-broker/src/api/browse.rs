@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use sluice_client::Record;
 
 use super::{ApiError, Encoding};
-use crate::limits::MAX_API_FILTER_BYTES;
+use crate::limits::{MAX_API_DECODE_BYTES, MAX_API_FILTER_BYTES};
 
 /// How record keys and values are shown besides their bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -113,21 +113,54 @@ pub fn record_size(r: &Record) -> u64 {
     len(&r.key) + len(&r.value) + headers
 }
 
+/// How many key and value bytes one answer (a consume, or one poll of a tail) decodes with the
+/// registry. A decoded document is larger than its bytes (each value becomes a JSON node), so
+/// decoding is bounded apart from the bytes returned; past the budget a record's part carries
+/// a `*_decode_error` saying so.
+pub struct DecodeBudget(usize);
+
+impl DecodeBudget {
+    pub fn new() -> Self {
+        DecodeBudget(MAX_API_DECODE_BYTES)
+    }
+}
+
+impl Default for DecodeBudget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// One record as the browse endpoints show it: `record_json`'s fields, and with
 /// `decode=registry` the key and value decoded with the registry where they are framed with a
-/// registered schema id.
+/// registered schema id, while `budget` lasts.
 pub fn record_view(
     r: &Record,
     encoding: Encoding,
     decode: Decode,
     registry: &sluice_registry::Registry,
+    budget: &mut DecodeBudget,
 ) -> Value {
     let mut v = super::records::record_json(r, encoding);
     if decode == Decode::Registry {
         for (part, bytes) in [("key", &r.key), ("value", &r.value)] {
-            let Some(d) = bytes.as_ref().and_then(|b| registry.decode(b)) else {
+            let Some(bytes) = bytes.as_ref() else {
                 continue;
             };
+            if bytes.first() != Some(&sluice_registry::wire::MAGIC) || bytes.len() < 5 {
+                continue;
+            }
+            if bytes.len() > budget.0 {
+                v[format!("{part}_decode_error")] = json!(format!(
+                    "not decoded: one answer decodes at most {MAX_API_DECODE_BYTES} bytes of \
+                     keys and values; ask for fewer records to see this one decoded"
+                ));
+                continue;
+            }
+            let Some(d) = registry.decode(bytes) else {
+                continue;
+            };
+            budget.0 -= bytes.len();
             match d.value {
                 Ok(value) => {
                     v[format!("{part}_decoded")] = json!({

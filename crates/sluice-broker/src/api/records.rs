@@ -16,12 +16,12 @@ use sluice_client::client::EARLIEST;
 use sluice_client::records::{partition_for_key, ProduceRecord};
 use sluice_client::Compression;
 
-use super::browse::{record_size, record_view, Decode, Filter};
+use super::browse::{record_size, record_view, Decode, DecodeBudget, Filter};
 use super::{encode, Api, ApiError, ApiJson, ApiPath, ApiQuery, Encoding};
 use crate::limits::{
     API_CONSUME_DEFAULT_RECORDS, MAX_API_CONSUME_BYTES, MAX_API_CONSUME_RECORDS,
-    MAX_API_PRODUCE_RECORDS, MAX_API_SCAN_BYTES, MAX_API_SCAN_MS, MAX_API_SCAN_RECORDS,
-    MAX_FETCH_WAIT_MS,
+    MAX_API_PRODUCE_RECORDS, MAX_API_SCANS, MAX_API_SCAN_BYTES, MAX_API_SCAN_MS,
+    MAX_API_SCAN_RECORDS, MAX_FETCH_WAIT_MS,
 };
 
 #[derive(Deserialize)]
@@ -51,6 +51,9 @@ pub struct Produce {
     #[serde(default)]
     encoding: Encoding,
 }
+
+/// Filtered scans running on this node (at most `MAX_API_SCANS`).
+static SCANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_API_SCANS);
 
 /// Where records without a key and partition go: one partition per request, the next each
 /// time (librdkafka's sticky partitioner, per request).
@@ -198,6 +201,19 @@ pub async fn consume(
         q.header.as_deref(),
     )?;
     let filtered = !filter.is_empty();
+    // A filtered scan holds a pooled client for up to its wait plus MAX_API_SCAN_MS; fewer may
+    // run at once than there are pooled clients, so scans never starve the rest of the API
+    // (and the console, which renders from it).
+    let _scan = if filtered {
+        Some(SCANS.try_acquire().map_err(|_| {
+            ApiError::new(
+                42901,
+                format!("{MAX_API_SCANS} filtered scans are running; try again shortly"),
+            )
+        })?)
+    } else {
+        None
+    };
     let wait = Duration::from_millis(wait.unsigned_abs().into());
     let (t, p) = (topic.clone(), partition);
     let (offset, timestamp) = (q.offset, q.timestamp);
@@ -225,8 +241,16 @@ pub async fn consume(
                     scan(c, &t, p, start, wait, max_records, max_bytes, &filter).await
                 } else {
                     let part = fetch_one(c, &t, p, start, wait, max_bytes).await?;
+                    let all = part.records.len();
                     let records: Vec<_> = part.records.into_iter().take(max_records).collect();
-                    let next = records.last().map_or(start, |r| r.offset + 1);
+                    // Past the last record returned; when none was but the fetch read past
+                    // transaction markers or a compaction gap, past those, so paging by
+                    // `next_offset` never stands still.
+                    let next = match records.last() {
+                        Some(r) if records.len() < all => r.offset + 1,
+                        Some(r) => part.next_offset.unwrap_or(r.offset + 1).max(r.offset + 1),
+                        None => part.next_offset.unwrap_or(start).max(start),
+                    };
                     Ok(Page {
                         records,
                         next,
@@ -238,13 +262,13 @@ pub async fn consume(
             })
         })
         .await?;
-    // Decoding (`decode=registry`) is bounded by what is returned: at most `max_records`
-    // records and about `max_bytes` of them.
+    // Decoding (`decode=registry`) is bounded by what is returned and by its own budget.
     let registry = &api.broker.registry;
+    let mut budget = DecodeBudget::new();
     let records: Vec<Value> = page
         .records
         .iter()
-        .map(|r| record_view(r, q.encoding, q.decode, registry))
+        .map(|r| record_view(r, q.encoding, q.decode, registry, &mut budget))
         .collect();
     let mut out = json!({
         "topic": topic,

@@ -35,12 +35,13 @@ use sluice_client::{Client, ClientConfig};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
-use super::browse::{record_view, Decode, Filter};
+use super::browse::{record_view, Decode, DecodeBudget, Filter};
 use super::records::unknown_partition;
 use super::{error_code, Api, ApiError, ApiPath, ApiQuery, Encoding};
 use crate::limits::{
-    API_REQUEST_TIMEOUT_MS, API_TAIL_KEEPALIVE_MS, API_TAIL_MAX_LIFETIME_MS, API_TAIL_POLL_BYTES,
-    API_TAIL_POLL_WAIT_MS, MAX_API_TAILS, MAX_API_TAIL_PARTITIONS,
+    API_REQUEST_TIMEOUT_MS, API_TAIL_BUFFERED_EVENTS, API_TAIL_KEEPALIVE_MS,
+    API_TAIL_MAX_LIFETIME_MS, API_TAIL_POLL_BYTES, API_TAIL_POLL_WAIT_MS, API_TAIL_STALL_MS,
+    MAX_API_TAILS, MAX_API_TAIL_PARTITIONS,
 };
 
 /// Tails open on this node. Process-wide rather than in `Api`: one broker runs per process,
@@ -185,19 +186,34 @@ pub async fn tail(
             .retry(Duration::from_secs(1))
             .data(json!({"topic": topic, "partitions": ready}).to_string()),
     );
-    // Pulled by the response body: a slow reader slows the polls (nothing is read ahead of
-    // what it takes), and a reader that goes away drops the stream, its client and its
-    // permit.
-    let events = futures::stream::unfold(tail, |mut t| async move {
+    // A task of its own owns the tail (its client and its permit) and hands events over a
+    // small channel. It ends, freeing both, when the reader goes away, when the reader takes
+    // nothing for API_TAIL_STALL_MS while events wait (a client that stops reading would
+    // otherwise hold its slot with the socket full), or at the lifetime bound — whether or not
+    // the body is being polled. A slow reader slows the polls: at most the channel's few
+    // events are read ahead of it.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(API_TAIL_BUFFERED_EVENTS);
+    tokio::spawn(async move {
+        let mut t = tail;
+        let stall = Duration::from_millis(API_TAIL_STALL_MS);
         loop {
+            if tx.is_closed() {
+                return;
+            }
             if let Some(ev) = t.pending.pop_front() {
-                return Some((Ok::<Event, Infallible>(ev), t));
+                if tx.send_timeout(ev, stall).await.is_err() {
+                    return;
+                }
+                continue;
             }
             if t.done || Instant::now() >= t.deadline {
-                return None;
+                return;
             }
             t.poll().await;
         }
+    });
+    let events = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|ev| (Ok::<Event, Infallible>(ev), rx))
     });
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_millis(API_TAIL_KEEPALIVE_MS)))
@@ -320,6 +336,7 @@ impl Tail {
             }
         };
         let mut retry = false;
+        let mut budget = DecodeBudget::new();
         for part in parts {
             if part.topic != self.topic || !self.positions.contains_key(&part.partition) {
                 continue;
@@ -331,8 +348,13 @@ impl Tail {
                         if !self.filter.matches(r) {
                             continue;
                         }
-                        let mut v =
-                            record_view(r, self.encoding, self.decode, &self.api.broker.registry);
+                        let mut v = record_view(
+                            r,
+                            self.encoding,
+                            self.decode,
+                            &self.api.broker.registry,
+                            &mut budget,
+                        );
                         v["partition"] = json!(part.partition);
                         self.last_id = self.id();
                         self.pending.push_back(

@@ -303,15 +303,21 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Whether `--console-read-only` refuses this request: a write to the HTTP API's admin
-/// surface. The queue API (`/v1/queues/…`) is an application's data path like the Kafka port,
-/// and the schema registry serves producers that register schemas, so both stay writable.
+/// Whether `--console-read-only` refuses this request: every write but an application's data
+/// path. What stays writable is an allow-list: the queue API (`POST /v1/queues/…`, like the
+/// Kafka port), and the schema registry's registrations, lookups and compatibility checks
+/// (`POST /subjects/…`, `POST /compatibility/…`), which producers and the console's check use.
+/// Everything else — the admin API, produce over HTTP, registry deletes, config and mode
+/// changes — is refused.
 pub fn read_only_refuses(method: &Method, path: &str) -> bool {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return false;
     }
-    let admin = path.starts_with("/v1/") && !path.starts_with("/v1/queues/");
-    admin || path.starts_with("/v3/") || path.starts_with("/ui/")
+    let data_path = *method == Method::POST
+        && (path.starts_with("/v1/queues/")
+            || path.starts_with("/subjects/")
+            || path.starts_with("/compatibility/"));
+    !data_path
 }
 
 /// Template filters.
@@ -427,7 +433,17 @@ mod tests {
         assert!(read_only_refuses(&Method::POST, "/v3/clusters/c/topics"));
         assert!(!read_only_refuses(&Method::GET, "/v1/topics"));
         assert!(!read_only_refuses(&Method::POST, "/v1/queues/g/receive"));
+        assert!(read_only_refuses(&Method::POST, "/v1/topics/t/records"));
+        assert!(read_only_refuses(&Method::DELETE, "/subjects/s"));
+        assert!(read_only_refuses(&Method::PUT, "/config"));
+        assert!(read_only_refuses(&Method::PUT, "/mode/s"));
+        assert!(read_only_refuses(&Method::POST, "/ui/anything"));
         assert!(!read_only_refuses(&Method::POST, "/subjects/s/versions"));
+        assert!(!read_only_refuses(
+            &Method::POST,
+            "/compatibility/subjects/s/versions/latest"
+        ));
+        assert!(!read_only_refuses(&Method::HEAD, "/v1/topics"));
     }
 
     #[test]

@@ -11,7 +11,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{filters, Console, Failure};
-use crate::limits::{CONSOLE_MAX_OVERVIEW_TOPICS, MAX_API_CONSUME_RECORDS};
+use crate::limits::{
+    CONSOLE_DIFF_TIMEOUT_MS, CONSOLE_MAX_OVERVIEW_TOPICS, CONSOLE_MAX_SUBJECTS,
+    MAX_API_CONSUME_RECORDS,
+};
 
 type C = State<Arc<Console>>;
 
@@ -454,13 +457,15 @@ pub async fn dlq(State(c): C, Path(topic): Path<String>, Query(q): Query<DlqQuer
 pub async fn schemas(State(c): C) -> Response {
     let nav = "schemas";
     let subjects = page!(c, nav, c.get("/subjects").await);
-    let mut rows = Vec::new();
-    for s in subjects
+    let all: Vec<&str> = subjects
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
-    {
+        .collect();
+    // One lookup per subject shown: the page shows a bounded number.
+    let mut rows = Vec::new();
+    for s in all.iter().copied().take(CONSOLE_MAX_SUBJECTS) {
         let latest = c
             .get(&format!("/subjects/{}/versions/latest", seg(s)))
             .await
@@ -477,7 +482,11 @@ pub async fn schemas(State(c): C) -> Response {
         "schemas.html",
         "Schema registry",
         nav,
-        context! { subjects => Tv::from_serialize(&rows), config => Tv::from_serialize(&config) },
+        context! {
+            subjects => Tv::from_serialize(&rows),
+            total => all.len(),
+            config => Tv::from_serialize(&config),
+        },
     )
 }
 
@@ -543,7 +552,11 @@ pub async fn subject(
 
 /// A line diff: `[{"tag": "equal"|"delete"|"insert", "line": …}]`.
 fn schema_diff(old: &str, new: &str) -> Vec<Value> {
-    similar::TextDiff::from_lines(old, new)
+    // A deadline bounds the work a page view can ask for (schemas may be megabytes); past it
+    // the diff is coarser, never wrong.
+    similar::TextDiff::configure()
+        .timeout(std::time::Duration::from_millis(CONSOLE_DIFF_TIMEOUT_MS))
+        .diff_lines(old, new)
         .iter_all_changes()
         .map(|change| {
             let tag = match change.tag() {

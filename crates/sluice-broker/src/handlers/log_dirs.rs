@@ -5,7 +5,7 @@
 //! Sluice has one log directory, `--data-dir`. As in Kafka, only replicas this broker holds are
 //! listed: a topic or partition it does not hold is left out rather than reported as an error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use kafka_protocol::messages::describe_log_dirs_response::{
@@ -18,11 +18,16 @@ use crate::broker::Broker;
 
 pub fn describe_log_dirs(broker: &Broker, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
     // What was asked for: None is every replica. The request's own size bounds this map.
-    let wanted: Option<BTreeMap<String, Vec<i32>>> = req.topics.map(|topics| {
-        topics
-            .into_iter()
-            .map(|t| (t.topic.0.to_string(), t.partitions))
-            .collect()
+    // Sets: a request may name millions of partitions, each looked up once per local replica.
+    let wanted: Option<HashMap<String, HashSet<i32>>> = req.topics.map(|topics| {
+        let mut wanted: HashMap<String, HashSet<i32>> = HashMap::new();
+        for t in topics {
+            wanted
+                .entry(t.topic.0.to_string())
+                .or_default()
+                .extend(t.partitions);
+        }
+        wanted
     });
     let mut by_topic: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
     for replica in broker.replicas.all() {

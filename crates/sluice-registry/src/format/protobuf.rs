@@ -107,9 +107,10 @@ impl ProtobufSchema {
 
     /// Decodes a payload as the message the indexes name, as JSON: protobuf's JSON mapping
     /// (64-bit integers as strings, enums by name, bytes as base64, well-known types their
-    /// JSON forms), except that fields keep their `.proto` names and fields at their default
-    /// value are shown, so a reader sees every field of the schema. Nesting is bounded by
-    /// prost's decoder (100 levels).
+    /// JSON forms, fields at their default value left out), except that fields keep their
+    /// `.proto` names. Defaults stay out so the document grows with the bytes on the wire: an
+    /// empty sub-message is two bytes, and showing every field of its type would let a small
+    /// record expand without bound. Nesting is bounded by prost's decoder (100 levels).
     pub fn decode_json(
         &self,
         indexes: &[i32],
@@ -122,7 +123,7 @@ impl ProtobufSchema {
             .map_err(|e| format!("not a valid {} message: {e}", desc.full_name()))?;
         let options = prost_reflect::SerializeOptions::new()
             .use_proto_field_name(true)
-            .skip_default_fields(false);
+            .skip_default_fields(true);
         msg.serialize_with_options(serde_json::value::Serializer, &options)
             .map_err(|e| format!("{} cannot be shown as JSON: {e}", desc.full_name()))
     }

@@ -315,3 +315,22 @@ fn avro_zero_size_values_are_bounded() {
         assert_eq!(nulls.validate_payload(&[], b"\x06\x00"), Ok(()));
     });
 }
+
+/// A block of `null`s takes no bytes on the wire: validation allows a generous number, but a
+/// document shown to a person (`decode_json`) allows one value per byte plus 4,096, so a tiny
+/// record cannot expand into a huge JSON array.
+#[test]
+fn shown_avro_values_grow_with_the_bytes() {
+    let schema = ParsedSchema::parse(SchemaType::Avro, r#"{"type":"array","items":"null"}"#, &[])
+        .expect("an array of nulls");
+    // One block of 10,000 nulls (zig-zag varint 20,000 = 0xa0 0x9c 0x01), then the end block.
+    let payload = [0xa0, 0x9c, 0x01, 0x00];
+    assert!(schema.validate_payload(&[], &payload).is_ok());
+    assert!(schema.decode_json(&[], &payload).is_err());
+    // A few nulls are shown.
+    let small = [0x06, 0x00];
+    assert_eq!(
+        schema.decode_json(&[], &small).expect("three nulls"),
+        serde_json::json!([null, null, null])
+    );
+}

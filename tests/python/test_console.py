@@ -162,6 +162,9 @@ def test_every_page_renders_real_data(broker, world, page):
     expect(records.nth(0)).to_contain_text('"item": "widget-5"')
     expect(records.nth(0)).to_contain_text(f"schema {w['schema_id']}")
     shot(page, "messages")
+    # From a time (a datetime-local value, taken as UTC): long ago is the log start.
+    page.goto(ui(broker, f"/topics/{w['topic']}/messages?partition=0&time=2000-01-01T00:00&max=1"))
+    expect(page.locator("#records tbody tr").first.locator("td").first).to_have_text("0")
     # Filters: the value search reaches records past the first fetch.
     page.goto(ui(broker, f"/topics/{w['topic']}/messages?partition=0&key_contains=k37&decode=registry"))
     expect(page.locator("#records tbody tr")).to_have_count(1)
@@ -221,6 +224,9 @@ def test_unknown_things_show_an_error_page(broker, page):
     resp = page.goto(ui(broker, "/topics/no-such-topic-here"))
     assert resp.status == 404
     expect(page.get_by_role("alert")).to_contain_text("no-such-topic-here")
+    resp = page.goto(ui(broker, "/topics/__consumer_offsets/messages?time=yesterday"))
+    assert resp.status == 400
+    expect(page.get_by_role("alert")).to_contain_text("not an ISO 8601 date-time")
 
 
 def test_live_tail_shows_a_record_produced_after_the_page_opened(broker, world, page):

@@ -8,6 +8,7 @@ pub mod assignment;
 pub mod client;
 pub mod cluster;
 pub mod connection;
+pub mod datetime;
 pub mod dlq;
 pub mod error;
 pub mod group_member;
@@ -20,6 +21,7 @@ pub mod reset;
 pub mod versions;
 
 pub use client::{Client, ClientConfig};
+pub use datetime::parse_datetime;
 
 /// Current wall-clock time in Unix milliseconds.
 pub fn now_ms() -> i64 {

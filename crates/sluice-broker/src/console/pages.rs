@@ -76,7 +76,7 @@ pub async fn overview(State(c): C) -> Response {
                 for t in list.iter_mut() {
                     let name = t["name"].as_str().unwrap_or_default();
                     if let (Some(b), Some(e)) = (before.get(name), ends.get(name)) {
-                        let rate = (e - b).max(0) as f64 / secs;
+                        let rate = e.saturating_sub(*b).max(0) as f64 / secs;
                         t["rate"] = json!((rate * 10.0).round() / 10.0);
                     }
                 }
@@ -179,7 +179,7 @@ pub async fn topic(State(c): C, Path(topic): Path<String>) -> Response {
 pub struct Browse {
     partition: Option<String>,
     offset: Option<String>,
-    /// `YYYY-MM-DDTHH:MM[:SS]`, UTC (an HTML `datetime-local` field).
+    /// ISO 8601; without a zone, UTC (an HTML `datetime-local` field sends none).
     time: Option<String>,
     key_contains: Option<String>,
     value_contains: Option<String>,
@@ -217,16 +217,10 @@ pub async fn messages(State(c): C, Path(topic): Path<String>, Query(q): Query<Br
     if let Some(o) = blank(&q.offset) {
         params.push(("offset", o));
     } else if let Some(when) = blank(&q.time) {
-        match parse_utc(&when) {
-            Some(ms) => params.push(("timestamp", ms.to_string())),
-            None => {
-                return c.failed(
-                    nav,
-                    Failure::new(
-                        axum::http::StatusCode::BAD_REQUEST,
-                        format!("{when:?} is not a time (YYYY-MM-DDTHH:MM)"),
-                    ),
-                )
+        match sluice_client::parse_datetime(&when) {
+            Ok(ms) => params.push(("timestamp", ms.to_string())),
+            Err(e) => {
+                return c.failed(nav, Failure::new(axum::http::StatusCode::BAD_REQUEST, e));
             }
         }
     }
@@ -282,18 +276,6 @@ pub async fn messages(State(c): C, Path(topic): Path<String>, Query(q): Query<Br
             error => error,
         },
     )
-}
-
-/// `YYYY-MM-DDTHH:MM[:SS]` as UTC milliseconds since the epoch.
-fn parse_utc(s: &str) -> Option<i64> {
-    [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-    ]
-    .iter()
-    .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
-    .map(|t| t.and_utc().timestamp_millis())
 }
 
 /// `/ui/groups`: consumer groups (share groups have their own page).
@@ -572,13 +554,6 @@ fn schema_diff(old: &str, new: &str) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_browser_times_as_utc() {
-        assert_eq!(parse_utc("1970-01-01T00:01"), Some(60_000));
-        assert_eq!(parse_utc("1970-01-01T00:00:02"), Some(2_000));
-        assert_eq!(parse_utc("yesterday"), None);
-    }
 
     #[test]
     fn diffs_by_line() {

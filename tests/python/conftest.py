@@ -64,12 +64,16 @@ def wait_until(cond, timeout, what, interval=0.05):
 class Broker:
     """One `sluice serve` process; ports and data dir survive restarts."""
 
-    def __init__(self, data_dir: Path, log_dir: Path, extra_args=None):
+    def __init__(self, data_dir: Path, log_dir: Path, extra_args=None, listeners=None, env=None):
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.kafka_port = free_port()
         self.http_port = free_port()
         self.extra_args = list(DEFAULT_EXTRA_ARGS if extra_args is None else extra_args)
+        # Extra `--listener NAME=PROTOCOL://127.0.0.1:PORT`s beside the PLAINTEXT one at
+        # `kafka_port` (which is then a `--listener` too): {name: protocol}.
+        self.listener_ports = {name: (proto, free_port()) for name, proto in (listeners or {}).items()}
+        self.env = dict(env or {})
         self.proc = None
         self.starts = 0
         self.log_paths = []
@@ -77,6 +81,10 @@ class Broker:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"
+
+    def listener(self, name: str) -> str:
+        """host:port of the extra listener `name`."""
+        return f"127.0.0.1:{self.listener_ports[name][1]}"
 
     @property
     def http(self) -> str:
@@ -95,14 +103,21 @@ class Broker:
         log_path = self.log_dir / f"sluice-{self.kafka_port}-{self.starts}.log"
         self.log_paths.append(log_path)
         log = open(log_path, "wb")
+        if self.listener_ports:
+            kafka = ["--listener", f"PLAINTEXT=PLAINTEXT://{self.bootstrap}"]
+            for name, (proto, port) in self.listener_ports.items():
+                kafka += ["--listener", f"{name}={proto}://127.0.0.1:{port}"]
+        else:
+            kafka = ["--kafka-addr", self.bootstrap]
         cmd = [
             sluice_bin(), "serve",
-            "--kafka-addr", self.bootstrap,
+            *kafka,
             "--http-addr", f"127.0.0.1:{self.http_port}",
             "--data-dir", str(self.data_dir),
             *self.extra_args,
         ]
         env = dict(os.environ)
+        env.update(self.env)
         env.setdefault("RUST_LOG", "info")
         env["NO_COLOR"] = "1"
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -171,7 +186,7 @@ TARGET = os.environ.get("SLUICE_TEST_TARGET", "sluice")
 sluice_only = pytest.mark.skipif(TARGET != "sluice", reason=f"Sluice-only (SLUICE_TEST_TARGET={TARGET})")
 
 
-def _new_broker(tmp_root: Path, extra_args=None) -> Broker:
+def _new_broker(tmp_root: Path, extra_args=None, listeners=None, env=None) -> Broker:
     data = tmp_root / f"data-{uuid.uuid4().hex[:8]}"
     data.mkdir(parents=True)
     if TARGET == "kafka":
@@ -179,7 +194,7 @@ def _new_broker(tmp_root: Path, extra_args=None) -> Broker:
 
         b = KafkaRef(data, tmp_root)
     else:
-        b = Broker(data, tmp_root, extra_args)
+        b = Broker(data, tmp_root, extra_args, listeners, env)
     _ALL_BROKERS.append(b)
     return b
 
@@ -208,8 +223,8 @@ def broker_factory(tmp_root, request):
     made = []
     request.node._sluice_brokers = made
 
-    def make(extra_args=None, start=True) -> Broker:
-        b = _new_broker(tmp_root, extra_args)
+    def make(extra_args=None, start=True, listeners=None, env=None) -> Broker:
+        b = _new_broker(tmp_root, extra_args, listeners, env)
         made.append(b)
         return b.start() if start else b
 

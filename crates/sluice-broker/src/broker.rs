@@ -39,9 +39,11 @@ pub fn now_ms() -> i64 {
 
 pub struct Broker {
     pub config: BrokerConfig,
-    /// host and port put in Metadata and FindCoordinator.
-    pub advertised_host: String,
-    pub advertised_port: i32,
+    /// Every Kafka listener's advertised endpoint (the first one is the primary, registered
+    /// as `kafka_host:kafka_port` too).
+    pub listeners: Vec<sluice_controller::ListenerEndpoint>,
+    /// TLS, SASL settings and what they need at runtime (`security/`).
+    pub security: crate::security::Security,
     pub metadata: Metadata,
     /// This node's partition replicas: every append to and read from a user partition.
     pub replicas: Arc<ReplicaManager>,
@@ -71,10 +73,27 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Opens the data directory: replays metadata and offsets, recovers every partition.
+    /// [`Broker::open_with_listeners`] with the one PLAINTEXT listener of `--kafka-addr`,
+    /// bound at `local_kafka_addr` (tests).
     pub async fn open(
         config: BrokerConfig,
         local_kafka_addr: std::net::SocketAddr,
+    ) -> anyhow::Result<Arc<Broker>> {
+        let spec = crate::security::ListenerSpec::plaintext(
+            config.kafka_addr,
+            config.advertised_kafka_addr.clone(),
+        );
+        let listeners = vec![endpoint(&spec, local_kafka_addr)?];
+        let security = crate::security::Security::new(config.security.clone(), &config.data_dir)?;
+        Broker::open_with_listeners(config, listeners, security).await
+    }
+
+    /// Opens the data directory: replays metadata and offsets, recovers every partition.
+    /// `listeners` are the advertised endpoints of the bound Kafka listeners.
+    pub async fn open_with_listeners(
+        config: BrokerConfig,
+        listeners: Vec<sluice_controller::ListenerEndpoint>,
+        security: crate::security::Security,
     ) -> anyhow::Result<Arc<Broker>> {
         if !config.data_dir.is_dir() {
             std::fs::create_dir_all(&config.data_dir)
@@ -83,13 +102,6 @@ impl Broker {
         }
         let now = now_ms();
         let replicas = Arc::new(ReplicaManager::new(config.node_id, &config.data_dir));
-        let (advertised_host, advertised_port) = match &config.advertised_kafka_addr {
-            Some(addr) => parse_host_port(addr)?,
-            None => (
-                local_kafka_addr.ip().to_string(),
-                i32::from(local_kafka_addr.port()),
-            ),
-        };
         // The group coordinator follows `__consumer_offsets-0`: registered before the first
         // reconcile, which may already make this node its leader.
         let data_appended = Arc::new(Notify::new());
@@ -149,8 +161,7 @@ impl Broker {
                 .max_partitions
                 .unwrap_or(crate::limits::MAX_PARTITIONS_DEFAULT),
             replicas.clone(),
-            &advertised_host,
-            advertised_port,
+            &listeners,
             now,
         )
         .await
@@ -239,8 +250,8 @@ impl Broker {
         );
         Ok(Arc::new(Broker {
             config,
-            advertised_host,
-            advertised_port,
+            listeners,
+            security,
             metadata,
             replication: replicas.replication().clone(),
             replicas,
@@ -255,6 +266,16 @@ impl Broker {
             schema_log,
             txn,
         }))
+    }
+
+    /// The endpoint clients of `listener` are told for this broker (the first listener's
+    /// when this broker has no listener of that name).
+    pub fn advertised(&self, listener: &str) -> (String, i32) {
+        self.listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .or(self.listeners.first())
+            .map_or((String::new(), 0), |l| (l.host.clone(), l.port))
     }
 
     /// A single node (node id 1) over `data_dir`, as `sluice serve` opens it (tests).
@@ -338,6 +359,23 @@ fn anyhow_from(e: KafkaError) -> anyhow::Error {
     anyhow::anyhow!(e.message)
 }
 
+/// The advertised endpoint of a listener bound at `local`.
+fn endpoint(
+    spec: &crate::security::ListenerSpec,
+    local: std::net::SocketAddr,
+) -> anyhow::Result<sluice_controller::ListenerEndpoint> {
+    let (host, port) = spec
+        .advertised_endpoint(local)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("listener {}", spec.name))?;
+    Ok(sluice_controller::ListenerEndpoint {
+        name: spec.name.clone(),
+        host,
+        port,
+        security_protocol: spec.protocol.name().to_string(),
+    })
+}
+
 /// Splits "host:port" (IPv6 hosts in brackets).
 pub fn parse_host_port(addr: &str) -> anyhow::Result<(String, i32)> {
     let (host, port) = addr
@@ -382,38 +420,83 @@ pub async fn run(
     config: BrokerConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let kafka_socket = bind_only(config.kafka_addr)
-        .with_context(|| format!("cannot listen for Kafka clients on {}", config.kafka_addr))?;
+    let mut kafka_sockets = Vec::new();
+    let mut endpoints = Vec::new();
+    for spec in config.kafka_listeners() {
+        let socket = bind_only(spec.bind).with_context(|| {
+            format!(
+                "cannot listen for Kafka clients on {} (listener {})",
+                spec.bind, spec.name
+            )
+        })?;
+        let local = socket.local_addr()?;
+        endpoints.push(endpoint(&spec, local)?);
+        kafka_sockets.push((spec, socket, local));
+    }
     let http_socket = bind_only(config.http_addr)
         .with_context(|| format!("cannot listen for HTTP on {}", config.http_addr))?;
-    let local = kafka_socket.local_addr()?;
     let http_local = http_socket.local_addr()?;
     // The HTTP address registered with the controller is the bound one (port 0 resolved).
     let mut config = config;
     config.http_addr = http_local;
-    let broker = Broker::open(config, local).await?;
+    // The process-wide TLS provider (ring; see `security::tls::provider`), for anything that
+    // builds a TLS configuration without naming one.
+    let _ = rustls::crypto::CryptoProvider::install_default(std::sync::Arc::unwrap_or_clone(
+        crate::security::tls::provider(),
+    ));
+    let security = crate::security::Security::new(config.security.clone(), &config.data_dir)?;
+    let broker = Broker::open_with_listeners(config, endpoints, security).await?;
+    crate::security::bootstrap_users(&broker).await?;
+    for (spec, _, local) in &kafka_sockets {
+        tracing::info!(listener = %spec.name, protocol = spec.protocol.name(), address = %local, "Kafka listener");
+    }
     tracing::info!(
-        kafka = %local,
         http = %http_local,
         data_dir = %broker.config.data_dir.display(),
         flush = %broker.config.flush,
         cluster_id = %broker.metadata.cluster.cluster_id(),
         "sluice is serving"
     );
-    let kafka_listener = kafka_socket
-        .listen(LISTEN_BACKLOG)
-        .with_context(|| format!("cannot listen for Kafka clients on {local}"))?;
+    let mut kafka_listeners = Vec::new();
+    for (spec, socket, local) in kafka_sockets {
+        let listener = socket
+            .listen(LISTEN_BACKLOG)
+            .with_context(|| format!("cannot listen for Kafka clients on {local}"))?;
+        kafka_listeners.push((spec, listener));
+    }
     let http_listener = http_socket
         .listen(LISTEN_BACKLOG)
         .with_context(|| format!("cannot listen for HTTP on {http_local}"))?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(server::serve_kafka(
-        broker.clone(),
-        kafka_listener,
-        stop_rx.clone(),
+    // One pool of connections and one of request bytes for every listener.
+    let connection_slots = Arc::new(tokio::sync::Semaphore::new(
+        broker
+            .config
+            .max_connections
+            .min(tokio::sync::Semaphore::MAX_PERMITS),
     ));
+    let memory = server::RequestMemory::new(
+        broker.config.queued_max_request_bytes,
+        broker.metrics.request_memory.clone(),
+    );
+    for (spec, listener) in kafka_listeners {
+        tasks.spawn(server::serve_kafka(
+            broker.clone(),
+            listener,
+            spec,
+            connection_slots.clone(),
+            memory.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    if broker.security.tls.is_some() {
+        tasks.spawn(crate::security::reload_tls_on_sighup(
+            broker.clone(),
+            stop_rx.clone(),
+        ));
+    }
     tasks.spawn(crate::http::serve(
         broker.clone(),
         http_listener,

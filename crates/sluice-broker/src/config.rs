@@ -113,6 +113,23 @@ pub struct BrokerConfig {
     pub broker_session_timeout_ms: u64,
     /// `--broker-heartbeat-interval-ms` (`broker.heartbeat.interval.ms`, default 2000).
     pub broker_heartbeat_interval_ms: u64,
+    /// Listeners, TLS, SASL (`security/`; docs/SECURITY.md).
+    pub security: crate::security::SecurityConfig,
+}
+
+impl BrokerConfig {
+    /// The Kafka listeners to open: `--listener`, or the one PLAINTEXT listener of
+    /// `--kafka-addr` (the zero-config default).
+    pub fn kafka_listeners(&self) -> Vec<crate::security::ListenerSpec> {
+        if self.security.listeners.is_empty() {
+            vec![crate::security::ListenerSpec::plaintext(
+                self.kafka_addr,
+                self.advertised_kafka_addr.clone(),
+            )]
+        } else {
+            self.security.listeners.clone()
+        }
+    }
 }
 
 /// Default `broker.session.timeout.ms`.
@@ -208,6 +225,7 @@ impl Default for BrokerConfig {
             default_replication_factor: None,
             broker_session_timeout_ms: DEFAULT_BROKER_SESSION_TIMEOUT_MS,
             broker_heartbeat_interval_ms: DEFAULT_BROKER_HEARTBEAT_INTERVAL_MS,
+            security: Default::default(),
         }
     }
 }

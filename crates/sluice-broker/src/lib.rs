@@ -38,6 +38,7 @@ pub mod replica_manager;
 pub mod replication;
 pub mod response;
 pub mod schemas;
+pub mod security;
 pub mod server;
 pub mod share;
 pub mod topic_config;

@@ -43,6 +43,22 @@ pub const REGISTRY_FORWARD_TIMEOUT_MS: u64 = 15_000;
 /// write (the request itself is bounded by [`HTTP_MAX_BODY_BYTES`]); a larger one is 50003.
 pub const REGISTRY_FORWARD_MAX_ANSWER_BYTES: u64 = 2 * 1024 * 1024;
 
+// ---- Security (security/, server.rs, handlers/users.rs) ----
+
+/// Kafka's `sasl.server.max.receive.size`: the largest frame a connection may send before it
+/// has authenticated; a larger one closes the connection before it is read.
+pub const SASL_MAX_RECEIVE_BYTES: usize = 512 * 1024;
+/// Time from accept to the end of authentication (the TLS handshake and the SASL exchange);
+/// a client that has not authenticated by then is closed. Kafka has no such bound.
+pub const AUTHENTICATION_TIMEOUT_MS: u64 = 30_000;
+/// Kafka's `connection.failed.authentication.delay.ms`: a failed authentication's answer waits
+/// this long before the connection closes, slowing password guessing.
+pub const FAILED_AUTHENTICATION_DELAY_MS: u64 = 100;
+/// Longest user name a SCRAM credential is stored for.
+pub const MAX_USER_NAME_BYTES: usize = 256;
+/// Largest SCRAM salt stored (clients send 16 to 64 bytes).
+pub const MAX_SCRAM_SALT_BYTES: usize = 256;
+
 // ---- Topics and partitions (metadata.rs, topic_config.rs) ----
 
 /// Partitions in one topic.

@@ -197,6 +197,8 @@ pub struct Metadata {
     pub quotas: crate::quota::Quotas,
     /// The image's client quotas `quotas` was last built from.
     quota_image: parking_lot::Mutex<Vec<sluice_controller::ClientQuotas>>,
+    /// The SCRAM credentials SASL checks logins against, following the image.
+    pub users: crate::security::users::Users,
     /// `--max-partitions`: user partitions this broker will hold.
     max_partitions: usize,
     producer_ids: parking_lot::Mutex<ProducerIds>,
@@ -248,14 +250,22 @@ impl Metadata {
         config: &BrokerConfig,
         max_partitions: usize,
         replicas: Arc<ReplicaManager>,
-        kafka_host: &str,
-        kafka_port: i32,
+        listeners: &[sluice_controller::ListenerEndpoint],
         now_ms: i64,
     ) -> Result<Self, KafkaError> {
         let data_dir = config.data_dir.clone();
         let cluster = Cluster::open(config, &data_dir)
             .await
             .map_err(|e| KafkaError::new(ResponseError::KafkaStorageError, format!("{e:#}")))?;
+        // The first listener is the one older records name (`kafka_host`, `kafka_port`).
+        let Some(first) = listeners.first() else {
+            return Err(KafkaError::new(
+                ResponseError::InvalidConfig,
+                "a broker needs at least one Kafka listener",
+            ));
+        };
+        let (kafka_host, kafka_port) = (first.host.as_str(), first.port);
+        cluster.set_listeners(listeners.to_vec());
         let old = data_dir.join(METADATA_LOG_DIR);
         if cluster.is_single_node() || old.is_dir() {
             cluster
@@ -273,6 +283,7 @@ impl Metadata {
             group_configs: RwLock::new(BTreeMap::new()),
             quotas: crate::quota::Quotas::default(),
             quota_image: parking_lot::Mutex::new(Vec::new()),
+            users: Default::default(),
             max_partitions,
             producer_ids: parking_lot::Mutex::new(ProducerIds {
                 next: 0,
@@ -303,7 +314,13 @@ impl Metadata {
             node_id: replicas.local_id(),
             ..BrokerConfig::default()
         };
-        Self::open(&config, max_partitions, replicas, "127.0.0.1", 9092, now_ms).await
+        let listener = sluice_controller::ListenerEndpoint {
+            name: "PLAINTEXT".into(),
+            host: "127.0.0.1".into(),
+            port: 9092,
+            security_protocol: "PLAINTEXT".into(),
+        };
+        Self::open(&config, max_partitions, replicas, &[listener], now_ms).await
     }
 
     /// Brings the view and the local replicas in line with the image (see the module docs).
@@ -440,6 +457,7 @@ impl Metadata {
                 *quotas = image.client_quotas.clone();
             }
         }
+        self.users.sync(&image.scram_credentials);
         if !deleted.is_empty() {
             if let Some(f) = self.on_topics_deleted.get() {
                 f(deleted);
@@ -1094,6 +1112,44 @@ impl Metadata {
             .map_err(ctrl)?;
         self.synced(index, now_ms).await;
         Ok(())
+    }
+
+    /// Removes and sets SCRAM credentials (checked by the caller), all or none; returns once
+    /// this node applied them.
+    pub async fn alter_scram_credentials(
+        &self,
+        removals: Vec<(String, i8)>,
+        upsertions: Vec<(String, sluice_controller::ScramCredentialInfo)>,
+        now_ms: i64,
+    ) -> Result<(), KafkaError> {
+        let (index, _) = self
+            .cluster
+            .request(CtrlRequest::AlterScramCredentials {
+                removals,
+                upsertions,
+            })
+            .await
+            .map_err(ctrl)?;
+        self.synced(index, now_ms).await;
+        Ok(())
+    }
+
+    /// The SCRAM credentials of the image: per user, each mechanism's code and iterations.
+    pub fn scram_users(&self) -> BTreeMap<String, Vec<(i8, i32)>> {
+        self.cluster.state.read(|img| {
+            img.scram_credentials
+                .iter()
+                .map(|(name, creds)| {
+                    (
+                        name.clone(),
+                        creds
+                            .values()
+                            .map(|c| (c.mechanism, c.iterations))
+                            .collect(),
+                    )
+                })
+                .collect()
+        })
     }
 
     /// Hands out a new producer id, asking the controller for a new block when the current

@@ -18,6 +18,14 @@ pub struct ApiLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// The listener's security protocol (SSL, SASL_PLAINTEXT, SASL_SSL).
+    pub protocol: &'static str,
+    /// TLS (the handshake failed) or SASL.
+    pub stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QuotaLabels {
     /// produce, fetch or request
     pub quota: &'static str,
@@ -89,6 +97,8 @@ pub struct Metrics {
     pub throttled_responses: Family<QuotaLabels, Counter>,
     /// Throttle time handed out, by quota.
     pub throttle_seconds: Family<QuotaLabels, Counter<f64, AtomicU64>>,
+    /// Connections refused at authentication, by listener protocol and stage.
+    pub authentication_failures: Family<AuthLabels, Counter>,
     /// Log cleaner (compaction) rounds finished.
     pub cleaner_rounds: Counter,
     /// Bytes the log cleaner read.
@@ -154,6 +164,7 @@ impl Default for Metrics {
         let dlq_already_copied = Counter::default();
         let throttled_responses = Family::<QuotaLabels, Counter>::default();
         let throttle_seconds = Family::<QuotaLabels, Counter<f64, AtomicU64>>::default();
+        let authentication_failures = Family::<AuthLabels, Counter>::default();
         let cleaner_rounds = Counter::default();
         let cleaner_bytes_read = Counter::default();
         let cleaner_bytes_written = Counter::default();
@@ -256,6 +267,11 @@ impl Default for Metrics {
             throttle_seconds.clone(),
         );
         registry.register(
+            "authentication_failures",
+            "Connections closed because authentication failed (a TLS handshake, or a SASL exchange: wrong password, unknown user, expired token), by listener protocol and stage",
+            authentication_failures.clone(),
+        );
+        registry.register(
             "share_group_in_flight_records",
             "Records a share group holds acquired (locked by a consumer) now, by group and topic",
             share_in_flight.clone(),
@@ -300,6 +316,7 @@ impl Default for Metrics {
             resident_memory,
             throttled_responses,
             throttle_seconds,
+            authentication_failures,
             requests,
             request_seconds,
             bytes_in,
@@ -333,6 +350,13 @@ impl Metrics {
         self.messages_in.remove(&labels);
         self.dlq_depth.remove(&labels);
         self.dlq_oldest_age.remove(&labels);
+    }
+
+    /// A connection whose authentication failed.
+    pub fn authentication_failed(&self, protocol: &'static str, stage: &'static str) {
+        self.authentication_failures
+            .get_or_create(&AuthLabels { protocol, stage })
+            .inc();
     }
 
     /// A response throttled `ms` by the quota named `quota`.

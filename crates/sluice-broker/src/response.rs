@@ -195,20 +195,82 @@ impl ByteBufMut for ResponseBuf {
     }
 }
 
-/// Writes a response frame: its size, then its parts, the file ranges with `sendfile`.
-pub async fn write(wr: &mut BufWriter<OwnedWriteHalf>, response: Response) -> io::Result<()> {
+/// Where a connection's responses go. A plain socket sends file ranges with `sendfile`, from
+/// the page cache without copying; a TLS stream must encrypt every byte, so there the range is
+/// read in pieces of [`TLS_FILE_CHUNK`] and written through it (Kafka's SSL transport copies
+/// the same way).
+pub trait FrameSink: tokio::io::AsyncWrite + Unpin + Send {
+    fn send_file(
+        &mut self,
+        range: &SegmentSlice,
+    ) -> impl std::future::Future<Output = io::Result<()>> + Send;
+}
+
+impl FrameSink for BufWriter<OwnedWriteHalf> {
+    async fn send_file(&mut self, range: &SegmentSlice) -> io::Result<()> {
+        self.flush().await?;
+        send_file(self.get_ref().as_ref(), range).await
+    }
+}
+
+/// Bytes of a segment file read at a time to be written through TLS.
+pub const TLS_FILE_CHUNK: usize = 64 * 1024;
+
+impl<S: tokio::io::AsyncWrite + Send> FrameSink for BufWriter<tokio::io::WriteHalf<S>> {
+    async fn send_file(&mut self, range: &SegmentSlice) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut chunk = vec![0u8; TLS_FILE_CHUNK.min(range.len)];
+        let mut at = range.position;
+        let mut left = range.len;
+        while left > 0 {
+            let n = chunk.len().min(left);
+            // A page-cache read of at most 64 KiB, as the fetch path's header reads are.
+            match range.file.read_at(&mut chunk[..n], at) {
+                // As with sendfile: the frame's size is on the wire, a short file cannot be
+                // made up.
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "segment file ended inside the range being sent",
+                    ))
+                }
+                Ok(read) => {
+                    self.write_all(&chunk[..read]).await?;
+                    at += read as u64;
+                    left -= read;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes a response frame: its size, then its parts, the file ranges through
+/// [`FrameSink::send_file`].
+pub async fn write<W: FrameSink>(wr: &mut W, response: Response) -> io::Result<()> {
     let len = i32::try_from(response.len)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "response over 2 GiB"))?;
     wr.write_i32(len).await?;
     for part in response.parts {
         match part {
             Part::Bytes(b) => wr.write_all(&b).await?,
-            Part::File(range) => {
-                wr.flush().await?;
-                send_file(wr.get_ref().as_ref(), &range).await?;
-            }
+            Part::File(range) => wr.send_file(&range).await?,
         }
     }
+    wr.flush().await
+}
+
+/// Writes one frame of already encoded bytes (the SASL exchange's answers) and flushes it.
+pub async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut W,
+    frame: &[u8],
+) -> io::Result<()> {
+    let len = i32::try_from(frame.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "frame over 2 GiB"))?;
+    wr.write_i32(len).await?;
+    wr.write_all(frame).await?;
     wr.flush().await
 }
 

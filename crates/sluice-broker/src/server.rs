@@ -28,35 +28,51 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify, Semaphore, TryAcquireError};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::broker::Broker;
 use crate::handlers::{self, Handled};
+use crate::response::FrameSink;
+use crate::security::sasl::{SaslSession, SaslSettings, Screen};
+use crate::security::{ListenerSpec, SecurityProtocol};
 
+/// What every connection of one listener shares.
+struct ListenerContext {
+    name: Arc<str>,
+    protocol: SecurityProtocol,
+    sasl: Option<Arc<SaslSettings>>,
+}
+
+/// Accepts the connections of one listener until `stop`. `connection_slots` is shared by
+/// every listener: `max.connections` bounds the broker, not each listener.
 pub async fn serve_kafka(
     broker: Arc<Broker>,
     listener: TcpListener,
+    spec: ListenerSpec,
+    connection_slots: Arc<Semaphore>,
+    memory: Arc<RequestMemory>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let context = Arc::new(ListenerContext {
+        name: Arc::from(spec.name.as_str()),
+        protocol: spec.protocol,
+        sasl: broker.security.sasl_settings(spec.protocol),
+    });
     let mut connections = tokio::task::JoinSet::new();
-    let memory = RequestMemory::new(
-        broker.config.queued_max_request_bytes,
-        broker.metrics.request_memory.clone(),
-    );
     loop {
         tokio::select! {
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if connections.len() >= broker.config.max_connections {
+                    let Ok(slot) = connection_slots.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, limit = broker.config.max_connections, "refusing connection: max.connections reached");
                         drop(stream);
                         continue;
-                    }
+                    };
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection(broker.clone(), stream, peer, memory.clone(), stop.clone()));
+                    connections.spawn(accept(broker.clone(), stream, peer, context.clone(), memory.clone(), stop.clone(), slot));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -70,6 +86,92 @@ pub async fn serve_kafka(
     while connections.join_next().await.is_some() {}
 }
 
+/// A new connection: its TLS handshake (on SSL and SASL_SSL listeners, bounded by the
+/// authentication timeout), its principal if a client certificate names one, then its
+/// request loop.
+async fn accept(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<ListenerContext>,
+    memory: Arc<RequestMemory>,
+    stop: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) {
+    broker.metrics.connections.inc();
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(crate::limits::AUTHENTICATION_TIMEOUT_MS);
+    if !listener.protocol.uses_tls() {
+        let (rd, wr) = stream.into_split();
+        let conn = Conn::new(peer, &listener, crate::security::anonymous());
+        connection(
+            broker.clone(),
+            rd,
+            BufWriter::with_capacity(64 * 1024, wr),
+            conn,
+            listener,
+            deadline,
+            memory,
+            stop,
+        )
+        .await;
+        broker.metrics.connections.dec();
+        return;
+    }
+    let Some(tls) = broker.security.tls.as_ref().map(|t| t.current()) else {
+        tracing::error!(%peer, "closing connection: a TLS listener without TLS settings");
+        broker.metrics.connections.dec();
+        return;
+    };
+    let config = if listener.protocol == SecurityProtocol::Ssl {
+        tls.ssl.clone()
+    } else {
+        tls.sasl_ssl.clone()
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Err(_) => {
+            tracing::info!(%peer, "closing connection: TLS handshake not done within the authentication timeout")
+        }
+        Ok(Err(e)) => {
+            // Untrusted client certificates and clients speaking plaintext to a TLS port end
+            // here; the operator sees why, the client only a failed handshake.
+            tracing::info!(%peer, listener = %listener.name, error = %e, "TLS handshake failed");
+            broker
+                .metrics
+                .authentication_failed(listener.protocol.name(), "TLS");
+        }
+        Ok(Ok(tls_stream)) => {
+            let cn = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|cert| crate::security::tls::certificate_cn(cert));
+            let principal = match cn {
+                Some(cn) if listener.protocol == SecurityProtocol::Ssl => {
+                    sluice_auth::KafkaPrincipal::user(&cn)
+                }
+                _ => crate::security::anonymous(),
+            };
+            let conn = Conn::new(peer, &listener, principal);
+            let (rd, wr) = tokio::io::split(tls_stream);
+            connection(
+                broker.clone(),
+                rd,
+                BufWriter::with_capacity(64 * 1024, wr),
+                conn,
+                listener,
+                deadline,
+                memory,
+                stop,
+            )
+            .await;
+        }
+    }
+    broker.metrics.connections.dec();
+}
+
 /// How long a request still in flight when shutdown starts may take before its connection is
 /// closed unanswered (see the module docs).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -80,27 +182,58 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
-async fn connection(
+/// A connection's identity as the handlers see it.
+type Conn = handlers::Connection;
+
+impl handlers::Connection {
+    fn new(
+        peer: SocketAddr,
+        listener: &ListenerContext,
+        principal: sluice_auth::KafkaPrincipal,
+    ) -> Self {
+        handlers::Connection {
+            peer,
+            listener: listener.name.clone(),
+            principal: Arc::new(principal),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connection<R: AsyncRead + Unpin, W: FrameSink>(
     broker: Arc<Broker>,
-    stream: TcpStream,
-    peer: SocketAddr,
+    rd: R,
+    mut wr: W,
+    mut conn: Conn,
+    listener: Arc<ListenerContext>,
+    auth_deadline: tokio::time::Instant,
     memory: Arc<RequestMemory>,
     mut stop: watch::Receiver<bool>,
 ) {
-    broker.metrics.connections.inc();
-    let (rd, wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    // SASL listeners: nothing but ApiVersions and the SASL exchange until authenticated.
+    let mut sasl = listener.sasl.as_ref().map(|_| SaslSession::default());
     let max = broker.config.max_request_bytes;
     let idle = broker.config.idle_timeout;
     let read_timeout = broker.config.request_read_timeout;
     loop {
+        let authenticated = sasl.as_ref().is_none_or(SaslSession::is_authenticated);
+        // Before authentication the whole exchange must end by the deadline.
+        let wait = if authenticated {
+            idle
+        } else {
+            auth_deadline.saturating_duration_since(tokio::time::Instant::now())
+        };
         let size = tokio::select! {
             biased;
             _ = stopped(&mut stop) => break,
-            r = tokio::time::timeout(idle, rd.read_i32()) => match r {
+            r = tokio::time::timeout(wait, rd.read_i32()) => match r {
+                Err(_) if authenticated => {
+                    tracing::debug!(peer = %conn.peer, "closing idle connection");
+                    break;
+                }
                 Err(_) => {
-                    tracing::debug!(%peer, "closing idle connection");
+                    tracing::info!(peer = %conn.peer, "closing connection: not authenticated within the authentication timeout");
                     break;
                 }
                 Ok(Err(_)) => break,
@@ -108,11 +241,16 @@ async fn connection(
             },
         };
         let (Ok(size), Ok(permits)) = (usize::try_from(size), u32::try_from(size)) else {
-            tracing::warn!(%peer, size, "closing connection: negative request size");
+            tracing::warn!(peer = %conn.peer, size, "closing connection: negative request size");
             break;
         };
+        let max = if authenticated {
+            max
+        } else {
+            max.min(crate::limits::SASL_MAX_RECEIVE_BYTES)
+        };
         if size > max {
-            tracing::warn!(%peer, size, max, "closing connection: request size exceeds socket.request.max.bytes");
+            tracing::warn!(peer = %conn.peer, size, max, authenticated, "closing connection: request size exceeds socket.request.max.bytes (sasl.server.max.receive.size before authentication)");
             break;
         }
         // Reserve the frame's bytes before reading them. Waiting here mutes the connection: its
@@ -136,15 +274,69 @@ async fn connection(
         };
         let frame = match reading {
             Err(_) => {
-                tracing::warn!(%peer, size, timeout_ms = read_timeout.as_millis() as u64,
+                tracing::warn!(peer = %conn.peer, size, timeout_ms = read_timeout.as_millis() as u64,
                     "closing connection: request not received within the request read timeout");
                 break;
             }
             Ok(None) => break,
             Ok(Some(frame)) => frame,
         };
+        if let (Some(session), Some(settings)) = (sasl.as_mut(), listener.sasl.as_ref()) {
+            let Some(nonce) = crate::security::nonce() else {
+                tracing::error!("closing connection: the OS has no entropy source for SASL nonces");
+                break;
+            };
+            let users = broker.metadata.users.table();
+            let screened = session.screen(
+                &frame,
+                settings,
+                users.as_ref(),
+                crate::broker::now_ms(),
+                &nonce,
+            );
+            match screened {
+                Screen::Serve => {
+                    if let Some(p) = session.principal() {
+                        if p != conn.principal.as_ref() {
+                            conn.principal = Arc::new(p.clone());
+                        }
+                    }
+                }
+                Screen::Reply(bytes) => {
+                    drop(reserved);
+                    if session.is_authenticated() {
+                        if let Some(p) = session.principal() {
+                            conn.principal = Arc::new(p.clone());
+                        }
+                    }
+                    if crate::response::write_frame(&mut wr, &bytes).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Screen::Fail { reply, reason } => {
+                    tracing::info!(peer = %conn.peer, listener = %listener.name, %reason, "SASL authentication failed");
+                    broker
+                        .metrics
+                        .authentication_failed(listener.protocol.name(), "SASL");
+                    // Kafka's connection.failed.authentication.delay.ms: slows guessing.
+                    tokio::time::sleep(Duration::from_millis(
+                        crate::limits::FAILED_AUTHENTICATION_DELAY_MS,
+                    ))
+                    .await;
+                    if let Some(reply) = reply {
+                        let _ = crate::response::write_frame(&mut wr, &reply).await;
+                    }
+                    break;
+                }
+                Screen::Close(reason) => {
+                    tracing::info!(peer = %conn.peer, listener = %listener.name, %reason, "closing connection");
+                    break;
+                }
+            }
+        }
         let handled = {
-            let handling = handlers::handle(&broker, frame, peer);
+            let handling = handlers::handle(&broker, frame, &conn);
             tokio::pin!(handling);
             tokio::select! {
                 biased;
@@ -153,7 +345,7 @@ async fn connection(
                     stopped(&mut stop).await;
                     tokio::time::sleep(SHUTDOWN_GRACE).await;
                 } => {
-                    tracing::debug!(%peer, "closing a connection whose request was still waiting at shutdown");
+                    tracing::debug!(peer = %conn.peer, "closing a connection whose request was still waiting at shutdown");
                     break;
                 }
             }
@@ -165,14 +357,14 @@ async fn connection(
             Handled::Respond(response, mute) => {
                 // Flushed at the end: the next request may be a long-polling fetch.
                 if let Err(e) = crate::response::write(&mut wr, response).await {
-                    tracing::debug!(%peer, error = %e, "closing connection: response not sent");
+                    tracing::debug!(peer = %conn.peer, error = %e, "closing connection: response not sent");
                     break;
                 }
                 mute
             }
             Handled::NoResponse(mute) => mute,
             Handled::Close(reason) => {
-                tracing::warn!(%peer, %reason, "closing connection");
+                tracing::warn!(peer = %conn.peer, %reason, "closing connection");
                 break;
             }
         };
@@ -187,7 +379,6 @@ async fn connection(
         }
     }
     let _ = wr.flush().await;
-    broker.metrics.connections.dec();
 }
 
 /// The broker-wide pool of request bytes (`queued.max.request.bytes`).

@@ -18,6 +18,7 @@ pub mod log_dirs;
 pub mod quotas;
 pub mod records;
 pub mod reset;
+pub mod users;
 pub mod versions;
 
 pub use client::{Client, ClientConfig};

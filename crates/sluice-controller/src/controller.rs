@@ -7,7 +7,10 @@ use uuid::Uuid;
 use crate::error::{codes, err, ControllerError};
 use crate::image::{ClusterImage, PartitionInfo};
 use crate::placement::assign_replicas;
-use crate::record::{EntityName, MetadataRecord, NodeId, QuotaEntity, QuotaValue, NO_LEADER};
+use crate::record::{
+    EntityName, ListenerEndpoint, MetadataRecord, NodeId, QuotaEntity, QuotaValue,
+    ScramCredentialInfo, NO_LEADER,
+};
 
 /// Kafka's `broker.session.timeout.ms` default.
 pub const DEFAULT_SESSION_TIMEOUT_MS: i64 = 9_000;
@@ -39,6 +42,10 @@ pub const MAX_TOPIC_NAME_LEN: usize = 249;
 /// The most client-quota entities a cluster holds (each distinct user / client-id pair with
 /// quotas set).
 pub const MAX_CLIENT_QUOTA_ENTITIES: usize = 10_000;
+/// The most Kafka listeners one broker registers.
+pub const MAX_LISTENERS: usize = 16;
+/// The most users with SCRAM credentials a cluster holds (every node keeps them all in memory).
+pub const MAX_SCRAM_USERS: usize = 100_000;
 /// The most quota keys on one entity (Kafka knows four).
 pub const MAX_CLIENT_QUOTA_KEYS: usize = 8;
 /// The longest user or client-id name a quota may be set on (Kafka's protocol STRING limit).
@@ -90,6 +97,8 @@ pub struct RegisterBrokerRequest {
     pub rack: Option<String>,
     /// The advertised HTTP address (`host:port`), if any.
     pub http_addr: Option<String>,
+    /// Every advertised Kafka listener.
+    pub listeners: Vec<ListenerEndpoint>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -603,6 +612,11 @@ impl Controller {
             || too_long(&req.cluster_addr)
             || req.rack.as_deref().is_some_and(too_long)
             || req.http_addr.as_deref().is_some_and(too_long)
+            || req.listeners.len() > MAX_LISTENERS
+            || req
+                .listeners
+                .iter()
+                .any(|l| too_long(&l.name) || too_long(&l.host) || too_long(&l.security_protocol))
             || !(1..=65_535).contains(&req.kafka_port)
         {
             return err(
@@ -635,6 +649,7 @@ impl Controller {
             cluster_addr: req.cluster_addr.clone(),
             rack: req.rack.clone(),
             http_addr: req.http_addr.clone(),
+            listeners: req.listeners.clone(),
         });
         self.touch(req.node_id, req.incarnation_id, now_ms);
         draft.finish(())
@@ -1242,6 +1257,56 @@ impl Controller {
             draft.push(MetadataRecord::ClientQuotasReplaced {
                 entity: entity.clone(),
                 quotas,
+            });
+        }
+        draft.finish(())
+    }
+
+    /// AlterUserScramCredentials (KIP-554): removes and sets SCRAM credentials. The broker
+    /// checked each change (names, mechanisms, iterations, the derived keys) and which users
+    /// are named twice; this checks that removals name credentials that exist and bounds the
+    /// number of users. Every change or none applies.
+    pub fn alter_scram_credentials(
+        &mut self,
+        image: &ClusterImage,
+        removals: &[(String, i8)],
+        upsertions: &[(String, ScramCredentialInfo)],
+    ) -> Decision<()> {
+        for (name, mechanism) in removals {
+            let exists = image
+                .scram_credentials
+                .get(name)
+                .is_some_and(|m| m.contains_key(mechanism));
+            if !exists {
+                return err(
+                    codes::RESOURCE_NOT_FOUND,
+                    format!("Attempt to delete a user credential that does not exist: {name}"),
+                );
+            }
+        }
+        let new_users = upsertions
+            .iter()
+            .map(|(name, _)| name)
+            .filter(|name| !image.scram_credentials.contains_key(*name))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        if image.scram_credentials.len().saturating_add(new_users) > MAX_SCRAM_USERS {
+            return err(
+                codes::UNACCEPTABLE_CREDENTIAL,
+                format!("the cluster already holds SCRAM credentials for {MAX_SCRAM_USERS} users"),
+            );
+        }
+        let mut draft = Draft::new(image);
+        for (name, mechanism) in removals {
+            draft.push(MetadataRecord::UserScramCredentialRemoved {
+                name: name.clone(),
+                mechanism: *mechanism,
+            });
+        }
+        for (name, credential) in upsertions {
+            draft.push(MetadataRecord::UserScramCredential {
+                name: name.clone(),
+                credential: credential.clone(),
             });
         }
         draft.finish(())

@@ -23,6 +23,8 @@ pub mod codes {
     pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
     pub const ELECTION_NOT_NEEDED: i16 = 84;
     pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
+    pub const RESOURCE_NOT_FOUND: i16 = 91;
+    pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
     pub const INVALID_UPDATE_VERSION: i16 = 95;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     pub const DUPLICATE_BROKER_REGISTRATION: i16 = 101;

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::record::{MetadataRecord, NodeId, QuotaEntity, QuotaValue, NO_LEADER};
+use crate::record::{
+    ListenerEndpoint, MetadataRecord, NodeId, QuotaEntity, QuotaValue, ScramCredentialInfo,
+    NO_LEADER,
+};
 
 /// The topic config that allows electing a leader outside the ISR.
 pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
@@ -24,6 +27,10 @@ pub struct BrokerInfo {
     /// older versions have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_addr: Option<String>,
+    /// Every advertised Kafka listener (empty in images of older versions: one PLAINTEXT
+    /// listener at `kafka_host:kafka_port`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerEndpoint>,
     /// The log index of the registration record.
     pub broker_epoch: i64,
     pub fenced: bool,
@@ -32,6 +39,18 @@ pub struct BrokerInfo {
 }
 
 impl BrokerInfo {
+    /// The `host:port` clients of listener `name` are told (Kafka answers Metadata with the
+    /// endpoints of the listener a request came in on). A broker registered without listeners
+    /// (an older version) or without this one answers with its first endpoint.
+    pub fn endpoint(&self, name: &str) -> (&str, i32) {
+        self.listeners
+            .iter()
+            .find(|l| l.name == name)
+            .map_or((self.kafka_host.as_str(), self.kafka_port), |l| {
+                (l.host.as_str(), l.port)
+            })
+    }
+
     /// Kafka's `isActive`: may lead partitions and join ISRs.
     pub fn is_active(&self) -> bool {
         !self.fenced && !self.in_controlled_shutdown
@@ -175,6 +194,8 @@ pub enum Change {
     ProducerIdBlock,
     GroupConfigs(String),
     ClientQuotas,
+    /// A user's SCRAM credentials changed.
+    ScramCredentials,
     /// The decision in this log entry was made against another image: none of its records
     /// applied (the controller must not send its reply).
     DecisionRejected,
@@ -199,6 +220,9 @@ pub struct ClusterImage {
     /// Client quotas by entity, sorted by entity (images of older versions have none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub client_quotas: Vec<ClientQuotas>,
+    /// SCRAM credentials by user, then by mechanism code (images of older versions have none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scram_credentials: BTreeMap<String, BTreeMap<i8, ScramCredentialInfo>>,
     /// The log index of the last record applied.
     pub last_applied: u64,
     /// The log index whose decision was rejected by its [`MetadataRecord::Guard`]: the rest
@@ -256,6 +280,7 @@ impl ClusterImage {
                 cluster_addr,
                 rack,
                 http_addr,
+                listeners,
             } => {
                 if *node_id < 0 {
                     return None;
@@ -272,6 +297,7 @@ impl ClusterImage {
                         cluster_addr: cluster_addr.clone(),
                         rack: rack.clone(),
                         http_addr: http_addr.clone(),
+                        listeners: listeners.clone(),
                         broker_epoch,
                         fenced: true,
                         in_controlled_shutdown: false,
@@ -477,6 +503,21 @@ impl ClusterImage {
                     ),
                 }
                 Some(vec![Change::ClientQuotas])
+            }
+            MetadataRecord::UserScramCredential { name, credential } => {
+                self.scram_credentials
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(credential.mechanism, credential.clone());
+                Some(vec![Change::ScramCredentials])
+            }
+            MetadataRecord::UserScramCredentialRemoved { name, mechanism } => {
+                let user = self.scram_credentials.get_mut(name)?;
+                user.remove(mechanism)?;
+                if user.is_empty() {
+                    self.scram_credentials.remove(name);
+                }
+                Some(vec![Change::ScramCredentials])
             }
         }
     }

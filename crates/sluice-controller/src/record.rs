@@ -37,6 +37,11 @@ pub enum MetadataRecord {
         /// primary forwards writes there). Absent in records of older versions.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         http_addr: Option<String>,
+        /// (Sluice) Every Kafka listener the broker advertises, by name (Kafka's
+        /// `BrokerEndpoint`s); `kafka_host`/`kafka_port` are the first one's. Absent in records
+        /// of older versions (one PLAINTEXT listener).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        listeners: Vec<ListenerEndpoint>,
     },
     /// The node id is removed from the cluster.
     UnregisterBroker { node_id: NodeId },
@@ -111,6 +116,39 @@ pub enum MetadataRecord {
         entity: QuotaEntity,
         quotas: BTreeMap<String, QuotaValue>,
     },
+    /// (KIP-554) A user's SCRAM credential for one mechanism is set, replacing any earlier one.
+    UserScramCredential {
+        name: String,
+        #[serde(flatten)]
+        credential: ScramCredentialInfo,
+    },
+    /// A user's SCRAM credential for one mechanism (Kafka's code) is removed.
+    UserScramCredentialRemoved { name: String, mechanism: i8 },
+}
+
+/// One advertised Kafka listener of a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerEndpoint {
+    pub name: String,
+    pub host: String,
+    pub port: i32,
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    pub security_protocol: String,
+}
+
+/// One stored SCRAM credential: what verifies a login and nothing that allows one. Kafka's
+/// `UserScramCredentialRecord` keeps the salted password, from which a reader of the metadata
+/// log could compute the client key and log in; Sluice keeps StoredKey and ServerKey only
+/// (RFC 5802), derived by the broker from the salted password a client upserts. Byte fields are
+/// standard base64 (the broker checks them before proposing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredentialInfo {
+    /// Kafka's mechanism code: 1 SCRAM-SHA-256, 2 SCRAM-SHA-512.
+    pub mechanism: i8,
+    pub iterations: i32,
+    pub salt: String,
+    pub stored_key: String,
+    pub server_key: String,
 }
 
 /// One part of a client-quota entity: the default for its type, or a name (Kafka's null and

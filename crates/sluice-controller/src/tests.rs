@@ -63,6 +63,7 @@ impl H {
             cluster_addr: format!("h{id}:9093"),
             rack: rack.map(str::to_owned),
             http_addr: Some(format!("h{id}:8081")),
+            listeners: vec![],
         }
     }
 
@@ -1210,6 +1211,7 @@ fn record_json_is_stable() {
         cluster_addr: "h:9093".into(),
         rack: None,
         http_addr: http_addr.map(str::to_owned),
+        listeners: vec![],
     };
     // Without an HTTP address the record is written as older versions wrote it, and their
     // records read back without one.
@@ -1226,6 +1228,70 @@ fn record_json_is_stable() {
         "{text}"
     );
     assert_eq!(serde_json::from_str::<MetadataRecord>(&text).unwrap(), r);
+}
+
+#[test]
+fn scram_credentials_and_listeners_round_trip_and_apply() {
+    let cred = |mechanism: i8| ScramCredentialInfo {
+        mechanism,
+        iterations: 4096,
+        salt: "c2FsdA==".into(),
+        stored_key: "c3RvcmVk".into(),
+        server_key: "c2VydmVy".into(),
+    };
+    let set = MetadataRecord::UserScramCredential {
+        name: "alice".into(),
+        credential: cred(1),
+    };
+    let text = serde_json::to_string(&set).unwrap();
+    assert_eq!(
+        text,
+        r#"{"type":"user_scram_credential","name":"alice","mechanism":1,"iterations":4096,"salt":"c2FsdA==","stored_key":"c3RvcmVk","server_key":"c2VydmVy"}"#
+    );
+    assert_eq!(serde_json::from_str::<MetadataRecord>(&text).unwrap(), set);
+    let mut img = ClusterImage::new();
+    assert_eq!(img.apply(1, &set), vec![Change::ScramCredentials]);
+    let set512 = MetadataRecord::UserScramCredential {
+        name: "alice".into(),
+        credential: cred(2),
+    };
+    assert_eq!(img.apply(2, &set512), vec![Change::ScramCredentials]);
+    assert_eq!(img.scram_credentials["alice"].len(), 2);
+    let mut c = Controller::new(cfg(), &img, 0, 1);
+    // Removing what does not exist is refused whole.
+    let e = c
+        .alter_scram_credentials(&img, &[("bob".into(), 1)], &[])
+        .unwrap_err();
+    assert_eq!(e.code, codes::RESOURCE_NOT_FOUND);
+    let (_, records) = c
+        .alter_scram_credentials(&img, &[("alice".into(), 1), ("alice".into(), 2)], &[])
+        .unwrap();
+    for r in &records {
+        img.apply(3, r);
+    }
+    assert!(img.scram_credentials.is_empty());
+    let listener = ListenerEndpoint {
+        name: "SECURE".into(),
+        host: "kafka.example".into(),
+        port: 9093,
+        security_protocol: "SASL_SSL".into(),
+    };
+    let reg = MetadataRecord::RegisterBroker {
+        node_id: 1,
+        incarnation_id: Uuid::from_u128(2),
+        kafka_host: "h".into(),
+        kafka_port: 9092,
+        cluster_addr: "h:9093".into(),
+        rack: None,
+        http_addr: None,
+        listeners: vec![listener],
+    };
+    let text = serde_json::to_string(&reg).unwrap();
+    assert_eq!(serde_json::from_str::<MetadataRecord>(&text).unwrap(), reg);
+    img.apply(4, &reg);
+    let b = img.broker(1).unwrap();
+    assert_eq!(b.endpoint("SECURE"), ("kafka.example", 9093));
+    assert_eq!(b.endpoint("OTHER"), ("h", 9092));
 }
 
 #[test]

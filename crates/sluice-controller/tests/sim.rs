@@ -432,6 +432,7 @@ impl World {
             // Racks r0/r1, and node 5 without one (mixed racks).
             rack: (n.id != 5).then(|| format!("r{}", n.id % 2)),
             http_addr: None,
+            listeners: vec![],
         };
         if std::env::var("SIM_DEBUG").is_ok() {
             eprintln!(
@@ -776,6 +777,7 @@ impl World {
                     cluster_addr: "stale:1".into(),
                     rack: None,
                     http_addr: None,
+                    listeners: vec![],
                 };
                 match c.register_broker(&old, self.now, &req) {
                     Ok((_, r)) => r,

@@ -41,6 +41,8 @@ enum Command {
     Cluster(cli::cluster::ClusterArgs),
     /// Show, set and remove client quotas (byte rates, request percentage).
     Quota(cli::quota::QuotaArgs),
+    /// Create, delete and list SCRAM users (SASL SCRAM-SHA-256/512 and PLAIN logins).
+    User(cli::user::UserArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Txn(args) => cli::txn::run(args),
         Command::Cluster(args) => cli::cluster::run(args),
         Command::Quota(args) => cli::quota::run(args),
+        Command::User(args) => cli::user::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,7 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
+use sluice_auth::SaslMechanism;
 use sluice_broker::config::HostPattern;
+use sluice_broker::security::tls::{ClientAuth, TlsFiles};
+use sluice_broker::security::{ListenerSpec, OAuthBearerConfig, SecurityConfig};
 use sluice_broker::{BrokerConfig, FlushPolicy};
 
 /// Every setting is optional here so that a missing flag falls through to the file, then to
@@ -142,6 +145,58 @@ pub struct ServeArgs {
     /// [default: 2000]
     #[arg(long, env = "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS")]
     broker_heartbeat_interval_ms: Option<u64>,
+    /// A Kafka listener, NAME=PROTOCOL://HOST:PORT with PROTOCOL one of PLAINTEXT, SSL,
+    /// SASL_PLAINTEXT, SASL_SSL (NAME defaults to the protocol; an empty HOST binds every
+    /// interface). Repeatable or comma-separated; replaces --kafka-addr
+    /// [default: PLAINTEXT://127.0.0.1:9092]
+    #[arg(long, env = "SLUICE_LISTENERS", value_delimiter = ',')]
+    listener: Option<Vec<String>>,
+    /// NAME=HOST:PORT a listener tells clients to connect to; repeatable or comma-separated
+    /// [default: the listener's host as written (the bound address if none) and its port]
+    #[arg(long, env = "SLUICE_ADVERTISED_LISTENERS", value_delimiter = ',')]
+    advertised_listener: Option<Vec<String>>,
+    /// PEM certificate (then its chain) of SSL and SASL_SSL listeners
+    #[arg(long, env = "SLUICE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "SLUICE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates that client certificates must chain to (SSL listeners)
+    #[arg(long, env = "SLUICE_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+    /// Client certificates on SSL listeners (ssl.client.auth): none, requested or required;
+    /// the principal is User:<certificate CN> [default: none]
+    #[arg(long, env = "SLUICE_TLS_CLIENT_AUTH")]
+    tls_client_auth: Option<String>,
+    /// SASL mechanisms SASL listeners offer, comma-separated (PLAIN, SCRAM-SHA-256,
+    /// SCRAM-SHA-512, OAUTHBEARER) [default: PLAIN,SCRAM-SHA-256,SCRAM-SHA-512, and OAUTHBEARER
+    /// when a token validator is configured; PLAIN only on SASL_SSL]
+    #[arg(long, env = "SLUICE_SASL_MECHANISMS", value_delimiter = ',')]
+    sasl_mechanisms: Option<Vec<String>>,
+    /// Offer PLAIN on SASL_PLAINTEXT listeners too, where passwords cross the network in the
+    /// clear [default: false]
+    #[arg(long, env = "SLUICE_ALLOW_PLAIN_WITHOUT_TLS", num_args = 0..=1, default_missing_value = "true")]
+    allow_plain_without_tls: Option<bool>,
+    /// OAUTHBEARER with Kafka's unsecured JWT validator (alg "none": anyone can mint a token;
+    /// development only) [default: false]
+    #[arg(long, env = "SLUICE_SASL_OAUTHBEARER_UNSECURED", num_args = 0..=1, default_missing_value = "true")]
+    sasl_oauthbearer_unsecured: Option<bool>,
+    /// Scopes an OAUTHBEARER token must carry, comma-separated
+    /// (unsecuredValidatorRequiredScope)
+    #[arg(
+        long,
+        env = "SLUICE_SASL_OAUTHBEARER_REQUIRED_SCOPE",
+        value_delimiter = ','
+    )]
+    sasl_oauthbearer_required_scope: Option<Vec<String>>,
+    /// Clock skew allowed when checking a token's exp and iat
+    /// (unsecuredValidatorAllowableClockSkewMs) [default: 0]
+    #[arg(long, env = "SLUICE_SASL_OAUTHBEARER_CLOCK_SKEW_MS")]
+    sasl_oauthbearer_clock_skew_ms: Option<i64>,
+    /// A SASL session ends this long after it authenticated unless the client re-authenticates
+    /// (connections.max.reauth.ms, KIP-368; 0: never, unless its token expires) [default: 0]
+    #[arg(long, env = "SLUICE_CONNECTIONS_MAX_REAUTH_MS")]
+    connections_max_reauth_ms: Option<i64>,
 }
 
 impl ServeArgs {
@@ -204,11 +259,34 @@ impl ServeArgs {
             broker_heartbeat_interval_ms: self
                 .broker_heartbeat_interval_ms
                 .or(file.broker_heartbeat_interval_ms),
+            listener: self.listener.or(file.listener),
+            advertised_listener: self.advertised_listener.or(file.advertised_listener),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_client_ca: self.tls_client_ca.or(file.tls_client_ca),
+            tls_client_auth: self.tls_client_auth.or(file.tls_client_auth),
+            sasl_mechanisms: self.sasl_mechanisms.or(file.sasl_mechanisms),
+            allow_plain_without_tls: self
+                .allow_plain_without_tls
+                .or(file.allow_plain_without_tls),
+            sasl_oauthbearer_unsecured: self
+                .sasl_oauthbearer_unsecured
+                .or(file.sasl_oauthbearer_unsecured),
+            sasl_oauthbearer_required_scope: self
+                .sasl_oauthbearer_required_scope
+                .or(file.sasl_oauthbearer_required_scope),
+            sasl_oauthbearer_clock_skew_ms: self
+                .sasl_oauthbearer_clock_skew_ms
+                .or(file.sasl_oauthbearer_clock_skew_ms),
+            connections_max_reauth_ms: self
+                .connections_max_reauth_ms
+                .or(file.connections_max_reauth_ms),
         }
     }
 
     fn into_config(self) -> anyhow::Result<BrokerConfig> {
         let d = BrokerConfig::default();
+        let security = self.security_config()?;
         let flush = match self.flush {
             Some(f) => f
                 .parse::<FlushPolicy>()
@@ -324,6 +402,7 @@ impl ServeArgs {
             anyhow::bail!("--broker-session-timeout-ms must be at most 3600000, got {broker_session_timeout_ms}");
         }
         Ok(BrokerConfig {
+            security,
             node_id,
             cluster_addr: self.cluster_addr,
             voters,
@@ -391,6 +470,104 @@ impl ServeArgs {
                 .unwrap_or(d.transactional_id_expiration_ms)
                 .max(1),
         })
+    }
+}
+
+impl ServeArgs {
+    /// Listeners, TLS and SASL (docs/SECURITY.md), checked together.
+    fn security_config(&self) -> anyhow::Result<SecurityConfig> {
+        let mut listeners = Vec::new();
+        for l in self.listener.iter().flatten() {
+            listeners.push(
+                ListenerSpec::parse(l)
+                    .map_err(anyhow::Error::msg)
+                    .context("--listener")?,
+            );
+        }
+        if !listeners.is_empty()
+            && (self.kafka_addr.is_some() || self.advertised_kafka_addr.is_some())
+        {
+            anyhow::bail!(
+                "--listener replaces --kafka-addr and --advertised-kafka-addr: give one or the other"
+            );
+        }
+        for a in self.advertised_listener.iter().flatten() {
+            let (name, addr) = sluice_broker::security::listener::parse_advertised(a)
+                .map_err(anyhow::Error::msg)
+                .context("--advertised-listener")?;
+            let Some(l) = listeners.iter_mut().find(|l| l.name == name) else {
+                anyhow::bail!("--advertised-listener names {name}, which no --listener has");
+            };
+            l.advertised = Some(addr);
+        }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+                client_auth: match &self.tls_client_auth {
+                    Some(a) => a
+                        .parse::<ClientAuth>()
+                        .map_err(anyhow::Error::msg)
+                        .context("--tls-client-auth")?,
+                    None => ClientAuth::None,
+                },
+            }),
+            (None, None) => {
+                if self.tls_client_ca.is_some() || self.tls_client_auth.is_some() {
+                    anyhow::bail!(
+                        "--tls-client-ca and --tls-client-auth need --tls-cert and --tls-key"
+                    );
+                }
+                None
+            }
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
+        let sasl_mechanisms = match &self.sasl_mechanisms {
+            Some(names) => Some(
+                names
+                    .iter()
+                    .map(|n| {
+                        SaslMechanism::from_name(n.trim()).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "--sasl-mechanisms: unknown mechanism {n:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)"
+                            )
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+            ),
+            None => None,
+        };
+        let oauthbearer =
+            self.sasl_oauthbearer_unsecured
+                .unwrap_or(false)
+                .then(|| OAuthBearerConfig {
+                    required_scope: self
+                        .sasl_oauthbearer_required_scope
+                        .clone()
+                        .unwrap_or_default(),
+                    allowable_clock_skew_ms: self
+                        .sasl_oauthbearer_clock_skew_ms
+                        .unwrap_or(0)
+                        .max(0),
+                });
+        let bootstrap_users = match std::env::var("SLUICE_BOOTSTRAP_USERS") {
+            Ok(v) => {
+                sluice_broker::security::parse_bootstrap_users(&v).map_err(anyhow::Error::msg)?
+            }
+            Err(_) => Vec::new(),
+        };
+        let config = SecurityConfig {
+            listeners,
+            tls,
+            sasl_mechanisms,
+            allow_plain_without_tls: self.allow_plain_without_tls.unwrap_or(false),
+            oauthbearer,
+            max_reauth_ms: self.connections_max_reauth_ms.unwrap_or(0),
+            bootstrap_users,
+        };
+        config.validate().map_err(anyhow::Error::msg)?;
+        Ok(config)
     }
 }
 

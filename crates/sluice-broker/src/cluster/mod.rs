@@ -199,6 +199,9 @@ pub enum CtrlRequest {
         /// Absent from the requests of older versions.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         http_addr: Option<String>,
+        /// Every advertised Kafka listener (absent from the requests of older versions).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        listeners: Vec<sluice_controller::ListenerEndpoint>,
     },
     Heartbeat {
         node_id: NodeId,
@@ -241,6 +244,11 @@ pub enum CtrlRequest {
     AlterClientQuotas {
         entity: sluice_controller::QuotaEntity,
         changes: BTreeMap<String, Option<f64>>,
+    },
+    /// Removes and sets SCRAM credentials (AlterUserScramCredentials, bootstrap users).
+    AlterScramCredentials {
+        removals: Vec<(String, i8)>,
+        upsertions: Vec<(String, sluice_controller::ScramCredentialInfo)>,
     },
     AllocateProducerIds {
         broker_id: NodeId,
@@ -367,6 +375,8 @@ pub struct Cluster {
     share_rpc: Arc<std::sync::OnceLock<Arc<dyn rpc::Handler>>>,
     /// Set when the broker is registered (the Kafka host/port to register with).
     kafka_endpoint: parking_lot::Mutex<(String, i32)>,
+    /// Every Kafka listener this broker advertises (`--listener`), registered with it.
+    kafka_listeners: parking_lot::Mutex<Vec<sluice_controller::ListenerEndpoint>>,
     seed: u64,
     /// This node's `meta.properties` id (proposed to the image when it registers).
     local_cluster_id: String,
@@ -439,6 +449,7 @@ impl Cluster {
             coordinator_rpc: Arc::new(std::sync::OnceLock::new()),
             share_rpc: Arc::new(std::sync::OnceLock::new()),
             kafka_endpoint: parking_lot::Mutex::new((String::new(), 0)),
+            kafka_listeners: parking_lot::Mutex::new(Vec::new()),
             seed: rand_seed(),
             local_cluster_id,
             http_listener: config.http_addr,
@@ -473,6 +484,11 @@ impl Cluster {
         // A node that is not a voter (broker-only, or a removed voter) asks to be a learner.
         cluster.join_quorum().await?;
         Ok(cluster)
+    }
+
+    /// Every Kafka listener this broker registers with (before it registers).
+    pub fn set_listeners(&self, listeners: Vec<sluice_controller::ListenerEndpoint>) {
+        *self.kafka_listeners.lock() = listeners;
     }
 
     /// The Kafka host and port this broker registers with.
@@ -652,6 +668,7 @@ impl Cluster {
                 cluster_addr,
                 rack,
                 http_addr,
+                listeners,
             } => {
                 let r = RegisterBrokerRequest {
                     node_id,
@@ -661,6 +678,7 @@ impl Cluster {
                     cluster_addr,
                     rack,
                     http_addr,
+                    listeners,
                 };
                 let (i, ()) = self
                     .decide(|c, img, now| c.register_broker(img, now, &r))
@@ -772,6 +790,15 @@ impl Cluster {
             CtrlRequest::AlterClientQuotas { entity, changes } => {
                 let (i, ()) = self
                     .decide(|c, img, _| c.alter_client_quotas(img, &entity, &changes))
+                    .await?;
+                Ok((i, CtrlReply::Done))
+            }
+            CtrlRequest::AlterScramCredentials {
+                removals,
+                upsertions,
+            } => {
+                let (i, ()) = self
+                    .decide(|c, img, _| c.alter_scram_credentials(img, &removals, &upsertions))
                     .await?;
                 Ok((i, CtrlReply::Done))
             }
@@ -983,6 +1010,7 @@ impl Cluster {
     ) -> Result<i64, ControllerError> {
         *self.kafka_endpoint.lock() = (kafka_host.to_string(), kafka_port);
         self.fence_previous_incarnation().await?;
+        let listeners = self.kafka_listeners.lock().clone();
         let (index, _) = self
             .request(CtrlRequest::RegisterBroker {
                 node_id: self.node_id,
@@ -992,6 +1020,7 @@ impl Cluster {
                 cluster_addr: self.cluster_addr.clone().unwrap_or_default(),
                 rack: self.rack.clone(),
                 http_addr: Some(advertised_http_addr(self.http_listener, kafka_host)),
+                listeners,
             })
             .await?;
         let epoch = i64::try_from(index).unwrap_or(i64::MAX);

@@ -17,6 +17,7 @@ fn register(node: i32) -> MetadataRecord {
         cluster_addr: String::new(),
         rack: None,
         http_addr: None,
+        listeners: vec![],
     }
 }
 

@@ -52,8 +52,8 @@ fn opt_s(v: Option<String>) -> Option<kafka_protocol::protocol::StrBytes> {
 type CoordinatorNode = Result<(i32, String, i32), (i16, String)>;
 
 /// The Kafka endpoint of a live broker.
-fn endpoint(broker: &Broker, node: i32) -> Option<(i32, String, i32)> {
-    super::metadata::live_brokers(broker)
+fn endpoint(broker: &Broker, node: i32, listener: &str) -> Option<(i32, String, i32)> {
+    super::metadata::live_brokers(broker, listener)
         .into_iter()
         .find(|b| b.0 == node)
         .map(|(id, host, port, _)| (id, host, port))
@@ -73,6 +73,7 @@ async fn internal_coordinator(
     broker: &Broker,
     topic_name: &str,
     is_loading: impl Fn() -> bool,
+    listener: &str,
 ) -> CoordinatorNode {
     let topic = match broker
         .metadata
@@ -102,7 +103,7 @@ async fn internal_coordinator(
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
-    endpoint(broker, view.leader).ok_or_else(|| {
+    endpoint(broker, view.leader, listener).ok_or_else(|| {
         not_available(format!(
             "the coordinator (node {}) is not live",
             view.leader
@@ -111,29 +112,36 @@ async fn internal_coordinator(
 }
 
 /// Key type 0 (consumer, classic and share groups): the leader of `__consumer_offsets-0`.
-async fn group_coordinator(broker: &Broker) -> CoordinatorNode {
-    internal_coordinator(broker, crate::coordinator::GROUP_TOPIC, || {
-        broker.offsets.is_loading()
-    })
+async fn group_coordinator(broker: &Broker, listener: &str) -> CoordinatorNode {
+    internal_coordinator(
+        broker,
+        crate::coordinator::GROUP_TOPIC,
+        || broker.offsets.is_loading(),
+        listener,
+    )
     .await
 }
 
 /// Key type 1 (transactional ids): the leader of `__transaction_state-0`.
-async fn transaction_coordinator(broker: &Broker) -> CoordinatorNode {
-    internal_coordinator(broker, crate::coordinator::TXN_TOPIC, || {
-        broker.txn.is_loading()
-    })
+async fn transaction_coordinator(broker: &Broker, listener: &str) -> CoordinatorNode {
+    internal_coordinator(
+        broker,
+        crate::coordinator::TXN_TOPIC,
+        || broker.txn.is_loading(),
+        listener,
+    )
     .await
 }
 
 pub async fn find_coordinator(
     broker: &Broker,
     req: FindCoordinatorRequest,
-    version: i16,
+    ctx: &RequestContext,
 ) -> FindCoordinatorResponse {
+    let version = ctx.version;
     let node = match req.key_type {
-        KEY_TYPE_GROUP => group_coordinator(broker).await,
-        KEY_TYPE_TRANSACTION => transaction_coordinator(broker).await,
+        KEY_TYPE_GROUP => group_coordinator(broker, &ctx.listener).await,
+        KEY_TYPE_TRANSACTION => transaction_coordinator(broker, &ctx.listener).await,
         other => Err((
             ResponseError::InvalidRequest.code(),
             format!(

@@ -88,26 +88,27 @@ fn ids(v: &[i32]) -> Vec<BrokerId> {
 
 /// The brokers clients are told about: every registered, unfenced broker (this node alone
 /// before it joined, so a client always has somewhere to go).
-pub fn live_brokers(broker: &Broker) -> Vec<(i32, String, i32, Option<String>)> {
+///
+/// Each broker's address is its endpoint on `listener`, the listener the request came in on
+/// (Kafka's rule: a client on the SASL_SSL listener is sent to the other brokers' SASL_SSL
+/// listeners).
+pub fn live_brokers(broker: &Broker, listener: &str) -> Vec<(i32, String, i32, Option<String>)> {
     let mut out: Vec<_> = broker.metadata.cluster.state.read(|img| {
         img.brokers
             .values()
             .filter(|b| !b.fenced)
             .map(|b| {
-                (
-                    b.node_id,
-                    b.kafka_host.clone(),
-                    b.kafka_port,
-                    b.rack.clone(),
-                )
+                let (host, port) = b.endpoint(listener);
+                (b.node_id, host.to_string(), port, b.rack.clone())
             })
             .collect()
     });
     if out.is_empty() {
+        let (host, port) = broker.advertised(listener);
         out.push((
             broker.config.node_id,
-            broker.advertised_host.clone(),
-            broker.advertised_port,
+            host,
+            port,
             broker.config.rack.clone(),
         ));
     }
@@ -159,7 +160,12 @@ fn error_topic(name: Option<String>, id: Uuid, code: i16) -> MetadataResponseTop
         .with_topic_authorized_operations(OPS_NOT_REQUESTED)
 }
 
-pub async fn metadata(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn metadata(
+    broker: &Broker,
+    req: MetadataRequest,
+    ctx: &super::RequestContext,
+) -> MetadataResponse {
+    let version = ctx.version;
     let with_ops = req.include_topic_authorized_operations;
     // v0 asks for all topics with an empty list; v1+ with null.
     let requested = match req.topics {
@@ -241,7 +247,7 @@ pub async fn metadata(broker: &Broker, req: MetadataRequest, version: i16) -> Me
     };
     MetadataResponse::default()
         .with_brokers(
-            live_brokers(broker)
+            live_brokers(broker, &ctx.listener)
                 .into_iter()
                 .map(|(id, host, port, rack)| {
                     MetadataResponseBroker::default()
@@ -262,13 +268,17 @@ pub async fn metadata(broker: &Broker, req: MetadataRequest, version: i16) -> Me
         })
 }
 
-pub fn describe_cluster(broker: &Broker, req: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn describe_cluster(
+    broker: &Broker,
+    req: DescribeClusterRequest,
+    listener: &str,
+) -> DescribeClusterResponse {
     DescribeClusterResponse::default()
         .with_cluster_id(s(broker.metadata.cluster.cluster_id()))
         .with_controller_id(controller_id(broker))
         .with_endpoint_type(req.endpoint_type)
         .with_brokers(
-            live_brokers(broker)
+            live_brokers(broker, listener)
                 .into_iter()
                 .map(|(id, host, port, rack)| {
                     DescribeClusterBroker::default()

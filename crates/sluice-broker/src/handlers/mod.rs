@@ -74,6 +74,10 @@ macro_rules! served_apis {
             TxnOffsetCommit: throttle,
             DescribeClientQuotas: throttle,
             AlterClientQuotas: throttle,
+            SaslHandshake: none,
+            SaslAuthenticate: none,
+            DescribeUserScramCredentials: throttle,
+            AlterUserScramCredentials: throttle,
         )
     };
 }
@@ -92,6 +96,7 @@ mod quotas;
 mod share;
 mod txn;
 mod txn_offsets;
+mod users;
 
 /// What the connection does with a request. The duration is how long the connection then
 /// reads nothing: a client over its quota is throttled (KIP-219; zero otherwise).
@@ -108,6 +113,18 @@ pub struct RequestContext {
     pub version: i16,
     pub client_id: String,
     pub client_host: String,
+    /// The listener it came in on: Metadata and FindCoordinator answer with that listener's
+    /// addresses.
+    pub listener: std::sync::Arc<str>,
+    /// Who the connection authenticated as (`User:ANONYMOUS` when it did not).
+    pub principal: std::sync::Arc<sluice_auth::KafkaPrincipal>,
+}
+
+/// The connection a request came in on.
+pub struct Connection {
+    pub peer: SocketAddr,
+    pub listener: std::sync::Arc<str>,
+    pub principal: std::sync::Arc<sluice_auth::KafkaPrincipal>,
 }
 
 /// The APIs and versions Sluice implements end to end.
@@ -167,6 +184,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::TxnOffsetCommit, 0, 5),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    // Served by the connection's SASL state on SASL listeners (security/sasl.rs); anywhere
+    // else they are answered ILLEGAL_SASL_STATE, as Kafka does.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -260,7 +283,7 @@ pub fn decode_request(mut frame: Bytes) -> Decoded {
     }
 }
 
-pub async fn handle(broker: &Broker, frame: Bytes, peer: SocketAddr) -> Handled {
+pub async fn handle(broker: &Broker, frame: Bytes, conn: &Connection) -> Handled {
     let started = Instant::now();
     let request_bytes = frame.len();
     let (key, version, correlation_id, header, request) = match decode_request(frame) {
@@ -289,7 +312,9 @@ pub async fn handle(broker: &Broker, frame: Bytes, peer: SocketAddr) -> Handled 
             .as_ref()
             .map(|s| s.to_string())
             .unwrap_or_default(),
-        client_host: format!("/{}", peer.ip()),
+        client_host: format!("/{}", conn.peer.ip()),
+        listener: conn.listener.clone(),
+        principal: conn.principal.clone(),
     };
     // With quotas set, the time the handler runs is measured (the request percentage): the
     // time inside its polls, not the time it waits for a disk, a timer or other clients.
@@ -330,7 +355,7 @@ pub async fn handle(broker: &Broker, frame: Bytes, peer: SocketAddr) -> Handled 
     let throttle = if quotas_on {
         throttle(
             broker,
-            &ctx.client_id,
+            &ctx,
             key,
             request_bytes,
             response.as_mut(),
@@ -366,19 +391,21 @@ pub async fn handle(broker: &Broker, frame: Bytes, peer: SocketAddr) -> Handled 
 /// its request-time throttle, also put in the response's `throttle_time_ms` (Kafka's rule).
 fn throttle(
     broker: &Broker,
-    client_id: &str,
+    ctx: &RequestContext,
     key: ApiKey,
     request_bytes: usize,
     response: Option<&mut ResponseKind>,
     files: &StoredRecords,
     busy: Duration,
 ) -> Duration {
-    use crate::quota::{QuotaType, ANONYMOUS};
+    use crate::quota::QuotaType;
     let quotas = &broker.metadata.quotas;
     let now = crate::broker::now_ms();
     let mut worst = (0, QuotaType::Request);
+    // Kafka's user quota entity is the principal's name (`ANONYMOUS` unauthenticated).
+    let user = ctx.principal.name.as_str();
     let mut record = |t: QuotaType, value: f64| {
-        let ms = quotas.record(t, ANONYMOUS, client_id, value, now);
+        let ms = quotas.record(t, user, &ctx.client_id, value, now);
         if ms > worst.0 {
             worst = (ms, t);
         }
@@ -455,9 +482,29 @@ async fn dispatch(
     use ResponseKind as Rs;
     let v = ctx.version;
     Ok(Some(match request {
+        // On a SASL listener the connection's SASL state answers these before dispatch; here
+        // the listener does not use SASL.
+        Rq::SaslHandshake(_) => Rs::SaslHandshake(
+            kafka_protocol::messages::SaslHandshakeResponse::default().with_error_code(34),
+        ),
+        Rq::SaslAuthenticate(_) => Rs::SaslAuthenticate(
+            kafka_protocol::messages::SaslAuthenticateResponse::default()
+                .with_error_code(34)
+                .with_error_message(Some(StrBytes::from_static_str(
+                    "this listener does not use SASL",
+                ))),
+        ),
+        Rq::DescribeUserScramCredentials(r) => {
+            Rs::DescribeUserScramCredentials(users::describe(broker, r))
+        }
+        Rq::AlterUserScramCredentials(r) => {
+            Rs::AlterUserScramCredentials(users::alter(broker, r).await)
+        }
         Rq::ApiVersions(_) => Rs::ApiVersions(api_versions::handle(broker, v)),
-        Rq::Metadata(r) => Rs::Metadata(metadata::metadata(broker, r, v).await),
-        Rq::DescribeCluster(r) => Rs::DescribeCluster(metadata::describe_cluster(broker, r)),
+        Rq::Metadata(r) => Rs::Metadata(metadata::metadata(broker, r, ctx).await),
+        Rq::DescribeCluster(r) => {
+            Rs::DescribeCluster(metadata::describe_cluster(broker, r, &ctx.listener))
+        }
         Rq::DescribeQuorum(r) => Rs::DescribeQuorum(quorum::describe_quorum(broker, r)),
         Rq::AddRaftVoter(r) => Rs::AddRaftVoter(quorum::add_raft_voter(broker, r).await),
         Rq::RemoveRaftVoter(r) => Rs::RemoveRaftVoter(quorum::remove_raft_voter(broker, r).await),
@@ -499,7 +546,9 @@ async fn dispatch(
             Rs::DescribeTransactions(txn::describe_transactions(broker, r).await)
         }
         Rq::ListTransactions(r) => Rs::ListTransactions(txn::list_transactions(broker, r, v).await),
-        Rq::FindCoordinator(r) => Rs::FindCoordinator(groups::find_coordinator(broker, r, v).await),
+        Rq::FindCoordinator(r) => {
+            Rs::FindCoordinator(groups::find_coordinator(broker, r, ctx).await)
+        }
         Rq::OffsetCommit(r) => Rs::OffsetCommit(groups::offset_commit(broker, r).await),
         Rq::OffsetFetch(r) => Rs::OffsetFetch(groups::offset_fetch(broker, r, v)),
         Rq::TxnOffsetCommit(r) => {
@@ -523,8 +572,10 @@ async fn dispatch(
             Rs::ShareGroupHeartbeat(share::share_group_heartbeat(broker, r, ctx).await)
         }
         Rq::ShareGroupDescribe(r) => Rs::ShareGroupDescribe(share::share_group_describe(broker, r)),
-        Rq::ShareFetch(r) => Rs::ShareFetch(share::share_fetch(broker, r).await),
-        Rq::ShareAcknowledge(r) => Rs::ShareAcknowledge(share::share_acknowledge(broker, r).await),
+        Rq::ShareFetch(r) => Rs::ShareFetch(share::share_fetch(broker, r, &ctx.listener).await),
+        Rq::ShareAcknowledge(r) => {
+            Rs::ShareAcknowledge(share::share_acknowledge(broker, r, &ctx.listener).await)
+        }
         Rq::DescribeShareGroupOffsets(r) => {
             Rs::DescribeShareGroupOffsets(share::describe_share_group_offsets(broker, r).await)
         }

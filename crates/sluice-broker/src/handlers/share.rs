@@ -265,12 +265,14 @@ struct Acquired {
 
 fn node_endpoints_fetch(
     broker: &Broker,
+    listener: &str,
 ) -> Vec<kafka_protocol::messages::share_fetch_response::NodeEndpoint> {
+    let (host, port) = broker.advertised(listener);
     vec![
         kafka_protocol::messages::share_fetch_response::NodeEndpoint::default()
             .with_node_id(BrokerId(broker.config.node_id))
-            .with_host(s(broker.advertised_host.clone()))
-            .with_port(broker.advertised_port),
+            .with_host(s(host))
+            .with_port(port),
     ]
 }
 
@@ -315,7 +317,11 @@ fn group_and_member(
     )
 }
 
-pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchResponse {
+pub async fn share_fetch(
+    broker: &Broker,
+    req: ShareFetchRequest,
+    listener: &str,
+) -> ShareFetchResponse {
     use kafka_protocol::messages::share_fetch_response::{
         AcquiredRecords, LeaderIdAndEpoch, PartitionData, ShareFetchableTopicResponse,
     };
@@ -610,12 +616,13 @@ pub async fn share_fetch(broker: &Broker, req: ShareFetchRequest) -> ShareFetchR
                 })
                 .collect(),
         )
-        .with_node_endpoints(node_endpoints_fetch(broker))
+        .with_node_endpoints(node_endpoints_fetch(broker, listener))
 }
 
 pub async fn share_acknowledge(
     broker: &Broker,
     req: ShareAcknowledgeRequest,
+    listener: &str,
 ) -> ShareAcknowledgeResponse {
     use kafka_protocol::messages::share_acknowledge_response::{
         LeaderIdAndEpoch, NodeEndpoint, PartitionData, ShareAcknowledgeTopicResponse,
@@ -684,10 +691,13 @@ pub async fn share_acknowledge(
                 })
                 .collect(),
         )
-        .with_node_endpoints(vec![NodeEndpoint::default()
-            .with_node_id(BrokerId(broker.config.node_id))
-            .with_host(s(broker.advertised_host.clone()))
-            .with_port(broker.advertised_port)])
+        .with_node_endpoints({
+            let (host, port) = broker.advertised(listener);
+            vec![NodeEndpoint::default()
+                .with_node_id(BrokerId(broker.config.node_id))
+                .with_host(s(host))
+                .with_port(port)]
+        })
 }
 
 /// Offset admin on a share group requires it to be empty (as Kafka: GROUP_NOT_EMPTY /

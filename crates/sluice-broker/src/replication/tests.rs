@@ -142,6 +142,7 @@ impl Cluster {
                     cluster_addr: addr,
                     rack: None,
                     http_addr: None,
+                    listeners: vec![],
                 };
                 let ctl = &mut *ctl;
                 let ((), recs) = ctl.c.register_broker(&ctl.img, ctl.now, &req).unwrap();

@@ -19,6 +19,7 @@ pub mod schema;
 pub mod table;
 pub mod topic;
 pub mod txn;
+pub mod user;
 
 /// Connection and output flags shared by every tool.
 #[derive(Args, Debug, Clone)]

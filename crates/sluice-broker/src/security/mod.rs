@@ -1,0 +1,352 @@
+//! Security (docs/SECURITY.md): listeners and their protocols, TLS, SASL authentication and the
+//! users it checks against.
+//!
+//! - `listener.rs`: `--listener NAME=PROTOCOL://HOST:PORT` and what each protocol asks of a
+//!   connection;
+//! - `tls.rs`: rustls server configurations from PEM files, reloaded on SIGHUP, and the
+//!   principal of a client certificate;
+//! - `sasl.rs`: one connection's SASL state (Kafka's `SaslServerAuthenticator`), IO-free;
+//! - `users.rs`: the SCRAM credentials of the metadata image, as the mechanisms look them up.
+//!
+//! The mechanisms themselves (PLAIN, SCRAM, OAUTHBEARER) are the pure `sluice-auth` crate's.
+
+pub mod listener;
+pub mod sasl;
+pub mod tls;
+pub mod users;
+
+use std::sync::Arc;
+
+#[cfg(test)]
+use std::sync::Arc;
+
+pub use listener::{ListenerSpec, SecurityProtocol};
+use sluice_auth::oauthbearer::UnsecuredJwtValidator;
+use sluice_auth::{ExchangeConfig, KafkaPrincipal, SaslMechanism};
+
+/// `--sasl-oauthbearer-unsecured`: Kafka's unsecured JWT validator (development only: anyone
+/// can mint such a token), with its required scopes and clock skew.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OAuthBearerConfig {
+    pub required_scope: Vec<String>,
+    pub allowable_clock_skew_ms: i64,
+}
+
+/// The security settings of `sluice serve`.
+#[derive(Debug, Clone, Default)]
+pub struct SecurityConfig {
+    /// `--listener` (empty: one PLAINTEXT listener on `--kafka-addr`, the zero-config default).
+    pub listeners: Vec<ListenerSpec>,
+    pub tls: Option<tls::TlsFiles>,
+    /// `--sasl-mechanisms` (None: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, and OAUTHBEARER when a
+    /// validator is configured).
+    pub sasl_mechanisms: Option<Vec<SaslMechanism>>,
+    /// `--allow-plain-without-tls`: offer PLAIN on SASL_PLAINTEXT listeners too.
+    pub allow_plain_without_tls: bool,
+    pub oauthbearer: Option<OAuthBearerConfig>,
+    /// `connections.max.reauth.ms` (0: sessions live as long as their credential).
+    pub max_reauth_ms: i64,
+    /// `SLUICE_BOOTSTRAP_USERS`: users created with SCRAM-SHA-256 and -512 credentials when
+    /// the cluster has no users yet.
+    pub bootstrap_users: Vec<(String, String)>,
+}
+
+impl SecurityConfig {
+    /// Checks the settings together (the flags are parsed one by one); the errors name the
+    /// flags to change.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for l in &self.listeners {
+            if !names.insert(l.name.as_str()) {
+                return Err(format!("--listener: the name {} is used twice", l.name));
+            }
+            if l.protocol.uses_tls() && self.tls.is_none() {
+                return Err(format!(
+                    "--listener {}={}: needs --tls-cert and --tls-key",
+                    l.name,
+                    l.protocol.name()
+                ));
+            }
+        }
+        let explicit = self.sasl_mechanisms.as_deref().unwrap_or(&[]);
+        if explicit.contains(&SaslMechanism::OAuthBearer) && self.oauthbearer.is_none() {
+            return Err(
+                "--sasl-mechanisms names OAUTHBEARER: it needs a token validator \
+                 (--sasl-oauthbearer-unsecured for development)"
+                    .into(),
+            );
+        }
+        if explicit.contains(&SaslMechanism::Plain)
+            && !self.allow_plain_without_tls
+            && self
+                .listeners
+                .iter()
+                .any(|l| l.protocol == SecurityProtocol::SaslPlaintext)
+        {
+            return Err(
+                "--sasl-mechanisms names PLAIN, which sends passwords in the clear on a \
+                 SASL_PLAINTEXT listener: use SASL_SSL, or --allow-plain-without-tls"
+                    .into(),
+            );
+        }
+        if self.max_reauth_ms < 0 {
+            return Err("--connections-max-reauth-ms must be at least 0".into());
+        }
+        Ok(())
+    }
+
+    /// The mechanisms a listener of `protocol` offers.
+    pub fn mechanisms_for(&self, protocol: SecurityProtocol) -> Vec<SaslMechanism> {
+        let default = [
+            SaslMechanism::Plain,
+            SaslMechanism::ScramSha256,
+            SaslMechanism::ScramSha512,
+            SaslMechanism::OAuthBearer,
+        ];
+        self.sasl_mechanisms
+            .clone()
+            .unwrap_or_else(|| default.to_vec())
+            .into_iter()
+            .filter(|m| *m != SaslMechanism::OAuthBearer || self.oauthbearer.is_some())
+            .filter(|m| {
+                *m != SaslMechanism::Plain || protocol.uses_tls() || self.allow_plain_without_tls
+            })
+            .collect()
+    }
+
+    /// True when some listener authenticates its clients (SASL, or client certificates).
+    pub fn authenticates(&self) -> bool {
+        self.listeners.iter().any(|l| {
+            l.protocol.uses_sasl()
+                || (l.protocol == SecurityProtocol::Ssl
+                    && self
+                        .tls
+                        .as_ref()
+                        .is_some_and(|t| t.client_auth != tls::ClientAuth::None))
+        })
+    }
+}
+
+/// What the broker holds for security while it runs.
+pub struct Security {
+    pub config: SecurityConfig,
+    pub tls: Option<tls::Tls>,
+    sasl_plaintext: Arc<sasl::SaslSettings>,
+    sasl_ssl: Arc<sasl::SaslSettings>,
+}
+
+impl Security {
+    /// Loads the TLS files (a bad file stops the start) and the key of SCRAM's mock salts
+    /// from `data_dir`.
+    pub fn new(config: SecurityConfig, data_dir: &std::path::Path) -> anyhow::Result<Security> {
+        let tls = match &config.tls {
+            Some(files) => Some(tls::Tls::load(files.clone())?),
+            None => None,
+        };
+        let mock_salt_key = mock_salt_key(data_dir)?;
+        let settings = |protocol| {
+            Arc::new(sasl::SaslSettings {
+                mechanisms: config.mechanisms_for(protocol),
+                exchange: ExchangeConfig {
+                    oauthbearer: config.oauthbearer.as_ref().map(|o| UnsecuredJwtValidator {
+                        required_scope: o.required_scope.clone(),
+                        allowable_clock_skew_ms: o.allowable_clock_skew_ms,
+                        ..UnsecuredJwtValidator::default()
+                    }),
+                    mock_salt_key: mock_salt_key.clone(),
+                },
+                max_reauth_ms: config.max_reauth_ms,
+            })
+        };
+        Ok(Security {
+            sasl_plaintext: settings(SecurityProtocol::SaslPlaintext),
+            sasl_ssl: settings(SecurityProtocol::SaslSsl),
+            config,
+            tls,
+        })
+    }
+
+    /// The SASL settings of a listener of `protocol` (None: it does not use SASL).
+    pub fn sasl_settings(&self, protocol: SecurityProtocol) -> Option<Arc<sasl::SaslSettings>> {
+        match protocol {
+            SecurityProtocol::SaslPlaintext => Some(self.sasl_plaintext.clone()),
+            SecurityProtocol::SaslSsl => Some(self.sasl_ssl.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// The file holding the key SCRAM derives unknown users' salts from.
+const MOCK_SALT_KEY_FILE: &str = "sasl-mock-salt.key";
+
+/// The key of SCRAM's mock salts: a SCRAM exchange for a user that does not exist answers with
+/// a salt derived from the name and this key, so a prober sees the same salt every time, as for
+/// a real user, and cannot tell the two apart. Random, made once per data directory and kept.
+fn mock_salt_key(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    let path = data_dir.join(MOCK_SALT_KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(key) if key.len() == 32 => return Ok(key),
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "replacing a malformed SCRAM mock-salt key")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let key = random_bytes(32).context("the OS has no entropy source")?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &key).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
+}
+
+/// Kafka's principal of a connection that has not authenticated (PLAINTEXT, or SSL without a
+/// client certificate).
+pub fn anonymous() -> KafkaPrincipal {
+    KafkaPrincipal::user("ANONYMOUS")
+}
+
+/// `n` random bytes from the OS's generator (SCRAM salts and nonces); None if the OS has no
+/// entropy source, and the caller then refuses rather than use a predictable value.
+pub fn random_bytes(n: usize) -> Option<Vec<u8>> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b).ok()?;
+    Some(b)
+}
+
+/// A printable SCRAM server nonce: the hex of 18 random bytes.
+pub fn nonce() -> Option<String> {
+    Some(
+        random_bytes(18)?
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}
+
+/// Iterations of the SCRAM credentials Sluice derives itself (bootstrap users, `sluice user
+/// create`'s default): twice Kafka's minimum.
+pub const DEFAULT_SCRAM_ITERATIONS: u32 = 8192;
+
+/// `SLUICE_BOOTSTRAP_USERS`: on a cluster with no users yet, creates each with SCRAM-SHA-256
+/// and SCRAM-SHA-512 credentials — the way in to a cluster whose every listener authenticates.
+/// Applied once: when any user exists the variable is ignored (a password changed since is
+/// never reset by a restart). A single node applies it before it serves; a cluster node once it
+/// has joined, retrying while the controller is out of reach.
+pub async fn bootstrap_users(broker: &Arc<crate::Broker>) -> anyhow::Result<()> {
+    if broker.security.config.bootstrap_users.is_empty() {
+        return Ok(());
+    }
+    if broker.metadata.cluster.is_single_node() {
+        return apply_bootstrap_users(broker).await;
+    }
+    let broker = broker.clone();
+    tokio::spawn(async move {
+        for _ in 0..120 {
+            match apply_bootstrap_users(&broker).await {
+                Ok(()) => return,
+                Err(e) => tracing::debug!(error = %e, "bootstrap users not applied yet"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        tracing::error!("SLUICE_BOOTSTRAP_USERS could not be applied within 2 minutes");
+    });
+    Ok(())
+}
+
+async fn apply_bootstrap_users(broker: &crate::Broker) -> anyhow::Result<()> {
+    if !broker.metadata.scram_users().is_empty() {
+        tracing::info!("the cluster has users: SLUICE_BOOTSTRAP_USERS is not applied again");
+        return Ok(());
+    }
+    let mut upsertions = Vec::new();
+    for (name, password) in &broker.security.config.bootstrap_users {
+        for mechanism in [
+            sluice_auth::scram::ScramMechanism::Sha256,
+            sluice_auth::scram::ScramMechanism::Sha512,
+        ] {
+            let salt = random_bytes(32)
+                .ok_or_else(|| anyhow::anyhow!("the OS has no entropy source for salts"))?;
+            let credential = sluice_auth::scram::ScramCredential::from_password(
+                mechanism,
+                password.as_bytes(),
+                &salt,
+                DEFAULT_SCRAM_ITERATIONS,
+            );
+            upsertions.push((name.clone(), users::encode(&credential)));
+        }
+    }
+    broker
+        .metadata
+        .alter_scram_credentials(Vec::new(), upsertions, crate::broker::now_ms())
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap users: {}", e.message))?;
+    let names: Vec<&str> = broker
+        .security
+        .config
+        .bootstrap_users
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    tracing::info!(users = ?names, "created the bootstrap users (SCRAM-SHA-256 and SCRAM-SHA-512)");
+    Ok(())
+}
+
+/// Parses `SLUICE_BOOTSTRAP_USERS` (`name:password,...`; a password may hold ':' but not ',').
+pub fn parse_bootstrap_users(s: &str) -> Result<Vec<(String, String)>, String> {
+    s.split(',')
+        .filter(|e| !e.trim().is_empty())
+        .map(|entry| {
+            let (name, password) = entry
+                .split_once(':')
+                .ok_or_else(|| "SLUICE_BOOTSTRAP_USERS entries are name:password".to_string())?;
+            let name = name.trim();
+            if name.is_empty() || name.len() > crate::limits::MAX_USER_NAME_BYTES {
+                return Err(format!(
+                    "SLUICE_BOOTSTRAP_USERS: user names are 1 to {} bytes",
+                    crate::limits::MAX_USER_NAME_BYTES
+                ));
+            }
+            if password.is_empty() {
+                return Err(format!(
+                    "SLUICE_BOOTSTRAP_USERS: {name} has an empty password"
+                ));
+            }
+            Ok((name.to_string(), password.to_string()))
+        })
+        .collect()
+}
+
+/// Reloads the TLS files on every SIGHUP until `stop` (renewed certificates without a
+/// restart). A failed reload keeps the configuration in force and logs why.
+pub async fn reload_tls_on_sighup(
+    broker: Arc<crate::Broker>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(tls) = broker.security.tls.as_ref() else {
+        return;
+    };
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: TLS files will not be reloaded");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            got = hangups.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate, key and client CA"),
+                    Err(e) => tracing::error!(error = format!("{e:#}"), "SIGHUP: TLS files not reloaded; the previous ones stay in force"),
+                }
+            }
+        }
+    }
+}

@@ -44,6 +44,9 @@ pub struct Broker {
     pub listeners: Vec<sluice_controller::ListenerEndpoint>,
     /// TLS, SASL settings and what they need at runtime (`security/`).
     pub security: crate::security::Security,
+    /// The bound address of the Kafka listener the broker's own HTTP API connects to as a
+    /// client: the first PLAINTEXT listener, else the first listener.
+    pub internal_kafka_addr: std::net::SocketAddr,
     pub metadata: Metadata,
     /// This node's partition replicas: every append to and read from a user partition.
     pub replicas: Arc<ReplicaManager>,
@@ -85,7 +88,7 @@ impl Broker {
         );
         let listeners = vec![endpoint(&spec, local_kafka_addr)?];
         let security = crate::security::Security::new(config.security.clone(), &config.data_dir)?;
-        Broker::open_with_listeners(config, listeners, security).await
+        Broker::open_with_listeners(config, listeners, local_kafka_addr, security).await
     }
 
     /// Opens the data directory: replays metadata and offsets, recovers every partition.
@@ -93,6 +96,7 @@ impl Broker {
     pub async fn open_with_listeners(
         config: BrokerConfig,
         listeners: Vec<sluice_controller::ListenerEndpoint>,
+        internal_kafka_addr: std::net::SocketAddr,
         security: crate::security::Security,
     ) -> anyhow::Result<Arc<Broker>> {
         if !config.data_dir.is_dir() {
@@ -252,6 +256,7 @@ impl Broker {
             config,
             listeners,
             security,
+            internal_kafka_addr,
             metadata,
             replication: replicas.replication().clone(),
             replicas,
@@ -445,7 +450,13 @@ pub async fn run(
         crate::security::tls::provider(),
     ));
     let security = crate::security::Security::new(config.security.clone(), &config.data_dir)?;
-    let broker = Broker::open_with_listeners(config, endpoints, security).await?;
+    let internal = kafka_sockets
+        .iter()
+        .find(|(spec, _, _)| spec.protocol == crate::security::SecurityProtocol::Plaintext)
+        .or(kafka_sockets.first())
+        .map(|(_, _, local)| *local)
+        .context("no Kafka listener")?;
+    let broker = Broker::open_with_listeners(config, endpoints, internal, security).await?;
     crate::security::bootstrap_users(&broker).await?;
     for (spec, _, local) in &kafka_sockets {
         tracing::info!(listener = %spec.name, protocol = spec.protocol.name(), address = %local, "Kafka listener");

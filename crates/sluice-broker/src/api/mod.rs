@@ -51,7 +51,7 @@ pub struct Api {
 pub fn router(broker: Arc<Broker>) -> Router {
     let api = Arc::new(Api {
         clients: ClientPool::new(
-            kafka_target(broker.config.kafka_addr),
+            kafka_target(broker.internal_kafka_addr),
             broker.config.idle_timeout,
         ),
         jobs: dlqs::Jobs::default(),

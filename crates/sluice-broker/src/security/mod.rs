@@ -15,10 +15,12 @@ pub mod sasl;
 pub mod tls;
 pub mod users;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 #[cfg(test)]
-use std::sync::Arc;
 
 pub use listener::{ListenerSpec, SecurityProtocol};
 use sluice_auth::oauthbearer::UnsecuredJwtValidator;

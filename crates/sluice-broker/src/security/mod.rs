@@ -20,8 +20,6 @@ mod tests;
 
 use std::sync::Arc;
 
-#[cfg(test)]
-
 pub use listener::{ListenerSpec, SecurityProtocol};
 use sluice_auth::oauthbearer::UnsecuredJwtValidator;
 use sluice_auth::{ExchangeConfig, KafkaPrincipal, SaslMechanism};

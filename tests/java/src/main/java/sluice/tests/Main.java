@@ -11,6 +11,9 @@ import java.util.Arrays;
  * Kafka Streams exactly_once_v2: streams-app, streams-generate, streams-verify (see StreamsEos).
  * Replication: failover-client (tests/cluster/test_client_failover.py), describe-quorum (see Failover).
  * Share-group offset admin: share-offsets-list, share-offsets-alter, share-offsets-delete (see ShareAdmin).
+ * Client quotas through the AdminClient: quotas CLIENT_ID (see ClientQuotas).
+ * Security: sasl-scram CA_PEM ADMIN_USER ADMIN_PASSWORD TOPIC, BOOTSTRAP being a SASL_SSL listener
+ * (SCRAM credentials through the AdminClient, SCRAM logins over TLS; see SaslScram).
  * Prints "CHECK ok: ..." per assertion and "PASSED <scenario>" at the end; exits 1 on a failed
  * check or an error (the message and stack trace on stderr).
  */
@@ -41,6 +44,7 @@ public final class Main {
                 case "share-offsets-alter" -> ShareAdmin.alter(bootstrap, rest);
                 case "share-offsets-delete" -> ShareAdmin.delete(bootstrap, rest);
                 case "quotas" -> ClientQuotas.run(bootstrap, rest[0]);
+                case "sasl-scram" -> SaslScram.run(bootstrap, rest);
                 case "transaction-version" -> System.out.println(Util.transactionVersion(bootstrap));
                 default -> {
                     System.err.println("unknown scenario " + scenario);

@@ -2,6 +2,12 @@
 // Harness for the kafkajs suite: starts the real `sluice` binary on loopback ports with a
 // fresh data dir, waits for /health, stops it by its own pid (SIGTERM, bounded wait, SIGKILL).
 // Binary: $SLUICE_BIN, else $CARGO_TARGET_DIR/release/sluice, else <repo>/target/release/sluice.
+//
+//   new Broker()                               PLAINTEXT on `bootstrap` (--kafka-addr)
+//   new Broker(extraArgs, { listeners, env })  extra `--listener NAME=PROTOCOL://127.0.0.1:PORT`s
+//       listeners: { NAME: PROTOCOL }, e.g. { SASL_SSL: 'SASL_SSL' }: the broker then starts with
+//       `--listener PLAINTEXT=PLAINTEXT://<bootstrap>` plus those (`listener(NAME)` is host:port);
+//       env: extra environment, e.g. { SLUICE_BOOTSTRAP_USERS: 'admin:secret' }.
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -49,8 +55,11 @@ async function waitUntil(cond, timeoutMs, what) {
 }
 
 class Broker {
-  constructor(extraArgs = ['--initial-rebalance-delay-ms', '300']) {
+  constructor(extraArgs = ['--initial-rebalance-delay-ms', '300'], { listeners = {}, env = {} } = {}) {
     this.extraArgs = extraArgs;
+    this.listeners = { ...listeners };
+    this.env = { ...env };
+    this.listenerPorts = {};
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-node-'));
     this.logPath = path.join(this.dir, 'sluice.log');
     this.proc = null;
@@ -60,15 +69,30 @@ class Broker {
     return `127.0.0.1:${this.kafkaPort}`;
   }
 
+  /** host:port of the extra listener `name` (after start()). */
+  listener(name) {
+    const port = this.listenerPorts[name];
+    if (port === undefined) throw new Error(`no listener ${name} (listeners: ${Object.keys(this.listeners)})`);
+    return `127.0.0.1:${port}`;
+  }
+
   async start() {
     this.kafkaPort = await freePort();
     this.httpPort = await freePort();
+    let kafka = ['--kafka-addr', this.bootstrap];
+    if (Object.keys(this.listeners).length > 0) {
+      kafka = ['--listener', `PLAINTEXT=PLAINTEXT://${this.bootstrap}`];
+      for (const [name, protocol] of Object.entries(this.listeners)) {
+        this.listenerPorts[name] = await freePort();
+        kafka.push('--listener', `${name}=${protocol}://${this.listener(name)}`);
+      }
+    }
     const log = fs.openSync(this.logPath, 'a');
-    const args = ['serve', '--kafka-addr', this.bootstrap, '--http-addr', `127.0.0.1:${this.httpPort}`,
+    const args = ['serve', ...kafka, '--http-addr', `127.0.0.1:${this.httpPort}`,
       '--data-dir', path.join(this.dir, 'data'), ...this.extraArgs];
     this.proc = spawn(sluiceBin(), args, {
       stdio: ['ignore', log, log],
-      env: { ...process.env, NO_COLOR: '1', RUST_LOG: process.env.RUST_LOG || 'info' },
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', ...this.env, NO_COLOR: '1' },
     });
     fs.closeSync(log);
     let exited = null;

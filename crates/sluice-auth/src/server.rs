@@ -21,11 +21,14 @@
 //!   message, for brokers that send one.
 //! - **OAUTHBEARER**: a valid token is `Done` at once, with an empty response and the token's
 //!   expiry. An invalid one is `Continue` with Kafka's error JSON; the client then sends a single
-//!   `0x01` and the exchange is `Failed` (RFC 7628 §3.2.3, Kafka's `OAuthBearerSaslServer`). An
-//!   authzid other than the token's principal fails at once. Disabled (no validator configured),
-//!   every token fails.
+//!   `0x01` and the exchange is `Failed` (RFC 7628 §3.2.3, Kafka's `OAuthBearerSaslServer`).
+//!   Anything else in place of the `0x01` fails too (Kafka would take it as a new first message;
+//!   one exchange gets one token here). An authzid other than the token's principal fails at
+//!   once. Disabled (no validator configured), every token fails.
 //!
 //! After `Done` or `Failed`, every further step is `Failed`.
+
+use std::fmt;
 
 use crate::error::AuthError;
 use crate::mechanism::SaslMechanism;
@@ -42,14 +45,23 @@ pub trait CredentialStore {
     fn scram(&self, mechanism: ScramMechanism, user: &str) -> Option<ScramCredential>;
 }
 
-/// The listener's SASL settings an exchange needs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The listener's SASL settings an exchange needs. `Debug` hides the mock-salt key.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ExchangeConfig {
     /// The OAUTHBEARER token validator; `None` disables OAUTHBEARER (every attempt fails).
     pub oauthbearer: Option<UnsecuredJwtValidator>,
     /// The secret SCRAM derives unknown users' mock salts from
     /// ([`ScramServer::with_mock_salt_key`]): the same on every broker and across restarts.
     pub mock_salt_key: Vec<u8>,
+}
+
+impl fmt::Debug for ExchangeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExchangeConfig")
+            .field("oauthbearer", &self.oauthbearer)
+            .field("mock_salt_key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// What the broker does after a token.
@@ -284,3 +296,6 @@ fn spend_like_a_check(password: &str) {
         MIN_ITERATIONS,
     ));
 }
+
+#[cfg(test)]
+mod tests;

@@ -58,16 +58,18 @@ pub const FAILED_AUTHENTICATION_DELAY_MS: u64 = 100;
 pub const MAX_USER_NAME_BYTES: usize = 256;
 /// Largest SCRAM salt stored (clients send 16 to 64 bytes).
 pub const MAX_SCRAM_SALT_BYTES: usize = 256;
-/// Users with SCRAM credentials in a cluster (every node holds them all in memory).
-pub use sluice_controller::MAX_SCRAM_USERS;
-/// SCRAM iterations a credential may have (Kafka's bounds): fewer or more is
-/// UNACCEPTABLE_CREDENTIAL.
-pub use sluice_auth::scram::{MAX_ITERATIONS as SCRAM_MAX_ITERATIONS, MIN_ITERATIONS as SCRAM_MIN_ITERATIONS};
 /// Largest SCRAM and PLAIN client message, and OAUTHBEARER token, an exchange reads; longer
 /// ones fail the authentication.
 pub use sluice_auth::oauthbearer::MAX_TOKEN_LEN as OAUTHBEARER_MAX_TOKEN_BYTES;
 pub use sluice_auth::plain::MAX_MESSAGE_LEN as PLAIN_MAX_MESSAGE_BYTES;
 pub use sluice_auth::scram::MAX_MESSAGE_LEN as SCRAM_MAX_MESSAGE_BYTES;
+/// SCRAM iterations a credential may have (Kafka's bounds): fewer or more is
+/// UNACCEPTABLE_CREDENTIAL.
+pub use sluice_auth::scram::{
+    MAX_ITERATIONS as SCRAM_MAX_ITERATIONS, MIN_ITERATIONS as SCRAM_MIN_ITERATIONS,
+};
+/// Users with SCRAM credentials in a cluster (every node holds them all in memory).
+pub use sluice_controller::MAX_SCRAM_USERS;
 
 // ---- Topics and partitions (metadata.rs, topic_config.rs) ----
 

@@ -12,7 +12,7 @@
 //!   client-first, which would tell an attacker the user does not exist: the server answers with
 //!   a mock salt derived from the user name and a server key
 //!   ([`ScramServer::with_mock_salt_key`]) and [`MIN_ITERATIONS`], and fails at client-final
-//!   with the same [`AuthError::InvalidCredentials`] as a wrong password.
+//!   with the same [`crate::AuthError::InvalidCredentials`] as a wrong password.
 //! - The GS2 flag `y` is accepted as well as `n` (we offer no `-PLUS` mechanism, so a client that
 //!   could bind but thinks we cannot is right); `p=` (channel binding) is refused, and the
 //!   client-final `c=` must be exactly the base64 of the client's GS2 header.

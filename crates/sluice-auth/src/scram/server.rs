@@ -1,5 +1,7 @@
 //! The server half of a SCRAM exchange (Kafka's `ScramSaslServer`).
 
+use std::fmt;
+
 use subtle::{Choice, ConstantTimeEq};
 
 use super::credential::ScramCredential;
@@ -22,8 +24,8 @@ pub struct ScramOutcome {
 
 /// The server side of one SCRAM exchange: [`ScramServer::client_first`] then
 /// [`ScramServer::client_final`], each exactly once. Any error ends the exchange; every later call
-/// is [`AuthError::OutOfOrder`], so a message cannot be replayed into it.
-#[derive(Debug)]
+/// is [`AuthError::OutOfOrder`], so a message cannot be replayed into it. `Debug` shows neither
+/// the mock-salt key nor the credential.
 pub struct ScramServer {
     mechanism: ScramMechanism,
     mock_salt_key: Vec<u8>,
@@ -32,7 +34,6 @@ pub struct ScramServer {
     rejection: Option<&'static str>,
 }
 
-#[derive(Debug)]
 enum State {
     AwaitingClientFirst,
     AwaitingClientFinal(Box<Pending>),
@@ -40,7 +41,6 @@ enum State {
 }
 
 /// What client-final is checked against.
-#[derive(Debug)]
 struct Pending {
     gs2_header: String,
     client_first_bare: String,
@@ -50,6 +50,22 @@ struct Pending {
     credential: ScramCredential,
     /// False when `credential` is the mock one: the exchange then fails at client-final.
     genuine: bool,
+}
+
+impl fmt::Debug for ScramServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::AwaitingClientFirst => "awaiting client-first",
+            State::AwaitingClientFinal(_) => "awaiting client-final",
+            State::Ended => "ended",
+        };
+        f.debug_struct("ScramServer")
+            .field("mechanism", &self.mechanism)
+            .field("state", &state)
+            .field("username", &self.username)
+            .field("rejection", &self.rejection)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ScramServer {
@@ -177,7 +193,12 @@ impl ScramServer {
         if fin.channel_binding != pending.gs2_header.as_bytes() {
             return Err(AuthError::ChannelBindingMismatch);
         }
-        if fin.nonce != pending.nonce {
+        // Kafka's ScramSaslServer accepts a final nonce that ends with the combined nonce, not
+        // only one equal to it; librdkafka before 2.2 (Debian's kcat) sends the client nonce
+        // twice (`cnonce + cnonce + snonce`) and logs in to Kafka that way. Ending with the
+        // combined nonce still proves the client saw this exchange's server nonce, and the
+        // proof covers the message as sent.
+        if !fin.nonce.ends_with(pending.nonce.as_str()) {
             return Err(AuthError::NonceMismatch);
         }
         let len = self.mechanism.key_len();

@@ -1,6 +1,9 @@
 //! Whole SCRAM exchanges: the RFC 7677 vector through both halves, round trips, and every way an
 //! exchange is refused.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
@@ -26,8 +29,17 @@ fn rfc_credential() -> ScramCredential {
     ScramCredential::from_password(ScramMechanism::Sha256, RFC_PASSWORD, &salt, 4096)
 }
 
+/// Made once per process and password: PBKDF2 is slow in debug builds.
 fn credential(mech: ScramMechanism, password: &[u8]) -> ScramCredential {
-    ScramCredential::from_password(mech, password, b"0123456789abcdef", 4096)
+    type Cache = Mutex<HashMap<(ScramMechanism, Vec<u8>), ScramCredential>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap();
+    cache
+        .entry((mech, password.to_vec()))
+        .or_insert_with(|| {
+            ScramCredential::from_password(mech, password, b"0123456789abcdef", 4096)
+        })
+        .clone()
 }
 
 /// Runs a whole exchange between a client with `password` and a server holding `stored` for
@@ -584,4 +596,51 @@ fn mechanism_codes_and_names() {
     assert_eq!(ScramMechanism::from_name("PLAIN"), None);
     assert_eq!(ScramMechanism::Sha256.key_len(), 32);
     assert_eq!(ScramMechanism::Sha512.key_len(), 64);
+}
+
+#[test]
+fn a_final_nonce_ending_with_the_combined_nonce_is_accepted_as_kafka_does() {
+    // librdkafka before 2.2 repeats its own nonce in client-final: r=<cnonce><cnonce><snonce>.
+    // Kafka checks `endsWith`, so those clients log in; so must they here.
+    for mech in [ScramMechanism::Sha256, ScramMechanism::Sha512] {
+        let mut server = ScramServer::new(mech);
+        let bare = "n=alice,r=cn";
+        let first = server
+            .client_first(format!("n,,{bare}").as_bytes(), SNONCE, |_| {
+                Some(credential(mech, b"pw"))
+            })
+            .unwrap();
+        let first = String::from_utf8(first).unwrap();
+        let attr = |k: &str| {
+            first
+                .split(',')
+                .find_map(|a| a.strip_prefix(k))
+                .unwrap()
+                .to_string()
+        };
+        let (nonce, salt, iterations) = (attr("r="), attr("s="), attr("i="));
+        let salt = STANDARD.decode(salt).unwrap();
+        let without_proof = format!("c=biws,r=cn{nonce}");
+        let salted = salted_password(mech, b"pw", &salt, iterations.parse().unwrap());
+        let client_key = crypto::hmac(mech, &salted, &[b"Client Key"]);
+        let stored_key = crypto::hash(mech, &client_key);
+        let auth = format!("{bare},{first},{without_proof}");
+        let signature = crypto::hmac(mech, &stored_key, &[auth.as_bytes()]);
+        let proof = crypto::xor(&client_key, &signature);
+        let fin = format!("{without_proof},p={}", STANDARD.encode(proof));
+        let outcome = server.client_final(fin.as_bytes()).unwrap();
+        assert_eq!(outcome.username, "alice");
+        // A nonce that only starts with the combined one is still refused.
+        let mut server = ScramServer::new(mech);
+        server
+            .client_first(format!("n,,{bare}").as_bytes(), SNONCE, |_| {
+                Some(credential(mech, b"pw"))
+            })
+            .unwrap();
+        let bad = fin.replace(&format!("r=cn{nonce}"), &format!("r={nonce}x"));
+        assert_eq!(
+            server.client_final(bad.as_bytes()).map(|_| ()),
+            Err(AuthError::NonceMismatch)
+        );
+    }
 }

@@ -123,7 +123,9 @@ impl Session {
     fn login_plain(&mut self, user: &str, password: &str) -> Screen {
         let reply = handshake_reply(self.screen(handshake("PLAIN", 1)), 1);
         assert_eq!(reply.error_code, 0);
-        self.screen(authenticate(&sluice_auth::plain::client_message(user, password)))
+        self.screen(authenticate(&sluice_auth::plain::client_message(
+            user, password,
+        )))
     }
 }
 
@@ -289,7 +291,12 @@ fn sasl_authenticate_after_authentication_is_illegal() {
     };
     assert_eq!(authenticate_reply(reply).error_code, 34);
     // Garbage never panics.
-    for junk in [&b""[..], b"\x00", b"\x00\x11\x00\x01", b"\x00\x24\x00\x09zz"] {
+    for junk in [
+        &b""[..],
+        b"\x00",
+        b"\x00\x11\x00\x01",
+        b"\x00\x24\x00\x09zz",
+    ] {
         let mut s = Session::new(0);
         let _ = s.screen(Bytes::copy_from_slice(junk));
     }

@@ -237,8 +237,9 @@ pub fn parse_principal(principal: &str) -> Option<(&str, &str)> {
 }
 
 /// Selects bindings (DescribeAcls, DeleteAcls): Kafka's `AclBindingFilter`, flattened. `None`
-/// fields and the ANY values match everything; see [`matches`](Self::matches).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// fields and the ANY values match everything; see [`matches`](Self::matches). Serde: how a
+/// broker hands DeleteAcls filters to the controller.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AclBindingFilter {
     /// A resource type, or ANY.
     pub resource_type: ResourceType,

@@ -199,6 +199,8 @@ pub struct Metadata {
     quota_image: parking_lot::Mutex<Vec<sluice_controller::ClientQuotas>>,
     /// The SCRAM credentials SASL checks logins against, following the image.
     pub users: crate::security::users::Users,
+    /// The ACL bindings the authorizer checks, following the image.
+    pub acls: crate::security::authz::Acls,
     /// `--max-partitions`: user partitions this broker will hold.
     max_partitions: usize,
     producer_ids: parking_lot::Mutex<ProducerIds>,
@@ -284,6 +286,7 @@ impl Metadata {
             quotas: crate::quota::Quotas::default(),
             quota_image: parking_lot::Mutex::new(Vec::new()),
             users: Default::default(),
+            acls: Default::default(),
             max_partitions,
             producer_ids: parking_lot::Mutex::new(ProducerIds {
                 next: 0,
@@ -458,6 +461,7 @@ impl Metadata {
             }
         }
         self.users.sync(&image.scram_credentials);
+        self.acls.sync(&image.acls);
         if !deleted.is_empty() {
             if let Some(f) = self.on_topics_deleted.get() {
                 f(deleted);
@@ -1132,6 +1136,39 @@ impl Metadata {
             .map_err(ctrl)?;
         self.synced(index, now_ms).await;
         Ok(())
+    }
+
+    /// Adds ACL bindings (validated by the caller); returns once this node applied them.
+    pub async fn create_acls(
+        &self,
+        bindings: Vec<sluice_acl::AclBinding>,
+        now_ms: i64,
+    ) -> Result<(), KafkaError> {
+        let (index, _) = self
+            .cluster
+            .request(CtrlRequest::CreateAcls { bindings })
+            .await
+            .map_err(ctrl)?;
+        self.synced(index, now_ms).await;
+        Ok(())
+    }
+
+    /// Removes the bindings the filters match; returns what each filter removed.
+    pub async fn delete_acls(
+        &self,
+        filters: Vec<sluice_acl::AclBindingFilter>,
+        now_ms: i64,
+    ) -> Result<Vec<Vec<sluice_acl::AclBinding>>, KafkaError> {
+        let (index, reply) = self
+            .cluster
+            .request(CtrlRequest::DeleteAcls { filters })
+            .await
+            .map_err(ctrl)?;
+        self.synced(index, now_ms).await;
+        match reply {
+            crate::cluster::CtrlReply::AclsDeleted(d) => Ok(d),
+            _ => Err(unknown_server("unexpected controller reply to DeleteAcls")),
+        }
     }
 
     /// The SCRAM credentials of the image: per user, each mechanism's code and iterations.

@@ -99,6 +99,8 @@ pub struct Metrics {
     pub throttle_seconds: Family<QuotaLabels, Counter<f64, AtomicU64>>,
     /// Connections refused at authentication, by listener protocol and stage.
     pub authentication_failures: Family<AuthLabels, Counter>,
+    /// Requests (or parts of them) the authorizer denied, by API.
+    pub authorization_denials: Family<ApiLabels, Counter>,
     /// Log cleaner (compaction) rounds finished.
     pub cleaner_rounds: Counter,
     /// Bytes the log cleaner read.
@@ -165,6 +167,7 @@ impl Default for Metrics {
         let throttled_responses = Family::<QuotaLabels, Counter>::default();
         let throttle_seconds = Family::<QuotaLabels, Counter<f64, AtomicU64>>::default();
         let authentication_failures = Family::<AuthLabels, Counter>::default();
+        let authorization_denials = Family::<ApiLabels, Counter>::default();
         let cleaner_rounds = Counter::default();
         let cleaner_bytes_read = Counter::default();
         let cleaner_bytes_written = Counter::default();
@@ -272,6 +275,11 @@ impl Default for Metrics {
             authentication_failures.clone(),
         );
         registry.register(
+            "authorization_denials",
+            "Operations the authorizer denied (each also an audit log line), by API",
+            authorization_denials.clone(),
+        );
+        registry.register(
             "share_group_in_flight_records",
             "Records a share group holds acquired (locked by a consumer) now, by group and topic",
             share_in_flight.clone(),
@@ -317,6 +325,7 @@ impl Default for Metrics {
             throttled_responses,
             throttle_seconds,
             authentication_failures,
+            authorization_denials,
             requests,
             request_seconds,
             bytes_in,
@@ -356,6 +365,13 @@ impl Metrics {
     pub fn authentication_failed(&self, protocol: &'static str, stage: &'static str) {
         self.authentication_failures
             .get_or_create(&AuthLabels { protocol, stage })
+            .inc();
+    }
+
+    /// An operation the authorizer denied.
+    pub fn authorization_denied(&self, api: &'static str) {
+        self.authorization_denials
+            .get_or_create(&ApiLabels { api })
             .inc();
     }
 

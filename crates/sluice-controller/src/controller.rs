@@ -1312,6 +1312,65 @@ impl Controller {
         draft.finish(())
     }
 
+    /// CreateAcls: adds the bindings (the broker validated each). A binding that exists already
+    /// is not added again (Kafka's answer is success either way); past [`sluice_acl::MAX_ACLS`]
+    /// the whole request is refused.
+    pub fn create_acls(
+        &mut self,
+        image: &ClusterImage,
+        bindings: &[sluice_acl::AclBinding],
+    ) -> Decision<()> {
+        let existing: std::collections::HashSet<&sluice_acl::AclBinding> =
+            image.acls.values().collect();
+        let mut fresh: Vec<&sluice_acl::AclBinding> = Vec::new();
+        for b in bindings {
+            if !existing.contains(b) && !fresh.contains(&b) {
+                fresh.push(b);
+            }
+        }
+        if image.acls.len().saturating_add(fresh.len()) > sluice_acl::MAX_ACLS {
+            return err(
+                codes::INVALID_REQUEST,
+                format!("the cluster already holds {} ACLs (at most {})", image.acls.len(), sluice_acl::MAX_ACLS),
+            );
+        }
+        let base = image.last_applied.saturating_mul(1 << 16);
+        let mut draft = Draft::new(image);
+        for (i, b) in fresh.into_iter().enumerate() {
+            draft.push(MetadataRecord::AclCreated {
+                id: base.saturating_add(i as u64),
+                binding: b.clone(),
+            });
+        }
+        draft.finish(())
+    }
+
+    /// DeleteAcls: removes every binding each filter matches; the reply lists them per filter
+    /// (a binding matched by two filters is listed under both, removed once).
+    pub fn delete_acls(
+        &mut self,
+        image: &ClusterImage,
+        filters: &[sluice_acl::AclBindingFilter],
+    ) -> Decision<Vec<Vec<sluice_acl::AclBinding>>> {
+        let mut removed = std::collections::BTreeSet::new();
+        let mut per_filter = Vec::with_capacity(filters.len());
+        for f in filters {
+            let mut matched = Vec::new();
+            for (id, b) in &image.acls {
+                if f.matches(b) {
+                    matched.push(b.clone());
+                    removed.insert(*id);
+                }
+            }
+            per_filter.push(matched);
+        }
+        let mut draft = Draft::new(image);
+        for id in removed {
+            draft.push(MetadataRecord::AclRemoved { id });
+        }
+        draft.finish(per_filter)
+    }
+
     /// AllocateProducerIds: the next block of producer ids for a registered broker.
     pub fn allocate_producer_id_block(
         &mut self,

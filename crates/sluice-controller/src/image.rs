@@ -196,6 +196,8 @@ pub enum Change {
     ClientQuotas,
     /// A user's SCRAM credentials changed.
     ScramCredentials,
+    /// ACL bindings were created or removed.
+    Acls,
     /// The decision in this log entry was made against another image: none of its records
     /// applied (the controller must not send its reply).
     DecisionRejected,
@@ -223,6 +225,9 @@ pub struct ClusterImage {
     /// SCRAM credentials by user, then by mechanism code (images of older versions have none).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scram_credentials: BTreeMap<String, BTreeMap<i8, ScramCredentialInfo>>,
+    /// ACL bindings by id (images of older versions have none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub acls: BTreeMap<u64, sluice_acl::AclBinding>,
     /// The log index of the last record applied.
     pub last_applied: u64,
     /// The log index whose decision was rejected by its [`MetadataRecord::Guard`]: the rest
@@ -510,6 +515,17 @@ impl ClusterImage {
                     .or_default()
                     .insert(credential.mechanism, credential.clone());
                 Some(vec![Change::ScramCredentials])
+            }
+            MetadataRecord::AclCreated { id, binding } => {
+                if self.acls.contains_key(id) {
+                    return None;
+                }
+                self.acls.insert(*id, binding.clone());
+                Some(vec![Change::Acls])
+            }
+            MetadataRecord::AclRemoved { id } => {
+                self.acls.remove(id)?;
+                Some(vec![Change::Acls])
             }
             MetadataRecord::UserScramCredentialRemoved { name, mechanism } => {
                 let user = self.scram_credentials.get_mut(name)?;

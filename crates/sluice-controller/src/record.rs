@@ -124,6 +124,12 @@ pub enum MetadataRecord {
     },
     /// A user's SCRAM credential for one mechanism (Kafka's code) is removed.
     UserScramCredentialRemoved { name: String, mechanism: i8 },
+    /// An ACL binding is created (Kafka's `AccessControlEntryRecord`). `id` is the decision's
+    /// base index times 2^16 plus the binding's place in it: unique, as every decision has
+    /// its own base.
+    AclCreated { id: u64, binding: sluice_acl::AclBinding },
+    /// The ACL binding with this id is removed (`RemoveAccessControlEntryRecord`).
+    AclRemoved { id: u64 },
 }
 
 /// One advertised Kafka listener of a broker.

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use sluice_auth::SaslMechanism;
 use sluice_broker::config::HostPattern;
 use sluice_broker::security::tls::{ClientAuth, TlsFiles};
+use sluice_broker::security::authz::AuthorizerSettings;
 use sluice_broker::security::{ListenerSpec, OAuthBearerConfig, SecurityConfig};
 use sluice_broker::{BrokerConfig, FlushPolicy};
 
@@ -197,6 +198,18 @@ pub struct ServeArgs {
     /// (connections.max.reauth.ms, KIP-368; 0: never, unless its token expires) [default: 0]
     #[arg(long, env = "SLUICE_CONNECTIONS_MAX_REAUTH_MS")]
     connections_max_reauth_ms: Option<i64>,
+    /// ACL authorization of every request, Kafka's StandardAuthorizer semantics: on or off
+    /// [default: off]
+    #[arg(long, env = "SLUICE_AUTHORIZER")]
+    authorizer: Option<String>,
+    /// A principal (User:NAME) every ACL check allows (super.users); repeatable or
+    /// comma-separated. Required with --authorizer on
+    #[arg(long, env = "SLUICE_SUPERUSERS", value_delimiter = ',')]
+    superuser: Option<Vec<String>>,
+    /// Allow an operation on a resource that has no ACL at all
+    /// (allow.everyone.if.no.acl.found) [default: false]
+    #[arg(long, env = "SLUICE_ALLOW_EVERYONE_IF_NO_ACL_FOUND", num_args = 0..=1, default_missing_value = "true")]
+    allow_everyone_if_no_acl_found: Option<bool>,
 }
 
 impl ServeArgs {
@@ -281,6 +294,11 @@ impl ServeArgs {
             connections_max_reauth_ms: self
                 .connections_max_reauth_ms
                 .or(file.connections_max_reauth_ms),
+            authorizer: self.authorizer.or(file.authorizer),
+            superuser: self.superuser.or(file.superuser),
+            allow_everyone_if_no_acl_found: self
+                .allow_everyone_if_no_acl_found
+                .or(file.allow_everyone_if_no_acl_found),
         }
     }
 
@@ -565,6 +583,25 @@ impl ServeArgs {
             oauthbearer,
             max_reauth_ms: self.connections_max_reauth_ms.unwrap_or(0),
             bootstrap_users,
+            authorizer: AuthorizerSettings {
+                enabled: match self.authorizer.as_deref() {
+                    None | Some("off") => false,
+                    Some("on") => true,
+                    Some(other) => anyhow::bail!("--authorizer must be on or off, got {other:?}"),
+                },
+                config: sluice_acl::AuthorizerConfig {
+                    super_users: self
+                        .superuser
+                        .iter()
+                        .flatten()
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                    allow_everyone_if_no_acl_found: self
+                        .allow_everyone_if_no_acl_found
+                        .unwrap_or(false),
+                },
+            },
         };
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)

@@ -245,6 +245,10 @@ pub enum CtrlRequest {
         entity: sluice_controller::QuotaEntity,
         changes: BTreeMap<String, Option<f64>>,
     },
+    /// Adds ACL bindings (CreateAcls; validated by the broker).
+    CreateAcls { bindings: Vec<sluice_acl::AclBinding> },
+    /// Removes the ACL bindings the filters match (DeleteAcls).
+    DeleteAcls { filters: Vec<sluice_acl::AclBindingFilter> },
     /// Removes and sets SCRAM credentials (AlterUserScramCredentials, bootstrap users).
     AlterScramCredentials {
         removals: Vec<(String, i8)>,
@@ -321,6 +325,8 @@ pub enum CtrlReply {
     },
     /// Per partition: (topic, partition, error code, message).
     PartitionResults(Vec<(String, i32, i16, String)>),
+    /// DeleteAcls: the bindings each filter removed.
+    AclsDeleted(Vec<Vec<sluice_acl::AclBinding>>),
 }
 
 type WireResult = Result<(u64, CtrlReply), (i16, String)>;
@@ -792,6 +798,18 @@ impl Cluster {
                     .decide(|c, img, _| c.alter_client_quotas(img, &entity, &changes))
                     .await?;
                 Ok((i, CtrlReply::Done))
+            }
+            CtrlRequest::CreateAcls { bindings } => {
+                let (i, ()) = self
+                    .decide(|c, img, _| c.create_acls(img, &bindings))
+                    .await?;
+                Ok((i, CtrlReply::Done))
+            }
+            CtrlRequest::DeleteAcls { filters } => {
+                let (i, deleted) = self
+                    .decide(|c, img, _| c.delete_acls(img, &filters))
+                    .await?;
+                Ok((i, CtrlReply::AclsDeleted(deleted)))
             }
             CtrlRequest::AlterScramCredentials {
                 removals,

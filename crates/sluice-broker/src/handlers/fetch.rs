@@ -171,19 +171,20 @@ fn refused_topics(
 pub async fn handle(
     broker: &Broker,
     req: FetchRequest,
-    version: i16,
+    ctx: &super::RequestContext,
 ) -> (FetchResponse, StoredRecords) {
     let mut files = StoredRecords::default();
-    let response = answer(broker, req, version, &mut files).await;
+    let response = answer(broker, req, ctx, &mut files).await;
     (response, files)
 }
 
 async fn answer(
     broker: &Broker,
     req: FetchRequest,
-    version: i16,
+    ctx: &super::RequestContext,
     files: &mut StoredRecords,
 ) -> FetchResponse {
+    let version = ctx.version;
     // Replica fetches come only through cluster RPC service 2 (`replication/leader.rs`); a
     // client on the Kafka port posing as a replica is answered as Kafka answers a fetcher that
     // is not a replica of the partition: NOT_LEADER_OR_FOLLOWER, or UNKNOWN_LEADER_EPOCH when it
@@ -305,11 +306,27 @@ async fn answer(
     let wait =
         Duration::from_millis(req.max_wait_ms.clamp(0, crate::limits::MAX_FETCH_WAIT_MS) as u64);
     let deadline = tokio::time::Instant::now() + wait;
+    // READ on each topic, checked once per request (a session's partitions included); a topic
+    // known only by an id that resolves to nothing has no name to check (ids are not
+    // sensitive: it is answered UNKNOWN_TOPIC_ID).
+    let allowed: Vec<bool> = wanted
+        .iter()
+        .map(|w| {
+            w.name().is_empty()
+                || crate::security::authz::authorize(
+                    broker,
+                    ctx,
+                    sluice_acl::AclOperation::Read,
+                    sluice_acl::ResourceType::Topic,
+                    w.name(),
+                )
+        })
+        .collect();
     let mut responses = loop {
         // Register for wake-ups before reading, so an append in between is not missed.
         let appended = broker.data_appended.notified();
         let (responses, read, bytes, any_error) =
-            read_once(broker, &wanted, max_bytes, version, read_committed);
+            read_once(broker, &wanted, &allowed, max_bytes, version, read_committed);
         *files = read;
         if bytes >= min_bytes
             || any_error
@@ -367,6 +384,7 @@ async fn answer(
 fn read_once(
     broker: &Broker,
     wanted: &[Wanted],
+    allowed: &[bool],
     max_bytes: usize,
     version: i16,
     read_committed: bool,
@@ -376,7 +394,24 @@ fn read_once(
     let mut total = 0usize;
     let mut any_error = false;
     let mut responses = Vec::with_capacity(wanted.len());
-    for w in wanted {
+    for (w, allowed) in wanted.iter().zip(allowed) {
+        if !allowed {
+            any_error = true;
+            responses.push(
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(s(w.name().to_string())))
+                    .with_topic_id(w.id())
+                    .with_partitions(
+                        w.partitions
+                            .iter()
+                            .map(|p| {
+                                partition_data(p.index, ResponseError::TopicAuthorizationFailed.code())
+                            })
+                            .collect(),
+                    ),
+            );
+            continue;
+        }
         // Deleted (or deleted and recreated) while this request waited: unknown now.
         let topic = w.topic.as_ref().filter(|t| {
             broker

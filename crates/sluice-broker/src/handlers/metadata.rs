@@ -17,16 +17,22 @@ use uuid::Uuid;
 use super::s;
 use crate::broker::{now_ms, Broker};
 use crate::metadata::Topic;
+use crate::security::authz::{authorize, authorized_operations, permits};
 use crate::topic_config::TopicConfigs;
+use sluice_acl::{AclOperation, ResourceType, CLUSTER_NAME};
 
 /// Kafka's "authorized operations not requested" marker.
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
-/// Without ACLs every client may do everything: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
-/// DESCRIBE_CONFIGS, ALTER_CONFIGS (bits as in Kafka's AclOperation codes).
-const ALL_TOPIC_OPS: i32 =
-    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-const ALL_CLUSTER_OPS: i32 =
-    (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+/// The principal's authorized operations on a topic (Kafka's bit field), or the "not
+/// requested" marker.
+fn topic_ops(broker: &Broker, ctx: &super::RequestContext, name: &str, requested: bool) -> i32 {
+    if requested {
+        authorized_operations(broker, ctx, ResourceType::Topic, name)
+    } else {
+        OPS_NOT_REQUESTED
+    }
+}
 
 /// One partition as the metadata image has it, as clients are told.
 pub struct PartitionView {
@@ -126,7 +132,7 @@ fn controller_id(broker: &Broker) -> BrokerId {
     )
 }
 
-fn describe_topic(broker: &Broker, topic: &Topic, with_ops: bool) -> MetadataResponseTopic {
+fn describe_topic(broker: &Broker, topic: &Topic, ops: i32) -> MetadataResponseTopic {
     let partitions = (0..topic.partition_count)
         .map(|p| {
             let v = partition_view(broker, topic, p);
@@ -145,11 +151,7 @@ fn describe_topic(broker: &Broker, topic: &Topic, with_ops: bool) -> MetadataRes
         .with_topic_id(topic.id)
         .with_is_internal(crate::coordinator::is_internal(&topic.name))
         .with_partitions(partitions)
-        .with_topic_authorized_operations(if with_ops {
-            ALL_TOPIC_OPS
-        } else {
-            OPS_NOT_REQUESTED
-        })
+        .with_topic_authorized_operations(ops)
 }
 
 fn error_topic(name: Option<String>, id: Uuid, code: i16) -> MetadataResponseTopic {
@@ -176,26 +178,54 @@ pub async fn metadata(
     // Before v4 there is no flag and Kafka auto-creates when the broker allows it.
     let may_create =
         broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let ops = |name: &str| topic_ops(broker, ctx, name, with_ops);
     let topics = match requested {
+        // Kafka does not disclose topics the principal may not DESCRIBE: they are left out.
         None => broker
             .metadata
             .topics()
             .iter()
-            .map(|t| describe_topic(broker, t, with_ops))
+            .filter(|t| permits(broker, ctx, AclOperation::Describe, ResourceType::Topic, &t.name))
+            .map(|t| describe_topic(broker, t, ops(&t.name)))
             .collect(),
         Some(list) => {
             let mut out = Vec::with_capacity(list.len());
             for t in list {
                 let Some(name) = t.name.map(|n| n.0.to_string()) else {
-                    // By topic id (v10+).
+                    // By topic id (v10+): ids are not sensitive, names are.
                     out.push(match broker.metadata.topic_by_id(t.topic_id) {
-                        Some(topic) => describe_topic(broker, &topic, with_ops),
+                        Some(topic)
+                            if authorize(
+                                broker,
+                                ctx,
+                                AclOperation::Describe,
+                                ResourceType::Topic,
+                                &topic.name,
+                            ) =>
+                        {
+                            describe_topic(broker, &topic, ops(&topic.name))
+                        }
+                        Some(_) => error_topic(
+                            None,
+                            t.topic_id,
+                            ResponseError::TopicAuthorizationFailed.code(),
+                        ),
                         None => error_topic(None, t.topic_id, ResponseError::UnknownTopicId.code()),
                     });
                     continue;
                 };
+                // Named topics the principal may not DESCRIBE are refused whether they exist
+                // or not.
+                if !authorize(broker, ctx, AclOperation::Describe, ResourceType::Topic, &name) {
+                    out.push(error_topic(
+                        Some(name),
+                        Uuid::nil(),
+                        ResponseError::TopicAuthorizationFailed.code(),
+                    ));
+                    continue;
+                }
                 if let Some(topic) = broker.metadata.topic(&name) {
-                    out.push(describe_topic(broker, &topic, with_ops));
+                    out.push(describe_topic(broker, &topic, ops(&name)));
                     continue;
                 }
                 if let Err(e) = crate::metadata::validate_topic_name(&name) {
@@ -207,6 +237,17 @@ pub async fn metadata(
                         Some(name),
                         Uuid::nil(),
                         ResponseError::UnknownTopicOrPartition.code(),
+                    ));
+                    continue;
+                }
+                // Auto-creation needs CREATE on the cluster or on the topic.
+                if !permits(broker, ctx, AclOperation::Create, ResourceType::Cluster, CLUSTER_NAME)
+                    && !authorize(broker, ctx, AclOperation::Create, ResourceType::Topic, &name)
+                {
+                    out.push(error_topic(
+                        Some(name),
+                        Uuid::nil(),
+                        ResponseError::TopicAuthorizationFailed.code(),
                     ));
                     continue;
                 }
@@ -226,12 +267,12 @@ pub async fn metadata(
                             .metrics
                             .partitions
                             .set(broker.metadata.partition_count() as i64);
-                        out.push(describe_topic(broker, &topic, with_ops));
+                        out.push(describe_topic(broker, &topic, ops(&name)));
                     }
                     // Lost a race with another creator: describe the winner's topic.
                     Err(e) if e.code == ResponseError::TopicAlreadyExists.code() => {
                         match broker.metadata.topic(&name) {
-                            Some(topic) => out.push(describe_topic(broker, &topic, with_ops)),
+                            Some(topic) => out.push(describe_topic(broker, &topic, ops(&name))),
                             None => out.push(error_topic(
                                 Some(name),
                                 Uuid::nil(),
@@ -262,7 +303,7 @@ pub async fn metadata(
         .with_controller_id(controller_id(broker))
         .with_topics(topics)
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
-            ALL_CLUSTER_OPS
+            authorized_operations(broker, ctx, ResourceType::Cluster, CLUSTER_NAME)
         } else {
             OPS_NOT_REQUESTED
         })
@@ -271,8 +312,9 @@ pub async fn metadata(
 pub fn describe_cluster(
     broker: &Broker,
     req: DescribeClusterRequest,
-    listener: &str,
+    ctx: &super::RequestContext,
 ) -> DescribeClusterResponse {
+    let listener: &str = &ctx.listener;
     DescribeClusterResponse::default()
         .with_cluster_id(s(broker.metadata.cluster.cluster_id()))
         .with_controller_id(controller_id(broker))
@@ -290,7 +332,7 @@ pub fn describe_cluster(
                 .collect(),
         )
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
-            ALL_CLUSTER_OPS
+            authorized_operations(broker, ctx, ResourceType::Cluster, CLUSTER_NAME)
         } else {
             OPS_NOT_REQUESTED
         })
@@ -299,6 +341,7 @@ pub fn describe_cluster(
 pub fn describe_topic_partitions(
     broker: &Broker,
     req: DescribeTopicPartitionsRequest,
+    ctx: &super::RequestContext,
 ) -> DescribeTopicPartitionsResponse {
     let limit = req.response_partition_limit.clamp(1, 2000) as usize;
     let mut names: Vec<String> = if req.topics.is_empty() {
@@ -306,6 +349,7 @@ pub fn describe_topic_partitions(
             .metadata
             .topics()
             .iter()
+            .filter(|t| permits(broker, ctx, AclOperation::Describe, ResourceType::Topic, &t.name))
             .map(|t| t.name.clone())
             .collect()
     } else {
@@ -324,6 +368,15 @@ pub fn describe_topic_partitions(
             if &name < start {
                 continue;
             }
+        }
+        if !authorize(broker, ctx, AclOperation::Describe, ResourceType::Topic, &name) {
+            topics.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_name(Some(TopicName(s(name))))
+                    .with_topic_authorized_operations(OPS_NOT_REQUESTED),
+            );
+            continue;
         }
         let Some(topic) = broker.metadata.topic(&name) else {
             topics.push(
@@ -364,13 +417,14 @@ pub fn describe_topic_partitions(
                     .with_last_known_elr(Some(vec![])),
             );
         }
+        let name_for_ops = name.clone();
         topics.push(
             DescribeTopicPartitionsResponseTopic::default()
                 .with_is_internal(crate::coordinator::is_internal(&name))
                 .with_name(Some(TopicName(s(name))))
                 .with_topic_id(topic.id)
                 .with_partitions(partitions)
-                .with_topic_authorized_operations(ALL_TOPIC_OPS),
+                .with_topic_authorized_operations(topic_ops(broker, ctx, &name_for_ops, true)),
         );
         if next_cursor.is_some() {
             break;

@@ -78,11 +78,16 @@ macro_rules! served_apis {
             SaslAuthenticate: none,
             DescribeUserScramCredentials: throttle,
             AlterUserScramCredentials: throttle,
+            DescribeAcls: throttle,
+            CreateAcls: throttle,
+            DeleteAcls: throttle,
         )
     };
 }
 
+mod acls;
 mod admin;
+mod authz;
 mod api_versions;
 pub(crate) mod fetch;
 mod groups;
@@ -118,6 +123,10 @@ pub struct RequestContext {
     pub listener: std::sync::Arc<str>,
     /// Who the connection authenticated as (`User:ANONYMOUS` when it did not).
     pub principal: std::sync::Arc<sluice_auth::KafkaPrincipal>,
+    /// The client's address (ACLs' host).
+    pub client_ip: std::net::IpAddr,
+    /// The API's name (the audit line's `request`).
+    pub api_name: &'static str,
 }
 
 /// The connection a request came in on.
@@ -190,6 +199,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeAcls, 0, 3),
+    (ApiKey::CreateAcls, 0, 3),
+    (ApiKey::DeleteAcls, 0, 3),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -315,6 +327,8 @@ pub async fn handle(broker: &Broker, frame: Bytes, conn: &Connection) -> Handled
         client_host: format!("/{}", conn.peer.ip()),
         listener: conn.listener.clone(),
         principal: conn.principal.clone(),
+        client_ip: conn.peer.ip(),
+        api_name: api_name(key),
     };
     // With quotas set, the time the handler runs is measured (the request percentage): the
     // time inside its polls, not the time it waits for a disk, a timer or other clients.
@@ -324,7 +338,7 @@ pub async fn handle(broker: &Broker, frame: Bytes, conn: &Connection) -> Handled
         // (response.rs); it is the one response that carries file ranges.
         match *request {
             RequestKind::Fetch(r) => {
-                let (r, files) = fetch::handle(broker, r, version).await;
+                let (r, files) = fetch::handle(broker, r, &ctx).await;
                 Ok((Some(ResponseKind::Fetch(r)), files))
             }
             request => dispatch(broker, request, &ctx)
@@ -481,6 +495,9 @@ async fn dispatch(
     use RequestKind as Rq;
     use ResponseKind as Rs;
     let v = ctx.version;
+    if let Some(refused) = authz::gate(broker, ctx, &request) {
+        return Ok(Some(refused));
+    }
     Ok(Some(match request {
         // On a SASL listener the connection's SASL state answers these before dispatch; here
         // the listener does not use SASL.
@@ -494,6 +511,9 @@ async fn dispatch(
                     "this listener does not use SASL",
                 ))),
         ),
+        Rq::DescribeAcls(r) => Rs::DescribeAcls(acls::describe(broker, ctx, r)),
+        Rq::CreateAcls(r) => Rs::CreateAcls(acls::create(broker, ctx, r).await),
+        Rq::DeleteAcls(r) => Rs::DeleteAcls(acls::delete(broker, ctx, r).await),
         Rq::DescribeUserScramCredentials(r) => {
             Rs::DescribeUserScramCredentials(users::describe(broker, r))
         }
@@ -503,7 +523,7 @@ async fn dispatch(
         Rq::ApiVersions(_) => Rs::ApiVersions(api_versions::handle(broker, v)),
         Rq::Metadata(r) => Rs::Metadata(metadata::metadata(broker, r, ctx).await),
         Rq::DescribeCluster(r) => {
-            Rs::DescribeCluster(metadata::describe_cluster(broker, r, &ctx.listener))
+            Rs::DescribeCluster(metadata::describe_cluster(broker, r, ctx))
         }
         Rq::DescribeQuorum(r) => Rs::DescribeQuorum(quorum::describe_quorum(broker, r)),
         Rq::AddRaftVoter(r) => Rs::AddRaftVoter(quorum::add_raft_voter(broker, r).await),
@@ -517,9 +537,9 @@ async fn dispatch(
             Rs::ListPartitionReassignments(admin::list_partition_reassignments(broker, r))
         }
         Rq::DescribeTopicPartitions(r) => {
-            Rs::DescribeTopicPartitions(metadata::describe_topic_partitions(broker, r))
+            Rs::DescribeTopicPartitions(metadata::describe_topic_partitions(broker, r, ctx))
         }
-        Rq::Produce(r) => return Ok(produce::handle(broker, r, v).await.map(Rs::Produce)),
+        Rq::Produce(r) => return Ok(produce::handle(broker, r, ctx).await.map(Rs::Produce)),
         Rq::Fetch(_) => return Err("fetch is handled before dispatch".into()),
         Rq::ListOffsets(r) => Rs::ListOffsets(offsets::list_offsets(broker, r, v)),
         Rq::OffsetForLeaderEpoch(r) => {

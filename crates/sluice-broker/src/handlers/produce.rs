@@ -157,8 +157,26 @@ fn leader_error(index: i32, e: crate::error::KafkaError, version: i16) -> Partit
 }
 
 /// Returns `None` for acks=0 (no response is sent).
-pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+pub async fn handle(
+    broker: &Broker,
+    req: ProduceRequest,
+    ctx: &super::RequestContext,
+) -> Option<ProduceResponse> {
+    use crate::security::authz::authorize;
+    use sluice_acl::{AclOperation, ResourceType};
+    let version = ctx.version;
     let acks = req.acks;
+    // A transactional producer needs WRITE on its transactional id (Kafka refuses the whole
+    // request), and WRITE on each topic.
+    let txn_refused = req.transactional_id.as_ref().is_some_and(|id| {
+        !authorize(
+            broker,
+            ctx,
+            AclOperation::Write,
+            ResourceType::TransactionalId,
+            id.as_str(),
+        )
+    });
     let bad_acks = !matches!(acks, -1..=1);
     let now = now_ms();
     let mut responses = Vec::with_capacity(req.topic_data.len());
@@ -168,9 +186,27 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Optio
     let mut to_wait = Vec::new();
     for topic_data in req.topic_data {
         let name = topic_data.name.0.to_string();
+        let topic_allowed = txn_refused
+            || authorize(broker, ctx, AclOperation::Write, ResourceType::Topic, &name);
         let topic = broker.metadata.topic(&name);
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for pd in topic_data.partition_data {
+            if txn_refused {
+                partitions.push(partition_error(
+                    pd.index,
+                    ResponseError::TransactionalIdAuthorizationFailed.code(),
+                    None,
+                ));
+                continue;
+            }
+            if !topic_allowed {
+                partitions.push(partition_error(
+                    pd.index,
+                    ResponseError::TopicAuthorizationFailed.code(),
+                    None,
+                ));
+                continue;
+            }
             if bad_acks {
                 partitions.push(partition_error(
                     pd.index,

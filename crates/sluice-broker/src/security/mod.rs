@@ -10,6 +10,7 @@
 //!
 //! The mechanisms themselves (PLAIN, SCRAM, OAUTHBEARER) are the pure `sluice-auth` crate's.
 
+pub mod authz;
 pub mod listener;
 pub mod sasl;
 pub mod tls;
@@ -49,6 +50,8 @@ pub struct SecurityConfig {
     /// `SLUICE_BOOTSTRAP_USERS`: users created with SCRAM-SHA-256 and -512 credentials when
     /// the cluster has no users yet.
     pub bootstrap_users: Vec<(String, String)>,
+    /// `--authorizer`, `--superuser`, `--allow-everyone-if-no-acl-found`.
+    pub authorizer: authz::AuthorizerSettings,
 }
 
 impl SecurityConfig {
@@ -88,6 +91,21 @@ impl SecurityConfig {
                  SASL_PLAINTEXT listener: use SASL_SSL, or --allow-plain-without-tls"
                     .into(),
             );
+        }
+        if self.authorizer.enabled
+            && self.authorizer.config.super_users.is_empty()
+            && !self.authorizer.config.allow_everyone_if_no_acl_found
+        {
+            return Err(
+                "--authorizer on needs a --superuser (User:NAME): with no ACLs yet, nobody \
+                 else could create the first ones"
+                    .into(),
+            );
+        }
+        for s in &self.authorizer.config.super_users {
+            if sluice_acl::parse_principal(s).is_none() {
+                return Err(format!("--superuser {s:?}: a principal is TYPE:NAME, e.g. User:admin"));
+            }
         }
         if self.max_reauth_ms < 0 {
             return Err("--connections-max-reauth-ms must be at least 0".into());
@@ -131,6 +149,7 @@ impl SecurityConfig {
 pub struct Security {
     pub config: SecurityConfig,
     pub tls: Option<tls::Tls>,
+    pub authorizer: authz::AuthorizerSettings,
     sasl_plaintext: Arc<sasl::SaslSettings>,
     sasl_ssl: Arc<sasl::SaslSettings>,
 }
@@ -159,6 +178,7 @@ impl Security {
             })
         };
         Ok(Security {
+            authorizer: config.authorizer.clone(),
             sasl_plaintext: settings(SecurityProtocol::SaslPlaintext),
             sasl_ssl: settings(SecurityProtocol::SaslSsl),
             config,

@@ -33,6 +33,7 @@ use kafka_protocol::records::{Compression, Record};
 use crate::connection::Connection;
 use crate::error::{check, Error, Result};
 use crate::records::{build_batch, build_batch_timed, decode_fetched_batches, ProduceRecord};
+use crate::security::{Connector, Security};
 
 /// DescribeConfigs resource types (Kafka's `ConfigResource.Type`).
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -60,6 +61,9 @@ pub struct ClientConfig {
     pub client_id: String,
     /// Bound on each request (Fetch gets its long-poll wait on top).
     pub request_timeout: Duration,
+    /// TLS and SASL ([`Security`]); PLAINTEXT by default. Every connection of the client,
+    /// to the bootstrap broker and to the brokers Metadata names, uses it.
+    pub security: Security,
 }
 
 impl ClientConfig {
@@ -68,6 +72,7 @@ impl ClientConfig {
             bootstrap: bootstrap.into(),
             client_id: "sluice-cli".into(),
             request_timeout: Duration::from_secs(30),
+            security: Security::default(),
         }
     }
 }
@@ -211,6 +216,8 @@ pub(crate) fn topic_name(v: &str) -> TopicName {
 
 pub struct Client {
     config: ClientConfig,
+    /// `config.security`, checked and with its files read, for every connection.
+    connector: Connector,
     /// Open connections by address; the bootstrap address is the first.
     conns: HashMap<String, Connection>,
     /// Broker addresses by node id, from the last Metadata response.
@@ -232,10 +239,18 @@ impl Client {
             .filter(|a| !a.is_empty())
             .map(str::to_owned)
             .collect();
+        let connector = config.security.connector()?;
         let mut last = Error::Invalid("no bootstrap server given".into());
         let mut found = None;
         for addr in candidates {
-            match Connection::connect(&addr, &config.client_id, config.request_timeout).await {
+            let opened = Connection::connect_with(
+                &addr,
+                &config.client_id,
+                config.request_timeout,
+                &connector,
+            )
+            .await;
+            match opened {
                 Ok(conn) => {
                     found = Some((addr, conn));
                     break;
@@ -249,6 +264,7 @@ impl Client {
         conns.insert(config.bootstrap.clone(), conn);
         Ok(Client {
             config,
+            connector,
             conns,
             brokers: HashMap::new(),
             leaders: HashMap::new(),
@@ -264,9 +280,13 @@ impl Client {
     pub async fn connection(&mut self, addr: &str) -> Result<&mut Connection> {
         let stale = self.conns.get(addr).is_none_or(Connection::is_broken);
         if stale {
-            let conn =
-                Connection::connect(addr, &self.config.client_id, self.config.request_timeout)
-                    .await?;
+            let conn = Connection::connect_with(
+                addr,
+                &self.config.client_id,
+                self.config.request_timeout,
+                &self.connector,
+            )
+            .await?;
             self.conns.insert(addr.to_owned(), conn);
         }
         self.conns

@@ -49,6 +49,26 @@ pub enum Error {
     /// A request that cannot be made as asked (no such partition, for example).
     #[error("{0}")]
     Invalid(String),
+    /// The security settings cannot be used (a missing CA file, a key that does not parse,
+    /// SASL without credentials). The text names the setting.
+    #[error("{0}")]
+    Config(String),
+    /// The TLS handshake failed (an untrusted or misnamed certificate, a listener that does not
+    /// speak TLS), or the broker ended the TLS session with an alert (a client certificate it
+    /// requires or refuses).
+    #[error("TLS with {addr} failed: {detail}")]
+    Tls { addr: String, detail: String },
+    /// SASL authentication failed: the broker refused the mechanism
+    /// (UNSUPPORTED_SASL_MECHANISM, with the ones it offers) or the credentials
+    /// (SASL_AUTHENTICATION_FAILED, with its message), or the broker's own proof did not verify.
+    #[error("SASL authentication to {addr} with {mechanism} failed: {reason}")]
+    Sasl {
+        addr: String,
+        mechanism: String,
+        /// The broker's error code, when it sent one.
+        code: Option<i16>,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -69,6 +89,30 @@ impl Error {
             Error::Io { .. } | Error::Timeout { .. } => true,
             _ => false,
         }
+    }
+}
+
+/// An I/O error on an open connection: [`Error::Tls`] when TLS is what failed (an alert from
+/// the broker, a record that does not decrypt), else [`Error::Io`].
+pub(crate) fn io_error(addr: &str, source: std::io::Error) -> Error {
+    match source
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => Error::Tls {
+            addr: addr.to_owned(),
+            detail: tls.to_string(),
+        },
+        // rustls's text for a TLS connection closed without close_notify is a paragraph with
+        // a link; the kind says all there is to say.
+        None if source.kind() == std::io::ErrorKind::UnexpectedEof => Error::Io {
+            addr: addr.to_owned(),
+            source: std::io::ErrorKind::UnexpectedEof.into(),
+        },
+        None => Error::Io {
+            addr: addr.to_owned(),
+            source,
+        },
     }
 }
 

@@ -2,7 +2,8 @@
 //! broker, ApiVersions negotiation, and typed wrappers for the admin, produce, fetch and
 //! classic consumer-group APIs, and cluster operations (module [`cluster`]: DescribeCluster,
 //! DescribeQuorum, manual replica assignments, ElectLeaders, partition reassignments). It talks
-//! plain Kafka, so the tools work against any broker.
+//! plain Kafka, so the tools work against any broker. Connections may use TLS and SASL (PLAIN,
+//! SCRAM-SHA-256, SCRAM-SHA-512) as Kafka's clients configure them (module [`security`]).
 
 pub mod assignment;
 pub mod client;
@@ -18,11 +19,13 @@ pub mod log_dirs;
 pub mod quotas;
 pub mod records;
 pub mod reset;
+pub mod security;
 pub mod users;
 pub mod versions;
 
 pub use client::{Client, ClientConfig};
 pub use datetime::parse_datetime;
+pub use security::{SaslCredentials, SaslMechanism, Security, SecurityProtocol, TlsSettings};
 
 /// Current wall-clock time in Unix milliseconds.
 pub fn now_ms() -> i64 {

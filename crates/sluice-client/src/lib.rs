@@ -5,6 +5,7 @@
 //! plain Kafka, so the tools work against any broker. Connections may use TLS and SASL (PLAIN,
 //! SCRAM-SHA-256, SCRAM-SHA-512) as Kafka's clients configure them (module [`security`]).
 
+pub mod acls;
 pub mod assignment;
 pub mod client;
 pub mod cluster;

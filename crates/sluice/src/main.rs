@@ -43,6 +43,8 @@ enum Command {
     Quota(cli::quota::QuotaArgs),
     /// Create, delete and list SCRAM users (SASL SCRAM-SHA-256/512 and PLAIN logins).
     User(cli::user::UserArgs),
+    /// Create, list and delete ACLs (with `sluice serve --authorizer on`).
+    Acl(cli::acl::AclArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Cluster(args) => cli::cluster::run(args),
         Command::Quota(args) => cli::quota::run(args),
         Command::User(args) => cli::user::run(args),
+        Command::Acl(args) => cli::acl::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

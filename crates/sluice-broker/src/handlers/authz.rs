@@ -202,6 +202,37 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, request: &RequestKind) -> Opt
                 .with_error_code(GROUP)
                 .with_error_message(msg(GROUP)),
         ),
+        // A subscription names topics: each needs DESCRIBE (Kafka refuses the heartbeat).
+        Rq::ConsumerGroupHeartbeat(r)
+            if r
+                .subscribed_topic_names
+                .iter()
+                .flatten()
+                .any(|t| !authorize(broker, ctx, Op::Describe, Rt::Topic, t)) =>
+        {
+            Rs::ConsumerGroupHeartbeat(
+                kafka_protocol::messages::ConsumerGroupHeartbeatResponse::default()
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_error_message(Some(StrBytes::from_static_str(
+                        "Topic authorization failed for a subscribed topic.",
+                    ))),
+            )
+        }
+        Rq::ShareGroupHeartbeat(r)
+            if r
+                .subscribed_topic_names
+                .iter()
+                .flatten()
+                .any(|t| !authorize(broker, ctx, Op::Describe, Rt::Topic, t)) =>
+        {
+            Rs::ShareGroupHeartbeat(
+                kafka_protocol::messages::ShareGroupHeartbeatResponse::default()
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_error_message(Some(StrBytes::from_static_str(
+                        "Topic authorization failed for a subscribed topic.",
+                    ))),
+            )
+        }
         Rq::OffsetCommit(r) if !group(Op::Read, &r.group_id) => {
             use kafka_protocol::messages::offset_commit_response::*;
             Rs::OffsetCommit(
@@ -256,6 +287,28 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, request: &RequestKind) -> Opt
                 kafka_protocol::messages::DeleteShareGroupOffsetsResponse::default()
                     .with_error_code(GROUP)
                     .with_error_message(msg(GROUP)),
+            )
+        }
+        // FindCoordinator before v4 names one key; from v4 each key is answered on its own
+        // (`withhold`).
+        Rq::FindCoordinator(r)
+            if r.coordinator_keys.is_empty()
+                && !authorize(
+                    broker,
+                    ctx,
+                    Op::Describe,
+                    if r.key_type == 1 { Rt::TransactionalId } else { Rt::Group },
+                    &r.key,
+                ) =>
+        {
+            let code = if r.key_type == 1 { TXN_ID } else { GROUP };
+            Rs::FindCoordinator(
+                kafka_protocol::messages::FindCoordinatorResponse::default()
+                    .with_error_code(code)
+                    .with_error_message(msg(code))
+                    .with_node_id((-1).into())
+                    .with_host(StrBytes::from_static_str(""))
+                    .with_port(-1),
             )
         }
         // ---- transactions ----
@@ -321,24 +374,625 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, request: &RequestKind) -> Opt
     })
 }
 
-/// Splits `items` by whether the principal may do `op` on the topic each names: the allowed
-/// go on to the handler, the denied are answered TOPIC_AUTHORIZATION_FAILED by the caller.
-pub fn split_topics<T>(
-    broker: &Broker,
-    ctx: &RequestContext,
-    op: Op,
-    items: Vec<T>,
-    name: impl Fn(&T) -> &str,
-) -> (Vec<T>, Vec<T>) {
-    if !broker.security.authorizer.enabled {
-        return (items, Vec::new());
+/// Config resource types (DescribeConfigs, AlterConfigs): which ACL resource guards each.
+fn config_resource(resource_type: i8, name: &str) -> (Rt, String) {
+    match resource_type {
+        2 => (Rt::Topic, name.to_string()),
+        32 => (Rt::Group, name.to_string()),
+        // BROKER (4), BROKER_LOGGER (8), CLIENT_METRICS (16): the cluster.
+        _ => (Rt::Cluster, CLUSTER_NAME.to_string()),
     }
-    items
-        .into_iter()
-        .partition(|t| authorize(broker, ctx, op, Rt::Topic, name(t)))
 }
 
-/// TOPIC_AUTHORIZATION_FAILED.
-pub fn topic_denied() -> i16 {
-    ResponseError::TopicAuthorizationFailed.code()
+fn denied_code(rt: Rt) -> i16 {
+    match rt {
+        Rt::Topic => ResponseError::TopicAuthorizationFailed.code(),
+        Rt::Group => GROUP,
+        Rt::TransactionalId => TXN_ID,
+        _ => CLUSTER,
+    }
+}
+
+/// What the principal may see of a read-only answer: the handler answered everything asked;
+/// here the parts about resources the principal may not DESCRIBE (or READ) are replaced by
+/// the authorization error, or left out where Kafka leaves them out (listings). Explicitly named
+/// resources that are refused are audited; filtered listings are not.
+pub fn restrict(broker: &Broker, ctx: &RequestContext, response: &mut ResponseKind) {
+    use crate::security::authz::{authorized_operations, permits};
+    use ResponseKind as Rs;
+    if !broker.security.authorizer.enabled {
+        return;
+    }
+    let topic_ok = |op, name: &str| authorize(broker, ctx, op, Rt::Topic, name);
+    let topic_denied = ResponseError::TopicAuthorizationFailed.code();
+    match response {
+        Rs::ListOffsets(r) => {
+            for t in &mut r.topics {
+                if !topic_ok(Op::Describe, &t.name) {
+                    for p in &mut t.partitions {
+                        p.error_code = topic_denied;
+                        p.offset = -1;
+                        p.timestamp = -1;
+                    }
+                }
+            }
+        }
+        Rs::OffsetForLeaderEpoch(r) => {
+            for t in &mut r.topics {
+                if !topic_ok(Op::Describe, &t.topic) {
+                    for p in &mut t.partitions {
+                        p.error_code = topic_denied;
+                        p.end_offset = -1;
+                        p.leader_epoch = -1;
+                    }
+                }
+            }
+        }
+        Rs::DescribeProducers(r) => {
+            for t in &mut r.topics {
+                if !topic_ok(Op::Read, &t.name) {
+                    for p in &mut t.partitions {
+                        p.error_code = topic_denied;
+                        p.active_producers.clear();
+                    }
+                }
+            }
+        }
+        Rs::DescribeConfigs(r) => {
+            for res in &mut r.results {
+                let (rt, name) = config_resource(res.resource_type, &res.resource_name);
+                if !authorize(broker, ctx, Op::DescribeConfigs, rt, &name) {
+                    res.error_code = denied_code(rt);
+                    res.error_message = None;
+                    res.configs.clear();
+                }
+            }
+        }
+        Rs::OffsetFetch(r) => {
+            // One group (v0-v7) or several (v8+); each needs DESCRIBE on the group, and each
+            // topic DESCRIBE (left out of an all-topics answer, refused when named: the
+            // handler answered the named ones in request order).
+            let group_denied = |id: &str| !authorize(broker, ctx, Op::Describe, Rt::Group, id);
+            for g in &mut r.groups {
+                if group_denied(&g.group_id) {
+                    g.error_code = GROUP;
+                    g.topics.clear();
+                    continue;
+                }
+                g.topics
+                    .retain(|t| permits(broker, ctx, Op::Describe, Rt::Topic, &t.name));
+            }
+            r.topics
+                .retain(|t| permits(broker, ctx, Op::Describe, Rt::Topic, &t.name));
+        }
+        Rs::DescribeGroups(r) => {
+            for g in &mut r.groups {
+                if !authorize(broker, ctx, Op::Describe, Rt::Group, &g.group_id) {
+                    let id = g.group_id.clone();
+                    *g = kafka_protocol::messages::describe_groups_response::DescribedGroup::default()
+                        .with_group_id(id)
+                        .with_error_code(GROUP);
+                } else if g.authorized_operations != i32::MIN {
+                    g.authorized_operations =
+                        authorized_operations(broker, ctx, Rt::Group, &g.group_id);
+                }
+            }
+        }
+        Rs::ConsumerGroupDescribe(r) => {
+            for g in &mut r.groups {
+                if !authorize(broker, ctx, Op::Describe, Rt::Group, &g.group_id) {
+                    let id = g.group_id.clone();
+                    *g = kafka_protocol::messages::consumer_group_describe_response::DescribedGroup::default()
+                        .with_group_id(id)
+                        .with_error_code(GROUP)
+                        .with_error_message(msg(GROUP));
+                } else if g.authorized_operations != i32::MIN {
+                    g.authorized_operations =
+                        authorized_operations(broker, ctx, Rt::Group, &g.group_id);
+                }
+            }
+        }
+        Rs::ShareGroupDescribe(r) => {
+            for g in &mut r.groups {
+                if !authorize(broker, ctx, Op::Describe, Rt::Group, &g.group_id) {
+                    let id = g.group_id.clone();
+                    *g = kafka_protocol::messages::share_group_describe_response::DescribedGroup::default()
+                        .with_group_id(id)
+                        .with_error_code(GROUP)
+                        .with_error_message(msg(GROUP));
+                } else if g.authorized_operations != i32::MIN {
+                    g.authorized_operations =
+                        authorized_operations(broker, ctx, Rt::Group, &g.group_id);
+                }
+            }
+        }
+        Rs::DescribeShareGroupOffsets(r) => {
+            for g in &mut r.groups {
+                if !authorize(broker, ctx, Op::Describe, Rt::Group, &g.group_id) {
+                    g.error_code = GROUP;
+                    g.topics.clear();
+                    continue;
+                }
+                g.topics
+                    .retain(|t| permits(broker, ctx, Op::Describe, Rt::Topic, &t.topic_name));
+            }
+        }
+        // Listings: DESCRIBE on the cluster shows everything; else what the principal may
+        // DESCRIBE, without an error (Kafka's KIP-231).
+        Rs::ListGroups(r) => {
+            if !permits(broker, ctx, Op::Describe, Rt::Cluster, CLUSTER_NAME) {
+                r.groups
+                    .retain(|g| permits(broker, ctx, Op::Describe, Rt::Group, &g.group_id));
+            }
+        }
+        Rs::ListTransactions(r) => {
+            r.transaction_states.retain(|t| {
+                permits(broker, ctx, Op::Describe, Rt::TransactionalId, &t.transactional_id)
+            });
+        }
+        Rs::DescribeTransactions(r) => {
+            for t in &mut r.transaction_states {
+                if !authorize(broker, ctx, Op::Describe, Rt::TransactionalId, &t.transactional_id)
+                {
+                    let id = t.transactional_id.clone();
+                    *t = kafka_protocol::messages::describe_transactions_response::TransactionState::default()
+                        .with_transactional_id(id)
+                        .with_error_code(TXN_ID);
+                } else {
+                    t.topics
+                        .retain(|d| permits(broker, ctx, Op::Describe, Rt::Topic, &d.topic));
+                }
+            }
+        }
+        Rs::FindCoordinator(_) => {}
+        _ => {}
+    }
+}
+
+/// Takes out of a writing request the parts naming resources the principal may not change,
+/// to be answered with the authorization error by [`answer_denied`] once the handler answered
+/// the rest.
+pub enum Denied {
+    None,
+    /// Topic names (or other resources) refused, answered in the response's shape.
+    Names(Vec<(String, i16)>),
+    /// Topics refused with their partitions.
+    Partitions(Vec<(String, Vec<i32>)>),
+    /// Topics (by id) refused with their partitions.
+    ById(Vec<(uuid::Uuid, Vec<i32>)>),
+}
+
+/// The name of a topic a share request names by id; None for an id that names no topic
+/// (answered UNKNOWN_TOPIC_ID by the handler: ids are not sensitive).
+fn name_of(broker: &Broker, id: uuid::Uuid) -> Option<String> {
+    broker.metadata.topic_by_id(id).map(|t| t.name.clone())
+}
+
+pub fn withhold(broker: &Broker, ctx: &RequestContext, request: &mut RequestKind) -> Denied {
+    use RequestKind as Rq;
+    if !broker.security.authorizer.enabled {
+        return Denied::None;
+    }
+    let topic = |op, name: &str| authorize(broker, ctx, op, Rt::Topic, name);
+    let topic_denied = ResponseError::TopicAuthorizationFailed.code();
+    match request {
+        Rq::CreateTopics(r) => {
+            // CREATE on the cluster allows every topic; else CREATE on each.
+            if crate::security::authz::permits(broker, ctx, Op::Create, Rt::Cluster, CLUSTER_NAME) {
+                return Denied::None;
+            }
+            let (ok, no): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
+                .into_iter()
+                .partition(|t| topic(Op::Create, &t.name));
+            r.topics = ok;
+            Denied::Names(no.into_iter().map(|t| (t.name.to_string(), topic_denied)).collect())
+        }
+        Rq::DeleteTopics(r) => {
+            let mut no = Vec::new();
+            r.topic_names.retain(|n| {
+                let allowed = topic(Op::Delete, n);
+                if !allowed {
+                    no.push((n.to_string(), topic_denied));
+                }
+                allowed
+            });
+            r.topics.retain(|t| {
+                let name = match &t.name {
+                    Some(n) => n.to_string(),
+                    // By id: refused only if it names a topic (ids are not sensitive).
+                    None => match broker.metadata.topic_by_id(t.topic_id) {
+                        Some(topic) => topic.name.clone(),
+                        None => return true,
+                    },
+                };
+                let allowed = topic(Op::Delete, &name);
+                if !allowed {
+                    no.push((name, topic_denied));
+                }
+                allowed
+            });
+            Denied::Names(no)
+        }
+        Rq::CreatePartitions(r) => {
+            let (ok, no): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
+                .into_iter()
+                .partition(|t| topic(Op::Alter, &t.name));
+            r.topics = ok;
+            Denied::Names(no.into_iter().map(|t| (t.name.to_string(), topic_denied)).collect())
+        }
+        Rq::DeleteRecords(r) => {
+            let (ok, no): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
+                .into_iter()
+                .partition(|t| topic(Op::Delete, &t.name));
+            r.topics = ok;
+            Denied::Partitions(
+                no.into_iter()
+                    .map(|t| {
+                        (t.name.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())
+                    })
+                    .collect(),
+            )
+        }
+        Rq::AlterConfigs(r) => {
+            let mut no = Vec::new();
+            r.resources.retain(|res| {
+                let (rt, name) = config_resource(res.resource_type, &res.resource_name);
+                let allowed = authorize(broker, ctx, Op::AlterConfigs, rt, &name);
+                if !allowed {
+                    no.push((format!("{}:{}", res.resource_type, res.resource_name.as_str()), denied_code(rt)));
+                }
+                allowed
+            });
+            Denied::Names(no)
+        }
+        Rq::IncrementalAlterConfigs(r) => {
+            let mut no = Vec::new();
+            r.resources.retain(|res| {
+                let (rt, name) = config_resource(res.resource_type, &res.resource_name);
+                let allowed = authorize(broker, ctx, Op::AlterConfigs, rt, &name);
+                if !allowed {
+                    no.push((format!("{}:{}", res.resource_type, res.resource_name.as_str()), denied_code(rt)));
+                }
+                allowed
+            });
+            Denied::Names(no)
+        }
+        Rq::DeleteGroups(r) => {
+            let mut no = Vec::new();
+            r.groups_names.retain(|g| {
+                let allowed = authorize(broker, ctx, Op::Delete, Rt::Group, g);
+                if !allowed {
+                    no.push((g.to_string(), GROUP));
+                }
+                allowed
+            });
+            Denied::Names(no)
+        }
+        Rq::OffsetCommit(r) => {
+            let (ok, no): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
+                .into_iter()
+                .partition(|t| t.name.is_empty() || topic(Op::Read, &t.name));
+            r.topics = ok;
+            Denied::Partitions(
+                no.into_iter()
+                    .map(|t| {
+                        (t.name.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())
+                    })
+                    .collect(),
+            )
+        }
+        Rq::TxnOffsetCommit(r) => {
+            let (ok, no): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
+                .into_iter()
+                .partition(|t| topic(Op::Read, &t.name));
+            r.topics = ok;
+            Denied::Partitions(
+                no.into_iter()
+                    .map(|t| {
+                        (t.name.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())
+                    })
+                    .collect(),
+            )
+        }
+        Rq::OffsetDelete(r) => {
+            let (ok, no): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
+                .into_iter()
+                .partition(|t| topic(Op::Read, &t.name));
+            r.topics = ok;
+            Denied::Partitions(
+                no.into_iter()
+                    .map(|t| {
+                        (t.name.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())
+                    })
+                    .collect(),
+            )
+        }
+        Rq::ShareFetch(r) => {
+            let mut no = Vec::new();
+            r.topics.retain(|t| {
+                let allowed = name_of(broker, t.topic_id).is_none_or(|n| topic(Op::Read, &n));
+                if !allowed {
+                    no.push((t.topic_id, t.partitions.iter().map(|p| p.partition_index).collect()));
+                }
+                allowed
+            });
+            Denied::ById(no)
+        }
+        Rq::ShareAcknowledge(r) => {
+            let mut no = Vec::new();
+            r.topics.retain(|t| {
+                let allowed = name_of(broker, t.topic_id).is_none_or(|n| topic(Op::Read, &n));
+                if !allowed {
+                    no.push((t.topic_id, t.partitions.iter().map(|p| p.partition_index).collect()));
+                }
+                allowed
+            });
+            Denied::ById(no)
+        }
+        Rq::FindCoordinator(r) if !r.coordinator_keys.is_empty() => {
+            let rt = if r.key_type == 1 { Rt::TransactionalId } else { Rt::Group };
+            let mut no = Vec::new();
+            r.coordinator_keys.retain(|k| {
+                let allowed = authorize(broker, ctx, Op::Describe, rt, k);
+                if !allowed {
+                    no.push((k.to_string(), denied_code(rt)));
+                }
+                allowed
+            });
+            Denied::Names(no)
+        }
+        Rq::AddPartitionsToTxn(r) => {
+            // v0-v3: one transaction. Its id needs WRITE (else every partition is refused with
+            // TRANSACTIONAL_ID_AUTHORIZATION_FAILED), each topic WRITE; with any topic refused
+            // nothing is added (the rest: OPERATION_NOT_ATTEMPTED), as Kafka does.
+            let id = r.v3_and_below_transactional_id.to_string();
+            let all: Vec<(String, Vec<i32>)> = r
+                .v3_and_below_topics
+                .iter()
+                .map(|t| (t.name.to_string(), t.partitions.clone()))
+                .collect();
+            if !all.is_empty() && !authorize(broker, ctx, Op::Write, Rt::TransactionalId, &id) {
+                r.v3_and_below_topics.clear();
+                return Denied::Names(
+                    all.into_iter()
+                        .flat_map(|(t, ps)| ps.into_iter().map(move |p| (format!("{t}\u{0}{p}"), TXN_ID)))
+                        .collect(),
+                );
+            }
+            let refused: Vec<bool> = all.iter().map(|(t, _)| !topic(Op::Write, t)).collect();
+            if refused.iter().any(|r| *r) {
+                r.v3_and_below_topics.clear();
+                let not_attempted = ResponseError::OperationNotAttempted.code();
+                return Denied::Names(
+                    all.into_iter()
+                        .zip(refused)
+                        .flat_map(|((t, ps), no)| {
+                            let code = if no { topic_denied } else { not_attempted };
+                            ps.into_iter().map(move |p| (format!("{t}\u{0}{p}"), code))
+                        })
+                        .collect(),
+                );
+            }
+            Denied::None
+        }
+        _ => Denied::None,
+    }
+}
+
+/// Puts the withheld parts back into the answer, refused.
+pub fn answer_denied(denied: Denied, response: &mut ResponseKind) {
+    use kafka_protocol::messages::TopicName;
+    use ResponseKind as Rs;
+    let s = |t: &str| StrBytes::from_string(t.to_string());
+    match (denied, response) {
+        (Denied::None, _) => {}
+        (Denied::Names(no), Rs::CreateTopics(r)) => {
+            for (name, code) in no {
+                r.topics.push(
+                    kafka_protocol::messages::create_topics_response::CreatableTopicResult::default()
+                        .with_name(TopicName(s(&name)))
+                        .with_error_code(code)
+                        .with_num_partitions(-1)
+                        .with_replication_factor(-1),
+                );
+            }
+        }
+        (Denied::Names(no), Rs::DeleteTopics(r)) => {
+            for (name, code) in no {
+                r.responses.push(
+                    kafka_protocol::messages::delete_topics_response::DeletableTopicResult::default()
+                        .with_name(Some(TopicName(s(&name))))
+                        .with_error_code(code),
+                );
+            }
+        }
+        (Denied::Names(no), Rs::CreatePartitions(r)) => {
+            for (name, code) in no {
+                r.results.push(
+                    kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult::default()
+                        .with_name(TopicName(s(&name)))
+                        .with_error_code(code),
+                );
+            }
+        }
+        (Denied::Names(no), Rs::AlterConfigs(r)) => {
+            for (key, code) in no {
+                let (rt, name) = key.split_once(':').unwrap_or(("0", key.as_str()));
+                r.responses.push(
+                    kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse::default()
+                        .with_resource_type(rt.parse().unwrap_or(0))
+                        .with_resource_name(s(name))
+                        .with_error_code(code),
+                );
+            }
+        }
+        (Denied::Names(no), Rs::IncrementalAlterConfigs(r)) => {
+            for (key, code) in no {
+                let (rt, name) = key.split_once(':').unwrap_or(("0", key.as_str()));
+                r.responses.push(
+                    kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                        .with_resource_type(rt.parse().unwrap_or(0))
+                        .with_resource_name(s(name))
+                        .with_error_code(code),
+                );
+            }
+        }
+        (Denied::Names(no), Rs::DeleteGroups(r)) => {
+            for (name, code) in no {
+                r.results.push(
+                    kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
+                        .with_group_id(kafka_protocol::messages::GroupId(s(&name)))
+                        .with_error_code(code),
+                );
+            }
+        }
+        (Denied::Names(no), Rs::AddPartitionsToTxn(r)) => {
+            use kafka_protocol::messages::add_partitions_to_txn_response::*;
+            let mut topics: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
+            for (key, code) in no {
+                let (t, p) = key.split_once('\u{0}').unwrap_or((key.as_str(), "0"));
+                let part = AddPartitionsToTxnPartitionResult::default()
+                    .with_partition_index(p.parse().unwrap_or(0))
+                    .with_partition_error_code(code);
+                match topics.iter_mut().find(|x| x.name.as_str() == t) {
+                    Some(x) => x.results_by_partition.push(part),
+                    None => topics.push(
+                        AddPartitionsToTxnTopicResult::default()
+                            .with_name(TopicName(s(t)))
+                            .with_results_by_partition(vec![part]),
+                    ),
+                }
+            }
+            r.results_by_topic_v3_and_below = topics;
+        }
+        (Denied::Names(no), Rs::FindCoordinator(r)) => {
+            for (key, code) in no {
+                r.coordinators.push(
+                    kafka_protocol::messages::find_coordinator_response::Coordinator::default()
+                        .with_key(s(&key))
+                        .with_node_id((-1).into())
+                        .with_host(s(""))
+                        .with_port(-1)
+                        .with_error_code(code)
+                        .with_error_message(msg(code)),
+                );
+            }
+        }
+        (Denied::ById(no), Rs::ShareFetch(r)) => {
+            use kafka_protocol::messages::share_fetch_response::*;
+            for (id, parts) in no {
+                r.responses.push(
+                    ShareFetchableTopicResponse::default()
+                        .with_topic_id(id)
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|p| {
+                                    PartitionData::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        (Denied::ById(no), Rs::ShareAcknowledge(r)) => {
+            use kafka_protocol::messages::share_acknowledge_response::*;
+            for (id, parts) in no {
+                r.responses.push(
+                    ShareAcknowledgeTopicResponse::default()
+                        .with_topic_id(id)
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|p| {
+                                    PartitionData::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        (Denied::Partitions(no), Rs::DeleteRecords(r)) => {
+            use kafka_protocol::messages::delete_records_response::*;
+            for (name, parts) in no {
+                r.topics.push(
+                    DeleteRecordsTopicResult::default()
+                        .with_name(TopicName(s(&name)))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|p| {
+                                    DeleteRecordsPartitionResult::default()
+                                        .with_partition_index(p)
+                                        .with_low_watermark(-1)
+                                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        (Denied::Partitions(no), Rs::OffsetCommit(r)) => {
+            use kafka_protocol::messages::offset_commit_response::*;
+            for (name, parts) in no {
+                r.topics.push(
+                    OffsetCommitResponseTopic::default()
+                        .with_name(TopicName(s(&name)))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|p| {
+                                    OffsetCommitResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        (Denied::Partitions(no), Rs::TxnOffsetCommit(r)) => {
+            use kafka_protocol::messages::txn_offset_commit_response::*;
+            for (name, parts) in no {
+                r.topics.push(
+                    TxnOffsetCommitResponseTopic::default()
+                        .with_name(TopicName(s(&name)))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|p| {
+                                    TxnOffsetCommitResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        (Denied::Partitions(no), Rs::OffsetDelete(r)) => {
+            use kafka_protocol::messages::offset_delete_response::*;
+            for (name, parts) in no {
+                r.topics.push(
+                    OffsetDeleteResponseTopic::default()
+                        .with_name(TopicName(s(&name)))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|p| {
+                                    OffsetDeleteResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        (_, _) => {}
+    }
 }

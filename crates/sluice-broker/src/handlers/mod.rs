@@ -492,12 +492,28 @@ async fn dispatch(
     request: RequestKind,
     ctx: &RequestContext,
 ) -> Result<Option<ResponseKind>, String> {
-    use RequestKind as Rq;
-    use ResponseKind as Rs;
-    let v = ctx.version;
+    let mut request = request;
     if let Some(refused) = authz::gate(broker, ctx, &request) {
         return Ok(Some(refused));
     }
+    let withheld = authz::withhold(broker, ctx, &mut request);
+    let mut response = answer(broker, request, ctx).await?;
+    if let Some(r) = response.as_mut() {
+        authz::answer_denied(withheld, r);
+        authz::restrict(broker, ctx, r);
+    }
+    Ok(response)
+}
+
+/// The handler of each API (after the authorization gate).
+async fn answer(
+    broker: &Broker,
+    request: RequestKind,
+    ctx: &RequestContext,
+) -> Result<Option<ResponseKind>, String> {
+    use RequestKind as Rq;
+    use ResponseKind as Rs;
+    let v = ctx.version;
     Ok(Some(match request {
         // On a SASL listener the connection's SASL state answers these before dispatch; here
         // the listener does not use SASL.

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use sluice_client::{Client, ClientConfig};
 
+pub mod acl;
 pub mod cluster;
 pub mod consume;
 pub mod dlq;

@@ -503,3 +503,40 @@ def test_kcat_scram_over_sasl_ssl(secure, certs, unique):
     bad = [a.replace("alice-secret", "nope") for a in args]
     r = subprocess.run([*bad, "-L"], capture_output=True, timeout=60)
     assert r.returncode != 0
+
+
+def test_client_certificate_cn_is_the_principal_acls_see(broker_factory, certs):
+    """Mutual TLS with `--authorizer on`: the connection of a certificate with CN=alice is
+    `User:alice` (ACLs granted to it apply), one without a certificate is `User:ANONYMOUS`."""
+    import json as _json
+
+    b = broker_factory(
+        [*tls_args(certs, "--tls-client-ca", str(certs["ca"]), "--tls-client-auth", "requested"),
+         "--authorizer", "on", "--superuser", "User:ANONYMOUS"],
+        listeners={"SSL": "SSL"})
+    # The PLAINTEXT listener is User:ANONYMOUS, a super user here: it sets up the ACLs.
+    granted = f"cn-{uuid.uuid4().hex[:6]}"
+    other = f"cn-{uuid.uuid4().hex[:6]}"
+    create_topic(b.bootstrap, granted)
+    create_topic(b.bootstrap, other)
+    r = sluice("acl", "create", "--principal", "User:alice", "--producer", "--topic", granted,
+               "--bootstrap-server", b.bootstrap)
+    assert r.returncode == 0, r.stderr
+    rows = _json.loads(sluice("acl", "list", "--bootstrap-server", b.bootstrap,
+                              "--output", "json").stdout)
+    assert {r["principal"] for r in rows} == {"User:alice"}
+    cert, key = certs["alice"]
+    alice = conf(b, certs, "SSL", **{"ssl.certificate.location": str(cert),
+                                     "ssl.key.location": str(key)})
+
+    def produce(c, topic):
+        out = []
+        p = Producer({**c, "message.timeout.ms": 8000})
+        p.produce(topic, b"x", on_delivery=lambda e, m: out.append(e))
+        p.flush(20)
+        return out[0].code() if out and out[0] is not None else None
+
+    assert produce(alice, granted) is None
+    assert produce(alice, other) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # Without a certificate the SSL connection is User:ANONYMOUS (a super user here).
+    assert produce(conf(b, certs, "SSL"), other) is None

@@ -58,6 +58,9 @@ pub const FAILED_AUTHENTICATION_DELAY_MS: u64 = 100;
 pub const MAX_USER_NAME_BYTES: usize = 256;
 /// Largest SCRAM salt stored (clients send 16 to 64 bytes).
 pub const MAX_SCRAM_SALT_BYTES: usize = 256;
+/// ACL bindings in a cluster (every node holds them all in memory): CreateAcls past it is
+/// INVALID_REQUEST.
+pub use sluice_acl::MAX_ACLS;
 /// Largest SCRAM and PLAIN client message, and OAUTHBEARER token, an exchange reads; longer
 /// ones fail the authentication.
 pub use sluice_auth::oauthbearer::MAX_TOKEN_LEN as OAUTHBEARER_MAX_TOKEN_BYTES;

@@ -1331,7 +1331,11 @@ impl Controller {
         if image.acls.len().saturating_add(fresh.len()) > sluice_acl::MAX_ACLS {
             return err(
                 codes::INVALID_REQUEST,
-                format!("the cluster already holds {} ACLs (at most {})", image.acls.len(), sluice_acl::MAX_ACLS),
+                format!(
+                    "the cluster already holds {} ACLs (at most {})",
+                    image.acls.len(),
+                    sluice_acl::MAX_ACLS
+                ),
             );
         }
         let base = image.last_applied.saturating_mul(1 << 16);

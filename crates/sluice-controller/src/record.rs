@@ -127,7 +127,10 @@ pub enum MetadataRecord {
     /// An ACL binding is created (Kafka's `AccessControlEntryRecord`). `id` is the decision's
     /// base index times 2^16 plus the binding's place in it: unique, as every decision has
     /// its own base.
-    AclCreated { id: u64, binding: sluice_acl::AclBinding },
+    AclCreated {
+        id: u64,
+        binding: sluice_acl::AclBinding,
+    },
     /// The ACL binding with this id is removed (`RemoveAccessControlEntryRecord`).
     AclRemoved { id: u64 },
 }

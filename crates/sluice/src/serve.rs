@@ -11,8 +11,8 @@ use clap::Args;
 use serde::Deserialize;
 use sluice_auth::SaslMechanism;
 use sluice_broker::config::HostPattern;
-use sluice_broker::security::tls::{ClientAuth, TlsFiles};
 use sluice_broker::security::authz::AuthorizerSettings;
+use sluice_broker::security::tls::{ClientAuth, TlsFiles};
 use sluice_broker::security::{ListenerSpec, OAuthBearerConfig, SecurityConfig};
 use sluice_broker::{BrokerConfig, FlushPolicy};
 

@@ -246,9 +246,13 @@ pub enum CtrlRequest {
         changes: BTreeMap<String, Option<f64>>,
     },
     /// Adds ACL bindings (CreateAcls; validated by the broker).
-    CreateAcls { bindings: Vec<sluice_acl::AclBinding> },
+    CreateAcls {
+        bindings: Vec<sluice_acl::AclBinding>,
+    },
     /// Removes the ACL bindings the filters match (DeleteAcls).
-    DeleteAcls { filters: Vec<sluice_acl::AclBindingFilter> },
+    DeleteAcls {
+        filters: Vec<sluice_acl::AclBindingFilter>,
+    },
     /// Removes and sets SCRAM credentials (AlterUserScramCredentials, bootstrap users).
     AlterScramCredentials {
         removals: Vec<(String, i8)>,

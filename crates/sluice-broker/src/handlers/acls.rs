@@ -243,7 +243,11 @@ pub async fn delete(
         .map(|f| match (f, &deleted) {
             (Err((code, message)), _) => failed(code, message),
             (Ok(_), Err(e)) => failed(
-                if e.code == 0 { UNKNOWN_SERVER_ERROR } else { e.code },
+                if e.code == 0 {
+                    UNKNOWN_SERVER_ERROR
+                } else {
+                    e.code
+                },
                 e.message.clone(),
             ),
             (Ok(_), Ok(_)) => DeleteAclsFilterResult::default().with_matching_acls(

@@ -162,17 +162,18 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, request: &RequestKind) -> Opt
             users.sort();
             users.dedup();
             Rs::AlterUserScramCredentials(
-                kafka_protocol::messages::AlterUserScramCredentialsResponse::default().with_results(
-                    users
-                        .into_iter()
-                        .map(|u| {
-                            AlterUserScramCredentialsResult::default()
-                                .with_user(u.clone())
-                                .with_error_code(CLUSTER)
-                                .with_error_message(msg(CLUSTER))
-                        })
-                        .collect(),
-                ),
+                kafka_protocol::messages::AlterUserScramCredentialsResponse::default()
+                    .with_results(
+                        users
+                            .into_iter()
+                            .map(|u| {
+                                AlterUserScramCredentialsResult::default()
+                                    .with_user(u.clone())
+                                    .with_error_code(CLUSTER)
+                                    .with_error_message(msg(CLUSTER))
+                            })
+                            .collect(),
+                    ),
             )
         }
         // ---- one group ----
@@ -204,8 +205,7 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, request: &RequestKind) -> Opt
         ),
         // A subscription names topics: each needs DESCRIBE (Kafka refuses the heartbeat).
         Rq::ConsumerGroupHeartbeat(r)
-            if r
-                .subscribed_topic_names
+            if r.subscribed_topic_names
                 .iter()
                 .flatten()
                 .any(|t| !authorize(broker, ctx, Op::Describe, Rt::Topic, t)) =>
@@ -219,8 +219,7 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, request: &RequestKind) -> Opt
             )
         }
         Rq::ShareGroupHeartbeat(r)
-            if r
-                .subscribed_topic_names
+            if r.subscribed_topic_names
                 .iter()
                 .flatten()
                 .any(|t| !authorize(broker, ctx, Op::Describe, Rt::Topic, t)) =>
@@ -297,7 +296,11 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, request: &RequestKind) -> Opt
                     broker,
                     ctx,
                     Op::Describe,
-                    if r.key_type == 1 { Rt::TransactionalId } else { Rt::Group },
+                    if r.key_type == 1 {
+                        Rt::TransactionalId
+                    } else {
+                        Rt::Group
+                    },
                     &r.key,
                 ) =>
         {
@@ -347,7 +350,11 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, request: &RequestKind) -> Opt
         ),
         Rq::TxnOffsetCommit(r) if !txn(&r.transactional_id) || !group(Op::Read, &r.group_id) => {
             use kafka_protocol::messages::txn_offset_commit_response::*;
-            let code = if txn(&r.transactional_id) { GROUP } else { TXN_ID };
+            let code = if txn(&r.transactional_id) {
+                GROUP
+            } else {
+                TXN_ID
+            };
             Rs::TxnOffsetCommit(
                 kafka_protocol::messages::TxnOffsetCommitResponse::default().with_topics(
                     r.topics
@@ -519,21 +526,30 @@ pub fn restrict(broker: &Broker, ctx: &RequestContext, response: &mut ResponseKi
         }
         // Listings: DESCRIBE on the cluster shows everything; else what the principal may
         // DESCRIBE, without an error (Kafka's KIP-231).
-        Rs::ListGroups(r) => {
-            if !permits(broker, ctx, Op::Describe, Rt::Cluster, CLUSTER_NAME) {
-                r.groups
-                    .retain(|g| permits(broker, ctx, Op::Describe, Rt::Group, &g.group_id));
-            }
+        Rs::ListGroups(r) if !permits(broker, ctx, Op::Describe, Rt::Cluster, CLUSTER_NAME) => {
+            r.groups
+                .retain(|g| permits(broker, ctx, Op::Describe, Rt::Group, &g.group_id));
         }
         Rs::ListTransactions(r) => {
             r.transaction_states.retain(|t| {
-                permits(broker, ctx, Op::Describe, Rt::TransactionalId, &t.transactional_id)
+                permits(
+                    broker,
+                    ctx,
+                    Op::Describe,
+                    Rt::TransactionalId,
+                    &t.transactional_id,
+                )
             });
         }
         Rs::DescribeTransactions(r) => {
             for t in &mut r.transaction_states {
-                if !authorize(broker, ctx, Op::Describe, Rt::TransactionalId, &t.transactional_id)
-                {
+                if !authorize(
+                    broker,
+                    ctx,
+                    Op::Describe,
+                    Rt::TransactionalId,
+                    &t.transactional_id,
+                ) {
                     let id = t.transactional_id.clone();
                     *t = kafka_protocol::messages::describe_transactions_response::TransactionState::default()
                         .with_transactional_id(id)
@@ -585,7 +601,11 @@ pub fn withhold(broker: &Broker, ctx: &RequestContext, request: &mut RequestKind
                 .into_iter()
                 .partition(|t| topic(Op::Create, &t.name));
             r.topics = ok;
-            Denied::Names(no.into_iter().map(|t| (t.name.to_string(), topic_denied)).collect())
+            Denied::Names(
+                no.into_iter()
+                    .map(|t| (t.name.to_string(), topic_denied))
+                    .collect(),
+            )
         }
         Rq::DeleteTopics(r) => {
             let mut no = Vec::new();
@@ -618,7 +638,11 @@ pub fn withhold(broker: &Broker, ctx: &RequestContext, request: &mut RequestKind
                 .into_iter()
                 .partition(|t| topic(Op::Alter, &t.name));
             r.topics = ok;
-            Denied::Names(no.into_iter().map(|t| (t.name.to_string(), topic_denied)).collect())
+            Denied::Names(
+                no.into_iter()
+                    .map(|t| (t.name.to_string(), topic_denied))
+                    .collect(),
+            )
         }
         Rq::DeleteRecords(r) => {
             let (ok, no): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
@@ -628,7 +652,10 @@ pub fn withhold(broker: &Broker, ctx: &RequestContext, request: &mut RequestKind
             Denied::Partitions(
                 no.into_iter()
                     .map(|t| {
-                        (t.name.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())
+                        (
+                            t.name.to_string(),
+                            t.partitions.iter().map(|p| p.partition_index).collect(),
+                        )
                     })
                     .collect(),
             )
@@ -639,7 +666,10 @@ pub fn withhold(broker: &Broker, ctx: &RequestContext, request: &mut RequestKind
                 let (rt, name) = config_resource(res.resource_type, &res.resource_name);
                 let allowed = authorize(broker, ctx, Op::AlterConfigs, rt, &name);
                 if !allowed {
-                    no.push((format!("{}:{}", res.resource_type, res.resource_name.as_str()), denied_code(rt)));
+                    no.push((
+                        format!("{}:{}", res.resource_type, res.resource_name.as_str()),
+                        denied_code(rt),
+                    ));
                 }
                 allowed
             });
@@ -651,7 +681,10 @@ pub fn withhold(broker: &Broker, ctx: &RequestContext, request: &mut RequestKind
                 let (rt, name) = config_resource(res.resource_type, &res.resource_name);
                 let allowed = authorize(broker, ctx, Op::AlterConfigs, rt, &name);
                 if !allowed {
-                    no.push((format!("{}:{}", res.resource_type, res.resource_name.as_str()), denied_code(rt)));
+                    no.push((
+                        format!("{}:{}", res.resource_type, res.resource_name.as_str()),
+                        denied_code(rt),
+                    ));
                 }
                 allowed
             });
@@ -676,7 +709,10 @@ pub fn withhold(broker: &Broker, ctx: &RequestContext, request: &mut RequestKind
             Denied::Partitions(
                 no.into_iter()
                     .map(|t| {
-                        (t.name.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())
+                        (
+                            t.name.to_string(),
+                            t.partitions.iter().map(|p| p.partition_index).collect(),
+                        )
                     })
                     .collect(),
             )
@@ -689,7 +725,10 @@ pub fn withhold(broker: &Broker, ctx: &RequestContext, request: &mut RequestKind
             Denied::Partitions(
                 no.into_iter()
                     .map(|t| {
-                        (t.name.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())
+                        (
+                            t.name.to_string(),
+                            t.partitions.iter().map(|p| p.partition_index).collect(),
+                        )
                     })
                     .collect(),
             )
@@ -702,7 +741,10 @@ pub fn withhold(broker: &Broker, ctx: &RequestContext, request: &mut RequestKind
             Denied::Partitions(
                 no.into_iter()
                     .map(|t| {
-                        (t.name.to_string(), t.partitions.iter().map(|p| p.partition_index).collect())
+                        (
+                            t.name.to_string(),
+                            t.partitions.iter().map(|p| p.partition_index).collect(),
+                        )
                     })
                     .collect(),
             )
@@ -712,7 +754,10 @@ pub fn withhold(broker: &Broker, ctx: &RequestContext, request: &mut RequestKind
             r.topics.retain(|t| {
                 let allowed = name_of(broker, t.topic_id).is_none_or(|n| topic(Op::Read, &n));
                 if !allowed {
-                    no.push((t.topic_id, t.partitions.iter().map(|p| p.partition_index).collect()));
+                    no.push((
+                        t.topic_id,
+                        t.partitions.iter().map(|p| p.partition_index).collect(),
+                    ));
                 }
                 allowed
             });
@@ -723,14 +768,21 @@ pub fn withhold(broker: &Broker, ctx: &RequestContext, request: &mut RequestKind
             r.topics.retain(|t| {
                 let allowed = name_of(broker, t.topic_id).is_none_or(|n| topic(Op::Read, &n));
                 if !allowed {
-                    no.push((t.topic_id, t.partitions.iter().map(|p| p.partition_index).collect()));
+                    no.push((
+                        t.topic_id,
+                        t.partitions.iter().map(|p| p.partition_index).collect(),
+                    ));
                 }
                 allowed
             });
             Denied::ById(no)
         }
         Rq::FindCoordinator(r) if !r.coordinator_keys.is_empty() => {
-            let rt = if r.key_type == 1 { Rt::TransactionalId } else { Rt::Group };
+            let rt = if r.key_type == 1 {
+                Rt::TransactionalId
+            } else {
+                Rt::Group
+            };
             let mut no = Vec::new();
             r.coordinator_keys.retain(|k| {
                 let allowed = authorize(broker, ctx, Op::Describe, rt, k);
@@ -755,7 +807,10 @@ pub fn withhold(broker: &Broker, ctx: &RequestContext, request: &mut RequestKind
                 r.v3_and_below_topics.clear();
                 return Denied::Names(
                     all.into_iter()
-                        .flat_map(|(t, ps)| ps.into_iter().map(move |p| (format!("{t}\u{0}{p}"), TXN_ID)))
+                        .flat_map(|(t, ps)| {
+                            ps.into_iter()
+                                .map(move |p| (format!("{t}\u{0}{p}"), TXN_ID))
+                        })
                         .collect(),
                 );
             }
@@ -890,7 +945,9 @@ pub fn answer_denied(denied: Denied, response: &mut ResponseKind) {
                                 .map(|p| {
                                     PartitionData::default()
                                         .with_partition_index(p)
-                                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                        .with_error_code(
+                                            ResponseError::TopicAuthorizationFailed.code(),
+                                        )
                                 })
                                 .collect(),
                         ),
@@ -909,7 +966,9 @@ pub fn answer_denied(denied: Denied, response: &mut ResponseKind) {
                                 .map(|p| {
                                     PartitionData::default()
                                         .with_partition_index(p)
-                                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                        .with_error_code(
+                                            ResponseError::TopicAuthorizationFailed.code(),
+                                        )
                                 })
                                 .collect(),
                         ),
@@ -929,7 +988,9 @@ pub fn answer_denied(denied: Denied, response: &mut ResponseKind) {
                                     DeleteRecordsPartitionResult::default()
                                         .with_partition_index(p)
                                         .with_low_watermark(-1)
-                                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                        .with_error_code(
+                                            ResponseError::TopicAuthorizationFailed.code(),
+                                        )
                                 })
                                 .collect(),
                         ),
@@ -948,7 +1009,9 @@ pub fn answer_denied(denied: Denied, response: &mut ResponseKind) {
                                 .map(|p| {
                                     OffsetCommitResponsePartition::default()
                                         .with_partition_index(p)
-                                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                        .with_error_code(
+                                            ResponseError::TopicAuthorizationFailed.code(),
+                                        )
                                 })
                                 .collect(),
                         ),
@@ -967,7 +1030,9 @@ pub fn answer_denied(denied: Denied, response: &mut ResponseKind) {
                                 .map(|p| {
                                     TxnOffsetCommitResponsePartition::default()
                                         .with_partition_index(p)
-                                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                        .with_error_code(
+                                            ResponseError::TopicAuthorizationFailed.code(),
+                                        )
                                 })
                                 .collect(),
                         ),
@@ -986,7 +1051,9 @@ pub fn answer_denied(denied: Denied, response: &mut ResponseKind) {
                                 .map(|p| {
                                     OffsetDeleteResponsePartition::default()
                                         .with_partition_index(p)
-                                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                                        .with_error_code(
+                                            ResponseError::TopicAuthorizationFailed.code(),
+                                        )
                                 })
                                 .collect(),
                         ),

@@ -325,8 +325,14 @@ async fn answer(
     let mut responses = loop {
         // Register for wake-ups before reading, so an append in between is not missed.
         let appended = broker.data_appended.notified();
-        let (responses, read, bytes, any_error) =
-            read_once(broker, &wanted, &allowed, max_bytes, version, read_committed);
+        let (responses, read, bytes, any_error) = read_once(
+            broker,
+            &wanted,
+            &allowed,
+            max_bytes,
+            version,
+            read_committed,
+        );
         *files = read;
         if bytes >= min_bytes
             || any_error
@@ -405,7 +411,10 @@ fn read_once(
                         w.partitions
                             .iter()
                             .map(|p| {
-                                partition_data(p.index, ResponseError::TopicAuthorizationFailed.code())
+                                partition_data(
+                                    p.index,
+                                    ResponseError::TopicAuthorizationFailed.code(),
+                                )
                             })
                             .collect(),
                     ),

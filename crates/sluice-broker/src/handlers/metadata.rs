@@ -12,6 +12,7 @@ use kafka_protocol::messages::{
     BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicPartitionsRequest,
     DescribeTopicPartitionsResponse, MetadataRequest, MetadataResponse, TopicName,
 };
+use std::sync::Arc;
 use uuid::Uuid;
 
 use super::s;
@@ -23,6 +24,36 @@ use sluice_acl::{AclOperation, ResourceType, CLUSTER_NAME};
 
 /// Kafka's "authorized operations not requested" marker.
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
+
+/// Whether the principal may DESCRIBE a topic it names (a refusal is audited).
+fn may_describe(broker: &Broker, ctx: &super::RequestContext, name: &str) -> bool {
+    authorize(
+        broker,
+        ctx,
+        AclOperation::Describe,
+        ResourceType::Topic,
+        name,
+    )
+}
+
+/// Every topic the principal may DESCRIBE (all-topics requests leave the others out: Kafka
+/// does not disclose them).
+fn describable_topics(broker: &Broker, ctx: &super::RequestContext) -> Vec<Arc<Topic>> {
+    broker
+        .metadata
+        .topics()
+        .into_iter()
+        .filter(|t| {
+            permits(
+                broker,
+                ctx,
+                AclOperation::Describe,
+                ResourceType::Topic,
+                &t.name,
+            )
+        })
+        .collect()
+}
 
 /// The principal's authorized operations on a topic (Kafka's bit field), or the "not
 /// requested" marker.
@@ -181,11 +212,8 @@ pub async fn metadata(
     let ops = |name: &str| topic_ops(broker, ctx, name, with_ops);
     let topics = match requested {
         // Kafka does not disclose topics the principal may not DESCRIBE: they are left out.
-        None => broker
-            .metadata
-            .topics()
+        None => describable_topics(broker, ctx)
             .iter()
-            .filter(|t| permits(broker, ctx, AclOperation::Describe, ResourceType::Topic, &t.name))
             .map(|t| describe_topic(broker, t, ops(&t.name)))
             .collect(),
         Some(list) => {
@@ -194,15 +222,7 @@ pub async fn metadata(
                 let Some(name) = t.name.map(|n| n.0.to_string()) else {
                     // By topic id (v10+): ids are not sensitive, names are.
                     out.push(match broker.metadata.topic_by_id(t.topic_id) {
-                        Some(topic)
-                            if authorize(
-                                broker,
-                                ctx,
-                                AclOperation::Describe,
-                                ResourceType::Topic,
-                                &topic.name,
-                            ) =>
-                        {
+                        Some(topic) if may_describe(broker, ctx, &topic.name) => {
                             describe_topic(broker, &topic, ops(&topic.name))
                         }
                         Some(_) => error_topic(
@@ -216,7 +236,7 @@ pub async fn metadata(
                 };
                 // Named topics the principal may not DESCRIBE are refused whether they exist
                 // or not.
-                if !authorize(broker, ctx, AclOperation::Describe, ResourceType::Topic, &name) {
+                if !may_describe(broker, ctx, &name) {
                     out.push(error_topic(
                         Some(name),
                         Uuid::nil(),
@@ -241,9 +261,19 @@ pub async fn metadata(
                     continue;
                 }
                 // Auto-creation needs CREATE on the cluster or on the topic.
-                if !permits(broker, ctx, AclOperation::Create, ResourceType::Cluster, CLUSTER_NAME)
-                    && !authorize(broker, ctx, AclOperation::Create, ResourceType::Topic, &name)
-                {
+                if !permits(
+                    broker,
+                    ctx,
+                    AclOperation::Create,
+                    ResourceType::Cluster,
+                    CLUSTER_NAME,
+                ) && !authorize(
+                    broker,
+                    ctx,
+                    AclOperation::Create,
+                    ResourceType::Topic,
+                    &name,
+                ) {
                     out.push(error_topic(
                         Some(name),
                         Uuid::nil(),
@@ -345,11 +375,8 @@ pub fn describe_topic_partitions(
 ) -> DescribeTopicPartitionsResponse {
     let limit = req.response_partition_limit.clamp(1, 2000) as usize;
     let mut names: Vec<String> = if req.topics.is_empty() {
-        broker
-            .metadata
-            .topics()
+        describable_topics(broker, ctx)
             .iter()
-            .filter(|t| permits(broker, ctx, AclOperation::Describe, ResourceType::Topic, &t.name))
             .map(|t| t.name.clone())
             .collect()
     } else {
@@ -369,7 +396,7 @@ pub fn describe_topic_partitions(
                 continue;
             }
         }
-        if !authorize(broker, ctx, AclOperation::Describe, ResourceType::Topic, &name) {
+        if !may_describe(broker, ctx, &name) {
             topics.push(
                 DescribeTopicPartitionsResponseTopic::default()
                     .with_error_code(ResponseError::TopicAuthorizationFailed.code())

@@ -87,8 +87,8 @@ macro_rules! served_apis {
 
 mod acls;
 mod admin;
-mod authz;
 mod api_versions;
+mod authz;
 pub(crate) mod fetch;
 mod groups;
 mod log_dirs;
@@ -127,6 +127,22 @@ pub struct RequestContext {
     pub client_ip: std::net::IpAddr,
     /// The API's name (the audit line's `request`).
     pub api_name: &'static str,
+}
+
+impl RequestContext {
+    /// A request at `version` from an unauthenticated client of the PLAINTEXT listener on
+    /// loopback (tests that call a handler directly).
+    pub fn anonymous(version: i16) -> RequestContext {
+        RequestContext {
+            version,
+            client_id: String::new(),
+            client_host: "/127.0.0.1".into(),
+            listener: std::sync::Arc::from("PLAINTEXT"),
+            principal: std::sync::Arc::new(crate::security::anonymous()),
+            client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            api_name: "Other",
+        }
+    }
 }
 
 /// The connection a request came in on.
@@ -538,9 +554,7 @@ async fn answer(
         }
         Rq::ApiVersions(_) => Rs::ApiVersions(api_versions::handle(broker, v)),
         Rq::Metadata(r) => Rs::Metadata(metadata::metadata(broker, r, ctx).await),
-        Rq::DescribeCluster(r) => {
-            Rs::DescribeCluster(metadata::describe_cluster(broker, r, ctx))
-        }
+        Rq::DescribeCluster(r) => Rs::DescribeCluster(metadata::describe_cluster(broker, r, ctx)),
         Rq::DescribeQuorum(r) => Rs::DescribeQuorum(quorum::describe_quorum(broker, r)),
         Rq::AddRaftVoter(r) => Rs::AddRaftVoter(quorum::add_raft_voter(broker, r).await),
         Rq::RemoveRaftVoter(r) => Rs::RemoveRaftVoter(quorum::remove_raft_voter(broker, r).await),

@@ -186,8 +186,8 @@ pub async fn handle(
     let mut to_wait = Vec::new();
     for topic_data in req.topic_data {
         let name = topic_data.name.0.to_string();
-        let topic_allowed = txn_refused
-            || authorize(broker, ctx, AclOperation::Write, ResourceType::Topic, &name);
+        let topic_allowed =
+            txn_refused || authorize(broker, ctx, AclOperation::Write, ResourceType::Topic, &name);
         let topic = broker.metadata.topic(&name);
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for pd in topic_data.partition_data {

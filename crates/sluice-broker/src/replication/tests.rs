@@ -566,7 +566,12 @@ async fn replica_fetches_on_the_kafka_port_are_refused() {
             .with_partitions(vec![FetchPartition::default()
                 .with_partition(0)
                 .with_current_leader_epoch(-1)])]);
-    let (resp, _) = crate::handlers::fetch::handle(&c.nodes[&1].broker, req, 15).await;
+    let (resp, _) = crate::handlers::fetch::handle(
+        &c.nodes[&1].broker,
+        req,
+        &crate::handlers::RequestContext::anonymous(15),
+    )
+    .await;
     let p = &resp.responses[0].partitions[0];
     assert_eq!(p.error_code, 6);
     assert!(p.records.as_ref().is_none_or(|r| r.is_empty()));

@@ -104,7 +104,9 @@ impl SecurityConfig {
         }
         for s in &self.authorizer.config.super_users {
             if sluice_acl::parse_principal(s).is_none() {
-                return Err(format!("--superuser {s:?}: a principal is TYPE:NAME, e.g. User:admin"));
+                return Err(format!(
+                    "--superuser {s:?}: a principal is TYPE:NAME, e.g. User:admin"
+                ));
             }
         }
         if self.max_reauth_ms < 0 {

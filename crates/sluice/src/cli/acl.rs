@@ -131,8 +131,15 @@ pub fn run(args: AclArgs) -> anyhow::Result<()> {
                 resource,
                 client,
             } => {
-                let bindings =
-                    bindings(&principal, &operations, producer, consumer, deny, &host, &resource)?;
+                let bindings = bindings(
+                    &principal,
+                    &operations,
+                    producer,
+                    consumer,
+                    deny,
+                    &host,
+                    &resource,
+                )?;
                 let mut c = client.connect().await?;
                 c.create_acls(&bindings).await?;
                 print_bindings(&client, &bindings, "created");
@@ -207,7 +214,11 @@ fn bindings(
         // The convenience sets kafka-acls.sh gives.
         match rt {
             ResourceType::Topic if producer => {
-                for op in [AclOperation::Write, AclOperation::Describe, AclOperation::Create] {
+                for op in [
+                    AclOperation::Write,
+                    AclOperation::Describe,
+                    AclOperation::Create,
+                ] {
                     wanted.push((*rt, name.clone(), op));
                 }
             }
@@ -303,7 +314,13 @@ fn print_bindings(client: &ClientArgs, bindings: &[AclBinding], verb: &str) {
         println!("{verb} {} ACL(s)", bindings.len());
     }
     let mut t = Table::new(&[
-        "RESOURCE", "NAME", "PATTERN", "PRINCIPAL", "HOST", "OPERATION", "PERMISSION",
+        "RESOURCE",
+        "NAME",
+        "PATTERN",
+        "PRINCIPAL",
+        "HOST",
+        "OPERATION",
+        "PERMISSION",
     ]);
     for b in bindings {
         t.row(vec![

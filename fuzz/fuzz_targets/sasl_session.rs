@@ -26,10 +26,10 @@ fuzz_target!(|data: &[u8]| {
             SaslMechanism::ScramSha512,
             SaslMechanism::OAuthBearer,
         ],
-        exchange: ExchangeConfig {
-            oauthbearer: Some(Default::default()),
+        exchange: parking_lot::RwLock::new(ExchangeConfig {
+            oauthbearer: Some(sluice_auth::oauthbearer::UnsecuredJwtValidator::default().into()),
             mock_salt_key: b"fuzz".to_vec(),
-        },
+        }),
         max_reauth_ms: 1000,
     };
     let mut session = SaslSession::default();

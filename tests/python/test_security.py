@@ -540,3 +540,136 @@ def test_client_certificate_cn_is_the_principal_acls_see(broker_factory, certs):
     assert produce(alice, other) == KafkaError.TOPIC_AUTHORIZATION_FAILED
     # Without a certificate the SSL connection is User:ANONYMOUS (a super user here).
     assert produce(conf(b, certs, "SSL"), other) is None
+
+
+# ---- OAUTHBEARER with signed tokens (JWKS, KIP-768) ----
+
+def rsa_key_and_jwks(kid):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    nums = key.public_key().public_numbers()
+    b64 = lambda i: base64.urlsafe_b64encode(i.to_bytes((i.bit_length() + 7) // 8, "big")) \
+        .rstrip(b"=").decode()
+    return key, {"keys": [{"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
+                           "n": b64(nums.n), "e": b64(nums.e)}]}
+
+
+def signed_jwt(key, kid, claims):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    enc = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    head = enc(json.dumps({"alg": "RS256", "typ": "JWT", "kid": kid}).encode())
+    body = enc(json.dumps(claims).encode())
+    sig = key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{head}.{body}.{enc(sig)}"
+
+
+class IdentityProvider:
+    """A tiny OAuth identity provider on loopback: `/jwks` serves the key set and `/token`
+    (client credentials) issues RS256 tokens for the client id, as an OIDC provider does for
+    librdkafka's `sasl.oauthbearer.method=oidc`."""
+
+    def __init__(self, issuer="https://idp.test", audience="sluice"):
+        import http.server
+        import threading
+
+        self.kid = f"k-{uuid.uuid4().hex[:6]}"
+        self.key, self.jwks = rsa_key_and_jwks(self.kid)
+        self.issuer, self.audience = issuer, audience
+        idp = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _send(self, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self._send(idp.jwks)
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                form = self.rfile.read(n).decode()
+                auth = self.headers.get("Authorization", "")
+                client = base64.b64decode(auth.split(" ", 1)[1]).decode().split(":")[0] \
+                    if auth.startswith("Basic ") else "unknown"
+                assert "grant_type=client_credentials" in form
+                self._send({"access_token": idp.token(client), "token_type": "bearer",
+                            "expires_in": 60})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(self, sub, lifetime=60, **over):
+        now = int(time.time())
+        claims = {"sub": sub, "iss": self.issuer, "aud": self.audience, "iat": now,
+                  "exp": now + lifetime, "scope": "kafka"}
+        claims.update(over)
+        return signed_jwt(self.key, self.kid, claims)
+
+    def close(self):
+        self.server.shutdown()
+
+
+def test_oauthbearer_signed_tokens_from_a_key_set(broker_factory, tmp_root):
+    idp = IdentityProvider()
+    try:
+        b = broker_factory(["--sasl-oauthbearer-jwks-url", f"http://127.0.0.1:{idp.port}/jwks",
+                            "--sasl-oauthbearer-expected-issuer", idp.issuer,
+                            "--sasl-oauthbearer-expected-audience", idp.audience,
+                            "--sasl-oauthbearer-required-scope", "kafka"],
+                           listeners={"SASL_PLAINTEXT": "SASL_PLAINTEXT"})
+        port = b.listener_ports["SASL_PLAINTEXT"][1]
+
+        def login(token):
+            with Raw(port) as r:
+                assert r.handshake("OAUTHBEARER")[0] == 0
+                code, _, data, lifetime = r.authenticate(
+                    f"n,,\x01auth=Bearer {token}\x01\x01".encode())
+                if code == 0 and not data:
+                    return lifetime
+                assert json.loads(data)["status"] in ("invalid_token", "insufficient_scope")
+                code, _, _, _ = r.authenticate(b"\x01")
+                assert code == 58
+                return None
+
+        assert 0 < login(idp.token("svc-a")) <= 60_000
+        # Another issuer, another audience, a forged signature, a missing scope: refused.
+        assert login(idp.token("svc-a", iss="https://evil.test")) is None
+        assert login(idp.token("svc-a", aud="other")) is None
+        assert login(idp.token("svc-a", scope="other")) is None
+        forged = idp.token("svc-a").rsplit(".", 1)[0] + "." + \
+            base64.urlsafe_b64encode(b"x" * 256).rstrip(b"=").decode()
+        assert login(forged) is None
+        # Unsecured tokens are not accepted when a key set is configured.
+        assert login(jwt({"sub": "svc-a", "exp": int(time.time()) + 60, "scope": "kafka"})) is None
+
+        # librdkafka's OIDC client: it fetches a token from the provider and logs in with it.
+        c = {"bootstrap.servers": b.listener("SASL_PLAINTEXT"),
+             "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "OAUTHBEARER",
+             "sasl.oauthbearer.method": "oidc", "sasl.oauthbearer.client.id": "svc-b",
+             "sasl.oauthbearer.client.secret": "s3cret",
+             "sasl.oauthbearer.token.endpoint.url": f"http://127.0.0.1:{idp.port}/token"}
+        roundtrip(b, c)
+
+        # Key rotation: the provider's new key set is read on SIGHUP.
+        old = idp.token("svc-a")
+        idp.kid = f"k-{uuid.uuid4().hex[:6]}"
+        idp.key, idp.jwks = rsa_key_and_jwks(idp.kid)
+        assert login(idp.token("svc-a")) is None
+        b.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reloaded the OAUTHBEARER key set" in b.log_tail(300), 10,
+                   "the key set reload")
+        assert login(idp.token("svc-a")) is not None
+        assert login(old) is None
+    finally:
+        idp.close()

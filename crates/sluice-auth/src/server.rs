@@ -32,7 +32,7 @@ use std::fmt;
 
 use crate::error::AuthError;
 use crate::mechanism::SaslMechanism;
-use crate::oauthbearer::{self, UnsecuredJwtValidator};
+use crate::oauthbearer::{self, TokenValidator};
 use crate::plain;
 use crate::principal::KafkaPrincipal;
 use crate::scram::{
@@ -49,7 +49,7 @@ pub trait CredentialStore {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ExchangeConfig {
     /// The OAUTHBEARER token validator; `None` disables OAUTHBEARER (every attempt fails).
-    pub oauthbearer: Option<UnsecuredJwtValidator>,
+    pub oauthbearer: Option<TokenValidator>,
     /// The secret SCRAM derives unknown users' mock salts from
     /// ([`ScramServer::with_mock_salt_key`]): the same on every broker and across restarts.
     pub mock_salt_key: Vec<u8>,
@@ -102,7 +102,7 @@ enum State {
     Plain,
     ScramFirst(ScramServer),
     ScramFinal(ScramServer),
-    OAuthBearer(UnsecuredJwtValidator),
+    OAuthBearer(TokenValidator),
     OAuthBearerDisabled,
     /// The error JSON was sent; the client owes a `0x01`, then the exchange fails with `reason`.
     OAuthBearerAwaitingAck {
@@ -202,7 +202,7 @@ impl SaslExchange {
     fn oauthbearer_step(
         &mut self,
         token: &[u8],
-        validator: &UnsecuredJwtValidator,
+        validator: &TokenValidator,
         now_ms: i64,
     ) -> SaslStep {
         let initial = match oauthbearer::parse_client_initial(token) {

@@ -502,8 +502,15 @@ pub async fn run(
             stop_rx.clone(),
         ));
     }
-    if broker.security.tls.is_some() {
-        tasks.spawn(crate::security::reload_tls_on_sighup(
+    if broker.security.tls.is_some()
+        || broker
+            .security
+            .config
+            .oauthbearer
+            .as_ref()
+            .is_some_and(|o| o.jwks.is_some())
+    {
+        tasks.spawn(crate::security::reload_on_sighup(
             broker.clone(),
             stop_rx.clone(),
         ));

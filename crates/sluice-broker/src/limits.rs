@@ -61,6 +61,8 @@ pub const MAX_SCRAM_SALT_BYTES: usize = 256;
 /// ACL bindings in a cluster (every node holds them all in memory): CreateAcls past it is
 /// INVALID_REQUEST.
 pub use sluice_acl::MAX_ACLS;
+/// Largest OAUTHBEARER key set (JWKS) read from a file or URL.
+pub use sluice_auth::oauthbearer::MAX_JWKS_BYTES as OAUTHBEARER_MAX_JWKS_BYTES;
 /// Largest SCRAM and PLAIN client message, and OAUTHBEARER token, an exchange reads; longer
 /// ones fail the authentication.
 pub use sluice_auth::oauthbearer::MAX_TOKEN_LEN as OAUTHBEARER_MAX_TOKEN_BYTES;

@@ -13,7 +13,7 @@ use sluice_auth::SaslMechanism;
 use sluice_broker::config::HostPattern;
 use sluice_broker::security::authz::AuthorizerSettings;
 use sluice_broker::security::tls::{ClientAuth, TlsFiles};
-use sluice_broker::security::{ListenerSpec, OAuthBearerConfig, SecurityConfig};
+use sluice_broker::security::{JwksSource, ListenerSpec, OAuthBearerConfig, SecurityConfig};
 use sluice_broker::{BrokerConfig, FlushPolicy};
 
 /// Every setting is optional here so that a missing flag falls through to the file, then to
@@ -182,6 +182,26 @@ pub struct ServeArgs {
     /// development only) [default: false]
     #[arg(long, env = "SLUICE_SASL_OAUTHBEARER_UNSECURED", num_args = 0..=1, default_missing_value = "true")]
     sasl_oauthbearer_unsecured: Option<bool>,
+    /// OAUTHBEARER with signed tokens checked against this JSON Web Key Set file (KIP-768;
+    /// reloaded on SIGHUP)
+    #[arg(long, env = "SLUICE_SASL_OAUTHBEARER_JWKS_FILE")]
+    sasl_oauthbearer_jwks_file: Option<PathBuf>,
+    /// OAUTHBEARER with signed tokens checked against the key set at this URL (the identity
+    /// provider's jwks_uri; sasl.oauthbearer.jwks.endpoint.url), fetched at start, hourly and
+    /// on SIGHUP
+    #[arg(long, env = "SLUICE_SASL_OAUTHBEARER_JWKS_URL")]
+    sasl_oauthbearer_jwks_url: Option<String>,
+    /// The `iss` signed tokens must carry (sasl.oauthbearer.expected.issuer)
+    #[arg(long, env = "SLUICE_SASL_OAUTHBEARER_EXPECTED_ISSUER")]
+    sasl_oauthbearer_expected_issuer: Option<String>,
+    /// Audiences a signed token's `aud` must name one of, comma-separated
+    /// (sasl.oauthbearer.expected.audience)
+    #[arg(
+        long,
+        env = "SLUICE_SASL_OAUTHBEARER_EXPECTED_AUDIENCE",
+        value_delimiter = ','
+    )]
+    sasl_oauthbearer_expected_audience: Option<Vec<String>>,
     /// Scopes an OAUTHBEARER token must carry, comma-separated
     /// (unsecuredValidatorRequiredScope)
     #[arg(
@@ -291,6 +311,18 @@ impl ServeArgs {
             sasl_oauthbearer_clock_skew_ms: self
                 .sasl_oauthbearer_clock_skew_ms
                 .or(file.sasl_oauthbearer_clock_skew_ms),
+            sasl_oauthbearer_jwks_file: self
+                .sasl_oauthbearer_jwks_file
+                .or(file.sasl_oauthbearer_jwks_file),
+            sasl_oauthbearer_jwks_url: self
+                .sasl_oauthbearer_jwks_url
+                .or(file.sasl_oauthbearer_jwks_url),
+            sasl_oauthbearer_expected_issuer: self
+                .sasl_oauthbearer_expected_issuer
+                .or(file.sasl_oauthbearer_expected_issuer),
+            sasl_oauthbearer_expected_audience: self
+                .sasl_oauthbearer_expected_audience
+                .or(file.sasl_oauthbearer_expected_audience),
             connections_max_reauth_ms: self
                 .connections_max_reauth_ms
                 .or(file.connections_max_reauth_ms),
@@ -556,19 +588,44 @@ impl ServeArgs {
             ),
             None => None,
         };
-        let oauthbearer =
-            self.sasl_oauthbearer_unsecured
-                .unwrap_or(false)
-                .then(|| OAuthBearerConfig {
-                    required_scope: self
-                        .sasl_oauthbearer_required_scope
-                        .clone()
-                        .unwrap_or_default(),
-                    allowable_clock_skew_ms: self
-                        .sasl_oauthbearer_clock_skew_ms
-                        .unwrap_or(0)
-                        .max(0),
-                });
+        let jwks = match (
+            &self.sasl_oauthbearer_jwks_file,
+            &self.sasl_oauthbearer_jwks_url,
+        ) {
+            (Some(_), Some(_)) => {
+                anyhow::bail!(
+                    "--sasl-oauthbearer-jwks-file and --sasl-oauthbearer-jwks-url: give one"
+                )
+            }
+            (Some(f), None) => Some(JwksSource::File(f.clone())),
+            (None, Some(u)) => Some(JwksSource::Url(u.clone())),
+            (None, None) => None,
+        };
+        let unsecured = self.sasl_oauthbearer_unsecured.unwrap_or(false);
+        if unsecured && jwks.is_some() {
+            anyhow::bail!(
+                "--sasl-oauthbearer-unsecured and a key set (--sasl-oauthbearer-jwks-*): give one"
+            );
+        }
+        if jwks.is_none()
+            && (self.sasl_oauthbearer_expected_issuer.is_some()
+                || self.sasl_oauthbearer_expected_audience.is_some())
+        {
+            anyhow::bail!("--sasl-oauthbearer-expected-issuer and -audience need a key set (--sasl-oauthbearer-jwks-file or -url)");
+        }
+        let oauthbearer = (unsecured || jwks.is_some()).then(|| OAuthBearerConfig {
+            required_scope: self
+                .sasl_oauthbearer_required_scope
+                .clone()
+                .unwrap_or_default(),
+            allowable_clock_skew_ms: self.sasl_oauthbearer_clock_skew_ms.unwrap_or(0).max(0),
+            jwks,
+            expected_issuer: self.sasl_oauthbearer_expected_issuer.clone(),
+            expected_audience: self
+                .sasl_oauthbearer_expected_audience
+                .clone()
+                .unwrap_or_default(),
+        });
         let bootstrap_users = match std::env::var("SLUICE_BOOTSTRAP_USERS") {
             Ok(v) => {
                 sluice_broker::security::parse_bootstrap_users(&v).map_err(anyhow::Error::msg)?

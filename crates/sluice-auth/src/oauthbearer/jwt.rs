@@ -92,6 +92,10 @@ pub enum TokenError {
     },
     /// `exp` is not after `iat`.
     ExpiresBeforeIssued,
+    /// A signed token (JWKS validation) that does not verify: an unknown key, an algorithm the
+    /// key does not allow, a bad signature, or the wrong issuer or audience; the text says
+    /// which.
+    Rejected(String),
     /// A required scope value is not in the token.
     MissingScope {
         /// The first required value missing.
@@ -117,6 +121,7 @@ impl fmt::Display for TokenError {
                 )
             }
             TokenError::ExpiresBeforeIssued => f.write_str("token's exp is not after its iat"),
+            TokenError::Rejected(why) => write!(f, "token refused: {why}"),
             TokenError::MissingScope { missing, .. } => {
                 write!(f, "token lacks the required scope {missing:?}")
             }
@@ -177,6 +182,17 @@ impl UnsecuredJwtValidator {
         if !signature.is_empty() {
             return Err(TokenError::Malformed("an unsecured JWS has no signature"));
         }
+        self.check_claims(&claims, now_ms)
+    }
+
+    /// The checks of the claims every token gets, signed or not: principal, `exp` (required),
+    /// `iat`, the clock skew and the required scope (Kafka's `OAuthBearerValidationUtils`).
+    pub(crate) fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        now_ms: i64,
+    ) -> Result<ValidToken, TokenError> {
+        let claims = claims.clone();
         let scope = self.scope(&claims)?;
         let exp = number_claim(&claims, "exp")?
             .ok_or_else(|| TokenError::MissingClaim("exp".to_owned()))?;
@@ -259,7 +275,7 @@ impl UnsecuredJwtValidator {
 }
 
 /// A base64url (unpadded) JSON object.
-fn json_object(part: &str) -> Result<Map<String, Value>, TokenError> {
+pub(crate) fn json_object(part: &str) -> Result<Map<String, Value>, TokenError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| TokenError::Malformed("part is not unpadded base64url"))?;

@@ -14,7 +14,9 @@
 //! failure) is in [`crate::server`].
 
 pub mod initial;
+pub mod jwks;
 pub mod jwt;
 
 pub use initial::{client_initial, parse_client_initial, ClientInitial, MAX_MESSAGE_LEN};
+pub use jwks::{JwksValidator, TokenValidator, MAX_JWKS_BYTES};
 pub use jwt::{unsecured_token, TokenError, UnsecuredJwtValidator, ValidToken, MAX_TOKEN_LEN};

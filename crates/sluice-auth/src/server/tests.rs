@@ -1,5 +1,6 @@
 //! `SaslExchange` per mechanism, driven the way the broker's connection loop will drive it.
 
+use crate::oauthbearer::UnsecuredJwtValidator;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -54,7 +55,7 @@ fn store() -> Store {
 
 fn config() -> ExchangeConfig {
     ExchangeConfig {
-        oauthbearer: Some(UnsecuredJwtValidator::default()),
+        oauthbearer: Some(UnsecuredJwtValidator::default().into()),
         mock_salt_key: b"cluster secret".to_vec(),
     }
 }
@@ -301,10 +302,13 @@ fn oauthbearer_invalid_token_then_acknowledgement() {
 #[test]
 fn oauthbearer_missing_scope() {
     let cfg = ExchangeConfig {
-        oauthbearer: Some(UnsecuredJwtValidator {
-            required_scope: vec!["kafka".into(), "write".into()],
-            ..Default::default()
-        }),
+        oauthbearer: Some(
+            UnsecuredJwtValidator {
+                required_scope: vec!["kafka".into(), "write".into()],
+                ..Default::default()
+            }
+            .into(),
+        ),
         ..config()
     };
     let token = unsecured_token("alice", &["kafka"], NOW, 60_000);

@@ -25,12 +25,85 @@ pub use listener::{ListenerSpec, SecurityProtocol};
 use sluice_auth::oauthbearer::UnsecuredJwtValidator;
 use sluice_auth::{ExchangeConfig, KafkaPrincipal, SaslMechanism};
 
-/// `--sasl-oauthbearer-unsecured`: Kafka's unsecured JWT validator (development only: anyone
-/// can mint such a token), with its required scopes and clock skew.
+/// OAUTHBEARER: Kafka's unsecured JWT validator (`--sasl-oauthbearer-unsecured`; development
+/// only: anyone can mint such a token), or signed tokens checked against a JSON Web Key Set
+/// (`--sasl-oauthbearer-jwks-file` or `-url`, KIP-768), with the required scopes and clock skew.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OAuthBearerConfig {
     pub required_scope: Vec<String>,
     pub allowable_clock_skew_ms: i64,
+    /// None: unsecured tokens.
+    pub jwks: Option<JwksSource>,
+    pub expected_issuer: Option<String>,
+    pub expected_audience: Vec<String>,
+}
+
+/// Where the key set comes from: read at start, on SIGHUP, and (a URL) every refresh interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    File(std::path::PathBuf),
+    Url(String),
+}
+
+/// How often a key set from a URL is fetched again (Kafka's
+/// `sasl.oauthbearer.jwks.endpoint.refresh.ms`).
+pub const JWKS_REFRESH: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl OAuthBearerConfig {
+    /// The validator these settings make (reads the key set: a file, or its URL with a bounded
+    /// request).
+    pub fn validator(&self) -> anyhow::Result<sluice_auth::oauthbearer::TokenValidator> {
+        use sluice_auth::oauthbearer::{JwksValidator, TokenValidator};
+        let claims = UnsecuredJwtValidator {
+            required_scope: self.required_scope.clone(),
+            allowable_clock_skew_ms: self.allowable_clock_skew_ms,
+            ..UnsecuredJwtValidator::default()
+        };
+        let Some(source) = &self.jwks else {
+            return Ok(TokenValidator::Unsecured(claims));
+        };
+        let json = read_jwks(source)?;
+        let keys = JwksValidator::parse_keys(&json)
+            .map_err(|e| anyhow::anyhow!("OAUTHBEARER key set {source:?}: {e}"))?;
+        Ok(TokenValidator::Jwks(Box::new(JwksValidator {
+            keys,
+            expected_issuer: self.expected_issuer.clone(),
+            expected_audience: self.expected_audience.clone(),
+            claims,
+        })))
+    }
+}
+
+fn read_jwks(source: &JwksSource) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    use std::io::Read;
+    let limit = sluice_auth::oauthbearer::MAX_JWKS_BYTES as u64;
+    match source {
+        JwksSource::File(path) => {
+            let f = std::fs::File::open(path)
+                .with_context(|| format!("cannot read the key set {}", path.display()))?;
+            let mut buf = Vec::new();
+            f.take(limit + 1).read_to_end(&mut buf)?;
+            Ok(buf)
+        }
+        JwksSource::Url(url) => {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .timeout_global(Some(std::time::Duration::from_secs(10)))
+                .build()
+                .into();
+            let mut resp = agent
+                .get(url)
+                .call()
+                .with_context(|| format!("cannot fetch the key set {url}"))?;
+            let mut buf = Vec::new();
+            resp.body_mut()
+                .as_reader()
+                .take(limit + 1)
+                .read_to_end(&mut buf)
+                .with_context(|| format!("cannot read the key set {url}"))?;
+            Ok(buf)
+        }
+    }
 }
 
 /// The security settings of `sluice serve`.
@@ -75,7 +148,8 @@ impl SecurityConfig {
         if explicit.contains(&SaslMechanism::OAuthBearer) && self.oauthbearer.is_none() {
             return Err(
                 "--sasl-mechanisms names OAUTHBEARER: it needs a token validator \
-                 (--sasl-oauthbearer-unsecured for development)"
+                 (--sasl-oauthbearer-jwks-file or -url; --sasl-oauthbearer-unsecured for \
+                 development)"
                     .into(),
             );
         }
@@ -165,17 +239,18 @@ impl Security {
             None => None,
         };
         let mock_salt_key = mock_salt_key(data_dir)?;
+        let oauthbearer = config
+            .oauthbearer
+            .as_ref()
+            .map(|o| o.validator())
+            .transpose()?;
         let settings = |protocol| {
             Arc::new(sasl::SaslSettings {
                 mechanisms: config.mechanisms_for(protocol),
-                exchange: ExchangeConfig {
-                    oauthbearer: config.oauthbearer.as_ref().map(|o| UnsecuredJwtValidator {
-                        required_scope: o.required_scope.clone(),
-                        allowable_clock_skew_ms: o.allowable_clock_skew_ms,
-                        ..UnsecuredJwtValidator::default()
-                    }),
+                exchange: parking_lot::RwLock::new(ExchangeConfig {
+                    oauthbearer: oauthbearer.clone(),
                     mock_salt_key: mock_salt_key.clone(),
-                },
+                }),
                 max_reauth_ms: config.max_reauth_ms,
             })
         };
@@ -186,6 +261,22 @@ impl Security {
             config,
             tls,
         })
+    }
+
+    /// Reads the OAUTHBEARER key set again (SIGHUP, the URL's refresh); on any error the one
+    /// in force stays.
+    pub fn reload_oauthbearer(&self) -> anyhow::Result<()> {
+        let Some(config) = &self.config.oauthbearer else {
+            return Ok(());
+        };
+        if config.jwks.is_none() {
+            return Ok(());
+        }
+        let validator = config.validator()?;
+        for settings in [&self.sasl_plaintext, &self.sasl_ssl] {
+            settings.exchange.write().oauthbearer = Some(validator.clone());
+        }
+        Ok(())
     }
 
     /// The SASL settings of a listener of `protocol` (None: it does not use SASL).
@@ -341,34 +432,70 @@ pub fn parse_bootstrap_users(s: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-/// Reloads the TLS files on every SIGHUP until `stop` (renewed certificates without a
-/// restart). A failed reload keeps the configuration in force and logs why.
-pub async fn reload_tls_on_sighup(
+/// Reloads the TLS files and the OAUTHBEARER key set on every SIGHUP until `stop` (renewed
+/// certificates, rotated signing keys, without a restart), and fetches a key set from a URL
+/// again every [`JWKS_REFRESH`]. A failed reload keeps what is in force and logs why.
+pub async fn reload_on_sighup(
     broker: Arc<crate::Broker>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let Some(tls) = broker.security.tls.as_ref() else {
-        return;
-    };
     let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP: TLS files will not be reloaded");
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: TLS files and key sets will not be reloaded");
             return;
         }
     };
+    let from_url = matches!(
+        broker
+            .security
+            .config
+            .oauthbearer
+            .as_ref()
+            .and_then(|o| o.jwks.as_ref()),
+        Some(JwksSource::Url(_))
+    );
+    let mut refresh =
+        tokio::time::interval_at(tokio::time::Instant::now() + JWKS_REFRESH, JWKS_REFRESH);
     loop {
         tokio::select! {
             _ = stop.changed() => return,
+            _ = refresh.tick(), if from_url => reload_key_set(&broker, "refresh").await,
             got = hangups.recv() => {
                 if got.is_none() {
                     return;
                 }
-                match tls.reload() {
-                    Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate, key and client CA"),
-                    Err(e) => tracing::error!(error = format!("{e:#}"), "SIGHUP: TLS files not reloaded; the previous ones stay in force"),
+                if let Some(tls) = broker.security.tls.as_ref() {
+                    match tls.reload() {
+                        Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificate, key and client CA"),
+                        Err(e) => tracing::error!(error = format!("{e:#}"), "SIGHUP: TLS files not reloaded; the previous ones stay in force"),
+                    }
                 }
+                reload_key_set(&broker, "SIGHUP").await;
             }
         }
+    }
+}
+
+/// Reads the OAUTHBEARER key set again on the blocking pool (a file, or a bounded fetch).
+async fn reload_key_set(broker: &Arc<crate::Broker>, why: &'static str) {
+    let has_jwks = broker
+        .security
+        .config
+        .oauthbearer
+        .as_ref()
+        .is_some_and(|o| o.jwks.is_some());
+    if !has_jwks {
+        return;
+    }
+    let b = broker.clone();
+    match tokio::task::spawn_blocking(move || b.security.reload_oauthbearer()).await {
+        Ok(Ok(())) => tracing::info!(why, "reloaded the OAUTHBEARER key set"),
+        Ok(Err(e)) => tracing::error!(
+            why,
+            error = format!("{e:#}"),
+            "OAUTHBEARER key set not reloaded; the previous one stays in force"
+        ),
+        Err(e) => tracing::error!(why, error = %e, "OAUTHBEARER key set reload failed"),
     }
 }

@@ -42,7 +42,8 @@ pub enum Screen {
 pub struct SaslSettings {
     /// The mechanisms this listener offers, in the order SaslHandshake lists them.
     pub mechanisms: Vec<SaslMechanism>,
-    pub exchange: ExchangeConfig,
+    /// Replaced when the OAUTHBEARER key set is reloaded; an exchange copies it at its start.
+    pub exchange: parking_lot::RwLock<ExchangeConfig>,
     /// `connections.max.reauth.ms` (0: sessions do not expire unless their credential does).
     pub max_reauth_ms: i64,
 }
@@ -353,7 +354,7 @@ impl Exchange {
     fn new(mechanism: SaslMechanism, settings: &SaslSettings) -> Exchange {
         Exchange {
             mechanism,
-            inner: SaslExchange::new(mechanism, &settings.exchange),
+            inner: SaslExchange::new(mechanism, &settings.exchange.read()),
             bad_mechanism: false,
         }
     }

@@ -38,7 +38,7 @@ fn store() -> Store {
 fn settings(max_reauth_ms: i64) -> SaslSettings {
     SaslSettings {
         mechanisms: vec![SaslMechanism::Plain, SaslMechanism::ScramSha256],
-        exchange: ExchangeConfig::default(),
+        exchange: parking_lot::RwLock::new(ExchangeConfig::default()),
         max_reauth_ms,
     }
 }

@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
         exchange: parking_lot::RwLock::new(ExchangeConfig {
             oauthbearer: Some(sluice_auth::oauthbearer::UnsecuredJwtValidator::default().into()),
             mock_salt_key: b"fuzz".to_vec(),
+            mock_iterations: 4096,
         }),
         max_reauth_ms: 1000,
     };

@@ -438,16 +438,22 @@ def test_tails_are_bounded_per_node_and_freed_on_disconnect(broker_factory, uniq
         for tail in tails:
             tail.close()
 
-    # All closed: every place is free again.
-    def all_free():
-        again = [Tail(b, t) for _ in range(MAX_API_TAILS)]
-        try:
-            return all(x.status == 200 for x in again)
-        finally:
-            for x in again:
-                x.close()
+    # All closed: every place is free again. Places are taken as they free and kept (opening
+    # MAX at a time and closing them between tries would itself hold the places it waits for).
+    held = []
+    try:
+        def all_free():
+            tail = Tail(b, t)
+            if tail.status == 200:
+                held.append(tail)
+            else:
+                tail.close()
+            return len(held) == MAX_API_TAILS
 
-    wait_until(all_free, 30, "every tail's place to be freed")
+        wait_until(all_free, 30, "every tail's place to be freed")
+    finally:
+        for x in held:
+            x.close()
 
 
 # ---- consumer-group offset reset ----------------------------------------------------------------

@@ -53,6 +53,9 @@ pub struct ExchangeConfig {
     /// The secret SCRAM derives unknown users' mock salts from
     /// ([`ScramServer::with_mock_salt_key`]): the same on every broker and across restarts.
     pub mock_salt_key: Vec<u8>,
+    /// The iteration count unknown users appear to have (and PLAIN's refusal of one costs):
+    /// the count the broker gives real users. 0: Kafka's minimum.
+    pub mock_iterations: u32,
 }
 
 impl fmt::Debug for ExchangeConfig {
@@ -99,7 +102,8 @@ pub struct SaslExchange {
 
 #[derive(Debug)]
 enum State {
-    Plain,
+    /// PLAIN; the iteration count a refused unknown user costs.
+    Plain(u32),
     ScramFirst(ScramServer),
     ScramFinal(ScramServer),
     OAuthBearer(TokenValidator),
@@ -115,12 +119,16 @@ impl SaslExchange {
     /// A new exchange of `mechanism` (copies what it needs from `config`).
     pub fn new(mechanism: SaslMechanism, config: &ExchangeConfig) -> Self {
         let state = match mechanism {
-            SaslMechanism::Plain => State::Plain,
+            SaslMechanism::Plain => State::Plain(config.mock_iterations),
             SaslMechanism::ScramSha256 => State::ScramFirst(
-                ScramServer::new(ScramMechanism::Sha256).with_mock_salt_key(&config.mock_salt_key),
+                ScramServer::new(ScramMechanism::Sha256)
+                    .with_mock_salt_key(&config.mock_salt_key)
+                    .with_mock_iterations(config.mock_iterations),
             ),
             SaslMechanism::ScramSha512 => State::ScramFirst(
-                ScramServer::new(ScramMechanism::Sha512).with_mock_salt_key(&config.mock_salt_key),
+                ScramServer::new(ScramMechanism::Sha512)
+                    .with_mock_salt_key(&config.mock_salt_key)
+                    .with_mock_iterations(config.mock_iterations),
             ),
             SaslMechanism::OAuthBearer => match &config.oauthbearer {
                 Some(v) => State::OAuthBearer(v.clone()),
@@ -151,7 +159,7 @@ impl SaslExchange {
         server_nonce: &str,
     ) -> SaslStep {
         match std::mem::replace(&mut self.state, State::Ended) {
-            State::Plain => plain_step(token, store),
+            State::Plain(iterations) => plain_step(token, store, iterations),
             State::ScramFirst(mut server) => {
                 let mechanism = server.mechanism();
                 match server.client_first(token, server_nonce, |user| store.scram(mechanism, user))
@@ -248,7 +256,7 @@ fn user_note(server: &ScramServer) -> String {
         .unwrap_or_default()
 }
 
-fn plain_step(token: &[u8], store: &dyn CredentialStore) -> SaslStep {
+fn plain_step(token: &[u8], store: &dyn CredentialStore, mock_iterations: u32) -> SaslStep {
     let msg = match plain::parse(token) {
         Ok(m) => m,
         Err(e) => return failed(format!("PLAIN: {e}"), None),
@@ -259,12 +267,12 @@ fn plain_step(token: &[u8], store: &dyn CredentialStore) -> SaslStep {
         .or_else(|| store.scram(ScramMechanism::Sha256, user));
     let why = match credential {
         None => {
-            spend_like_a_check(msg.password);
+            spend_like_a_check(msg.password, mock_iterations);
             "unknown user"
         }
         Some(c) => match c.check() {
             Err(why) => {
-                spend_like_a_check(msg.password);
+                spend_like_a_check(msg.password, mock_iterations);
                 why
             }
             Ok(()) if c.verify_password(msg.password.as_bytes()) => {
@@ -286,14 +294,14 @@ fn plain_step(token: &[u8], store: &dyn CredentialStore) -> SaslStep {
     )
 }
 
-/// One PBKDF2 run at the minimum count, as a password check costs, so a missing or unusable
-/// credential takes about as long to refuse as a wrong password.
-fn spend_like_a_check(password: &str) {
+/// One PBKDF2 run at the count real users have, as a password check costs, so a missing or
+/// unusable credential takes about as long to refuse as a wrong password.
+fn spend_like_a_check(password: &str, iterations: u32) {
     std::hint::black_box(scram::salted_password(
         ScramMechanism::Sha512,
         password.as_bytes(),
         b"sluice: no such user",
-        MIN_ITERATIONS,
+        iterations.clamp(MIN_ITERATIONS, scram::MAX_ITERATIONS),
     ));
 }
 

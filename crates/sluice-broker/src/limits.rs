@@ -51,6 +51,9 @@ pub const SASL_MAX_RECEIVE_BYTES: usize = 512 * 1024;
 /// Time from accept to the end of authentication (the TLS handshake and the SASL exchange);
 /// a client that has not authenticated by then is closed. Kafka has no such bound.
 pub const AUTHENTICATION_TIMEOUT_MS: u64 = 30_000;
+/// SASL exchange steps (a PLAIN or SCRAM step hashes a password: PBKDF2, milliseconds of CPU)
+/// running at once across all connections; more wait their turn, off the request workers.
+pub const CONCURRENT_AUTHENTICATIONS: usize = 4;
 /// Kafka's `connection.failed.authentication.delay.ms`: a failed authentication's answer waits
 /// this long before the connection closes, slowing password guessing.
 pub const FAILED_AUTHENTICATION_DELAY_MS: u64 = 100;

@@ -38,6 +38,9 @@ use crate::response::FrameSink;
 use crate::security::sasl::{SaslSession, SaslSettings, Screen};
 use crate::security::{ListenerSpec, SecurityProtocol};
 
+/// SASL steps running at once across connections ([`crate::limits::CONCURRENT_AUTHENTICATIONS`]).
+static AUTHENTICATIONS: Semaphore = Semaphore::const_new(crate::limits::CONCURRENT_AUTHENTICATIONS);
+
 /// What every connection of one listener shares.
 struct ListenerContext {
     name: Arc<str>,
@@ -218,6 +221,10 @@ async fn connection<R: AsyncRead + Unpin, W: FrameSink>(
     let read_timeout = broker.config.request_read_timeout;
     loop {
         let authenticated = sasl.as_ref().is_none_or(SaslSession::is_authenticated);
+        if !authenticated && tokio::time::Instant::now() >= auth_deadline {
+            tracing::info!(peer = %conn.peer, "closing connection: not authenticated within the authentication timeout");
+            break;
+        }
         // Before authentication the whole exchange must end by the deadline.
         let wait = if authenticated {
             idle
@@ -287,13 +294,30 @@ async fn connection<R: AsyncRead + Unpin, W: FrameSink>(
                 break;
             };
             let users = broker.metadata.users.table();
-            let screened = session.screen(
-                &frame,
-                settings,
-                users.as_ref(),
-                crate::broker::now_ms(),
-                &nonce,
-            );
+            // A SASL step may hash a password (PBKDF2, milliseconds): at most a few run at a
+            // time, off the request workers, so that clients guessing passwords slow down only
+            // each other.
+            let expensive = !session.is_authenticated() || session.is_reauthenticating();
+            let slot = if expensive {
+                tokio::select! {
+                    biased;
+                    _ = stopped(&mut stop) => break,
+                    slot = AUTHENTICATIONS.acquire() => slot.ok(),
+                }
+            } else {
+                None
+            };
+            let now = crate::broker::now_ms();
+            let mut step = || session.screen(&frame, settings, users.as_ref(), now, &nonce);
+            let screened = if expensive
+                && tokio::runtime::Handle::current().runtime_flavor()
+                    == tokio::runtime::RuntimeFlavor::MultiThread
+            {
+                tokio::task::block_in_place(step)
+            } else {
+                step()
+            };
+            drop(slot);
             match screened {
                 Screen::Serve => {
                     if let Some(p) = session.principal() {

@@ -41,14 +41,16 @@ pub struct BrokerInfo {
 impl BrokerInfo {
     /// The `host:port` clients of listener `name` are told (Kafka answers Metadata with the
     /// endpoints of the listener a request came in on). A broker registered without listeners
-    /// (an older version) or without this one answers with its first endpoint.
-    pub fn endpoint(&self, name: &str) -> (&str, i32) {
+    /// (an older version) answers with its one endpoint; one without this listener has none
+    /// (Kafka leaves it out rather than send a client to a port speaking another protocol).
+    pub fn endpoint(&self, name: &str) -> Option<(&str, i32)> {
+        if self.listeners.is_empty() {
+            return Some((self.kafka_host.as_str(), self.kafka_port));
+        }
         self.listeners
             .iter()
             .find(|l| l.name == name)
-            .map_or((self.kafka_host.as_str(), self.kafka_port), |l| {
-                (l.host.as_str(), l.port)
-            })
+            .map(|l| (l.host.as_str(), l.port))
     }
 
     /// Kafka's `isActive`: may lead partitions and join ISRs.

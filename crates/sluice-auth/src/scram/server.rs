@@ -29,6 +29,9 @@ pub struct ScramOutcome {
 pub struct ScramServer {
     mechanism: ScramMechanism,
     mock_salt_key: Vec<u8>,
+    /// The iteration count of mock credentials: the broker's own default, so an unknown user's
+    /// server-first looks like a real user's.
+    mock_iterations: u32,
     state: State,
     username: Option<String>,
     rejection: Option<&'static str>,
@@ -75,6 +78,7 @@ impl ScramServer {
         ScramServer {
             mechanism,
             mock_salt_key: Vec::new(),
+            mock_iterations: MIN_ITERATIONS,
             state: State::AwaitingClientFirst,
             username: None,
             rejection: None,
@@ -87,6 +91,13 @@ impl ScramServer {
     /// this code can compute the mock salt and tell that a user does not exist, so the broker
     /// should pass a secret that is the same on every broker of the cluster and across restarts
     /// (PostgreSQL's "mock authentication nonce" plays the same part).
+    /// Sets the iteration count of mock credentials (clamped to Kafka's bounds): the count the
+    /// broker gives real users, so a prober cannot tell them apart by it.
+    pub fn with_mock_iterations(mut self, iterations: u32) -> Self {
+        self.mock_iterations = iterations.clamp(MIN_ITERATIONS, super::MAX_ITERATIONS);
+        self
+    }
+
     pub fn with_mock_salt_key(mut self, key: &[u8]) -> Self {
         self.mock_salt_key = key.to_vec();
         self
@@ -246,7 +257,7 @@ impl ScramServer {
             &self.mock_salt_key,
             &[b"sluice mock key\0", mechanism, b"\0", username.as_bytes()],
         );
-        ScramCredential::from_salted_password(self.mechanism, &salt, MIN_ITERATIONS, &salted)
+        ScramCredential::from_salted_password(self.mechanism, &salt, self.mock_iterations, &salted)
     }
 }
 

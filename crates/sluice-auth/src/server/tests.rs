@@ -57,6 +57,7 @@ fn config() -> ExchangeConfig {
     ExchangeConfig {
         oauthbearer: Some(UnsecuredJwtValidator::default().into()),
         mock_salt_key: b"cluster secret".to_vec(),
+        mock_iterations: 8192,
     }
 }
 
@@ -346,4 +347,14 @@ fn debug_output_hides_secrets() {
     let shown = format!("{x:?}");
     assert!(shown.contains("awaiting client-final"), "{shown}");
     assert!(!shown.contains("cluster secret"));
+}
+
+#[test]
+fn unknown_users_appear_with_the_brokers_iteration_count() {
+    let s = store();
+    let mut x = SaslExchange::new(SaslMechanism::ScramSha256, &config());
+    let SaslStep::Continue(first) = x.step(b"n,,n=nobody,r=abc", &s, 0, "srv") else {
+        panic!("expected server-first");
+    };
+    assert!(String::from_utf8(first).unwrap().ends_with(",i=8192"));
 }

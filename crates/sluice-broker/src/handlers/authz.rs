@@ -257,6 +257,10 @@ pub fn gate(broker: &Broker, ctx: &RequestContext, request: &RequestKind) -> Opt
                 ),
             )
         }
+        // OffsetFetch before v8 names one group (v8+ answer each group on its own: `restrict`).
+        Rq::OffsetFetch(r) if r.groups.is_empty() && !group(Op::Describe, &r.group_id) => {
+            Rs::OffsetFetch(super::groups::offset_fetch_error(r, ctx.version, GROUP))
+        }
         Rq::OffsetDelete(r) if !group(Op::Delete, &r.group_id) => Rs::OffsetDelete(
             kafka_protocol::messages::OffsetDeleteResponse::default().with_error_code(GROUP),
         ),
@@ -420,6 +424,7 @@ pub fn restrict(broker: &Broker, ctx: &RequestContext, response: &mut ResponseKi
                         p.error_code = topic_denied;
                         p.offset = -1;
                         p.timestamp = -1;
+                        p.leader_epoch = -1;
                     }
                 }
             }
@@ -576,6 +581,11 @@ pub enum Denied {
     Partitions(Vec<(String, Vec<i32>)>),
     /// Topics (by id) refused with their partitions.
     ById(Vec<(uuid::Uuid, Vec<i32>)>),
+    /// DeleteTopics: topics refused by name, or by id (answered with the id alone: a topic's
+    /// name is not disclosed to a principal that may not delete it).
+    Topics(Vec<(Option<String>, uuid::Uuid)>),
+    /// OffsetFetch: named topics refused, per group (None: the v0-v7 single group).
+    GroupTopics(Vec<(Option<String>, String, Vec<i32>)>),
 }
 
 /// The name of a topic a share request names by id; None for an id that names no topic
@@ -612,26 +622,26 @@ pub fn withhold(broker: &Broker, ctx: &RequestContext, request: &mut RequestKind
             r.topic_names.retain(|n| {
                 let allowed = topic(Op::Delete, n);
                 if !allowed {
-                    no.push((n.to_string(), topic_denied));
+                    no.push((Some(n.to_string()), uuid::Uuid::nil()));
                 }
                 allowed
             });
             r.topics.retain(|t| {
-                let name = match &t.name {
-                    Some(n) => n.to_string(),
+                let (name, by_id) = match &t.name {
+                    Some(n) => (n.to_string(), false),
                     // By id: refused only if it names a topic (ids are not sensitive).
                     None => match broker.metadata.topic_by_id(t.topic_id) {
-                        Some(topic) => topic.name.clone(),
+                        Some(topic) => (topic.name.clone(), true),
                         None => return true,
                     },
                 };
                 let allowed = topic(Op::Delete, &name);
                 if !allowed {
-                    no.push((name, topic_denied));
+                    no.push(((!by_id).then_some(name), t.topic_id));
                 }
                 allowed
             });
-            Denied::Names(no)
+            Denied::Topics(no)
         }
         Rq::CreatePartitions(r) => {
             let (ok, no): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
@@ -749,6 +759,35 @@ pub fn withhold(broker: &Broker, ctx: &RequestContext, request: &mut RequestKind
                     .collect(),
             )
         }
+        Rq::OffsetFetch(r) => {
+            let mut no = Vec::new();
+            if let Some(topics) = r.topics.as_mut() {
+                topics.retain(|t| {
+                    let allowed = topic(Op::Describe, &t.name);
+                    if !allowed {
+                        no.push((None, t.name.to_string(), t.partition_indexes.clone()));
+                    }
+                    allowed
+                });
+            }
+            for g in &mut r.groups {
+                let group_id = g.group_id.to_string();
+                if let Some(topics) = g.topics.as_mut() {
+                    topics.retain(|t| {
+                        let allowed = topic(Op::Describe, &t.name);
+                        if !allowed {
+                            no.push((
+                                Some(group_id.clone()),
+                                t.name.to_string(),
+                                t.partition_indexes.clone(),
+                            ));
+                        }
+                        allowed
+                    });
+                }
+            }
+            Denied::GroupTopics(no)
+        }
         Rq::ShareFetch(r) => {
             let mut no = Vec::new();
             r.topics.retain(|t| {
@@ -852,12 +891,13 @@ pub fn answer_denied(denied: Denied, response: &mut ResponseKind) {
                 );
             }
         }
-        (Denied::Names(no), Rs::DeleteTopics(r)) => {
-            for (name, code) in no {
+        (Denied::Topics(no), Rs::DeleteTopics(r)) => {
+            for (name, id) in no {
                 r.responses.push(
                     kafka_protocol::messages::delete_topics_response::DeletableTopicResult::default()
-                        .with_name(Some(TopicName(s(&name))))
-                        .with_error_code(code),
+                        .with_name(name.map(|n| TopicName(s(&n))))
+                        .with_topic_id(id)
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code()),
                 );
             }
         }
@@ -931,6 +971,49 @@ pub fn answer_denied(denied: Denied, response: &mut ResponseKind) {
                         .with_error_code(code)
                         .with_error_message(msg(code)),
                 );
+            }
+        }
+        (Denied::GroupTopics(no), Rs::OffsetFetch(r)) => {
+            use kafka_protocol::messages::offset_fetch_response::*;
+            let denied = ResponseError::TopicAuthorizationFailed.code();
+            for (group, name, parts) in no {
+                match group {
+                    None => r.topics.push(
+                        OffsetFetchResponseTopic::default()
+                            .with_name(TopicName(s(&name)))
+                            .with_partitions(
+                                parts
+                                    .into_iter()
+                                    .map(|p| {
+                                        OffsetFetchResponsePartition::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(-1)
+                                            .with_error_code(denied)
+                                    })
+                                    .collect(),
+                            ),
+                    ),
+                    Some(g) => {
+                        if let Some(group) = r.groups.iter_mut().find(|x| x.group_id.as_str() == g)
+                        {
+                            group.topics.push(
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(s(&name)))
+                                    .with_partitions(
+                                        parts
+                                            .into_iter()
+                                            .map(|p| {
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(-1)
+                                                    .with_error_code(denied)
+                                            })
+                                            .collect(),
+                                    ),
+                            );
+                        }
+                    }
+                }
             }
         }
         (Denied::ById(no), Rs::ShareFetch(r)) => {

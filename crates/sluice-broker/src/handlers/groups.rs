@@ -607,6 +607,39 @@ fn committed_rows(
         .collect()
 }
 
+/// An OffsetFetch (v0-v7, one group) refused whole: v2+ carry the error at the top; before,
+/// every requested partition carries it.
+pub fn offset_fetch_error(
+    req: &OffsetFetchRequest,
+    version: i16,
+    code: i16,
+) -> OffsetFetchResponse {
+    let topics = req
+        .topics
+        .iter()
+        .flatten()
+        .map(|t| {
+            OffsetFetchResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partition_indexes
+                        .iter()
+                        .map(|p| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(*p)
+                                .with_committed_offset(-1)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let top = if version >= 2 { code } else { 0 };
+    OffsetFetchResponse::default()
+        .with_error_code(top)
+        .with_topics(topics)
+}
+
 pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     // v8+ batches groups; earlier versions ask for one group at top level.
     if version >= 8 {
@@ -651,31 +684,7 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
         return OffsetFetchResponse::default().with_groups(groups);
     }
     if let Err(e) = broker.offsets.check() {
-        // v2+ carry a top-level error; before, every requested partition carries it.
-        let topics = req
-            .topics
-            .iter()
-            .flatten()
-            .map(|t| {
-                OffsetFetchResponseTopic::default()
-                    .with_name(t.name.clone())
-                    .with_partitions(
-                        t.partition_indexes
-                            .iter()
-                            .map(|p| {
-                                OffsetFetchResponsePartition::default()
-                                    .with_partition_index(*p)
-                                    .with_committed_offset(-1)
-                                    .with_error_code(e.code)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect();
-        let top = if version >= 2 { e.code } else { 0 };
-        return OffsetFetchResponse::default()
-            .with_error_code(top)
-            .with_topics(topics);
+        return offset_fetch_error(&req, version, e.code);
     }
     let wanted = req.topics.as_ref().map(|ts| {
         ts.iter()

@@ -134,9 +134,9 @@ pub fn live_brokers(broker: &Broker, listener: &str) -> Vec<(i32, String, i32, O
         img.brokers
             .values()
             .filter(|b| !b.fenced)
-            .map(|b| {
-                let (host, port) = b.endpoint(listener);
-                (b.node_id, host.to_string(), port, b.rack.clone())
+            .filter_map(|b| {
+                let (host, port) = b.endpoint(listener)?;
+                Some((b.node_id, host.to_string(), port, b.rack.clone()))
             })
             .collect()
     });

@@ -515,8 +515,9 @@ async fn dispatch(
     let withheld = authz::withhold(broker, ctx, &mut request);
     let mut response = answer(broker, request, ctx).await?;
     if let Some(r) = response.as_mut() {
-        authz::answer_denied(withheld, r);
+        // Restricted first: the parts put back refused are not the principal's to see either.
         authz::restrict(broker, ctx, r);
+        authz::answer_denied(withheld, r);
     }
     Ok(response)
 }

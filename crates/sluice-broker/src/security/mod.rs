@@ -166,6 +166,50 @@ impl SecurityConfig {
                     .into(),
             );
         }
+        if let Some(tls) = &self.tls {
+            if tls.client_ca.is_some() && tls.client_auth == tls::ClientAuth::None {
+                return Err(
+                    "--tls-client-ca is given but --tls-client-auth is none: no client \
+                     certificate would be asked for (use requested or required)"
+                        .into(),
+                );
+            }
+            if tls.client_auth != tls::ClientAuth::None
+                && !self
+                    .listeners
+                    .iter()
+                    .any(|l| l.protocol == SecurityProtocol::Ssl)
+            {
+                return Err(
+                    "--tls-client-auth applies to SSL listeners and there is none (SASL_SSL \
+                     listeners take their principal from SASL)"
+                        .into(),
+                );
+            }
+        }
+        if !self.authorizer.enabled && !self.authorizer.config.super_users.is_empty() {
+            return Err("--superuser has no effect without --authorizer on".into());
+        }
+        if self.authorizer.enabled && self.oauthbearer.as_ref().is_some_and(|o| o.jwks.is_none()) {
+            return Err(
+                "--sasl-oauthbearer-unsecured with --authorizer on would let anyone mint a \
+                 token for any principal, a super user's included: use a key set \
+                 (--sasl-oauthbearer-jwks-url or -file)"
+                    .into(),
+            );
+        }
+        if let Some(JwksSource::Url(url)) = self.oauthbearer.as_ref().and_then(|o| o.jwks.as_ref())
+        {
+            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|p| url.starts_with(p));
+            if !url.starts_with("https://") && !loopback {
+                return Err(format!(
+                    "--sasl-oauthbearer-jwks-url {url}: the key set must come over https (anyone \
+                     on the path could replace the signing keys); plain http only from loopback"
+                ));
+            }
+        }
         if self.authorizer.enabled
             && self.authorizer.config.super_users.is_empty()
             && !self.authorizer.config.allow_everyone_if_no_acl_found
@@ -250,6 +294,7 @@ impl Security {
                 exchange: parking_lot::RwLock::new(ExchangeConfig {
                     oauthbearer: oauthbearer.clone(),
                     mock_salt_key: mock_salt_key.clone(),
+                    mock_iterations: DEFAULT_SCRAM_ITERATIONS,
                 }),
                 max_reauth_ms: config.max_reauth_ms,
             })

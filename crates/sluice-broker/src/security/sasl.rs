@@ -49,8 +49,9 @@ pub struct SaslSettings {
 }
 
 enum State {
-    /// Nothing but ApiVersions and SaslHandshake yet.
-    Initial,
+    /// Nothing but ApiVersions (at most [`API_VERSIONS_BEFORE_AUTH`] times: a KIP-511 retry at
+    /// a lower version is the one reason for a second) and SaslHandshake yet.
+    Initial { api_versions: u8 },
     /// SaslHandshake v1+ done: SaslAuthenticate requests carry the tokens.
     Authenticating(Exchange),
     /// SaslHandshake v0 done: the next frames are bare tokens, answered by bare tokens.
@@ -59,9 +60,17 @@ enum State {
     Complete {
         mechanism: SaslMechanism,
         expires_at_ms: Option<i64>,
+        /// When the last exchange ended: re-authentication at most once a second.
+        authenticated_at_ms: i64,
         reauth: Option<Exchange>,
     },
 }
+
+/// ApiVersions requests a connection may send before authenticating.
+const API_VERSIONS_BEFORE_AUTH: u8 = 2;
+/// The least time between two authentications of one connection (KIP-368 lets a client
+/// re-authenticate; nothing lets it make the broker hash passwords in a loop).
+const MIN_REAUTH_INTERVAL_MS: i64 = 1000;
 
 struct Exchange {
     mechanism: SaslMechanism,
@@ -79,7 +88,7 @@ pub struct SaslSession {
 impl Default for SaslSession {
     fn default() -> Self {
         SaslSession {
-            state: State::Initial,
+            state: State::Initial { api_versions: 0 },
             principal: None,
         }
     }
@@ -98,6 +107,17 @@ impl SaslSession {
     /// before, `sasl.server.max.receive.size` bounds them).
     pub fn is_authenticated(&self) -> bool {
         matches!(self.state, State::Complete { .. })
+    }
+
+    /// True while a re-authentication exchange is under way.
+    pub fn is_reauthenticating(&self) -> bool {
+        matches!(
+            self.state,
+            State::Complete {
+                reauth: Some(_),
+                ..
+            }
+        )
     }
 
     /// When the session ends unless it re-authenticates (epoch ms).
@@ -126,7 +146,7 @@ impl SaslSession {
         };
         let key = ApiKey::try_from(key).ok();
         match (&mut self.state, key) {
-            (_, Some(ApiKey::SaslHandshake)) => self.handshake(frame, version, settings),
+            (_, Some(ApiKey::SaslHandshake)) => self.handshake(frame, version, settings, now_ms),
             (State::Authenticating(_), Some(ApiKey::SaslAuthenticate)) => {
                 self.authenticate(frame, version, settings, store, now_ms, nonce)
             }
@@ -169,8 +189,13 @@ impl SaslSession {
                 "{} during re-authentication: only SaslAuthenticate may follow SaslHandshake",
                 key.map_or("an unknown API".to_string(), |k| format!("{k:?}"))
             )),
-            (State::Initial, Some(ApiKey::ApiVersions)) => Screen::Serve,
-            (State::Initial, _) => Screen::Close(format!(
+            (State::Initial { api_versions }, Some(ApiKey::ApiVersions))
+                if *api_versions < API_VERSIONS_BEFORE_AUTH =>
+            {
+                *api_versions += 1;
+                Screen::Serve
+            }
+            (State::Initial { .. }, _) => Screen::Close(format!(
                 "{} before SASL authentication: only ApiVersions, SaslHandshake and \
                  SaslAuthenticate are served before a client has authenticated (a client \
                  configured with the wrong security protocol?)",
@@ -184,7 +209,13 @@ impl SaslSession {
         }
     }
 
-    fn handshake(&mut self, frame: &Bytes, version: i16, settings: &SaslSettings) -> Screen {
+    fn handshake(
+        &mut self,
+        frame: &Bytes,
+        version: i16,
+        settings: &SaslSettings,
+        now_ms: i64,
+    ) -> Screen {
         if !(0..=1).contains(&version) {
             return Screen::Close(format!("SaslHandshake v{version} is not supported"));
         }
@@ -207,10 +238,16 @@ impl SaslSession {
         let asked = SaslMechanism::from_name(&request.mechanism);
         let chosen = asked.filter(|m| settings.mechanisms.contains(m));
         match &mut self.state {
-            State::Initial => {
+            State::Initial { .. } => {
                 let Some(mechanism) = chosen else {
-                    // The client may try another mechanism on the same connection.
-                    return Screen::Reply(reply(UNSUPPORTED_SASL_MECHANISM));
+                    // Kafka answers with the mechanisms it offers, then closes.
+                    return Screen::Fail {
+                        reply: Some(reply(UNSUPPORTED_SASL_MECHANISM)),
+                        reason: format!(
+                            "SASL mechanism {:?} is not offered on this listener",
+                            request.mechanism.as_str()
+                        ),
+                    };
                 };
                 let exchange = Exchange::new(mechanism, settings);
                 self.state = if version == 0 {
@@ -220,15 +257,28 @@ impl SaslSession {
                 };
                 Screen::Reply(reply(0))
             }
+            // Re-authentication (KIP-368) renews a session that expires, at most once a second.
             State::Complete {
-                mechanism, reauth, ..
-            } if reauth.is_none() && version >= 1 => {
+                mechanism,
+                reauth,
+                expires_at_ms: Some(_),
+                authenticated_at_ms,
+            } if reauth.is_none()
+                && version >= 1
+                && now_ms.saturating_sub(*authenticated_at_ms) >= MIN_REAUTH_INTERVAL_MS =>
+            {
                 let mut exchange = Exchange::new(chosen.unwrap_or(*mechanism), settings);
                 exchange.bad_mechanism = chosen != Some(*mechanism);
                 *reauth = Some(exchange);
                 Screen::Reply(reply(0))
             }
-            _ => Screen::Reply(reply(ILLEGAL_SASL_STATE)),
+            // An authenticated session that may not re-authenticate now keeps its connection.
+            State::Complete { .. } => Screen::Reply(reply(ILLEGAL_SASL_STATE)),
+            // A second handshake in the middle of an exchange: Kafka fails it and closes.
+            _ => Screen::Fail {
+                reply: Some(reply(ILLEGAL_SASL_STATE)),
+                reason: "SaslHandshake during a SASL exchange".into(),
+            },
         }
     }
 
@@ -309,6 +359,7 @@ impl SaslSession {
                 self.state = State::Complete {
                     mechanism,
                     expires_at_ms,
+                    authenticated_at_ms: now_ms,
                     reauth: None,
                 };
                 Screen::Reply(authenticate_response(
@@ -342,6 +393,7 @@ impl SaslSession {
                 self.state = State::Complete {
                     mechanism: exchange.mechanism,
                     expires_at_ms: session_expiry(settings.max_reauth_ms, expires_at_ms, now_ms),
+                    authenticated_at_ms: now_ms,
                     reauth: None,
                 };
                 Screen::Reply(response.into())

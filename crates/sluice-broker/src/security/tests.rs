@@ -120,6 +120,11 @@ impl Session {
             .screen(&frame, &self.settings, &self.store, self.now, "servernonce")
     }
 
+    fn screen_after_handshake(&mut self, frame: Bytes) -> Screen {
+        let _ = self.screen(handshake("PLAIN", 1));
+        self.screen(frame)
+    }
+
     fn login_plain(&mut self, user: &str, password: &str) -> Screen {
         let reply = handshake_reply(self.screen(handshake("PLAIN", 1)), 1);
         assert_eq!(reply.error_code, 0);
@@ -135,8 +140,15 @@ fn only_api_versions_and_sasl_before_authentication() {
     assert!(matches!(s.screen(api_versions()), Screen::Serve));
     assert!(matches!(s.screen(metadata()), Screen::Close(_)));
     let mut s = Session::new(0);
-    // An unknown or not-offered mechanism: 33 with the offered list; the client may retry.
-    let reply = handshake_reply(s.screen(handshake("GSSAPI", 1)), 1);
+    // An unknown or not-offered mechanism: 33 with the offered list, then the connection
+    // closes (Kafka's way).
+    let Screen::Fail {
+        reply: Some(reply), ..
+    } = s.screen(handshake("GSSAPI", 1))
+    else {
+        panic!("expected a failure")
+    };
+    let reply = handshake_reply(Screen::Reply(reply), 1);
     assert_eq!(reply.error_code, 33);
     assert_eq!(
         reply.mechanisms,
@@ -145,10 +157,21 @@ fn only_api_versions_and_sasl_before_authentication() {
             StrBytes::from_static_str("SCRAM-SHA-256")
         ]
     );
+    let mut s = Session::new(0);
+    // ApiVersions twice at most (a KIP-511 retry), then only the handshake.
+    assert!(matches!(s.screen(api_versions()), Screen::Serve));
+    assert!(matches!(s.screen(api_versions()), Screen::Serve));
+    assert!(matches!(s.screen(api_versions()), Screen::Close(_)));
+    let mut s = Session::new(0);
     assert_eq!(
         handshake_reply(s.screen(handshake("PLAIN", 1)), 1).error_code,
         0
     );
+    // A second handshake in the middle of the exchange fails it.
+    assert!(matches!(
+        Session::new(0).screen_after_handshake(handshake("PLAIN", 1)),
+        Screen::Fail { .. }
+    ));
     // Between the handshake and the end of the exchange only SaslAuthenticate is served.
     assert!(matches!(s.screen(api_versions()), Screen::Close(_)));
 }
@@ -269,6 +292,12 @@ fn sessions_expire_and_reauthenticate_as_the_same_principal_only() {
         s.login_plain("alice", "alice-secret"),
         Screen::Reply(_)
     ));
+    // Not twice within a second.
+    assert_eq!(
+        handshake_reply(s.screen(handshake("SCRAM-SHA-256", 1)), 1).error_code,
+        34
+    );
+    s.now += 1_000;
     assert_eq!(
         handshake_reply(s.screen(handshake("SCRAM-SHA-256", 1)), 1).error_code,
         0
@@ -277,6 +306,21 @@ fn sessions_expire_and_reauthenticate_as_the_same_principal_only() {
         s.screen(authenticate(b"n,,n=alice,r=abc")),
         Screen::Fail { .. }
     ));
+}
+
+#[test]
+fn sessions_without_an_expiry_do_not_reauthenticate() {
+    let mut s = Session::new(0);
+    assert!(matches!(
+        s.login_plain("alice", "alice-secret"),
+        Screen::Reply(_)
+    ));
+    s.now += 60_000;
+    assert_eq!(
+        handshake_reply(s.screen(handshake("PLAIN", 1)), 1).error_code,
+        34
+    );
+    assert!(matches!(s.screen(metadata()), Screen::Serve));
 }
 
 #[test]

@@ -32,7 +32,8 @@ def acl_broker(tmp_root):
     b = _new_broker(
         tmp_root,
         ["--initial-rebalance-delay-ms", "300", "--authorizer", "on",
-         "--superuser", "User:admin", "--auto-create-topics", "false"],
+         "--superuser", "User:admin", "--auto-create-topics", "false",
+         "--allow-plain-without-tls"],
         {PROTO: PROTO},
         {"SLUICE_BOOTSTRAP_USERS": ",".join(f"{u}:{p}" for u, p in USERS.items())}).start()
     yield b
@@ -289,3 +290,38 @@ def test_share_group_needs_read_on_group_and_topic(acl_broker):
     acl(b, "create", "--principal", "User:alice", "--consumer", "--topic", topic, "--group", group)
     got, errors = share_read(feed=True)
     assert got and set(got) == {b"v"}, errors
+
+
+def test_share_group_offset_admin_needs_read_on_each_topic(acl_broker):
+    """DeleteShareGroupOffsets (raw frames: no installed client sends it with chosen topics):
+    DELETE on the group lets the request in, and each topic without READ is refused on its own."""
+    import struct
+
+    from kproto_share import Reader, carr, cstr, frame
+    from test_security import Raw
+
+    b = acl_broker
+    group = f"sg-{uuid.uuid4().hex[:6]}"
+    readable, unreadable = new_topic(b), new_topic(b)
+    acl(b, "create", "--principal", "User:alice", "--operation", "DELETE", "--group", group)
+    acl(b, "create", "--principal", "User:alice", "--operation", "READ", "--topic", readable)
+    with Raw(b.listener_ports[PROTO][1]) as r:
+        assert r.handshake("PLAIN")[0] == 0
+        assert r.authenticate(b"\x00alice\x00" + USERS["alice"].encode())[0] == 0
+        body = cstr(group) + carr([cstr(t) + b"\x00" for t in (readable, unreadable)]) + b"\x00"
+        r.s.sendall(frame(92, 0, 99, body))
+        resp = Reader(r.recv())
+        assert resp.i32() == 99
+        resp.tags()
+        resp.i32()  # throttle
+        assert resp.i16() == 0, "the group itself is allowed"
+        resp.cstr()
+
+        def topic():
+            name, _, code, _ = resp.cstr(), resp.uuid(), resp.i16(), resp.cstr()
+            resp.tags()
+            return name, code
+
+        answered = dict(resp.carr(topic))
+    assert answered[unreadable] == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert answered[readable] != KafkaError.TOPIC_AUTHORIZATION_FAILED

@@ -788,6 +788,34 @@ pub fn withhold(broker: &Broker, ctx: &RequestContext, request: &mut RequestKind
             }
             Denied::GroupTopics(no)
         }
+        // Share-group offset admin: READ on each topic, as Kafka checks it.
+        Rq::AlterShareGroupOffsets(r) => {
+            let (ok, no): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
+                .into_iter()
+                .partition(|t| topic(Op::Read, &t.topic_name));
+            r.topics = ok;
+            Denied::Partitions(
+                no.into_iter()
+                    .map(|t| {
+                        (
+                            t.topic_name.to_string(),
+                            t.partitions.iter().map(|p| p.partition_index).collect(),
+                        )
+                    })
+                    .collect(),
+            )
+        }
+        Rq::DeleteShareGroupOffsets(r) => {
+            let (ok, no): (Vec<_>, Vec<_>) = std::mem::take(&mut r.topics)
+                .into_iter()
+                .partition(|t| topic(Op::Read, &t.topic_name));
+            r.topics = ok;
+            Denied::Names(
+                no.into_iter()
+                    .map(|t| (t.topic_name.to_string(), topic_denied))
+                    .collect(),
+            )
+        }
         Rq::ShareFetch(r) => {
             let mut no = Vec::new();
             r.topics.retain(|t| {
@@ -1119,6 +1147,37 @@ pub fn answer_denied(denied: Denied, response: &mut ResponseKind) {
                                 })
                                 .collect(),
                         ),
+                );
+            }
+        }
+        (Denied::Partitions(no), Rs::AlterShareGroupOffsets(r)) => {
+            use kafka_protocol::messages::alter_share_group_offsets_response::*;
+            for (name, parts) in no {
+                r.responses.push(
+                    AlterShareGroupOffsetsResponseTopic::default()
+                        .with_topic_name(TopicName(s(&name)))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|p| {
+                                    AlterShareGroupOffsetsResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(
+                                            ResponseError::TopicAuthorizationFailed.code(),
+                                        )
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        (Denied::Names(no), Rs::DeleteShareGroupOffsets(r)) => {
+            use kafka_protocol::messages::delete_share_group_offsets_response::*;
+            for (name, code) in no {
+                r.responses.push(
+                    DeleteShareGroupOffsetsResponseTopic::default()
+                        .with_topic_name(TopicName(s(&name)))
+                        .with_error_code(code),
                 );
             }
         }

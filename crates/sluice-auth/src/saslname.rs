@@ -7,6 +7,34 @@
 
 use crate::error::AuthError;
 
+/// Splits a GS2 header (`gs2-cbind-flag "," [authzid] ","`, RFC 5801) off the front of a SCRAM
+/// client-first or an OAUTHBEARER initial response: the authzid it names (decoded) and what
+/// follows it. Channel binding (`p=`) is refused: neither mechanism supports it here.
+pub(crate) fn split_gs2_header(text: &str) -> Result<(Option<String>, &str), AuthError> {
+    let (flag, rest) = text
+        .split_once(',')
+        .ok_or(AuthError::Malformed("no GS2 header"))?;
+    match flag {
+        "n" | "y" => {}
+        f if f.starts_with("p=") => {
+            return Err(AuthError::Unsupported("channel binding (GS2 flag p=)"))
+        }
+        _ => return Err(AuthError::Malformed("GS2 flag is not n, y or p=")),
+    }
+    let (authz, rest) = rest
+        .split_once(',')
+        .ok_or(AuthError::Malformed("GS2 header not terminated"))?;
+    let authzid = if authz.is_empty() {
+        None
+    } else {
+        let escaped = authz
+            .strip_prefix("a=")
+            .ok_or(AuthError::Malformed("GS2 authzid is not a="))?;
+        Some(decode(escaped)?)
+    };
+    Ok((authzid, rest))
+}
+
 /// Decodes a non-empty `saslname`: `=2C` → `,`, `=3D` → `=`. Refuses an empty name, a bare `,`,
 /// NUL, and any other `=` escape.
 pub(crate) fn decode(escaped: &str) -> Result<String, AuthError> {

@@ -42,27 +42,7 @@ pub fn parse_client_initial(msg: &[u8]) -> Result<ClientInitial, AuthError> {
         });
     }
     let text = std::str::from_utf8(msg).map_err(|_| AuthError::Malformed("not UTF-8"))?;
-    let (flag, rest) = text
-        .split_once(',')
-        .ok_or(AuthError::Malformed("no GS2 header"))?;
-    match flag {
-        "n" | "y" => {}
-        f if f.starts_with("p=") => {
-            return Err(AuthError::Unsupported("channel binding (GS2 flag p=)"))
-        }
-        _ => return Err(AuthError::Malformed("GS2 flag is not n, y or p=")),
-    }
-    let (authz, rest) = rest
-        .split_once(',')
-        .ok_or(AuthError::Malformed("GS2 header not terminated"))?;
-    let authzid = if authz.is_empty() {
-        None
-    } else {
-        let escaped = authz
-            .strip_prefix("a=")
-            .ok_or(AuthError::Malformed("GS2 authzid is not a="))?;
-        Some(saslname::decode(escaped)?)
-    };
+    let (authzid, rest) = saslname::split_gs2_header(text)?;
 
     // rest = kvsep *(kvpair kvsep) kvsep
     let pairs = rest

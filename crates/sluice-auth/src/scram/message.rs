@@ -123,27 +123,7 @@ pub(crate) fn encode_base64(bytes: &[u8]) -> String {
 /// `client-first-message-bare = [reserved-mext ","] username "," nonce ["," extensions]`.
 pub(crate) fn parse_client_first(msg: &[u8]) -> Result<ClientFirst<'_>, AuthError> {
     let text = text(msg)?;
-    let (flag, rest) = text
-        .split_once(',')
-        .ok_or(AuthError::Malformed("no GS2 header"))?;
-    match flag {
-        "n" | "y" => {}
-        f if f.starts_with("p=") => {
-            return Err(AuthError::Unsupported("channel binding (GS2 flag p=)"))
-        }
-        _ => return Err(AuthError::Malformed("GS2 flag is not n, y or p=")),
-    }
-    let (authz, bare) = rest
-        .split_once(',')
-        .ok_or(AuthError::Malformed("GS2 header not terminated"))?;
-    let authzid = if authz.is_empty() {
-        None
-    } else {
-        let escaped = authz
-            .strip_prefix("a=")
-            .ok_or(AuthError::Malformed("GS2 authzid is not a="))?;
-        Some(saslname::decode(escaped)?)
-    };
+    let (authzid, bare) = saslname::split_gs2_header(text)?;
     // The header is what precedes `bare`: both pieces came from `text`, so this cannot fail.
     let gs2_header = text
         .strip_suffix(bare)

@@ -565,7 +565,6 @@ pub fn restrict(broker: &Broker, ctx: &RequestContext, response: &mut ResponseKi
                 }
             }
         }
-        Rs::FindCoordinator(_) => {}
         _ => {}
     }
 }

@@ -3,58 +3,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-/// Kafka's `SecurityProtocol`: whether a listener's connections are encrypted (TLS) and whether
-/// they authenticate with SASL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SecurityProtocol {
-    Plaintext,
-    Ssl,
-    SaslPlaintext,
-    SaslSsl,
-}
-
-impl SecurityProtocol {
-    pub const ALL: [SecurityProtocol; 4] = [
-        SecurityProtocol::Plaintext,
-        SecurityProtocol::Ssl,
-        SecurityProtocol::SaslPlaintext,
-        SecurityProtocol::SaslSsl,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SecurityProtocol::Plaintext => "PLAINTEXT",
-            SecurityProtocol::Ssl => "SSL",
-            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
-            SecurityProtocol::SaslSsl => "SASL_SSL",
-        }
-    }
-
-    /// Connections start with a TLS handshake.
-    pub fn uses_tls(self) -> bool {
-        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
-    }
-
-    /// Connections authenticate with SASL before anything but ApiVersions is served.
-    pub fn uses_sasl(self) -> bool {
-        matches!(
-            self,
-            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-        )
-    }
-}
-
-impl std::str::FromStr for SecurityProtocol {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        SecurityProtocol::ALL
-            .into_iter()
-            .find(|p| p.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                format!("unknown security protocol {s:?}: use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
-            })
-    }
-}
+pub use sluice_auth::SecurityProtocol;
 
 /// One `--listener`: a name (what Metadata is answered for: a client is told the other brokers'
 /// addresses on the listener it came in on), a security protocol, where to bind, and what to

@@ -251,18 +251,6 @@ impl SecurityConfig {
             })
             .collect()
     }
-
-    /// True when some listener authenticates its clients (SASL, or client certificates).
-    pub fn authenticates(&self) -> bool {
-        self.listeners.iter().any(|l| {
-            l.protocol.uses_sasl()
-                || (l.protocol == SecurityProtocol::Ssl
-                    && self
-                        .tls
-                        .as_ref()
-                        .is_some_and(|t| t.client_auth != tls::ClientAuth::None))
-        })
-    }
 }
 
 /// What the broker holds for security while it runs.

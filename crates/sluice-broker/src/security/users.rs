@@ -44,10 +44,6 @@ impl Users {
     pub fn table(&self) -> Arc<UserTable> {
         self.current.read().clone()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.current.read().users.is_empty()
-    }
 }
 
 impl UserTable {

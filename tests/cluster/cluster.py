@@ -72,6 +72,7 @@ LAB_SUBNETS = range(1, 255)
 # Fixed ports inside a namespace (every node has its own address).
 NS_KAFKA_PORT = 9092
 NS_HTTP_PORT = 8081
+NS_SASL_PORT = 9093
 NS_CLUSTER_PORT = 9093
 # Group joins would otherwise wait 3 s for more members.
 DEFAULT_EXTRA_ARGS = ["--initial-rebalance-delay-ms", "300"]
@@ -453,8 +454,12 @@ class Node(Proc):
 
     def __init__(self, node_id: int, run_dir: Path, host: str, kafka_port: int, http_port: int,
                  cluster_port: int, lab: NetLab | None = None, voters: str | None = None,
-                 flush: str = "always", extra_args=None, binary: str | None = None):
+                 flush: str = "always", extra_args=None, binary: str | None = None,
+                 sasl_port: int | None = None):
         self.node_id = node_id
+        # With a SASL port the node has two listeners: PLAINTEXT on kafka_port (what the harness
+        # probes) and SASL_PLAINTEXT on sasl_port.
+        self.sasl_port = sasl_port
         self.host = host
         self.kafka_port = kafka_port
         self.http_port = http_port
@@ -485,12 +490,20 @@ class Node(Proc):
     def http(self) -> str:
         return f"http://{self.host}:{self.http_port}"
 
+    @property
+    def sasl_addr(self) -> str:
+        return f"{self.host}:{self.sasl_port}"
+
     def serve_args(self) -> list[str]:
+        if self.sasl_port is None:
+            kafka = ["--kafka-addr", self.kafka_addr, "--advertised-kafka-addr", self.kafka_addr]
+        else:
+            kafka = ["--listener", f"PLAIN=PLAINTEXT://{self.kafka_addr}",
+                     "--listener", f"SASL=SASL_PLAINTEXT://{self.sasl_addr}"]
         args = [
             self.binary, "serve",
             "--node-id", str(self.node_id),
-            "--kafka-addr", self.kafka_addr,
-            "--advertised-kafka-addr", self.kafka_addr,
+            *kafka,
             "--http-addr", f"{self.host}:{self.http_port}",
             "--data-dir", str(self.data_dir),
             "--flush", self.flush,
@@ -547,8 +560,10 @@ class Cluster:
     several is started with --voters (all nodes voters), one node without (as today)."""
 
     def __init__(self, run_dir: Path, n: int = 1, netns: bool = False, flush: str = "always",
-                 extra_args=None, voters: bool | None = None, binary: str | None = None):
+                 extra_args=None, voters: bool | None = None, binary: str | None = None,
+                 sasl: bool = False):
         self.run_dir = Path(run_dir)
+        self.sasl = sasl
         self.n = n
         self.lab = NetLab(n) if netns else None
         self.nodes: list[Node] = []
@@ -563,16 +578,18 @@ class Cluster:
             return
         if self.lab:
             self.lab.up()
-            addrs = [(self.lab.ip(i), NS_KAFKA_PORT, NS_HTTP_PORT, NS_CLUSTER_PORT)
+            addrs = [(self.lab.ip(i), NS_KAFKA_PORT, NS_HTTP_PORT, NS_CLUSTER_PORT, NS_SASL_PORT)
                      for i in range(1, self.n + 1)]
         else:
-            addrs = [("127.0.0.1", free_port(), free_port(), free_port()) for _ in range(self.n)]
+            addrs = [("127.0.0.1", free_port(), free_port(), free_port(), free_port())
+                     for _ in range(self.n)]
         voters = ",".join(f"{i}@{a[0]}:{a[3]}" for i, a in enumerate(addrs, 1)) if self.use_voters else None
         if voters and not supports_cluster_flags(self.binary):
             raise RuntimeError(f"{self.binary} has no --cluster-addr/--voters yet (BRIEF §9)")
-        for i, (host, kp, hp, cp) in enumerate(addrs, 1):
+        for i, (host, kp, hp, cp, sp) in enumerate(addrs, 1):
             self.nodes.append(Node(i, self.run_dir, host, kp, hp, cp, lab=self.lab, voters=voters,
-                                   flush=self.flush, extra_args=self.extra_args, binary=self.binary))
+                                   flush=self.flush, extra_args=self.extra_args, binary=self.binary,
+                                   sasl_port=sp if self.sasl else None))
         self._made = True
 
     def node(self, node_id: int) -> Node:

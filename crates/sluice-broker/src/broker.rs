@@ -44,9 +44,9 @@ pub struct Broker {
     pub listeners: Vec<sluice_controller::ListenerEndpoint>,
     /// TLS, SASL settings and what they need at runtime (`security/`).
     pub security: crate::security::Security,
-    /// The bound address of the Kafka listener the broker's own HTTP API connects to as a
-    /// client: the first PLAINTEXT listener, else the first listener.
-    pub internal_kafka_addr: std::net::SocketAddr,
+    /// The Kafka listener the broker's own HTTP API connects to as a client
+    /// (`api::ApiListener::choose`); None when no listener can carry its callers' identity.
+    pub api_listener: Option<crate::api::ApiListener>,
     pub metadata: Metadata,
     /// This node's partition replicas: every append to and read from a user partition.
     pub replicas: Arc<ReplicaManager>,
@@ -88,7 +88,9 @@ impl Broker {
         );
         let listeners = vec![endpoint(&spec, local_kafka_addr)?];
         let security = crate::security::Security::new(config.security.clone(), &config.data_dir)?;
-        Broker::open_with_listeners(config, listeners, local_kafka_addr, security).await
+        let api_listener =
+            crate::api::ApiListener::choose(&security, [(&spec, local_kafka_addr)].into_iter());
+        Broker::open_with_listeners(config, listeners, api_listener, security).await
     }
 
     /// Opens the data directory: replays metadata and offsets, recovers every partition.
@@ -96,7 +98,7 @@ impl Broker {
     pub async fn open_with_listeners(
         config: BrokerConfig,
         listeners: Vec<sluice_controller::ListenerEndpoint>,
-        internal_kafka_addr: std::net::SocketAddr,
+        api_listener: Option<crate::api::ApiListener>,
         security: crate::security::Security,
     ) -> anyhow::Result<Arc<Broker>> {
         if !config.data_dir.is_dir() {
@@ -256,7 +258,7 @@ impl Broker {
             config,
             listeners,
             security,
-            internal_kafka_addr,
+            api_listener,
             metadata,
             replication: replicas.replication().clone(),
             replicas,
@@ -450,13 +452,11 @@ pub async fn run(
         crate::security::tls::provider(),
     ));
     let security = crate::security::Security::new(config.security.clone(), &config.data_dir)?;
-    let internal = kafka_sockets
-        .iter()
-        .find(|(spec, _, _)| spec.protocol == crate::security::SecurityProtocol::Plaintext)
-        .or(kafka_sockets.first())
-        .map(|(_, _, local)| *local)
-        .context("no Kafka listener")?;
-    let broker = Broker::open_with_listeners(config, endpoints, internal, security).await?;
+    let api_listener = crate::api::ApiListener::choose(
+        &security,
+        kafka_sockets.iter().map(|(spec, _, local)| (spec, *local)),
+    );
+    let broker = Broker::open_with_listeners(config, endpoints, api_listener, security).await?;
     crate::security::bootstrap_users(&broker).await?;
     for (spec, _, local) in &kafka_sockets {
         tracing::info!(listener = %spec.name, protocol = spec.protocol.name(), address = %local, "Kafka listener");

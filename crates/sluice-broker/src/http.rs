@@ -13,6 +13,12 @@
 //!
 //! Every request's `Host` is checked against an allow-list (DNS rebinding: a web page on
 //! `evil.example` that re-resolves its name to 127.0.0.1 still sends `Host: evil.example`).
+//!
+//! When any Kafka listener authenticates, every request but `/health`, the console's login
+//! page and its static assets (and `/metrics` unless `--http-metrics-auth`) must carry HTTP
+//! Basic credentials or a console session (`security/http.rs`); [`authenticate`] puts the
+//! [`Caller`] it found in the request's extensions, where the registry's authorization
+//! (`schemas::authorize`), the API's handlers and the console take it from.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +37,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::broker::Broker;
 use crate::config::HostPattern;
+use crate::security::http::{Caller, HttpAuth, SessionLookup, SessionRef, CSRF_HEADER};
 
 async fn health(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
     axum::Json(serde_json::json!({
@@ -42,7 +49,29 @@ async fn health(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
     }))
 }
 
-async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
+async fn metrics(
+    State(broker): State<Arc<Broker>>,
+    caller: Option<axum::Extension<Caller>>,
+) -> Response {
+    if broker.security.http.metrics_auth {
+        let ctx = caller.map(|c| c.0.context("HttpMetrics"));
+        let allowed = ctx.is_some_and(|ctx| {
+            crate::security::authz::authorize(
+                &broker,
+                &ctx,
+                sluice_acl::AclOperation::Describe,
+                sluice_acl::ResourceType::Cluster,
+                sluice_acl::CLUSTER_NAME,
+            )
+        });
+        if !allowed {
+            return refuse_with(
+                StatusCode::FORBIDDEN,
+                40301,
+                "/metrics needs DESCRIBE on the cluster (--http-metrics-auth)".into(),
+            );
+        }
+    }
     scrape_gauges(&broker);
     (
         [(
@@ -51,6 +80,7 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
         )],
         broker.metrics.encode(),
     )
+        .into_response()
 }
 
 /// The gauges computed when scraped: resident memory, and consumer groups' committed offsets
@@ -95,22 +125,180 @@ pub fn router(broker: Arc<Broker>) -> Router {
     let registry = sluice_registry::router(broker.registry.clone()).layer(
         axum::middleware::from_fn_with_state(broker.clone(), crate::schemas::forward_writes),
     );
+    let registry = registry.layer(axum::middleware::from_fn_with_state(
+        broker.clone(),
+        crate::registry_acl::authorize,
+    ));
     let api = registry.merge(crate::api::router(broker.clone()));
-    let console = crate::console::router(api.clone(), broker.config.console_read_only);
+    let console = crate::console::router(api.clone(), broker.clone());
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .with_state(broker)
+        .with_state(broker.clone())
         .merge(api)
         .merge(console)
+        .layer(axum::middleware::from_fn_with_state(broker, authenticate))
         .layer(axum::middleware::from_fn_with_state(guard, guard_request))
 }
 
+/// Paths open without credentials: the health check, the console's login page and assets
+/// (the login page needs them), and `/metrics` unless `--http-metrics-auth`.
+fn open_path(auth: &HttpAuth, path: &str) -> bool {
+    path == "/health"
+        || path == crate::console::LOGIN_PATH
+        || path.starts_with("/ui/static/")
+        || (path == "/metrics" && !auth.metrics_auth)
+}
+
+/// 401 with the challenge that makes a browser or `curl --anyauth` offer Basic credentials;
+/// a console page asked for by a browser is sent to the login page instead.
+fn unauthorized(req: &Request, why: &str) -> Response {
+    let path = req.uri().path();
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if req.method() == axum::http::Method::GET
+        && (path == "/ui" || path.starts_with("/ui/"))
+        && wants_html
+    {
+        return crate::console::to_login(req.uri());
+    }
+    let mut resp = (
+        StatusCode::UNAUTHORIZED,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({"error_code": 40101, "message": why}).to_string(),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"sluice\", charset=\"UTF-8\""),
+    );
+    resp
+}
+
+/// Who the request is from (see the module's comment); refuses it when it does not say, or
+/// says wrongly.
+async fn authenticate(State(broker): State<Arc<Broker>>, mut req: Request, next: Next) -> Response {
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |c| c.0.ip());
+    let auth = &broker.security.http;
+    if !auth.enabled || open_path(auth, req.uri().path()) {
+        req.extensions_mut().insert(Caller::open(ip));
+        return next.run(req).await;
+    }
+    let users = broker.metadata.users.table();
+    let now = std::time::Instant::now();
+    let caller = if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let Some(login) = value
+            .to_str()
+            .ok()
+            .and_then(crate::security::http::parse_basic)
+        else {
+            return unauthorized(
+                &req,
+                "the Authorization header is not HTTP Basic credentials",
+            );
+        };
+        let login = match auth.cached(&login, users.generation, now) {
+            Some(login) => login,
+            None => {
+                if !HttpAuth::check(&users, &login).await {
+                    return unauthorized(&req, "authentication failed");
+                }
+                let login = Arc::new(login);
+                auth.remember(login.clone(), users.generation, now);
+                login
+            }
+        };
+        HttpAuth::caller(login, ip, None)
+    } else if let Some(id) = req
+        .headers()
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| crate::security::http::cookie(v, crate::security::http::SESSION_COOKIE))
+        .map(str::to_owned)
+    {
+        let (login, csrf) = match auth.session(&id, users.generation, now) {
+            SessionLookup::Unknown => {
+                return unauthorized(&req, "the console session has ended: log in again")
+            }
+            SessionLookup::Valid { login, csrf } => (login, csrf),
+            SessionLookup::Recheck { login } => {
+                // The users changed since the login: the password must still be right.
+                if !HttpAuth::check(&users, &login).await {
+                    auth.end_session(&id);
+                    return unauthorized(&req, "the console session has ended: log in again");
+                }
+                auth.rechecked(&id, users.generation);
+                match auth.session(&id, users.generation, now) {
+                    SessionLookup::Valid { login, csrf } => (login, csrf),
+                    _ => return unauthorized(&req, "the console session has ended: log in again"),
+                }
+            }
+        };
+        // A write on a session must show the session's CSRF token: the cookie alone is what a
+        // form on another site could send.
+        let safe = matches!(
+            *req.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+        );
+        let shown = req
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !safe && !same_secret(shown, &csrf) {
+            return refuse_with(
+                StatusCode::FORBIDDEN,
+                40302,
+                format!(
+                    "{} {} on a console session needs the session's {CSRF_HEADER} header",
+                    req.method(),
+                    req.uri().path()
+                ),
+            );
+        }
+        HttpAuth::caller(
+            login,
+            ip,
+            Some(SessionRef {
+                id: Arc::from(id.as_str()),
+                csrf,
+            }),
+        )
+    } else {
+        return unauthorized(
+            &req,
+            "authentication required: HTTP Basic credentials of a Sluice user",
+        );
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// Compares two secrets in time independent of where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 fn refuse(status: StatusCode, message: String) -> Response {
+    refuse_with(status, u32::from(status.as_u16()), message)
+}
+
+/// A refusal with the API's five-digit error code (`40301` for an ACL, as `api/` answers).
+fn refuse_with(status: StatusCode, code: u32, message: String) -> Response {
     let mut resp = (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        serde_json::json!({"error_code": status.as_u16(), "message": message}).to_string(),
+        serde_json::json!({"error_code": code, "message": message}).to_string(),
     )
         .into_response();
     resp.headers_mut()
@@ -217,7 +405,14 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut stop: watch::
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    let service = TowerToHyperService::new(app.clone());
+                    // The peer's address for the ACLs' host and the audit line.
+                    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                        app.clone(),
+                        move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                            req
+                        },
+                    ));
                     let mut stop = stop.clone();
                     connections.spawn(async move {
                         let _slot = slot;

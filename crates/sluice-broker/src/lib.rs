@@ -34,6 +34,7 @@ pub mod partition;
 pub mod producer_state;
 pub mod quota;
 pub mod record_codec;
+pub mod registry_acl;
 pub mod replica_manager;
 pub mod replication;
 pub mod response;

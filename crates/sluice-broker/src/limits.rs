@@ -64,6 +64,17 @@ pub const MAX_SCRAM_SALT_BYTES: usize = 256;
 /// ACL bindings in a cluster (every node holds them all in memory): CreateAcls past it is
 /// INVALID_REQUEST.
 pub use sluice_acl::MAX_ACLS;
+/// HTTP Basic logins remembered as checked (`security/http.rs`), so a client sending Basic on
+/// every request pays one PBKDF2 run, not one per request; when full, they are forgotten.
+pub const HTTP_MAX_CACHED_LOGINS: usize = 10_000;
+/// How long a checked HTTP Basic login is remembered (any change of the users forgets it).
+pub const HTTP_LOGIN_CACHE_MS: u64 = 5 * 60 * 1000;
+/// Console sessions open at once; the least recently used one ends for a new one.
+pub const HTTP_MAX_SESSIONS: usize = 10_000;
+/// A console session unused this long ends.
+pub const HTTP_SESSION_IDLE_MS: u64 = 30 * 60 * 1000;
+/// A console session ends this long after its login, used or not.
+pub const HTTP_SESSION_MAX_MS: u64 = 12 * 60 * 60 * 1000;
 /// Largest OAUTHBEARER key set (JWKS) read from a file or URL.
 pub use sluice_auth::oauthbearer::MAX_JWKS_BYTES as OAUTHBEARER_MAX_JWKS_BYTES;
 /// Largest SCRAM and PLAIN client message, and OAUTHBEARER token, an exchange reads; longer
@@ -288,6 +299,10 @@ pub const MAX_API_CLIENTS: usize = 8;
 pub const API_CLIENT_MAX_IDLE_MS: u64 = 60_000;
 /// Bound on each Kafka request the HTTP API makes.
 pub const API_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// How long `POST /v1/topics` waits for the new topic's partitions to be served (their leaders
+/// start them just after CreateTopics answers) before describing it; past it, the describe's
+/// error is the answer (the topic exists).
+pub const API_TOPIC_READY_WAIT_MS: u64 = 10_000;
 /// Configs one topic creation or config change over HTTP may carry.
 pub const MAX_API_TOPIC_CONFIGS: usize = 1_024;
 /// Records one produce over HTTP may carry (the body is also bounded: 2 MiB).

@@ -662,8 +662,24 @@ pub(crate) async fn forward(node: i32, addr: String, req: Request, to: &str) -> 
     let mut builder = axum::http::Request::builder()
         .method(parts.method.clone())
         .uri(&url);
+    // The caller's credentials go along as HTTP Basic: the other node checks them (and its
+    // ACLs) again, and a console session is this node's alone.
+    let login = parts
+        .extensions
+        .get::<crate::security::http::Caller>()
+        .and_then(|c| c.login.clone());
     for (name, value) in parts.headers.iter().filter(|(n, _)| passes_on(n)) {
+        if login.is_some()
+            && (name == header::AUTHORIZATION
+                || name == header::COOKIE
+                || name.as_str() == crate::security::http::CSRF_HEADER)
+        {
+            continue;
+        }
         builder = builder.header(name, value);
+    }
+    if let Some(login) = login {
+        builder = builder.header(header::AUTHORIZATION, login.basic_header());
     }
     builder = builder.header(FORWARDED_HEADER, HeaderValue::from_static("1"));
     let request = match builder.body(body) {

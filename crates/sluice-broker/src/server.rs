@@ -38,9 +38,6 @@ use crate::response::FrameSink;
 use crate::security::sasl::{SaslSession, SaslSettings, Screen};
 use crate::security::{ListenerSpec, SecurityProtocol};
 
-/// SASL steps running at once across connections ([`crate::limits::CONCURRENT_AUTHENTICATIONS`]).
-static AUTHENTICATIONS: Semaphore = Semaphore::const_new(crate::limits::CONCURRENT_AUTHENTICATIONS);
-
 /// What every connection of one listener shares.
 struct ListenerContext {
     name: Arc<str>,
@@ -302,7 +299,7 @@ async fn connection<R: AsyncRead + Unpin, W: FrameSink>(
                 tokio::select! {
                     biased;
                     _ = stopped(&mut stop) => break,
-                    slot = AUTHENTICATIONS.acquire() => slot.ok(),
+                    slot = crate::security::AUTHENTICATIONS.acquire() => slot.ok(),
                 }
             } else {
                 None

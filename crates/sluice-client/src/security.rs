@@ -86,6 +86,11 @@ pub struct TlsSettings {
     /// password). For a test broker with a self-signed certificate, reached by IP; never for
     /// production. With it, no CA file is needed.
     pub insecure_skip_verify: bool,
+    /// Certificates accepted as they are, whatever signed them and whatever name they carry
+    /// (PEM; the first certificate of the file, the end entity): a broker's HTTP API connects
+    /// to the broker's own listener and trusts the certificate it serves. Other certificates
+    /// are still verified against `ca_file`, when there is one.
+    pub pinned_cert: Option<PathBuf>,
 }
 
 /// SASL credentials. `Debug` hides the password.
@@ -205,7 +210,34 @@ impl TlsConnector {
         let builder = if settings.insecure_skip_verify {
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification {
+                .with_custom_certificate_verifier(Arc::new(Accepting {
+                    accept: Accept::Any,
+                    algorithms: provider.signature_verification_algorithms,
+                }))
+        } else if let Some(pinned) = &settings.pinned_cert {
+            let pinned = read_certs(pinned, "pinned TLS certificate")?
+                .into_iter()
+                .next()
+                .into_iter()
+                .collect();
+            let chain = match settings.ca_file.as_deref() {
+                None => None,
+                Some(ca) => Some(
+                    WebPkiServerVerifier::builder_with_provider(
+                        Arc::new(read_roots(ca)?),
+                        provider.clone(),
+                    )
+                    .build()
+                    .map_err(|e| Error::Config(format!("TLS CA file {}: {e}", ca.display())))?,
+                ),
+            };
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Accepting {
+                    accept: Accept::Pinned {
+                        certs: pinned,
+                        chain: chain.map(|inner| AnyName { inner }),
+                    },
                     algorithms: provider.signature_verification_algorithms,
                 }))
         } else {
@@ -414,24 +446,51 @@ impl ServerCertVerifier for AnyName {
     }
 }
 
-/// `insecure_skip_verify`: any certificate is accepted. The handshake signatures are still
-/// checked against the certificate's key (so the session keys belong to whoever holds it), but
-/// nothing says who that is.
+/// The verifiers that decide on the certificate itself, not (only) on a chain to a CA. The
+/// handshake signatures are always checked against the certificate's key, so the session keys
+/// belong to whoever holds it; what differs is what says who that is.
 #[derive(Debug)]
-struct NoVerification {
+enum Accept {
+    /// `insecure_skip_verify`: any certificate; nothing says who holds it.
+    Any,
+    /// `pinned_cert`: these certificates as they are; any other is verified against the CA
+    /// file (any name), or refused when there is none.
+    Pinned {
+        certs: Vec<CertificateDer<'static>>,
+        chain: Option<AnyName>,
+    },
+}
+
+#[derive(Debug)]
+struct Accepting {
+    accept: Accept,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for NoVerification {
+impl ServerCertVerifier for Accepting {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let (certs, chain) = match &self.accept {
+            Accept::Any => return Ok(ServerCertVerified::assertion()),
+            Accept::Pinned { certs, chain } => (certs, chain),
+        };
+        if certs.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
+            return Ok(ServerCertVerified::assertion());
+        }
+        match chain {
+            Some(chain) => {
+                chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            None => Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            )),
+        }
     }
 
     fn verify_tls12_signature(

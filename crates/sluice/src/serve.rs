@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// HTTP API's admin writes (/v1 except /v1/queues, /v3) are refused with 403 [default: false]
     #[arg(long, env = "SLUICE_CONSOLE_READ_ONLY", num_args = 0..=1, default_missing_value = "true")]
     console_read_only: Option<bool>,
+    /// When HTTP authentication is on (any listener authenticates), /metrics needs credentials
+    /// too, and DESCRIBE on the cluster; otherwise it stays open for scrapers [default: false]
+    #[arg(long, env = "SLUICE_HTTP_METRICS_AUTH", num_args = 0..=1, default_missing_value = "true")]
+    http_metrics_auth: Option<bool>,
     /// How often retention runs (log.retention.check.interval.ms) [default: 300000]
     #[arg(long, env = "SLUICE_RETENTION_CHECK_INTERVAL_MS")]
     retention_check_interval_ms: Option<u64>,
@@ -258,6 +262,7 @@ impl ServeArgs {
             http_max_connections: self.http_max_connections.or(file.http_max_connections),
             http_allowed_hosts: self.http_allowed_hosts.or(file.http_allowed_hosts),
             console_read_only: self.console_read_only.or(file.console_read_only),
+            http_metrics_auth: self.http_metrics_auth.or(file.http_metrics_auth),
             retention_check_interval_ms: self
                 .retention_check_interval_ms
                 .or(file.retention_check_interval_ms),
@@ -637,6 +642,7 @@ impl ServeArgs {
             tls,
             sasl_mechanisms,
             allow_plain_without_tls: self.allow_plain_without_tls.unwrap_or(false),
+            http_metrics_auth: self.http_metrics_auth.unwrap_or(false),
             oauthbearer,
             max_reauth_ms: self.connections_max_reauth_ms.unwrap_or(0),
             bootstrap_users,

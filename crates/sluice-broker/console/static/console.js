@@ -8,8 +8,13 @@ const seg = (s) => encodeURIComponent(s);
 
 // ---- API calls ---------------------------------------------------------------------------
 
+// With HTTP authentication on, the page carries its session's CSRF token: every write sends it
+// (the session cookie alone is what another site's form could send).
+const csrfToken = (document.querySelector('meta[name="csrf-token"]') || {}).content;
+
 async function api(method, path, body) {
   const init = { method, headers: {} };
+  if (csrfToken && method !== "GET") init.headers["X-Sluice-CSRF"] = csrfToken;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -447,8 +452,21 @@ function initCompat() {
   });
 }
 
+// ---- logging out (a write on the session: it carries the CSRF token) -----------------------
+
+function initLogout() {
+  const form = $("form.logout");
+  if (!form) return;
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try { await fetch("/ui/logout", { method: "POST", headers: { "X-Sluice-CSRF": csrfToken || "" } }); } catch (e) { /* gone anyway */ }
+    location.href = "/ui/login";
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   initTheme();
+  initLogout();
   initRefresh();
   initCreateTopic();
   initDeleteTopic();

@@ -7,6 +7,7 @@
 //! same time — on two nodes, or here and in the CLI — can each write a batch the other has not
 //! recorded yet: at least once, as the CLI documents. One node runs one job per DLQ.)
 
+use crate::security::http::Caller;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,21 +20,23 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_client::dlq::{self, Action, Progress, Redrive, Target};
-use sluice_client::{Client, ClientConfig};
+use sluice_client::Client;
 
 use super::{Api, ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::broker::now_ms;
 use crate::group_config::{DLQ_PREFIX, DLQ_TOPIC};
 use crate::limits::{
-    API_REQUEST_TIMEOUT_MS, MAX_API_JOBS_KEPT, MAX_API_JOBS_RUNNING, MAX_API_REDRIVE_OFFSETS,
-    MAX_API_REDRIVE_RATE, MAX_API_SHOW_BYTES, MAX_API_SHOW_DEAD_LETTERS,
+    MAX_API_JOBS_KEPT, MAX_API_JOBS_RUNNING, MAX_API_REDRIVE_OFFSETS, MAX_API_REDRIVE_RATE,
+    MAX_API_SHOW_BYTES, MAX_API_SHOW_DEAD_LETTERS,
 };
 
 /// `GET /v1/dlqs`: every DLQ topic with its groups, depth, handled count and oldest age.
-pub async fn list(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(api): State<Arc<Api>>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let (rows, warnings) = api
         .clients
-        .with(|c| Box::pin(async move { Ok(dlq::list_rows(c).await.map_err(anyhow_error)) }))
+        .with(&caller, |c| {
+            Box::pin(async move { Ok(dlq::list_rows(c).await.map_err(anyhow_error)) })
+        })
         .await??;
     for w in warnings {
         tracing::warn!("{w}");
@@ -57,6 +60,7 @@ pub struct ShowQuery {
 /// `GET /v1/dlqs/{topic}/records`: the DLQ's unhandled dead letters (with `all`, every one).
 pub async fn show(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(topic): ApiPath<String>,
     ApiQuery(q): ApiQuery<ShowQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -70,7 +74,7 @@ pub async fn show(
     let t = topic.clone();
     let (d, sel) = api
         .clients
-        .with(move |c| {
+        .with(&caller, move |c| {
             Box::pin(async move {
                 let d = match dlq::resolve(c, &Target::Topic(t.clone())).await {
                     Ok(d) => d,
@@ -225,24 +229,27 @@ impl Jobs {
 /// `POST /v1/dlqs/{topic}/requeue`.
 pub async fn requeue(
     api: State<Arc<Api>>,
+    caller: Caller,
     topic: ApiPath<String>,
     body: ApiJson<RedriveRequest>,
 ) -> Result<Response, ApiError> {
-    start(api, topic, body, Action::Requeue).await
+    start(api, caller, topic, body, Action::Requeue).await
 }
 
 /// `POST /v1/dlqs/{topic}/discard`.
 pub async fn discard(
     api: State<Arc<Api>>,
+    caller: Caller,
     topic: ApiPath<String>,
     body: ApiJson<RedriveRequest>,
 ) -> Result<Response, ApiError> {
-    start(api, topic, body, Action::Discard).await
+    start(api, caller, topic, body, Action::Discard).await
 }
 
 /// Starts a redrive job: 202 with the job and its `Location`.
 async fn start(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(topic): ApiPath<String>,
     ApiJson(req): ApiJson<RedriveRequest>,
     action: Action,
@@ -264,9 +271,8 @@ async fn start(
         return Err(ApiError::invalid("offsets and partition are 0 or more"));
     }
     check_topic(&api, &topic)?;
-    let mut config = ClientConfig::new(api.clients.bootstrap.clone());
-    config.client_id = "sluice-http-api-dlq".into();
-    config.request_timeout = std::time::Duration::from_millis(API_REQUEST_TIMEOUT_MS);
+    // The job keeps redriving after this request: with the caller's login, as the caller.
+    let config = api.clients.config(&caller, "sluice-http-api-dlq")?;
     // Resolved before the job starts, so a topic that is no DLQ fails this request.
     let mut client = Client::connect(config).await?;
     let d = dlq::resolve(&mut client, &Target::Topic(topic.clone()))
@@ -341,13 +347,24 @@ async fn start(
 }
 
 /// `GET /v1/jobs`: the redrive jobs, newest first.
-pub async fn jobs(State(api): State<Arc<Api>>) -> Json<Value> {
+pub async fn jobs(State(api): State<Arc<Api>>, caller: Caller) -> Json<Value> {
+    // Only jobs on DLQ topics the caller may see.
+    let ctx = caller.context("HttpApi");
     let list: Vec<Value> = api
         .jobs
         .list
         .lock()
         .iter()
         .rev()
+        .filter(|j| {
+            crate::security::authz::permits(
+                &api.broker,
+                &ctx,
+                sluice_acl::AclOperation::Describe,
+                sluice_acl::ResourceType::Topic,
+                &j.topic,
+            )
+        })
         .map(|j| j.json())
         .collect();
     Json(Value::Array(list))
@@ -356,18 +373,34 @@ pub async fn jobs(State(api): State<Arc<Api>>) -> Json<Value> {
 /// `GET /v1/jobs/{id}`.
 pub async fn job(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(api.jobs.get(&id)?.json()))
+    let job = api.jobs.get(&id)?;
+    api.authorize(
+        &caller,
+        sluice_acl::AclOperation::Describe,
+        sluice_acl::ResourceType::Topic,
+        &job.topic,
+    )?;
+    Ok(Json(job.json()))
 }
 
 /// `DELETE /v1/jobs/{id}`: cancels a running job (it stops after the batch in flight, which is
 /// recorded as handled); 202 with the job.
 pub async fn cancel(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let job = api.jobs.get(&id)?;
+    // Starting the job needed READ on its topic; so does stopping it.
+    api.authorize(
+        &caller,
+        sluice_acl::AclOperation::Read,
+        sluice_acl::ResourceType::Topic,
+        &job.topic,
+    )?;
     if job.running() {
         job.stop.store(true, Ordering::SeqCst);
     }

@@ -2,6 +2,7 @@
 //! offsets and lag — what `sluice group list|describe` shows — and offset resets (`sluice group
 //! reset-offsets`).
 
+use crate::security::http::Caller;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -16,8 +17,11 @@ use crate::coordinator::GROUP_TOPIC;
 use crate::limits::LAG_SAMPLE_INTERVAL_MS;
 use crate::schemas::FORWARDED_HEADER;
 
-pub async fn list(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
-    let mut groups = api.clients.with(|c| Box::pin(c.list_groups())).await?;
+pub async fn list(State(api): State<Arc<Api>>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let mut groups = api
+        .clients
+        .with(&caller, |c| Box::pin(c.list_groups()))
+        .await?;
     groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
     let list: Vec<Value> = groups
         .iter()
@@ -35,9 +39,10 @@ pub async fn list(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> 
 
 pub async fn describe(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(group): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let pos = position(&api, &group).await?;
+    let pos = position(&api, &caller, &group).await?;
     let mut doc = sluice_client::json::group(&group, &pos);
     doc["warnings"] = json!(pos.warnings);
     Ok(Json(doc))
@@ -46,12 +51,15 @@ pub async fn describe(
 /// The group's position, refused as not found when the coordinator knows nothing of it.
 pub(super) async fn position(
     api: &Api,
+    caller: &Caller,
     group: &str,
 ) -> Result<sluice_client::lag::GroupPosition, ApiError> {
     let g = group.to_owned();
     let pos = api
         .clients
-        .with(move |c| Box::pin(async move { c.group_position(&g).await }))
+        .with(caller, move |c| {
+            Box::pin(async move { c.group_position(&g).await })
+        })
         .await?;
     if pos.is_unknown() {
         return Err(ApiError::new(
@@ -67,10 +75,20 @@ pub(super) async fn position(
 /// forwards the request there.
 pub async fn lag_history(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(group): ApiPath<String>,
     req: axum::extract::Request,
 ) -> Response {
     let broker = &api.broker;
+    // Kept here, not asked of a Kafka API: DescribeGroups' ACL.
+    if let Err(e) = api.authorize(
+        &caller,
+        sluice_acl::AclOperation::Describe,
+        sluice_acl::ResourceType::Group,
+        &group,
+    ) {
+        return e.into_response();
+    }
     let here = || {
         Json(json!({
             "group_id": group,
@@ -119,6 +137,7 @@ pub struct ResetRequest {
 /// 409 (40905): a member would overwrite the new offsets with its next commit.
 pub async fn reset_offsets(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(group): ApiPath<String>,
     ApiJson(req): ApiJson<ResetRequest>,
 ) -> Result<Json<Value>, ApiError> {
@@ -154,7 +173,7 @@ pub async fn reset_offsets(
     let (g, topic, execute) = (group.clone(), req.topic, req.execute);
     let planned = api
         .clients
-        .with(move |c| {
+        .with(&caller, move |c| {
             Box::pin(async move {
                 let plan = match c.plan_offset_reset(&g, &topic, to).await {
                     Ok(plan) => plan,

@@ -4,8 +4,13 @@
 //! The API is a Kafka client of its own cluster, as Confluent's REST Proxy is: each call goes
 //! over the Kafka protocol to this node's Kafka listener (`sluice-client`, the CLI's client),
 //! so it sees what any client sees — the same validation, leaders found wherever they are in a
-//! cluster, and, once authentication exists, the same authorizer. The clients are pooled
-//! ([`ClientPool`], at most `MAX_API_CLIENTS` at once).
+//! cluster, and the same authorizer: with HTTP authentication on, each call authenticates
+//! over a SASL listener as the HTTP caller, with the caller's own credentials (Redpanda's HTTP
+//! Proxy does the same), so a user's ACLs decide what they may do through the API exactly as
+//! through a Kafka client. The clients are pooled per caller ([`ClientPool`], at most
+//! `MAX_API_CLIENTS` at once). The few handlers that read the broker's state directly (queue
+//! receive and acknowledge, lag history, share-group state) check the ACLs themselves
+//! ([`Api::authorize`]).
 //!
 //! Errors are `{"error_code": …, "message": …}` with the HTTP status in the first three digits
 //! of the code (the schema registry's and Confluent's shape): 40401 unknown topic, 40402
@@ -19,6 +24,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use sluice_client::security::{SaslMechanism, SecurityProtocol};
 use sluice_client::{Client, ClientConfig};
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +33,7 @@ use tokio::sync::Semaphore;
 
 use crate::broker::Broker;
 use crate::limits::{API_CLIENT_MAX_IDLE_MS, API_REQUEST_TIMEOUT_MS, MAX_API_CLIENTS};
+use crate::security::http::{Caller, Login};
 
 mod browse;
 mod dlqs;
@@ -50,10 +57,7 @@ pub struct Api {
 
 pub fn router(broker: Arc<Broker>) -> Router {
     let api = Arc::new(Api {
-        clients: ClientPool::new(
-            kafka_target(broker.internal_kafka_addr),
-            broker.config.idle_timeout,
-        ),
+        clients: ClientPool::new(&broker),
         jobs: dlqs::Jobs::default(),
         broker,
     });
@@ -157,10 +161,53 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .with_state(api)
 }
 
-/// Where the API's Kafka clients connect: this node's listener (loopback when it listens on
-/// every address).
-fn kafka_target(addr: SocketAddr) -> String {
-    let mut addr = addr;
+/// The Kafka listener the API's clients connect to, and how.
+#[derive(Debug, Clone)]
+pub struct ApiListener {
+    /// Its bound address (loopback when it listens on every address).
+    pub addr: SocketAddr,
+    pub protocol: SecurityProtocol,
+    /// The SASL mechanisms it offers that the API's client speaks.
+    pub mechanisms: Vec<SaslMechanism>,
+}
+
+impl ApiListener {
+    /// With HTTP authentication on, the first SASL_PLAINTEXT listener offering SCRAM or
+    /// PLAIN, else such a SASL_SSL one: the API authenticates there as each caller. With it
+    /// off, the first PLAINTEXT listener, else the first SSL one. None when there is no such
+    /// listener (API calls then answer 50301 saying so).
+    pub fn choose<'a>(
+        security: &crate::security::Security,
+        bound: impl Iterator<Item = (&'a crate::security::ListenerSpec, SocketAddr)>,
+    ) -> Option<ApiListener> {
+        let bound: Vec<_> = bound.collect();
+        let order: &[SecurityProtocol] = if security.http.enabled {
+            &[SecurityProtocol::SaslPlaintext, SecurityProtocol::SaslSsl]
+        } else {
+            &[SecurityProtocol::Plaintext, SecurityProtocol::Ssl]
+        };
+        order.iter().find_map(|protocol| {
+            bound.iter().find_map(|(spec, addr)| {
+                let mechanisms: Vec<SaslMechanism> = security
+                    .config
+                    .mechanisms_for(spec.protocol)
+                    .into_iter()
+                    .filter(|m| sluice_client::security::CLIENT_MECHANISMS.contains(m))
+                    .collect();
+                let usable =
+                    spec.protocol == *protocol && (!protocol.uses_sasl() || !mechanisms.is_empty());
+                usable.then(|| ApiListener {
+                    addr: loopback_if_unspecified(*addr),
+                    protocol: *protocol,
+                    mechanisms,
+                })
+            })
+        })
+    }
+}
+
+/// A listener bound to every address is reached over loopback.
+fn loopback_if_unspecified(mut addr: SocketAddr) -> SocketAddr {
     if addr.ip().is_unspecified() {
         addr.set_ip(if addr.is_ipv4() {
             std::net::Ipv4Addr::LOCALHOST.into()
@@ -168,7 +215,7 @@ fn kafka_target(addr: SocketAddr) -> String {
             std::net::Ipv6Addr::LOCALHOST.into()
         });
     }
-    addr.to_string()
+    addr
 }
 
 async fn openapi() -> Response {
@@ -219,6 +266,13 @@ pub(super) fn error_code(e: &sluice_client::Error) -> u32 {
         E::Kafka { code: 3 | 100, .. } => 40401,
         // GROUP_ID_NOT_FOUND
         E::Kafka { code: 69, .. } => 40402,
+        // TOPIC_, GROUP_, CLUSTER_, TRANSACTIONAL_ID_AUTHORIZATION_FAILED: the caller's ACLs.
+        E::Kafka {
+            code: 29 | 30 | 31 | 53,
+            ..
+        } => 40301,
+        // SASL_AUTHENTICATION_FAILED: the caller's credentials no longer log in.
+        E::Kafka { code: 58, .. } => 40101,
         // TOPIC_ALREADY_EXISTS
         E::Kafka { code: 36, .. } => 40901,
         // The request's fault: invalid topic, partitions, replication factor, config,
@@ -241,45 +295,123 @@ impl From<sluice_client::Error> for ApiError {
 
 /// The Kafka clients the API calls the cluster with.
 pub struct ClientPool {
-    /// This node's Kafka listener.
-    pub bootstrap: String,
-    /// Clients not in use, with when they were last used.
-    idle: parking_lot::Mutex<Vec<(Client, std::time::Instant)>>,
+    /// This node's listener for the API, and how to connect to it.
+    listener: Option<ApiListener>,
+    /// With HTTP authentication on, API calls need a caller's login.
+    authenticate: bool,
+    /// The TLS settings of an SSL or SASL_SSL listener: the broker's own certificate is
+    /// trusted as it is (pinned), and another node's is verified against the client CA when
+    /// there is one; no host name check — the API dials addresses.
+    tls: sluice_client::security::TlsSettings,
+    /// The users' SCRAM mechanisms, to pick one each caller has a credential for.
+    users: Arc<Broker>,
+    /// Clients not in use, with whose login they authenticated and when they were last used.
+    idle: parking_lot::Mutex<Vec<IdleClient>>,
     /// A client idle longer is dropped rather than used: the Kafka listener closes connections
     /// idle for `--idle-timeout-ms`, and a call on a closed one would fail.
     max_idle: std::time::Duration,
     slots: Semaphore,
 }
 
+/// A pooled client not in use: whose login it authenticated with (None: none), and since when.
+type IdleClient = (Option<Arc<Login>>, Client, std::time::Instant);
+
 /// A call made with a pooled client: a boxed future borrowing the client.
 pub type Call<'c, T> = Pin<Box<dyn Future<Output = Result<T, sluice_client::Error>> + Send + 'c>>;
 
 impl ClientPool {
-    fn new(bootstrap: String, listener_idle_timeout: std::time::Duration) -> Self {
+    fn new(broker: &Arc<Broker>) -> Self {
+        let files = broker.security.config.tls.as_ref();
         ClientPool {
-            bootstrap,
+            listener: broker.api_listener.clone(),
+            authenticate: broker.security.http.enabled,
+            tls: sluice_client::security::TlsSettings {
+                pinned_cert: files.map(|f| f.cert.clone()),
+                ca_file: files.and_then(|f| f.client_ca.clone()),
+                skip_hostname_verification: true,
+                ..Default::default()
+            },
+            users: broker.clone(),
             idle: parking_lot::Mutex::new(Vec::new()),
-            max_idle: (listener_idle_timeout / 2)
+            max_idle: (broker.config.idle_timeout / 2)
                 .min(std::time::Duration::from_millis(API_CLIENT_MAX_IDLE_MS)),
             slots: Semaphore::new(MAX_API_CLIENTS),
         }
     }
 
-    /// The most recently used idle client still fresh enough to use; staler ones are dropped.
-    fn take_idle(&self) -> Option<Client> {
-        let mut idle = self.idle.lock();
-        while let Some((client, since)) = idle.pop() {
-            if since.elapsed() < self.max_idle {
-                return Some(client);
-            }
+    /// A client configuration connecting as `caller`: the listener's protocol, and with
+    /// authentication on, the caller's credentials with the strongest mechanism both the
+    /// listener and the caller's credentials have.
+    pub fn config(&self, caller: &Caller, client_id: &str) -> Result<ClientConfig, ApiError> {
+        let Some(listener) = &self.listener else {
+            return Err(ApiError::new(
+                50301,
+                if self.authenticate {
+                    "the HTTP API acts as its caller on a SASL listener offering SCRAM or PLAIN, \
+                     and this broker has none: add one (e.g. --listener \
+                     API=SASL_PLAINTEXT://127.0.0.1:9094)"
+                } else {
+                    "the HTTP API needs a PLAINTEXT or SSL listener to connect to"
+                },
+            ));
+        };
+        let mut config = ClientConfig::new(listener.addr.to_string());
+        config.client_id = client_id.into();
+        config.request_timeout = std::time::Duration::from_millis(API_REQUEST_TIMEOUT_MS);
+        config.security.protocol = listener.protocol;
+        config.security.tls = self.tls.clone();
+        if listener.protocol.uses_sasl() {
+            let login = caller
+                .login
+                .as_ref()
+                .ok_or_else(|| ApiError::new(40101, "authentication required"))?;
+            let has = self.users.metadata.users.table().mechanisms(&login.name);
+            let mechanism = [SaslMechanism::ScramSha512, SaslMechanism::ScramSha256]
+                .into_iter()
+                .find(|m| {
+                    listener.mechanisms.contains(m) && m.scram().is_some_and(|s| has.contains(&s))
+                })
+                .or_else(|| {
+                    listener
+                        .mechanisms
+                        .contains(&SaslMechanism::Plain)
+                        .then_some(SaslMechanism::Plain)
+                })
+                .ok_or_else(|| {
+                    ApiError::new(
+                        50301,
+                        format!(
+                            "user {} has no credential for a mechanism the API's listener \
+                             offers ({:?})",
+                            login.name, listener.mechanisms
+                        ),
+                    )
+                })?;
+            config.security.sasl = Some(sluice_client::security::SaslCredentials {
+                mechanism,
+                username: login.name.clone(),
+                password: login.password.clone(),
+            });
         }
-        None
+        Ok(config)
     }
 
-    /// Runs `call` with a client, once one of the `MAX_API_CLIENTS` is free. The client goes
-    /// back to the pool afterwards, unless its connection failed.
+    /// The most recently used idle client of this login still fresh enough to use; staler
+    /// ones are dropped.
+    fn take_idle(&self, login: Option<&Arc<Login>>) -> Option<Client> {
+        let mut idle = self.idle.lock();
+        idle.retain(|(_, _, since)| since.elapsed() < self.max_idle);
+        let at = idle
+            .iter()
+            .rposition(|(who, _, _)| who.as_deref() == login.map(|l| &**l))?;
+        Some(idle.remove(at).1)
+    }
+
+    /// Runs `call` with a client connected as `caller`, once one of the `MAX_API_CLIENTS` is
+    /// free. The client goes back to the pool afterwards, unless its connection failed.
     pub async fn with<T>(
         &self,
+        caller: &Caller,
         call: impl for<'c> FnOnce(&'c mut Client) -> Call<'c, T>,
     ) -> Result<T, ApiError> {
         let _slot = self
@@ -287,14 +419,16 @@ impl ClientPool {
             .acquire()
             .await
             .map_err(|_| ApiError::new(50301, "the broker is shutting down"))?;
-        let idle = self.take_idle();
-        let mut client = match idle {
+        let login = caller.login.clone().filter(|_| self.authenticate);
+        let mut client = match self.take_idle(login.as_ref()) {
             Some(c) => c,
             None => {
-                let mut config = ClientConfig::new(self.bootstrap.clone());
-                config.client_id = "sluice-http-api".into();
-                config.request_timeout = std::time::Duration::from_millis(API_REQUEST_TIMEOUT_MS);
-                Client::connect(config).await?
+                let idle = self.idle.lock().len();
+                if idle >= MAX_API_CLIENTS {
+                    // Other callers' clients: the oldest makes room.
+                    self.idle.lock().remove(0);
+                }
+                Client::connect(self.config(caller, "sluice-http-api")?).await?
             }
         };
         let result = call(&mut client).await;
@@ -303,9 +437,54 @@ impl ClientPool {
             &result,
             Err(E::Connect { .. } | E::Io { .. } | E::Timeout { .. })
         ) {
-            self.idle.lock().push((client, std::time::Instant::now()));
+            self.idle
+                .lock()
+                .push((login, client, std::time::Instant::now()));
         }
         result.map_err(ApiError::from)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    /// The caller `http::authenticate` found; a request that did not pass it (none reaches
+    /// the API that way but a test's) is an unauthenticated one from loopback.
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Caller, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_else(|| Caller::open(std::net::Ipv4Addr::LOCALHOST.into())))
+    }
+}
+
+impl Api {
+    /// The ACL check of a handler that reads the broker's state directly rather than through
+    /// a Kafka client (which the broker's handlers check): 40301 naming what is missing.
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        operation: sluice_acl::AclOperation,
+        resource_type: sluice_acl::ResourceType,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let ctx = caller.context("HttpApi");
+        if crate::security::authz::authorize(&self.broker, &ctx, operation, resource_type, name) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            40301,
+            format!(
+                "{} is not authorized: this needs {} on {} {name}",
+                caller.principal,
+                operation.name(),
+                resource_type.name()
+            ),
+        ))
     }
 }
 

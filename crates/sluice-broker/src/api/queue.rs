@@ -36,7 +36,9 @@ use crate::limits::{
     MAX_API_CONSUME_BYTES, MAX_QUEUE_ACKS, MAX_QUEUE_RECEIVE_MESSAGES, MAX_QUEUE_WAIT_MS,
     QUEUE_REMOTE_POLL_MS,
 };
+use crate::security::http::Caller;
 use crate::share::queue::{self, Taken};
+use sluice_acl::{AclOperation, ResourceType};
 
 /// The receipt format's version (its first byte).
 const RECEIPT_VERSION: u8 = 1;
@@ -116,11 +118,15 @@ static ROTATE: AtomicUsize = AtomicUsize::new(0);
 /// `POST /v1/queues/{group}/receive`.
 pub async fn receive(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(group): ApiPath<String>,
     ApiJson(req): ApiJson<Receive>,
 ) -> Result<Json<Value>, ApiError> {
     let broker = &api.broker;
     check_group(broker, &group)?;
+    // What ShareFetch needs: READ on the group and on the topic.
+    api.authorize(&caller, AclOperation::Read, ResourceType::Group, &group)?;
+    api.authorize(&caller, AclOperation::Read, ResourceType::Topic, &req.topic)?;
     let max = req.max_messages.unwrap_or(1);
     if max == 0 || max as usize > MAX_QUEUE_RECEIVE_MESSAGES {
         return Err(ApiError::invalid(format!(
@@ -425,9 +431,12 @@ async fn settle(
 /// `POST /v1/queues/{group}/messages/{receipt}/{action}`: 204, or 409 for a stale receipt.
 pub async fn settle_one(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath((group, receipt, action)): ApiPath<(String, String, Action)>,
 ) -> Result<Response, ApiError> {
     check_group(&api.broker, &group)?;
+    // What ShareAcknowledge needs.
+    api.authorize(&caller, AclOperation::Read, ResourceType::Group, &group)?;
     settle(&api.broker, &group, &receipt, action).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -449,10 +458,12 @@ pub struct Acknowledge {
 /// lists those that succeeded and those that failed (SQS's batch shape).
 pub async fn acknowledge(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(group): ApiPath<String>,
     ApiJson(req): ApiJson<Acknowledge>,
 ) -> Result<Json<Value>, ApiError> {
     check_group(&api.broker, &group)?;
+    api.authorize(&caller, AclOperation::Read, ResourceType::Group, &group)?;
     if req.acknowledgements.is_empty() || req.acknowledgements.len() > MAX_QUEUE_ACKS {
         return Err(ApiError::invalid(format!(
             "1 to {MAX_QUEUE_ACKS} acknowledgements"

@@ -2,6 +2,7 @@
 //! `GET /v1/topics/{topic}/partitions/{partition}/records` (consume by offset or time, optionally
 //! filtered and decoded: `browse.rs`).
 
+use crate::security::http::Caller;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -67,6 +68,7 @@ pub fn next_partition(count: i32) -> i32 {
 
 pub async fn produce(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(topic): ApiPath<String>,
     ApiJson(req): ApiJson<Produce>,
 ) -> Result<Json<Value>, ApiError> {
@@ -99,7 +101,7 @@ pub async fn produce(
     }
     let offsets = api
         .clients
-        .with(move |c| {
+        .with(&caller, move |c| {
             Box::pin(async move {
                 let count = i32::try_from(c.topic(&topic).await?.partitions.len()).unwrap_or(0);
                 if count == 0 {
@@ -165,6 +167,7 @@ pub struct ConsumeQuery {
 
 pub async fn consume(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath((topic, partition)): ApiPath<(String, i32)>,
     ApiQuery(q): ApiQuery<ConsumeQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -219,7 +222,7 @@ pub async fn consume(
     let (offset, timestamp) = (q.offset, q.timestamp);
     let page = api
         .clients
-        .with(move |c| {
+        .with(&caller, move |c| {
             Box::pin(async move {
                 let count = c.topic(&t).await?.partitions.len();
                 if usize::try_from(p).map_or(true, |p| p >= count) {

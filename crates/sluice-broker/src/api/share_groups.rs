@@ -5,6 +5,7 @@
 //! delivered. The last part has no Kafka API: each node reports the share-partitions it holds
 //! (`share::admin::stats`, over RPC service 4).
 
+use crate::security::http::Caller;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -18,10 +19,10 @@ use super::{Api, ApiError, ApiPath};
 use crate::share::admin;
 
 /// `GET /v1/share-groups`: every share group and its state.
-pub async fn list(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(api): State<Arc<Api>>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let mut groups = api
         .clients
-        .with(|c| Box::pin(c.list_groups_of_types(&["share"])))
+        .with(&caller, |c| Box::pin(c.list_groups_of_types(&["share"])))
         .await?;
     groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
     Ok(Json(Value::Array(
@@ -35,15 +36,23 @@ pub async fn list(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> 
 /// `GET /v1/share-groups/{group}`.
 pub async fn describe(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(group): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     if group.is_empty() {
         return Err(ApiError::invalid("the group id is empty"));
     }
+    // The partitions' queue state below is read from the broker directly.
+    api.authorize(
+        &caller,
+        sluice_acl::AclOperation::Describe,
+        sluice_acl::ResourceType::Group,
+        &group,
+    )?;
     let g = group.clone();
     let described = api
         .clients
-        .with(move |c| {
+        .with(&caller, move |c| {
             Box::pin(async move {
                 let coordinator = c.find_coordinator(&g).await?;
                 let req = ShareGroupDescribeRequest::default()

@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_client::client::{EARLIEST, LATEST};
-use sluice_client::{Client, ClientConfig};
+use sluice_client::Client;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
@@ -39,10 +39,10 @@ use super::browse::{record_view, Decode, DecodeBudget, Filter};
 use super::records::unknown_partition;
 use super::{error_code, Api, ApiError, ApiPath, ApiQuery, Encoding};
 use crate::limits::{
-    API_REQUEST_TIMEOUT_MS, API_TAIL_BUFFERED_EVENTS, API_TAIL_KEEPALIVE_MS,
-    API_TAIL_MAX_LIFETIME_MS, API_TAIL_POLL_BYTES, API_TAIL_POLL_WAIT_MS, API_TAIL_STALL_MS,
-    MAX_API_TAILS, MAX_API_TAIL_PARTITIONS,
+    API_TAIL_BUFFERED_EVENTS, API_TAIL_KEEPALIVE_MS, API_TAIL_MAX_LIFETIME_MS, API_TAIL_POLL_BYTES,
+    API_TAIL_POLL_WAIT_MS, API_TAIL_STALL_MS, MAX_API_TAILS, MAX_API_TAIL_PARTITIONS,
 };
+use crate::security::http::Caller;
 
 /// Tails open on this node. Process-wide rather than in `Api`: one broker runs per process,
 /// and a permit must outlive the handler, inside the response's stream.
@@ -86,6 +86,7 @@ pub struct TailQuery {
 
 pub async fn tail(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(topic): ApiPath<String>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<TailQuery>,
@@ -113,9 +114,7 @@ pub async fn tail(
     // other API call for that long (four tails would halve the pool), and taking one per poll
     // would make tails and calls queue behind each other's long fetches. Tails are bounded
     // (`MAX_API_TAILS`), so their connections are too.
-    let mut config = ClientConfig::new(api.clients.bootstrap.clone());
-    config.client_id = "sluice-http-api-tail".into();
-    config.request_timeout = Duration::from_millis(API_REQUEST_TIMEOUT_MS);
+    let config = api.clients.config(&caller, "sluice-http-api-tail")?;
     let mut client = Client::connect(config).await?;
     let info = client.topic(&topic).await?;
     let partitions: Vec<i32> = match q.partition {

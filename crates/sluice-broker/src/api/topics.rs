@@ -1,6 +1,7 @@
 //! `/v1/cluster`, `/v1/topics`: the cluster's brokers, topics with their partitions,
 //! watermarks and configs; create, delete, alter configs.
 
+use crate::security::http::Caller;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -14,10 +15,10 @@ use serde_json::{json, Value};
 use super::{Api, ApiError, ApiJson, ApiPath};
 use crate::limits::MAX_API_TOPIC_CONFIGS;
 
-pub async fn cluster(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
+pub async fn cluster(State(api): State<Arc<Api>>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let md = api
         .clients
-        .with(|c| Box::pin(c.metadata(Some(&[]), false)))
+        .with(&caller, |c| Box::pin(c.metadata(Some(&[]), false)))
         .await?;
     let brokers: Vec<Value> = md
         .brokers
@@ -31,10 +32,10 @@ pub async fn cluster(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiErro
     })))
 }
 
-pub async fn list(State(api): State<Arc<Api>>) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(api): State<Arc<Api>>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let md = api
         .clients
-        .with(|c| Box::pin(c.metadata(None, false)))
+        .with(&caller, |c| Box::pin(c.metadata(None, false)))
         .await?;
     let mut topics: Vec<Value> = md
         .topics
@@ -66,6 +67,7 @@ pub struct CreateTopic {
 
 pub async fn create(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiJson(req): ApiJson<CreateTopic>,
 ) -> Result<impl IntoResponse, ApiError> {
     if req.configs.len() > MAX_API_TOPIC_CONFIGS {
@@ -80,27 +82,40 @@ pub async fn create(
         req.replication_factor.unwrap_or(-1),
     );
     api.clients
-        .with(move |c| {
+        .with(&caller, move |c| {
             Box::pin(async move { c.create_topic(&name, partitions, rf, &configs).await })
         })
         .await?;
-    let body = describe_topic(&api, req.name).await?;
+    // CreateTopics answers once the topic is in the metadata log; in a cluster each partition's
+    // leader starts it a moment later, and until then its offsets are unknown. The answer
+    // describes the new topic, so it waits for that (bounded).
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(crate::limits::API_TOPIC_READY_WAIT_MS);
+    let body = loop {
+        match describe_topic(&api, &caller, req.name.clone()).await {
+            Err(e) if matches!(e.code, 40401 | 50001) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            described => break described?,
+        }
+    };
     Ok((StatusCode::CREATED, Json(body)))
 }
 
 pub async fn describe(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(topic): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(describe_topic(&api, topic).await?))
+    Ok(Json(describe_topic(&api, &caller, topic).await?))
 }
 
 /// A topic's partitions (leader, replicas, ISR, log start, high watermark, size on disk) and
 /// configs.
-async fn describe_topic(api: &Api, topic: String) -> Result<Value, ApiError> {
+async fn describe_topic(api: &Api, caller: &Caller, topic: String) -> Result<Value, ApiError> {
     let (info, bounds, sizes, configs) = api
         .clients
-        .with(move |c| {
+        .with(caller, move |c| {
             Box::pin(async move {
                 let info = c.topic(&topic).await?;
                 let ps: Vec<i32> = info.partitions.iter().map(|p| p.partition).collect();
@@ -116,21 +131,27 @@ async fn describe_topic(api: &Api, topic: String) -> Result<Value, ApiError> {
 
 pub async fn delete(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(topic): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     api.clients
-        .with(move |c| Box::pin(async move { c.delete_topic(&topic).await }))
+        .with(&caller, move |c| {
+            Box::pin(async move { c.delete_topic(&topic).await })
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn configs(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(topic): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let entries = api
         .clients
-        .with(move |c| Box::pin(async move { c.describe_topic_configs(&topic).await }))
+        .with(&caller, move |c| {
+            Box::pin(async move { c.describe_topic_configs(&topic).await })
+        })
         .await?;
     let list: Vec<Value> = entries
         .iter()
@@ -159,6 +180,7 @@ pub struct AlterConfigs {
 
 pub async fn alter_configs(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath(topic): ApiPath<String>,
     ApiJson(req): ApiJson<AlterConfigs>,
 ) -> Result<StatusCode, ApiError> {
@@ -173,7 +195,9 @@ pub async fn alter_configs(
     let set: Vec<(String, String)> = req.set.into_iter().collect();
     let delete = req.delete;
     api.clients
-        .with(move |c| Box::pin(async move { c.alter_topic_configs(&topic, &set, &delete).await }))
+        .with(&caller, move |c| {
+            Box::pin(async move { c.alter_topic_configs(&topic, &set, &delete).await })
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

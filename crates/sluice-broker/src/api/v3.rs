@@ -4,6 +4,7 @@
 //! summary, and produce — one record per JSON object, several objects in one body answered
 //! with one delivery report each, in order (the streaming form).
 
+use crate::security::http::Caller;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -53,15 +54,19 @@ fn check_cluster(md: &ClusterMetadata, id: &str) -> Result<String, ApiError> {
 }
 
 /// The cluster's id, controller and brokers (no topics: a cluster check needs none).
-async fn metadata(api: &Api) -> Result<ClusterMetadata, ApiError> {
+async fn metadata(api: &Api, caller: &Caller) -> Result<ClusterMetadata, ApiError> {
     api.clients
-        .with(|c| Box::pin(c.metadata(Some(&[]), false)))
+        .with(caller, |c| Box::pin(c.metadata(Some(&[]), false)))
         .await
 }
 
 /// The cluster's metadata and id, once the path's cluster id is checked against it.
-async fn in_cluster(api: &Api, id: &str) -> Result<(ClusterMetadata, String), ApiError> {
-    let md = metadata(api).await?;
+async fn in_cluster(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+) -> Result<(ClusterMetadata, String), ApiError> {
+    let md = metadata(api, caller).await?;
     let id = check_cluster(&md, id)?;
     Ok((md, id))
 }
@@ -69,11 +74,12 @@ async fn in_cluster(api: &Api, id: &str) -> Result<(ClusterMetadata, String), Ap
 /// The cluster id (checked) and the group's position (404 for a group nobody knows).
 async fn group_in_cluster(
     api: &Api,
+    caller: &Caller,
     id: &str,
     group: &str,
 ) -> Result<(String, sluice_client::lag::GroupPosition), ApiError> {
-    let (_, id) = in_cluster(api, id).await?;
-    Ok((id, super::groups::position(api, group).await?))
+    let (_, id) = in_cluster(api, caller, id).await?;
+    Ok((id, super::groups::position(api, caller, group).await?))
 }
 
 fn cluster_json(base: &str, md: &ClusterMetadata) -> Value {
@@ -92,9 +98,10 @@ fn cluster_json(base: &str, md: &ClusterMetadata) -> Value {
 
 pub async fn clusters(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let md = metadata(&api).await?;
+    let md = metadata(&api, &caller).await?;
     let b = base(&headers);
     Ok(Json(list(
         "KafkaClusterList",
@@ -105,19 +112,21 @@ pub async fn clusters(
 
 pub async fn cluster(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (md, _) = in_cluster(&api, &id).await?;
+    let (md, _) = in_cluster(&api, &caller, &id).await?;
     Ok(Json(cluster_json(&base(&headers), &md)))
 }
 
 pub async fn brokers(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (md, id) = in_cluster(&api, &id).await?;
+    let (md, id) = in_cluster(&api, &caller, &id).await?;
     let me = format!("{}/{id}/brokers", base(&headers));
     let mut brokers = md.brokers.clone();
     brokers.sort_by_key(|b| b.node_id);
@@ -157,14 +166,15 @@ fn topic_json(base: &str, id: &str, t: &TopicInfo) -> Value {
 
 pub async fn topics(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, id) = in_cluster(&api, &id).await?;
+    let (_, id) = in_cluster(&api, &caller, &id).await?;
     let b = base(&headers);
     let mut topics = api
         .clients
-        .with(|c| Box::pin(c.metadata(None, false)))
+        .with(&caller, |c| Box::pin(c.metadata(None, false)))
         .await?
         .topics;
     topics.sort_by(|x, y| x.name.cmp(&y.name));
@@ -196,11 +206,12 @@ pub struct NameValue {
 
 pub async fn create_topic(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<NewTopic>,
 ) -> Result<Response, ApiError> {
-    let (_, id) = in_cluster(&api, &id).await?;
+    let (_, id) = in_cluster(&api, &caller, &id).await?;
     if req.configs.len() > crate::limits::MAX_API_TOPIC_CONFIGS {
         return Err(ApiError::invalid("too many configs"));
     }
@@ -220,7 +231,7 @@ pub async fn create_topic(
     }
     let info = api
         .clients
-        .with(move |c| {
+        .with(&caller, move |c| {
             Box::pin(async move {
                 c.create_topic(&name, partitions, rf, &configs).await?;
                 c.topic(&name).await
@@ -236,24 +247,30 @@ pub async fn create_topic(
 
 pub async fn topic(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     headers: HeaderMap,
     ApiPath((id, topic)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, id) = in_cluster(&api, &id).await?;
+    let (_, id) = in_cluster(&api, &caller, &id).await?;
     let info = api
         .clients
-        .with(move |c| Box::pin(async move { c.topic(&topic).await }))
+        .with(&caller, move |c| {
+            Box::pin(async move { c.topic(&topic).await })
+        })
         .await?;
     Ok(Json(topic_json(&base(&headers), &id, &info)))
 }
 
 pub async fn delete_topic(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath((id, topic)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    in_cluster(&api, &id).await?;
+    in_cluster(&api, &caller, &id).await?;
     api.clients
-        .with(move |c| Box::pin(async move { c.delete_topic(&topic).await }))
+        .with(&caller, move |c| {
+            Box::pin(async move { c.delete_topic(&topic).await })
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -279,14 +296,15 @@ fn partition_json(
 
 pub async fn partitions(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     headers: HeaderMap,
     ApiPath((id, topic)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, id) = in_cluster(&api, &id).await?;
+    let (_, id) = in_cluster(&api, &caller, &id).await?;
     let t = topic.clone();
     let mut info = api
         .clients
-        .with(move |c| Box::pin(async move { c.topic(&t).await }))
+        .with(&caller, move |c| Box::pin(async move { c.topic(&t).await }))
         .await?;
     info.partitions.sort_by_key(|p| p.partition);
     let b = base(&headers);
@@ -304,14 +322,15 @@ pub async fn partitions(
 
 pub async fn partition(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     headers: HeaderMap,
     ApiPath((id, topic, partition)): ApiPath<(String, String, i32)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, id) = in_cluster(&api, &id).await?;
+    let (_, id) = in_cluster(&api, &caller, &id).await?;
     let t = topic.clone();
     let info = api
         .clients
-        .with(move |c| Box::pin(async move { c.topic(&t).await }))
+        .with(&caller, move |c| Box::pin(async move { c.topic(&t).await }))
         .await?;
     let p = info
         .partitions
@@ -325,13 +344,16 @@ pub async fn partition(
 
 pub async fn consumer_groups(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, id) = in_cluster(&api, &id).await?;
+    let (_, id) = in_cluster(&api, &caller, &id).await?;
     let mut groups = api
         .clients
-        .with(|c| Box::pin(c.list_groups_of_types(&["classic", "consumer"])))
+        .with(&caller, |c| {
+            Box::pin(c.list_groups_of_types(&["classic", "consumer"]))
+        })
         .await?;
     groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
     let b = base(&headers);
@@ -380,10 +402,11 @@ fn group_json(
 
 pub async fn consumer_group(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     headers: HeaderMap,
     ApiPath((id, group)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (id, pos) = group_in_cluster(&api, &id, &group).await?;
+    let (id, pos) = group_in_cluster(&api, &caller, &id, &group).await?;
     let d = &pos.description;
     Ok(Json(group_json(
         &base(&headers),
@@ -397,10 +420,11 @@ pub async fn consumer_group(
 
 pub async fn consumers(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     headers: HeaderMap,
     ApiPath((id, group)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (id, pos) = group_in_cluster(&api, &id, &group).await?;
+    let (id, pos) = group_in_cluster(&api, &caller, &id, &group).await?;
     let me = format!("{}/{id}/consumer-groups/{group}/consumers", base(&headers));
     let data = pos
         .description
@@ -424,10 +448,11 @@ pub async fn consumers(
 
 pub async fn lags(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     headers: HeaderMap,
     ApiPath((id, group)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (id, pos) = group_in_cluster(&api, &id, &group).await?;
+    let (id, pos) = group_in_cluster(&api, &caller, &id, &group).await?;
     let me = format!("{}/{id}/consumer-groups/{group}/lags", base(&headers));
     let members = &pos.description.members;
     let data = pos
@@ -457,10 +482,11 @@ pub async fn lags(
 
 pub async fn lag_summary(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     headers: HeaderMap,
     ApiPath((id, group)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let (id, pos) = group_in_cluster(&api, &id, &group).await?;
+    let (id, pos) = group_in_cluster(&api, &caller, &id, &group).await?;
     let me = format!("{}/{id}/consumer-groups/{group}", base(&headers));
     let members = &pos.description.members;
     let max = pos
@@ -537,7 +563,14 @@ fn data_bytes(d: &Option<Data>) -> Result<(Option<bytes::Bytes>, &'static str), 
 }
 
 /// One delivery report (or error) per record, in order.
-async fn produce_one(api: &Api, id: &str, topic: &str, count: i32, r: V3Record) -> Value {
+async fn produce_one(
+    api: &Api,
+    caller: &Caller,
+    id: &str,
+    topic: &str,
+    count: i32,
+    r: V3Record,
+) -> Value {
     let err = |code: u32, message: String| json!({"error_code": code, "message": message});
     let (key, key_type) = match data_bytes(&r.key) {
         Ok(k) => k,
@@ -577,7 +610,7 @@ async fn produce_one(api: &Api, id: &str, topic: &str, count: i32, r: V3Record) 
     let partition = r.partition_id;
     let result = api
         .clients
-        .with(move |c| {
+        .with(caller, move |c| {
             Box::pin(async move {
                 let p = match (partition, &record.key) {
                     (Some(p), _) => p,
@@ -642,6 +675,7 @@ fn timestamp_ms(text: &str) -> Result<i64, String> {
 
 pub async fn produce(
     State(api): State<Arc<Api>>,
+    caller: Caller,
     ApiPath((id, topic)): ApiPath<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -656,11 +690,11 @@ pub async fn produce(
             "Expected request with `Content-Type: application/json`",
         ));
     }
-    let (_, id) = in_cluster(&api, &id).await?;
+    let (_, id) = in_cluster(&api, &caller, &id).await?;
     let t = topic.clone();
     let count = api
         .clients
-        .with(move |c| Box::pin(async move { c.topic(&t).await }))
+        .with(&caller, move |c| Box::pin(async move { c.topic(&t).await }))
         .await
         .map(|t| i32::try_from(t.partitions.len()).unwrap_or(i32::MAX))?;
     let mut reports = Vec::new();
@@ -673,7 +707,7 @@ pub async fn produce(
             break;
         }
         match item {
-            Ok(r) => reports.push(produce_one(&api, &id, &topic, count, r).await),
+            Ok(r) => reports.push(produce_one(&api, &caller, &id, &topic, count, r).await),
             Err(e) => {
                 // The rest of the stream cannot be read once one object is not JSON.
                 reports.push(json!({"error_code": 400, "message": format!("not a record: {e}")}));

@@ -15,6 +15,10 @@
 //!
 //! `--console-read-only` hides every write control here, and `http.rs` refuses the API's admin
 //! writes, so a hidden button cannot be replaced by a hand-made request.
+//!
+//! With HTTP authentication on, a browser logs in at [`LOGIN_PATH`] (`login.rs`) and carries a
+//! session cookie; each page makes its in-process API calls as that user ([`Page`]), and
+//! renders the session's CSRF token for `console.js` to send with its writes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,8 +35,12 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::limits::CONSOLE_MAX_API_RESPONSE_BYTES;
+use crate::security::http::{Caller, SessionRef};
 
+mod login;
 mod pages;
+
+pub use login::{to_login, LOGIN_PATH};
 
 /// The console's stylesheet, script and the vendored chart library with its licence and
 /// manifest (`console/static/`).
@@ -49,6 +57,8 @@ struct Templates;
 pub struct Console {
     /// The HTTP API and the schema registry, called in-process.
     api: Router,
+    /// For logging in: the users, the sessions.
+    broker: Arc<crate::Broker>,
     env: Environment<'static>,
     read_only: bool,
     /// A short hash of the assets, appended to their URLs so a new binary's assets are fetched
@@ -76,7 +86,8 @@ impl Failure {
 }
 
 /// The console's router; `api` is the HTTP API and registry router it renders from.
-pub fn router(api: Router, read_only: bool) -> Router {
+pub fn router(api: Router, broker: Arc<crate::Broker>) -> Router {
+    let read_only = broker.config.console_read_only;
     let mut env = Environment::new();
     for name in Templates::iter() {
         let Some(file) = Templates::get(&name) else {
@@ -97,6 +108,7 @@ pub fn router(api: Router, read_only: bool) -> Router {
     env.add_filter("pathseg", filters::pathseg);
     let console = Arc::new(Console {
         api,
+        broker,
         env,
         read_only,
         asset_version: asset_version(),
@@ -106,6 +118,8 @@ pub fn router(api: Router, read_only: bool) -> Router {
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
         .route("/ui/", get(pages::overview))
         .route("/ui/static/{file}", get(asset))
+        .route(LOGIN_PATH, get(login::page).post(login::login))
+        .route(login::LOGOUT_PATH, axum::routing::post(login::logout))
         .route("/ui/topics", get(pages::topics))
         .route("/ui/topics/{topic}", get(pages::topic))
         .route("/ui/topics/{topic}/messages", get(pages::messages))
@@ -184,7 +198,36 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
      style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
      base-uri 'none'; form-action 'self'";
 
-impl Console {
+/// What a page handler works with: the console, and who asked for the page (the API calls it
+/// makes in-process are made as them, and a session's CSRF token goes into the page).
+pub struct Page {
+    console: Arc<Console>,
+    caller: Option<Caller>,
+}
+
+impl std::ops::Deref for Page {
+    type Target = Console;
+
+    fn deref(&self) -> &Console {
+        &self.console
+    }
+}
+
+impl axum::extract::FromRequestParts<Arc<Console>> for Page {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        console: &Arc<Console>,
+    ) -> Result<Page, Self::Rejection> {
+        Ok(Page {
+            console: console.clone(),
+            caller: parts.extensions.get::<Caller>().cloned(),
+        })
+    }
+}
+
+impl Page {
     /// `GET path` on the HTTP API, in-process; the JSON body, or the API's error.
     async fn get(&self, path: &str) -> Result<Value, Failure> {
         self.call(Method::GET, path, None).await
@@ -197,6 +240,9 @@ impl Console {
         body: Option<Value>,
     ) -> Result<Value, Failure> {
         let mut req = Request::builder().method(method).uri(path);
+        if let Some(caller) = &self.caller {
+            req = req.extension(caller.clone());
+        }
         let body = match body {
             Some(v) => {
                 req = req.header(header::CONTENT_TYPE, "application/json");
@@ -235,11 +281,49 @@ impl Console {
 
     /// Renders `template` with the page's values and what every page has.
     fn render(&self, template: &str, title: &str, nav: &str, page: Tv) -> Response {
+        let session = self.caller.as_ref().and_then(|c| c.session.as_ref());
+        let user = self
+            .caller
+            .as_ref()
+            .and_then(|c| c.login.as_ref())
+            .map(|l| l.name.clone());
+        self.console
+            .render_as(template, title, nav, page, session, user)
+    }
+
+    /// The page for a failed API call, with the API's status.
+    fn failed(&self, nav: &str, failure: Failure) -> Response {
+        let mut resp = self.render(
+            "error.html",
+            "Error",
+            nav,
+            context! { status => failure.status.as_u16(), message => failure.message },
+        );
+        *resp.status_mut() = failure.status;
+        resp
+    }
+}
+
+impl Console {
+    /// Renders `template` with the page's values and what every page has: the session's
+    /// CSRF token and user, when there is one.
+    fn render_as(
+        &self,
+        template: &str,
+        title: &str,
+        nav: &str,
+        page: Tv,
+        session: Option<&SessionRef>,
+        user: Option<String>,
+    ) -> Response {
         let globals = context! {
             read_only => self.read_only,
             v => self.asset_version,
             title => title,
             nav => nav,
+            csrf => session.map(|s| s.csrf.to_string()),
+            session => session.is_some(),
+            user => user,
         };
         let rendered = self
             .env
@@ -258,18 +342,6 @@ impl Console {
                 )
             }
         }
-    }
-
-    /// The page for a failed API call, with the API's status.
-    fn failed(&self, nav: &str, failure: Failure) -> Response {
-        let mut resp = self.render(
-            "error.html",
-            "Error",
-            nav,
-            context! { status => failure.status.as_u16(), message => failure.message },
-        );
-        *resp.status_mut() = failure.status;
-        resp
     }
 }
 

@@ -1,22 +1,19 @@
 //! The console's pages: each gathers the API's JSON for one view and renders its template.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::response::Response;
 use minijinja::{context, Value as Tv};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{filters, Console, Failure};
+use super::{filters, Failure, Page};
 use crate::limits::{
     CONSOLE_DIFF_TIMEOUT_MS, CONSOLE_MAX_OVERVIEW_TOPICS, CONSOLE_MAX_SUBJECTS,
     MAX_API_CONSUME_RECORDS,
 };
-
-type C = State<Arc<Console>>;
 
 /// A path segment for an API URL.
 fn seg(s: &str) -> String {
@@ -34,7 +31,7 @@ macro_rules! page {
 }
 
 /// `/ui/`: brokers, topics with message rates, groups, share groups and DLQ depth.
-pub async fn overview(State(c): C) -> Response {
+pub async fn overview(c: Page) -> Response {
     let nav = "overview";
     let cluster = page!(c, nav, c.get("/v1/cluster").await);
     let mut topics = page!(c, nav, c.get("/v1/topics").await);
@@ -122,7 +119,7 @@ pub struct TopicsQuery {
 }
 
 /// `/ui/topics`: every topic, internal ones on request.
-pub async fn topics(State(c): C, Query(q): Query<TopicsQuery>) -> Response {
+pub async fn topics(c: Page, Query(q): Query<TopicsQuery>) -> Response {
     let nav = "topics";
     let topics = page!(c, nav, c.get("/v1/topics").await);
     let list: Vec<&Value> = topics
@@ -143,7 +140,7 @@ pub async fn topics(State(c): C, Query(q): Query<TopicsQuery>) -> Response {
 
 /// `/ui/topics/{topic}`: partitions with leaders and watermarks, configs, size on disk as the
 /// log's offsets tell, and the produce form.
-pub async fn topic(State(c): C, Path(topic): Path<String>) -> Response {
+pub async fn topic(c: Page, Path(topic): Path<String>) -> Response {
     let nav = "topics";
     let t = page!(c, nav, c.get(&format!("/v1/topics/{}", seg(&topic))).await);
     let sum = |field: &str| -> i64 {
@@ -190,7 +187,7 @@ pub struct Browse {
 
 /// `/ui/topics/{topic}/messages`: the message browser — from an offset or a time, filtered by
 /// key, value or header, values decoded through the registry — and the live tail.
-pub async fn messages(State(c): C, Path(topic): Path<String>, Query(q): Query<Browse>) -> Response {
+pub async fn messages(c: Page, Path(topic): Path<String>, Query(q): Query<Browse>) -> Response {
     let nav = "topics";
     let t = page!(c, nav, c.get(&format!("/v1/topics/{}", seg(&topic))).await);
     let partitions = t["partitions"].as_array().map_or(0, Vec::len);
@@ -279,7 +276,7 @@ pub async fn messages(State(c): C, Path(topic): Path<String>, Query(q): Query<Br
 }
 
 /// `/ui/groups`: consumer groups (share groups have their own page).
-pub async fn groups(State(c): C) -> Response {
+pub async fn groups(c: Page) -> Response {
     let nav = "groups";
     let groups = page!(c, nav, c.get("/v1/groups").await);
     let list: Vec<&Value> = groups
@@ -299,7 +296,7 @@ pub async fn groups(State(c): C) -> Response {
 }
 
 /// `/ui/groups/{group}`: members, per-partition lag, the lag chart and the offset reset.
-pub async fn group(State(c): C, Path(group): Path<String>) -> Response {
+pub async fn group(c: Page, Path(group): Path<String>) -> Response {
     let nav = "groups";
     let g = page!(c, nav, c.get(&format!("/v1/groups/{}", seg(&group))).await);
     let mut topics: Vec<String> = g["offsets"]
@@ -321,7 +318,7 @@ pub async fn group(State(c): C, Path(group): Path<String>) -> Response {
 }
 
 /// `/ui/share-groups`.
-pub async fn share_groups(State(c): C) -> Response {
+pub async fn share_groups(c: Page) -> Response {
     let nav = "share";
     let list = page!(c, nav, c.get("/v1/share-groups").await);
     c.render(
@@ -334,7 +331,7 @@ pub async fn share_groups(State(c): C) -> Response {
 
 /// `/ui/share-groups/{group}`: members, acquired and available records per partition, and the
 /// delivery-count histogram.
-pub async fn share_group(State(c): C, Path(group): Path<String>) -> Response {
+pub async fn share_group(c: Page, Path(group): Path<String>) -> Response {
     let nav = "share";
     let g = page!(
         c,
@@ -368,7 +365,7 @@ pub async fn share_group(State(c): C, Path(group): Path<String>) -> Response {
 }
 
 /// `/ui/dlqs`: the dead-letter topics with depth and age.
-pub async fn dlqs(State(c): C) -> Response {
+pub async fn dlqs(c: Page) -> Response {
     let nav = "dlqs";
     let list = page!(c, nav, c.get("/v1/dlqs").await);
     let jobs = c.get("/v1/jobs").await.unwrap_or(json!([]));
@@ -388,7 +385,7 @@ pub struct DlqQuery {
 
 /// `/ui/dlqs/{topic}`: SQS's redrive page — depth, the records with origin and reason,
 /// requeue all or selected, discard, and the jobs with progress and cancel.
-pub async fn dlq(State(c): C, Path(topic): Path<String>, Query(q): Query<DlqQuery>) -> Response {
+pub async fn dlq(c: Page, Path(topic): Path<String>, Query(q): Query<DlqQuery>) -> Response {
     let nav = "dlqs";
     let list = page!(c, nav, c.get("/v1/dlqs").await);
     let Some(row) = list
@@ -436,7 +433,7 @@ pub async fn dlq(State(c): C, Path(topic): Path<String>, Query(q): Query<DlqQuer
 }
 
 /// `/ui/schemas`: subjects with their latest version.
-pub async fn schemas(State(c): C) -> Response {
+pub async fn schemas(c: Page) -> Response {
     let nav = "schemas";
     let subjects = page!(c, nav, c.get("/subjects").await);
     let all: Vec<&str> = subjects
@@ -482,7 +479,7 @@ pub struct SubjectQuery {
 /// `/ui/schemas/{subject}`: versions, one version's schema, a diff between two versions, and
 /// the compatibility check.
 pub async fn subject(
-    State(c): C,
+    c: Page,
     Path(subject): Path<String>,
     Query(q): Query<SubjectQuery>,
 ) -> Response {

@@ -11,6 +11,7 @@
 //! The mechanisms themselves (PLAIN, SCRAM, OAUTHBEARER) are the pure `sluice-auth` crate's.
 
 pub mod authz;
+pub mod http;
 pub mod listener;
 pub mod sasl;
 pub mod tls;
@@ -125,9 +126,23 @@ pub struct SecurityConfig {
     pub bootstrap_users: Vec<(String, String)>,
     /// `--authorizer`, `--superuser`, `--allow-everyone-if-no-acl-found`.
     pub authorizer: authz::AuthorizerSettings,
+    /// `--http-metrics-auth`: with HTTP authentication on, `/metrics` needs credentials too.
+    pub http_metrics_auth: bool,
 }
 
 impl SecurityConfig {
+    /// Whether any listener authenticates its clients (SASL, or TLS asking for a client
+    /// certificate): the HTTP port then asks for credentials too (`security/http.rs`).
+    pub fn authenticates(&self) -> bool {
+        let client_certs = self
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_auth != tls::ClientAuth::None);
+        self.listeners.iter().any(|l| {
+            l.protocol.uses_sasl() || (l.protocol == SecurityProtocol::Ssl && client_certs)
+        })
+    }
+
     /// Checks the settings together (the flags are parsed one by one); the errors name the
     /// flags to change.
     pub fn validate(&self) -> Result<(), String> {
@@ -227,6 +242,13 @@ impl SecurityConfig {
                 ));
             }
         }
+        if self.http_metrics_auth && !self.authenticates() {
+            return Err(
+                "--http-metrics-auth has no effect: no listener authenticates, so the HTTP \
+                 port asks nobody for credentials"
+                    .into(),
+            );
+        }
         if self.max_reauth_ms < 0 {
             return Err("--connections-max-reauth-ms must be at least 0".into());
         }
@@ -256,6 +278,8 @@ impl SecurityConfig {
 /// What the broker holds for security while it runs.
 pub struct Security {
     pub config: SecurityConfig,
+    /// HTTP logins and console sessions.
+    pub http: http::HttpAuth,
     pub tls: Option<tls::Tls>,
     pub authorizer: authz::AuthorizerSettings,
     sasl_plaintext: Arc<sasl::SaslSettings>,
@@ -288,6 +312,7 @@ impl Security {
             })
         };
         Ok(Security {
+            http: http::HttpAuth::new(config.authenticates(), config.http_metrics_auth)?,
             authorizer: config.authorizer.clone(),
             sasl_plaintext: settings(SecurityProtocol::SaslPlaintext),
             sasl_ssl: settings(SecurityProtocol::SaslSsl),
@@ -347,6 +372,11 @@ fn mock_salt_key(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(key)
 }
+
+/// Password checks (SASL steps, HTTP logins) running at once across connections
+/// ([`crate::limits::CONCURRENT_AUTHENTICATIONS`]).
+pub static AUTHENTICATIONS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(crate::limits::CONCURRENT_AUTHENTICATIONS);
 
 /// Kafka's principal of a connection that has not authenticated (PLAINTEXT, or SSL without a
 /// client certificate).

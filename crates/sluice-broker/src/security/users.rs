@@ -23,6 +23,8 @@ pub struct Users {
 #[derive(Default)]
 pub struct UserTable {
     users: HashMap<String, Vec<ScramCredential>>,
+    /// Counts the tables built: what HTTP logins checked against an older one must check again.
+    pub generation: u64,
 }
 
 impl Users {
@@ -37,7 +39,9 @@ impl Users {
             let decoded: Vec<ScramCredential> = creds.values().filter_map(decode).collect();
             users.insert(name.clone(), decoded);
         }
-        *self.current.write() = Arc::new(UserTable { users });
+        let mut current = self.current.write();
+        let generation = current.generation.wrapping_add(1);
+        *current = Arc::new(UserTable { users, generation });
         *source = image.clone();
     }
 
@@ -52,6 +56,16 @@ impl UserTable {
         self.users.get(user).is_some_and(|creds| {
             strongest(creds).is_some_and(|c| c.verify_password(password.as_bytes()))
         })
+    }
+}
+
+impl UserTable {
+    /// The SCRAM mechanisms a user has credentials for.
+    pub fn mechanisms(&self, user: &str) -> Vec<ScramMechanism> {
+        self.users
+            .get(user)
+            .map(|creds| creds.iter().map(|c| c.mechanism).collect())
+            .unwrap_or_default()
     }
 }
 

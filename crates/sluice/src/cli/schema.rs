@@ -2,7 +2,8 @@
 //! line. Unlike the other tools this one speaks HTTP, not the Kafka protocol: Confluent Schema
 //! Registry's REST API, which `sluice serve` answers on its HTTP port (`--http-addr`, default
 //! 127.0.0.1:8081), at `--registry-url` (env `SLUICE_REGISTRY_URL`). Only that API is used, so
-//! the tool works against any Confluent-compatible registry reachable over plain HTTP.
+//! the tool works against any Confluent-compatible registry reachable over plain HTTP; with
+//! `--registry-user` (and `SLUICE_REGISTRY_PASSWORD`) it logs in with HTTP Basic.
 //!
 //! Output is text for people and JSON with `--output json` for scripts. A failure is one stderr
 //! line with the registry's `error_code` and message, and exit status 1; usage errors exit 2
@@ -110,6 +111,19 @@ struct RegistryArgs {
         value_name = "URL"
     )]
     registry_url: String,
+    /// User to log in to the registry as, with HTTP Basic (a Sluice user, when the broker's
+    /// listeners authenticate)
+    #[arg(long, env = "SLUICE_REGISTRY_USER", value_name = "USER")]
+    registry_user: Option<String>,
+    /// Password of --registry-user. Prefer the environment variable SLUICE_REGISTRY_PASSWORD:
+    /// a flag is visible to other users in `ps`
+    #[arg(
+        long,
+        env = "SLUICE_REGISTRY_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    registry_password: Option<String>,
     /// Output format: text (for people) or json (for scripts)
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -331,6 +345,8 @@ struct Client {
     base: String,
     agent: ureq::Agent,
     json: bool,
+    /// The `Authorization` header of --registry-user.
+    authorization: Option<String>,
 }
 
 impl Client {
@@ -350,11 +366,38 @@ impl Client {
             .timeout_global(Some(Duration::from_millis(args.request_timeout_ms.max(1))))
             .build()
             .into();
+        let authorization = match (&args.registry_user, &args.registry_password) {
+            (None, None) => None,
+            (Some(user), Some(password)) => {
+                if user.contains(':') {
+                    anyhow::bail!("--registry-user {user:?}: a user name has no colon (HTTP Basic)");
+                }
+                use base64::Engine;
+                let pair = format!("{user}:{password}");
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                ))
+            }
+            (Some(_), None) => anyhow::bail!(
+                "--registry-user needs a password: SLUICE_REGISTRY_PASSWORD (or --registry-password)"
+            ),
+            (None, Some(_)) => anyhow::bail!("a registry password needs --registry-user"),
+        };
         Ok(Client {
             base,
             agent,
             json: args.output == Output::Json,
+            authorization,
         })
+    }
+
+    /// `req` with the --registry-user credentials, when given.
+    fn authorized<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(a) => req.header("Authorization", a),
+            None => req,
+        }
     }
 
     /// One request; `path` is already encoded. Answers the JSON body of a 2xx answer.
@@ -362,15 +405,22 @@ impl Client {
         let url = format!("{}{}", self.base, path);
         let accept = "application/vnd.schemaregistry.v1+json, application/json";
         let result = match (method, body) {
-            (Method::Get, _) => self.agent.get(&url).header("Accept", accept).call(),
-            (Method::Delete, _) => self.agent.delete(&url).header("Accept", accept).call(),
+            (Method::Get, _) => self
+                .authorized(self.agent.get(&url))
+                .header("Accept", accept)
+                .call(),
+            (Method::Delete, _) => self
+                .authorized(self.agent.delete(&url))
+                .header("Accept", accept)
+                .call(),
             (Method::Post | Method::Put, body) => {
                 let text = body.map_or_else(|| "{}".to_owned(), Value::to_string);
                 let req = match method {
                     Method::Post => self.agent.post(&url),
                     _ => self.agent.put(&url),
                 };
-                req.header("Accept", accept)
+                self.authorized(req)
+                    .header("Accept", accept)
                     .header("Content-Type", CONTENT_TYPE)
                     .send(text)
             }

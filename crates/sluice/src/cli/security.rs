@@ -142,6 +142,7 @@ impl SecurityArgs {
             skip_hostname_verification: file.skip_hostname_verification.unwrap_or(false),
             insecure_skip_verify: self.tls_insecure_skip_verify
                 || file.insecure_skip_verify.unwrap_or(false),
+            pinned_cert: None,
         };
         // The certificate and its key come together, from the flags or from the file.
         if tls.client_cert.is_none() && tls.client_key.is_none() {

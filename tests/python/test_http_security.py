@@ -32,6 +32,7 @@ from conftest import sluice_bin, sluice_only
 from kutil import OP_TIMEOUT_S
 from test_console import browser, page  # noqa: F401 - the Playwright fixtures
 from test_http_browse import Tail
+from test_security import certs, tls_args  # noqa: F401 - the test CA and server certificate
 
 pytestmark = sluice_only
 
@@ -135,6 +136,18 @@ def test_requests_need_valid_basic_credentials(secured):
     assert r.status_code == 200 and "sluice_" in r.text
 
 
+def test_writes_from_another_sites_page_are_refused(secured):
+    """A write whose Origin names another site is refused whatever credentials it carries (a
+    browser may attach remembered Basic credentials to another site's form); the same write
+    from no page or this server's pages goes through."""
+    b = secured
+    body = {"name": f"origin-{uuid.uuid4().hex[:6]}", "partitions": 1}
+    refused(req(b, "POST", "/v1/topics", "admin", json=body,
+                headers={"Origin": "http://evil.example"}), 403, 40302)
+    r = req(b, "POST", "/v1/topics", "admin", json=body, headers={"Origin": b.http})
+    assert r.status_code == 201, r.text
+
+
 def test_everything_stays_open_without_an_authenticating_listener(broker):
     """A default broker (PLAINTEXT only) asks no one for credentials."""
     for path in ["/v1/topics", "/subjects", "/metrics", "/health"]:
@@ -158,6 +171,22 @@ def test_metrics_auth_needs_credentials_and_describe_on_the_cluster(broker_facto
     assert req(b, "GET", "/health").status_code == 200
 
 
+def test_read_only_console_still_logs_in(broker_factory):
+    """--console-read-only refuses admin writes, not logging in and out: a session is opened,
+    its page rendered, and a write on it is refused as read-only (40301), not as CSRF."""
+    b = broker_factory([*SECURED_ARGS, "--console-read-only"], listeners={SASL: "SASL_PLAINTEXT"},
+                       env=users_env())
+    cookies = login(b, "admin", "secret")
+    r = req(b, "GET", "/ui/topics", cookies=cookies)
+    assert r.status_code == 200, r.text
+    token = re.search(r'name="csrf-token" content="([0-9a-f]+)"', r.text).group(1)
+    refused(req(b, "POST", "/v1/topics", cookies=cookies, headers={"X-Sluice-CSRF": token},
+                json={"name": "nope"}), 403, 40301)
+    r = req(b, "POST", "/ui/logout", cookies=cookies, headers={"X-Sluice-CSRF": token})
+    assert r.status_code == 303, r.text
+    refused(req(b, "GET", "/v1/topics", cookies=cookies), 401, 40101)
+
+
 def test_metrics_auth_without_an_authenticating_listener_refuses_to_start(tmp_root):
     """--http-metrics-auth would do nothing on a broker whose listeners all let anyone in: the
     start is refused, naming the flag."""
@@ -172,17 +201,22 @@ def test_metrics_auth_without_an_authenticating_listener_refuses_to_start(tmp_ro
 def test_registry_subjects_are_authorized_as_their_topics(secured):
     """Register needs WRITE on the subject's topic; lists show only subjects of topics the
     caller may DESCRIBE; reading another subject, deleting without DELETE and changing the
-    global config without ALTER_CONFIGS on the cluster are 403; a schema by id needs a login
-    only."""
+    global config without ALTER_CONFIGS on the cluster are 403; a schema by id needs DESCRIBE
+    on the topic of a subject that has it."""
     b = secured
     mine, other = f"orders-{uuid.uuid4().hex[:6]}", f"other-{uuid.uuid4().hex[:6]}"
     refused(register(b, f"{mine}-value", "bob"), 403, 40301)
     acl(b, "--principal", "User:bob", "--producer", "--topic", mine)
     r = register(b, f"{mine}-value", "bob")
     assert r.status_code == 200 and isinstance(r.json()["id"], int), r.text
-    r = register(b, f"{other}-value", "admin")
+    mine_id = r.json()["id"]
+    # A schema of its own, so that its id is not also under bob's subject.
+    enum = json.dumps({"type": "enum", "name": f"E{uuid.uuid4().hex[:8]}", "symbols": ["A"]})
+    r = req(b, "POST", f"/subjects/{other}-value/versions", "admin",
+            data=json.dumps({"schema": enum}), headers={"Content-Type": REGISTRY_JSON})
     assert r.status_code == 200, r.text
     other_id = r.json()["id"]
+    assert other_id != mine_id
 
     bobs = req(b, "GET", "/subjects", "bob").json()
     assert f"{mine}-value" in bobs and f"{other}-value" not in bobs
@@ -196,9 +230,13 @@ def test_registry_subjects_are_authorized_as_their_topics(secured):
     refused(req(b, "PUT", "/config", "bob", json=config), 403, 40301)
     r = req(b, "PUT", "/config", "admin", json=config)
     assert r.status_code == 200, r.text
-    # Ids are what records carry: any logged-in consumer resolves them.
-    r = req(b, "GET", f"/schemas/ids/{other_id}", "bob")
+    # A consumer resolves the ids of the topics it may read, and no others.
+    r = req(b, "GET", f"/schemas/ids/{mine_id}", "bob")
     assert r.status_code == 200 and r.json()["schema"] == '"string"', r.text
+    refused(req(b, "GET", f"/schemas/ids/{other_id}", "bob"), 403, 40301)
+    refused(req(b, "GET", f"/schemas/ids/{other_id}/schema", "bob"), 403, 40301)
+    assert req(b, "GET", f"/schemas/ids/{other_id}", "admin").status_code == 200
+    assert req(b, "GET", "/schemas/ids/999999", "bob").status_code == 404
 
 
 def test_schema_cli_logs_in_with_registry_user(secured):
@@ -246,6 +284,21 @@ def test_api_acts_as_the_caller_under_kafka_acls(secured):
     r = req(b, "GET", consume, "bob")
     assert r.status_code == 200, r.text
     assert [rec["value"] for rec in r.json()["records"]] == ["hi"]
+
+
+def test_api_acts_as_the_caller_over_sasl_ssl(broker_factory, certs):  # noqa: F811
+    """With SASL_SSL as the only SASL listener the API connects over TLS, trusting the
+    certificate its broker serves (signed by a CA the broker was never told of), and still
+    acts as its caller."""
+    b = broker_factory([*SECURED_ARGS, *tls_args(certs)], listeners={"SECURE": "SASL_SSL"},
+                       env=users_env())
+    r = req(b, "GET", "/v1/cluster", "admin")
+    assert r.status_code == 200 and r.json()["brokers"], r.text
+    topic = f"tls-{uuid.uuid4().hex[:6]}"
+    r = req(b, "POST", "/v1/topics", "admin", json={"name": topic, "partitions": 1})
+    assert r.status_code == 201, r.text
+    refused(req(b, "POST", f"/v1/topics/{topic}/records", "bob",
+                json={"records": [{"value": "x"}]}), 403, 40301)
 
 
 def test_a_changed_password_stops_the_old_one(secured):

@@ -190,6 +190,23 @@ async fn authenticate(State(broker): State<Arc<Broker>>, mut req: Request, next:
         req.extensions_mut().insert(Caller::open(ip));
         return next.run(req).await;
     }
+    let safe = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    // A browser says where a write comes from: one from another site's page is refused
+    // whatever credentials it carries (a browser may attach cached Basic credentials).
+    if !safe && !crate::console::same_origin(req.headers()) {
+        return refuse_with(
+            StatusCode::FORBIDDEN,
+            40302,
+            format!(
+                "{} {} comes from another site's page (Origin)",
+                req.method(),
+                req.uri().path()
+            ),
+        );
+    }
     let users = broker.metadata.users.table();
     let now = std::time::Instant::now();
     let caller = if let Some(value) = req.headers().get(header::AUTHORIZATION) {
@@ -207,6 +224,7 @@ async fn authenticate(State(broker): State<Arc<Broker>>, mut req: Request, next:
             Some(login) => login,
             None => {
                 if !HttpAuth::check(&users, &login).await {
+                    broker.metrics.authentication_failed("HTTP", "Basic");
                     return unauthorized(&req, "authentication failed");
                 }
                 let login = Arc::new(login);
@@ -242,10 +260,6 @@ async fn authenticate(State(broker): State<Arc<Broker>>, mut req: Request, next:
         };
         // A write on a session must show the session's CSRF token: the cookie alone is what a
         // form on another site could send.
-        let safe = matches!(
-            *req.method(),
-            axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
-        );
         let shown = req
             .headers()
             .get(CSRF_HEADER)

@@ -71,6 +71,8 @@ pub const HTTP_MAX_CACHED_LOGINS: usize = 10_000;
 pub const HTTP_LOGIN_CACHE_MS: u64 = 5 * 60 * 1000;
 /// Console sessions open at once; the least recently used one ends for a new one.
 pub const HTTP_MAX_SESSIONS: usize = 10_000;
+/// Console sessions of one user; their least recently used one ends for a new one.
+pub const HTTP_MAX_SESSIONS_PER_USER: usize = 32;
 /// A console session unused this long ends.
 pub const HTTP_SESSION_IDLE_MS: u64 = 30 * 60 * 1000;
 /// A console session ends this long after its login, used or not.

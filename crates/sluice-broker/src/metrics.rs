@@ -271,7 +271,7 @@ impl Default for Metrics {
         );
         registry.register(
             "authentication_failures",
-            "Connections closed because authentication failed (a TLS handshake, or a SASL exchange: wrong password, unknown user, expired token), by listener protocol and stage",
+            "Failed authentications: Kafka connections closed because a TLS handshake or a SASL exchange failed (wrong password, unknown user, expired token), by listener protocol and stage; HTTP requests and console logins with a wrong password (protocol HTTP, stage Basic or login)",
             authentication_failures.clone(),
         );
         registry.register(

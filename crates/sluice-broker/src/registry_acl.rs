@@ -13,11 +13,11 @@
 //! | delete a subject or a version | DELETE |
 //! | set or delete a subject's config or mode | ALTER_CONFIGS |
 //! | set or delete the global config or mode | ALTER_CONFIGS on the cluster |
-//! | schema by id, schema types, global config and mode | an authenticated user |
+//! | a schema by id | DESCRIBE on the topic of some subject that has it (deleted ones too) |
+//! | schema types, global config and mode | an authenticated user |
 //!
 //! Lists of subjects (`GET /subjects`, a schema id's subjects and versions) show only the
-//! subjects the caller may DESCRIBE, as Metadata hides topics. A schema by id is not
-//! filtered: ids are what records carry, and a consumer must resolve them.
+//! subjects the caller may DESCRIBE, as Metadata hides topics.
 
 use std::sync::Arc;
 
@@ -43,6 +43,9 @@ enum Need {
     Cluster(AclOperation),
     /// A list of subjects, filtered to those the caller may DESCRIBE.
     Filtered,
+    /// A schema by id: DESCRIBE on the topic of some subject (deleted ones included) that has
+    /// it, as Confluent's registry authorizes it.
+    SchemaId(i32),
 }
 
 /// The topic a subject is authorized as.
@@ -69,6 +72,13 @@ fn need(method: &Method, path: &str) -> Need {
     match (segs.as_slice(), read) {
         (["subjects"], true) => Need::Filtered,
         (["schemas", "ids", _, "subjects" | "versions"], true) => Need::Filtered,
+        (["schemas", "ids", id] | ["schemas", "ids", id, "schema"], true) => {
+            match id.parse::<i32>() {
+                Ok(id) => Need::SchemaId(id),
+                // Not an id: the registry's 404.
+                Err(_) => Need::Nothing,
+            }
+        }
         ([] | [""] | ["schemas", ..] | ["config"] | ["mode"], true) => Need::Nothing,
         (["config"] | ["mode"], false) => Need::Cluster(AclOperation::AlterConfigs),
         (["subjects", s, ..], true) | (["config" | "mode", s], true) => {
@@ -129,6 +139,34 @@ pub async fn authorize(State(broker): State<Arc<Broker>>, req: Request, next: Ne
                 ))
             }
         }
+        Need::SchemaId(id) => {
+            // An unknown id passes on to the registry's own 404.
+            let subjects = broker
+                .registry
+                .versions_for_id(id, true)
+                .unwrap_or_default();
+            let visible = subjects.is_empty()
+                || subjects
+                    .iter()
+                    .any(|(subject, _)| describes(&broker, &ctx, subject));
+            if visible {
+                next.run(req).await
+            } else {
+                // One audited denial for the request (the checks above only filtered).
+                if let Some((subject, _)) = subjects.first() {
+                    authz::authorize(
+                        &broker,
+                        &ctx,
+                        AclOperation::Describe,
+                        ResourceType::Topic,
+                        topic_of(subject),
+                    );
+                }
+                denied(format!(
+                    "read schema {id} (needs DESCRIBE on the topic of a subject using it)"
+                ))
+            }
+        }
         Need::Cluster(op) => {
             if authz::authorize(&broker, &ctx, op, ResourceType::Cluster, CLUSTER_NAME) {
                 next.run(req).await
@@ -153,15 +191,7 @@ pub async fn authorize(State(broker): State<Arc<Broker>>, req: Request, next: Ne
             let Ok(serde_json::Value::Array(items)) = serde_json::from_slice(&bytes) else {
                 return Response::from_parts(parts, Body::from(bytes));
             };
-            let visible = |subject: &str| {
-                authz::permits(
-                    &broker,
-                    &ctx,
-                    AclOperation::Describe,
-                    ResourceType::Topic,
-                    topic_of(subject),
-                )
-            };
+            let visible = |subject: &str| describes(&broker, &ctx, subject);
             let kept: Vec<serde_json::Value> = items
                 .into_iter()
                 .filter(|item| {
@@ -177,6 +207,17 @@ pub async fn authorize(State(broker): State<Arc<Broker>>, req: Request, next: Ne
             resp
         }
     }
+}
+
+/// Whether the caller may see a subject (DESCRIBE on its topic); not audited: it filters.
+fn describes(broker: &Broker, ctx: &crate::handlers::RequestContext, subject: &str) -> bool {
+    authz::permits(
+        broker,
+        ctx,
+        AclOperation::Describe,
+        ResourceType::Topic,
+        topic_of(subject),
+    )
 }
 
 fn op_verb(op: AclOperation) -> &'static str {
@@ -209,7 +250,12 @@ mod tests {
             need(&Method::GET, "/schemas/ids/3/subjects"),
             Need::Filtered
         );
-        assert_eq!(need(&Method::GET, "/schemas/ids/3"), Need::Nothing);
+        assert_eq!(need(&Method::GET, "/schemas/ids/3"), Need::SchemaId(3));
+        assert_eq!(
+            need(&Method::GET, "/schemas/ids/3/schema"),
+            Need::SchemaId(3)
+        );
+        assert_eq!(need(&Method::GET, "/schemas/ids/x"), Need::Nothing);
         assert_eq!(need(&Method::GET, "/schemas/types"), Need::Nothing);
         assert_eq!(need(&Method::GET, "/config"), Need::Nothing);
         assert_eq!(need(&Method::GET, "/"), Need::Nothing);

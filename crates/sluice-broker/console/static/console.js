@@ -459,8 +459,14 @@ function initLogout() {
   if (!form) return;
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    try { await fetch("/ui/logout", { method: "POST", headers: { "X-Sluice-CSRF": csrfToken || "" } }); } catch (e) { /* gone anyway */ }
-    location.href = "/ui/login";
+    try {
+      const resp = await fetch("/ui/logout", { method: "POST", headers: { "X-Sluice-CSRF": csrfToken || "" } });
+      // Redirected to the login page (or already logged out): the session is over.
+      if (resp.ok || resp.redirected || resp.status === 401) { location.href = "/ui/login"; return; }
+      alert("Logging out failed (HTTP " + resp.status + "); the session is still open.");
+    } catch (e) {
+      alert("Logging out failed: " + e.message + "; the session is still open.");
+    }
   });
 }
 

@@ -70,6 +70,13 @@ pub async fn show(
             "limit is 1 to {MAX_API_SHOW_DEAD_LETTERS}"
         )));
     }
+    // Before saying whether the topic exists or is a DLQ (the reads below need READ).
+    api.authorize(
+        &caller,
+        sluice_acl::AclOperation::Describe,
+        sluice_acl::ResourceType::Topic,
+        &topic,
+    )?;
     check_topic(&api, &topic)?;
     let t = topic.clone();
     let (d, sel) = api
@@ -270,6 +277,13 @@ async fn start(
     if req.offsets.iter().any(|o| *o < 0) || req.partition.is_some_and(|p| p < 0) {
         return Err(ApiError::invalid("offsets and partition are 0 or more"));
     }
+    // Before saying whether the topic exists or is a DLQ (the redrive needs READ).
+    api.authorize(
+        &caller,
+        sluice_acl::AclOperation::Read,
+        sluice_acl::ResourceType::Topic,
+        &topic,
+    )?;
     check_topic(&api, &topic)?;
     // The job keeps redriving after this request: with the caller's login, as the caller.
     let config = api.clients.config(&caller, "sluice-http-api-dlq")?;

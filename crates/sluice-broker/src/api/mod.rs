@@ -299,9 +299,10 @@ pub struct ClientPool {
     listener: Option<ApiListener>,
     /// With HTTP authentication on, API calls need a caller's login.
     authenticate: bool,
-    /// The TLS settings of an SSL or SASL_SSL listener: the broker's own certificate is
-    /// trusted as it is (pinned), and another node's is verified against the client CA when
-    /// there is one; no host name check — the API dials addresses.
+    /// The TLS settings of an SSL or SASL_SSL listener: the certificate this broker serves is
+    /// trusted as it is (pinned), and no other — so in a cluster whose API listener is
+    /// SASL_SSL every node serves the same certificate. (The client CA is not a server CA: a
+    /// client certificate must not pass for a broker.)
     tls: sluice_client::security::TlsSettings,
     /// The users' SCRAM mechanisms, to pick one each caller has a credential for.
     users: Arc<Broker>,
@@ -327,7 +328,6 @@ impl ClientPool {
             authenticate: broker.security.http.enabled,
             tls: sluice_client::security::TlsSettings {
                 pinned_cert: files.map(|f| f.cert.clone()),
-                ca_file: files.and_then(|f| f.client_ca.clone()),
                 skip_hostname_verification: true,
                 ..Default::default()
             },
@@ -423,10 +423,12 @@ impl ClientPool {
         let mut client = match self.take_idle(login.as_ref()) {
             Some(c) => c,
             None => {
-                let idle = self.idle.lock().len();
-                if idle >= MAX_API_CLIENTS {
-                    // Other callers' clients: the oldest makes room.
-                    self.idle.lock().remove(0);
+                {
+                    // Idle clients of other callers: the oldest makes room.
+                    let mut idle = self.idle.lock();
+                    if idle.len() >= MAX_API_CLIENTS {
+                        idle.remove(0);
+                    }
                 }
                 Client::connect(self.config(caller, "sluice-http-api")?).await?
             }

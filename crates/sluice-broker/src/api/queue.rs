@@ -123,10 +123,11 @@ pub async fn receive(
     ApiJson(req): ApiJson<Receive>,
 ) -> Result<Json<Value>, ApiError> {
     let broker = &api.broker;
-    check_group(broker, &group)?;
-    // What ShareFetch needs: READ on the group and on the topic.
+    // What ShareFetch needs: READ on the group and on the topic (before anything about them
+    // is told).
     api.authorize(&caller, AclOperation::Read, ResourceType::Group, &group)?;
     api.authorize(&caller, AclOperation::Read, ResourceType::Topic, &req.topic)?;
+    check_group(broker, &group)?;
     let max = req.max_messages.unwrap_or(1);
     if max == 0 || max as usize > MAX_QUEUE_RECEIVE_MESSAGES {
         return Err(ApiError::invalid(format!(
@@ -434,9 +435,9 @@ pub async fn settle_one(
     caller: Caller,
     ApiPath((group, receipt, action)): ApiPath<(String, String, Action)>,
 ) -> Result<Response, ApiError> {
-    check_group(&api.broker, &group)?;
     // What ShareAcknowledge needs.
     api.authorize(&caller, AclOperation::Read, ResourceType::Group, &group)?;
+    check_group(&api.broker, &group)?;
     settle(&api.broker, &group, &receipt, action).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -462,8 +463,8 @@ pub async fn acknowledge(
     ApiPath(group): ApiPath<String>,
     ApiJson(req): ApiJson<Acknowledge>,
 ) -> Result<Json<Value>, ApiError> {
-    check_group(&api.broker, &group)?;
     api.authorize(&caller, AclOperation::Read, ResourceType::Group, &group)?;
+    check_group(&api.broker, &group)?;
     if req.acknowledgements.is_empty() || req.acknowledgements.len() > MAX_QUEUE_ACKS {
         return Err(ApiError::invalid(format!(
             "1 to {MAX_QUEUE_ACKS} acknowledgements"

@@ -74,7 +74,18 @@ pub async fn describe(
             format!("share group {group} does not exist: {why}"),
         ));
     }
-    let (partitions, unreachable) = admin::stats(&api.broker, &group).await;
+    let (mut partitions, unreachable) = admin::stats(&api.broker, &group).await;
+    // Rows of topics the caller may not see are left out, as Metadata leaves them out.
+    let ctx = caller.context("HttpApi");
+    partitions.retain(|p| {
+        crate::security::authz::permits(
+            &api.broker,
+            &ctx,
+            sluice_acl::AclOperation::Describe,
+            sluice_acl::ResourceType::Topic,
+            &p.topic,
+        )
+    });
     // GROUP_ID_NOT_FOUND (69) with no share state anywhere: no such share group.
     let described = described.filter(|d| d.error_code != 69);
     if described.is_none() && partitions.is_empty() {

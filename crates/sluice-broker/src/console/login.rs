@@ -109,6 +109,7 @@ pub async fn login(
     let users = c.broker.metadata.users.table();
     if login.name.is_empty() || login.password.is_empty() || !HttpAuth::check(&users, &login).await
     {
+        c.broker.metrics.authentication_failed("HTTP", "login");
         return render(
             &c,
             &next,
@@ -116,7 +117,7 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
         );
     }
-    tracing::info!(user = %login.name, "console login");
+    tracing::info!(user = ?crate::security::http::loggable(&login.name), "console login");
     let Some(session) =
         auth.open_session(Arc::new(login), users.generation, std::time::Instant::now())
     else {
@@ -141,7 +142,7 @@ pub async fn login(
 
 /// Whether a request's `Origin` (sent by browsers with every POST) is this server; a request
 /// without one (not a browser's) passes.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };

@@ -40,7 +40,7 @@ use crate::security::http::{Caller, SessionRef};
 mod login;
 mod pages;
 
-pub use login::{to_login, LOGIN_PATH};
+pub use login::{same_origin, to_login, LOGIN_PATH};
 
 /// The console's stylesheet, script and the vendored chart library with its licence and
 /// manifest (`console/static/`).
@@ -352,7 +352,8 @@ fn html_response(status: StatusCode, html: String) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Not kept anywhere: a page may carry a session's CSRF token.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
@@ -378,7 +379,8 @@ fn escape(s: &str) -> String {
 /// Whether `--console-read-only` refuses this request: every write but an application's data
 /// path. What stays writable is an allow-list: the queue API (`POST /v1/queues/…`, like the
 /// Kafka port), and the schema registry's registrations, lookups and compatibility checks
-/// (`POST /subjects/…`, `POST /compatibility/…`), which producers and the console's check use.
+/// (`POST /subjects/…`, `POST /compatibility/…`), which producers and the console's check use,
+/// and logging in and out of the console, which changes nothing but the session.
 /// Everything else — the admin API, produce over HTTP, registry deletes, config and mode
 /// changes — is refused.
 pub fn read_only_refuses(method: &Method, path: &str) -> bool {
@@ -388,7 +390,9 @@ pub fn read_only_refuses(method: &Method, path: &str) -> bool {
     let data_path = *method == Method::POST
         && (path.starts_with("/v1/queues/")
             || path.starts_with("/subjects/")
-            || path.starts_with("/compatibility/"));
+            || path.starts_with("/compatibility/")
+            || path == LOGIN_PATH
+            || path == login::LOGOUT_PATH);
     !data_path
 }
 
@@ -510,6 +514,8 @@ mod tests {
         assert!(read_only_refuses(&Method::PUT, "/config"));
         assert!(read_only_refuses(&Method::PUT, "/mode/s"));
         assert!(read_only_refuses(&Method::POST, "/ui/anything"));
+        assert!(!read_only_refuses(&Method::POST, "/ui/login"));
+        assert!(!read_only_refuses(&Method::POST, "/ui/logout"));
         assert!(!read_only_refuses(&Method::POST, "/subjects/s/versions"));
         assert!(!read_only_refuses(
             &Method::POST,

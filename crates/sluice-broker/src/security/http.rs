@@ -27,8 +27,8 @@ use sha2::{Digest, Sha256};
 use sluice_auth::KafkaPrincipal;
 
 use crate::limits::{
-    HTTP_LOGIN_CACHE_MS, HTTP_MAX_CACHED_LOGINS, HTTP_MAX_SESSIONS, HTTP_SESSION_IDLE_MS,
-    HTTP_SESSION_MAX_MS,
+    HTTP_LOGIN_CACHE_MS, HTTP_MAX_CACHED_LOGINS, HTTP_MAX_SESSIONS, HTTP_MAX_SESSIONS_PER_USER,
+    HTTP_SESSION_IDLE_MS, HTTP_SESSION_MAX_MS,
 };
 use crate::security::users::UserTable;
 
@@ -243,8 +243,10 @@ impl HttpAuth {
         );
     }
 
-    /// Opens a console session for a login just checked. When `HTTP_MAX_SESSIONS` are open,
-    /// the least recently used one ends.
+    /// Opens a console session for a login just checked. A user with
+    /// `HTTP_MAX_SESSIONS_PER_USER` sessions loses their least recently used one (so one user
+    /// logging in over and over cannot push everyone else out); when `HTTP_MAX_SESSIONS` are
+    /// open, the least recently used of all ends.
     pub fn open_session(
         &self,
         login: Arc<Login>,
@@ -255,13 +257,25 @@ impl HttpAuth {
         let csrf = hex(&super::random_bytes(32)?);
         let mut sessions = self.sessions.lock();
         sessions.retain(|_, s| live(s, now));
-        if sessions.len() >= HTTP_MAX_SESSIONS {
-            if let Some(oldest) = sessions
+        let oldest = |sessions: &HashMap<Arc<str>, Session>, of_user: Option<&str>| {
+            sessions
                 .iter()
+                .filter(|(_, s)| of_user.is_none_or(|u| s.login.name == u))
                 .min_by_key(|(_, s)| s.last_used)
                 .map(|(k, _)| k.clone())
-            {
-                sessions.remove(&oldest);
+        };
+        let users = sessions
+            .values()
+            .filter(|s| s.login.name == login.name)
+            .count();
+        if users >= HTTP_MAX_SESSIONS_PER_USER {
+            if let Some(k) = oldest(&sessions, Some(&login.name)) {
+                sessions.remove(&k);
+            }
+        }
+        if sessions.len() >= HTTP_MAX_SESSIONS {
+            if let Some(k) = oldest(&sessions, None) {
+                sessions.remove(&k);
             }
         }
         sessions.insert(
@@ -326,7 +340,7 @@ impl HttpAuth {
             }
         };
         if !ok {
-            tracing::info!(user = %login.name, "HTTP authentication failed: unknown user or wrong password");
+            tracing::info!(user = ?loggable(&login.name), "HTTP authentication failed: unknown user or wrong password");
             tokio::time::sleep(Duration::from_millis(
                 crate::limits::FAILED_AUTHENTICATION_DELAY_MS,
             ))
@@ -339,6 +353,12 @@ impl HttpAuth {
     pub fn caller(login: Arc<Login>, ip: IpAddr, session: Option<SessionRef>) -> Caller {
         Caller::of(login, ip, session)
     }
+}
+
+/// A user name as a log line shows it: at most 64 characters, quoted and escaped by `Debug`
+/// (it came from the client: no forged lines, no password typed in the wrong field in full).
+pub fn loggable(name: &str) -> String {
+    name.chars().take(64).collect()
 }
 
 fn live(s: &Session, now: Instant) -> bool {
@@ -446,6 +466,33 @@ mod tests {
             auth.session("nope", 2, t0),
             SessionLookup::Unknown
         ));
+    }
+
+    #[test]
+    fn one_user_cannot_push_others_out() {
+        let auth = HttpAuth::new(true, false).unwrap();
+        let t0 = Instant::now();
+        let other = auth.open_session(login("bob", "pw"), 1, t0).unwrap();
+        let mut mine = Vec::new();
+        for i in 0..HTTP_MAX_SESSIONS_PER_USER + 3 {
+            let t = t0 + Duration::from_millis(i as u64 + 1);
+            mine.push(auth.open_session(login("alice", "pw"), 1, t).unwrap());
+        }
+        let t = t0 + Duration::from_secs(1);
+        assert!(matches!(
+            auth.session(&other.id, 1, t),
+            SessionLookup::Valid { .. }
+        ));
+        // alice's three oldest ended; her newest live.
+        for s in &mine[..3] {
+            assert!(matches!(auth.session(&s.id, 1, t), SessionLookup::Unknown));
+        }
+        for s in &mine[3..] {
+            assert!(matches!(
+                auth.session(&s.id, 1, t),
+                SessionLookup::Valid { .. }
+            ));
+        }
     }
 
     #[test]

@@ -52,10 +52,24 @@ impl Users {
 
 impl UserTable {
     /// Checks a password against the user's strongest credential (HTTP Basic, PLAIN).
+    ///
+    /// An unknown user costs the same PBKDF2 run as a known one (against a credential nobody
+    /// has), so the time of a failed check does not tell which users exist.
     pub fn verify_password(&self, user: &str, password: &str) -> bool {
-        self.users.get(user).is_some_and(|creds| {
-            strongest(creds).is_some_and(|c| c.verify_password(password.as_bytes()))
-        })
+        match self.users.get(user).and_then(|creds| strongest(creds)) {
+            Some(c) => c.verify_password(password.as_bytes()),
+            None => {
+                let nobody = ScramCredential {
+                    mechanism: ScramMechanism::Sha512,
+                    salt: b"sluice-nobody".to_vec(),
+                    iterations: super::DEFAULT_SCRAM_ITERATIONS,
+                    stored_key: vec![0; ScramMechanism::Sha512.key_len()],
+                    server_key: vec![0; ScramMechanism::Sha512.key_len()],
+                };
+                let _ = nobody.verify_password(password.as_bytes());
+                false
+            }
+        }
     }
 }
 

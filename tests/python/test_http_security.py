@@ -2,7 +2,7 @@
 on whenever a Kafka listener authenticates.
 
 One broker with a SASL_PLAINTEXT listener, `--authorizer on` and `User:admin` as super user is
-shared by most tests (users admin, bob, carol from SLUICE_BOOTSTRAP_USERS; each test uses topics
+shared by most tests (users admin, bob, carol, dave from SLUICE_BOOTSTRAP_USERS; each test uses topics
 of its own and makes its ACLs with `sluice acl` as admin over SASL). Checked from outside:
 
 - requests without credentials, with a wrong password, an unknown user or another scheme get
@@ -36,7 +36,7 @@ from test_security import certs, tls_args  # noqa: F401 - the test CA and server
 
 pytestmark = sluice_only
 
-USERS = {"admin": "secret", "bob": "bobpw", "carol": "carolpw"}
+USERS = {"admin": "secret", "bob": "bobpw", "carol": "carolpw", "dave": "davepw"}
 SASL = "SASL"
 SECURED_ARGS = ["--initial-rebalance-delay-ms", "300", "--authorizer", "on",
                 "--superuser", "User:admin", "--auto-create-topics", "false"]
@@ -237,6 +237,28 @@ def test_registry_subjects_are_authorized_as_their_topics(secured):
     refused(req(b, "GET", f"/schemas/ids/{other_id}/schema", "bob"), 403, 40301)
     assert req(b, "GET", f"/schemas/ids/{other_id}", "admin").status_code == 200
     assert req(b, "GET", "/schemas/ids/999999", "bob").status_code == 404
+
+
+def test_confluent_registry_client_logs_in_with_basic_auth_user_info(secured):
+    """confluent-kafka's SchemaRegistryClient with `basic.auth.user.info` (the setting
+    SECURITY.md gives) registers under a subject its user may write; a wrong password is its
+    401 (40101), a subject of another topic its 403 (40301)."""
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    b = secured
+    topic = f"sr-{uuid.uuid4().hex[:6]}"
+    acl(b, "--principal", "User:dave", "--producer", "--topic", topic)
+    client = SchemaRegistryClient({"url": b.http, "basic.auth.user.info": "dave:davepw"})
+    schema_id = client.register_schema(f"{topic}-value", Schema('"string"', "AVRO"))
+    assert client.get_schema(schema_id).schema_str == '"string"'
+    with pytest.raises(SchemaRegistryError) as e:
+        client.register_schema(f"not-{topic}-value", Schema('"string"', "AVRO"))
+    assert e.value.http_status_code == 403 and e.value.error_code == 40301
+    wrong = SchemaRegistryClient({"url": b.http, "basic.auth.user.info": "dave:nope"})
+    with pytest.raises(SchemaRegistryError) as e:
+        wrong.get_subjects()
+    assert e.value.http_status_code == 401 and e.value.error_code == 40101
 
 
 def test_schema_cli_logs_in_with_registry_user(secured):

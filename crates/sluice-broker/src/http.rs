@@ -196,7 +196,7 @@ async fn authenticate(State(broker): State<Arc<Broker>>, mut req: Request, next:
     );
     // A browser says where a write comes from: one from another site's page is refused
     // whatever credentials it carries (a browser may attach cached Basic credentials).
-    if !safe && !crate::console::same_origin(req.headers()) {
+    if !safe && !crate::security::http::same_origin(req.headers()) {
         return refuse_with(
             StatusCode::FORBIDDEN,
             40302,
@@ -232,7 +232,7 @@ async fn authenticate(State(broker): State<Arc<Broker>>, mut req: Request, next:
                 login
             }
         };
-        HttpAuth::caller(login, ip, None)
+        Caller::user(login, ip, None)
     } else if let Some(id) = req
         .headers()
         .get(header::COOKIE)
@@ -276,7 +276,7 @@ async fn authenticate(State(broker): State<Arc<Broker>>, mut req: Request, next:
                 ),
             );
         }
-        HttpAuth::caller(
+        Caller::user(
             login,
             ip,
             Some(SessionRef {

@@ -186,7 +186,17 @@ pub async fn authorize(State(broker): State<Arc<Broker>>, req: Request, next: Ne
             let Ok(bytes) =
                 axum::body::to_bytes(body, crate::limits::CONSOLE_MAX_API_RESPONSE_BYTES).await
             else {
-                return denied("list subjects (the list is too long to filter)".into());
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(serde_json::json!({
+                        "error_code": 50001,
+                        "message": format!(
+                            "the list is over {} bytes, too long to filter by ACL",
+                            crate::limits::CONSOLE_MAX_API_RESPONSE_BYTES
+                        ),
+                    })),
+                )
+                    .into_response();
             };
             let Ok(serde_json::Value::Array(items)) = serde_json::from_slice(&bytes) else {
                 return Response::from_parts(parts, Body::from(bytes));

@@ -35,12 +35,13 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::limits::CONSOLE_MAX_API_RESPONSE_BYTES;
+use crate::security::hex;
 use crate::security::http::{Caller, SessionRef};
 
 mod login;
 mod pages;
 
-pub use login::{same_origin, to_login, LOGIN_PATH};
+pub use login::{to_login, LOGIN_PATH};
 
 /// The console's stylesheet, script and the vendored chart library with its licence and
 /// manifest (`console/static/`).
@@ -187,10 +188,6 @@ async fn asset(
         found.data.into_owned(),
     )
         .into_response()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Console pages forbid scripts and styles from anywhere but the console itself, and framing.

@@ -15,7 +15,8 @@
 //! Kafka side, authenticating with the caller's own credentials over a SASL listener
 //! (`api::ClientPool`), so the same ACLs decide what it may do.
 //!
-//! Everything here is bookkeeping with `now` passed in; `http.rs` does the IO.
+//! The bookkeeping here takes `now` from its caller (`http.rs`, `console/login.rs`, which do the
+//! IO); only [`HttpAuth::check`] waits, to run the hash off the async workers.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -95,7 +96,8 @@ impl Caller {
         }
     }
 
-    fn of(login: Arc<Login>, ip: IpAddr, session: Option<SessionRef>) -> Caller {
+    /// The caller of a checked login.
+    pub fn user(login: Arc<Login>, ip: IpAddr, session: Option<SessionRef>) -> Caller {
         Caller {
             principal: Arc::new(KafkaPrincipal::user(&login.name)),
             login: Some(login),
@@ -253,8 +255,8 @@ impl HttpAuth {
         generation: u64,
         now: Instant,
     ) -> Option<NewSession> {
-        let id = hex(&super::random_bytes(32)?);
-        let csrf = hex(&super::random_bytes(32)?);
+        let id = super::random_hex(32)?;
+        let csrf = super::random_hex(32)?;
         let mut sessions = self.sessions.lock();
         sessions.retain(|_, s| live(s, now));
         let oldest = |sessions: &HashMap<Arc<str>, Session>, of_user: Option<&str>| {
@@ -348,11 +350,6 @@ impl HttpAuth {
         }
         ok
     }
-
-    /// The caller of a checked login.
-    pub fn caller(login: Arc<Login>, ip: IpAddr, session: Option<SessionRef>) -> Caller {
-        Caller::of(login, ip, session)
-    }
 }
 
 /// A user name as a log line shows it: at most 64 characters, quoted and escaped by `Debug`
@@ -366,8 +363,24 @@ fn live(s: &Session, now: Instant) -> bool {
         && now.saturating_duration_since(s.created) < Duration::from_millis(HTTP_SESSION_MAX_MS)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Whether a request's `Origin` (sent by browsers with every POST) is this server; a request
+/// without one (not a browser's) passes.
+pub fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return true;
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .unwrap_or("");
+    !host.is_empty() && origin_host == host
 }
 
 /// A cookie's value from a `Cookie` header (`name=value; name2=value2`).
@@ -511,6 +524,26 @@ mod tests {
         }
         t += step;
         assert!(matches!(auth.session(&s.id, 1, t), SessionLookup::Unknown));
+    }
+
+    #[test]
+    fn origins_are_compared_with_the_host() {
+        let mut h = axum::http::HeaderMap::new();
+        assert!(same_origin(&h));
+        h.insert(
+            axum::http::header::HOST,
+            axum::http::HeaderValue::from_static("127.0.0.1:8081"),
+        );
+        h.insert(
+            axum::http::header::ORIGIN,
+            axum::http::HeaderValue::from_static("http://127.0.0.1:8081"),
+        );
+        assert!(same_origin(&h));
+        h.insert(
+            axum::http::header::ORIGIN,
+            axum::http::HeaderValue::from_static("http://evil.example"),
+        );
+        assert!(!same_origin(&h));
     }
 
     #[test]

@@ -394,12 +394,17 @@ pub fn random_bytes(n: usize) -> Option<Vec<u8>> {
 
 /// A printable SCRAM server nonce: the hex of 18 random bytes.
 pub fn nonce() -> Option<String> {
-    Some(
-        random_bytes(18)?
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    )
+    random_hex(18)
+}
+
+/// The hex of `n` random bytes (nonces, console session ids and CSRF tokens).
+pub fn random_hex(n: usize) -> Option<String> {
+    Some(hex(&random_bytes(n)?))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Iterations of the SCRAM credentials Sluice derives itself (bootstrap users, `sluice user
